@@ -1,0 +1,207 @@
+"""Journeys (triggered, multi-step) and campaigns (one-off broadcasts)."""
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from contacts.models import Contact, Segment
+from omni.choices import Purpose, Urgency
+from templates.models import Template
+
+
+class JourneyStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    ACTIVE = "active", "Active"
+    PAUSED = "paused", "Paused"
+    ARCHIVED = "archived", "Archived"
+
+
+class TriggerType(models.TextChoices):
+    EVENT = "event", "An event"
+    SEGMENT_ENTRY = "segment", "Entering a segment"
+    DATE_ATTRIBUTE = "date", "A date attribute"
+    API = "api", "API call"
+
+
+class ReentryPolicy(models.TextChoices):
+    NEVER = "never", "Never"
+    AFTER_PERIOD = "after_period", "After a period"
+    ALWAYS = "always", "Always"
+
+
+class Journey(models.Model):
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    status = models.CharField(max_length=10, choices=JourneyStatus.choices, default=JourneyStatus.DRAFT, db_index=True)
+    trigger_type = models.CharField(max_length=10, choices=TriggerType.choices, default=TriggerType.EVENT)
+    trigger_event = models.CharField(max_length=100, blank=True, db_index=True, help_text="Event name that enrolls.")
+    # Conditions on the event's properties: {"plan": "pro"} means properties.plan == "pro".
+    trigger_conditions = models.JSONField(default=dict, blank=True)
+    trigger_segment = models.ForeignKey(Segment, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    goal_event = models.CharField(max_length=100, blank=True, help_text="Event that ends the journey as a conversion.")
+    reentry = models.CharField(max_length=15, choices=ReentryPolicy.choices, default=ReentryPolicy.NEVER)
+    reentry_after_seconds = models.PositiveIntegerField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    def first_step(self):
+        return self.steps.order_by("position").first()
+
+
+class StepKind(models.TextChoices):
+    SEND = "send", "Send a message"
+    WAIT = "wait", "Wait"
+    CONDITION = "condition", "Branch on a condition"
+    EXIT = "exit", "Exit"
+
+
+class JourneyStep(models.Model):
+    """One step of a journey.
+
+    - send: template, purpose, urgency, channel_plan, intent_key.
+    - wait: config {"seconds": N}.
+    - condition: config {"check": "engaged", "step": "<key of an earlier send step>"}; goes to
+      next_step when true, else_step when false.
+    - exit: ends the enrollment.
+    A step without next_step continues with the next position; the last step completes.
+    """
+
+    journey = models.ForeignKey(Journey, on_delete=models.CASCADE, related_name="steps")
+    key = models.SlugField(max_length=50, help_text="Unique within the journey; conditions refer to it.")
+    position = models.PositiveIntegerField(default=0)
+    kind = models.CharField(max_length=10, choices=StepKind.choices)
+    config = models.JSONField(default=dict, blank=True)
+    template = models.ForeignKey(Template, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    purpose = models.CharField(max_length=15, choices=Purpose.choices, blank=True, help_text="Blank: the template's.")
+    urgency = models.CharField(max_length=10, choices=Urgency.choices, default=Urgency.NORMAL)
+    channel_plan = models.JSONField(
+        default=list, blank=True, help_text='Ordered channels, e.g. [{"channel": "email"}, {"channel": "sms"}].'
+    )
+    intent_key = models.CharField(max_length=200, blank=True, help_text="Blank: journey and step key.")
+    next_step = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    else_step = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["journey", "position"]
+        constraints = [models.UniqueConstraint(fields=["journey", "key"], name="step_unique_key")]
+
+    def __str__(self):
+        return f"{self.journey}: {self.position}. {self.key} ({self.kind})"
+
+    def clean(self):
+        if self.kind == StepKind.SEND and not self.template_id:
+            raise ValidationError({"template": "A send step needs a template."})
+        if self.kind == StepKind.SEND and not self.channel_plan:
+            raise ValidationError({"channel_plan": "A send step needs at least one channel."})
+        if self.kind == StepKind.WAIT and int(self.config.get("seconds", 0) or 0) <= 0:
+            raise ValidationError({"config": 'A wait step needs {"seconds": N} with N > 0.'})
+        if self.kind == StepKind.CONDITION and not self.config.get("step"):
+            raise ValidationError({"config": 'A condition needs {"check": "engaged", "step": "<send step key>"}.'})
+
+
+class EnrollmentState(models.TextChoices):
+    ACTIVE = "active", "Active"
+    PAUSED = "paused", "Paused"
+    COMPLETED = "completed", "Completed"
+    CONVERTED = "converted", "Converted (goal reached)"
+    EXITED = "exited", "Exited"
+    FAILED = "failed", "Failed"
+
+
+LIVE_ENROLLMENT_STATES = (EnrollmentState.ACTIVE, EnrollmentState.PAUSED)
+
+
+class Enrollment(models.Model):
+    """A contact's way through a journey. Due when active and next_run_at has passed."""
+
+    journey = models.ForeignKey(Journey, on_delete=models.CASCADE, related_name="enrollments")
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="enrollments")
+    current_step = models.ForeignKey(JourneyStep, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    state = models.CharField(max_length=10, choices=EnrollmentState.choices, default=EnrollmentState.ACTIVE)
+    next_run_at = models.DateTimeField(null=True, blank=True)
+    # How many steps this enrollment has run; part of each send's idempotency key.
+    steps_taken = models.PositiveIntegerField(default=0)
+    # Per-step memory, e.g. {"messages": {"welcome-email": 17}}.
+    context = models.JSONField(default=dict, blank=True)
+    trigger_event = models.ForeignKey(
+        "contacts.ContactEvent", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    entered_at = models.DateTimeField(default=timezone.now)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    end_reason = models.CharField(max_length=100, blank=True)
+
+    class Meta:
+        ordering = ["-entered_at"]
+        constraints = [
+            # A contact is in a journey at most once at a time.
+            models.UniqueConstraint(
+                fields=["journey", "contact"],
+                condition=Q(state__in=["active", "paused"]),
+                name="enrollment_one_live_per_contact",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["next_run_at"], condition=Q(state="active"), name="enrollment_due"),
+        ]
+
+    def __str__(self):
+        return f"{self.contact} in {self.journey} ({self.state})"
+
+
+class CampaignStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    AWAITING_APPROVAL = "awaiting_approval", "Awaiting approval"
+    SCHEDULED = "scheduled", "Scheduled"
+    SENDING = "sending", "Sending"
+    PAUSED = "paused", "Paused"
+    SENT = "sent", "Sent"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class Campaign(models.Model):
+    """A one-off send to a segment. Its fan-out is built on the same message path as journeys."""
+
+    name = models.CharField(max_length=200)
+    status = models.CharField(max_length=20, choices=CampaignStatus.choices, default=CampaignStatus.DRAFT, db_index=True)
+    template = models.ForeignKey(Template, on_delete=models.PROTECT, related_name="+")
+    segment = models.ForeignKey(Segment, null=True, blank=True, on_delete=models.PROTECT, related_name="campaigns")
+    purpose = models.CharField(max_length=15, choices=Purpose.choices, default=Purpose.MARKETING)
+    urgency = models.CharField(max_length=10, choices=Urgency.choices, default=Urgency.LOW)
+    channel_plan = models.JSONField(default=list, blank=True)
+    intent_key = models.CharField(max_length=200, blank=True)
+    scheduled_at = models.DateTimeField(null=True, blank=True, help_text="Empty: send when started.")
+    send_in_local_time = models.BooleanField(default=False, help_text="Send at scheduled_at's clock time in each contact's timezone.")
+    throttle_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    holdout_percent = models.PositiveSmallIntegerField(default=0)
+    # A/B variants: [{"name": "A", "template": <id>, "weight": 50}, ...]; empty for no test.
+    variants = models.JSONField(default=list, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    approved_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    paused_reason = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        permissions = [("approve_campaign", "Can approve campaigns")]
+
+    def __str__(self):
+        return self.name

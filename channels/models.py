@@ -1,0 +1,305 @@
+"""The canonical message, its deliveries on providers, and what providers tell us back."""
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from contacts.models import Contact
+from omni.choices import Channel, Purpose, Urgency
+from templates.models import TemplateVersion
+
+
+class MessageSource(models.TextChoices):
+    JOURNEY = "journey", "Journey step"
+    CAMPAIGN = "campaign", "Campaign"
+    API = "api", "API"
+    AGENT = "agent", "Support agent"
+    SYSTEM = "system", "System"
+
+
+class MessageStatus(models.TextChoices):
+    PENDING = "pending", "Pending decision"
+    DEFERRED = "deferred", "Deferred"
+    QUEUED = "queued", "Queued for delivery"
+    SENT = "sent", "Sent"
+    DELIVERED = "delivered", "Delivered"
+    ENGAGED = "engaged", "Opened, clicked or replied"
+    SUPPRESSED = "suppressed", "Suppressed"
+    FAILED = "failed", "Failed on every channel"
+    CANCELLED = "cancelled", "Cancelled"
+    EXPIRED = "expired", "Expired"
+
+
+class Message(models.Model):
+    """One thing Omni wants to tell one contact, whatever channel ends up carrying it.
+
+    `channel_plan` is the ordered list of channels to try, each with the condition that moves
+    to the next: [{"channel": "email", "fallback_after_seconds": 3600}, {"channel": "sms"}].
+    `current_step` indexes the plan entry in use.
+    """
+
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="messages")
+    purpose = models.CharField(max_length=15, choices=Purpose.choices)
+    urgency = models.CharField(max_length=10, choices=Urgency.choices, default=Urgency.NORMAL)
+    priority = models.IntegerField(default=0, help_text="Breaks ties between messages of the same purpose.")
+    # Two messages with the same intent key are the same thing said twice (arbitration).
+    intent_key = models.CharField(max_length=200, blank=True, db_index=True)
+    template_version = models.ForeignKey(TemplateVersion, on_delete=models.PROTECT, related_name="messages")
+    variables = models.JSONField(default=dict, blank=True, help_text="Values the template is rendered with.")
+    channel_plan = models.JSONField(default=list)
+    current_step = models.PositiveSmallIntegerField(default=0)
+    source = models.CharField(max_length=10, choices=MessageSource.choices)
+    # e.g. "journey:3/step:7/enrollment:42" or "campaign:5"; campaigns/ reads it back.
+    source_ref = models.CharField(max_length=200, blank=True, db_index=True)
+    # A replayed trigger (retried task, re-claimed step) finds the existing message instead of
+    # making a second one.
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    status = models.CharField(max_length=12, choices=MessageStatus.choices, default=MessageStatus.PENDING, db_index=True)
+    status_reason = models.CharField(max_length=100, blank=True)
+    defer_until = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Not sent after this time.")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["defer_until"], condition=Q(status="deferred"), name="message_deferred_due"),
+            models.Index(fields=["contact", "intent_key", "created_at"], name="message_contact_intent"),
+        ]
+
+    def __str__(self):
+        return f"Message {self.pk} ({self.purpose}) to {self.contact}"
+
+    @property
+    def current_channel(self) -> str | None:
+        if 0 <= self.current_step < len(self.channel_plan):
+            return self.channel_plan[self.current_step]["channel"]
+        return None
+
+
+class DeliveryStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    SENDING = "sending", "Sending"
+    # The provider call may have happened but its result was not recorded (worker died):
+    # reconciled from the provider's id or a webhook, never blindly sent again.
+    UNCERTAIN = "uncertain", "Uncertain (reconciling)"
+    SENT = "sent", "Sent"
+    DELIVERED = "delivered", "Delivered"
+    OPENED = "opened", "Opened"
+    CLICKED = "clicked", "Clicked"
+    READ = "read", "Read"
+    REPLIED = "replied", "Replied"
+    BOUNCED = "bounced", "Bounced"
+    COMPLAINED = "complained", "Complained"
+    UNDELIVERED = "undelivered", "Undelivered"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+# A delivery never moves back down this order (a late "sent" never overwrites "delivered").
+DELIVERY_STATUS_RANK = {
+    DeliveryStatus.QUEUED: 0,
+    DeliveryStatus.SENDING: 1,
+    DeliveryStatus.UNCERTAIN: 2,
+    DeliveryStatus.SENT: 3,
+    DeliveryStatus.DELIVERED: 4,
+    DeliveryStatus.READ: 5,
+    DeliveryStatus.OPENED: 5,
+    DeliveryStatus.CLICKED: 6,
+    DeliveryStatus.REPLIED: 6,
+    # Terminal failures outrank everything but engagement: a bounce after "delivered" is news.
+    DeliveryStatus.UNDELIVERED: 5,
+    DeliveryStatus.BOUNCED: 5,
+    DeliveryStatus.FAILED: 5,
+    DeliveryStatus.COMPLAINED: 7,
+    DeliveryStatus.CANCELLED: 8,
+}
+
+ENGAGED_DELIVERY_STATUSES = frozenset(
+    {DeliveryStatus.OPENED, DeliveryStatus.CLICKED, DeliveryStatus.READ, DeliveryStatus.REPLIED}
+)
+FAILED_DELIVERY_STATUSES = frozenset(
+    {DeliveryStatus.BOUNCED, DeliveryStatus.UNDELIVERED, DeliveryStatus.FAILED, DeliveryStatus.COMPLAINED}
+)
+
+
+class Delivery(models.Model):
+    """One attempt to carry a message on one channel through one provider."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="deliveries")
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="deliveries")
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    provider = models.CharField(max_length=50)
+    to_address = models.CharField(max_length=512)
+    # The rendered content exactly as handed to the provider.
+    subject = models.CharField(max_length=500, blank=True)
+    text_body = models.TextField(blank=True)
+    html_body = models.TextField(blank=True)
+    content = models.JSONField(default=dict, blank=True, help_text="Channel extras: push title, template ids, headers.")
+    status = models.CharField(max_length=12, choices=DeliveryStatus.choices, default=DeliveryStatus.QUEUED, db_index=True)
+    provider_message_id = models.CharField(max_length=255, blank=True, db_index=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True)
+    error_permanent = models.BooleanField(default=False)
+    segments = models.PositiveSmallIntegerField(null=True, blank=True, help_text="SMS segments billed.")
+    cost = models.DecimalField(max_digits=10, decimal_places=5, null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True)
+    queued_at = models.DateTimeField(default=timezone.now)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    engaged_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
+    last_event_at = models.DateTimeField(null=True, blank=True)
+    # When the plan's next channel takes over if this delivery has not succeeded by then.
+    fallback_due_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-queued_at"]
+        verbose_name_plural = "deliveries"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "provider_message_id"],
+                condition=~Q(provider_message_id=""),
+                name="delivery_unique_provider_id",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["fallback_due_at"], condition=Q(fallback_due_at__isnull=False), name="delivery_fallback_due"),
+        ]
+
+    def __str__(self):
+        return f"{self.channel} to {self.to_address} via {self.provider} ({self.status})"
+
+
+class EventType(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    SENT = "sent", "Sent"
+    DELIVERED = "delivered", "Delivered"
+    OPENED = "opened", "Opened"
+    CLICKED = "clicked", "Clicked"
+    READ = "read", "Read"
+    REPLIED = "replied", "Replied"
+    BOUNCED = "bounced", "Bounced"
+    COMPLAINED = "complained", "Complained"
+    FAILED = "failed", "Failed"
+    UNDELIVERED = "undelivered", "Undelivered"
+    UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
+    DEFERRED = "deferred", "Deferred by provider"
+    REJECTED = "rejected", "Rejected by provider"
+    # Stored, never dropped, when we cannot classify what the provider said.
+    UNKNOWN = "unknown", "Unknown"
+
+
+class DeliveryEvent(models.Model):
+    """A provider's report about a delivery, normalized, with the raw payload kept.
+
+    `delivery` is empty when the provider's message id matches nothing yet (kept for
+    reconciliation). The unique event id makes a repeated webhook count once.
+    """
+
+    delivery = models.ForeignKey(Delivery, null=True, blank=True, on_delete=models.CASCADE, related_name="events")
+    provider = models.CharField(max_length=50)
+    provider_event_id = models.CharField(max_length=255)
+    provider_message_id = models.CharField(max_length=255, blank=True, db_index=True)
+    event_type = models.CharField(max_length=12, choices=EventType.choices)
+    # Hard or soft bounce, error code, carrier reason...
+    detail = models.CharField(max_length=500, blank=True)
+    permanent = models.BooleanField(default=False, help_text="A hard bounce or other failure retrying cannot fix.")
+    recipient = models.CharField(max_length=512, blank=True)
+    occurred_at = models.DateTimeField(default=timezone.now)
+    received_at = models.DateTimeField(default=timezone.now)
+    raw = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-occurred_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "provider_event_id"], name="deliveryevent_unique_provider_event"),
+        ]
+
+    def __str__(self):
+        return f"{self.event_type} from {self.provider} at {self.occurred_at:%Y-%m-%d %H:%M:%S}"
+
+
+class ConversationStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    WAITING = "waiting", "Waiting on customer"
+    CLOSED = "closed", "Closed"
+
+
+class Conversation(models.Model):
+    """A support thread with one contact on one channel."""
+
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="conversations")
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    status = models.CharField(max_length=10, choices=ConversationStatus.choices, default=ConversationStatus.OPEN)
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="conversations"
+    )
+    queue = models.CharField(max_length=100, blank=True)
+    opened_at = models.DateTimeField(default=timezone.now)
+    first_response_due_at = models.DateTimeField(null=True, blank=True)
+    first_response_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    last_activity_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-last_activity_at"]
+
+    def __str__(self):
+        return f"{self.get_channel_display()} conversation with {self.contact}"
+
+
+class InboundMessage(models.Model):
+    """Something a contact sent us: an SMS, a WhatsApp message, an email reply."""
+
+    contact = models.ForeignKey(Contact, null=True, blank=True, on_delete=models.SET_NULL, related_name="inbound_messages")
+    conversation = models.ForeignKey(
+        Conversation, null=True, blank=True, on_delete=models.SET_NULL, related_name="inbound_messages"
+    )
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    provider = models.CharField(max_length=50)
+    provider_message_id = models.CharField(max_length=255)
+    from_address = models.CharField(max_length=512)
+    to_address = models.CharField(max_length=512, blank=True)
+    body = models.TextField(blank=True)
+    media = models.JSONField(default=list, blank=True)
+    # What compliance/keywords.py made of it: "stop", "start", "help" or "" for a normal message.
+    keyword = models.CharField(max_length=20, blank=True)
+    in_reply_to = models.ForeignKey(Delivery, null=True, blank=True, on_delete=models.SET_NULL, related_name="replies")
+    received_at = models.DateTimeField(default=timezone.now, db_index=True)
+    raw = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "provider_message_id"], name="inbound_unique_provider_id"),
+        ]
+
+    def __str__(self):
+        return f"{self.channel} from {self.from_address}"
+
+
+class OutboxMessage(models.Model):
+    """What the sandbox provider would have sent: the embedded default's outbox."""
+
+    delivery = models.OneToOneField(Delivery, null=True, on_delete=models.SET_NULL, related_name="outbox_message")
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    to_address = models.CharField(max_length=512)
+    subject = models.CharField(max_length=500, blank=True)
+    text_body = models.TextField(blank=True)
+    html_body = models.TextField(blank=True)
+    content = models.JSONField(default=dict, blank=True)
+    provider_message_id = models.CharField(max_length=64, unique=True)
+    # What the sandbox will report for this address (delivered, bounced, complained, failed...).
+    simulated_outcome = models.CharField(max_length=20)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "sandbox outbox message"
+
+    def __str__(self):
+        return f"{self.channel} to {self.to_address}: {self.subject or self.text_body[:40]}"

@@ -1,0 +1,238 @@
+"""Consent, suppression, sending rules and the append-only audit log."""
+import hashlib
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from contacts.models import Contact
+from omni.choices import Channel, Purpose
+
+
+class ConsentStatus(models.TextChoices):
+    GRANTED = "granted", "Opted in"
+    REVOKED = "revoked", "Opted out"
+    UNKNOWN = "unknown", "Unknown"
+
+
+class ConsentSource(models.TextChoices):
+    FORM = "form", "Signup form"
+    IMPORT = "import", "Import"
+    API = "api", "API"
+    KEYWORD = "keyword", "SMS/WhatsApp keyword"
+    AGENT = "agent", "Support agent"
+    ADMIN = "admin", "Admin"
+    UNSUBSCRIBE_LINK = "unsubscribe_link", "Unsubscribe link"
+    PREFERENCE_PAGE = "preference_page", "Preference page"
+    BOUNCE = "bounce", "Hard bounce"
+    COMPLAINT = "complaint", "Complaint"
+    CARRIER = "carrier", "Carrier"
+    DOUBLE_OPT_IN = "double_opt_in", "Double opt-in confirmation"
+
+
+class LawfulBasis(models.TextChoices):
+    CONSENT = "consent", "Consent"
+    CONTRACT = "contract", "Contract"
+    LEGITIMATE_INTEREST = "legitimate_interest", "Legitimate interest"
+    LEGAL_OBLIGATION = "legal_obligation", "Legal obligation"
+
+
+class Consent(models.Model):
+    """The current consent of one contact for one channel and purpose.
+
+    Derived from ConsentChange: compliance.actions.record_consent_change() appends a change and
+    updates this row in the same transaction; nothing edits it by hand.
+    """
+
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="consents")
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    purpose = models.CharField(max_length=15, choices=Purpose.choices)
+    status = models.CharField(max_length=10, choices=ConsentStatus.choices, default=ConsentStatus.UNKNOWN)
+    lawful_basis = models.CharField(max_length=20, choices=LawfulBasis.choices, blank=True)
+    last_change = models.ForeignKey(
+        "ConsentChange", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["contact", "channel", "purpose"], name="consent_unique_scope"),
+        ]
+
+    def __str__(self):
+        return f"{self.contact}: {self.channel}/{self.purpose} {self.status}"
+
+
+class ConsentChange(models.Model):
+    """Append-only history of consent: who changed what, how, and on what evidence."""
+
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="consent_changes")
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    purpose = models.CharField(max_length=15, choices=Purpose.choices)
+    status = models.CharField(max_length=10, choices=ConsentStatus.choices)
+    source = models.CharField(max_length=20, choices=ConsentSource.choices)
+    lawful_basis = models.CharField(max_length=20, choices=LawfulBasis.choices, blank=True)
+    # Text shown, IP, user agent, URL, keyword received, provider event id...
+    evidence = models.JSONField(default=dict, blank=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_label = models.CharField(max_length=200, blank=True, help_text="API key, webhook or system that acted.")
+    occurred_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-occurred_at", "-id"]
+        indexes = [models.Index(fields=["contact", "channel", "purpose", "occurred_at"], name="consentchange_scope")]
+
+    def __str__(self):
+        return f"{self.contact}: {self.channel}/{self.purpose} -> {self.status} ({self.source})"
+
+
+class SuppressionReason(models.TextChoices):
+    HARD_BOUNCE = "hard_bounce", "Hard bounce"
+    SOFT_BOUNCES = "soft_bounces", "Repeated soft bounces"
+    COMPLAINT = "complaint", "Complaint"
+    STOP = "stop", "STOP keyword"
+    UNSUBSCRIBE = "unsubscribe", "Unsubscribed"
+    MANUAL = "manual", "Added by staff"
+    INVALID_ADDRESS = "invalid_address", "Invalid address"
+    CARRIER_DEACTIVATED = "carrier_deactivated", "Number deactivated by carrier"
+
+
+def hash_address(address: str) -> str:
+    """The stable hash kept when a suppressed address must itself be forgotten."""
+    return hashlib.sha256(address.strip().lower().encode()).hexdigest()
+
+
+class Suppression(models.Model):
+    """An address Omni must not message, for a channel and purpose or for all of them.
+
+    Blank channel or purpose means every channel or purpose. `address` is emptied on erasure;
+    `address_hash` keeps the address suppressed without keeping it.
+    """
+
+    address = models.CharField(max_length=254, blank=True, db_index=True)
+    address_hash = models.CharField(max_length=64, db_index=True, editable=False)
+    channel = models.CharField(max_length=10, choices=Channel.choices, blank=True)
+    purpose = models.CharField(max_length=15, choices=Purpose.choices, blank=True)
+    reason = models.CharField(max_length=20, choices=SuppressionReason.choices)
+    detail = models.CharField(max_length=500, blank=True)
+    contact = models.ForeignKey(Contact, null=True, blank=True, on_delete=models.SET_NULL, related_name="suppressions")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Empty: never expires.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["address_hash", "channel", "purpose"], name="suppression_unique_scope"),
+        ]
+
+    def save(self, *args, **kwargs):
+        if self.address:
+            self.address = self.address.strip().lower()
+            self.address_hash = hash_address(self.address)
+        super().save(*args, **kwargs)
+
+    def __str__(self):
+        scope = f"{self.channel or 'all channels'}/{self.purpose or 'all purposes'}"
+        return f"{self.address or self.address_hash[:12]} ({scope}): {self.get_reason_display()}"
+
+
+class QuietHours(models.Model):
+    """A window in the contact's local time when messages are deferred, not dropped."""
+
+    name = models.CharField(max_length=100)
+    channel = models.CharField(max_length=10, choices=Channel.choices, blank=True, help_text="Blank: every channel.")
+    purpose = models.CharField(max_length=15, choices=Purpose.choices, blank=True, help_text="Blank: every purpose.")
+    country = models.CharField(max_length=2, blank=True, help_text="Blank: every country.")
+    start = models.TimeField(help_text="Local time the quiet window starts, e.g. 21:00.")
+    end = models.TimeField(help_text="Local time it ends, e.g. 08:00 (may cross midnight).")
+    applies_to_transactional = models.BooleanField(default=False)
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        verbose_name_plural = "quiet hours"
+
+    def __str__(self):
+        return f"{self.name}: {self.start:%H:%M}-{self.end:%H:%M}"
+
+
+class CapAction(models.TextChoices):
+    DROP = "drop", "Drop the message"
+    DEFER = "defer", "Defer until the window allows it"
+
+
+class FrequencyCap(models.Model):
+    """At most `limit` messages per rolling `window_seconds`, by channel and/or purpose."""
+
+    name = models.CharField(max_length=100)
+    channel = models.CharField(max_length=10, choices=Channel.choices, blank=True, help_text="Blank: every channel.")
+    purpose = models.CharField(max_length=15, choices=Purpose.choices, blank=True, help_text="Blank: every purpose.")
+    limit = models.PositiveIntegerField()
+    window_seconds = models.PositiveIntegerField(default=86400)
+    action = models.CharField(max_length=10, choices=CapAction.choices, default=CapAction.DROP)
+    applies_to_transactional = models.BooleanField(default=False)
+    active = models.BooleanField(default=True)
+
+    def __str__(self):
+        return f"{self.name}: {self.limit} per {self.window_seconds}s"
+
+
+class SendingPause(models.Model):
+    """Kill switch: an operator pauses a channel or one provider; the gate defers what is on it."""
+
+    channel = models.CharField(max_length=10, choices=Channel.choices, blank=True, help_text="Blank: every channel.")
+    provider = models.CharField(max_length=50, blank=True, help_text="Blank: every provider of the channel.")
+    reason = models.CharField(max_length=500)
+    paused_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    paused_at = models.DateTimeField(default=timezone.now)
+    resumed_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"Pause {self.channel or 'all'}/{self.provider or 'all'}: {self.reason}"
+
+
+class AuditEntry(models.Model):
+    """One decision or change, written once and never edited.
+
+    Every send decision, consent change, enrollment, step, delivery and status change writes
+    one. `action` is a dotted verb such as "message.suppressed"; `reason` is machine-readable.
+    """
+
+    occurred_at = models.DateTimeField(default=timezone.now, db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_label = models.CharField(max_length=200, default="system")
+    action = models.CharField(max_length=64, db_index=True)
+    contact = models.ForeignKey(Contact, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_entries")
+    # What the entry is about, by model label and primary key (a message, a journey, a consent).
+    object_type = models.CharField(max_length=64, blank=True)
+    object_id = models.CharField(max_length=64, blank=True)
+    channel = models.CharField(max_length=10, choices=Channel.choices, blank=True)
+    reason = models.CharField(max_length=100, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-occurred_at", "-id"]
+        verbose_name_plural = "audit entries"
+        permissions = [("export_auditentry", "Can export audit entries")]
+        indexes = [
+            models.Index(fields=["contact", "occurred_at"], name="audit_contact_time"),
+            models.Index(fields=["object_type", "object_id"], name="audit_object"),
+        ]
+
+    def __str__(self):
+        return f"{self.occurred_at:%Y-%m-%d %H:%M:%S} {self.action} {self.reason}".strip()
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise ValueError("Audit entries are append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValueError("Audit entries are append-only.")

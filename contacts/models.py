@@ -1,0 +1,154 @@
+"""The unified profile: one contact, its addresses and devices, and its event stream."""
+import zoneinfo
+
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import models
+from django.db.models import Q
+from django.utils.timezone import now
+
+from omni.choices import Channel
+
+from .phones import normalize_phone
+
+
+def validate_timezone(value: str):
+    if value and value not in zoneinfo.available_timezones():
+        raise ValidationError(f"{value!r} is not a known IANA timezone.")
+
+
+def validate_e164(value: str):
+    if value:
+        normalize_phone(value)  # raises ValidationError with the reason
+
+
+class LifecycleStage(models.TextChoices):
+    SUBSCRIBER = "subscriber", "Subscriber"
+    LEAD = "lead", "Lead"
+    TRIAL = "trial", "Trial"
+    CUSTOMER = "customer", "Customer"
+    CHURNED = "churned", "Churned"
+
+
+class ContactQuerySet(models.QuerySet):
+    def reachable(self):
+        return self.filter(erased_at__isnull=True)
+
+
+class Contact(models.Model):
+    external_id = models.CharField(
+        max_length=255, unique=True, null=True, blank=True, help_text="The id your systems know this person by."
+    )
+    email = models.EmailField(max_length=254, blank=True, db_index=True, validators=[validate_email])
+    phone = models.CharField(
+        max_length=20, blank=True, db_index=True, validators=[validate_e164], help_text="E.164, e.g. +14155550100"
+    )
+    first_name = models.CharField(max_length=100, blank=True)
+    last_name = models.CharField(max_length=100, blank=True)
+    locale = models.CharField(max_length=16, default="en", help_text="BCP 47 language tag, e.g. en, fr-CA.")
+    timezone = models.CharField(max_length=64, blank=True, validators=[validate_timezone])
+    country = models.CharField(max_length=2, blank=True, help_text="ISO 3166-1 alpha-2, e.g. US.")
+    lifecycle_stage = models.CharField(
+        max_length=20, choices=LifecycleStage.choices, default=LifecycleStage.SUBSCRIBER, db_index=True
+    )
+    attributes = models.JSONField(default=dict, blank=True)
+    # Human override: a paused contact receives nothing automated until resumed.
+    messaging_paused = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=now, editable=False, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    # Set when personal data was erased on request; the row stays for referential history.
+    erased_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = ContactQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        name = f"{self.first_name} {self.last_name}".strip()
+        return name or self.email or self.phone or self.external_id or f"Contact {self.pk}"
+
+    def clean(self):
+        if self.email:
+            self.email = self.email.strip().lower()
+        if self.phone:
+            self.phone = normalize_phone(self.phone)
+
+    def address_for(self, channel: str) -> str:
+        """Where a message on this channel goes, or "" when the contact cannot receive it."""
+        if channel == Channel.EMAIL:
+            return self.email
+        if channel in (Channel.SMS, Channel.WHATSAPP, Channel.RCS):
+            return self.phone
+        return ""
+
+
+class DevicePlatform(models.TextChoices):
+    IOS = "ios", "iOS (APNs)"
+    ANDROID = "android", "Android (FCM)"
+    WEB = "web", "Web push"
+
+
+class Device(models.Model):
+    """A mobile or web push target for a contact."""
+
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="devices")
+    platform = models.CharField(max_length=10, choices=DevicePlatform.choices)
+    token = models.CharField(max_length=512)
+    # The provider's handle for the token, e.g. an SNS platform endpoint ARN.
+    provider_endpoint = models.CharField(max_length=512, blank=True)
+    enabled = models.BooleanField(default=True)
+    disabled_reason = models.CharField(max_length=200, blank=True)
+    app_version = models.CharField(max_length=50, blank=True)
+    created_at = models.DateTimeField(default=now, editable=False)
+    last_seen_at = models.DateTimeField(default=now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["platform", "token"], name="device_unique_token")]
+
+    def __str__(self):
+        return f"{self.get_platform_display()} device of {self.contact}"
+
+
+class ContactEvent(models.Model):
+    """Something a contact did or that happened to them. Stored once, then acted on.
+
+    The idempotency key is unique per source, so a retried POST or a replayed webhook stores
+    nothing twice. The orchestration tick claims events whose processed_at is empty.
+    """
+
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="events")
+    name = models.CharField(max_length=100, db_index=True)
+    properties = models.JSONField(default=dict, blank=True)
+    occurred_at = models.DateTimeField(default=now)
+    received_at = models.DateTimeField(default=now, editable=False)
+    source = models.CharField(max_length=100, default="api", help_text="Who sent it: an API key, a webhook, the admin.")
+    idempotency_key = models.CharField(max_length=255)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-occurred_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["source", "idempotency_key"], name="event_unique_per_source"),
+        ]
+        indexes = [
+            models.Index(fields=["received_at"], condition=Q(processed_at__isnull=True), name="event_unprocessed"),
+            models.Index(fields=["contact", "name", "occurred_at"], name="event_contact_name"),
+        ]
+
+    def __str__(self):
+        return f"{self.name} for {self.contact}"
+
+
+class Segment(models.Model):
+    """A saved audience. `definition` holds filters on attributes, lifecycle stage, consent,
+    events and engagement; evaluated into a queryset by contacts/segments.py."""
+
+    name = models.CharField(max_length=200, unique=True)
+    description = models.TextField(blank=True)
+    definition = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self):
+        return self.name

@@ -1,0 +1,51 @@
+"""Start-up checks: a wrong or missing production setting stops the start and names itself."""
+from django.conf import settings
+from django.core.checks import Error, Tags, register
+
+DEV_SECRET_KEY = "omni-insecure-development-key-change-me"
+
+
+@register(Tags.security, deploy=False)
+def check_production_settings(app_configs, **kwargs):
+    if not settings.PRODUCTION:
+        return []
+    errors = []
+    if settings.SECRET_KEY == DEV_SECRET_KEY or len(settings.SECRET_KEY) < 32:
+        errors.append(Error("SECRET_KEY must be set to a random value of 32+ characters in production.", id="omni.E001"))
+    if settings.DEBUG:
+        errors.append(Error("DEBUG must be off in production.", id="omni.E002"))
+    if settings.DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+        errors.append(Error("DATABASE_URL must point at PostgreSQL in production (SQLite is the embedded default).", id="omni.E003"))
+    if settings.CELERY_BROKER_URL.startswith(("filesystem://", "memory://")):
+        errors.append(Error("CELERY_BROKER_URL must be Redis or RabbitMQ in production.", id="omni.E004"))
+    if not settings.OMNI_PUBLIC_URL.startswith("https://"):
+        errors.append(Error("OMNI_PUBLIC_URL must be the https:// address providers call back.", id="omni.E005"))
+    return errors
+
+
+@register()
+def check_provider_settings(app_configs, **kwargs):
+    """Each channel's chosen provider has what it needs to send."""
+    needs = {
+        "ses": ["SES_FROM_EMAIL"],
+        "twilio": ["TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN"],
+        "sns": [],
+    }
+    errors = []
+    for channel, provider in settings.OMNI_PROVIDERS.items():
+        if provider == "sandbox":
+            if settings.PRODUCTION:
+                errors.append(Error(
+                    f"OMNI_{channel.upper()}_PROVIDER is 'sandbox' in production: nothing would be delivered.",
+                    id="omni.E010",
+                ))
+            continue
+        if provider not in needs:
+            errors.append(Error(f"OMNI_{channel.upper()}_PROVIDER={provider!r} is not a known provider.", id="omni.E011"))
+            continue
+        for name in needs[provider]:
+            if not getattr(settings, name, ""):
+                errors.append(Error(f"{name} must be set: OMNI_{channel.upper()}_PROVIDER is {provider!r}.", id="omni.E012"))
+        if provider == "twilio" and not (settings.TWILIO_FROM_NUMBER or settings.TWILIO_MESSAGING_SERVICE_SID):
+            errors.append(Error("TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID must be set for Twilio sends.", id="omni.E013"))
+    return errors

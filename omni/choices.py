@@ -1,0 +1,47 @@
+"""Vocabulary shared by every app: channels, purposes and urgencies.
+
+It lives in the project package because every app, from contacts upward, speaks it.
+"""
+from django.db import models
+
+
+class Channel(models.TextChoices):
+    EMAIL = "email", "Email"
+    SMS = "sms", "SMS"
+    WHATSAPP = "whatsapp", "WhatsApp"
+    RCS = "rcs", "RCS"
+    PUSH = "push", "Mobile push"
+
+
+class Purpose(models.TextChoices):
+    TRANSACTIONAL = "transactional", "Transactional"
+    INFORMATIONAL = "informational", "Informational"
+    MARKETING = "marketing", "Marketing"
+
+
+class Urgency(models.TextChoices):
+    LOW = "low", "Low"
+    NORMAL = "normal", "Normal"
+    HIGH = "high", "High"
+    CRITICAL = "critical", "Critical"
+
+
+# Channels addressed by a phone number rather than an email address or a device.
+PHONE_CHANNELS = frozenset({Channel.SMS, Channel.WHATSAPP, Channel.RCS})
+
+# Higher wins when messages compete (arbitration, frequency caps).
+PURPOSE_PRIORITY = {Purpose.TRANSACTIONAL: 300, Purpose.INFORMATIONAL: 200, Purpose.MARKETING: 100}
+
+
+def send_queue(purpose: str, channel: str) -> str:
+    """The Celery queue a delivery goes to.
+
+    Transactional sends have lanes of their own per channel, so a marketing blast queued
+    ahead of a password reset can never delay it.
+    """
+    lane = "transactional" if purpose == Purpose.TRANSACTIONAL else "bulk"
+    return f"send.{lane}.{channel}"
+
+
+SEND_QUEUES = [send_queue(p, c) for p in (Purpose.TRANSACTIONAL, Purpose.MARKETING) for c in Channel.values]
+ALL_QUEUES = ["default", "events", *SEND_QUEUES]

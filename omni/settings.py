@@ -1,0 +1,188 @@
+"""Omni settings, read from the environment (or an optional .env) with django-environ.
+
+With nothing set, Omni runs on its embedded default: SQLite, Celery on the filesystem broker
+with beat inside the worker, and the sandbox provider for every channel. In production
+(OMNI_ENV=production) a missing or unsafe setting stops the start with a message naming it;
+see omni/checks.py.
+"""
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(environ.Env().str("OMNI_VAR_DIR", default=str(BASE_DIR / "var")))
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+OMNI_ENV = env.str("OMNI_ENV", default="development")
+PRODUCTION = OMNI_ENV == "production"
+
+DEBUG = env.bool("DEBUG", default=not PRODUCTION)
+# The development key is only used when OMNI_ENV is not production (checked in omni/checks.py).
+SECRET_KEY = env.str("SECRET_KEY", default="omni-insecure-development-key-change-me")
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# Public base URL, used to build webhook callback URLs sent to providers.
+OMNI_PUBLIC_URL = env.str("OMNI_PUBLIC_URL", default="http://127.0.0.1:8000").rstrip("/")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_celery_beat",
+    "import_export",
+    "omni",
+    "contacts",
+    "compliance",
+    "templates.apps.MessageTemplatesConfig",
+    "channels",
+    "campaigns",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "omni.urls"
+WSGI_APPLICATION = "omni.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "omni" / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+DATABASES = {
+    "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'omni.sqlite3'}"),
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # IMMEDIATE transactions take the write lock up front, so the beat tick and the workers
+    # queue for it instead of failing with "database is locked" on upgrade.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
+    )
+DATABASES["default"]["ATOMIC_REQUESTS"] = False
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en"
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+
+LOGIN_URL = "admin:login"
+
+# Webhook and API bodies larger than this are refused with 413 before parsing.
+OMNI_MAX_BODY_BYTES = env.int("OMNI_MAX_BODY_BYTES", default=256 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(OMNI_MAX_BODY_BYTES, 2_621_440)
+
+# --- Celery ---------------------------------------------------------------------------------
+CELERY_DATA_DIR = VAR_DIR / "celery"
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    for sub in ("queue", "processed"):
+        (CELERY_DATA_DIR / sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(CELERY_DATA_DIR / "queue"),
+        "data_folder_out": str(CELERY_DATA_DIR / "queue"),
+        "processed_folder": str(CELERY_DATA_DIR / "processed"),
+        "store_processed": False,
+    }
+CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default="") or None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_TIMEZONE = "UTC"
+# One message at a time per worker process: a slow provider call never holds a queue of
+# other sends hostage behind it.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = False
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+
+# How often the beat tick claims due work (events, enrollments, deferred messages, fallbacks).
+OMNI_TICK_SECONDS = env.float("OMNI_TICK_SECONDS", default=5.0)
+
+# --- Channels and providers -----------------------------------------------------------------
+# Which provider delivers each channel. "sandbox" stores what would have been sent and
+# simulates delivery events; see channels/providers/.
+OMNI_PROVIDERS = {
+    "email": env.str("OMNI_EMAIL_PROVIDER", default="sandbox"),
+    "sms": env.str("OMNI_SMS_PROVIDER", default="sandbox"),
+    "whatsapp": env.str("OMNI_WHATSAPP_PROVIDER", default="sandbox"),
+    "rcs": env.str("OMNI_RCS_PROVIDER", default="sandbox"),
+    "push": env.str("OMNI_PUSH_PROVIDER", default="sandbox"),
+}
+# Seconds the sandbox waits before simulating delivery events.
+OMNI_SANDBOX_EVENT_DELAY = env.float("OMNI_SANDBOX_EVENT_DELAY", default=2.0)
+
+AWS_REGION = env.str("AWS_REGION", default="us-east-1")
+AWS_ACCESS_KEY_ID = env.str("AWS_ACCESS_KEY_ID", default="")
+AWS_SECRET_ACCESS_KEY = env.str("AWS_SECRET_ACCESS_KEY", default="")
+# Only for tests and local stacks (a moto server); empty means the real AWS endpoints.
+AWS_ENDPOINT_URL = env.str("AWS_ENDPOINT_URL", default="")
+SES_FROM_EMAIL = env.str("SES_FROM_EMAIL", default="")
+SES_CONFIGURATION_SET_TRANSACTIONAL = env.str("SES_CONFIGURATION_SET_TRANSACTIONAL", default="")
+SES_CONFIGURATION_SET_MARKETING = env.str("SES_CONFIGURATION_SET_MARKETING", default="")
+SNS_SMS_SENDER_ID = env.str("SNS_SMS_SENDER_ID", default="")
+SNS_SMS_ORIGINATION_NUMBER = env.str("SNS_SMS_ORIGINATION_NUMBER", default="")
+# SNS signs its messages with a certificate served from this host pattern; anything else is
+# refused before it is fetched.
+SNS_CERT_URL_REGEX = env.str(
+    "SNS_CERT_URL_REGEX", default=r"^https://sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/"
+)
+# Accepted SNS topics for SES events; empty accepts any topic whose signature verifies.
+SNS_TOPIC_ARNS = env.list("SNS_TOPIC_ARNS", default=[])
+
+TWILIO_ACCOUNT_SID = env.str("TWILIO_ACCOUNT_SID", default="")
+TWILIO_AUTH_TOKEN = env.str("TWILIO_AUTH_TOKEN", default="")
+TWILIO_FROM_NUMBER = env.str("TWILIO_FROM_NUMBER", default="")
+TWILIO_MESSAGING_SERVICE_SID = env.str("TWILIO_MESSAGING_SERVICE_SID", default="")
+TWILIO_WHATSAPP_FROM = env.str("TWILIO_WHATSAPP_FROM", default="")
+# Only for tests: send the twilio client's requests to a local server in Twilio's shape.
+TWILIO_API_BASE_URL = env.str("TWILIO_API_BASE_URL", default="")
+
+# --- Compliance -----------------------------------------------------------------------------
+# Used for a contact with no timezone and no phone number to infer one from.
+OMNI_DEFAULT_TIMEZONE = env.str("OMNI_DEFAULT_TIMEZONE", default="UTC")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

@@ -1,0 +1,103 @@
+"""Message templates: one variant per channel and locale, published as immutable versions."""
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from omni.choices import Channel, Purpose
+
+
+class Template(models.Model):
+    key = models.SlugField(max_length=100, unique=True, help_text="Stable name journeys and the API refer to.")
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    purpose = models.CharField(max_length=15, choices=Purpose.choices, default=Purpose.MARKETING)
+    # One-time codes and similar must never be re-routed to another channel.
+    allow_fallback = models.BooleanField(default=True)
+    default_locale = models.CharField(max_length=16, default="en")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def latest_version(self):
+        return self.versions.order_by("-number").first()
+
+
+class TemplateVariant(models.Model):
+    """The draft content of a template for one channel and locale (Jinja2 syntax: {{ first_name }})."""
+
+    template = models.ForeignKey(Template, on_delete=models.CASCADE, related_name="variants")
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    locale = models.CharField(max_length=16, default="en")
+    subject = models.CharField(max_length=500, blank=True, help_text="Email subject.")
+    preheader = models.CharField(max_length=200, blank=True, help_text="Email preview text.")
+    text_body = models.TextField(blank=True, help_text="Email plain text part; the body of SMS, WhatsApp, RCS and push.")
+    html_body = models.TextField(blank=True, help_text="Email HTML part (variables are HTML-escaped).")
+    title = models.CharField(max_length=200, blank=True, help_text="Push notification title.")
+    # An approved WhatsApp/RCS content template (Twilio Content SID), used outside the 24h window.
+    provider_template_id = models.CharField(max_length=100, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["template", "channel", "locale"], name="variant_unique_channel_locale"),
+        ]
+
+    def __str__(self):
+        return f"{self.template} [{self.channel}/{self.locale}]"
+
+    def as_content(self) -> dict:
+        return {
+            "channel": self.channel,
+            "locale": self.locale,
+            "subject": self.subject,
+            "preheader": self.preheader,
+            "text_body": self.text_body,
+            "html_body": self.html_body,
+            "title": self.title,
+            "provider_template_id": self.provider_template_id,
+        }
+
+
+class TemplateVersion(models.Model):
+    """A published, immutable snapshot of all of a template's variants.
+
+    Messages point at a version, so what was sent can always be shown exactly.
+    """
+
+    template = models.ForeignKey(Template, on_delete=models.PROTECT, related_name="versions")
+    number = models.PositiveIntegerField()
+    variants = models.JSONField(help_text="List of variant contents, as TemplateVariant.as_content().")
+    purpose = models.CharField(max_length=15, choices=Purpose.choices)
+    allow_fallback = models.BooleanField(default=True)
+    default_locale = models.CharField(max_length=16, default="en")
+    published_at = models.DateTimeField(default=timezone.now)
+    published_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["template", "-number"]
+        constraints = [models.UniqueConstraint(fields=["template", "number"], name="version_unique_number")]
+
+    def __str__(self):
+        return f"{self.template} v{self.number}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise ValueError("Published template versions are immutable; publish a new version instead.")
+        super().save(*args, **kwargs)
+
+    def channels(self) -> set[str]:
+        return {v["channel"] for v in self.variants}
+
+    def variant_for(self, channel: str, locale: str) -> dict | None:
+        """The variant for channel in locale, falling back to the language, then the default locale."""
+        candidates = [v for v in self.variants if v["channel"] == channel]
+        language = (locale or "").split("-")[0]
+        for wanted in (locale, language, self.default_locale):
+            for variant in candidates:
+                if variant["locale"] == wanted:
+                    return variant
+        return candidates[0] if candidates else None
