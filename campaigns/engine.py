@@ -1,0 +1,373 @@
+"""The orchestration engine: the beat tick and the journey steps it runs.
+
+Every piece of due work is claimed from the database in batches, inside a transaction, with
+SELECT ... FOR UPDATE SKIP LOCKED on PostgreSQL, so any number of workers can run the tick
+and no two ever handle the same row. A batch commits as a whole: a worker that dies midway
+leaves its rows unclaimed for the next tick, and the idempotency keys of the messages it
+would have created make the retry safe. On SQLite, IMMEDIATE transactions serialize writers,
+which gives the same guarantee for the embedded default.
+"""
+import logging
+from dataclasses import dataclass, field
+
+from django.db import connection, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from channels import actions as channel_actions
+from channels.models import (
+    ENGAGED_DELIVERY_STATUSES,
+    Delivery,
+    DeliveryStatus,
+    Message,
+    MessageSource,
+    MessageStatus,
+)
+from compliance import audit
+from contacts.models import ContactEvent
+from templates.actions import current_version
+
+from .models import (
+    LIVE_ENROLLMENT_STATES,
+    Enrollment,
+    EnrollmentState,
+    Journey,
+    JourneyStatus,
+    JourneyStep,
+    ReentryPolicy,
+    StepKind,
+    TriggerType,
+)
+
+log = logging.getLogger(__name__)
+
+# Rows claimed per transaction. Large enough that a tick's fixed costs (the claim query, the
+# commit) are spread thin; small enough that a batch commits in well under a second.
+EVENT_BATCH = 1000
+ENROLLMENT_BATCH = 500
+MESSAGE_BATCH = 500
+# A journey that loops without a wait must not spin inside one tick.
+MAX_STEPS_PER_RUN = 25
+# A delivery still "queued" this long after its last claim lost its task (a broker restart,
+# a crash before enqueue): enqueue it again. The send claims the row, so a duplicate task is harmless.
+STALE_QUEUED_AFTER = timezone.timedelta(minutes=15)
+
+
+@dataclass
+class TickReport:
+    events: int = 0
+    enrolled: int = 0
+    converted: int = 0
+    steps: int = 0
+    redispatched: int = 0
+    fallbacks: int = 0
+    requeued: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def as_dict(self):
+        return {k: v for k, v in self.__dict__.items() if k != "extra"}
+
+
+def claim(queryset, limit: int) -> list:
+    """Lock and return up to `limit` rows no other transaction holds. Call inside atomic()."""
+    if connection.features.has_select_for_update_skip_locked:
+        queryset = queryset.select_for_update(skip_locked=True, of=("self",))
+    return list(queryset[:limit])
+
+
+def tick(now=None) -> TickReport:
+    """One pass over all due work. Each stage loops over batches until nothing is due."""
+    now = now or timezone.now()
+    report = TickReport()
+    while process_events_batch(now, report) == EVENT_BATCH:
+        pass
+    while advance_enrollments_batch(now, report) == ENROLLMENT_BATCH:
+        pass
+    while redispatch_deferred_batch(now, report) == MESSAGE_BATCH:
+        pass
+    while fire_fallback_timers_batch(now, report) == MESSAGE_BATCH:
+        pass
+    report.requeued = requeue_stale_deliveries(now)
+    return report
+
+
+# --- Events: enroll and convert ----------------------------------------------------------------
+
+def _matches(conditions: dict, properties: dict) -> bool:
+    return all(properties.get(key) == value for key, value in (conditions or {}).items())
+
+
+def process_events_batch(now, report: TickReport) -> int:
+    """Claim unprocessed events: enroll contacts in journeys they trigger, convert goals."""
+    with transaction.atomic():
+        events = claim(
+            ContactEvent.objects.filter(processed_at__isnull=True).order_by("received_at", "id"), EVENT_BATCH
+        )
+        if not events:
+            return 0
+        names = {e.name for e in events}
+        journeys = list(
+            Journey.objects.filter(status=JourneyStatus.ACTIVE)
+            .filter(Q(trigger_type=TriggerType.EVENT, trigger_event__in=names) | Q(goal_event__in=names))
+        )
+        if journeys:
+            report.converted += _convert_goals(events, journeys, now)
+            report.enrolled += _enroll_from_events(events, journeys, now)
+        ContactEvent.objects.filter(pk__in=[e.pk for e in events]).update(processed_at=now)
+        report.events += len(events)
+        return len(events)
+
+
+def _convert_goals(events, journeys, now) -> int:
+    by_goal = {}
+    for journey in journeys:
+        if journey.goal_event:
+            by_goal.setdefault(journey.goal_event, []).append(journey.pk)
+    pairs = [(e.contact_id, jid, e) for e in events for jid in by_goal.get(e.name, [])]
+    if not pairs:
+        return 0
+    live = Enrollment.objects.filter(
+        state__in=LIVE_ENROLLMENT_STATES,
+        contact_id__in={c for c, _, _ in pairs},
+        journey_id__in={j for _, j, _ in pairs},
+    )
+    wanted = {(c, j): e for c, j, e in pairs}
+    converted = [en for en in live if (en.contact_id, en.journey_id) in wanted]
+    for enrollment in converted:
+        enrollment.state = EnrollmentState.CONVERTED
+        enrollment.ended_at = now
+        enrollment.end_reason = f"goal:{wanted[(enrollment.contact_id, enrollment.journey_id)].name}"
+        enrollment.next_run_at = None
+    Enrollment.objects.bulk_update(converted, ["state", "ended_at", "end_reason", "next_run_at"])
+    audit.record_many([
+        audit.build("journey.converted", contact_id=en.contact_id, obj=en, reason=en.end_reason,
+                    data={"journey": en.journey_id, "event": wanted[(en.contact_id, en.journey_id)].pk})
+        for en in converted
+    ])
+    return len(converted)
+
+
+def _enroll_from_events(events, journeys, now) -> int:
+    triggered = [j for j in journeys if j.trigger_type == TriggerType.EVENT and j.trigger_event]
+    if not triggered:
+        return 0
+    first_steps = {}
+    for step in JourneyStep.objects.filter(journey__in=triggered).order_by("journey_id", "position"):
+        first_steps.setdefault(step.journey_id, step)
+    candidates = {}
+    for event in events:
+        for journey in triggered:
+            if journey.trigger_event == event.name and journey.pk in first_steps \
+                    and _matches(journey.trigger_conditions, event.properties):
+                candidates.setdefault((journey.pk, event.contact_id), event)
+    if not candidates:
+        return 0
+    contact_ids = {c for _, c in candidates}
+    journey_ids = {j for j, _ in candidates}
+    history = {}
+    for journey_id, contact_id, state, entered_at in Enrollment.objects.filter(
+        journey_id__in=journey_ids, contact_id__in=contact_ids
+    ).values_list("journey_id", "contact_id", "state", "entered_at"):
+        history.setdefault((journey_id, contact_id), []).append((state, entered_at))
+    journeys_by_id = {j.pk: j for j in triggered}
+
+    new, refused = [], []
+    for (journey_id, contact_id), event in candidates.items():
+        journey = journeys_by_id[journey_id]
+        past = history.get((journey_id, contact_id), [])
+        reason = _reentry_refusal(journey, past, now)
+        if reason:
+            refused.append(audit.build("journey.enrollment_refused", contact_id=contact_id, obj=journey,
+                                       reason=reason, data={"event": event.pk}))
+            continue
+        new.append(Enrollment(journey_id=journey_id, contact_id=contact_id, current_step=first_steps[journey_id],
+                              state=EnrollmentState.ACTIVE, next_run_at=now, entered_at=now, trigger_event=event))
+    # ignore_conflicts: another worker enrolling the same contact from a different event at the
+    # same moment loses quietly to the partial unique constraint instead of failing the batch.
+    Enrollment.objects.bulk_create(new, ignore_conflicts=True, batch_size=1000)
+    created = Enrollment.objects.filter(trigger_event_id__in=[e.trigger_event_id for e in new], entered_at=now)
+    entries = [
+        audit.build("journey.enrolled", contact_id=en.contact_id, obj=en, reason=f"event:{en.trigger_event_id}",
+                    data={"journey": en.journey_id, "event": en.trigger_event_id})
+        for en in created
+    ]
+    audit.record_many(entries + refused)
+    return len(entries)
+
+
+def _reentry_refusal(journey, past, now) -> str:
+    if any(state in LIVE_ENROLLMENT_STATES for state, _ in past):
+        return "already_enrolled"
+    if not past or journey.reentry == ReentryPolicy.ALWAYS:
+        return ""
+    if journey.reentry == ReentryPolicy.NEVER:
+        return "reentry_never"
+    last_entry = max(entered for _, entered in past)
+    if now - last_entry < timezone.timedelta(seconds=journey.reentry_after_seconds or 0):
+        return "reentry_too_soon"
+    return ""
+
+
+# --- Enrollments: run due steps ----------------------------------------------------------------
+
+def advance_enrollments_batch(now, report: TickReport) -> int:
+    with transaction.atomic():
+        due = claim(
+            Enrollment.objects.filter(
+                state=EnrollmentState.ACTIVE, next_run_at__lte=now, journey__status=JourneyStatus.ACTIVE
+            ).select_related("journey", "contact", "current_step").order_by("next_run_at", "id"),
+            ENROLLMENT_BATCH,
+        )
+        if not due:
+            return 0
+        steps = {s.pk: s for s in JourneyStep.objects.filter(journey_id__in={e.journey_id for e in due})}
+        for enrollment in due:
+            report.steps += run_enrollment(enrollment, steps, now)
+        return len(due)
+
+
+def run_enrollment(enrollment: Enrollment, steps: dict, now) -> int:
+    """Run an enrollment's steps until it waits or ends. Returns the number of steps run."""
+    ran = 0
+    step = steps.get(enrollment.current_step_id)
+    while ran < MAX_STEPS_PER_RUN:
+        if step is None:
+            _end(enrollment, EnrollmentState.COMPLETED, "end_of_journey", now)
+            return ran
+        ran += 1
+        enrollment.steps_taken += 1
+        outcome, next_step = _run_step(enrollment, step, steps, now)
+        audit.record("journey.step", contact=enrollment.contact, obj=enrollment, reason=f"{step.kind}:{outcome}",
+                     data={"journey": enrollment.journey_id, "step": step.key, "outcome": outcome,
+                           "next_step": next_step.key if next_step else None})
+        if step.kind == StepKind.EXIT:
+            _end(enrollment, EnrollmentState.EXITED, f"exit:{step.key}", now)
+            return ran
+        enrollment.current_step = next_step
+        if step.kind == StepKind.WAIT:
+            enrollment.next_run_at = now + timezone.timedelta(seconds=int(step.config["seconds"]))
+            enrollment.save(update_fields=["current_step", "next_run_at", "steps_taken", "context"])
+            return ran
+        step = next_step
+    # Too many steps without a wait: look again next tick rather than spin.
+    enrollment.next_run_at = now
+    enrollment.save(update_fields=["current_step", "next_run_at", "steps_taken", "context"])
+    return ran
+
+
+def _following(step, steps):
+    if step.next_step_id:
+        return steps.get(step.next_step_id)
+    later = [s for s in steps.values() if s.journey_id == step.journey_id and s.position > step.position]
+    return min(later, key=lambda s: (s.position, s.pk)) if later else None
+
+
+def _run_step(enrollment, step, steps, now):
+    """Do one step. Returns (outcome, next step)."""
+    if step.kind == StepKind.SEND:
+        message = _send_step(enrollment, step, now)
+        return f"message:{message.pk}:{message.status}", _following(step, steps)
+    if step.kind == StepKind.WAIT:
+        return f"wait:{step.config['seconds']}s", _following(step, steps)
+    if step.kind == StepKind.CONDITION:
+        result = evaluate_condition(enrollment, step.config)
+        chosen = _following(step, steps) if result else (steps.get(step.else_step_id) if step.else_step_id else None)
+        return ("true" if result else "false"), chosen
+    return "exit", None
+
+
+def _send_step(enrollment, step, now) -> Message:
+    version = current_version(step.template)
+    message, created = channel_actions.create_message(
+        contact=enrollment.contact,
+        template_version=version,
+        channel_plan=step.channel_plan,
+        source=MessageSource.JOURNEY,
+        purpose=step.purpose or version.purpose,
+        urgency=step.urgency,
+        variables={"journey": enrollment.journey.name},
+        source_ref=f"journey:{enrollment.journey_id}/step:{step.pk}/enrollment:{enrollment.pk}",
+        intent_key=step.intent_key or f"journey:{enrollment.journey.slug}:{step.key}",
+        # The same enrollment reaching the same step on the same visit is the same message.
+        idempotency_key=f"enrollment:{enrollment.pk}:{enrollment.steps_taken}:{step.key}",
+    )
+    if created:
+        channel_actions.dispatch(message, now=now)
+    enrollment.context.setdefault("messages", {})[step.key] = message.pk
+    return message
+
+
+def evaluate_condition(enrollment, config: dict) -> bool:
+    """Conditions on engagement with an earlier message of this enrollment, or on attributes."""
+    check = config.get("check", "engaged")
+    if check in ("engaged", "delivered"):
+        message_id = enrollment.context.get("messages", {}).get(config.get("step"))
+        if not message_id:
+            return False
+        statuses = set(ENGAGED_DELIVERY_STATUSES)
+        if check == "delivered":
+            statuses.add(DeliveryStatus.DELIVERED)
+        return Delivery.objects.filter(message_id=message_id, status__in=statuses).exists()
+    if check == "attribute":
+        return enrollment.contact.attributes.get(config.get("name")) == config.get("equals")
+    raise ValueError(f"Unknown condition {check!r}.")
+
+
+def _end(enrollment, state, reason, now):
+    enrollment.state = state
+    enrollment.end_reason = reason
+    enrollment.ended_at = now
+    enrollment.next_run_at = None
+    enrollment.save(update_fields=["state", "end_reason", "ended_at", "next_run_at", "current_step", "steps_taken",
+                                   "context"])
+    audit.record(f"journey.{state}", contact=enrollment.contact, obj=enrollment, reason=reason,
+                 data={"journey": enrollment.journey_id})
+
+
+# --- Messages: deferred ones and fallback timers -------------------------------------------------
+
+def redispatch_deferred_batch(now, report: TickReport) -> int:
+    with transaction.atomic():
+        due = claim(
+            Message.objects.filter(status=MessageStatus.DEFERRED, defer_until__lte=now)
+            .select_related("contact", "template_version").order_by("defer_until", "id"),
+            MESSAGE_BATCH,
+        )
+        for message in due:
+            channel_actions.dispatch(message, now=now)
+        report.redispatched += len(due)
+        return len(due)
+
+
+def fire_fallback_timers_batch(now, report: TickReport) -> int:
+    """Move on to the next channel where a delivery did not succeed within its window."""
+    with transaction.atomic():
+        due = claim(
+            Delivery.objects.filter(fallback_due_at__lte=now).select_related("message").order_by("fallback_due_at"),
+            MESSAGE_BATCH,
+        )
+        if not due:
+            return 0
+        Delivery.objects.filter(pk__in=[d.pk for d in due]).update(fallback_due_at=None)
+        for delivery in due:
+            if not channel_actions.fallback_condition_met(delivery):
+                channel_actions.fall_back(delivery, "fallback_timeout", now=now)
+                report.fallbacks += 1
+        return len(due)
+
+
+def requeue_stale_deliveries(now) -> int:
+    stale = list(
+        Delivery.objects.filter(status=DeliveryStatus.QUEUED)
+        .filter(Q(claimed_at__lt=now - STALE_QUEUED_AFTER) | Q(claimed_at__isnull=True, queued_at__lt=now - STALE_QUEUED_AFTER))
+        .values_list("pk", "channel", "message__purpose")[:MESSAGE_BATCH]
+    )
+    if not stale:
+        return 0
+    # Push the staleness clock forward so the next tick does not enqueue them again.
+    Delivery.objects.filter(pk__in=[pk for pk, _, _ in stale]).update(claimed_at=now)
+    with transaction.atomic():
+        for pk, channel, purpose in stale:
+            channel_actions.enqueue_send(Delivery(pk=pk, channel=channel), purpose)
+    log.warning("Re-enqueued %d deliveries stuck in queued", len(stale))
+    return len(stale)

@@ -1,0 +1,83 @@
+"""Changes to consent and suppression. Each validates, writes, and audits in one transaction."""
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from omni.choices import Channel, Purpose
+
+from . import audit
+from .models import Consent, ConsentChange, ConsentSource, ConsentStatus, Suppression, SuppressionReason, hash_address
+
+
+@transaction.atomic
+def record_consent_change(contact, channel: str, purpose: str, status: str, source: str, *, evidence=None,
+                          actor=None, actor_label: str = "", lawful_basis: str = "", occurred_at=None) -> ConsentChange:
+    """Append a consent change and make it the contact's current consent for that scope.
+
+    A change older than the current state (an import replaying history) is kept in the
+    history but does not overwrite a newer decision.
+    """
+    if channel not in Channel.values:
+        raise ValueError(f"Unknown channel {channel!r}.")
+    if purpose not in Purpose.values:
+        raise ValueError(f"Unknown purpose {purpose!r}.")
+    if status not in ConsentStatus.values:
+        raise ValueError(f"Unknown consent status {status!r}.")
+    if source not in ConsentSource.values:
+        raise ValueError(f"Unknown consent source {source!r}.")
+    occurred_at = occurred_at or timezone.now()
+    change = ConsentChange.objects.create(
+        contact=contact, channel=channel, purpose=purpose, status=status, source=source,
+        lawful_basis=lawful_basis, evidence=evidence or {}, actor=actor if getattr(actor, "is_authenticated", False) else None,
+        actor_label=actor_label, occurred_at=occurred_at,
+    )
+    consent, _ = Consent.objects.select_for_update().get_or_create(contact=contact, channel=channel, purpose=purpose)
+    if consent.last_change_id is None or consent.updated_at <= occurred_at:
+        consent.status = status
+        consent.lawful_basis = lawful_basis
+        consent.last_change = change
+        consent.updated_at = occurred_at
+        consent.save()
+    audit.record(
+        "consent.changed", contact=contact, obj=change, actor=actor, actor_label=actor_label, channel=channel,
+        reason=f"{source}:{status}", data={"purpose": purpose, "status": status, "source": source, "evidence": evidence or {}},
+    )
+    return change
+
+
+def suppress(address: str, *, channel: str = "", purpose: str = "", reason: str, contact=None, detail: str = "",
+             actor=None, actor_label: str = "", expires_at=None) -> tuple[Suppression, bool]:
+    """Suppress an address for a channel/purpose scope (blank = all). Safe to call twice."""
+    if reason not in SuppressionReason.values:
+        raise ValueError(f"Unknown suppression reason {reason!r}.")
+    normalized = (address or "").strip().lower()
+    if not normalized:
+        raise ValueError("Cannot suppress an empty address.")
+    address_hash = hash_address(normalized)
+    with transaction.atomic():
+        existing = Suppression.objects.filter(address_hash=address_hash, channel=channel, purpose=purpose).first()
+        if existing:
+            return existing, False
+        try:
+            with transaction.atomic():
+                suppression = Suppression.objects.create(
+                    address=normalized, channel=channel, purpose=purpose, reason=reason, detail=detail[:500],
+                    contact=contact, created_by=actor if getattr(actor, "is_authenticated", False) else None,
+                    expires_at=expires_at,
+                )
+        except IntegrityError:
+            # Another webhook suppressed the same address a moment ago.
+            return Suppression.objects.get(address_hash=address_hash, channel=channel, purpose=purpose), False
+        audit.record(
+            "suppression.added", contact=contact, obj=suppression, actor=actor, actor_label=actor_label,
+            channel=channel, reason=reason, data={"purpose": purpose, "detail": detail[:500]},
+        )
+    return suppression, True
+
+
+@transaction.atomic
+def lift_suppression(suppression: Suppression, *, actor=None, actor_label: str = "", why: str = "") -> None:
+    audit.record(
+        "suppression.lifted", contact=suppression.contact, obj=suppression, actor=actor, actor_label=actor_label,
+        channel=suppression.channel, reason=suppression.reason, data={"why": why, "address_hash": suppression.address_hash},
+    )
+    suppression.delete()

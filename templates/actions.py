@@ -1,0 +1,43 @@
+"""Publishing templates: drafts become immutable versions that messages point at."""
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Max
+
+from compliance import audit
+
+from .models import Template, TemplateVersion
+from .rendering import RenderError, validate_source
+
+
+@transaction.atomic
+def publish_template(template: Template, *, actor=None, actor_label: str = "") -> TemplateVersion:
+    """Snapshot the template's variants as its next version. Refuses a template with bad syntax."""
+    template = Template.objects.select_for_update().get(pk=template.pk)
+    variants = list(template.variants.order_by("channel", "locale"))
+    if not variants:
+        raise ValidationError(f"Template {template.key!r} has no variants to publish.")
+    for variant in variants:
+        for field in ("subject", "preheader", "text_body", "title", "html_body"):
+            try:
+                validate_source(getattr(variant, field), html=field == "html_body")
+            except RenderError as exc:
+                raise ValidationError(f"{variant.channel}/{variant.locale} {field}: {exc}") from exc
+    number = (template.versions.aggregate(n=Max("number"))["n"] or 0) + 1
+    version = TemplateVersion.objects.create(
+        template=template,
+        number=number,
+        variants=[v.as_content() for v in variants],
+        purpose=template.purpose,
+        allow_fallback=template.allow_fallback,
+        default_locale=template.default_locale,
+        published_by=actor if getattr(actor, "is_authenticated", False) else None,
+    )
+    audit.record("template.published", obj=version, actor=actor, actor_label=actor_label,
+                 data={"template": template.key, "version": number})
+    return version
+
+
+def current_version(template: Template) -> TemplateVersion:
+    """The latest published version, publishing the drafts first if there is none yet."""
+    version = template.latest_version
+    return version or publish_template(template, actor_label="system:auto-publish")

@@ -1,0 +1,65 @@
+"""Rendering a template variant for one contact, strictly.
+
+Jinja2's SandboxedEnvironment with StrictUndefined: a missing variable is an error (nothing
+is sent), and templates edited in the admin cannot reach Python internals. HTML bodies are
+autoescaped; text channels are not, so an apostrophe in a name stays an apostrophe in an SMS.
+"""
+from jinja2 import StrictUndefined, TemplateError, UndefinedError
+from jinja2.sandbox import SandboxedEnvironment
+
+_text_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+_html_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=True)
+
+TEXT_FIELDS = ("subject", "preheader", "text_body", "title")
+
+
+class RenderError(Exception):
+    """A template could not be rendered; `field` names the part that failed."""
+
+    def __init__(self, message: str, field: str = ""):
+        super().__init__(message)
+        self.field = field
+
+
+def contact_variables(contact) -> dict:
+    """What every template can use about its contact, beside the message's own variables."""
+    return {
+        "contact": {
+            "first_name": contact.first_name,
+            "last_name": contact.last_name,
+            "email": contact.email,
+            "phone": contact.phone,
+            "locale": contact.locale,
+            "external_id": contact.external_id or "",
+            "attributes": contact.attributes or {},
+        },
+        "first_name": contact.first_name,
+        "last_name": contact.last_name,
+    }
+
+
+def render_variant(variant: dict, variables: dict) -> dict:
+    """Render every part of a variant (as stored in TemplateVersion.variants) with variables."""
+    rendered = dict(variant)
+    for name in TEXT_FIELDS + ("html_body",):
+        source = variant.get(name) or ""
+        if not source:
+            rendered[name] = ""
+            continue
+        env = _html_env if name == "html_body" else _text_env
+        try:
+            rendered[name] = env.from_string(source).render(variables)
+        except UndefinedError as exc:
+            raise RenderError(f"Missing variable in {name}: {exc.message}", field=name) from exc
+        except TemplateError as exc:
+            raise RenderError(f"Template error in {name}: {exc}", field=name) from exc
+    return rendered
+
+
+def validate_source(source: str, *, html: bool = False) -> None:
+    """Raise RenderError if source is not valid template syntax (used when saving variants)."""
+    env = _html_env if html else _text_env
+    try:
+        env.parse(source or "")
+    except TemplateError as exc:
+        raise RenderError(f"Template syntax error: {exc}") from exc
