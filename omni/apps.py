@@ -1,4 +1,6 @@
 from django.apps import AppConfig
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 
 class OmniConfig(AppConfig):
@@ -6,4 +8,11 @@ class OmniConfig(AppConfig):
     verbose_name = "Omni platform"
 
     def ready(self):
-        from . import checks  # noqa: F401  (registers system checks)
+        from . import checks
+
+        # System checks only run for manage.py commands; a web or Celery process started in
+        # production must refuse to start on a bad setting too, naming it.
+        if settings.PRODUCTION:
+            errors = checks.check_production_settings(None) + checks.check_provider_settings(None)
+            if errors:
+                raise ImproperlyConfigured("\n".join(f"{error.id}: {error.msg}" for error in errors))

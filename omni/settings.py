@@ -5,6 +5,7 @@ with beat inside the worker, and the sandbox provider for every channel. In prod
 (OMNI_ENV=production) a missing or unsafe setting stops the start with a message naming it;
 see omni/checks.py.
 """
+import sys
 from pathlib import Path
 
 import environ
@@ -107,7 +108,10 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = max(OMNI_MAX_BODY_BYTES, 2_621_440)
 
 # --- Celery ---------------------------------------------------------------------------------
 CELERY_DATA_DIR = VAR_DIR / "celery"
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+# Under pytest the default broker is in-process memory, so tests never write into the
+# embedded default's queue folder; CI sets CELERY_BROKER_URL to Redis for the worker tests.
+TESTING = "pytest" in sys.modules
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="memory://" if TESTING else "filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     for sub in ("queue", "processed"):
         (CELERY_DATA_DIR / sub).mkdir(parents=True, exist_ok=True)

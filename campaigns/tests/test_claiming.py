@@ -1,0 +1,66 @@
+"""Concurrent ticks never run the same step twice (PostgreSQL: FOR UPDATE SKIP LOCKED)."""
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connection, connections
+from django.utils import timezone
+
+from campaigns import engine
+from campaigns.models import Enrollment, Journey, JourneyStatus, JourneyStep, StepKind
+from compliance.models import AuditEntry
+from contacts.models import Contact
+
+needs_postgres = pytest.mark.skipif(
+    connection.vendor != "postgresql",
+    reason="SKIP LOCKED claiming needs PostgreSQL; set DATABASE_URL to run it (SQLite serializes writers instead)",
+)
+
+
+@pytest.fixture
+def due_enrollments(transactional_db):
+    journey = Journey.objects.create(name="Drip", slug="drip", status=JourneyStatus.ACTIVE, trigger_event="x")
+    first = JourneyStep.objects.create(journey=journey, key="pause", position=1, kind=StepKind.WAIT,
+                                       config={"seconds": 3600})
+    contacts = Contact.objects.bulk_create(Contact(external_id=f"c{i}") for i in range(1200))
+    past = timezone.now() - timedelta(minutes=1)
+    Enrollment.objects.bulk_create(
+        Enrollment(journey=journey, contact=c, current_step=first, next_run_at=past) for c in contacts
+    )
+    return journey
+
+
+@pytest.mark.postgres
+@needs_postgres
+def test_two_workers_ticking_at_once_run_each_due_step_exactly_once(due_enrollments):
+    now = timezone.now()
+    reports, errors = [], []
+    start = threading.Barrier(2)
+
+    def worker():
+        try:
+            start.wait()
+            reports.append(engine.tick(now))
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert not errors
+    assert sum(r.steps for r in reports) == 1200
+    assert AuditEntry.objects.filter(action="journey.step").count() == 1200
+    assert set(Enrollment.objects.values_list("steps_taken", flat=True)) == {1}
+
+
+def test_a_step_already_advanced_is_not_claimed_again(due_enrollments):
+    now = timezone.now()
+    first = engine.tick(now)
+    second = engine.tick(now)
+
+    assert (first.steps, second.steps) == (1200, 0)

@@ -1,0 +1,55 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.checks import run_checks
+
+from omni.checks import check_production_settings, check_provider_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def ids(errors):
+    return {error.id for error in errors}
+
+
+def test_the_embedded_default_passes_every_check():
+    assert not [e for e in run_checks() if e.level >= 40]
+
+
+def test_production_refuses_development_defaults(settings):
+    settings.PRODUCTION = True
+    settings.DEBUG = True
+
+    errors = ids(check_production_settings(None) + check_provider_settings(None))
+
+    assert {"omni.E001", "omni.E002", "omni.E003", "omni.E004", "omni.E005", "omni.E010"} <= errors
+
+
+def test_a_provider_without_credentials_names_the_missing_setting(settings):
+    settings.OMNI_PROVIDERS = {**settings.OMNI_PROVIDERS, "sms": "twilio", "email": "ses"}
+    settings.TWILIO_ACCOUNT_SID = ""
+    settings.SES_FROM_EMAIL = ""
+
+    messages = [e.msg for e in check_provider_settings(None)]
+
+    assert any("TWILIO_ACCOUNT_SID" in m for m in messages)
+    assert any("SES_FROM_EMAIL" in m for m in messages)
+
+
+def test_an_unknown_provider_is_named(settings):
+    settings.OMNI_PROVIDERS = {**settings.OMNI_PROVIDERS, "email": "mailgun"}
+
+    assert "omni.E011" in ids(check_provider_settings(None))
+
+
+@pytest.mark.parametrize("command", [["-c", "import django; django.setup()"]])
+def test_a_production_process_with_a_bad_setting_fails_at_start_naming_it(command, tmp_path):
+    env = {"OMNI_ENV": "production", "OMNI_VAR_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "omni.settings",
+           "PATH": "/usr/bin:/bin"}
+
+    result = subprocess.run([sys.executable, *command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr and "SECRET_KEY" in result.stderr and "DATABASE_URL" in result.stderr
