@@ -1,0 +1,239 @@
+"""Changing contacts: every create and update from systems goes through upsert_contact()."""
+import functools
+import re
+import zoneinfo
+
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import IntegrityError, transaction
+
+from compliance import audit
+from compliance.models import ConsentStatus
+from omni.choices import Channel, Purpose
+
+from .models import Contact, LifecycleStage
+from .phones import normalize_phone
+
+PROFILE_FIELDS = frozenset(
+    {"email", "phone", "first_name", "last_name", "locale", "timezone", "country", "lifecycle_stage"}
+)
+CONTACT_FIELDS = PROFILE_FIELDS | {"attributes", "consents"}
+CONSENT_FIELDS = frozenset({"channel", "purpose", "status", "evidence"})
+LOCALE_PATTERN = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$")
+COUNTRY_PATTERN = re.compile(r"^[A-Za-z]{2}$")
+
+
+class InvalidField(ValidationError):
+    """Input that cannot be stored; `field` names the part at fault (e.g. "phone", "consents[0].channel")."""
+
+    def __init__(self, field: str, message: str, code: str = "invalid_field"):
+        super().__init__(message, code=code)
+        self.field = field
+
+
+class ContactNotFound(Contact.DoesNotExist):
+    """No contact has this external id."""
+
+    def __init__(self, external_id: str):
+        super().__init__(f"No contact has external_id '{external_id}'.")
+        self.external_id = external_id
+
+
+class ContactErased(Exception):
+    """The contact's personal data was erased on request; it may not be filled in again."""
+
+    def __init__(self, external_id: str):
+        super().__init__(f"The contact with external_id '{external_id}' was erased and cannot be changed.")
+        self.external_id = external_id
+
+
+def upsert_contact(external_id: str, data: dict, *, actor_label: str) -> tuple[Contact, bool]:
+    """Create or update the contact with this external id from `data`; return (contact, created).
+
+    `data` may hold email, phone, first_name, last_name, locale, timezone, country,
+    lifecycle_stage, attributes (merged into the stored ones; a null value removes a key) and
+    consents ([{"channel", "purpose", "status", "evidence"}], recorded through
+    compliance.actions.record_consent_change). Everything is validated before anything is
+    written, and everything is written in one transaction: InvalidField names the first field
+    at fault and nothing is stored. Raises ContactErased for a contact erased on request.
+    Audits "contact.created" or "contact.updated" with the names of the changed fields.
+    """
+    external_id = clean_external_id(external_id)
+    if not isinstance(data, dict):
+        raise InvalidField("contact", "Contact data must be a JSON object.")
+    unknown = sorted(set(data) - CONTACT_FIELDS)
+    if unknown:
+        raise InvalidField(unknown[0], f"Unknown contact field(s): {', '.join(unknown)}.", code="unknown_field")
+    attribute_changes = clean_attributes(data["attributes"]) if "attributes" in data else {}
+    values = {field: clean_profile_field(field, value) for field, value in data.items() if field in PROFILE_FIELDS}
+    consents = clean_consents(data["consents"]) if "consents" in data else []
+
+    with transaction.atomic():
+        contact, created = lock_or_create_contact(external_id, values, attribute_changes)
+        if created:
+            changed = [field for field, value in values.items() if value != ""]
+            if contact.attributes:
+                changed.append("attributes")
+            audit.record("contact.created", contact=contact, obj=contact, actor_label=actor_label,
+                         data={"fields": sorted(changed)})
+        else:
+            if contact.erased_at is not None:
+                raise ContactErased(external_id)
+            changed = apply_changes(contact, values, attribute_changes)
+            if changed:
+                contact.save(update_fields=[*changed, "updated_at"])
+                audit.record("contact.updated", contact=contact, obj=contact, actor_label=actor_label,
+                             data={"fields": changed})
+        if consents:
+            record_consents(contact, consents, actor_label=actor_label)
+    return contact, created
+
+
+def get_contact(external_id: str) -> Contact:
+    """The contact with this external id; ContactNotFound otherwise."""
+    external_id = clean_external_id(external_id)
+    contact = Contact.objects.filter(external_id=external_id).first()
+    if contact is None:
+        raise ContactNotFound(external_id)
+    return contact
+
+
+def lock_or_create_contact(external_id: str, values: dict, attribute_changes: dict) -> tuple[Contact, bool]:
+    contact = Contact.objects.select_for_update().filter(external_id=external_id).first()
+    if contact is not None:
+        return contact, False
+    attributes = {key: value for key, value in attribute_changes.items() if value is not None}
+    try:
+        with transaction.atomic():
+            return Contact.objects.create(external_id=external_id, attributes=attributes, **values), True
+    except IntegrityError:
+        # Another request created this external id between our read and our insert.
+        return Contact.objects.select_for_update().get(external_id=external_id), False
+
+
+def apply_changes(contact: Contact, values: dict, attribute_changes: dict) -> list[str]:
+    """Set the values that differ on `contact`; return the names of the fields changed."""
+    changed = []
+    for field, value in values.items():
+        if getattr(contact, field) != value:
+            setattr(contact, field, value)
+            changed.append(field)
+    if attribute_changes:
+        merged = dict(contact.attributes or {})
+        for key, value in attribute_changes.items():
+            if value is None:
+                merged.pop(key, None)
+            else:
+                merged[key] = value
+        if merged != contact.attributes:
+            contact.attributes = merged
+            changed.append("attributes")
+    return sorted(changed)
+
+
+def clean_external_id(external_id) -> str:
+    if not isinstance(external_id, str) or not external_id.strip():
+        raise InvalidField("external_id", "external_id must be a non-empty string.")
+    if len(external_id) > 255:
+        raise InvalidField("external_id", "external_id is longer than 255 characters.")
+    return external_id
+
+
+def clean_profile_field(field: str, value):
+    """The value to store for one profile field, or InvalidField naming it."""
+    if field == "lifecycle_stage":
+        if value not in LifecycleStage.values:
+            raise InvalidField(field, f"lifecycle_stage must be one of {', '.join(LifecycleStage.values)}.")
+        return value
+    if field == "locale":
+        text = require_string(field, value, max_length=16)
+        if not LOCALE_PATTERN.match(text):
+            raise InvalidField(field, f"'{text}' is not a BCP 47 language tag such as en or fr-CA.")
+        return text
+
+    # The remaining fields are optional: null or "" clears them.
+    if value is None:
+        return ""
+    if field == "email":
+        text = require_string(field, value, max_length=254).lower()
+        if text:
+            try:
+                validate_email(text)
+            except ValidationError:
+                raise InvalidField(field, f"'{value}' is not a valid email address.") from None
+        return text
+    if field == "phone":
+        text = require_string(field, value, max_length=64)
+        if not text:
+            return ""
+        try:
+            return normalize_phone(text)
+        except ValidationError as exc:
+            raise InvalidField(field, exc.messages[0]) from None
+    if field == "timezone":
+        text = require_string(field, value, max_length=64)
+        if text and text not in known_timezones():
+            raise InvalidField(field, f"'{text}' is not an IANA timezone such as Europe/Paris.")
+        return text
+    if field == "country":
+        text = require_string(field, value, max_length=2)
+        if text and not COUNTRY_PATTERN.match(text):
+            raise InvalidField(field, f"'{text}' is not an ISO 3166-1 alpha-2 country code such as US.")
+        return text.upper()
+    return require_string(field, value, max_length=100)  # first_name, last_name
+
+
+def require_string(field: str, value, *, max_length: int) -> str:
+    if not isinstance(value, str):
+        raise InvalidField(field, f"{field} must be a string.")
+    text = value.strip()
+    if len(text) > max_length:
+        raise InvalidField(field, f"{field} is longer than {max_length} characters.")
+    return text
+
+
+def clean_attributes(attributes) -> dict:
+    if not isinstance(attributes, dict):
+        raise InvalidField("attributes", "attributes must be a JSON object; a null value removes a key.")
+    return attributes
+
+
+@functools.cache
+def known_timezones() -> frozenset[str]:
+    # available_timezones() walks the tz database on disk at every call.
+    return frozenset(zoneinfo.available_timezones())
+
+
+def clean_consents(consents) -> list[dict]:
+    """Validate the consents of a contact upsert before anything is written."""
+    if not isinstance(consents, list):
+        raise InvalidField("consents", "consents must be a list of objects.")
+    cleaned = []
+    for index, consent in enumerate(consents):
+        where = f"consents[{index}]"
+        if not isinstance(consent, dict):
+            raise InvalidField(where, f"{where} must be an object.")
+        unknown = sorted(set(consent) - CONSENT_FIELDS)
+        if unknown:
+            raise InvalidField(f"{where}.{unknown[0]}", f"Unknown consent field(s): {', '.join(unknown)}.",
+                               code="unknown_field")
+        for field, choices in (("channel", Channel), ("purpose", Purpose), ("status", ConsentStatus)):
+            if consent.get(field) not in choices.values:
+                raise InvalidField(f"{where}.{field}", f"{field} must be one of {', '.join(choices.values)}.")
+        evidence = consent.get("evidence") or {}
+        if not isinstance(evidence, dict):
+            raise InvalidField(f"{where}.evidence", "evidence must be a JSON object.")
+        cleaned.append({**consent, "evidence": evidence})
+    return cleaned
+
+
+def record_consents(contact: Contact, consents: list[dict], *, actor_label: str) -> None:
+    # Imported here: compliance.actions builds on contacts, so a module-level import would
+    # make the two import each other.
+    from compliance.actions import record_consent_change
+
+    for consent in consents:
+        record_consent_change(
+            contact, consent["channel"], consent["purpose"], consent["status"],
+            source="api", evidence=consent["evidence"], actor_label=actor_label,
+        )

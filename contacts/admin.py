@@ -1,0 +1,103 @@
+from django.contrib import admin
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+from import_export.admin import ImportExportModelAdmin
+
+from omni.admin import ReadOnlyAdminMixin
+
+from .models import Contact, ContactEvent, Device, Segment
+from .resources import ContactResource
+
+RECENT_EVENTS_SHOWN = 20
+
+
+class DeviceInline(admin.TabularInline):
+    model = Device
+    extra = 0
+    fields = ["platform", "token", "provider_endpoint", "enabled", "disabled_reason", "app_version", "last_seen_at"]
+
+
+@admin.register(Contact)
+class ContactAdmin(ImportExportModelAdmin):
+    resource_classes = [ContactResource]
+    list_display = ["__str__", "email", "phone", "external_id", "lifecycle_stage", "locale", "messaging_paused", "created_at"]
+    list_filter = ["lifecycle_stage", "locale", "messaging_paused"]
+    search_fields = ["email", "phone", "external_id", "first_name", "last_name"]
+    date_hierarchy = "created_at"
+    readonly_fields = ["created_at", "updated_at", "erased_at", "recent_events"]
+    fieldsets = [
+        (None, {"fields": ["external_id", ("first_name", "last_name"), "email", "phone"]}),
+        ("Profile", {"fields": ["lifecycle_stage", ("locale", "timezone", "country"), "attributes"]}),
+        ("Messaging", {"fields": ["messaging_paused"]}),
+        ("History", {"fields": ["recent_events", ("created_at", "updated_at", "erased_at")]}),
+    ]
+    # contacts depends on no other app, so the apps built on it add their own inlines here
+    # (compliance adds consents) instead of this module importing them.
+    inlines = [DeviceInline]
+
+    @admin.display(description=f"recent events (newest {RECENT_EVENTS_SHOWN})")
+    def recent_events(self, obj):
+        if obj.pk is None:
+            return "—"
+        events = obj.events.order_by("-occurred_at")[:RECENT_EVENTS_SHOWN]
+        rows = format_html_join(
+            "",
+            '<tr><td>{}</td><td><a href="{}">{}</a></td><td>{}</td><td>{}</td></tr>',
+            (
+                (
+                    f"{event.occurred_at:%Y-%m-%d %H:%M:%S}",
+                    reverse("admin:contacts_contactevent_change", args=[event.pk]),
+                    event.name,
+                    event.source,
+                    "processed" if event.processed_at else "pending",
+                )
+                for event in events
+            ),
+        )
+        if not rows:
+            return "No events yet."
+        return format_html(
+            "<table><thead><tr><th>occurred</th><th>event</th><th>source</th><th>state</th></tr></thead>"
+            "<tbody>{}</tbody></table>",
+            rows,
+        )
+
+    # Import writes many contacts at once and export copies personal data out of Omni:
+    # both need the right to change contacts, not just to look at them.
+    def has_import_permission(self, request):
+        return request.user.has_perms(["contacts.add_contact", "contacts.change_contact"])
+
+    def has_export_permission(self, request):
+        return request.user.has_perm("contacts.change_contact")
+
+
+def add_contact_inline(inline_class):
+    """Show another app's rows (consents, messages...) on the contact page."""
+    if inline_class not in ContactAdmin.inlines:
+        ContactAdmin.inlines = [*ContactAdmin.inlines, inline_class]
+
+
+@admin.register(Segment)
+class SegmentAdmin(admin.ModelAdmin):
+    list_display = ["name", "description", "updated_at"]
+    search_fields = ["name", "description"]
+    readonly_fields = ["created_at", "updated_at"]
+
+
+@admin.register(Device)
+class DeviceAdmin(admin.ModelAdmin):
+    list_display = ["contact", "platform", "enabled", "app_version", "last_seen_at"]
+    list_filter = ["platform", "enabled"]
+    search_fields = ["token", "provider_endpoint", "contact__email", "contact__external_id"]
+    list_select_related = ["contact"]
+    autocomplete_fields = ["contact"]
+    readonly_fields = ["created_at"]
+
+
+@admin.register(ContactEvent)
+class ContactEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["name", "contact", "source", "occurred_at", "received_at", "processed_at"]
+    list_filter = ["source", ("processed_at", admin.EmptyFieldListFilter), "occurred_at"]
+    search_fields = ["name", "idempotency_key", "contact__email", "contact__phone", "contact__external_id"]
+    list_select_related = ["contact"]
+    date_hierarchy = "occurred_at"

@@ -1,0 +1,212 @@
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
+
+import pytest
+from django.utils import timezone
+
+from compliance.models import AuditEntry
+from contacts.models import Contact, ContactEvent
+from omni.models import ApiScope
+
+
+@pytest.fixture
+def ada(crm_api) -> Contact:
+    """A contact the CRM created, known by external id crm-1."""
+    crm_api.put("/api/v1/contacts/crm-1", {"email": "ada@example.com"})
+    return Contact.objects.get(external_id="crm-1")
+
+
+def order_placed(**overrides) -> dict:
+    return {"external_id": "crm-1", "name": "order.placed", "properties": {"order_id": "A-1"}, **overrides}
+
+
+def test_an_event_is_stored_unprocessed_and_answered_202(crm_api, ada):
+    # when
+    response = crm_api.post("/api/v1/events", order_placed(occurred_at="2025-05-01T12:00:00+02:00"),
+                            **{"Idempotency-Key": "order-A-1"})
+
+    # then
+    assert response.status_code == 202
+    body = response.json()
+    event = ContactEvent.objects.get()
+    assert body["id"] == event.pk
+    assert body["duplicate"] is False
+    assert body["contact"] == {"id": ada.pk, "external_id": "crm-1"}
+    assert (event.contact, event.name, event.properties) == (ada, "order.placed", {"order_id": "A-1"})
+    assert event.occurred_at == datetime(2025, 5, 1, 10, 0, tzinfo=dt_timezone.utc)
+    assert event.processed_at is None
+    assert event.source == f"apikey:{crm_api.raw_key.split('_')[1]}"
+
+
+def test_a_repeated_event_with_the_same_idempotency_key_is_stored_once(crm_api, ada):
+    # given
+    first = crm_api.post("/api/v1/events", order_placed(), **{"Idempotency-Key": "order-A-1"})
+
+    # when
+    repeat = crm_api.post("/api/v1/events", order_placed(), **{"Idempotency-Key": "order-A-1"})
+
+    # then
+    assert (first.status_code, repeat.status_code) == (202, 200)
+    assert repeat.json()["id"] == first.json()["id"]
+    assert repeat.json()["duplicate"] is True
+    assert ContactEvent.objects.count() == 1
+    assert AuditEntry.objects.filter(action="event.received").count() == 1
+
+
+def test_the_event_id_is_the_idempotency_key_when_no_header_is_sent(crm_api, ada):
+    crm_api.post("/api/v1/events", order_placed(event_id="evt-1"))
+    repeat = crm_api.post("/api/v1/events", order_placed(event_id="evt-1"))
+
+    assert repeat.json()["duplicate"] is True
+    assert ContactEvent.objects.get().idempotency_key == "evt-1"
+
+
+def test_an_event_without_an_idempotency_key_is_refused_with_400(crm_api, ada):
+    response = crm_api.post("/api/v1/events", order_placed())
+
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "idempotency_key_required"
+    assert "Idempotency-Key" in error["message"]
+    assert not ContactEvent.objects.exists()
+
+
+def test_the_same_idempotency_key_from_two_api_keys_makes_two_events(crm_api, api_as, ada):
+    shop_api = api_as(ApiScope.EVENTS_WRITE, name="Shop")
+
+    from_crm = crm_api.post("/api/v1/events", order_placed(), **{"Idempotency-Key": "1"})
+    from_shop = shop_api.post("/api/v1/events", order_placed(), **{"Idempotency-Key": "1"})
+
+    assert (from_crm.status_code, from_shop.status_code) == (202, 202)
+    assert from_crm.json()["id"] != from_shop.json()["id"]
+    assert ContactEvent.objects.count() == 2
+
+
+def test_an_event_for_an_unknown_external_id_is_404_naming_it(crm_api):
+    response = crm_api.post("/api/v1/events", order_placed(external_id="crm-404"), **{"Idempotency-Key": "1"})
+
+    assert response.status_code == 404
+    error = response.json()["error"]
+    assert (error["code"], error["field"]) == ("contact_not_found", "external_id")
+    assert "crm-404" in error["message"]
+    assert not ContactEvent.objects.exists()
+
+
+def test_an_event_with_contact_fields_creates_the_contact(crm_api):
+    body = {"contact": {"external_id": "crm-2", "email": "grace@example.com"}, "name": "signed_up"}
+
+    response = crm_api.post("/api/v1/events", body, **{"Idempotency-Key": "signup-2"})
+
+    assert response.status_code == 202
+    contact = Contact.objects.get(external_id="crm-2")
+    assert contact.email == "grace@example.com"
+    assert ContactEvent.objects.get().contact == contact
+    assert sorted(AuditEntry.objects.values_list("action", flat=True)) == ["contact.created", "event.received"]
+
+
+def test_an_event_with_only_an_external_id_in_contact_needs_an_existing_contact(crm_api):
+    body = {"contact": {"external_id": "crm-2"}, "name": "signed_up"}
+
+    response = crm_api.post("/api/v1/events", body, **{"Idempotency-Key": "signup-2"})
+
+    assert response.status_code == 404
+
+
+def test_invalid_contact_data_in_an_event_stores_nothing(crm_api):
+    # given contact data whose phone is wrong, for a contact that does not exist yet
+    body = {"contact": {"external_id": "crm-2", "email": "grace@example.com", "phone": "12"}, "name": "signed_up"}
+
+    # when
+    response = crm_api.post("/api/v1/events", body, **{"Idempotency-Key": "signup-2"})
+
+    # then neither the contact, nor the event, nor an audit entry was stored
+    assert response.status_code == 400
+    assert response.json()["error"]["field"] == "phone"
+    assert not Contact.objects.exists()
+    assert not ContactEvent.objects.exists()
+    assert not AuditEntry.objects.exists()
+
+
+def test_a_repeated_event_changes_nothing_not_even_the_contact(crm_api, ada):
+    crm_api.post("/api/v1/events", {"contact": {"external_id": "crm-1", "first_name": "Ada"}, "name": "x"},
+                 **{"Idempotency-Key": "1"})
+
+    crm_api.post("/api/v1/events", {"contact": {"external_id": "crm-1", "first_name": "Augusta"}, "name": "x"},
+                 **{"Idempotency-Key": "1"})
+
+    assert Contact.objects.get().first_name == "Ada"
+
+
+@pytest.mark.parametrize("overrides, field", [
+    ({"name": ""}, "name"),
+    ({"name": "order placed!"}, "name"),
+    ({"name": "x" * 101}, "name"),
+    ({"properties": ["A-1"]}, "properties"),
+    ({"properties": {"blob": "x" * 20_000}}, "properties"),
+    ({"occurred_at": "yesterday"}, "occurred_at"),
+    ({"occurred_at": "2025-05-01T12:00:00"}, "occurred_at"),
+    ({"external_id": ""}, "external_id"),
+    ({"contact": "crm-1", "external_id": None}, "contact"),
+    ({"customer": "crm-1"}, "customer"),
+])
+def test_an_invalid_event_is_refused_with_400_naming_the_field(crm_api, ada, overrides, field):
+    body = {key: value for key, value in order_placed(**overrides).items() if value is not None}
+
+    response = crm_api.post("/api/v1/events", body, **{"Idempotency-Key": "1"})
+
+    assert response.status_code == 400
+    assert response.json()["error"]["field"] == field
+    assert not ContactEvent.objects.exists()
+
+
+def test_an_event_more_than_a_day_in_the_future_is_refused(crm_api, ada):
+    two_days_ahead = (timezone.now() + timedelta(days=2)).isoformat()
+
+    response = crm_api.post("/api/v1/events", order_placed(occurred_at=two_days_ahead), **{"Idempotency-Key": "1"})
+
+    assert response.status_code == 400
+    assert response.json()["error"]["field"] == "occurred_at"
+
+
+def test_a_received_event_is_audited(crm_api, ada):
+    crm_api.post("/api/v1/events", order_placed(), **{"Idempotency-Key": "1"})
+
+    entry = AuditEntry.objects.get(action="event.received")
+    event = ContactEvent.objects.get()
+    assert (entry.contact, entry.object_id, entry.data) == (ada, str(event.pk), {"name": "order.placed"})
+    assert entry.actor_label == event.source
+
+
+def test_events_need_the_events_write_scope(api_as, ada):
+    contacts_only = api_as(ApiScope.CONTACTS_WRITE)
+
+    response = contacts_only.post("/api/v1/events", order_placed(), **{"Idempotency-Key": "1"})
+
+    assert response.status_code == 403
+    assert "events:write" in response.json()["error"]["message"]
+
+
+def test_an_event_for_an_erased_contact_is_refused(crm_api, ada):
+    Contact.objects.update(erased_at=timezone.now())
+
+    response = crm_api.post("/api/v1/events", order_placed(), **{"Idempotency-Key": "1"})
+
+    assert response.status_code == 409
+    assert not ContactEvent.objects.exists()
+
+
+def test_an_event_post_makes_a_bounded_number_of_queries(crm_api, ada, django_assert_max_num_queries):
+    # Key lookup, duplicate check, contact, event insert, audit, and their savepoints.
+    with django_assert_max_num_queries(9):
+        response = crm_api.post("/api/v1/events", order_placed(), **{"Idempotency-Key": "1"})
+    assert response.status_code == 202
+
+
+def test_an_event_that_creates_its_contact_makes_a_bounded_number_of_queries(
+    crm_api, django_assert_max_num_queries
+):
+    body = {"contact": {"external_id": "crm-2", "email": "grace@example.com"}, "name": "signed_up"}
+    # As above, plus the key's first-use mark and the contact's lock, insert and audit.
+    with django_assert_max_num_queries(16):
+        response = crm_api.post("/api/v1/events", body, **{"Idempotency-Key": "1"})
+    assert response.status_code == 202

@@ -1,0 +1,10 @@
+from django.urls import path
+
+from . import api
+
+app_name = "contacts_api"
+
+urlpatterns = [
+    path("contacts/<str:external_id>", api.contact_endpoint, name="contact"),
+    path("events", api.post_event, name="events"),
+]

@@ -1,0 +1,197 @@
+"""The JSON API's front door: API keys and scopes, body limits, JSON in and out, JSON errors.
+
+A view decorated with `api_view` receives `request.api_key` (the authenticated ApiKey) and,
+for methods that carry a body, `request.json` (always a dict). Every error leaves as
+`{"error": {"code": "...", "message": "...", "field": "..." or null}}`.
+"""
+import json
+from datetime import timedelta
+from functools import wraps
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, ValidationError
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db.models import Q
+from django.http import JsonResponse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+
+from .models import ApiKey
+
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+# last_used_at answers "is this key still in use?"; it is not an access log. Writing it at most
+# once a minute spares every request an UPDATE (and a row lock) on the key.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+class ApiError(Exception):
+    """Raise from an API view to answer with a JSON error."""
+
+    def __init__(self, status: int, code: str, message: str, *, field: str | None = None, headers=None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+        self.headers = headers
+
+
+def error_response(status: int, code: str, message: str, *, field: str | None = None, headers=None) -> JsonResponse:
+    """The JSON error every API endpoint answers with."""
+    return JsonResponse(
+        {"error": {"code": code, "message": message, "field": field}}, status=status, headers=headers
+    )
+
+
+def json_response(data: dict, status: int = 200, headers=None) -> JsonResponse:
+    """A JSON answer; datetimes become ISO 8601 strings."""
+    return JsonResponse(data, status=status, headers=headers, encoder=DjangoJSONEncoder)
+
+
+def api_view(scope: str, methods=("POST",)):
+    """Make a view a JSON API endpoint that needs an API key holding `scope`.
+
+    Checks, in order: the HTTP method (405), the key (401), the scope (403), then for methods
+    with a body its size (413), its content type (415) and its JSON (400). A ValidationError
+    raised by the view becomes a 400 naming the field when it carries one (`exc.field`, or the
+    first key of a ValidationError built from a dict).
+    """
+    allowed_methods = frozenset(method.upper() for method in methods)
+
+    def decorator(view):
+        @csrf_exempt
+        @wraps(view)
+        def wrapper(request, *args, **kwargs):
+            if request.method not in allowed_methods:
+                return method_not_allowed(allowed_methods)
+            try:
+                request.api_key = authenticate_request(request, scope)
+                request.json = read_json_body(request) if request.method in BODY_METHODS else None
+                return view(request, *args, **kwargs)
+            except ApiError as exc:
+                return error_response(exc.status, exc.code, exc.message, field=exc.field, headers=exc.headers)
+            except ValidationError as exc:
+                return validation_error_response(exc)
+
+        return wrapper
+
+    return decorator
+
+
+def route_by_method(**views_by_method):
+    """One URL served by a different api_view per HTTP method: route_by_method(GET=..., PUT=...)."""
+    allowed_methods = frozenset(views_by_method)
+
+    @csrf_exempt
+    def route(request, *args, **kwargs):
+        view = views_by_method.get(request.method)
+        if view is None:
+            return method_not_allowed(allowed_methods)
+        return view(request, *args, **kwargs)
+
+    return route
+
+
+def method_not_allowed(allowed_methods) -> JsonResponse:
+    allowed = ", ".join(sorted(allowed_methods))
+    return error_response(
+        405, "method_not_allowed", f"Use {allowed} on this endpoint.", headers={"Allow": allowed}
+    )
+
+
+def validation_error_response(exc: ValidationError) -> JsonResponse:
+    field = getattr(exc, "field", None)
+    if field is None and hasattr(exc, "error_dict"):
+        field = next(iter(exc.error_dict), None)
+    code = getattr(exc, "code", None) or "invalid_field"
+    return error_response(400, code, " ".join(exc.messages), field=field)
+
+
+def api_key_from_headers(request) -> str:
+    authorization = request.headers.get("Authorization", "")
+    scheme, _, credentials = authorization.partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    return request.headers.get("X-Api-Key", "").strip()
+
+
+def authenticate_request(request, scope: str) -> ApiKey:
+    """The active ApiKey the request carries, if it holds `scope`; ApiError (401/403) otherwise."""
+    raw_key = api_key_from_headers(request)
+    challenge = {"WWW-Authenticate": 'Bearer realm="omni"'}
+    if not raw_key:
+        raise ApiError(
+            401, "missing_api_key", "Send an API key as 'Authorization: Bearer <key>' or 'X-Api-Key: <key>'.",
+            headers=challenge,
+        )
+    key = ApiKey.authenticate(raw_key)
+    if key is None:
+        raise ApiError(401, "invalid_api_key", "The API key is unknown or has been revoked.", headers=challenge)
+    if not key.has_scope(scope):
+        raise ApiError(403, "missing_scope", f"This API key does not have the '{scope}' scope.")
+    note_key_used(key)
+    return key
+
+
+def note_key_used(key: ApiKey) -> None:
+    now = timezone.now()
+    if key.last_used_at is not None and now - key.last_used_at < LAST_USED_RESOLUTION:
+        return
+    # The condition makes concurrent requests write once between them, not once each.
+    stale = Q(last_used_at__isnull=True) | Q(last_used_at__lte=now - LAST_USED_RESOLUTION)
+    ApiKey.objects.filter(stale, pk=key.pk).update(last_used_at=now)
+    key.last_used_at = now
+
+
+def read_json_body(request) -> dict:
+    """The request body as a JSON object; ApiError (413/415/400) when it is not one."""
+    limit = settings.OMNI_MAX_BODY_BYTES
+    too_large = ApiError(413, "body_too_large", f"The body is larger than {limit} bytes.")
+    try:
+        declared_length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared_length = 0
+    # Refuse on the declared length first, so an oversized body is never read into memory.
+    if declared_length > limit:
+        raise too_large
+    if request.content_type != "application/json":
+        raise ApiError(
+            415, "unsupported_media_type",
+            f"Send the body as 'Content-Type: application/json' (got '{request.content_type or 'nothing'}').",
+        )
+    try:
+        body = request.body
+    except RequestDataTooBig:
+        raise too_large from None
+    if len(body) > limit:
+        raise too_large
+    try:
+        data = json.loads(body.decode("utf-8"), parse_constant=refuse_non_json_number)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ApiError(400, "malformed_json", f"The body is not valid UTF-8 JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "body_not_object", f"The body must be a JSON object, not {type(data).__name__}.")
+    if contains_nul_character(data):
+        # PostgreSQL cannot store U+0000 in text or jsonb; refuse it here rather than fail later.
+        raise ApiError(400, "malformed_json", "The body contains a NUL character (\\u0000).")
+    return data
+
+
+def refuse_non_json_number(token: str):
+    # Python's json accepts NaN and Infinity, which are not JSON and which jsonb refuses.
+    raise ValueError(f"{token} is not a JSON number")
+
+
+def contains_nul_character(value) -> bool:
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False

@@ -1,0 +1,122 @@
+"""The staff roles: groups made by omni/migrations/0002_role_groups.py and what each may do."""
+import importlib
+from types import SimpleNamespace
+
+import pytest
+from django.contrib.auth.models import Group
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+
+pytestmark = pytest.mark.django_db
+
+ROLE_NAMES = {"Marketers", "Support agents", "Compliance"}
+role_groups = importlib.import_module("omni.migrations.0002_role_groups")
+
+
+def permissions_of(group_name: str) -> set[str]:
+    group = Group.objects.get(name=group_name)
+    return {f"{p.content_type.app_label}.{p.codename}" for p in group.permissions.select_related("content_type")}
+
+
+@pytest.fixture
+def user_in(django_user_model):
+    """Makes a staff user who belongs to one role group."""
+
+    def make(group_name: str):
+        user = django_user_model.objects.create_user(
+            username=group_name.lower().replace(" ", "-"), password="not-used", is_staff=True
+        )
+        user.groups.add(Group.objects.get(name=group_name))
+        return user
+
+    return make
+
+
+def test_the_migration_creates_the_three_role_groups():
+    assert ROLE_NAMES <= set(Group.objects.values_list("name", flat=True))
+
+
+def test_marketers_build_contacts_templates_and_journeys_but_cannot_approve_campaigns():
+    permissions = permissions_of("Marketers")
+
+    assert {
+        "contacts.add_contact", "contacts.change_contact", "contacts.change_segment", "contacts.change_device",
+        "message_templates.add_template", "message_templates.change_templatevariant",
+        "campaigns.add_journey", "campaigns.change_journey", "campaigns.change_journeystep", "campaigns.add_campaign",
+        "campaigns.view_enrollment", "channels.view_message", "channels.view_outboxmessage",
+        "compliance.view_consent", "compliance.view_consentchange",
+    } <= permissions
+    assert "campaigns.approve_campaign" not in permissions
+    assert not {p for p in permissions if p.startswith("compliance.") and not p.startswith("compliance.view_consent")}
+
+
+def test_support_agents_work_conversations_but_cannot_export_audits():
+    permissions = permissions_of("Support agents")
+
+    assert {
+        "contacts.view_contact", "contacts.view_device", "contacts.view_contactevent",
+        "channels.view_conversation", "channels.change_conversation", "channels.view_inboundmessage",
+        "channels.view_message", "channels.view_delivery", "channels.view_deliveryevent",
+        "channels.view_outboxmessage", "compliance.view_consent", "compliance.view_consentchange",
+        "compliance.view_suppression",
+    } <= permissions
+    assert "compliance.export_auditentry" not in permissions
+    assert "compliance.view_auditentry" not in permissions
+    assert "contacts.change_contact" not in permissions
+
+
+def test_compliance_staff_manage_rules_and_export_audits_but_cannot_edit_journeys():
+    permissions = permissions_of("Compliance")
+
+    assert {
+        "compliance.add_suppression", "compliance.change_suppression", "compliance.add_quiethours",
+        "compliance.change_frequencycap", "compliance.add_sendingpause", "compliance.view_auditentry",
+        "compliance.export_auditentry", "contacts.view_contact", "campaigns.view_journey",
+        "campaigns.view_campaign", "message_templates.view_template", "channels.view_message",
+        "channels.view_delivery",
+    } <= permissions
+    assert not {
+        "campaigns.add_journey", "campaigns.change_journey", "campaigns.change_journeystep",
+        "campaigns.change_campaign", "campaigns.approve_campaign", "message_templates.change_template",
+        "contacts.change_contact",
+    } & permissions
+
+
+def test_no_role_may_write_or_delete_audit_entries_or_delete_anything():
+    for group_name in ROLE_NAMES:
+        permissions = permissions_of(group_name)
+
+        assert not {"compliance.add_auditentry", "compliance.change_auditentry"} & permissions
+        assert not [p for p in permissions if p.split(".")[1].startswith("delete_")]
+
+
+def test_a_user_gets_the_permissions_of_their_group(user_in):
+    compliance = user_in("Compliance")
+    support = user_in("Support agents")
+    marketer = user_in("Marketers")
+
+    assert compliance.has_perm("compliance.export_auditentry")
+    assert not compliance.has_perm("campaigns.change_journey")
+    assert not support.has_perm("compliance.export_auditentry")
+    assert support.has_perm("channels.change_conversation")
+    assert marketer.has_perm("campaigns.change_journey")
+    assert not marketer.has_perm("campaigns.approve_campaign")
+
+
+def test_reversing_the_migration_removes_the_groups_and_reapplying_restores_them():
+    # given the app registry as the migration sees it
+    state_apps = MigrationExecutor(connection).loader.project_state(("omni", "0002_role_groups")).apps
+    schema_editor = SimpleNamespace(connection=connection)  # the functions only read its connection
+    before = {name: permissions_of(name) for name in ROLE_NAMES}
+
+    # when
+    role_groups.remove_role_groups(state_apps, schema_editor)
+
+    # then
+    assert not Group.objects.filter(name__in=ROLE_NAMES).exists()
+
+    # when applied again
+    role_groups.create_role_groups(state_apps, schema_editor)
+
+    # then
+    assert {name: permissions_of(name) for name in ROLE_NAMES} == before
