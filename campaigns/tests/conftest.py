@@ -1,0 +1,69 @@
+import pytest
+from django.utils import timezone
+
+from compliance.actions import record_consent_change
+from contacts.models import Contact
+from omni.celery import app as celery_app
+from templates.actions import publish_template
+from templates.models import Template, TemplateVariant
+
+from campaigns.models import Journey, JourneyStatus, JourneyStep, StepKind
+
+
+@pytest.fixture
+def eager_celery(settings):
+    """Run tasks inline when they are enqueued, so a tick's sends happen within the test."""
+    settings.OMNI_SANDBOX_EVENT_DELAY = 0
+    previous = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = True
+    yield celery_app
+    celery_app.conf.task_always_eager = previous
+
+
+@pytest.fixture
+def welcome_templates(db):
+    email = Template.objects.create(key="welcome-email", name="Welcome email", purpose="marketing")
+    TemplateVariant.objects.create(template=email, channel="email", subject="Welcome, {{ first_name }}!",
+                                   text_body="Hi {{ first_name }}", html_body="<p>Hi {{ first_name }}</p>")
+    TemplateVariant.objects.create(template=email, channel="sms", text_body="Hi {{ first_name }}, welcome (sms)")
+    sms = Template.objects.create(key="welcome-sms", name="Welcome SMS", purpose="marketing")
+    TemplateVariant.objects.create(template=sms, channel="sms", text_body="Hi {{ first_name }}, did you see our email?")
+    publish_template(email)
+    publish_template(sms)
+    return email, sms
+
+
+@pytest.fixture
+def welcome_journey(welcome_templates):
+    """Email now; wait a minute; if the email was not opened or clicked, an SMS; then exit."""
+    email, sms = welcome_templates
+    journey = Journey.objects.create(name="Welcome", slug="welcome", status=JourneyStatus.ACTIVE,
+                                     trigger_event="signed_up", goal_event="purchased")
+    send_email = JourneyStep.objects.create(journey=journey, key="welcome-email", position=1, kind=StepKind.SEND,
+                                            template=email, channel_plan=[{"channel": "email"}])
+    wait = JourneyStep.objects.create(journey=journey, key="wait", position=2, kind=StepKind.WAIT,
+                                      config={"seconds": 60})
+    check = JourneyStep.objects.create(journey=journey, key="opened", position=3, kind=StepKind.CONDITION,
+                                       config={"check": "engaged", "step": "welcome-email"})
+    send_sms = JourneyStep.objects.create(journey=journey, key="welcome-sms", position=4, kind=StepKind.SEND,
+                                          template=sms, channel_plan=[{"channel": "sms"}])
+    done = JourneyStep.objects.create(journey=journey, key="done", position=5, kind=StepKind.EXIT)
+    check.next_step, check.else_step = done, send_sms
+    check.save()
+    send_sms.next_step = done
+    send_sms.save()
+    assert send_email and wait
+    return journey
+
+
+def make_contact(external_id, email="", phone="", consents=(("email", "marketing"), ("sms", "marketing")), **extra):
+    contact = Contact.objects.create(external_id=external_id, email=email, phone=phone, first_name=external_id.title(),
+                                     **extra)
+    for channel, purpose in consents:
+        record_consent_change(contact, channel, purpose, "granted", "form", evidence={"form": "signup"})
+    return contact
+
+
+@pytest.fixture
+def now():
+    return timezone.now()

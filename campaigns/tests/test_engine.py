@@ -1,0 +1,274 @@
+from datetime import timedelta
+
+import pytest
+
+from campaigns import engine
+from campaigns.actions import enroll_contact, pause_journey, resume_journey
+from campaigns.models import Enrollment, EnrollmentState
+from channels import actions as channel_actions
+from channels.models import Delivery, DeliveryStatus, Message, MessageStatus, OutboxMessage
+from compliance.actions import record_consent_change
+from compliance.models import AuditEntry, SendingPause
+from contacts.models import ContactEvent
+from templates.actions import current_version
+from templates.models import Template, TemplateVariant
+
+from .conftest import make_contact
+
+pytestmark = pytest.mark.django_db
+
+
+def signed_up(contact, key=None, name="signed_up", **properties):
+    return ContactEvent.objects.create(contact=contact, name=name, properties=properties,
+                                       idempotency_key=key or f"{name}-{contact.external_id}", source="test")
+
+
+def run_tick(capture, now):
+    with capture(execute=True):
+        return engine.tick(now)
+
+
+def test_an_event_enrolls_the_contact_and_sends_the_first_email(welcome_journey, now):
+    ann = make_contact("ann", email="ann@example.com", phone="+14155550101")
+    signed_up(ann)
+
+    report = engine.tick(now)
+
+    enrollment = Enrollment.objects.get(contact=ann)
+    message = Message.objects.get(contact=ann)
+    delivery = message.deliveries.get()
+    assert (report.events, report.enrolled) == (1, 1)
+    assert enrollment.state == EnrollmentState.ACTIVE and enrollment.current_step.key == "opened"
+    assert enrollment.next_run_at == now + timedelta(seconds=60)
+    assert (delivery.channel, delivery.to_address, delivery.subject) == ("email", "ann@example.com", "Welcome, Ann!")
+    assert delivery.status == DeliveryStatus.QUEUED and message.status == MessageStatus.QUEUED
+    actions = set(AuditEntry.objects.filter(contact=ann).values_list("action", flat=True))
+    assert {"journey.enrolled", "journey.step", "message.created", "message.allowed"} <= actions
+    assert ContactEvent.objects.get().processed_at == now
+
+
+def test_a_second_tick_and_a_repeated_event_change_nothing(welcome_journey, now):
+    ann = make_contact("ann", email="ann@example.com", phone="+14155550101")
+    signed_up(ann)
+    engine.tick(now)
+
+    signed_up(ann, key="second-signup")
+    engine.tick(now + timedelta(seconds=1))
+
+    assert Enrollment.objects.count() == 1 and Message.objects.count() == 1
+    refusal = AuditEntry.objects.get(action="journey.enrollment_refused")
+    assert refusal.reason == "already_enrolled"
+
+
+def test_trigger_conditions_filter_on_event_properties(welcome_journey, now):
+    welcome_journey.trigger_conditions = {"plan": "pro"}
+    welcome_journey.save()
+    ann = make_contact("ann", email="ann@example.com")
+    bob = make_contact("bob", email="bob@example.com")
+    signed_up(ann, plan="trial")
+    signed_up(bob, plan="pro")
+
+    engine.tick(now)
+
+    assert list(Enrollment.objects.values_list("contact__external_id", flat=True)) == ["bob"]
+
+
+def test_without_engagement_the_sms_follows_after_the_wait(welcome_journey, now, eager_celery,
+                                                           django_capture_on_commit_callbacks):
+    bob = make_contact("bob", email="bob@example.com", phone="+14155550102")
+    signed_up(bob)
+    run_tick(django_capture_on_commit_callbacks, now)
+    assert Message.objects.get(contact=bob).deliveries.get().status == DeliveryStatus.DELIVERED
+
+    run_tick(django_capture_on_commit_callbacks, now + timedelta(seconds=30))
+    assert Message.objects.filter(contact=bob).count() == 1
+
+    run_tick(django_capture_on_commit_callbacks, now + timedelta(seconds=61))
+    sms = Delivery.objects.get(contact=bob, channel="sms")
+    assert sms.text_body == "Hi Bob, did you see our email?"
+    assert OutboxMessage.objects.filter(channel="sms", to_address="+14155550102").exists()
+    enrollment = Enrollment.objects.get(contact=bob)
+    assert (enrollment.state, enrollment.end_reason) == (EnrollmentState.EXITED, "exit:done")
+
+
+def test_an_opened_email_skips_the_sms(welcome_journey, now, eager_celery, django_capture_on_commit_callbacks):
+    alice = make_contact("alice", email="alice+open@example.com", phone="+14155550101")
+    signed_up(alice)
+    run_tick(django_capture_on_commit_callbacks, now)
+
+    run_tick(django_capture_on_commit_callbacks, now + timedelta(seconds=61))
+
+    assert not Delivery.objects.filter(contact=alice, channel="sms").exists()
+    assert AuditEntry.objects.filter(contact=alice, action="journey.step", reason="condition:true").exists()
+    assert Enrollment.objects.get(contact=alice).state == EnrollmentState.EXITED
+
+
+def test_a_goal_event_converts_the_enrollment_wherever_it_is(welcome_journey, now):
+    ann = make_contact("ann", email="ann@example.com", phone="+14155550101")
+    signed_up(ann)
+    engine.tick(now)
+
+    signed_up(ann, name="purchased")
+    engine.tick(now + timedelta(seconds=61))
+
+    enrollment = Enrollment.objects.get(contact=ann)
+    assert (enrollment.state, enrollment.end_reason) == (EnrollmentState.CONVERTED, "goal:purchased")
+    assert Message.objects.filter(contact=ann).count() == 1
+
+
+def test_a_paused_journey_holds_enrollments_until_resumed(welcome_journey, now):
+    ann = make_contact("ann", email="ann@example.com", phone="+14155550101")
+    signed_up(ann)
+    engine.tick(now)
+    pause_journey(welcome_journey)
+
+    engine.tick(now + timedelta(seconds=61))
+    assert Message.objects.filter(contact=ann).count() == 1
+
+    resume_journey(welcome_journey)
+    engine.tick(now + timedelta(seconds=62))
+    assert Message.objects.filter(contact=ann).count() == 2
+
+
+def test_marketing_without_consent_is_suppressed_and_audited(welcome_journey, now):
+    dan = make_contact("dan", email="dan@example.com", consents=())
+    signed_up(dan)
+
+    engine.tick(now)
+
+    message = Message.objects.get(contact=dan)
+    assert message.status == MessageStatus.SUPPRESSED and message.status_reason == "no_eligible_channel"
+    skipped = AuditEntry.objects.get(contact=dan, action="message.channels_skipped")
+    assert skipped.data["skipped"] == [{"channel": "email", "reason": "no_marketing_consent"}]
+    assert not Delivery.objects.exists()
+
+
+def test_opting_out_of_email_never_moves_the_content_to_sms(welcome_templates, now):
+    email_template, _ = welcome_templates
+    ann = make_contact("ann", email="ann@example.com", phone="+14155550101")
+    record_consent_change(ann, "email", "marketing", "revoked", "unsubscribe_link")
+    message, _ = channel_actions.create_message(
+        contact=ann, template_version=current_version(email_template), source="api",
+        channel_plan=[{"channel": "email"}, {"channel": "sms"}],
+    )
+
+    channel_actions.dispatch(message, now=now)
+
+    message.refresh_from_db()
+    assert (message.status, message.status_reason) == (MessageStatus.SUPPRESSED, "opted_out")
+    assert not Delivery.objects.exists()
+    verdict = AuditEntry.objects.get(action="message.suppressed")
+    assert verdict.channel == "email" and verdict.data["consent_change_id"] is not None
+
+
+def test_a_channel_the_contact_cannot_be_reached_on_is_skipped(welcome_templates, now):
+    email_template, _ = welcome_templates
+    ann = make_contact("ann", phone="+14155550101")
+    message, _ = channel_actions.create_message(
+        contact=ann, template_version=current_version(email_template), source="api",
+        channel_plan=[{"channel": "email"}, {"channel": "sms"}],
+    )
+
+    delivery = channel_actions.dispatch(message, now=now)
+
+    assert delivery.channel == "sms" and delivery.text_body == "Hi Ann, welcome (sms)"
+    assert message.current_step == 1
+
+
+def test_a_missing_template_variable_sends_nothing(welcome_templates, now):
+    template = Template.objects.create(key="code", name="Code", purpose="transactional", allow_fallback=False)
+    TemplateVariant.objects.create(template=template, channel="sms", text_body="Your code is {{ code }}")
+    ann = make_contact("ann", phone="+14155550101", consents=())
+    message, _ = channel_actions.create_message(
+        contact=ann, template_version=current_version(template), source="api", channel_plan=[{"channel": "sms"}],
+    )
+
+    assert channel_actions.dispatch(message, now=now) is None
+
+    message.refresh_from_db()
+    assert (message.status, message.status_reason) == (MessageStatus.FAILED, "render_error:text_body")
+    assert not Delivery.objects.exists()
+
+
+def test_a_hard_bounce_falls_back_to_the_next_channel(welcome_templates, now, eager_celery,
+                                                      django_capture_on_commit_callbacks):
+    email_template, _ = welcome_templates
+    eve = make_contact("eve", email="bounce@simulator.amazonses.com", phone="+14155550105")
+    message, _ = channel_actions.create_message(
+        contact=eve, template_version=current_version(email_template), source="api",
+        channel_plan=[{"channel": "email"}, {"channel": "sms"}],
+    )
+
+    with django_capture_on_commit_callbacks(execute=True):
+        channel_actions.dispatch(message, now=now)
+
+    email, sms = message.deliveries.order_by("pk")
+    assert email.status == DeliveryStatus.BOUNCED and sms.channel == "sms"
+    assert AuditEntry.objects.filter(action="message.fell_back", object_id=str(message.pk)).count() == 1
+    # The dead address is suppressed: a later email is skipped for it.
+    assert eve.suppressions.filter(channel="email").exists()
+
+
+def test_a_template_that_forbids_fallback_fails_instead(welcome_templates, now):
+    template = Template.objects.create(key="otp", name="OTP", purpose="transactional", allow_fallback=False)
+    TemplateVariant.objects.create(template=template, channel="email", subject="Code", text_body="123456")
+    TemplateVariant.objects.create(template=template, channel="sms", text_body="123456")
+    ann = make_contact("ann", email="ann@example.com", phone="+14155550101")
+    message, _ = channel_actions.create_message(
+        contact=ann, template_version=current_version(template), source="api",
+        channel_plan=[{"channel": "email"}, {"channel": "sms"}],
+    )
+    delivery = channel_actions.dispatch(message, now=now)
+
+    channel_actions.fall_back(delivery, "bounced")
+    channel_actions.fall_back(delivery, "bounced")
+
+    message.refresh_from_db()
+    assert (message.status, message.status_reason) == (MessageStatus.FAILED, "fallback_forbidden_by_template")
+    assert message.deliveries.count() == 1
+
+
+def test_a_silent_channel_falls_back_when_its_timer_ends(welcome_templates, now):
+    email_template, _ = welcome_templates
+    ann = make_contact("ann", email="ann@example.com", phone="+14155550101")
+    message, _ = channel_actions.create_message(
+        contact=ann, template_version=current_version(email_template), source="api",
+        channel_plan=[{"channel": "email", "fallback_after_seconds": 600}, {"channel": "sms"}],
+    )
+    email = channel_actions.dispatch(message, now=now)
+    assert email.fallback_due_at == now + timedelta(seconds=600)
+
+    engine.tick(now + timedelta(seconds=599))
+    assert message.deliveries.count() == 1
+
+    report = engine.tick(now + timedelta(seconds=600))
+    assert report.fallbacks == 1
+    assert list(message.deliveries.order_by("pk").values_list("channel", flat=True)) == ["email", "sms"]
+
+
+def test_a_paused_channel_defers_and_the_tick_sends_once_it_is_resumed(welcome_templates, now):
+    email_template, _ = welcome_templates
+    ann = make_contact("ann", email="ann@example.com")
+    pause = SendingPause.objects.create(channel="email", reason="incident")
+    message, _ = channel_actions.create_message(
+        contact=ann, template_version=current_version(email_template), source="api", channel_plan=[{"channel": "email"}],
+    )
+
+    channel_actions.dispatch(message, now=now)
+    message.refresh_from_db()
+    assert message.status == MessageStatus.DEFERRED
+
+    pause.resumed_at = now
+    pause.save()
+    engine.tick(now + timedelta(minutes=6))
+
+    message.refresh_from_db()
+    assert message.status == MessageStatus.QUEUED and message.deliveries.count() == 1
+
+
+def test_manual_enrollment_refuses_a_second_live_one(welcome_journey):
+    ann = make_contact("ann", email="ann@example.com")
+    enroll_contact(welcome_journey, ann)
+
+    with pytest.raises(Exception, match="already in"):
+        enroll_contact(welcome_journey, ann)
