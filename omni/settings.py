@@ -167,6 +167,10 @@ SNS_SMS_ORIGINATION_NUMBER = env.str("SNS_SMS_ORIGINATION_NUMBER", default="")
 SNS_CERT_URL_REGEX = env.str(
     "SNS_CERT_URL_REGEX", default=r"^https://sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/"
 )
+# SubscriptionConfirmation's SubscribeURL is only followed on this host pattern.
+SNS_SUBSCRIBE_URL_REGEX = env.str(
+    "SNS_SUBSCRIBE_URL_REGEX", default=r"^https://sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/"
+)
 # Accepted SNS topics for SES events; empty accepts any topic whose signature verifies.
 SNS_TOPIC_ARNS = env.list("SNS_TOPIC_ARNS", default=[])
 
@@ -188,7 +192,11 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # The twilio client logs every request and response at INFO.
+        "twilio.http_client": {"level": "WARNING"},
+    },
 }
 
 # django-celery-beat's DatabaseScheduler copies these entries into its tables at start, where

@@ -3,21 +3,10 @@ from django.utils import timezone
 
 from compliance.actions import record_consent_change
 from contacts.models import Contact
-from omni.celery import app as celery_app
 from templates.actions import publish_template
 from templates.models import Template, TemplateVariant
 
 from campaigns.models import Journey, JourneyStatus, JourneyStep, StepKind
-
-
-@pytest.fixture
-def eager_celery(settings):
-    """Run tasks inline when they are enqueued, so a tick's sends happen within the test."""
-    settings.OMNI_SANDBOX_EVENT_DELAY = 0
-    previous = celery_app.conf.task_always_eager
-    celery_app.conf.task_always_eager = True
-    yield celery_app
-    celery_app.conf.task_always_eager = previous
 
 
 @pytest.fixture

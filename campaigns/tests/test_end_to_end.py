@@ -1,0 +1,124 @@
+"""The whole path of a message, through real parts and a real Celery worker.
+
+An event posted to the HTTP API enrolls a contact; the beat tick, run by the worker, sends the
+welcome email through SES (a moto server); SES's delivery notification arrives as a signed SNS
+webhook; after the wait, the email was not opened, so the tick sends the SMS through Twilio (a
+local server in Twilio's REST shape). Every decision is in the audit log.
+"""
+import json
+import threading
+import time
+
+import pytest
+from celery.signals import task_postrun
+
+from campaigns.models import Enrollment, EnrollmentState, Journey, JourneyStatus, JourneyStep, StepKind
+from campaigns.tasks import tick_task
+from channels.models import Delivery, DeliveryStatus
+from channels.tasks import send_delivery_task
+from channels.tests.ses_events import ses_event
+from compliance.models import AuditEntry
+from omni.models import ApiKey
+
+pytestmark = pytest.mark.celery_worker
+
+
+class FinishedTasks:
+    """Counts the tasks the worker finished, so the test waits on the worker instead of polling
+    the database (SQLite's shared in-memory test database locks tables between connections)."""
+
+    def __init__(self):
+        self.counts = {}
+        self.changed = threading.Condition()
+
+    def __call__(self, sender=None, **kwargs):
+        with self.changed:
+            self.counts[sender.name] = self.counts.get(sender.name, 0) + 1
+            self.changed.notify_all()
+
+    def wait_for(self, task, count, timeout=20):
+        with self.changed:
+            assert self.changed.wait_for(lambda: self.counts.get(task.name, 0) >= count, timeout), self.counts
+
+
+@pytest.fixture
+def finished_tasks():
+    tracker = FinishedTasks()
+    task_postrun.connect(tracker, weak=False)
+    yield tracker
+    task_postrun.disconnect(tracker)
+
+
+@pytest.fixture
+def short_welcome_journey(welcome_templates):
+    """The demo journey with a one-second wait."""
+    email, sms = welcome_templates
+    journey = Journey.objects.create(name="Welcome", slug="welcome", status=JourneyStatus.ACTIVE,
+                                     trigger_event="signed_up")
+    JourneyStep.objects.create(journey=journey, key="welcome-email", position=1, kind=StepKind.SEND, template=email,
+                               channel_plan=[{"channel": "email"}])
+    JourneyStep.objects.create(journey=journey, key="wait", position=2, kind=StepKind.WAIT, config={"seconds": 1})
+    check = JourneyStep.objects.create(journey=journey, key="opened", position=3, kind=StepKind.CONDITION,
+                                       config={"check": "engaged", "step": "welcome-email"})
+    send_sms = JourneyStep.objects.create(journey=journey, key="welcome-sms", position=4, kind=StepKind.SEND,
+                                          template=sms, channel_plan=[{"channel": "sms"}])
+    done = JourneyStep.objects.create(journey=journey, key="done", position=5, kind=StepKind.EXIT)
+    check.next_step, check.else_step = done, send_sms
+    check.save()
+    send_sms.next_step = done
+    send_sms.save()
+    return journey
+
+
+def test_an_api_event_becomes_an_ses_email_then_a_twilio_sms(
+    celery_worker, finished_tasks, client, short_welcome_journey, sesv2_client, twilio_settings, sns_signer,
+    moto_server, twilio_server,
+):
+    # given an API key allowed to send events and contacts
+    _, raw_key = ApiKey.generate("shop", ["events:write", "contacts:write"])
+    headers = {"Authorization": f"Bearer {raw_key}", "Idempotency-Key": "signup-grace-1"}
+    body = {
+        "contact": {
+            "external_id": "grace", "email": "grace@example.com", "phone": "+14155550107", "first_name": "Grace",
+        },
+        "name": "signed_up",
+        "properties": {"plan": "trial"},
+    }
+    consents = {"consents": [{"channel": c, "purpose": "marketing", "status": "granted", "evidence": {"form": "signup"}}
+                             for c in ("email", "sms")]}
+    assert client.put("/api/v1/contacts/grace", json.dumps(consents), content_type="application/json",
+                      headers=headers).status_code == 201
+
+    # when the event is posted (twice: the retry stores nothing new) and the worker ticks
+    for _ in range(2):
+        response = client.post("/api/v1/events", json.dumps(body), content_type="application/json", headers=headers)
+        assert response.status_code in (200, 202)
+    tick_task.delay()
+    finished_tasks.wait_for(send_delivery_task, 1)
+
+    # then the email reached SES
+    [email] = moto_server.sent_emails()
+    assert email["subject"] == "Welcome, Grace!" and "grace@example.com" in json.dumps(email)
+    delivery = Delivery.objects.get(channel="email")
+    assert delivery.status == DeliveryStatus.SENT and delivery.provider == "ses"
+
+    # when SES reports the delivery through a signed SNS notification
+    envelope = sns_signer.notification(ses_event("delivery", delivery.provider_message_id, "grace@example.com"))
+    assert client.post("/webhooks/ses/", json.dumps(envelope), content_type="text/plain").status_code == 200
+    delivery.refresh_from_db()
+    assert delivery.status == DeliveryStatus.DELIVERED
+
+    # and the wait passes without an open, the next tick sends the SMS through Twilio
+    time.sleep(1.1)
+    tick_task.delay()
+    finished_tasks.wait_for(send_delivery_task, 2)
+
+    [sms] = twilio_server.messages
+    assert (sms["To"], sms["Body"]) == ("+14155550107", "Hi Grace, did you see our email?")
+    enrollment = Enrollment.objects.get()
+    assert (enrollment.state, enrollment.end_reason) == (EnrollmentState.EXITED, "exit:done")
+    actions = list(AuditEntry.objects.filter(contact=enrollment.contact).order_by("id").values_list("action", flat=True))
+    for expected in ["contact.created", "consent.changed", "event.received", "journey.enrolled", "message.allowed",
+                     "delivery.sent", "delivery.delivered", "journey.step"]:
+        assert expected in actions, (expected, actions)
+    assert actions.count("delivery.sent") == 2

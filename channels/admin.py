@@ -1,0 +1,137 @@
+from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+from django.utils.text import Truncator
+
+from compliance import audit
+from omni.admin import ReadOnlyAdminMixin, ReadOnlyInline
+
+from .models import Conversation, ConversationStatus, Delivery, DeliveryEvent, InboundMessage, Message, OutboxMessage
+
+CONTACT_SEARCH_FIELDS = ["contact__email", "contact__phone", "contact__external_id"]
+
+
+def preview(text: str, length: int = 80) -> str:
+    return Truncator(" ".join((text or "").split())).chars(length)
+
+
+class DeliveryInline(ReadOnlyInline):
+    model = Delivery
+    fields = ["channel", "provider", "to_address", "status", "attempts", "error_code", "queued_at", "sent_at",
+              "delivered_at", "engaged_at", "failed_at"]
+    ordering = ["queued_at"]
+
+
+class DeliveryEventInline(ReadOnlyInline):
+    model = DeliveryEvent
+    fields = ["event_type", "detail", "permanent", "recipient", "occurred_at", "received_at"]
+    ordering = ["occurred_at"]
+
+
+@admin.register(Message)
+class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["id", "contact", "purpose", "urgency", "status", "status_reason", "current_channel", "source",
+                    "created_at"]
+    list_filter = ["status", "purpose", "source", "urgency"]
+    search_fields = ["intent_key", "source_ref", "idempotency_key", *CONTACT_SEARCH_FIELDS]
+    list_select_related = ["contact"]
+    date_hierarchy = "created_at"
+    inlines = [DeliveryInline]
+
+    @admin.display(description="channel")
+    def current_channel(self, obj):
+        return obj.current_channel or "—"
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["id", "message", "channel", "provider", "to_address", "status", "attempts", "error_code",
+                    "queued_at", "sent_at"]
+    list_filter = ["status", "channel", "provider", "error_permanent"]
+    search_fields = ["to_address", "provider_message_id", "error_code", *CONTACT_SEARCH_FIELDS]
+    list_select_related = ["message"]
+    date_hierarchy = "queued_at"
+    inlines = [DeliveryEventInline]
+
+
+@admin.register(DeliveryEvent)
+class DeliveryEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["occurred_at", "event_type", "provider", "delivery", "recipient", "detail", "permanent"]
+    list_filter = ["event_type", "provider", "permanent"]
+    search_fields = ["provider_message_id", "provider_event_id", "recipient", "detail"]
+    list_select_related = ["delivery"]
+    date_hierarchy = "occurred_at"
+
+
+@admin.register(InboundMessage)
+class InboundMessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["received_at", "channel", "from_address", "body_preview", "keyword", "contact", "conversation"]
+    list_filter = ["channel", "keyword", "provider"]
+    search_fields = ["from_address", "to_address", "body", "provider_message_id", *CONTACT_SEARCH_FIELDS]
+    list_select_related = ["contact", "conversation"]
+    date_hierarchy = "received_at"
+
+    @admin.display(description="body")
+    def body_preview(self, obj):
+        return preview(obj.body)
+
+
+class InboundMessageInline(ReadOnlyInline):
+    model = InboundMessage
+    fields = ["received_at", "from_address", "body", "keyword"]
+    ordering = ["received_at"]
+
+
+@admin.register(Conversation)
+class ConversationAdmin(admin.ModelAdmin):
+    """Support agents work conversations: they set the status and who handles it, nothing else."""
+
+    list_display = ["contact", "channel", "status", "assignee", "queue", "opened_at", "last_activity_at"]
+    list_filter = ["status", "channel", "queue", "assignee"]
+    search_fields = ["queue", *CONTACT_SEARCH_FIELDS]
+    list_select_related = ["contact", "assignee"]
+    fields = ["contact", "channel", "status", "assignee", "queue", "opened_at", "first_response_due_at",
+              "first_response_at", "closed_at", "last_activity_at"]
+    readonly_fields = ["contact", "channel", "queue", "opened_at", "first_response_due_at", "first_response_at",
+                       "closed_at", "last_activity_at"]
+    inlines = [InboundMessageInline]
+
+    def has_add_permission(self, request):
+        return False  # a conversation starts when a contact writes in
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        if "status" in form.changed_data:
+            obj.closed_at = timezone.now() if obj.status == ConversationStatus.CLOSED else None
+        super().save_model(request, obj, form, change)
+        if form.changed_data:
+            audit.record(
+                "conversation.changed", contact=obj.contact, obj=obj, actor=request.user, channel=obj.channel,
+                reason=obj.status, data={"assignee": obj.assignee.get_username() if obj.assignee else None,
+                                         "changed": form.changed_data},
+            )
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        # A plain list of staff rather than an autocomplete: the autocomplete would need every
+        # agent to hold the permission to view users.
+        if db_field.name == "assignee":
+            kwargs["queryset"] = get_user_model().objects.filter(is_staff=True, is_active=True).order_by("username")
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+@admin.register(OutboxMessage)
+class OutboxMessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """The sandbox outbox: what Omni would have sent, newest first."""
+
+    list_display = ["created_at", "channel", "to_address", "content_preview", "simulated_outcome", "delivery"]
+    list_filter = ["channel", "simulated_outcome"]
+    search_fields = ["to_address", "subject", "text_body", "provider_message_id"]
+    list_select_related = ["delivery"]
+    ordering = ["-created_at", "-id"]
+    date_hierarchy = "created_at"
+
+    @admin.display(description="subject / body")
+    def content_preview(self, obj):
+        return preview(obj.subject or obj.text_body)

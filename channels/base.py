@@ -1,0 +1,95 @@
+"""The common shape of every provider adapter.
+
+A provider is a template method, as in django-anymail: `Provider.send()` runs the same steps
+in the same order for every provider (check the channel, build the payload, post it, parse
+the answer) and each provider module fills in those hooks. A refusal is raised as a
+DeliveryError that says whether trying again could help; a call whose outcome cannot be known
+(the request went out, no answer came back) as DeliveryOutcomeUnknown.
+"""
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from .models import DeliveryStatus
+
+
+@dataclass
+class SendResult:
+    """What a provider said when it accepted a delivery."""
+
+    provider_message_id: str
+    # The delivery status the provider's answer justifies: accepted for sending means "sent";
+    # delivery itself is only ever learnt later, from a webhook.
+    status: str = DeliveryStatus.SENT
+    segments: int | None = None
+    cost: Decimal | None = None
+    currency: str = ""
+    # The interesting part of the provider's answer, kept in the audit log.
+    raw: dict = field(default_factory=dict)
+
+
+class DeliveryError(Exception):
+    """A send that did not happen.
+
+    `permanent` errors (an invalid number, a rejected address) never retry: the message falls
+    back to its next channel instead. Transient ones (timeouts, throttling, 5xx) are retried
+    with backoff. `suppression_reason` (a compliance.models.SuppressionReason value) is set when
+    the error proves the address must not be messaged again on this channel.
+    """
+
+    def __init__(self, message: str, code: str = "", permanent: bool = False, suppression_reason: str = ""):
+        super().__init__(message)
+        self.message = message
+        self.code = str(code or "")
+        self.permanent = permanent
+        self.suppression_reason = suppression_reason
+
+    def __str__(self):
+        kind = "permanent" if self.permanent else "transient"
+        code = f" [{self.code}]" if self.code else ""
+        return f"{self.message}{code} ({kind})"
+
+
+class DeliveryOutcomeUnknown(Exception):
+    """The provider call may or may not have been accepted (the request went out, no answer came).
+
+    Never retried, since a retry could send twice: the delivery is marked uncertain and the
+    provider's own webhook settles it (it carries Omni's delivery id, see the providers).
+    """
+
+
+class Provider:
+    """One way of carrying deliveries: a provider for one or more channels.
+
+    Subclasses set `name` (the value used in settings.OMNI_PROVIDERS and stored on
+    Delivery.provider) and `channels`, and implement build_payload, post and parse_result.
+    """
+
+    name: str = ""
+    channels: frozenset[str] = frozenset()
+
+    def send(self, delivery) -> SendResult:
+        """Hand one delivery to the provider. Raises DeliveryError when it was not accepted."""
+        if delivery.channel not in self.channels:
+            raise DeliveryError(f"{self.name} does not deliver {delivery.channel}", code="unsupported_channel",
+                                permanent=True)
+        payload = self.build_payload(delivery)
+        response = self.post(payload)
+        return self.parse_result(response)
+
+    def build_payload(self, delivery) -> dict:
+        """The provider's request for this delivery. No network; may raise DeliveryError."""
+        raise NotImplementedError
+
+    def post(self, payload: dict):
+        """Make the provider call and return its answer.
+
+        Raises DeliveryError when the provider refused or could not be reached, and
+        DeliveryOutcomeUnknown when the request went out but no answer came back.
+        """
+        raise NotImplementedError
+
+    def parse_result(self, response) -> SendResult:
+        raise NotImplementedError
+
+    def after_send(self, delivery) -> None:
+        """Runs once the sent delivery is committed (the sandbox schedules its simulated events)."""

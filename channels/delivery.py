@@ -1,0 +1,213 @@
+"""Sending one delivery, never twice: claim it, re-check it, call the provider, record.
+
+The claim is a conditional update (queued -> sending) that only one worker can win. The
+provider call happens outside any transaction. If the worker dies after the call but before
+recording, the row stays "sending"; reconcile_stuck_deliveries() marks it "uncertain" (never
+sent again) and the provider's webhook settles it later.
+"""
+import logging
+from datetime import timedelta
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from compliance import audit, gate
+from compliance.actions import suppress
+
+from .actions import TERMINAL_MESSAGE_STATUSES, dispatch, fall_back
+from .base import DeliveryError, DeliveryOutcomeUnknown, Provider, SendResult
+from .events import adopt_orphan_events
+from .models import Delivery, DeliveryStatus, Message, MessageStatus
+from .registry import provider_named
+
+log = logging.getLogger(__name__)
+
+# The first try plus send_delivery_task's five retries; the last transient error fails it.
+MAX_SEND_ATTEMPTS = 6
+# Every provider call times out well within this, so a delivery still "sending" after it
+# lost its worker mid-call.
+STUCK_SENDING_AFTER = timedelta(minutes=10)
+RECONCILE_BATCH = 500
+
+
+def send_delivery(delivery_id: int) -> Delivery | None:
+    """Send one queued delivery through its provider, at most once.
+
+    Returns the delivery, or None when it is not queued any more (another worker got there
+    first, or it was settled). A permanent error fails the delivery and falls back to the
+    message's next channel; a transient one puts the delivery back in the queue and is
+    raised again, so the Celery task retries it.
+    """
+    delivery = Delivery.objects.select_related("message", "contact").filter(pk=delivery_id).first()
+    if delivery is None or delivery.status != DeliveryStatus.QUEUED:
+        log.info("Delivery %s is not queued; nothing to send", delivery_id)
+        return None
+    # Resolved before the claim: a configuration error leaves the delivery queued, untouched.
+    provider = provider_named(delivery.provider)
+    now = timezone.now()
+    claimed = Delivery.objects.filter(pk=delivery_id, status=DeliveryStatus.QUEUED).update(
+        status=DeliveryStatus.SENDING, attempts=F("attempts") + 1, claimed_at=now
+    )
+    if not claimed:
+        log.info("Delivery %s: another worker got there first", delivery_id)
+        return None
+    delivery.status, delivery.attempts, delivery.claimed_at = DeliveryStatus.SENDING, delivery.attempts + 1, now
+
+    refusal = send_time_refusal(delivery, now)
+    if refusal:
+        _cancel(delivery, refusal, now)
+        return delivery
+    try:
+        result = provider.send(delivery)
+    except DeliveryError as error:
+        if error.permanent or delivery.attempts >= MAX_SEND_ATTEMPTS:
+            _record_failure(delivery, error)
+        elif _put_back_in_queue(delivery, error):
+            raise
+        return delivery
+    except DeliveryOutcomeUnknown as exc:
+        _mark_uncertain(delivery, str(exc))
+        return delivery
+    except Exception as exc:
+        # A bug or an unexpected library error: whether the provider accepted the message is
+        # unknown, so it must not be retried blindly.
+        _mark_uncertain(delivery, f"{type(exc).__name__}: {exc}")
+        raise
+    _record_sent(delivery, provider, result)
+    return delivery
+
+
+def send_time_refusal(delivery: Delivery, now) -> str:
+    """Why this delivery must not go out now, or "" to send it.
+
+    Re-checked when the worker runs, which may be long after the message was queued (retries,
+    a backlog): the message may have been cancelled, expired, engaged with or moved on to
+    another channel, and the gate re-reads consent, suppression and pauses.
+    """
+    message = delivery.message
+    if message.status in TERMINAL_MESSAGE_STATUSES or message.status == MessageStatus.ENGAGED:
+        return f"message_{message.status}"
+    if delivery.content.get("plan_step", message.current_step) != message.current_step:
+        # A fallback timer moved the message to its next channel while this delivery waited
+        # (a backlog, retries): sending it now would deliver the same content twice.
+        return "message_moved_to_next_channel"
+    verdict = gate.check(delivery.contact, delivery.channel, message.purpose, delivery.to_address,
+                         provider=delivery.provider, expires_at=message.expires_at, now=now)
+    return "" if verdict.allowed else verdict.reason
+
+
+def reconcile_stuck_deliveries(older_than: timedelta = STUCK_SENDING_AFTER, now=None) -> int:
+    """Mark deliveries "sending" for longer than `older_than` as uncertain. Returns how many.
+
+    Their worker died during or right after the provider call, so the message may or may not
+    have gone out. They are never sent again; a webhook with the provider's id (or Omni's
+    delivery id echoed back) settles them.
+    """
+    now = now or timezone.now()
+    stuck = list(
+        Delivery.objects.filter(status=DeliveryStatus.SENDING, claimed_at__lt=now - older_than)
+        .only("pk", "contact_id", "channel", "claimed_at").order_by("claimed_at")[:RECONCILE_BATCH]
+    )
+    marked = 0
+    for delivery in stuck:
+        marked += _mark_uncertain(delivery, "The worker stopped during the provider call", reason="worker_lost")
+    if marked:
+        log.warning("Marked %d deliveries stuck in sending as uncertain", marked)
+    return marked
+
+
+def _record_sent(delivery: Delivery, provider: Provider, result: SendResult) -> None:
+    now = timezone.now()
+    fields = {
+        "provider_message_id": result.provider_message_id,
+        "segments": result.segments,
+        "cost": result.cost,
+        "currency": result.currency,
+        "error_code": "",
+        "error_message": "",
+    }
+    with transaction.atomic():
+        moved = Delivery.objects.filter(
+            pk=delivery.pk, status__in=[DeliveryStatus.SENDING, DeliveryStatus.UNCERTAIN]
+        ).update(status=result.status, sent_at=now, **fields)
+        if not moved:
+            # The provider's webhook arrived first and moved the delivery further: keep that.
+            Delivery.objects.filter(pk=delivery.pk).update(**fields)
+        Message.objects.filter(pk=delivery.message_id, status=MessageStatus.QUEUED).update(
+            status=MessageStatus.SENT, updated_at=now
+        )
+        audit.record(
+            "delivery.sent", contact=delivery.contact, obj=delivery, channel=delivery.channel,
+            actor_label=f"provider:{provider.name}",
+            data={"provider": provider.name, "provider_message_id": result.provider_message_id,
+                  "attempt": delivery.attempts, "segments": result.segments, "response": result.raw},
+        )
+        delivery.refresh_from_db()
+        adopt_orphan_events(delivery)
+        # robust: the send is recorded; a failing side effect (a broker hiccup) is only logged.
+        transaction.on_commit(lambda: provider.after_send(delivery), robust=True)
+
+
+def _put_back_in_queue(delivery: Delivery, error: DeliveryError) -> bool:
+    """Queue a delivery again after a transient error. False if something else settled it."""
+    with transaction.atomic():
+        requeued = Delivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.SENDING).update(
+            status=DeliveryStatus.QUEUED, error_code=error.code, error_message=error.message, error_permanent=False
+        )
+        if requeued:
+            audit.record(
+                "delivery.retrying", contact=delivery.contact, obj=delivery, channel=delivery.channel,
+                reason=error.code or "transient_error",
+                data={"attempt": delivery.attempts, "max_attempts": MAX_SEND_ATTEMPTS, "error": error.message},
+            )
+    return bool(requeued)
+
+
+def _record_failure(delivery: Delivery, error: DeliveryError) -> None:
+    with transaction.atomic():
+        failed = Delivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.SENDING).update(
+            status=DeliveryStatus.FAILED, error_code=error.code, error_message=error.message,
+            error_permanent=error.permanent, failed_at=timezone.now(),
+        )
+        if not failed:
+            return
+        why = error.code or ("permanent_error" if error.permanent else "retries_exhausted")
+        audit.record(
+            "delivery.failed", contact=delivery.contact, obj=delivery, channel=delivery.channel, reason=why,
+            data={"provider": delivery.provider, "attempt": delivery.attempts, "permanent": error.permanent,
+                  "error": error.message},
+        )
+        if error.suppression_reason and delivery.to_address:
+            suppress(delivery.to_address, channel=delivery.channel, reason=error.suppression_reason,
+                     contact=delivery.contact, actor_label=f"provider:{delivery.provider}",
+                     detail=f"{delivery.provider} refused delivery {delivery.pk}: {error}")
+        fall_back(delivery, f"send_failed:{error.code}" if error.code else "send_failed")
+
+
+def _cancel(delivery: Delivery, reason: str, now) -> None:
+    with transaction.atomic():
+        cancelled = Delivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.SENDING).update(
+            status=DeliveryStatus.CANCELLED, error_message=reason, fallback_due_at=None
+        )
+        if not cancelled:
+            return
+        audit.record("delivery.cancelled", contact=delivery.contact, obj=delivery, channel=delivery.channel,
+                     reason=reason[:100], data={"attempt": delivery.attempts})
+        message = Message.objects.select_for_update().get(pk=delivery.message_id)
+        step = delivery.content.get("plan_step", message.current_step)
+        if message.status == MessageStatus.QUEUED and message.current_step == step:
+            # Routing decides afresh from this plan step (next channel, defer or suppress) and
+            # writes its own audit entry.
+            dispatch(message, now=now)
+
+
+def _mark_uncertain(delivery: Delivery, why: str, reason: str = "provider_outcome_unknown") -> int:
+    with transaction.atomic():
+        marked = Delivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.SENDING).update(
+            status=DeliveryStatus.UNCERTAIN, error_message=why
+        )
+        if marked:
+            audit.record("delivery.uncertain", contact_id=delivery.contact_id, obj=delivery, channel=delivery.channel,
+                         reason=reason, data={"error": why, "claimed_at": delivery.claimed_at.isoformat()})
+    return marked

@@ -1,0 +1,306 @@
+"""What providers tell us back, normalized: delivery events and inbound messages.
+
+Every provider's report becomes one DeliveryEvent (anymail style: event type, time, event id,
+message id, recipient, detail, raw payload kept) through record_delivery_event(), whether it
+came from SES through SNS, from a Twilio callback or from the sandbox. Storing is idempotent
+and a delivery's status only ever moves forward, so repeated and out-of-order webhooks are
+harmless.
+"""
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from compliance import audit
+from compliance.actions import record_consent_change, suppress
+from compliance.models import ConsentSource, ConsentStatus, SuppressionReason
+from contacts.models import Contact
+from omni.choices import PHONE_CHANNELS, Purpose
+
+from .actions import fall_back
+from .models import (
+    DELIVERY_STATUS_RANK,
+    Delivery,
+    DeliveryEvent,
+    DeliveryStatus,
+    EventType,
+    InboundMessage,
+    Message,
+    MessageStatus,
+)
+
+# SES event publishing `eventType` and identity notification `notificationType` values.
+# https://docs.aws.amazon.com/ses/latest/dg/event-publishing-retrieving-sns-contents.html
+SES_EVENT_TYPES = {
+    "Send": EventType.SENT,
+    "Delivery": EventType.DELIVERED,
+    "Bounce": EventType.BOUNCED,
+    "Complaint": EventType.COMPLAINED,
+    "Open": EventType.OPENED,
+    "Click": EventType.CLICKED,
+    "Reject": EventType.REJECTED,
+    "Rendering Failure": EventType.FAILED,
+    "DeliveryDelay": EventType.DEFERRED,
+}
+
+# Twilio MessageStatus values. https://www.twilio.com/docs/messaging/api/message-resource#message-status-values
+TWILIO_STATUS_EVENTS = {
+    "accepted": EventType.QUEUED,
+    "scheduled": EventType.QUEUED,
+    "queued": EventType.QUEUED,
+    "sending": EventType.QUEUED,
+    "sent": EventType.SENT,
+    "delivered": EventType.DELIVERED,
+    "undelivered": EventType.UNDELIVERED,
+    "failed": EventType.FAILED,
+    "read": EventType.READ,
+    # Only a message scheduled at Twilio can be canceled there; Omni schedules nothing at
+    # Twilio, so for Omni it is a message that did not go out.
+    "canceled": EventType.FAILED,
+}
+
+# The delivery status each event type moves a delivery to, if that is further along.
+# Queued, deferred, unsubscribed and unknown events are stored but move nothing.
+EVENT_DELIVERY_STATUS = {
+    EventType.SENT: DeliveryStatus.SENT,
+    EventType.DELIVERED: DeliveryStatus.DELIVERED,
+    EventType.OPENED: DeliveryStatus.OPENED,
+    EventType.CLICKED: DeliveryStatus.CLICKED,
+    EventType.READ: DeliveryStatus.READ,
+    EventType.REPLIED: DeliveryStatus.REPLIED,
+    EventType.BOUNCED: DeliveryStatus.BOUNCED,
+    EventType.COMPLAINED: DeliveryStatus.COMPLAINED,
+    EventType.FAILED: DeliveryStatus.FAILED,
+    EventType.UNDELIVERED: DeliveryStatus.UNDELIVERED,
+    EventType.REJECTED: DeliveryStatus.FAILED,
+}
+ENGAGEMENT_EVENTS = frozenset({EventType.OPENED, EventType.CLICKED, EventType.READ, EventType.REPLIED})
+# A delivery that ends in one of these did not reach the contact: the message falls back.
+FALLBACK_STATUSES = frozenset({DeliveryStatus.BOUNCED, DeliveryStatus.FAILED, DeliveryStatus.UNDELIVERED})
+
+# The message statuses an event may move a message on from (never back, never out of a
+# terminal status). Engagement also stops a fallback that is pending or deferred.
+MESSAGE_STATUS_AFTER_EVENT = {
+    EventType.SENT: (MessageStatus.SENT, {MessageStatus.QUEUED}),
+    EventType.DELIVERED: (MessageStatus.DELIVERED, {MessageStatus.QUEUED, MessageStatus.SENT}),
+    **{
+        event_type: (
+            MessageStatus.ENGAGED,
+            {MessageStatus.PENDING, MessageStatus.DEFERRED, MessageStatus.QUEUED, MessageStatus.SENT,
+             MessageStatus.DELIVERED},
+        )
+        for event_type in ENGAGEMENT_EVENTS
+    },
+}
+
+
+def ses_event_type(name: str) -> str:
+    return SES_EVENT_TYPES.get(name, EventType.UNKNOWN)
+
+
+def twilio_event_type(status: str) -> str:
+    return TWILIO_STATUS_EVENTS.get((status or "").lower(), EventType.UNKNOWN)
+
+
+def record_delivery_event(provider: str, provider_event_id: str, provider_message_id: str, event_type: str,
+                          occurred_at, recipient: str = "", detail: str = "", permanent: bool = False,
+                          raw: dict | None = None, *, delivery_id=None, channel: str = "",
+                          suppression_reason: str = "") -> tuple[DeliveryEvent, bool]:
+    """Store one provider event and act on it. Returns (event, created); a repeat changes nothing.
+
+    The event is linked to the delivery with that (provider, provider_message_id), or, when the
+    provider echoes Omni's id back (SES tags, the Twilio callback URL), to `delivery_id`; with
+    neither it is kept unlinked for reconciliation. Then: the delivery's status moves forward
+    only (DELIVERY_STATUS_RANK), the message follows, a hard bounce or complaint suppresses the
+    address (`suppression_reason` names another reason the event proves; `channel` scopes it
+    when the delivery is unknown), a complaint revokes marketing consent, and a bounced, failed
+    or undelivered delivery falls back to the message's next channel.
+    """
+    provider_event_id, provider_message_id = provider_event_id[:255], (provider_message_id or "")[:255]
+    with transaction.atomic():
+        delivery = _find_delivery(provider, provider_message_id, delivery_id)
+        existing = DeliveryEvent.objects.filter(provider=provider, provider_event_id=provider_event_id).first()
+        if existing:
+            return existing, False
+        try:
+            with transaction.atomic():
+                event = DeliveryEvent.objects.create(
+                    delivery=delivery,
+                    provider=provider,
+                    provider_event_id=provider_event_id,
+                    provider_message_id=provider_message_id,
+                    event_type=event_type if event_type in EventType.values else EventType.UNKNOWN,
+                    detail=(detail or "")[:500],
+                    permanent=permanent,
+                    recipient=(recipient or "")[:512],
+                    occurred_at=occurred_at,
+                    raw=raw or {},
+                )
+        except IntegrityError:
+            # The same webhook arrived twice at once and the other request stored it.
+            return DeliveryEvent.objects.get(provider=provider, provider_event_id=provider_event_id), False
+
+        audit.record(
+            f"delivery.{event.event_type}",
+            contact_id=delivery.contact_id if delivery else None,
+            obj=delivery or event,
+            channel=delivery.channel if delivery else channel,
+            actor_label=f"provider:{provider}",
+            reason=event.detail[:100],
+            data={"event": event.pk, "provider": provider, "provider_event_id": event.provider_event_id,
+                  "provider_message_id": event.provider_message_id, "permanent": permanent,
+                  "linked": delivery is not None},
+        )
+        _protect_address(event, delivery, channel, suppression_reason)
+        if delivery is not None:
+            _settle(delivery, event)
+    return event, True
+
+
+def adopt_orphan_events(delivery: Delivery) -> int:
+    """Link and apply events that arrived before the delivery's provider id was recorded.
+
+    Called once a send is recorded; returns how many events it adopted.
+    """
+    if not delivery.provider_message_id:
+        return 0
+    with transaction.atomic():
+        orphans = list(
+            DeliveryEvent.objects.filter(
+                delivery__isnull=True, provider=delivery.provider, provider_message_id=delivery.provider_message_id
+            ).order_by("occurred_at", "pk")
+        )
+        if not orphans:
+            return 0
+        delivery = Delivery.objects.select_for_update().get(pk=delivery.pk)
+        DeliveryEvent.objects.filter(pk__in=[event.pk for event in orphans]).update(delivery=delivery)
+        for event in orphans:
+            _settle(delivery, event)
+        audit.record("delivery.events_adopted", contact_id=delivery.contact_id, obj=delivery,
+                     channel=delivery.channel, data={"events": [event.pk for event in orphans]})
+    return len(orphans)
+
+
+def _find_delivery(provider: str, provider_message_id: str, delivery_id) -> Delivery | None:
+    # Locked, so two webhooks about the same delivery apply one after the other.
+    deliveries = Delivery.objects.select_for_update().filter(provider=provider)
+    if provider_message_id:
+        delivery = deliveries.filter(provider_message_id=provider_message_id).first()
+        if delivery:
+            return delivery
+    if delivery_id:
+        delivery = deliveries.filter(pk=delivery_id).first()
+        # An echoed id links only a delivery that has no other provider id.
+        if delivery and delivery.provider_message_id in ("", provider_message_id):
+            return delivery
+    return None
+
+
+def _settle(delivery: Delivery, event: DeliveryEvent) -> None:
+    """Apply one event to its (locked) delivery and message; fall back if it failed."""
+    moved = _apply_to_delivery(delivery, event)
+    _advance_message(delivery, event.event_type)
+    if moved and delivery.status in FALLBACK_STATUSES:
+        fall_back(delivery, event.event_type)
+
+
+def _apply_to_delivery(delivery: Delivery, event: DeliveryEvent) -> bool:
+    """Update the delivery from one event. Returns whether its status moved."""
+    at = event.occurred_at
+    changes = {"last_event_at": max(delivery.last_event_at, at) if delivery.last_event_at else at}
+    if not delivery.provider_message_id and event.provider_message_id:
+        # Settles a delivery whose send was never recorded (left "uncertain").
+        changes["provider_message_id"] = event.provider_message_id
+    kind = event.event_type
+    if kind == EventType.SENT and not delivery.sent_at:
+        changes["sent_at"] = at
+    if kind == EventType.DELIVERED and not delivery.delivered_at:
+        changes["delivered_at"] = at
+    if kind in ENGAGEMENT_EVENTS and not delivery.engaged_at:
+        changes["engaged_at"] = at
+    new_status = EVENT_DELIVERY_STATUS.get(kind)
+    moved = new_status is not None and DELIVERY_STATUS_RANK[new_status] > DELIVERY_STATUS_RANK[delivery.status]
+    if moved:
+        changes["status"] = new_status
+        if new_status in FALLBACK_STATUSES:
+            changes.update(failed_at=delivery.failed_at or at, error_message=event.detail,
+                           error_permanent=event.permanent)
+    for field, value in changes.items():
+        setattr(delivery, field, value)
+    delivery.save(update_fields=list(changes))
+    return moved
+
+
+def _advance_message(delivery: Delivery, event_type: str) -> None:
+    if event_type not in MESSAGE_STATUS_AFTER_EVENT:
+        return
+    status, moves_from = MESSAGE_STATUS_AFTER_EVENT[event_type]
+    Message.objects.filter(pk=delivery.message_id, status__in=moves_from).update(
+        status=status, updated_at=timezone.now()
+    )
+
+
+def _protect_address(event: DeliveryEvent, delivery: Delivery | None, channel: str, suppression_reason: str) -> None:
+    """Suppress the address a hard bounce or complaint condemns; revoke consent on complaint."""
+    reason = suppression_reason
+    if not reason and event.event_type == EventType.BOUNCED and event.permanent:
+        reason = SuppressionReason.HARD_BOUNCE
+    if not reason and event.event_type == EventType.COMPLAINED:
+        reason = SuppressionReason.COMPLAINT
+    address = event.recipient or (delivery.to_address if delivery else "")
+    if not reason or not address:
+        return
+    contact = delivery.contact if delivery else None
+    channel = delivery.channel if delivery else channel
+    actor_label = f"provider:{event.provider}"
+    suppress(address, channel=channel, reason=reason, contact=contact, actor_label=actor_label,
+             detail=f"{event.provider} {event.event_type} {event.provider_event_id}: {event.detail}")
+    if event.event_type == EventType.COMPLAINED and contact is not None:
+        record_consent_change(
+            contact, channel, Purpose.MARKETING, ConsentStatus.REVOKED, ConsentSource.COMPLAINT,
+            evidence={"provider": event.provider, "provider_event_id": event.provider_event_id,
+                      "provider_message_id": event.provider_message_id, "delivery": delivery.pk,
+                      "detail": event.detail},
+            actor_label=actor_label,
+        )
+
+
+def record_inbound_message(provider: str, provider_message_id: str, channel: str, from_address: str,
+                           to_address: str = "", body: str = "", media: list | None = None, raw: dict | None = None,
+                           received_at=None) -> tuple[InboundMessage, bool]:
+    """Store something a contact sent us, once per provider message id. Returns (inbound, created).
+
+    Links the contact with that phone number (or email), and the latest delivery sent to that
+    address on the same channel, which is also marked replied.
+    """
+    with transaction.atomic():
+        existing = InboundMessage.objects.filter(provider=provider, provider_message_id=provider_message_id).first()
+        if existing:
+            return existing, False
+        address_field = "phone" if channel in PHONE_CHANNELS else "email"
+        contact = Contact.objects.reachable().filter(**{address_field: from_address}).first()
+        in_reply_to = (
+            Delivery.objects.filter(channel=channel, to_address=from_address, sent_at__isnull=False)
+            .order_by("-sent_at", "-pk").first()
+        )
+        values = {"contact": contact, "channel": channel, "from_address": from_address, "to_address": to_address,
+                  "body": body, "media": media or [], "in_reply_to": in_reply_to, "raw": raw or {}}
+        if received_at is not None:
+            values["received_at"] = received_at
+        try:
+            with transaction.atomic():
+                inbound = InboundMessage.objects.create(
+                    provider=provider, provider_message_id=provider_message_id, **values
+                )
+        except IntegrityError:
+            return InboundMessage.objects.get(provider=provider, provider_message_id=provider_message_id), False
+        audit.record(
+            "inbound.received", contact=contact, obj=inbound, channel=channel, actor_label=f"provider:{provider}",
+            data={"provider": provider, "provider_message_id": provider_message_id,
+                  "in_reply_to": in_reply_to.pk if in_reply_to else None, "media": len(inbound.media)},
+        )
+        if in_reply_to is not None:
+            record_delivery_event(
+                in_reply_to.provider, f"inbound:{provider}:{provider_message_id}", in_reply_to.provider_message_id,
+                EventType.REPLIED, inbound.received_at, recipient=from_address,
+                raw={"inbound_message": inbound.pk}, delivery_id=in_reply_to.pk,
+            )
+    return inbound, True

@@ -1,0 +1,74 @@
+"""Amazon SES (API v2) for email.
+
+Delivery, bounce, complaint, open and click events come back through an SNS topic attached to
+the configuration set; see channels/webhooks/sns.py. The EmailTags sent here come back in
+those events (mail.tags), which links an event to its delivery even when the send was never
+recorded (a worker that died after the provider call).
+"""
+from botocore.exceptions import BotoCoreError, ClientError
+from django.conf import settings
+from django.utils.functional import cached_property
+
+from channels.base import DeliveryError, Provider, SendResult
+from omni.choices import Channel, Purpose
+
+from . import aws_client, aws_send_error
+
+DELIVERY_TAG = "omni_delivery"
+MESSAGE_TAG = "omni_message"
+
+
+class SesProvider(Provider):
+    name = "ses"
+    channels = frozenset({Channel.EMAIL})
+
+    @cached_property
+    def client(self):
+        return aws_client("sesv2")
+
+    def build_payload(self, delivery) -> dict:
+        if not settings.SES_FROM_EMAIL:
+            raise DeliveryError("SES_FROM_EMAIL is not set", code="not_configured", permanent=True)
+        body = {}
+        if delivery.text_body:
+            body["Text"] = {"Data": delivery.text_body, "Charset": "UTF-8"}
+        if delivery.html_body:
+            body["Html"] = {"Data": delivery.html_body, "Charset": "UTF-8"}
+        if not body:
+            raise DeliveryError("Email has neither a text nor an HTML part", code="empty_body", permanent=True)
+        simple = {"Subject": {"Data": delivery.subject, "Charset": "UTF-8"}, "Body": body}
+        # Marketing mail carries List-Unsubscribe and List-Unsubscribe-Post (one-click
+        # unsubscribe, required by the big mailbox providers for bulk senders).
+        headers = [{"Name": name, "Value": value} for name, value in (delivery.content.get("headers") or {}).items()]
+        if headers:
+            simple["Headers"] = headers
+        payload = {
+            "FromEmailAddress": settings.SES_FROM_EMAIL,
+            "Destination": {"ToAddresses": [delivery.to_address]},
+            "Content": {"Simple": simple},
+            "EmailTags": [
+                {"Name": MESSAGE_TAG, "Value": str(delivery.message_id)},
+                {"Name": DELIVERY_TAG, "Value": str(delivery.pk)},
+            ],
+        }
+        configuration_set = configuration_set_for(delivery.message.purpose)
+        if configuration_set:
+            payload["ConfigurationSetName"] = configuration_set
+        return payload
+
+    def post(self, payload: dict) -> dict:
+        try:
+            return self.client.send_email(**payload)
+        except (ClientError, BotoCoreError) as exc:
+            raise aws_send_error(exc) from exc
+
+    def parse_result(self, response: dict) -> SendResult:
+        return SendResult(provider_message_id=response["MessageId"], raw={"MessageId": response["MessageId"]})
+
+
+def configuration_set_for(purpose: str) -> str:
+    """Marketing mail goes through its own configuration set (and IP pool) so its reputation
+    never drags down password resets; empty means no configuration set."""
+    if purpose == Purpose.MARKETING:
+        return settings.SES_CONFIGURATION_SET_MARKETING
+    return settings.SES_CONFIGURATION_SET_TRANSACTIONAL

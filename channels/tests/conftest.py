@@ -1,0 +1,66 @@
+import pytest
+from django.utils import timezone
+
+from channels.models import Delivery, DeliveryStatus, Message, MessageSource, MessageStatus
+from compliance.actions import record_consent_change
+from contacts.models import Contact
+from templates.models import Template, TemplateVersion
+
+
+@pytest.fixture
+def contact(db):
+    return Contact.objects.create(external_id="alice", email="alice@example.com", phone="+14155550100",
+                                  first_name="Alice")
+
+
+@pytest.fixture
+def marketing_consent(contact):
+    """The contact opted in to marketing by email and SMS."""
+    for channel in ("email", "sms", "whatsapp"):
+        record_consent_change(contact, channel, "marketing", "granted", "form", evidence={"form": "signup"})
+    return contact
+
+
+@pytest.fixture
+def template_version(db):
+    template = Template.objects.create(key="order-shipped", name="Order shipped", purpose="transactional")
+    variants = [
+        {"channel": "email", "locale": "en", "subject": "Your order shipped", "preheader": "",
+         "text_body": "Hi Alice, your order shipped.", "html_body": "<p>Hi Alice, your order shipped.</p>",
+         "title": "", "provider_template_id": ""},
+        {"channel": "sms", "locale": "en", "subject": "", "preheader": "", "text_body": "Your order shipped.",
+         "html_body": "", "title": "", "provider_template_id": ""},
+        {"channel": "whatsapp", "locale": "en", "subject": "", "preheader": "", "text_body": "Your order shipped.",
+         "html_body": "", "title": "", "provider_template_id": ""},
+    ]
+    return TemplateVersion.objects.create(template=template, number=1, variants=variants, purpose="transactional")
+
+
+@pytest.fixture
+def make_delivery(contact, template_version):
+    """Build a queued message and its delivery on the first channel of `plan`, as dispatch would."""
+
+    def make(channel="email", *, to_address=None, provider="sandbox", purpose="transactional", plan=None,
+             status=DeliveryStatus.QUEUED, message_status=MessageStatus.QUEUED, **fields):
+        message = Message.objects.create(
+            contact=contact, purpose=purpose, template_version=template_version, source=MessageSource.API,
+            channel_plan=plan or [{"channel": channel}], status=message_status,
+        )
+        values = {
+            "subject": "Your order shipped" if channel == "email" else "",
+            "text_body": "Your order shipped.",
+            "html_body": "<p>Your order shipped.</p>" if channel == "email" else "",
+            "content": {"plan_step": 0},
+            **fields,
+        }
+        return Delivery.objects.create(
+            message=message, contact=contact, channel=channel, provider=provider, status=status,
+            to_address=contact.address_for(channel) if to_address is None else to_address, **values,
+        )
+
+    return make
+
+
+@pytest.fixture
+def now():
+    return timezone.now()

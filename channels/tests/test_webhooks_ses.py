@@ -1,0 +1,227 @@
+import json
+
+import pytest
+
+from channels.models import DeliveryEvent, DeliveryStatus, EventType, MessageStatus
+from channels.tests.ses_events import renamed, ses_event
+from compliance.models import AuditEntry, Suppression
+
+SES_URL = "/webhooks/ses/"
+
+
+def post(client, envelope):
+    return client.post(SES_URL, data=json.dumps(envelope), content_type="text/plain")
+
+
+@pytest.fixture
+def ses_delivery(make_delivery):
+    """An email SES accepted, with the SES message id "ses-msg-1"."""
+    return make_delivery("email", provider="ses", status=DeliveryStatus.SENT, provider_message_id="ses-msg-1",
+                         message_status=MessageStatus.SENT)
+
+
+@pytest.mark.parametrize("signature_version", [1, 2])
+def test_a_signed_delivery_notification_marks_the_email_delivered(client, sns_signer, ses_delivery, signature_version):
+    # given
+    envelope = sns_signer.notification(ses_event("delivery", "ses-msg-1"), version=signature_version)
+
+    # when
+    response = post(client, envelope)
+
+    # then
+    assert response.status_code == 200
+    ses_delivery.refresh_from_db()
+    assert ses_delivery.status == DeliveryStatus.DELIVERED
+    event = DeliveryEvent.objects.get()
+    assert (event.provider, event.provider_event_id, event.delivery) == ("ses", envelope["MessageId"], ses_delivery)
+    assert event.raw["event"]["eventType"] == "Delivery"
+
+
+def test_a_forged_notification_is_refused_and_nothing_is_stored(client, sns_signer, ses_delivery):
+    # given a genuine envelope whose message was changed after signing
+    envelope = sns_signer.notification(ses_event("delivery", "ses-msg-1"))
+    envelope["Message"] = json.dumps(ses_event("bounce", "ses-msg-1"))
+
+    response = post(client, envelope)
+
+    assert response.status_code == 403
+    assert not DeliveryEvent.objects.exists()
+    assert not Suppression.objects.exists()
+    ses_delivery.refresh_from_db()
+    assert ses_delivery.status == DeliveryStatus.SENT
+
+
+def test_a_certificate_outside_the_trusted_hosts_is_never_fetched(client, sns_signer, settings, db):
+    settings.SNS_CERT_URL_REGEX = r"^https://sns\.[a-z0-9-]+\.amazonaws\.com/"
+    envelope = sns_signer.notification(ses_event("delivery", "ses-msg-1"))
+
+    response = post(client, envelope)
+
+    assert response.status_code == 403
+    assert sns_signer.requests == []
+    assert not DeliveryEvent.objects.exists()
+
+
+def test_an_unsigned_notification_is_refused(client, sns_signer, db):
+    envelope = sns_signer.notification(ses_event("delivery", "ses-msg-1"))
+    del envelope["Signature"]
+
+    assert post(client, envelope).status_code == 403
+    assert not DeliveryEvent.objects.exists()
+
+
+def test_a_repeated_notification_is_counted_once(client, sns_signer, ses_delivery):
+    envelope = sns_signer.notification(ses_event("open", "ses-msg-1"))
+
+    responses = [post(client, envelope), post(client, envelope)]
+
+    assert [response.status_code for response in responses] == [200, 200]
+    assert DeliveryEvent.objects.count() == 1
+    assert AuditEntry.objects.filter(action="delivery.opened").count() == 1
+
+
+def test_a_notification_about_an_unknown_message_is_kept_and_answered_200(client, sns_signer, db):
+    envelope = sns_signer.notification(ses_event("delivery", "not-ours"))
+
+    response = post(client, envelope)
+
+    assert response.status_code == 200
+    event = DeliveryEvent.objects.get()
+    assert event.delivery is None
+    assert event.provider_message_id == "not-ours"
+
+
+def test_a_permanent_bounce_suppresses_the_address_and_fails_the_message(client, sns_signer, ses_delivery):
+    response = post(client, sns_signer.notification(ses_event("bounce", "ses-msg-1")))
+
+    assert response.status_code == 200
+    ses_delivery.refresh_from_db()
+    assert ses_delivery.status == DeliveryStatus.BOUNCED
+    assert ses_delivery.message.status == MessageStatus.FAILED
+    event = DeliveryEvent.objects.get()
+    assert (event.event_type, event.permanent, event.detail) == (EventType.BOUNCED, True, "hard: General")
+    assert Suppression.objects.get(address="alice@example.com").reason == "hard_bounce"
+
+
+def test_a_transient_bounce_is_a_soft_bounce(client, sns_signer, ses_delivery):
+    post(client, sns_signer.notification(ses_event("bounce", "ses-msg-1", bounceType="Transient",
+                                                   bounceSubType="MailboxFull")))
+
+    event = DeliveryEvent.objects.get()
+    assert (event.event_type, event.permanent, event.detail) == (EventType.BOUNCED, False, "soft: MailboxFull")
+    assert not Suppression.objects.exists()
+
+
+def test_an_identity_notification_without_event_publishing_is_understood(client, sns_signer, ses_delivery):
+    post(client, sns_signer.notification(ses_event("identity_bounce", "ses-msg-1")))
+
+    ses_delivery.refresh_from_db()
+    assert ses_delivery.status == DeliveryStatus.BOUNCED
+
+
+def test_a_click_records_engagement(client, sns_signer, ses_delivery):
+    post(client, sns_signer.notification(ses_event("click", "ses-msg-1")))
+
+    ses_delivery.refresh_from_db()
+    assert ses_delivery.status == DeliveryStatus.CLICKED
+    assert ses_delivery.message.status == MessageStatus.ENGAGED
+    assert DeliveryEvent.objects.get().detail.startswith("http://docs.aws.amazon.com/")
+
+
+def test_an_unknown_ses_event_type_is_stored_as_unknown(client, sns_signer, ses_delivery):
+    response = post(client, sns_signer.notification(renamed(ses_event("send", "ses-msg-1"), "Teleport")))
+
+    assert response.status_code == 200
+    event = DeliveryEvent.objects.get()
+    assert (event.event_type, event.delivery) == (EventType.UNKNOWN, ses_delivery)
+    ses_delivery.refresh_from_db()
+    assert ses_delivery.status == DeliveryStatus.SENT
+
+
+def test_a_plain_text_notification_is_stored_as_unknown(client, sns_signer, db):
+    message = "Successfully validated SNS topic for Amazon SES event publishing."
+
+    response = post(client, sns_signer.notification(message))
+
+    assert response.status_code == 200
+    assert DeliveryEvent.objects.get().event_type == EventType.UNKNOWN
+
+
+def test_an_event_links_by_omni_tag_a_delivery_whose_send_was_never_recorded(client, sns_signer, make_delivery):
+    # given a worker died after SES accepted the email
+    delivery = make_delivery("email", provider="ses", status=DeliveryStatus.UNCERTAIN)
+
+    post(client, sns_signer.notification(ses_event("delivery", "ses-msg-7", delivery_id=delivery.pk)))
+
+    delivery.refresh_from_db()
+    assert delivery.status == DeliveryStatus.DELIVERED
+    assert delivery.provider_message_id == "ses-msg-7"
+
+
+def test_a_topic_not_in_the_accepted_list_is_refused(client, sns_signer, settings, db):
+    settings.SNS_TOPIC_ARNS = ["arn:aws:sns:us-east-1:123456789012:omni-ses"]
+
+    response = post(client, sns_signer.notification(ses_event("delivery", "ses-msg-1"),
+                                                    topic_arn="arn:aws:sns:us-east-1:999999999999:other"))
+
+    assert response.status_code == 403
+    assert not DeliveryEvent.objects.exists()
+
+
+def test_malformed_json_is_a_bad_request(client, sns_signer, db):
+    response = client.post(SES_URL, data="{not json", content_type="text/plain")
+
+    assert response.status_code == 400
+
+
+def test_a_json_body_that_is_not_an_sns_message_is_a_bad_request(client, sns_signer, db):
+    response = client.post(SES_URL, data=json.dumps({"Type": "Notification"}), content_type="text/plain")
+
+    assert response.status_code == 400
+
+
+def test_an_oversized_body_is_refused_before_parsing(client, sns_signer, settings, db):
+    settings.OMNI_MAX_BODY_BYTES = 1024
+    envelope = sns_signer.notification({"padding": "x" * 2048})
+
+    response = post(client, envelope)
+
+    assert response.status_code == 413
+    assert sns_signer.requests == []
+
+
+def test_a_get_is_not_allowed(client, db):
+    assert client.get(SES_URL).status_code == 405
+
+
+def test_a_subscription_confirmation_visits_the_subscribe_url(client, sns_signer, settings, db):
+    settings.SNS_SUBSCRIBE_URL_REGEX = sns_signer.cert_url_regex
+    envelope = sns_signer.subscription_confirmation()
+
+    response = post(client, envelope)
+
+    assert response.status_code == 200
+    assert [request.path for request in sns_signer.requests if request.path != sns_signer.CERT_PATH] == [
+        "/confirm-subscription"
+    ]
+    assert AuditEntry.objects.filter(action="webhook.sns_subscription_confirmed").exists()
+
+
+def test_a_subscribe_url_outside_amazon_is_never_visited(client, sns_signer, db):
+    envelope = sns_signer.subscription_confirmation(subscribe_url="https://attacker.example.com/confirm")
+
+    response = post(client, envelope)
+
+    assert response.status_code == 403
+    assert all(request.path == sns_signer.CERT_PATH for request in sns_signer.requests)
+
+
+def test_an_unreachable_signing_certificate_answers_503_so_sns_retries(client, sns_signer, settings, db):
+    settings.SNS_CERT_URL_REGEX = r"^http://127\.0\.0\.1:9/"
+    envelope = sns_signer.notification(ses_event("delivery", "ses-msg-1"))
+    envelope["SigningCertURL"] = "http://127.0.0.1:9/SimpleNotificationService-gone.pem"
+
+    response = post(client, envelope)
+
+    assert response.status_code == 503
+    assert not DeliveryEvent.objects.exists()
