@@ -22,27 +22,29 @@ def welcome_templates(db):
     return email, sms
 
 
-@pytest.fixture
-def welcome_journey(welcome_templates):
-    """Email now; wait a minute; if the email was not opened or clicked, an SMS; then exit."""
-    email, sms = welcome_templates
+def build_welcome_journey(email_template, sms_template, wait_seconds=60, **fields):
+    """Email now; wait; if the email was not opened or clicked, an SMS; then exit."""
     journey = Journey.objects.create(name="Welcome", slug="welcome", status=JourneyStatus.ACTIVE,
-                                     trigger_event="signed_up", goal_event="purchased")
-    send_email = JourneyStep.objects.create(journey=journey, key="welcome-email", position=1, kind=StepKind.SEND,
-                                            template=email, channel_plan=[{"channel": "email"}])
-    wait = JourneyStep.objects.create(journey=journey, key="wait", position=2, kind=StepKind.WAIT,
-                                      config={"seconds": 60})
+                                     trigger_event="signed_up", **fields)
+    JourneyStep.objects.create(journey=journey, key="welcome-email", position=1, kind=StepKind.SEND,
+                               template=email_template, channel_plan=[{"channel": "email"}])
+    JourneyStep.objects.create(journey=journey, key="wait", position=2, kind=StepKind.WAIT,
+                               config={"seconds": wait_seconds})
     check = JourneyStep.objects.create(journey=journey, key="opened", position=3, kind=StepKind.CONDITION,
                                        config={"check": "engaged", "step": "welcome-email"})
     send_sms = JourneyStep.objects.create(journey=journey, key="welcome-sms", position=4, kind=StepKind.SEND,
-                                          template=sms, channel_plan=[{"channel": "sms"}])
+                                          template=sms_template, channel_plan=[{"channel": "sms"}])
     done = JourneyStep.objects.create(journey=journey, key="done", position=5, kind=StepKind.EXIT)
     check.next_step, check.else_step = done, send_sms
     check.save()
     send_sms.next_step = done
     send_sms.save()
-    assert send_email and wait
     return journey
+
+
+@pytest.fixture
+def welcome_journey(welcome_templates):
+    return build_welcome_journey(*welcome_templates, goal_event="purchased")
 
 
 def make_contact(external_id, email="", phone="", consents=(("email", "marketing"), ("sms", "marketing")), **extra):

@@ -12,13 +12,15 @@ import time
 import pytest
 from celery.signals import task_postrun
 
-from campaigns.models import Enrollment, EnrollmentState, Journey, JourneyStatus, JourneyStep, StepKind
+from campaigns.models import Enrollment, EnrollmentState
 from campaigns.tasks import tick_task
 from channels.models import Delivery, DeliveryStatus
 from channels.tasks import send_delivery_task
 from channels.tests.ses_events import ses_event
 from compliance.models import AuditEntry
 from omni.models import ApiKey
+
+from .conftest import build_welcome_journey
 
 pytestmark = pytest.mark.celery_worker
 
@@ -51,23 +53,7 @@ def finished_tasks():
 
 @pytest.fixture
 def short_welcome_journey(welcome_templates):
-    """The demo journey with a one-second wait."""
-    email, sms = welcome_templates
-    journey = Journey.objects.create(name="Welcome", slug="welcome", status=JourneyStatus.ACTIVE,
-                                     trigger_event="signed_up")
-    JourneyStep.objects.create(journey=journey, key="welcome-email", position=1, kind=StepKind.SEND, template=email,
-                               channel_plan=[{"channel": "email"}])
-    JourneyStep.objects.create(journey=journey, key="wait", position=2, kind=StepKind.WAIT, config={"seconds": 1})
-    check = JourneyStep.objects.create(journey=journey, key="opened", position=3, kind=StepKind.CONDITION,
-                                       config={"check": "engaged", "step": "welcome-email"})
-    send_sms = JourneyStep.objects.create(journey=journey, key="welcome-sms", position=4, kind=StepKind.SEND,
-                                          template=sms, channel_plan=[{"channel": "sms"}])
-    done = JourneyStep.objects.create(journey=journey, key="done", position=5, kind=StepKind.EXIT)
-    check.next_step, check.else_step = done, send_sms
-    check.save()
-    send_sms.next_step = done
-    send_sms.save()
-    return journey
+    return build_welcome_journey(*welcome_templates, wait_seconds=1)
 
 
 def test_an_api_event_becomes_an_ses_email_then_a_twilio_sms(
