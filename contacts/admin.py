@@ -20,7 +20,8 @@ class DeviceInline(admin.TabularInline):
 @admin.register(Contact)
 class ContactAdmin(ImportExportModelAdmin):
     resource_classes = [ContactResource]
-    list_display = ["__str__", "email", "phone", "external_id", "lifecycle_stage", "locale", "messaging_paused", "created_at"]
+    list_display = ["__str__", "email", "phone", "external_id", "lifecycle_stage", "locale", "messaging_paused",
+                    "created_at"]
     list_filter = ["lifecycle_stage", "locale", "messaging_paused"]
     search_fields = ["email", "phone", "external_id", "first_name", "last_name"]
     date_hierarchy = "created_at"

@@ -3,7 +3,7 @@
 A row is matched to an existing contact by external id, else by email; a row with neither
 creates a contact. Every row is validated like a form: a bad phone number, email or timezone
 rejects that row with the column named, and the import as a whole is refused until the file
-is fixed (django-import-export runs it in one transaction).
+is fixed (one transaction, rolled back on any invalid row).
 """
 from django.core.exceptions import ValidationError
 from import_export import fields, resources, widgets
@@ -51,6 +51,13 @@ class ContactResource(resources.ModelResource):
         report_skipped = True
         # Runs Contact.full_clean(): email, timezone and lifecycle stage are checked like a form.
         clean_model_instances = True
+
+    def import_data(self, dataset, **kwargs):
+        # One bad row refuses the whole file, whether the import comes from the admin (which
+        # also asks for confirmation) or from code.
+        kwargs.setdefault("use_transactions", True)
+        kwargs.setdefault("rollback_on_validation_errors", True)
+        return super().import_data(dataset, **kwargs)
 
     def get_instance(self, instance_loader, row):
         external_id = (row.get("external_id") or "").strip()

@@ -1,0 +1,106 @@
+"""Admin for the project package (API keys), and small helpers every app's admin uses."""
+from django import forms
+from django.contrib import admin, messages
+from django.utils import timezone
+
+from compliance import audit
+
+from .models import ApiKey, ApiScope
+
+
+class ReadOnlyAdminMixin:
+    """Rows written only by Omni itself (audit, history, provider events): viewable, never edited.
+
+    Users with the view permission see the detail page without a save button; add, change and
+    delete are refused to everyone, superusers included.
+    """
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class ReadOnlyInline(ReadOnlyAdminMixin, admin.TabularInline):
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+
+def adopt_saved(obj, saved):
+    """Make the admin's unsaved `obj` stand for `saved`, a row an action function created.
+
+    The admin logs the addition and redirects using the object it built from the form, so it
+    has to carry the primary key and values of the row the action actually wrote.
+    """
+    for field in saved._meta.concrete_fields:
+        setattr(obj, field.attname, getattr(saved, field.attname))
+    obj._state.adding = False
+    obj._state.db = saved._state.db
+
+
+class ApiKeyForm(forms.ModelForm):
+    scopes = forms.MultipleChoiceField(
+        choices=ApiScope.choices, widget=forms.CheckboxSelectMultiple, help_text="What this key may do."
+    )
+
+    class Meta:
+        model = ApiKey
+        fields = ["name", "scopes"]
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    form = ApiKeyForm
+    list_display = ["name", "prefix", "scope_list", "created_by", "created_at", "last_used_at", "is_revoked"]
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["name", "prefix"]
+    readonly_fields = ["prefix", "created_by", "created_at", "last_used_at", "revoked_at"]
+    actions = ["revoke_keys"]
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["name", "scopes"]
+        return ["name", "scopes", *self.readonly_fields]
+
+    @admin.display(description="scopes")
+    def scope_list(self, obj):
+        return ", ".join(obj.scopes)
+
+    @admin.display(description="revoked", boolean=True, ordering="revoked_at")
+    def is_revoked(self, obj):
+        return obj.revoked_at is not None
+
+    def has_delete_permission(self, request, obj=None):
+        # Revoke instead: a deleted key would take with it the record of who created it and
+        # when it was last used.
+        return False
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            super().save_model(request, obj, form, change)
+            audit.record("apikey.changed", obj=obj, actor=request.user,
+                         data={"name": obj.name, "scopes": obj.scopes, "changed": form.changed_data})
+            return
+        key, raw_key = ApiKey.generate(form.cleaned_data["name"], form.cleaned_data["scopes"], created_by=request.user)
+        adopt_saved(obj, key)
+        audit.record("apikey.created", obj=key, actor=request.user, data={"name": key.name, "scopes": key.scopes})
+        # The raw key exists only in this message: the database keeps its hash.
+        messages.success(
+            request, f"New API key for “{key.name}”: {raw_key} — copy it now, it will not be shown again."
+        )
+
+    @admin.action(description="Revoke selected keys", permissions=["change"])
+    def revoke_keys(self, request, queryset):
+        now = timezone.now()
+        revoked = 0
+        for key in queryset.filter(revoked_at__isnull=True):
+            # Conditional update: a key revoked by someone else meanwhile is not revoked twice.
+            if ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=now):
+                audit.record("apikey.revoked", obj=key, actor=request.user, data={"name": key.name})
+                revoked += 1
+        self.message_user(request, f"Revoked {revoked} key(s).", messages.SUCCESS)

@@ -1,0 +1,81 @@
+import json
+
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.db.models import Max
+from django.utils.html import format_html
+
+from omni.admin import ReadOnlyAdminMixin, ReadOnlyInline
+
+from .actions import publish_template
+from .models import Template, TemplateVariant, TemplateVersion
+
+
+class TemplateVariantInline(admin.StackedInline):
+    model = TemplateVariant
+    extra = 0
+    fields = [
+        ("channel", "locale"), "subject", "preheader", "text_body", "html_body", "title", "provider_template_id",
+    ]
+
+
+class TemplateVersionInline(ReadOnlyInline):
+    model = TemplateVersion
+    fields = ["number", "purpose", "published_at", "published_by"]
+    ordering = ["-number"]
+    verbose_name_plural = "published versions (journeys and campaigns send the newest)"
+
+
+@admin.register(Template)
+class TemplateAdmin(admin.ModelAdmin):
+    list_display = ["key", "name", "purpose", "allow_fallback", "latest_version_number", "updated_at"]
+    list_filter = ["purpose", "allow_fallback"]
+    search_fields = ["key", "name", "description"]
+    prepopulated_fields = {"key": ["name"]}
+    readonly_fields = ["created_at", "updated_at"]
+    inlines = [TemplateVariantInline, TemplateVersionInline]
+    actions = ["publish_new_version"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(latest_version_number=Max("versions__number"))
+
+    @admin.display(description="latest version", ordering="latest_version_number")
+    def latest_version_number(self, obj):
+        return obj.latest_version_number or "not published"
+
+    @admin.action(description="Publish new version", permissions=["change"])
+    def publish_new_version(self, request, queryset):
+        for template in queryset:
+            try:
+                version = publish_template(template, actor=request.user)
+            except ValidationError as exc:
+                messages.error(request, f"{template.key} was not published: {' '.join(exc.messages)}")
+            else:
+                messages.success(request, f"Published {template.key} version {version.number}.")
+
+
+@admin.register(TemplateVersion)
+class TemplateVersionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["template", "number", "purpose", "allow_fallback", "published_at", "published_by"]
+    list_filter = ["purpose", "template"]
+    search_fields = ["template__key", "template__name"]
+    list_select_related = ["template", "published_by"]
+    date_hierarchy = "published_at"
+    fields = ["template", "number", "purpose", "allow_fallback", "default_locale", "published_at", "published_by",
+              "content"]
+    readonly_fields = ["content"]
+
+    @admin.display(description="variants")
+    def content(self, obj):
+        return format_html("<pre>{}</pre>", json.dumps(obj.variants, indent=2, ensure_ascii=False))
+
+
+@admin.register(TemplateVariant)
+class TemplateVariantAdmin(admin.ModelAdmin):
+    """Variants are edited on their template's page; this list finds them across templates."""
+
+    list_display = ["template", "channel", "locale", "subject"]
+    list_filter = ["channel", "locale"]
+    search_fields = ["template__key", "template__name", "subject", "text_body"]
+    list_select_related = ["template"]
+    autocomplete_fields = ["template"]
