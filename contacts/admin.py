@@ -3,6 +3,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from import_export.admin import ImportExportModelAdmin
 
+from compliance import audit
 from omni.admin import ReadOnlyAdminMixin
 
 from .models import Contact, ContactEvent, Device, Segment
@@ -35,6 +36,35 @@ class ContactAdmin(ImportExportModelAdmin):
     # contacts depends on no other app, so the apps built on it add their own inlines here
     # (compliance adds consents) instead of this module importing them.
     inlines = [DeviceInline]
+    actions = ["pause_messaging", "resume_messaging"]
+
+    def save_model(self, request, obj, form, change):
+        # The form reports an unchanged JSON field as changed, so compare stored values instead.
+        before = Contact.objects.filter(pk=obj.pk).first() if change else None
+        fields = [name for name in form.changed_data if before is None or getattr(before, name) != getattr(obj, name)]
+        super().save_model(request, obj, form, change)
+        if fields or not change:
+            # Field names only: the audit log says what changed and who did it, not the personal data.
+            audit.record("contact.updated" if change else "contact.created", contact=obj, obj=obj,
+                         actor=request.user, reason="admin", data={"fields": fields})
+
+    @admin.action(description="Pause automated messaging for selected contacts", permissions=["change"])
+    def pause_messaging(self, request, queryset):
+        self._set_paused(request, queryset, True)
+
+    @admin.action(description="Resume automated messaging for selected contacts", permissions=["change"])
+    def resume_messaging(self, request, queryset):
+        self._set_paused(request, queryset, False)
+
+    def _set_paused(self, request, queryset, paused: bool):
+        changed = list(queryset.exclude(messaging_paused=paused))
+        queryset.filter(pk__in=[c.pk for c in changed]).update(messaging_paused=paused)
+        audit.record_many([
+            audit.build("contact.paused" if paused else "contact.resumed", contact=c, obj=c, actor=request.user,
+                        reason="admin")
+            for c in changed
+        ])
+        self.message_user(request, f"{'Paused' if paused else 'Resumed'} messaging for {len(changed)} contact(s).")
 
     @admin.display(description=f"recent events (newest {RECENT_EVENTS_SHOWN})")
     def recent_events(self, obj):

@@ -354,6 +354,33 @@ def test_a_marketer_can_change_a_contact_and_a_support_agent_cannot(demo, staff_
     assert 'name="_save"' not in support_page.content.decode()
 
 
+def test_editing_a_contact_in_the_admin_is_audited_with_the_changed_fields(demo, admin_client):
+    bob = Contact.objects.get(external_id="demo-bob")
+    page = admin_client.get(admin_url(Contact, "change", bob.pk))
+    form = page.context["adminform"].form
+    data = {name: form[name].value() for name in form.fields if form[name].value() is not None}
+    data["last_name"] = "Builder"
+    for inline in page.context["inline_admin_formsets"]:
+        management = inline.formset.management_form
+        data.update({f"{inline.formset.prefix}-{key}": management[key].value() for key in management.fields})
+
+    response = admin_client.post(admin_url(Contact, "change", bob.pk), data)
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    entry = AuditEntry.objects.filter(action="contact.updated", contact=bob).latest("id")
+    assert entry.data == {"fields": ["last_name"]} and entry.actor.username == "admin"
+
+
+def test_pausing_a_contact_from_the_admin_is_audited(demo, admin_client):
+    bob = Contact.objects.get(external_id="demo-bob")
+
+    admin_client.post(admin_url(Contact, "changelist"), {"action": "pause_messaging", "_selected_action": [bob.pk]})
+
+    bob.refresh_from_db()
+    assert bob.messaging_paused
+    assert AuditEntry.objects.filter(action="contact.paused", contact=bob).count() == 1
+
+
 # --- contact import ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("group_name, allowed", [("Marketers", True), ("Support agents", False), ("Compliance", False)])
