@@ -7,6 +7,10 @@ from compliance import audit
 
 from .models import ApiKey, ApiScope
 
+admin.site.site_header = "Omni"
+admin.site.site_title = "Omni admin"
+admin.site.index_title = "Contacts, consent, templates, journeys and deliveries"
+
 
 class ReadOnlyAdminMixin:
     """Rows written only by Omni itself (audit, history, provider events): viewable, never edited.

@@ -1,0 +1,63 @@
+"""Transactional sends have lanes of their own: a marketing backlog never delays them."""
+import threading
+
+import pytest
+from celery import current_app
+from celery.signals import task_postrun
+
+from channels.actions import enqueue_send
+from channels.models import DeliveryStatus
+from channels.tasks import send_delivery_task
+from omni.choices import SEND_QUEUES, send_queue
+from omni.testing import celery_worker_thread
+
+TRANSACTIONAL_QUEUES = [q for q in SEND_QUEUES if q.startswith("send.transactional.")]
+
+
+def test_each_purpose_and_channel_has_its_own_queue():
+    assert send_queue("transactional", "sms") == "send.transactional.sms"
+    assert send_queue("marketing", "sms") == send_queue("informational", "sms") == "send.bulk.sms"
+    assert len(set(SEND_QUEUES)) == 10
+
+
+@pytest.fixture
+def sent_deliveries():
+    sent, done = [], threading.Event()
+
+    def on_postrun(sender=None, args=None, **kwargs):
+        if sender.name == send_delivery_task.name:
+            sent.append(args[0])
+            done.set()
+
+    task_postrun.connect(on_postrun, weak=False)
+    yield sent, done
+    task_postrun.disconnect(on_postrun)
+
+
+@pytest.mark.celery_worker
+def test_a_transactional_worker_sends_the_password_reset_while_the_marketing_send_waits(
+    transactional_db, make_delivery, sent_deliveries
+):
+    # given a marketing email and a transactional one, queued by the sending side
+    marketing = make_delivery("email", purpose="marketing")
+    reset = make_delivery("email", purpose="transactional")
+    sent, done = sent_deliveries
+
+    # when only the transactional lanes have a worker
+    with celery_worker_thread(TRANSACTIONAL_QUEUES):
+        try:
+            enqueue_send(marketing, "marketing")
+            enqueue_send(reset, "transactional")
+            assert done.wait(timeout=15)
+        finally:
+            # The marketing message is still on the broker (Redis in CI): drop it so no later
+            # test's worker picks it up.
+            with current_app.connection_for_write() as connection:
+                connection.default_channel.queue_purge(send_queue("marketing", "email"))
+
+    # then the reset went out and the marketing email is still waiting
+    assert sent == [reset.pk]
+    reset.refresh_from_db()
+    marketing.refresh_from_db()
+    assert reset.status == DeliveryStatus.SENT
+    assert marketing.status == DeliveryStatus.QUEUED
