@@ -1,7 +1,8 @@
 """The pre-send gate: one decision for every send, whatever its source.
 
-`decide()` is pure: it takes what it needs (SendFacts) and returns a Verdict. `check()` loads
-those facts from the database for one send. Every caller writes the verdict to the audit log.
+`decide()` is pure: it takes what it needs (SendFacts) and returns a Verdict.
+`decide_many()` loads those facts for a whole batch of sends in three queries and decides each;
+`check()` is the same for one send. Every caller writes the verdict to the audit log.
 
 This first version checks: expiry, a paused contact, a paused channel or provider, the address,
 suppression and consent. Quiet hours and frequency caps plug in here as further rules.
@@ -80,42 +81,69 @@ def decide(facts: SendFacts, now: datetime) -> Verdict:
     return Verdict(ALLOW, f"consent:{facts.consent_status}", consent_change_id=consent_id)
 
 
-def load_facts(contact, channel: str, purpose: str, address: str, *, provider: str = "", expires_at=None,
-               now: datetime | None = None) -> SendFacts:
-    """Read what decide() needs for one send (three small queries)."""
+@dataclass(frozen=True)
+class SendRequest:
+    """One send to decide: who, on which channel and for what purpose."""
+
+    contact: object
+    channel: str
+    purpose: str
+    address: str
+    provider: str = ""
+    expires_at: datetime | None = None
+
+
+def load_facts_many(requests: list[SendRequest], now: datetime | None = None) -> list[SendFacts]:
+    """Read what decide() needs for many sends at once: three queries, whatever their number."""
     now = now or timezone.now()
-    consent = (
-        Consent.objects.filter(contact=contact, channel=channel, purpose=purpose)
-        .values("status", "last_change_id").first()
-    )
-    suppression_reasons = ()
-    if address:
-        suppression_reasons = tuple(
-            Suppression.objects.filter(address_hash=hash_address(address))
-            .filter(Q(channel="") | Q(channel=channel), Q(purpose="") | Q(purpose=purpose))
-            .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
-            .values_list("reason", flat=True)
+    if not requests:
+        return []
+    consents = {
+        (contact_id, channel, purpose): (status, change_id)
+        for contact_id, channel, purpose, status, change_id in Consent.objects.filter(
+            contact_id__in={r.contact.pk for r in requests},
+            channel__in={r.channel for r in requests},
+            purpose__in={r.purpose for r in requests},
+        ).values_list("contact_id", "channel", "purpose", "status", "last_change_id")
+    }
+    hashes = {r.address: hash_address(r.address) for r in requests if r.address}
+    suppressions = {}
+    for address_hash, channel, purpose, reason in (
+        Suppression.objects.filter(address_hash__in=set(hashes.values()))
+        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+        .order_by("created_at").values_list("address_hash", "channel", "purpose", "reason")
+    ):
+        suppressions.setdefault(address_hash, []).append((channel, purpose, reason))
+    pauses = list(SendingPause.objects.filter(resumed_at__isnull=True).values_list("channel", "provider"))
+
+    facts = []
+    for r in requests:
+        status, change_id = consents.get((r.contact.pk, r.channel, r.purpose), (ConsentStatus.UNKNOWN, None))
+        reasons = tuple(
+            reason for channel, purpose, reason in suppressions.get(hashes.get(r.address), ())
+            if channel in ("", r.channel) and purpose in ("", r.purpose)
         )
-    channel_paused = (
-        SendingPause.objects.filter(resumed_at__isnull=True)
-        .filter(Q(channel="") | Q(channel=channel), Q(provider="") | Q(provider=provider))
-        .exists()
-    )
-    return SendFacts(
-        channel=channel,
-        purpose=purpose,
-        address=address,
-        consent_status=consent["status"] if consent else ConsentStatus.UNKNOWN,
-        consent_change_id=consent["last_change_id"] if consent else None,
-        suppression_reasons=suppression_reasons,
-        contact_paused=contact.messaging_paused,
-        channel_paused=channel_paused,
-        expires_at=expires_at,
-    )
+        facts.append(SendFacts(
+            channel=r.channel,
+            purpose=r.purpose,
+            address=r.address,
+            consent_status=status,
+            consent_change_id=change_id,
+            suppression_reasons=reasons,
+            contact_paused=r.contact.messaging_paused,
+            channel_paused=any(c in ("", r.channel) and p in ("", r.provider) for c, p in pauses),
+            expires_at=r.expires_at,
+        ))
+    return facts
+
+
+def decide_many(requests: list[SendRequest], now: datetime | None = None) -> list[Verdict]:
+    """The gate for a batch of sends, in the order given."""
+    now = now or timezone.now()
+    return [decide(facts, now) for facts in load_facts_many(requests, now)]
 
 
 def check(contact, channel: str, purpose: str, address: str, *, provider: str = "", expires_at=None,
           now: datetime | None = None) -> Verdict:
-    now = now or timezone.now()
-    facts = load_facts(contact, channel, purpose, address, provider=provider, expires_at=expires_at, now=now)
-    return decide(facts, now)
+    """The gate for one send."""
+    return decide_many([SendRequest(contact, channel, purpose, address, provider, expires_at)], now)[0]
