@@ -6,6 +6,7 @@ an allowed message is rendered and becomes a queued Delivery whose send task is 
 after commit. fall_back() moves an undelivered message to the next channel of its plan.
 Every decision writes an audit entry.
 """
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
@@ -85,82 +86,137 @@ def create_message(*, contact, template_version, channel_plan, source, purpose="
 
 
 def dispatch(message: Message, *, now=None) -> Delivery | None:
-    """Route, gate and queue the message from its current plan step. Returns the new Delivery.
+    """Route, gate and queue one message from its current plan step. Returns the new Delivery."""
+    return dispatch_many([message], now=now).get(message.pk)
 
-    Runs inside the caller's transaction; the send task is enqueued only after it commits.
+
+@dataclass
+class _Candidate:
+    step: int
+    channel: str
+    variant: dict | None
+    address: str
+    provider: str
+    verdict: gate.Verdict | None = None
+
+
+def dispatch_many(messages: list[Message], *, now=None) -> dict[int, Delivery]:
+    """Route, gate and queue many messages at once. Returns the new deliveries by message id.
+
+    For each message, routing walks the channel plan from its current step: a channel without
+    a template variant, an address or an opt-in is skipped; the first other channel is decided
+    by the compliance gate (queue, defer or suppress). The whole batch costs a fixed handful of
+    queries. Runs inside the caller's transaction; send tasks are enqueued after it commits.
     """
     now = now or timezone.now()
-    if message.status in TERMINAL_MESSAGE_STATUSES:
-        return None
-    contact = message.contact
-    version = message.template_version
-    plan = message.channel_plan
-    skipped = []
-    for step in range(message.current_step, len(plan)):
-        channel = plan[step]["channel"]
-        variant = version.variant_for(channel, contact.locale)
-        if variant is None:
-            skipped.append({"channel": channel, "reason": "no_template_variant"})
-            continue
-        address = contact.address_for(channel)
-        provider = provider_name(channel)
-        verdict = gate.check(contact, channel, message.purpose, address, provider=provider,
-                             expires_at=message.expires_at, now=now)
-        if verdict.outcome == gate.SUPPRESS and verdict.reason in CHANNEL_INELIGIBLE_REASONS:
-            skipped.append({"channel": channel, "reason": verdict.reason})
-            continue
+    pending = [m for m in messages if m.status not in TERMINAL_MESSAGE_STATUSES]
+    candidates = {m.pk: _candidates(m) for m in pending}
+    gated = [c for cs in candidates.values() for c in cs if c.variant is not None]
+    requests = []
+    for message in pending:
+        requests += [
+            gate.SendRequest(message.contact, c.channel, message.purpose, c.address, c.provider, message.expires_at)
+            for c in candidates[message.pk] if c.variant is not None
+        ]
+    for candidate, verdict in zip(gated, gate.decide_many(requests, now)):
+        candidate.verdict = verdict
+
+    entries, queued, undeliverable = [], [], []
+    for message in pending:
+        chosen, skipped = _route(candidates[message.pk])
         if skipped:
-            audit.record("message.channels_skipped", contact=contact, obj=message, data={"skipped": skipped})
-            skipped = []
-        if verdict.outcome == gate.SUPPRESS:
-            status = MessageStatus.EXPIRED if verdict.reason == "expired" else MessageStatus.SUPPRESSED
-            _finish(message, status, verdict.reason, "message.suppressed", channel=channel, data=verdict.as_data())
-            return None
-        if verdict.outcome == gate.DEFER:
-            message.status = MessageStatus.DEFERRED
-            message.status_reason = verdict.reason
-            message.defer_until = verdict.until
-            message.current_step = step
-            message.save(update_fields=["status", "status_reason", "defer_until", "current_step", "updated_at"])
-            audit.record("message.deferred", contact=contact, obj=message, channel=channel, reason=verdict.reason,
-                         data=verdict.as_data())
-            return None
-        return _queue_delivery(message, step, channel, variant, address, provider, verdict, now)
+            entries.append(audit.build("message.channels_skipped", contact=message.contact, obj=message,
+                                       data={"skipped": skipped}))
+        if chosen is None:
+            undeliverable.append((message, skipped))
+        elif chosen.verdict.outcome == gate.SUPPRESS:
+            status = MessageStatus.EXPIRED if chosen.verdict.reason == "expired" else MessageStatus.SUPPRESSED
+            entries.append(_set_status(message, status, chosen.verdict.reason, "message.suppressed", now,
+                                       channel=chosen.channel, data=chosen.verdict.as_data()))
+        elif chosen.verdict.outcome == gate.DEFER:
+            message.current_step = chosen.step
+            entries.append(_set_status(message, MessageStatus.DEFERRED, chosen.verdict.reason, "message.deferred",
+                                       now, channel=chosen.channel, data=chosen.verdict.as_data(),
+                                       defer_until=chosen.verdict.until))
+        else:
+            delivery, failure = _build_delivery(message, chosen, now)
+            if failure:
+                entries.append(failure)
+            else:
+                queued.append((message, chosen, delivery))
 
-    if skipped:
-        audit.record("message.channels_skipped", contact=contact, obj=message, data={"skipped": skipped})
-    _finish(message, MessageStatus.SUPPRESSED if not message.deliveries.exists() else MessageStatus.FAILED,
-            "no_eligible_channel", "message.undeliverable", data={"skipped": skipped})
-    return None
+    if undeliverable:
+        # A message that already had a delivery has failed; one that never had any was suppressed.
+        tried = set(Delivery.objects.filter(message__in=[m for m, _ in undeliverable])
+                    .values_list("message_id", flat=True).distinct())
+        for message, skipped in undeliverable:
+            status = MessageStatus.FAILED if message.pk in tried else MessageStatus.SUPPRESSED
+            entries.append(_set_status(message, status, "no_eligible_channel", "message.undeliverable", now,
+                                       data={"skipped": skipped}))
+
+    Delivery.objects.bulk_create([delivery for _, _, delivery in queued], batch_size=1000)
+    for message, chosen, delivery in queued:
+        message.current_step = chosen.step
+        entries.append(_set_status(
+            message, MessageStatus.QUEUED, chosen.verdict.reason, "message.allowed", now, channel=chosen.channel,
+            data={**chosen.verdict.as_data(), "delivery": delivery.pk, "provider": chosen.provider,
+                  "plan_step": chosen.step},
+        ))
+    Message.objects.bulk_update(pending, MESSAGE_ROUTING_FIELDS, batch_size=1000)
+    audit.record_many(entries)
+    enqueue_sends([(delivery, message.purpose) for message, _, delivery in queued])
+    return {message.pk: delivery for message, _, delivery in queued}
 
 
-def _queue_delivery(message, step, channel, variant, address, provider, verdict, now) -> Delivery | None:
+MESSAGE_ROUTING_FIELDS = ["status", "status_reason", "defer_until", "current_step", "updated_at"]
+
+
+def _candidates(message: Message) -> list[_Candidate]:
+    contact, version = message.contact, message.template_version
+    return [
+        _Candidate(step, entry["channel"], version.variant_for(entry["channel"], contact.locale),
+                   contact.address_for(entry["channel"]), provider_name(entry["channel"]))
+        for step, entry in enumerate(message.channel_plan) if step >= message.current_step
+    ]
+
+
+def _route(candidates: list[_Candidate]) -> tuple[_Candidate | None, list[dict]]:
+    """The first channel the gate has to rule on for real, and the channels skipped before it."""
+    skipped = []
+    for candidate in candidates:
+        if candidate.variant is None:
+            skipped.append({"channel": candidate.channel, "reason": "no_template_variant"})
+        elif candidate.verdict.outcome == gate.SUPPRESS and candidate.verdict.reason in CHANNEL_INELIGIBLE_REASONS:
+            skipped.append({"channel": candidate.channel, "reason": candidate.verdict.reason})
+        else:
+            return candidate, skipped
+    return None, skipped
+
+
+def _build_delivery(message: Message, chosen: _Candidate, now):
+    """An unsaved Delivery with the rendered content, or (None, audit entry) if rendering failed."""
     contact = message.contact
-    variables = {**message.variables, **contact_variables(contact)}
     try:
-        rendered = render_variant(variant, variables)
+        rendered = render_variant(chosen.variant, {**message.variables, **contact_variables(contact)})
     except RenderError as exc:
-        _finish(message, MessageStatus.FAILED, f"render_error:{exc.field}", "message.render_failed",
-                channel=channel, data={"error": str(exc), "field": exc.field})
-        return None
-
-    plan_entry = message.channel_plan[step]
+        return None, _set_status(message, MessageStatus.FAILED, f"render_error:{exc.field}", "message.render_failed",
+                                 now, channel=chosen.channel, data={"error": str(exc), "field": exc.field})
+    plan_entry = message.channel_plan[chosen.step]
     fallback_due_at = None
-    has_next = step + 1 < len(message.channel_plan)
+    has_next = chosen.step + 1 < len(message.channel_plan)
     if has_next and message.template_version.allow_fallback and plan_entry.get("fallback_after_seconds"):
         fallback_due_at = now + timedelta(seconds=int(plan_entry["fallback_after_seconds"]))
-
-    delivery = Delivery.objects.create(
+    delivery = Delivery(
         message=message,
         contact=contact,
-        channel=channel,
-        provider=provider,
-        to_address=address,
+        channel=chosen.channel,
+        provider=chosen.provider,
+        to_address=chosen.address,
         subject=rendered.get("subject", ""),
         text_body=rendered.get("text_body", ""),
         html_body=rendered.get("html_body", ""),
         content={
-            "plan_step": step,
+            "plan_step": chosen.step,
             "title": rendered.get("title", ""),
             "preheader": rendered.get("preheader", ""),
             "provider_template_id": rendered.get("provider_template_id", ""),
@@ -169,32 +225,41 @@ def _queue_delivery(message, step, channel, variant, address, provider, verdict,
         queued_at=now,
         fallback_due_at=fallback_due_at,
     )
-    message.status = MessageStatus.QUEUED
-    message.status_reason = verdict.reason
-    message.current_step = step
-    message.defer_until = None
-    message.save(update_fields=["status", "status_reason", "current_step", "defer_until", "updated_at"])
-    audit.record("message.allowed", contact=contact, obj=message, channel=channel, reason=verdict.reason,
-                 data={**verdict.as_data(), "delivery": delivery.pk, "provider": provider, "plan_step": step})
-    enqueue_send(delivery, message.purpose)
-    return delivery
+    return delivery, None
+
+
+def _set_status(message, status, reason, action, now, *, channel="", data=None, defer_until=None):
+    """Change the message's status in memory and return the audit entry saying so."""
+    message.status = status
+    message.status_reason = reason
+    message.defer_until = defer_until
+    message.updated_at = now
+    return audit.build(action, contact=message.contact, obj=message, channel=channel, reason=reason, data=data or {})
 
 
 def enqueue_send(delivery: Delivery, purpose: str) -> None:
-    """Enqueue the delivery's send task once the surrounding transaction commits."""
+    enqueue_sends([(delivery, purpose)])
+
+
+def enqueue_sends(deliveries: list[tuple[Delivery, str]]) -> None:
+    """Enqueue each delivery's send task, on its lane, once the surrounding transaction commits."""
     from .tasks import send_delivery_task
 
-    queue = send_queue(purpose, delivery.channel)
-    delivery_id = delivery.pk
-    transaction.on_commit(lambda: send_delivery_task.apply_async((delivery_id,), queue=queue))
+    jobs = [(delivery.pk, send_queue(purpose, delivery.channel)) for delivery, purpose in deliveries]
+    if not jobs:
+        return
+
+    def publish():
+        for delivery_id, queue in jobs:
+            send_delivery_task.apply_async((delivery_id,), queue=queue)
+
+    transaction.on_commit(publish)
 
 
 def _finish(message, status, reason, action, *, channel="", data=None):
-    message.status = status
-    message.status_reason = reason
-    message.defer_until = None
-    message.save(update_fields=["status", "status_reason", "defer_until", "updated_at"])
-    audit.record(action, contact=message.contact, obj=message, channel=channel, reason=reason, data=data or {})
+    entry = _set_status(message, status, reason, action, timezone.now(), channel=channel, data=data)
+    message.save(update_fields=MESSAGE_ROUTING_FIELDS)
+    entry.save()
 
 
 @transaction.atomic
