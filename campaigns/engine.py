@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass, field
 
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from channels import actions as channel_actions
@@ -24,6 +24,7 @@ from channels.models import (
     MessageStatus,
 )
 from compliance import audit
+from omni.lib.bulk import bulk_update
 from contacts.models import ContactEvent
 from templates.actions import current_version
 
@@ -220,39 +221,65 @@ def advance_enrollments_batch(now, report: TickReport) -> int:
         )
         if not due:
             return 0
-        steps = {s.pk: s for s in JourneyStep.objects.filter(journey_id__in={e.journey_id for e in due})}
-        for enrollment in due:
-            report.steps += run_enrollment(enrollment, steps, now)
+        steps = {
+            s.pk: s for s in
+            JourneyStep.objects.filter(journey_id__in={e.journey_id for e in due}).select_related("template")
+        }
+        report.steps += run_enrollments(due, steps, now)
         return len(due)
 
 
-def run_enrollment(enrollment: Enrollment, steps: dict, now) -> int:
-    """Run an enrollment's steps until it waits or ends. Returns the number of steps run."""
-    ran = 0
-    step = steps.get(enrollment.current_step_id)
-    while ran < MAX_STEPS_PER_RUN:
-        if step is None:
-            _end(enrollment, EnrollmentState.COMPLETED, "end_of_journey", now)
-            return ran
-        ran += 1
-        enrollment.steps_taken += 1
-        outcome, next_step = _run_step(enrollment, step, steps, now)
-        audit.record("journey.step", contact=enrollment.contact, obj=enrollment, reason=f"{step.kind}:{outcome}",
-                     data={"journey": enrollment.journey_id, "step": step.key, "outcome": outcome,
-                           "next_step": next_step.key if next_step else None})
-        if step.kind == StepKind.EXIT:
-            _end(enrollment, EnrollmentState.EXITED, f"exit:{step.key}", now)
-            return ran
-        enrollment.current_step = next_step
-        if step.kind == StepKind.WAIT:
-            enrollment.next_run_at = now + timezone.timedelta(seconds=int(step.config["seconds"]))
-            enrollment.save(update_fields=["current_step", "next_run_at", "steps_taken", "context"])
-            return ran
-        step = next_step
-    # Too many steps without a wait: look again next tick rather than spin.
-    enrollment.next_run_at = now
-    enrollment.save(update_fields=["current_step", "next_run_at", "steps_taken", "context"])
+ENROLLMENT_FIELDS = ["current_step", "next_run_at", "steps_taken", "context", "state", "end_reason", "ended_at"]
+
+
+def run_enrollments(enrollments: list[Enrollment], steps: dict, now) -> int:
+    """Run enrollments' steps until each waits or ends. Returns the number of steps run.
+
+    The batch moves forward one step at a time, all together: every enrollment at a send step
+    sends in one bulk pass, every one at a condition is evaluated from one query, so a batch
+    costs a fixed number of queries per step rather than per enrollment.
+    """
+    entries, ran = [], 0
+    active = list(enrollments)
+    for _ in range(MAX_STEPS_PER_RUN):
+        if not active:
+            break
+        at = {e.pk: steps.get(e.current_step_id) for e in active}
+        messages = _send_steps([e for e in active if _kind(at[e.pk]) == StepKind.SEND], at, now)
+        results = _evaluate_conditions([e for e in active if _kind(at[e.pk]) == StepKind.CONDITION], at)
+        still_running = []
+        for enrollment in active:
+            step = at[enrollment.pk]
+            if step is None:
+                entries.append(_end(enrollment, EnrollmentState.COMPLETED, "end_of_journey", now))
+                continue
+            ran += 1
+            enrollment.steps_taken += 1
+            outcome, next_step = _transition(enrollment, step, steps, messages, results)
+            entries.append(audit.build(
+                "journey.step", contact=enrollment.contact, obj=enrollment, reason=f"{step.kind}:{outcome}",
+                data={"journey": enrollment.journey_id, "step": step.key, "outcome": outcome,
+                      "next_step": next_step.key if next_step else None},
+            ))
+            if step.kind == StepKind.EXIT:
+                entries.append(_end(enrollment, EnrollmentState.EXITED, f"exit:{step.key}", now))
+                continue
+            enrollment.current_step = next_step
+            if step.kind == StepKind.WAIT:
+                enrollment.next_run_at = now + timezone.timedelta(seconds=int(step.config["seconds"]))
+                continue
+            still_running.append(enrollment)
+        active = still_running
+    for enrollment in active:
+        # Too many steps without a wait: look again next tick rather than spin.
+        enrollment.next_run_at = now
+    bulk_update(enrollments, ENROLLMENT_FIELDS)
+    audit.record_many(entries)
     return ran
+
+
+def _kind(step):
+    return step.kind if step is not None else None
 
 
 def _following(step, steps):
@@ -262,66 +289,87 @@ def _following(step, steps):
     return min(later, key=lambda s: (s.position, s.pk)) if later else None
 
 
-def _run_step(enrollment, step, steps, now):
-    """Do one step. Returns (outcome, next step)."""
+def _transition(enrollment, step, steps, messages, results):
+    """What one step did and where the enrollment goes next: (outcome, next step)."""
     if step.kind == StepKind.SEND:
-        message = _send_step(enrollment, step, now)
+        message = messages[enrollment.pk]
         return f"message:{message.pk}:{message.status}", _following(step, steps)
     if step.kind == StepKind.WAIT:
         return f"wait:{step.config['seconds']}s", _following(step, steps)
     if step.kind == StepKind.CONDITION:
-        result = evaluate_condition(enrollment, step.config)
-        chosen = _following(step, steps) if result else (steps.get(step.else_step_id) if step.else_step_id else None)
-        return ("true" if result else "false"), chosen
+        if results[enrollment.pk]:
+            return "true", _following(step, steps)
+        return "false", steps.get(step.else_step_id) if step.else_step_id else None
     return "exit", None
 
 
-def _send_step(enrollment, step, now) -> Message:
-    version = current_version(step.template)
-    message, created = channel_actions.create_message(
-        contact=enrollment.contact,
-        template_version=version,
-        channel_plan=step.channel_plan,
-        source=MessageSource.JOURNEY,
-        purpose=step.purpose or version.purpose,
-        urgency=step.urgency,
-        variables={"journey": enrollment.journey.name},
-        source_ref=f"journey:{enrollment.journey_id}/step:{step.pk}/enrollment:{enrollment.pk}",
-        intent_key=step.intent_key or f"journey:{enrollment.journey.slug}:{step.key}",
-        # The same enrollment reaching the same step on the same visit is the same message.
-        idempotency_key=f"enrollment:{enrollment.pk}:{enrollment.steps_taken}:{step.key}",
-    )
-    if created:
-        channel_actions.dispatch(message, now=now)
-    enrollment.context.setdefault("messages", {})[step.key] = message.pk
-    return message
+def _send_steps(enrollments, at, now) -> dict[int, Message]:
+    """Create and dispatch the messages of every enrollment at a send step, in bulk."""
+    if not enrollments:
+        return {}
+    versions = {}
+    unsaved = []
+    for enrollment in enrollments:
+        step = at[enrollment.pk]
+        if step.template_id not in versions:
+            versions[step.template_id] = current_version(step.template)
+        version = versions[step.template_id]
+        unsaved.append(Message(
+            contact=enrollment.contact,
+            template_version=version,
+            channel_plan=step.channel_plan,
+            source=MessageSource.JOURNEY,
+            purpose=step.purpose or version.purpose,
+            urgency=step.urgency,
+            variables={"journey": enrollment.journey.name},
+            source_ref=f"journey:{enrollment.journey_id}/step:{step.pk}/enrollment:{enrollment.pk}",
+            intent_key=step.intent_key or f"journey:{enrollment.journey.slug}:{step.key}",
+            # The same enrollment reaching the same step on the same visit is the same message.
+            idempotency_key=f"enrollment:{enrollment.pk}:{enrollment.steps_taken + 1}:{step.key}",
+        ))
+    messages, created = channel_actions.create_messages(unsaved)
+    channel_actions.dispatch_many(created, now=now)
+    for enrollment, message in zip(enrollments, messages):
+        enrollment.context.setdefault("messages", {})[at[enrollment.pk].key] = message.pk
+    return {enrollment.pk: message for enrollment, message in zip(enrollments, messages)}
 
 
-def evaluate_condition(enrollment, config: dict) -> bool:
-    """Conditions on engagement with an earlier message of this enrollment, or on attributes."""
+def _evaluate_conditions(enrollments, at) -> dict[int, bool]:
+    """Each condition's result: engagement with an earlier message of the enrollment, or an attribute."""
+    if not enrollments:
+        return {}
+    message_ids = {
+        enrollment.context.get("messages", {}).get(at[enrollment.pk].config.get("step"))
+        for enrollment in enrollments
+    } - {None}
+    statuses = {}
+    for message_id, status in Delivery.objects.filter(message_id__in=message_ids).values_list("message_id", "status"):
+        statuses.setdefault(message_id, set()).add(status)
+    return {enrollment.pk: evaluate_condition(enrollment, at[enrollment.pk].config, statuses) for enrollment in enrollments}
+
+
+def evaluate_condition(enrollment, config: dict, delivery_statuses: dict[int, set]) -> bool:
+    """One condition, given the delivery statuses of the enrollment's messages by message id."""
     check = config.get("check", "engaged")
     if check in ("engaged", "delivered"):
         message_id = enrollment.context.get("messages", {}).get(config.get("step"))
-        if not message_id:
-            return False
-        statuses = set(ENGAGED_DELIVERY_STATUSES)
+        wanted = set(ENGAGED_DELIVERY_STATUSES)
         if check == "delivered":
-            statuses.add(DeliveryStatus.DELIVERED)
-        return Delivery.objects.filter(message_id=message_id, status__in=statuses).exists()
+            wanted.add(DeliveryStatus.DELIVERED)
+        return bool(delivery_statuses.get(message_id, set()) & wanted)
     if check == "attribute":
         return enrollment.contact.attributes.get(config.get("name")) == config.get("equals")
     raise ValueError(f"Unknown condition {check!r}.")
 
 
 def _end(enrollment, state, reason, now):
+    """End the enrollment in memory; returns the audit entry saying so."""
     enrollment.state = state
     enrollment.end_reason = reason
     enrollment.ended_at = now
     enrollment.next_run_at = None
-    enrollment.save(update_fields=["state", "end_reason", "ended_at", "next_run_at", "current_step", "steps_taken",
-                                   "context"])
-    audit.record(f"journey.{state}", contact=enrollment.contact, obj=enrollment, reason=reason,
-                 data={"journey": enrollment.journey_id})
+    return audit.build(f"journey.{state}", contact=enrollment.contact, obj=enrollment, reason=reason,
+                       data={"journey": enrollment.journey_id})
 
 
 # --- Messages: deferred ones and fallback timers -------------------------------------------------
@@ -333,8 +381,7 @@ def redispatch_deferred_batch(now, report: TickReport) -> int:
             .select_related("contact", "template_version").order_by("defer_until", "id"),
             MESSAGE_BATCH,
         )
-        for message in due:
-            channel_actions.dispatch(message, now=now)
+        channel_actions.dispatch_many(due, now=now)
         report.redispatched += len(due)
         return len(due)
 
@@ -367,7 +414,6 @@ def requeue_stale_deliveries(now) -> int:
     # Push the staleness clock forward so the next tick does not enqueue them again.
     Delivery.objects.filter(pk__in=[pk for pk, _, _ in stale]).update(claimed_at=now)
     with transaction.atomic():
-        for pk, channel, purpose in stale:
-            channel_actions.enqueue_send(Delivery(pk=pk, channel=channel), purpose)
+        channel_actions.enqueue_sends([(Delivery(pk=pk, channel=channel), purpose) for pk, channel, purpose in stale])
     log.warning("Re-enqueued %d deliveries stuck in queued", len(stale))
     return len(stale)

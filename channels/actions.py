@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from compliance import audit, gate
 from omni.choices import send_queue
+from omni.lib.bulk import bulk_update
 from templates.rendering import RenderError, contact_variables, render_variant
 
 from .models import (
@@ -50,12 +51,6 @@ def create_message(*, contact, template_version, channel_plan, source, purpose="
                    source_ref="", intent_key="", idempotency_key=None, expires_at=None, priority=0,
                    actor=None, actor_label="") -> tuple[Message, bool]:
     """Create the canonical message, or return the one already made for idempotency_key."""
-    if not channel_plan:
-        raise ValueError("A message needs a channel plan with at least one channel.")
-    if idempotency_key:
-        existing = Message.objects.filter(idempotency_key=idempotency_key).first()
-        if existing:
-            return existing, False
     message = Message(
         contact=contact,
         template_version=template_version,
@@ -72,17 +67,41 @@ def create_message(*, contact, template_version, channel_plan, source, purpose="
     )
     try:
         with transaction.atomic():
-            message.save()
+            [stored], created = create_messages([message], actor=actor, actor_label=actor_label)
     except IntegrityError:
+        # Two requests with the same idempotency key at once: the other one stored it.
         if not idempotency_key:
             raise
         return Message.objects.get(idempotency_key=idempotency_key), False
-    audit.record(
-        "message.created", contact=contact, obj=message, actor=actor, actor_label=actor_label,
-        reason=source, data={"source_ref": source_ref, "intent_key": intent_key, "purpose": message.purpose,
-                             "template_version": template_version.pk, "channel_plan": message.channel_plan},
-    )
-    return message, True
+    return stored, bool(created)
+
+
+def create_messages(messages: list[Message], *, actor=None, actor_label="") -> tuple[list[Message], list[Message]]:
+    """Store unsaved messages in bulk, except those whose idempotency key is already taken.
+
+    Returns every message in the order given (the stored one where the key was taken) and the
+    list of those created now.
+    """
+    for message in messages:
+        if not message.channel_plan:
+            raise ValueError("A message needs a channel plan with at least one channel.")
+        message.purpose = message.purpose or message.template_version.purpose
+    keys = [m.idempotency_key for m in messages if m.idempotency_key]
+    existing = {}
+    if keys:
+        existing = {
+            m.idempotency_key: m
+            for m in Message.objects.filter(idempotency_key__in=keys).select_related("contact", "template_version")
+        }
+    new = [m for m in messages if not m.idempotency_key or m.idempotency_key not in existing]
+    Message.objects.bulk_create(new, batch_size=1000)
+    audit.record_many([
+        audit.build("message.created", contact=m.contact, obj=m, actor=actor, actor_label=actor_label, reason=m.source,
+                    data={"source_ref": m.source_ref, "intent_key": m.intent_key, "purpose": m.purpose,
+                          "template_version": m.template_version_id, "channel_plan": m.channel_plan})
+        for m in new
+    ])
+    return [existing.get(m.idempotency_key, m) if m.idempotency_key else m for m in messages], new
 
 
 def dispatch(message: Message, *, now=None) -> Delivery | None:
@@ -162,7 +181,7 @@ def dispatch_many(messages: list[Message], *, now=None) -> dict[int, Delivery]:
             data={**chosen.verdict.as_data(), "delivery": delivery.pk, "provider": chosen.provider,
                   "plan_step": chosen.step},
         ))
-    Message.objects.bulk_update(pending, MESSAGE_ROUTING_FIELDS, batch_size=1000)
+    bulk_update(pending, MESSAGE_ROUTING_FIELDS)
     audit.record_many(entries)
     enqueue_sends([(delivery, message.purpose) for message, _, delivery in queued])
     return {message.pk: delivery for message, _, delivery in queued}

@@ -4,6 +4,8 @@ Jinja2's SandboxedEnvironment with StrictUndefined: a missing variable is an err
 is sent), and templates edited in the admin cannot reach Python internals. HTML bodies are
 autoescaped; text channels are not, so an apostrophe in a name stays an apostrophe in an SMS.
 """
+from functools import lru_cache
+
 from jinja2 import StrictUndefined, TemplateError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -46,14 +48,20 @@ def render_variant(variant: dict, variables: dict) -> dict:
         if not source:
             rendered[name] = ""
             continue
-        env = _html_env if name == "html_body" else _text_env
         try:
-            rendered[name] = env.from_string(source).render(variables)
+            rendered[name] = _compiled(source, html=name == "html_body").render(variables)
         except UndefinedError as exc:
             raise RenderError(f"Missing variable in {name}: {exc.message}", field=name) from exc
         except TemplateError as exc:
             raise RenderError(f"Template error in {name}: {exc}", field=name) from exc
     return rendered
+
+
+@lru_cache(maxsize=512)
+def _compiled(source: str, *, html: bool):
+    # Compiling is most of the cost of a render; a campaign renders the same few sources
+    # thousands of times.
+    return (_html_env if html else _text_env).from_string(source)
 
 
 def validate_source(source: str, *, html: bool = False) -> None:

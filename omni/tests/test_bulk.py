@@ -1,0 +1,43 @@
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from contacts.models import Contact
+from omni.lib.bulk import bulk_update
+
+pytestmark = pytest.mark.django_db
+
+
+def test_bulk_update_writes_each_rows_own_values_including_json_and_nulls():
+    contacts = Contact.objects.bulk_create(Contact(external_id=f"c{i}", email=f"c{i}@example.com") for i in range(5))
+    when = timezone.now() - timedelta(days=1)
+    for i, contact in enumerate(contacts):
+        contact.first_name = f"Name {i}"
+        contact.attributes = {"rank": i, "tags": ["a", "b"][: i % 3]}
+        contact.erased_at = when if i % 2 else None
+        contact.messaging_paused = bool(i % 2)
+
+    bulk_update(contacts, ["first_name", "attributes", "erased_at", "messaging_paused"], chunk=2)
+
+    stored = {c.external_id: c for c in Contact.objects.all()}
+    for i in range(5):
+        contact = stored[f"c{i}"]
+        assert contact.first_name == f"Name {i}"
+        assert contact.attributes == {"rank": i, "tags": ["a", "b"][: i % 3]}
+        assert contact.erased_at == (when if i % 2 else None)
+        assert contact.messaging_paused is bool(i % 2)
+
+
+@pytest.mark.postgres
+def test_bulk_update_on_postgresql_is_one_statement_per_chunk():
+    contacts = Contact.objects.bulk_create(Contact(external_id=f"c{i}") for i in range(10))
+    for contact in contacts:
+        contact.first_name = "x"
+
+    with CaptureQueriesContext(connection) as queries:
+        bulk_update(contacts, ["first_name"], chunk=4)
+
+    assert len(queries) == 3
