@@ -32,17 +32,14 @@ def validate_journey(journey: Journey) -> list[str]:
     return problems
 
 
-@transaction.atomic
 def activate_journey(journey: Journey, actor=None) -> Journey:
-    problems = validate_journey(journey)
-    if problems:
-        raise ValidationError(problems)
-    for step in journey.steps.filter(kind=StepKind.SEND).select_related("template"):
-        current_version(step.template)  # a journey never sends an unpublished draft
-    journey.status = JourneyStatus.ACTIVE
-    journey.save(update_fields=["status", "updated_at"])
-    audit.record("journey.activated", obj=journey, actor=actor)
-    return journey
+    """Start running a journey, refusing one that cannot run, with the reasons."""
+    return _set_running(journey, "journey.activated", actor)
+
+
+def resume_journey(journey: Journey, actor=None) -> Journey:
+    """Run a paused journey again; enrollments carry on from where they stopped."""
+    return _set_running(journey, "journey.resumed", actor)
 
 
 @transaction.atomic
@@ -55,13 +52,15 @@ def pause_journey(journey: Journey, actor=None) -> Journey:
 
 
 @transaction.atomic
-def resume_journey(journey: Journey, actor=None) -> Journey:
+def _set_running(journey: Journey, action: str, actor) -> Journey:
     problems = validate_journey(journey)
     if problems:
         raise ValidationError(problems)
+    for step in journey.steps.filter(kind=StepKind.SEND).select_related("template"):
+        current_version(step.template)  # a journey never sends an unpublished draft
     journey.status = JourneyStatus.ACTIVE
     journey.save(update_fields=["status", "updated_at"])
-    audit.record("journey.resumed", obj=journey, actor=actor)
+    audit.record(action, obj=journey, actor=actor)
     return journey
 
 

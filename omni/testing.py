@@ -338,3 +338,32 @@ def celery_worker_thread(queues: list[str]):
     finally:
         _state.set_default_app(previous_default)
         previous_current.set_current()
+
+
+def run_concurrently(work, times: int = 2, timeout: float = 60) -> tuple[list, list]:
+    """Run `work()` in `times` threads released at the same instant; return (results, errors).
+
+    Each thread closes its database connections when done, as a real worker process would.
+    """
+    import threading
+
+    from django.db import connections
+
+    results, errors = [], []
+    start = threading.Barrier(times)
+
+    def run():
+        try:
+            start.wait()
+            results.append(work())
+        except Exception as exc:  # surfaced to the test through `errors`
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run) for _ in range(times)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout)
+    return results, errors

@@ -1,15 +1,15 @@
 """Concurrent ticks never run the same step twice (PostgreSQL: FOR UPDATE SKIP LOCKED)."""
-import threading
 from datetime import timedelta
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 from django.utils import timezone
 
 from campaigns import engine
 from campaigns.models import Enrollment, Journey, JourneyStatus, JourneyStep, StepKind
 from compliance.models import AuditEntry
 from contacts.models import Contact
+from omni.testing import run_concurrently
 
 needs_postgres = pytest.mark.skipif(
     connection.vendor != "postgresql",
@@ -34,23 +34,8 @@ def due_enrollments(transactional_db):
 @needs_postgres
 def test_two_workers_ticking_at_once_run_each_due_step_exactly_once(due_enrollments):
     now = timezone.now()
-    reports, errors = [], []
-    start = threading.Barrier(2)
 
-    def worker():
-        try:
-            start.wait()
-            reports.append(engine.tick(now))
-        except Exception as exc:  # surfaced below
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    reports, errors = run_concurrently(lambda: engine.tick(now))
 
     assert not errors
     assert sum(r.steps for r in reports) == 1200

@@ -1,14 +1,13 @@
-import threading
 from datetime import timedelta
 
 import pytest
-from django.db import connection
 
 from channels.delivery import reconcile_stuck_deliveries, send_delivery
 from channels.events import record_delivery_event
 from channels.models import Delivery, DeliveryStatus, EventType, MessageStatus, OutboxMessage
 from compliance.actions import suppress
 from compliance.models import AuditEntry, SendingPause
+from omni.testing import run_concurrently
 
 
 def test_claiming_a_delivery_twice_sends_it_once(make_delivery, twilio_settings, twilio_server):
@@ -27,24 +26,12 @@ def test_two_workers_claiming_at_the_same_moment_send_once(transactional_db, mak
                                                            twilio_server):
     # given
     delivery = make_delivery("sms", provider="twilio")
-    barrier = threading.Barrier(2)
-    results = []
-
-    def worker():
-        barrier.wait()
-        try:
-            results.append(send_delivery(delivery.pk))
-        finally:
-            connection.close()
 
     # when
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results, errors = run_concurrently(lambda: send_delivery(delivery.pk))
 
     # then
+    assert not errors
     assert len(twilio_server.messages) == 1
     assert sum(result is not None for result in results) == 1
     assert Delivery.objects.get(pk=delivery.pk).status == DeliveryStatus.SENT

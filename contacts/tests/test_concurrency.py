@@ -1,11 +1,10 @@
 """Two deliveries of the same event at the same moment store one contact and one event."""
-import threading
-
 import pytest
-from django.db import connection, connections
+from django.db import connection
 
 from contacts.events import receive_event
 from contacts.models import Contact, ContactEvent
+from omni.testing import run_concurrently
 
 needs_postgres = pytest.mark.skipif(
     connection.vendor != "postgresql",
@@ -18,28 +17,15 @@ needs_postgres = pytest.mark.skipif(
 @pytest.mark.parametrize("attempt", range(5))
 def test_two_simultaneous_deliveries_of_a_new_event_store_it_once(transactional_db, attempt):
     # given two deliveries of one signup, for a contact that does not exist yet
-    start = threading.Barrier(2)
-    results, errors = [], []
-
     def deliver():
-        try:
-            start.wait()
-            event, created = receive_event(
-                external_id="crm-9", contact_data={"email": "grace@example.com"}, name="signed_up",
-                idempotency_key="signup-9", source="apikey:race", actor_label="apikey:race",
-            )
-            results.append((event.pk, created))
-        except Exception as exc:  # surfaced below
-            errors.append(exc)
-        finally:
-            connections.close_all()
+        event, created = receive_event(
+            external_id="crm-9", contact_data={"email": "grace@example.com"}, name="signed_up",
+            idempotency_key="signup-9", source="apikey:race", actor_label="apikey:race",
+        )
+        return event.pk, created
 
     # when they arrive at once
-    threads = [threading.Thread(target=deliver) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    results, errors = run_concurrently(deliver)
 
     # then one contact and one event exist, and both deliveries answer with that event
     assert not errors
