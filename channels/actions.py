@@ -261,16 +261,19 @@ def enqueue_send(delivery: Delivery, purpose: str) -> None:
 
 
 def enqueue_sends(deliveries: list[tuple[Delivery, str]]) -> None:
-    """Enqueue each delivery's send task, on its lane, once the surrounding transaction commits."""
-    from .tasks import send_delivery_task
+    """Enqueue the deliveries' sends, in batches per lane, once the surrounding transaction commits."""
+    from .tasks import SEND_BATCH_SIZE, send_deliveries_task
 
-    jobs = [(delivery.pk, send_queue(purpose, delivery.channel)) for delivery, purpose in deliveries]
-    if not jobs:
+    by_queue = {}
+    for delivery, purpose in deliveries:
+        by_queue.setdefault(send_queue(purpose, delivery.channel), []).append(delivery.pk)
+    if not by_queue:
         return
 
     def publish():
-        for delivery_id, queue in jobs:
-            send_delivery_task.apply_async((delivery_id,), queue=queue)
+        for queue, ids in by_queue.items():
+            for start in range(0, len(ids), SEND_BATCH_SIZE):
+                send_deliveries_task.apply_async((ids[start:start + SEND_BATCH_SIZE], queue), queue=queue)
 
     transaction.on_commit(publish)
 

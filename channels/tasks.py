@@ -1,4 +1,6 @@
 """Celery tasks for deliveries. Each takes ids and makes one call; the logic is in the modules."""
+import logging
+
 from celery import shared_task
 
 from .base import DeliveryError
@@ -20,6 +22,30 @@ from .providers.sandbox import simulate_events
 def send_delivery_task(delivery_id: int) -> None:
     """Send a queued delivery. Enqueue on omni.choices.send_queue(purpose, channel)."""
     send_delivery(delivery_id)
+
+
+log = logging.getLogger(__name__)
+
+# Deliveries carried by one task: the broker round trip (about a millisecond to publish) is paid
+# once per batch rather than once per message, while a batch of slow provider calls still
+# finishes within seconds.
+SEND_BATCH_SIZE = 50
+# A delivery of a batch that meets a transient error is retried alone, after this long.
+FIRST_RETRY_SECONDS = 10
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def send_deliveries_task(delivery_ids: list[int], queue: str) -> None:
+    """Send a batch of queued deliveries from `queue`; each one that fails transiently is retried on its own."""
+    for delivery_id in delivery_ids:
+        try:
+            send_delivery(delivery_id)
+        except DeliveryError:
+            send_delivery_task.apply_async((delivery_id,), queue=queue, countdown=FIRST_RETRY_SECONDS)
+        except Exception:
+            # send_delivery has marked it uncertain (never resent blindly); the rest of the
+            # batch must not wait on one delivery's bug.
+            log.exception("Delivery %s failed unexpectedly", delivery_id)
 
 
 @shared_task(ignore_result=True)

@@ -367,3 +367,14 @@ def run_concurrently(work, times: int = 2, timeout: float = 60) -> tuple[list, l
     for thread in threads:
         thread.join(timeout=timeout)
     return results, errors
+
+
+def purge_queues() -> None:
+    """Drop every message waiting on Omni's queues, so no later test's worker picks one up."""
+    from celery import current_app
+
+    from omni.choices import ALL_QUEUES
+
+    with current_app.connection_for_write() as connection:
+        for queue in ALL_QUEUES:
+            connection.default_channel.queue_purge(queue)

@@ -15,7 +15,7 @@ from celery.signals import task_postrun
 from campaigns.models import Enrollment, EnrollmentState
 from campaigns.tasks import tick_task
 from channels.models import Delivery, DeliveryStatus
-from channels.tasks import send_delivery_task
+from channels.tasks import send_deliveries_task
 from channels.tests.ses_events import ses_event
 from compliance.models import AuditEntry
 from omni.models import ApiKey
@@ -80,7 +80,7 @@ def test_an_api_event_becomes_an_ses_email_then_a_twilio_sms(
         response = client.post("/api/v1/events", json.dumps(body), content_type="application/json", headers=headers)
         assert response.status_code in (200, 202)
     tick_task.delay()
-    finished_tasks.wait_for(send_delivery_task, 1)
+    finished_tasks.wait_for(send_deliveries_task, 1)
 
     # then the email reached SES
     [email] = moto_server.sent_emails()
@@ -97,7 +97,7 @@ def test_an_api_event_becomes_an_ses_email_then_a_twilio_sms(
     # and the wait passes without an open, the next tick sends the SMS through Twilio
     time.sleep(1.1)
     tick_task.delay()
-    finished_tasks.wait_for(send_delivery_task, 2)
+    finished_tasks.wait_for(send_deliveries_task, 2)
 
     [sms] = twilio_server.messages
     assert (sms["To"], sms["Body"]) == ("+14155550107", "Hi Grace, did you see our email?")

@@ -2,14 +2,13 @@
 import threading
 
 import pytest
-from celery import current_app
 from celery.signals import task_postrun
 
 from channels.actions import enqueue_send
 from channels.models import DeliveryStatus
-from channels.tasks import send_delivery_task
-from omni.choices import ALL_QUEUES, SEND_QUEUES, send_queue
-from omni.testing import celery_worker_thread
+from channels.tasks import send_deliveries_task
+from omni.choices import SEND_QUEUES, send_queue
+from omni.testing import celery_worker_thread, purge_queues
 
 TRANSACTIONAL_QUEUES = [q for q in SEND_QUEUES if q.startswith("send.transactional.")]
 
@@ -25,8 +24,8 @@ def sent_deliveries():
     sent, done = [], threading.Event()
 
     def on_postrun(sender=None, args=None, **kwargs):
-        if sender.name == send_delivery_task.name:
-            sent.append(args[0])
+        if sender.name == send_deliveries_task.name:
+            sent.extend(args[0])
             done.set()
 
     task_postrun.connect(on_postrun, weak=False)
@@ -52,9 +51,7 @@ def test_a_transactional_worker_sends_the_password_reset_while_the_marketing_sen
         finally:
             # The marketing send and the sandbox's report are still on the broker (Redis in
             # CI): drop them so no later test's worker picks them up.
-            with current_app.connection_for_write() as connection:
-                for queue in ALL_QUEUES:
-                    connection.default_channel.queue_purge(queue)
+            purge_queues()
 
     # then the reset went out and the marketing email is still waiting
     assert sent == [reset.pk]

@@ -39,3 +39,23 @@ def bulk_update(objs: list, fields: list[str], *, chunk: int = CHUNK) -> None:
                 f"WHERE t.{quote(pk.column)} = v.{quote('pk__')}",
                 params,
             )
+
+
+def bulk_insert(objs: list, *, chunk: int = 5000) -> None:
+    """Insert objects whose primary keys nobody needs back, like bulk_create but with COPY on
+    PostgreSQL (several times faster: no SQL to build, no RETURNING)."""
+    if not objs:
+        return
+    model = type(objs[0])
+    connection = connections[router.db_for_write(model)]
+    if connection.vendor != "postgresql":
+        model._default_manager.bulk_create(objs, batch_size=chunk)
+        return
+    opts = model._meta
+    fields = [f for f in opts.concrete_fields if not f.primary_key]
+    quote = connection.ops.quote_name
+    statement = f"COPY {quote(opts.db_table)} ({', '.join(quote(f.column) for f in fields)}) FROM STDIN"
+    with connection.cursor() as cursor:
+        with cursor.cursor.copy(statement) as copy:
+            for obj in objs:
+                copy.write_row([f.get_db_prep_save(f.pre_save(obj, add=True), connection) for f in fields])

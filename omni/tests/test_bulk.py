@@ -41,3 +41,23 @@ def test_bulk_update_on_postgresql_is_one_statement_per_chunk():
         bulk_update(contacts, ["first_name"], chunk=4)
 
     assert len(queries) == 3
+
+
+def test_bulk_insert_stores_every_field_including_json_nulls_and_foreign_keys():
+    from compliance.models import AuditEntry
+    from omni.lib.bulk import bulk_insert
+
+    ann = Contact.objects.create(external_id="ann")
+    when = timezone.now() - timedelta(hours=1)
+    entries = [
+        AuditEntry(action="message.allowed", contact=ann, channel="sms", reason="consent:granted",
+                   data={"until": None, "tags": ["a", "é"], "n": 1}, occurred_at=when),
+        AuditEntry(action="journey.step", reason="tab\tnewline\n backslash \\ end", data={}),
+    ]
+
+    bulk_insert(entries)
+
+    first, second = AuditEntry.objects.order_by("id")
+    assert (first.contact, first.channel, first.occurred_at) == (ann, "sms", when)
+    assert first.data == {"until": None, "tags": ["a", "é"], "n": 1}
+    assert (second.contact, second.reason, second.actor_label) == (None, "tab\tnewline\n backslash \\ end", "system")

@@ -1,0 +1,52 @@
+"""Sends travel in batches of ids per Celery task; a transient failure is retried on its own."""
+import pytest
+
+from channels.actions import enqueue_sends
+from channels.models import Delivery, DeliveryStatus
+from channels.tasks import SEND_BATCH_SIZE, send_deliveries_task
+from compliance.models import AuditEntry
+from omni.testing import purge_queues
+
+
+@pytest.fixture
+def queued_sms(make_delivery, twilio_settings):
+    return [make_delivery("sms", provider="twilio") for _ in range(3)]
+
+
+def test_one_transient_failure_in_a_batch_is_retried_alone_and_the_rest_are_sent(
+    eager_celery, queued_sms, twilio_server
+):
+    # given Twilio fails the first request with a 500
+    twilio_server.fail_next(500, code=20500, message="Internal error")
+
+    # when one task carries the three deliveries
+    send_deliveries_task.delay([d.pk for d in queued_sms], "send.transactional.sms")
+
+    # then all three went out, the first on its second attempt
+    deliveries = Delivery.objects.order_by("pk")
+    assert [d.status for d in deliveries] == [DeliveryStatus.SENT] * 3
+    assert [d.attempts for d in deliveries] == [2, 1, 1]
+    assert len(twilio_server.messages) == 4
+    assert AuditEntry.objects.filter(action="delivery.retrying").count() == 1
+
+
+def test_deliveries_are_published_in_batches_per_lane(transactional_db, make_delivery, settings):
+    from celery.signals import before_task_publish
+
+    published = []
+
+    def record(sender=None, body=None, routing_key=None, **kwargs):
+        published.append((routing_key, len(body[0][0])))
+
+    emails = [make_delivery("email") for _ in range(SEND_BATCH_SIZE + 1)]
+    before_task_publish.connect(record, weak=False)
+    try:
+        # outside a transaction, on_commit publishes at once
+        enqueue_sends([(d, "transactional") for d in emails] + [(emails[0], "marketing")])
+    finally:
+        before_task_publish.disconnect(record)
+        purge_queues()
+
+    assert sorted(published) == sorted([
+        ("send.transactional.email", SEND_BATCH_SIZE), ("send.transactional.email", 1), ("send.bulk.email", 1),
+    ])
