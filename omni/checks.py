@@ -46,6 +46,19 @@ def check_provider_settings(app_configs, **kwargs):
         for name in needs[provider]:
             if not getattr(settings, name, ""):
                 errors.append(Error(f"{name} must be set: OMNI_{channel.upper()}_PROVIDER is {provider!r}.", id="omni.E012"))
-        if provider == "twilio" and not (settings.TWILIO_FROM_NUMBER or settings.TWILIO_MESSAGING_SERVICE_SID):
-            errors.append(Error("TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID must be set for Twilio sends.", id="omni.E013"))
+        if provider == "twilio":
+            errors += _twilio_sender_errors(channel)
     return errors
+
+
+def _twilio_sender_errors(channel: str) -> list:
+    """Twilio needs a sender for each channel it carries."""
+    service = settings.TWILIO_MESSAGING_SERVICE_SID
+    if channel == "sms" and not (settings.TWILIO_FROM_NUMBER or service):
+        return [Error("TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID must be set for Twilio SMS.", id="omni.E013")]
+    if channel == "whatsapp" and not (settings.TWILIO_WHATSAPP_FROM or service):
+        return [Error("TWILIO_WHATSAPP_FROM or TWILIO_MESSAGING_SERVICE_SID must be set for Twilio WhatsApp.",
+                      id="omni.E014")]
+    if channel == "rcs" and not service:
+        return [Error("TWILIO_MESSAGING_SERVICE_SID (with an RCS sender) must be set for Twilio RCS.", id="omni.E015")]
+    return []

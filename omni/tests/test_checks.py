@@ -39,6 +39,18 @@ def test_a_provider_without_credentials_names_the_missing_setting(settings):
     assert any("SES_FROM_EMAIL" in m for m in messages)
 
 
+def test_each_twilio_channel_needs_its_own_sender(settings):
+    settings.OMNI_PROVIDERS = {**settings.OMNI_PROVIDERS, "sms": "twilio", "whatsapp": "twilio", "rcs": "twilio"}
+    settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN = "AC1", "token"
+    settings.TWILIO_FROM_NUMBER = "+15005550006"
+    settings.TWILIO_WHATSAPP_FROM = settings.TWILIO_MESSAGING_SERVICE_SID = ""
+
+    assert {"omni.E014", "omni.E015"} == ids(check_provider_settings(None))
+
+    settings.TWILIO_MESSAGING_SERVICE_SID = "MG1"
+    assert not check_provider_settings(None)
+
+
 def test_an_unknown_provider_is_named(settings):
     settings.OMNI_PROVIDERS = {**settings.OMNI_PROVIDERS, "email": "mailgun"}
 
