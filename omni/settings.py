@@ -140,12 +140,15 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 OMNI_TICK_SECONDS = env.float("OMNI_TICK_SECONDS", default=5.0)
 
 # --- Channels and providers -----------------------------------------------------------------
-# Which provider delivers each channel. "sandbox" stores what would have been sent and
-# simulates delivery events; see channels/providers/.
+# Which provider delivers each channel: "sandbox" (stores what would have been sent and
+# simulates delivery events; see channels/providers/), "ses", "twilio" or "sns". Unset, a
+# channel uses the real provider whose credentials are configured, else the sandbox.
+_ses_configured = bool(env.str("SES_FROM_EMAIL", default=""))
+_twilio_configured = bool(env.str("TWILIO_ACCOUNT_SID", default="") and env.str("TWILIO_AUTH_TOKEN", default=""))
 OMNI_PROVIDERS = {
-    "email": env.str("OMNI_EMAIL_PROVIDER", default="sandbox"),
-    "sms": env.str("OMNI_SMS_PROVIDER", default="sandbox"),
-    "whatsapp": env.str("OMNI_WHATSAPP_PROVIDER", default="sandbox"),
+    "email": env.str("OMNI_EMAIL_PROVIDER", default="ses" if _ses_configured else "sandbox"),
+    "sms": env.str("OMNI_SMS_PROVIDER", default="twilio" if _twilio_configured else "sandbox"),
+    "whatsapp": env.str("OMNI_WHATSAPP_PROVIDER", default="twilio" if _twilio_configured else "sandbox"),
     "rcs": env.str("OMNI_RCS_PROVIDER", default="sandbox"),
     "push": env.str("OMNI_PUSH_PROVIDER", default="sandbox"),
 }

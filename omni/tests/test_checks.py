@@ -66,3 +66,15 @@ def test_a_production_process_with_a_bad_setting_fails_at_start_naming_it(comman
 
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr and "SECRET_KEY" in result.stderr and "DATABASE_URL" in result.stderr
+
+
+def test_configured_credentials_switch_channels_to_the_real_providers(tmp_path):
+    env = {"OMNI_VAR_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "omni.settings", "PATH": "/usr/bin:/bin",
+           "SES_FROM_EMAIL": "omni@example.com", "TWILIO_ACCOUNT_SID": "AC1", "TWILIO_AUTH_TOKEN": "token"}
+    code = "from django.conf import settings; print(sorted(settings.OMNI_PROVIDERS.items()))"
+
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=60)
+
+    assert result.stdout.strip() == str(sorted({"email": "ses", "sms": "twilio", "whatsapp": "twilio",
+                                                "rcs": "sandbox", "push": "sandbox"}.items()))
