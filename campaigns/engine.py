@@ -8,7 +8,7 @@ would have created make the retry safe. On SQLite, IMMEDIATE transactions serial
 which gives the same guarantee for the embedded default.
 """
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 
 from django.db import connection, transaction
 from django.db.models import Q
@@ -63,10 +63,8 @@ class TickReport:
     redispatched: int = 0
     fallbacks: int = 0
     requeued: int = 0
-    extra: dict = field(default_factory=dict)
-
     def as_dict(self):
-        return {k: v for k, v in self.__dict__.items() if k != "extra"}
+        return asdict(self)
 
 
 def claim(queryset, limit: int) -> list:

@@ -322,14 +322,3 @@ def fallback_condition_met(delivery: Delivery) -> bool:
     if wanted == "engaged":
         return delivery.status in ENGAGED_DELIVERY_STATUSES
     return delivery.status in ENGAGED_DELIVERY_STATUSES | {DeliveryStatus.DELIVERED}
-
-
-def cancel_message(message: Message, *, reason: str, actor=None, actor_label="") -> bool:
-    """Cancel a message that has not been handed to a provider yet."""
-    updated = Message.objects.filter(
-        pk=message.pk, status__in=[MessageStatus.PENDING, MessageStatus.DEFERRED]
-    ).update(status=MessageStatus.CANCELLED, status_reason=reason, defer_until=None)
-    if updated:
-        audit.record("message.cancelled", contact=message.contact, obj=message, actor=actor, actor_label=actor_label,
-                     reason=reason)
-    return bool(updated)
