@@ -63,6 +63,7 @@ class TickReport:
     redispatched: int = 0
     fallbacks: int = 0
     requeued: int = 0
+
     def as_dict(self):
         return asdict(self)
 
