@@ -75,6 +75,19 @@ def eager_celery(settings):
 
 
 @pytest.fixture
+def finished_tasks():
+    """Every task finished in this process while the test runs (omni.testing.FinishedTasks)."""
+    from celery.signals import task_postrun
+
+    from omni.testing import FinishedTasks
+
+    tracker = FinishedTasks()
+    task_postrun.connect(tracker.record, weak=False)
+    yield tracker
+    task_postrun.disconnect(tracker.record)
+
+
+@pytest.fixture
 def celery_worker(transactional_db):
     """A real Celery worker thread consuming every Omni queue (mark the test `celery_worker`)."""
     import channels.tasks  # noqa: F401  (registers the shared tasks before the worker app finalizes)

@@ -378,3 +378,35 @@ def purge_queues() -> None:
     with current_app.connection_for_write() as connection:
         for queue in ALL_QUEUES:
             connection.default_channel.queue_purge(queue)
+
+
+class FinishedTasks:
+    """The tasks a worker finished, in order, with their arguments.
+
+    Tests wait on it instead of polling the database (SQLite's shared in-memory test database
+    locks tables between connections).
+    """
+
+    def __init__(self):
+        import threading
+
+        self.calls: list[tuple[str, tuple]] = []
+        self.changed = threading.Condition()
+
+    @property
+    def names(self) -> list[str]:
+        return [name for name, _ in self.calls]
+
+    def args_of(self, task) -> list[tuple]:
+        return [args for name, args in self.calls if name == task.name]
+
+    def record(self, sender=None, args=None, **kwargs):
+        with self.changed:
+            self.calls.append((sender.name, tuple(args or ())))
+            self.changed.notify_all()
+
+    def wait_for(self, task, count: int = 1, timeout: float = 20) -> None:
+        """Block until `task` has finished `count` times; fail the test after `timeout` seconds."""
+        with self.changed:
+            done = self.changed.wait_for(lambda: len(self.args_of(task)) >= count, timeout)
+        assert done, f"{task.name} finished {len(self.args_of(task))} of {count} times: {self.names}"

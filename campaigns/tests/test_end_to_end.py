@@ -6,11 +6,9 @@ webhook; after the wait, the email was not opened, so the tick sends the SMS thr
 local server in Twilio's REST shape). Every decision is in the audit log.
 """
 import json
-import threading
 import time
 
 import pytest
-from celery.signals import task_postrun
 
 from campaigns.models import Enrollment, EnrollmentState
 from campaigns.tasks import tick_task
@@ -23,32 +21,6 @@ from omni.models import ApiKey
 from .conftest import build_welcome_journey
 
 pytestmark = pytest.mark.celery_worker
-
-
-class FinishedTasks:
-    """Counts the tasks the worker finished, so the test waits on the worker instead of polling
-    the database (SQLite's shared in-memory test database locks tables between connections)."""
-
-    def __init__(self):
-        self.counts = {}
-        self.changed = threading.Condition()
-
-    def __call__(self, sender=None, **kwargs):
-        with self.changed:
-            self.counts[sender.name] = self.counts.get(sender.name, 0) + 1
-            self.changed.notify_all()
-
-    def wait_for(self, task, count, timeout=20):
-        with self.changed:
-            assert self.changed.wait_for(lambda: self.counts.get(task.name, 0) >= count, timeout), self.counts
-
-
-@pytest.fixture
-def finished_tasks():
-    tracker = FinishedTasks()
-    task_postrun.connect(tracker, weak=False)
-    yield tracker
-    task_postrun.disconnect(tracker)
 
 
 @pytest.fixture

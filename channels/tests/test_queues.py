@@ -1,8 +1,5 @@
 """Transactional sends have lanes of their own: a marketing backlog never delays them."""
-import threading
-
 import pytest
-from celery.signals import task_postrun
 
 from channels.actions import enqueue_send
 from channels.models import DeliveryStatus
@@ -19,42 +16,27 @@ def test_each_purpose_and_channel_has_its_own_queue():
     assert len(set(SEND_QUEUES)) == 10
 
 
-@pytest.fixture
-def sent_deliveries():
-    sent, done = [], threading.Event()
-
-    def on_postrun(sender=None, args=None, **kwargs):
-        if sender.name == send_deliveries_task.name:
-            sent.extend(args[0])
-            done.set()
-
-    task_postrun.connect(on_postrun, weak=False)
-    yield sent, done
-    task_postrun.disconnect(on_postrun)
-
-
 @pytest.mark.celery_worker
 def test_a_transactional_worker_sends_the_password_reset_while_the_marketing_send_waits(
-    transactional_db, make_delivery, sent_deliveries
+    transactional_db, make_delivery, finished_tasks
 ):
     # given a marketing email and a transactional one, queued by the sending side
     marketing = make_delivery("email", purpose="marketing")
     reset = make_delivery("email", purpose="transactional")
-    sent, done = sent_deliveries
 
     # when only the transactional lanes have a worker
     with celery_worker_thread(TRANSACTIONAL_QUEUES):
         try:
             enqueue_send(marketing, "marketing")
             enqueue_send(reset, "transactional")
-            assert done.wait(timeout=15)
+            finished_tasks.wait_for(send_deliveries_task, 1)
         finally:
             # The marketing send and the sandbox's report are still on the broker (Redis in
             # CI): drop them so no later test's worker picks them up.
             purge_queues()
 
     # then the reset went out and the marketing email is still waiting
-    assert sent == [reset.pk]
+    assert finished_tasks.args_of(send_deliveries_task) == [([reset.pk], send_queue("transactional", "email"))]
     reset.refresh_from_db()
     marketing.refresh_from_db()
     assert reset.status == DeliveryStatus.SENT
