@@ -239,6 +239,7 @@ def run_enrollments(enrollments: list[Enrollment], steps: dict, now) -> int:
     costs a fixed number of queries per step rather than per enrollment.
     """
     entries, ran = [], 0
+    following = _following_steps(steps)
     active = list(enrollments)
     for _ in range(MAX_STEPS_PER_RUN):
         if not active:
@@ -254,7 +255,7 @@ def run_enrollments(enrollments: list[Enrollment], steps: dict, now) -> int:
                 continue
             ran += 1
             enrollment.steps_taken += 1
-            outcome, next_step = _transition(enrollment, step, steps, messages, results)
+            outcome, next_step = _transition(enrollment, step, steps, following, messages, results)
             entries.append(audit.build(
                 "journey.step", contact=enrollment.contact, obj=enrollment, reason=f"{step.kind}:{outcome}",
                 data={"journey": enrollment.journey_id, "step": step.key, "outcome": outcome,
@@ -281,23 +282,29 @@ def _kind(step):
     return step.kind if step is not None else None
 
 
-def _following(step, steps):
-    if step.next_step_id:
-        return steps.get(step.next_step_id)
-    later = [s for s in steps.values() if s.journey_id == step.journey_id and s.position > step.position]
-    return min(later, key=lambda s: (s.position, s.pk)) if later else None
+def _following_steps(steps: dict) -> dict:
+    """For each step, the step after it: its next_step, else the next position in its journey."""
+    by_journey = {}
+    for step in sorted(steps.values(), key=lambda s: (s.position, s.pk)):
+        by_journey.setdefault(step.journey_id, []).append(step)
+    following = {}
+    for ordered in by_journey.values():
+        for index, step in enumerate(ordered):
+            later = ordered[index + 1] if index + 1 < len(ordered) else None
+            following[step.pk] = steps.get(step.next_step_id) if step.next_step_id else later
+    return following
 
 
-def _transition(enrollment, step, steps, messages, results):
+def _transition(enrollment, step, steps, following, messages, results):
     """What one step did and where the enrollment goes next: (outcome, next step)."""
     if step.kind == StepKind.SEND:
         message = messages[enrollment.pk]
-        return f"message:{message.pk}:{message.status}", _following(step, steps)
+        return f"message:{message.pk}:{message.status}", following[step.pk]
     if step.kind == StepKind.WAIT:
-        return f"wait:{step.config['seconds']}s", _following(step, steps)
+        return f"wait:{step.config['seconds']}s", following[step.pk]
     if step.kind == StepKind.CONDITION:
         if results[enrollment.pk]:
-            return "true", _following(step, steps)
+            return "true", following[step.pk]
         return "false", steps.get(step.else_step_id) if step.else_step_id else None
     return "exit", None
 

@@ -130,13 +130,13 @@ def dispatch_many(messages: list[Message], *, now=None) -> dict[int, Delivery]:
     now = now or timezone.now()
     pending = [m for m in messages if m.status not in TERMINAL_MESSAGE_STATUSES]
     candidates = {m.pk: _candidates(m) for m in pending}
-    gated = [c for cs in candidates.values() for c in cs if c.variant is not None]
-    requests = []
+    gated, requests = [], []
     for message in pending:
-        requests += [
-            gate.SendRequest(message.contact, c.channel, message.purpose, c.address, c.provider, message.expires_at)
-            for c in candidates[message.pk] if c.variant is not None
-        ]
+        for c in candidates[message.pk]:
+            if c.variant is not None:
+                gated.append(c)
+                requests.append(gate.SendRequest(message.contact, c.channel, message.purpose, c.address,
+                                                 c.provider, message.expires_at))
     for candidate, verdict in zip(gated, gate.decide_many(requests, now)):
         candidate.verdict = verdict
 

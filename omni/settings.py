@@ -11,10 +11,10 @@ from pathlib import Path
 import environ
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(environ.Env().str("OMNI_VAR_DIR", default=str(BASE_DIR / "var")))
 
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+VAR_DIR = Path(env.str("OMNI_VAR_DIR", default=str(BASE_DIR / "var")))
 
 OMNI_ENV = env.str("OMNI_ENV", default="development")
 PRODUCTION = OMNI_ENV == "production"
