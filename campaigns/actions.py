@@ -3,7 +3,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from compliance import audit
+from omni import audit
 from templates.actions import current_version
 
 from .models import Enrollment, EnrollmentState, Journey, JourneyStatus, StepKind

@@ -23,7 +23,7 @@ from channels.models import (
     MessageSource,
     MessageStatus,
 )
-from compliance import audit
+from omni import audit
 from omni.lib.bulk import bulk_update
 from contacts.models import ContactEvent
 from templates.actions import current_version

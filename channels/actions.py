@@ -13,7 +13,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from compliance import audit, gate
+from compliance import gate
+from omni import audit
 from omni.choices import send_queue
 from omni.lib.bulk import bulk_update
 from templates.rendering import RenderError, contact_variables, render_variant

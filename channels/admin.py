@@ -3,7 +3,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 from django.utils.text import Truncator
 
-from compliance import audit
+from omni import audit
 from omni.admin import ReadOnlyAdminMixin, ReadOnlyInline
 
 from .models import Conversation, ConversationStatus, Delivery, DeliveryEvent, InboundMessage, Message, OutboxMessage

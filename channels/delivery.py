@@ -12,7 +12,8 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from compliance import audit, gate
+from compliance import gate
+from omni import audit
 from compliance.actions import suppress
 
 from .actions import TERMINAL_MESSAGE_STATUSES, dispatch, fall_back

@@ -9,7 +9,7 @@ harmless.
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from compliance import audit
+from omni import audit
 from compliance.actions import record_consent_change, suppress
 from compliance.models import ConsentSource, ConsentStatus, SuppressionReason
 from contacts.models import Contact

@@ -2,9 +2,9 @@
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from omni import audit
 from omni.choices import Channel, Purpose
 
-from . import audit
 from .models import Consent, ConsentChange, ConsentSource, ConsentStatus, Suppression, SuppressionReason, hash_address
 
 

@@ -9,15 +9,19 @@ from django.core.validators import validate_email
 from django.http import HttpResponseRedirect, StreamingHttpResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html_join
+from django.db.models import Q
+from django.utils.html import format_html, format_html_join
 
 from contacts.admin import add_contact_inline
+from contacts.models import Contact
 from contacts.phones import normalize_phone
+from omni import audit
 from omni.admin import ReadOnlyAdminMixin, ReadOnlyInline, adopt_saved
 from omni.choices import Channel
+from omni.models import AuditEntry, AuditPersonalData
 
-from . import actions, audit
-from .models import AuditEntry, Consent, ConsentChange, FrequencyCap, QuietHours, SendingPause, Suppression
+from . import actions
+from .models import Consent, ConsentChange, FrequencyCap, QuietHours, SendingPause, Suppression
 
 CONTACT_SEARCH_FIELDS = ["contact__email", "contact__phone", "contact__external_id"]
 
@@ -227,17 +231,18 @@ FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 EXPORT_COLUMNS = [
     ("id", "id"),
+    ("seq", "seq"),
     ("occurred_at", "occurred_at"),
     ("action", "action"),
     ("actor_id", "actor_id"),
     ("actor", "actor_label"),
     ("contact_id", "contact_id"),
-    ("contact_external_id", "contact__external_id"),
     ("channel", "channel"),
     ("object_type", "object_type"),
     ("object_id", "object_id"),
     ("reason", "reason"),
     ("data", "data"),
+    ("hash", "hash"),
 ]
 EXPORT_CHUNK_SIZE = 2000  # rows fetched per round trip; keeps memory flat on long exports
 
@@ -264,27 +269,71 @@ class _Echo:
 
 def audit_csv_lines(queryset):
     writer = csv.writer(_Echo())
-    yield writer.writerow([header for header, _ in EXPORT_COLUMNS])
+    yield writer.writerow([header for header, _ in EXPORT_COLUMNS] + ["contact_external_id"])
     rows = queryset.order_by("occurred_at", "id").values_list(*(source for _, source in EXPORT_COLUMNS))
+    contact_at = [source for _, source in EXPORT_COLUMNS].index("contact_id")
+    chunk = []
     for row in rows.iterator(chunk_size=EXPORT_CHUNK_SIZE):
-        yield writer.writerow([neutralize_formula(value) for value in row])
+        chunk.append(row)
+        if len(chunk) == EXPORT_CHUNK_SIZE:
+            yield from _csv_chunk(writer, chunk, contact_at)
+            chunk = []
+    yield from _csv_chunk(writer, chunk, contact_at)
+
+
+def _csv_chunk(writer, rows, contact_at):
+    # Entries keep plain contact ids; the external ids are looked up once per chunk.
+    external_ids = dict(
+        Contact.objects.filter(pk__in={row[contact_at] for row in rows} - {None}).values_list("pk", "external_id")
+    )
+    for row in rows:
+        yield writer.writerow([neutralize_formula(value) for value in row]
+                              + [neutralize_formula(external_ids.get(row[contact_at]))])
 
 
 @admin.register(AuditEntry)
 class AuditEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ["occurred_at", "action", "actor_label", "contact", "channel", "reason", "object_type", "object_id"]
-    list_filter = ["action", "channel", "occurred_at"]
-    search_fields = ["reason", "object_type", "object_id", "action", "actor_label", *CONTACT_SEARCH_FIELDS]
-    list_select_related = ["contact"]
+    list_display = ["occurred_at", "action", "actor_label", "contact_link", "channel", "reason", "object_type",
+                    "object_id", "seq"]
+    list_filter = ["action", "channel", "occurred_at", ("seq", admin.EmptyFieldListFilter)]
+    search_fields = ["reason", "object_type", "object_id", "action", "actor_label"]
+    readonly_fields = ["personal_data"]
     date_hierarchy = "occurred_at"
     actions = ["export_csv"]
     show_full_result_count = False  # the log grows large; counting it on every page is slow
 
     def has_export_permission(self, request):
-        return request.user.has_perm("compliance.export_auditentry")
+        return request.user.has_perm("omni.export_auditentry")
+
+    def get_search_results(self, request, queryset, search_term):
+        """Also find the entries of the contacts whose email, phone or external id is searched for."""
+        queryset, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        term = search_term.strip()
+        if term:
+            contacts = Contact.objects.filter(
+                Q(email__iexact=term) | Q(phone=term) | Q(external_id=term)
+            ).values_list("pk", flat=True)[:50]
+            queryset |= self.model.objects.filter(contact_id__in=list(contacts))
+        return queryset, may_have_duplicates
+
+    @admin.display(description="contact", ordering="contact_id")
+    def contact_link(self, obj):
+        if obj.contact_id is None:
+            return "—"
+        url = reverse("admin:contacts_contact_change", args=[obj.contact_id])
+        return format_html('<a href="{}">Contact {}</a>', url, obj.contact_id)
+
+    @admin.display(description="personal data (outside the chain)")
+    def personal_data(self, obj):
+        personal = AuditPersonalData.objects.filter(entry_id=obj.pk).first()
+        if personal is None:
+            return "—"
+        if personal.erased_at:
+            return f"erased {personal.erased_at:%Y-%m-%d %H:%M}"
+        return json.dumps(personal.data, sort_keys=True, default=str)
 
     def get_urls(self):
-        export = path("export/", self.admin_site.admin_view(self.export_view), name="compliance_auditentry_export")
+        export = path("export/", self.admin_site.admin_view(self.export_view), name="omni_auditentry_export")
         return [export, *super().get_urls()]
 
     def changelist_view(self, request, extra_context=None):
@@ -303,7 +352,7 @@ class AuditEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             queryset = self.get_changelist_instance(request).get_queryset(request)
         except IncorrectLookupParameters:
             messages.error(request, "Those filters are not valid; nothing was exported.")
-            return HttpResponseRedirect(reverse("admin:compliance_auditentry_changelist"))
+            return HttpResponseRedirect(reverse("admin:omni_auditentry_changelist"))
         return self.export_response(request, queryset, scope={"filters": request.GET.urlencode()})
 
     def export_response(self, request, queryset, scope):

@@ -1,4 +1,4 @@
-"""Consent, suppression, sending rules and the append-only audit log."""
+"""Consent, suppression and sending rules."""
 import hashlib
 
 from django.conf import settings
@@ -194,45 +194,3 @@ class SendingPause(models.Model):
 
     def __str__(self):
         return f"Pause {self.channel or 'all'}/{self.provider or 'all'}: {self.reason}"
-
-
-class AuditEntry(models.Model):
-    """One decision or change, written once and never edited.
-
-    Every send decision, consent change, enrollment, step, delivery and status change writes
-    one. `action` is a dotted verb such as "message.suppressed"; `reason` is machine-readable.
-    """
-
-    occurred_at = models.DateTimeField(default=timezone.now, db_index=True)
-    actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    actor_label = models.CharField(max_length=200, default="system")
-    action = models.CharField(max_length=64, db_index=True)
-    contact = models.ForeignKey(Contact, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_entries")
-    # What the entry is about, by model label and primary key (a message, a journey, a consent).
-    object_type = models.CharField(max_length=64, blank=True)
-    object_id = models.CharField(max_length=64, blank=True)
-    channel = models.CharField(max_length=10, choices=Channel.choices, blank=True)
-    reason = models.CharField(max_length=100, blank=True)
-    data = models.JSONField(default=dict, blank=True)
-
-    class Meta:
-        ordering = ["-occurred_at", "-id"]
-        verbose_name_plural = "audit entries"
-        permissions = [("export_auditentry", "Can export audit entries")]
-        indexes = [
-            models.Index(fields=["contact", "occurred_at"], name="audit_contact_time"),
-            models.Index(fields=["object_type", "object_id"], name="audit_object"),
-        ]
-
-    def __str__(self):
-        return f"{self.occurred_at:%Y-%m-%d %H:%M:%S} {self.action} {self.reason}".strip()
-
-    def save(self, *args, **kwargs):
-        if self.pk is not None:
-            raise ValueError("Audit entries are append-only.")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args, **kwargs):
-        raise ValueError("Audit entries are append-only.")

@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 
-from compliance import audit
+from omni import audit
 from compliance.models import ConsentStatus
 from omni.choices import Channel, Purpose
 

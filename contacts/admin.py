@@ -3,7 +3,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from import_export.admin import ImportExportModelAdmin
 
-from compliance import audit
+from omni import audit
 from omni.admin import ReadOnlyAdminMixin
 
 from .models import Contact, ContactEvent, Device, Segment

@@ -11,7 +11,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from compliance import audit
+from omni import audit
 
 from .actions import ContactErased, InvalidField, clean_external_id, get_contact, upsert_contact
 from .models import Contact, ContactEvent

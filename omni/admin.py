@@ -3,7 +3,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.utils import timezone
 
-from compliance import audit
+from omni import audit
 
 from .models import ApiKey, ApiScope
 

@@ -2,6 +2,7 @@ import hashlib
 import hmac
 import secrets
 
+import pgtrigger
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
@@ -80,3 +81,86 @@ class ApiKey(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+class AuditEntry(models.Model):
+    """One decision or change, written once and never edited; sealed into a hash chain after commit.
+
+    Writers insert rows unsealed (`seq` empty) and never wait on each other; one sealer
+    (omni.audit.seal_pending) gives committed rows a gap-free `seq` and a `hash` covering the
+    row's content and the previous row's hash. On PostgreSQL a trigger refuses UPDATE and
+    DELETE of sealed rows. Rows keep plain ids, never foreign keys a delete could rewrite, and
+    no personal data: that lives in AuditPersonalData, which erasure may rewrite without
+    breaking the chain. `action` is a dotted verb such as "consent.changed"; `reason` is
+    machine-readable.
+    """
+
+    occurred_at = models.DateTimeField(default=timezone.now, db_index=True)
+    actor_id = models.BigIntegerField(null=True, blank=True, help_text="The staff user who acted, by id.")
+    actor_label = models.CharField(max_length=200, default="system")
+    action = models.CharField(max_length=64, db_index=True)
+    contact_id = models.BigIntegerField(null=True, blank=True)
+    # What the entry is about, by model label and primary key (a message, a journey, a consent).
+    object_type = models.CharField(max_length=64, blank=True)
+    object_id = models.CharField(max_length=64, blank=True)
+    channel = models.CharField(max_length=10, blank=True)
+    reason = models.CharField(max_length=100, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    # The chain, filled by the sealer.
+    seq = models.BigIntegerField(null=True, blank=True, unique=True, editable=False)
+    prev_hash = models.CharField(max_length=64, blank=True, editable=False)
+    hash = models.CharField(max_length=64, blank=True, editable=False)
+    sealed_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-occurred_at", "-id"]
+        verbose_name_plural = "audit entries"
+        permissions = [("export_auditentry", "Can export audit entries")]
+        indexes = [
+            models.Index(fields=["contact_id", "occurred_at"], name="omni_audit_contact_time"),
+            models.Index(fields=["object_type", "object_id"], name="omni_audit_object"),
+            models.Index(fields=["id"], condition=models.Q(seq__isnull=True), name="omni_audit_unsealed"),
+        ]
+        triggers = [
+            # Chained rows are history: nobody rewrites or removes them, not even by SQL.
+            pgtrigger.Protect(
+                name="protect_sealed_update", operation=pgtrigger.Update,
+                condition=pgtrigger.Q(old__seq__isnull=False),
+            ),
+            pgtrigger.Protect(
+                name="protect_sealed_delete", operation=pgtrigger.Delete,
+                condition=pgtrigger.Q(old__seq__isnull=False),
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.occurred_at:%Y-%m-%d %H:%M:%S} {self.action} {self.reason}".strip()
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise ValueError("Audit entries are append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValueError("Audit entries are append-only.")
+
+    @property
+    def sealed(self) -> bool:
+        return self.seq is not None
+
+
+class AuditPersonalData(models.Model):
+    """The personal part of an audit entry (addresses, evidence, provider responses), outside the chain.
+
+    Erasure rewrites or empties these rows; the chained entry keeps the fact that something
+    happened, and the chain stays valid.
+    """
+
+    entry = models.OneToOneField(AuditEntry, primary_key=True, on_delete=models.DO_NOTHING, db_constraint=False,
+                                 related_name="personal")
+    contact_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    data = models.JSONField(default=dict, blank=True)
+    erased_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "audit personal data"

@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_celery_beat",
     "import_export",
+    "pgtrigger",
     "omni",
     "contacts",
     "compliance",
@@ -138,6 +139,9 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 
 # How often the beat tick claims due work (events, enrollments, deferred messages, fallbacks).
 OMNI_TICK_SECONDS = env.float("OMNI_TICK_SECONDS", default=5.0)
+# How often the sealer chains committed audit entries; verify_audit flags entries unsealed
+# for more than a minute.
+OMNI_SEAL_SECONDS = env.float("OMNI_SEAL_SECONDS", default=5.0)
 
 # --- Channels and providers -----------------------------------------------------------------
 # Which provider delivers each channel: "sandbox" (stores what would have been sent and
@@ -206,5 +210,6 @@ LOGGING = {
 # operators can see and change them in the admin.
 CELERY_BEAT_SCHEDULE = {
     "omni-tick": {"task": "campaigns.tasks.tick_task", "schedule": OMNI_TICK_SECONDS, "options": {"queue": "default", "expires": OMNI_TICK_SECONDS * 2}},
+    "omni-seal-audit": {"task": "omni.tasks.seal_audit_task", "schedule": OMNI_SEAL_SECONDS, "options": {"queue": "default", "expires": OMNI_SEAL_SECONDS * 2}},
     "omni-reconcile-deliveries": {"task": "channels.tasks.reconcile_deliveries_task", "schedule": 60.0, "options": {"queue": "default", "expires": 120}},
 }

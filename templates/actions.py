@@ -3,7 +3,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Max
 
-from compliance import audit
+from omni import audit
 
 from .models import Template, TemplateVersion
 from .rendering import RenderError, validate_source

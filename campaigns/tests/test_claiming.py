@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from campaigns import engine
 from campaigns.models import Enrollment, Journey, JourneyStatus, JourneyStep, StepKind
-from compliance.models import AuditEntry
+from omni.models import AuditEntry
 from contacts.models import Contact
 from omni.testing import run_concurrently
 

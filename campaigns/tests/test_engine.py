@@ -8,7 +8,8 @@ from campaigns.models import Enrollment, EnrollmentState
 from channels import actions as channel_actions
 from channels.models import Delivery, DeliveryStatus, Message, MessageStatus, OutboxMessage
 from compliance.actions import record_consent_change
-from compliance.models import AuditEntry, SendingPause
+from omni.models import AuditEntry
+from compliance.models import SendingPause
 from contacts.models import ContactEvent
 from templates.actions import current_version
 from templates.models import Template, TemplateVariant
@@ -42,7 +43,7 @@ def test_an_event_enrolls_the_contact_and_sends_the_first_email(welcome_journey,
     assert enrollment.next_run_at == now + timedelta(seconds=60)
     assert (delivery.channel, delivery.to_address, delivery.subject) == ("email", "ann@example.com", "Welcome, Ann!")
     assert delivery.status == DeliveryStatus.QUEUED and message.status == MessageStatus.QUEUED
-    actions = set(AuditEntry.objects.filter(contact=ann).values_list("action", flat=True))
+    actions = set(AuditEntry.objects.filter(contact_id=ann.pk).values_list("action", flat=True))
     assert {"journey.enrolled", "journey.step", "message.created", "message.allowed"} <= actions
     assert ContactEvent.objects.get().processed_at == now
 
@@ -99,7 +100,7 @@ def test_an_opened_email_skips_the_sms(welcome_journey, now, eager_celery, djang
     run_tick(django_capture_on_commit_callbacks, now + timedelta(seconds=61))
 
     assert not Delivery.objects.filter(contact=alice, channel="sms").exists()
-    assert AuditEntry.objects.filter(contact=alice, action="journey.step", reason="condition:true").exists()
+    assert AuditEntry.objects.filter(contact_id=alice.pk, action="journey.step", reason="condition:true").exists()
     assert Enrollment.objects.get(contact=alice).state == EnrollmentState.EXITED
 
 
@@ -138,7 +139,7 @@ def test_marketing_without_consent_is_suppressed_and_audited(welcome_journey, no
 
     message = Message.objects.get(contact=dan)
     assert message.status == MessageStatus.SUPPRESSED and message.status_reason == "no_eligible_channel"
-    skipped = AuditEntry.objects.get(contact=dan, action="message.channels_skipped")
+    skipped = AuditEntry.objects.get(contact_id=dan.pk, action="message.channels_skipped")
     assert skipped.data["skipped"] == [{"channel": "email", "reason": "no_marketing_consent"}]
     assert not Delivery.objects.exists()
 

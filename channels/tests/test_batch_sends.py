@@ -4,7 +4,7 @@ import pytest
 from channels.actions import enqueue_sends
 from channels.models import Delivery, DeliveryStatus
 from channels.tasks import SEND_BATCH_SIZE, send_deliveries_task
-from compliance.models import AuditEntry
+from omni.models import AuditEntry
 from omni.testing import purge_queues
 
 

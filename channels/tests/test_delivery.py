@@ -6,7 +6,8 @@ from channels.delivery import reconcile_stuck_deliveries, send_delivery
 from channels.events import record_delivery_event
 from channels.models import Delivery, DeliveryStatus, EventType, MessageStatus, OutboxMessage
 from compliance.actions import suppress
-from compliance.models import AuditEntry, SendingPause
+from omni.models import AuditEntry
+from compliance.models import SendingPause
 from omni.testing import run_concurrently
 
 

@@ -2,7 +2,8 @@ from datetime import timedelta
 
 from channels.events import adopt_orphan_events, record_delivery_event
 from channels.models import DeliveryEvent, DeliveryStatus, EventType, MessageStatus
-from compliance.models import AuditEntry, Suppression
+from omni.models import AuditEntry
+from compliance.models import Suppression
 
 
 def sent_delivery(make_delivery, channel="email", provider="ses", provider_message_id="ses-1", **fields):

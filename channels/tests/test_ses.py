@@ -6,7 +6,7 @@ from channels.base import DeliveryError
 from channels.delivery import send_delivery
 from channels.models import DeliveryStatus, MessageStatus
 from channels.providers.ses import SesProvider
-from compliance.models import AuditEntry
+from omni.models import AuditEntry
 
 
 def test_an_email_sent_through_ses_reaches_the_api_and_is_recorded_as_sent(make_delivery, sesv2_client, moto_server):

@@ -4,7 +4,8 @@ import pytest
 
 from channels.models import DeliveryEvent, DeliveryStatus, EventType, MessageStatus
 from channels.tests.ses_events import renamed, ses_event
-from compliance.models import AuditEntry, Suppression
+from omni.models import AuditEntry
+from compliance.models import Suppression
 
 SES_URL = "/webhooks/ses/"
 

@@ -25,7 +25,7 @@ from django.utils.dateparse import parse_datetime
 from channels.events import record_delivery_event, ses_event_type
 from channels.models import EventType
 from channels.providers.ses import DELIVERY_TAG
-from compliance import audit
+from omni import audit
 from omni.choices import Channel
 
 from . import webhook_view

@@ -4,7 +4,7 @@ from datetime import timezone as dt_timezone
 import pytest
 from django.utils import timezone
 
-from compliance.models import AuditEntry
+from omni.models import AuditEntry
 from contacts.models import Contact, ContactEvent
 from omni.models import ApiScope
 
@@ -173,7 +173,7 @@ def test_a_received_event_is_audited(crm_api, ada):
 
     entry = AuditEntry.objects.get(action="event.received")
     event = ContactEvent.objects.get()
-    assert (entry.contact, entry.object_id, entry.data) == (ada, str(event.pk), {"name": "order.placed"})
+    assert (entry.contact_id, entry.object_id, entry.data) == (ada.pk, str(event.pk), {"name": "order.placed"})
     assert entry.actor_label == event.source
 
 

@@ -47,6 +47,11 @@ ROLES = {
 
 
 def create_role_groups(apps, schema_editor):
+    apply_roles(apps, schema_editor, ROLES)
+
+
+def apply_roles(apps, schema_editor, roles):
+    """Make each group of `roles` hold exactly its permissions (later role migrations call this too)."""
     # Permissions are normally created after migrate finishes (post_migrate); this migration
     # needs them now, so it creates them the same way for every app first.
     for app_config in apps.get_app_configs():
@@ -57,7 +62,7 @@ def create_role_groups(apps, schema_editor):
     Group = apps.get_model("auth", "Group")
     Permission = apps.get_model("auth", "Permission")
     db = schema_editor.connection.alias
-    for group_name, grants in ROLES.items():
+    for group_name, grants in roles.items():
         wanted = [
             (app_label, f"{verb}_{model}")
             for app_label, models in grants.items()

@@ -44,20 +44,21 @@ def test_bulk_update_on_postgresql_is_one_statement_per_chunk():
 
 
 def test_bulk_insert_stores_every_field_including_json_nulls_and_foreign_keys():
-    from compliance.models import AuditEntry
+    from compliance.models import ConsentChange
     from omni.lib.bulk import bulk_insert
 
     ann = Contact.objects.create(external_id="ann")
     when = timezone.now() - timedelta(hours=1)
-    entries = [
-        AuditEntry(action="message.allowed", contact=ann, channel="sms", reason="consent:granted",
-                   data={"until": None, "tags": ["a", "é"], "n": 1}, occurred_at=when),
-        AuditEntry(action="journey.step", reason="tab\tnewline\n backslash \\ end", data={}),
+    changes = [
+        ConsentChange(contact=ann, channel="sms", purpose="marketing", status="granted", source="form",
+                      evidence={"until": None, "tags": ["a", "é"], "n": 1}, occurred_at=when),
+        ConsentChange(contact=ann, channel="email", purpose="marketing", status="revoked", source="form",
+                      actor_label="tab\tnewline\n backslash \\ end"),
     ]
 
-    bulk_insert(entries)
+    bulk_insert(changes)
 
-    first, second = AuditEntry.objects.order_by("id")
+    first, second = ConsentChange.objects.order_by("id")
     assert (first.contact, first.channel, first.occurred_at) == (ann, "sms", when)
-    assert first.data == {"until": None, "tags": ["a", "é"], "n": 1}
-    assert (second.contact, second.reason, second.actor_label) == (None, "tab\tnewline\n backslash \\ end", "system")
+    assert first.evidence == {"until": None, "tags": ["a", "é"], "n": 1}
+    assert (second.actor, second.actor_label, second.evidence) == (None, "tab\tnewline\n backslash \\ end", {})

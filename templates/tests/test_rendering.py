@@ -1,7 +1,7 @@
 import pytest
 from django.core.exceptions import ValidationError
 
-from compliance.models import AuditEntry
+from omni.models import AuditEntry
 from contacts.models import Contact
 from templates.actions import current_version, publish_template
 from templates.models import Template, TemplateVariant

@@ -1,0 +1,22 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from compliance.verification import UNSEALED_TOO_LONG, verify_chain
+
+
+class Command(BaseCommand):
+    help = "Walk the audit chain; exit non-zero at the first broken link or if entries stay unsealed too long."
+
+    def handle(self, *args, **options):
+        report = verify_chain()
+        problems = []
+        if report.broken:
+            problems.append(f"Audit chain broken at {report.broken}.")
+        if report.stale_unsealed:
+            problems.append(
+                f"{report.stale_unsealed} audit entries unsealed for more than {UNSEALED_TOO_LONG} "
+                f"(oldest from {report.oldest_stale_at:%Y-%m-%d %H:%M:%S}): is the sealer (beat) running?"
+            )
+        self.stdout.write(f"Checked {report.checked} sealed audit entries.")
+        if problems:
+            raise CommandError(" ".join(problems))
+        self.stdout.write(self.style.SUCCESS("Audit chain intact."))

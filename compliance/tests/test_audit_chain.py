@@ -1,0 +1,214 @@
+"""The audit chain: entries written unsealed, sealed after commit into a gap-free hash chain,
+protected by a trigger on PostgreSQL, and verified by `manage.py verify_audit`."""
+import io
+import threading
+from datetime import timedelta
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import DatabaseError, connection, transaction
+from django.utils import timezone
+
+from compliance.verification import verify_chain
+from omni import audit
+from omni.models import AuditEntry, AuditPersonalData
+
+pytestmark = pytest.mark.django_db
+
+
+def write(n: int, **kwargs) -> list[AuditEntry]:
+    return [audit.record("test.happened", reason=f"r{i}", data={"i": i, "nested": {"b": 1, "a": [1, 2]}}, **kwargs)
+            for i in range(n)]
+
+
+def alter_behind_the_triggers_back(sql: str, params=()) -> None:
+    """Run SQL on the audit table with its protecting triggers off, as someone with table rights could."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("ALTER TABLE omni_auditentry DISABLE TRIGGER USER")
+        cursor.execute(sql, params)
+        if connection.vendor == "postgresql":
+            cursor.execute("ALTER TABLE omni_auditentry ENABLE TRIGGER USER")
+
+
+def test_entries_are_written_unsealed_and_the_sealer_chains_them_in_a_gap_free_sequence():
+    # given
+    entries = write(5)
+    assert not AuditEntry.objects.filter(seq__isnull=False).exists()
+
+    # when
+    sealed = audit.seal_pending()
+
+    # then
+    assert sealed == 5
+    chain = list(AuditEntry.objects.order_by("seq").values_list("id", "seq", "prev_hash", "hash"))
+    assert [seq for _, seq, _, _ in chain] == [1, 2, 3, 4, 5]
+    assert [entry_id for entry_id, _, _, _ in chain] == [e.pk for e in entries]
+    assert chain[0][2] == audit.GENESIS_HASH
+    assert all(chain[i][2] == chain[i - 1][3] for i in range(1, 5))
+    assert verify_chain().ok
+
+
+def test_sealing_continues_the_chain_across_runs_and_small_batches():
+    write(3)
+    audit.seal_pending(batch=2)
+    write(4)
+    audit.seal_pending(batch=3)
+
+    assert list(AuditEntry.objects.order_by("seq").values_list("seq", flat=True)) == list(range(1, 8))
+    report = verify_chain()
+    assert report.ok and report.checked == 7
+
+
+def test_entries_written_in_bulk_with_and_without_personal_data_are_chained():
+    audit.record_many([
+        audit.build("bulk.plain", contact_id=1, data={"n": 1}),
+        audit.build("bulk.personal", contact_id=2, data={"n": 2}, personal={"address": "ann@example.com"}),
+    ])
+    audit.seal_pending()
+
+    assert AuditEntry.objects.filter(seq__isnull=False).count() == 2
+    personal = AuditPersonalData.objects.get()
+    assert personal.data == {"address": "ann@example.com"} and personal.contact_id == 2
+    assert "ann@example.com" not in str(AuditEntry.objects.get(action="bulk.personal").data)
+    assert verify_chain().ok
+
+
+def test_verify_names_the_first_entry_whose_content_was_altered():
+    entries = write(4)
+    audit.seal_pending()
+    third = AuditEntry.objects.get(pk=entries[2].pk)
+
+    alter_behind_the_triggers_back("UPDATE omni_auditentry SET reason = 'tampered' WHERE id = %s", [third.pk])
+
+    report = verify_chain()
+    assert report.broken.seq == 3 and report.broken.entry_id == third.pk
+    assert "altered" in report.broken.problem and report.checked == 2
+
+
+def test_verify_notices_a_removed_entry():
+    entries = write(4)
+    audit.seal_pending()
+
+    alter_behind_the_triggers_back("DELETE FROM omni_auditentry WHERE id = %s", [entries[1].pk])
+
+    report = verify_chain()
+    assert report.broken.seq == 2 and "missing" in report.broken.problem
+
+
+def test_verify_notices_a_rehashed_entry_whose_successor_no_longer_links_to_it():
+    entries = write(3)
+    audit.seal_pending()
+    second = AuditEntry.objects.get(pk=entries[1].pk)
+    forged = audit.entry_hash(2, second.prev_hash, {**AuditEntry.objects.filter(pk=second.pk).values(
+        *audit.CHAINED_FIELDS).get(), "reason": "forged"})
+
+    alter_behind_the_triggers_back("UPDATE omni_auditentry SET reason = 'forged', hash = %s WHERE id = %s",
+                                   [forged, second.pk])
+
+    report = verify_chain()
+    assert report.broken.seq == 3 and "previous hash" in report.broken.problem
+
+
+def test_verify_audit_command_exits_non_zero_naming_the_broken_link():
+    entries = write(2)
+    audit.seal_pending()
+    call_command("verify_audit", stdout=io.StringIO())
+    alter_behind_the_triggers_back("UPDATE omni_auditentry SET data = '{}' WHERE id = %s", [entries[0].pk])
+
+    with pytest.raises(CommandError, match=rf"seq 1 \(entry {entries[0].pk}\)"):
+        call_command("verify_audit", stdout=io.StringIO())
+
+
+def test_verify_audit_reports_entries_left_unsealed_for_more_than_a_minute():
+    audit.record("test.old", occurred_at=timezone.now() - timedelta(minutes=5))
+    audit.record("test.fresh")
+
+    with pytest.raises(CommandError, match="1 audit entries unsealed for more than"):
+        call_command("verify_audit", stdout=io.StringIO())
+
+    call_command("seal_audit", stdout=io.StringIO())
+    call_command("verify_audit", stdout=io.StringIO())
+
+
+def test_erasing_personal_data_keeps_the_chain_valid():
+    entry = audit.record("consent.changed", contact_id=7, data={"status": "granted"},
+                         personal={"evidence": {"ip": "203.0.113.9"}})
+    audit.seal_pending()
+
+    AuditPersonalData.objects.filter(contact_id=7).update(data={}, erased_at=timezone.now())
+
+    assert AuditPersonalData.objects.get(entry_id=entry.pk).data == {}
+    assert verify_chain().ok
+
+
+def test_the_demo_data_verifies(settings, tmp_path):
+    settings.VAR_DIR = tmp_path
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    call_command("seed_demo", stdout=io.StringIO())
+    call_command("seal_audit", stdout=io.StringIO())
+
+    out = io.StringIO()
+    call_command("verify_audit", stdout=out)
+
+    assert "Audit chain intact" in out.getvalue()
+    assert AuditEntry.objects.filter(seq__isnull=True).count() == 0
+
+
+@pytest.mark.postgres
+def test_the_database_refuses_to_update_or_delete_a_sealed_entry_but_not_an_unsealed_one():
+    sealed, unsealed = write(2)
+    AuditEntry.objects.filter(pk=sealed.pk).update(seq=1, hash="x" * 64, prev_hash=audit.GENESIS_HASH)
+
+    for statement in ("UPDATE omni_auditentry SET reason = 'x' WHERE id = %s", "DELETE FROM omni_auditentry WHERE id = %s"):
+        with pytest.raises(DatabaseError, match="Cannot"), transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(statement, [sealed.pk])
+
+    assert AuditEntry.objects.filter(pk=unsealed.pk).update(reason="still open") == 1
+
+
+@pytest.mark.postgres
+def test_the_sealer_seals_only_committed_entries_and_never_waits_on_writers(transactional_db):
+    # given a writer holding an uncommitted entry open
+    write(2)
+    inserted, release, done = threading.Event(), threading.Event(), threading.Event()
+
+    def slow_writer():
+        try:
+            with transaction.atomic():
+                audit.record("test.slow")
+                inserted.set()
+                release.wait(10)
+        finally:
+            connection.close()
+            done.set()
+
+    thread = threading.Thread(target=slow_writer)
+    thread.start()
+    inserted.wait(10)
+
+    # when the sealer runs meanwhile
+    first = audit.seal_pending()
+
+    # then it sealed what was committed, without waiting
+    assert first == 2
+    release.set()
+    done.wait(10)
+    thread.join(10)
+    assert audit.seal_pending() == 1
+    assert list(AuditEntry.objects.order_by("seq").values_list("seq", flat=True)) == [1, 2, 3]
+    assert verify_chain().ok
+
+
+@pytest.mark.postgres
+def test_two_sealers_at_once_build_one_chain(transactional_db):
+    from omni.testing import run_concurrently
+
+    audit.record_many([audit.build("test.many", data={"i": i}) for i in range(3000)])
+
+    results, errors = run_concurrently(lambda: audit.seal_pending(batch=500), times=2)
+
+    assert not errors and sum(results) == 3000
+    report = verify_chain()
+    assert report.ok and report.checked == 3000

@@ -1,0 +1,142 @@
+"""The audit log's writer and its sealer. Every layer writes through record() or record_many().
+
+Writers never wait on each other: entries are inserted unsealed, inside the caller's
+transaction, so they commit (or vanish) with the change they describe. One sealer,
+seal_pending(), run by beat and by `manage.py seal_audit`, takes committed unsealed entries in
+batches and gives each the next number of a gap-free sequence and a SHA-256 hash over its
+content and the previous entry's hash. Personal data goes to AuditPersonalData, outside the
+chain. What reads the log (exports, verification) lives in compliance.
+"""
+import hashlib
+import json
+from datetime import timezone as dt_timezone
+
+from django.db import connection, models, transaction
+from django.utils import timezone
+
+from .lib.bulk import bulk_insert, bulk_update
+from .models import AuditEntry, AuditPersonalData
+
+# The content a hash covers, in this order. Changing it breaks every existing chain.
+CHAINED_FIELDS = ("occurred_at", "actor_id", "actor_label", "action", "contact_id", "object_type", "object_id",
+                  "channel", "reason", "data")
+GENESIS_HASH = "0" * 64
+# Entries sealed per transaction: large enough to keep up with a busy tick (hashing is cheap),
+# small enough that the sealer's lock is held for well under a second.
+SEAL_BATCH = 5000
+# Any fixed number: the sealer's PostgreSQL advisory lock, so two sealers never interleave.
+SEALER_LOCK_KEY = 0x6F6D6E69
+
+
+def _describe(obj) -> tuple[str, str]:
+    if obj is None:
+        return "", ""
+    return obj._meta.label_lower, str(obj.pk)
+
+
+def build(action: str, *, contact=None, contact_id=None, obj=None, actor=None, actor_label: str = "",
+          channel: str = "", reason: str = "", data: dict | None = None, personal: dict | None = None,
+          occurred_at=None) -> AuditEntry:
+    """An unsaved AuditEntry, for record_many().
+
+    `data` is chained and must hold no personal data; `personal` (addresses, evidence, provider
+    responses) is kept beside the entry, where erasure can reach it.
+    """
+    object_type, object_id = _describe(obj)
+    authenticated = getattr(actor, "is_authenticated", False)
+    entry = AuditEntry(
+        action=action,
+        contact_id=contact.pk if contact is not None else contact_id,
+        object_type=object_type,
+        object_id=object_id,
+        actor_id=actor.pk if authenticated else None,
+        actor_label=actor_label or (actor.get_username() if authenticated else "system"),
+        channel=channel or "",
+        reason=(reason or "")[:100],
+        data=data or {},
+    )
+    if occurred_at is not None:
+        entry.occurred_at = occurred_at
+    entry.personal_data = personal or None
+    return entry
+
+
+def record(action: str, **kwargs) -> AuditEntry:
+    """Write one audit entry now (inside the caller's transaction, so it commits with the change)."""
+    entry = build(action, **kwargs)
+    entry.save()
+    if entry.personal_data:
+        AuditPersonalData.objects.create(entry=entry, contact_id=entry.contact_id, data=entry.personal_data)
+    return entry
+
+
+def record_many(entries: list[AuditEntry]) -> None:
+    """Write many entries at once (hot paths: fan-out, batch ticks), by COPY on PostgreSQL."""
+    personal = [e for e in entries if getattr(e, "personal_data", None)]
+    plain = [e for e in entries if not getattr(e, "personal_data", None)]
+    bulk_insert(plain)
+    if personal:
+        # The side rows need the entries' ids, which COPY does not return.
+        AuditEntry.objects.bulk_create(personal, batch_size=1000)
+        AuditPersonalData.objects.bulk_create(
+            [AuditPersonalData(entry_id=e.pk, contact_id=e.contact_id, data=e.personal_data) for e in personal],
+            batch_size=1000,
+        )
+
+
+def for_object(obj) -> models.QuerySet:
+    object_type, object_id = _describe(obj)
+    return AuditEntry.objects.filter(object_type=object_type, object_id=object_id)
+
+
+# --- The chain ------------------------------------------------------------------------------
+
+def canonical_content(row: dict) -> bytes:
+    """The bytes an entry's hash covers: its chained fields as canonical JSON."""
+    content = dict(row)
+    occurred_at = content["occurred_at"]
+    content["occurred_at"] = occurred_at.astimezone(dt_timezone.utc).isoformat()
+    return json.dumps([content[name] for name in CHAINED_FIELDS], sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False, default=str).encode()
+
+
+def entry_hash(seq: int, prev_hash: str, row: dict) -> str:
+    """The hash of the entry numbered `seq` whose predecessor's hash is `prev_hash`."""
+    digest = hashlib.sha256()
+    digest.update(f"{seq}:{prev_hash}:".encode())
+    digest.update(canonical_content(row))
+    return digest.hexdigest()
+
+
+def seal_pending(*, batch: int = SEAL_BATCH, now=None) -> int:
+    """Seal every committed unsealed entry, in batches. Returns how many were sealed."""
+    total = 0
+    while True:
+        sealed = _seal_batch(batch, now or timezone.now())
+        total += sealed
+        if sealed < batch:
+            return total
+
+
+def _seal_batch(limit: int, now) -> int:
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            # Waits for a sealer already running rather than skipping: its batch ends the chain
+            # this one continues. On SQLite the IMMEDIATE transaction serializes sealers.
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [SEALER_LOCK_KEY])
+        rows = list(
+            AuditEntry.objects.filter(seq__isnull=True).order_by("id").values("id", *CHAINED_FIELDS)[:limit]
+        )
+        if not rows:
+            return 0
+        last = AuditEntry.objects.filter(seq__isnull=False).order_by("-seq").values_list("seq", "hash").first()
+        seq, prev_hash = last or (0, GENESIS_HASH)
+        sealed = []
+        for row in rows:
+            seq += 1
+            digest = entry_hash(seq, prev_hash, row)
+            sealed.append(AuditEntry(pk=row["id"], seq=seq, prev_hash=prev_hash, hash=digest, sealed_at=now))
+            prev_hash = digest
+        bulk_update(sealed, ["seq", "prev_hash", "hash", "sealed_at"])
+        return len(sealed)
