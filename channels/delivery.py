@@ -142,7 +142,8 @@ def _record_sent(delivery: Delivery, provider: Provider, result: SendResult) -> 
             "delivery.sent", contact=delivery.contact, obj=delivery, channel=delivery.channel,
             actor_label=f"provider:{provider.name}",
             data={"provider": provider.name, "provider_message_id": result.provider_message_id,
-                  "attempt": delivery.attempts, "segments": result.segments, "response": result.raw},
+                  "attempt": delivery.attempts, "segments": result.segments},
+            personal={"response": result.raw},
         )
         delivery.refresh_from_db()
         adopt_orphan_events(delivery)
@@ -160,7 +161,7 @@ def _put_back_in_queue(delivery: Delivery, error: DeliveryError) -> bool:
             audit.record(
                 "delivery.retrying", contact=delivery.contact, obj=delivery, channel=delivery.channel,
                 reason=error.code or "transient_error",
-                data={"attempt": delivery.attempts, "max_attempts": MAX_SEND_ATTEMPTS, "error": error.message},
+                data={"attempt": delivery.attempts, "max_attempts": MAX_SEND_ATTEMPTS}, personal={"error": error.message},
             )
     return bool(requeued)
 
@@ -176,8 +177,8 @@ def _record_failure(delivery: Delivery, error: DeliveryError) -> None:
         why = error.code or ("permanent_error" if error.permanent else "retries_exhausted")
         audit.record(
             "delivery.failed", contact=delivery.contact, obj=delivery, channel=delivery.channel, reason=why,
-            data={"provider": delivery.provider, "attempt": delivery.attempts, "permanent": error.permanent,
-                  "error": error.message},
+            data={"provider": delivery.provider, "attempt": delivery.attempts, "permanent": error.permanent},
+            personal={"error": error.message},
         )
         if error.suppression_reason and delivery.to_address:
             suppress(delivery.to_address, channel=delivery.channel, reason=error.suppression_reason,

@@ -39,7 +39,8 @@ def record_consent_change(contact, channel: str, purpose: str, status: str, sour
         consent.save()
     audit.record(
         "consent.changed", contact=contact, obj=change, actor=actor, actor_label=actor_label, channel=channel,
-        reason=f"{source}:{status}", data={"purpose": purpose, "status": status, "source": source, "evidence": evidence or {}},
+        reason=f"{source}:{status}", data={"purpose": purpose, "status": status, "source": source},
+        personal={"evidence": evidence} if evidence else None,
     )
     return change
 
@@ -69,7 +70,7 @@ def suppress(address: str, *, channel: str = "", purpose: str = "", reason: str,
             return Suppression.objects.get(address_hash=address_hash, channel=channel, purpose=purpose), False
         audit.record(
             "suppression.added", contact=contact, obj=suppression, actor=actor, actor_label=actor_label,
-            channel=channel, reason=reason, data={"purpose": purpose, "detail": detail[:500]},
+            channel=channel, reason=reason, data={"purpose": purpose}, personal={"address": normalized, "detail": detail[:500]},
         )
     return suppression, True
 
