@@ -2,7 +2,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Q
 
-from omni.admin import ReadOnlyAdminMixin
+from omni.lib.admin import ReadOnlyAdminMixin
 
 from . import actions
 from .models import LIVE_ENROLLMENT_STATES, Campaign, Enrollment, Journey, JourneyStep

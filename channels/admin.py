@@ -4,7 +4,7 @@ from django.utils import timezone
 from django.utils.text import Truncator
 
 from omni import audit
-from omni.admin import ReadOnlyAdminMixin, ReadOnlyInline
+from omni.lib.admin import ReadOnlyAdminMixin, ReadOnlyInline
 
 from .models import Conversation, ConversationStatus, Delivery, DeliveryEvent, InboundMessage, Message, OutboxMessage
 

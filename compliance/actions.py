@@ -82,3 +82,10 @@ def lift_suppression(suppression: Suppression, *, actor=None, actor_label: str =
         channel=suppression.channel, reason=suppression.reason, data={"why": why, "address_hash": suppression.address_hash},
     )
     suppression.delete()
+
+
+def record_submitted_consents(sender, *, contact, consents: list[dict], source: str, actor_label: str, **kwargs):
+    """contacts.hooks.consents_submitted: record each consent sent with a contact."""
+    for consent in consents:
+        record_consent_change(contact, consent["channel"], consent["purpose"], consent["status"], source,
+                              evidence=consent["evidence"], actor_label=actor_label)

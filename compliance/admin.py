@@ -16,7 +16,7 @@ from contacts.admin import add_contact_inline
 from contacts.models import Contact
 from contacts.phones import normalize_phone
 from omni import audit
-from omni.admin import ReadOnlyAdminMixin, ReadOnlyInline, adopt_saved
+from omni.lib.admin import ReadOnlyAdminMixin, ReadOnlyInline, adopt_saved
 from omni.choices import Channel
 from omni.models import AuditEntry, AuditPersonalData
 

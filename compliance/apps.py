@@ -3,3 +3,10 @@ from django.apps import AppConfig
 
 class ComplianceConfig(AppConfig):
     name = "compliance"
+
+    def ready(self):
+        from contacts import hooks
+
+        from .actions import record_submitted_consents
+
+        hooks.consents_submitted.connect(record_submitted_consents, dispatch_uid="compliance.consents_submitted")

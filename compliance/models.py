@@ -6,13 +6,7 @@ from django.db import models
 from django.utils import timezone
 
 from contacts.models import Contact
-from omni.choices import Channel, Purpose
-
-
-class ConsentStatus(models.TextChoices):
-    GRANTED = "granted", "Opted in"
-    REVOKED = "revoked", "Opted out"
-    UNKNOWN = "unknown", "Unknown"
+from omni.choices import Channel, ConsentStatus, Purpose
 
 
 class ConsentSource(models.TextChoices):

@@ -8,9 +8,9 @@ from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 
 from omni import audit
-from compliance.models import ConsentStatus
-from omni.choices import Channel, Purpose
+from omni.choices import Channel, ConsentStatus, Purpose
 
+from . import hooks
 from .models import Contact, LifecycleStage
 from .phones import normalize_phone
 
@@ -228,12 +228,5 @@ def clean_consents(consents) -> list[dict]:
 
 
 def record_consents(contact: Contact, consents: list[dict], *, actor_label: str) -> None:
-    # Imported here: compliance.actions builds on contacts, so a module-level import would
-    # make the two import each other.
-    from compliance.actions import record_consent_change
-
-    for consent in consents:
-        record_consent_change(
-            contact, consent["channel"], consent["purpose"], consent["status"],
-            source="api", evidence=consent["evidence"], actor_label=actor_label,
-        )
+    """Hand validated consents to the app that owns consent (compliance), through the hook."""
+    hooks.send(hooks.consents_submitted, contact=contact, consents=consents, source="api", actor_label=actor_label)

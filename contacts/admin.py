@@ -4,7 +4,7 @@ from django.utils.html import format_html, format_html_join
 from import_export.admin import ImportExportModelAdmin
 
 from omni import audit
-from omni.admin import ReadOnlyAdminMixin
+from omni.lib.admin import ReadOnlyAdminMixin
 
 from .models import Contact, ContactEvent, Device, Segment
 from .resources import ContactResource

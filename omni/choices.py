@@ -1,4 +1,4 @@
-"""Vocabulary shared by every app: channels, purposes and urgencies.
+"""Vocabulary shared by every app: channels, purposes, urgencies and consent states.
 
 It lives in the project package because every app, from contacts upward, speaks it.
 """
@@ -24,6 +24,12 @@ class Urgency(models.TextChoices):
     NORMAL = "normal", "Normal"
     HIGH = "high", "High"
     CRITICAL = "critical", "Critical"
+
+
+class ConsentStatus(models.TextChoices):
+    GRANTED = "granted", "Opted in"
+    REVOKED = "revoked", "Opted out"
+    UNKNOWN = "unknown", "Unknown"
 
 
 # Channels addressed by a phone number rather than an email address or a device.

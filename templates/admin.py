@@ -5,7 +5,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Max
 from django.utils.html import format_html
 
-from omni.admin import ReadOnlyAdminMixin, ReadOnlyInline
+from omni.lib.admin import ReadOnlyAdminMixin, ReadOnlyInline
 
 from .actions import publish_template
 from .models import Template, TemplateVariant, TemplateVersion

@@ -1,0 +1,21 @@
+"""Hooks through which the apps above contacts act on a contact's changes.
+
+Dependencies point one way (contacts imports no other app), yet some writes must reach an app
+above: consent given with a contact upsert belongs to compliance; erasure and retention will
+reach every app. Each such write is a signal here; the owning app connects its receiver in
+its AppConfig.ready(), and contacts sends it inside its own transaction, so a receiver's
+error rolls the whole change back.
+"""
+from django.core.exceptions import ImproperlyConfigured
+from django.dispatch import Signal
+
+# Consents submitted with a contact (the API's PUT, an import), already validated in shape.
+# Arguments: contact, consents ([{"channel", "purpose", "status", "evidence"}]), source, actor_label.
+consents_submitted = Signal()
+
+
+def send(signal: Signal, **kwargs) -> None:
+    """Send a hook that some app must handle; refuse to drop the write when none is connected."""
+    if not signal.has_listeners():
+        raise ImproperlyConfigured("No app handles this contacts hook; is the app that owns it installed?")
+    signal.send(sender=None, **kwargs)

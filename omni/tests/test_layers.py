@@ -1,0 +1,84 @@
+"""Dependencies point one way: campaigns -> channels -> compliance, templates -> contacts -> omni's base.
+
+omni's base (audit writer, API keys, shared choices, lib) imports no app; omni's web layer
+(settings, urls, the admin site, cross-app pages, the demo data) may import every app and is
+imported by none. Tests and migrations are left out: they may reach anywhere.
+"""
+import ast
+from pathlib import Path
+
+from django.conf import settings
+
+ROOT = Path(settings.BASE_DIR)
+# Higher may import lower; equal ranks are siblings that must not import each other.
+RANKS = {"omni": 0, "contacts": 1, "compliance": 2, "templates": 2, "channels": 3, "campaigns": 4, "omni-web": 5}
+OMNI_WEB_MODULES = (
+    "omni.settings", "omni.urls", "omni.wsgi", "omni.asgi", "omni.admin", "omni.views", "omni.web",
+    "omni.testing", "omni.management.commands.seed_demo",
+)
+
+
+def layer_of(module: str) -> str | None:
+    if module == "omni" or module.startswith("omni."):
+        return "omni-web" if module.startswith(OMNI_WEB_MODULES) else "omni"
+    top = module.split(".")[0]
+    return top if top in RANKS else None
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imports_of(path: Path, module: str) -> list[tuple[int, str]]:
+    found = []
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                base = ".".join(anchor + ([base] if base else []))
+            found += [(node.lineno, f"{base}.{alias.name}" if base else alias.name) for alias in node.names]
+    return found
+
+
+def source_files():
+    for app in ("omni", "contacts", "compliance", "templates", "channels", "campaigns"):
+        for path in sorted((ROOT / app).rglob("*.py")):
+            parts = path.relative_to(ROOT).parts
+            if "tests" in parts or "migrations" in parts or path.name == "conftest.py":
+                continue
+            yield path
+
+
+def upward_imports() -> list[str]:
+    problems = []
+    for path in source_files():
+        module = module_name(path)
+        source = layer_of(module)
+        for line, imported in imports_of(path, module):
+            target = layer_of(imported)
+            if target is None or target == source:
+                continue
+            if RANKS[target] >= RANKS[source]:
+                problems.append(f"{path.relative_to(ROOT)}:{line} ({source}) imports {imported} ({target})")
+    return problems
+
+
+def test_no_import_points_upward():
+    assert upward_imports() == []
+
+
+def test_the_check_sees_an_upward_import(tmp_path, monkeypatch):
+    # The rule itself can fail: contacts importing compliance is reported.
+    bad = ROOT / "contacts" / "_layer_probe.py"
+    bad.write_text("from compliance.models import Consent\n")
+    try:
+        assert any("contacts/_layer_probe.py:1" in problem for problem in upward_imports())
+    finally:
+        bad.unlink()
