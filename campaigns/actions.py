@@ -72,7 +72,8 @@ def enroll_contact(journey: Journey, contact, *, actor=None, actor_label="") -> 
     if Enrollment.objects.filter(journey=journey, contact=contact, state__in=["active", "paused"]).exists():
         raise ValidationError(f"{contact} is already in {journey.name!r}.")
     now = timezone.now()
-    enrollment = Enrollment.objects.create(journey=journey, contact=contact, current_step=journey.first_step(),
+    enrollment = Enrollment.objects.create(journey=journey, journey_version=journey.version, contact=contact,
+                                           current_step=journey.first_step(),
                                            state=EnrollmentState.ACTIVE, next_run_at=now, entered_at=now)
     audit.record("journey.enrolled", contact=contact, obj=enrollment, actor=actor, actor_label=actor_label,
                  reason="manual", data={"journey": journey.pk})

@@ -24,7 +24,7 @@ from channels.models import (
     MessageStatus,
 )
 from omni import audit
-from omni.lib.bulk import bulk_update
+from omni.lib.bulk import bulk_insert, bulk_update
 from contacts.models import ContactEvent
 from templates.actions import current_version
 
@@ -35,6 +35,7 @@ from .models import (
     Journey,
     JourneyStatus,
     JourneyStep,
+    JourneyStepVisit,
     ReentryPolicy,
     StepKind,
     TriggerType,
@@ -180,7 +181,8 @@ def _enroll_from_events(events, journeys, now) -> int:
             refused.append(audit.build("journey.enrollment_refused", contact_id=contact_id, obj=journey,
                                        reason=reason, data={"event": event.pk}))
             continue
-        new.append(Enrollment(journey_id=journey_id, contact_id=contact_id, current_step=first_steps[journey_id],
+        new.append(Enrollment(journey_id=journey_id, journey_version=journey.version, contact_id=contact_id,
+                              current_step=first_steps[journey_id],
                               state=EnrollmentState.ACTIVE, next_run_at=now, entered_at=now, trigger_event=event))
     # ignore_conflicts: another worker enrolling the same contact from a different event at the
     # same moment loses quietly to the partial unique constraint instead of failing the batch.
@@ -238,7 +240,7 @@ def run_enrollments(enrollments: list[Enrollment], steps: dict, now) -> int:
     sends in one bulk pass, every one at a condition is evaluated from one query, so a batch
     costs a fixed number of queries per step rather than per enrollment.
     """
-    entries, ran = [], 0
+    entries, visits, ran = [], [], 0
     following = _following_steps(steps)
     active = list(enrollments)
     for _ in range(MAX_STEPS_PER_RUN):
@@ -256,10 +258,12 @@ def run_enrollments(enrollments: list[Enrollment], steps: dict, now) -> int:
             ran += 1
             enrollment.steps_taken += 1
             outcome, next_step = _transition(enrollment, step, steps, following, messages, results)
-            entries.append(audit.build(
-                "journey.step", contact=enrollment.contact, obj=enrollment, reason=f"{step.kind}:{outcome}",
-                data={"journey": enrollment.journey_id, "step": step.key, "outcome": outcome,
-                      "next_step": next_step.key if next_step else None},
+            message = messages.get(enrollment.pk) if step.kind == StepKind.SEND else None
+            visits.append(JourneyStepVisit(
+                enrollment_id=enrollment.pk, journey_id=enrollment.journey_id,
+                journey_version=enrollment.journey_version, step_id=step.pk, step_key=step.key, step_kind=step.kind,
+                visit_number=enrollment.steps_taken, message_id=message.pk if message else None,
+                outcome=outcome[:100], visited_at=now,
             ))
             if step.kind == StepKind.EXIT:
                 entries.append(_end(enrollment, EnrollmentState.EXITED, f"exit:{step.key}", now))
@@ -274,6 +278,7 @@ def run_enrollments(enrollments: list[Enrollment], steps: dict, now) -> int:
         # Too many steps without a wait: look again next tick rather than spin.
         enrollment.next_run_at = now
     bulk_update(enrollments, ENROLLMENT_FIELDS)
+    bulk_insert(visits)
     audit.record_many(entries)
     return ran
 
@@ -298,8 +303,7 @@ def _following_steps(steps: dict) -> dict:
 def _transition(enrollment, step, steps, following, messages, results):
     """What one step did and where the enrollment goes next: (outcome, next step)."""
     if step.kind == StepKind.SEND:
-        message = messages[enrollment.pk]
-        return f"message:{message.pk}:{message.status}", following[step.pk]
+        return messages[enrollment.pk].status, following[step.pk]
     if step.kind == StepKind.WAIT:
         return f"wait:{step.config['seconds']}s", following[step.pk]
     if step.kind == StepKind.CONDITION:
@@ -328,7 +332,6 @@ def _send_steps(enrollments, at, now) -> dict[int, Message]:
             purpose=step.purpose or version.purpose,
             urgency=step.urgency,
             variables={"journey": enrollment.journey.name},
-            source_ref=f"journey:{enrollment.journey_id}/step:{step.pk}/enrollment:{enrollment.pk}",
             intent_key=step.intent_key or f"journey:{enrollment.journey.slug}:{step.key}",
             # The same enrollment reaching the same step on the same visit is the same message.
             idempotency_key=f"enrollment:{enrollment.pk}:{enrollment.steps_taken + 1}:{step.key}",

@@ -43,6 +43,8 @@ class Journey(models.Model):
     goal_event = models.CharField(max_length=100, blank=True, help_text="Event that ends the journey as a conversion.")
     reentry = models.CharField(max_length=15, choices=ReentryPolicy.choices, default=ReentryPolicy.NEVER)
     reentry_after_seconds = models.PositiveIntegerField(null=True, blank=True)
+    # The version new enrollments pin; enrollments and visits keep the one they ran.
+    version = models.PositiveIntegerField(default=1, editable=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -125,8 +127,9 @@ LIVE_ENROLLMENT_STATES = (EnrollmentState.ACTIVE, EnrollmentState.PAUSED)
 class Enrollment(models.Model):
     """A contact's way through a journey. Due when active and next_run_at has passed."""
 
-    journey = models.ForeignKey(Journey, on_delete=models.CASCADE, related_name="enrollments")
-    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="enrollments")
+    journey = models.ForeignKey(Journey, on_delete=models.PROTECT, related_name="enrollments")
+    contact = models.ForeignKey(Contact, on_delete=models.PROTECT, related_name="enrollments")
+    journey_version = models.PositiveIntegerField(default=1)
     current_step = models.ForeignKey(JourneyStep, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     state = models.CharField(max_length=10, choices=EnrollmentState.choices, default=EnrollmentState.ACTIVE)
     next_run_at = models.DateTimeField(null=True, blank=True)
@@ -205,3 +208,67 @@ class Campaign(models.Model):
 
     def __str__(self):
         return self.name
+
+
+class JourneyStepVisit(models.Model):
+    """One step an enrollment ran: the provenance of what a journey did, as a row.
+
+    A send step's visit points at the Message it produced, so "why did this contact get this?"
+    reads downward: message <- visit -> enrollment -> journey. `visit_number` counts the
+    enrollment's steps (1, 2, ...), the same count that makes the message's idempotency key.
+    """
+
+    enrollment = models.ForeignKey(Enrollment, on_delete=models.PROTECT, related_name="visits")
+    journey = models.ForeignKey(Journey, on_delete=models.PROTECT, related_name="+")
+    journey_version = models.PositiveIntegerField(default=1)
+    step = models.ForeignKey(JourneyStep, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # Kept as written at the time: a draft may rename or remove the step later.
+    step_key = models.CharField(max_length=50)
+    step_kind = models.CharField(max_length=10, choices=StepKind.choices)
+    visit_number = models.PositiveIntegerField()
+    message = models.OneToOneField(
+        "channels.Message", null=True, blank=True, on_delete=models.PROTECT, related_name="journey_visit"
+    )
+    outcome = models.CharField(max_length=100, blank=True)
+    visited_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["enrollment", "visit_number"]
+        constraints = [
+            models.UniqueConstraint(fields=["enrollment", "visit_number"], name="visit_unique_number"),
+        ]
+        indexes = [models.Index(fields=["journey", "step_key", "visited_at"], name="visit_journey_step")]
+
+    def __str__(self):
+        return f"{self.enrollment} visit {self.visit_number}: {self.step_key} ({self.outcome})"
+
+
+class RecipientOutcome(models.TextChoices):
+    PENDING = "pending", "Not sent yet"
+    SENT = "sent", "Message created"
+    HOLDOUT = "holdout", "Held out (control group)"
+    SKIPPED = "skipped", "Left out"
+
+
+class CampaignRecipient(models.Model):
+    """One contact of a campaign's audience: the variant or holdout drawn, and the message sent
+    or why the contact was left out. The campaign's provenance, as rows results can count."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="recipients")
+    contact = models.ForeignKey(Contact, on_delete=models.PROTECT, related_name="campaign_recipients")
+    variant = models.CharField(max_length=50, blank=True, help_text="A/B variant name; blank without a test.")
+    outcome = models.CharField(max_length=10, choices=RecipientOutcome.choices, default=RecipientOutcome.PENDING)
+    message = models.OneToOneField(
+        "channels.Message", null=True, blank=True, on_delete=models.PROTECT, related_name="campaign_recipient"
+    )
+    skip_reason = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "contact"], name="recipient_unique_contact"),
+        ]
+        indexes = [models.Index(fields=["campaign", "outcome", "variant"], name="recipient_campaign_outcome")]
+
+    def __str__(self):
+        return f"{self.contact} in {self.campaign} ({self.outcome})"

@@ -2,9 +2,9 @@
 
 dispatch() walks the message's channel plan from its current step: a channel the contact
 cannot be reached on is skipped; the compliance gate decides for the first reachable one;
-an allowed message is rendered and becomes a queued Delivery whose send task is enqueued
-after commit. fall_back() moves an undelivered message to the next channel of its plan.
-Every decision writes an audit entry.
+an allowed message is rendered and becomes a queued Delivery (for push, one per device) whose
+send task is enqueued after commit. fall_back() moves an undelivered message to the next
+channel of its plan. Every gate verdict is kept as a Decision row, sealed into the audit chain.
 """
 from dataclasses import dataclass
 from datetime import timedelta
@@ -13,14 +13,16 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from compliance import gate
+from compliance import decisions, gate
+from contacts.models import Device
 from omni import audit
-from omni.choices import send_queue
+from omni.choices import Channel, send_queue
 from omni.lib.bulk import bulk_update
 from templates.rendering import RenderError, contact_variables, render_variant
 
 from .models import (
     ENGAGED_DELIVERY_STATUSES,
+    FAILED_DELIVERY_STATUSES,
     Delivery,
     DeliveryStatus,
     Message,
@@ -48,27 +50,34 @@ def provider_name(channel: str) -> str:
     return settings.OMNI_PROVIDERS.get(channel, "sandbox")
 
 
-def create_message(*, contact, template_version, channel_plan, source, purpose="", urgency="normal", variables=None,
-                   source_ref="", intent_key="", idempotency_key=None, expires_at=None, priority=0,
-                   actor=None, actor_label="") -> tuple[Message, bool]:
-    """Create the canonical message, or return the one already made for idempotency_key."""
+def create_message(*, contact, channel_plan, source, template_version=None, content=None, purpose="",
+                   urgency="normal", variables=None, intent_key="", idempotency_key=None, expires_at=None, priority=0,
+                   conversation=None, agent=None, api_key=None) -> tuple[Message, bool]:
+    """Create the canonical message, or return the one already made for idempotency_key.
+
+    It says what a published `template_version` says, or what `content` says as written
+    (variants in TemplateVersion.variants' shape), never both.
+    """
     message = Message(
         contact=contact,
         template_version=template_version,
-        purpose=purpose or template_version.purpose,
+        content=content,
+        purpose=purpose,
         urgency=urgency,
         priority=priority,
         intent_key=intent_key,
         variables=variables or {},
         channel_plan=list(channel_plan),
         source=source,
-        source_ref=source_ref,
+        conversation=conversation,
+        agent=agent,
+        api_key=api_key,
         idempotency_key=idempotency_key,
         expires_at=expires_at,
     )
     try:
         with transaction.atomic():
-            [stored], created = create_messages([message], actor=actor, actor_label=actor_label)
+            [stored], created = create_messages([message])
     except IntegrityError:
         # Two requests with the same idempotency key at once: the other one stored it.
         if not idempotency_key:
@@ -77,16 +86,23 @@ def create_message(*, contact, template_version, channel_plan, source, purpose="
     return stored, bool(created)
 
 
-def create_messages(messages: list[Message], *, actor=None, actor_label="") -> tuple[list[Message], list[Message]]:
+def create_messages(messages: list[Message]) -> tuple[list[Message], list[Message]]:
     """Store unsaved messages in bulk, except those whose idempotency key is already taken.
 
     Returns every message in the order given (the stored one where the key was taken) and the
-    list of those created now.
+    list of those created now. The gate's decision on each, when dispatched, is its audit trail.
     """
     for message in messages:
         if not message.channel_plan:
             raise ValueError("A message needs a channel plan with at least one channel.")
-        message.purpose = message.purpose or message.template_version.purpose
+        if (message.template_version_id is None) == (message.content is None):
+            raise ValueError("A message says what a template version says or carries its own content, not both.")
+        if message.content is not None and not (isinstance(message.content, list) and all(
+                isinstance(v, dict) and v.get("channel") in Channel.values for v in message.content)):
+            raise ValueError('Own content is a list of variants such as [{"channel": "sms", "text_body": "..."}].')
+        message.purpose = message.purpose or (message.template_version.purpose if message.template_version_id else "")
+        if not message.purpose:
+            raise ValueError("A message with its own content needs a purpose.")
     keys = [m.idempotency_key for m in messages if m.idempotency_key]
     existing = {}
     if keys:
@@ -96,12 +112,6 @@ def create_messages(messages: list[Message], *, actor=None, actor_label="") -> t
         }
     new = [m for m in messages if not m.idempotency_key or m.idempotency_key not in existing]
     Message.objects.bulk_create(new, batch_size=1000)
-    audit.record_many([
-        audit.build("message.created", contact=m.contact, obj=m, actor=actor, actor_label=actor_label, reason=m.source,
-                    data={"source_ref": m.source_ref, "intent_key": m.intent_key, "purpose": m.purpose,
-                          "template_version": m.template_version_id, "channel_plan": m.channel_plan})
-        for m in new
-    ])
     return [existing.get(m.idempotency_key, m) if m.idempotency_key else m for m in messages], new
 
 
@@ -117,20 +127,25 @@ class _Candidate:
     variant: dict | None
     address: str
     provider: str
+    # Push goes to every enabled device of the contact, one delivery each.
+    devices: tuple = ()
     verdict: gate.Verdict | None = None
 
 
 def dispatch_many(messages: list[Message], *, now=None) -> dict[int, Delivery]:
-    """Route, gate and queue many messages at once. Returns the new deliveries by message id.
+    """Route, gate and queue many messages at once. Returns a new delivery by message id.
 
     For each message, routing walks the channel plan from its current step: a channel without
-    a template variant, an address or an opt-in is skipped; the first other channel is decided
-    by the compliance gate (queue, defer or suppress). The whole batch costs a fixed handful of
+    something written for it is skipped; the others are put to the compliance gate, and a
+    channel it rules out for this channel only (no address, no opt-in, a bounced address) is
+    skipped too; the first other verdict (queue, defer or suppress) stands. Every verdict
+    routing relied on is kept as a Decision row. The whole batch costs a fixed handful of
     queries. Runs inside the caller's transaction; send tasks are enqueued after it commits.
     """
     now = now or timezone.now()
     pending = [m for m in messages if m.status not in TERMINAL_MESSAGE_STATUSES]
-    candidates = {m.pk: _candidates(m) for m in pending}
+    devices = _push_devices(pending)
+    candidates = {m.pk: _candidates(m, devices) for m in pending}
     gated, requests = [], []
     for message in pending:
         for c in candidates[message.pk]:
@@ -141,29 +156,29 @@ def dispatch_many(messages: list[Message], *, now=None) -> dict[int, Delivery]:
     for candidate, verdict in zip(gated, gate.decide_many(requests, now)):
         candidate.verdict = verdict
 
-    entries, queued, undeliverable = [], [], []
+    entries, rulings, skipped_by_ruling, queued, undeliverable = [], [], {}, [], []
     for message in pending:
-        chosen, skipped = _route(candidates[message.pk])
-        if skipped:
-            entries.append(audit.build("message.channels_skipped", contact=message.contact, obj=message,
-                                       data={"skipped": skipped}))
+        chosen, skipped, ruled = _route(candidates[message.pk])
+        for candidate in ruled:
+            if candidate is chosen and skipped:
+                skipped_by_ruling[len(rulings)] = {"skipped": skipped}
+            rulings.append(decisions.Ruling(candidate.verdict, message.pk, message.contact_id, candidate.step,
+                                            candidate.provider))
         if chosen is None:
             undeliverable.append((message, skipped))
         elif chosen.verdict.outcome == gate.SUPPRESS:
             status = MessageStatus.EXPIRED if chosen.verdict.reason == "expired" else MessageStatus.SUPPRESSED
-            entries.append(_set_status(message, status, chosen.verdict.reason, "message.suppressed", now,
-                                       channel=chosen.channel, data=chosen.verdict.as_data()))
+            message.current_step = chosen.step
+            _set_status(message, status, chosen.verdict.reason, now)
         elif chosen.verdict.outcome == gate.DEFER:
             message.current_step = chosen.step
-            entries.append(_set_status(message, MessageStatus.DEFERRED, chosen.verdict.reason, "message.deferred",
-                                       now, channel=chosen.channel, data=chosen.verdict.as_data(),
-                                       defer_until=chosen.verdict.until))
+            _set_status(message, MessageStatus.DEFERRED, chosen.verdict.reason, now, defer_until=chosen.verdict.until)
         else:
-            delivery, failure = _build_delivery(message, chosen, now)
+            built, failure = _build_deliveries(message, chosen, now)
             if failure:
                 entries.append(failure)
             else:
-                queued.append((message, chosen, delivery))
+                queued.append((message, chosen, built))
 
     if undeliverable:
         # A message that already had a delivery has failed; one that never had any was suppressed.
@@ -171,90 +186,115 @@ def dispatch_many(messages: list[Message], *, now=None) -> dict[int, Delivery]:
                     .values_list("message_id", flat=True).distinct())
         for message, skipped in undeliverable:
             status = MessageStatus.FAILED if message.pk in tried else MessageStatus.SUPPRESSED
-            entries.append(_set_status(message, status, "no_eligible_channel", "message.undeliverable", now,
-                                       data={"skipped": skipped}))
+            _set_status(message, status, "no_eligible_channel", now)
+            entries.append(audit.build("message.undeliverable", contact_id=message.contact_id, obj=message,
+                                       reason="no_eligible_channel", data={"skipped": skipped, "status": status}))
 
-    Delivery.objects.bulk_create([delivery for _, _, delivery in queued], batch_size=1000)
-    for message, chosen, delivery in queued:
+    Delivery.objects.bulk_create([d for _, _, built in queued for d in built], batch_size=1000)
+    for message, chosen, _ in queued:
         message.current_step = chosen.step
-        entries.append(_set_status(
-            message, MessageStatus.QUEUED, chosen.verdict.reason, "message.allowed", now, channel=chosen.channel,
-            data={**chosen.verdict.as_data(), "delivery": delivery.pk, "provider": chosen.provider,
-                  "plan_step": chosen.step},
-        ))
+        _set_status(message, MessageStatus.QUEUED, chosen.verdict.reason, now)
     bulk_update(pending, MESSAGE_ROUTING_FIELDS)
+    decisions.record(rulings, now, extra=skipped_by_ruling)
     audit.record_many(entries)
-    enqueue_sends([(delivery, message.purpose) for message, _, delivery in queued])
-    return {message.pk: delivery for message, _, delivery in queued}
+    enqueue_sends([(d, message.purpose) for message, _, built in queued for d in built])
+    return {message.pk: built[0] for message, _, built in queued}
 
 
 MESSAGE_ROUTING_FIELDS = ["status", "status_reason", "defer_until", "current_step", "updated_at"]
 
 
-def _candidates(message: Message) -> list[_Candidate]:
-    contact, version = message.contact, message.template_version
-    return [
-        _Candidate(step, entry["channel"], version.variant_for(entry["channel"], contact.locale),
-                   contact.address_for(entry["channel"]), provider_name(entry["channel"]))
-        for step, entry in enumerate(message.channel_plan) if step >= message.current_step
-    ]
+def _push_devices(messages: list[Message]) -> dict[int, tuple]:
+    """The enabled devices of every contact a push could go to, in one query."""
+    wanted = {m.contact_id for m in messages
+              if any(entry["channel"] == Channel.PUSH for entry in m.channel_plan[m.current_step:])}
+    found = {}
+    if wanted:
+        for device in Device.objects.filter(contact_id__in=wanted, enabled=True).order_by("pk"):
+            found.setdefault(device.contact_id, []).append(device)
+    return {contact_id: tuple(devices) for contact_id, devices in found.items()}
 
 
-def _route(candidates: list[_Candidate]) -> tuple[_Candidate | None, list[dict]]:
-    """The first channel the gate has to rule on for real, and the channels skipped before it."""
-    skipped = []
+def _candidates(message: Message, devices: dict[int, tuple]) -> list[_Candidate]:
+    contact = message.contact
+    candidates = []
+    for step, entry in enumerate(message.channel_plan):
+        if step < message.current_step:
+            continue
+        channel = entry["channel"]
+        on_devices = devices.get(contact.pk, ()) if channel == Channel.PUSH else ()
+        address = (on_devices[0].provider_endpoint or on_devices[0].token) if on_devices else contact.address_for(channel)
+        candidates.append(_Candidate(step, channel, message.variant_for(channel, contact.locale), address,
+                                     provider_name(channel), on_devices))
+    return candidates
+
+
+def _route(candidates: list[_Candidate]) -> tuple[_Candidate | None, list[dict], list[_Candidate]]:
+    """The first channel the gate has to rule on for real, the channels skipped before it, and
+    the candidates whose verdicts routing relied on (the skipped ones the gate ruled out, then the chosen one)."""
+    skipped, ruled = [], []
     for candidate in candidates:
         if candidate.variant is None:
-            skipped.append({"channel": candidate.channel, "reason": "no_template_variant"})
-        elif candidate.verdict.outcome == gate.SUPPRESS and candidate.verdict.reason in CHANNEL_INELIGIBLE_REASONS:
+            skipped.append({"channel": candidate.channel, "reason": "no_content_for_channel"})
+            continue
+        ruled.append(candidate)
+        if candidate.verdict.outcome == gate.SUPPRESS and candidate.verdict.reason in CHANNEL_INELIGIBLE_REASONS:
             skipped.append({"channel": candidate.channel, "reason": candidate.verdict.reason})
         else:
-            return candidate, skipped
-    return None, skipped
+            return candidate, skipped, ruled
+    return None, skipped, ruled
 
 
-def _build_delivery(message: Message, chosen: _Candidate, now):
-    """An unsaved Delivery with the rendered content, or (None, audit entry) if rendering failed."""
+def _build_deliveries(message: Message, chosen: _Candidate, now):
+    """Unsaved deliveries with the rendered content (one per device for push), or ([], audit entry) if rendering failed."""
     contact = message.contact
-    try:
-        rendered = render_variant(chosen.variant, {**message.variables, **contact_variables(contact)})
-    except RenderError as exc:
-        return None, _set_status(message, MessageStatus.FAILED, f"render_error:{exc.field}", "message.render_failed",
-                                 now, channel=chosen.channel, data={"error": str(exc), "field": exc.field})
+    if message.is_templated:
+        try:
+            rendered = render_variant(chosen.variant, {**message.variables, **contact_variables(contact)})
+        except RenderError as exc:
+            _set_status(message, MessageStatus.FAILED, f"render_error:{exc.field}", now)
+            return [], audit.build("message.render_failed", contact_id=message.contact_id, obj=message,
+                                   channel=chosen.channel, reason=f"render_error:{exc.field}",
+                                   data={"field": exc.field}, personal={"error": str(exc)})
+    else:
+        rendered = chosen.variant
     plan_entry = message.channel_plan[chosen.step]
     fallback_due_at = None
     has_next = chosen.step + 1 < len(message.channel_plan)
-    if has_next and message.template_version.allow_fallback and plan_entry.get("fallback_after_seconds"):
+    if has_next and message.allows_fallback and plan_entry.get("fallback_after_seconds"):
         fallback_due_at = now + timedelta(seconds=int(plan_entry["fallback_after_seconds"]))
-    delivery = Delivery(
-        message=message,
-        contact=contact,
-        channel=chosen.channel,
-        provider=chosen.provider,
-        to_address=chosen.address,
-        subject=rendered.get("subject", ""),
-        text_body=rendered.get("text_body", ""),
-        html_body=rendered.get("html_body", ""),
-        content={
-            "plan_step": chosen.step,
-            "title": rendered.get("title", ""),
-            "preheader": rendered.get("preheader", ""),
-            "provider_template_id": rendered.get("provider_template_id", ""),
-            "locale": rendered.get("locale", ""),
-        },
-        queued_at=now,
-        fallback_due_at=fallback_due_at,
-    )
-    return delivery, None
+    targets = [(d, d.provider_endpoint or d.token) for d in chosen.devices] or [(None, chosen.address)]
+    return [
+        Delivery(
+            message=message,
+            contact=contact,
+            plan_step=chosen.step,
+            device=device,
+            channel=chosen.channel,
+            provider=chosen.provider,
+            to_address=address,
+            subject=rendered.get("subject", ""),
+            text_body=rendered.get("text_body", ""),
+            html_body=rendered.get("html_body", ""),
+            content={
+                "title": rendered.get("title", ""),
+                "preheader": rendered.get("preheader", ""),
+                "provider_template_id": rendered.get("provider_template_id", ""),
+                "locale": rendered.get("locale", ""),
+            },
+            queued_at=now,
+            fallback_due_at=fallback_due_at,
+        )
+        for device, address in targets
+    ], None
 
 
-def _set_status(message, status, reason, action, now, *, channel="", data=None, defer_until=None):
-    """Change the message's status in memory and return the audit entry saying so."""
+def _set_status(message, status, reason, now, *, defer_until=None):
+    """Change the message's routing status in memory (written by the caller in bulk)."""
     message.status = status
     message.status_reason = reason
     message.defer_until = defer_until
     message.updated_at = now
-    return audit.build(action, contact=message.contact, obj=message, channel=channel, reason=reason, data=data or {})
 
 
 def enqueue_send(delivery: Delivery, purpose: str) -> None:
@@ -279,46 +319,53 @@ def enqueue_sends(deliveries: list[tuple[Delivery, str]]) -> None:
     transaction.on_commit(publish)
 
 
-def _finish(message, status, reason, action, *, channel="", data=None):
-    entry = _set_status(message, status, reason, action, timezone.now(), channel=channel, data=data)
-    message.save(update_fields=MESSAGE_ROUTING_FIELDS)
-    entry.save()
-
-
 @transaction.atomic
 def fall_back(delivery: Delivery, reason: str, *, now=None) -> Delivery | None:
     """Hand an undelivered message to the next channel of its plan, or mark it failed.
 
     Safe to call more than once for the same delivery (a permanent error and then the
-    provider's "failed" webhook): only the first call while this delivery is the message's
-    current step moves it on.
+    provider's "failed" webhook): only the first call while this delivery's plan step is the
+    message's current step moves it on. For push, the message moves on only once no delivery
+    of the step (one per device) can still succeed.
     """
-    message = Message.objects.select_for_update().select_related("contact", "template_version").get(pk=delivery.message_id)
-    step = delivery.content.get("plan_step", message.current_step)
+    message = (Message.objects.select_for_update(of=("self",)).select_related("contact", "template_version")
+               .get(pk=delivery.message_id))
+    step = delivery.plan_step
     if step != message.current_step or message.status in TERMINAL_MESSAGE_STATUSES:
         return None
     if message.status == MessageStatus.ENGAGED:
         return None
     Delivery.objects.filter(pk=delivery.pk).update(fallback_due_at=None)
+    siblings = list(Delivery.objects.filter(message_id=message.pk, plan_step=step).exclude(pk=delivery.pk))
+    for sibling in siblings:
+        sibling.message = message
+    if reason == "fallback_timeout":
+        if any(fallback_condition_met(sibling) for sibling in siblings):
+            return None  # another device of this step got through in time
+    elif any(s.status not in FAILED_DELIVERY_STATUSES | {DeliveryStatus.CANCELLED} for s in siblings):
+        return None  # another device of this step may still deliver
+    Delivery.objects.filter(pk__in=[s.pk for s in siblings]).update(fallback_due_at=None)
     has_next = step + 1 < len(message.channel_plan)
-    if not has_next or not message.template_version.allow_fallback:
+    if not has_next or not message.allows_fallback:
         why = "fallback_forbidden_by_template" if has_next else reason
-        _finish(message, MessageStatus.FAILED, why, "message.failed", channel=delivery.channel,
-                data={"delivery": delivery.pk, "reason": reason})
+        message.status, message.status_reason, message.updated_at = MessageStatus.FAILED, why, timezone.now()
+        message.save(update_fields=MESSAGE_ROUTING_FIELDS)
+        audit.record("message.failed", contact_id=message.contact_id, obj=message, channel=delivery.channel, reason=why,
+                     data={"delivery": delivery.pk, "reason": reason})
         return None
     message.current_step = step + 1
     message.status = MessageStatus.PENDING
     message.save(update_fields=["current_step", "status", "updated_at"])
-    audit.record("message.fell_back", contact=message.contact, obj=message, channel=delivery.channel, reason=reason,
-                 data={"from_channel": delivery.channel, "to_channel": message.channel_plan[step + 1]["channel"],
-                       "delivery": delivery.pk})
+    audit.record("message.fell_back", contact_id=message.contact_id, obj=message, channel=delivery.channel,
+                 reason=reason, data={"from_channel": delivery.channel,
+                                      "to_channel": message.channel_plan[step + 1]["channel"], "delivery": delivery.pk})
     return dispatch(message, now=now)
 
 
 def fallback_condition_met(delivery: Delivery) -> bool:
     """Whether a delivery reached what its plan entry waits for before its fallback timer ends."""
     plan = delivery.message.channel_plan
-    step = delivery.content.get("plan_step", 0)
+    step = delivery.plan_step
     wanted = plan[step].get("fallback_unless", "delivered") if step < len(plan) else "delivered"
     if wanted == "engaged":
         return delivery.status in ENGAGED_DELIVERY_STATUSES

@@ -33,7 +33,7 @@ class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["id", "contact", "purpose", "urgency", "status", "status_reason", "current_channel", "source",
                     "created_at"]
     list_filter = ["status", "purpose", "source", "urgency"]
-    search_fields = ["intent_key", "source_ref", "idempotency_key", *CONTACT_SEARCH_FIELDS]
+    search_fields = ["intent_key", "idempotency_key", *CONTACT_SEARCH_FIELDS]
     list_select_related = ["contact"]
     date_hierarchy = "created_at"
     inlines = [DeliveryInline]

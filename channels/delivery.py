@@ -12,7 +12,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from compliance import gate
+from compliance import decisions, gate
 from omni import audit
 from compliance.actions import suppress
 
@@ -89,13 +89,18 @@ def send_time_refusal(delivery: Delivery, now) -> str:
     message = delivery.message
     if message.status in TERMINAL_MESSAGE_STATUSES or message.status == MessageStatus.ENGAGED:
         return f"message_{message.status}"
-    if delivery.content.get("plan_step", message.current_step) != message.current_step:
+    if delivery.plan_step != message.current_step:
         # A fallback timer moved the message to its next channel while this delivery waited
         # (a backlog, retries): sending it now would deliver the same content twice.
         return "message_moved_to_next_channel"
     verdict = gate.check(delivery.contact, delivery.channel, message.purpose, delivery.to_address,
                          provider=delivery.provider, expires_at=message.expires_at, now=now)
-    return "" if verdict.allowed else verdict.reason
+    if verdict.allowed:
+        return ""
+    # The refusal overrides the decision made at dispatch, so it is kept as a decision too.
+    decisions.record([decisions.Ruling(verdict, message.pk, delivery.contact_id, delivery.plan_step,
+                                       delivery.provider, delivery.pk)], now)
+    return verdict.reason
 
 
 def reconcile_stuck_deliveries(older_than: timedelta = STUCK_SENDING_AFTER, now=None) -> int:
@@ -197,7 +202,7 @@ def _cancel(delivery: Delivery, reason: str, now) -> None:
         audit.record("delivery.cancelled", contact=delivery.contact, obj=delivery, channel=delivery.channel,
                      reason=reason[:100], data={"attempt": delivery.attempts})
         message = Message.objects.select_for_update().get(pk=delivery.message_id)
-        step = delivery.content.get("plan_step", message.current_step)
+        step = delivery.plan_step
         if message.status == MessageStatus.QUEUED and message.current_step == step:
             # Routing decides afresh from this plan step (next channel, defer or suppress) and
             # writes its own audit entry.

@@ -4,8 +4,9 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from contacts.models import Contact
+from contacts.models import Contact, Device
 from omni.choices import Channel, Purpose, Urgency
+from omni.models import ApiKey
 from templates.models import TemplateVersion
 
 
@@ -36,21 +37,36 @@ class Message(models.Model):
     `channel_plan` is the ordered list of channels to try, each with the condition that moves
     to the next: [{"channel": "email", "fallback_after_seconds": 3600}, {"channel": "sms"}].
     `current_step` indexes the plan entry in use.
+
+    What it says comes from a published template version, or from `content` (an agent's reply,
+    a keyword confirmation), never both. Where it came from is kept where that points down: a
+    journey step visit or a campaign recipient row points at the message; the message itself
+    keeps only the conversation and agent of a reply and the API key of an API send.
     """
 
-    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="messages")
+    contact = models.ForeignKey(Contact, on_delete=models.PROTECT, related_name="messages")
     purpose = models.CharField(max_length=15, choices=Purpose.choices)
     urgency = models.CharField(max_length=10, choices=Urgency.choices, default=Urgency.NORMAL)
     priority = models.IntegerField(default=0, help_text="Breaks ties between messages of the same purpose.")
     # Two messages with the same intent key are the same thing said twice (arbitration).
     intent_key = models.CharField(max_length=200, blank=True, db_index=True)
-    template_version = models.ForeignKey(TemplateVersion, on_delete=models.PROTECT, related_name="messages")
+    template_version = models.ForeignKey(
+        TemplateVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="messages"
+    )
+    # Literal content in TemplateVersion.variants' shape ([{"channel", "locale", "subject",
+    # "text_body", ...}]): sent as written, not rendered.
+    content = models.JSONField(null=True, blank=True)
     variables = models.JSONField(default=dict, blank=True, help_text="Values the template is rendered with.")
     channel_plan = models.JSONField(default=list)
     current_step = models.PositiveSmallIntegerField(default=0)
     source = models.CharField(max_length=10, choices=MessageSource.choices)
-    # e.g. "journey:3/step:7/enrollment:42" or "campaign:5"; campaigns/ reads it back.
-    source_ref = models.CharField(max_length=200, blank=True, db_index=True)
+    conversation = models.ForeignKey(
+        "Conversation", null=True, blank=True, on_delete=models.PROTECT, related_name="messages"
+    )
+    agent = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.PROTECT, related_name="messages")
     # A replayed trigger (retried task, re-claimed step) finds the existing message instead of
     # making a second one.
     idempotency_key = models.CharField(max_length=255, null=True, blank=True, unique=True)
@@ -67,6 +83,13 @@ class Message(models.Model):
             models.Index(fields=["defer_until"], condition=Q(status="deferred"), name="message_deferred_due"),
             models.Index(fields=["contact", "intent_key", "created_at"], name="message_contact_intent"),
         ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(template_version__isnull=False, content__isnull=True)
+                | Q(template_version__isnull=True, content__isnull=False),
+                name="message_template_or_own_content",
+            ),
+        ]
 
     def __str__(self):
         return f"Message {self.pk} ({self.purpose}) to {self.contact}"
@@ -76,6 +99,20 @@ class Message(models.Model):
         if 0 <= self.current_step < len(self.channel_plan):
             return self.channel_plan[self.current_step]["channel"]
         return None
+
+    @property
+    def is_templated(self) -> bool:
+        return self.content is None
+
+    def variant_for(self, channel: str, locale: str) -> dict | None:
+        """What to say on `channel` to someone reading `locale`, or None if nothing is written for it."""
+        if self.template_version_id is not None:
+            return self.template_version.variant_for(channel, locale)
+        return next((v for v in self.content if v.get("channel") == channel), None)
+
+    @property
+    def allows_fallback(self) -> bool:
+        return self.template_version.allow_fallback if self.template_version_id is not None else True
 
 
 class DeliveryStatus(models.TextChoices):
@@ -125,10 +162,17 @@ FAILED_DELIVERY_STATUSES = frozenset(
 
 
 class Delivery(models.Model):
-    """One attempt to carry a message on one channel through one provider."""
+    """One attempt to carry a message on one channel through one provider (for push, to one device).
 
-    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="deliveries")
-    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="deliveries")
+    `plan_step` is the entry of the message's channel plan it carries. A push message to a
+    contact with three devices has three deliveries at the same step; the message falls back to
+    the next channel only when none of them can still succeed.
+    """
+
+    message = models.ForeignKey(Message, on_delete=models.PROTECT, related_name="deliveries")
+    contact = models.ForeignKey(Contact, on_delete=models.PROTECT, related_name="deliveries")
+    plan_step = models.PositiveSmallIntegerField(default=0)
+    device = models.ForeignKey(Device, null=True, blank=True, on_delete=models.PROTECT, related_name="deliveries")
     channel = models.CharField(max_length=10, choices=Channel.choices)
     provider = models.CharField(max_length=50)
     to_address = models.CharField(max_length=512)
@@ -200,7 +244,7 @@ class DeliveryEvent(models.Model):
     reconciliation). The unique event id makes a repeated webhook count once.
     """
 
-    delivery = models.ForeignKey(Delivery, null=True, blank=True, on_delete=models.CASCADE, related_name="events")
+    delivery = models.ForeignKey(Delivery, null=True, blank=True, on_delete=models.PROTECT, related_name="events")
     provider = models.CharField(max_length=50)
     provider_event_id = models.CharField(max_length=255)
     provider_message_id = models.CharField(max_length=255, blank=True, db_index=True)
@@ -232,7 +276,7 @@ class ConversationStatus(models.TextChoices):
 class Conversation(models.Model):
     """A support thread with one contact on one channel."""
 
-    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="conversations")
+    contact = models.ForeignKey(Contact, on_delete=models.PROTECT, related_name="conversations")
     channel = models.CharField(max_length=10, choices=Channel.choices)
     status = models.CharField(max_length=10, choices=ConversationStatus.choices, default=ConversationStatus.OPEN)
     assignee = models.ForeignKey(

@@ -2,12 +2,13 @@
 
 `decide()` is pure: it takes what it needs (SendFacts) and returns a Verdict.
 `decide_many()` loads those facts for a whole batch of sends in three queries and decides each;
-`check()` is the same for one send. Every caller writes the verdict to the audit log.
+`check()` is the same for one send. Every verdict is kept as a Decision row with its inputs
+(compliance/decisions.py), sealed into the audit chain.
 
 This first version checks: expiry, a paused contact, a paused channel or provider, the address,
 suppression and consent. Quiet hours and frequency caps plug in here as further rules.
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from django.db.models import Q
@@ -32,6 +33,8 @@ class Verdict:
     until: datetime | None = None
     # The ConsentChange the decision relied on, so an audit can say under which permission.
     consent_change_id: int | None = None
+    # What the verdict was decided from, kept in its decision row.
+    facts: "SendFacts | None" = field(default=None, compare=False, repr=False)
 
     @property
     def allowed(self) -> bool:
@@ -138,9 +141,9 @@ def load_facts_many(requests: list[SendRequest], now: datetime | None = None) ->
 
 
 def decide_many(requests: list[SendRequest], now: datetime | None = None) -> list[Verdict]:
-    """The gate for a batch of sends, in the order given."""
+    """The gate for a batch of sends, in the order given; each verdict carries its facts."""
     now = now or timezone.now()
-    return [decide(facts, now) for facts in load_facts_many(requests, now)]
+    return [replace(decide(facts, now), facts=facts) for facts in load_facts_many(requests, now)]
 
 
 def check(contact, channel: str, purpose: str, address: str, *, provider: str = "", expires_at=None,

@@ -1,5 +1,9 @@
-"""Consent, suppression and sending rules."""
+"""Consent, suppression, sending rules, and the gate's decisions."""
+import uuid
+from datetime import timezone as dt_timezone
+
 import hashlib
+import json
 
 from django.conf import settings
 from django.db import models
@@ -38,7 +42,7 @@ class Consent(models.Model):
     updates this row in the same transaction; nothing edits it by hand.
     """
 
-    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="consents")
+    contact = models.ForeignKey(Contact, on_delete=models.PROTECT, related_name="consents")
     channel = models.CharField(max_length=10, choices=Channel.choices)
     purpose = models.CharField(max_length=15, choices=Purpose.choices)
     status = models.CharField(max_length=10, choices=ConsentStatus.choices, default=ConsentStatus.UNKNOWN)
@@ -60,7 +64,7 @@ class Consent(models.Model):
 class ConsentChange(models.Model):
     """Append-only history of consent: who changed what, how, and on what evidence."""
 
-    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="consent_changes")
+    contact = models.ForeignKey(Contact, on_delete=models.PROTECT, related_name="consent_changes")
     channel = models.CharField(max_length=10, choices=Channel.choices)
     purpose = models.CharField(max_length=15, choices=Purpose.choices)
     status = models.CharField(max_length=10, choices=ConsentStatus.choices)
@@ -188,3 +192,65 @@ class SendingPause(models.Model):
 
     def __str__(self):
         return f"Pause {self.channel or 'all'}/{self.provider or 'all'}: {self.reason}"
+
+
+class DecisionOutcome(models.TextChoices):
+    ALLOW = "allow", "Allowed"
+    DEFER = "defer", "Deferred"
+    SUPPRESS = "suppress", "Suppressed"
+
+
+class Decision(models.Model):
+    """One verdict of the pre-send gate, with every input it used.
+
+    A message has one per channel the gate ruled on (a message that falls back has one per
+    channel tried). Rows keep plain ids (a message lives in an app above this one) and are
+    sealed into the audit chain by digest: each has one audit entry "gate.<outcome>" whose data
+    holds the digest of the row's content, so verify_audit notices a decision altered later.
+    Policy replay and the compliance export read these rows.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    decided_at = models.DateTimeField(default=timezone.now, db_index=True)
+    message_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    delivery_id = models.BigIntegerField(null=True, blank=True, help_text="Set for a re-check at send time.")
+    contact_id = models.BigIntegerField(null=True, blank=True)
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    plan_step = models.PositiveSmallIntegerField(default=0)
+    purpose = models.CharField(max_length=15, choices=Purpose.choices)
+    provider = models.CharField(max_length=50, blank=True)
+    outcome = models.CharField(max_length=10, choices=DecisionOutcome.choices)
+    reason = models.CharField(max_length=100)
+    defer_until = models.DateTimeField(null=True, blank=True)
+    consent_status = models.CharField(max_length=10, choices=ConsentStatus.choices)
+    # The ConsentChange the verdict relied on: under which permission it was sent.
+    consent_change_id = models.BigIntegerField(null=True, blank=True)
+    suppressions = models.JSONField(default=list, blank=True, help_text="Suppression reasons in force.")
+    # Everything else the rules read: pauses, expiry, later quiet hours and caps.
+    inputs = models.JSONField(default=dict, blank=True)
+    digest = models.CharField(max_length=64, editable=False)
+
+    class Meta:
+        ordering = ["-decided_at"]
+        indexes = [models.Index(fields=["contact_id", "decided_at"], name="decision_contact_time")]
+
+    def __str__(self):
+        return f"{self.outcome} {self.channel} for message {self.message_id}: {self.reason}"
+
+    DIGEST_FIELDS = ("id", "decided_at", "message_id", "delivery_id", "contact_id", "channel", "plan_step", "purpose",
+                     "provider", "outcome", "reason", "defer_until", "consent_status", "consent_change_id",
+                     "suppressions", "inputs")
+
+    @classmethod
+    def digest_of(cls, values: dict) -> str:
+        """SHA-256 of the decision's content as canonical JSON (values by DIGEST_FIELDS name)."""
+        content = []
+        for name in cls.DIGEST_FIELDS:
+            value = values[name]
+            if hasattr(value, "astimezone"):
+                value = value.astimezone(dt_timezone.utc).isoformat()
+            content.append(str(value) if isinstance(value, uuid.UUID) else value)
+        return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
+
+    def compute_digest(self) -> str:
+        return self.digest_of({name: getattr(self, name) for name in self.DIGEST_FIELDS})

@@ -76,7 +76,7 @@ def test_an_api_event_becomes_an_ses_email_then_a_twilio_sms(
     enrollment = Enrollment.objects.get()
     assert (enrollment.state, enrollment.end_reason) == (EnrollmentState.EXITED, "exit:done")
     actions = list(AuditEntry.objects.filter(contact_id=enrollment.contact.pk).order_by("id").values_list("action", flat=True))
-    for expected in ["contact.created", "consent.changed", "event.received", "journey.enrolled", "message.allowed",
-                     "delivery.sent", "delivery.delivered", "journey.step"]:
+    for expected in ["contact.created", "consent.changed", "event.received", "journey.enrolled", "gate.allow",
+                     "delivery.sent", "delivery.delivered", "journey.exited"]:
         assert expected in actions, (expected, actions)
     assert actions.count("delivery.sent") == 2

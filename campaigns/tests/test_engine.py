@@ -4,12 +4,12 @@ import pytest
 
 from campaigns import engine
 from campaigns.actions import enroll_contact, pause_journey, resume_journey
-from campaigns.models import Enrollment, EnrollmentState
+from campaigns.models import Enrollment, EnrollmentState, JourneyStepVisit
 from channels import actions as channel_actions
 from channels.models import Delivery, DeliveryStatus, Message, MessageStatus, OutboxMessage
 from compliance.actions import record_consent_change
+from compliance.models import Decision, SendingPause
 from omni.models import AuditEntry
-from compliance.models import SendingPause
 from contacts.models import ContactEvent
 from templates.actions import current_version
 from templates.models import Template, TemplateVariant
@@ -44,7 +44,12 @@ def test_an_event_enrolls_the_contact_and_sends_the_first_email(welcome_journey,
     assert (delivery.channel, delivery.to_address, delivery.subject) == ("email", "ann@example.com", "Welcome, Ann!")
     assert delivery.status == DeliveryStatus.QUEUED and message.status == MessageStatus.QUEUED
     actions = set(AuditEntry.objects.filter(contact_id=ann.pk).values_list("action", flat=True))
-    assert {"journey.enrolled", "journey.step", "message.created", "message.allowed"} <= actions
+    assert {"journey.enrolled", "gate.allow"} <= actions
+    visit = JourneyStepVisit.objects.get(enrollment=enrollment, step_kind="send")
+    assert (visit.step_key, visit.visit_number, visit.message, visit.outcome) == ("welcome-email", 1, message, "queued")
+    decision = Decision.objects.get(message_id=message.pk)
+    assert (decision.outcome, decision.channel, decision.reason) == ("allow", "email", "consent:granted")
+    assert decision.consent_change_id is not None
     assert ContactEvent.objects.get().processed_at == now
 
 
@@ -100,7 +105,7 @@ def test_an_opened_email_skips_the_sms(welcome_journey, now, eager_celery, djang
     run_tick(django_capture_on_commit_callbacks, now + timedelta(seconds=61))
 
     assert not Delivery.objects.filter(contact=alice, channel="sms").exists()
-    assert AuditEntry.objects.filter(contact_id=alice.pk, action="journey.step", reason="condition:true").exists()
+    assert JourneyStepVisit.objects.filter(enrollment__contact=alice, step_kind="condition", outcome="true").exists()
     assert Enrollment.objects.get(contact=alice).state == EnrollmentState.EXITED
 
 
@@ -139,8 +144,10 @@ def test_marketing_without_consent_is_suppressed_and_audited(welcome_journey, no
 
     message = Message.objects.get(contact=dan)
     assert message.status == MessageStatus.SUPPRESSED and message.status_reason == "no_eligible_channel"
-    skipped = AuditEntry.objects.get(contact_id=dan.pk, action="message.channels_skipped")
-    assert skipped.data["skipped"] == [{"channel": "email", "reason": "no_marketing_consent"}]
+    [decision] = Decision.objects.filter(message_id=message.pk)
+    assert (decision.channel, decision.outcome, decision.reason) == ("email", "suppress", "no_marketing_consent")
+    undeliverable = AuditEntry.objects.get(contact_id=dan.pk, action="message.undeliverable")
+    assert undeliverable.data["skipped"] == [{"channel": "email", "reason": "no_marketing_consent"}]
     assert not Delivery.objects.exists()
 
 
@@ -158,8 +165,10 @@ def test_opting_out_of_email_never_moves_the_content_to_sms(welcome_templates, n
     message.refresh_from_db()
     assert (message.status, message.status_reason) == (MessageStatus.SUPPRESSED, "opted_out")
     assert not Delivery.objects.exists()
-    verdict = AuditEntry.objects.get(action="message.suppressed")
-    assert verdict.channel == "email" and verdict.data["consent_change_id"] is not None
+    [verdict] = Decision.objects.filter(message_id=message.pk)
+    assert (verdict.channel, verdict.outcome, verdict.reason) == ("email", "suppress", "opted_out")
+    assert verdict.consent_change_id is not None
+    assert AuditEntry.objects.get(action="gate.suppress").data["digest"] == verdict.digest
 
 
 def test_a_channel_the_contact_cannot_be_reached_on_is_skipped(welcome_templates, now):

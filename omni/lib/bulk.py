@@ -52,7 +52,8 @@ def bulk_insert(objs: list, *, chunk: int = 5000) -> None:
         model._default_manager.bulk_create(objs, batch_size=chunk)
         return
     opts = model._meta
-    fields = [f for f in opts.concrete_fields if not f.primary_key]
+    # Database-generated keys are left out; keys made in Python (UUIDs) are written.
+    fields = [f for f in opts.concrete_fields if not (f.primary_key and f.get_internal_type().endswith("AutoField"))]
     quote = connection.ops.quote_name
     statement = f"COPY {quote(opts.db_table)} ({', '.join(quote(f.column) for f in fields)}) FROM STDIN"
     with connection.cursor() as cursor:

@@ -93,7 +93,8 @@ def seed(scale: int):
 
 def run_benchmark(scale: int) -> list[dict]:
     from campaigns import engine
-    from channels.models import Delivery, Message
+    from campaigns.models import JourneyStepVisit
+    from channels.models import Delivery
 
     seed(scale)
     published = []
@@ -111,7 +112,10 @@ def run_benchmark(scale: int) -> list[dict]:
         before_task_publish.disconnect(count)
 
     # Each enrollment visits each send step once: a second message for a step is a duplicate.
-    duplicates = Message.objects.values("source_ref").order_by().annotate(n=Count("id")).filter(n__gt=1).count()
+    duplicates = (
+        JourneyStepVisit.objects.filter(message__isnull=False).values("enrollment_id", "step_key").order_by()
+        .annotate(n=Count("id")).filter(n__gt=1).count()
+    )
     deliveries = Delivery.objects.count()
     steps = first.steps + second.steps
     return [
