@@ -1,22 +1,186 @@
-"""Project-wide pytest fixtures: the local stand-ins for outside services (omni/testing.py).
+"""Project-wide pytest fixtures: the local stand-ins for outside services (omni/testing.py),
+the demo data and its role groups, and a real browser (omni/browser_testing.py).
 
 Servers start once per test session; each test gets them reset.
 """
+import importlib.util
+import io
+import json
+
 import boto3
 import pytest
 from django.conf import settings as django_settings
 
+from omni import browser_testing
 from omni.testing import MotoServer, SnsSigner, TwilioServer
+
+FAST_PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# The role groups and their permissions (app label, codename) as the migrations made them.
+_role_groups_as_migrated: dict[str, list[tuple[str, str]]] = {}
+# Where this run keeps test artifacts, and the folders of the browser tests that saved
+# screenshots in it, for the summary at the end.
+_artifacts_root = browser_testing.artifacts_root()
+_screenshot_folders: list = []
+_call_report = pytest.StashKey()
 
 
 def pytest_collection_modifyitems(config, items):
-    """Skip tests marked `postgres` when the database is not PostgreSQL, saying why."""
+    """Mark every test that uses the browser `browser`, skipping them (saying how to install
+    what is missing) when Chromium or Playwright is not here; skip tests marked `postgres`
+    when the database is not PostgreSQL, saying why."""
+    for item in items:
+        if "browser" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.browser)
+    if not browser_testing.browser_required():
+        missing = None
+        if importlib.util.find_spec("playwright") is None:
+            missing = f"needs the playwright package: {browser_testing.INSTALL_HINT}"
+        else:
+            try:
+                browser_testing.chromium_path()
+            except browser_testing.BrowserUnavailable as why:
+                missing = str(why)
+        if missing:
+            for item in items:
+                if "browser" in item.keywords:
+                    item.add_marker(pytest.mark.skip(reason=missing))
+
     if "postgresql" in django_settings.DATABASES["default"]["ENGINE"]:
         return
     skip = pytest.mark.skip(reason="needs PostgreSQL: set DATABASE_URL=postgres://postgres@127.0.0.1:5432/omni")
     for item in items:
         if "postgres" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.when == "call":
+        item.stash[_call_report] = report  # read by `page` to keep a screenshot of a failure
+    return report
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _screenshot_folders:
+        root = _artifacts_root / "browser"
+        terminalreporter.write_sep("-", f"browser screenshots of {len(_screenshot_folders)} test(s) in {root}")
+
+
+# --- demo data and role groups -----------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """pytest-django's test database, with a note of the role groups its migrations created.
+
+    A transactional test (live server, Celery worker) ends by emptying every table, and the data
+    migration that made the groups does not run again: `role_groups` puts them back from this.
+    """
+    from django.contrib.auth.models import Group
+
+    with django_db_blocker.unblock():
+        for group in Group.objects.prefetch_related("permissions__content_type"):
+            _role_groups_as_migrated[group.name] = [
+                (permission.content_type.app_label, permission.codename) for permission in group.permissions.all()
+            ]
+
+
+@pytest.fixture
+def role_groups(db):
+    """The groups the migrations create (Marketers, Support agents, Compliance), with their
+    permissions, also in a transactional test that runs after another one emptied the tables."""
+    from django.contrib.auth.models import Group, Permission
+
+    for name, permissions in _role_groups_as_migrated.items():
+        group, created = Group.objects.get_or_create(name=name)
+        if created:
+            group.permissions.set([
+                Permission.objects.get(content_type__app_label=app_label, codename=codename)
+                for app_label, codename in permissions
+            ])
+    return Group.objects.filter(name__in=_role_groups_as_migrated)
+
+
+@pytest.fixture
+def demo_logins(role_groups, settings, tmp_path) -> dict[str, str]:
+    """The `make run` demo data (manage.py seed_demo); returns the password of each demo user
+    (admin, marketer, support, compliance) by username."""
+    from django.core.management import call_command
+
+    settings.VAR_DIR = tmp_path  # where seed_demo keeps the logins
+    # The production hasher spends about a third of a second on each password on purpose.
+    settings.PASSWORD_HASHERS = FAST_PASSWORD_HASHERS
+    call_command("seed_demo", stdout=io.StringIO())
+    return json.loads((tmp_path / "demo-logins.json").read_text())
+
+
+# --- a real browser ----------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def _browser_process():
+    process = browser_testing.BrowserProcess()
+    yield process
+    process.stop()
+
+
+@pytest.fixture(autouse=True)
+def _browser_only_for_browser_tests(request, _browser_process):
+    # While Playwright runs, Django's ORM check for async code is switched off in this thread
+    # (see BrowserProcess): any test that does not use the browser gets it stopped first.
+    if "browser" not in request.fixturenames:
+        _browser_process.stop()
+
+
+@pytest.fixture
+def browser(_browser_process):
+    """Chromium (a Playwright Browser), kept running across consecutive browser tests.
+
+    A test using it is marked `browser`; it is skipped, saying how to install what is missing,
+    when Chromium or Playwright is absent, and fails instead with OMNI_REQUIRE_BROWSER=1.
+    """
+    try:
+        return _browser_process.start()
+    except browser_testing.BrowserUnavailable as why:
+        if browser_testing.browser_required():
+            pytest.fail(f"OMNI_REQUIRE_BROWSER is set, but {why}", pytrace=False)
+        pytest.skip(str(why))
+
+
+@pytest.fixture
+def _screenshots(request):
+    return browser_testing.Screenshots(browser_testing.artifacts_dir_for(_artifacts_root, request.node.nodeid))
+
+
+@pytest.fixture
+def page(request, browser, live_server, _screenshots):
+    """A fresh browser tab (Playwright Page) on the live server: page.goto("/admin/") works.
+
+    If the test fails, a full-page screenshot of where it stood is kept as failure.png.
+    """
+    context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(browser_testing.TIMEOUT_MS)
+    tab = context.new_page()
+    yield tab
+    report = request.node.stash.get(_call_report, None)
+    if report is not None and report.failed:
+        _screenshots.take(tab, "failure")
+    if _screenshots.taken:
+        _screenshot_folders.append(_screenshots.folder)
+    context.close()
+
+
+@pytest.fixture
+def screenshot(page, _screenshots):
+    """screenshot("contacts") saves a full-page picture of `page` as it is now, numbered, in
+    the test's artifacts folder, and returns its path."""
+    return lambda name: _screenshots.take(page, name)
+
+
+@pytest.fixture
+def log_in(page):
+    """log_in(username, password) logs `page` in through the admin's login form."""
+    return lambda username, password: browser_testing.log_in(page, username, password)
 
 
 @pytest.fixture(scope="session")
