@@ -16,10 +16,9 @@ from omni.browser_testing import INDEX_MODEL_LINKS, expect, index_links, open_fr
 pytestmark = pytest.mark.browser
 
 # Addresses of pages refused to some role, by their names on the admin index (list pages) or
-# "add <model>". The audit log is moving from the compliance app to omni
-# (/admin/omni/auditentry/): its line here is the only one to change.
+# "add <model>".
 URLS = {
-    "Audit entries": "/admin/compliance/auditentry/",
+    "Audit entries": "/admin/omni/auditentry/",
     "Templates": "/admin/message_templates/template/",
     "Journeys": "/admin/campaigns/journey/",
     "add suppression": "/admin/compliance/suppression/add/",
