@@ -212,3 +212,24 @@ def test_two_sealers_at_once_build_one_chain(transactional_db):
     assert not errors and sum(results) == 3000
     report = verify_chain()
     assert report.ok and report.checked == 3000
+
+
+def test_a_gate_decision_is_sealed_by_digest_and_an_altered_one_is_caught(settings):
+    from compliance import decisions, gate
+    from compliance.models import Decision
+    from contacts.models import Contact
+
+    ann = Contact.objects.create(external_id="ann", phone="+14155550101")
+    [verdict] = gate.decide_many([gate.SendRequest(ann, "sms", "marketing", ann.phone)])
+    [decision] = decisions.record([decisions.Ruling(verdict, 41, ann.pk, 0, "sandbox")], timezone.now())
+    audit.seal_pending()
+    assert verify_chain().ok
+    entry = AuditEntry.objects.get(object_id=str(decision.pk))
+    assert (entry.action, entry.data["digest"], entry.data["message"]) == ("gate.suppress", decision.digest, 41)
+
+    Decision.objects.filter(pk=decision.pk).update(reason="consent:granted", outcome="allow")
+
+    report = verify_chain()
+    assert report.altered_decisions == (f"decision {decision.pk} was altered",)
+    with pytest.raises(CommandError, match="was altered"):
+        call_command("verify_audit", stdout=io.StringIO())

@@ -11,6 +11,8 @@ class Command(BaseCommand):
         problems = []
         if report.broken:
             problems.append(f"Audit chain broken at {report.broken}.")
+        if report.altered_decisions:
+            problems.append("Decision rows do not match their sealed digests: " + "; ".join(report.altered_decisions) + ".")
         if report.stale_unsealed:
             problems.append(
                 f"{report.stale_unsealed} audit entries unsealed for more than {UNSEALED_TOO_LONG} "
