@@ -1,6 +1,8 @@
 import json
 
 import pytest
+from django.urls import reverse
+from django.utils import timezone
 
 from channels.models import DeliveryEvent, DeliveryStatus, EventType, MessageStatus
 from channels.tests.ses_events import renamed, ses_event
@@ -225,3 +227,38 @@ def test_an_unreachable_signing_certificate_answers_503_so_sns_retries(client, s
 
     assert response.status_code == 503
     assert not DeliveryEvent.objects.exists()
+
+
+def test_an_ses_event_time_of_year_one_falls_back_to_the_time_of_receipt(client, admin_client, sns_signer,
+                                                                           ses_delivery):
+    # given an authentic notification whose SES event says it happened in year 1
+    envelope = sns_signer.notification(ses_event("delivery", "ses-msg-1", timestamp="0001-01-01T00:00:00+14:00"))
+    before = timezone.now()
+
+    # when
+    response = post(client, envelope)
+
+    # then it is stored at the time it was received: refusing it would make SNS resend the
+    # same signed date forever
+    assert response.status_code == 200
+    event = DeliveryEvent.objects.get()
+    assert before <= event.occurred_at <= timezone.now()
+    ses_delivery.refresh_from_db()
+    assert ses_delivery.status == DeliveryStatus.DELIVERED
+    assert before <= ses_delivery.delivered_at <= timezone.now()
+    assert admin_client.get(reverse("admin:channels_deliveryevent_changelist")).status_code == 200
+
+
+def test_an_sns_timestamp_of_year_one_falls_back_to_the_time_of_receipt(client, admin_client, sns_signer, db):
+    # given a plain-text notification, whose only time is the SNS Timestamp
+    envelope = sns_signer.notification("Successfully validated SNS topic for Amazon SES event publishing.",
+                                       timestamp="0001-01-01T00:00:00.000Z")
+    before = timezone.now()
+
+    response = post(client, envelope)
+
+    assert response.status_code == 200
+    event = DeliveryEvent.objects.get()
+    assert before <= event.occurred_at <= timezone.now()
+    assert admin_client.get(reverse("admin:channels_deliveryevent_changelist")).status_code == 200
+    assert admin_client.get(reverse("admin:channels_deliveryevent_change", args=[event.pk])).status_code == 200

@@ -19,14 +19,13 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from django.conf import settings
 from django.http import HttpResponse, HttpResponseBadRequest, HttpResponseForbidden
-from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
 from channels.events import record_delivery_event, ses_event_type
 from channels.models import EventType
 from channels.providers.ses import DELIVERY_TAG
 from compliance import audit
 from omni.choices import Channel
+from omni.lib.dates import provider_time
 
 from . import webhook_view
 
@@ -239,8 +238,5 @@ def _tagged_delivery_id(mail: dict) -> int | None:
 
 
 def _parse_time(value) -> datetime:
-    try:
-        parsed = parse_datetime(value) if isinstance(value, str) else None
-    except ValueError:
-        parsed = None
-    return parsed or timezone.now()
+    # Out of range or unreadable: the time of receipt (see omni.lib.dates.provider_time).
+    return provider_time(value)
