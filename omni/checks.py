@@ -20,6 +20,11 @@ def check_production_settings(app_configs, **kwargs):
         errors.append(Error("CELERY_BROKER_URL must be Redis or RabbitMQ in production.", id="omni.E004"))
     if not settings.OMNI_PUBLIC_URL.startswith("https://"):
         errors.append(Error("OMNI_PUBLIC_URL must be the https:// address providers call back.", id="omni.E005"))
+    if not settings.SNS_TOPIC_ARNS:
+        # Without it, /webhooks/ses/ accepts SES events from any SNS topic whose signature
+        # verifies, that is from any AWS account.
+        errors.append(Error("SNS_TOPIC_ARNS must list the SNS topics of your SES configuration sets in production.",
+                            id="omni.E006"))
     return errors
 
 

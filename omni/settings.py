@@ -165,15 +165,17 @@ SES_CONFIGURATION_SET_TRANSACTIONAL = env.str("SES_CONFIGURATION_SET_TRANSACTION
 SES_CONFIGURATION_SET_MARKETING = env.str("SES_CONFIGURATION_SET_MARKETING", default="")
 SNS_SMS_SENDER_ID = env.str("SNS_SMS_SENDER_ID", default="")
 SNS_SMS_ORIGINATION_NUMBER = env.str("SNS_SMS_ORIGINATION_NUMBER", default="")
-# SNS signs its messages with a certificate served from this host pattern; anything else is
+# Amazon SNS's own hosts: sns.<region>.amazonaws.com, the region shaped like us-east-1 or
+# us-gov-west-1, and .amazonaws.com.cn in China. A looser pattern ("sns.[a-z0-9-]+") admitted
+# hosts such as sns.s3.amazonaws.com, whose content anyone can publish.
+_SNS_HOST = r"https://sns\.[a-z]{2}(-[a-z]+)?-[a-z]+-[0-9]{1,2}\.amazonaws\.com(\.cn)?"
+# SNS signs its messages with a certificate served from this pattern; anything else is
 # refused before it is fetched.
 SNS_CERT_URL_REGEX = env.str(
-    "SNS_CERT_URL_REGEX", default=r"^https://sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/"
+    "SNS_CERT_URL_REGEX", default=rf"^{_SNS_HOST}/SimpleNotificationService-[0-9a-f]+\.pem\Z"
 )
-# SubscriptionConfirmation's SubscribeURL is only followed on this host pattern.
-SNS_SUBSCRIBE_URL_REGEX = env.str(
-    "SNS_SUBSCRIBE_URL_REGEX", default=r"^https://sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/"
-)
+# SubscriptionConfirmation's SubscribeURL is only followed on this pattern.
+SNS_SUBSCRIBE_URL_REGEX = env.str("SNS_SUBSCRIBE_URL_REGEX", default=rf"^{_SNS_HOST}/(\?|\Z)")
 # Accepted SNS topics for SES events; empty accepts any topic whose signature verifies.
 SNS_TOPIC_ARNS = env.list("SNS_TOPIC_ARNS", default=[])
 

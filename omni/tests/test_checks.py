@@ -24,8 +24,21 @@ def test_production_refuses_development_defaults(settings):
 
     errors = ids(check_production_settings(None) + check_provider_settings(None))
 
-    assert {"omni.E001", "omni.E002", "omni.E004", "omni.E005", "omni.E010"} <= errors
+    assert {"omni.E001", "omni.E002", "omni.E004", "omni.E005", "omni.E006", "omni.E010"} <= errors
     assert ("omni.E003" in errors) == (settings.DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3")
+
+
+def test_production_refuses_to_start_without_a_list_of_accepted_sns_topics(settings):
+    settings.PRODUCTION = True
+    settings.SNS_TOPIC_ARNS = []
+
+    errors = check_production_settings(None)
+
+    assert [error.msg for error in errors if error.id == "omni.E006"] == [
+        "SNS_TOPIC_ARNS must list the SNS topics of your SES configuration sets in production."
+    ]
+    settings.SNS_TOPIC_ARNS = ["arn:aws:sns:us-east-1:123456789012:ses-events"]
+    assert "omni.E006" not in ids(check_production_settings(None))
 
 
 def test_a_provider_without_credentials_names_the_missing_setting(settings):
