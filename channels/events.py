@@ -281,7 +281,8 @@ def record_inbound_message(provider: str, provider_message_id: str, channel: str
     """Store something a contact sent us, once per provider message id. Returns (inbound, created).
 
     Links the contact with that phone number (or email), and the latest delivery sent to that
-    address on the same channel, which is also marked replied.
+    address on the same channel that did not fail (bounced, failed, undelivered), which is
+    also marked replied.
     """
     with transaction.atomic():
         existing = InboundMessage.objects.filter(provider=provider, provider_message_id=provider_message_id).first()
@@ -289,8 +290,10 @@ def record_inbound_message(provider: str, provider_message_id: str, channel: str
             return existing, False
         address_field = "phone" if channel in PHONE_CHANNELS else "email"
         contact = Contact.objects.reachable().filter(**{address_field: from_address}).first()
+        # A delivery that failed never reached the contact, so the reply cannot answer it.
         in_reply_to = (
             Delivery.objects.filter(channel=channel, to_address=from_address, sent_at__isnull=False)
+            .exclude(status__in=FALLBACK_STATUSES)
             .order_by("-sent_at", "-pk").first()
         )
         values = {"contact": contact, "channel": channel, "from_address": from_address, "to_address": to_address,

@@ -184,6 +184,10 @@ TWILIO_AUTH_TOKEN = env.str("TWILIO_AUTH_TOKEN", default="")
 TWILIO_FROM_NUMBER = env.str("TWILIO_FROM_NUMBER", default="")
 TWILIO_MESSAGING_SERVICE_SID = env.str("TWILIO_MESSAGING_SERVICE_SID", default="")
 TWILIO_WHATSAPP_FROM = env.str("TWILIO_WHATSAPP_FROM", default="")
+# The secret of a Twilio webhook signing key (SharedKey), for webhooks Twilio signs with it
+# (HMAC-SHA256 or SHA1, named in X-Twilio-Webhooks-Signature-Settings). Webhooks signed with
+# the auth token are accepted either way.
+TWILIO_WEBHOOK_SIGNING_SECRET = env.str("TWILIO_WEBHOOK_SIGNING_SECRET", default="")
 # Only for tests: send the twilio client's requests to a local server in Twilio's shape.
 TWILIO_API_BASE_URL = env.str("TWILIO_API_BASE_URL", default="")
 
