@@ -19,8 +19,11 @@ PROFILE_FIELDS = frozenset(
 )
 CONTACT_FIELDS = PROFILE_FIELDS | {"attributes", "consents"}
 CONSENT_FIELDS = frozenset({"channel", "purpose", "status", "evidence"})
-LOCALE_PATTERN = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$")
-COUNTRY_PATTERN = re.compile(r"^[A-Za-z]{2}$")
+LOCALE_PATTERN = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*")
+COUNTRY_PATTERN = re.compile(r"[A-Za-z]{2}")
+# Control characters (NUL, newline...) and lone surrogates: never part of an id, and NUL and
+# surrogates cannot even be stored.
+ID_FORBIDDEN = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
 
 
 class InvalidField(ValidationError):
@@ -136,6 +139,8 @@ def clean_external_id(external_id) -> str:
         raise InvalidField("external_id", "external_id must be a non-empty string.")
     if len(external_id) > 255:
         raise InvalidField("external_id", "external_id is longer than 255 characters.")
+    if ID_FORBIDDEN.search(external_id):
+        raise InvalidField("external_id", "external_id must not contain control characters or lone surrogates.")
     return external_id
 
 
@@ -147,7 +152,7 @@ def clean_profile_field(field: str, value):
         return value
     if field == "locale":
         text = require_string(field, value, max_length=16)
-        if not LOCALE_PATTERN.match(text):
+        if not LOCALE_PATTERN.fullmatch(text):
             raise InvalidField(field, f"'{text}' is not a BCP 47 language tag such as en or fr-CA.")
         return text
 
@@ -177,7 +182,7 @@ def clean_profile_field(field: str, value):
         return text
     if field == "country":
         text = require_string(field, value, max_length=2)
-        if text and not COUNTRY_PATTERN.match(text):
+        if text and not COUNTRY_PATTERN.fullmatch(text):
             raise InvalidField(field, f"'{text}' is not an ISO 3166-1 alpha-2 country code such as US.")
         return text.upper()
     return require_string(field, value, max_length=100)  # first_name, last_name

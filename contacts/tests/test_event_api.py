@@ -216,3 +216,21 @@ def test_an_event_that_creates_its_contact_makes_a_bounded_number_of_queries(
     with django_assert_max_num_queries(16):
         response = crm_api.post("/api/v1/events", body, **{"Idempotency-Key": "1"})
     assert response.status_code == 202
+
+
+@pytest.mark.parametrize("raw_body, field", [
+    (b'{"external_id": "crm-1", "name": "x", "properties": {"total": 1e400}}', "properties.total"),
+    (b'{"external_id": "crm-1", "name": "x", "properties": {"total": -1e400}}', "properties.total"),
+    (b'{"external_id": "crm-1", "name": "x", "properties": {"note": "\\ud800"}}', "properties.note"),
+    (b'{"external_id": "crm-1", "name": "x", "properties": {"items": [{"n": "a\\udfffb"}]}}',
+     "properties.items[0].n"),
+    (b'{"external_id": "crm-1", "name": "x\\ud800"}', "name"),
+    (b'{"external_id": "crm-\\ud800", "name": "x"}', "external_id"),
+])
+def test_json_the_database_cannot_store_is_refused_with_400_naming_the_field(client, crm_api, ada, raw_body, field):
+    response = client.post("/api/v1/events", raw_body, content_type="application/json",
+                           headers={"Authorization": f"Bearer {crm_api.raw_key}", "Idempotency-Key": "1"})
+
+    assert response.status_code == 400
+    assert response.json()["error"]["field"] == field
+    assert not ContactEvent.objects.exists()
