@@ -68,7 +68,14 @@ def upsert_contact(external_id: str, data: dict, *, actor_label: str) -> tuple[C
     if unknown:
         raise InvalidField(unknown[0], f"Unknown contact field(s): {', '.join(unknown)}.", code="unknown_field")
     attribute_changes = clean_attributes(data["attributes"]) if "attributes" in data else {}
-    values = {field: clean_profile_field(field, value) for field, value in data.items() if field in PROFILE_FIELDS}
+    # A national phone number is read in the payload's country, else the one stored.
+    country = clean_profile_field("country", data["country"]) if data.get("country") else ""
+    if not country and isinstance(data.get("phone"), str) and not data["phone"].strip().startswith("+"):
+        country = Contact.objects.filter(external_id=external_id).values_list("country", flat=True).first() or ""
+    values = {
+        field: clean_profile_field(field, value, country=country)
+        for field, value in data.items() if field in PROFILE_FIELDS
+    }
     consents = clean_consents(data["consents"]) if "consents" in data else []
 
     with transaction.atomic():
@@ -144,8 +151,11 @@ def clean_external_id(external_id) -> str:
     return external_id
 
 
-def clean_profile_field(field: str, value):
-    """The value to store for one profile field, or InvalidField naming it."""
+def clean_profile_field(field: str, value, *, country: str = ""):
+    """The value to store for one profile field, or InvalidField naming it.
+
+    `country` (ISO 3166-1 alpha-2) reads a phone number given in national format.
+    """
     if field == "lifecycle_stage":
         if value not in LifecycleStage.values:
             raise InvalidField(field, f"lifecycle_stage must be one of {', '.join(LifecycleStage.values)}.")
@@ -172,7 +182,7 @@ def clean_profile_field(field: str, value):
         if not text:
             return ""
         try:
-            return normalize_phone(text)
+            return normalize_phone(text, default_region=country or None)
         except ValidationError as exc:
             raise InvalidField(field, exc.messages[0]) from None
     if field == "timezone":

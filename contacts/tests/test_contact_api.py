@@ -216,3 +216,36 @@ def test_a_lone_surrogate_in_a_contact_field_is_refused_with_400(client, crm_api
     assert response.status_code == 400
     assert response.json()["error"]["field"] == "first_name"
     assert not Contact.objects.exists()
+
+
+@pytest.mark.parametrize("country", ["US", "us"])
+def test_a_national_phone_number_is_read_with_the_country_in_the_same_payload(crm_api, country):
+    response = crm_api.put("/api/v1/contacts/crm-1", {"phone": "(415) 555-0199", "country": country})
+
+    assert response.status_code == 201
+    assert Contact.objects.get().phone == "+14155550199"
+
+
+def test_a_national_phone_number_is_read_with_the_contacts_stored_country(crm_api):
+    crm_api.put("/api/v1/contacts/crm-1", {"country": "GB"})
+
+    response = crm_api.put("/api/v1/contacts/crm-1", {"phone": "020 7946 0018"})
+
+    assert response.status_code == 200
+    assert Contact.objects.get().phone == "+442079460018"
+
+
+def test_a_national_phone_number_without_any_country_is_refused_naming_the_phone(crm_api):
+    response = crm_api.put("/api/v1/contacts/crm-1", {"phone": "(415) 555-0199"})
+
+    assert response.status_code == 400
+    assert response.json()["error"]["field"] == "phone"
+
+
+def test_an_event_creating_its_contact_reads_a_national_phone_with_its_country(crm_api):
+    body = {"contact": {"external_id": "crm-2", "phone": "(415) 555-0199", "country": "US"}, "name": "signed_up"}
+
+    response = crm_api.post("/api/v1/events", body, **{"Idempotency-Key": "1"})
+
+    assert response.status_code == 202
+    assert Contact.objects.get().phone == "+14155550199"

@@ -468,3 +468,17 @@ def test_the_demo_logins_work(demo, client, settings):
     for username, password in logins.items():
         assert client.login(username=username, password=password), username
         assert client.get("/admin/").status_code == 200
+
+
+def test_contact_import_reads_national_phones_with_the_rows_or_the_stored_country():
+    # given a contact whose country is known, and a file with a lower-case country column
+    Contact.objects.create(external_id="crm-9", country="GB")
+    dataset = tablib.Dataset(headers=["external_id", "phone", "country"])
+    dataset.append(["crm-1", "(415) 555-0106", "us"])
+    dataset.append(["crm-9", "020 7946 0018", ""])
+
+    result = ContactResource().import_data(dataset, dry_run=False)
+
+    assert not result.has_errors() and not result.has_validation_errors()
+    assert dict(Contact.objects.values_list("external_id", "phone")) == {"crm-1": "+14155550106",
+                                                                       "crm-9": "+442079460018"}
