@@ -24,6 +24,20 @@ DEBUG = env.bool("DEBUG", default=not PRODUCTION)
 SECRET_KEY = env.str("SECRET_KEY", default="omni-insecure-development-key-change-me")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# HTTPS only in production: secure cookies, HSTS and a redirect to https. Behind a proxy that
+# terminates TLS, set SECURE_PROXY_SSL_HEADER=HTTP_X_FORWARDED_PROTO,https (only if the proxy
+# always sets that header). /healthz and /readyz answer over plain HTTP for load balancers.
+if PRODUCTION:
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=365 * 24 * 3600)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+    SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
+_proxy_ssl_header = env.list("SECURE_PROXY_SSL_HEADER", default=[])
+if _proxy_ssl_header:
+    SECURE_PROXY_SSL_HEADER = tuple(_proxy_ssl_header)
 # Public base URL, used to build webhook callback URLs sent to providers.
 OMNI_PUBLIC_URL = env.str("OMNI_PUBLIC_URL", default="http://127.0.0.1:8000").rstrip("/")
 
@@ -107,6 +121,8 @@ OMNI_MAX_BODY_BYTES = env.int("OMNI_MAX_BODY_BYTES", default=256 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(OMNI_MAX_BODY_BYTES, 2_621_440)
 
 # --- Celery ---------------------------------------------------------------------------------
+# How long /readyz waits for the broker before calling it unreachable.
+OMNI_READYZ_BROKER_TIMEOUT = env.float("OMNI_READYZ_BROKER_TIMEOUT", default=2.0)
 CELERY_DATA_DIR = VAR_DIR / "celery"
 # Under pytest the default broker is in-process memory, so tests never write into the
 # embedded default's queue folder; CI sets CELERY_BROKER_URL to Redis for the worker tests.
