@@ -111,7 +111,8 @@ class EnrollmentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                     "ended_at", "end_reason"]
     list_filter = ["state", "journey", "end_reason"]
     search_fields = ["contact__email", "contact__phone", "contact__external_id", "journey__name"]
-    list_select_related = ["contact", "journey", "current_step"]
+    # JourneyStep.__str__ names its journey.
+    list_select_related = ["contact", "journey", "current_step__journey"]
     date_hierarchy = "entered_at"
 
 

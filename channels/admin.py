@@ -49,7 +49,8 @@ class DeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                     "queued_at", "sent_at"]
     list_filter = ["status", "channel", "provider", "error_permanent"]
     search_fields = ["to_address", "provider_message_id", "error_code", *CONTACT_SEARCH_FIELDS]
-    list_select_related = ["message"]
+    # Message.__str__ names its contact.
+    list_select_related = ["message__contact"]
     date_hierarchy = "queued_at"
     inlines = [DeliveryEventInline]
 
@@ -68,7 +69,8 @@ class InboundMessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["received_at", "channel", "from_address", "body_preview", "keyword", "contact", "conversation"]
     list_filter = ["channel", "keyword", "provider"]
     search_fields = ["from_address", "to_address", "body", "provider_message_id", *CONTACT_SEARCH_FIELDS]
-    list_select_related = ["contact", "conversation"]
+    # Conversation.__str__ names its contact.
+    list_select_related = ["contact", "conversation__contact"]
     date_hierarchy = "received_at"
 
     @admin.display(description="body")

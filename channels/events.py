@@ -103,7 +103,8 @@ def twilio_event_type(status: str) -> str:
 def record_delivery_event(provider: str, provider_event_id: str, provider_message_id: str, event_type: str,
                           occurred_at, recipient: str = "", detail: str = "", permanent: bool = False,
                           raw: dict | None = None, *, delivery_id=None, channel: str = "",
-                          suppression_reason: str = "") -> tuple[DeliveryEvent, bool]:
+                          suppression_reason: str = "", recipients: list[str] | None = None,
+                          protect_unlinked: bool = True) -> tuple[DeliveryEvent, bool]:
     """Store one provider event and act on it. Returns (event, created); a repeat changes nothing.
 
     The event is linked to the delivery with that (provider, provider_message_id), or, when the
@@ -113,6 +114,10 @@ def record_delivery_event(provider: str, provider_event_id: str, provider_messag
     address (`suppression_reason` names another reason the event proves; `channel` scopes it
     when the delivery is unknown), a complaint revokes marketing consent, and a bounced, failed
     or undelivered delivery falls back to the message's next channel.
+
+    `recipients` lists every address the event is about when there are several (an SES bounce
+    may name many); each is suppressed. With protect_unlinked=False an event that matches no
+    delivery suppresses nothing (its source is not trusted enough for that).
     """
     provider_event_id, provider_message_id = provider_event_id[:255], (provider_message_id or "")[:255]
     with transaction.atomic():
@@ -149,7 +154,8 @@ def record_delivery_event(provider: str, provider_event_id: str, provider_messag
                   "provider_message_id": event.provider_message_id, "permanent": permanent,
                   "linked": delivery is not None},
         )
-        _protect_address(event, delivery, channel, suppression_reason)
+        if delivery is not None or protect_unlinked:
+            _protect_address(event, delivery, channel, suppression_reason, recipients)
         if delivery is not None:
             _settle(delivery, event)
     return event, True
@@ -238,21 +244,27 @@ def _advance_message(delivery: Delivery, event_type: str) -> None:
     )
 
 
-def _protect_address(event: DeliveryEvent, delivery: Delivery | None, channel: str, suppression_reason: str) -> None:
-    """Suppress the address a hard bounce or complaint condemns; revoke consent on complaint."""
+def _protect_address(event: DeliveryEvent, delivery: Delivery | None, channel: str, suppression_reason: str,
+                     recipients: list[str] | None = None) -> None:
+    """Suppress the addresses a hard bounce or complaint condemns; revoke consent on complaint."""
     reason = suppression_reason
     if not reason and event.event_type == EventType.BOUNCED and event.permanent:
         reason = SuppressionReason.HARD_BOUNCE
     if not reason and event.event_type == EventType.COMPLAINED:
         reason = SuppressionReason.COMPLAINT
-    address = event.recipient or (delivery.to_address if delivery else "")
-    if not reason or not address:
+    addresses = [address for address in (recipients or [event.recipient]) if address]
+    if not addresses and delivery is not None:
+        addresses = [delivery.to_address]
+    if not reason or not addresses:
         return
     contact = delivery.contact if delivery else None
     channel = delivery.channel if delivery else channel
     actor_label = f"provider:{event.provider}"
-    suppress(address, channel=channel, reason=reason, contact=contact, actor_label=actor_label,
-             detail=f"{event.provider} {event.event_type} {event.provider_event_id}: {event.detail}")
+    for address in addresses:
+        # Only the delivery's own address belongs to its contact; others are just addresses.
+        owner = contact if delivery and address.strip().lower() == delivery.to_address.strip().lower() else None
+        suppress(address, channel=channel, reason=reason, contact=owner, actor_label=actor_label,
+                 detail=f"{event.provider} {event.event_type} {event.provider_event_id}: {event.detail}")
     if event.event_type == EventType.COMPLAINED and contact is not None:
         record_consent_change(
             contact, channel, Purpose.MARKETING, ConsentStatus.REVOKED, ConsentSource.COMPLAINT,
@@ -269,7 +281,8 @@ def record_inbound_message(provider: str, provider_message_id: str, channel: str
     """Store something a contact sent us, once per provider message id. Returns (inbound, created).
 
     Links the contact with that phone number (or email), and the latest delivery sent to that
-    address on the same channel, which is also marked replied.
+    address on the same channel that did not fail (bounced, failed, undelivered), which is
+    also marked replied.
     """
     with transaction.atomic():
         existing = InboundMessage.objects.filter(provider=provider, provider_message_id=provider_message_id).first()
@@ -277,8 +290,10 @@ def record_inbound_message(provider: str, provider_message_id: str, channel: str
             return existing, False
         address_field = "phone" if channel in PHONE_CHANNELS else "email"
         contact = Contact.objects.reachable().filter(**{address_field: from_address}).first()
+        # A delivery that failed never reached the contact, so the reply cannot answer it.
         in_reply_to = (
             Delivery.objects.filter(channel=channel, to_address=from_address, sent_at__isnull=False)
+            .exclude(status__in=FALLBACK_STATUSES)
             .order_by("-sent_at", "-pk").first()
         )
         values = {"contact": contact, "channel": channel, "from_address": from_address, "to_address": to_address,

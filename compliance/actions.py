@@ -47,7 +47,13 @@ def record_consent_change(contact, channel: str, purpose: str, status: str, sour
 
 def suppress(address: str, *, channel: str = "", purpose: str = "", reason: str, contact=None, detail: str = "",
              actor=None, actor_label: str = "", expires_at=None) -> tuple[Suppression, bool]:
-    """Suppress an address for a channel/purpose scope (blank = all). Safe to call twice."""
+    """Suppress an address for a channel/purpose scope (blank = all). Safe to call twice.
+
+    Returns (suppression, changed). One row per scope: an existing suppression that has
+    expired, or that the new one outlasts (a hard bounce after a temporary manual one), is
+    renewed with the new reason and expiry ("suppression.renewed"); an active one that lasts
+    at least as long is left as it is.
+    """
     if reason not in SuppressionReason.values:
         raise ValueError(f"Unknown suppression reason {reason!r}.")
     normalized = (address or "").strip().lower()
@@ -55,9 +61,13 @@ def suppress(address: str, *, channel: str = "", purpose: str = "", reason: str,
         raise ValueError("Cannot suppress an empty address.")
     address_hash = hash_address(normalized)
     with transaction.atomic():
-        existing = Suppression.objects.filter(address_hash=address_hash, channel=channel, purpose=purpose).first()
+        existing = (
+            Suppression.objects.select_for_update()
+            .filter(address_hash=address_hash, channel=channel, purpose=purpose).first()
+        )
         if existing:
-            return existing, False
+            return _renew_if_outlasted(existing, reason=reason, contact=contact, detail=detail, actor=actor,
+                                       actor_label=actor_label, expires_at=expires_at)
         try:
             with transaction.atomic():
                 suppression = Suppression.objects.create(
@@ -73,6 +83,29 @@ def suppress(address: str, *, channel: str = "", purpose: str = "", reason: str,
             channel=channel, reason=reason, data={"purpose": purpose}, personal={"address": normalized, "detail": detail[:500]},
         )
     return suppression, True
+
+
+def _renew_if_outlasted(existing: Suppression, *, reason, contact, detail, actor, actor_label,
+                        expires_at) -> tuple[Suppression, bool]:
+    """Renew a (locked) suppression the new one outlasts; (existing, False) otherwise."""
+    now = timezone.now()
+    expired = existing.expires_at is not None and existing.expires_at <= now
+    outlasted = existing.expires_at is not None and (expires_at is None or expires_at > existing.expires_at)
+    if not (expired or outlasted):
+        return existing, False
+    previous = {"reason": existing.reason, "detail": existing.detail,
+                "created_at": existing.created_at.isoformat(),
+                "expires_at": existing.expires_at.isoformat() if existing.expires_at else None}
+    existing.reason, existing.detail, existing.expires_at, existing.created_at = reason, detail[:500], expires_at, now
+    existing.contact = contact or existing.contact
+    existing.created_by = actor if getattr(actor, "is_authenticated", False) else None
+    existing.save(update_fields=["reason", "detail", "expires_at", "created_at", "contact", "created_by"])
+    audit.record(
+        "suppression.renewed", contact=existing.contact, obj=existing, actor=actor, actor_label=actor_label,
+        channel=existing.channel, reason=reason,
+        data={"purpose": existing.purpose, "detail": detail[:500], "previous": previous},
+    )
+    return existing, True
 
 
 @transaction.atomic

@@ -19,8 +19,11 @@ PROFILE_FIELDS = frozenset(
 )
 CONTACT_FIELDS = PROFILE_FIELDS | {"attributes", "consents"}
 CONSENT_FIELDS = frozenset({"channel", "purpose", "status", "evidence"})
-LOCALE_PATTERN = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$")
-COUNTRY_PATTERN = re.compile(r"^[A-Za-z]{2}$")
+LOCALE_PATTERN = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*")
+COUNTRY_PATTERN = re.compile(r"[A-Za-z]{2}")
+# Control characters (NUL, newline...) and lone surrogates: never part of an id, and NUL and
+# surrogates cannot even be stored.
+ID_FORBIDDEN = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
 
 
 class InvalidField(ValidationError):
@@ -65,7 +68,14 @@ def upsert_contact(external_id: str, data: dict, *, actor_label: str) -> tuple[C
     if unknown:
         raise InvalidField(unknown[0], f"Unknown contact field(s): {', '.join(unknown)}.", code="unknown_field")
     attribute_changes = clean_attributes(data["attributes"]) if "attributes" in data else {}
-    values = {field: clean_profile_field(field, value) for field, value in data.items() if field in PROFILE_FIELDS}
+    # A national phone number is read in the payload's country, else the one stored.
+    country = clean_profile_field("country", data["country"]) if data.get("country") else ""
+    if not country and isinstance(data.get("phone"), str) and not data["phone"].strip().startswith("+"):
+        country = Contact.objects.filter(external_id=external_id).values_list("country", flat=True).first() or ""
+    values = {
+        field: clean_profile_field(field, value, country=country)
+        for field, value in data.items() if field in PROFILE_FIELDS
+    }
     consents = clean_consents(data["consents"]) if "consents" in data else []
 
     with transaction.atomic():
@@ -136,18 +146,23 @@ def clean_external_id(external_id) -> str:
         raise InvalidField("external_id", "external_id must be a non-empty string.")
     if len(external_id) > 255:
         raise InvalidField("external_id", "external_id is longer than 255 characters.")
+    if ID_FORBIDDEN.search(external_id):
+        raise InvalidField("external_id", "external_id must not contain control characters or lone surrogates.")
     return external_id
 
 
-def clean_profile_field(field: str, value):
-    """The value to store for one profile field, or InvalidField naming it."""
+def clean_profile_field(field: str, value, *, country: str = ""):
+    """The value to store for one profile field, or InvalidField naming it.
+
+    `country` (ISO 3166-1 alpha-2) reads a phone number given in national format.
+    """
     if field == "lifecycle_stage":
         if value not in LifecycleStage.values:
             raise InvalidField(field, f"lifecycle_stage must be one of {', '.join(LifecycleStage.values)}.")
         return value
     if field == "locale":
         text = require_string(field, value, max_length=16)
-        if not LOCALE_PATTERN.match(text):
+        if not LOCALE_PATTERN.fullmatch(text):
             raise InvalidField(field, f"'{text}' is not a BCP 47 language tag such as en or fr-CA.")
         return text
 
@@ -167,7 +182,7 @@ def clean_profile_field(field: str, value):
         if not text:
             return ""
         try:
-            return normalize_phone(text)
+            return normalize_phone(text, default_region=country or None)
         except ValidationError as exc:
             raise InvalidField(field, exc.messages[0]) from None
     if field == "timezone":
@@ -177,7 +192,7 @@ def clean_profile_field(field: str, value):
         return text
     if field == "country":
         text = require_string(field, value, max_length=2)
-        if text and not COUNTRY_PATTERN.match(text):
+        if text and not COUNTRY_PATTERN.fullmatch(text):
             raise InvalidField(field, f"'{text}' is not an ISO 3166-1 alpha-2 country code such as US.")
         return text.upper()
     return require_string(field, value, max_length=100)  # first_name, last_name

@@ -127,7 +127,7 @@ class DeviceAdmin(admin.ModelAdmin):
 
 @admin.register(ContactEvent)
 class ContactEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ["name", "contact", "source", "occurred_at", "received_at", "processed_at"]
+    list_display = ["name", "contact", "source", "sent_by", "occurred_at", "received_at", "processed_at"]
     list_filter = ["source", ("processed_at", admin.EmptyFieldListFilter), "occurred_at"]
     search_fields = ["name", "idempotency_key", "contact__email", "contact__phone", "contact__external_id"]
     list_select_related = ["contact"]

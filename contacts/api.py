@@ -5,7 +5,11 @@ from omni.api import ApiError, api_view, json_response, route_by_method
 from omni.models import ApiScope
 
 from .actions import ContactErased, ContactNotFound, InvalidField, get_contact, upsert_contact
-from .events import receive_event
+from .events import IdempotencyKeyReused, receive_event, request_fingerprint
+
+# All API keys share one idempotency scope: a retry sent after the key was rotated is still
+# the same event. Which key sent it is kept on the event (sent_by) and in the audit log.
+API_EVENT_SOURCE = "api"
 
 EVENT_BODY_FIELDS = frozenset({"contact", "external_id", "name", "properties", "occurred_at", "event_id"})
 
@@ -41,7 +45,8 @@ def post_event(request):
     if unknown:
         raise InvalidField(unknown[0], f"Unknown event field(s): {', '.join(unknown)}.", code="unknown_field")
     external_id, contact_data = contact_reference(body)
-    idempotency_key = request.headers.get("Idempotency-Key") or body.get("event_id")
+    key_header = request.headers.get("Idempotency-Key")
+    idempotency_key = key_header or body.get("event_id")
     if not idempotency_key:
         raise ApiError(
             400, "idempotency_key_required",
@@ -52,8 +57,15 @@ def post_event(request):
         event, created = receive_event(
             external_id=external_id, contact_data=contact_data, name=body.get("name"),
             properties=body.get("properties"), occurred_at=body.get("occurred_at"),
-            idempotency_key=idempotency_key, source=actor_label(request), actor_label=actor_label(request),
+            idempotency_key=idempotency_key, source=API_EVENT_SOURCE, actor_label=actor_label(request),
+            request_hash=request_fingerprint(body),
         )
+    except IdempotencyKeyReused as exc:
+        raise ApiError(
+            409, "idempotency_key_reused",
+            f"{exc} Send a new idempotency key for a new event, or the same body to retry this one.",
+            field="Idempotency-Key" if key_header else "event_id",
+        ) from None
     except ContactNotFound as exc:
         raise ApiError(
             404, "contact_not_found", f"{exc} Send contact fields (e.g. email) to create it.", field="external_id"
@@ -77,8 +89,6 @@ def contact_reference(body: dict) -> tuple[str, dict]:
 
 
 def actor_label(request) -> str:
-    # Events are unique per source, so each key is its own source: two systems using the same
-    # idempotency key never collide.
     return f"apikey:{request.api_key.prefix}"
 
 

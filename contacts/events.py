@@ -3,100 +3,139 @@
 Storing an event enrolls no one. The orchestration tick (campaigns) claims the events whose
 processed_at is empty and acts on them, so an event is never lost between receipt and action.
 """
+import hashlib
 import json
 import re
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
 from omni import audit
+from omni.lib.dates import InvalidDate, clean_datetime
 
 from .actions import ContactErased, InvalidField, clean_external_id, get_contact, upsert_contact
 from .models import Contact, ContactEvent
 
-EVENT_NAME_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
+# Matched with fullmatch: "$" would also accept a name ending in a newline.
+EVENT_NAME_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,100}")
 # Properties are context for journeys and templates (an order id, a cart total), not a document
 # store; every enrollment and message built from the event carries them along.
 MAX_PROPERTIES_BYTES = 16 * 1024
-# A sender's clock may run ahead a little; an event days ahead is a bug (often a misapplied
-# time zone) that would otherwise make time-based journey steps fire at the wrong moment.
-MAX_TIME_AHEAD = timedelta(days=1)
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
 
 
+class IdempotencyKeyReused(Exception):
+    """The idempotency key was already used for a different request; `event` is the stored one."""
+
+    def __init__(self, event: ContactEvent):
+        super().__init__(f"This idempotency key was already used for a different event (id {event.pk}).")
+        self.event = event
+
+
+def request_fingerprint(body) -> str:
+    """SHA-256 of a request body in canonical JSON (sorted keys, no spaces): a retry of the same
+    request has the same fingerprint however its sender orders or spaces the fields."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
 def ingest_event(*, contact: Contact, name: str, properties: dict | None = None, occurred_at=None,
-                 idempotency_key: str, source: str) -> tuple[ContactEvent, bool]:
+                 idempotency_key: str, source: str, sent_by: str = "", request_hash: str = "",
+                 ) -> tuple[ContactEvent, bool]:
     """Store one event for `contact`, once per (source, idempotency_key); return (event, created).
 
-    A repeat returns the stored event with created=False, also when two copies race.
+    A repeat returns the stored event with created=False, also when two copies race; a repeat
+    whose request_hash differs from the stored one raises IdempotencyKeyReused.
     `occurred_at` is an aware datetime, an ISO 8601 string with a UTC offset, or None for now.
     InvalidField names a bad name, properties, occurred_at or idempotency key. Audits
     "event.received" for a new event.
     """
-    name = clean_event_name(name)
-    properties = clean_properties(properties)
-    occurred_at = clean_occurred_at(occurred_at)
-    idempotency_key = clean_idempotency_key(idempotency_key)
-    if not source or len(source) > 100:
-        raise ValueError(f"An event source must be 1 to 100 characters, got {source!r}.")
-
-    with transaction.atomic(savepoint=False):
-        try:
-            with transaction.atomic():
-                event = ContactEvent.objects.create(
-                    contact=contact, name=name, properties=properties, occurred_at=occurred_at,
-                    source=source, idempotency_key=idempotency_key,
-                )
-        except IntegrityError:
-            # The same event was stored first by an earlier or concurrent delivery.
-            existing = ContactEvent.objects.filter(source=source, idempotency_key=idempotency_key).first()
-            if existing is None:
-                raise
-            return existing, False
-        audit.record("event.received", contact=contact, obj=event, actor_label=source, data={"name": name})
-    return event, True
+    values = clean_event(name, properties, occurred_at, idempotency_key, source)
+    try:
+        with transaction.atomic():
+            return _store_event(contact, values, sent_by=sent_by, request_hash=request_hash), True
+    except IntegrityError:
+        # The same event was stored first by an earlier or concurrent delivery.
+        return _stored_event(source, values["idempotency_key"], request_hash), False
 
 
 def receive_event(*, external_id: str, contact_data: dict | None = None, name: str,
                   properties: dict | None = None, occurred_at=None, idempotency_key: str,
-                  source: str, actor_label: str) -> tuple[ContactEvent, bool]:
+                  source: str, actor_label: str, request_hash: str = "") -> tuple[ContactEvent, bool]:
     """Store an event a system sent about the contact with `external_id`; return (event, created).
 
     With contact_data the contact is first created or updated from it (see upsert_contact);
     without, it must exist (ContactNotFound) and not be erased (ContactErased). A repeat of
-    (source, idempotency_key) returns the stored event and changes nothing, not even the contact.
-    One transaction: when the contact data or the event is invalid, nothing is stored.
+    (source, idempotency_key) returns the stored event and changes nothing, not even the contact;
+    one with another request_hash raises IdempotencyKeyReused. `actor_label` (the API key) is
+    kept on the event as sent_by. One transaction: when the contact data or the event is
+    invalid, or a concurrent request stored the same key first, nothing is stored.
     """
-    name = clean_event_name(name)
-    properties = clean_properties(properties)
-    occurred_at = clean_occurred_at(occurred_at)
-    idempotency_key = clean_idempotency_key(idempotency_key)
+    values = clean_event(name, properties, occurred_at, idempotency_key, source)
     external_id = clean_external_id(external_id)
 
-    with transaction.atomic():
-        existing = (
-            ContactEvent.objects.select_related("contact")
-            .filter(source=source, idempotency_key=idempotency_key)
-            .first()
-        )
-        if existing is not None:
-            return existing, False
-        if contact_data:
-            contact, _ = upsert_contact(external_id, contact_data, actor_label=actor_label)
-        else:
-            contact = get_contact(external_id)
-            if contact.erased_at is not None:
-                raise ContactErased(external_id)
-        return ingest_event(
-            contact=contact, name=name, properties=properties, occurred_at=occurred_at,
-            idempotency_key=idempotency_key, source=source,
-        )
+    try:
+        with transaction.atomic():
+            existing = _find_event(source, values["idempotency_key"])
+            if existing is not None:
+                return _same_request(existing, request_hash), False
+            if contact_data:
+                contact, _ = upsert_contact(external_id, contact_data, actor_label=actor_label)
+            else:
+                contact = get_contact(external_id)
+                if contact.erased_at is not None:
+                    raise ContactErased(external_id)
+            # No savepoint: if another request claimed the key meanwhile, the IntegrityError
+            # rolls back this whole transaction, the contact update and its audit entries too.
+            return _store_event(contact, values, sent_by=actor_label, request_hash=request_hash), True
+    except IntegrityError:
+        existing = _find_event(source, values["idempotency_key"])
+        if existing is None:
+            raise
+        return _same_request(existing, request_hash), False
+
+
+def clean_event(name, properties, occurred_at, idempotency_key, source) -> dict:
+    """The validated fields of an event; InvalidField names the first one at fault."""
+    if not source or len(source) > 100:
+        raise ValueError(f"An event source must be 1 to 100 characters, got {source!r}.")
+    return {"name": clean_event_name(name), "properties": clean_properties(properties),
+            "occurred_at": clean_occurred_at(occurred_at), "idempotency_key": clean_idempotency_key(idempotency_key),
+            "source": source}
+
+
+def _store_event(contact: Contact, values: dict, *, sent_by: str, request_hash: str) -> ContactEvent:
+    event = ContactEvent.objects.create(contact=contact, sent_by=sent_by, request_hash=request_hash, **values)
+    audit.record("event.received", contact=contact, obj=event, actor_label=sent_by or values["source"],
+                 data={"name": event.name})
+    return event
+
+
+def _find_event(source: str, idempotency_key: str) -> ContactEvent | None:
+    return (
+        ContactEvent.objects.select_related("contact")
+        .filter(source=source, idempotency_key=idempotency_key)
+        .first()
+    )
+
+
+def _stored_event(source: str, idempotency_key: str, request_hash: str) -> ContactEvent:
+    existing = _find_event(source, idempotency_key)
+    if existing is None:
+        raise IntegrityError(f"No event {source}/{idempotency_key} after a unique violation.")
+    return _same_request(existing, request_hash)
+
+
+def _same_request(existing: ContactEvent, request_hash: str) -> ContactEvent:
+    # An event stored before hashes were kept cannot be compared: it counts as the same.
+    if request_hash and existing.request_hash and request_hash != existing.request_hash:
+        raise IdempotencyKeyReused(existing)
+    return existing
 
 
 def clean_event_name(name) -> str:
-    if not isinstance(name, str) or not EVENT_NAME_PATTERN.match(name):
+    if not isinstance(name, str) or not EVENT_NAME_PATTERN.fullmatch(name):
         raise InvalidField(
             "name", "name must be 1 to 100 letters, digits or . _ - : (e.g. order.placed).",
         )
@@ -114,24 +153,13 @@ def clean_properties(properties) -> dict:
 
 
 def clean_occurred_at(occurred_at) -> datetime:
-    now = timezone.now()
+    """When the event happened: now when not given, else a sane aware date (omni.lib.dates)."""
     if occurred_at is None:
-        return now
-    if isinstance(occurred_at, str):
-        try:
-            parsed = parse_datetime(occurred_at)
-        except ValueError:
-            parsed = None
-        if parsed is None:
-            raise InvalidField("occurred_at", f"'{occurred_at}' is not an ISO 8601 date and time.")
-        occurred_at = parsed
-    if not isinstance(occurred_at, datetime):
-        raise InvalidField("occurred_at", "occurred_at must be an ISO 8601 string such as 2025-05-01T12:00:00Z.")
-    if timezone.is_naive(occurred_at):
-        raise InvalidField("occurred_at", "occurred_at needs a UTC offset or Z, e.g. 2025-05-01T12:00:00Z.")
-    if occurred_at > now + MAX_TIME_AHEAD:
-        raise InvalidField("occurred_at", "occurred_at is more than a day in the future.")
-    return occurred_at
+        return timezone.now()
+    try:
+        return clean_datetime(occurred_at, field="occurred_at")
+    except InvalidDate as exc:
+        raise InvalidField("occurred_at", exc.messages[0]) from None
 
 
 def clean_idempotency_key(idempotency_key) -> str:

@@ -113,8 +113,8 @@ class Device(models.Model):
 class ContactEvent(models.Model):
     """Something a contact did or that happened to them. Stored once, then acted on.
 
-    The idempotency key is unique per source, so a retried POST or a replayed webhook stores
-    nothing twice. The orchestration tick claims events whose processed_at is empty.
+    The idempotency key is unique per source (all API keys share the source "api"), so a
+    retried POST or a replayed webhook stores nothing twice. The orchestration tick claims events whose processed_at is empty.
     """
 
     contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="events")
@@ -122,8 +122,14 @@ class ContactEvent(models.Model):
     properties = models.JSONField(default=dict, blank=True)
     occurred_at = models.DateTimeField(default=now)
     received_at = models.DateTimeField(default=now, editable=False)
-    source = models.CharField(max_length=100, default="api", help_text="Who sent it: an API key, a webhook, the admin.")
+    # The idempotency scope: "api" for every API key (a rotated key's retry is still the same
+    # event), or a webhook, the admin...
+    source = models.CharField(max_length=100, default="api", help_text="Where it came from: the API, a webhook, the admin.")
+    sent_by = models.CharField(max_length=100, blank=True, default="", help_text="Which API key sent it.")
     idempotency_key = models.CharField(max_length=255)
+    # SHA-256 of the canonical request, so a key reused for a different event is told apart
+    # from a retry. Empty for events stored before it was kept.
+    request_hash = models.CharField(max_length=64, blank=True, default="")
     processed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

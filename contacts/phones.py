@@ -4,12 +4,16 @@ from django.core.exceptions import ValidationError
 
 
 def normalize_phone(raw: str, default_region: str | None = None) -> str:
-    """Return raw as E.164 (+14155550100) or raise ValidationError saying why not."""
+    """Return raw as E.164 (+14155550100) or raise ValidationError saying why not.
+
+    A number in national format, such as (415) 555-0199, needs `default_region` (an ISO
+    country code such as US, in any case).
+    """
     text = (raw or "").strip()
     if not text:
         raise ValidationError("Phone number is empty.")
     try:
-        number = phonenumbers.parse(text, default_region)
+        number = phonenumbers.parse(text, (default_region or "").strip().upper() or None)
     except phonenumbers.NumberParseException as exc:
         raise ValidationError(f"{raw!r} is not a phone number: {exc._msg}") from exc
     if not phonenumbers.is_possible_number(number) or not phonenumbers.is_valid_number(number):

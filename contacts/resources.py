@@ -11,6 +11,9 @@ from import_export import fields, resources, widgets
 from .models import Contact
 from .phones import normalize_phone
 
+# A key ContactResource adds to a row: not a column, only read by the phone widget.
+STORED_COUNTRY = "_stored_country"
+
 
 class PhoneWidget(widgets.CharWidget):
     """Reads a phone number in any common notation and stores it as E.164."""
@@ -21,10 +24,16 @@ class PhoneWidget(widgets.CharWidget):
         if not text:
             return ""
         try:
-            return normalize_phone(text, default_region=(row or {}).get("country") or None)
+            return normalize_phone(text, default_region=national_region(row or {}))
         except ValidationError as exc:
             # django-import-export reports a ValueError against the column it came from.
             raise ValueError(" ".join(exc.messages)) from exc
+
+
+def national_region(row) -> str | None:
+    """The country a national phone number in this row is read in: the row's, else the one
+    stored on the contact the row updates (noted by ContactResource.before_import_row)."""
+    return (row.get("country") or "").strip() or row.get(STORED_COUNTRY) or None
 
 
 class BlankAsNoneWidget(widgets.CharWidget):
@@ -72,3 +81,8 @@ class ContactResource(resources.ModelResource):
         # Contact.clean() stores emails lower-cased; match and store them the same way.
         if row.get("email"):
             row["email"] = row["email"].strip().lower()
+        if (row.get("phone") or "").strip() and not (row.get("country") or "").strip():
+            external_id = (row.get("external_id") or "").strip()
+            stored = Contact.objects.filter(external_id=external_id).values_list("country", flat=True).first()
+            if external_id and stored:
+                row[STORED_COUNTRY] = stored

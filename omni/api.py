@@ -16,6 +16,7 @@ from django.http import JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
+from .lib.text import first_unstorable
 from .models import ApiKey
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -171,27 +172,15 @@ def read_json_body(request) -> dict:
         raise ApiError(400, "malformed_json", f"The body is not valid UTF-8 JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ApiError(400, "body_not_object", f"The body must be a JSON object, not {type(data).__name__}.")
-    if contains_nul_character(data):
-        # PostgreSQL cannot store U+0000 in text or jsonb; refuse it here rather than fail later.
-        raise ApiError(400, "malformed_json", "The body contains a NUL character (\\u0000).")
+    unstorable = first_unstorable(data)
+    if unstorable:
+        # PostgreSQL cannot store U+0000, no database a lone surrogate, and jsonb no infinity
+        # (1e400 parses as one): refuse them here, naming where, rather than fail later.
+        where, reason = unstorable
+        raise ApiError(400, "invalid_field", f"{where or 'The body'} contains {reason}.", field=where or None)
     return data
 
 
 def refuse_non_json_number(token: str):
     # Python's json accepts NaN and Infinity, which are not JSON and which jsonb refuses.
     raise ValueError(f"{token} is not a JSON number")
-
-
-def contains_nul_character(value) -> bool:
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                return True
-        elif isinstance(item, dict):
-            pending.extend(item.keys())
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-    return False

@@ -3,6 +3,18 @@ from django.conf import settings
 from django.core.checks import Error, Tags, register
 
 DEV_SECRET_KEY = "omni-insecure-development-key-change-me"
+# What Django's own deploy check (security.W009) asks of a secret key.
+SECRET_KEY_MIN_LENGTH = 50
+SECRET_KEY_MIN_UNIQUE_CHARACTERS = 5
+
+
+def secret_key_is_weak(key: str) -> bool:
+    return (
+        key == DEV_SECRET_KEY
+        or key.startswith("django-insecure-")
+        or len(key) < SECRET_KEY_MIN_LENGTH
+        or len(set(key)) < SECRET_KEY_MIN_UNIQUE_CHARACTERS
+    )
 
 
 @register(Tags.security, deploy=False)
@@ -10,8 +22,11 @@ def check_production_settings(app_configs, **kwargs):
     if not settings.PRODUCTION:
         return []
     errors = []
-    if settings.SECRET_KEY == DEV_SECRET_KEY or len(settings.SECRET_KEY) < 32:
-        errors.append(Error("SECRET_KEY must be set to a random value of 32+ characters in production.", id="omni.E001"))
+    if secret_key_is_weak(settings.SECRET_KEY):
+        errors.append(Error(
+            f"SECRET_KEY must be set to a random value of {SECRET_KEY_MIN_LENGTH}+ characters with "
+            f"{SECRET_KEY_MIN_UNIQUE_CHARACTERS}+ different ones in production.", id="omni.E001",
+        ))
     if settings.DEBUG:
         errors.append(Error("DEBUG must be off in production.", id="omni.E002"))
     if settings.DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -20,6 +35,11 @@ def check_production_settings(app_configs, **kwargs):
         errors.append(Error("CELERY_BROKER_URL must be Redis or RabbitMQ in production.", id="omni.E004"))
     if not settings.OMNI_PUBLIC_URL.startswith("https://"):
         errors.append(Error("OMNI_PUBLIC_URL must be the https:// address providers call back.", id="omni.E005"))
+    if not settings.SNS_TOPIC_ARNS:
+        # Without it, /webhooks/ses/ accepts SES events from any SNS topic whose signature
+        # verifies, that is from any AWS account.
+        errors.append(Error("SNS_TOPIC_ARNS must list the SNS topics of your SES configuration sets in production.",
+                            id="omni.E006"))
     return errors
 
 

@@ -24,6 +24,20 @@ DEBUG = env.bool("DEBUG", default=not PRODUCTION)
 SECRET_KEY = env.str("SECRET_KEY", default="omni-insecure-development-key-change-me")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# HTTPS only in production: secure cookies, HSTS and a redirect to https. Behind a proxy that
+# terminates TLS, set SECURE_PROXY_SSL_HEADER=HTTP_X_FORWARDED_PROTO,https (only if the proxy
+# always sets that header). /healthz and /readyz answer over plain HTTP for load balancers.
+if PRODUCTION:
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=365 * 24 * 3600)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+    SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
+_proxy_ssl_header = env.list("SECURE_PROXY_SSL_HEADER", default=[])
+if _proxy_ssl_header:
+    SECURE_PROXY_SSL_HEADER = tuple(_proxy_ssl_header)
 # Public base URL, used to build webhook callback URLs sent to providers.
 OMNI_PUBLIC_URL = env.str("OMNI_PUBLIC_URL", default="http://127.0.0.1:8000").rstrip("/")
 
@@ -108,6 +122,8 @@ OMNI_MAX_BODY_BYTES = env.int("OMNI_MAX_BODY_BYTES", default=256 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(OMNI_MAX_BODY_BYTES, 2_621_440)
 
 # --- Celery ---------------------------------------------------------------------------------
+# How long /readyz waits for the broker before calling it unreachable.
+OMNI_READYZ_BROKER_TIMEOUT = env.float("OMNI_READYZ_BROKER_TIMEOUT", default=2.0)
 CELERY_DATA_DIR = VAR_DIR / "celery"
 # Under pytest the default broker is in-process memory, so tests never write into the
 # embedded default's queue folder; CI sets CELERY_BROKER_URL to Redis for the worker tests.
@@ -169,15 +185,17 @@ SES_CONFIGURATION_SET_TRANSACTIONAL = env.str("SES_CONFIGURATION_SET_TRANSACTION
 SES_CONFIGURATION_SET_MARKETING = env.str("SES_CONFIGURATION_SET_MARKETING", default="")
 SNS_SMS_SENDER_ID = env.str("SNS_SMS_SENDER_ID", default="")
 SNS_SMS_ORIGINATION_NUMBER = env.str("SNS_SMS_ORIGINATION_NUMBER", default="")
-# SNS signs its messages with a certificate served from this host pattern; anything else is
+# Amazon SNS's own hosts: sns.<region>.amazonaws.com, the region shaped like us-east-1 or
+# us-gov-west-1, and .amazonaws.com.cn in China. A looser pattern ("sns.[a-z0-9-]+") admitted
+# hosts such as sns.s3.amazonaws.com, whose content anyone can publish.
+_SNS_HOST = r"https://sns\.[a-z]{2}(-[a-z]+)?-[a-z]+-[0-9]{1,2}\.amazonaws\.com(\.cn)?"
+# SNS signs its messages with a certificate served from this pattern; anything else is
 # refused before it is fetched.
 SNS_CERT_URL_REGEX = env.str(
-    "SNS_CERT_URL_REGEX", default=r"^https://sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/"
+    "SNS_CERT_URL_REGEX", default=rf"^{_SNS_HOST}/SimpleNotificationService-[0-9a-f]+\.pem\Z"
 )
-# SubscriptionConfirmation's SubscribeURL is only followed on this host pattern.
-SNS_SUBSCRIBE_URL_REGEX = env.str(
-    "SNS_SUBSCRIBE_URL_REGEX", default=r"^https://sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/"
-)
+# SubscriptionConfirmation's SubscribeURL is only followed on this pattern.
+SNS_SUBSCRIBE_URL_REGEX = env.str("SNS_SUBSCRIBE_URL_REGEX", default=rf"^{_SNS_HOST}/(\?|\Z)")
 # Accepted SNS topics for SES events; empty accepts any topic whose signature verifies.
 SNS_TOPIC_ARNS = env.list("SNS_TOPIC_ARNS", default=[])
 
@@ -186,6 +204,10 @@ TWILIO_AUTH_TOKEN = env.str("TWILIO_AUTH_TOKEN", default="")
 TWILIO_FROM_NUMBER = env.str("TWILIO_FROM_NUMBER", default="")
 TWILIO_MESSAGING_SERVICE_SID = env.str("TWILIO_MESSAGING_SERVICE_SID", default="")
 TWILIO_WHATSAPP_FROM = env.str("TWILIO_WHATSAPP_FROM", default="")
+# The secret of a Twilio webhook signing key (SharedKey), for webhooks Twilio signs with it
+# (HMAC-SHA256 or SHA1, named in X-Twilio-Webhooks-Signature-Settings). Webhooks signed with
+# the auth token are accepted either way.
+TWILIO_WEBHOOK_SIGNING_SECRET = env.str("TWILIO_WEBHOOK_SIGNING_SECRET", default="")
 # Only for tests: send the twilio client's requests to a local server in Twilio's shape.
 TWILIO_API_BASE_URL = env.str("TWILIO_API_BASE_URL", default="")
 

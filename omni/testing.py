@@ -266,14 +266,15 @@ class SnsSigner:
                 "Signature": base64.b64encode(signature).decode()}
 
     def notification(self, message, *, topic_arn: str = "arn:aws:sns:us-east-1:123456789012:ses-events",
-                     message_id: str | None = None, subject: str | None = None, version: int = 1) -> dict:
+                     message_id: str | None = None, subject: str | None = None, version: int = 1,
+                     timestamp: str | None = None) -> dict:
         """A signed Notification; `message` (a dict is JSON-encoded) becomes its Message."""
         envelope = {
             "Type": "Notification",
             "MessageId": message_id or str(uuid.uuid4()),
             "TopicArn": topic_arn,
             "Message": message if isinstance(message, str) else json.dumps(message),
-            "Timestamp": _iso_now(),
+            "Timestamp": timestamp or _iso_now(),
             "UnsubscribeURL": f"{self.url}/unsubscribe",
         }
         if subject is not None:

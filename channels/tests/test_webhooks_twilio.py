@@ -1,3 +1,5 @@
+from datetime import timedelta
+
 import pytest
 from twilio.request_validator import RequestValidator
 
@@ -203,4 +205,126 @@ def test_an_unsigned_inbound_message_is_refused(client, twilio_settings, db):
     response = client.post(INBOUND_PATH, data=inbound_params())
 
     assert response.status_code == 403
+    assert not InboundMessage.objects.exists()
+
+
+def test_a_reply_is_never_linked_to_a_delivery_that_failed(twilio_post, make_delivery, contact, now):
+    # given an SMS that went out and arrived, then a later one that went out and failed
+    delivered = make_delivery("sms", provider="twilio", status=DeliveryStatus.DELIVERED, provider_message_id="SM5",
+                              message_status=MessageStatus.DELIVERED, sent_at=now - timedelta(hours=1))
+    failed = make_delivery("sms", provider="twilio", status=DeliveryStatus.UNDELIVERED, provider_message_id="SM6",
+                           message_status=MessageStatus.FAILED, sent_at=now)
+
+    # when the contact writes in
+    twilio_post(INBOUND_PATH, inbound_params())
+
+    # then the reply answers the SMS that arrived, and the failed one stays failed
+    assert InboundMessage.objects.get().in_reply_to == delivered
+    failed.refresh_from_db()
+    delivered.refresh_from_db()
+    assert (failed.status, delivered.status) == (DeliveryStatus.UNDELIVERED, DeliveryStatus.REPLIED)
+
+
+@pytest.mark.parametrize("status", [DeliveryStatus.FAILED, DeliveryStatus.BOUNCED, DeliveryStatus.UNDELIVERED])
+def test_a_reply_after_only_failed_deliveries_answers_none(twilio_post, make_delivery, contact, now, status):
+    failed = make_delivery("sms", provider="twilio", status=status, provider_message_id="SM6",
+                           message_status=MessageStatus.FAILED, sent_at=now)
+
+    twilio_post(INBOUND_PATH, inbound_params())
+
+    assert InboundMessage.objects.get().in_reply_to is None
+    failed.refresh_from_db()
+    assert failed.status == status
+    assert not DeliveryEvent.objects.filter(event_type=EventType.REPLIED).exists()
+
+
+def post_signed(client, settings, path, params, *, secret, algorithm, settings_header=True):
+    url = f"{settings.OMNI_PUBLIC_URL}{path}"
+    signature = RequestValidator(secret).compute_signature(url, params, algorithm)
+    headers = {"X-Twilio-Signature": signature}
+    if settings_header:
+        headers["X-Twilio-Webhooks-Signature-Settings"] = f"key=webhooks_sharedkey_1,algorithm={algorithm}"
+    return client.post(path, data=params, headers=headers)
+
+
+@pytest.mark.parametrize("algorithm", ["HMAC_SHA1", "HMAC_SHA256"])
+def test_a_callback_signed_with_the_webhook_shared_key_is_accepted(client, twilio_settings, sms_delivery, algorithm):
+    # given a webhook signing key (SharedKey) set up at Twilio and in Omni
+    twilio_settings.TWILIO_WEBHOOK_SIGNING_SECRET = "shared-key-secret"
+
+    response = post_signed(client, twilio_settings, STATUS_PATH, status_params("delivered"),
+                           secret="shared-key-secret", algorithm=algorithm)
+
+    assert response.status_code == 204
+    sms_delivery.refresh_from_db()
+    assert sms_delivery.status == DeliveryStatus.DELIVERED
+
+
+def test_an_hmac_sha256_signature_with_the_auth_token_is_accepted(client, twilio_settings, sms_delivery):
+    response = post_signed(client, twilio_settings, INBOUND_PATH, inbound_params(),
+                           secret=twilio_settings.TWILIO_AUTH_TOKEN, algorithm="HMAC_SHA256")
+
+    assert response.status_code == 200
+    assert InboundMessage.objects.count() == 1
+
+
+@pytest.mark.parametrize("forgery", [
+    {"secret": "not-our-secret", "algorithm": "HMAC_SHA256"},
+    # an HMAC-SHA256 signature presented as the legacy SHA1 one
+    {"secret": "shared-key-secret", "algorithm": "HMAC_SHA256", "settings_header": False},
+])
+def test_a_forged_hmac_sha256_signature_is_refused(client, twilio_settings, sms_delivery, forgery):
+    twilio_settings.TWILIO_WEBHOOK_SIGNING_SECRET = "shared-key-secret"
+
+    response = post_signed(client, twilio_settings, STATUS_PATH, status_params("delivered"), **forgery)
+
+    assert response.status_code == 403
+    assert not DeliveryEvent.objects.exists()
+
+
+def test_an_unsupported_signature_algorithm_is_refused(client, twilio_settings, sms_delivery):
+    url = f"{twilio_settings.OMNI_PUBLIC_URL}{STATUS_PATH}"
+    signature = RequestValidator(twilio_settings.TWILIO_AUTH_TOKEN).compute_signature(url, status_params("sent"))
+
+    response = client.post(STATUS_PATH, data=status_params("sent"), headers={
+        "X-Twilio-Signature": signature, "X-Twilio-Webhooks-Signature-Settings": "key=k,algorithm=HMAC_MD5"})
+
+    assert response.status_code == 403
+
+
+@pytest.mark.parametrize("params", [
+    inbound_params(body="Stop\x00please"),
+    # (a lone surrogate cannot arrive form-encoded: Django decodes bad UTF-8 as U+FFFD)
+    inbound_params(sid="SM\x00in"),
+    inbound_params(sender="+1415555\x000100"),
+    inbound_params(NumMedia="2", MediaUrl0="https://api.twilio.com/\x00", MediaContentType0="image/\x00"),
+    inbound_params(**{"Extra\x00Param": "x\x00"}),
+])
+def test_an_inbound_message_with_unstorable_characters_is_kept_not_a_500(twilio_post, contact, params):
+    response = twilio_post(INBOUND_PATH, params)
+
+    assert response.status_code == 200
+    assert "\x00" not in InboundMessage.objects.get().body
+
+
+@pytest.mark.parametrize("params", [
+    status_params("delivered\x00"),
+    status_params("delivered", sid="SM\x001"),
+    status_params("delivered", To="+1415\x00", ErrorCode="\x00"),
+])
+def test_a_status_callback_with_unstorable_characters_never_answers_500(twilio_post, sms_delivery, params):
+    response = twilio_post(STATUS_PATH, params)
+
+    assert response.status_code in (204, 400)
+
+
+@pytest.mark.parametrize("params, field", [
+    (inbound_params(sid="SM" + "1" * 300), "MessageSid"),
+    (inbound_params(sender="+1" * 300), "From"),
+])
+def test_an_inbound_message_with_an_overlong_id_or_address_is_refused_naming_it(twilio_post, db, params, field):
+    response = twilio_post(INBOUND_PATH, params)
+
+    assert response.status_code == 400
+    assert field in response.content.decode()
     assert not InboundMessage.objects.exists()

@@ -7,6 +7,7 @@ https://docs.aws.amazon.com/sns/latest/dg/sns-verify-signature-of-message.html
 """
 import base64
 import binascii
+import hashlib
 import json
 import logging
 import re
@@ -19,14 +20,15 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from django.conf import settings
 from django.http import HttpResponse, HttpResponseBadRequest, HttpResponseForbidden
-from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
 from channels.events import record_delivery_event, ses_event_type
 from channels.models import EventType
 from channels.providers.ses import DELIVERY_TAG
 from omni import audit
+from omni.models import AuditEntry
 from omni.choices import Channel
+from omni.lib.dates import provider_time
+from omni.lib.text import storable
 
 from . import webhook_view
 
@@ -60,6 +62,9 @@ SES_DETAIL_KEYS = {
 }
 
 
+SUBSCRIPTION_CONFIRMED = "webhook.sns_subscription_confirmed"
+
+
 class UntrustedMessage(Exception):
     """The message does not prove it comes from SNS (answered 403)."""
 
@@ -82,18 +87,23 @@ def ses_events(request):
     try:
         verify_signature(envelope)
     except UntrustedMessage as exc:
-        log.warning("Refused SNS message %s: %s", envelope.get("MessageId"), exc)
+        log.warning("Refused SNS message %r: %s", envelope.get("MessageId"), exc)
         return HttpResponseForbidden("Invalid signature")
     except CertificateUnavailable as exc:
-        log.warning("Cannot verify SNS message %s: %s", envelope.get("MessageId"), exc)
+        log.warning("Cannot verify SNS message %r: %s", envelope.get("MessageId"), exc)
         return HttpResponse("Signing certificate unavailable", status=503)
 
     if envelope["Type"] == "SubscriptionConfirmation":
-        if not confirm_subscription(envelope):
+        try:
+            confirmed = confirm_subscription(envelope)
+        except OSError as exc:
+            log.warning("Could not confirm SNS subscription to %r: %s", envelope["TopicArn"], exc)
+            return HttpResponse("Subscription could not be confirmed", status=503)
+        if not confirmed:
             return HttpResponseForbidden("SubscribeURL is not an Amazon SNS address")
         return HttpResponse("Subscribed")
     if envelope["Type"] == "UnsubscribeConfirmation":
-        log.info("SNS topic %s unsubscribed this endpoint", envelope["TopicArn"])
+        log.info("SNS topic %r unsubscribed this endpoint", envelope["TopicArn"])
         return HttpResponse("OK")
     record_delivery_event(**ses_event_from_notification(envelope))
     return HttpResponse("OK")
@@ -116,7 +126,7 @@ def string_to_sign(envelope: dict) -> bytes:
     """The canonical "name\\nvalue\\n" text SNS signs for this message's type."""
     return "".join(
         f"{name}\n{envelope[name]}\n" for name in SIGNED_FIELDS[envelope["Type"]] if envelope.get(name) is not None
-    ).encode()
+    ).encode("utf-8", "replace")  # a lone surrogate cannot be in what SNS signed: it fails to verify
 
 
 def verify_signature(envelope: dict) -> None:
@@ -125,7 +135,7 @@ def verify_signature(envelope: dict) -> None:
     if hash_class is None:
         raise UntrustedMessage(f"unsupported SignatureVersion {envelope.get('SignatureVersion')!r}")
     cert_url = envelope.get("SigningCertURL")
-    if not isinstance(cert_url, str) or not re.match(settings.SNS_CERT_URL_REGEX, cert_url):
+    if not isinstance(cert_url, str) or not trusted_certificate_url(cert_url):
         raise UntrustedMessage(f"certificate URL {cert_url!r} is not an SNS address")
     try:
         signature = base64.b64decode(envelope.get("Signature") or "", validate=True)
@@ -135,6 +145,16 @@ def verify_signature(envelope: dict) -> None:
         signing_key(cert_url).verify(signature, string_to_sign(envelope), padding.PKCS1v15(), hash_class())
     except InvalidSignature:
         raise UntrustedMessage("signature does not match") from None
+
+
+def trusted_certificate_url(url: str) -> bool:
+    """Whether SNS may have served its signing certificate from `url` (settings.SNS_CERT_URL_REGEX)."""
+    return re.match(settings.SNS_CERT_URL_REGEX, url) is not None
+
+
+def trusted_subscribe_url(url: str) -> bool:
+    """Whether `url` is an Amazon SNS address worth visiting to confirm a subscription."""
+    return re.match(settings.SNS_SUBSCRIBE_URL_REGEX, url) is not None
 
 
 def signing_key(cert_url: str) -> rsa.RSAPublicKey:
@@ -160,43 +180,71 @@ def signing_key(cert_url: str) -> rsa.RSAPublicKey:
 
 
 def confirm_subscription(envelope: dict) -> bool:
-    """Visit the SubscribeURL of a verified confirmation, if it is an SNS address."""
+    """Visit the SubscribeURL of a verified confirmation once, if it is an SNS address.
+
+    SNS may deliver the same confirmation again (and anyone may replay a captured one): a
+    (topic, token) already confirmed is answered without visiting the URL a second time. The
+    audit entry written on confirmation is the record of it. Raises OSError when the visit
+    fails (answered 503, so SNS sends the confirmation again).
+    """
     url = envelope["SubscribeURL"]
-    if not re.match(settings.SNS_SUBSCRIBE_URL_REGEX, url):
+    if not trusted_subscribe_url(url):
         log.warning("Refused to confirm SNS subscription at %r", url)
         return False
-    # An error here answers 500, and SNS sends the confirmation again.
+    token_hash = hashlib.sha256(envelope["Token"].encode("utf-8", "replace")).hexdigest()
+    topic_arn = storable(envelope["TopicArn"])
+    confirmed = AuditEntry.objects.filter(action=SUBSCRIPTION_CONFIRMED, data__topic_arn=topic_arn)
+    if confirmed.filter(data__token_sha256=token_hash).exists():
+        log.info("SNS subscription to %r already confirmed; not visiting its SubscribeURL again", topic_arn)
+        return True
     with urlopen(url, timeout=FETCH_TIMEOUT_SECONDS) as response:  # noqa: S310 (URL checked above)
         response.read(MAX_CERTIFICATE_BYTES)
-    audit.record("webhook.sns_subscription_confirmed", actor_label="provider:sns", reason="subscription_confirmed",
-                 data={"topic_arn": envelope["TopicArn"], "message_id": envelope["MessageId"]})
+    audit.record(SUBSCRIPTION_CONFIRMED, actor_label="provider:sns", reason="subscription_confirmed",
+                 data={"topic_arn": topic_arn, "message_id": storable(envelope["MessageId"]),
+                       "token_sha256": token_hash})
     return True
 
 
 def ses_event_from_notification(envelope: dict) -> dict:
-    """The record_delivery_event() arguments for an SNS notification carrying an SES event."""
-    sns = {name: envelope.get(name) for name in ("Type", "MessageId", "TopicArn", "Timestamp")}
-    received = {"provider": "ses", "provider_event_id": envelope["MessageId"], "channel": Channel.EMAIL}
+    """The record_delivery_event() arguments for an SNS notification carrying an SES event.
+
+    Never raises on an odd shape (a field of the wrong type is read as missing), and what it
+    returns can be stored (omni.lib.text.storable): SNS signed it, so refusing it would only
+    make SNS deliver it again and again.
+    """
+    sns = storable({name: envelope.get(name) for name in ("Type", "MessageId", "TopicArn", "Timestamp")})
+    received = {"provider": "ses", "channel": Channel.EMAIL,
+                # Without a topic list any signed topic gets in (development only: omni.E006
+                # refuses it in production), so its word about a message that is not ours
+                # must not suppress anybody's address.
+                "protect_unlinked": bool(settings.SNS_TOPIC_ARNS)}
     try:
         event = json.loads(envelope["Message"])
-    except ValueError:
+    except (ValueError, RecursionError):
         event = None
     if not isinstance(event, dict):
         # e.g. the plain-text test message SES publishes when a topic is attached.
-        return {**received, "provider_message_id": "", "event_type": EventType.UNKNOWN,
-                "occurred_at": _parse_time(envelope["Timestamp"]), "detail": envelope["Message"][:200],
-                "raw": {"sns": sns, "message": envelope["Message"]}}
+        message = storable(envelope["Message"])
+        return {**received, "provider_event_id": sns["MessageId"], "provider_message_id": "",
+                "event_type": EventType.UNKNOWN, "occurred_at": _parse_time(envelope["Timestamp"]),
+                "detail": message[:200], "raw": {"sns": sns, "message": message}}
 
-    name = event.get("eventType") or event.get("notificationType") or ""
-    mail = event.get("mail") or {}
-    details = event.get(SES_DETAIL_KEYS.get(name, ""), {}) or {}
+    event = storable(event)
+    name = _text(event.get("eventType")) or _text(event.get("notificationType"))
+    mail = _mapping(event.get("mail"))
+    details = _mapping(event.get(SES_DETAIL_KEYS.get(name, "")))
+    message_id = _text(mail.get("messageId"))
     detail, permanent = _describe(name, details)
+    occurred_at = _parse_time(details.get("timestamp") or mail.get("timestamp") or envelope["Timestamp"])
+    recipients = _recipients(name, details, mail)
     return {
         **received,
-        "provider_message_id": mail.get("messageId", ""),
+        "provider_event_id": ses_event_identity(name, message_id, details, recipients) or sns["MessageId"],
+        "provider_message_id": message_id,
         "event_type": ses_event_type(name),
-        "occurred_at": _parse_time(details.get("timestamp") or mail.get("timestamp") or envelope["Timestamp"]),
-        "recipient": _recipient(name, details, mail),
+        "occurred_at": occurred_at,
+        "recipient": recipients[0] if recipients else "",
+        "recipients": recipients,
         "detail": detail,
         "permanent": permanent,
         "raw": {"sns": sns, "event": event},
@@ -204,43 +252,72 @@ def ses_event_from_notification(envelope: dict) -> dict:
     }
 
 
+def ses_event_identity(name: str, message_id: str, details: dict, recipients: list[str]) -> str:
+    """One id per SES event, whichever SNS envelope carries it ("" when SES gave no message id).
+
+    SNS may deliver one SES event twice, each time under a new SNS MessageId, so the SNS id
+    cannot tell repeats apart. SES's own fields can: the message, the event type, and the
+    event's timestamp, feedback id (bounces, complaints), recipients and link (clicks).
+    """
+    if not message_id:
+        return ""
+    identity = [message_id, name, _text(details.get("timestamp")), _text(details.get("feedbackId")),
+                sorted(recipients), _text(details.get("link"))]
+    digest = hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:32]
+    return f"ses:{digest}"
+
+
 def _describe(name: str, details: dict) -> tuple[str, bool]:
     """A short human detail for the event, and whether it is a permanent failure."""
     if name == "Bounce":
-        bounce_type = details.get("bounceType", "")
+        bounce_type = _text(details.get("bounceType"))
         kind = {"Permanent": "hard", "Transient": "soft"}.get(bounce_type, "undetermined")
-        return f"{kind}: {details.get('bounceSubType', '')}", bounce_type == "Permanent"
+        return f"{kind}: {_text(details.get('bounceSubType'))}", bounce_type == "Permanent"
     if name == "Complaint":
-        return details.get("complaintFeedbackType", ""), False
+        return _text(details.get("complaintFeedbackType")), False
     if name == "Click":
-        return details.get("link", ""), False
+        return _text(details.get("link")), False
     if name == "Reject":
-        return details.get("reason", ""), True
+        return _text(details.get("reason")), True
     if name == "Rendering Failure":
-        return details.get("errorMessage", ""), True
+        return _text(details.get("errorMessage")), True
     if name == "DeliveryDelay":
-        return details.get("delayType", ""), False
+        return _text(details.get("delayType")), False
     if name not in SES_DETAIL_KEYS:
-        return f"SES event {name!r}", False
+        return f"SES event {name[:100]!r}", False
     return "", False
 
 
-def _recipient(name: str, details: dict, mail: dict) -> str:
+def _recipients(name: str, details: dict, mail: dict) -> list[str]:
+    """Every address the event is about: all bounced or complained recipients, else the
+    recipients of a delivery (or the message's destination)."""
     listed = {"Bounce": "bouncedRecipients", "Complaint": "complainedRecipients"}.get(name)
     if listed and details.get(listed):
-        return details[listed][0].get("emailAddress", "")
-    recipients = details.get("recipients") or mail.get("destination") or [""]
-    return recipients[0]
+        addresses = [_text(_mapping(entry).get("emailAddress")) for entry in _sequence(details[listed])]
+    else:
+        addresses = [_text(entry) for entry in _sequence(details.get("recipients") or mail.get("destination"))]
+    return list(dict.fromkeys(address[:512] for address in addresses if address))
 
 
 def _tagged_delivery_id(mail: dict) -> int | None:
-    values = (mail.get("tags") or {}).get(DELIVERY_TAG) or [""]
-    return int(values[0]) if str(values[0]).isdigit() else None
+    values = _sequence(_mapping(mail.get("tags")).get(DELIVERY_TAG))
+    value = _text(values[0]) if values else ""
+    # Bounded: a value too large for the id column is not one of ours.
+    return int(value) if value.isascii() and value.isdigit() and len(value) < 19 else None
+
+
+def _text(value) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _mapping(value) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _sequence(value) -> list:
+    return value if isinstance(value, list) else []
 
 
 def _parse_time(value) -> datetime:
-    try:
-        parsed = parse_datetime(value) if isinstance(value, str) else None
-    except ValueError:
-        parsed = None
-    return parsed or timezone.now()
+    # Out of range or unreadable: the time of receipt (see omni.lib.dates.provider_time).
+    return provider_time(value)

@@ -1,31 +1,40 @@
 """Twilio webhooks: message status callbacks and inbound SMS, WhatsApp and RCS messages.
 
-Both check X-Twilio-Signature, Twilio's HMAC of the full URL and the POST parameters keyed
-with the account's auth token. The URL is rebuilt from settings.OMNI_PUBLIC_URL, because
-behind a proxy the host and scheme Django sees are not the ones Twilio signed.
+Both check X-Twilio-Signature, Twilio's HMAC of the full URL and the POST parameters. Signed
+with the account's auth token it is HMAC-SHA1; signed with a webhook signing key (SharedKey)
+Twilio adds X-Twilio-Webhooks-Signature-Settings ("key=...,algorithm=HMAC_SHA256") naming
+the algorithm, which twilio.request_validator implements (HMAC_SHA1 and HMAC_SHA256). The URL
+is rebuilt from settings.OMNI_PUBLIC_URL, because behind a proxy the host and scheme Django
+sees are not the ones Twilio signed.
 https://www.twilio.com/docs/usage/webhooks/webhooks-security
 """
 from django.conf import settings
 from django.http import HttpResponse, HttpResponseBadRequest, HttpResponseForbidden
 from django.utils import timezone
-from twilio.request_validator import RequestValidator
+from twilio.request_validator import SIGNATURE_SETTINGS_HEADER, RequestValidator, get_signature_algorithm
 
 from channels.events import record_delivery_event, record_inbound_message, twilio_event_type
 from channels.models import EventType
 from channels.providers.twilio import PERMANENT_FAILURE_CODES, SUPPRESSING_ERROR_CODES
 from omni.choices import Channel
+from omni.lib.text import storable
 
 from . import public_url, webhook_view
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 ADDRESS_PREFIXES = {"whatsapp:": Channel.WHATSAPP, "rcs:": Channel.RCS}
+# Twilio's SIDs are 34 characters; the columns hold 255 (ids) and 512 (addresses).
+MAX_LENGTHS = {"MessageSid": 255, "SmsMessageSid": 255, "SmsSid": 255, "MessageStatus": 50, "SmsStatus": 50,
+               "From": 512, "To": 512}
 
 
 @webhook_view
 def status_callback(request):
     if not signature_valid(request):
         return HttpResponseForbidden("Invalid signature")
-    params = request.POST
+    params, problem = webhook_params(request.POST)
+    if problem:
+        return HttpResponseBadRequest(problem)
     sid = params.get("MessageSid") or params.get("SmsSid")
     if not sid or not (params.get("MessageStatus") or params.get("SmsStatus")):
         return HttpResponseBadRequest("MessageSid and MessageStatus are required")
@@ -37,7 +46,9 @@ def status_callback(request):
 def inbound_message(request):
     if not signature_valid(request):
         return HttpResponseForbidden("Invalid signature")
-    params = request.POST
+    params, problem = webhook_params(request.POST)
+    if problem:
+        return HttpResponseBadRequest(problem)
     sid = params.get("MessageSid") or params.get("SmsMessageSid") or params.get("SmsSid")
     if not sid or not params.get("From"):
         return HttpResponseBadRequest("MessageSid and From are required")
@@ -47,18 +58,39 @@ def inbound_message(request):
         to_address=split_address(params.get("To", ""))[1],
         body=params.get("Body", ""),
         media=inbound_media(params),
-        raw=params.dict(),
+        raw=params,
     )
     # An empty TwiML response: Omni answers later, from a journey or an agent, if at all.
     return HttpResponse(EMPTY_TWIML, content_type="text/xml")
 
 
+def webhook_params(post) -> tuple[dict, str]:
+    """The signed POST parameters as a plain dict that can be stored, and what is wrong with them.
+
+    Called after the signature check (which needs them exactly as sent). NULs and lone
+    surrogates become U+FFFD (PostgreSQL cannot store them); an id or address longer than its
+    column is refused, naming the parameter.
+    """
+    params = storable(post.dict())
+    for name, limit in MAX_LENGTHS.items():
+        if len(params.get(name, "")) > limit:
+            return params, f"{name} is longer than {limit} characters"
+    return params, ""
+
+
 def signature_valid(request) -> bool:
-    token = settings.TWILIO_AUTH_TOKEN
+    """Whether Twilio signed this request, with the auth token or the webhook signing key.
+
+    The algorithm is HMAC-SHA1 unless X-Twilio-Webhooks-Signature-Settings names another that
+    the twilio library supports (HMAC_SHA256); an unknown one fails.
+    """
     signature = request.headers.get("X-Twilio-Signature", "")
-    if not token or not signature:
+    secrets = [secret for secret in (settings.TWILIO_WEBHOOK_SIGNING_SECRET, settings.TWILIO_AUTH_TOKEN) if secret]
+    if not secrets or not signature:
         return False
-    return RequestValidator(token).validate(public_url(request), request.POST, signature)
+    algorithm = get_signature_algorithm(request.headers.get(SIGNATURE_SETTINGS_HEADER, ""))
+    url = public_url(request)
+    return any(RequestValidator(secret).validate(url, request.POST, signature, algorithm) for secret in secrets)
 
 
 def status_event_from_callback(params, delivery_hint: str | None) -> dict:
@@ -82,7 +114,7 @@ def status_event_from_callback(params, delivery_hint: str | None) -> dict:
         "recipient": recipient,
         "detail": f"{status}: error {error_code}" if error_code else status,
         "permanent": failed and error_code in PERMANENT_FAILURE_CODES,
-        "raw": params.dict(),
+        "raw": params,
         "delivery_id": _as_int(delivery_hint),
         "channel": channel,
         "suppression_reason": SUPPRESSING_ERROR_CODES.get(error_code, "") if failed else "",
@@ -106,4 +138,6 @@ def inbound_media(params) -> list[dict]:
 
 
 def _as_int(value) -> int | None:
-    return int(value) if value and str(value).isdigit() else None
+    # isascii: "²".isdigit() is true, and int() refuses it. Bounded to fit an id column.
+    text = str(value or "")
+    return int(text) if text.isascii() and text.isdigit() and len(text) < 19 else None

@@ -1,6 +1,7 @@
 from datetime import datetime, timedelta, timezone as dt_timezone
 
 import pytest
+from django.utils import timezone
 
 from compliance import actions, gate
 from omni.models import AuditEntry
@@ -112,3 +113,42 @@ def test_unknown_values_are_refused_with_a_clear_error(contact):
         actions.record_consent_change(contact, "fax", "marketing", "granted", "form")
     with pytest.raises(ValueError, match="Unknown suppression reason"):
         actions.suppress("ann@example.com", reason="because")
+
+
+def test_a_hard_bounce_after_an_expired_suppression_suppresses_again(contact):
+    # given a manual suppression that expired an hour ago
+    old, _ = actions.suppress("ann@example.com", channel="email", reason="manual",
+                              expires_at=timezone.now() - timedelta(hours=1))
+
+    # when the address hard-bounces
+    suppression, created = actions.suppress("ann@example.com", channel="email", reason="hard_bounce",
+                                            contact=contact, actor_label="provider:ses", detail="hard: General")
+
+    # then the suppression is renewed, for good, and audited
+    assert created is True
+    assert suppression.pk == old.pk
+    suppression.refresh_from_db()
+    assert (suppression.reason, suppression.expires_at, suppression.contact) == ("hard_bounce", None, contact)
+    entry = AuditEntry.objects.get(action="suppression.renewed")
+    assert entry.data["previous"]["reason"] == "manual"
+    assert gate.check(contact, "email", "transactional", "ann@example.com").reason == "suppressed:hard_bounce"
+
+
+def test_a_permanent_suppression_outlasts_an_active_temporary_one(contact):
+    actions.suppress("ann@example.com", channel="email", reason="manual", expires_at=timezone.now() + timedelta(days=1))
+
+    _, created = actions.suppress("ann@example.com", channel="email", reason="hard_bounce", contact=contact)
+
+    assert created is True
+    assert gate.check(contact, "email", "transactional", "ann@example.com",
+                      now=timezone.now() + timedelta(days=2)).reason == "suppressed:hard_bounce"
+
+
+def test_an_active_suppression_is_not_shortened(contact):
+    actions.suppress("ann@example.com", channel="email", reason="complaint", contact=contact)
+
+    _, created = actions.suppress("ann@example.com", channel="email", reason="manual",
+                                  expires_at=timezone.now() + timedelta(days=1))
+
+    assert created is False
+    assert not AuditEntry.objects.filter(action="suppression.renewed").exists()

@@ -196,3 +196,57 @@ def test_an_erased_contact_cannot_be_filled_in_again(crm_api):
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "contact_erased"
     assert Contact.objects.get().email == ""
+
+
+# (A percent-encoded lone surrogate never reaches the view: Django keeps bad UTF-8 in a path
+# percent-encoded, which is a storable id.)
+@pytest.mark.parametrize("path", ["/api/v1/contacts/ab%00c", "/api/v1/contacts/ab%0Ac", "/api/v1/contacts/ab%7Fc"])
+def test_an_external_id_with_a_control_character_is_refused_with_400(crm_api, path):
+    put = crm_api.put(path, {"email": "ada@example.com"})
+    get = crm_api.get(path)
+
+    assert (put.status_code, get.status_code) == (400, 400)
+    assert put.json()["error"]["field"] == "external_id"
+    assert not Contact.objects.exists()
+
+
+def test_a_lone_surrogate_in_a_contact_field_is_refused_with_400(client, crm_api):
+    response = client.put("/api/v1/contacts/crm-1", b'{"first_name": "A\\ud800"}', content_type="application/json",
+                          headers={"Authorization": f"Bearer {crm_api.raw_key}"})
+
+    assert response.status_code == 400
+    assert response.json()["error"]["field"] == "first_name"
+    assert not Contact.objects.exists()
+
+
+@pytest.mark.parametrize("country", ["US", "us"])
+def test_a_national_phone_number_is_read_with_the_country_in_the_same_payload(crm_api, country):
+    response = crm_api.put("/api/v1/contacts/crm-1", {"phone": "(415) 555-0199", "country": country})
+
+    assert response.status_code == 201
+    assert Contact.objects.get().phone == "+14155550199"
+
+
+def test_a_national_phone_number_is_read_with_the_contacts_stored_country(crm_api):
+    crm_api.put("/api/v1/contacts/crm-1", {"country": "GB"})
+
+    response = crm_api.put("/api/v1/contacts/crm-1", {"phone": "020 7946 0018"})
+
+    assert response.status_code == 200
+    assert Contact.objects.get().phone == "+442079460018"
+
+
+def test_a_national_phone_number_without_any_country_is_refused_naming_the_phone(crm_api):
+    response = crm_api.put("/api/v1/contacts/crm-1", {"phone": "(415) 555-0199"})
+
+    assert response.status_code == 400
+    assert response.json()["error"]["field"] == "phone"
+
+
+def test_an_event_creating_its_contact_reads_a_national_phone_with_its_country(crm_api):
+    body = {"contact": {"external_id": "crm-2", "phone": "(415) 555-0199", "country": "US"}, "name": "signed_up"}
+
+    response = crm_api.post("/api/v1/events", body, **{"Idempotency-Key": "1"})
+
+    assert response.status_code == 202
+    assert Contact.objects.get().phone == "+14155550199"

@@ -35,7 +35,8 @@ def test_an_event_is_stored_unprocessed_and_answered_202(crm_api, ada):
     assert (event.contact, event.name, event.properties) == (ada, "order.placed", {"order_id": "A-1"})
     assert event.occurred_at == datetime(2025, 5, 1, 10, 0, tzinfo=dt_timezone.utc)
     assert event.processed_at is None
-    assert event.source == f"apikey:{crm_api.raw_key.split('_')[1]}"
+    assert event.source == "api"
+    assert event.sent_by == f"apikey:{crm_api.raw_key.split('_')[1]}"
 
 
 def test_a_repeated_event_with_the_same_idempotency_key_is_stored_once(crm_api, ada):
@@ -71,15 +72,60 @@ def test_an_event_without_an_idempotency_key_is_refused_with_400(crm_api, ada):
     assert not ContactEvent.objects.exists()
 
 
-def test_the_same_idempotency_key_from_two_api_keys_makes_two_events(crm_api, api_as, ada):
-    shop_api = api_as(ApiScope.EVENTS_WRITE, name="Shop")
+def test_a_retry_sent_with_a_rotated_api_key_is_stored_once(crm_api, api_as, ada):
+    # given an event sent with the old key
+    first = crm_api.post("/api/v1/events", order_placed(), **{"Idempotency-Key": "order-A-1"})
+    # when the same request is retried after the key was rotated
+    rotated = api_as(ApiScope.EVENTS_WRITE, name="CRM (rotated)")
+    retry = rotated.post("/api/v1/events", order_placed(), **{"Idempotency-Key": "order-A-1"})
 
-    from_crm = crm_api.post("/api/v1/events", order_placed(), **{"Idempotency-Key": "1"})
-    from_shop = shop_api.post("/api/v1/events", order_placed(), **{"Idempotency-Key": "1"})
+    # then it is the same event, still recorded as sent by the first key
+    assert (first.status_code, retry.status_code) == (202, 200)
+    assert retry.json()["id"] == first.json()["id"]
+    assert ContactEvent.objects.count() == 1
+    assert ContactEvent.objects.get().sent_by == f"apikey:{crm_api.raw_key.split('_')[1]}"
+    assert AuditEntry.objects.filter(action="event.received").count() == 1
 
-    assert (from_crm.status_code, from_shop.status_code) == (202, 202)
-    assert from_crm.json()["id"] != from_shop.json()["id"]
-    assert ContactEvent.objects.count() == 2
+
+@pytest.mark.parametrize("header", [True, False])
+def test_an_idempotency_key_reused_for_a_different_event_is_refused_with_409(crm_api, ada, header):
+    def send(body):
+        if header:
+            return crm_api.post("/api/v1/events", body, **{"Idempotency-Key": "order-A-1"})
+        return crm_api.post("/api/v1/events", {**body, "event_id": "order-A-1"})
+
+    first = send(order_placed())
+
+    reused = send(order_placed(properties={"order_id": "A-2"}))
+
+    assert (first.status_code, reused.status_code) == (202, 409)
+    error = reused.json()["error"]
+    assert (error["code"], error["field"]) == ("idempotency_key_reused", "Idempotency-Key" if header else "event_id")
+    assert str(first.json()["id"]) in error["message"]
+    assert ContactEvent.objects.get().properties == {"order_id": "A-1"}
+
+
+def test_a_retry_with_the_fields_in_another_order_is_the_same_request(client, crm_api, ada):
+    headers = {"Authorization": f"Bearer {crm_api.raw_key}", "Idempotency-Key": "1"}
+    first = client.post("/api/v1/events", b'{"external_id": "crm-1", "name": "x", "properties": {"a": 1, "b": 2}}',
+                        content_type="application/json", headers=headers)
+    retry = client.post("/api/v1/events", b'{"properties": {"b": 2, "a": 1},  "name": "x", "external_id": "crm-1"}',
+                        content_type="application/json", headers=headers)
+
+    assert (first.status_code, retry.status_code) == (202, 200)
+    assert retry.json()["duplicate"] is True
+
+
+def test_a_reused_key_with_other_contact_data_changes_nothing(crm_api, ada):
+    crm_api.post("/api/v1/events", {"contact": {"external_id": "crm-1", "first_name": "Ada"}, "name": "x"},
+                 **{"Idempotency-Key": "1"})
+
+    response = crm_api.post("/api/v1/events", {"contact": {"external_id": "crm-1", "first_name": "Augusta"},
+                                               "name": "x"}, **{"Idempotency-Key": "1"})
+
+    assert response.status_code == 409
+    assert Contact.objects.get().first_name == "Ada"
+    assert AuditEntry.objects.filter(action="contact.updated").count() == 1
 
 
 def test_an_event_for_an_unknown_external_id_is_404_naming_it(crm_api):
@@ -127,16 +173,6 @@ def test_invalid_contact_data_in_an_event_stores_nothing(crm_api):
     assert not AuditEntry.objects.exists()
 
 
-def test_a_repeated_event_changes_nothing_not_even_the_contact(crm_api, ada):
-    crm_api.post("/api/v1/events", {"contact": {"external_id": "crm-1", "first_name": "Ada"}, "name": "x"},
-                 **{"Idempotency-Key": "1"})
-
-    crm_api.post("/api/v1/events", {"contact": {"external_id": "crm-1", "first_name": "Augusta"}, "name": "x"},
-                 **{"Idempotency-Key": "1"})
-
-    assert Contact.objects.get().first_name == "Ada"
-
-
 @pytest.mark.parametrize("overrides, field", [
     ({"name": ""}, "name"),
     ({"name": "order placed!"}, "name"),
@@ -145,6 +181,12 @@ def test_a_repeated_event_changes_nothing_not_even_the_contact(crm_api, ada):
     ({"properties": {"blob": "x" * 20_000}}, "properties"),
     ({"occurred_at": "yesterday"}, "occurred_at"),
     ({"occurred_at": "2025-05-01T12:00:00"}, "occurred_at"),
+    ({"occurred_at": "0001-01-01T00:00:00+14:00"}, "occurred_at"),
+    ({"occurred_at": "0001-01-01T00:00:00Z"}, "occurred_at"),
+    ({"occurred_at": "1999-12-31T23:59:59Z"}, "occurred_at"),
+    ({"occurred_at": "2025-13-01T00:00:00Z"}, "occurred_at"),
+    ({"occurred_at": 1714557600}, "occurred_at"),
+    ({"name": "order.placed\n"}, "name"),
     ({"external_id": ""}, "external_id"),
     ({"contact": "crm-1", "external_id": None}, "contact"),
     ({"customer": "crm-1"}, "customer"),
@@ -174,7 +216,7 @@ def test_a_received_event_is_audited(crm_api, ada):
     entry = AuditEntry.objects.get(action="event.received")
     event = ContactEvent.objects.get()
     assert (entry.contact_id, entry.object_id, entry.data) == (ada.pk, str(event.pk), {"name": "order.placed"})
-    assert entry.actor_label == event.source
+    assert entry.actor_label == event.sent_by
 
 
 def test_events_need_the_events_write_scope(api_as, ada):
@@ -210,3 +252,21 @@ def test_an_event_that_creates_its_contact_makes_a_bounded_number_of_queries(
     with django_assert_max_num_queries(16):
         response = crm_api.post("/api/v1/events", body, **{"Idempotency-Key": "1"})
     assert response.status_code == 202
+
+
+@pytest.mark.parametrize("raw_body, field", [
+    (b'{"external_id": "crm-1", "name": "x", "properties": {"total": 1e400}}', "properties.total"),
+    (b'{"external_id": "crm-1", "name": "x", "properties": {"total": -1e400}}', "properties.total"),
+    (b'{"external_id": "crm-1", "name": "x", "properties": {"note": "\\ud800"}}', "properties.note"),
+    (b'{"external_id": "crm-1", "name": "x", "properties": {"items": [{"n": "a\\udfffb"}]}}',
+     "properties.items[0].n"),
+    (b'{"external_id": "crm-1", "name": "x\\ud800"}', "name"),
+    (b'{"external_id": "crm-\\ud800", "name": "x"}', "external_id"),
+])
+def test_json_the_database_cannot_store_is_refused_with_400_naming_the_field(client, crm_api, ada, raw_body, field):
+    response = client.post("/api/v1/events", raw_body, content_type="application/json",
+                           headers={"Authorization": f"Bearer {crm_api.raw_key}", "Idempotency-Key": "1"})
+
+    assert response.status_code == 400
+    assert response.json()["error"]["field"] == field
+    assert not ContactEvent.objects.exists()

@@ -469,3 +469,76 @@ def test_the_demo_logins_work(demo, client, settings):
     for username, password in logins.items():
         assert client.login(username=username, password=password), username
         assert client.get("/admin/").status_code == 200
+
+
+def test_contact_import_reads_national_phones_with_the_rows_or_the_stored_country():
+    # given a contact whose country is known, and a file with a lower-case country column
+    Contact.objects.create(external_id="crm-9", country="GB")
+    dataset = tablib.Dataset(headers=["external_id", "phone", "country"])
+    dataset.append(["crm-1", "(415) 555-0106", "us"])
+    dataset.append(["crm-9", "020 7946 0018", ""])
+
+    result = ContactResource().import_data(dataset, dry_run=False)
+
+    assert not result.has_errors() and not result.has_validation_errors()
+    assert dict(Contact.objects.values_list("external_id", "phone")) == {"crm-1": "+14155550106",
+                                                                       "crm-9": "+442079460018"}
+
+
+# --- list pages with many rows ------------------------------------------------------------------
+
+ROWS = 60
+# Whatever the number of rows: session, user, count, page, filters' choices... A page that
+# runs a query per row blows far past it with 60 rows.
+LIST_PAGE_MAX_QUERIES = 20
+
+
+@pytest.fixture
+def many_rows(demo):
+    """ROWS contacts, each with a message, a delivery, a provider event, a sandbox copy, a
+    conversation with a reply, an enrollment at a step, consent, a suppression and a device."""
+    from django.utils import timezone
+
+    from campaigns.models import EnrollmentState
+    from compliance.actions import record_consent_change, suppress
+    from contacts.models import Device
+
+    journey = Journey.objects.get()
+    step = journey.steps.first()
+    version = TemplateVersion.objects.first()
+    for index in range(ROWS):
+        contact = Contact.objects.create(external_id=f"many-{index}", email=f"many{index}@example.com",
+                                         phone=f"+1415555{index:04d}")
+        message = Message.objects.create(contact=contact, purpose="marketing", template_version=version,
+                                         channel_plan=[{"channel": "email"}], source=MessageSource.JOURNEY)
+        delivery = Delivery.objects.create(message=message, contact=contact, channel="email", provider="sandbox",
+                                           to_address=contact.email, provider_message_id=f"many-{index}")
+        DeliveryEvent.objects.create(delivery=delivery, provider="sandbox", provider_event_id=f"many-{index}",
+                                     provider_message_id=f"many-{index}", event_type="delivered")
+        OutboxMessage.objects.create(delivery=delivery, channel="email", to_address=contact.email,
+                                     provider_message_id=f"many-{index}", simulated_outcome="delivered")
+        conversation = Conversation.objects.create(contact=contact, channel="sms")
+        InboundMessage.objects.create(contact=contact, conversation=conversation, channel="sms", provider="sandbox",
+                                      provider_message_id=f"many-{index}", from_address=contact.phone,
+                                      body="Thanks!", in_reply_to=delivery)
+        Enrollment.objects.create(journey=journey, contact=contact, current_step=step, state=EnrollmentState.ACTIVE,
+                                  next_run_at=timezone.now())
+        ContactEvent.objects.create(contact=contact, name="signed_up", idempotency_key=f"many-{index}")
+        record_consent_change(contact, "email", "marketing", "granted", "form")
+        suppress(contact.phone, channel="sms", reason="stop", contact=contact)
+        Device.objects.create(contact=contact, platform="ios", token=f"token-{index}")
+
+
+def test_every_list_page_makes_a_bounded_number_of_queries_with_many_rows(many_rows, admin_client):
+    # One test over every registered model, so the rows are built once.
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    queries = {}
+    for model in REGISTERED_MODELS:
+        with CaptureQueriesContext(connection) as captured:
+            response = admin_client.get(admin_url(model, "changelist"))
+        assert response.status_code == 200, model._meta.label
+        queries[model._meta.label] = len(captured)
+
+    assert {label: n for label, n in queries.items() if n > LIST_PAGE_MAX_QUERIES} == {}

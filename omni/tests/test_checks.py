@@ -24,8 +24,21 @@ def test_production_refuses_development_defaults(settings):
 
     errors = ids(check_production_settings(None) + check_provider_settings(None))
 
-    assert {"omni.E001", "omni.E002", "omni.E004", "omni.E005", "omni.E010"} <= errors
+    assert {"omni.E001", "omni.E002", "omni.E004", "omni.E005", "omni.E006", "omni.E010"} <= errors
     assert ("omni.E003" in errors) == (settings.DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3")
+
+
+def test_production_refuses_to_start_without_a_list_of_accepted_sns_topics(settings):
+    settings.PRODUCTION = True
+    settings.SNS_TOPIC_ARNS = []
+
+    errors = check_production_settings(None)
+
+    assert [error.msg for error in errors if error.id == "omni.E006"] == [
+        "SNS_TOPIC_ARNS must list the SNS topics of your SES configuration sets in production."
+    ]
+    settings.SNS_TOPIC_ARNS = ["arn:aws:sns:us-east-1:123456789012:ses-events"]
+    assert "omni.E006" not in ids(check_production_settings(None))
 
 
 def test_a_provider_without_credentials_names_the_missing_setting(settings):
@@ -78,3 +91,54 @@ def test_configured_credentials_switch_channels_to_the_real_providers(tmp_path):
 
     assert result.stdout.strip() == str(sorted({"email": "ses", "sms": "twilio", "whatsapp": "twilio",
                                                 "rcs": "sandbox", "push": "sandbox"}.items()))
+
+
+def production_env(tmp_path, **overrides) -> dict:
+    """Every variable a valid production start needs (the services need not be running)."""
+    return {
+        "OMNI_ENV": "production", "OMNI_VAR_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "omni.settings",
+        "PATH": "/usr/bin:/bin",
+        "SECRET_KEY": "k3Jx9-Qp2Lm7Zr4Tv8Wb1Yc6Nd0Fg5Hs" + "Ua3Ei7Oo2Iu9Ee4Rt" + "Zq8Wm",
+        "ALLOWED_HOSTS": "omni.example.com", "CSRF_TRUSTED_ORIGINS": "https://omni.example.com",
+        "OMNI_PUBLIC_URL": "https://omni.example.com",
+        "DATABASE_URL": "postgres://omni:secret@127.0.0.1:5432/omni",
+        "CELERY_BROKER_URL": "redis://127.0.0.1:6379/0",
+        "SNS_TOPIC_ARNS": "arn:aws:sns:us-east-1:123456789012:ses-events",
+        "SES_FROM_EMAIL": "omni@example.com", "OMNI_PUSH_PROVIDER": "sns",
+        "TWILIO_ACCOUNT_SID": "AC1", "TWILIO_AUTH_TOKEN": "token", "TWILIO_MESSAGING_SERVICE_SID": "MG1",
+        "OMNI_RCS_PROVIDER": "twilio",
+        **overrides,
+    }
+
+
+def test_check_deploy_passes_clean_with_valid_production_settings(tmp_path):
+    result = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"], cwd=ROOT,
+                            env=production_env(tmp_path), capture_output=True, text=True, timeout=60)
+
+    assert result.returncode == 0, result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+def test_production_can_trust_a_tls_terminating_proxy_and_tune_hsts(tmp_path):
+    env = production_env(tmp_path, SECURE_PROXY_SSL_HEADER="HTTP_X_FORWARDED_PROTO,https",
+                         SECURE_HSTS_PRELOAD="false")
+    code = ("from django.conf import settings as s; print(s.SECURE_PROXY_SSL_HEADER, s.SECURE_HSTS_PRELOAD, "
+            "s.SECURE_HSTS_INCLUDE_SUBDOMAINS, s.SECURE_SSL_REDIRECT, s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE)")
+
+    result = subprocess.run([sys.executable, "-c", f"import django; django.setup(); {code}"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60)
+
+    assert result.stdout.split() == ["('HTTP_X_FORWARDED_PROTO',", "'https')", "False", "True", "True", "True",
+                                     "True"], result.stderr
+
+
+@pytest.mark.parametrize("secret_key", [
+    "x" * 49,  # too short for Django's own check (W009)
+    "ab" * 30,  # too few distinct characters
+    "django-insecure-" + "k3Jx9-Qp2Lm7Zr4Tv8Wb1Yc6Nd0Fg5HsUa3Ei7",
+])
+def test_production_refuses_a_secret_key_django_calls_weak(settings, secret_key):
+    settings.PRODUCTION = True
+    settings.SECRET_KEY = secret_key
+
+    assert "omni.E001" in ids(check_production_settings(None))

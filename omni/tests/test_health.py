@@ -1,0 +1,42 @@
+"""/healthz and /readyz, for load balancers and orchestrators."""
+import time
+
+import pytest
+
+
+def test_healthz_answers_ok_without_touching_the_database(client):
+    # No db fixture: pytest-django makes any query fail this test.
+    response = client.get("/healthz")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def test_readyz_answers_200_when_the_database_and_broker_are_reachable(client, db):
+    response = client.get("/readyz")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "database": "ok", "broker": "ok"}
+
+
+@pytest.mark.parametrize("broker_url", ["redis://127.0.0.1:1/0", "amqp://guest:guest@127.0.0.1:1//"])
+def test_readyz_answers_503_quickly_naming_an_unreachable_broker(client, db, settings, broker_url):
+    settings.CELERY_BROKER_URL = broker_url
+    started = time.monotonic()
+
+    response = client.get("/readyz")
+
+    assert response.status_code == 503
+    body = response.json()
+    assert (body["status"], body["database"]) == ("unavailable", "ok")
+    assert body["broker"].startswith("unreachable")
+    assert time.monotonic() - started < 5
+
+
+def test_health_endpoints_are_not_redirected_to_https(client, db, settings):
+    settings.SECURE_SSL_REDIRECT = True
+    settings.SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/readyz").status_code == 200
+    assert client.get("/admin/").status_code == 301
