@@ -2,10 +2,18 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Q
 
-from omni.lib.admin import ReadOnlyAdminMixin
+from omni.lib.admin import ReadOnlyAdminMixin, ReadOnlyInline
 
 from . import actions
-from .models import LIVE_ENROLLMENT_STATES, Campaign, Enrollment, Journey, JourneyStep
+from .models import (
+    LIVE_ENROLLMENT_STATES,
+    Campaign,
+    CampaignRecipient,
+    Enrollment,
+    Journey,
+    JourneyStep,
+    JourneyStepVisit,
+)
 
 
 class JourneyStepInline(admin.StackedInline):
@@ -103,6 +111,15 @@ class JourneyStepAdmin(admin.ModelAdmin):
     autocomplete_fields = ["journey", "template", "next_step", "else_step"]
 
 
+class JourneyStepVisitInline(ReadOnlyInline):
+    """Every step the enrollment ran, and the message each send step made."""
+
+    model = JourneyStepVisit
+    fields = ["visit_number", "step_key", "step_kind", "journey_version", "outcome", "message", "visited_at"]
+    ordering = ["visit_number"]
+    show_change_link = False
+
+
 @admin.register(Enrollment)
 class EnrollmentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Enrollments move only through the orchestration tick; pause the journey to hold them."""
@@ -114,6 +131,17 @@ class EnrollmentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     # JourneyStep.__str__ names its journey.
     list_select_related = ["contact", "journey", "current_step__journey"]
     date_hierarchy = "entered_at"
+    inlines = [JourneyStepVisitInline]
+
+
+@admin.register(CampaignRecipient)
+class CampaignRecipientAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Who a campaign reached, with the variant or holdout drawn and the message sent or why not."""
+
+    list_display = ["campaign", "contact", "variant", "outcome", "message", "skip_reason", "created_at"]
+    list_filter = ["outcome", "campaign", "variant"]
+    search_fields = ["contact__email", "contact__phone", "contact__external_id", "campaign__name"]
+    list_select_related = ["campaign", "contact", "message__contact"]
 
 
 @admin.register(Campaign)

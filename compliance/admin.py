@@ -21,7 +21,7 @@ from omni.choices import Channel
 from omni.models import AuditEntry, AuditPersonalData
 
 from . import actions
-from .models import Consent, ConsentChange, FrequencyCap, QuietHours, SendingPause, Suppression
+from .models import Consent, ConsentChange, Decision, FrequencyCap, QuietHours, SendingPause, Suppression
 
 CONTACT_SEARCH_FIELDS = ["contact__email", "contact__phone", "contact__external_id"]
 
@@ -365,3 +365,22 @@ class AuditEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         response = StreamingHttpResponse(audit_csv_lines(queryset), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="omni-audit-{timezone.now():%Y%m%d-%H%M%S}.csv"'
         return response
+
+
+@admin.register(Decision)
+class DecisionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Every verdict of the pre-send gate, with the inputs it used: why a message went out or did not."""
+
+    list_display = ["decided_at", "outcome", "reason", "channel", "purpose", "message_id", "contact_link",
+                    "consent_status", "consent_change_id"]
+    list_filter = ["outcome", "channel", "purpose", "reason"]
+    search_fields = ["=message_id", "=contact_id", "reason"]
+    date_hierarchy = "decided_at"
+    show_full_result_count = False
+
+    @admin.display(description="contact", ordering="contact_id")
+    def contact_link(self, obj):
+        if obj.contact_id is None:
+            return "—"
+        return format_html('<a href="{}">Contact {}</a>', reverse("admin:contacts_contact_change",
+                                                                 args=[obj.contact_id]), obj.contact_id)

@@ -38,6 +38,11 @@ class ContactAdmin(ImportExportModelAdmin):
     inlines = [DeviceInline]
     actions = ["pause_messaging", "resume_messaging"]
 
+    def has_delete_permission(self, request, obj=None):
+        # What was sent to a contact and their consent history outlive them: removing a person
+        # is erasure (personal data out, history kept), never a delete.
+        return False
+
     def save_model(self, request, obj, form, change):
         # The form reports an unchanged JSON field as changed, so compare stored values instead.
         before = Contact.objects.filter(pk=obj.pk).first() if change else None

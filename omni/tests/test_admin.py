@@ -542,3 +542,27 @@ def test_every_list_page_makes_a_bounded_number_of_queries_with_many_rows(many_r
         queries[model._meta.label] = len(captured)
 
     assert {label: n for label, n in queries.items() if n > LIST_PAGE_MAX_QUERIES} == {}
+
+
+def test_the_admin_offers_no_delete_for_contacts_not_even_to_a_superuser(admin_client):
+    ann = Contact.objects.create(external_id="ann", email="ann@example.com")
+
+    page = admin_client.get(admin_url(Contact, "change", ann.pk))
+    refused = admin_client.post(admin_url(Contact, "delete", ann.pk), {"post": "yes"})
+
+    assert page.status_code == 200 and b"deletelink" not in page.content
+    assert refused.status_code == 403 and Contact.objects.filter(pk=ann.pk).exists()
+
+
+def test_compliance_staff_read_the_gates_decisions(client, django_user_model):
+    from compliance.models import Decision
+
+    user = django_user_model.objects.create_user(username="cora", password="pw", is_staff=True)
+    user.groups.add(Group.objects.get(name="Compliance"))
+    Decision.objects.create(message_id=5, contact_id=None, channel="sms", purpose="marketing", outcome="suppress",
+                            reason="opted_out", consent_status="revoked", digest="0" * 64)
+    client.force_login(user)
+
+    response = client.get(reverse("admin:compliance_decision_changelist"))
+
+    assert response.status_code == 200 and b"opted_out" in response.content

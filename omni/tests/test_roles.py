@@ -1,4 +1,4 @@
-"""The staff roles: groups made by omni/migrations/0002_role_groups.py (as 0005 last set them) and what each may do."""
+"""The staff roles: groups made by omni/migrations/0002_role_groups.py (as 0006 last set them) and what each may do."""
 import importlib
 from types import SimpleNamespace
 
@@ -12,7 +12,7 @@ pytestmark = pytest.mark.django_db
 ROLE_NAMES = {"Marketers", "Support agents", "Compliance"}
 role_groups = importlib.import_module("omni.migrations.0002_role_groups")
 # The latest migration that sets the roles.
-current_roles = importlib.import_module("omni.migrations.0005_role_groups_audit_in_omni")
+current_roles = importlib.import_module("omni.migrations.0006_role_groups_decisions_and_provenance")
 
 
 @pytest.fixture(autouse=True)
@@ -114,7 +114,7 @@ def test_a_user_gets_the_permissions_of_their_group(user_in):
 
 def test_reversing_the_migration_removes_the_groups_and_reapplying_restores_them():
     # given the app registry as the migration sees it
-    state_apps = MigrationExecutor(connection).loader.project_state(("omni", "0005_role_groups_audit_in_omni")).apps
+    state_apps = MigrationExecutor(connection).loader.project_state(("omni", "0006_role_groups_decisions_and_provenance")).apps
     schema_editor = SimpleNamespace(connection=connection)  # the functions only read its connection
     before = {name: permissions_of(name) for name in ROLE_NAMES}
 
