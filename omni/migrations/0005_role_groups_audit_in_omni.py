@@ -3,46 +3,16 @@
 Each migration that changes the roles keeps its own copy of them, so replaying history on a
 new database grants only permissions that exist at that point.
 """
+import copy
 import importlib
 
 from django.db import migrations
 
-VIEW = ("view",)
-EDIT = ("add", "change", "view")
-
-ROLES = {
-    "Marketers": {
-        "contacts": {"contact": EDIT, "segment": EDIT, "device": EDIT, "contactevent": VIEW},
-        "message_templates": {"template": EDIT, "templatevariant": EDIT, "templateversion": VIEW},
-        "campaigns": {"journey": EDIT, "journeystep": EDIT, "campaign": EDIT, "enrollment": VIEW},
-        "channels": {"message": VIEW, "delivery": VIEW, "deliveryevent": VIEW, "outboxmessage": VIEW},
-        "compliance": {"consent": VIEW, "consentchange": VIEW},
-    },
-    "Support agents": {
-        "contacts": {"contact": VIEW, "device": VIEW, "contactevent": VIEW},
-        "channels": {
-            "conversation": ("change", "view"), "inboundmessage": VIEW, "message": VIEW, "delivery": VIEW,
-            "deliveryevent": VIEW, "outboxmessage": VIEW,
-        },
-        "compliance": {"consent": VIEW, "consentchange": VIEW, "suppression": VIEW},
-    },
-    "Compliance": {
-        "contacts": {"contact": VIEW, "device": VIEW, "contactevent": VIEW, "segment": VIEW},
-        "compliance": {
-            "consent": VIEW, "consentchange": VIEW, "suppression": EDIT, "quiethours": EDIT, "frequencycap": EDIT,
-            "sendingpause": EDIT,
-        },
-        "omni": {"auditentry": ("view", "export")},
-        "message_templates": {"template": VIEW, "templatevariant": VIEW, "templateversion": VIEW},
-        "campaigns": {"journey": VIEW, "journeystep": VIEW, "campaign": VIEW, "enrollment": VIEW},
-        "channels": {
-            "message": VIEW, "delivery": VIEW, "deliveryevent": VIEW, "outboxmessage": VIEW, "inboundmessage": VIEW,
-            "conversation": VIEW,
-        },
-    },
-}
-
 _first = importlib.import_module("omni.migrations.0002_role_groups")
+
+ROLES = copy.deepcopy(_first.ROLES)
+del ROLES["Compliance"]["compliance"]["auditentry"]
+ROLES["Compliance"]["omni"] = {"auditentry": ("view", "export")}
 
 
 def apply_roles(apps, schema_editor):
