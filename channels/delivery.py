@@ -20,7 +20,7 @@ from . import state
 from .actions import TERMINAL_MESSAGE_STATUSES, dispatch, fall_back
 from .base import DeliveryError, DeliveryOutcomeUnknown, Provider, SendResult
 from .events import adopt_orphan_events
-from .models import Delivery, DeliveryStatus, Message, MessageStatus
+from .models import FAILED_DELIVERY_STATUSES, Delivery, DeliveryStatus, Message, MessageStatus
 from .registry import provider_named
 
 log = logging.getLogger(__name__)
@@ -193,7 +193,10 @@ def _cancel(delivery: Delivery, reason: str, now) -> None:
                      reason=reason[:100], data={"attempt": delivery.attempts})
         message = Message.objects.select_for_update().get(pk=delivery.message_id)
         step = delivery.plan_step
-        if message.status == MessageStatus.QUEUED and message.current_step == step:
+        # Another device of a push may still carry the message: routing again would send it twice.
+        others_may_deliver = (Delivery.objects.filter(message_id=message.pk, plan_step=step).exclude(pk=delivery.pk)
+                              .exclude(status__in=FAILED_DELIVERY_STATUSES | {DeliveryStatus.CANCELLED}).exists())
+        if message.status == MessageStatus.QUEUED and message.current_step == step and not others_may_deliver:
             # Routing decides afresh from this plan step (next channel, defer or suppress) and
             # writes its own audit entry.
             dispatch(message, now=now)
