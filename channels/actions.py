@@ -252,7 +252,7 @@ def _route(candidates: list[_Candidate]) -> tuple[_Candidate | None, list[dict],
 
 
 def _build_deliveries(message: Message, chosen: _Candidate, now) -> tuple[list[Delivery], RenderError | None]:
-    """Unsaved deliveries with the rendered content (one per device for push), or ([], the error) if rendering failed."""
+    """Unsaved deliveries with the rendered content (one per device for push), or ([], the error) if rendering fails."""
     contact = message.contact
     if message.is_templated:
         try:
