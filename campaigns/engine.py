@@ -17,6 +17,7 @@ from django.utils import timezone
 from channels import actions as channel_actions
 from channels.models import (
     ENGAGED_DELIVERY_STATUSES,
+    FAILED_DELIVERY_STATUSES,
     Delivery,
     DeliveryStatus,
     Message,
@@ -396,7 +397,8 @@ def redispatch_deferred_batch(now, report: TickReport) -> int:
 
 
 def fire_fallback_timers_batch(now, report: TickReport) -> int:
-    """Move on to the next channel where a delivery did not succeed within its window."""
+    """Move on to the next channel where a delivery failed (its webhook marked the fallback due)
+    or did not succeed within its window."""
     with transaction.atomic():
         due = claim(
             Delivery.objects.filter(fallback_due_at__lte=now).select_related("message").order_by("fallback_due_at"),
@@ -406,9 +408,14 @@ def fire_fallback_timers_batch(now, report: TickReport) -> int:
             return 0
         Delivery.objects.filter(pk__in=[d.pk for d in due]).update(fallback_due_at=None)
         for delivery in due:
-            if not channel_actions.fallback_condition_met(delivery):
-                channel_actions.fall_back(delivery, "fallback_timeout", now=now)
-                report.fallbacks += 1
+            if delivery.status in FAILED_DELIVERY_STATUSES:
+                reason = delivery.status
+            elif channel_actions.fallback_condition_met(delivery):
+                continue
+            else:
+                reason = "fallback_timeout"
+            channel_actions.fall_back(delivery, reason, now=now)
+            report.fallbacks += 1
         return len(due)
 
 

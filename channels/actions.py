@@ -17,9 +17,9 @@ from compliance import decisions, gate
 from contacts.models import Device
 from omni import audit
 from omni.choices import Channel, send_queue
-from omni.lib.bulk import bulk_update
 from templates.rendering import RenderError, contact_variables, render_variant
 
+from . import state
 from .models import (
     ENGAGED_DELIVERY_STATUSES,
     FAILED_DELIVERY_STATUSES,
@@ -41,9 +41,8 @@ CHANNEL_INELIGIBLE_REASONS = frozenset({
     "suppressed:carrier_deactivated",
 })
 
-TERMINAL_MESSAGE_STATUSES = frozenset({
-    MessageStatus.SUPPRESSED, MessageStatus.FAILED, MessageStatus.CANCELLED, MessageStatus.EXPIRED,
-})
+# Routing, fallback and sending leave these messages alone (engaged included: it got through).
+TERMINAL_MESSAGE_STATUSES = state.FINAL_MESSAGE_STATUSES
 
 
 def provider_name(channel: str) -> str:
@@ -156,7 +155,7 @@ def dispatch_many(messages: list[Message], *, now=None) -> dict[int, Delivery]:
     for candidate, verdict in zip(gated, gate.decide_many(requests, now)):
         candidate.verdict = verdict
 
-    entries, rulings, skipped_by_ruling, queued, undeliverable = [], [], {}, [], []
+    moves, entries, rulings, skipped_by_ruling, queued, undeliverable = [], [], [], {}, [], []
     for message in pending:
         chosen, skipped, ruled = _route(candidates[message.pk])
         for candidate in ruled:
@@ -168,17 +167,21 @@ def dispatch_many(messages: list[Message], *, now=None) -> dict[int, Delivery]:
             undeliverable.append((message, skipped))
         elif chosen.verdict.outcome == gate.SUPPRESS:
             status = MessageStatus.EXPIRED if chosen.verdict.reason == "expired" else MessageStatus.SUPPRESSED
-            message.current_step = chosen.step
-            _set_status(message, status, chosen.verdict.reason, now)
+            moves.append(_routed(message, status, chosen.step, chosen.verdict.reason))
         elif chosen.verdict.outcome == gate.DEFER:
-            message.current_step = chosen.step
-            _set_status(message, MessageStatus.DEFERRED, chosen.verdict.reason, now, defer_until=chosen.verdict.until)
+            moves.append(_routed(message, MessageStatus.DEFERRED, chosen.step, chosen.verdict.reason,
+                                 defer_until=chosen.verdict.until))
         else:
-            built, failure = _build_deliveries(message, chosen, now)
-            if failure:
-                entries.append(failure)
-            else:
-                queued.append((message, chosen, built))
+            built, render_error = _build_deliveries(message, chosen, now)
+            if render_error is None:
+                moves.append(_routed(message, MessageStatus.QUEUED, chosen.step, chosen.verdict.reason))
+                queued.append((message, built))
+                continue
+            why = f"render_error:{render_error.field}"
+            moves.append(_routed(message, MessageStatus.FAILED, message.current_step, why))
+            entries.append((message.pk, audit.build(
+                "message.render_failed", contact_id=message.contact_id, obj=message, channel=chosen.channel,
+                reason=why, data={"field": render_error.field}, personal={"error": str(render_error)})))
 
     if undeliverable:
         # A message that already had a delivery has failed; one that never had any was suppressed.
@@ -186,22 +189,25 @@ def dispatch_many(messages: list[Message], *, now=None) -> dict[int, Delivery]:
                     .values_list("message_id", flat=True).distinct())
         for message, skipped in undeliverable:
             status = MessageStatus.FAILED if message.pk in tried else MessageStatus.SUPPRESSED
-            _set_status(message, status, "no_eligible_channel", now)
-            entries.append(audit.build("message.undeliverable", contact_id=message.contact_id, obj=message,
-                                       reason="no_eligible_channel", data={"skipped": skipped, "status": status}))
+            moves.append(_routed(message, status, message.current_step, "no_eligible_channel"))
+            entries.append((message.pk, audit.build(
+                "message.undeliverable", contact_id=message.contact_id, obj=message, reason="no_eligible_channel",
+                data={"skipped": skipped, "status": status})))
 
-    Delivery.objects.bulk_create([d for _, _, built in queued for d in built], batch_size=1000)
-    for message, chosen, _ in queued:
-        message.current_step = chosen.step
-        _set_status(message, MessageStatus.QUEUED, chosen.verdict.reason, now)
-    bulk_update(pending, MESSAGE_ROUTING_FIELDS)
+    # A message something else moved meanwhile (an engagement, a cancellation) is left as it is.
+    moved = state.move_messages(moves, now)
+    queued = [(message, built) for message, built in queued if message.pk in moved]
+    Delivery.objects.bulk_create([d for _, built in queued for d in built], batch_size=1000)
     decisions.record(rulings, now, extra=skipped_by_ruling)
-    audit.record_many(entries)
-    enqueue_sends([(d, message.purpose) for message, _, built in queued for d in built])
-    return {message.pk: built[0] for message, _, built in queued}
+    audit.record_many([entry for message_id, entry in entries if message_id in moved])
+    enqueue_sends([(d, message.purpose) for message, built in queued for d in built])
+    return {message.pk: built[0] for message, built in queued}
 
 
-MESSAGE_ROUTING_FIELDS = ["status", "status_reason", "defer_until", "current_step", "updated_at"]
+def _routed(message: Message, status: str, step: int, reason: str, *, defer_until=None) -> state.MessageMove:
+    """Routing's verdict on a message, from the plan step it was routed from to `step`."""
+    return state.MessageMove(message, status, at_step=message.current_step,
+                             fields={"status_reason": reason, "defer_until": defer_until, "current_step": step})
 
 
 def _push_devices(messages: list[Message]) -> dict[int, tuple]:
@@ -245,17 +251,14 @@ def _route(candidates: list[_Candidate]) -> tuple[_Candidate | None, list[dict],
     return None, skipped, ruled
 
 
-def _build_deliveries(message: Message, chosen: _Candidate, now):
-    """Unsaved deliveries with the rendered content (one per device for push), or ([], audit entry) if rendering failed."""
+def _build_deliveries(message: Message, chosen: _Candidate, now) -> tuple[list[Delivery], RenderError | None]:
+    """Unsaved deliveries with the rendered content (one per device for push), or ([], the error) if rendering fails."""
     contact = message.contact
     if message.is_templated:
         try:
             rendered = render_variant(chosen.variant, {**message.variables, **contact_variables(contact)})
         except RenderError as exc:
-            _set_status(message, MessageStatus.FAILED, f"render_error:{exc.field}", now)
-            return [], audit.build("message.render_failed", contact_id=message.contact_id, obj=message,
-                                   channel=chosen.channel, reason=f"render_error:{exc.field}",
-                                   data={"field": exc.field}, personal={"error": str(exc)})
+            return [], exc
     else:
         rendered = chosen.variant
     plan_entry = message.channel_plan[chosen.step]
@@ -287,14 +290,6 @@ def _build_deliveries(message: Message, chosen: _Candidate, now):
         )
         for device, address in targets
     ], None
-
-
-def _set_status(message, status, reason, now, *, defer_until=None):
-    """Change the message's routing status in memory (written by the caller in bulk)."""
-    message.status = status
-    message.status_reason = reason
-    message.defer_until = defer_until
-    message.updated_at = now
 
 
 def enqueue_send(delivery: Delivery, purpose: str) -> None:
@@ -333,8 +328,6 @@ def fall_back(delivery: Delivery, reason: str, *, now=None) -> Delivery | None:
     step = delivery.plan_step
     if step != message.current_step or message.status in TERMINAL_MESSAGE_STATUSES:
         return None
-    if message.status == MessageStatus.ENGAGED:
-        return None
     Delivery.objects.filter(pk=delivery.pk).update(fallback_due_at=None)
     siblings = list(Delivery.objects.filter(message_id=message.pk, plan_step=step).exclude(pk=delivery.pk))
     for sibling in siblings:
@@ -348,25 +341,25 @@ def fall_back(delivery: Delivery, reason: str, *, now=None) -> Delivery | None:
     has_next = step + 1 < len(message.channel_plan)
     if not has_next or not message.allows_fallback:
         why = "fallback_forbidden_by_template" if has_next else reason
-        message.status, message.status_reason, message.updated_at = MessageStatus.FAILED, why, timezone.now()
-        message.save(update_fields=MESSAGE_ROUTING_FIELDS)
-        audit.record("message.failed", contact_id=message.contact_id, obj=message, channel=delivery.channel, reason=why,
-                     data={"delivery": delivery.pk, "reason": reason})
+        if state.move_message(message, MessageStatus.FAILED, at_step=step, status_reason=why, defer_until=None):
+            audit.record("message.failed", contact_id=message.contact_id, obj=message, channel=delivery.channel,
+                         reason=why, data={"delivery": delivery.pk, "reason": reason})
         return None
-    message.current_step = step + 1
-    message.status = MessageStatus.PENDING
-    message.save(update_fields=["current_step", "status", "updated_at"])
+    if not state.move_message(message, MessageStatus.PENDING, at_step=step, now=now, current_step=step + 1):
+        return None
     audit.record("message.fell_back", contact_id=message.contact_id, obj=message, channel=delivery.channel,
                  reason=reason, data={"from_channel": delivery.channel,
                                       "to_channel": message.channel_plan[step + 1]["channel"], "delivery": delivery.pk})
     return dispatch(message, now=now)
 
 
-def fallback_condition_met(delivery: Delivery) -> bool:
-    """Whether a delivery reached what its plan entry waits for before its fallback timer ends."""
+def fallback_condition_met(delivery: Delivery, status: str | None = None) -> bool:
+    """Whether a delivery reached (or, at `status`, would reach) what its plan entry waits for
+    before its fallback timer ends."""
+    status = status or delivery.status
     plan = delivery.message.channel_plan
     step = delivery.plan_step
     wanted = plan[step].get("fallback_unless", "delivered") if step < len(plan) else "delivered"
     if wanted == "engaged":
-        return delivery.status in ENGAGED_DELIVERY_STATUSES
-    return delivery.status in ENGAGED_DELIVERY_STATUSES | {DeliveryStatus.DELIVERED}
+        return status in ENGAGED_DELIVERY_STATUSES
+    return status in ENGAGED_DELIVERY_STATUSES | {DeliveryStatus.DELIVERED}

@@ -16,10 +16,11 @@ from compliance import decisions, gate
 from omni import audit
 from compliance.actions import suppress
 
+from . import state
 from .actions import TERMINAL_MESSAGE_STATUSES, dispatch, fall_back
 from .base import DeliveryError, DeliveryOutcomeUnknown, Provider, SendResult
 from .events import adopt_orphan_events
-from .models import Delivery, DeliveryStatus, Message, MessageStatus
+from .models import FAILED_DELIVERY_STATUSES, Delivery, DeliveryStatus, Message, MessageStatus
 from .registry import provider_named
 
 log = logging.getLogger(__name__)
@@ -47,13 +48,10 @@ def send_delivery(delivery_id: int) -> Delivery | None:
     # Resolved before the claim: a configuration error leaves the delivery queued, untouched.
     provider = provider_named(delivery.provider)
     now = timezone.now()
-    claimed = Delivery.objects.filter(pk=delivery_id, status=DeliveryStatus.QUEUED).update(
-        status=DeliveryStatus.SENDING, attempts=F("attempts") + 1, claimed_at=now
-    )
-    if not claimed:
+    if not state.move_delivery(delivery, DeliveryStatus.SENDING, attempts=F("attempts") + 1, claimed_at=now):
         log.info("Delivery %s: another worker got there first", delivery_id)
         return None
-    delivery.status, delivery.attempts, delivery.claimed_at = DeliveryStatus.SENDING, delivery.attempts + 1, now
+    delivery.attempts += 1
 
     refusal = send_time_refusal(delivery, now)
     if refusal:
@@ -87,7 +85,7 @@ def send_time_refusal(delivery: Delivery, now) -> str:
     another channel, and the gate re-reads consent, suppression and pauses.
     """
     message = delivery.message
-    if message.status in TERMINAL_MESSAGE_STATUSES or message.status == MessageStatus.ENGAGED:
+    if message.status in TERMINAL_MESSAGE_STATUSES:
         return f"message_{message.status}"
     if delivery.plan_step != message.current_step:
         # A fallback timer moved the message to its next channel while this delivery waited
@@ -134,15 +132,10 @@ def _record_sent(delivery: Delivery, provider: Provider, result: SendResult) -> 
         "error_message": "",
     }
     with transaction.atomic():
-        moved = Delivery.objects.filter(
-            pk=delivery.pk, status__in=[DeliveryStatus.SENDING, DeliveryStatus.UNCERTAIN]
-        ).update(status=result.status, sent_at=now, **fields)
-        if not moved:
+        if not state.move_delivery(delivery, result.status, sent_at=now, **fields):
             # The provider's webhook arrived first and moved the delivery further: keep that.
             Delivery.objects.filter(pk=delivery.pk).update(**fields)
-        Message.objects.filter(pk=delivery.message_id, status=MessageStatus.QUEUED).update(
-            status=MessageStatus.SENT, updated_at=now
-        )
+        state.move_message(delivery.message_id, MessageStatus.SENT, at_step=delivery.plan_step, now=now)
         audit.record(
             "delivery.sent", contact=delivery.contact, obj=delivery, channel=delivery.channel,
             actor_label=f"provider:{provider.name}",
@@ -159,9 +152,8 @@ def _record_sent(delivery: Delivery, provider: Provider, result: SendResult) -> 
 def _put_back_in_queue(delivery: Delivery, error: DeliveryError) -> bool:
     """Queue a delivery again after a transient error. False if something else settled it."""
     with transaction.atomic():
-        requeued = Delivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.SENDING).update(
-            status=DeliveryStatus.QUEUED, error_code=error.code, error_message=error.message, error_permanent=False
-        )
+        requeued = state.move_delivery(delivery, DeliveryStatus.QUEUED, error_code=error.code,
+                                       error_message=error.message, error_permanent=False)
         if requeued:
             audit.record(
                 "delivery.retrying", contact=delivery.contact, obj=delivery, channel=delivery.channel,
@@ -173,10 +165,9 @@ def _put_back_in_queue(delivery: Delivery, error: DeliveryError) -> bool:
 
 def _record_failure(delivery: Delivery, error: DeliveryError) -> None:
     with transaction.atomic():
-        failed = Delivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.SENDING).update(
-            status=DeliveryStatus.FAILED, error_code=error.code, error_message=error.message,
-            error_permanent=error.permanent, failed_at=timezone.now(),
-        )
+        failed = state.move_delivery(delivery, DeliveryStatus.FAILED, error_code=error.code,
+                                     error_message=error.message, error_permanent=error.permanent,
+                                     failed_at=timezone.now())
         if not failed:
             return
         why = error.code or ("permanent_error" if error.permanent else "retries_exhausted")
@@ -194,16 +185,18 @@ def _record_failure(delivery: Delivery, error: DeliveryError) -> None:
 
 def _cancel(delivery: Delivery, reason: str, now) -> None:
     with transaction.atomic():
-        cancelled = Delivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.SENDING).update(
-            status=DeliveryStatus.CANCELLED, error_message=reason, fallback_due_at=None
-        )
+        cancelled = state.move_delivery(delivery, DeliveryStatus.CANCELLED, error_message=reason,
+                                        fallback_due_at=None)
         if not cancelled:
             return
         audit.record("delivery.cancelled", contact=delivery.contact, obj=delivery, channel=delivery.channel,
                      reason=reason[:100], data={"attempt": delivery.attempts})
         message = Message.objects.select_for_update().get(pk=delivery.message_id)
         step = delivery.plan_step
-        if message.status == MessageStatus.QUEUED and message.current_step == step:
+        # Another device of a push may still carry the message: routing again would send it twice.
+        others_may_deliver = (Delivery.objects.filter(message_id=message.pk, plan_step=step).exclude(pk=delivery.pk)
+                              .exclude(status__in=FAILED_DELIVERY_STATUSES | {DeliveryStatus.CANCELLED}).exists())
+        if message.status == MessageStatus.QUEUED and message.current_step == step and not others_may_deliver:
             # Routing decides afresh from this plan step (next channel, defer or suppress) and
             # writes its own audit entry.
             dispatch(message, now=now)
@@ -211,9 +204,7 @@ def _cancel(delivery: Delivery, reason: str, now) -> None:
 
 def _mark_uncertain(delivery: Delivery, why: str, reason: str = "provider_outcome_unknown") -> int:
     with transaction.atomic():
-        marked = Delivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.SENDING).update(
-            status=DeliveryStatus.UNCERTAIN, error_message=why
-        )
+        marked = state.move_delivery(delivery, DeliveryStatus.UNCERTAIN, error_message=why)
         if marked:
             audit.record("delivery.uncertain", contact_id=delivery.contact_id, obj=delivery, channel=delivery.channel,
                          reason=reason, data={"error": why, "claimed_at": delivery.claimed_at.isoformat()})

@@ -15,15 +15,14 @@ from compliance.models import ConsentSource, ConsentStatus, SuppressionReason
 from contacts.models import Contact
 from omni.choices import PHONE_CHANNELS, Purpose
 
-from .actions import fall_back
+from . import state
+from .actions import fallback_condition_met
 from .models import (
-    DELIVERY_STATUS_RANK,
     Delivery,
     DeliveryEvent,
     DeliveryStatus,
     EventType,
     InboundMessage,
-    Message,
     MessageStatus,
 )
 
@@ -76,19 +75,13 @@ ENGAGEMENT_EVENTS = frozenset({EventType.OPENED, EventType.CLICKED, EventType.RE
 # A delivery that ends in one of these did not reach the contact: the message falls back.
 FALLBACK_STATUSES = frozenset({DeliveryStatus.BOUNCED, DeliveryStatus.FAILED, DeliveryStatus.UNDELIVERED})
 
-# The message statuses an event may move a message on from (never back, never out of a
-# terminal status). Engagement also stops a fallback that is pending or deferred.
+# The message status each event moves a message to, while the message is still on the plan step
+# of the delivery reported on; channels/state.py says from which statuses. Engagement also
+# stops a fallback that is pending or deferred.
 MESSAGE_STATUS_AFTER_EVENT = {
-    EventType.SENT: (MessageStatus.SENT, {MessageStatus.QUEUED}),
-    EventType.DELIVERED: (MessageStatus.DELIVERED, {MessageStatus.QUEUED, MessageStatus.SENT}),
-    **{
-        event_type: (
-            MessageStatus.ENGAGED,
-            {MessageStatus.PENDING, MessageStatus.DEFERRED, MessageStatus.QUEUED, MessageStatus.SENT,
-             MessageStatus.DELIVERED},
-        )
-        for event_type in ENGAGEMENT_EVENTS
-    },
+    EventType.SENT: MessageStatus.SENT,
+    EventType.DELIVERED: MessageStatus.DELIVERED,
+    **{event_type: MessageStatus.ENGAGED for event_type in ENGAGEMENT_EVENTS},
 }
 
 
@@ -110,10 +103,11 @@ def record_delivery_event(provider: str, provider_event_id: str, provider_messag
     The event is linked to the delivery with that (provider, provider_message_id), or, when the
     provider echoes Omni's id back (SES tags, the Twilio callback URL), to `delivery_id`; with
     neither it is kept unlinked for reconciliation. Then: the delivery's status moves forward
-    only (DELIVERY_STATUS_RANK), the message follows, a hard bounce or complaint suppresses the
-    address (`suppression_reason` names another reason the event proves; `channel` scopes it
-    when the delivery is unknown), a complaint revokes marketing consent, and a bounced, failed
-    or undelivered delivery falls back to the message's next channel.
+    only (channels/state.py), the message follows while it is still on that delivery's plan
+    step, a hard bounce or complaint suppresses the address (`suppression_reason` names another
+    reason the event proves; `channel` scopes it when the delivery is unknown), a complaint
+    revokes marketing consent. A bounced, failed or undelivered delivery has its fallback marked
+    due now, for the tick to run (never inside the webhook); a success clears its step's timers.
 
     `recipients` lists every address the event is about when there are several (an SES bounce
     may name many); each is suppressed. With protect_unlinked=False an event that matches no
@@ -176,7 +170,7 @@ def adopt_orphan_events(delivery: Delivery) -> int:
         )
         if not orphans:
             return 0
-        delivery = Delivery.objects.select_for_update().get(pk=delivery.pk)
+        delivery = Delivery.objects.select_for_update(of=("self",)).select_related("message").get(pk=delivery.pk)
         DeliveryEvent.objects.filter(pk__in=[event.pk for event in orphans]).update(delivery=delivery)
         for event in orphans:
             _settle(delivery, event)
@@ -187,7 +181,7 @@ def adopt_orphan_events(delivery: Delivery) -> int:
 
 def _find_delivery(provider: str, provider_message_id: str, delivery_id) -> Delivery | None:
     # Locked, so two webhooks about the same delivery apply one after the other.
-    deliveries = Delivery.objects.select_for_update().filter(provider=provider)
+    deliveries = Delivery.objects.select_for_update(of=("self",)).select_related("message").filter(provider=provider)
     if provider_message_id:
         delivery = deliveries.filter(provider_message_id=provider_message_id).first()
         if delivery:
@@ -201,21 +195,26 @@ def _find_delivery(provider: str, provider_message_id: str, delivery_id) -> Deli
 
 
 def _settle(delivery: Delivery, event: DeliveryEvent) -> None:
-    """Apply one event to its (locked) delivery and message; fall back if it failed."""
+    """Apply one event to its (locked) delivery, and to its message if the message is still on
+    the delivery's plan step; a late report about an earlier channel changes only its delivery."""
     moved = _apply_to_delivery(delivery, event)
-    _advance_message(delivery, event.event_type)
-    if moved and delivery.status in FALLBACK_STATUSES:
-        fall_back(delivery, event.event_type)
+    if event.event_type in MESSAGE_STATUS_AFTER_EVENT:
+        state.move_message(delivery.message_id, MESSAGE_STATUS_AFTER_EVENT[event.event_type],
+                           at_step=delivery.plan_step)
+    if moved and delivery.device_id is not None and fallback_condition_met(delivery):
+        # One device got through: the step needs no channel after it, for any of its devices.
+        Delivery.objects.filter(message_id=delivery.message_id, plan_step=delivery.plan_step,
+                                fallback_due_at__isnull=False).update(fallback_due_at=None)
 
 
 def _apply_to_delivery(delivery: Delivery, event: DeliveryEvent) -> bool:
-    """Update the delivery from one event. Returns whether its status moved."""
+    """Update the delivery from one event, in one UPDATE when its status moves. Returns whether it moved."""
     at = event.occurred_at
+    kind = event.event_type
     changes = {"last_event_at": max(delivery.last_event_at, at) if delivery.last_event_at else at}
     if not delivery.provider_message_id and event.provider_message_id:
         # Settles a delivery whose send was never recorded (left "uncertain").
         changes["provider_message_id"] = event.provider_message_id
-    kind = event.event_type
     if kind == EventType.SENT and not delivery.sent_at:
         changes["sent_at"] = at
     if kind == EventType.DELIVERED and not delivery.delivered_at:
@@ -223,25 +222,21 @@ def _apply_to_delivery(delivery: Delivery, event: DeliveryEvent) -> bool:
     if kind in ENGAGEMENT_EVENTS and not delivery.engaged_at:
         changes["engaged_at"] = at
     new_status = EVENT_DELIVERY_STATUS.get(kind)
-    moved = new_status is not None and DELIVERY_STATUS_RANK[new_status] > DELIVERY_STATUS_RANK[delivery.status]
-    if moved:
-        changes["status"] = new_status
+    if new_status is not None:
+        with_status = dict(changes)
         if new_status in FALLBACK_STATUSES:
-            changes.update(failed_at=delivery.failed_at or at, error_message=event.detail,
-                           error_permanent=event.permanent)
-    for field, value in changes.items():
-        setattr(delivery, field, value)
-    delivery.save(update_fields=list(changes))
-    return moved
-
-
-def _advance_message(delivery: Delivery, event_type: str) -> None:
-    if event_type not in MESSAGE_STATUS_AFTER_EVENT:
-        return
-    status, moves_from = MESSAGE_STATUS_AFTER_EVENT[event_type]
-    Message.objects.filter(pk=delivery.message_id, status__in=moves_from).update(
-        status=status, updated_at=timezone.now()
-    )
+            # Due now: the tick hands the message to its next channel, outside this webhook's
+            # transaction (channels.actions.fall_back decides whether it moves on).
+            with_status.update(failed_at=delivery.failed_at or at, error_message=event.detail,
+                               error_permanent=event.permanent, fallback_due_at=timezone.now())
+        elif fallback_condition_met(delivery, new_status):
+            with_status["fallback_due_at"] = None  # it got through: no fallback
+        if state.move_delivery(delivery, new_status, **with_status):
+            return True
+    for name, value in changes.items():
+        setattr(delivery, name, value)
+    Delivery.objects.filter(pk=delivery.pk).update(**changes)
+    return False
 
 
 def _protect_address(event: DeliveryEvent, delivery: Delivery | None, channel: str, suppression_reason: str,

@@ -134,25 +134,7 @@ class DeliveryStatus(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
 
 
-# A delivery never moves back down this order (a late "sent" never overwrites "delivered").
-DELIVERY_STATUS_RANK = {
-    DeliveryStatus.QUEUED: 0,
-    DeliveryStatus.SENDING: 1,
-    DeliveryStatus.UNCERTAIN: 2,
-    DeliveryStatus.SENT: 3,
-    DeliveryStatus.DELIVERED: 4,
-    DeliveryStatus.READ: 5,
-    DeliveryStatus.OPENED: 5,
-    DeliveryStatus.CLICKED: 6,
-    DeliveryStatus.REPLIED: 6,
-    # Terminal failures outrank everything but engagement: a bounce after "delivered" is news.
-    DeliveryStatus.UNDELIVERED: 5,
-    DeliveryStatus.BOUNCED: 5,
-    DeliveryStatus.FAILED: 5,
-    DeliveryStatus.COMPLAINED: 7,
-    DeliveryStatus.CANCELLED: 8,
-}
-
+# Which status may follow which: channels/state.py.
 ENGAGED_DELIVERY_STATUSES = frozenset(
     {DeliveryStatus.OPENED, DeliveryStatus.CLICKED, DeliveryStatus.READ, DeliveryStatus.REPLIED}
 )

@@ -1,6 +1,7 @@
 from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from campaigns import engine
 from campaigns.actions import enroll_contact, pause_journey, resume_journey
@@ -211,6 +212,10 @@ def test_a_hard_bounce_falls_back_to_the_next_channel(welcome_templates, now, ea
 
     with django_capture_on_commit_callbacks(execute=True):
         channel_actions.dispatch(message, now=now)
+    # the bounce report made the fallback due; the tick runs it
+    assert message.deliveries.count() == 1
+    with django_capture_on_commit_callbacks(execute=True):
+        engine.tick(timezone.now())
 
     email, sms = message.deliveries.order_by("pk")
     assert email.status == DeliveryStatus.BOUNCED and sms.channel == "sms"

@@ -64,3 +64,11 @@ def make_delivery(contact, template_version):
 @pytest.fixture
 def now():
     return timezone.now()
+
+
+@pytest.fixture
+def tick(db):
+    """Run the beat tick once, as beat does: it runs the fallbacks webhooks marked due."""
+    from campaigns import engine
+
+    return lambda now=None: engine.tick(now or timezone.now())

@@ -168,3 +168,32 @@ def test_a_delivery_left_behind_by_a_fallback_is_not_sent(make_delivery):
     assert delivery.error_message == "message_moved_to_next_channel"
     assert not OutboxMessage.objects.exists()
     assert delivery.message.deliveries.count() == 1
+
+
+def test_a_push_device_refused_at_send_time_never_sends_the_message_again_on_the_others(contact, now):
+    # given a push to two devices, then SMS
+    from channels import actions
+    from channels.models import MessageSource
+    from contacts.models import Device
+
+    for platform in ("ios", "android"):
+        Device.objects.create(contact=contact, platform=platform, token=f"token-{platform}")
+    message, _ = actions.create_message(
+        contact=contact, source=MessageSource.API, purpose="transactional",
+        channel_plan=[{"channel": "push"}, {"channel": "sms"}],
+        content=[{"channel": "push", "title": "Order", "text_body": "Shipped"}, {"channel": "sms", "text_body": "x"}],
+    )
+    actions.dispatch(message, now=now)
+    ios, android = message.deliveries.order_by("pk")
+
+    # when the first device's token turns out invalid before its send
+    suppress("token-ios", channel="push", reason="invalid_address")
+    send_delivery(ios.pk)
+
+    # then that delivery is cancelled; the other device still carries the message, alone
+    ios.refresh_from_db()
+    assert ios.status == DeliveryStatus.CANCELLED
+    assert list(message.deliveries.order_by("pk").values_list("channel", "status")) == [
+        ("push", DeliveryStatus.CANCELLED), ("push", DeliveryStatus.QUEUED)]
+    send_delivery(android.pk)
+    assert Delivery.objects.get(pk=android.pk).status == DeliveryStatus.SENT

@@ -77,7 +77,7 @@ def test_events_that_arrived_before_the_send_was_recorded_are_adopted(make_deliv
     assert delivery.events.count() == 1
 
 
-def test_a_hard_bounce_suppresses_the_address_and_falls_back_to_the_next_channel(make_delivery, now):
+def test_a_hard_bounce_suppresses_the_address_and_falls_back_to_the_next_channel(make_delivery, now, tick):
     # given email first, then SMS
     delivery = sent_delivery(make_delivery, plan=[{"channel": "email"}, {"channel": "sms"}])
 
@@ -91,6 +91,7 @@ def test_a_hard_bounce_suppresses_the_address_and_falls_back_to_the_next_channel
     assert delivery.failed_at == now
     assert delivery.error_permanent is True
     assert Suppression.objects.get(address="alice@example.com").reason == "hard_bounce"
+    tick()
     message = delivery.message
     message.refresh_from_db()
     assert message.current_step == 1

@@ -31,14 +31,15 @@ def test_the_sandbox_stores_what_would_have_been_sent(make_delivery):
     ("sms", "+15005550009", DeliveryStatus.UNDELIVERED, MessageStatus.FAILED),
     ("sms", "+15005550003", DeliveryStatus.FAILED, MessageStatus.FAILED),
 ])
-def test_sandbox_addresses_end_like_the_providers_test_addresses(make_delivery, channel, address, final_status,
+def test_sandbox_addresses_end_like_the_providers_test_addresses(make_delivery, tick, channel, address, final_status,
                                                                  message_status):
     # given
     delivery = make_delivery(channel, to_address=address)
     send_delivery(delivery.pk)
 
-    # when the simulated provider events arrive
+    # when the simulated provider events arrive, and the tick runs the fallbacks they made due
     simulate_events(delivery.pk)
+    tick()
 
     # then
     delivery.refresh_from_db()

@@ -96,8 +96,9 @@ def test_a_notification_about_an_unknown_message_is_kept_and_answered_200(client
     assert event.provider_message_id == "not-ours"
 
 
-def test_a_permanent_bounce_suppresses_the_address_and_fails_the_message(client, sns_signer, ses_delivery):
+def test_a_permanent_bounce_suppresses_the_address_and_fails_the_message(client, sns_signer, ses_delivery, tick):
     response = post(client, sns_signer.notification(ses_event("bounce", "ses-msg-1")))
+    tick()
 
     assert response.status_code == 200
     ses_delivery.refresh_from_db()

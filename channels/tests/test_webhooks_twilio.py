@@ -98,7 +98,7 @@ def test_a_sent_callback_after_delivered_leaves_it_delivered(twilio_post, sms_de
 
 
 def test_an_undelivered_sms_to_an_unknown_handset_suppresses_the_number_and_falls_back(
-    twilio_post, make_delivery, twilio_settings
+    twilio_post, make_delivery, twilio_settings, tick
 ):
     # given SMS first, then email
     delivery = make_delivery("sms", provider="twilio", status=DeliveryStatus.SENT, provider_message_id="SM2",
@@ -113,6 +113,7 @@ def test_an_undelivered_sms_to_an_unknown_handset_suppresses_the_number_and_fall
     assert delivery.error_permanent is True
     suppression = Suppression.objects.get(address="+14155550100")
     assert (suppression.channel, suppression.reason) == ("sms", "invalid_address")
+    tick()
     assert delivery.message.deliveries.filter(channel="email", status=DeliveryStatus.QUEUED).exists()
 
 

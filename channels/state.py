@@ -1,0 +1,186 @@
+"""The one state machine of messages and deliveries.
+
+Message.status and Delivery.status change here and nowhere else (channels/tests/test_state.py
+fails on any other writer). Each change is a conditional UPDATE, `... WHERE id IN (...) AND
+status IN (the statuses allowed to move to the new one)`, so two writers racing on one row
+(a webhook and the send worker, two webhooks, the tick) can never move it backwards: the
+loser's UPDATE matches nothing and it learns so from the ids returned.
+
+A message moves only while it is still at the plan step the mover acted on: a late report
+about an earlier channel's delivery updates that delivery, never a message that has moved on.
+"""
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from django.core.exceptions import EmptyResultSet
+from django.db import connections, router
+from django.db.models import Case, Value, When
+from django.db.models.sql import UpdateQuery
+from django.utils import timezone
+
+from .models import Delivery, DeliveryStatus, Message, MessageStatus
+
+M, D = MessageStatus, DeliveryStatus
+
+# Where a message may go from each status. Routing (dispatch) moves a pending, deferred or
+# queued message to queued, deferred, suppressed, expired or failed; provider reports move it
+# forward through sent, delivered and engaged; a fallback moves it back to pending on the next
+# plan step. Engaged and the four ends have no way out.
+MESSAGE_TRANSITIONS = {
+    M.PENDING: {M.QUEUED, M.DEFERRED, M.SUPPRESSED, M.EXPIRED, M.FAILED, M.CANCELLED, M.ENGAGED},
+    M.DEFERRED: {M.QUEUED, M.DEFERRED, M.SUPPRESSED, M.EXPIRED, M.FAILED, M.CANCELLED, M.ENGAGED},
+    # Queued to queued: a delivery cancelled at send time is routed again from its step.
+    M.QUEUED: {M.QUEUED, M.DEFERRED, M.SUPPRESSED, M.EXPIRED, M.SENT, M.DELIVERED, M.ENGAGED, M.PENDING,
+               M.FAILED, M.CANCELLED},
+    M.SENT: {M.DELIVERED, M.ENGAGED, M.PENDING, M.FAILED, M.CANCELLED},
+    # A delivered message still falls back when its plan waits for engagement, or on a late bounce.
+    M.DELIVERED: {M.ENGAGED, M.PENDING, M.FAILED, M.CANCELLED},
+    M.ENGAGED: set(),
+    M.SUPPRESSED: set(),
+    M.FAILED: set(),
+    M.CANCELLED: set(),
+    M.EXPIRED: set(),
+}
+# Nothing moves a message out of these: no routing, no fallback, no send.
+FINAL_MESSAGE_STATUSES = frozenset(status for status, targets in MESSAGE_TRANSITIONS.items() if not targets)
+
+# Provider reports move a delivery forward along this order and never back: a late "sent" never
+# overwrites "delivered"; a bounce after "delivered" is news; engagement outranks a failure
+# report, a complaint outranks everything. A report may settle a delivery the worker has not
+# (or not knowingly) sent: its claim then finds nothing to send.
+DELIVERY_PROGRESS = (
+    {D.QUEUED, D.SENDING, D.UNCERTAIN},
+    {D.SENT},
+    {D.DELIVERED},
+    {D.OPENED, D.READ, D.BOUNCED, D.UNDELIVERED, D.FAILED},
+    {D.CLICKED, D.REPLIED},
+    {D.COMPLAINED},
+)
+DELIVERY_RANK = {status: rank for rank, statuses in enumerate(DELIVERY_PROGRESS) for status in statuses}
+# The send worker's own moves before the provider has the delivery: claim it, put it back in
+# the queue after a transient error, cancel it (refused at send time), or mark it uncertain
+# when the provider call's outcome is unknown. Cancelled is the end.
+SEND_WORKER_MOVES = {
+    D.QUEUED: {D.SENDING, D.CANCELLED},
+    D.SENDING: {D.QUEUED, D.UNCERTAIN, D.CANCELLED},
+}
+DELIVERY_TRANSITIONS = {
+    status: {later for later, rank in DELIVERY_RANK.items() if status in DELIVERY_RANK and rank > DELIVERY_RANK[status]}
+    | SEND_WORKER_MOVES.get(status, set())
+    for status in DeliveryStatus
+}
+
+
+def message_sources(to: str) -> frozenset:
+    """The message statuses allowed to move to `to`."""
+    return frozenset(source for source, targets in MESSAGE_TRANSITIONS.items() if to in targets)
+
+
+def delivery_sources(to: str) -> frozenset:
+    """The delivery statuses allowed to move to `to`."""
+    return frozenset(source for source, targets in DELIVERY_TRANSITIONS.items() if to in targets)
+
+
+@dataclass
+class MessageMove:
+    """One message to move to status `to`, if it is still at plan step `at_step`.
+
+    `message` is a Message (updated in memory when it moves) or its id. `fields` are the other
+    columns written with the status: status_reason, defer_until, current_step.
+    """
+
+    message: Message | int
+    to: str
+    at_step: int
+    fields: dict = field(default_factory=dict)
+
+    @property
+    def message_id(self) -> int:
+        return self.message if isinstance(self.message, int) else self.message.pk
+
+
+def move_messages(moves: list[MessageMove], now=None) -> set[int]:
+    """Apply the moves allowed by MESSAGE_TRANSITIONS. Returns the ids of the messages moved.
+
+    One conditional UPDATE per (status, plan step, columns written), whatever the number of
+    messages: the caller's batch stays a fixed handful of queries.
+    """
+    now = now or timezone.now()
+    groups = defaultdict(list)
+    for move in moves:
+        groups[(move.to, move.at_step, tuple(sorted(move.fields)))].append(move)
+    moved = set()
+    for (to, at_step, names), group in groups.items():
+        values = {"status": to, "updated_at": now}
+        for name in names:
+            values[name] = _per_row(Message, name, {m.message_id: m.fields[name] for m in group})
+        ids = [m.message_id for m in group]
+        queryset = Message.objects.filter(pk__in=ids, status__in=message_sources(to), current_step=at_step)
+        moved.update(_update_returning_ids(queryset, values))
+    for move in moves:
+        if move.message_id in moved and isinstance(move.message, Message):
+            message = move.message
+            message.status, message.updated_at = move.to, now
+            for name, value in move.fields.items():
+                setattr(message, name, value)
+    return moved
+
+
+def move_message(message: Message | int, to: str, *, at_step: int, now=None, **fields) -> bool:
+    """Move one message to `to` if it is still at plan step `at_step` and may go there."""
+    return bool(move_messages([MessageMove(message, to, at_step, fields)], now))
+
+
+def move_deliveries(deliveries: list, to: str, **fields) -> set[int]:
+    """Move deliveries (Delivery objects or ids) to `to` where DELIVERY_TRANSITIONS allows it,
+    writing `fields` with the status. Returns the ids moved; moved objects are updated in memory
+    (fields given as expressions, such as F("attempts") + 1, are left for the caller)."""
+    ids = [d if isinstance(d, int) else d.pk for d in deliveries]
+    if not ids:
+        return set()
+    queryset = Delivery.objects.filter(pk__in=ids, status__in=delivery_sources(to))
+    moved = set(_update_returning_ids(queryset, {"status": to, **fields}))
+    for delivery in deliveries:
+        if not isinstance(delivery, int) and delivery.pk in moved:
+            delivery.status = to
+            for name, value in fields.items():
+                if not hasattr(value, "resolve_expression"):
+                    setattr(delivery, name, value)
+    return moved
+
+
+def move_delivery(delivery: Delivery | int, to: str, **fields) -> bool:
+    """Move one delivery to `to` if DELIVERY_TRANSITIONS allows it from where it is now."""
+    return bool(move_deliveries([delivery], to, **fields))
+
+
+def _per_row(model, name: str, by_id: dict):
+    """One value for every row, or a CASE on the primary key when rows differ."""
+    distinct = set(map(repr, by_id.values()))
+    if len(distinct) == 1:
+        return next(iter(by_id.values()))
+    output_field = model._meta.get_field(name)
+    return Case(*[When(pk=pk, then=Value(value, output_field=output_field)) for pk, value in by_id.items()],
+                output_field=output_field)
+
+
+def _update_returning_ids(queryset, values: dict) -> list[int]:
+    """queryset.update(**values), returning the primary keys of the rows it changed.
+
+    UPDATE ... RETURNING (PostgreSQL, SQLite 3.35+) tells exactly which rows the conditional
+    update won, in the same statement; Django's update() only counts them.
+    """
+    model = queryset.model
+    query = queryset.query.chain(UpdateQuery)
+    query.add_update_values(values)
+    using = router.db_for_write(model)
+    try:
+        sql, params = query.get_compiler(using).as_sql()
+    except EmptyResultSet:  # no status may move there: nothing to update
+        return []
+    if not sql:
+        return []
+    connection = connections[using]
+    with connection.cursor() as cursor:
+        cursor.execute(f"{sql} RETURNING {connection.ops.quote_name(model._meta.pk.column)}", params)
+        return [row[0] for row in cursor.fetchall()]
