@@ -100,9 +100,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     )
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 # Keep each process's connection across requests: opening one costs more than a whole event
-# POST. The health check replaces a connection the server closed before it is used.
+# POST. Health checks are off by default because they cost a SELECT 1 round trip per request;
+# without them a connection the database dropped fails one request (500, which API clients
+# retry with the same idempotency key) and is then replaced.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("CONN_HEALTH_CHECKS", default=False)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
