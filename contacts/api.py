@@ -5,13 +5,16 @@ from omni.api import ApiError, api_view, json_response, route_by_method
 from omni.models import ApiScope
 
 from .actions import ContactErased, ContactNotFound, InvalidField, get_contact, upsert_contact
-from .events import IdempotencyKeyReused, receive_event, request_fingerprint
+from .events import EventSubmission, IdempotencyKeyReused, receive_events, request_fingerprint
 
 # All API keys share one idempotency scope: a retry sent after the key was rotated is still
 # the same event. Which key sent it is kept on the event (sent_by) and in the audit log.
 API_EVENT_SOURCE = "api"
 
 EVENT_BODY_FIELDS = frozenset({"contact", "external_id", "name", "properties", "occurred_at", "event_id"})
+# Large enough to make a round trip worth it, small enough that one statement and one answer
+# stay well under a second.
+MAX_BATCH_EVENTS = 1000
 
 
 @api_view(scope=ApiScope.CONTACTS_READ, methods=["GET"])
@@ -40,12 +43,61 @@ contact_endpoint = route_by_method(GET=read_contact, PUT=write_contact)
 
 @api_view(scope=ApiScope.EVENTS_WRITE, methods=["POST"])
 def post_event(request):
-    body = request.json
+    key_header = request.headers.get("Idempotency-Key")
+    submission = event_submission(request.json, key_header=key_header)
+    [outcome] = receive_events([submission], source=API_EVENT_SOURCE, actor_label=actor_label(request))
+    if outcome.error is not None:
+        raise event_error(outcome.error, key_field="Idempotency-Key" if key_header else "event_id")
+    return json_response({**event_json(outcome.event, outcome.external_id), "duplicate": not outcome.created},
+                         status=202 if outcome.created else 200)
+
+
+@api_view(scope=ApiScope.EVENTS_WRITE, methods=["POST"], max_body_setting="OMNI_MAX_BATCH_BODY_BYTES")
+def post_event_batch(request):
+    """{"events": [event, ...]}: each event as POST /events takes it, with its own event_id; one
+    result per event, in order, and the good ones stored whatever becomes of the others."""
+    events = request.json.get("events")
+    unknown = sorted(set(request.json) - {"events"})
+    if unknown:
+        raise InvalidField(unknown[0], f"Unknown batch field(s): {', '.join(unknown)}.", code="unknown_field")
+    if not isinstance(events, list) or not events:
+        raise InvalidField("events", "events must be a non-empty list of event objects.")
+    if len(events) > MAX_BATCH_EVENTS:
+        raise ApiError(413, "too_many_events",
+                       f"A batch holds at most {MAX_BATCH_EVENTS} events, not {len(events)}; split it.",
+                       field="events")
+    submissions, refused = [], {}
+    for index, body in enumerate(events):
+        try:
+            if not isinstance(body, dict):
+                raise InvalidField(f"events[{index}]", "Each event must be a JSON object.")
+            submissions.append(event_submission(body, key_header=None))
+        except (InvalidField, ApiError) as exc:
+            refused[index] = exc
+    outcomes = iter(receive_events(submissions, source=API_EVENT_SOURCE, actor_label=actor_label(request)))
+    results = []
+    for index, body in enumerate(events):
+        if index in refused:
+            results.append(batch_refusal(index, body, refused[index]))
+            continue
+        outcome = next(outcomes)
+        if outcome.error is not None:
+            results.append(batch_refusal(index, body, event_error(outcome.error, key_field="event_id")))
+        else:
+            results.append({"index": index, "event_id": outcome.event.idempotency_key,
+                            "status": "stored" if outcome.created else "duplicate",
+                            "id": outcome.event.pk, "contact": {"id": outcome.event.contact_id,
+                                                                "external_id": outcome.external_id}})
+    counts = {status: sum(1 for r in results if r["status"] == status) for status in ("stored", "duplicate", "refused")}
+    return json_response({"results": results, **counts})
+
+
+def event_submission(body: dict, *, key_header: str | None) -> EventSubmission:
+    """The EventSubmission of one event body; InvalidField or ApiError (400) when its shape is wrong."""
     unknown = sorted(set(body) - EVENT_BODY_FIELDS)
     if unknown:
         raise InvalidField(unknown[0], f"Unknown event field(s): {', '.join(unknown)}.", code="unknown_field")
     external_id, contact_data = contact_reference(body)
-    key_header = request.headers.get("Idempotency-Key")
     idempotency_key = key_header or body.get("event_id")
     if not idempotency_key:
         raise ApiError(
@@ -53,26 +105,37 @@ def post_event(request):
             "Send an Idempotency-Key header or an event_id, so a retried request is stored once.",
             field="event_id",
         )
-    try:
-        event, created = receive_event(
-            external_id=external_id, contact_data=contact_data, name=body.get("name"),
-            properties=body.get("properties"), occurred_at=body.get("occurred_at"),
-            idempotency_key=idempotency_key, source=API_EVENT_SOURCE, actor_label=actor_label(request),
-            request_hash=request_fingerprint(body),
-        )
-    except IdempotencyKeyReused as exc:
-        raise ApiError(
+    return EventSubmission(
+        external_id=external_id, contact_data=contact_data, name=body.get("name"),
+        properties=body.get("properties"), occurred_at=body.get("occurred_at"), idempotency_key=idempotency_key,
+        request_hash=request_fingerprint(body),
+    )
+
+
+def event_error(error: Exception, *, key_field: str) -> ApiError:
+    """The API's answer to an event receive_events() refused."""
+    if isinstance(error, IdempotencyKeyReused):
+        return ApiError(
             409, "idempotency_key_reused",
-            f"{exc} Send a new idempotency key for a new event, or the same body to retry this one.",
-            field="Idempotency-Key" if key_header else "event_id",
-        ) from None
-    except ContactNotFound as exc:
-        raise ApiError(
-            404, "contact_not_found", f"{exc} Send contact fields (e.g. email) to create it.", field="external_id"
-        ) from None
-    except ContactErased as exc:
-        raise ApiError(409, "contact_erased", str(exc), field="external_id") from None
-    return json_response({**event_json(event), "duplicate": not created}, status=202 if created else 200)
+            f"{error} Send a new idempotency key for a new event, or the same body to retry this one.",
+            field=key_field,
+        )
+    if isinstance(error, ContactNotFound):
+        return ApiError(404, "contact_not_found", f"{error} Send contact fields (e.g. email) to create it.",
+                        field="external_id")
+    if isinstance(error, ContactErased):
+        return ApiError(409, "contact_erased", str(error), field="external_id")
+    if isinstance(error, InvalidField):
+        return ApiError(400, error.code or "invalid_field", " ".join(error.messages), field=error.field)
+    raise error
+
+
+def batch_refusal(index: int, body, error) -> dict:
+    if isinstance(error, InvalidField):
+        error = event_error(error, key_field="event_id")
+    event_id = body.get("event_id") if isinstance(body, dict) else None
+    return {"index": index, "event_id": event_id if isinstance(event_id, str) else None, "status": "refused",
+            "error": {"status": error.status, "code": error.code, "message": error.message, "field": error.field}}
 
 
 def contact_reference(body: dict) -> tuple[str, dict]:
@@ -117,10 +180,10 @@ def contact_json(contact) -> dict:
     }
 
 
-def event_json(event) -> dict:
+def event_json(event, external_id: str) -> dict:
     return {
         "id": event.pk,
-        "contact": {"id": event.contact_id, "external_id": event.contact.external_id},
+        "contact": {"id": event.contact_id, "external_id": external_id},
         "name": event.name,
         "properties": event.properties,
         "occurred_at": event.occurred_at,

@@ -6,15 +6,16 @@ processed_at is empty and acts on them, so an event is never lost between receip
 import hashlib
 import json
 import re
+from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from omni import audit
 from omni.lib.dates import InvalidDate, clean_datetime
 
-from .actions import ContactErased, InvalidField, clean_external_id, get_contact, upsert_contact
+from .actions import ContactErased, ContactNotFound, InvalidField, clean_external_id, get_contact, upsert_contact
 from .models import Contact, ContactEvent
 
 # Matched with fullmatch: "$" would also accept a name ending in a newline.
@@ -94,6 +95,178 @@ def receive_event(*, external_id: str, contact_data: dict | None = None, name: s
         if existing is None:
             raise
         return _same_request(existing, request_hash), False
+
+
+@dataclass
+class EventSubmission:
+    """One event as a system sent it, not yet validated: receive_events() checks every field."""
+
+    external_id: object
+    name: object
+    idempotency_key: object
+    properties: object = None
+    occurred_at: object = None
+    contact_data: dict = field(default_factory=dict)
+    request_hash: str = ""
+
+
+@dataclass
+class EventOutcome:
+    """What became of one submission: stored (created), a repeat of a stored event, or refused.
+
+    `error` is the refusal: InvalidField (naming the field), IdempotencyKeyReused,
+    ContactNotFound or ContactErased; `event` is then None.
+    """
+
+    event: ContactEvent | None = None
+    external_id: str = ""
+    created: bool = False
+    error: Exception | None = None
+
+
+@dataclass
+class _Accepted:
+    index: int
+    external_id: str
+    values: dict
+    request_hash: str
+
+
+def receive_events(submissions: list[EventSubmission], *, source: str, actor_label: str) -> list[EventOutcome]:
+    """Store many events at once, each on its own; return one EventOutcome per submission, in order.
+
+    Each event follows receive_event()'s rules: stored once per (source, idempotency_key), a
+    repeat answered with the stored event, one with another request_hash refused
+    (IdempotencyKeyReused), its contact required to exist and not be erased, nothing of a
+    refused event stored. Events about existing contacts (no contact_data) are stored with their
+    "event.received" audit entries in one statement, whatever their number, and repeats and
+    refusals are sorted out with two more queries; events carrying contact data go through
+    receive_event() one by one, as their contact must be written first.
+    """
+    outcomes: list[EventOutcome | None] = [None] * len(submissions)
+    accepted: list[_Accepted] = []
+    for index, submission in enumerate(submissions):
+        if submission.contact_data:
+            continue
+        try:
+            values = clean_event(submission.name, submission.properties, submission.occurred_at,
+                                 submission.idempotency_key, source)
+            external_id = clean_external_id(submission.external_id)
+        except InvalidField as exc:
+            outcomes[index] = EventOutcome(error=exc)
+            continue
+        accepted.append(_Accepted(index, external_id, values, submission.request_hash))
+
+    # Only the first of several submissions with one key is inserted; the others are then
+    # repeats (or reuses) of it, like retries arriving later.
+    firsts = {}
+    for item in accepted:
+        firsts.setdefault(item.values["idempotency_key"], item)
+    now = timezone.now()
+    stored = _insert_events(list(firsts.values()), source=source, sent_by=actor_label, now=now)
+    for key, (event_id, contact_id) in stored.items():
+        item = firsts[key]
+        event = ContactEvent(pk=event_id, contact_id=contact_id, received_at=now, sent_by=actor_label,
+                             request_hash=item.request_hash, **item.values)
+        outcomes[item.index] = EventOutcome(event=event, external_id=item.external_id, created=True)
+    _explain_not_stored([item for item in accepted if outcomes[item.index] is None], outcomes, source)
+
+    for index, submission in enumerate(submissions):
+        if outcomes[index] is None:
+            outcomes[index] = _receive_with_contact(submission, source=source, actor_label=actor_label)
+    return outcomes
+
+
+def _insert_events(items: list[_Accepted], *, source: str, sent_by: str, now) -> dict[str, tuple[int, int]]:
+    """Insert the events whose contact exists and is not erased and whose key is new, with their
+    audit entries; return {idempotency_key: (event id, contact id)} of those inserted."""
+    if not items:
+        return {}
+    postgres = connection.vendor == "postgresql"
+    adapt = connection.ops.adapt_datetimefield_value
+    row = "(%s, %s, %s::jsonb, %s::timestamptz, %s, %s)" if postgres else "(%s, %s, %s, %s, %s, %s)"
+    params = [adapt(now), source, sent_by]
+    for item in items:
+        values = item.values
+        params += [item.external_id, values["name"], json.dumps(values["properties"]),
+                   adapt(values["occurred_at"]), values["idempotency_key"], item.request_hash]
+    received_at = "%s::timestamptz" if postgres else "%s"
+    # "WHERE true" lets SQLite tell the ON CONFLICT clause from a join condition.
+    insert = f"""
+        INSERT INTO contacts_contactevent
+               (contact_id, name, properties, occurred_at, received_at, source, sent_by, idempotency_key, request_hash)
+        SELECT c.id, v.column2, v.column3, v.column4, {received_at}, %s, %s, v.column5, v.column6
+        FROM (VALUES {", ".join([row] * len(items))}) AS v
+        JOIN contacts_contact c ON c.external_id = v.column1 AND c.erased_at IS NULL
+        WHERE true
+        ON CONFLICT (source, idempotency_key) DO NOTHING
+        RETURNING id, contact_id, idempotency_key, name"""
+    entry = audit.build("event.received", actor_label=sent_by or source, occurred_at=now)
+    object_type = ContactEvent._meta.label_lower
+    with connection.cursor() as cursor:
+        if postgres:
+            # One statement, one round trip: the events and their audit entries together.
+            cursor.execute(f"""
+                WITH ev AS ({insert}),
+                entries AS (
+                    INSERT INTO omni_auditentry (occurred_at, actor_label, action, contact_id, object_type, object_id,
+                                                 channel, reason, data, prev_hash, hash)
+                    SELECT %s::timestamptz, %s, %s, ev.contact_id, %s, ev.id::text, %s, %s,
+                           jsonb_build_object('name', ev.name), '', ''
+                    FROM ev)
+                SELECT id, contact_id, idempotency_key FROM ev""",
+                params + [adapt(now), entry.actor_label, entry.action, object_type, entry.channel, entry.reason])
+            return {key: (event_id, contact_id) for event_id, contact_id, key in cursor.fetchall()}
+        with transaction.atomic():
+            cursor.execute(insert, params)
+            rows = cursor.fetchall()
+            audit.record_many([
+                audit.build("event.received", contact_id=contact_id, obj=ContactEvent(pk=event_id),
+                            actor_label=entry.actor_label, data={"name": name}, occurred_at=now)
+                for event_id, contact_id, _, name in rows
+            ])
+    return {key: (event_id, contact_id) for event_id, contact_id, key, _ in rows}
+
+
+def _explain_not_stored(items: list[_Accepted], outcomes: list, source: str) -> None:
+    """Fill the outcomes of accepted events the insert skipped: repeats of a stored event (or
+    reuses of its key), else events about a contact that is unknown or erased."""
+    if not items:
+        return
+    existing = {
+        event.idempotency_key: event
+        for event in ContactEvent.objects.select_related("contact").filter(
+            source=source, idempotency_key__in={item.values["idempotency_key"] for item in items})
+    }
+    unexplained = {item.external_id for item in items if item.values["idempotency_key"] not in existing}
+    erased = set(
+        Contact.objects.filter(external_id__in=unexplained, erased_at__isnull=False).values_list("external_id", flat=True)
+    ) if unexplained else set()
+    for item in items:
+        event = existing.get(item.values["idempotency_key"])
+        if event is not None:
+            try:
+                outcomes[item.index] = EventOutcome(event=_same_request(event, item.request_hash),
+                                                    external_id=event.contact.external_id)
+            except IdempotencyKeyReused as exc:
+                outcomes[item.index] = EventOutcome(error=exc)
+        elif item.external_id in erased:
+            outcomes[item.index] = EventOutcome(error=ContactErased(item.external_id))
+        else:
+            outcomes[item.index] = EventOutcome(error=ContactNotFound(item.external_id))
+
+
+def _receive_with_contact(submission: EventSubmission, *, source: str, actor_label: str) -> EventOutcome:
+    try:
+        event, created = receive_event(
+            external_id=submission.external_id, contact_data=submission.contact_data, name=submission.name,
+            properties=submission.properties, occurred_at=submission.occurred_at,
+            idempotency_key=submission.idempotency_key, source=source, actor_label=actor_label,
+            request_hash=submission.request_hash,
+        )
+    except (InvalidField, IdempotencyKeyReused, ContactNotFound, ContactErased) as exc:
+        return EventOutcome(error=exc)
+    return EventOutcome(event=event, external_id=event.contact.external_id, created=created)
 
 
 def clean_event(name, properties, occurred_at, idempotency_key, source) -> dict:

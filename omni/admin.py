@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from omni import audit
 
+from .api import forget_verified_keys
 from .lib.admin import adopt_saved
 from .models import ApiKey, ApiScope
 
@@ -76,4 +77,5 @@ class ApiKeyAdmin(admin.ModelAdmin):
             if ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=now):
                 audit.record("apikey.revoked", obj=key, actor=request.user, data={"name": key.name})
                 revoked += 1
+        forget_verified_keys()  # other web processes forget it within OMNI_API_KEY_CACHE_SECONDS
         self.message_user(request, f"Revoked {revoked} key(s).", messages.SUCCESS)

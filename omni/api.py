@@ -5,6 +5,7 @@ for methods that carry a body, `request.json` (always a dict). Every error leave
 `{"error": {"code": "...", "message": "...", "field": "..." or null}}`.
 """
 import json
+import time
 from datetime import timedelta
 from functools import wraps
 
@@ -23,6 +24,11 @@ BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # last_used_at answers "is this key still in use?"; it is not an access log. Writing it at most
 # once a minute spares every request an UPDATE (and a row lock) on the key.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+# Verified keys each web process keeps (by the hash of the raw key), so a request costs no key
+# lookup. Bounded, so a flood of distinct valid keys cannot grow it without end; misses are never
+# kept, so a wrong key is always checked against the database.
+KEY_CACHE_MAX = 1000
+_verified_keys: dict[str, tuple[float, ApiKey]] = {}
 
 
 class ApiError(Exception):
@@ -49,11 +55,12 @@ def json_response(data: dict, status: int = 200, headers=None) -> JsonResponse:
     return JsonResponse(data, status=status, headers=headers, encoder=DjangoJSONEncoder)
 
 
-def api_view(scope: str, methods=("POST",)):
+def api_view(scope: str, methods=("POST",), max_body_setting: str = "OMNI_MAX_BODY_BYTES"):
     """Make a view a JSON API endpoint that needs an API key holding `scope`.
 
     Checks, in order: the HTTP method (405), the key (401), the scope (403), then for methods
-    with a body its size (413), its content type (415) and its JSON (400). A ValidationError
+    with a body its size (413, over the setting named by `max_body_setting`), its content type
+    (415) and its JSON (400). A ValidationError
     raised by the view becomes a 400 naming the field when it carries one (`exc.field`, or the
     first key of a ValidationError built from a dict).
     """
@@ -67,7 +74,10 @@ def api_view(scope: str, methods=("POST",)):
                 return method_not_allowed(allowed_methods)
             try:
                 request.api_key = authenticate_request(request, scope)
-                request.json = read_json_body(request) if request.method in BODY_METHODS else None
+                if request.method in BODY_METHODS:
+                    request.json = read_json_body(request, getattr(settings, max_body_setting))
+                else:
+                    request.json = None
                 return view(request, *args, **kwargs)
             except ApiError as exc:
                 return error_response(exc.status, exc.code, exc.message, field=exc.field, headers=exc.headers)
@@ -125,13 +135,37 @@ def authenticate_request(request, scope: str) -> ApiKey:
             401, "missing_api_key", "Send an API key as 'Authorization: Bearer <key>' or 'X-Api-Key: <key>'.",
             headers=challenge,
         )
-    key = ApiKey.authenticate(raw_key)
+    key = verified_key(raw_key)
     if key is None:
         raise ApiError(401, "invalid_api_key", "The API key is unknown or has been revoked.", headers=challenge)
     if not key.has_scope(scope):
         raise ApiError(403, "missing_scope", f"This API key does not have the '{scope}' scope.")
     note_key_used(key)
     return key
+
+
+def verified_key(raw_key: str) -> ApiKey | None:
+    """The active ApiKey for raw_key, from this process's cache when verified in the last
+    OMNI_API_KEY_CACHE_SECONDS (so a revoked key may keep working that long), else from the
+    database."""
+    digest = ApiKey.hash_key(raw_key)
+    now = time.monotonic()
+    cached = _verified_keys.get(digest)
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    key = ApiKey.authenticate(raw_key)
+    if key is not None and settings.OMNI_API_KEY_CACHE_SECONDS > 0:
+        if len(_verified_keys) >= KEY_CACHE_MAX:
+            _verified_keys.clear()
+        _verified_keys[digest] = (now + settings.OMNI_API_KEY_CACHE_SECONDS, key)
+    else:
+        _verified_keys.pop(digest, None)
+    return key
+
+
+def forget_verified_keys() -> None:
+    """Empty this process's cache of verified keys (after revoking one, in tests)."""
+    _verified_keys.clear()
 
 
 def note_key_used(key: ApiKey) -> None:
@@ -144,9 +178,9 @@ def note_key_used(key: ApiKey) -> None:
     key.last_used_at = now
 
 
-def read_json_body(request) -> dict:
-    """The request body as a JSON object; ApiError (413/415/400) when it is not one."""
-    limit = settings.OMNI_MAX_BODY_BYTES
+def read_json_body(request, limit: int) -> dict:
+    """The request body as a JSON object of at most `limit` bytes; ApiError (413/415/400) when
+    it is not one."""
     too_large = ApiError(413, "body_too_large", f"The body is larger than {limit} bytes.")
     try:
         declared_length = int(request.META.get("CONTENT_LENGTH") or 0)

@@ -99,6 +99,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
     )
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
+# Keep each process's connection across requests: opening one costs more than a whole event
+# POST. Health checks are off by default because they cost a SELECT 1 round trip per request;
+# without them a connection the database dropped fails one request (500, which API clients
+# retry with the same idempotency key) and is then replaced.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("CONN_HEALTH_CHECKS", default=False)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -119,7 +125,11 @@ LOGIN_URL = "admin:login"
 
 # Webhook and API bodies larger than this are refused with 413 before parsing.
 OMNI_MAX_BODY_BYTES = env.int("OMNI_MAX_BODY_BYTES", default=256 * 1024)
-DATA_UPLOAD_MAX_MEMORY_SIZE = max(OMNI_MAX_BODY_BYTES, 2_621_440)
+# POST /api/v1/events/batch takes up to 1,000 events: its own, larger limit.
+OMNI_MAX_BATCH_BODY_BYTES = env.int("OMNI_MAX_BATCH_BODY_BYTES", default=2 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(OMNI_MAX_BODY_BYTES, OMNI_MAX_BATCH_BODY_BYTES, 2_621_440)
+# How long each web process trusts an API key it verified (a revoked key works that long).
+OMNI_API_KEY_CACHE_SECONDS = env.int("OMNI_API_KEY_CACHE_SECONDS", default=10)
 
 # --- Celery ---------------------------------------------------------------------------------
 # How long /readyz waits for the broker before calling it unreachable.

@@ -1,53 +1,37 @@
-"""Benchmark the orchestration tick: events to enrollments to messages, decided, queued, audited.
+"""The orchestration tick: events to enrollments to messages, decided, queued, audited.
 
-    python manage.py bench --scale 10000
-
-Seeds its data with bulk inserts into a throwaway test database (never the configured one),
-runs the welcome journey's first tick (enroll, send the email) and, after the wait, the
-second (condition, send the SMS), and prints one JSON line per figure on stdout, with a
-readable table on stderr. Celery publishes to an in-memory broker: counted, never consumed.
-Run it with DATABASE_URL pointing at PostgreSQL; SQLite figures are not comparable.
+Seeds `scale` contacts who just signed up (with consents; one in ten never opted in to SMS
+marketing), runs the welcome journey's first tick (enroll, send the email) and, after the
+wait, the second (condition, send the SMS). Celery publishes to an in-memory broker: counted,
+never consumed.
 """
-import json
-import sys
 import time
 from datetime import timedelta
 
 from celery.signals import before_task_publish
-from django.core.management.base import BaseCommand
 from django.db import connection, reset_queries
 from django.db.models import Count
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-
-class Command(BaseCommand):
-    help = "Measure the journey tick (steps per second, queries, Celery messages, duplicates)."
-
-    def add_arguments(self, parser):
-        parser.add_argument("--scale", type=int, default=2000, help="Contacts that sign up at once (default 2000).")
-        parser.add_argument("--keep-db", action="store_true", help="Keep the benchmark database afterwards.")
-
-    def handle(self, *args, scale, keep_db, **options):
-        from omni.celery import app
-
-        app.conf.broker_url = "memory://"
-        app.conf.task_always_eager = False
-        old_name = connection.settings_dict["NAME"]
-        connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
-        try:
-            figures = run_benchmark(scale)
-        finally:
-            if not keep_db:
-                connection.creation.destroy_test_db(old_name, verbosity=0)
-        for figure in figures:
-            self.stdout.write(json.dumps(figure))
-        sys.stderr.write(f"\n{'metric':<34}{'value':>14}  unit\n")
-        for figure in figures:
-            sys.stderr.write(f"{figure['metric']:<34}{figure['value']:>14,.1f}  {figure['unit']}\n")
+from . import Figure, find
 
 
-def seed(scale: int):
+def run(scale: int, *, figures, log) -> list[Figure]:
+    from omni.celery import app
+
+    app.conf.broker_url = "memory://"
+    app.conf.task_always_eager = False
+    results = measure(scale)
+    ceiling = find(figures, "claim_ceiling", "steps_per_s")
+    if ceiling is not None:
+        steps = find(results, "journey_tick", "steps_per_second")
+        results.append(Figure("journey_tick", "ratio_to_claim_ceiling", steps.value / ceiling.value, "ratio", steps.n,
+                              notes=f"{steps.value:.0f} / {ceiling.value:.0f} steps/s"))
+    return results
+
+
+def seed(scale: int) -> None:
     from campaigns.actions import activate_journey
     from campaigns.models import Journey, JourneyStep, StepKind
     from compliance.models import Consent
@@ -91,7 +75,8 @@ def seed(scale: int):
     )
 
 
-def run_benchmark(scale: int) -> list[dict]:
+def measure(scale: int) -> list[Figure]:
+    """Seed, run both ticks and return the tick's figures (no ratio)."""
     from campaigns import engine
     from campaigns.models import JourneyStepVisit
     from channels.models import Delivery
@@ -118,14 +103,18 @@ def run_benchmark(scale: int) -> list[dict]:
     )
     deliveries = Delivery.objects.count()
     steps = first.steps + second.steps
+    seconds = first_seconds + second_seconds
+    notes = f"{scale} contacts; first tick {first_seconds:.2f}s, second {second_seconds:.2f}s"
     return [
-        _figure("first_tick_contacts_per_second", scale / first_seconds, "contacts/s", scale),
-        _figure("second_tick_steps_per_second", second.steps / second_seconds, "steps/s", second.steps),
-        _figure("steps_per_second", steps / (first_seconds + second_seconds), "steps/s", steps),
-        _figure("queries_per_1000_steps", 1000 * (first_queries + second_queries) / steps, "queries", steps),
-        _figure("celery_messages_per_1000_deliveries", 1000 * len(published) / max(deliveries, 1), "messages",
-                deliveries),
-        _figure("duplicate_messages", duplicates, "messages", steps),
+        Figure("journey_tick", "first_tick_contacts_per_second", scale / first_seconds, "contacts/s", scale),
+        Figure("journey_tick", "second_tick_steps_per_second", second.steps / second_seconds, "steps/s", second.steps),
+        Figure("journey_tick", "steps_per_second", steps / seconds, "steps/s", steps, notes=notes),
+        Figure("journey_tick", "queries_per_1000_steps", 1000 * (first_queries + second_queries) / steps, "queries",
+               steps),
+        Figure("journey_tick", "celery_messages_per_1000_steps", 1000 * len(published) / steps, "messages", steps),
+        Figure("journey_tick", "celery_messages_per_1000_deliveries", 1000 * len(published) / max(deliveries, 1),
+               "messages", deliveries),
+        Figure("journey_tick", "duplicate_messages", duplicates, "messages", steps),
     ]
 
 
@@ -136,7 +125,3 @@ def _timed(work):
         result = work()
         elapsed = time.perf_counter() - started
     return len(queries), elapsed, result
-
-
-def _figure(metric, value, unit, n):
-    return {"bench": "journey_tick", "metric": metric, "value": round(value, 1), "unit": unit, "n": n}

@@ -1,0 +1,60 @@
+"""Omni's benchmarks, run by `manage.py bench`: each seeds its own data in a throwaway database
+and returns figures, one JSON line each, as /work/shared/BENCHMARKS.md describes:
+{"bench", "metric", "value", "unit", "n", "subject", "notes"}.
+
+`scale` is one number each benchmark reads its own way (see SCALE_MEANING); a small one makes a
+smoke run of a few seconds, 50,000 is the issue's full scale.
+"""
+from dataclasses import asdict, dataclass
+
+
+@dataclass
+class Figure:
+    bench: str
+    metric: str
+    value: float
+    unit: str
+    n: int
+    subject: str = "omni"  # "omni", or "peer" for a ceiling measured on the machine at hand
+    notes: str = ""
+
+    def as_json(self) -> dict:
+        figure = asdict(self)
+        figure["value"] = round(self.value, 3 if abs(self.value) < 10 else 1)
+        return figure
+
+
+SCALE_MEANING = {
+    "claim_ceiling": "due enrollments (10x as many in the table)",
+    "journey_tick": "contacts that sign up at once",
+    "ingest_http": "contacts; the load runs scale/5000 seconds per endpoint (1 to 10)",
+    "ingest_batch": "events x 4, posted in batches of 1,000",
+}
+
+
+def benchmarks() -> dict:
+    """Every benchmark by name, in the order they run: the ceilings first, so others can be
+    shown as a fraction of them."""
+    from . import claim_ceiling, ingest, journey_tick
+
+    return {
+        "claim_ceiling": claim_ceiling.run,
+        "journey_tick": journey_tick.run,
+        "ingest_http": ingest.run_http,
+        "ingest_batch": ingest.run_batch,
+    }
+
+
+def run(names: list[str], scale: int, log=lambda line: None) -> list[Figure]:
+    """Run the named benchmarks in the bench database (already created); return their figures."""
+    figures: list[Figure] = []
+    for name, bench in benchmarks().items():
+        if name in names:
+            log(f"{name}: running at scale {scale} ({SCALE_MEANING[name]})")
+            figures += bench(scale, figures=figures, log=log)
+    return figures
+
+
+def find(figures: list[Figure], bench: str, metric: str) -> Figure | None:
+    """The figure named, when its benchmark ran in this run."""
+    return next((f for f in figures if f.bench == bench and f.metric == metric), None)

@@ -1,0 +1,63 @@
+"""The benchmarks run at smoke scale and report honest counts (speed is never judged here)."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from omni.bench import journey_tick
+
+
+@pytest.mark.django_db
+def test_the_tick_benchmark_reports_every_figure_and_no_duplicates():
+    figures = {f.metric: f for f in journey_tick.measure(20)}
+
+    assert figures["duplicate_messages"].value == 0
+    assert figures["steps_per_second"].n == 20 * 2 + 20 * 2
+    # Two of the twenty never opted in to SMS marketing: 20 emails and 18 SMS.
+    assert figures["celery_messages_per_1000_deliveries"].n == 38
+    assert all(f.bench == "journey_tick" and f.value >= 0 for f in figures.values())
+
+
+def test_the_bench_command_runs_every_benchmark_in_its_own_database(tmp_path):
+    # given a database URL of its own (the command makes bench_<name> on PostgreSQL, a file in
+    # OMNI_VAR_DIR on SQLite), never the test database
+    db = connection.settings_dict
+    if connection.vendor == "postgresql":
+        url = f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}_cmd"
+    else:
+        url = f"sqlite:///{tmp_path / 'omni.sqlite3'}"
+    env = {**os.environ, "DATABASE_URL": url, "OMNI_VAR_DIR": str(tmp_path), "CELERY_BROKER_URL": "memory://"}
+
+    # when
+    done = subprocess.run([sys.executable, "manage.py", "bench", "--scale", "20"], cwd=settings.BASE_DIR, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+    # then every figure is a JSON line with the shared fields, and the counts are honest
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = [json.loads(line) for line in done.stdout.splitlines()]
+    assert all(set(f) == {"bench", "metric", "value", "unit", "n", "subject", "notes"} for f in figures)
+    by_name = {(f["bench"], f["metric"]): f for f in figures}
+    expected = {"journey_tick", "ingest_http", "ingest_batch"}
+    if connection.vendor == "postgresql":
+        expected.add("claim_ceiling")
+        assert by_name["claim_ceiling", "duplicate_claims"]["value"] == 0
+        assert by_name["claim_ceiling", "steps_per_s"]["n"] == 20
+        assert ("journey_tick", "ratio_to_claim_ceiling") in by_name
+    assert {f["bench"] for f in figures} == expected
+    assert by_name["journey_tick", "duplicate_messages"]["value"] == 0
+    assert by_name["ingest_http", "events_non_2xx"]["value"] == 0
+    assert by_name["ingest_http", "events_requests_per_s"]["n"] > 0
+    assert by_name["ingest_batch", "events_not_stored"]["value"] == 0
+    assert "ratio_to_healthz" in {f["metric"] for f in figures}
+    assert "events_per_s" in done.stderr  # the table
+
+
+def test_the_bench_command_refuses_an_unknown_benchmark():
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="Unknown benchmark"):
+        call_command("bench", only=["journey_tick,nope"])
