@@ -1,12 +1,12 @@
 """Drop what journey versions replaced: the plain version numbers and the pointers at draft step
-rows (0003 copied them into versions and step keys)."""
+rows (0004 copied them into versions and step keys)."""
 from django.db import migrations
 
 
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('campaigns', '0003_journey_versions'),
+        ('campaigns', '0004_snapshot_running_journeys'),
     ]
 
     operations = [
