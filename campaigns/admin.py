@@ -51,7 +51,7 @@ class JourneyVersionInline(ReadOnlyInline):
         return request.user.has_perm("campaigns.view_journey") or request.user.has_perm("campaigns.change_journey")
 
     def get_queryset(self, request):
-        return super().get_queryset(request).select_related("published_by").annotate(
+        return super().get_queryset(request).select_related("journey", "published_by").annotate(
             contacts_in_flight=Count("enrollments", filter=Q(enrollments__state__in=LIVE_ENROLLMENT_STATES))
         )
 
@@ -81,6 +81,10 @@ class JourneyStepInline(admin.StackedInline):
         ("next_step", "else_step"),
     ]
 
+    def get_queryset(self, request):
+        # Each form's title names the step's journey.
+        return super().get_queryset(request).select_related("journey")
+
     def get_formset(self, request, obj=None, **kwargs):
         self._journey = obj
         return super().get_formset(request, obj, **kwargs)
@@ -91,9 +95,13 @@ class JourneyStepInline(admin.StackedInline):
         if db_field.name in ("next_step", "else_step"):
             journey = getattr(self, "_journey", None)
             kwargs["queryset"] = (
-                JourneyStep.objects.filter(journey=journey).order_by("position")
+                JourneyStep.objects.filter(journey=journey).select_related("journey").order_by("position")
                 if journey is not None and journey.pk else JourneyStep.objects.none()
             )
+            field = super().formfield_for_foreignkey(db_field, request, **kwargs)
+            # Read the choices once: every step's form would otherwise query them again.
+            field.choices = list(field.choices)
+            return field
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
