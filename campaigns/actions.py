@@ -270,7 +270,9 @@ def _number(enrollment) -> int | None:
 
 def _lock(journey: Journey) -> None:
     """Lock the journey's row (two publishers would pick the same number) and read it afresh."""
-    list(Journey.objects.select_for_update().filter(pk=journey.pk).values_list("pk"))
+    # NO KEY: a tick inserting visits and enrollments takes KEY SHARE on the journey row while
+    # it holds the enrollments a move waits for; FOR UPDATE would deadlock with it.
+    list(Journey.objects.select_for_update(no_key=True).filter(pk=journey.pk).values_list("pk"))
     journey.refresh_from_db()
 
 
