@@ -117,7 +117,8 @@ class JourneyStep(models.Model):
             raise ValidationError({"channel_plan": "A send step needs at least one channel."})
         if self.kind == StepKind.WAIT and int(self.config.get("seconds", 0) or 0) <= 0:
             raise ValidationError({"config": 'A wait step needs {"seconds": N} with N > 0.'})
-        if self.kind == StepKind.CONDITION and not self.config.get("step"):
+        if self.kind == StepKind.CONDITION and self.config.get("check", "engaged") in ("engaged", "delivered") \
+                and not self.config.get("step"):
             raise ValidationError({"config": 'A condition needs {"check": "engaged", "step": "<send step key>"}.'})
 
 

@@ -93,3 +93,10 @@ def test_activation_refuses_a_send_step_whose_template_was_never_published(journ
     message = refusal(journey)
     assert "Send step 'announce' uses template 'launch', which has no published version" in message
     assert not draft.versions.exists()
+
+
+def test_the_step_form_accepts_an_attribute_condition(journey):
+    step = JourneyStep(journey=journey, position=1, key="is-pro", kind=StepKind.CONDITION,
+                       config={"check": "attribute", "name": "plan", "equals": "pro"})
+
+    step.full_clean()
