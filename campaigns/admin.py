@@ -3,6 +3,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Count, F, Q
 from django.utils.html import format_html, format_html_join
 
+from omni.choices import Urgency
 from omni.lib.admin import ReadOnlyAdminMixin, ReadOnlyInline
 
 from . import actions
@@ -25,6 +26,8 @@ def describe_step(step: dict) -> str:
     if kind == StepKind.SEND:
         channels = ", then ".join(entry.get("channel", "?") for entry in step.get("channel_plan") or [])
         text = f"{key}: send {step.get('template_key')} v{step.get('template_version_number')} by {channels}"
+        if step.get("urgency") not in (None, "", Urgency.NORMAL):
+            text += f", {step['urgency']} urgency"
     elif kind == StepKind.WAIT:
         text = f"{key}: wait {config.get('seconds')} s"
     elif kind == StepKind.CONDITION:
