@@ -15,7 +15,7 @@ from campaigns.actions import (
     publish_journey,
     resume_journey,
 )
-from campaigns.models import Enrollment, EnrollmentState, JourneyStep, JourneyStepVisit, JourneyVersion, StepKind
+from campaigns.models import Enrollment, EnrollmentState, JourneyStep, JourneyStepVisit, JourneyVersion
 from channels.models import Delivery, Message
 from contacts.models import ContactEvent
 from omni import audit
