@@ -1,45 +1,192 @@
-"""Changes to journeys that people make: activate, pause, resume, enroll by hand."""
+"""Changes to journeys that people make: activate, pause, resume, publish changes, move contacts
+to the latest version, enroll by hand.
+
+A journey's fields and steps are its draft. Activating it, or publishing its changes, snapshots
+the draft as the next JourneyVersion; contacts run on the version they entered on until someone
+moves them.
+"""
+from collections import Counter
+
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import Max
 from django.utils import timezone
 
 from omni import audit
-from templates.actions import current_version
+from templates.actions import latest_versions
 
-from .models import Enrollment, EnrollmentState, Journey, JourneyStatus, StepKind
+from .models import (
+    LIVE_ENROLLMENT_STATES,
+    Enrollment,
+    EnrollmentState,
+    Journey,
+    JourneyStatus,
+    JourneyVersion,
+    StepKind,
+    TriggerType,
+    plan_steps,
+)
+
+ENGAGEMENT_CHECKS = ("engaged", "delivered")
 
 
-def validate_journey(journey: Journey) -> list[str]:
-    """Problems that would stop the journey from running, in words a marketer can act on."""
+def draft_snapshot(journey: Journey) -> dict:
+    """The journey's draft (its own fields and its steps) as a version would hold it, each send
+    step pinned to its template's latest published version."""
+    steps = list(
+        journey.steps.select_related("template", "next_step__journey", "else_step__journey").order_by("position", "pk")
+    )
+    published = latest_versions(step.template_id for step in steps if step.template_id)
+
+    def key_of(target):
+        if target is None:
+            return None
+        if target.journey_id == journey.pk:
+            return target.key
+        # Another journey's step: named so that no step of this journey matches and validation says so.
+        return f"{target.journey.slug}:{target.key}"
+
+    rows = []
+    for step in steps:
+        version = published.get(step.template_id)
+        rows.append({
+            "key": step.key,
+            "kind": step.kind,
+            "position": step.position,
+            "config": step.config or {},
+            "template": step.template_id,
+            "template_key": step.template.key if step.template_id else "",
+            "template_version": version.pk if version else None,
+            "template_version_number": version.number if version else None,
+            "purpose": step.purpose,
+            "urgency": step.urgency,
+            "channel_plan": step.channel_plan or [],
+            "intent_key": step.intent_key,
+            "next": key_of(step.next_step),
+            "else": key_of(step.else_step),
+        })
+    return {
+        "trigger_type": journey.trigger_type,
+        "trigger_event": journey.trigger_event,
+        "trigger_conditions": journey.trigger_conditions or {},
+        "trigger_segment_id": journey.trigger_segment_id,
+        "goal_event": journey.goal_event,
+        "reentry": journey.reentry,
+        "reentry_after_seconds": journey.reentry_after_seconds,
+        "steps": rows,
+    }
+
+
+def snapshot_problems(snapshot: dict) -> list[str]:
+    """What would stop a snapshot from running, each naming the step, in words a marketer can act on."""
     problems = []
-    steps = list(journey.steps.all())
+    steps = snapshot["steps"]
     if not steps:
         problems.append("The journey has no steps.")
-    if journey.trigger_type == "event" and not journey.trigger_event:
+    if snapshot["trigger_type"] == TriggerType.EVENT and not snapshot["trigger_event"]:
         problems.append("An event-triggered journey needs a trigger event name.")
-    keys = {s.key for s in steps}
-    ids = {s.pk for s in steps}
+    by_key = {step["key"]: step for step in steps}
     for step in steps:
-        if step.kind == StepKind.SEND and (not step.template_id or not step.channel_plan):
-            problems.append(f"Send step {step.key!r} needs a template and a channel plan.")
-        if step.kind == StepKind.WAIT and int((step.config or {}).get("seconds", 0) or 0) <= 0:
-            problems.append(f'Wait step {step.key!r} needs config {{"seconds": N}} with N > 0.')
-        if step.kind == StepKind.CONDITION and (step.config or {}).get("step") not in keys:
-            problems.append(f"Condition step {step.key!r} refers to a step that does not exist.")
-        for target in (step.next_step_id, step.else_step_id):
-            if target and target not in ids:
-                problems.append(f"Step {step.key!r} points at a step of another journey.")
+        key, config = step["key"], step["config"] or {}
+        if step["kind"] == StepKind.SEND:
+            if not step["template"] or not step["channel_plan"]:
+                problems.append(f"Send step {key!r} needs a template and a channel plan.")
+            elif step["template_version"] is None:
+                problems.append(f"Send step {key!r} uses template {step['template_key']!r}, which has no published "
+                                f"version: publish the template first.")
+        if step["kind"] == StepKind.WAIT and int(config.get("seconds", 0) or 0) <= 0:
+            problems.append(f'Wait step {key!r} needs config {{"seconds": N}} with N > 0.')
+        if step["kind"] == StepKind.CONDITION:
+            problems.extend(_condition_problems(key, config, by_key))
+        for label, target in (("next", step["next"]), ("else", step["else"])):
+            if target and target not in by_key:
+                problems.append(f"Step {key!r} goes {label} to {target!r}, which is not a step of this journey.")
+    problems.extend(
+        f"Steps {' → '.join(repr(key) for key in loop)} loop without a wait step: add a wait to the loop "
+        f"or point one of them elsewhere."
+        for loop in loops_without_wait(steps)
+    )
     return problems
 
 
+def _condition_problems(key: str, config: dict, by_key: dict) -> list[str]:
+    check = config.get("check", "engaged")
+    if check in ENGAGEMENT_CHECKS:
+        target = config.get("step")
+        if not target:
+            return [f'Condition step {key!r} names no step to check: config {{"check": "{check}", "step": "<send step key>"}}.']
+        if target not in by_key:
+            return [f"Condition step {key!r} checks step {target!r}, which is not a step of this journey."]
+        if by_key[target]["kind"] != StepKind.SEND:
+            return [f"Condition step {key!r} checks step {target!r}, which sends no message."]
+        return []
+    if check == "attribute":
+        return [] if config.get("name") else [f"Condition step {key!r} names no attribute to check."]
+    return [f"Condition step {key!r} has an unknown check {check!r}."]
+
+
+def loops_without_wait(steps: list[dict]) -> list[list[str]]:
+    """Cycles the engine could run round without ever waiting, as lists of step keys."""
+    planned = plan_steps(steps)
+    edges = {}
+    for key, step in planned.items():
+        if step.kind == StepKind.SEND:
+            edges[key] = [step.following]
+        elif step.kind == StepKind.CONDITION:
+            edges[key] = [step.following, step.else_key]
+    # A wait ends a tick's run of an enrollment, and an exit ends the journey: neither is on a loop here.
+    edges = {key: [t for t in targets if t in edges] for key, targets in edges.items()}
+    loops, done, path = [], set(), []
+
+    def visit(key):
+        path.append(key)
+        for target in dict.fromkeys(edges[key]):
+            if target in path:
+                loops.append(path[path.index(target):] + [target])
+            elif target not in done:
+                visit(target)
+        path.pop()
+        done.add(key)
+
+    for key in edges:
+        if key not in done:
+            visit(key)
+    return loops
+
+
+def validate_journey(journey: Journey) -> list[str]:
+    """Problems that would stop the journey's draft from running (empty when it can be published)."""
+    return snapshot_problems(draft_snapshot(journey))
+
+
+def has_unpublished_changes(journey: Journey) -> bool:
+    """Whether the draft differs from the version new enrollments pin (or nothing is published yet)."""
+    live = journey.live_version
+    return live is None or live.snapshot() != draft_snapshot(journey)
+
+
+@transaction.atomic
+def publish_journey(journey: Journey, *, actor=None) -> JourneyVersion:
+    """Make the journey's draft its next version, which new enrollments pin; contacts in flight
+    stay on theirs. Refuses an invalid draft, with the reasons, and a draft with nothing new."""
+    _lock(journey)
+    snapshot = _valid_draft(journey)
+    live = journey.live_version
+    if live is not None and live.snapshot() == snapshot:
+        raise ValidationError(f"Nothing to publish: the steps and settings are those of version {live.number}.")
+    return _publish(journey, snapshot, actor)
+
+
 def activate_journey(journey: Journey, actor=None) -> Journey:
-    """Start running a journey, refusing one that cannot run, with the reasons."""
-    return _set_running(journey, "journey.activated", actor)
+    """Start running a journey on its draft, published as a new version when it changed.
+    Refuses a journey that cannot run, with the reasons."""
+    return _set_running(journey, "journey.activated", actor, publish_changes=True)
 
 
 def resume_journey(journey: Journey, actor=None) -> Journey:
-    """Run a paused journey again; enrollments carry on from where they stopped."""
-    return _set_running(journey, "journey.resumed", actor)
+    """Run a paused journey again; enrollments carry on from where they stopped, on their versions.
+    Draft changes stay unpublished until someone publishes them."""
+    return _set_running(journey, "journey.resumed", actor, publish_changes=False)
 
 
 @transaction.atomic
@@ -52,29 +199,113 @@ def pause_journey(journey: Journey, actor=None) -> Journey:
 
 
 @transaction.atomic
-def _set_running(journey: Journey, action: str, actor) -> Journey:
-    problems = validate_journey(journey)
-    if problems:
-        raise ValidationError(problems)
-    for step in journey.steps.filter(kind=StepKind.SEND).select_related("template"):
-        current_version(step.template)  # a journey never sends an unpublished draft
-    journey.status = JourneyStatus.ACTIVE
-    journey.save(update_fields=["status", "updated_at"])
-    audit.record(action, obj=journey, actor=actor)
-    return journey
+def move_to_latest_version(journey: Journey, *, actor=None) -> int:
+    """Move the journey's contacts in flight onto its latest version, each at the step with the
+    same key, and audit each move. Returns how many moved.
+
+    Refuses, naming the steps, when a contact's current step is not in the latest version; then
+    nobody moves.
+    """
+    _lock(journey)
+    target = journey.live_version
+    if target is None:
+        raise ValidationError(f"{journey.name!r} has no published version to move contacts to.")
+    in_flight = Enrollment.objects.filter(journey=journey, state__in=LIVE_ENROLLMENT_STATES).exclude(
+        journey_version=target
+    )
+    # Locked, so a tick running some of them commits first and the steps read here are where they stand.
+    locked = in_flight.select_for_update(**({"of": ("self",)} if connection.features.has_select_for_update_of else {}))
+    enrollments = list(locked.select_related("journey_version").only(
+        "pk", "contact_id", "current_step_key", "journey_version__number"
+    ))
+    missing = Counter(
+        (e.current_step_key, _number(e)) for e in enrollments
+        if e.current_step_key and e.current_step_key not in target.plan
+    )
+    if missing:
+        named = "; ".join(
+            f"step {key!r} ({count} contact{'' if count == 1 else 's'} on version {number})"
+            for (key, number), count in sorted(missing.items(), key=lambda item: (item[0][0], item[0][1] or 0))
+        )
+        raise ValidationError(
+            f"Nobody was moved: version {target.number} has no {named}. Publish a version that keeps these steps, "
+            f"or let those contacts finish on their version."
+        )
+    if not enrollments:
+        return 0
+    in_flight.update(journey_version=target)
+    moved_from = Counter(_number(e) for e in enrollments)
+    audit.record_many([
+        audit.build("journey.enrollment_moved", contact_id=e.contact_id, obj=e, actor=actor,
+                    data={"journey": journey.pk, "from_version": _number(e), "to_version": target.number,
+                          "step": e.current_step_key})
+        for e in enrollments
+    ])
+    audit.record("journey.contacts_moved", obj=journey, actor=actor,
+                 data={"to_version": target.number, "moved": len(enrollments),
+                       "from_versions": {str(number): count for number, count in moved_from.items()}})
+    return len(enrollments)
 
 
 @transaction.atomic
 def enroll_contact(journey: Journey, contact, *, actor=None, actor_label="") -> Enrollment:
-    """Put one contact into a journey now (API or admin), refusing a second live enrollment."""
-    if journey.status != JourneyStatus.ACTIVE:
+    """Put one contact into a journey now (API or admin), on its latest version, refusing a second live enrollment."""
+    if journey.status != JourneyStatus.ACTIVE or journey.live_version is None:
         raise ValidationError(f"Journey {journey.name!r} is not active.")
-    if Enrollment.objects.filter(journey=journey, contact=contact, state__in=["active", "paused"]).exists():
+    if Enrollment.objects.filter(journey=journey, contact=contact, state__in=LIVE_ENROLLMENT_STATES).exists():
         raise ValidationError(f"{contact} is already in {journey.name!r}.")
     now = timezone.now()
-    enrollment = Enrollment.objects.create(journey=journey, journey_version=journey.version, contact=contact,
-                                           current_step=journey.first_step(),
+    version = journey.live_version
+    enrollment = Enrollment.objects.create(journey=journey, journey_version=version, contact=contact,
+                                           current_step_key=version.first_step_key,
                                            state=EnrollmentState.ACTIVE, next_run_at=now, entered_at=now)
     audit.record("journey.enrolled", contact=contact, obj=enrollment, actor=actor, actor_label=actor_label,
-                 reason="manual", data={"journey": journey.pk})
+                 reason="manual", data={"journey": journey.pk, "version": version.number})
     return enrollment
+
+
+def _number(enrollment) -> int | None:
+    return enrollment.journey_version.number if enrollment.journey_version_id else None
+
+
+def _lock(journey: Journey) -> None:
+    """Lock the journey's row (two publishers would pick the same number) and read it afresh."""
+    # NO KEY: a tick inserting visits and enrollments takes KEY SHARE on the journey row while
+    # it holds the enrollments a move waits for; FOR UPDATE would deadlock with it.
+    list(Journey.objects.select_for_update(no_key=True).filter(pk=journey.pk).values_list("pk"))
+    journey.refresh_from_db()
+
+
+def _valid_draft(journey: Journey) -> dict:
+    snapshot = draft_snapshot(journey)
+    problems = snapshot_problems(snapshot)
+    if problems:
+        raise ValidationError(problems)
+    return snapshot
+
+
+def _publish(journey: Journey, snapshot: dict, actor) -> JourneyVersion:
+    number = (journey.versions.aggregate(n=Max("number"))["n"] or 0) + 1
+    version = JourneyVersion.objects.create(
+        journey=journey, number=number, published_by=actor if getattr(actor, "is_authenticated", False) else None,
+        **snapshot,
+    )
+    journey.live_version = version
+    journey.save(update_fields=["live_version", "updated_at"])
+    audit.record("journey.published", obj=version, actor=actor,
+                 data={"journey": journey.pk, "version": number, "steps": len(snapshot["steps"])})
+    return version
+
+
+@transaction.atomic
+def _set_running(journey: Journey, action: str, actor, *, publish_changes: bool) -> Journey:
+    _lock(journey)
+    live = journey.live_version
+    if publish_changes or live is None:
+        snapshot = _valid_draft(journey)
+        if live is None or live.snapshot() != snapshot:
+            live = _publish(journey, snapshot, actor)
+    journey.status = JourneyStatus.ACTIVE
+    journey.save(update_fields=["status", "updated_at"])
+    audit.record(action, obj=journey, actor=actor, data={"version": live.number})
+    return journey

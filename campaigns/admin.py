@@ -1,7 +1,9 @@
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
-from django.db.models import Count, Q
+from django.db.models import Count, F, Q
+from django.utils.html import format_html, format_html_join
 
+from omni.choices import Urgency
 from omni.lib.admin import ReadOnlyAdminMixin, ReadOnlyInline
 
 from . import actions
@@ -13,11 +15,63 @@ from .models import (
     Journey,
     JourneyStep,
     JourneyStepVisit,
+    JourneyVersion,
+    StepKind,
 )
 
 
+def describe_step(step: dict) -> str:
+    """One line a marketer can read for a step of a published version."""
+    key, kind, config = step["key"], step["kind"], step.get("config") or {}
+    if kind == StepKind.SEND:
+        channels = ", then ".join(entry.get("channel", "?") for entry in step.get("channel_plan") or [])
+        text = f"{key}: send {step.get('template_key')} v{step.get('template_version_number')} by {channels}"
+        if step.get("urgency") not in (None, "", Urgency.NORMAL):
+            text += f", {step['urgency']} urgency"
+    elif kind == StepKind.WAIT:
+        text = f"{key}: wait {config.get('seconds')} s"
+    elif kind == StepKind.CONDITION:
+        check = config.get("check", "engaged")
+        subject = config.get("name") if check == "attribute" else config.get("step")
+        text = f"{key}: if {subject} {check}, else go to {step.get('else') or 'the end'}"
+    else:
+        text = f"{key}: exit"
+    return text + (f" → {step['next']}" if step.get("next") else "")
+
+
+class JourneyVersionInline(ReadOnlyInline):
+    """The published versions, newest first: what each runs and how many contacts run on it now."""
+
+    model = JourneyVersion
+    fields = ["number", "published_at", "published_by", "contacts_on_it", "what_it_runs"]
+    readonly_fields = fields
+    ordering = ["-number"]
+    show_change_link = False
+    verbose_name = "published version"
+
+    def has_view_permission(self, request, obj=None):
+        # Versions are part of their journey: whoever may see the journey sees them.
+        return request.user.has_perm("campaigns.view_journey") or request.user.has_perm("campaigns.change_journey")
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("journey", "published_by").annotate(
+            contacts_in_flight=Count("enrollments", filter=Q(enrollments__state__in=LIVE_ENROLLMENT_STATES))
+        )
+
+    @admin.display(description="contacts on it now")
+    def contacts_on_it(self, version):
+        return version.contacts_in_flight
+
+    @admin.display(description="steps")
+    def what_it_runs(self, version):
+        return format_html("<ol>{}</ol>", format_html_join("", "<li>{}</li>", ((describe_step(s),) for s in version.steps)))
+
+
 class JourneyStepInline(admin.StackedInline):
+    """The draft's steps. Contacts run on a published version; edits here reach them once published."""
+
     model = JourneyStep
+    verbose_name = "draft step"
     extra = 0
     ordering = ["position"]
     autocomplete_fields = ["template"]
@@ -30,6 +84,10 @@ class JourneyStepInline(admin.StackedInline):
         ("next_step", "else_step"),
     ]
 
+    def get_queryset(self, request):
+        # Each form's title names the step's journey.
+        return super().get_queryset(request).select_related("journey")
+
     def get_formset(self, request, obj=None, **kwargs):
         self._journey = obj
         return super().get_formset(request, obj, **kwargs)
@@ -40,34 +98,59 @@ class JourneyStepInline(admin.StackedInline):
         if db_field.name in ("next_step", "else_step"):
             journey = getattr(self, "_journey", None)
             kwargs["queryset"] = (
-                JourneyStep.objects.filter(journey=journey).order_by("position")
+                JourneyStep.objects.filter(journey=journey).select_related("journey").order_by("position")
                 if journey is not None and journey.pk else JourneyStep.objects.none()
             )
+            field = super().formfield_for_foreignkey(db_field, request, **kwargs)
+            # Read the choices once: every step's form would otherwise query them again.
+            field.choices = list(field.choices)
+            return field
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
 @admin.register(Journey)
 class JourneyAdmin(admin.ModelAdmin):
-    list_display = ["name", "status", "trigger_type", "trigger_event", "live_enrollments", "updated_at"]
+    list_display = ["name", "status", "live_version_number", "trigger_type", "trigger_event", "live_enrollments",
+                    "updated_at"]
     list_filter = ["status", "trigger_type"]
     search_fields = ["name", "slug", "trigger_event", "description"]
     prepopulated_fields = {"slug": ["name"]}
     autocomplete_fields = ["trigger_segment"]
     # Status moves only through the actions below, which validate the steps and audit.
-    readonly_fields = ["status", "created_by", "created_at", "updated_at"]
+    readonly_fields = ["status", "versions_state", "created_by", "created_at", "updated_at"]
     fieldsets = [
         (None, {"fields": ["name", "slug", "description", "status"]}),
+        ("Versions", {
+            "fields": ["versions_state"],
+            "description": "Contacts run on the published version they entered on. Editing the fields and draft "
+                           "steps below changes nothing for them until you choose \"Publish changes\" in the "
+                           "journey list; new enrollments then start on the new version, and \"Move contacts to "
+                           "the latest version\" moves those already in the journey.",
+        }),
         ("Trigger", {"fields": ["trigger_type", "trigger_event", "trigger_conditions", "trigger_segment"]}),
         ("Goal and re-entry", {"fields": ["goal_event", "reentry", "reentry_after_seconds"]}),
         ("Record", {"fields": ["created_by", "created_at", "updated_at"]}),
     ]
-    inlines = [JourneyStepInline]
-    actions = ["activate", "pause", "resume"]
+    inlines = [JourneyVersionInline, JourneyStepInline]
+    actions = ["activate", "pause", "resume", "publish_changes", "move_to_latest_version"]
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(
-            live_enrollment_count=Count("enrollments", filter=Q(enrollments__state__in=LIVE_ENROLLMENT_STATES))
+            live_enrollment_count=Count("enrollments", filter=Q(enrollments__state__in=LIVE_ENROLLMENT_STATES)),
+            live_version_number=F("live_version__number"),
         )
+
+    @admin.display(description="live version", ordering="live_version_number")
+    def live_version_number(self, obj):
+        return obj.live_version_number or "not published"
+
+    @admin.display(description="published version")
+    def versions_state(self, obj):
+        if obj is None or obj.pk is None or obj.live_version_id is None:
+            return "Not published yet: activating the journey publishes version 1."
+        changes = ("The draft below has unpublished changes." if actions.has_unpublished_changes(obj)
+                   else "The draft below is the same as this version.")
+        return f"New enrollments start on version {obj.live_version.number}. {changes}"
 
     @admin.display(description="in the journey now", ordering="live_enrollment_count")
     def live_enrollments(self, obj):
@@ -99,6 +182,33 @@ class JourneyAdmin(admin.ModelAdmin):
     def resume(self, request, queryset):
         self._apply(request, queryset, actions.resume_journey, "resumed")
 
+    @admin.action(description="Publish changes", permissions=["change"])
+    def publish_changes(self, request, queryset):
+        for journey in queryset:
+            try:
+                version = actions.publish_journey(journey, actor=request.user)
+            except ValidationError as exc:
+                messages.error(request, f"{journey.name}: changes not published. {' '.join(exc.messages)}")
+                continue
+            staying = journey.enrollments.filter(state__in=LIVE_ENROLLMENT_STATES).exclude(journey_version=version)
+            messages.success(
+                request,
+                f"{journey.name}: version {version.number} published; new enrollments start on it. "
+                f"{staying.count()} contact(s) in the journey stay on their version until you move them "
+                f"(\"Move contacts to the latest version\").",
+            )
+
+    @admin.action(description="Move contacts to the latest version", permissions=["change"])
+    def move_to_latest_version(self, request, queryset):
+        for journey in queryset:
+            try:
+                moved = actions.move_to_latest_version(journey, actor=request.user)
+            except ValidationError as exc:
+                messages.error(request, f"{journey.name}: {' '.join(exc.messages)}")
+            else:
+                messages.success(request, f"{journey.name}: {moved} contact(s) moved to version "
+                                          f"{journey.live_version.number}.")
+
 
 @admin.register(JourneyStep)
 class JourneyStepAdmin(admin.ModelAdmin):
@@ -115,23 +225,38 @@ class JourneyStepVisitInline(ReadOnlyInline):
     """Every step the enrollment ran, and the message each send step made."""
 
     model = JourneyStepVisit
-    fields = ["visit_number", "step_key", "step_kind", "journey_version", "outcome", "message", "visited_at"]
+    fields = ["visit_number", "step_key", "step_kind", "version_number", "outcome", "message", "visited_at"]
+    readonly_fields = ["version_number"]
     ordering = ["visit_number"]
     show_change_link = False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(version_number=F("journey_version__number"))
+
+    @admin.display(description="journey version")
+    def version_number(self, visit):
+        return visit.version_number
 
 
 @admin.register(Enrollment)
 class EnrollmentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Enrollments move only through the orchestration tick; pause the journey to hold them."""
 
-    list_display = ["contact", "journey", "state", "current_step", "next_run_at", "steps_taken", "entered_at",
-                    "ended_at", "end_reason"]
+    list_display = ["contact", "journey", "version_number", "state", "current_step_key", "next_run_at", "steps_taken",
+                    "entered_at", "ended_at", "end_reason"]
     list_filter = ["state", "journey", "end_reason"]
     search_fields = ["contact__email", "contact__phone", "contact__external_id", "journey__name"]
-    # JourneyStep.__str__ names its journey.
-    list_select_related = ["contact", "journey", "current_step__journey"]
+    list_select_related = ["contact", "journey"]
     date_hierarchy = "entered_at"
     inlines = [JourneyStepVisitInline]
+
+    def get_queryset(self, request):
+        # The number only: a version's steps are not needed to list its enrollments.
+        return super().get_queryset(request).annotate(version_number=F("journey_version__number"))
+
+    @admin.display(description="version", ordering="version_number")
+    def version_number(self, enrollment):
+        return enrollment.version_number
 
 
 @admin.register(CampaignRecipient)

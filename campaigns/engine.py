@@ -11,7 +11,7 @@ import logging
 from dataclasses import asdict, dataclass
 
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from channels import actions as channel_actions
@@ -27,16 +27,15 @@ from channels.models import (
 from omni import audit
 from omni.lib.bulk import bulk_insert, bulk_update
 from contacts.models import ContactEvent
-from templates.actions import current_version
+from templates.models import TemplateVersion
 
 from .models import (
     LIVE_ENROLLMENT_STATES,
     Enrollment,
     EnrollmentState,
-    Journey,
     JourneyStatus,
-    JourneyStep,
     JourneyStepVisit,
+    JourneyVersion,
     ReentryPolicy,
     StepKind,
     TriggerType,
@@ -108,60 +107,66 @@ def process_events_batch(now, report: TickReport) -> int:
         if not events:
             return 0
         names = {e.name for e in events}
-        journeys = list(
-            Journey.objects.filter(status=JourneyStatus.ACTIVE)
-            .filter(Q(trigger_type=TriggerType.EVENT, trigger_event__in=names) | Q(goal_event__in=names))
+        # The live versions these events trigger, and any version (enrollments keep older ones)
+        # whose goal they reach: one query.
+        versions = list(
+            JourneyVersion.objects.filter(journey__status=JourneyStatus.ACTIVE)
+            .filter(Q(trigger_type=TriggerType.EVENT, trigger_event__in=names, journey__live_version=F("pk"))
+                    | Q(goal_event__in=names))
+            .select_related("journey")
         )
-        if journeys:
-            report.converted += _convert_goals(events, journeys, now)
-            report.enrolled += _enroll_from_events(events, journeys, now)
+        if versions:
+            report.converted += _convert_goals(events, versions, now)
+            report.enrolled += _enroll_from_events(events, versions, now)
         ContactEvent.objects.filter(pk__in=[e.pk for e in events]).update(processed_at=now)
         report.events += len(events)
         return len(events)
 
 
-def _convert_goals(events, journeys, now) -> int:
+def _convert_goals(events, versions, now) -> int:
+    """End live enrollments whose own version's goal event just happened."""
     by_goal = {}
-    for journey in journeys:
-        if journey.goal_event:
-            by_goal.setdefault(journey.goal_event, []).append(journey.pk)
-    pairs = [(e.contact_id, jid, e) for e in events for jid in by_goal.get(e.name, [])]
+    for version in versions:
+        if version.goal_event:
+            by_goal.setdefault(version.goal_event, []).append(version.pk)
+    pairs = [(e.contact_id, vid, e) for e in events for vid in by_goal.get(e.name, [])]
     if not pairs:
         return 0
     live = Enrollment.objects.filter(
         state__in=LIVE_ENROLLMENT_STATES,
         contact_id__in={c for c, _, _ in pairs},
-        journey_id__in={j for _, j, _ in pairs},
+        journey_version_id__in={v for _, v, _ in pairs},
     )
-    wanted = {(c, j): e for c, j, e in pairs}
-    converted = [en for en in live if (en.contact_id, en.journey_id) in wanted]
+    wanted = {(c, v): e for c, v, e in pairs}
+    converted = [en for en in live if (en.contact_id, en.journey_version_id) in wanted]
     for enrollment in converted:
         enrollment.state = EnrollmentState.CONVERTED
         enrollment.ended_at = now
-        enrollment.end_reason = f"goal:{wanted[(enrollment.contact_id, enrollment.journey_id)].name}"
+        enrollment.end_reason = f"goal:{wanted[(enrollment.contact_id, enrollment.journey_version_id)].name}"
         enrollment.next_run_at = None
     Enrollment.objects.bulk_update(converted, ["state", "ended_at", "end_reason", "next_run_at"])
     audit.record_many([
         audit.build("journey.converted", contact_id=en.contact_id, obj=en, reason=en.end_reason,
-                    data={"journey": en.journey_id, "event": wanted[(en.contact_id, en.journey_id)].pk})
+                    data={"journey": en.journey_id, "event": wanted[(en.contact_id, en.journey_version_id)].pk})
         for en in converted
     ])
     return len(converted)
 
 
-def _enroll_from_events(events, journeys, now) -> int:
-    triggered = [j for j in journeys if j.trigger_type == TriggerType.EVENT and j.trigger_event]
+def _enroll_from_events(events, versions, now) -> int:
+    """Enroll contacts in the journeys their events trigger, each on the journey's live version."""
+    triggered = [
+        v for v in versions
+        if v.journey.live_version_id == v.pk and v.trigger_type == TriggerType.EVENT and v.trigger_event
+        and v.first_step_key
+    ]
     if not triggered:
         return 0
-    first_steps = {}
-    for step in JourneyStep.objects.filter(journey__in=triggered).order_by("journey_id", "position"):
-        first_steps.setdefault(step.journey_id, step)
     candidates = {}
     for event in events:
-        for journey in triggered:
-            if journey.trigger_event == event.name and journey.pk in first_steps \
-                    and _matches(journey.trigger_conditions, event.properties):
-                candidates.setdefault((journey.pk, event.contact_id), event)
+        for version in triggered:
+            if version.trigger_event == event.name and _matches(version.trigger_conditions, event.properties):
+                candidates.setdefault((version.journey_id, event.contact_id), event)
     if not candidates:
         return 0
     contact_ids = {c for _, c in candidates}
@@ -171,19 +176,19 @@ def _enroll_from_events(events, journeys, now) -> int:
         journey_id__in=journey_ids, contact_id__in=contact_ids
     ).values_list("journey_id", "contact_id", "state", "entered_at"):
         history.setdefault((journey_id, contact_id), []).append((state, entered_at))
-    journeys_by_id = {j.pk: j for j in triggered}
+    versions_by_journey = {v.journey_id: v for v in triggered}
 
     new, refused = [], []
     for (journey_id, contact_id), event in candidates.items():
-        journey = journeys_by_id[journey_id]
+        version = versions_by_journey[journey_id]
         past = history.get((journey_id, contact_id), [])
-        reason = _reentry_refusal(journey, past, now)
+        reason = _reentry_refusal(version, past, now)
         if reason:
-            refused.append(audit.build("journey.enrollment_refused", contact_id=contact_id, obj=journey,
+            refused.append(audit.build("journey.enrollment_refused", contact_id=contact_id, obj=version.journey,
                                        reason=reason, data={"event": event.pk}))
             continue
-        new.append(Enrollment(journey_id=journey_id, journey_version=journey.version, contact_id=contact_id,
-                              current_step=first_steps[journey_id],
+        new.append(Enrollment(journey_id=journey_id, journey_version=version, contact_id=contact_id,
+                              current_step_key=version.first_step_key,
                               state=EnrollmentState.ACTIVE, next_run_at=now, entered_at=now, trigger_event=event))
     # ignore_conflicts: another worker enrolling the same contact from a different event at the
     # same moment loses quietly to the partial unique constraint instead of failing the batch.
@@ -198,15 +203,15 @@ def _enroll_from_events(events, journeys, now) -> int:
     return len(entries)
 
 
-def _reentry_refusal(journey, past, now) -> str:
+def _reentry_refusal(version, past, now) -> str:
     if any(state in LIVE_ENROLLMENT_STATES for state, _ in past):
         return "already_enrolled"
-    if not past or journey.reentry == ReentryPolicy.ALWAYS:
+    if not past or version.reentry == ReentryPolicy.ALWAYS:
         return ""
-    if journey.reentry == ReentryPolicy.NEVER:
+    if version.reentry == ReentryPolicy.NEVER:
         return "reentry_never"
     last_entry = max(entered for _, entered in past)
-    if now - last_entry < timezone.timedelta(seconds=journey.reentry_after_seconds or 0):
+    if now - last_entry < timezone.timedelta(seconds=version.reentry_after_seconds or 0):
         return "reentry_too_soon"
     return ""
 
@@ -218,58 +223,62 @@ def advance_enrollments_batch(now, report: TickReport) -> int:
         due = claim(
             Enrollment.objects.filter(
                 state=EnrollmentState.ACTIVE, next_run_at__lte=now, journey__status=JourneyStatus.ACTIVE
-            ).select_related("journey", "contact", "current_step").order_by("next_run_at", "id"),
+            ).select_related("journey", "contact").order_by("next_run_at", "id"),
             ENROLLMENT_BATCH,
         )
         if not due:
             return 0
-        steps = {
-            s.pk: s for s in
-            JourneyStep.objects.filter(journey_id__in={e.journey_id for e in due}).select_related("template")
-        }
-        report.steps += run_enrollments(due, steps, now)
+        # Each enrollment runs on the version it pinned: the versions of the whole batch in one
+        # query, and every template version their send steps pinned in one more.
+        versions = JourneyVersion.objects.in_bulk({e.journey_version_id for e in due} - {None})
+        template_versions = TemplateVersion.objects.in_bulk({
+            step.template_version_id for version in versions.values() for step in version.plan.values()
+            if step.template_version_id
+        })
+        report.steps += run_enrollments(due, versions, template_versions, now)
         return len(due)
 
 
-ENROLLMENT_FIELDS = ["current_step", "next_run_at", "steps_taken", "context", "state", "end_reason", "ended_at"]
+ENROLLMENT_FIELDS = ["current_step_key", "next_run_at", "steps_taken", "context", "state", "end_reason", "ended_at"]
 
 
-def run_enrollments(enrollments: list[Enrollment], steps: dict, now) -> int:
-    """Run enrollments' steps until each waits or ends. Returns the number of steps run.
+def run_enrollments(enrollments: list[Enrollment], versions: dict[int, JourneyVersion],
+                    template_versions: dict[int, TemplateVersion], now) -> int:
+    """Run enrollments' steps, each on its pinned version, until each waits or ends. Returns the
+    number of steps run.
 
     The batch moves forward one step at a time, all together: every enrollment at a send step
     sends in one bulk pass, every one at a condition is evaluated from one query, so a batch
     costs a fixed number of queries per step rather than per enrollment.
     """
     entries, visits, ran = [], [], 0
-    following = _following_steps(steps)
     active = list(enrollments)
     for _ in range(MAX_STEPS_PER_RUN):
         if not active:
             break
-        at = {e.pk: steps.get(e.current_step_id) for e in active}
-        messages = _send_steps([e for e in active if _kind(at[e.pk]) == StepKind.SEND], at, now)
+        at = {e.pk: _current_step(e, versions) for e in active}
+        messages = _send_steps([e for e in active if _kind(at[e.pk]) == StepKind.SEND], at, template_versions, now)
         results = _evaluate_conditions([e for e in active if _kind(at[e.pk]) == StepKind.CONDITION], at)
         still_running = []
         for enrollment in active:
             step = at[enrollment.pk]
             if step is None:
-                entries.append(_end(enrollment, EnrollmentState.COMPLETED, "end_of_journey", now))
+                entries.append(_end(enrollment, *_why_no_step(enrollment, versions), now))
                 continue
             ran += 1
             enrollment.steps_taken += 1
-            outcome, next_step = _transition(enrollment, step, steps, following, messages, results)
+            outcome, next_key = _transition(enrollment, step, messages, results)
             message = messages.get(enrollment.pk) if step.kind == StepKind.SEND else None
             visits.append(JourneyStepVisit(
                 enrollment_id=enrollment.pk, journey_id=enrollment.journey_id,
-                journey_version=enrollment.journey_version, step_id=step.pk, step_key=step.key, step_kind=step.kind,
+                journey_version_id=enrollment.journey_version_id, step_key=step.key, step_kind=step.kind,
                 visit_number=enrollment.steps_taken, message_id=message.pk if message else None,
                 outcome=outcome[:100], visited_at=now,
             ))
             if step.kind == StepKind.EXIT:
                 entries.append(_end(enrollment, EnrollmentState.EXITED, f"exit:{step.key}", now))
                 continue
-            enrollment.current_step = next_step
+            enrollment.current_step_key = next_key or ""
             if step.kind == StepKind.WAIT:
                 enrollment.next_run_at = now + timezone.timedelta(seconds=int(step.config["seconds"]))
                 continue
@@ -288,43 +297,43 @@ def _kind(step):
     return step.kind if step is not None else None
 
 
-def _following_steps(steps: dict) -> dict:
-    """For each step, the step after it: its next_step, else the next position in its journey."""
-    by_journey = {}
-    for step in sorted(steps.values(), key=lambda s: (s.position, s.pk)):
-        by_journey.setdefault(step.journey_id, []).append(step)
-    following = {}
-    for ordered in by_journey.values():
-        for index, step in enumerate(ordered):
-            later = ordered[index + 1] if index + 1 < len(ordered) else None
-            following[step.pk] = steps.get(step.next_step_id) if step.next_step_id else later
-    return following
+def _current_step(enrollment, versions):
+    version = versions.get(enrollment.journey_version_id)
+    return version.plan.get(enrollment.current_step_key) if version is not None else None
 
 
-def _transition(enrollment, step, steps, following, messages, results):
-    """What one step did and where the enrollment goes next: (outcome, next step)."""
+def _why_no_step(enrollment, versions) -> tuple[str, str]:
+    """How an enrollment with no step to run ends: (state, reason)."""
+    if enrollment.journey_version_id not in versions:
+        return EnrollmentState.FAILED, "no_journey_version"
+    if enrollment.current_step_key:
+        # Only a hand-made change can leave it at a step its version does not have.
+        return EnrollmentState.FAILED, f"missing_step:{enrollment.current_step_key}"
+    return EnrollmentState.COMPLETED, "end_of_journey"
+
+
+def _transition(enrollment, step, messages, results):
+    """What one step did and the key of the step the enrollment goes to next: (outcome, key or None)."""
     if step.kind == StepKind.SEND:
-        return messages[enrollment.pk].status, following[step.pk]
+        return messages[enrollment.pk].status, step.following
     if step.kind == StepKind.WAIT:
-        return f"wait:{step.config['seconds']}s", following[step.pk]
+        return f"wait:{step.config['seconds']}s", step.following
     if step.kind == StepKind.CONDITION:
         if results[enrollment.pk]:
-            return "true", following[step.pk]
-        return "false", steps.get(step.else_step_id) if step.else_step_id else None
+            return "true", step.following
+        return "false", step.else_key
     return "exit", None
 
 
-def _send_steps(enrollments, at, now) -> dict[int, Message]:
-    """Create and dispatch the messages of every enrollment at a send step, in bulk."""
+def _send_steps(enrollments, at, template_versions, now) -> dict[int, Message]:
+    """Create and dispatch the messages of every enrollment at a send step, in bulk, each with
+    the template version its journey version pinned."""
     if not enrollments:
         return {}
-    versions = {}
     unsaved = []
     for enrollment in enrollments:
         step = at[enrollment.pk]
-        if step.template_id not in versions:
-            versions[step.template_id] = current_version(step.template)
-        version = versions[step.template_id]
+        version = template_versions[step.template_version_id]
         unsaved.append(Message(
             contact=enrollment.contact,
             template_version=version,

@@ -1,4 +1,13 @@
-"""Journeys (triggered, multi-step) and campaigns (one-off broadcasts)."""
+"""Journeys (triggered, multi-step) and campaigns (one-off broadcasts).
+
+A journey's own fields and its JourneyStep rows are its draft, freely edited in the admin. Running
+contacts never read the draft: publishing it makes an immutable JourneyVersion (a snapshot of the
+trigger, goal, re-entry and every step, with the template versions pinned), and each enrollment
+runs on the version it pinned when it entered.
+"""
+from dataclasses import dataclass
+from functools import cached_property
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -44,7 +53,9 @@ class Journey(models.Model):
     reentry = models.CharField(max_length=15, choices=ReentryPolicy.choices, default=ReentryPolicy.NEVER)
     reentry_after_seconds = models.PositiveIntegerField(null=True, blank=True)
     # The version new enrollments pin; enrollments and visits keep the one they ran.
-    version = models.PositiveIntegerField(default=1, editable=False)
+    live_version = models.ForeignKey(
+        "JourneyVersion", null=True, blank=True, editable=False, on_delete=models.PROTECT, related_name="+"
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -56,9 +67,6 @@ class Journey(models.Model):
 
     def __str__(self):
         return self.name
-
-    def first_step(self):
-        return self.steps.order_by("position").first()
 
 
 class StepKind(models.TextChoices):
@@ -77,6 +85,7 @@ class JourneyStep(models.Model):
       next_step when true, else_step when false.
     - exit: ends the enrollment.
     A step without next_step continues with the next position; the last step completes.
+    These rows are the draft: contacts run on the published JourneyVersion's copy of them.
     """
 
     journey = models.ForeignKey(Journey, on_delete=models.CASCADE, related_name="steps")
@@ -108,8 +117,96 @@ class JourneyStep(models.Model):
             raise ValidationError({"channel_plan": "A send step needs at least one channel."})
         if self.kind == StepKind.WAIT and int(self.config.get("seconds", 0) or 0) <= 0:
             raise ValidationError({"config": 'A wait step needs {"seconds": N} with N > 0.'})
-        if self.kind == StepKind.CONDITION and not self.config.get("step"):
+        if self.kind == StepKind.CONDITION and self.config.get("check", "engaged") in ("engaged", "delivered") \
+                and not self.config.get("step"):
             raise ValidationError({"config": 'A condition needs {"check": "engaged", "step": "<send step key>"}.'})
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    """One step as a published version runs it."""
+
+    key: str
+    kind: str
+    config: dict
+    template_version_id: int | None
+    purpose: str
+    urgency: str
+    channel_plan: list
+    intent_key: str
+    # Where the step leads when it succeeds (its next, else the next position); None ends the journey.
+    following: str | None
+    # Where a condition leads when false; None ends the journey.
+    else_key: str | None
+
+
+class JourneyVersion(models.Model):
+    """A published, immutable snapshot of a journey: what its enrollments run.
+
+    `steps` lists every step in position order, each as {"key", "kind", "position", "config",
+    "template", "template_key", "template_version", "template_version_number", "purpose",
+    "urgency", "channel_plan", "intent_key", "next", "else"}: send steps pin the template
+    version published when the journey was, and next/else name steps by key (null: the next
+    position, or for else the end of the journey).
+    """
+
+    # What a snapshot holds; two snapshots with equal values are the same journey.
+    SNAPSHOT_FIELDS = ("trigger_type", "trigger_event", "trigger_conditions", "trigger_segment_id", "goal_event",
+                       "reentry", "reentry_after_seconds", "steps")
+
+    journey = models.ForeignKey(Journey, on_delete=models.PROTECT, related_name="versions")
+    number = models.PositiveIntegerField()
+    trigger_type = models.CharField(max_length=10, choices=TriggerType.choices)
+    trigger_event = models.CharField(max_length=100, blank=True, db_index=True)
+    trigger_conditions = models.JSONField(default=dict, blank=True)
+    trigger_segment = models.ForeignKey(Segment, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    goal_event = models.CharField(max_length=100, blank=True, db_index=True)
+    reentry = models.CharField(max_length=15, choices=ReentryPolicy.choices)
+    reentry_after_seconds = models.PositiveIntegerField(null=True, blank=True)
+    steps = models.JSONField(default=list)
+    published_at = models.DateTimeField(default=timezone.now)
+    published_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["journey", "-number"]
+        constraints = [models.UniqueConstraint(fields=["journey", "number"], name="journey_version_unique_number")]
+
+    def __str__(self):
+        return f"{self.journey} v{self.number}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise ValueError("Published journey versions are immutable; publish a new version instead.")
+        super().save(*args, **kwargs)
+
+    def snapshot(self) -> dict:
+        return {name: getattr(self, name) for name in self.SNAPSHOT_FIELDS}
+
+    @property
+    def first_step_key(self) -> str:
+        return self.steps[0]["key"] if self.steps else ""
+
+    @cached_property
+    def plan(self) -> dict[str, PlannedStep]:
+        """The steps by key, with where each leads."""
+        return plan_steps(self.steps)
+
+
+def plan_steps(steps: list[dict]) -> dict[str, PlannedStep]:
+    """Snapshot steps (in position order) by key, each with the step it leads to."""
+    planned = {}
+    for index, step in enumerate(steps):
+        later = steps[index + 1]["key"] if index + 1 < len(steps) else None
+        planned[step["key"]] = PlannedStep(
+            key=step["key"], kind=step["kind"], config=step.get("config") or {},
+            template_version_id=step.get("template_version"), purpose=step.get("purpose") or "",
+            urgency=step.get("urgency") or Urgency.NORMAL, channel_plan=step.get("channel_plan") or [],
+            intent_key=step.get("intent_key") or "", following=step.get("next") or later,
+            else_key=step.get("else") or None,
+        )
+    return planned
 
 
 class EnrollmentState(models.TextChoices):
@@ -129,8 +226,12 @@ class Enrollment(models.Model):
 
     journey = models.ForeignKey(Journey, on_delete=models.PROTECT, related_name="enrollments")
     contact = models.ForeignKey(Contact, on_delete=models.PROTECT, related_name="enrollments")
-    journey_version = models.PositiveIntegerField(default=1)
-    current_step = models.ForeignKey(JourneyStep, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # The version it runs on: set when it enters, changed only by an audited move to a later one.
+    journey_version = models.ForeignKey(
+        JourneyVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="enrollments"
+    )
+    # The key of the step of its version it runs next; blank once the journey has run out of steps.
+    current_step_key = models.CharField(max_length=50, blank=True)
     state = models.CharField(max_length=10, choices=EnrollmentState.choices, default=EnrollmentState.ACTIVE)
     next_run_at = models.DateTimeField(null=True, blank=True)
     # How many steps this enrollment has run; part of each send's idempotency key.
@@ -220,9 +321,10 @@ class JourneyStepVisit(models.Model):
 
     enrollment = models.ForeignKey(Enrollment, on_delete=models.PROTECT, related_name="visits")
     journey = models.ForeignKey(Journey, on_delete=models.PROTECT, related_name="+")
-    journey_version = models.PositiveIntegerField(default=1)
-    step = models.ForeignKey(JourneyStep, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    # Kept as written at the time: a draft may rename or remove the step later.
+    journey_version = models.ForeignKey(
+        JourneyVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="visits"
+    )
+    # The step of that version, by its key (a draft may rename or remove the step later).
     step_key = models.CharField(max_length=50)
     step_kind = models.CharField(max_length=10, choices=StepKind.choices)
     visit_number = models.PositiveIntegerField()

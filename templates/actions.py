@@ -38,6 +38,16 @@ def publish_template(template: Template, *, actor=None, actor_label: str = "") -
 
 
 def current_version(template: Template) -> TemplateVersion:
-    """The latest published version, publishing the drafts first if there is none yet."""
+    """The latest published version. Never publishes: sending a draft nobody published is refused."""
     version = template.latest_version
-    return version or publish_template(template, actor_label="system:auto-publish")
+    if version is None:
+        raise ValidationError(f"Template {template.key!r} has no published version: publish it first.")
+    return version
+
+
+def latest_versions(template_ids) -> dict[int, TemplateVersion]:
+    """The latest published version of each template that has one, by template id, in one query."""
+    latest = {}
+    for version in TemplateVersion.objects.filter(template_id__in=set(template_ids)).order_by("template_id", "-number"):
+        latest.setdefault(version.template_id, version)
+    return latest

@@ -6,7 +6,8 @@ from contacts.models import Contact
 from templates.actions import publish_template
 from templates.models import Template, TemplateVariant
 
-from campaigns.models import Journey, JourneyStatus, JourneyStep, StepKind
+from campaigns.actions import activate_journey
+from campaigns.models import Journey, JourneyStep, StepKind
 
 
 @pytest.fixture
@@ -23,9 +24,8 @@ def welcome_templates(db):
 
 
 def build_welcome_journey(email_template, sms_template, wait_seconds=60, **fields):
-    """Email now; wait; if the email was not opened or clicked, an SMS; then exit."""
-    journey = Journey.objects.create(name="Welcome", slug="welcome", status=JourneyStatus.ACTIVE,
-                                     trigger_event="signed_up", **fields)
+    """Email now; wait; if the email was not opened or clicked, an SMS; then exit. Activated: version 1."""
+    journey = Journey.objects.create(name="Welcome", slug="welcome", trigger_event="signed_up", **fields)
     JourneyStep.objects.create(journey=journey, key="welcome-email", position=1, kind=StepKind.SEND,
                                template=email_template, channel_plan=[{"channel": "email"}])
     JourneyStep.objects.create(journey=journey, key="wait", position=2, kind=StepKind.WAIT,
@@ -39,7 +39,7 @@ def build_welcome_journey(email_template, sms_template, wait_seconds=60, **field
     check.save()
     send_sms.next_step = done
     send_sms.save()
-    return journey
+    return activate_journey(journey)
 
 
 @pytest.fixture

@@ -6,7 +6,8 @@ from django.db import connection
 from django.utils import timezone
 
 from campaigns import engine
-from campaigns.models import Enrollment, Journey, JourneyStatus, JourneyStep, JourneyStepVisit, StepKind
+from campaigns.actions import activate_journey
+from campaigns.models import Enrollment, Journey, JourneyStep, JourneyStepVisit, StepKind
 
 from contacts.models import Contact
 from omni.testing import run_concurrently
@@ -19,13 +20,15 @@ needs_postgres = pytest.mark.skipif(
 
 @pytest.fixture
 def due_enrollments(transactional_db):
-    journey = Journey.objects.create(name="Drip", slug="drip", status=JourneyStatus.ACTIVE, trigger_event="x")
-    first = JourneyStep.objects.create(journey=journey, key="pause", position=1, kind=StepKind.WAIT,
-                                       config={"seconds": 3600})
+    journey = Journey.objects.create(name="Drip", slug="drip", trigger_event="x")
+    JourneyStep.objects.create(journey=journey, key="pause", position=1, kind=StepKind.WAIT, config={"seconds": 3600})
+    activate_journey(journey)
     contacts = Contact.objects.bulk_create(Contact(external_id=f"c{i}") for i in range(1200))
     past = timezone.now() - timedelta(minutes=1)
     Enrollment.objects.bulk_create(
-        Enrollment(journey=journey, contact=c, current_step=first, next_run_at=past) for c in contacts
+        Enrollment(journey=journey, journey_version=journey.live_version, contact=c, current_step_key="pause",
+                   next_run_at=past)
+        for c in contacts
     )
     return journey
 

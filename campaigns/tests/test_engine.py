@@ -4,7 +4,7 @@ import pytest
 from django.utils import timezone
 
 from campaigns import engine
-from campaigns.actions import enroll_contact, pause_journey, resume_journey
+from campaigns.actions import enroll_contact, pause_journey, publish_journey, resume_journey
 from campaigns.models import Enrollment, EnrollmentState, JourneyStepVisit
 from channels import actions as channel_actions
 from channels.models import Delivery, DeliveryStatus, Message, MessageStatus, OutboxMessage
@@ -12,7 +12,7 @@ from compliance.actions import record_consent_change
 from compliance.models import Decision, SendingPause
 from omni.models import AuditEntry
 from contacts.models import ContactEvent
-from templates.actions import current_version
+from templates.actions import current_version, publish_template
 from templates.models import Template, TemplateVariant
 
 from .conftest import make_contact
@@ -40,7 +40,7 @@ def test_an_event_enrolls_the_contact_and_sends_the_first_email(welcome_journey,
     message = Message.objects.get(contact=ann)
     delivery = message.deliveries.get()
     assert (report.events, report.enrolled) == (1, 1)
-    assert enrollment.state == EnrollmentState.ACTIVE and enrollment.current_step.key == "opened"
+    assert enrollment.state == EnrollmentState.ACTIVE and enrollment.current_step_key == "opened"
     assert enrollment.next_run_at == now + timedelta(seconds=60)
     assert (delivery.channel, delivery.to_address, delivery.subject) == ("email", "ann@example.com", "Welcome, Ann!")
     assert delivery.status == DeliveryStatus.QUEUED and message.status == MessageStatus.QUEUED
@@ -70,6 +70,7 @@ def test_a_second_tick_and_a_repeated_event_change_nothing(welcome_journey, now)
 def test_trigger_conditions_filter_on_event_properties(welcome_journey, now):
     welcome_journey.trigger_conditions = {"plan": "pro"}
     welcome_journey.save()
+    publish_journey(welcome_journey)
     ann = make_contact("ann", email="ann@example.com")
     bob = make_contact("bob", email="bob@example.com")
     signed_up(ann, plan="trial")
@@ -191,7 +192,7 @@ def test_a_missing_template_variable_sends_nothing(welcome_templates, now):
     TemplateVariant.objects.create(template=template, channel="sms", text_body="Your code is {{ code }}")
     ann = make_contact("ann", phone="+14155550101", consents=())
     message, _ = channel_actions.create_message(
-        contact=ann, template_version=current_version(template), source="api", channel_plan=[{"channel": "sms"}],
+        contact=ann, template_version=publish_template(template), source="api", channel_plan=[{"channel": "sms"}],
     )
 
     assert channel_actions.dispatch(message, now=now) is None
@@ -230,7 +231,7 @@ def test_a_template_that_forbids_fallback_fails_instead(welcome_templates, now):
     TemplateVariant.objects.create(template=template, channel="sms", text_body="123456")
     ann = make_contact("ann", email="ann@example.com", phone="+14155550101")
     message, _ = channel_actions.create_message(
-        contact=ann, template_version=current_version(template), source="api",
+        contact=ann, template_version=publish_template(template), source="api",
         channel_plan=[{"channel": "email"}, {"channel": "sms"}],
     )
     delivery = channel_actions.dispatch(message, now=now)

@@ -36,6 +36,7 @@ def seed(scale: int) -> None:
     from campaigns.models import Journey, JourneyStep, StepKind
     from compliance.models import Consent
     from contacts.models import Contact, ContactEvent
+    from templates.actions import publish_template
     from templates.models import Template, TemplateVariant
 
     email = Template.objects.create(key="bench-email", name="Bench email", purpose="marketing")
@@ -43,6 +44,8 @@ def seed(scale: int) -> None:
                                    text_body="Hi {{ first_name }}", html_body="<p>Hi {{ first_name }}</p>")
     sms = Template.objects.create(key="bench-sms", name="Bench SMS", purpose="marketing")
     TemplateVariant.objects.create(template=sms, channel="sms", text_body="Hi {{ first_name }}, did you see it?")
+    publish_template(email)
+    publish_template(sms)
     journey = Journey.objects.create(name="Bench", slug="bench", trigger_event="signed_up")
     steps = [
         JourneyStep(journey=journey, key="email", position=1, kind=StepKind.SEND, template=email,

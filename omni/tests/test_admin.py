@@ -504,7 +504,6 @@ def many_rows(demo):
     from contacts.models import Device
 
     journey = Journey.objects.get()
-    step = journey.steps.first()
     version = TemplateVersion.objects.first()
     for index in range(ROWS):
         contact = Contact.objects.create(external_id=f"many-{index}", email=f"many{index}@example.com",
@@ -521,7 +520,8 @@ def many_rows(demo):
         InboundMessage.objects.create(contact=contact, conversation=conversation, channel="sms", provider="sandbox",
                                       provider_message_id=f"many-{index}", from_address=contact.phone,
                                       body="Thanks!", in_reply_to=delivery)
-        Enrollment.objects.create(journey=journey, contact=contact, current_step=step, state=EnrollmentState.ACTIVE,
+        Enrollment.objects.create(journey=journey, journey_version=journey.live_version, contact=contact,
+                                  current_step_key="short-wait", state=EnrollmentState.ACTIVE,
                                   next_run_at=timezone.now())
         ContactEvent.objects.create(contact=contact, name="signed_up", idempotency_key=f"many-{index}")
         record_consent_change(contact, "email", "marketing", "granted", "form")

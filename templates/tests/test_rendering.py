@@ -59,7 +59,7 @@ def test_a_version_cannot_be_edited(template):
 
 
 def test_variant_falls_back_from_region_to_language_to_default(template):
-    version = current_version(template)
+    version = publish_template(template)
 
     assert version.variant_for("email", "fr-CA")["locale"] == "fr"
     assert version.variant_for("email", "de")["locale"] == "en"
@@ -79,3 +79,10 @@ def test_contact_variables_expose_profile_fields(db):
     rendered = render_variant({"text_body": "{{ first_name }} on {{ contact.attributes.plan }}"}, contact_variables(contact))
 
     assert rendered["text_body"] == "Ann on pro"
+
+
+def test_current_version_never_publishes_a_draft(template):
+    with pytest.raises(ValidationError, match="has no published version"):
+        current_version(template)
+
+    assert not template.versions.exists()
