@@ -371,7 +371,7 @@ class AuditEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 class DecisionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Every verdict of the pre-send gate, with the inputs it used: why a message went out or did not."""
 
-    list_display = ["decided_at", "outcome", "reason", "channel", "purpose", "message_id", "contact_link",
+    list_display = ["decided_at", "outcome", "reason", "channel", "purpose", "message_link", "contact_link",
                     "consent_status", "consent_change_id"]
     list_filter = ["outcome", "channel", "purpose", "reason"]
     search_fields = ["=message_id", "=contact_id", "reason"]
@@ -384,3 +384,11 @@ class DecisionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             return "—"
         return format_html('<a href="{}">Contact {}</a>', reverse("admin:contacts_contact_change",
                                                                  args=[obj.contact_id]), obj.contact_id)
+
+    @admin.display(description="message", ordering="message_id")
+    def message_link(self, obj):
+        # By URL name: messages live in channels, an app above this one.
+        if obj.message_id is None:
+            return "—"
+        return format_html('<a href="{}">Message {}</a>', reverse("admin:channels_message_change",
+                                                                 args=[obj.message_id]), obj.message_id)
