@@ -33,7 +33,8 @@ from .database import database_url
 WORKERS = 2
 # The broker for benchmarks: Redis, in the database number kept for them.
 BROKER_URL = os.environ.get("OMNI_BENCH_BROKER_URL", "redis://127.0.0.1:6379/9")
-WORKER_TIMEOUT = 600
+# The run fails when the workers finish no batch for this long (a worker died, a broker mix-up).
+STALL_TIMEOUT = 60
 
 
 def run(scale: int, *, figures, log) -> list[Figure]:
@@ -145,10 +146,14 @@ def measure(scale: int, *, broker_url: str = "memory://", log=lambda line: None)
             started_wall, started = time.time(), time.perf_counter()
             tick_queries, tick_seconds, report = _timed(lambda: engine.tick(hand_off=True))
             if inline:
+                # The claimed ids as the tick handed them off (its tasks go out only after a commit).
+                claimed = list(Enrollment.objects.filter(claimed_at__isnull=False).order_by("pk")
+                               .values_list("pk", flat=True))
+                batches = [claimed[i:i + engine.ENROLLMENT_BATCH] for i in range(0, len(claimed), engine.ENROLLMENT_BATCH)]
                 run_queries, run_seconds, steps = _timed(
                     lambda: sum(engine.run_claimed_enrollments(ids) for ids in batches))
-                stats = [{"tasks": len(batches), "steps": steps, "queries": run_queries, "published":
-                          len(published) - len(batches), "busy_s": run_seconds}]
+                stats = [{"tasks": len(batches), "steps": steps, "queries": run_queries, "published": 0,
+                          "busy_s": run_seconds}]
                 seconds = time.perf_counter() - started
             else:
                 stats = _wait_for_workers(stats_dir, len(batches), log)
@@ -220,13 +225,16 @@ def _read_stats(stats_dir: str, number: int) -> dict:
 
 
 def _wait_for_workers(stats_dir: str, tasks: int, log) -> list[dict]:
-    deadline = time.monotonic() + WORKER_TIMEOUT
+    deadline, done_before = time.monotonic() + STALL_TIMEOUT, 0
     while True:
         stats = [_read_stats(stats_dir, n) for n in range(1, WORKERS + 1)]
-        if sum(s.get("tasks", 0) for s in stats) >= tasks:
+        done = sum(s.get("tasks", 0) for s in stats)
+        if done >= tasks:
             return stats
+        if done > done_before:
+            deadline, done_before = time.monotonic() + STALL_TIMEOUT, done
         if time.monotonic() > deadline:
-            raise RuntimeError(f"The workers ran {sum(s.get('tasks', 0) for s in stats)} of {tasks} batches.")
+            raise RuntimeError(f"The workers ran {done} of {tasks} batches and then none for {STALL_TIMEOUT}s.")
         time.sleep(0.05)
 
 
