@@ -6,6 +6,15 @@ and no two ever handle the same row. A batch commits as a whole: a worker that d
 leaves its rows unclaimed for the next tick, and the idempotency keys of the messages it
 would have created make the retry safe. On SQLite, IMMEDIATE transactions serialize writers,
 which gives the same guarantee for the embedded default.
+
+Due enrollments are claimed apart from being run. The beat's tick (`tick(hand_off=True)`)
+only claims them: one UPDATE ... RETURNING per batch sets `claimed_at`, and the batch's ids go
+to `run_enrollments_task` on the JOURNEY_QUEUE, so any number of workers run batches in
+parallel. A worker runs a batch with `run_claimed_enrollments(ids)`: it locks the rows still
+claimed, runs them and clears `claimed_at`, in one transaction. A batch whose task was lost is
+due again once its claim is older than ENROLLMENT_LEASE; a task run twice finds its rows
+already cleared (or locked) and does nothing. `tick()` without hand_off claims and runs in the
+same process, batch by batch (tests, `manage.py tick`).
 """
 import logging
 from dataclasses import asdict, dataclass
@@ -48,6 +57,11 @@ log = logging.getLogger(__name__)
 EVENT_BATCH = 1000
 ENROLLMENT_BATCH = 500
 MESSAGE_BATCH = 500
+# A claimed batch not run within this long lost its task or its worker: the next tick claims it
+# again. A worker runs a batch in about a second; the lease covers a queue backlog too.
+ENROLLMENT_LEASE = timezone.timedelta(seconds=60)
+# The Celery queue of run_enrollments_task, apart from sends so a send backlog never holds up steps.
+JOURNEY_QUEUE = "journeys"
 # A journey that loops without a wait must not spin inside one tick.
 MAX_STEPS_PER_RUN = 25
 # A delivery still "queued" this long after its last claim lost its task (a broker restart,
@@ -64,6 +78,8 @@ class TickReport:
     redispatched: int = 0
     fallbacks: int = 0
     requeued: int = 0
+    # Enrollments claimed and handed to workers (tick(hand_off=True)); their steps are counted there.
+    handed_off: int = 0
 
     def as_dict(self):
         return asdict(self)
@@ -76,14 +92,44 @@ def claim(queryset, limit: int) -> list:
     return list(queryset[:limit])
 
 
-def tick(now=None) -> TickReport:
-    """One pass over all due work. Each stage loops over batches until nothing is due."""
+def claim_ids(queryset, limit: int, **values) -> list[int]:
+    """Lock up to `limit` rows no other transaction holds, write `values` on them and return
+    their ids. One UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING on
+    PostgreSQL. Call inside atomic()."""
+    model = queryset.model
+    if connection.vendor != "postgresql":
+        ids = claim(queryset.values_list("pk", flat=True), limit)
+        model.objects.filter(pk__in=ids).update(**values)
+        return ids
+    select = queryset.select_for_update(skip_locked=True, of=("self",)).values_list("pk", flat=True)[:limit]
+    sql, params = select.query.sql_with_params()
+    quote = connection.ops.quote_name
+    fields = [model._meta.get_field(name) for name in values]
+    assignments = ", ".join(f"{quote(f.column)} = %s" for f in fields)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {quote(model._meta.db_table)} SET {assignments} WHERE {quote(model._meta.pk.column)} IN ({sql}) "
+            f"RETURNING {quote(model._meta.pk.column)}",
+            [*(f.get_db_prep_save(values[f.name], connection) for f in fields), *params],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def tick(now=None, *, hand_off: bool = False) -> TickReport:
+    """One pass over all due work. Each stage loops over batches until nothing is due.
+
+    With `hand_off`, due enrollments are claimed and handed to run_enrollments_task in batches
+    rather than run here (the beat's tick)."""
     now = now or timezone.now()
     report = TickReport()
     while process_events_batch(now, report) == EVENT_BATCH:
         pass
-    while advance_enrollments_batch(now, report) == ENROLLMENT_BATCH:
-        pass
+    if hand_off:
+        while hand_off_enrollments_batch(now, report) == ENROLLMENT_BATCH:
+            pass
+    else:
+        while advance_enrollments_batch(now, report) == ENROLLMENT_BATCH:
+            pass
     while redispatch_deferred_batch(now, report) == MESSAGE_BATCH:
         pass
     while fire_fallback_timers_batch(now, report) == MESSAGE_BATCH:
@@ -218,28 +264,65 @@ def _reentry_refusal(version, past, now) -> str:
 
 # --- Enrollments: run due steps ----------------------------------------------------------------
 
+def due_enrollments(now):
+    """Active enrollments of active journeys whose step is due and that no worker holds (never
+    claimed, or claimed longer than ENROLLMENT_LEASE ago)."""
+    return Enrollment.objects.filter(
+        state=EnrollmentState.ACTIVE, next_run_at__lte=now, journey__status=JourneyStatus.ACTIVE
+    ).filter(Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - ENROLLMENT_LEASE))
+
+
 def advance_enrollments_batch(now, report: TickReport) -> int:
+    """Claim a batch of due enrollments and run it here, in the same transaction."""
     with transaction.atomic():
-        due = claim(
-            Enrollment.objects.filter(
-                state=EnrollmentState.ACTIVE, next_run_at__lte=now, journey__status=JourneyStatus.ACTIVE
-            ).select_related("journey", "contact").order_by("next_run_at", "id"),
-            ENROLLMENT_BATCH,
-        )
+        due = claim(due_enrollments(now).select_related("journey", "contact").order_by("next_run_at", "id"),
+                    ENROLLMENT_BATCH)
         if not due:
             return 0
-        # Each enrollment runs on the version it pinned: the versions of the whole batch in one
-        # query, and every template version their send steps pinned in one more.
-        versions = JourneyVersion.objects.in_bulk({e.journey_version_id for e in due} - {None})
-        template_versions = TemplateVersion.objects.in_bulk({
-            step.template_version_id for version in versions.values() for step in version.plan.values()
-            if step.template_version_id
-        })
-        report.steps += run_enrollments(due, versions, template_versions, now)
+        report.steps += _run_locked(due, now)
         return len(due)
 
 
-ENROLLMENT_FIELDS = ["current_step_key", "next_run_at", "steps_taken", "context", "state", "end_reason", "ended_at"]
+def hand_off_enrollments_batch(now, report: TickReport) -> int:
+    """Claim a batch of due enrollments and hand its ids to run_enrollments_task once committed."""
+    from .tasks import run_enrollments_task
+
+    with transaction.atomic():
+        ids = claim_ids(due_enrollments(now).order_by("next_run_at", "id"), ENROLLMENT_BATCH, claimed_at=now)
+        if ids:
+            transaction.on_commit(lambda: run_enrollments_task.apply_async((ids,), queue=JOURNEY_QUEUE))
+    report.handed_off += len(ids)
+    return len(ids)
+
+
+def run_claimed_enrollments(enrollment_ids: list[int], now=None) -> int:
+    """Run the enrollments a tick handed off, those still claimed and no other worker holds.
+    Returns the number of steps run; a batch already run (a duplicate task) runs nothing."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        claimed = claim(
+            Enrollment.objects.filter(
+                pk__in=enrollment_ids, claimed_at__isnull=False, state=EnrollmentState.ACTIVE,
+                journey__status=JourneyStatus.ACTIVE,
+            ).select_related("journey", "contact").order_by("id"),
+            len(enrollment_ids),
+        )
+        return _run_locked(claimed, now) if claimed else 0
+
+
+def _run_locked(enrollments: list[Enrollment], now) -> int:
+    # Each enrollment runs on the version it pinned: the versions of the whole batch in one
+    # query, and every template version their send steps pinned in one more.
+    versions = JourneyVersion.objects.in_bulk({e.journey_version_id for e in enrollments} - {None})
+    template_versions = TemplateVersion.objects.in_bulk({
+        step.template_version_id for version in versions.values() for step in version.plan.values()
+        if step.template_version_id
+    })
+    return run_enrollments(enrollments, versions, template_versions, now)
+
+
+ENROLLMENT_FIELDS = ["current_step_key", "next_run_at", "steps_taken", "context", "state", "end_reason", "ended_at",
+                     "claimed_at"]
 
 
 def run_enrollments(enrollments: list[Enrollment], versions: dict[int, JourneyVersion],
@@ -287,6 +370,8 @@ def run_enrollments(enrollments: list[Enrollment], versions: dict[int, JourneyVe
     for enrollment in active:
         # Too many steps without a wait: look again next tick rather than spin.
         enrollment.next_run_at = now
+    for enrollment in enrollments:
+        enrollment.claimed_at = None
     bulk_update(enrollments, ENROLLMENT_FIELDS)
     bulk_insert(visits)
     audit.record_many(entries)

@@ -234,6 +234,9 @@ class Enrollment(models.Model):
     current_step_key = models.CharField(max_length=50, blank=True)
     state = models.CharField(max_length=10, choices=EnrollmentState.choices, default=EnrollmentState.ACTIVE)
     next_run_at = models.DateTimeField(null=True, blank=True)
+    # Set when the beat tick hands the enrollment to a worker, cleared when a worker has run it;
+    # a claim older than engine.ENROLLMENT_LEASE was lost and is claimed again.
+    claimed_at = models.DateTimeField(null=True, blank=True)
     # How many steps this enrollment has run; part of each send's idempotency key.
     steps_taken = models.PositiveIntegerField(default=0)
     # Per-step memory, e.g. {"messages": {"welcome-email": 17}}.

@@ -17,6 +17,7 @@ from compliance import decisions, gate
 from contacts.models import Device
 from omni import audit
 from omni.choices import Channel, send_queue
+from omni.lib.bulk import bulk_insert
 from templates.rendering import RenderError, contact_variables, render_variant
 
 from . import state
@@ -110,7 +111,7 @@ def create_messages(messages: list[Message]) -> tuple[list[Message], list[Messag
             for m in Message.objects.filter(idempotency_key__in=keys).select_related("contact", "template_version")
         }
     new = [m for m in messages if not m.idempotency_key or m.idempotency_key not in existing]
-    Message.objects.bulk_create(new, batch_size=1000)
+    bulk_insert(new, set_ids=True)
     return [existing.get(m.idempotency_key, m) if m.idempotency_key else m for m in messages], new
 
 
@@ -197,7 +198,7 @@ def dispatch_many(messages: list[Message], *, now=None) -> dict[int, Delivery]:
     # A message something else moved meanwhile (an engagement, a cancellation) is left as it is.
     moved = state.move_messages(moves, now)
     queued = [(message, built) for message, built in queued if message.pk in moved]
-    Delivery.objects.bulk_create([d for _, built in queued for d in built], batch_size=1000)
+    bulk_insert([d for _, built in queued for d in built], set_ids=True)
     decisions.record(rulings, now, extra=skipped_by_ruling)
     audit.record_many([entry for message_id, entry in entries if message_id in moved])
     enqueue_sends([(d, message.purpose) for message, built in queued for d in built])

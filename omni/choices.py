@@ -50,4 +50,4 @@ def send_queue(purpose: str, channel: str) -> str:
 
 
 SEND_QUEUES = [send_queue(p, c) for p in (Purpose.TRANSACTIONAL, Purpose.MARKETING) for c in Channel.values]
-ALL_QUEUES = ["default", "events", *SEND_QUEUES]
+ALL_QUEUES = ["default", "events", "journeys", *SEND_QUEUES]

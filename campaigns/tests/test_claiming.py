@@ -10,7 +10,8 @@ from campaigns.actions import activate_journey
 from campaigns.models import Enrollment, Journey, JourneyStep, JourneyStepVisit, StepKind
 
 from contacts.models import Contact
-from omni.testing import run_concurrently
+import campaigns.tasks  # noqa: F401  (registers run_enrollments_task before a test's worker starts)
+from omni.testing import purge_queues, run_concurrently
 
 needs_postgres = pytest.mark.skipif(
     connection.vendor != "postgresql",
@@ -53,3 +54,89 @@ def test_a_step_already_advanced_is_not_claimed_again(due_enrollments):
     second = engine.tick(now)
 
     assert (first.steps, second.steps) == (1200, 0)
+
+
+def _handed_off_batches(django_capture_on_commit_callbacks, now) -> tuple[engine.TickReport, list[list[int]]]:
+    """The beat's tick at `now`, and the id batches it handed to run_enrollments_task (not run)."""
+    from celery.signals import before_task_publish
+
+    batches = []
+
+    def keep(sender=None, body=None, **kwargs):
+        if sender == "campaigns.tasks.run_enrollments_task":
+            batches.append(body[0][0])
+
+    before_task_publish.connect(keep, weak=False)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            report = engine.tick(now, hand_off=True)
+    finally:
+        before_task_publish.disconnect(keep)
+        purge_queues()  # no later test's worker picks these up
+    return report, batches
+
+
+def test_the_beat_tick_only_claims_and_hands_batches_of_ids_to_workers(due_enrollments,
+                                                                       django_capture_on_commit_callbacks):
+    now = timezone.now()
+
+    report, batches = _handed_off_batches(django_capture_on_commit_callbacks, now)
+
+    assert (report.handed_off, report.steps) == (1200, 0)
+    assert [len(b) for b in batches] == [engine.ENROLLMENT_BATCH, engine.ENROLLMENT_BATCH, 200]
+    assert not JourneyStepVisit.objects.exists()
+    assert Enrollment.objects.filter(claimed_at=now).count() == 1200
+
+
+def test_a_handed_off_batch_runs_once_even_when_its_task_runs_twice(due_enrollments,
+                                                                    django_capture_on_commit_callbacks):
+    now = timezone.now()
+    _, batches = _handed_off_batches(django_capture_on_commit_callbacks, now)
+
+    first = [engine.run_claimed_enrollments(ids, now) for ids in batches]
+    again = [engine.run_claimed_enrollments(ids, now) for ids in batches]
+
+    assert (sum(first), sum(again)) == (1200, 0)
+    assert JourneyStepVisit.objects.count() == 1200
+    assert not Enrollment.objects.filter(claimed_at__isnull=False).exists()
+
+
+def test_a_lost_batch_is_claimed_again_once_its_lease_ends(due_enrollments, django_capture_on_commit_callbacks):
+    now = timezone.now()
+    _handed_off_batches(django_capture_on_commit_callbacks, now)  # and their tasks are lost
+
+    within_lease, _ = _handed_off_batches(django_capture_on_commit_callbacks, now + timedelta(seconds=30))
+    after_lease, batches = _handed_off_batches(
+        django_capture_on_commit_callbacks, now + engine.ENROLLMENT_LEASE + timedelta(seconds=1))
+
+    assert (within_lease.handed_off, after_lease.handed_off) == (0, 1200)
+    assert sum(engine.run_claimed_enrollments(ids, now) for ids in batches) == 1200
+
+
+def test_a_batch_runs_on_one_worker_only(due_enrollments, django_assert_max_num_queries,
+                                         django_capture_on_commit_callbacks):
+    now = timezone.now()
+    _, batches = _handed_off_batches(django_capture_on_commit_callbacks, now)
+
+    # Two workers given the same batch (a redelivered task) at once.
+    if connection.vendor == "postgresql":
+        results, errors = run_concurrently(lambda: engine.run_claimed_enrollments(batches[0], now))
+        assert not errors
+        assert sorted(results) == [0, engine.ENROLLMENT_BATCH]
+    # SQLite's limit on query parameters splits the bulk writes into chunks of a hundred rows.
+    with django_assert_max_num_queries(8 if connection.vendor == "postgresql" else 20):
+        engine.run_claimed_enrollments(batches[1], now)
+
+    visits = JourneyStepVisit.objects.values("enrollment_id", "visit_number")
+    assert visits.count() == visits.distinct().count()
+
+
+@pytest.mark.celery_worker
+def test_a_real_worker_runs_what_the_beat_tick_hands_off(due_enrollments, celery_worker, finished_tasks):
+    from campaigns.tasks import run_enrollments_task, tick_task
+
+    tick_task.delay()
+
+    finished_tasks.wait_for(run_enrollments_task, 3, timeout=60)
+    assert JourneyStepVisit.objects.count() == 1200
+    assert set(Enrollment.objects.values_list("steps_taken", "claimed_at").distinct()) == {(1, None)}

@@ -26,7 +26,7 @@ class Figure:
 
 SCALE_MEANING = {
     "claim_ceiling": "due enrollments (10x as many in the table)",
-    "journey_tick": "contacts that sign up at once",
+    "journey_tick": "due enrollments (10x as many in the table), run by 2 Celery worker processes",
     "ingest_http": "contacts; the load runs scale/5000 seconds per endpoint (1 to 10)",
     "ingest_batch": "events x 4, posted in batches of 1,000",
 }

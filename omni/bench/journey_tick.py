@@ -1,124 +1,259 @@
-"""The orchestration tick: events to enrollments to messages, decided, queued, audited.
+"""The journey tick at the issue's scale: the beat claims, two worker processes run the steps.
 
-Seeds `scale` contacts who just signed up (with consents; one in ten never opted in to SMS
-marketing), runs the welcome journey's first tick (enroll, send the email) and, after the
-wait, the second (condition, send the SMS). Celery publishes to an in-memory broker: counted,
-never consumed.
+Seeds, by bulk SQL, 10 x scale contacts (email consent granted) each enrolled in a journey of
+two steps (send an email, then wait a day), `scale` of them due now at the send step. Then the
+beat's tick, `engine.tick(hand_off=True)`, claims the due enrollments and hands their ids in
+batches to `run_enrollments_task` on the journeys queue, where WORKERS real Celery worker
+processes (`celery -A omni.bench.worker worker -P solo`, Redis db 9 as broker) run them: each
+due enrollment sends (a Message, the gate's Decision, a queued Delivery, audit entries) and
+waits, two steps and two JourneyStepVisit rows. The send tasks the workers publish are counted,
+never consumed. Timed from the start of the tick to the end of the last worker task.
+
+With the broker "memory://" (the smoke test), the handed-off batches run in this process.
 """
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
 import time
 from datetime import timedelta
 
 from celery.signals import before_task_publish
+from django.conf import settings
 from django.db import connection, reset_queries
 from django.db.models import Count
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from . import Figure, find
+from .database import database_url
+
+WORKERS = 2
+# The issue's broker for benchmarks: Redis, in the database number kept for them.
+BROKER_URL = os.environ.get("OMNI_BENCH_BROKER_URL", "redis://127.0.0.1:6379/9")
+# The run fails when the workers finish no batch for this long (a worker died, a broker mix-up).
+STALL_TIMEOUT = 60
 
 
 def run(scale: int, *, figures, log) -> list[Figure]:
-    from omni.celery import app
-
-    app.conf.broker_url = "memory://"
-    app.conf.task_always_eager = False
-    results = measure(scale)
+    results = measure(scale, broker_url=BROKER_URL, log=log)
     ceiling = find(figures, "claim_ceiling", "steps_per_s")
     if ceiling is not None:
-        steps = find(results, "journey_tick", "steps_per_second")
-        results.append(Figure("journey_tick", "ratio_to_claim_ceiling", steps.value / ceiling.value, "ratio", steps.n,
-                              notes=f"{steps.value:.0f} / {ceiling.value:.0f} steps/s"))
+        for metric, ratio in (("steps_per_second", "ratio_to_claim_ceiling"),
+                              ("due_steps_per_second", "due_steps_ratio_to_claim_ceiling")):
+            mine = find(results, "journey_tick", metric)
+            results.append(Figure("journey_tick", ratio, mine.value / ceiling.value, "ratio", mine.n,
+                                  notes=f"{metric}: {mine.value:.0f} / {ceiling.value:.0f} steps/s"))
     return results
 
 
-def seed(scale: int) -> None:
+def seed(scale: int) -> int:
+    """The journey, 10 x scale contacts enrolled in it, `scale` due now. Returns how many are due."""
     from campaigns.actions import activate_journey
-    from campaigns.models import Journey, JourneyStep, StepKind
+    from campaigns.models import Enrollment, Journey, JourneyStep, StepKind
     from compliance.models import Consent
-    from contacts.models import Contact, ContactEvent
+    from contacts.models import Contact
     from templates.actions import publish_template
     from templates.models import Template, TemplateVariant
 
     email = Template.objects.create(key="bench-email", name="Bench email", purpose="marketing")
     TemplateVariant.objects.create(template=email, channel="email", subject="Welcome, {{ first_name }}!",
                                    text_body="Hi {{ first_name }}", html_body="<p>Hi {{ first_name }}</p>")
-    sms = Template.objects.create(key="bench-sms", name="Bench SMS", purpose="marketing")
-    TemplateVariant.objects.create(template=sms, channel="sms", text_body="Hi {{ first_name }}, did you see it?")
     publish_template(email)
-    publish_template(sms)
     journey = Journey.objects.create(name="Bench", slug="bench", trigger_event="signed_up")
-    steps = [
+    JourneyStep.objects.bulk_create([
         JourneyStep(journey=journey, key="email", position=1, kind=StepKind.SEND, template=email,
                     channel_plan=[{"channel": "email"}]),
-        JourneyStep(journey=journey, key="wait", position=2, kind=StepKind.WAIT, config={"seconds": 60}),
-        JourneyStep(journey=journey, key="opened", position=3, kind=StepKind.CONDITION,
-                    config={"check": "engaged", "step": "email"}),
-        JourneyStep(journey=journey, key="sms", position=4, kind=StepKind.SEND, template=sms,
-                    channel_plan=[{"channel": "sms"}]),
-    ]
-    JourneyStep.objects.bulk_create(steps)
-    check, send_sms = JourneyStep.objects.get(key="opened"), JourneyStep.objects.get(key="sms")
-    check.else_step = send_sms
-    check.save()
+        JourneyStep(journey=journey, key="wait", position=2, kind=StepKind.WAIT, config={"seconds": 86400}),
+    ])
     activate_journey(journey)
+    journey.refresh_from_db()
 
-    contacts = Contact.objects.bulk_create(
-        [Contact(external_id=f"b{i}", email=f"b{i}@example.com", phone=f"+1415555{i % 10000:04d}", first_name="Bo")
-         for i in range(scale)], batch_size=5000,
-    )
-    # One in ten never opted in to SMS marketing: the gate skips them, which is part of the work.
-    Consent.objects.bulk_create(
-        [Consent(contact=c, channel=channel, purpose="marketing", status="granted")
-         for i, c in enumerate(contacts) for channel in (("email", "sms") if i % 10 else ("email",))],
-        batch_size=5000,
-    )
-    ContactEvent.objects.bulk_create(
-        [ContactEvent(contact=c, name="signed_up", idempotency_key=f"signup-{c.pk}", source="bench") for c in contacts],
-        batch_size=5000,
-    )
+    total = 10 * scale
+    base = Contact.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+    _insert_series(Contact, total, {"external_id": "'b' || g", "email": "'b' || g || '@example.com'",
+                                    "first_name": "'Bo'"})
+    _insert_select(Consent, {"contact_id": "c.id", "channel": "'email'", "purpose": "'marketing'",
+                             "status": "'granted'"}, f"FROM contacts_contact c WHERE c.id > {base}")
+    now = timezone.now()
+    _insert_select(Enrollment, {
+        "journey_id": str(journey.pk), "journey_version_id": str(journey.live_version_id), "contact_id": "c.id",
+        "current_step_key": "'email'", "state": "'active'",
+    }, f"FROM contacts_contact c WHERE c.id > {base}", defaults={"next_run_at": now + timedelta(days=1)})
+    # One in ten is due since a minute ago, the others tomorrow.
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE campaigns_enrollment SET next_run_at = %s WHERE id %% 10 = 0",
+                       [Enrollment._meta.get_field("next_run_at").get_db_prep_save(now - timedelta(minutes=1),
+                                                                                    connection)])
+        if connection.vendor == "postgresql":
+            cursor.execute("ANALYZE")
+    return Enrollment.objects.filter(next_run_at__lte=now).count()
 
 
-def measure(scale: int) -> list[Figure]:
-    """Seed, run both ticks and return the tick's figures (no ratio)."""
+def _insert_series(model, count: int, varying: dict[str, str]) -> None:
+    """INSERT count rows of `model` in one statement: the `varying` columns as SQL of g (1 to
+    count), every other column its model default."""
+    if connection.vendor == "postgresql":
+        _insert_select(model, varying, f"FROM generate_series(1, {count}) g")
+    else:
+        _insert_select(model, varying, "FROM s", prefix=f"WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL "
+                                                        f"SELECT g + 1 FROM s WHERE g < {count}) ")
+
+
+def _insert_select(model, varying: dict[str, str], source: str, *, defaults=None, prefix: str = "") -> None:
+    """INSERT INTO model's table SELECT `varying` columns as SQL, the others from `defaults` or
+    the model's own, {source}."""
+    template = model(**(defaults or {}))
+    columns, expressions, params = [], [], []
+    for field in model._meta.concrete_fields:
+        if field.primary_key:
+            continue
+        columns.append(connection.ops.quote_name(field.column))
+        if field.column in varying:
+            expressions.append(varying[field.column])
+        else:
+            expressions.append("%s")
+            params.append(field.get_db_prep_save(field.pre_save(template, add=True), connection))
+    with connection.cursor() as cursor:
+        cursor.execute(f"{prefix}INSERT INTO {connection.ops.quote_name(model._meta.db_table)} ({', '.join(columns)}) "
+                       f"SELECT {', '.join(expressions)} {source}", params)
+
+
+def measure(scale: int, *, broker_url: str = "memory://", log=lambda line: None) -> list[Figure]:
+    """Seed, run the beat's tick and the workers until every due step ran; return the figures."""
     from campaigns import engine
-    from campaigns.models import JourneyStepVisit
+    from campaigns.models import Enrollment, JourneyStepVisit
     from channels.models import Delivery
+    from omni.celery import app
 
-    seed(scale)
-    published = []
+    due = seed(scale)
+    app.conf.broker_url = broker_url
+    app.conf.task_always_eager = False
+    inline = broker_url.startswith("memory://")
+    published, batches = [], []
 
-    def count(sender=None, **kwargs):
+    def count(sender=None, body=None, **kwargs):
         published.append(sender)
+        if sender == "campaigns.tasks.run_enrollments_task":
+            batches.append(body[0][0])
 
-    before_task_publish.connect(count, weak=False)
-    try:
-        now = timezone.now()
-        first_queries, first_seconds, first = _timed(lambda: engine.tick(now))
-        later = now + timedelta(seconds=61)
-        second_queries, second_seconds, second = _timed(lambda: engine.tick(later))
-    finally:
-        before_task_publish.disconnect(count)
+    with tempfile.TemporaryDirectory() as stats_dir:
+        workers = [] if inline else _start_workers(stats_dir, broker_url, log)
+        before_task_publish.connect(count, weak=False)
+        try:
+            started_wall, started = time.time(), time.perf_counter()
+            tick_queries, tick_seconds, report = _timed(lambda: engine.tick(hand_off=True))
+            if inline:
+                # The claimed ids as the tick handed them off (its tasks go out only after a commit).
+                claimed = list(Enrollment.objects.filter(claimed_at__isnull=False).order_by("pk")
+                               .values_list("pk", flat=True))
+                batches = [claimed[i:i + engine.ENROLLMENT_BATCH] for i in range(0, len(claimed), engine.ENROLLMENT_BATCH)]
+                run_queries, run_seconds, steps = _timed(
+                    lambda: sum(engine.run_claimed_enrollments(ids) for ids in batches))
+                stats = [{"tasks": len(batches), "steps": steps, "queries": run_queries, "published": 0,
+                          "busy_s": run_seconds}]
+                seconds = time.perf_counter() - started
+            else:
+                stats = _wait_for_workers(stats_dir, len(batches), log)
+                seconds = max(s["last_finished"] for s in stats if s["last_finished"]) - started_wall
+        finally:
+            before_task_publish.disconnect(count)
+            _stop_workers(workers)
+            if not inline:
+                _purge(broker_url)
 
-    # Each enrollment visits each send step once: a second message for a step is a duplicate.
-    duplicates = (
-        JourneyStepVisit.objects.filter(message__isnull=False).values("enrollment_id", "step_key").order_by()
-        .annotate(n=Count("id")).filter(n__gt=1).count()
-    )
+    steps = sum(s["steps"] for s in stats)
+    queries = tick_queries + sum(s["queries"] for s in stats)
+    messages = len(published) + sum(s["published"] for s in stats)
+    run_twice = (JourneyStepVisit.objects.values("enrollment_id", "visit_number").order_by()
+                 .annotate(n=Count("id")).filter(n__gt=1).count())
+    sends = JourneyStepVisit.objects.filter(message__isnull=False)
+    duplicates = sends.values("enrollment_id", "step_key").order_by().annotate(n=Count("id")).filter(n__gt=1).count()
+    not_run = Enrollment.objects.filter(steps_taken=0, next_run_at__lte=timezone.now()).count()
     deliveries = Delivery.objects.count()
-    steps = first.steps + second.steps
-    seconds = first_seconds + second_seconds
-    notes = f"{scale} contacts; first tick {first_seconds:.2f}s, second {second_seconds:.2f}s"
+    busy = "; ".join(f"worker {i + 1}: {s['tasks']} tasks, {s['steps']} steps, busy {s['busy_s']:.2f}s"
+                     for i, s in enumerate(stats))
+    mode = "in this process (smoke)" if inline else f"{WORKERS} celery workers -P solo, broker {broker_url}"
+    notes = (f"{10 * scale} enrollments, {due} due (send + wait each); tick claimed {report.handed_off} in "
+             f"{tick_seconds:.2f}s, {len(batches)} batches; {mode}; {busy}; {seconds:.2f}s; "
+             f"{deliveries} deliveries; due not run {not_run}")
     return [
-        Figure("journey_tick", "first_tick_contacts_per_second", scale / first_seconds, "contacts/s", scale),
-        Figure("journey_tick", "second_tick_steps_per_second", second.steps / second_seconds, "steps/s", second.steps),
         Figure("journey_tick", "steps_per_second", steps / seconds, "steps/s", steps, notes=notes),
-        Figure("journey_tick", "queries_per_1000_steps", 1000 * (first_queries + second_queries) / steps, "queries",
-               steps),
-        Figure("journey_tick", "celery_messages_per_1000_steps", 1000 * len(published) / steps, "messages", steps),
-        Figure("journey_tick", "celery_messages_per_1000_deliveries", 1000 * len(published) / max(deliveries, 1),
+        Figure("journey_tick", "due_steps_per_second", due / seconds, "steps/s", due,
+               notes="due enrollments run per second (each runs its send and its wait)"),
+        Figure("journey_tick", "tick_claims_per_second", report.handed_off / tick_seconds, "enrollments/s",
+               report.handed_off),
+        Figure("journey_tick", "queries_per_1000_steps", 1000 * queries / max(steps, 1), "queries", steps),
+        Figure("journey_tick", "celery_messages_per_1000_steps", 1000 * messages / max(steps, 1), "messages", steps),
+        Figure("journey_tick", "celery_messages_per_1000_deliveries", 1000 * messages / max(deliveries, 1),
                "messages", deliveries),
+        Figure("journey_tick", "steps_run_twice", run_twice, "steps", steps),
         Figure("journey_tick", "duplicate_messages", duplicates, "messages", steps),
+        Figure("journey_tick", "due_not_run", not_run, "enrollments", due),
     ]
+
+
+def _start_workers(stats_dir: str, broker_url: str, log) -> list:
+    env = {**os.environ, "DATABASE_URL": database_url(), "CELERY_BROKER_URL": broker_url, "DEBUG": "false",
+           "OMNI_ENV": "development"}
+    _purge(broker_url)
+    workers = []
+    for number in range(1, WORKERS + 1):
+        command = [sys.executable, "-m", "celery", "-A", "omni.bench.worker", "worker", "-Q", "journeys", "-P", "solo",
+                   "-n", f"bench{number}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat",
+                   "-l", "warning"]
+        workers.append(subprocess.Popen(command, cwd=settings.BASE_DIR, stdout=subprocess.DEVNULL,
+                                        env={**env, "OMNI_BENCH_STATS": f"{stats_dir}/worker{number}.json"}))
+    deadline = time.monotonic() + 60
+    while not all(_read_stats(stats_dir, n).get("ready") for n in range(1, WORKERS + 1)):
+        if time.monotonic() > deadline or any(w.poll() is not None for w in workers):
+            _stop_workers(workers)
+            raise RuntimeError("The benchmark's Celery workers did not start.")
+        time.sleep(0.1)
+    log(f"{WORKERS} celery workers on the journeys queue ({broker_url})")
+    return workers
+
+
+def _read_stats(stats_dir: str, number: int) -> dict:
+    try:
+        with open(f"{stats_dir}/worker{number}.json") as stats:
+            return json.load(stats)
+    except FileNotFoundError:
+        return {}
+
+
+def _wait_for_workers(stats_dir: str, tasks: int, log) -> list[dict]:
+    deadline, done_before = time.monotonic() + STALL_TIMEOUT, 0
+    while True:
+        stats = [_read_stats(stats_dir, n) for n in range(1, WORKERS + 1)]
+        done = sum(s.get("tasks", 0) for s in stats)
+        if done >= tasks:
+            return stats
+        if done > done_before:
+            deadline, done_before = time.monotonic() + STALL_TIMEOUT, done
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"The workers ran {done} of {tasks} batches and then none for {STALL_TIMEOUT}s.")
+        time.sleep(0.05)
+
+
+def _stop_workers(workers) -> None:
+    # SIGTERM to each worker's main process only (a warm shutdown).
+    for worker in workers:
+        worker.send_signal(signal.SIGTERM)
+    for worker in workers:
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+
+
+def _purge(broker_url: str) -> None:
+    """Empty the benchmark's broker database (Redis db 9): the sends the workers queued."""
+    import redis
+
+    redis.Redis.from_url(broker_url).flushdb()
 
 
 def _timed(work):
