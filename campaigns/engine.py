@@ -15,6 +15,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from channels import actions as channel_actions
+from channels.publishing import republish_lost_deliveries
 from channels.models import (
     ENGAGED_DELIVERY_STATUSES,
     FAILED_DELIVERY_STATUSES,
@@ -26,6 +27,7 @@ from channels.models import (
 )
 from omni import audit
 from omni.lib.bulk import bulk_insert, bulk_update
+from omni.lib.quarantine import quarantine, quarantine_failures, run_isolating_failures
 from contacts.models import ContactEvent
 from templates.models import TemplateVersion
 
@@ -50,9 +52,9 @@ ENROLLMENT_BATCH = 500
 MESSAGE_BATCH = 500
 # A journey that loops without a wait must not spin inside one tick.
 MAX_STEPS_PER_RUN = 25
-# A delivery still "queued" this long after its last claim lost its task (a broker restart,
-# a crash before enqueue): enqueue it again. The send claims the row, so a duplicate task is harmless.
-STALE_QUEUED_AFTER = timezone.timedelta(minutes=15)
+# An enrollment still looping after this many consecutive ticks is quarantined: a loop in its
+# version (or in hand-changed data) that activation could not catch.
+MAX_LOOPING_TICKS = 3
 
 
 @dataclass
@@ -64,6 +66,7 @@ class TickReport:
     redispatched: int = 0
     fallbacks: int = 0
     requeued: int = 0
+    quarantined: int = 0
 
     def as_dict(self):
         return asdict(self)
@@ -77,19 +80,32 @@ def claim(queryset, limit: int) -> list:
 
 
 def tick(now=None) -> TickReport:
-    """One pass over all due work. Each stage loops over batches until nothing is due."""
+    """One pass over all due work. Each stage runs batches until nothing is due, and returns."""
     now = now or timezone.now()
     report = TickReport()
-    while process_events_batch(now, report) == EVENT_BATCH:
-        pass
-    while advance_enrollments_batch(now, report) == ENROLLMENT_BATCH:
-        pass
-    while redispatch_deferred_batch(now, report) == MESSAGE_BATCH:
-        pass
-    while fire_fallback_timers_batch(now, report) == MESSAGE_BATCH:
-        pass
+    run_stage(process_events_batch, EVENT_BATCH, now, report)
+    run_stage(advance_enrollments_batch, ENROLLMENT_BATCH, now, report)
+    run_stage(redispatch_deferred_batch, MESSAGE_BATCH, now, report)
+    run_stage(fire_fallback_timers_batch, MESSAGE_BATCH, now, report)
     report.requeued = requeue_stale_deliveries(now)
     return report
+
+
+def run_stage(batch, size: int, now, report: TickReport) -> None:
+    """Run one stage's batches until a batch comes back short.
+
+    `batch(now, report, handled)` adds to `handled` the rows it ran that are still due (a loop
+    without a wait, a wait of zero seconds) and never claims those again: otherwise the same
+    rows would be claimed batch after batch and the tick would never return. They are looked at
+    again on the next tick.
+    """
+    handled = set()
+    while batch(now, report, handled) == size:
+        pass
+
+
+def _unhandled(queryset, handled):
+    return queryset.exclude(pk__in=handled) if handled else queryset
 
 
 # --- Events: enroll and convert ----------------------------------------------------------------
@@ -98,29 +114,40 @@ def _matches(conditions: dict, properties: dict) -> bool:
     return all(properties.get(key) == value for key, value in (conditions or {}).items())
 
 
-def process_events_batch(now, report: TickReport) -> int:
-    """Claim unprocessed events: enroll contacts in journeys they trigger, convert goals."""
+def process_events_batch(now, report: TickReport, handled=frozenset()) -> int:
+    """Claim unprocessed events: enroll contacts in journeys they trigger, convert goals. An
+    event that cannot be processed is quarantined; the rest of the batch goes on."""
     with transaction.atomic():
         events = claim(
-            ContactEvent.objects.filter(processed_at__isnull=True).order_by("received_at", "id"), EVENT_BATCH
+            _unhandled(ContactEvent.objects.filter(processed_at__isnull=True, quarantined_at__isnull=True), handled)
+            .order_by("received_at", "id"),
+            EVENT_BATCH,
         )
         if not events:
             return 0
-        names = {e.name for e in events}
-        # The live versions these events trigger, and any version (enrollments keep older ones)
-        # whose goal they reach: one query.
-        versions = list(
-            JourneyVersion.objects.filter(journey__status=JourneyStatus.ACTIVE)
-            .filter(Q(trigger_type=TriggerType.EVENT, trigger_event__in=names, journey__live_version=F("pk"))
-                    | Q(goal_event__in=names))
-            .select_related("journey")
-        )
-        if versions:
-            report.converted += _convert_goals(events, versions, now)
-            report.enrolled += _enroll_from_events(events, versions, now)
-        ContactEvent.objects.filter(pk__in=[e.pk for e in events]).update(processed_at=now)
-        report.events += len(events)
+        failures = run_isolating_failures(events, lambda rows: _process_events(rows, now, report))
+        report.quarantined += quarantine_failures(ContactEvent, failures, now, stage="events")
         return len(events)
+
+
+def _process_events(events, now, report: TickReport) -> None:
+    names = {e.name for e in events}
+    # The live versions these events trigger, and any version (enrollments keep older ones)
+    # whose goal they reach: one query.
+    versions = list(
+        JourneyVersion.objects.filter(journey__status=JourneyStatus.ACTIVE)
+        .filter(Q(trigger_type=TriggerType.EVENT, trigger_event__in=names, journey__live_version=F("pk"))
+                | Q(goal_event__in=names))
+        .select_related("journey")
+    )
+    converted = enrolled = 0
+    if versions:
+        converted = _convert_goals(events, versions, now)
+        enrolled = _enroll_from_events(events, versions, now)
+    ContactEvent.objects.filter(pk__in=[e.pk for e in events]).update(processed_at=now)
+    report.converted += converted
+    report.enrolled += enrolled
+    report.events += len(events)
 
 
 def _convert_goals(events, versions, now) -> int:
@@ -218,12 +245,16 @@ def _reentry_refusal(version, past, now) -> str:
 
 # --- Enrollments: run due steps ----------------------------------------------------------------
 
-def advance_enrollments_batch(now, report: TickReport) -> int:
+def advance_enrollments_batch(now, report: TickReport, handled=frozenset()) -> int:
+    """Claim due enrollments and run their steps. An enrollment whose step fails (a missing
+    template, a bad wait, a broken condition) or that keeps looping is quarantined; the rest of
+    the batch goes on."""
     with transaction.atomic():
         due = claim(
-            Enrollment.objects.filter(
-                state=EnrollmentState.ACTIVE, next_run_at__lte=now, journey__status=JourneyStatus.ACTIVE
-            ).select_related("journey", "contact").order_by("next_run_at", "id"),
+            _unhandled(Enrollment.objects.filter(
+                state=EnrollmentState.ACTIVE, next_run_at__lte=now, journey__status=JourneyStatus.ACTIVE,
+                quarantined_at__isnull=True,
+            ), handled).select_related("journey", "contact").order_by("next_run_at", "id"),
             ENROLLMENT_BATCH,
         )
         if not due:
@@ -235,11 +266,29 @@ def advance_enrollments_batch(now, report: TickReport) -> int:
             step.template_version_id for version in versions.values() for step in version.plan.values()
             if step.template_version_id
         })
-        report.steps += run_enrollments(due, versions, template_versions, now)
+        steps = []
+        failures = run_isolating_failures(
+            due, lambda rows: steps.append(run_enrollments(rows, versions, template_versions, now)))
+        report.steps += sum(steps)
+        report.quarantined += quarantine_failures(Enrollment, failures, now, stage="enrollments")
+        report.quarantined += quarantine_looping(due, now)
+        handled.update(e.pk for e in due if e.state == EnrollmentState.ACTIVE and e.next_run_at
+                       and e.next_run_at <= now)
         return len(due)
 
 
-ENROLLMENT_FIELDS = ["current_step_key", "next_run_at", "steps_taken", "context", "state", "end_reason", "ended_at"]
+def quarantine_looping(enrollments, now) -> int:
+    """Quarantine the enrollments that ended MAX_LOOPING_TICKS ticks in a row still running steps."""
+    looping = [e for e in enrollments if e.loop_ticks >= MAX_LOOPING_TICKS and e.quarantined_at is None]
+    return quarantine(Enrollment, [
+        (e, f"Loop: ran {MAX_STEPS_PER_RUN} steps without a wait in each of {e.loop_ticks} ticks "
+            f"(now at step {e.current_step_key!r}).")
+        for e in looping
+    ], now, stage="enrollments")
+
+
+ENROLLMENT_FIELDS = ["current_step_key", "next_run_at", "steps_taken", "context", "state", "end_reason", "ended_at",
+                     "loop_ticks"]
 
 
 def run_enrollments(enrollments: list[Enrollment], versions: dict[int, JourneyVersion],
@@ -284,8 +333,13 @@ def run_enrollments(enrollments: list[Enrollment], versions: dict[int, JourneyVe
                 continue
             still_running.append(enrollment)
         active = still_running
+    looping = {e.pk for e in active}
+    for enrollment in enrollments:
+        # Count the consecutive ticks it ends still running steps (quarantine_looping).
+        enrollment.loop_ticks = enrollment.loop_ticks + 1 if enrollment.pk in looping else 0
     for enrollment in active:
-        # Too many steps without a wait: look again next tick rather than spin.
+        # Too many steps without a wait: look again next tick rather than spin (run_stage does
+        # not claim it again in this one).
         enrollment.next_run_at = now
     bulk_update(enrollments, ENROLLMENT_FIELDS)
     bulk_insert(visits)
@@ -393,52 +447,54 @@ def _end(enrollment, state, reason, now):
 
 # --- Messages: deferred ones and fallback timers -------------------------------------------------
 
-def redispatch_deferred_batch(now, report: TickReport) -> int:
+def redispatch_deferred_batch(now, report: TickReport, handled=frozenset()) -> int:
+    """Route again the deferred messages whose time has come; one that fails is quarantined."""
     with transaction.atomic():
         due = claim(
-            Message.objects.filter(status=MessageStatus.DEFERRED, defer_until__lte=now)
+            _unhandled(Message.objects.filter(status=MessageStatus.DEFERRED, defer_until__lte=now,
+                                              quarantined_at__isnull=True), handled)
             .select_related("contact", "template_version").order_by("defer_until", "id"),
             MESSAGE_BATCH,
         )
-        channel_actions.dispatch_many(due, now=now)
-        report.redispatched += len(due)
+        failures = run_isolating_failures(due, lambda rows: channel_actions.dispatch_many(rows, now=now))
+        report.quarantined += quarantine_failures(Message, failures, now, stage="deferred messages")
+        report.redispatched += len(due) - len(failures)
+        handled.update(m.pk for m in due if m.status == MessageStatus.DEFERRED
+                       and (m.defer_until is None or m.defer_until <= now))
         return len(due)
 
 
-def fire_fallback_timers_batch(now, report: TickReport) -> int:
+def fire_fallback_timers_batch(now, report: TickReport, handled=frozenset()) -> int:
     """Move on to the next channel where a delivery failed (its webhook marked the fallback due)
-    or did not succeed within its window."""
+    or did not succeed within its window. A timer that fails is quarantined with its delivery."""
     with transaction.atomic():
         due = claim(
-            Delivery.objects.filter(fallback_due_at__lte=now).select_related("message").order_by("fallback_due_at"),
+            _unhandled(Delivery.objects.filter(fallback_due_at__lte=now, quarantined_at__isnull=True), handled)
+            .select_related("message").order_by("fallback_due_at"),
             MESSAGE_BATCH,
         )
         if not due:
             return 0
-        Delivery.objects.filter(pk__in=[d.pk for d in due]).update(fallback_due_at=None)
-        for delivery in due:
-            if delivery.status in FAILED_DELIVERY_STATUSES:
-                reason = delivery.status
-            elif channel_actions.fallback_condition_met(delivery):
-                continue
-            else:
-                reason = "fallback_timeout"
-            channel_actions.fall_back(delivery, reason, now=now)
-            report.fallbacks += 1
+        failures = run_isolating_failures(due, lambda rows: _fire_fallback_timers(rows, now, report))
+        report.quarantined += quarantine_failures(Delivery, failures, now, stage="fallback timers")
         return len(due)
 
 
+def _fire_fallback_timers(due, now, report: TickReport) -> None:
+    Delivery.objects.filter(pk__in=[d.pk for d in due]).update(fallback_due_at=None)
+    fired = 0
+    for delivery in due:
+        if delivery.status in FAILED_DELIVERY_STATUSES:
+            reason = delivery.status
+        elif channel_actions.fallback_condition_met(delivery):
+            continue
+        else:
+            reason = "fallback_timeout"
+        channel_actions.fall_back(delivery, reason, now=now)
+        fired += 1
+    report.fallbacks += fired
+
+
 def requeue_stale_deliveries(now) -> int:
-    stale = list(
-        Delivery.objects.filter(status=DeliveryStatus.QUEUED)
-        .filter(Q(claimed_at__lt=now - STALE_QUEUED_AFTER) | Q(claimed_at__isnull=True, queued_at__lt=now - STALE_QUEUED_AFTER))
-        .values_list("pk", "channel", "message__purpose")[:MESSAGE_BATCH]
-    )
-    if not stale:
-        return 0
-    # Push the staleness clock forward so the next tick does not enqueue them again.
-    Delivery.objects.filter(pk__in=[pk for pk, _, _ in stale]).update(claimed_at=now)
-    with transaction.atomic():
-        channel_actions.enqueue_sends([(Delivery(pk=pk, channel=channel), purpose) for pk, channel, purpose in stale])
-    log.warning("Re-enqueued %d deliveries stuck in queued", len(stale))
-    return len(stale)
+    """Publish again the sends lost on the way (a broker error, a worker killed mid-batch)."""
+    return republish_lost_deliveries(now)
