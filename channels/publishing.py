@@ -11,6 +11,7 @@ itself claims the row.
 import logging
 from datetime import timedelta
 
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 from kombu.exceptions import KombuError, OperationalError
@@ -50,7 +51,8 @@ def republish_lost_deliveries(now=None, limit: int = REPUBLISH_BATCH) -> int:
     """Publish again the queued deliveries whose task was never published or was lost.
 
     Claimed with a conditional UPDATE ... RETURNING on `published_at`, so two ticks running at
-    once never enqueue the same delivery. Returns how many were republished.
+    once never enqueue the same delivery; published once the claim commits. Returns how many
+    were claimed for publishing.
     """
     now = now or timezone.now()
     lost = (Q(published_at__isnull=True, queued_at__lt=now - REPUBLISH_AFTER)
@@ -59,15 +61,15 @@ def republish_lost_deliveries(now=None, limit: int = REPUBLISH_BATCH) -> int:
     candidates = list(lost_queued.order_by("queued_at").values_list("pk", flat=True)[:limit])
     if not candidates:
         return 0
-    claimed = _update_returning_ids(lost_queued.filter(pk__in=candidates), {"published_at": now})
-    if not claimed:
-        return 0
-    lanes = {pk: send_queue(purpose, channel) for pk, channel, purpose
-             in Delivery.objects.filter(pk__in=claimed).values_list("pk", "channel", "message__purpose")}
-    published = _publish(lanes)
-    log.warning("Republished %d of %d queued deliveries whose send task was lost or never published",
-                len(published), len(lanes))
-    return len(published)
+    with transaction.atomic():
+        claimed = _update_returning_ids(lost_queued.filter(pk__in=candidates), {"published_at": now})
+        if not claimed:
+            return 0
+        lanes = {pk: send_queue(purpose, channel) for pk, channel, purpose
+                 in Delivery.objects.filter(pk__in=claimed).values_list("pk", "channel", "message__purpose")}
+        log.warning("Republishing %d queued deliveries whose send task was lost or never published", len(lanes))
+        transaction.on_commit(lambda: _publish(lanes))
+    return len(lanes)
 
 
 def _publish(lanes: dict[int, str]) -> list[int]:
