@@ -114,7 +114,7 @@ def _matches(conditions: dict, properties: dict) -> bool:
     return all(properties.get(key) == value for key, value in (conditions or {}).items())
 
 
-def process_events_batch(now, report: TickReport, handled=frozenset()) -> int:
+def process_events_batch(now, report: TickReport, handled: set | None = None) -> int:
     """Claim unprocessed events: enroll contacts in journeys they trigger, convert goals. An
     event that cannot be processed is quarantined; the rest of the batch goes on."""
     with transaction.atomic():
@@ -245,7 +245,7 @@ def _reentry_refusal(version, past, now) -> str:
 
 # --- Enrollments: run due steps ----------------------------------------------------------------
 
-def advance_enrollments_batch(now, report: TickReport, handled=frozenset()) -> int:
+def advance_enrollments_batch(now, report: TickReport, handled: set | None = None) -> int:
     """Claim due enrollments and run their steps. An enrollment whose step fails (a missing
     template, a bad wait, a broken condition) or that keeps looping is quarantined; the rest of
     the batch goes on."""
@@ -272,8 +272,9 @@ def advance_enrollments_batch(now, report: TickReport, handled=frozenset()) -> i
         report.steps += sum(steps)
         report.quarantined += quarantine_failures(Enrollment, failures, now, stage="enrollments")
         report.quarantined += quarantine_looping(due, now)
-        handled.update(e.pk for e in due if e.state == EnrollmentState.ACTIVE and e.next_run_at
-                       and e.next_run_at <= now)
+        if handled is not None:
+            handled.update(e.pk for e in due if e.state == EnrollmentState.ACTIVE and e.next_run_at
+                           and e.next_run_at <= now)
         return len(due)
 
 
@@ -447,7 +448,7 @@ def _end(enrollment, state, reason, now):
 
 # --- Messages: deferred ones and fallback timers -------------------------------------------------
 
-def redispatch_deferred_batch(now, report: TickReport, handled=frozenset()) -> int:
+def redispatch_deferred_batch(now, report: TickReport, handled: set | None = None) -> int:
     """Route again the deferred messages whose time has come; one that fails is quarantined."""
     with transaction.atomic():
         due = claim(
@@ -459,12 +460,13 @@ def redispatch_deferred_batch(now, report: TickReport, handled=frozenset()) -> i
         failures = run_isolating_failures(due, lambda rows: channel_actions.dispatch_many(rows, now=now))
         report.quarantined += quarantine_failures(Message, failures, now, stage="deferred messages")
         report.redispatched += len(due) - len(failures)
-        handled.update(m.pk for m in due if m.status == MessageStatus.DEFERRED
-                       and (m.defer_until is None or m.defer_until <= now))
+        if handled is not None:
+            handled.update(m.pk for m in due if m.status == MessageStatus.DEFERRED
+                           and (m.defer_until is None or m.defer_until <= now))
         return len(due)
 
 
-def fire_fallback_timers_batch(now, report: TickReport, handled=frozenset()) -> int:
+def fire_fallback_timers_batch(now, report: TickReport, handled: set | None = None) -> int:
     """Move on to the next channel where a delivery failed (its webhook marked the fallback due)
     or did not succeed within its window. A timer that fails is quarantined with its delivery."""
     with transaction.atomic():
