@@ -5,6 +5,7 @@ from django.utils.html import format_html, format_html_join
 
 from omni.choices import Urgency
 from omni.lib.admin import ReadOnlyAdminMixin, ReadOnlyInline
+from omni.lib.quarantine import QuarantineAdminMixin, QuarantinedFilter
 
 from . import actions
 from .models import (
@@ -239,12 +240,15 @@ class JourneyStepVisitInline(ReadOnlyInline):
 
 
 @admin.register(Enrollment)
-class EnrollmentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class EnrollmentAdmin(QuarantineAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     """Enrollments move only through the orchestration tick; pause the journey to hold them."""
 
     list_display = ["contact", "journey", "version_number", "state", "current_step_key", "next_run_at", "steps_taken",
-                    "entered_at", "ended_at", "end_reason"]
-    list_filter = ["state", "journey", "end_reason"]
+                    "entered_at", "ended_at", "end_reason", "quarantine_reason"]
+    list_filter = ["state", QuarantinedFilter, "journey", "end_reason"]
+    actions = ["retry_quarantined"]
+    # A retried looping enrollment gets MAX_LOOPING_TICKS fresh ticks.
+    quarantine_retry_fields = {"loop_ticks": 0}
     search_fields = ["contact__email", "contact__phone", "contact__external_id", "journey__name"]
     list_select_related = ["contact", "journey"]
     date_hierarchy = "entered_at"

@@ -24,6 +24,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from channels import actions as channel_actions
+from channels.publishing import republish_lost_deliveries
 from channels.models import (
     ENGAGED_DELIVERY_STATUSES,
     FAILED_DELIVERY_STATUSES,
@@ -35,6 +36,7 @@ from channels.models import (
 )
 from omni import audit
 from omni.lib.bulk import bulk_insert, bulk_update
+from omni.lib.quarantine import quarantine, quarantine_failures, run_isolating_failures
 from contacts.models import ContactEvent
 from templates.models import TemplateVersion
 
@@ -64,9 +66,9 @@ ENROLLMENT_LEASE = timezone.timedelta(seconds=60)
 JOURNEY_QUEUE = "journeys"
 # A journey that loops without a wait must not spin inside one tick.
 MAX_STEPS_PER_RUN = 25
-# A delivery still "queued" this long after its last claim lost its task (a broker restart,
-# a crash before enqueue): enqueue it again. The send claims the row, so a duplicate task is harmless.
-STALE_QUEUED_AFTER = timezone.timedelta(minutes=15)
+# An enrollment still looping after this many consecutive ticks is quarantined: a loop in its
+# version (or in hand-changed data) that activation could not catch.
+MAX_LOOPING_TICKS = 3
 
 
 @dataclass
@@ -80,6 +82,7 @@ class TickReport:
     requeued: int = 0
     # Enrollments claimed and handed to workers (tick(hand_off=True)); their steps are counted there.
     handed_off: int = 0
+    quarantined: int = 0
 
     def as_dict(self):
         return asdict(self)
@@ -116,26 +119,35 @@ def claim_ids(queryset, limit: int, **values) -> list[int]:
 
 
 def tick(now=None, *, hand_off: bool = False) -> TickReport:
-    """One pass over all due work. Each stage loops over batches until nothing is due.
+    """One pass over all due work. Each stage runs batches until nothing is due, and returns.
 
     With `hand_off`, due enrollments are claimed and handed to run_enrollments_task in batches
     rather than run here (the beat's tick)."""
     now = now or timezone.now()
     report = TickReport()
-    while process_events_batch(now, report) == EVENT_BATCH:
-        pass
-    if hand_off:
-        while hand_off_enrollments_batch(now, report) == ENROLLMENT_BATCH:
-            pass
-    else:
-        while advance_enrollments_batch(now, report) == ENROLLMENT_BATCH:
-            pass
-    while redispatch_deferred_batch(now, report) == MESSAGE_BATCH:
-        pass
-    while fire_fallback_timers_batch(now, report) == MESSAGE_BATCH:
-        pass
+    run_stage(process_events_batch, EVENT_BATCH, now, report)
+    run_stage(hand_off_enrollments_batch if hand_off else advance_enrollments_batch, ENROLLMENT_BATCH, now, report)
+    run_stage(redispatch_deferred_batch, MESSAGE_BATCH, now, report)
+    run_stage(fire_fallback_timers_batch, MESSAGE_BATCH, now, report)
     report.requeued = requeue_stale_deliveries(now)
     return report
+
+
+def run_stage(batch, size: int, now, report: TickReport) -> None:
+    """Run one stage's batches until a batch comes back short.
+
+    `batch(now, report, handled)` adds to `handled` the rows it ran that are still due (a loop
+    without a wait, a wait of zero seconds) and never claims those again: otherwise the same
+    rows would be claimed batch after batch and the tick would never return. They are looked at
+    again on the next tick.
+    """
+    handled = set()
+    while batch(now, report, handled) == size:
+        pass
+
+
+def _unhandled(queryset, handled):
+    return queryset.exclude(pk__in=handled) if handled else queryset
 
 
 # --- Events: enroll and convert ----------------------------------------------------------------
@@ -144,29 +156,40 @@ def _matches(conditions: dict, properties: dict) -> bool:
     return all(properties.get(key) == value for key, value in (conditions or {}).items())
 
 
-def process_events_batch(now, report: TickReport) -> int:
-    """Claim unprocessed events: enroll contacts in journeys they trigger, convert goals."""
+def process_events_batch(now, report: TickReport, handled: set | None = None) -> int:
+    """Claim unprocessed events: enroll contacts in journeys they trigger, convert goals. An
+    event that cannot be processed is quarantined; the rest of the batch goes on."""
     with transaction.atomic():
         events = claim(
-            ContactEvent.objects.filter(processed_at__isnull=True).order_by("received_at", "id"), EVENT_BATCH
+            _unhandled(ContactEvent.objects.filter(processed_at__isnull=True, quarantined_at__isnull=True), handled)
+            .order_by("received_at", "id"),
+            EVENT_BATCH,
         )
         if not events:
             return 0
-        names = {e.name for e in events}
-        # The live versions these events trigger, and any version (enrollments keep older ones)
-        # whose goal they reach: one query.
-        versions = list(
-            JourneyVersion.objects.filter(journey__status=JourneyStatus.ACTIVE)
-            .filter(Q(trigger_type=TriggerType.EVENT, trigger_event__in=names, journey__live_version=F("pk"))
-                    | Q(goal_event__in=names))
-            .select_related("journey")
-        )
-        if versions:
-            report.converted += _convert_goals(events, versions, now)
-            report.enrolled += _enroll_from_events(events, versions, now)
-        ContactEvent.objects.filter(pk__in=[e.pk for e in events]).update(processed_at=now)
-        report.events += len(events)
+        failures = run_isolating_failures(events, lambda rows: _process_events(rows, now, report))
+        report.quarantined += quarantine_failures(ContactEvent, failures, now, stage="events")
         return len(events)
+
+
+def _process_events(events, now, report: TickReport) -> None:
+    names = {e.name for e in events}
+    # The live versions these events trigger, and any version (enrollments keep older ones)
+    # whose goal they reach: one query.
+    versions = list(
+        JourneyVersion.objects.filter(journey__status=JourneyStatus.ACTIVE)
+        .filter(Q(trigger_type=TriggerType.EVENT, trigger_event__in=names, journey__live_version=F("pk"))
+                | Q(goal_event__in=names))
+        .select_related("journey")
+    )
+    converted = enrolled = 0
+    if versions:
+        converted = _convert_goals(events, versions, now)
+        enrolled = _enroll_from_events(events, versions, now)
+    ContactEvent.objects.filter(pk__in=[e.pk for e in events]).update(processed_at=now)
+    report.converted += converted
+    report.enrolled += enrolled
+    report.events += len(events)
 
 
 def _convert_goals(events, versions, now) -> int:
@@ -265,26 +288,33 @@ def _reentry_refusal(version, past, now) -> str:
 # --- Enrollments: run due steps ----------------------------------------------------------------
 
 def due_enrollments(now):
-    """Active enrollments of active journeys whose step is due and that no worker holds (never
-    claimed, or claimed longer than ENROLLMENT_LEASE ago)."""
+    """Active enrollments of active journeys whose step is due, not quarantined, and that no
+    worker holds (never claimed, or claimed longer than ENROLLMENT_LEASE ago)."""
     return Enrollment.objects.filter(
-        state=EnrollmentState.ACTIVE, next_run_at__lte=now, journey__status=JourneyStatus.ACTIVE
+        state=EnrollmentState.ACTIVE, next_run_at__lte=now, journey__status=JourneyStatus.ACTIVE,
+        quarantined_at__isnull=True,
     ).filter(Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - ENROLLMENT_LEASE))
 
 
-def advance_enrollments_batch(now, report: TickReport) -> int:
-    """Claim a batch of due enrollments and run it here, in the same transaction."""
+def advance_enrollments_batch(now, report: TickReport, handled: set | None = None) -> int:
+    """Claim a batch of due enrollments and run it here, in the same transaction. An enrollment
+    whose step fails (a missing template, a bad wait, a broken condition) or that keeps looping
+    is quarantined; the rest of the batch goes on."""
     with transaction.atomic():
-        due = claim(due_enrollments(now).select_related("journey", "contact").order_by("next_run_at", "id"),
-                    ENROLLMENT_BATCH)
+        due = claim(_unhandled(due_enrollments(now), handled).select_related("journey", "contact")
+                    .order_by("next_run_at", "id"), ENROLLMENT_BATCH)
         if not due:
             return 0
-        report.steps += _run_locked(due, now)
+        _run_locked(due, now, report)
+        if handled is not None:
+            handled.update(e.pk for e in due if e.state == EnrollmentState.ACTIVE and e.next_run_at
+                           and e.next_run_at <= now)
         return len(due)
 
 
-def hand_off_enrollments_batch(now, report: TickReport) -> int:
-    """Claim a batch of due enrollments and hand its ids to run_enrollments_task once committed."""
+def hand_off_enrollments_batch(now, report: TickReport, handled: set | None = None) -> int:
+    """Claim a batch of due enrollments and hand its ids to run_enrollments_task once committed.
+    Claimed rows are leased (claimed_at), so this tick never claims them again."""
     from .tasks import run_enrollments_task
 
     with transaction.atomic():
@@ -299,18 +329,21 @@ def run_claimed_enrollments(enrollment_ids: list[int], now=None) -> int:
     """Run the enrollments a tick handed off, those still claimed and no other worker holds.
     Returns the number of steps run; a batch already run (a duplicate task) runs nothing."""
     now = now or timezone.now()
+    report = TickReport()
     with transaction.atomic():
         claimed = claim(
             Enrollment.objects.filter(
                 pk__in=enrollment_ids, claimed_at__isnull=False, state=EnrollmentState.ACTIVE,
-                journey__status=JourneyStatus.ACTIVE,
+                journey__status=JourneyStatus.ACTIVE, quarantined_at__isnull=True,
             ).select_related("journey", "contact").order_by("id"),
             len(enrollment_ids),
         )
-        return _run_locked(claimed, now) if claimed else 0
+        if claimed:
+            _run_locked(claimed, now, report)
+    return report.steps
 
 
-def _run_locked(enrollments: list[Enrollment], now) -> int:
+def _run_locked(enrollments: list[Enrollment], now, report: TickReport) -> None:
     # Each enrollment runs on the version it pinned: the versions of the whole batch in one
     # query, and every template version their send steps pinned in one more.
     versions = JourneyVersion.objects.in_bulk({e.journey_version_id for e in enrollments} - {None})
@@ -318,11 +351,26 @@ def _run_locked(enrollments: list[Enrollment], now) -> int:
         step.template_version_id for version in versions.values() for step in version.plan.values()
         if step.template_version_id
     })
-    return run_enrollments(enrollments, versions, template_versions, now)
+    steps = []
+    failures = run_isolating_failures(
+        enrollments, lambda rows: steps.append(run_enrollments(rows, versions, template_versions, now)))
+    report.steps += sum(steps)
+    report.quarantined += quarantine_failures(Enrollment, failures, now, stage="enrollments")
+    report.quarantined += quarantine_looping(enrollments, now)
+
+
+def quarantine_looping(enrollments, now) -> int:
+    """Quarantine the enrollments that ended MAX_LOOPING_TICKS ticks in a row still running steps."""
+    looping = [e for e in enrollments if e.loop_ticks >= MAX_LOOPING_TICKS and e.quarantined_at is None]
+    return quarantine(Enrollment, [
+        (e, f"Loop: ran {MAX_STEPS_PER_RUN} steps without a wait in each of {e.loop_ticks} ticks "
+            f"(now at step {e.current_step_key!r}).")
+        for e in looping
+    ], now, stage="enrollments")
 
 
 ENROLLMENT_FIELDS = ["current_step_key", "next_run_at", "steps_taken", "context", "state", "end_reason", "ended_at",
-                     "claimed_at"]
+                     "claimed_at", "loop_ticks"]
 
 
 def run_enrollments(enrollments: list[Enrollment], versions: dict[int, JourneyVersion],
@@ -367,8 +415,13 @@ def run_enrollments(enrollments: list[Enrollment], versions: dict[int, JourneyVe
                 continue
             still_running.append(enrollment)
         active = still_running
+    looping = {e.pk for e in active}
+    for enrollment in enrollments:
+        # Count the consecutive ticks it ends still running steps (quarantine_looping).
+        enrollment.loop_ticks = enrollment.loop_ticks + 1 if enrollment.pk in looping else 0
     for enrollment in active:
-        # Too many steps without a wait: look again next tick rather than spin.
+        # Too many steps without a wait: look again next tick rather than spin (run_stage does
+        # not claim it again in this one).
         enrollment.next_run_at = now
     for enrollment in enrollments:
         enrollment.claimed_at = None
@@ -478,52 +531,55 @@ def _end(enrollment, state, reason, now):
 
 # --- Messages: deferred ones and fallback timers -------------------------------------------------
 
-def redispatch_deferred_batch(now, report: TickReport) -> int:
+def redispatch_deferred_batch(now, report: TickReport, handled: set | None = None) -> int:
+    """Route again the deferred messages whose time has come; one that fails is quarantined."""
     with transaction.atomic():
         due = claim(
-            Message.objects.filter(status=MessageStatus.DEFERRED, defer_until__lte=now)
+            _unhandled(Message.objects.filter(status=MessageStatus.DEFERRED, defer_until__lte=now,
+                                              quarantined_at__isnull=True), handled)
             .select_related("contact", "template_version").order_by("defer_until", "id"),
             MESSAGE_BATCH,
         )
-        channel_actions.dispatch_many(due, now=now)
-        report.redispatched += len(due)
+        failures = run_isolating_failures(due, lambda rows: channel_actions.dispatch_many(rows, now=now))
+        report.quarantined += quarantine_failures(Message, failures, now, stage="deferred messages")
+        report.redispatched += len(due) - len(failures)
+        if handled is not None:
+            handled.update(m.pk for m in due if m.status == MessageStatus.DEFERRED
+                           and (m.defer_until is None or m.defer_until <= now))
         return len(due)
 
 
-def fire_fallback_timers_batch(now, report: TickReport) -> int:
+def fire_fallback_timers_batch(now, report: TickReport, handled: set | None = None) -> int:
     """Move on to the next channel where a delivery failed (its webhook marked the fallback due)
-    or did not succeed within its window."""
+    or did not succeed within its window. A timer that fails is quarantined with its delivery."""
     with transaction.atomic():
         due = claim(
-            Delivery.objects.filter(fallback_due_at__lte=now).select_related("message").order_by("fallback_due_at"),
+            _unhandled(Delivery.objects.filter(fallback_due_at__lte=now, quarantined_at__isnull=True), handled)
+            .select_related("message").order_by("fallback_due_at"),
             MESSAGE_BATCH,
         )
         if not due:
             return 0
-        Delivery.objects.filter(pk__in=[d.pk for d in due]).update(fallback_due_at=None)
-        for delivery in due:
-            if delivery.status in FAILED_DELIVERY_STATUSES:
-                reason = delivery.status
-            elif channel_actions.fallback_condition_met(delivery):
-                continue
-            else:
-                reason = "fallback_timeout"
-            channel_actions.fall_back(delivery, reason, now=now)
-            report.fallbacks += 1
+        failures = run_isolating_failures(due, lambda rows: _fire_fallback_timers(rows, now, report))
+        report.quarantined += quarantine_failures(Delivery, failures, now, stage="fallback timers")
         return len(due)
 
 
+def _fire_fallback_timers(due, now, report: TickReport) -> None:
+    Delivery.objects.filter(pk__in=[d.pk for d in due]).update(fallback_due_at=None)
+    fired = 0
+    for delivery in due:
+        if delivery.status in FAILED_DELIVERY_STATUSES:
+            reason = delivery.status
+        elif channel_actions.fallback_condition_met(delivery):
+            continue
+        else:
+            reason = "fallback_timeout"
+        channel_actions.fall_back(delivery, reason, now=now)
+        fired += 1
+    report.fallbacks += fired
+
+
 def requeue_stale_deliveries(now) -> int:
-    stale = list(
-        Delivery.objects.filter(status=DeliveryStatus.QUEUED)
-        .filter(Q(claimed_at__lt=now - STALE_QUEUED_AFTER) | Q(claimed_at__isnull=True, queued_at__lt=now - STALE_QUEUED_AFTER))
-        .values_list("pk", "channel", "message__purpose")[:MESSAGE_BATCH]
-    )
-    if not stale:
-        return 0
-    # Push the staleness clock forward so the next tick does not enqueue them again.
-    Delivery.objects.filter(pk__in=[pk for pk, _, _ in stale]).update(claimed_at=now)
-    with transaction.atomic():
-        channel_actions.enqueue_sends([(Delivery(pk=pk, channel=channel), purpose) for pk, channel, purpose in stale])
-    log.warning("Re-enqueued %d deliveries stuck in queued", len(stale))
-    return len(stale)
+    """Publish again the sends lost on the way (a broker error, a worker killed mid-batch)."""
+    return republish_lost_deliveries(now)

@@ -247,6 +247,13 @@ class Enrollment(models.Model):
     entered_at = models.DateTimeField(default=timezone.now)
     ended_at = models.DateTimeField(null=True, blank=True)
     end_reason = models.CharField(max_length=100, blank=True)
+    # Consecutive ticks that ended with this enrollment still running steps without a wait:
+    # a loop. It is quarantined after engine.MAX_LOOPING_TICKS of them.
+    loop_ticks = models.PositiveSmallIntegerField(default=0, db_default=0)
+    # Set when the tick could not process the row (omni/lib/quarantine.py): not claimed again
+    # until someone retries it in the admin.
+    quarantined_at = models.DateTimeField(null=True, blank=True)
+    quarantine_reason = models.TextField(blank=True, default="", db_default="")
 
     class Meta:
         ordering = ["-entered_at"]

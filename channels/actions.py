@@ -16,7 +16,7 @@ from django.utils import timezone
 from compliance import decisions, gate
 from contacts.models import Device
 from omni import audit
-from omni.choices import Channel, send_queue
+from omni.choices import Channel
 from omni.lib.bulk import bulk_insert
 from templates.rendering import RenderError, contact_variables, render_variant
 
@@ -298,21 +298,13 @@ def enqueue_send(delivery: Delivery, purpose: str) -> None:
 
 
 def enqueue_sends(deliveries: list[tuple[Delivery, str]]) -> None:
-    """Enqueue the deliveries' sends, in batches per lane, once the surrounding transaction commits."""
-    from .tasks import SEND_BATCH_SIZE, send_deliveries_task
+    """Enqueue the deliveries' sends, in batches per lane, once the surrounding transaction
+    commits. A broker error never reaches the caller: channels/publishing.py republishes later."""
+    from .publishing import publish_sends
 
-    by_queue = {}
-    for delivery, purpose in deliveries:
-        by_queue.setdefault(send_queue(purpose, delivery.channel), []).append(delivery.pk)
-    if not by_queue:
-        return
-
-    def publish():
-        for queue, ids in by_queue.items():
-            for start in range(0, len(ids), SEND_BATCH_SIZE):
-                send_deliveries_task.apply_async((ids[start:start + SEND_BATCH_SIZE], queue), queue=queue)
-
-    transaction.on_commit(publish)
+    wanted = [(delivery.pk, delivery.channel, purpose) for delivery, purpose in deliveries]
+    if wanted:
+        transaction.on_commit(lambda: publish_sends(wanted))
 
 
 @transaction.atomic

@@ -1,12 +1,23 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 from django.utils.text import Truncator
 
 from omni import audit
 from omni.lib.admin import ReadOnlyAdminMixin, ReadOnlyInline
+from omni.lib.quarantine import QuarantineAdminMixin, QuarantinedFilter
 
-from .models import Conversation, ConversationStatus, Delivery, DeliveryEvent, InboundMessage, Message, OutboxMessage
+from .delivery import settle_delivery
+from .models import (
+    Conversation,
+    ConversationStatus,
+    Delivery,
+    DeliveryEvent,
+    DeliveryStatus,
+    InboundMessage,
+    Message,
+    OutboxMessage,
+)
 
 CONTACT_SEARCH_FIELDS = ["contact__email", "contact__phone", "contact__external_id"]
 
@@ -29,10 +40,11 @@ class DeliveryEventInline(ReadOnlyInline):
 
 
 @admin.register(Message)
-class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class MessageAdmin(QuarantineAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["id", "contact", "purpose", "urgency", "status", "status_reason", "current_channel", "source",
-                    "created_at"]
-    list_filter = ["status", "purpose", "source", "urgency"]
+                    "created_at", "quarantine_reason"]
+    list_filter = ["status", QuarantinedFilter, "purpose", "source", "urgency"]
+    actions = ["retry_quarantined"]
     search_fields = ["intent_key", "idempotency_key", *CONTACT_SEARCH_FIELDS]
     list_select_related = ["contact"]
     date_hierarchy = "created_at"
@@ -44,15 +56,35 @@ class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class DeliveryAdmin(QuarantineAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["id", "message", "channel", "provider", "to_address", "status", "attempts", "error_code",
-                    "queued_at", "sent_at"]
-    list_filter = ["status", "channel", "provider", "error_permanent"]
+                    "queued_at", "sent_at", "quarantine_reason"]
+    list_filter = ["status", QuarantinedFilter, "channel", "provider", "error_permanent"]
+    actions = ["retry_quarantined", "mark_sent", "mark_failed"]
     search_fields = ["to_address", "provider_message_id", "error_code", *CONTACT_SEARCH_FIELDS]
     # Message.__str__ names its contact.
     list_select_related = ["message__contact"]
     date_hierarchy = "queued_at"
     inlines = [DeliveryEventInline]
+
+    @admin.action(description="Mark uncertain deliveries as sent", permissions=["settle"])
+    def mark_sent(self, request, queryset):
+        self._settle(request, queryset, DeliveryStatus.SENT)
+
+    @admin.action(description="Mark uncertain deliveries as failed (fall back)", permissions=["settle"])
+    def mark_failed(self, request, queryset):
+        self._settle(request, queryset, DeliveryStatus.FAILED)
+
+    def _settle(self, request, queryset, to):
+        uncertain = queryset.filter(status=DeliveryStatus.UNCERTAIN).select_related("message", "contact")
+        settled = sum(settle_delivery(delivery, to, reason="operator", actor=request.user) for delivery in uncertain)
+        skipped = queryset.count() - settled
+        self.message_user(request, f"{settled} delivery(ies) marked {to}" + (
+            f"; {skipped} skipped (only uncertain deliveries are settled by hand)." if skipped else "."),
+            messages.SUCCESS if settled else messages.WARNING)
+
+    def has_settle_permission(self, request):
+        return request.user.has_perm("channels.change_delivery")
 
 
 @admin.register(DeliveryEvent)

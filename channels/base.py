@@ -91,5 +91,11 @@ class Provider:
     def parse_result(self, response) -> SendResult:
         raise NotImplementedError
 
+    def fetch_status(self, delivery) -> str | None:
+        """The delivery status the provider reports now for a delivery it accepted (known by
+        provider_message_id), or None when it cannot be asked or does not know. Used to settle
+        uncertain deliveries; raises DeliveryError when the provider cannot be reached."""
+        return None
+
     def after_send(self, delivery) -> None:
         """Runs once the sent delivery is committed (the sandbox schedules its simulated events)."""

@@ -8,6 +8,7 @@ sent again) and the provider's webhook settles it later.
 import logging
 from datetime import timedelta
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -31,6 +32,9 @@ MAX_SEND_ATTEMPTS = 6
 # lost its worker mid-call.
 STUCK_SENDING_AFTER = timedelta(minutes=10)
 RECONCILE_BATCH = 500
+# Uncertain deliveries asked about per run of settle_uncertain_deliveries_task: one provider
+# call each, so a run stays within a minute even when the provider is slow.
+SETTLE_BATCH = 100
 
 
 def send_delivery(delivery_id: int) -> Delivery | None:
@@ -45,13 +49,20 @@ def send_delivery(delivery_id: int) -> Delivery | None:
     if delivery is None or delivery.status != DeliveryStatus.QUEUED:
         log.info("Delivery %s is not queued; nothing to send", delivery_id)
         return None
-    # Resolved before the claim: a configuration error leaves the delivery queued, untouched.
-    provider = provider_named(delivery.provider)
+    try:
+        provider = provider_named(delivery.provider)
+    except ImproperlyConfigured as exc:
+        # The provider it was routed to is gone (settings changed, provider removed): retrying
+        # cannot help, and leaving it queued would only have the sweep republish it forever.
+        provider, unknown_provider = None, exc
     now = timezone.now()
     if not state.move_delivery(delivery, DeliveryStatus.SENDING, attempts=F("attempts") + 1, claimed_at=now):
         log.info("Delivery %s: another worker got there first", delivery_id)
         return None
     delivery.attempts += 1
+    if provider is None:
+        _record_failure(delivery, DeliveryError(str(unknown_provider), code="unknown_provider", permanent=True))
+        return delivery
 
     refusal = send_time_refusal(delivery, now)
     if refusal:
@@ -209,3 +220,44 @@ def _mark_uncertain(delivery: Delivery, why: str, reason: str = "provider_outcom
             audit.record("delivery.uncertain", contact_id=delivery.contact_id, obj=delivery, channel=delivery.channel,
                          reason=reason, data={"error": why, "claimed_at": delivery.claimed_at.isoformat()})
     return marked
+
+
+def settle_uncertain_deliveries(limit: int = SETTLE_BATCH) -> int:
+    """Ask the providers about uncertain deliveries they can be asked about (their id is known),
+    oldest first, and settle those they answer for. Returns how many were settled."""
+    uncertain = list(
+        Delivery.objects.filter(status=DeliveryStatus.UNCERTAIN).exclude(provider_message_id="")
+        .select_related("message", "contact").order_by("claimed_at", "pk")[:limit]
+    )
+    settled = 0
+    for delivery in uncertain:
+        try:
+            status = provider_named(delivery.provider).fetch_status(delivery)
+        except (ImproperlyConfigured, DeliveryError) as exc:
+            log.warning("Could not ask %s about uncertain delivery %s: %s", delivery.provider, delivery.pk, exc)
+            continue
+        if status:
+            settled += settle_delivery(delivery, status, actor_label=f"provider:{delivery.provider}",
+                                       reason="provider_check")
+    return settled
+
+
+def settle_delivery(delivery: Delivery, to: str, *, reason: str, actor=None, actor_label: str = "") -> bool:
+    """Settle an uncertain delivery at status `to`: sent (or further) moves its message on as a
+    send would; a failure falls back to the message's next channel. Audited; False when the
+    delivery is no longer uncertain (a late callback settled it first)."""
+    now = timezone.now()
+    failed = to in FAILED_DELIVERY_STATUSES
+    fields = {"failed_at": now} if failed else {"sent_at": delivery.sent_at or now}
+    with transaction.atomic():
+        if not state.move_deliveries([delivery], to, only_from={DeliveryStatus.UNCERTAIN}, **fields):
+            return False
+        audit.record("delivery.settled", contact_id=delivery.contact_id, obj=delivery, channel=delivery.channel,
+                     actor=actor, actor_label=actor_label, reason=reason,
+                     data={"status": to, "provider": delivery.provider})
+        if failed:
+            fall_back(delivery, f"uncertain_settled_{to}")
+        else:
+            message_status = MessageStatus.DELIVERED if to == DeliveryStatus.DELIVERED else MessageStatus.SENT
+            state.move_message(delivery.message_id, message_status, at_step=delivery.plan_step, now=now)
+    return True

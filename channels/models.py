@@ -76,6 +76,10 @@ class Message(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True, help_text="Not sent after this time.")
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # Set when the tick could not process the row (omni/lib/quarantine.py): not claimed again
+    # until someone retries it in the admin.
+    quarantined_at = models.DateTimeField(null=True, blank=True)
+    quarantine_reason = models.TextField(blank=True, default="", db_default="")
 
     class Meta:
         ordering = ["-created_at"]
@@ -181,6 +185,13 @@ class Delivery(models.Model):
     last_event_at = models.DateTimeField(null=True, blank=True)
     # When the plan's next channel takes over if this delivery has not succeeded by then.
     fallback_due_at = models.DateTimeField(null=True, blank=True)
+    # When its send task was last handed to the broker; empty while never published. The tick
+    # republishes queued deliveries whose publish failed or whose task was lost.
+    published_at = models.DateTimeField(null=True, blank=True)
+    # Set when the tick could not process the row (omni/lib/quarantine.py): not claimed again
+    # until someone retries it in the admin.
+    quarantined_at = models.DateTimeField(null=True, blank=True)
+    quarantine_reason = models.TextField(blank=True, default="", db_default="")
 
     class Meta:
         ordering = ["-queued_at"]

@@ -131,14 +131,16 @@ def move_message(message: Message | int, to: str, *, at_step: int, now=None, **f
     return bool(move_messages([MessageMove(message, to, at_step, fields)], now))
 
 
-def move_deliveries(deliveries: list, to: str, **fields) -> set[int]:
+def move_deliveries(deliveries: list, to: str, *, only_from: frozenset | None = None, **fields) -> set[int]:
     """Move deliveries (Delivery objects or ids) to `to` where DELIVERY_TRANSITIONS allows it,
     writing `fields` with the status. Returns the ids moved; moved objects are updated in memory
-    (fields given as expressions, such as F("attempts") + 1, are left for the caller)."""
+    (fields given as expressions, such as F("attempts") + 1, are left for the caller).
+    `only_from` narrows the statuses moved from (settling moves only uncertain deliveries)."""
     ids = [d if isinstance(d, int) else d.pk for d in deliveries]
     if not ids:
         return set()
-    queryset = Delivery.objects.filter(pk__in=ids, status__in=delivery_sources(to))
+    sources = delivery_sources(to) if only_from is None else delivery_sources(to) & frozenset(only_from)
+    queryset = Delivery.objects.filter(pk__in=ids, status__in=sources)
     moved = set(_update_returning_ids(queryset, {"status": to, **fields}))
     for delivery in deliveries:
         if not isinstance(delivery, int) and delivery.pk in moved:

@@ -4,14 +4,17 @@ import logging
 from celery import shared_task
 
 from .base import DeliveryError
-from .delivery import MAX_SEND_ATTEMPTS, reconcile_stuck_deliveries, send_delivery
+from .delivery import MAX_SEND_ATTEMPTS, reconcile_stuck_deliveries, send_delivery, settle_uncertain_deliveries
 from .providers.sandbox import simulate_events
 
 
 # Only transient errors reach Celery (send_delivery settles permanent ones itself). Backoff
 # from 10 s, capped at 5 minutes and jittered, so a provider outage is not hammered in step.
+# A worker killed mid-task hands the message back to the broker (reject_on_worker_lost): the
+# send is idempotent (it claims the row), so running it again is safe.
 @shared_task(
     acks_late=True,
+    reject_on_worker_lost=True,
     autoretry_for=(DeliveryError,),
     retry_backoff=10,
     retry_backoff_max=300,
@@ -34,7 +37,7 @@ SEND_BATCH_SIZE = 50
 FIRST_RETRY_SECONDS = 10
 
 
-@shared_task(acks_late=True, ignore_result=True)
+@shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def send_deliveries_task(delivery_ids: list[int], queue: str) -> None:
     """Send a batch of queued deliveries from `queue`; each one that fails transiently is retried on its own."""
     for delivery_id in delivery_ids:
@@ -58,3 +61,9 @@ def simulate_sandbox_events_task(delivery_id: int) -> None:
 def reconcile_deliveries_task() -> None:
     """Mark deliveries whose worker died mid-send as uncertain (beat, every minute)."""
     reconcile_stuck_deliveries()
+
+
+@shared_task(ignore_result=True)
+def settle_uncertain_deliveries_task() -> None:
+    """Ask providers how uncertain deliveries ended, in batches (beat, every minute)."""
+    settle_uncertain_deliveries()

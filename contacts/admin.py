@@ -5,6 +5,7 @@ from import_export.admin import ImportExportModelAdmin
 
 from omni import audit
 from omni.lib.admin import ReadOnlyAdminMixin
+from omni.lib.quarantine import QuarantineAdminMixin, QuarantinedFilter
 
 from .models import Contact, ContactEvent, Device, Segment
 from .resources import ContactResource
@@ -131,9 +132,11 @@ class DeviceAdmin(admin.ModelAdmin):
 
 
 @admin.register(ContactEvent)
-class ContactEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ["name", "contact", "source", "sent_by", "occurred_at", "received_at", "processed_at"]
-    list_filter = ["source", ("processed_at", admin.EmptyFieldListFilter), "occurred_at"]
+class ContactEventAdmin(QuarantineAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["name", "contact", "source", "sent_by", "occurred_at", "received_at", "processed_at",
+                    "quarantine_reason"]
+    list_filter = ["source", ("processed_at", admin.EmptyFieldListFilter), QuarantinedFilter, "occurred_at"]
+    actions = ["retry_quarantined"]
     search_fields = ["name", "idempotency_key", "contact__email", "contact__phone", "contact__external_id"]
     list_select_related = ["contact"]
     date_hierarchy = "occurred_at"

@@ -131,6 +131,10 @@ class ContactEvent(models.Model):
     # from a retry. Empty for events stored before it was kept.
     request_hash = models.CharField(max_length=64, blank=True, default="")
     processed_at = models.DateTimeField(null=True, blank=True)
+    # Set when the tick could not process the row (omni/lib/quarantine.py): not claimed again
+    # until someone retries it in the admin.
+    quarantined_at = models.DateTimeField(null=True, blank=True)
+    quarantine_reason = models.TextField(blank=True, default="", db_default="")
 
     class Meta:
         ordering = ["-occurred_at"]

@@ -142,15 +142,19 @@ class TwilioServer:
     """A local server in the shape of Twilio's REST API for messages.
 
     POST /2010-04-01/Accounts/{sid}/Messages.json answers 201 with a Message resource, unless
-    fail_next() queued an error answer (400 with a Twilio code, 429, 500...). Point Omni at it
-    with settings.TWILIO_API_BASE_URL = server.url.
+    fail_next() queued an error answer (400 with a Twilio code, 429, 500...). GET
+    /2010-04-01/Accounts/{sid}/Messages/{MessageSid}.json answers with the message as created,
+    at the status set_status() gave it, or 404. Point Omni at it with
+    settings.TWILIO_API_BASE_URL = server.url.
     """
 
     MESSAGES_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<account>[^/]+)/Messages\.json$")
+    MESSAGE_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<account>[^/]+)/Messages/(?P<sid>[^/]+)\.json$")
 
     def __init__(self):
         self._failures: list[tuple[int, dict]] = []
         self._delays: list[float] = []
+        self._created: dict[str, dict] = {}
         self._http = RecordingHTTPServer(self._respond)
         self.url = self._http.url
 
@@ -174,15 +178,28 @@ class TwilioServer:
         """Accept the next message only after `seconds`, as a slow Twilio would."""
         self._delays.append(seconds)
 
+    def set_status(self, sid: str, status: str, account: str = "AC00000000000000000000000000000001") -> None:
+        """Make GET of message `sid` answer with `status` ("delivered", "failed"...), as if
+        Twilio had created it, whether or not it went through this server."""
+        message = self._created.setdefault(sid, {"sid": sid, "account_sid": account, "to": "", "from": None,
+                                                 "body": "", "num_segments": "1", "price": None, "price_unit": "USD",
+                                                 "error_code": None, "error_message": None, "direction": "outbound-api",
+                                                 "uri": f"/2010-04-01/Accounts/{account}/Messages/{sid}.json"})
+        message["status"] = status
+
     def reset(self) -> None:
         self._failures.clear()
         self._delays.clear()
+        self._created.clear()
         self._http.clear()
 
     def stop(self) -> None:
         self._http.stop()
 
     def _respond(self, request: RecordedRequest):
+        fetched = self.MESSAGE_PATH.match(request.path)
+        if request.method == "GET" and fetched and fetched["sid"] in self._created:
+            return _json(200, self._created[fetched["sid"]])
         match = self.MESSAGES_PATH.match(request.path)
         if request.method != "POST" or not match:
             return _json(404, {"code": 20404, "message": "The requested resource was not found", "status": 404})
@@ -194,7 +211,7 @@ class TwilioServer:
         account, form = match["account"], request.form
         sid = f"SM{uuid.uuid4().hex}"
         body = form.get("Body", "")
-        return _json(201, {
+        self._created[sid] = message = {
             "sid": sid,
             "account_sid": account,
             "status": "accepted" if form.get("MessagingServiceSid") and not form.get("From") else "queued",
@@ -214,7 +231,8 @@ class TwilioServer:
             "date_updated": format_datetime(datetime.datetime.now(datetime.UTC), usegmt=True),
             "date_sent": None,
             "uri": f"/2010-04-01/Accounts/{account}/Messages/{sid}.json",
-        })
+        }
+        return _json(201, message)
 
 
 def _json(status: int, body: dict):
@@ -336,6 +354,26 @@ def celery_worker_thread(queues: list[str]):
     try:
         with start_worker(app, pool="solo", perform_ping_check=False, queues=queues, shutdown_timeout=15) as worker:
             yield worker
+    finally:
+        _state.set_default_app(previous_default)
+        previous_current.set_current()
+
+
+@contextmanager
+def unreachable_broker():
+    """Make every task published in this process go to a broker that refuses connections (a
+    closed port), as a broker outage would, until the block ends."""
+    from celery import Celery, _state
+
+    previous_default = _state.default_app
+    previous_current = _state.get_current_app()
+    app = Celery("omni-unreachable-broker")
+    app.config_from_object("django.conf:settings", namespace="CELERY")
+    app.conf.update(broker_url="redis://127.0.0.1:1/8", broker_connection_timeout=0.5, task_always_eager=False)
+    app.set_default()
+    app.set_current()
+    try:
+        yield app
     finally:
         _state.set_default_app(previous_default)
         previous_current.set_current()

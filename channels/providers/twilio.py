@@ -115,6 +115,11 @@ class TwilioProvider(Provider):
         except (ConnectTimeout, RequestsConnectionError) as exc:
             raise DeliveryError(f"Twilio unreachable: {exc}", code=type(exc).__name__, permanent=False) from exc
 
+    def fetch_status(self, delivery) -> str | None:
+        if not delivery.provider_message_id:
+            return None
+        return fetch_status_of(self, delivery)
+
     def parse_result(self, message) -> SendResult:
         cost, currency = None, ""
         if message.price:
@@ -131,6 +136,26 @@ class TwilioProvider(Provider):
             raw={"sid": message.sid, "status": message.status, "num_segments": message.num_segments,
                  "error_code": message.error_code},
         )
+
+
+def fetch_status_of(provider: "TwilioProvider", delivery) -> str | None:
+    """Ask Twilio for the message by SID and map its status to a delivery status."""
+    from channels.events import EVENT_DELIVERY_STATUS, TWILIO_STATUS_EVENTS
+    from channels.models import DeliveryStatus, EventType
+
+    try:
+        message = provider.client.messages(delivery.provider_message_id).fetch()
+    except TwilioRestException as exc:
+        if exc.status == 404:
+            return None
+        raise twilio_delivery_error(exc) from exc
+    except (ConnectTimeout, ReadTimeout, RequestsConnectionError) as exc:
+        raise DeliveryError(f"Twilio unreachable: {exc}", code=type(exc).__name__) from exc
+    event = TWILIO_STATUS_EVENTS.get(message.status)
+    if event == EventType.QUEUED:
+        # Twilio holds it (accepted, queued, sending): our send went through.
+        return DeliveryStatus.SENT
+    return EVENT_DELIVERY_STATUS.get(event)
 
 
 def sender_for(channel: str) -> dict:

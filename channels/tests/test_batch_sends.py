@@ -39,10 +39,11 @@ def test_deliveries_are_published_in_batches_per_lane(transactional_db, make_del
         published.append((routing_key, len(body[0][0])))
 
     emails = [make_delivery("email") for _ in range(SEND_BATCH_SIZE + 1)]
+    newsletter = make_delivery("email", purpose="marketing")
     before_task_publish.connect(record, weak=False)
     try:
         # outside a transaction, on_commit publishes at once
-        enqueue_sends([(d, "transactional") for d in emails] + [(emails[0], "marketing")])
+        enqueue_sends([(d, "transactional") for d in emails] + [(newsletter, "marketing")])
     finally:
         before_task_publish.disconnect(record)
         purge_queues()

@@ -145,14 +145,20 @@ def test_the_providers_webhook_settles_an_uncertain_delivery(make_delivery, now)
     assert delivery.message.status == MessageStatus.DELIVERED
 
 
-def test_an_unknown_provider_leaves_the_delivery_queued(make_delivery):
+def test_an_unknown_provider_fails_the_delivery_with_a_clear_error_instead_of_leaving_it_queued(make_delivery):
+    # given a delivery routed to a provider the settings no longer know
     delivery = make_delivery("email", provider="carrier-pigeon")
 
-    with pytest.raises(Exception, match="Unknown provider"):
-        send_delivery(delivery.pk)
+    # when a worker picks it up
+    send_delivery(delivery.pk)
 
+    # then it fails for good, saying why, and is never retried or republished
     delivery.refresh_from_db()
-    assert (delivery.status, delivery.attempts) == (DeliveryStatus.QUEUED, 0)
+    assert (delivery.status, delivery.error_code, delivery.error_permanent) == (
+        DeliveryStatus.FAILED, "unknown_provider", True)
+    assert "Unknown provider 'carrier-pigeon'" in delivery.error_message
+    assert delivery.message.status == MessageStatus.FAILED
+    assert AuditEntry.objects.filter(action="delivery.failed", reason="unknown_provider").count() == 1
 
 
 def test_a_delivery_left_behind_by_a_fallback_is_not_sent(make_delivery):

@@ -1,0 +1,95 @@
+"""Handing send tasks to the broker, so that no queued delivery is left without one.
+
+Each delivery's publish is claimed first (`published_at` set by a conditional UPDATE ...
+RETURNING), then its batch is handed to the broker with a few quick retries. A broker that
+stays down never stops the caller: what was not published, and what a lost worker never sent,
+is claimed again by republish_lost_deliveries() (the tick runs it) once its publish is a
+minute old and the delivery is still queued. Two ticks never enqueue the same delivery: only
+one wins the claim. A task enqueued twice anyway (a slow worker) is harmless, since the send
+itself claims the row.
+"""
+import logging
+from datetime import timedelta
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+from kombu.exceptions import KombuError, OperationalError
+
+from omni.choices import send_queue
+
+from .models import Delivery, DeliveryStatus
+from .state import _update_returning_ids
+
+log = logging.getLogger(__name__)
+
+# A queued delivery whose task was not published, or was published this long ago and never
+# ran (a worker killed mid-batch, a broker that lost its queue), is published again.
+REPUBLISH_AFTER = timedelta(minutes=1)
+REPUBLISH_BATCH = 500
+# kombu's own retries of one publish on a connection error: about a second in all, short enough
+# that a broker outage costs a tick little, long enough to ride out a reconnect.
+PUBLISH_RETRY_POLICY = {"max_retries": 3, "interval_start": 0.1, "interval_step": 0.2, "interval_max": 0.5}
+
+
+def publish_sends(deliveries: list[tuple[int, str, str]], now=None) -> list[int]:
+    """Claim and publish the send tasks of deliveries given as (id, channel, purpose), in batches
+    per lane. Returns the ids published. Never raises for a broker error: the batch that failed
+    and the ones after it keep their claim and are republished a minute later."""
+    now = now or timezone.now()
+    lanes = {pk: send_queue(purpose, channel) for pk, channel, purpose in deliveries}
+    if not lanes:
+        return []
+    claimed = set(_update_returning_ids(
+        Delivery.objects.filter(pk__in=list(lanes), status=DeliveryStatus.QUEUED, published_at__isnull=True),
+        {"published_at": now},
+    ))
+    return _publish({pk: queue for pk, queue in lanes.items() if pk in claimed})
+
+
+def republish_lost_deliveries(now=None, limit: int = REPUBLISH_BATCH) -> int:
+    """Publish again the queued deliveries whose task was never published or was lost.
+
+    Claimed with a conditional UPDATE ... RETURNING on `published_at`, so two ticks running at
+    once never enqueue the same delivery; published once the claim commits. Returns how many
+    were claimed for publishing.
+    """
+    now = now or timezone.now()
+    lost = (Q(published_at__isnull=True, queued_at__lt=now - REPUBLISH_AFTER)
+            | Q(published_at__lt=now - REPUBLISH_AFTER))
+    lost_queued = Delivery.objects.filter(lost, status=DeliveryStatus.QUEUED, quarantined_at__isnull=True)
+    candidates = list(lost_queued.order_by("queued_at").values_list("pk", flat=True)[:limit])
+    if not candidates:
+        return 0
+    with transaction.atomic():
+        claimed = _update_returning_ids(lost_queued.filter(pk__in=candidates), {"published_at": now})
+        if not claimed:
+            return 0
+        lanes = {pk: send_queue(purpose, channel) for pk, channel, purpose
+                 in Delivery.objects.filter(pk__in=claimed).values_list("pk", "channel", "message__purpose")}
+        log.warning("Republishing %d queued deliveries whose send task was lost or never published", len(lanes))
+        transaction.on_commit(lambda: _publish(lanes))
+    return len(lanes)
+
+
+def _publish(lanes: dict[int, str]) -> list[int]:
+    """Publish send tasks for {delivery id: queue}, in batches per queue, until the broker fails."""
+    from .tasks import SEND_BATCH_SIZE, send_deliveries_task
+
+    by_queue = {}
+    for pk, queue in lanes.items():
+        by_queue.setdefault(queue, []).append(pk)
+    published = []
+    for queue, ids in by_queue.items():
+        for start in range(0, len(ids), SEND_BATCH_SIZE):
+            batch = ids[start:start + SEND_BATCH_SIZE]
+            try:
+                send_deliveries_task.apply_async((batch, queue), queue=queue, retry=True,
+                                                 retry_policy=PUBLISH_RETRY_POLICY)
+            except (KombuError, OperationalError, OSError) as exc:
+                # The broker is down: later batches would fail the same way, each after its retries.
+                log.error("Could not publish send tasks for %d deliveries (%s); they are republished after %s",
+                          len(lanes) - len(published), exc, REPUBLISH_AFTER)
+                return published
+            published.extend(batch)
+    return published
