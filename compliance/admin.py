@@ -10,13 +10,13 @@ from django.http import HttpResponseRedirect, StreamingHttpResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.db.models import Q
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html_join
 
 from contacts.admin import add_contact_inline
 from contacts.models import Contact
 from contacts.phones import normalize_phone
 from omni import audit
-from omni.lib.admin import ReadOnlyAdminMixin, ReadOnlyInline, adopt_saved
+from omni.lib.admin import ReadOnlyAdminMixin, ReadOnlyInline, adopt_saved, link_by_id
 from omni.choices import Channel
 from omni.models import AuditEntry, AuditPersonalData
 
@@ -318,10 +318,7 @@ class AuditEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="contact", ordering="contact_id")
     def contact_link(self, obj):
-        if obj.contact_id is None:
-            return "—"
-        url = reverse("admin:contacts_contact_change", args=[obj.contact_id])
-        return format_html('<a href="{}">Contact {}</a>', url, obj.contact_id)
+        return link_by_id("admin:contacts_contact_change", obj.contact_id, "Contact")
 
     @admin.display(description="personal data (outside the chain)")
     def personal_data(self, obj):
@@ -380,15 +377,8 @@ class DecisionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="contact", ordering="contact_id")
     def contact_link(self, obj):
-        if obj.contact_id is None:
-            return "—"
-        return format_html('<a href="{}">Contact {}</a>', reverse("admin:contacts_contact_change",
-                                                                 args=[obj.contact_id]), obj.contact_id)
+        return link_by_id("admin:contacts_contact_change", obj.contact_id, "Contact")
 
     @admin.display(description="message", ordering="message_id")
     def message_link(self, obj):
-        # By URL name: messages live in channels, an app above this one.
-        if obj.message_id is None:
-            return "—"
-        return format_html('<a href="{}">Message {}</a>', reverse("admin:channels_message_change",
-                                                                 args=[obj.message_id]), obj.message_id)
+        return link_by_id("admin:channels_message_change", obj.message_id, "Message")

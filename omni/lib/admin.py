@@ -35,3 +35,17 @@ def adopt_saved(obj, saved):
         setattr(obj, field.attname, getattr(saved, field.attname))
     obj._state.adding = False
     obj._state.db = saved._state.db
+
+
+def link_by_id(url_name: str, object_id, label: str) -> str:
+    """A link to an admin change page by URL name and plain id ("—" without an id).
+
+    Rows that keep plain ids (audit entries, decisions) link to objects of apps they may not
+    import; a URL name needs no import.
+    """
+    from django.urls import reverse
+    from django.utils.html import format_html
+
+    if object_id is None:
+        return "—"
+    return format_html('<a href="{}">{} {}</a>', reverse(url_name, args=[object_id]), label, object_id)
