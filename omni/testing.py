@@ -363,10 +363,15 @@ def celery_worker_thread(queues: list[str]):
 def unreachable_broker():
     """Make every task published in this process go to a broker that refuses connections (a
     closed port), as a broker outage would, until the block ends."""
+    import os
+
     from celery import Celery, _state
 
     previous_default = _state.default_app
     previous_current = _state.get_current_app()
+    # Celery reads the CELERY_BROKER_URL environment variable before its own broker_url
+    # setting (CI sets it for the worker tests), so it has to step aside for the outage.
+    environment_broker = os.environ.pop("CELERY_BROKER_URL", None)
     app = Celery("omni-unreachable-broker")
     app.config_from_object("django.conf:settings", namespace="CELERY")
     app.conf.update(broker_url="redis://127.0.0.1:1/8", broker_connection_timeout=0.5, task_always_eager=False)
@@ -375,6 +380,8 @@ def unreachable_broker():
     try:
         yield app
     finally:
+        if environment_broker is not None:
+            os.environ["CELERY_BROKER_URL"] = environment_broker
         _state.set_default_app(previous_default)
         previous_current.set_current()
 
