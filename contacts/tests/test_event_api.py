@@ -289,3 +289,13 @@ def test_json_the_database_cannot_store_is_refused_with_400_naming_the_field(cli
     assert response.status_code == 400
     assert response.json()["error"]["field"] == field
     assert not ContactEvent.objects.exists()
+
+
+def test_an_api_request_skips_the_browser_middleware(crm_api, ada, client):
+    # when
+    api_response = crm_api.post("/api/v1/events", order_placed(), **{"Idempotency-Key": "1"})
+    admin_response = client.get("/admin/login/")
+    # then: no session, user or messages for the API, which authenticates by key
+    assert api_response.status_code == 202
+    assert not any(hasattr(api_response.wsgi_request, name) for name in ("session", "user", "_messages"))
+    assert all(hasattr(admin_response.wsgi_request, name) for name in ("session", "user", "_messages"))
