@@ -42,9 +42,6 @@ CHANNEL_INELIGIBLE_REASONS = frozenset({
     "suppressed:carrier_deactivated",
 })
 
-# Routing, fallback and sending leave these messages alone (engaged included: it got through).
-TERMINAL_MESSAGE_STATUSES = state.FINAL_MESSAGE_STATUSES
-
 
 def provider_name(channel: str) -> str:
     return settings.OMNI_PROVIDERS.get(channel, "sandbox")
@@ -143,7 +140,7 @@ def dispatch_many(messages: list[Message], *, now=None) -> dict[int, Delivery]:
     queries. Runs inside the caller's transaction; send tasks are enqueued after it commits.
     """
     now = now or timezone.now()
-    pending = [m for m in messages if m.status not in TERMINAL_MESSAGE_STATUSES]
+    pending = [m for m in messages if m.status not in state.FINAL_MESSAGE_STATUSES]
     devices = _push_devices(pending)
     candidates = {m.pk: _candidates(m, devices) for m in pending}
     gated, requests = [], []
@@ -319,7 +316,7 @@ def fall_back(delivery: Delivery, reason: str, *, now=None) -> Delivery | None:
     message = (Message.objects.select_for_update(of=("self",)).select_related("contact", "template_version")
                .get(pk=delivery.message_id))
     step = delivery.plan_step
-    if step != message.current_step or message.status in TERMINAL_MESSAGE_STATUSES:
+    if step != message.current_step or message.status in state.FINAL_MESSAGE_STATUSES:
         return None
     Delivery.objects.filter(pk=delivery.pk).update(fallback_due_at=None)
     siblings = list(Delivery.objects.filter(message_id=message.pk, plan_step=step).exclude(pk=delivery.pk))

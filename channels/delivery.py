@@ -18,7 +18,7 @@ from omni import audit
 from compliance.actions import suppress
 
 from . import state
-from .actions import TERMINAL_MESSAGE_STATUSES, dispatch, fall_back
+from .actions import dispatch, fall_back
 from .base import DeliveryError, DeliveryOutcomeUnknown, Provider, SendResult
 from .events import adopt_orphan_events
 from .models import FAILED_DELIVERY_STATUSES, Delivery, DeliveryStatus, Message, MessageStatus
@@ -96,7 +96,7 @@ def send_time_refusal(delivery: Delivery, now) -> str:
     another channel, and the gate re-reads consent, suppression and pauses.
     """
     message = delivery.message
-    if message.status in TERMINAL_MESSAGE_STATUSES:
+    if message.status in state.FINAL_MESSAGE_STATUSES:
         return f"message_{message.status}"
     if delivery.plan_step != message.current_step:
         # A fallback timer moved the message to its next channel while this delivery waited

@@ -3,7 +3,6 @@ published, or was lost with a killed worker, is published again within a minute,
 from datetime import timedelta
 
 import pytest
-from django.db import transaction
 
 from campaigns import engine
 from channels.models import Delivery, DeliveryStatus, Message, MessageStatus, OutboxMessage
