@@ -173,6 +173,13 @@ def process_events_batch(now, report: TickReport, handled: set | None = None) ->
 
 
 def _process_events(events, now, report: TickReport) -> None:
+    # The request that stored an event wrote nothing else; its audit entry is written here,
+    # dated when it was received, and commits with what the event caused.
+    audit.record_many([
+        audit.build("event.received", contact_id=e.contact_id, obj=e, actor_label=e.sent_by or e.source,
+                    data={"name": e.name}, occurred_at=e.received_at)
+        for e in events
+    ])
     names = {e.name for e in events}
     # The live versions these events trigger, and any version (enrollments keep older ones)
     # whose goal they reach: one query.

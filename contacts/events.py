@@ -1,7 +1,9 @@
 """The event stream: what systems and webhooks tell us about contacts, each event stored once.
 
-Storing an event enrolls no one. The orchestration tick (campaigns) claims the events whose
-processed_at is empty and acts on them, so an event is never lost between receipt and action.
+Storing an event enrolls no one and writes nothing else: the event row is the durable record
+of receipt. The orchestration tick (campaigns) claims the events whose processed_at is empty,
+writes their "event.received" audit entries and acts on them, so an event is never lost
+between receipt and action and the request does the least it can.
 """
 import hashlib
 import json
@@ -12,8 +14,8 @@ from datetime import datetime
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from omni import audit
 from omni.lib.dates import InvalidDate, clean_datetime
+from omni.lib.sql import prepared_cursor
 
 from .actions import ContactErased, ContactNotFound, InvalidField, clean_external_id, get_contact, upsert_contact
 from .models import Contact, ContactEvent
@@ -49,8 +51,7 @@ def ingest_event(*, contact: Contact, name: str, properties: dict | None = None,
     A repeat returns the stored event with created=False, also when two copies race; a repeat
     whose request_hash differs from the stored one raises IdempotencyKeyReused.
     `occurred_at` is an aware datetime, an ISO 8601 string with a UTC offset, or None for now.
-    InvalidField names a bad name, properties, occurred_at or idempotency key. Audits
-    "event.received" for a new event.
+    InvalidField names a bad name, properties, occurred_at or idempotency key.
     """
     values = clean_event(name, properties, occurred_at, idempotency_key, source)
     try:
@@ -138,8 +139,8 @@ def receive_events(submissions: list[EventSubmission], *, source: str, actor_lab
     Each event follows receive_event()'s rules: stored once per (source, idempotency_key), a
     repeat answered with the stored event, one with another request_hash refused
     (IdempotencyKeyReused), its contact required to exist and not be erased, nothing of a
-    refused event stored. Events about existing contacts (no contact_data) are stored with their
-    "event.received" audit entries in one statement, whatever their number, and repeats and
+    refused event stored. Events about existing contacts (no contact_data) are stored in one
+    statement, whatever their number, and repeats and
     refusals are sorted out with two more queries; events carrying contact data go through
     receive_event() one by one, as their contact must be written first.
     """
@@ -178,54 +179,46 @@ def receive_events(submissions: list[EventSubmission], *, source: str, actor_lab
 
 
 def _insert_events(items: list[_Accepted], *, source: str, sent_by: str, now) -> dict[str, tuple[int, int]]:
-    """Insert the events whose contact exists and is not erased and whose key is new, with their
-    audit entries; return {idempotency_key: (event id, contact id)} of those inserted."""
+    """Insert the events whose contact exists and is not erased and whose key is new, in one
+    statement; return {idempotency_key: (event id, contact id)} of those inserted."""
     if not items:
         return {}
-    postgres = connection.vendor == "postgresql"
-    adapt = connection.ops.adapt_datetimefield_value
-    row = "(%s, %s, %s::jsonb, %s::timestamptz, %s, %s)" if postgres else "(%s, %s, %s, %s, %s, %s)"
-    params = [adapt(now), source, sent_by]
-    for item in items:
-        values = item.values
-        params += [item.external_id, values["name"], json.dumps(values["properties"]),
-                   adapt(values["occurred_at"]), values["idempotency_key"], item.request_hash]
-    received_at = "%s::timestamptz" if postgres else "%s"
-    # "WHERE true" lets SQLite tell the ON CONFLICT clause from a join condition.
-    insert = f"""
-        INSERT INTO contacts_contactevent
-               (contact_id, name, properties, occurred_at, received_at, source, sent_by, idempotency_key, request_hash)
-        SELECT c.id, v.column2, v.column3, v.column4, {received_at}, %s, %s, v.column5, v.column6
-        FROM (VALUES {", ".join([row] * len(items))}) AS v
-        JOIN contacts_contact c ON c.external_id = v.column1 AND c.erased_at IS NULL
-        WHERE true
-        ON CONFLICT (source, idempotency_key) DO NOTHING
-        RETURNING id, contact_id, idempotency_key, name"""
-    entry = audit.build("event.received", actor_label=sent_by or source, occurred_at=now)
-    object_type = ContactEvent._meta.label_lower
-    with connection.cursor() as cursor:
-        if postgres:
-            # One statement, one round trip: the events and their audit entries together.
-            cursor.execute(f"""
-                WITH ev AS ({insert}),
-                entries AS (
-                    INSERT INTO omni_auditentry (occurred_at, actor_label, action, contact_id, object_type, object_id,
-                                                 channel, reason, data, prev_hash, hash)
-                    SELECT %s::timestamptz, %s, %s, ev.contact_id, %s, ev.id::text, %s, %s,
-                           jsonb_build_object('name', ev.name), '', ''
-                    FROM ev)
-                SELECT id, contact_id, idempotency_key FROM ev""",
-                params + [adapt(now), entry.actor_label, entry.action, object_type, entry.channel, entry.reason])
+    columns = ([item.external_id for item in items], [item.values["name"] for item in items],
+               [json.dumps(item.values["properties"]) for item in items],
+               [item.values["occurred_at"] for item in items],
+               [item.values["idempotency_key"] for item in items], [item.request_hash for item in items])
+    if connection.vendor == "postgresql":
+        # One statement text for any number of events (arrays, not a VALUES row each), so it
+        # is prepared once per connection.
+        with prepared_cursor() as cursor:
+            cursor.execute("""
+                INSERT INTO contacts_contactevent
+                       (contact_id, name, properties, occurred_at, received_at, source, sent_by, idempotency_key,
+                        request_hash)
+                SELECT c.id, v.name, v.properties::jsonb, v.occurred_at, %s, %s, %s, v.key, v.hash
+                FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::text[], %s::text[])
+                     AS v(external_id, name, properties, occurred_at, key, hash)
+                JOIN contacts_contact c ON c.external_id = v.external_id AND c.erased_at IS NULL
+                ON CONFLICT (source, idempotency_key) DO NOTHING
+                RETURNING id, contact_id, idempotency_key""", [now, source, sent_by, *map(list, columns)])
             return {key: (event_id, contact_id) for event_id, contact_id, key in cursor.fetchall()}
-        with transaction.atomic():
-            cursor.execute(insert, params)
-            rows = cursor.fetchall()
-            audit.record_many([
-                audit.build("event.received", contact_id=contact_id, obj=ContactEvent(pk=event_id),
-                            actor_label=entry.actor_label, data={"name": name}, occurred_at=now)
-                for event_id, contact_id, _, name in rows
-            ])
-    return {key: (event_id, contact_id) for event_id, contact_id, key, _ in rows}
+    adapt = connection.ops.adapt_datetimefield_value
+    params = [adapt(now), source, sent_by]
+    for external_id, name, properties, occurred_at, key, request_hash in zip(*columns):
+        params += [external_id, name, properties, adapt(occurred_at), key, request_hash]
+    # "WHERE true" lets SQLite tell the ON CONFLICT clause from a join condition.
+    with connection.cursor() as cursor:
+        cursor.execute(f"""
+            INSERT INTO contacts_contactevent
+                   (contact_id, name, properties, occurred_at, received_at, source, sent_by, idempotency_key,
+                    request_hash)
+            SELECT c.id, v.column2, v.column3, v.column4, %s, %s, %s, v.column5, v.column6
+            FROM (VALUES {", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(items))}) AS v
+            JOIN contacts_contact c ON c.external_id = v.column1 AND c.erased_at IS NULL
+            WHERE true
+            ON CONFLICT (source, idempotency_key) DO NOTHING
+            RETURNING id, contact_id, idempotency_key""", params)
+        return {key: (event_id, contact_id) for event_id, contact_id, key in cursor.fetchall()}
 
 
 def _explain_not_stored(items: list[_Accepted], outcomes: list, source: str) -> None:
@@ -288,10 +281,7 @@ def clean_event(name, properties, occurred_at, idempotency_key, source) -> dict:
 
 
 def _store_event(contact: Contact, values: dict, *, sent_by: str, request_hash: str) -> ContactEvent:
-    event = ContactEvent.objects.create(contact=contact, sent_by=sent_by, request_hash=request_hash, **values)
-    audit.record("event.received", contact=contact, obj=event, actor_label=sent_by or values["source"],
-                 data={"name": event.name})
-    return event
+    return ContactEvent.objects.create(contact=contact, sent_by=sent_by, request_hash=request_hash, **values)
 
 
 def _find_event(source: str, idempotency_key: str) -> ContactEvent | None:

@@ -100,6 +100,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
     )
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Statements run through omni.lib.sql.prepared_cursor() (the event insert) are prepared
+    # after this many runs on a connection. 0 turns it off, for a pooler in transaction mode
+    # (PgBouncer before 1.21) that cannot keep prepared statements.
+    prepare_threshold = env.int("DB_PREPARE_THRESHOLD", default=5)
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = prepare_threshold or None
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 # Keep each process's connection across requests: opening one costs more than a whole event
 # POST. Health checks are off by default because they cost a SELECT 1 round trip per request;

@@ -54,6 +54,23 @@ def test_an_event_enrolls_the_contact_and_sends_the_first_email(welcome_journey,
     assert ContactEvent.objects.get().processed_at == now
 
 
+def test_the_tick_audits_each_received_event_once_dated_when_it_was_received(welcome_journey, now):
+    ann = make_contact("ann", email="ann@example.com")
+    triggering = ContactEvent.objects.create(contact=ann, name="signed_up", idempotency_key="1", source="api",
+                                             sent_by="apikey:abc", received_at=now - timedelta(minutes=5))
+    other = ContactEvent.objects.create(contact=ann, name="page.viewed", idempotency_key="2", source="twilio")
+
+    engine.tick(now)
+    engine.tick(now + timedelta(seconds=1))
+
+    entries = {e.object_id: e for e in AuditEntry.objects.filter(action="event.received")}
+    assert set(entries) == {str(triggering.pk), str(other.pk)}
+    first = entries[str(triggering.pk)]
+    assert (first.contact_id, first.object_type, first.actor_label, first.data, first.occurred_at) == (
+        ann.pk, "contacts.contactevent", "apikey:abc", {"name": "signed_up"}, now - timedelta(minutes=5))
+    assert entries[str(other.pk)].actor_label == "twilio"
+
+
 def test_a_second_tick_and_a_repeated_event_change_nothing(welcome_journey, now):
     ann = make_contact("ann", email="ann@example.com", phone="+14155550101")
     signed_up(ann)
