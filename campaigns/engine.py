@@ -35,7 +35,7 @@ from channels.models import (
     MessageStatus,
 )
 from omni import audit
-from omni.lib.bulk import bulk_insert, bulk_update
+from omni.lib.bulk import bulk_update, insert_rows
 from omni.lib.quarantine import quarantine, quarantine_failures, run_isolating_failures
 from contacts.models import ContactEvent
 from templates.models import TemplateVersion
@@ -376,6 +376,8 @@ def quarantine_looping(enrollments, now) -> int:
     ], now, stage="enrollments")
 
 
+VISIT_FIELDS = ["enrollment_id", "journey_id", "journey_version_id", "step_key", "step_kind", "visit_number",
+                "message_id", "outcome", "visited_at"]
 ENROLLMENT_FIELDS = ["current_step_key", "next_run_at", "steps_taken", "context", "state", "end_reason", "ended_at",
                      "claimed_at", "loop_ticks"]
 
@@ -407,12 +409,8 @@ def run_enrollments(enrollments: list[Enrollment], versions: dict[int, JourneyVe
             enrollment.steps_taken += 1
             outcome, next_key = _transition(enrollment, step, messages, results)
             message = messages.get(enrollment.pk) if step.kind == StepKind.SEND else None
-            visits.append(JourneyStepVisit(
-                enrollment_id=enrollment.pk, journey_id=enrollment.journey_id,
-                journey_version_id=enrollment.journey_version_id, step_key=step.key, step_kind=step.kind,
-                visit_number=enrollment.steps_taken, message_id=message.pk if message else None,
-                outcome=outcome[:100], visited_at=now,
-            ))
+            visits.append((enrollment.pk, enrollment.journey_id, enrollment.journey_version_id, step.key, step.kind,
+                           enrollment.steps_taken, message.pk if message else None, outcome[:100], now))
             if step.kind == StepKind.EXIT:
                 entries.append(_end(enrollment, EnrollmentState.EXITED, f"exit:{step.key}", now))
                 continue
@@ -433,7 +431,7 @@ def run_enrollments(enrollments: list[Enrollment], versions: dict[int, JourneyVe
     for enrollment in enrollments:
         enrollment.claimed_at = None
     bulk_update(enrollments, ENROLLMENT_FIELDS)
-    bulk_insert(visits)
+    insert_rows(JourneyStepVisit, VISIT_FIELDS, visits)
     audit.record_many(entries)
     return ran
 

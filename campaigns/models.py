@@ -329,8 +329,9 @@ class JourneyStepVisit(models.Model):
     enrollment's steps (1, 2, ...), the same count that makes the message's idempotency key.
     """
 
-    enrollment = models.ForeignKey(Enrollment, on_delete=models.PROTECT, related_name="visits")
-    journey = models.ForeignKey(Journey, on_delete=models.PROTECT, related_name="+")
+    # Covered by visit_unique_number and visit_journey_step, which lead with them.
+    enrollment = models.ForeignKey(Enrollment, on_delete=models.PROTECT, related_name="visits", db_index=False)
+    journey = models.ForeignKey(Journey, on_delete=models.PROTECT, related_name="+", db_index=False)
     journey_version = models.ForeignKey(
         JourneyVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="visits"
     )

@@ -44,12 +44,16 @@ class Message(models.Model):
     keeps only the conversation and agent of a reply and the API key of an API send.
     """
 
-    contact = models.ForeignKey(Contact, on_delete=models.PROTECT, related_name="messages")
+    # Indexes here are few on purpose: the tick inserts thousands of messages a second and each
+    # index is a write per row. The contact is covered by message_contact_intent; the rarely
+    # set references by partial indexes (Meta); status and keys without PostgreSQL's extra
+    # LIKE-only index that db_index and unique=True add to a CharField.
+    contact = models.ForeignKey(Contact, on_delete=models.PROTECT, related_name="messages", db_index=False)
     purpose = models.CharField(max_length=15, choices=Purpose.choices)
     urgency = models.CharField(max_length=10, choices=Urgency.choices, default=Urgency.NORMAL)
     priority = models.IntegerField(default=0, help_text="Breaks ties between messages of the same purpose.")
     # Two messages with the same intent key are the same thing said twice (arbitration).
-    intent_key = models.CharField(max_length=200, blank=True, db_index=True)
+    intent_key = models.CharField(max_length=200, blank=True)
     template_version = models.ForeignKey(
         TemplateVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="messages"
     )
@@ -61,16 +65,17 @@ class Message(models.Model):
     current_step = models.PositiveSmallIntegerField(default=0)
     source = models.CharField(max_length=10, choices=MessageSource.choices)
     conversation = models.ForeignKey(
-        "Conversation", null=True, blank=True, on_delete=models.PROTECT, related_name="messages"
+        "Conversation", null=True, blank=True, on_delete=models.PROTECT, related_name="messages", db_index=False
     )
     agent = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
     )
-    api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.PROTECT, related_name="messages")
+    api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.PROTECT, related_name="messages",
+                                db_index=False)
     # A replayed trigger (retried task, re-claimed step) finds the existing message instead of
     # making a second one.
-    idempotency_key = models.CharField(max_length=255, null=True, blank=True, unique=True)
-    status = models.CharField(max_length=12, choices=MessageStatus.choices, default=MessageStatus.PENDING, db_index=True)
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    status = models.CharField(max_length=12, choices=MessageStatus.choices, default=MessageStatus.PENDING)
     status_reason = models.CharField(max_length=100, blank=True)
     defer_until = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True, help_text="Not sent after this time.")
@@ -86,8 +91,13 @@ class Message(models.Model):
         indexes = [
             models.Index(fields=["defer_until"], condition=Q(status="deferred"), name="message_deferred_due"),
             models.Index(fields=["contact", "intent_key", "created_at"], name="message_contact_intent"),
+            models.Index(fields=["status"], name="message_status"),
+            models.Index(fields=["conversation"], condition=Q(conversation__isnull=False), name="message_conversation"),
+            models.Index(fields=["agent"], condition=Q(agent__isnull=False), name="message_agent"),
+            models.Index(fields=["api_key"], condition=Q(api_key__isnull=False), name="message_api_key"),
         ]
         constraints = [
+            models.UniqueConstraint(fields=["idempotency_key"], name="message_unique_idempotency_key"),
             models.CheckConstraint(
                 condition=Q(template_version__isnull=False, content__isnull=True)
                 | Q(template_version__isnull=True, content__isnull=False),
@@ -158,7 +168,8 @@ class Delivery(models.Model):
     message = models.ForeignKey(Message, on_delete=models.PROTECT, related_name="deliveries")
     contact = models.ForeignKey(Contact, on_delete=models.PROTECT, related_name="deliveries")
     plan_step = models.PositiveSmallIntegerField(default=0)
-    device = models.ForeignKey(Device, null=True, blank=True, on_delete=models.PROTECT, related_name="deliveries")
+    device = models.ForeignKey(Device, null=True, blank=True, on_delete=models.PROTECT, related_name="deliveries",
+                               db_index=False)
     channel = models.CharField(max_length=10, choices=Channel.choices)
     provider = models.CharField(max_length=50)
     to_address = models.CharField(max_length=512)
@@ -167,8 +178,9 @@ class Delivery(models.Model):
     text_body = models.TextField(blank=True)
     html_body = models.TextField(blank=True)
     content = models.JSONField(default=dict, blank=True, help_text="Channel extras: push title, template ids, headers.")
-    status = models.CharField(max_length=12, choices=DeliveryStatus.choices, default=DeliveryStatus.QUEUED, db_index=True)
-    provider_message_id = models.CharField(max_length=255, blank=True, db_index=True)
+    # Indexed in Meta, without the LIKE-only twins db_index adds on PostgreSQL.
+    status = models.CharField(max_length=12, choices=DeliveryStatus.choices, default=DeliveryStatus.QUEUED)
+    provider_message_id = models.CharField(max_length=255, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     error_code = models.CharField(max_length=64, blank=True)
     error_message = models.TextField(blank=True)
@@ -205,6 +217,9 @@ class Delivery(models.Model):
         ]
         indexes = [
             models.Index(fields=["fallback_due_at"], condition=Q(fallback_due_at__isnull=False), name="delivery_fallback_due"),
+            models.Index(fields=["status"], name="delivery_status"),
+            models.Index(fields=["provider_message_id"], name="delivery_provider_message_id"),
+            models.Index(fields=["device"], condition=Q(device__isnull=False), name="delivery_device"),
         ]
 
     def __str__(self):

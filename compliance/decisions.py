@@ -1,11 +1,14 @@
 """Keeping the gate's verdicts: one Decision row per verdict, sealed into the audit chain by digest."""
+import uuid
 from dataclasses import dataclass
 
 from omni import audit
-from omni.lib.bulk import bulk_insert
+from omni.lib.bulk import insert_rows
 
 from .gate import Verdict
 from .models import Decision
+
+DECISION_LABEL = Decision._meta.label_lower
 
 
 @dataclass(frozen=True)
@@ -20,47 +23,54 @@ class Ruling:
     delivery_id: int | None = None
 
 
-def build(ruling: Ruling, now) -> Decision:
-    """An unsaved Decision holding the verdict and every input the gate read, with its digest."""
+def values(ruling: Ruling, now) -> dict:
+    """The Decision row of a ruling, by field name: the verdict, every input the gate read, and its digest."""
     verdict, facts = ruling.verdict, ruling.verdict.facts
-    decision = Decision(
-        decided_at=now,
-        message_id=ruling.message_id,
-        delivery_id=ruling.delivery_id,
-        contact_id=ruling.contact_id,
-        channel=facts.channel,
-        plan_step=ruling.plan_step,
-        purpose=facts.purpose,
-        provider=ruling.provider,
-        outcome=verdict.outcome,
-        reason=verdict.reason,
-        defer_until=verdict.until,
-        consent_status=facts.consent_status,
-        consent_change_id=facts.consent_change_id,
-        suppressions=list(facts.suppression_reasons),
-        inputs={
+    row = {
+        "id": uuid.uuid4(),
+        "decided_at": now,
+        "message_id": ruling.message_id,
+        "delivery_id": ruling.delivery_id,
+        "contact_id": ruling.contact_id,
+        "channel": facts.channel,
+        "plan_step": ruling.plan_step,
+        "purpose": facts.purpose,
+        "provider": ruling.provider,
+        "outcome": verdict.outcome,
+        "reason": verdict.reason,
+        "defer_until": verdict.until,
+        "consent_status": facts.consent_status,
+        "consent_change_id": facts.consent_change_id,
+        "suppressions": list(facts.suppression_reasons),
+        "inputs": {
             "has_address": bool(facts.address),
             "contact_paused": facts.contact_paused,
             "channel_paused": facts.channel_paused,
             "expires_at": facts.expires_at.isoformat() if facts.expires_at else None,
         },
-    )
-    decision.digest = decision.compute_digest()
-    return decision
+    }
+    row["digest"] = Decision.digest_of(row)
+    return row
 
 
-def record(rulings: list[Ruling], now, *, extra: dict | None = None) -> list[Decision]:
-    """Store one Decision per ruling and the audit entry that seals each into the chain.
+ROW_FIELDS = [*Decision.DIGEST_FIELDS, "digest"]
+
+
+def record(rulings: list[Ruling], now, *, extra: dict | None = None) -> list[dict]:
+    """Store one Decision per ruling and the audit entry that seals each into the chain; return
+    the rows written (values() of each).
 
     `extra` maps a ruling's index to more chained data for its entry (e.g. channels skipped).
     """
-    decisions = [build(ruling, now) for ruling in rulings]
-    bulk_insert(decisions)
+    rows = [values(ruling, now) for ruling in rulings]
+    insert_rows(Decision, ROW_FIELDS, [tuple(row[name] for name in ROW_FIELDS) for row in rows])
     audit.record_many([
-        audit.build(f"gate.{d.outcome}", contact_id=d.contact_id, obj=d, channel=d.channel, reason=d.reason,
-                    occurred_at=now,
-                    data={"message": d.message_id, "plan_step": d.plan_step, "digest": d.digest,
-                          **((extra or {}).get(index) or {})})
-        for index, d in enumerate(decisions)
+        audit.PendingEntry(
+            occurred_at=now, actor_id=None, actor_label="system", action=f"gate.{row['outcome']}",
+            contact_id=row["contact_id"], object_type=DECISION_LABEL, object_id=str(row["id"]),
+            channel=row["channel"], reason=row["reason"][:100],
+            data={"message": row["message_id"], "plan_step": row["plan_step"], "digest": row["digest"],
+                  **((extra or {}).get(index) or {})})
+        for index, row in enumerate(rows)
     ])
-    return decisions
+    return rows

@@ -9,12 +9,14 @@ chain. What reads the log (exports, verification) lives in compliance.
 """
 import hashlib
 import json
+from dataclasses import dataclass
+from datetime import datetime
 from datetime import timezone as dt_timezone
 
 from django.db import connection, models, transaction
 from django.utils import timezone
 
-from .lib.bulk import bulk_insert, bulk_update
+from .lib.bulk import bulk_update, insert_rows
 from .models import AuditEntry, AuditPersonalData
 
 # The content a hash covers, in this order. Changing it breaks every existing chain.
@@ -34,54 +36,71 @@ def _describe(obj) -> tuple[str, str]:
     return obj._meta.label_lower, str(obj.pk)
 
 
+@dataclass(slots=True)
+class PendingEntry:
+    """An audit entry not yet written: what build() returns and record_many() writes."""
+
+    occurred_at: datetime
+    actor_id: int | None
+    actor_label: str
+    action: str
+    contact_id: int | None
+    object_type: str
+    object_id: str
+    channel: str
+    reason: str
+    data: dict
+    personal_data: dict | None = None
+
+
 def build(action: str, *, contact=None, contact_id=None, obj=None, actor=None, actor_label: str = "",
           channel: str = "", reason: str = "", data: dict | None = None, personal: dict | None = None,
-          occurred_at=None) -> AuditEntry:
-    """An unsaved AuditEntry, for record_many().
+          occurred_at=None) -> PendingEntry:
+    """An entry to write with record_many().
 
     `data` is chained and must hold no personal data; `personal` (addresses, evidence, provider
     responses) is kept beside the entry, where erasure can reach it.
     """
     object_type, object_id = _describe(obj)
     authenticated = getattr(actor, "is_authenticated", False)
-    entry = AuditEntry(
+    return PendingEntry(
+        occurred_at=occurred_at if occurred_at is not None else timezone.now(),
+        actor_id=actor.pk if authenticated else None,
+        actor_label=actor_label or (actor.get_username() if authenticated else "system"),
         action=action,
         contact_id=contact.pk if contact is not None else contact_id,
         object_type=object_type,
         object_id=object_id,
-        actor_id=actor.pk if authenticated else None,
-        actor_label=actor_label or (actor.get_username() if authenticated else "system"),
         channel=channel or "",
         reason=(reason or "")[:100],
         data=data or {},
+        personal_data=personal or None,
     )
-    if occurred_at is not None:
-        entry.occurred_at = occurred_at
-    entry.personal_data = personal or None
-    return entry
 
 
 def record(action: str, **kwargs) -> AuditEntry:
     """Write one audit entry now (inside the caller's transaction, so it commits with the change)."""
-    entry = build(action, **kwargs)
-    entry.save()
-    if entry.personal_data:
-        AuditPersonalData.objects.create(entry=entry, contact_id=entry.contact_id, data=entry.personal_data)
+    pending = build(action, **kwargs)
+    entry = AuditEntry.objects.create(**{name: getattr(pending, name) for name in CHAINED_FIELDS})
+    if pending.personal_data:
+        AuditPersonalData.objects.create(entry=entry, contact_id=entry.contact_id, data=pending.personal_data)
     return entry
 
 
-def record_many(entries: list[AuditEntry]) -> None:
+def record_many(entries: list[PendingEntry]) -> None:
     """Write many entries at once (hot paths: fan-out, batch ticks), by COPY on PostgreSQL."""
-    personal = [e for e in entries if getattr(e, "personal_data", None)]
-    plain = [e for e in entries if not getattr(e, "personal_data", None)]
-    bulk_insert(plain)
+    plain = [e for e in entries if not e.personal_data]
+    personal = [e for e in entries if e.personal_data]
+    insert_rows(AuditEntry, CHAINED_FIELDS, [_row(e) for e in plain])
     if personal:
-        # The side rows need the entries' ids, which COPY does not return.
-        AuditEntry.objects.bulk_create(personal, batch_size=1000)
-        AuditPersonalData.objects.bulk_create(
-            [AuditPersonalData(entry_id=e.pk, contact_id=e.contact_id, data=e.personal_data) for e in personal],
-            batch_size=1000,
-        )
+        ids = insert_rows(AuditEntry, CHAINED_FIELDS, [_row(e) for e in personal], set_ids=True)
+        insert_rows(AuditPersonalData, ["entry_id", "contact_id", "data"],
+                    [(entry_id, e.contact_id, e.personal_data) for entry_id, e in zip(ids, personal)])
+
+
+def _row(entry: PendingEntry) -> tuple:
+    return (entry.occurred_at, entry.actor_id, entry.actor_label, entry.action, entry.contact_id, entry.object_type,
+            entry.object_id, entry.channel, entry.reason, entry.data)
 
 
 def for_object(obj) -> models.QuerySet:

@@ -224,12 +224,13 @@ def test_a_gate_decision_is_sealed_by_digest_and_an_altered_one_is_caught(settin
     [decision] = decisions.record([decisions.Ruling(verdict, 41, ann.pk, 0, "sandbox")], timezone.now())
     audit.seal_pending()
     assert verify_chain().ok
-    entry = AuditEntry.objects.get(object_id=str(decision.pk))
-    assert (entry.action, entry.data["digest"], entry.data["message"]) == ("gate.suppress", decision.digest, 41)
+    entry = AuditEntry.objects.get(object_id=str(decision["id"]))
+    assert (entry.action, entry.data["digest"], entry.data["message"]) == ("gate.suppress", decision["digest"], 41)
+    assert Decision.objects.get().compute_digest() == decision["digest"]
 
-    Decision.objects.filter(pk=decision.pk).update(reason="consent:granted", outcome="allow")
+    Decision.objects.filter(pk=decision["id"]).update(reason="consent:granted", outcome="allow")
 
     report = verify_chain()
-    assert report.altered_decisions == (f"decision {decision.pk} was altered",)
+    assert report.altered_decisions == (f"decision {decision['id']} was altered",)
     with pytest.raises(CommandError, match="was altered"):
         call_command("verify_audit", stdout=io.StringIO())

@@ -3,9 +3,16 @@
 Django's bulk_update() builds a CASE WHEN expression per row and field, which costs more
 Python time than the database spends on the update. On PostgreSQL one
 UPDATE ... FROM (VALUES ...) per chunk does the same work in a single cheap statement.
+insert_rows() writes rows given as plain tuples, for rows nobody reads back in the same
+transaction (visits, decisions, audit entries): building a model instance per row costs more
+than the COPY that writes it.
 """
+import json
+
 from django.db import connections, router
-from django.db.models import DateTimeField
+from django.db.models import DateTimeField, JSONField
+
+from .sql import prepared_cursor
 
 CHUNK = 1000
 # Field types whose Python value psycopg writes as it is: for them the per-value round through
@@ -42,25 +49,34 @@ def bulk_update(objs: list, fields: list[str], *, chunk: int = CHUNK) -> None:
     opts = model._meta
     pk = opts.pk
     columns = [opts.get_field(name) for name in fields]
-    casts = [f"%s::{pk.db_type(connection)}"] + [f"%s::{f.db_type(connection)}" for f in columns]
-    row_sql = "(" + ", ".join(casts) + ")"
     quote = connection.ops.quote_name
-    assignments = ", ".join(f"{quote(f.column)} = v.{quote(f.column)}" for f in columns)
+    # One array per column, whatever the number of rows: the statement's text never changes,
+    # so it is prepared once per connection, and psycopg has no placeholder per value to parse.
+    arrays = ", ".join([f"%s::{pk.db_type(connection)}[]"]
+                       + [f"%s::{_array_type(f, connection)}[]" for f in columns])
+    assignments = ", ".join(
+        f"{quote(f.column)} = v.{quote(f.column)}" + ("::jsonb" if isinstance(f, JSONField) else "")
+        for f in columns)
     names = ", ".join(quote(c) for c in ["pk__", *[f.column for f in columns]])
-    values = [_db_value_getter(f, connection, add=False) for f in columns]
-    with connection.cursor() as cursor:
+    sql = (f"UPDATE {quote(opts.db_table)} AS t SET {assignments} FROM unnest({arrays}) AS v({names}) "
+           f"WHERE t.{quote(pk.column)} = v.{quote('pk__')}")
+    values = [_array_value_getter(f, connection) for f in columns]
+    with prepared_cursor() as cursor:
         for start in range(0, len(objs), chunk):
             part = objs[start:start + chunk]
-            params = []
-            for obj in part:
-                params.append(obj.pk)
-                params.extend(value(obj) for value in values)
-            cursor.execute(
-                f"UPDATE {quote(opts.db_table)} AS t SET {assignments} "
-                f"FROM (VALUES {', '.join([row_sql] * len(part))}) AS v({names}) "
-                f"WHERE t.{quote(pk.column)} = v.{quote('pk__')}",
-                params,
-            )
+            cursor.execute(sql, [[obj.pk for obj in part], *([value(obj) for obj in part] for value in values)])
+
+
+def _array_type(field, connection) -> str:
+    """The element type of the array a column's new values travel in (JSON travels as text)."""
+    return "text" if isinstance(field, JSONField) else field.db_type(connection)
+
+
+def _array_value_getter(field, connection):
+    if isinstance(field, JSONField):
+        attname, encoder = field.attname, field.encoder
+        return lambda obj: None if getattr(obj, attname) is None else json.dumps(getattr(obj, attname), cls=encoder)
+    return _db_value_getter(field, connection, add=False)
 
 
 def bulk_insert(objs: list, *, chunk: int = 5000, set_ids: bool = False) -> None:
@@ -96,3 +112,60 @@ def bulk_insert(objs: list, *, chunk: int = 5000, set_ids: bool = False) -> None
         with cursor.cursor.copy(statement) as copy:
             for obj in objs:
                 copy.write_row([value(obj) for value in values])
+
+
+def insert_rows(model, fields: list[str], rows: list[tuple], *, set_ids: bool = False) -> list | None:
+    """Insert `rows`, each a tuple of values for `fields` (attribute names, Python values as the
+    model holds them: dicts and lists for JSON), every other column its field's default,
+    computed once for the whole call (so never a field whose default differs per row, such as
+    a UUID key: pass those). COPY on PostgreSQL, no model instance per row.
+
+    With `set_ids` the table's keys are reserved first and returned, one per row, in order.
+    """
+    if not rows:
+        return [] if set_ids else None
+    connection = connections[router.db_for_write(model)]
+    opts = model._meta
+    given = [opts.get_field(name) for name in fields]
+    if connection.vendor != "postgresql":
+        objs = [model(**dict(zip(fields, row))) for row in rows]
+        model._default_manager.bulk_create(objs, batch_size=CHUNK)
+        return [obj.pk for obj in objs] if set_ids else None
+    generated = opts.pk.get_internal_type().endswith("AutoField")
+    named = {f.attname for f in given}
+    template = model()
+    defaults = [(f, f.get_db_prep_save(f.pre_save(template, add=True), connection))
+                for f in opts.concrete_fields
+                if f.attname not in named and not (f.primary_key and generated)]
+    default_values = [_copy_text(f, value) for f, value in defaults]
+    columns = [f.column for f in given] + [f.column for f, _ in defaults]
+    json_positions = [i for i, f in enumerate(given) if isinstance(f, JSONField)]
+    encoders = {i: given[i].encoder for i in json_positions}
+    quote = connection.ops.quote_name
+    ids = None
+    with connection.cursor() as cursor:
+        if set_ids and generated:
+            cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
+                           [quote(opts.db_table), opts.pk.column, len(rows)])
+            ids = [pk for (pk,) in cursor.fetchall()]
+            columns = [opts.pk.column, *columns]
+        statement = f"COPY {quote(opts.db_table)} ({', '.join(quote(c) for c in columns)}) FROM STDIN"
+        with cursor.cursor.copy(statement) as copy:
+            for index, row in enumerate(rows):
+                values = list(row)
+                for position in json_positions:
+                    values[position] = json.dumps(values[position], cls=encoders[position])
+                if ids is not None:
+                    values.insert(0, ids[index])
+                copy.write_row(values + default_values)
+    if set_ids and not generated:
+        pk_position = fields.index(opts.pk.attname)
+        return [row[pk_position] for row in rows]
+    return ids
+
+
+def _copy_text(field, value):
+    """A prepared default as COPY writes it: JSON as its text."""
+    if isinstance(field, JSONField):
+        return None if value is None else json.dumps(field.get_default(), cls=field.encoder)
+    return value
