@@ -296,11 +296,19 @@ def _reentry_refusal(version, past, now) -> str:
 
 def due_enrollments(now):
     """Active enrollments of active journeys whose step is due, not quarantined, and that no
-    worker holds (never claimed, or claimed longer than ENROLLMENT_LEASE ago)."""
-    return Enrollment.objects.filter(
-        state=EnrollmentState.ACTIVE, next_run_at__lte=now, journey__status=JourneyStatus.ACTIVE,
-        quarantined_at__isnull=True,
-    ).filter(Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - ENROLLMENT_LEASE))
+    worker holds: never claimed (the enrollment_due index holds just those)."""
+    return _runnable(now).filter(claimed_at__isnull=True, next_run_at__lte=now)
+
+
+def lapsed_enrollments(now):
+    """Due enrollments a worker claimed longer than ENROLLMENT_LEASE ago and never ran (its
+    batch was lost): claimed again, like due ones."""
+    return _runnable(now).filter(claimed_at__lt=now - ENROLLMENT_LEASE, next_run_at__lte=now)
+
+
+def _runnable(now):
+    return Enrollment.objects.filter(state=EnrollmentState.ACTIVE, journey__status=JourneyStatus.ACTIVE,
+                                     quarantined_at__isnull=True)
 
 
 def advance_enrollments_batch(now, report: TickReport, handled: set | None = None) -> int:
@@ -308,8 +316,8 @@ def advance_enrollments_batch(now, report: TickReport, handled: set | None = Non
     whose step fails (a missing template, a bad wait, a broken condition) or that keeps looping
     is quarantined; the rest of the batch goes on."""
     with transaction.atomic():
-        due = claim(_unhandled(due_enrollments(now), handled).select_related("journey", "contact")
-                    .order_by("next_run_at", "id"), ENROLLMENT_BATCH)
+        due = claim(_unhandled(due_enrollments(now) | lapsed_enrollments(now), handled)
+                    .select_related("journey", "contact").order_by("next_run_at", "id"), ENROLLMENT_BATCH)
         if not due:
             return 0
         _run_locked(due, now, report)
@@ -326,6 +334,9 @@ def hand_off_enrollments_batch(now, report: TickReport, handled: set | None = No
 
     with transaction.atomic():
         ids = claim_ids(due_enrollments(now).order_by("next_run_at", "id"), ENROLLMENT_BATCH, claimed_at=now)
+        if len(ids) < ENROLLMENT_BATCH:
+            ids += claim_ids(lapsed_enrollments(now).order_by("claimed_at", "id"), ENROLLMENT_BATCH - len(ids),
+                             claimed_at=now)
         if ids:
             transaction.on_commit(lambda: run_enrollments_task.apply_async((ids,), queue=JOURNEY_QUEUE))
     report.handed_off += len(ids)

@@ -62,3 +62,39 @@ def test_bulk_insert_stores_every_field_including_json_nulls_and_foreign_keys():
     assert (first.contact, first.channel, first.occurred_at) == (ann, "sms", when)
     assert first.evidence == {"until": None, "tags": ["a", "é"], "n": 1}
     assert (second.actor, second.actor_label, second.evidence) == (None, "tab\tnewline\n backslash \\ end", {})
+
+
+def test_insert_rows_writes_the_given_values_and_each_other_columns_default():
+    from compliance.models import ConsentChange
+    from omni.lib.bulk import insert_rows
+
+    ann = Contact.objects.create(external_id="ann")
+    when = timezone.now() - timedelta(hours=1)
+
+    ids = insert_rows(ConsentChange, ["contact_id", "channel", "purpose", "status", "source", "evidence", "occurred_at"], [
+        (ann.pk, "sms", "marketing", "granted", "form", {"until": None, "tags": ["a", "é"]}, when),
+        (ann.pk, "email", "marketing", "revoked", "form", {"note": "tab\tnewline\n backslash \\"}, when),
+    ], set_ids=True)
+
+    first, second = ConsentChange.objects.order_by("id")
+    assert ids == [first.pk, second.pk]
+    assert (first.contact, first.channel, first.status, first.occurred_at) == (ann, "sms", "granted", when)
+    assert first.evidence == {"until": None, "tags": ["a", "é"]}
+    assert second.evidence == {"note": "tab\tnewline\n backslash \\"}
+    # columns not given hold their field's default
+    assert (second.actor_id, second.actor_label) == (None, ConsentChange._meta.get_field("actor_label").get_default())
+
+
+def test_insert_rows_takes_a_key_made_in_python():
+    import uuid
+
+    from compliance.models import Decision
+    from omni.lib.bulk import insert_rows
+
+    key = uuid.uuid4()
+    ids = insert_rows(Decision, ["id", "channel", "purpose", "outcome", "reason", "consent_status", "digest"],
+                      [(key, "sms", "marketing", "allow", "consent:granted", "granted", "d" * 64)], set_ids=True)
+
+    stored = Decision.objects.get()
+    assert ids == [key] and stored.pk == key
+    assert (stored.suppressions, stored.inputs, stored.plan_step) == ([], {}, 0)
