@@ -569,11 +569,12 @@ def fire_fallback_timers_batch(now, report: TickReport, handled: set | None = No
     """Move on to the next channel where a delivery failed (its webhook marked the fallback due)
     or did not succeed within its window. A timer that fails is quarantined with its delivery."""
     with transaction.atomic():
-        due = claim(
-            _unhandled(Delivery.objects.filter(fallback_due_at__lte=now, quarantined_at__isnull=True), handled)
-            .select_related("message").order_by("fallback_due_at"),
-            MESSAGE_BATCH,
-        )
+        due = _unhandled(Delivery.objects.filter(fallback_due_at__lte=now, quarantined_at__isnull=True), handled)
+        if connection.features.has_select_for_update_skip_locked:
+            # Claimed by their messages' rows: the message is locked before its deliveries, as
+            # everywhere (channels/state.py), and one held by a webhook waits for the next tick.
+            due = due.select_for_update(skip_locked=True, of=("message",))
+        due = list(due.select_related("message").order_by("fallback_due_at")[:MESSAGE_BATCH])
         if not due:
             return 0
         failures = run_isolating_failures(due, lambda rows: _fire_fallback_timers(rows, now, report))

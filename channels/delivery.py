@@ -143,6 +143,7 @@ def _record_sent(delivery: Delivery, provider: Provider, result: SendResult) -> 
         "error_message": "",
     }
     with transaction.atomic():
+        state.lock_message(delivery.message_id)
         if not state.move_delivery(delivery, result.status, sent_at=now, **fields):
             # The provider's webhook arrived first and moved the delivery further: keep that.
             Delivery.objects.filter(pk=delivery.pk).update(**fields)
@@ -176,6 +177,7 @@ def _put_back_in_queue(delivery: Delivery, error: DeliveryError) -> bool:
 
 def _record_failure(delivery: Delivery, error: DeliveryError) -> None:
     with transaction.atomic():
+        state.lock_message(delivery.message_id)  # fall_back below moves it
         failed = state.move_delivery(delivery, DeliveryStatus.FAILED, error_code=error.code,
                                      error_message=error.message, error_permanent=error.permanent,
                                      failed_at=timezone.now())
@@ -196,6 +198,7 @@ def _record_failure(delivery: Delivery, error: DeliveryError) -> None:
 
 def _cancel(delivery: Delivery, reason: str, now) -> None:
     with transaction.atomic():
+        state.lock_message(delivery.message_id)
         cancelled = state.move_delivery(delivery, DeliveryStatus.CANCELLED, error_message=reason,
                                         fallback_due_at=None)
         if not cancelled:
@@ -250,6 +253,7 @@ def settle_delivery(delivery: Delivery, to: str, *, reason: str, actor=None, act
     failed = to in FAILED_DELIVERY_STATUSES
     fields = {"failed_at": now} if failed else {"sent_at": delivery.sent_at or now}
     with transaction.atomic():
+        state.lock_message(delivery.message_id)
         if not state.move_deliveries([delivery], to, only_from={DeliveryStatus.UNCERTAIN}, **fields):
             return False
         audit.record("delivery.settled", contact_id=delivery.contact_id, obj=delivery, channel=delivery.channel,

@@ -170,6 +170,7 @@ def adopt_orphan_events(delivery: Delivery) -> int:
         )
         if not orphans:
             return 0
+        state.lock_message(delivery.message_id)
         delivery = Delivery.objects.select_for_update(of=("self",)).select_related("message").get(pk=delivery.pk)
         DeliveryEvent.objects.filter(pk__in=[event.pk for event in orphans]).update(delivery=delivery)
         for event in orphans:
@@ -180,18 +181,23 @@ def adopt_orphan_events(delivery: Delivery) -> int:
 
 
 def _find_delivery(provider: str, provider_message_id: str, delivery_id) -> Delivery | None:
-    # Locked, so two webhooks about the same delivery apply one after the other.
-    deliveries = Delivery.objects.select_for_update(of=("self",)).select_related("message").filter(provider=provider)
+    """The delivery the event is about, locked after its message (channels/state.py's lock
+    order), so two webhooks about the same delivery, or about two devices of one push, apply
+    one after the other."""
+    deliveries = Delivery.objects.filter(provider=provider)
+    found, by_echoed_id = None, False
     if provider_message_id:
-        delivery = deliveries.filter(provider_message_id=provider_message_id).first()
-        if delivery:
-            return delivery
-    if delivery_id:
-        delivery = deliveries.filter(pk=delivery_id).first()
+        found = deliveries.filter(provider_message_id=provider_message_id).values_list("pk", "message_id").first()
+    if found is None and delivery_id:
+        found, by_echoed_id = deliveries.filter(pk=delivery_id).values_list("pk", "message_id").first(), True
+    if found is None:
+        return None
+    state.lock_message(found[1])
+    delivery = Delivery.objects.select_for_update(of=("self",)).select_related("message").get(pk=found[0])
+    if by_echoed_id and delivery.provider_message_id not in ("", provider_message_id):
         # An echoed id links only a delivery that has no other provider id.
-        if delivery and delivery.provider_message_id in ("", provider_message_id):
-            return delivery
-    return None
+        return None
+    return delivery
 
 
 def _settle(delivery: Delivery, event: DeliveryEvent) -> None:

@@ -8,6 +8,11 @@ loser's UPDATE matches nothing and it learns so from the ids returned.
 
 A message moves only while it is still at the plan step the mover acted on: a late report
 about an earlier channel's delivery updates that delivery, never a message that has moved on.
+
+Lock order: a transaction that changes a message and any of its deliveries locks the message
+first (lock_message), then the deliveries. A webhook about one push device, a webhook about
+another and the tick's fallback all touch the same message and its sibling deliveries; taking
+the rows in one order makes them queue instead of deadlocking.
 """
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -97,6 +102,15 @@ class MessageMove:
     @property
     def message_id(self) -> int:
         return self.message if isinstance(self.message, int) else self.message.pk
+
+
+def lock_message(message_id: int) -> None:
+    """Lock a message's row until the transaction ends, before touching its deliveries (see the
+    lock order above). Call inside atomic(); a no-op where the database has no row locks (SQLite
+    serializes writers)."""
+    connection = connections[router.db_for_write(Message)]
+    if connection.features.has_select_for_update:
+        list(Message.objects.select_for_update().filter(pk=message_id).values_list("pk"))
 
 
 def move_messages(moves: list[MessageMove], now=None) -> set[int]:

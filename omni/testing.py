@@ -456,3 +456,15 @@ class FinishedTasks:
         with self.changed:
             done = self.changed.wait_for(lambda: len(self.args_of(task)) >= count, timeout)
         assert done, f"{task.name} finished {len(self.args_of(task))} of {count} times: {self.names}"
+
+    def wait_for_ids(self, task, ids, timeout: float = 20) -> None:
+        """Block until runs of `task` taking a list of ids first (a batch task) have covered every
+        id in `ids`: a task left in the broker by an earlier test is not counted."""
+        wanted = set(ids)
+
+        def covered():
+            return wanted <= {i for args in self.args_of(task) if args for i in args[0]}
+
+        with self.changed:
+            done = self.changed.wait_for(covered, timeout)
+        assert done, f"{task.name} did not run for all of {sorted(wanted)}: {self.calls}"
