@@ -1,9 +1,9 @@
-"""The path of one message: create it, route it, gate it, render it, hand it to a provider.
+"""The path of one message: create it, route it, gate it, hand it to a channel worker.
 
 dispatch() walks the message's channel plan from its current step: a channel the contact
 cannot be reached on is skipped; the compliance gate decides for the first reachable one;
-an allowed message is rendered and becomes a queued Delivery (for push, one per device) whose
-send task is enqueued after commit. fall_back() moves an undelivered message to the next
+an allowed message becomes a queued Delivery (for push, one per device) whose send task is
+enqueued after commit; the channel worker renders it when it sends (channels.delivery). fall_back() moves an undelivered message to the next
 channel of its plan. Every gate verdict is kept as a Decision row, sealed into the audit chain.
 """
 from dataclasses import dataclass
@@ -18,7 +18,6 @@ from contacts.models import Device
 from omni import audit
 from omni.choices import Channel
 from omni.lib.bulk import bulk_insert
-from templates.rendering import RenderError, contact_variables, render_variant
 
 from . import state
 from .models import (
@@ -170,16 +169,8 @@ def dispatch_many(messages: list[Message], *, now=None) -> dict[int, Delivery]:
             moves.append(_routed(message, MessageStatus.DEFERRED, chosen.step, chosen.verdict.reason,
                                  defer_until=chosen.verdict.until))
         else:
-            built, render_error = _build_deliveries(message, chosen, now)
-            if render_error is None:
-                moves.append(_routed(message, MessageStatus.QUEUED, chosen.step, chosen.verdict.reason))
-                queued.append((message, built))
-                continue
-            why = f"render_error:{render_error.field}"
-            moves.append(_routed(message, MessageStatus.FAILED, message.current_step, why))
-            entries.append((message.pk, audit.build(
-                "message.render_failed", contact_id=message.contact_id, obj=message, channel=chosen.channel,
-                reason=why, data={"field": render_error.field}, personal={"error": str(render_error)})))
+            moves.append(_routed(message, MessageStatus.QUEUED, chosen.step, chosen.verdict.reason))
+            queued.append((message, _build_deliveries(message, chosen, now)))
 
     if undeliverable:
         # A message that already had a delivery has failed; one that never had any was suppressed.
@@ -249,16 +240,10 @@ def _route(candidates: list[_Candidate]) -> tuple[_Candidate | None, list[dict],
     return None, skipped, ruled
 
 
-def _build_deliveries(message: Message, chosen: _Candidate, now) -> tuple[list[Delivery], RenderError | None]:
-    """Unsaved deliveries with the rendered content (one per device for push), or ([], the error) if rendering fails."""
-    contact = message.contact
-    if message.is_templated:
-        try:
-            rendered = render_variant(chosen.variant, {**message.variables, **contact_variables(contact)})
-        except RenderError as exc:
-            return [], exc
-    else:
-        rendered = chosen.variant
+def _build_deliveries(message: Message, chosen: _Candidate, now) -> list[Delivery]:
+    """Unsaved deliveries of the chosen channel, one per device for push. Their content is
+    rendered by the channel worker when it sends (channels.delivery), not here: routing stays
+    cheap for the tick, and the content is made from the contact as they are at send time."""
     plan_entry = message.channel_plan[chosen.step]
     fallback_due_at = None
     has_next = chosen.step + 1 < len(message.channel_plan)
@@ -268,26 +253,17 @@ def _build_deliveries(message: Message, chosen: _Candidate, now) -> tuple[list[D
     return [
         Delivery(
             message=message,
-            contact=contact,
+            contact=message.contact,
             plan_step=chosen.step,
             device=device,
             channel=chosen.channel,
             provider=chosen.provider,
             to_address=address,
-            subject=rendered.get("subject", ""),
-            text_body=rendered.get("text_body", ""),
-            html_body=rendered.get("html_body", ""),
-            content={
-                "title": rendered.get("title", ""),
-                "preheader": rendered.get("preheader", ""),
-                "provider_template_id": rendered.get("provider_template_id", ""),
-                "locale": rendered.get("locale", ""),
-            },
             queued_at=now,
             fallback_due_at=fallback_due_at,
         )
         for device, address in targets
-    ], None
+    ]
 
 
 def enqueue_send(delivery: Delivery, purpose: str) -> None:

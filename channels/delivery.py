@@ -1,4 +1,9 @@
-"""Sending one delivery, never twice: claim it, re-check it, call the provider, record.
+"""Sending one delivery, never twice: claim it, re-check it, render it, call the provider, record.
+
+Rendering happens here, in the channel worker, not when the tick routes the message: the
+content is made from the contact as they are at send time, and kept on the delivery exactly
+as handed to the provider. A template that cannot be rendered (a missing variable) fails the
+message without sending anything.
 
 The claim is a conditional update (queued -> sending) that only one worker can win. The
 provider call happens outside any transaction. If the worker dies after the call but before
@@ -14,8 +19,9 @@ from django.db.models import F
 from django.utils import timezone
 
 from compliance import decisions, gate
-from omni import audit
 from compliance.actions import suppress
+from omni import audit
+from templates.rendering import RenderError, contact_variables, render_variant
 
 from . import state
 from .actions import dispatch, fall_back
@@ -45,7 +51,8 @@ def send_delivery(delivery_id: int) -> Delivery | None:
     message's next channel; a transient one puts the delivery back in the queue and is
     raised again, so the Celery task retries it.
     """
-    delivery = Delivery.objects.select_related("message", "contact").filter(pk=delivery_id).first()
+    delivery = (Delivery.objects.select_related("message__template_version", "contact")
+                .filter(pk=delivery_id).first())
     if delivery is None or delivery.status != DeliveryStatus.QUEUED:
         log.info("Delivery %s is not queued; nothing to send", delivery_id)
         return None
@@ -67,6 +74,11 @@ def send_delivery(delivery_id: int) -> Delivery | None:
     refusal = send_time_refusal(delivery, now)
     if refusal:
         _cancel(delivery, refusal, now)
+        return delivery
+    try:
+        render(delivery)
+    except RenderError as error:
+        _record_render_failure(delivery, error)
         return delivery
     try:
         result = provider.send(delivery)
@@ -130,6 +142,48 @@ def reconcile_stuck_deliveries(older_than: timedelta = STUCK_SENDING_AFTER, now=
     if marked:
         log.warning("Marked %d deliveries stuck in sending as uncertain", marked)
     return marked
+
+
+def render(delivery: Delivery) -> None:
+    """Render the delivery's content for its contact and keep it on the row (RenderError if a
+    part cannot be rendered). A message with its own content is sent as written."""
+    message, contact = delivery.message, delivery.contact
+    variant = message.variant_for(delivery.channel, contact.locale)
+    if variant is None:
+        raise RenderError(f"Nothing is written for {delivery.channel} in this message.", field="channel")
+    if message.is_templated:
+        rendered = render_variant(variant, {**message.variables, **contact_variables(contact)})
+    else:
+        rendered = variant
+    fields = {
+        "subject": rendered.get("subject", ""),
+        "text_body": rendered.get("text_body", ""),
+        "html_body": rendered.get("html_body", ""),
+        "content": {**delivery.content, "title": rendered.get("title", ""),
+                    "preheader": rendered.get("preheader", ""),
+                    "provider_template_id": rendered.get("provider_template_id", ""),
+                    "locale": rendered.get("locale", "")},
+    }
+    Delivery.objects.filter(pk=delivery.pk).update(**fields)
+    for name, value in fields.items():
+        setattr(delivery, name, value)
+
+
+def _record_render_failure(delivery: Delivery, error: RenderError) -> None:
+    """Fail a delivery whose content cannot be rendered, and its message with it: the same
+    template would fail on any channel the plan holds next, so it does not fall back."""
+    why = f"render_error:{error.field}"
+    with transaction.atomic():
+        state.lock_message(delivery.message_id)
+        if not state.move_delivery(delivery, DeliveryStatus.FAILED, error_code="render_error",
+                                   error_message=str(error), error_permanent=True, failed_at=timezone.now(),
+                                   fallback_due_at=None):
+            return
+        if state.move_message(delivery.message_id, MessageStatus.FAILED, at_step=delivery.plan_step,
+                              status_reason=why):
+            audit.record("message.render_failed", contact_id=delivery.contact_id, obj=delivery.message,
+                         channel=delivery.channel, reason=why, data={"field": error.field, "delivery": delivery.pk},
+                         personal={"error": str(error)})
 
 
 def _record_sent(delivery: Delivery, provider: Provider, result: SendResult) -> None:

@@ -7,6 +7,7 @@ from campaigns import engine
 from campaigns.actions import enroll_contact, pause_journey, publish_journey, resume_journey
 from campaigns.models import Enrollment, EnrollmentState, JourneyStepVisit
 from channels import actions as channel_actions
+from channels.delivery import send_delivery
 from channels.models import Delivery, DeliveryStatus, Message, MessageStatus, OutboxMessage
 from compliance.actions import record_consent_change
 from compliance.models import Decision, SendingPause
@@ -42,8 +43,13 @@ def test_an_event_enrolls_the_contact_and_sends_the_first_email(welcome_journey,
     assert (report.events, report.enrolled) == (1, 1)
     assert enrollment.state == EnrollmentState.ACTIVE and enrollment.current_step_key == "opened"
     assert enrollment.next_run_at == now + timedelta(seconds=60)
-    assert (delivery.channel, delivery.to_address, delivery.subject) == ("email", "ann@example.com", "Welcome, Ann!")
+    assert (delivery.channel, delivery.to_address) == ("email", "ann@example.com")
     assert delivery.status == DeliveryStatus.QUEUED and message.status == MessageStatus.QUEUED
+    # the channel worker renders it when it sends, for the contact as they are then
+    assert delivery.subject == ""
+    send_delivery(delivery.pk)
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.subject) == (DeliveryStatus.SENT, "Welcome, Ann!")
     actions = set(AuditEntry.objects.filter(contact_id=ann.pk).values_list("action", flat=True))
     assert {"journey.enrolled", "gate.allow"} <= actions
     visit = JourneyStepVisit.objects.get(enrollment=enrollment, step_kind="send")
@@ -200,8 +206,26 @@ def test_a_channel_the_contact_cannot_be_reached_on_is_skipped(welcome_templates
 
     delivery = channel_actions.dispatch(message, now=now)
 
-    assert delivery.channel == "sms" and delivery.text_body == "Hi Ann, welcome (sms)"
-    assert message.current_step == 1
+    assert delivery.channel == "sms" and message.current_step == 1
+    send_delivery(delivery.pk)
+    delivery.refresh_from_db()
+    assert delivery.text_body == "Hi Ann, welcome (sms)"
+
+
+def test_content_is_rendered_when_sent_for_the_contact_as_they_are_then(welcome_templates, now):
+    email_template, _ = welcome_templates
+    ann = make_contact("ann", email="ann@example.com")
+    message, _ = channel_actions.create_message(
+        contact=ann, template_version=current_version(email_template), source="api",
+        channel_plan=[{"channel": "email"}],
+    )
+    delivery = channel_actions.dispatch(message, now=now)
+
+    ann.first_name = "Annie"
+    ann.save()
+    send_delivery(delivery.pk)
+
+    assert OutboxMessage.objects.get().subject == "Welcome, Annie!"
 
 
 def test_a_missing_template_variable_sends_nothing(welcome_templates, now):
@@ -212,11 +236,16 @@ def test_a_missing_template_variable_sends_nothing(welcome_templates, now):
         contact=ann, template_version=publish_template(template), source="api", channel_plan=[{"channel": "sms"}],
     )
 
-    assert channel_actions.dispatch(message, now=now) is None
+    delivery = channel_actions.dispatch(message, now=now)
+    send_delivery(delivery.pk)
 
     message.refresh_from_db()
+    delivery.refresh_from_db()
     assert (message.status, message.status_reason) == (MessageStatus.FAILED, "render_error:text_body")
-    assert not Delivery.objects.exists()
+    assert (delivery.status, delivery.error_code, delivery.text_body) == (DeliveryStatus.FAILED, "render_error", "")
+    assert not OutboxMessage.objects.exists()
+    entry = AuditEntry.objects.get(action="message.render_failed")
+    assert (entry.object_id, entry.data["field"]) == (str(message.pk), "text_body")
 
 
 def test_a_hard_bounce_falls_back_to_the_next_channel(welcome_templates, now, eager_celery,

@@ -16,6 +16,7 @@ from campaigns.actions import (
     resume_journey,
 )
 from campaigns.models import Enrollment, EnrollmentState, JourneyStep, JourneyStepVisit, JourneyVersion
+from channels.delivery import send_delivery
 from channels.models import Delivery, Message
 from contacts.models import ContactEvent
 from omni import audit
@@ -39,7 +40,11 @@ def signed_up(contact, name="signed_up"):
 
 
 def sms_text(contact) -> str:
-    return Delivery.objects.get(contact=contact, channel="sms").text_body
+    """The SMS the contact is sent: the channel worker renders it when it sends."""
+    delivery = Delivery.objects.get(contact=contact, channel="sms")
+    send_delivery(delivery.pk)
+    delivery.refresh_from_db()
+    return delivery.text_body
 
 
 @pytest.fixture

@@ -26,19 +26,21 @@ def template_version(db):
     template = Template.objects.create(key="order-shipped", name="Order shipped", purpose="transactional")
     variants = [
         {"channel": "email", "locale": "en", "subject": "Your order shipped", "preheader": "",
-         "text_body": "Hi Alice, your order shipped.", "html_body": "<p>Hi Alice, your order shipped.</p>",
+         "text_body": "Your order shipped.", "html_body": "<p>Your order shipped.</p>",
          "title": "", "provider_template_id": ""},
         {"channel": "sms", "locale": "en", "subject": "", "preheader": "", "text_body": "Your order shipped.",
          "html_body": "", "title": "", "provider_template_id": ""},
+        # The WhatsApp template approved for use outside the 24-hour session.
         {"channel": "whatsapp", "locale": "en", "subject": "", "preheader": "", "text_body": "Your order shipped.",
-         "html_body": "", "title": "", "provider_template_id": ""},
+         "html_body": "", "title": "", "provider_template_id": "HX0000000000000000000000000000001"},
     ]
     return TemplateVersion.objects.create(template=template, number=1, variants=variants, purpose="transactional")
 
 
 @pytest.fixture
 def make_delivery(contact, template_version):
-    """Build a queued message and its delivery on the first channel of `plan`, as dispatch would."""
+    """Build a queued message and its delivery on the first channel of `plan`, as dispatch would
+    (the worker renders its content from template_version when it sends)."""
 
     def make(channel="email", *, to_address=None, provider="sandbox", purpose="transactional", plan=None,
              status=DeliveryStatus.QUEUED, message_status=MessageStatus.QUEUED, **fields):
@@ -46,16 +48,9 @@ def make_delivery(contact, template_version):
             contact=contact, purpose=purpose, template_version=template_version, source=MessageSource.API,
             channel_plan=plan or [{"channel": channel}], status=message_status,
         )
-        values = {
-            "subject": "Your order shipped" if channel == "email" else "",
-            "text_body": "Your order shipped.",
-            "html_body": "<p>Your order shipped.</p>" if channel == "email" else "",
-            "content": {"plan_step": 0},
-            **fields,
-        }
         return Delivery.objects.create(
             message=message, contact=contact, channel=channel, provider=provider, status=status,
-            to_address=contact.address_for(channel) if to_address is None else to_address, **values,
+            to_address=contact.address_for(channel) if to_address is None else to_address, **fields,
         )
 
     return make

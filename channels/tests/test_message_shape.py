@@ -8,8 +8,9 @@ from django.utils import timezone
 from campaigns import engine
 
 from channels import actions
+from channels.delivery import send_delivery
 from channels.events import record_delivery_event
-from channels.models import Delivery, DeliveryStatus, EventType, Message, MessageSource, MessageStatus
+from channels.models import Delivery, DeliveryStatus, EventType, Message, MessageSource, MessageStatus, OutboxMessage
 from compliance.models import Decision
 from contacts.models import Contact, Device
 from omni.models import AuditEntry
@@ -47,9 +48,13 @@ def test_a_message_with_its_own_content_is_sent_as_written_with_its_agent(contac
     # when
     delivery = actions.dispatch(message, now=now)
 
+    send_delivery(delivery.pk)
+
     # then it goes out exactly as written, not rendered
+    delivery.refresh_from_db()
     assert created and message.template_version is None and message.agent == agent
     assert delivery.text_body == "Hi {{ first_name }}, sorted: your refund is on its way."
+    assert OutboxMessage.objects.get().text_body == delivery.text_body
     assert (delivery.channel, delivery.plan_step, delivery.to_address) == ("sms", 0, "+14155550100")
 
 

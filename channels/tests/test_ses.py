@@ -3,7 +3,7 @@ import socket
 import pytest
 
 from channels.base import DeliveryError
-from channels.delivery import send_delivery
+from channels.delivery import render, send_delivery
 from channels.models import DeliveryStatus, MessageStatus
 from channels.providers.ses import SesProvider
 from omni.models import AuditEntry
@@ -43,6 +43,7 @@ def test_marketing_email_carries_omni_tags_its_configuration_set_and_unsubscribe
     delivery = make_delivery("email", provider="ses", purpose="marketing", content={"plan_step": 0, "headers": headers})
 
     # when
+    render(delivery)
     payload = SesProvider().build_payload(delivery)
     send_delivery(delivery.pk)
 
@@ -61,6 +62,7 @@ def test_marketing_email_carries_omni_tags_its_configuration_set_and_unsubscribe
 
 def test_transactional_email_uses_the_transactional_configuration_set_and_none_when_unset(make_delivery, aws_settings):
     delivery = make_delivery("email", provider="ses")
+    render(delivery)
 
     aws_settings.SES_CONFIGURATION_SET_TRANSACTIONAL = "omni-transactional"
     assert SesProvider().build_payload(delivery)["ConfigurationSetName"] == "omni-transactional"

@@ -1,4 +1,4 @@
-from channels.delivery import send_delivery
+from channels.delivery import render, send_delivery
 from channels.models import DeliveryStatus
 from channels.providers.sns_sms import SnsSmsProvider
 from compliance.models import Suppression, SuppressionReason
@@ -26,6 +26,8 @@ def test_marketing_sms_is_promotional_and_carries_the_sender_id(make_delivery, a
     aws_settings.SNS_SMS_ORIGINATION_NUMBER = ""
     marketing = make_delivery("sms", provider="sns", purpose="marketing")
     transactional = make_delivery("sms", provider="sns", purpose="transactional")
+    render(marketing)
+    render(transactional)
 
     marketing_payload = SnsSmsProvider().build_payload(marketing)
     transactional_payload = SnsSmsProvider().build_payload(transactional)

@@ -55,9 +55,8 @@ def test_whatsapp_addresses_carry_the_whatsapp_prefix(make_delivery, twilio_sett
 def test_whatsapp_outside_the_24_hour_session_sends_the_approved_template(
     make_delivery, twilio_settings, twilio_server, contact
 ):
-    # given a template, and no message from the contact yet
-    content = {"plan_step": 0, "provider_template_id": "HX0000000000000000000000000000001",
-               "content_variables": {"1": "Alice"}}
+    # given a template approved on WhatsApp (template_version's variant), and no message from the contact yet
+    content = {"content_variables": {"1": "Alice"}}
     outside = make_delivery("whatsapp", provider="twilio", content=content)
     send_delivery(outside.pk)
 
