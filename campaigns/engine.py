@@ -317,7 +317,7 @@ def advance_enrollments_batch(now, report: TickReport, handled: set | None = Non
     is quarantined; the rest of the batch goes on."""
     with transaction.atomic():
         due = claim(_unhandled(due_enrollments(now) | lapsed_enrollments(now), handled)
-                    .select_related("journey", "contact").order_by("next_run_at", "id"), ENROLLMENT_BATCH)
+                    .select_related("contact").order_by("next_run_at", "id"), ENROLLMENT_BATCH)
         if not due:
             return 0
         _run_locked(due, now, report)
@@ -353,7 +353,7 @@ def run_claimed_enrollments(enrollment_ids: list[int], now=None) -> int:
             Enrollment.objects.filter(
                 pk__in=enrollment_ids, claimed_at__isnull=False, state=EnrollmentState.ACTIVE,
                 journey__status=JourneyStatus.ACTIVE, quarantined_at__isnull=True,
-            ).select_related("journey", "contact").order_by("id"),
+            ).select_related("contact").order_by("id"),
             len(enrollment_ids),
         )
         if claimed:
@@ -364,7 +364,8 @@ def run_claimed_enrollments(enrollment_ids: list[int], now=None) -> int:
 def _run_locked(enrollments: list[Enrollment], now, report: TickReport) -> None:
     # Each enrollment runs on the version it pinned: the versions of the whole batch in one
     # query, and every template version their send steps pinned in one more.
-    versions = JourneyVersion.objects.in_bulk({e.journey_version_id for e in enrollments} - {None})
+    versions = JourneyVersion.objects.select_related("journey").in_bulk(
+        {e.journey_version_id for e in enrollments} - {None})
     template_versions = TemplateVersion.objects.in_bulk({
         step.template_version_id for version in versions.values() for step in version.plan.values()
         if step.template_version_id
@@ -408,7 +409,8 @@ def run_enrollments(enrollments: list[Enrollment], versions: dict[int, JourneyVe
         if not active:
             break
         at = {e.pk: _current_step(e, versions) for e in active}
-        messages = _send_steps([e for e in active if _kind(at[e.pk]) == StepKind.SEND], at, template_versions, now)
+        messages = _send_steps([e for e in active if _kind(at[e.pk]) == StepKind.SEND], at, versions,
+                               template_versions, now)
         results = _evaluate_conditions([e for e in active if _kind(at[e.pk]) == StepKind.CONDITION], at)
         still_running = []
         for enrollment in active:
@@ -479,7 +481,7 @@ def _transition(enrollment, step, messages, results):
     return "exit", None
 
 
-def _send_steps(enrollments, at, template_versions, now) -> dict[int, Message]:
+def _send_steps(enrollments, at, versions, template_versions, now) -> dict[int, Message]:
     """Create and dispatch the messages of every enrollment at a send step, in bulk, each with
     the template version its journey version pinned."""
     if not enrollments:
@@ -487,6 +489,8 @@ def _send_steps(enrollments, at, template_versions, now) -> dict[int, Message]:
     unsaved = []
     for enrollment in enrollments:
         step = at[enrollment.pk]
+        # The journey comes with its version, loaded once per batch, not joined to every enrollment.
+        journey = versions[enrollment.journey_version_id].journey
         version = template_versions[step.template_version_id]
         unsaved.append(Message(
             contact=enrollment.contact,
@@ -495,8 +499,8 @@ def _send_steps(enrollments, at, template_versions, now) -> dict[int, Message]:
             source=MessageSource.JOURNEY,
             purpose=step.purpose or version.purpose,
             urgency=step.urgency,
-            variables={"journey": enrollment.journey.name},
-            intent_key=step.intent_key or f"journey:{enrollment.journey.slug}:{step.key}",
+            variables={"journey": journey.name},
+            intent_key=step.intent_key or f"journey:{journey.slug}:{step.key}",
             # The same enrollment reaching the same step on the same visit is the same message.
             idempotency_key=f"enrollment:{enrollment.pk}:{enrollment.steps_taken + 1}:{step.key}",
         ))
