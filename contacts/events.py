@@ -188,19 +188,24 @@ def _insert_events(items: list[_Accepted], *, source: str, sent_by: str, now) ->
                [item.values["occurred_at"] for item in items],
                [item.values["idempotency_key"] for item in items], [item.request_hash for item in items])
     if connection.vendor == "postgresql":
-        # One statement text for any number of events (arrays, not a VALUES row each), so it
-        # is prepared once per connection.
+        # Two statement texts, each prepared once per connection: one event's six values, or
+        # six arrays for any number of events (not a VALUES row each, whose text would change
+        # with the count).
+        if len(items) == 1:
+            rows, params = "(VALUES (%s, %s, %s, %s::timestamptz, %s, %s))", [value[0] for value in columns]
+        else:
+            rows = "unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::text[], %s::text[])"
+            params = [list(value) for value in columns]
         with prepared_cursor() as cursor:
-            cursor.execute("""
+            cursor.execute(f"""
                 INSERT INTO contacts_contactevent
                        (contact_id, name, properties, occurred_at, received_at, source, sent_by, idempotency_key,
                         request_hash)
                 SELECT c.id, v.name, v.properties::jsonb, v.occurred_at, %s, %s, %s, v.key, v.hash
-                FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::text[], %s::text[])
-                     AS v(external_id, name, properties, occurred_at, key, hash)
+                FROM {rows} AS v(external_id, name, properties, occurred_at, key, hash)
                 JOIN contacts_contact c ON c.external_id = v.external_id AND c.erased_at IS NULL
                 ON CONFLICT (source, idempotency_key) DO NOTHING
-                RETURNING id, contact_id, idempotency_key""", [now, source, sent_by, *map(list, columns)])
+                RETURNING id, contact_id, idempotency_key""", [now, source, sent_by, *params])
             return {key: (event_id, contact_id) for event_id, contact_id, key in cursor.fetchall()}
     adapt = connection.ops.adapt_datetimefield_value
     params = [adapt(now), source, sent_by]
