@@ -57,7 +57,7 @@ log = logging.getLogger(__name__)
 # Rows claimed per transaction. Large enough that a tick's fixed costs (the claim query, the
 # commit) are spread thin; small enough that a batch commits in well under a second.
 EVENT_BATCH = 1000
-ENROLLMENT_BATCH = 500
+ENROLLMENT_BATCH = 1000
 MESSAGE_BATCH = 500
 # A claimed batch not run within this long lost its task or its worker: the next tick claims it
 # again. A worker runs a batch in about a second; the lease covers a queue backlog too.
