@@ -65,12 +65,11 @@ def record(rulings: list[Ruling], now, *, extra: dict | None = None) -> list[dic
     rows = [values(ruling, now) for ruling in rulings]
     insert_rows(Decision, ROW_FIELDS, [tuple(row[name] for name in ROW_FIELDS) for row in rows])
     audit.record_many([
-        audit.PendingEntry(
-            occurred_at=now, actor_id=None, actor_label="system", action=f"gate.{row['outcome']}",
-            contact_id=row["contact_id"], object_type=DECISION_LABEL, object_id=str(row["id"]),
-            channel=row["channel"], reason=row["reason"][:100],
-            data={"message": row["message_id"], "plan_step": row["plan_step"], "digest": row["digest"],
-                  **((extra or {}).get(index) or {})})
+        audit.build(f"gate.{row['outcome']}", contact_id=row["contact_id"],
+                    object_ref=(DECISION_LABEL, str(row["id"])), channel=row["channel"], reason=row["reason"],
+                    occurred_at=now,
+                    data={"message": row["message_id"], "plan_step": row["plan_step"], "digest": row["digest"],
+                          **((extra or {}).get(index) or {})})
         for index, row in enumerate(rows)
     ])
     return rows

@@ -183,46 +183,33 @@ def _insert_events(items: list[_Accepted], *, source: str, sent_by: str, now) ->
     statement; return {idempotency_key: (event id, contact id)} of those inserted."""
     if not items:
         return {}
-    columns = ([item.external_id for item in items], [item.values["name"] for item in items],
-               [json.dumps(item.values["properties"]) for item in items],
-               [item.values["occurred_at"] for item in items],
-               [item.values["idempotency_key"] for item in items], [item.request_hash for item in items])
-    if connection.vendor == "postgresql":
-        # Two statement texts, each prepared once per connection: one event's six values, or
-        # six arrays for any number of events (not a VALUES row each, whose text would change
-        # with the count).
-        if len(items) == 1:
-            rows, params = "(VALUES (%s, %s, %s, %s::timestamptz, %s, %s))", [value[0] for value in columns]
-        else:
-            rows = "unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::text[], %s::text[])"
-            params = [list(value) for value in columns]
-        with prepared_cursor() as cursor:
-            cursor.execute(f"""
-                INSERT INTO contacts_contactevent
-                       (contact_id, name, properties, occurred_at, received_at, source, sent_by, idempotency_key,
-                        request_hash)
-                SELECT c.id, v.name, v.properties::jsonb, v.occurred_at, %s, %s, %s, v.key, v.hash
-                FROM {rows} AS v(external_id, name, properties, occurred_at, key, hash)
-                JOIN contacts_contact c ON c.external_id = v.external_id AND c.erased_at IS NULL
-                ON CONFLICT (source, idempotency_key) DO NOTHING
-                RETURNING id, contact_id, idempotency_key""", [now, source, sent_by, *params])
-            return {key: (event_id, contact_id) for event_id, contact_id, key in cursor.fetchall()}
-    adapt = connection.ops.adapt_datetimefield_value
-    params = [adapt(now), source, sent_by]
-    for external_id, name, properties, occurred_at, key, request_hash in zip(*columns):
-        params += [external_id, name, properties, adapt(occurred_at), key, request_hash]
+    rows = [(item.external_id, item.values["name"], json.dumps(item.values["properties"]),
+             item.values["occurred_at"], item.values["idempotency_key"], item.request_hash) for item in items]
+    postgres = connection.vendor == "postgresql"
+    if postgres and len(rows) > 1:
+        # Six arrays for any number of events: one statement text, prepared once per connection
+        # (a VALUES row per event would make a new text for every count).
+        given = "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::text[], %s::text[])"
+        params = [list(column) for column in zip(*rows)]
+    else:
+        row = "(%s, %s, %s, %s::timestamptz, %s, %s)" if postgres else "(%s, %s, %s, %s, %s, %s)"
+        given = "VALUES " + ", ".join([row] * len(rows))
+        adapt = (lambda value: value) if postgres else connection.ops.adapt_datetimefield_value
+        params = [value for r in rows for value in (*r[:3], adapt(r[3]), *r[4:])]
+        now = adapt(now)
     # "WHERE true" lets SQLite tell the ON CONFLICT clause from a join condition.
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(f"""
+            WITH v(external_id, name, properties, occurred_at, key, hash) AS ({given})
             INSERT INTO contacts_contactevent
                    (contact_id, name, properties, occurred_at, received_at, source, sent_by, idempotency_key,
                     request_hash)
-            SELECT c.id, v.column2, v.column3, v.column4, %s, %s, %s, v.column5, v.column6
-            FROM (VALUES {", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(items))}) AS v
-            JOIN contacts_contact c ON c.external_id = v.column1 AND c.erased_at IS NULL
+            SELECT c.id, v.name, {"v.properties::jsonb" if postgres else "v.properties"}, v.occurred_at, %s, %s, %s,
+                   v.key, v.hash
+            FROM v JOIN contacts_contact c ON c.external_id = v.external_id AND c.erased_at IS NULL
             WHERE true
             ON CONFLICT (source, idempotency_key) DO NOTHING
-            RETURNING id, contact_id, idempotency_key""", params)
+            RETURNING id, contact_id, idempotency_key""", [*params, now, source, sent_by])
         return {key: (event_id, contact_id) for event_id, contact_id, key in cursor.fetchall()}
 
 

@@ -53,15 +53,16 @@ class PendingEntry:
     personal_data: dict | None = None
 
 
-def build(action: str, *, contact=None, contact_id=None, obj=None, actor=None, actor_label: str = "",
-          channel: str = "", reason: str = "", data: dict | None = None, personal: dict | None = None,
-          occurred_at=None) -> PendingEntry:
+def build(action: str, *, contact=None, contact_id=None, obj=None, object_ref: tuple[str, str] = ("", ""),
+          actor=None, actor_label: str = "", channel: str = "", reason: str = "", data: dict | None = None,
+          personal: dict | None = None, occurred_at=None) -> PendingEntry:
     """An entry to write with record_many().
 
-    `data` is chained and must hold no personal data; `personal` (addresses, evidence, provider
-    responses) is kept beside the entry, where erasure can reach it.
+    What it is about is `obj`, or, for a row written without a model instance, `object_ref`
+    (model label, primary key). `data` is chained and must hold no personal data; `personal`
+    (addresses, evidence, provider responses) is kept beside the entry, where erasure can reach it.
     """
-    object_type, object_id = _describe(obj)
+    object_type, object_id = _describe(obj) if obj is not None else object_ref
     authenticated = getattr(actor, "is_authenticated", False)
     return PendingEntry(
         occurred_at=occurred_at if occurred_at is not None else timezone.now(),

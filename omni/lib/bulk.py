@@ -2,7 +2,8 @@
 
 Django's bulk_update() builds a CASE WHEN expression per row and field, which costs more
 Python time than the database spends on the update. On PostgreSQL one
-UPDATE ... FROM (VALUES ...) per chunk does the same work in a single cheap statement.
+UPDATE ... FROM unnest(one array per column) per chunk does the same work in a single
+statement, prepared once per connection.
 insert_rows() writes rows given as plain tuples, for rows nobody reads back in the same
 transaction (visits, decisions, audit entries): building a model instance per row costs more
 than the COPY that writes it.
@@ -61,7 +62,7 @@ def bulk_update(objs: list, fields: list[str], *, chunk: int = CHUNK) -> None:
     sql = (f"UPDATE {quote(opts.db_table)} AS t SET {assignments} FROM unnest({arrays}) AS v({names}) "
            f"WHERE t.{quote(pk.column)} = v.{quote('pk__')}")
     values = [_array_value_getter(f, connection) for f in columns]
-    with prepared_cursor() as cursor:
+    with prepared_cursor(connection) as cursor:
         for start in range(0, len(objs), chunk):
             part = objs[start:start + chunk]
             cursor.execute(sql, [[obj.pk for obj in part], *([value(obj) for obj in part] for value in values)])
@@ -99,12 +100,9 @@ def bulk_insert(objs: list, *, chunk: int = 5000, set_ids: bool = False) -> None
     fields = [f for f in opts.concrete_fields if not (f.primary_key and generated)]
     quote = connection.ops.quote_name
     if set_ids and generated:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
-                           [quote(opts.db_table), opts.pk.column, len(objs)])
-            for obj, (pk,) in zip(objs, cursor.fetchall()):
-                obj.pk = pk
-                obj._state.adding, obj._state.db = False, connection.alias
+        for obj, pk in zip(objs, _reserve_ids(model, len(objs), connection)):
+            obj.pk = pk
+            obj._state.adding, obj._state.db = False, connection.alias
         fields = [opts.pk, *fields]
     statement = f"COPY {quote(opts.db_table)} ({', '.join(quote(f.column) for f in fields)}) FROM STDIN"
     values = [_db_value_getter(f, connection, add=True) for f in fields]
@@ -134,21 +132,17 @@ def insert_rows(model, fields: list[str], rows: list[tuple], *, set_ids: bool = 
     generated = opts.pk.get_internal_type().endswith("AutoField")
     named = {f.attname for f in given}
     template = model()
-    defaults = [(f, f.get_db_prep_save(f.pre_save(template, add=True), connection))
-                for f in opts.concrete_fields
-                if f.attname not in named and not (f.primary_key and generated)]
-    default_values = [_copy_text(f, value) for f, value in defaults]
-    columns = [f.column for f in given] + [f.column for f, _ in defaults]
+    defaulted = [f for f in opts.concrete_fields if f.attname not in named and not (f.primary_key and generated)]
+    default_values = [_copy_default(f, template, connection) for f in defaulted]
+    columns = [f.column for f in given] + [f.column for f in defaulted]
     json_positions = [i for i, f in enumerate(given) if isinstance(f, JSONField)]
     encoders = {i: given[i].encoder for i in json_positions}
     quote = connection.ops.quote_name
     ids = None
+    if set_ids and generated:
+        ids = _reserve_ids(model, len(rows), connection)
+        columns = [opts.pk.column, *columns]
     with connection.cursor() as cursor:
-        if set_ids and generated:
-            cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
-                           [quote(opts.db_table), opts.pk.column, len(rows)])
-            ids = [pk for (pk,) in cursor.fetchall()]
-            columns = [opts.pk.column, *columns]
         statement = f"COPY {quote(opts.db_table)} ({', '.join(quote(c) for c in columns)}) FROM STDIN"
         with cursor.cursor.copy(statement) as copy:
             for index, row in enumerate(rows):
@@ -164,8 +158,17 @@ def insert_rows(model, fields: list[str], rows: list[tuple], *, set_ids: bool = 
     return ids
 
 
-def _copy_text(field, value):
-    """A prepared default as COPY writes it: JSON as its text."""
+def _copy_default(field, template, connection):
+    """A field's default as COPY writes it: JSON as its text (None stays NULL), others as Django would."""
     if isinstance(field, JSONField):
-        return None if value is None else json.dumps(field.get_default(), cls=field.encoder)
-    return value
+        default = field.get_default()
+        return None if default is None else json.dumps(default, cls=field.encoder)
+    return field.get_db_prep_save(field.pre_save(template, add=True), connection)
+
+
+def _reserve_ids(model, count: int, connection) -> list[int]:
+    """`count` new keys from the model's table sequence, in one query (PostgreSQL)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
+                       [connection.ops.quote_name(model._meta.db_table), model._meta.pk.column, count])
+        return [pk for (pk,) in cursor.fetchall()]

@@ -1,11 +1,11 @@
 """Raw SQL helpers for hot paths."""
 from contextlib import contextmanager
 
-from django.db import connection
+from django.db import connection as default_connection
 
 
 @contextmanager
-def prepared_cursor():
+def prepared_cursor(connection=default_connection):
     """A cursor whose statements PostgreSQL parses and plans once per connection, not per call.
 
     Django's psycopg cursors bind parameters on the client, so the server parses and plans
