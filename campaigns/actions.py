@@ -126,7 +126,7 @@ def _condition_problems(key: str, config: dict, by_key: dict) -> list[str]:
 
 
 def loops_without_wait(steps: list[dict]) -> list[list[str]]:
-    """Cycles the engine could run round without ever waiting, as lists of step keys."""
+    """Cycles the step interpreter could run round without ever waiting, as lists of step keys."""
     planned = plan_steps(steps)
     edges = {}
     for key, step in planned.items():

@@ -235,7 +235,7 @@ class Enrollment(models.Model):
     state = models.CharField(max_length=10, choices=EnrollmentState.choices, default=EnrollmentState.ACTIVE)
     next_run_at = models.DateTimeField(null=True, blank=True)
     # Set when the beat tick hands the enrollment to a worker, cleared when a worker has run it;
-    # a claim older than engine.ENROLLMENT_LEASE was lost and is claimed again.
+    # a claim older than advancing.ENROLLMENT_LEASE was lost and is claimed again.
     claimed_at = models.DateTimeField(null=True, blank=True)
     # How many steps this enrollment has run; part of each send's idempotency key.
     steps_taken = models.PositiveIntegerField(default=0)
@@ -248,7 +248,7 @@ class Enrollment(models.Model):
     ended_at = models.DateTimeField(null=True, blank=True)
     end_reason = models.CharField(max_length=100, blank=True)
     # Consecutive ticks that ended with this enrollment still running steps without a wait:
-    # a loop. It is quarantined after engine.MAX_LOOPING_TICKS of them.
+    # a loop. It is quarantined after advancing.MAX_LOOPING_TICKS of them.
     loop_ticks = models.PositiveSmallIntegerField(default=0, db_default=0)
     # Set when the tick could not process the row (omni/lib/quarantine.py): not claimed again
     # until someone retries it in the admin.

@@ -1,18 +1,43 @@
-from celery import shared_task
+import logging
 
-from . import engine
+from celery import shared_task
+from kombu.exceptions import KombuError, OperationalError
+
+from .advancing import ENROLLMENT_LEASE, run_claimed_enrollments
+from .tick import tick
+
+log = logging.getLogger(__name__)
+
+# The Celery queue of run_enrollments_task, apart from sends so a send backlog never holds up steps.
+JOURNEY_QUEUE = "journeys"
+# kombu's own retries of one publish on a connection error: short, so a broker outage costs the
+# tick little; the claimed batch is claimed again once its lease ends.
+PUBLISH_RETRY_POLICY = {"max_retries": 3, "interval_start": 0.1, "interval_step": 0.2, "interval_max": 0.5}
 
 
 @shared_task(ignore_result=True)
 def tick_task():
     """Claim all due orchestration work (beat runs this every OMNI_TICK_SECONDS); due journey
     steps are handed to run_enrollments_task in batches."""
-    return engine.tick(hand_off=True).as_dict()
+    return tick(hand_off_to=hand_off_enrollments).as_dict()
 
 
 # acks_late: a worker lost mid-batch leaves the message to be redelivered; the batch's lease
 # also expires, so the steps run either way, once.
 @shared_task(acks_late=True, ignore_result=True)
 def run_enrollments_task(enrollment_ids: list[int]) -> int:
-    """Run a batch of enrollments the tick claimed. Enqueue on engine.JOURNEY_QUEUE."""
-    return engine.run_claimed_enrollments(enrollment_ids)
+    """Run a batch of enrollments the tick claimed. Enqueue on JOURNEY_QUEUE."""
+    return run_claimed_enrollments(enrollment_ids)
+
+
+def hand_off_enrollments(enrollment_ids: list[int]) -> bool:
+    """Publish a claimed batch to the workers. Never raises for a broker error: the claim has
+    committed, and the batch is claimed again when its lease ends."""
+    try:
+        run_enrollments_task.apply_async((enrollment_ids,), queue=JOURNEY_QUEUE, retry=True,
+                                         retry_policy=PUBLISH_RETRY_POLICY)
+    except (KombuError, OperationalError, OSError) as exc:
+        log.error("Could not hand %d claimed enrollments to the workers (%s); they are claimed again after %s",
+                  len(enrollment_ids), exc, ENROLLMENT_LEASE)
+        return False
+    return True

@@ -31,10 +31,12 @@ if PRODUCTION:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
-    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
     SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=365 * 24 * 3600)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
     SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
+# Load balancers probe over plain HTTP: the health endpoints answer there even when the rest of
+# the site redirects to HTTPS.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 _proxy_ssl_header = env.list("SECURE_PROXY_SSL_HEADER", default=[])
 if _proxy_ssl_header:
     SECURE_PROXY_SSL_HEADER = tuple(_proxy_ssl_header)
@@ -182,6 +184,9 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 
 # How often the beat tick claims due work (events, enrollments, deferred messages, fallbacks).
 OMNI_TICK_SECONDS = env.float("OMNI_TICK_SECONDS", default=5.0)
+# How long one stage of a tick may go on claiming batches before the next stage gets its turn
+# (the first batch always runs): a backlog in one stage never starves the others.
+OMNI_TICK_STAGE_SECONDS = env.float("OMNI_TICK_STAGE_SECONDS", default=5.0)
 # How often the sealer chains committed audit entries; verify_audit flags entries unsealed
 # for more than a minute.
 OMNI_SEAL_SECONDS = env.float("OMNI_SEAL_SECONDS", default=5.0)

@@ -3,7 +3,7 @@ publish it, the contacts in the journey stay on their version until moved. Demo 
 tick (five contacts waiting on version 1 of the Welcome journey)."""
 import pytest
 
-from campaigns.engine import tick
+from campaigns.tick import tick
 from campaigns.models import Enrollment, Journey
 from omni.browser_testing import expect, open_from_index
 

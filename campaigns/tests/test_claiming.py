@@ -6,12 +6,13 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from campaigns import engine
+import campaigns.tasks  # noqa: F401  (registers run_enrollments_task before a test's worker starts)
+from campaigns import advancing, tick_report
 from campaigns.actions import activate_journey
 from campaigns.models import Enrollment, Journey, JourneyStep, JourneyStepVisit, StepKind
-
+from campaigns.tasks import hand_off_enrollments
+from campaigns.tick import tick
 from contacts.models import Contact
-import campaigns.tasks  # noqa: F401  (registers run_enrollments_task before a test's worker starts)
 from omni.testing import purge_queues, run_concurrently
 
 needs_postgres = pytest.mark.skipif(
@@ -40,7 +41,7 @@ def due_enrollments(transactional_db):
 def test_two_workers_ticking_at_once_run_each_due_step_exactly_once(due_enrollments):
     now = timezone.now()
 
-    reports, errors = run_concurrently(lambda: engine.tick(now))
+    reports, errors = run_concurrently(lambda: tick(now))
 
     assert not errors
     assert sum(r.steps for r in reports) == 1200
@@ -51,13 +52,13 @@ def test_two_workers_ticking_at_once_run_each_due_step_exactly_once(due_enrollme
 
 def test_a_step_already_advanced_is_not_claimed_again(due_enrollments):
     now = timezone.now()
-    first = engine.tick(now)
-    second = engine.tick(now)
+    first = tick(now)
+    second = tick(now)
 
     assert (first.steps, second.steps) == (1200, 0)
 
 
-def _handed_off_batches(django_capture_on_commit_callbacks, now) -> tuple[engine.TickReport, list[list[int]]]:
+def _handed_off_batches(django_capture_on_commit_callbacks, now) -> tuple[tick_report.TickReport, list[list[int]]]:
     """The beat's tick at `now`, and the id batches it handed to run_enrollments_task (not run)."""
     from celery.signals import before_task_publish
 
@@ -70,7 +71,7 @@ def _handed_off_batches(django_capture_on_commit_callbacks, now) -> tuple[engine
     before_task_publish.connect(keep, weak=False)
     try:
         with django_capture_on_commit_callbacks(execute=True):
-            report = engine.tick(now, hand_off=True)
+            report = tick(now, hand_off_to=hand_off_enrollments)
     finally:
         before_task_publish.disconnect(keep)
         purge_queues()  # no later test's worker picks these up
@@ -84,8 +85,8 @@ def test_the_beat_tick_only_claims_and_hands_batches_of_ids_to_workers(due_enrol
     report, batches = _handed_off_batches(django_capture_on_commit_callbacks, now)
 
     assert (report.handed_off, report.steps) == (1200, 0)
-    full, rest = divmod(1200, engine.ENROLLMENT_BATCH)
-    assert [len(b) for b in batches] == [engine.ENROLLMENT_BATCH] * full + [rest]
+    full, rest = divmod(1200, advancing.ENROLLMENT_BATCH)
+    assert [len(b) for b in batches] == [advancing.ENROLLMENT_BATCH] * full + [rest]
     assert not JourneyStepVisit.objects.exists()
     assert Enrollment.objects.filter(claimed_at=now).count() == 1200
 
@@ -95,8 +96,8 @@ def test_a_handed_off_batch_runs_once_even_when_its_task_runs_twice(due_enrollme
     now = timezone.now()
     _, batches = _handed_off_batches(django_capture_on_commit_callbacks, now)
 
-    first = [engine.run_claimed_enrollments(ids, now) for ids in batches]
-    again = [engine.run_claimed_enrollments(ids, now) for ids in batches]
+    first = [advancing.run_claimed_enrollments(ids, now) for ids in batches]
+    again = [advancing.run_claimed_enrollments(ids, now) for ids in batches]
 
     assert (sum(first), sum(again)) == (1200, 0)
     assert JourneyStepVisit.objects.count() == 1200
@@ -109,10 +110,10 @@ def test_a_lost_batch_is_claimed_again_once_its_lease_ends(due_enrollments, djan
 
     within_lease, _ = _handed_off_batches(django_capture_on_commit_callbacks, now + timedelta(seconds=30))
     after_lease, batches = _handed_off_batches(
-        django_capture_on_commit_callbacks, now + engine.ENROLLMENT_LEASE + timedelta(seconds=1))
+        django_capture_on_commit_callbacks, now + advancing.ENROLLMENT_LEASE + timedelta(seconds=1))
 
     assert (within_lease.handed_off, after_lease.handed_off) == (0, 1200)
-    assert sum(engine.run_claimed_enrollments(ids, now) for ids in batches) == 1200
+    assert sum(advancing.run_claimed_enrollments(ids, now) for ids in batches) == 1200
 
 
 def test_a_batch_runs_on_one_worker_only(due_enrollments, django_assert_max_num_queries,
@@ -122,13 +123,13 @@ def test_a_batch_runs_on_one_worker_only(due_enrollments, django_assert_max_num_
 
     # Two workers given the same batch (a redelivered task) at once.
     if connection.vendor == "postgresql":
-        results, errors = run_concurrently(lambda: engine.run_claimed_enrollments(batches[0], now))
+        results, errors = run_concurrently(lambda: advancing.run_claimed_enrollments(batches[0], now))
         # SKIP LOCKED may split the batch between them; each enrollment still runs once.
         assert not errors
-        assert sum(results) == engine.ENROLLMENT_BATCH
+        assert sum(results) == advancing.ENROLLMENT_BATCH
     # SQLite's limit on query parameters splits the bulk writes into chunks of a hundred rows.
     with django_assert_max_num_queries(8 if connection.vendor == "postgresql" else 20):
-        engine.run_claimed_enrollments(batches[1], now)
+        advancing.run_claimed_enrollments(batches[1], now)
 
     visits = JourneyStepVisit.objects.values("enrollment_id", "visit_number")
     assert visits.count() == visits.distinct().count()
@@ -140,7 +141,7 @@ def test_a_real_worker_runs_what_the_beat_tick_hands_off(due_enrollments, celery
 
     tick_task.delay()
 
-    finished_tasks.wait_for(run_enrollments_task, math.ceil(1200 / engine.ENROLLMENT_BATCH), timeout=60)
+    finished_tasks.wait_for(run_enrollments_task, math.ceil(1200 / advancing.ENROLLMENT_BATCH), timeout=60)
     assert JourneyStepVisit.objects.count() == 1200
     assert set(Enrollment.objects.values_list("steps_taken", "claimed_at").distinct()) == {(1, None)}
 

@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from campaigns import engine
+from campaigns.tick import tick
 from channels import actions
 from channels.events import record_delivery_event
 from channels.models import Delivery, EventType, MessageSource, MessageStatus
@@ -43,14 +43,14 @@ def test_one_failed_device_waits_for_the_other_devices_window(push_message):
 
     # when one device fails
     report_failed(ios)
-    engine.tick(timezone.now())
+    tick(timezone.now())
 
     # then the other may still deliver: the message stays on push
     push_message.refresh_from_db()
     assert (push_message.current_step, push_message.deliveries.filter(channel="sms").count()) == (0, 0)
 
     # when the other stays silent past the plan's window, the tick moves the message to SMS
-    report = engine.tick(dispatched_at + timedelta(seconds=600))
+    report = tick(dispatched_at + timedelta(seconds=600))
     assert report.fallbacks == 1
     push_message.refresh_from_db()
     assert (push_message.current_step, push_message.status) == (1, MessageStatus.QUEUED)
@@ -65,7 +65,7 @@ def test_two_ticks_running_the_fallbacks_of_both_devices_at_once_send_one_sms(pu
     now = timezone.now()
 
     # when two workers tick at the same instant
-    _, errors = run_concurrently(lambda: engine.tick(now))
+    _, errors = run_concurrently(lambda: tick(now))
 
     # then the message moved to SMS once
     assert errors == []

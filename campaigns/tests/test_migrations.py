@@ -7,7 +7,7 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
-from campaigns import engine
+from campaigns.tick import tick
 from campaigns.models import Enrollment, EnrollmentState, Journey, JourneyStepVisit
 from omni.models import AuditEntry
 from templates.models import TemplateVersion
@@ -108,7 +108,7 @@ def test_upgrading_gives_running_journeys_version_1_and_their_contacts_carry_on(
     assert JourneyStepVisit.objects.get(enrollment=enrollment).journey_version == version
 
     # and the tick carries her on through version 1
-    engine.tick(timezone.now() + timedelta(seconds=1))
+    tick(timezone.now() + timedelta(seconds=1))
     enrollment.refresh_from_db()
     assert (enrollment.state, enrollment.end_reason) == (EnrollmentState.EXITED, "exit:done")
     assert list(enrollment.visits.order_by("visit_number").values_list("step_key", "journey_version__number")) == [

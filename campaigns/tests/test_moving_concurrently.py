@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection, connections, transaction
 from django.utils import timezone
 
-from campaigns import engine
+from campaigns import advancing, tick_report
 from campaigns.actions import activate_journey, enroll_contact, move_to_latest_version, publish_journey
 from campaigns.models import Enrollment, Journey, JourneyStep, StepKind
 from contacts.models import Contact
@@ -39,7 +39,7 @@ def test_a_move_waits_for_the_tick_running_a_contact_and_judges_the_step_it_left
     def tick():
         try:
             with transaction.atomic():
-                engine.advance_enrollments_batch(timezone.now(), engine.TickReport())
+                advancing.advance_enrollments_batch(timezone.now(), tick_report.TickReport())
                 claimed.set()
                 time.sleep(1)  # the move runs meanwhile, and has to wait for this commit
         except Exception as exc:  # surfaced through `errors`

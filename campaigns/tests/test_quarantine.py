@@ -7,7 +7,9 @@ from datetime import timedelta
 import pytest
 from django.urls import reverse
 
-from campaigns import engine
+from campaigns import advancing, steps
+
+from campaigns.tick import tick
 from campaigns.actions import publish_journey
 from campaigns.models import Enrollment, EnrollmentState, JourneyVersion
 from channels.models import Delivery, DeliveryStatus, Message, MessageStatus
@@ -49,7 +51,7 @@ def test_a_batch_of_looping_enrollments_does_not_stop_the_tick_and_is_quarantine
     welcome_journey, now, monkeypatch,
 ):
     # given a full batch of enrollments on a version whose condition loops on itself without a wait
-    monkeypatch.setattr(engine, "ENROLLMENT_BATCH", 2)
+    monkeypatch.setattr(advancing, "ENROLLMENT_BATCH", 2)
     with_steps(welcome_journey.live_version, [
         {"key": "spin", "kind": "condition", "config": {"check": "attribute", "name": "vip", "equals": True},
          "next": "done", "else": "spin"},
@@ -60,17 +62,17 @@ def test_a_batch_of_looping_enrollments_does_not_stop_the_tick_and_is_quarantine
 
     # when the tick runs
     with returns_within(20):
-        first = engine.tick(now)
+        first = tick(now)
 
     # then it returned, having run each enrollment's steps once, and looks again next tick
-    assert first.steps == 2 * engine.MAX_STEPS_PER_RUN
+    assert first.steps == 2 * steps.MAX_STEPS_PER_RUN
     assert list(Enrollment.objects.values_list("loop_ticks", "quarantined_at")) == [(1, None), (1, None)]
 
     # when two more ticks find them still looping
     with returns_within(20):
-        engine.tick(now + timedelta(seconds=1))
-        third = engine.tick(now + timedelta(seconds=2))
-        fourth = engine.tick(now + timedelta(seconds=3))
+        tick(now + timedelta(seconds=1))
+        third = tick(now + timedelta(seconds=2))
+        fourth = tick(now + timedelta(seconds=3))
 
     # then they are quarantined, saying why, and no longer run
     assert third.quarantined == 2 and fourth.steps == 0
@@ -94,7 +96,7 @@ def test_an_enrollment_whose_step_fails_is_quarantined_and_the_rest_of_the_batch
                 for i, name in enumerate(("ann", "bob", "cy"))]
     for contact in contacts:
         signed_up(contact)
-    engine.tick(now)
+    tick(now)
     # and bob's enrollment pinned to a version whose next step cannot run
     v1 = welcome_journey.live_version
     broken = JourneyVersion.objects.create(
@@ -104,7 +106,7 @@ def test_an_enrollment_whose_step_fails_is_quarantined_and_the_rest_of_the_batch
     Enrollment.objects.filter(contact=contacts[1]).update(journey_version=broken)
 
     # when the wait is over
-    report = engine.tick(now + timedelta(seconds=61))
+    report = tick(now + timedelta(seconds=61))
 
     # then ann and cy got their SMS; bob is quarantined with the error, untouched otherwise
     assert report.quarantined == 1
@@ -117,7 +119,7 @@ def test_an_enrollment_whose_step_fails_is_quarantined_and_the_rest_of_the_batch
     assert (bob.state, bob.current_step_key, bob.steps_taken) == (EnrollmentState.ACTIVE, "opened", 2)
 
     # and later ticks do not claim it again
-    assert engine.tick(now + timedelta(seconds=62)).steps == 0
+    assert tick(now + timedelta(seconds=62)).steps == 0
 
 
 def test_an_event_that_cannot_be_processed_is_quarantined_and_the_others_enroll(welcome_journey, now):
@@ -131,7 +133,7 @@ def test_an_event_that_cannot_be_processed_is_quarantined_and_the_others_enroll(
                                       source="test")
 
     # when the tick runs
-    report = engine.tick(now)
+    report = tick(now)
 
     # then ann is enrolled and her event processed; bob's event is quarantined, unprocessed
     assert (report.events, report.enrolled, report.quarantined) == (1, 1, 1)
@@ -139,7 +141,7 @@ def test_an_event_that_cannot_be_processed_is_quarantined_and_the_others_enroll(
     bad.refresh_from_db()
     assert good.processed_at == now and Enrollment.objects.get().contact == ann
     assert bad.processed_at is None and bad.quarantine_reason.startswith("AttributeError")
-    assert engine.tick(now + timedelta(seconds=1)).quarantined == 0
+    assert tick(now + timedelta(seconds=1)).quarantined == 0
 
 
 def test_a_deferred_message_that_cannot_be_routed_is_quarantined_and_the_others_go_out(welcome_templates, now):
@@ -153,7 +155,7 @@ def test_a_deferred_message_that_cannot_be_routed_is_quarantined_and_the_others_
 
     good, bad = deferred([{"channel": "email"}]), deferred([{"medium": "email"}])
 
-    report = engine.tick(now)
+    report = tick(now)
 
     good.refresh_from_db()
     bad.refresh_from_db()
@@ -176,7 +178,7 @@ def test_a_fallback_timer_that_fails_is_quarantined_and_the_others_fire(welcome_
     good = failed_email([{"channel": "email"}, {"channel": "sms"}])
     bad = failed_email(["email", "sms"])
 
-    report = engine.tick(now)
+    report = tick(now)
 
     good.refresh_from_db()
     bad.refresh_from_db()
@@ -192,7 +194,7 @@ def test_the_admin_lists_quarantined_enrollments_with_their_reason_and_retries_t
     contacts = [make_contact(f"c{i}", email=f"c{i}@example.com") for i in range(6)]
     for contact in contacts:
         signed_up(contact)
-    engine.tick(now)
+    tick(now)
     stuck = Enrollment.objects.get(contact=contacts[0])
     Enrollment.objects.filter(pk=stuck.pk).update(quarantined_at=now, quarantine_reason="KeyError: 987654",
                                                  loop_ticks=3, next_run_at=now)
@@ -215,7 +217,7 @@ def test_the_admin_lists_quarantined_enrollments_with_their_reason_and_retries_t
     assert (stuck.quarantined_at, stuck.quarantine_reason, stuck.loop_ticks) == (None, "", 0)
     entry = AuditEntry.objects.get(action="tick.quarantine_retried")
     assert (entry.object_id, entry.actor_label) == (str(stuck.pk), "admin")
-    assert engine.tick(now + timedelta(seconds=1)).steps == 3  # its condition, the SMS and the exit
+    assert tick(now + timedelta(seconds=1)).steps == 3  # its condition, the SMS and the exit
 
 
 @pytest.mark.parametrize("admin_name, quarantined_row", [

@@ -6,7 +6,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from campaigns import engine
+from campaigns.tick import tick
 from campaigns.actions import (
     activate_journey,
     enroll_contact,
@@ -75,12 +75,12 @@ def test_editing_an_active_journeys_steps_changes_nothing_for_contacts_in_it(wel
     # given Ann in the journey, waiting before the SMS step
     ann = make_contact("ann", email="ann@example.com", phone="+14155550101")
     signed_up(ann)
-    engine.tick(now)
+    tick(now)
 
     # when a marketer edits the draft: another template for the SMS, and the exit step removed
     JourneyStep.objects.filter(journey=welcome_journey, key="welcome-sms").update(template=reminder_template)
     JourneyStep.objects.filter(journey=welcome_journey, key="done").delete()
-    engine.tick(now + timedelta(seconds=61))
+    tick(now + timedelta(seconds=61))
 
     # then Ann ran the steps she entered on, old SMS and exit included
     assert sms_text(ann) == "Hi Ann, did you see our email?"
@@ -94,15 +94,15 @@ def test_published_changes_reach_new_enrollments_while_those_in_flight_stay_on_t
     # given Ann on version 1, waiting before the SMS step
     ann = make_contact("ann", email="ann@example.com", phone="+14155550101")
     signed_up(ann)
-    engine.tick(now)
+    tick(now)
 
     # when the SMS step's template changes and the change is published
     JourneyStep.objects.filter(journey=welcome_journey, key="welcome-sms").update(template=reminder_template)
     version = publish_journey(welcome_journey)
     bob = make_contact("bob", email="bob@example.com", phone="+14155550102")
     signed_up(bob)
-    engine.tick(now + timedelta(seconds=1))
-    engine.tick(now + timedelta(seconds=62))
+    tick(now + timedelta(seconds=1))
+    tick(now + timedelta(seconds=62))
 
     # then Bob entered on version 2 and got its SMS; Ann kept version 1's
     assert version.number == 2 and welcome_journey.live_version == version
@@ -126,8 +126,8 @@ def test_a_journey_sends_the_template_version_it_pinned_until_it_publishes_again
     signed_up(ann)
 
     # when Ann reaches the SMS step
-    engine.tick(now)
-    engine.tick(now + timedelta(seconds=61))
+    tick(now)
+    tick(now + timedelta(seconds=61))
 
     # then she gets the template version the journey pinned; publishing the journey picks up the new one
     assert Message.objects.get(contact=ann, template_version__template=sms_template).template_version.number == 1
@@ -141,13 +141,13 @@ def test_each_enrollment_converts_on_its_own_versions_goal(welcome_templates, no
     journey = build_welcome_journey(*welcome_templates, goal_event="purchased")
     ann = make_contact("ann", email="ann@example.com")
     signed_up(ann)
-    engine.tick(now)
+    tick(now)
     journey.goal_event = "upgraded"
     journey.save()
     publish_journey(journey)
 
     signed_up(ann, name="purchased")
-    engine.tick(now + timedelta(seconds=1))
+    tick(now + timedelta(seconds=1))
 
     assert Enrollment.objects.get(contact=ann).end_reason == "goal:purchased"
 
@@ -163,7 +163,7 @@ def test_publishing_refuses_an_invalid_draft_and_the_running_version_carries_on(
     # given Ann on version 1
     ann = make_contact("ann", email="ann@example.com", phone="+14155550101", consents=(("email", "marketing"),))
     signed_up(ann)
-    engine.tick(now)
+    tick(now)
 
     # when the draft gains a loop without a wait and someone tries to publish it
     steps = {s.key: s for s in welcome_journey.steps.all()}
@@ -175,7 +175,7 @@ def test_publishing_refuses_an_invalid_draft_and_the_running_version_carries_on(
     # then nothing is published and Ann still runs version 1 to its end
     assert "loop without a wait step" in " ".join(refused.value.messages)
     assert welcome_journey.versions.count() == 1
-    engine.tick(now + timedelta(seconds=61))
+    tick(now + timedelta(seconds=61))
     assert Enrollment.objects.get(contact=ann).end_reason == "exit:done"
 
 
@@ -206,7 +206,7 @@ def test_a_published_version_cannot_be_changed(welcome_journey):
 def ann_waiting_on_version_1(welcome_journey, now):
     ann = make_contact("ann", email="ann@example.com", phone="+14155550101")
     signed_up(ann)
-    engine.tick(now)
+    tick(now)
     return Enrollment.objects.get(contact=ann)
 
 
@@ -219,7 +219,7 @@ def test_moving_contacts_puts_them_on_the_latest_version_at_the_same_step_and_au
 
     # when the contacts are moved
     moved = move_to_latest_version(welcome_journey, actor=admin_user)
-    engine.tick(now + timedelta(seconds=61))
+    tick(now + timedelta(seconds=61))
 
     # then Ann carries on from her step on version 2, and both the move and its reason are audited
     enrollment = Enrollment.objects.get(pk=ann_waiting_on_version_1.pk)
@@ -274,7 +274,7 @@ def test_a_batch_loads_its_versions_in_a_fixed_number_of_queries(welcome_journey
         publish_journey(welcome_journey)
         enroll_many(welcome_journey, count, f"{prefix}-new-")
         with django_assert_max_num_queries(TICK_QUERIES_ONE_BATCH) as captured:
-            report = engine.tick(timezone.now() + timedelta(seconds=1))
+            report = tick(timezone.now() + timedelta(seconds=1))
         return len(captured), report.steps
 
     # when the tick runs 3 and then 12 contacts per version (each sends, then waits); more would

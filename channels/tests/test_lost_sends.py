@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from campaigns import engine
+from campaigns.tick import tick
 from channels.models import Delivery, DeliveryStatus, Message, MessageStatus, OutboxMessage
 from channels.publishing import REPUBLISH_AFTER, republish_lost_deliveries
 from channels.tasks import send_deliveries_task, send_delivery_task
@@ -31,7 +31,7 @@ def test_a_broker_outage_while_publishing_does_not_stop_the_tick_and_the_sends_g
 
     # when the tick runs while the broker refuses connections
     with unreachable_broker():
-        report = engine.tick(now)
+        report = tick(now)
 
     # then it went through every stage: the deferred email and the SMS fallback are queued,
     # their sends claimed for publishing but not sent
@@ -46,9 +46,9 @@ def test_a_broker_outage_while_publishing_does_not_stop_the_tick_and_the_sends_g
     # (a minute after the outage ended, by the clock: each failed publish took its retries' time,
     # so the last claim is later than `now`)
     later = timezone.now() + REPUBLISH_AFTER + timedelta(seconds=1)
-    republished = engine.tick(later)
+    republished = tick(later)
     finished_tasks.wait_for_ids(send_deliveries_task, [d.pk for d in queued])
-    again = engine.tick(later + timedelta(seconds=1))
+    again = tick(later + timedelta(seconds=1))
     assert (republished.requeued, again.requeued) == (2, 0)
 
     # then each went out exactly once
@@ -77,9 +77,9 @@ def test_deliveries_left_by_a_killed_worker_are_sent_within_a_minute_exactly_onc
 
     # when two ticks run (the second once the sends ran: SQLite's shared in-memory test
     # database locks tables between the two threads)
-    first = engine.tick(now)
+    first = tick(now)
     finished_tasks.wait_for(send_deliveries_task, 1)
-    second = engine.tick(now + timedelta(seconds=5))
+    second = tick(now + timedelta(seconds=5))
 
     # then the lost ones were republished once and sent once; the fresh one was left to its task
     assert (first.requeued, second.requeued) == (2, 0)

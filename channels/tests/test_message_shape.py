@@ -5,7 +5,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
 from django.utils import timezone
 
-from campaigns import engine
+from campaigns.tick import tick
 
 from channels import actions
 from channels.delivery import send_delivery
@@ -34,7 +34,7 @@ def devices(contact):
 def fail(delivery, event_id):
     """The provider reports the delivery failed; then the tick runs the fallback that made due."""
     record_delivery_event("sandbox", event_id, "", EventType.FAILED, delivery.queued_at, delivery_id=delivery.pk)
-    engine.tick(timezone.now())
+    tick(timezone.now())
 
 
 def test_a_message_with_its_own_content_is_sent_as_written_with_its_agent(contact, agent, now):

@@ -157,7 +157,7 @@ def _stored_events() -> int:
 def _events_without_audit() -> int:
     """API events minus "event.received" entries once the tick has taken the events up (it writes
     those entries): 0 when every stored event was audited."""
-    from campaigns.engine import tick
+    from campaigns.tick import tick
     from contacts.models import ContactEvent
     from omni.models import AuditEntry
 

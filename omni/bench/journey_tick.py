@@ -2,7 +2,7 @@
 
 Seeds, by bulk SQL, 10 x scale contacts (email consent granted) each enrolled in a journey of
 two steps (send an email, then wait a day), `scale` of them due now at the send step. Then the
-beat's tick, `engine.tick(hand_off=True)`, claims the due enrollments and hands their ids in
+beat's tick, `tick(hand_off_to=hand_off_enrollments)`, claims the due enrollments and hands their ids in
 batches to `run_enrollments_task` on the journeys queue, where WORKERS real Celery worker
 processes (`celery -A omni.bench.worker worker -P solo`, Redis db 9 as broker) run them: each
 due enrollment sends (a Message, the gate's Decision, a queued Delivery, audit entries) and
@@ -123,7 +123,7 @@ def _insert_select(model, varying: dict[str, str], source: str, *, defaults=None
 
 def measure(scale: int, *, broker_url: str = "memory://", log=lambda line: None) -> list[Figure]:
     """Seed, run the beat's tick and the workers until every due step ran; return the figures."""
-    from campaigns import engine
+    from campaigns import advancing
     from campaigns.models import Enrollment, JourneyStepVisit
     from channels.models import Delivery
     from omni.celery import app
@@ -144,14 +144,14 @@ def measure(scale: int, *, broker_url: str = "memory://", log=lambda line: None)
         before_task_publish.connect(count, weak=False)
         try:
             started_wall, started = time.time(), time.perf_counter()
-            tick_queries, tick_seconds, report = _timed(lambda: engine.tick(hand_off=True))
+            tick_queries, tick_seconds, report = _timed(_tick_until_enrollments_drained)
             if inline:
                 # The claimed ids as the tick handed them off (its tasks go out only after a commit).
                 claimed = list(Enrollment.objects.filter(claimed_at__isnull=False).order_by("pk")
                                .values_list("pk", flat=True))
-                batches = [claimed[i:i + engine.ENROLLMENT_BATCH] for i in range(0, len(claimed), engine.ENROLLMENT_BATCH)]
+                batches = [claimed[i:i + advancing.ENROLLMENT_BATCH] for i in range(0, len(claimed), advancing.ENROLLMENT_BATCH)]
                 run_queries, run_seconds, steps = _timed(
-                    lambda: sum(engine.run_claimed_enrollments(ids) for ids in batches))
+                    lambda: sum(advancing.run_claimed_enrollments(ids) for ids in batches))
                 stats = [{"tasks": len(batches), "steps": steps, "queries": run_queries, "published": 0,
                           "busy_s": run_seconds}]
                 seconds = time.perf_counter() - started
@@ -254,6 +254,19 @@ def _purge(broker_url: str) -> None:
     import redis
 
     redis.Redis.from_url(broker_url).flushdb()
+
+
+def _tick_until_enrollments_drained():
+    """The beat's tick, again while its enrollment stage stops at its budget with work left."""
+    from campaigns.tasks import hand_off_enrollments
+    from campaigns.tick import tick
+
+    report = tick(hand_off_to=hand_off_enrollments)
+    while "enrollments" in report.backlogged:
+        more = tick(hand_off_to=hand_off_enrollments)
+        more.handed_off += report.handed_off
+        report = more
+    return report
 
 
 def _timed(work):

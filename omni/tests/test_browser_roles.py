@@ -7,7 +7,7 @@ addresses a test needs (pages a role has no link to) are all in URLS below.
 """
 import pytest
 
-from campaigns.engine import tick
+from campaigns.tick import tick
 from channels.events import record_inbound_message
 from channels.models import Conversation
 from contacts.models import Contact

@@ -3,7 +3,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from campaigns import engine
+from campaigns.tick import tick
 from campaigns.actions import enroll_contact, pause_journey, publish_journey, resume_journey
 from campaigns.models import Enrollment, EnrollmentState, JourneyStepVisit
 from channels import actions as channel_actions
@@ -28,14 +28,14 @@ def signed_up(contact, key=None, name="signed_up", **properties):
 
 def run_tick(capture, now):
     with capture(execute=True):
-        return engine.tick(now)
+        return tick(now)
 
 
 def test_an_event_enrolls_the_contact_and_sends_the_first_email(welcome_journey, now):
     ann = make_contact("ann", email="ann@example.com", phone="+14155550101")
     signed_up(ann)
 
-    report = engine.tick(now)
+    report = tick(now)
 
     enrollment = Enrollment.objects.get(contact=ann)
     message = Message.objects.get(contact=ann)
@@ -66,8 +66,8 @@ def test_the_tick_audits_each_received_event_once_dated_when_it_was_received(wel
                                              sent_by="apikey:abc", received_at=now - timedelta(minutes=5))
     other = ContactEvent.objects.create(contact=ann, name="page.viewed", idempotency_key="2", source="twilio")
 
-    engine.tick(now)
-    engine.tick(now + timedelta(seconds=1))
+    tick(now)
+    tick(now + timedelta(seconds=1))
 
     entries = {e.object_id: e for e in AuditEntry.objects.filter(action="event.received")}
     assert set(entries) == {str(triggering.pk), str(other.pk)}
@@ -80,10 +80,10 @@ def test_the_tick_audits_each_received_event_once_dated_when_it_was_received(wel
 def test_a_second_tick_and_a_repeated_event_change_nothing(welcome_journey, now):
     ann = make_contact("ann", email="ann@example.com", phone="+14155550101")
     signed_up(ann)
-    engine.tick(now)
+    tick(now)
 
     signed_up(ann, key="second-signup")
-    engine.tick(now + timedelta(seconds=1))
+    tick(now + timedelta(seconds=1))
 
     assert Enrollment.objects.count() == 1 and Message.objects.count() == 1
     refusal = AuditEntry.objects.get(action="journey.enrollment_refused")
@@ -99,7 +99,7 @@ def test_trigger_conditions_filter_on_event_properties(welcome_journey, now):
     signed_up(ann, plan="trial")
     signed_up(bob, plan="pro")
 
-    engine.tick(now)
+    tick(now)
 
     assert list(Enrollment.objects.values_list("contact__external_id", flat=True)) == ["bob"]
 
@@ -137,10 +137,10 @@ def test_an_opened_email_skips_the_sms(welcome_journey, now, eager_celery, djang
 def test_a_goal_event_converts_the_enrollment_wherever_it_is(welcome_journey, now):
     ann = make_contact("ann", email="ann@example.com", phone="+14155550101")
     signed_up(ann)
-    engine.tick(now)
+    tick(now)
 
     signed_up(ann, name="purchased")
-    engine.tick(now + timedelta(seconds=61))
+    tick(now + timedelta(seconds=61))
 
     enrollment = Enrollment.objects.get(contact=ann)
     assert (enrollment.state, enrollment.end_reason) == (EnrollmentState.CONVERTED, "goal:purchased")
@@ -150,14 +150,14 @@ def test_a_goal_event_converts_the_enrollment_wherever_it_is(welcome_journey, no
 def test_a_paused_journey_holds_enrollments_until_resumed(welcome_journey, now):
     ann = make_contact("ann", email="ann@example.com", phone="+14155550101")
     signed_up(ann)
-    engine.tick(now)
+    tick(now)
     pause_journey(welcome_journey)
 
-    engine.tick(now + timedelta(seconds=61))
+    tick(now + timedelta(seconds=61))
     assert Message.objects.filter(contact=ann).count() == 1
 
     resume_journey(welcome_journey)
-    engine.tick(now + timedelta(seconds=62))
+    tick(now + timedelta(seconds=62))
     assert Message.objects.filter(contact=ann).count() == 2
 
 
@@ -165,7 +165,7 @@ def test_marketing_without_consent_is_suppressed_and_audited(welcome_journey, no
     dan = make_contact("dan", email="dan@example.com", consents=())
     signed_up(dan)
 
-    engine.tick(now)
+    tick(now)
 
     message = Message.objects.get(contact=dan)
     assert message.status == MessageStatus.SUPPRESSED and message.status_reason == "no_eligible_channel"
@@ -262,7 +262,7 @@ def test_a_hard_bounce_falls_back_to_the_next_channel(welcome_templates, now, ea
     # the bounce report made the fallback due; the tick runs it
     assert message.deliveries.count() == 1
     with django_capture_on_commit_callbacks(execute=True):
-        engine.tick(timezone.now())
+        tick(timezone.now())
 
     email, sms = message.deliveries.order_by("pk")
     assert email.status == DeliveryStatus.BOUNCED and sms.channel == "sms"
@@ -300,10 +300,10 @@ def test_a_silent_channel_falls_back_when_its_timer_ends(welcome_templates, now)
     email = channel_actions.dispatch(message, now=now)
     assert email.fallback_due_at == now + timedelta(seconds=600)
 
-    engine.tick(now + timedelta(seconds=599))
+    tick(now + timedelta(seconds=599))
     assert message.deliveries.count() == 1
 
-    report = engine.tick(now + timedelta(seconds=600))
+    report = tick(now + timedelta(seconds=600))
     assert report.fallbacks == 1
     assert list(message.deliveries.order_by("pk").values_list("channel", flat=True)) == ["email", "sms"]
 
@@ -322,7 +322,7 @@ def test_a_paused_channel_defers_and_the_tick_sends_once_it_is_resumed(welcome_t
 
     pause.resumed_at = now
     pause.save()
-    engine.tick(now + timedelta(minutes=6))
+    tick(now + timedelta(minutes=6))
 
     message.refresh_from_db()
     assert message.status == MessageStatus.QUEUED and message.deliveries.count() == 1

@@ -1,0 +1,161 @@
+"""Events in: enroll contacts in the journeys their events trigger, and convert goals.
+
+One tick stage (campaigns/tick.py): unprocessed events are claimed in batches; an event that
+cannot be processed is quarantined and the rest of its batch goes on.
+"""
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from contacts.models import ContactEvent
+from omni import audit
+from omni.lib.claims import claim, excluding
+from omni.lib.quarantine import quarantine_failures, run_isolating_failures
+
+from .models import LIVE_ENROLLMENT_STATES, Enrollment, EnrollmentState, JourneyStatus, JourneyVersion, ReentryPolicy, TriggerType
+from .tick_report import TickReport
+
+# Events claimed per transaction. Large enough that a batch's fixed costs (the claim query, the
+# commit) are spread thin; small enough that a batch commits in well under a second.
+EVENT_BATCH = 1000
+
+
+def _matches(conditions: dict, properties: dict) -> bool:
+    return all(properties.get(key) == value for key, value in (conditions or {}).items())
+
+
+def process_events_batch(now, report: TickReport, handled: set | None = None) -> int:
+    """Claim unprocessed events: enroll contacts in journeys they trigger, convert goals. An
+    event that cannot be processed is quarantined; the rest of the batch goes on."""
+    with transaction.atomic():
+        events = claim(
+            excluding(ContactEvent.objects.filter(processed_at__isnull=True, quarantined_at__isnull=True), handled)
+            .order_by("received_at", "id"),
+            EVENT_BATCH,
+        )
+        if not events:
+            return 0
+        failures = run_isolating_failures(events, lambda rows: _process_events(rows, now, report))
+        report.quarantined += quarantine_failures(ContactEvent, failures, now, stage="events")
+        return len(events)
+
+
+def _process_events(events, now, report: TickReport) -> None:
+    # The request that stored an event wrote nothing else; its audit entry is written here,
+    # dated when it was received, and commits with what the event caused.
+    audit.record_many([
+        audit.build("event.received", contact_id=e.contact_id, obj=e, actor_label=e.sent_by or e.source,
+                    data={"name": e.name}, occurred_at=e.received_at)
+        for e in events
+    ])
+    names = {e.name for e in events}
+    # The live versions these events trigger, and any version (enrollments keep older ones)
+    # whose goal they reach: one query.
+    versions = list(
+        JourneyVersion.objects.filter(journey__status=JourneyStatus.ACTIVE)
+        .filter(Q(trigger_type=TriggerType.EVENT, trigger_event__in=names, journey__live_version=F("pk"))
+                | Q(goal_event__in=names))
+        .select_related("journey")
+    )
+    converted = enrolled = 0
+    if versions:
+        converted = _convert_goals(events, versions, now)
+        enrolled = _enroll_from_events(events, versions, now)
+    ContactEvent.objects.filter(pk__in=[e.pk for e in events]).update(processed_at=now)
+    report.converted += converted
+    report.enrolled += enrolled
+    report.events += len(events)
+
+
+def _convert_goals(events, versions, now) -> int:
+    """End live enrollments whose own version's goal event just happened."""
+    by_goal = {}
+    for version in versions:
+        if version.goal_event:
+            by_goal.setdefault(version.goal_event, []).append(version.pk)
+    pairs = [(e.contact_id, vid, e) for e in events for vid in by_goal.get(e.name, [])]
+    if not pairs:
+        return 0
+    live = Enrollment.objects.filter(
+        state__in=LIVE_ENROLLMENT_STATES,
+        contact_id__in={c for c, _, _ in pairs},
+        journey_version_id__in={v for _, v, _ in pairs},
+    )
+    wanted = {(c, v): e for c, v, e in pairs}
+    converted = [en for en in live if (en.contact_id, en.journey_version_id) in wanted]
+    for enrollment in converted:
+        enrollment.state = EnrollmentState.CONVERTED
+        enrollment.ended_at = now
+        enrollment.end_reason = f"goal:{wanted[(enrollment.contact_id, enrollment.journey_version_id)].name}"
+        enrollment.next_run_at = None
+    Enrollment.objects.bulk_update(converted, ["state", "ended_at", "end_reason", "next_run_at"])
+    audit.record_many([
+        audit.build("journey.converted", contact_id=en.contact_id, obj=en, reason=en.end_reason,
+                    data={"journey": en.journey_id, "event": wanted[(en.contact_id, en.journey_version_id)].pk})
+        for en in converted
+    ])
+    return len(converted)
+
+
+def _enroll_from_events(events, versions, now) -> int:
+    """Enroll contacts in the journeys their events trigger, each on the journey's live version."""
+    triggered = [
+        v for v in versions
+        if v.journey.live_version_id == v.pk and v.trigger_type == TriggerType.EVENT and v.trigger_event
+        and v.first_step_key
+    ]
+    if not triggered:
+        return 0
+    candidates = {}
+    for event in events:
+        for version in triggered:
+            if version.trigger_event == event.name and _matches(version.trigger_conditions, event.properties):
+                candidates.setdefault((version.journey_id, event.contact_id), event)
+    if not candidates:
+        return 0
+    contact_ids = {c for _, c in candidates}
+    journey_ids = {j for j, _ in candidates}
+    history = {}
+    for journey_id, contact_id, state, entered_at in Enrollment.objects.filter(
+        journey_id__in=journey_ids, contact_id__in=contact_ids
+    ).values_list("journey_id", "contact_id", "state", "entered_at"):
+        history.setdefault((journey_id, contact_id), []).append((state, entered_at))
+    versions_by_journey = {v.journey_id: v for v in triggered}
+
+    new, refused = [], []
+    for (journey_id, contact_id), event in candidates.items():
+        version = versions_by_journey[journey_id]
+        past = history.get((journey_id, contact_id), [])
+        reason = _reentry_refusal(version, past, now)
+        if reason:
+            refused.append(audit.build("journey.enrollment_refused", contact_id=contact_id, obj=version.journey,
+                                       reason=reason, data={"event": event.pk}))
+            continue
+        new.append(Enrollment(journey_id=journey_id, journey_version=version, contact_id=contact_id,
+                              current_step_key=version.first_step_key,
+                              state=EnrollmentState.ACTIVE, next_run_at=now, entered_at=now, trigger_event=event))
+    # ignore_conflicts: another worker enrolling the same contact from a different event at the
+    # same moment loses quietly to the partial unique constraint instead of failing the batch.
+    Enrollment.objects.bulk_create(new, ignore_conflicts=True, batch_size=1000)
+    created = Enrollment.objects.filter(trigger_event_id__in=[e.trigger_event_id for e in new], entered_at=now)
+    entries = [
+        audit.build("journey.enrolled", contact_id=en.contact_id, obj=en, reason=f"event:{en.trigger_event_id}",
+                    data={"journey": en.journey_id, "event": en.trigger_event_id})
+        for en in created
+    ]
+    audit.record_many(entries + refused)
+    return len(entries)
+
+
+def _reentry_refusal(version, past, now) -> str:
+    if any(state in LIVE_ENROLLMENT_STATES for state, _ in past):
+        return "already_enrolled"
+    if not past or version.reentry == ReentryPolicy.ALWAYS:
+        return ""
+    if version.reentry == ReentryPolicy.NEVER:
+        return "reentry_never"
+    last_entry = max(entered for _, entered in past)
+    if now - last_entry < timezone.timedelta(seconds=version.reentry_after_seconds or 0):
+        return "reentry_too_soon"
+    return ""
+

@@ -1,0 +1,63 @@
+"""The beat tick: one pass over all due orchestration work, stage by stage.
+
+Every piece of due work is claimed from the database in batches, inside a transaction (see
+omni/lib/claims.py), so any number of workers can run the tick and no two ever handle the same
+row. A batch commits as a whole: a worker that dies midway leaves its rows unclaimed for the
+next tick, and the idempotency keys of the messages it would have created make the retry safe.
+
+The stages, in order: events in (campaigns/enrolling.py), due enrollments
+(campaigns/advancing.py, whose steps campaigns/steps.py runs), deferred messages and fallback
+timers (campaigns/message_timers.py), then lost sends. Each stage has a budget per tick, so a
+backlog in one (a burst of events) never starves the others: every stage runs in every tick,
+and a stage cut short goes on in the next.
+"""
+import time
+from functools import partial
+
+from django.conf import settings
+from django.utils import timezone
+
+from . import advancing, enrolling, message_timers
+from .tick_report import TickReport
+
+
+def tick(now=None, *, hand_off_to=None) -> TickReport:
+    """One pass over all due work, each stage within its budget.
+
+    With `hand_off_to(ids)`, due enrollments are claimed and their ids handed over in batches
+    (the beat's tick hands them to run_enrollments_task) rather than run here."""
+    now = now or timezone.now()
+    report = TickReport()
+    if hand_off_to is None:
+        enrollments = (advancing.advance_enrollments_batch, advancing.ENROLLMENT_BATCH)
+    else:
+        enrollments = (partial(advancing.hand_off_enrollments_batch, hand_off_to), advancing.ENROLLMENT_BATCH)
+    stages = [
+        ("events", enrolling.process_events_batch, enrolling.EVENT_BATCH),
+        ("enrollments", *enrollments),
+        ("deferred messages", message_timers.redispatch_deferred_batch, message_timers.MESSAGE_BATCH),
+        ("fallback timers", message_timers.fire_fallback_timers_batch, message_timers.MESSAGE_BATCH),
+    ]
+    for name, batch, size in stages:
+        if not run_stage(batch, size, now, report):
+            report.backlogged.append(name)
+    report.requeued = message_timers.requeue_stale_deliveries(now)
+    return report
+
+
+def run_stage(batch, size: int, now, report: TickReport, budget_seconds: float | None = None) -> bool:
+    """Run one stage's batches until a batch comes back short or the stage's budget is spent
+    (OMNI_TICK_STAGE_SECONDS; the first batch always runs). True when the stage is drained.
+
+    `batch(now, report, handled)` adds to `handled` the rows it ran that are still due (a loop
+    without a wait, a wait of zero seconds) and never claims those again: otherwise the same
+    rows would be claimed batch after batch and the tick would never return. They are looked at
+    again on the next tick.
+    """
+    budget = settings.OMNI_TICK_STAGE_SECONDS if budget_seconds is None else budget_seconds
+    deadline = time.monotonic() + budget
+    handled = set()
+    while batch(now, report, handled) == size:
+        if time.monotonic() >= deadline:
+            return False
+    return True

@@ -1,0 +1,21 @@
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class TickReport:
+    """What one tick, or one worker's batch, did: counts per kind of work."""
+    events: int = 0
+    enrolled: int = 0
+    converted: int = 0
+    steps: int = 0
+    redispatched: int = 0
+    fallbacks: int = 0
+    requeued: int = 0
+    # Enrollments claimed and handed to workers (the beat's tick); their steps are counted there.
+    handed_off: int = 0
+    quarantined: int = 0
+    # Stages that stopped at their budget with work still due: the next tick goes on with them.
+    backlogged: list[str] = field(default_factory=list)
+
+    def as_dict(self):
+        return asdict(self)
