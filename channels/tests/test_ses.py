@@ -32,10 +32,11 @@ def test_an_email_sent_through_ses_reaches_the_api_and_is_recorded_as_sent(make_
     assert AuditEntry.objects.filter(action="delivery.sent", object_id=str(delivery.pk)).count() == 1
 
 
-def test_marketing_email_carries_omni_tags_its_configuration_set_and_unsubscribe_headers(
+def test_marketing_email_carries_omni_tags_its_configuration_set_and_the_headers_it_is_given(
     make_delivery, sesv2_client, moto_server, settings, marketing_consent
 ):
-    # given
+    # given a delivery carrying headers (the adapter forwards them; which headers marketing email
+    # needs is decided before the adapter, not tested here)
     settings.SES_CONFIGURATION_SET_MARKETING = "omni-marketing"
     settings.SES_CONFIGURATION_SET_TRANSACTIONAL = "omni-transactional"
     headers = {"List-Unsubscribe": "<https://omni.example.com/u/abc>",
