@@ -1,25 +1,39 @@
 # Omni: `make run` starts the embedded default with demo data; `make test` runs the test suite.
-# Both create the virtualenv in .venv and install requirements.txt when it changed.
+# Both create the virtualenv in .venv; `run` installs requirements.txt (the runtime set), `test`
+# also requirements-dev.txt (pytest, moto, Playwright, hypothesis), each again only when it changed.
 
 PYTHON ?= python3
 VENV := .venv
-STAMP := $(VENV)/.installed
+RUNTIME_STAMP := $(VENV)/.installed-runtime
+DEV_STAMP := $(VENV)/.installed-dev
+PIP := $(VENV)/bin/python -m pip install --disable-pip-version-check --progress-bar off
 
-.PHONY: run test install
+.PHONY: run test install install-dev
 
-run: $(STAMP)
+run: $(RUNTIME_STAMP)
 	bash scripts/run.sh
 
 # Extra pytest arguments go in ARGS, e.g. make test ARGS="-k audit -x".
-test: $(STAMP)
+test: $(DEV_STAMP)
 	$(VENV)/bin/pytest $(ARGS)
 
-install: $(STAMP)
+install: $(RUNTIME_STAMP)
+
+install-dev: $(DEV_STAMP)
 
 $(VENV)/bin/python:
+	@echo "== Creating the virtualenv in $(VENV) (Python: $$($(PYTHON) --version 2>&1))"
 	$(PYTHON) -m venv $(VENV)
 
-# Reinstalls only when requirements.txt is newer than the stamp, so reruns start at once.
-$(STAMP): requirements.txt | $(VENV)/bin/python
-	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
-	touch $(STAMP)
+# Reinstalls only when a requirements file is newer than its stamp, so reruns start at once.
+$(RUNTIME_STAMP): requirements.txt | $(VENV)/bin/python
+	@echo "== Installing Omni's runtime packages into $(VENV) (requirements.txt; about a minute the first time)"
+	@$(PIP) --quiet -r requirements.txt
+	@touch $(RUNTIME_STAMP)
+	@echo "== Packages installed"
+
+$(DEV_STAMP): requirements.txt requirements-dev.txt | $(VENV)/bin/python
+	@echo "== Installing Omni's runtime and test packages into $(VENV) (requirements-dev.txt; about a minute the first time)"
+	@$(PIP) --quiet -r requirements-dev.txt
+	@touch $(DEV_STAMP) $(RUNTIME_STAMP)
+	@echo "== Packages installed"

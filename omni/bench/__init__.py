@@ -32,6 +32,25 @@ SCALE_MEANING = {
 }
 
 
+# Packages a benchmark needs beyond what `make run` installs (the import name, and where it comes from).
+NEEDS = {
+    "ingest_http": {"gunicorn": "requirements.txt"},
+    "ingest_batch": {"gunicorn": "requirements.txt"},
+}
+
+
+def missing_packages(names: list[str]) -> list[str]:
+    """What the named benchmarks need and this environment lacks, as install instructions."""
+    import importlib.util
+
+    missing = {}
+    for name in names:
+        for package, source in NEEDS.get(name, {}).items():
+            if importlib.util.find_spec(package) is None:
+                missing[package] = source
+    return [f"{package} (pip install -r {source})" for package, source in sorted(missing.items())]
+
+
 def benchmarks() -> dict:
     """Every benchmark by name, in the order they run: the ceilings first, so others can be
     shown as a fraction of them."""

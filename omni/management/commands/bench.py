@@ -34,6 +34,10 @@ class Command(BaseCommand):
         unknown = sorted(set(names) - set(bench.SCALE_MEANING))
         if unknown:
             raise CommandError(f"Unknown benchmark(s): {', '.join(unknown)}. Known: {', '.join(bench.SCALE_MEANING)}.")
+        missing = bench.missing_packages(names)
+        if missing:
+            raise CommandError("These benchmarks need packages that are not installed: " + "; ".join(missing)
+                               + ". `make install-dev` installs everything the tests and benchmarks use.")
         if scale < 1:
             raise CommandError("--scale must be at least 1.")
 
