@@ -1,7 +1,7 @@
 """Messages the tick moves on: deferred ones whose time has come, fallback timers, lost sends."""
 from django.db import connection, transaction
 
-from channels import actions as channel_actions
+from channels import routing
 from channels.models import FAILED_DELIVERY_STATUSES, Delivery, Message, MessageStatus
 from channels.publishing import republish_lost_deliveries
 from omni.lib.claims import claim, excluding
@@ -21,7 +21,7 @@ def redispatch_deferred_batch(now, report: TickReport, handled: set | None = Non
             .select_related("contact", "template_version").order_by("defer_until", "id"),
             MESSAGE_BATCH,
         )
-        failures = run_isolating_failures(due, lambda rows: channel_actions.dispatch_many(rows, now=now))
+        failures = run_isolating_failures(due, lambda rows: routing.dispatch_many(rows, now=now))
         report.quarantined += quarantine_failures(Message, failures, now, stage="deferred messages")
         report.redispatched += len(due) - len(failures)
         if handled is not None:
@@ -53,11 +53,11 @@ def _fire_fallback_timers(due, now, report: TickReport) -> None:
     for delivery in due:
         if delivery.status in FAILED_DELIVERY_STATUSES:
             reason = delivery.status
-        elif channel_actions.fallback_condition_met(delivery):
+        elif routing.fallback_condition_met(delivery):
             continue
         else:
             reason = "fallback_timeout"
-        channel_actions.fall_back(delivery, reason, now=now)
+        routing.fall_back(delivery, reason, now=now)
         fired += 1
     report.fallbacks += fired
 

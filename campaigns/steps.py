@@ -1,7 +1,7 @@
 """The step interpreter: runs enrollments' journey steps (send, wait, condition, exit) in bulk."""
 from django.utils import timezone
 
-from channels import actions as channel_actions
+from channels import routing
 from channels.models import ENGAGED_DELIVERY_STATUSES, Delivery, DeliveryStatus, Message, MessageSource
 from omni import audit
 from omni.lib.bulk import bulk_update, insert_rows
@@ -128,8 +128,8 @@ def _send_steps(enrollments, at, versions, template_versions, now) -> dict[int, 
             # The same enrollment reaching the same step on the same visit is the same message.
             idempotency_key=f"enrollment:{enrollment.pk}:{enrollment.steps_taken + 1}:{step.key}",
         ))
-    messages, created = channel_actions.create_messages(unsaved)
-    channel_actions.dispatch_many(created, now=now)
+    messages, created = routing.create_messages(unsaved)
+    routing.dispatch_many(created, now=now)
     for enrollment, message in zip(enrollments, messages):
         enrollment.context.setdefault("messages", {})[at[enrollment.pk].key] = message.pk
     return {enrollment.pk: message for enrollment, message in zip(enrollments, messages)}

@@ -24,9 +24,9 @@ from omni import audit
 from templates.rendering import RenderError, contact_variables, render_variant
 
 from . import state
-from .actions import dispatch, fall_back
+from .routing import dispatch, fall_back
 from .base import DeliveryError, DeliveryOutcomeUnknown, Provider, SendResult
-from .events import adopt_orphan_events
+from .provider_reports import adopt_orphan_events
 from .models import FAILED_DELIVERY_STATUSES, Delivery, DeliveryStatus, Message, MessageStatus
 from .registry import provider_named
 

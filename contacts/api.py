@@ -5,7 +5,7 @@ from omni.api import ApiError, api_view, json_response, route_by_method
 from omni.models import ApiScope
 
 from .actions import ContactErased, ContactNotFound, InvalidField, get_contact, upsert_contact
-from .events import EventSubmission, IdempotencyKeyReused, receive_events, request_fingerprint
+from .ingest import EventSubmission, IdempotencyKeyReused, receive_events, request_fingerprint
 
 # All API keys share one idempotency scope: a retry sent after the key was rotated is still
 # the same event. Which key sent it is kept on the event (sent_by) and in the audit log.

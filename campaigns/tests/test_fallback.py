@@ -7,8 +7,8 @@ import pytest
 from django.utils import timezone
 
 from campaigns.tick import tick
-from channels import actions
-from channels.events import record_delivery_event
+from channels import routing
+from channels.provider_reports import record_delivery_event
 from channels.models import Delivery, EventType, MessageSource, MessageStatus
 from contacts.models import Device
 from omni.models import AuditEntry
@@ -26,9 +26,9 @@ def push_message(transactional_db):
     contact = make_contact("ann", phone="+14155550101", consents=())
     for platform in ("ios", "android"):
         Device.objects.create(contact=contact, platform=platform, token=f"token-{platform}")
-    message, _ = actions.create_message(contact=contact, source=MessageSource.API, purpose="transactional",
+    message, _ = routing.create_message(contact=contact, source=MessageSource.API, purpose="transactional",
                                         channel_plan=PUSH_THEN_SMS, content=CONTENT)
-    actions.dispatch(message, now=timezone.now())
+    routing.dispatch(message, now=timezone.now())
     return message
 
 

@@ -6,7 +6,7 @@ from django.utils import timezone
 from campaigns.tick import tick
 from campaigns.actions import enroll_contact, pause_journey, publish_journey, resume_journey
 from campaigns.models import Enrollment, EnrollmentState, JourneyStepVisit
-from channels import actions as channel_actions
+from channels import routing
 from channels.delivery import send_delivery
 from channels.models import Delivery, DeliveryStatus, Message, MessageStatus, OutboxMessage
 from compliance.actions import record_consent_change
@@ -180,12 +180,12 @@ def test_opting_out_of_email_never_moves_the_content_to_sms(welcome_templates, n
     email_template, _ = welcome_templates
     ann = make_contact("ann", email="ann@example.com", phone="+14155550101")
     record_consent_change(ann, "email", "marketing", "revoked", "unsubscribe_link")
-    message, _ = channel_actions.create_message(
+    message, _ = routing.create_message(
         contact=ann, template_version=current_version(email_template), source="api",
         channel_plan=[{"channel": "email"}, {"channel": "sms"}],
     )
 
-    channel_actions.dispatch(message, now=now)
+    routing.dispatch(message, now=now)
 
     message.refresh_from_db()
     assert (message.status, message.status_reason) == (MessageStatus.SUPPRESSED, "opted_out")
@@ -199,12 +199,12 @@ def test_opting_out_of_email_never_moves_the_content_to_sms(welcome_templates, n
 def test_a_channel_the_contact_cannot_be_reached_on_is_skipped(welcome_templates, now):
     email_template, _ = welcome_templates
     ann = make_contact("ann", phone="+14155550101")
-    message, _ = channel_actions.create_message(
+    message, _ = routing.create_message(
         contact=ann, template_version=current_version(email_template), source="api",
         channel_plan=[{"channel": "email"}, {"channel": "sms"}],
     )
 
-    delivery = channel_actions.dispatch(message, now=now)
+    delivery = routing.dispatch(message, now=now)
 
     assert delivery.channel == "sms" and message.current_step == 1
     send_delivery(delivery.pk)
@@ -215,11 +215,11 @@ def test_a_channel_the_contact_cannot_be_reached_on_is_skipped(welcome_templates
 def test_content_is_rendered_when_sent_for_the_contact_as_they_are_then(welcome_templates, now):
     email_template, _ = welcome_templates
     ann = make_contact("ann", email="ann@example.com")
-    message, _ = channel_actions.create_message(
+    message, _ = routing.create_message(
         contact=ann, template_version=current_version(email_template), source="api",
         channel_plan=[{"channel": "email"}],
     )
-    delivery = channel_actions.dispatch(message, now=now)
+    delivery = routing.dispatch(message, now=now)
 
     ann.first_name = "Annie"
     ann.save()
@@ -232,11 +232,11 @@ def test_a_missing_template_variable_sends_nothing(welcome_templates, now):
     template = Template.objects.create(key="code", name="Code", purpose="transactional", allow_fallback=False)
     TemplateVariant.objects.create(template=template, channel="sms", text_body="Your code is {{ code }}")
     ann = make_contact("ann", phone="+14155550101", consents=())
-    message, _ = channel_actions.create_message(
+    message, _ = routing.create_message(
         contact=ann, template_version=publish_template(template), source="api", channel_plan=[{"channel": "sms"}],
     )
 
-    delivery = channel_actions.dispatch(message, now=now)
+    delivery = routing.dispatch(message, now=now)
     send_delivery(delivery.pk)
 
     message.refresh_from_db()
@@ -252,13 +252,13 @@ def test_a_hard_bounce_falls_back_to_the_next_channel(welcome_templates, now, ea
                                                       django_capture_on_commit_callbacks):
     email_template, _ = welcome_templates
     eve = make_contact("eve", email="bounce@simulator.amazonses.com", phone="+14155550105")
-    message, _ = channel_actions.create_message(
+    message, _ = routing.create_message(
         contact=eve, template_version=current_version(email_template), source="api",
         channel_plan=[{"channel": "email"}, {"channel": "sms"}],
     )
 
     with django_capture_on_commit_callbacks(execute=True):
-        channel_actions.dispatch(message, now=now)
+        routing.dispatch(message, now=now)
     # the bounce report made the fallback due; the tick runs it
     assert message.deliveries.count() == 1
     with django_capture_on_commit_callbacks(execute=True):
@@ -276,14 +276,14 @@ def test_a_template_that_forbids_fallback_fails_instead(welcome_templates, now):
     TemplateVariant.objects.create(template=template, channel="email", subject="Code", text_body="123456")
     TemplateVariant.objects.create(template=template, channel="sms", text_body="123456")
     ann = make_contact("ann", email="ann@example.com", phone="+14155550101")
-    message, _ = channel_actions.create_message(
+    message, _ = routing.create_message(
         contact=ann, template_version=publish_template(template), source="api",
         channel_plan=[{"channel": "email"}, {"channel": "sms"}],
     )
-    delivery = channel_actions.dispatch(message, now=now)
+    delivery = routing.dispatch(message, now=now)
 
-    channel_actions.fall_back(delivery, "bounced")
-    channel_actions.fall_back(delivery, "bounced")
+    routing.fall_back(delivery, "bounced")
+    routing.fall_back(delivery, "bounced")
 
     message.refresh_from_db()
     assert (message.status, message.status_reason) == (MessageStatus.FAILED, "fallback_forbidden_by_template")
@@ -293,11 +293,11 @@ def test_a_template_that_forbids_fallback_fails_instead(welcome_templates, now):
 def test_a_silent_channel_falls_back_when_its_timer_ends(welcome_templates, now):
     email_template, _ = welcome_templates
     ann = make_contact("ann", email="ann@example.com", phone="+14155550101")
-    message, _ = channel_actions.create_message(
+    message, _ = routing.create_message(
         contact=ann, template_version=current_version(email_template), source="api",
         channel_plan=[{"channel": "email", "fallback_after_seconds": 600}, {"channel": "sms"}],
     )
-    email = channel_actions.dispatch(message, now=now)
+    email = routing.dispatch(message, now=now)
     assert email.fallback_due_at == now + timedelta(seconds=600)
 
     tick(now + timedelta(seconds=599))
@@ -312,11 +312,11 @@ def test_a_paused_channel_defers_and_the_tick_sends_once_it_is_resumed(welcome_t
     email_template, _ = welcome_templates
     ann = make_contact("ann", email="ann@example.com")
     pause = SendingPause.objects.create(channel="email", reason="incident")
-    message, _ = channel_actions.create_message(
+    message, _ = routing.create_message(
         contact=ann, template_version=current_version(email_template), source="api", channel_plan=[{"channel": "email"}],
     )
 
-    channel_actions.dispatch(message, now=now)
+    routing.dispatch(message, now=now)
     message.refresh_from_db()
     assert message.status == MessageStatus.DEFERRED
 

@@ -10,7 +10,7 @@ from campaigns.models import Enrollment, Journey, JourneyStep, StepKind
 from campaigns.actions import activate_journey
 from campaigns.tasks import hand_off_enrollments
 from campaigns.tick import tick
-from channels import actions as channel_actions
+from channels import routing
 from contacts.models import Contact, ContactEvent
 from omni.testing import unreachable_broker
 from templates.actions import current_version
@@ -25,11 +25,11 @@ def fallback_due(welcome_templates, now):
     """A message whose email stayed silent past its window: its fallback to SMS is due at `now`."""
     email_template, _ = welcome_templates
     ann = make_contact("ann", email="ann@example.com", phone="+14155550101")
-    message, _ = channel_actions.create_message(
+    message, _ = routing.create_message(
         contact=ann, template_version=current_version(email_template), source="api",
         channel_plan=[{"channel": "email", "fallback_after_seconds": 60}, {"channel": "sms"}],
     )
-    channel_actions.dispatch(message, now=now - timedelta(seconds=60))
+    routing.dispatch(message, now=now - timedelta(seconds=60))
     return message
 
 

@@ -9,7 +9,7 @@ bounces, complaints, opens and failures without any account:
   +15005550009 ends undelivered, +15005550003 failed;
 - anything else: delivered.
 The events arrive settings.OMNI_SANDBOX_EVENT_DELAY seconds after the send and go through
-channels.events.record_delivery_event, exactly like a provider's webhook.
+channels.provider_reports.record_delivery_event, exactly like a provider's webhook.
 """
 import uuid
 from datetime import timedelta
@@ -106,7 +106,7 @@ def simulate_events(delivery_id: int) -> int:
 
     Returns how many events were new.
     """
-    from channels.events import record_delivery_event
+    from channels.provider_reports import record_delivery_event
 
     outbox = OutboxMessage.objects.filter(delivery_id=delivery_id).first()
     if outbox is None:

@@ -140,7 +140,7 @@ class TwilioProvider(Provider):
 
 def fetch_status_of(provider: "TwilioProvider", delivery) -> str | None:
     """Ask Twilio for the message by SID and map its status to a delivery status."""
-    from channels.events import EVENT_DELIVERY_STATUS, TWILIO_STATUS_EVENTS
+    from channels.provider_reports import EVENT_DELIVERY_STATUS, TWILIO_STATUS_EVENTS
     from channels.models import DeliveryStatus, EventType
 
     try:

@@ -1,7 +1,7 @@
 """Sends travel in batches of ids per Celery task; a transient failure is retried on its own."""
 import pytest
 
-from channels.actions import enqueue_sends
+from channels.routing import enqueue_sends
 from channels.models import Delivery, DeliveryStatus
 from channels.tasks import SEND_BATCH_SIZE, send_deliveries_task
 from omni.models import AuditEntry

@@ -3,7 +3,7 @@ from datetime import timedelta
 import pytest
 
 from channels.delivery import reconcile_stuck_deliveries, send_delivery
-from channels.events import record_delivery_event
+from channels.provider_reports import record_delivery_event
 from channels.models import Delivery, DeliveryStatus, EventType, MessageStatus, OutboxMessage
 from compliance.actions import suppress
 from omni.models import AuditEntry
@@ -178,18 +178,18 @@ def test_a_delivery_left_behind_by_a_fallback_is_not_sent(make_delivery):
 
 def test_a_push_device_refused_at_send_time_never_sends_the_message_again_on_the_others(contact, now):
     # given a push to two devices, then SMS
-    from channels import actions
+    from channels import routing
     from channels.models import MessageSource
     from contacts.models import Device
 
     for platform in ("ios", "android"):
         Device.objects.create(contact=contact, platform=platform, token=f"token-{platform}")
-    message, _ = actions.create_message(
+    message, _ = routing.create_message(
         contact=contact, source=MessageSource.API, purpose="transactional",
         channel_plan=[{"channel": "push"}, {"channel": "sms"}],
         content=[{"channel": "push", "title": "Order", "text_body": "Shipped"}, {"channel": "sms", "text_body": "x"}],
     )
-    actions.dispatch(message, now=now)
+    routing.dispatch(message, now=now)
     ios, android = message.deliveries.order_by("pk")
 
     # when the first device's token turns out invalid before its send

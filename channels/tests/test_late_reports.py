@@ -11,7 +11,7 @@ from datetime import timedelta
 import pytest
 from twilio.request_validator import RequestValidator
 
-from channels import actions, state
+from channels import routing, state
 from channels.delivery import reconcile_stuck_deliveries, send_delivery
 from channels.models import DeliveryEvent, DeliveryStatus, MessageSource, MessageStatus
 from channels.providers.twilio import status_callback_url
@@ -61,7 +61,7 @@ def twilio_report(client, providers):
 
 
 def new_message(contact, template_version, plan):
-    message, _ = actions.create_message(contact=contact, template_version=template_version,
+    message, _ = routing.create_message(contact=contact, template_version=template_version,
                                         source=MessageSource.API, channel_plan=plan)
     return message
 
@@ -78,7 +78,7 @@ def test_a_late_open_of_the_email_never_stops_the_sms_that_replaced_it(
 ):
     # given an email that stayed silent, so the timer moved the message to SMS
     message = new_message(contact, template_version, EMAIL_THEN_SMS)
-    email = sent(actions.dispatch(message, now=now))
+    email = sent(routing.dispatch(message, now=now))
     tick(now + timedelta(seconds=600))
     sms = message.deliveries.get(channel="sms")
 
@@ -100,7 +100,7 @@ def test_late_out_of_order_email_reports_change_the_email_alone(
 ):
     # given the message moved on to SMS, which is out
     message = new_message(contact, template_version, EMAIL_THEN_SMS)
-    email = sent(actions.dispatch(message, now=now))
+    email = sent(routing.dispatch(message, now=now))
     tick(now + timedelta(seconds=600))
     sms = sent(message.deliveries.get(channel="sms"))
 
@@ -135,7 +135,7 @@ def test_a_late_delivered_callback_for_an_undelivered_sms_never_rewrites_the_ema
 ):
     # given the SMS came back undelivered and the tick moved the message on to email
     message = new_message(contact, template_version, SMS_THEN_EMAIL)
-    sms = sent(actions.dispatch(message, now=now))
+    sms = sent(routing.dispatch(message, now=now))
     twilio_report(sms, "undelivered", ErrorCode="30003")
     tick()
     email = message.deliveries.get(channel="email")
@@ -161,7 +161,7 @@ def test_a_failure_report_marks_the_fallback_due_and_the_tick_runs_it(
 ):
     # given
     message = new_message(contact, template_version, SMS_THEN_EMAIL)
-    sms = sent(actions.dispatch(message, now=now))
+    sms = sent(routing.dispatch(message, now=now))
 
     # when the SMS comes back undelivered
     with django_assert_max_num_queries(14):
@@ -190,7 +190,7 @@ def test_a_failure_report_marks_the_fallback_due_and_the_tick_runs_it(
 def test_a_delivery_report_clears_the_fallback_timer(providers, contact, template_version, ses_report, tick, now):
     # given an email that falls back to SMS if not delivered within 10 minutes
     message = new_message(contact, template_version, EMAIL_THEN_SMS)
-    email = sent(actions.dispatch(message, now=now))
+    email = sent(routing.dispatch(message, now=now))
     assert email.fallback_due_at == now + timedelta(seconds=600)
 
     # when SES reports it delivered
@@ -208,7 +208,7 @@ def test_a_plan_waiting_for_engagement_keeps_its_timer_until_the_open(
 ):
     plan = [{"channel": "email", "fallback_after_seconds": 600, "fallback_unless": "engaged"}, {"channel": "sms"}]
     message = new_message(contact, template_version, plan)
-    email = sent(actions.dispatch(message, now=now))
+    email = sent(routing.dispatch(message, now=now))
 
     ses_report("delivery", email)
     email.refresh_from_db()
@@ -224,7 +224,7 @@ def test_an_uncertain_sms_is_found_by_the_delivery_id_in_its_callback_url_and_fa
 ):
     # given the worker died during the Twilio call: no Twilio id was ever recorded
     message = new_message(contact, template_version, SMS_THEN_EMAIL)
-    sms = actions.dispatch(message, now=now)
+    sms = routing.dispatch(message, now=now)
     state.move_delivery(sms.pk, DeliveryStatus.SENDING, claimed_at=now - timedelta(hours=1))
     assert reconcile_stuck_deliveries(now=now) == 1
     sms.refresh_from_db()
@@ -246,7 +246,7 @@ def test_an_uncertain_sms_is_found_by_the_delivery_id_in_its_callback_url_and_fa
 def test_an_uncertain_email_is_found_by_its_ses_tag(providers, contact, template_version, client, sns_signer, now):
     # given SES accepted an email whose send was never recorded
     message = new_message(contact, template_version, [{"channel": "email"}])
-    email = actions.dispatch(message, now=now)
+    email = routing.dispatch(message, now=now)
     state.move_delivery(email.pk, DeliveryStatus.SENDING, claimed_at=now - timedelta(hours=1))
     reconcile_stuck_deliveries(now=now)
 

@@ -4,8 +4,8 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from channels import actions, state
-from channels.events import record_delivery_event
+from channels import routing, state
+from channels.provider_reports import record_delivery_event
 from channels.models import Delivery, DeliveryStatus, EventType, MessageSource
 from contacts.models import Contact, Device
 from omni.testing import run_concurrently
@@ -24,13 +24,13 @@ def two_device_push(index: int, now) -> list[Delivery]:
     contact = Contact.objects.create(external_id=f"p{index}", phone="+14155550100")
     for platform in ("ios", "android"):
         Device.objects.create(contact=contact, platform=platform, token=f"{platform}-{index}")
-    message, _ = actions.create_message(
+    message, _ = routing.create_message(
         contact=contact, source=MessageSource.API, purpose="transactional",
         channel_plan=[{"channel": "push", "fallback_after_seconds": 600}, {"channel": "sms"}],
         content=[{"channel": "push", "title": "Order", "text_body": "Shipped"},
                  {"channel": "sms", "text_body": "Shipped"}],
     )
-    actions.dispatch(message, now=now)
+    routing.dispatch(message, now=now)
     deliveries = list(Delivery.objects.filter(message=message).order_by("pk"))
     state.move_deliveries(deliveries, DeliveryStatus.SENT)
     for delivery in deliveries:

@@ -7,9 +7,9 @@ from django.utils import timezone
 
 from campaigns.tick import tick
 
-from channels import actions
+from channels import routing
 from channels.delivery import send_delivery
-from channels.events import record_delivery_event
+from channels.provider_reports import record_delivery_event
 from channels.models import Delivery, DeliveryStatus, EventType, Message, MessageSource, MessageStatus, OutboxMessage
 from compliance.models import Decision
 from contacts.models import Contact, Device
@@ -39,14 +39,14 @@ def fail(delivery, event_id):
 
 def test_a_message_with_its_own_content_is_sent_as_written_with_its_agent(contact, agent, now):
     # given an agent's reply, not a template
-    message, created = actions.create_message(
+    message, created = routing.create_message(
         contact=contact, source=MessageSource.AGENT, purpose="transactional", agent=agent,
         content=[{"channel": "sms", "text_body": "Hi {{ first_name }}, sorted: your refund is on its way."}],
         channel_plan=[{"channel": "sms"}],
     )
 
     # when
-    delivery = actions.dispatch(message, now=now)
+    delivery = routing.dispatch(message, now=now)
 
     send_delivery(delivery.pk)
 
@@ -60,9 +60,9 @@ def test_a_message_with_its_own_content_is_sent_as_written_with_its_agent(contac
 
 def test_a_message_needs_a_template_version_or_its_own_content_but_not_both(contact, template_version):
     with pytest.raises(ValueError, match="not both"):
-        actions.create_message(contact=contact, source=MessageSource.API, channel_plan=[{"channel": "sms"}])
+        routing.create_message(contact=contact, source=MessageSource.API, channel_plan=[{"channel": "sms"}])
     with pytest.raises(ValueError, match="not both"):
-        actions.create_message(contact=contact, source=MessageSource.API, template_version=template_version,
+        routing.create_message(contact=contact, source=MessageSource.API, template_version=template_version,
                                content=[{"channel": "sms", "text_body": "x"}], channel_plan=[{"channel": "sms"}])
     # and the database holds the same rule
     with pytest.raises(IntegrityError), transaction.atomic():
@@ -71,11 +71,11 @@ def test_a_message_needs_a_template_version_or_its_own_content_but_not_both(cont
 
 def test_push_goes_to_every_device_and_falls_back_only_when_no_device_can_deliver(contact, devices, now):
     # given a push to a contact with two devices
-    message, _ = actions.create_message(
+    message, _ = routing.create_message(
         contact=contact, source=MessageSource.API, purpose="transactional", channel_plan=PUSH_THEN_SMS,
         content=[{"channel": "push", "title": "Order", "text_body": "Shipped"}, {"channel": "sms", "text_body": "Shipped"}],
     )
-    actions.dispatch(message, now=now)
+    routing.dispatch(message, now=now)
     ios, android = Delivery.objects.filter(message=message).order_by("device_id")
     assert {(d.device, d.to_address, d.plan_step) for d in (ios, android)} == {
         (devices[0], "token-ios", 0), (devices[1], "token-android", 0)}
@@ -93,12 +93,12 @@ def test_push_goes_to_every_device_and_falls_back_only_when_no_device_can_delive
 
 
 def test_a_message_that_falls_back_has_one_decision_per_channel_tried(contact, now):
-    message, _ = actions.create_message(
+    message, _ = routing.create_message(
         contact=contact, source=MessageSource.API, purpose="transactional",
         content=[{"channel": "email", "subject": "Hi", "text_body": "x"}, {"channel": "sms", "text_body": "x"}],
         channel_plan=[{"channel": "email"}, {"channel": "sms"}],
     )
-    email = actions.dispatch(message, now=now)
+    email = routing.dispatch(message, now=now)
 
     fail(email, "ev-email")
 
@@ -112,9 +112,9 @@ def test_deleting_a_contact_never_takes_what_was_sent_or_consented(contact, temp
     from compliance.actions import record_consent_change
 
     record_consent_change(contact, "sms", "marketing", "granted", "form")
-    message, _ = actions.create_message(contact=contact, source=MessageSource.API, template_version=template_version,
+    message, _ = routing.create_message(contact=contact, source=MessageSource.API, template_version=template_version,
                                         channel_plan=[{"channel": "sms"}])
-    actions.dispatch(message, now=now)
+    routing.dispatch(message, now=now)
 
     with pytest.raises(ProtectedError):
         Contact.objects.filter(pk=contact.pk).delete()

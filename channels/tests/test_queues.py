@@ -1,7 +1,7 @@
 """Transactional sends have lanes of their own: a marketing backlog never delays them."""
 import pytest
 
-from channels.actions import enqueue_send
+from channels.routing import enqueue_send
 from channels.models import DeliveryStatus
 from channels.tasks import send_deliveries_task
 from omni.choices import SEND_QUEUES, send_queue

@@ -4,7 +4,7 @@ import threading
 import pytest
 from django.db import connection
 
-from contacts.events import receive_event
+from contacts.ingest import receive_event
 from contacts.models import Contact, ContactEvent
 from omni.testing import run_concurrently
 
@@ -44,7 +44,7 @@ def test_the_loser_of_two_posts_with_one_key_and_different_data_changes_nothing(
     # given an existing contact, and two different requests sent with the same idempotency key
     from omni.models import AuditEntry
     from contacts.actions import upsert_contact
-    from contacts.events import IdempotencyKeyReused, request_fingerprint
+    from contacts.ingest import IdempotencyKeyReused, request_fingerprint
 
     upsert_contact("crm-9", {"email": "grace@example.com", "first_name": "Grace"}, actor_label="setup")
     AuditEntry.objects.all().delete()

@@ -8,7 +8,7 @@ addresses a test needs (pages a role has no link to) are all in URLS below.
 import pytest
 
 from campaigns.tick import tick
-from channels.events import record_inbound_message
+from channels.provider_reports import record_inbound_message
 from channels.models import Conversation
 from contacts.models import Contact
 from omni.browser_testing import INDEX_MODEL_LINKS, expect, index_links, open_from_index

@@ -21,7 +21,7 @@ from campaigns.actions import activate_journey
 from campaigns.models import Journey, JourneyStatus, JourneyStep, StepKind, TriggerType
 from compliance.actions import record_consent_change
 from compliance.models import Consent, ConsentSource, ConsentStatus, LawfulBasis
-from contacts.events import ingest_event
+from contacts.ingest import ingest_event
 from contacts.models import Contact, LifecycleStage
 from omni.choices import Channel, Purpose
 from templates.actions import publish_template

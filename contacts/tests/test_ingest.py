@@ -1,7 +1,7 @@
 import pytest
 
 from contacts.actions import InvalidField, upsert_contact
-from contacts.events import ingest_event
+from contacts.ingest import ingest_event
 from contacts.models import ContactEvent
 
 

@@ -1,6 +1,6 @@
 from datetime import timedelta
 
-from channels.events import adopt_orphan_events, record_delivery_event
+from channels.provider_reports import adopt_orphan_events, record_delivery_event
 from channels.models import DeliveryEvent, DeliveryStatus, EventType, MessageStatus
 from omni.models import AuditEntry
 from compliance.models import Suppression

@@ -16,7 +16,7 @@ from contacts.models import Contact
 from omni.choices import PHONE_CHANNELS, Purpose
 
 from . import state
-from .actions import fallback_condition_met
+from .routing import fallback_condition_met
 from .models import (
     Delivery,
     DeliveryEvent,
@@ -232,7 +232,7 @@ def _apply_to_delivery(delivery: Delivery, event: DeliveryEvent) -> bool:
         with_status = dict(changes)
         if new_status in FALLBACK_STATUSES:
             # Due now: the tick hands the message to its next channel, outside this webhook's
-            # transaction (channels.actions.fall_back decides whether it moves on).
+            # transaction (channels.routing.fall_back decides whether it moves on).
             with_status.update(failed_at=delivery.failed_at or at, error_message=event.detail,
                                error_permanent=event.permanent, fallback_due_at=timezone.now())
         elif fallback_condition_met(delivery, new_status):
