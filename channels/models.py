@@ -318,7 +318,8 @@ class InboundMessage(models.Model):
     to_address = models.CharField(max_length=512, blank=True)
     body = models.TextField(blank=True)
     media = models.JSONField(default=list, blank=True)
-    # What compliance/keywords.py made of it: "stop", "start", "help" or "" for a normal message.
+    # The keyword the message is: "stop", "start", "help", or "" for a normal message. Nothing
+    # parses keywords yet (STOP/START/HELP handling is planned), so it stays "".
     keyword = models.CharField(max_length=20, blank=True)
     in_reply_to = models.ForeignKey(Delivery, null=True, blank=True, on_delete=models.SET_NULL, related_name="replies")
     received_at = models.DateTimeField(default=timezone.now, db_index=True)

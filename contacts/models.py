@@ -154,7 +154,8 @@ class ContactEvent(models.Model):
 
 class Segment(models.Model):
     """A saved audience. `definition` holds filters on attributes, lifecycle stage, consent,
-    events and engagement; evaluated into a queryset by contacts/segments.py."""
+    events and engagement. Nothing evaluates it yet: the segment evaluator comes with journeys'
+    segment triggers."""
 
     name = models.CharField(max_length=200, unique=True)
     description = models.TextField(blank=True)

@@ -1,5 +1,5 @@
 """Omni's benchmarks, run by `manage.py bench`: each seeds its own data in a throwaway database
-and returns figures, one JSON line each, as /work/shared/BENCHMARKS.md describes:
+and returns figures, one JSON line each, as ../shared/BENCHMARKS.md (beside the repository) describes:
 {"bench", "metric", "value", "unit", "n", "subject", "notes"}.
 
 `scale` is one number each benchmark reads its own way (see SCALE_MEANING); a small one makes a

@@ -1,6 +1,7 @@
 """The journey tick's ceiling on this machine: claiming due rows in raw SQL, no ORM, no Celery.
 
-Our implementation of /work/shared/bench/claim_ceiling.py, in the benchmark database: a table
+Our implementation of the claim ceiling that ../shared/BENCHMARKS.md describes (its
+shared/bench/claim_ceiling.py, beside the repository), in the benchmark database: a table
 of 10 x scale enrollments, `scale` of them due; two processes each loop: claim a batch of due
 rows with FOR UPDATE SKIP LOCKED, advance them (step + 1, next_run_at + 1 day) with
 UPDATE ... RETURNING, and log each claim by COPY in a step log (one row per step, as an audit
