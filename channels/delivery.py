@@ -115,7 +115,8 @@ def send_time_refusal(delivery: Delivery, now) -> str:
         # (a backlog, retries): sending it now would deliver the same content twice.
         return "message_moved_to_next_channel"
     verdict = gate.check(delivery.contact, delivery.channel, message.purpose, delivery.to_address,
-                         provider=delivery.provider, expires_at=message.expires_at, now=now)
+                         provider=delivery.provider, expires_at=message.expires_at,
+                         exemption=message.exemption, now=now)
     if verdict.allowed:
         return ""
     # The refusal overrides the decision made at dispatch, so it is kept as a decision too.

@@ -5,7 +5,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from contacts.models import Contact, Device
-from omni.choices import Channel, Purpose, Urgency
+from omni.choices import Channel, Exemption, Purpose, Urgency
 from omni.models import ApiKey
 from templates.models import TemplateVersion
 
@@ -79,6 +79,8 @@ class Message(models.Model):
     status_reason = models.CharField(max_length=100, blank=True)
     defer_until = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True, help_text="Not sent after this time.")
+    # Gate rules this message may pass (compliance.gate.EXEMPTIONS): set by Omni's own code only.
+    exemption = models.CharField(max_length=30, choices=Exemption.choices, blank=True, default="", db_default="")
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
     # Set when the tick could not process the row (omni/lib/quarantine.py): not claimed again

@@ -48,11 +48,12 @@ def provider_name(channel: str) -> str:
 
 def create_message(*, contact, channel_plan, source, template_version=None, content=None, purpose="",
                    urgency="normal", variables=None, intent_key="", idempotency_key=None, expires_at=None, priority=0,
-                   conversation=None, agent=None, api_key=None) -> tuple[Message, bool]:
+                   conversation=None, agent=None, api_key=None, exemption="") -> tuple[Message, bool]:
     """Create the canonical message, or return the one already made for idempotency_key.
 
     It says what a published `template_version` says, or what `content` says as written
-    (variants in TemplateVersion.variants' shape), never both.
+    (variants in TemplateVersion.variants' shape), never both. `exemption` (omni.choices.Exemption)
+    lets it pass some of the gate's rules; only Omni's own code sets it.
     """
     message = Message(
         contact=contact,
@@ -70,6 +71,7 @@ def create_message(*, contact, channel_plan, source, template_version=None, cont
         api_key=api_key,
         idempotency_key=idempotency_key,
         expires_at=expires_at,
+        exemption=exemption,
     )
     try:
         with transaction.atomic():
@@ -148,7 +150,7 @@ def dispatch_many(messages: list[Message], *, now=None) -> dict[int, Delivery]:
             if c.variant is not None:
                 gated.append(c)
                 requests.append(gate.SendRequest(message.contact, c.channel, message.purpose, c.address,
-                                                 c.provider, message.expires_at))
+                                                 c.provider, message.expires_at, message.exemption))
     for candidate, verdict in zip(gated, gate.decide_many(requests, now)):
         candidate.verdict = verdict
 

@@ -47,6 +47,7 @@ def values(ruling: Ruling, now) -> dict:
             "contact_paused": facts.contact_paused,
             "channel_paused": facts.channel_paused,
             "expires_at": facts.expires_at.isoformat() if facts.expires_at else None,
+            "exemption": facts.exemption,
         },
     }
     row["digest"] = Decision.digest_of(row)

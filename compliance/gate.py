@@ -14,13 +14,21 @@ from datetime import datetime, timedelta
 from django.db.models import Q
 from django.utils import timezone
 
-from omni.choices import Purpose
+from omni.choices import Exemption, Purpose
 
 from .models import Consent, ConsentStatus, SendingPause, Suppression, hash_address
 
 ALLOW = "allow"
 DEFER = "defer"
 SUPPRESS = "suppress"
+
+# The rules each exemption passes, by the reason the rule would give. A confirmation of an
+# opt-out must reach the person who just opted out, but never an address that bounced or
+# complained.
+EXEMPTIONS = {
+    Exemption.NONE: frozenset(),
+    Exemption.OPT_OUT_CONFIRMATION: frozenset({"opted_out", "suppressed:stop", "frequency_cap", "quiet_hours"}),
+}
 
 # A paused channel is looked at again after this long; the pause may have been lifted.
 PAUSE_RECHECK = timedelta(minutes=5)
@@ -60,20 +68,23 @@ class SendFacts:
     contact_paused: bool = False
     channel_paused: bool = False
     expires_at: datetime | None = None
+    exemption: str = Exemption.NONE
 
 
 def decide(facts: SendFacts, now: datetime) -> Verdict:
     """Allow, defer or suppress one send, with a machine-readable reason."""
     consent_id = facts.consent_change_id
+    passes = EXEMPTIONS.get(facts.exemption, frozenset())
     if facts.expires_at and now >= facts.expires_at:
         return Verdict(SUPPRESS, "expired", consent_change_id=consent_id)
     if not facts.address:
         return Verdict(SUPPRESS, "no_address")
     if facts.contact_paused and facts.purpose != Purpose.TRANSACTIONAL:
         return Verdict(SUPPRESS, "contact_paused", consent_change_id=consent_id)
-    if facts.suppression_reasons:
-        return Verdict(SUPPRESS, f"suppressed:{facts.suppression_reasons[0]}", consent_change_id=consent_id)
-    if facts.consent_status == ConsentStatus.REVOKED:
+    binding = [r for r in facts.suppression_reasons if f"suppressed:{r}" not in passes]
+    if binding:
+        return Verdict(SUPPRESS, f"suppressed:{binding[0]}", consent_change_id=consent_id)
+    if facts.consent_status == ConsentStatus.REVOKED and "opted_out" not in passes:
         return Verdict(SUPPRESS, "opted_out", consent_change_id=consent_id)
     if facts.purpose == Purpose.MARKETING and facts.consent_status != ConsentStatus.GRANTED:
         # Marketing needs an explicit opt-in; transactional and informational messages rest on
@@ -94,6 +105,7 @@ class SendRequest:
     address: str
     provider: str = ""
     expires_at: datetime | None = None
+    exemption: str = Exemption.NONE
 
 
 def load_facts_many(requests: list[SendRequest], now: datetime | None = None) -> list[SendFacts]:
@@ -136,6 +148,7 @@ def load_facts_many(requests: list[SendRequest], now: datetime | None = None) ->
             contact_paused=r.contact.messaging_paused,
             channel_paused=any(c in ("", r.channel) and p in ("", r.provider) for c, p in pauses),
             expires_at=r.expires_at,
+            exemption=r.exemption,
         ))
     return facts
 
@@ -147,6 +160,6 @@ def decide_many(requests: list[SendRequest], now: datetime | None = None) -> lis
 
 
 def check(contact, channel: str, purpose: str, address: str, *, provider: str = "", expires_at=None,
-          now: datetime | None = None) -> Verdict:
+          exemption: str = Exemption.NONE, now: datetime | None = None) -> Verdict:
     """The gate for one send."""
-    return decide_many([SendRequest(contact, channel, purpose, address, provider, expires_at)], now)[0]
+    return decide_many([SendRequest(contact, channel, purpose, address, provider, expires_at, exemption)], now)[0]

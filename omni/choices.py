@@ -32,6 +32,13 @@ class ConsentStatus(models.TextChoices):
     UNKNOWN = "unknown", "Unknown"
 
 
+class Exemption(models.TextChoices):
+    """Why a message may pass some of the gate's rules (compliance.gate.EXEMPTIONS says which).
+    Only Omni's own code sets one, never the API."""
+    NONE = "", "None"
+    OPT_OUT_CONFIRMATION = "opt_out_confirmation", "Opt-out confirmation"
+
+
 # Channels addressed by a phone number rather than an email address or a device.
 PHONE_CHANNELS = frozenset({Channel.SMS, Channel.WHATSAPP, Channel.RCS})
 

@@ -152,3 +152,16 @@ def test_an_active_suppression_is_not_shortened(contact):
 
     assert created is False
     assert not AuditEntry.objects.filter(action="suppression.renewed").exists()
+
+
+def test_an_opt_out_confirmation_passes_the_opt_out_and_the_stop_suppression_only():
+    confirming = dict(purpose="transactional", exemption="opt_out_confirmation")
+
+    assert gate.decide(facts(consent_status=ConsentStatus.REVOKED, suppression_reasons=("stop",), **confirming),
+                       NOW).allowed
+    # never an address that bounced or complained, nor a paused contact or an expired message
+    assert gate.decide(facts(suppression_reasons=("stop", "hard_bounce"), **confirming), NOW).reason == \
+        "suppressed:hard_bounce"
+    assert gate.decide(facts(expires_at=NOW, **confirming), NOW).reason == "expired"
+    # and without the exemption the same send is refused
+    assert gate.decide(facts(consent_status=ConsentStatus.REVOKED, purpose="transactional"), NOW).reason == "opted_out"
