@@ -8,7 +8,7 @@ RUNTIME_STAMP := $(VENV)/.installed-runtime
 DEV_STAMP := $(VENV)/.installed-dev
 PIP := $(VENV)/bin/python -m pip install --disable-pip-version-check --progress-bar off
 
-.PHONY: run test install install-dev
+.PHONY: run test install install-dev reset
 
 run: $(RUNTIME_STAMP)
 	bash scripts/run.sh
@@ -37,3 +37,10 @@ $(DEV_STAMP): requirements.txt requirements-dev.txt | $(VENV)/bin/python
 	@$(PIP) --quiet -r requirements-dev.txt
 	@touch $(DEV_STAMP) $(RUNTIME_STAMP)
 	@echo "== Packages installed"
+
+# Starts the embedded demo afresh: deletes the SQLite database, the filesystem broker's folder
+# and the demo logins under var/ (stop `make run` first; a DATABASE_URL database is untouched).
+reset:
+	@if [ -n "$$DATABASE_URL" ]; then echo "DATABASE_URL is set: make reset only clears the embedded SQLite demo." >&2; exit 1; fi
+	rm -rf var/omni.sqlite3 var/omni.sqlite3-wal var/omni.sqlite3-shm var/celery var/demo-logins.json
+	@echo "== The demo is reset: the next make run loads it again, with new logins."

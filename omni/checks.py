@@ -82,3 +82,26 @@ def _twilio_sender_errors(channel: str) -> list:
     if channel == "rcs" and not service:
         return [Error("TWILIO_MESSAGING_SERVICE_SID (with an RCS sender) must be set for Twilio RCS.", id="omni.E015")]
     return []
+
+
+# UPDATE ... RETURNING, which the state machine and the claims rely on, came in SQLite 3.35.
+SQLITE_MIN_VERSION = (3, 35, 0)
+
+
+@register()
+def check_sqlite_version(app_configs, **kwargs):
+    """The embedded default needs an SQLite new enough for UPDATE ... RETURNING."""
+    import sqlite3
+
+    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
+        return []
+    return sqlite_version_errors(sqlite3.sqlite_version_info)
+
+
+def sqlite_version_errors(version: tuple[int, ...]) -> list:
+    if tuple(version) >= SQLITE_MIN_VERSION:
+        return []
+    wanted = ".".join(map(str, SQLITE_MIN_VERSION))
+    found = ".".join(map(str, version))
+    return [Error(f"SQLite {wanted} or newer is needed (UPDATE ... RETURNING); this Python has SQLite {found}. "
+                  "Use a newer Python build, or PostgreSQL with DATABASE_URL.", id="omni.E020")]

@@ -142,3 +142,11 @@ def test_production_refuses_a_secret_key_django_calls_weak(settings, secret_key)
     settings.SECRET_KEY = secret_key
 
     assert "omni.E001" in ids(check_production_settings(None))
+
+
+def test_an_sqlite_without_update_returning_is_refused_by_name():
+    from omni.checks import sqlite_version_errors
+
+    assert sqlite_version_errors((3, 35, 0)) == []
+    [error] = sqlite_version_errors((3, 34, 1))
+    assert error.id == "omni.E020" and "SQLite 3.35.0 or newer" in error.msg and "3.34.1" in error.msg
