@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 from omni import audit
 from omni.lib.bulk import insert_rows
+from omni.models import AuditEntry
 
 from .gate import Verdict
 from .models import Decision
@@ -73,3 +74,39 @@ def record(rulings: list[Ruling], now, *, extra: dict | None = None) -> list[dic
         for index, row in enumerate(rows)
     ])
     return rows
+
+
+# --- Verification (registered with omni.audit_verification in compliance's AppConfig.ready) ---
+
+VERIFY_CHUNK = 5000
+MAX_PROBLEMS = 20
+
+
+def sealed_decision_problems(now, lag) -> list[str]:
+    """Decision rows whose content does not match the digest sealed in the chain (at most MAX_PROBLEMS)."""
+    found = []
+    sealed = (
+        AuditEntry.objects.filter(seq__isnull=False, object_type=DECISION_LABEL)
+        .order_by("seq").values_list("object_id", "data")
+    )
+    chunk = []
+    for object_id, data in sealed.iterator(chunk_size=VERIFY_CHUNK):
+        chunk.append((object_id, (data or {}).get("digest")))
+        if len(chunk) == VERIFY_CHUNK:
+            found += _check_digests(chunk)
+            chunk = []
+    found += _check_digests(chunk)
+    return found[:MAX_PROBLEMS]
+
+
+def _check_digests(chunk) -> list[str]:
+    rows = {str(row["id"]): row for row in Decision.objects.filter(pk__in=[i for i, _ in chunk])
+            .values(*Decision.DIGEST_FIELDS)}
+    problems = []
+    for object_id, digest in chunk:
+        row = rows.get(object_id)
+        if row is None:
+            problems.append(f"decision {object_id} is missing")
+        elif Decision.digest_of(row) != digest:
+            problems.append(f"decision {object_id} was altered")
+    return problems

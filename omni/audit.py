@@ -5,7 +5,8 @@ transaction, so they commit (or vanish) with the change they describe. One seale
 seal_pending(), run by beat and by `manage.py seal_audit`, takes committed unsealed entries in
 batches and gives each the next number of a gap-free sequence and a SHA-256 hash over its
 content and the previous entry's hash. Personal data goes to AuditPersonalData, outside the
-chain. What reads the log (exports, verification) lives in compliance.
+chain. omni/audit_verification.py checks the chain (`manage.py verify_audit`); the admin's audit
+log and its export are in omni/admin.py.
 """
 import hashlib
 import json

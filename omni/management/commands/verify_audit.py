@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from compliance.verification import UNSEALED_TOO_LONG, verify_chain
+from omni.audit_verification import UNSEALED_TOO_LONG, verify_chain
 
 
 class Command(BaseCommand):
@@ -11,8 +11,8 @@ class Command(BaseCommand):
         problems = []
         if report.broken:
             problems.append(f"Audit chain broken at {report.broken}.")
-        if report.altered_decisions:
-            problems.append("Decision rows do not match their sealed digests: " + "; ".join(report.altered_decisions) + ".")
+        if report.record_problems:
+            problems.append("Records sealed into the chain do not hold: " + "; ".join(report.record_problems) + ".")
         if report.stale_unsealed:
             problems.append(
                 f"{report.stale_unsealed} audit entries unsealed for more than {UNSEALED_TOO_LONG} "

@@ -1,19 +1,31 @@
-"""Checking the audit chain: every sealed entry is where the chain says, with the hash it should have."""
+"""Checking the audit chain: every sealed entry is where the chain says, with the hash it should have.
+
+Apps above omni that seal their own rows into the chain by digest (compliance's gate
+decisions) register a check for them with register_record_check() from their
+AppConfig.ready(): omni's base imports no app.
+"""
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.utils import timezone
 
-from omni.audit import CHAINED_FIELDS, GENESIS_HASH, entry_hash
-from omni.models import AuditEntry
-
-from .models import Decision
-
-DECISION_TYPE = Decision._meta.label_lower
+from .audit import CHAINED_FIELDS, GENESIS_HASH, entry_hash
+from .models import AuditEntry
 
 # The sealer runs every few seconds; an entry still unsealed after this means it is not running.
 UNSEALED_TOO_LONG = timedelta(minutes=1)
 VERIFY_CHUNK = 5000
+
+# A check of rows sealed by digest: given the time of the check and how long the sealer may
+# lag, it returns its problems, each one line ("decision <id> was altered").
+RecordCheck = Callable[[datetime, timedelta], list[str]]
+_record_checks: dict[str, RecordCheck] = {}
+
+
+def register_record_check(name: str, check: RecordCheck) -> None:
+    """Have verify_chain() run `check` too (an app's AppConfig.ready() calls this; safe to call twice)."""
+    _record_checks[name] = check
 
 
 @dataclass(frozen=True)
@@ -33,12 +45,12 @@ class ChainReport:
     broken: BrokenLink | None
     stale_unsealed: int
     oldest_stale_at: object = None
-    # Decisions whose content no longer matches the digest their sealed entry holds, or that vanished.
-    altered_decisions: tuple = ()
+    # What the registered record checks found: rows sealed by digest that were altered or vanished.
+    record_problems: tuple = ()
 
     @property
     def ok(self) -> bool:
-        return self.broken is None and not self.stale_unsealed and not self.altered_decisions
+        return self.broken is None and not self.stale_unsealed and not self.record_problems
 
 
 def verify_chain(*, now=None, unsealed_too_long: timedelta = UNSEALED_TOO_LONG) -> ChainReport:
@@ -65,35 +77,6 @@ def verify_chain(*, now=None, unsealed_too_long: timedelta = UNSEALED_TOO_LONG) 
         prev_hash = row["hash"]
     stale = AuditEntry.objects.filter(seq__isnull=True, occurred_at__lt=now - unsealed_too_long)
     oldest = stale.order_by("occurred_at").values_list("occurred_at", flat=True).first()
+    record_problems = [problem for check in _record_checks.values() for problem in check(now, unsealed_too_long)]
     return ChainReport(checked=checked, broken=broken, stale_unsealed=stale.count(), oldest_stale_at=oldest,
-                       altered_decisions=tuple(altered_decisions()))
-
-
-def altered_decisions(limit: int = 20) -> list[str]:
-    """Decision rows whose content does not match the digest sealed in the chain (at most `limit`)."""
-    found = []
-    sealed = (
-        AuditEntry.objects.filter(seq__isnull=False, object_type=DECISION_TYPE)
-        .order_by("seq").values_list("object_id", "data")
-    )
-    chunk = []
-    for object_id, data in sealed.iterator(chunk_size=VERIFY_CHUNK):
-        chunk.append((object_id, (data or {}).get("digest")))
-        if len(chunk) == VERIFY_CHUNK:
-            found += _check_decisions(chunk)
-            chunk = []
-    found += _check_decisions(chunk)
-    return found[:limit]
-
-
-def _check_decisions(chunk) -> list[str]:
-    rows = {str(row["id"]): row for row in Decision.objects.filter(pk__in=[i for i, _ in chunk])
-            .values(*Decision.DIGEST_FIELDS)}
-    problems = []
-    for object_id, digest in chunk:
-        row = rows.get(object_id)
-        if row is None:
-            problems.append(f"decision {object_id} is missing")
-        elif Decision.digest_of(row) != digest:
-            problems.append(f"decision {object_id} was altered")
-    return problems
+                       record_problems=tuple(record_problems))
