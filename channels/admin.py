@@ -143,8 +143,8 @@ class ConversationAdmin(admin.ModelAdmin):
         if form.changed_data:
             audit.record(
                 "conversation.changed", contact=obj.contact, obj=obj, actor=request.user, channel=obj.channel,
-                reason=obj.status, data={"assignee": obj.assignee.get_username() if obj.assignee else None,
-                                         "changed": form.changed_data},
+                reason=obj.status, data={"assignee_id": obj.assignee_id, "changed": form.changed_data},
+                personal={"assignee": obj.assignee.get_username()} if obj.assignee else None,
             )
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):

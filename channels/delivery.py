@@ -276,7 +276,8 @@ def _mark_uncertain(delivery: Delivery, why: str, reason: str = "provider_outcom
         marked = state.move_delivery(delivery, DeliveryStatus.UNCERTAIN, error_message=why)
         if marked:
             audit.record("delivery.uncertain", contact_id=delivery.contact_id, obj=delivery, channel=delivery.channel,
-                         reason=reason, data={"error": why, "claimed_at": delivery.claimed_at.isoformat()})
+                         reason=reason, data={"claimed_at": delivery.claimed_at.isoformat()},
+                         personal={"error": why})
     return marked
 
 

@@ -143,10 +143,11 @@ def record_delivery_event(provider: str, provider_event_id: str, provider_messag
             obj=delivery or event,
             channel=delivery.channel if delivery else channel,
             actor_label=f"provider:{provider}",
-            reason=event.detail[:100],
             data={"event": event.pk, "provider": provider, "provider_event_id": event.provider_event_id,
                   "provider_message_id": event.provider_message_id, "permanent": permanent,
                   "linked": delivery is not None},
+            # The provider's detail may name the person (a clicked link, a bounce's diagnostic).
+            personal={"detail": event.detail} if event.detail else None,
         )
         if delivery is not None or protect_unlinked:
             _protect_address(event, delivery, channel, suppression_reason, recipients)

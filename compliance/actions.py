@@ -93,17 +93,18 @@ def _renew_if_outlasted(existing: Suppression, *, reason, contact, detail, actor
     outlasted = existing.expires_at is not None and (expires_at is None or expires_at > existing.expires_at)
     if not (expired or outlasted):
         return existing, False
-    previous = {"reason": existing.reason, "detail": existing.detail,
-                "created_at": existing.created_at.isoformat(),
+    # The details (a provider's error text, a staff note) may name the person: outside the chain.
+    previous = {"reason": existing.reason, "created_at": existing.created_at.isoformat(),
                 "expires_at": existing.expires_at.isoformat() if existing.expires_at else None}
+    personal = {"detail": detail[:500], "previous_detail": existing.detail}
     existing.reason, existing.detail, existing.expires_at, existing.created_at = reason, detail[:500], expires_at, now
     existing.contact = contact or existing.contact
     existing.created_by = actor if getattr(actor, "is_authenticated", False) else None
     existing.save(update_fields=["reason", "detail", "expires_at", "created_at", "contact", "created_by"])
     audit.record(
         "suppression.renewed", contact=existing.contact, obj=existing, actor=actor, actor_label=actor_label,
-        channel=existing.channel, reason=reason,
-        data={"purpose": existing.purpose, "detail": detail[:500], "previous": previous},
+        channel=existing.channel, reason=reason, data={"purpose": existing.purpose, "previous": previous},
+        personal={key: value for key, value in personal.items() if value} or None,
     )
     return existing, True
 

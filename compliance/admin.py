@@ -1,24 +1,15 @@
-import csv
-import json
-
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.options import IncorrectLookupParameters
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.http import HttpResponseRedirect, StreamingHttpResponse
-from django.urls import path, reverse
 from django.utils import timezone
-from django.db.models import Q
 from django.utils.html import format_html_join
 
 from contacts.admin import add_contact_inline
-from contacts.models import Contact
 from contacts.phones import normalize_phone
 from omni import audit
 from omni.lib.admin import ReadOnlyAdminMixin, ReadOnlyInline, adopt_saved, link_by_id
 from omni.choices import Channel
-from omni.models import AuditEntry, AuditPersonalData
 
 from . import actions
 from .models import Consent, ConsentChange, Decision, FrequencyCap, QuietHours, SendingPause, Suppression
@@ -220,148 +211,6 @@ class SendingPauseAdmin(admin.ModelAdmin):
                              reason=pause.provider or "all-providers", data={"why": pause.reason})
                 resumed += 1
         self.message_user(request, f"Resumed {resumed} paused channel(s).", messages.SUCCESS)
-
-
-# --- Audit log and its export --------------------------------------------------------------
-
-# A cell starting with one of these is run as a formula by Excel, LibreOffice and Google
-# Sheets; a leading apostrophe makes it plain text (OWASP "CSV injection"). Tab and carriage
-# return are on OWASP's list too.
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-
-EXPORT_COLUMNS = [
-    ("id", "id"),
-    ("seq", "seq"),
-    ("occurred_at", "occurred_at"),
-    ("action", "action"),
-    ("actor_id", "actor_id"),
-    ("actor", "actor_label"),
-    ("contact_id", "contact_id"),
-    ("channel", "channel"),
-    ("object_type", "object_type"),
-    ("object_id", "object_id"),
-    ("reason", "reason"),
-    ("data", "data"),
-    ("hash", "hash"),
-]
-EXPORT_CHUNK_SIZE = 2000  # rows fetched per round trip; keeps memory flat on long exports
-
-
-def neutralize_formula(value) -> str:
-    """The cell text for value, safe to open in a spreadsheet."""
-    if value is None:
-        return ""
-    if isinstance(value, dict | list):
-        text = json.dumps(value, sort_keys=True, default=str)
-    elif hasattr(value, "isoformat"):
-        text = value.isoformat()
-    else:
-        text = str(value)
-    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
-
-
-class _Echo:
-    """A file-like object whose write() hands the line back, so csv.writer can stream."""
-
-    def write(self, value):
-        return value
-
-
-def audit_csv_lines(queryset):
-    writer = csv.writer(_Echo())
-    yield writer.writerow([header for header, _ in EXPORT_COLUMNS] + ["contact_external_id"])
-    rows = queryset.order_by("occurred_at", "id").values_list(*(source for _, source in EXPORT_COLUMNS))
-    contact_at = [source for _, source in EXPORT_COLUMNS].index("contact_id")
-    chunk = []
-    for row in rows.iterator(chunk_size=EXPORT_CHUNK_SIZE):
-        chunk.append(row)
-        if len(chunk) == EXPORT_CHUNK_SIZE:
-            yield from _csv_chunk(writer, chunk, contact_at)
-            chunk = []
-    yield from _csv_chunk(writer, chunk, contact_at)
-
-
-def _csv_chunk(writer, rows, contact_at):
-    # Entries keep plain contact ids; the external ids are looked up once per chunk.
-    external_ids = dict(
-        Contact.objects.filter(pk__in={row[contact_at] for row in rows} - {None}).values_list("pk", "external_id")
-    )
-    for row in rows:
-        yield writer.writerow([neutralize_formula(value) for value in row]
-                              + [neutralize_formula(external_ids.get(row[contact_at]))])
-
-
-@admin.register(AuditEntry)
-class AuditEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ["occurred_at", "action", "actor_label", "contact_link", "channel", "reason", "object_type",
-                    "object_id", "seq"]
-    list_filter = ["action", "channel", "occurred_at", ("seq", admin.EmptyFieldListFilter)]
-    search_fields = ["reason", "object_type", "object_id", "action", "actor_label"]
-    readonly_fields = ["personal_data"]
-    date_hierarchy = "occurred_at"
-    actions = ["export_csv"]
-    show_full_result_count = False  # the log grows large; counting it on every page is slow
-
-    def has_export_permission(self, request):
-        return request.user.has_perm("omni.export_auditentry")
-
-    def get_search_results(self, request, queryset, search_term):
-        """Also find the entries of the contacts whose email, phone or external id is searched for."""
-        queryset, may_have_duplicates = super().get_search_results(request, queryset, search_term)
-        term = search_term.strip()
-        if term:
-            contacts = Contact.objects.filter(
-                Q(email__iexact=term) | Q(phone=term) | Q(external_id=term)
-            ).values_list("pk", flat=True)[:50]
-            queryset |= self.model.objects.filter(contact_id__in=list(contacts))
-        return queryset, may_have_duplicates
-
-    @admin.display(description="contact", ordering="contact_id")
-    def contact_link(self, obj):
-        return link_by_id("admin:contacts_contact_change", obj.contact_id, "Contact")
-
-    @admin.display(description="personal data (outside the chain)")
-    def personal_data(self, obj):
-        personal = AuditPersonalData.objects.filter(entry_id=obj.pk).first()
-        if personal is None:
-            return "—"
-        if personal.erased_at:
-            return f"erased {personal.erased_at:%Y-%m-%d %H:%M}"
-        return json.dumps(personal.data, sort_keys=True, default=str)
-
-    def get_urls(self):
-        export = path("export/", self.admin_site.admin_view(self.export_view), name="omni_auditentry_export")
-        return [export, *super().get_urls()]
-
-    def changelist_view(self, request, extra_context=None):
-        extra_context = {**(extra_context or {}), "can_export": self.has_export_permission(request)}
-        return super().changelist_view(request, extra_context=extra_context)
-
-    @admin.action(description="Export CSV", permissions=["export"])
-    def export_csv(self, request, queryset):
-        return self.export_response(request, queryset, scope={"selection": "chosen rows"})
-
-    def export_view(self, request):
-        """The "Export CSV" button: everything the changelist shows with its current filters."""
-        if not (self.has_view_permission(request) and self.has_export_permission(request)):
-            raise PermissionDenied
-        try:
-            queryset = self.get_changelist_instance(request).get_queryset(request)
-        except IncorrectLookupParameters:
-            messages.error(request, "Those filters are not valid; nothing was exported.")
-            return HttpResponseRedirect(reverse("admin:omni_auditentry_changelist"))
-        return self.export_response(request, queryset, scope={"filters": request.GET.urlencode()})
-
-    def export_response(self, request, queryset, scope):
-        if not self.has_export_permission(request):
-            raise PermissionDenied
-        rows = queryset.count()
-        entry = audit.record("audit.exported", actor=request.user, reason="admin-csv", data={"rows": rows, **scope})
-        # Only what existed when the export was asked for, without the export's own entry.
-        queryset = queryset.filter(pk__lt=entry.pk)
-        response = StreamingHttpResponse(audit_csv_lines(queryset), content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="omni-audit-{timezone.now():%Y%m%d-%H%M%S}.csv"'
-        return response
 
 
 @admin.register(Decision)

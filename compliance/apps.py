@@ -6,7 +6,11 @@ class ComplianceConfig(AppConfig):
 
     def ready(self):
         from contacts import hooks
+        from omni import audit_verification
 
         from .actions import record_submitted_consents
+        from .decisions import sealed_decision_problems
 
         hooks.consents_submitted.connect(record_submitted_consents, dispatch_uid="compliance.consents_submitted")
+        # verify_audit checks the gate's decisions against the digests sealed for them.
+        audit_verification.register_record_check("compliance.decisions", sealed_decision_problems)

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 from omni import audit
 from omni.lib.bulk import insert_rows
+from omni.models import AuditEntry
 
 from .gate import Verdict
 from .models import Decision
@@ -74,3 +75,63 @@ def record(rulings: list[Ruling], now, *, extra: dict | None = None) -> list[dic
         for index, row in enumerate(rows)
     ])
     return rows
+
+
+# --- Verification (registered with omni.audit_verification in compliance's AppConfig.ready) ---
+
+VERIFY_CHUNK = 5000
+MAX_PROBLEMS = 20
+
+
+def sealed_decision_problems(now, lag) -> list[str]:
+    """Decision rows whose content does not match the digest sealed in the chain, and decisions
+    older than the sealer's allowed lag with no sealed entry (at most MAX_PROBLEMS)."""
+    return (_altered_decisions() + _unsealed_decisions(now - lag))[:MAX_PROBLEMS]
+
+
+def _unsealed_decisions(before) -> list[str]:
+    found = []
+    chunk = []
+    decided = Decision.objects.filter(decided_at__lt=before).order_by("decided_at", "id").values_list("id", flat=True)
+    for decision_id in decided.iterator(chunk_size=VERIFY_CHUNK):
+        chunk.append(str(decision_id))
+        if len(chunk) == VERIFY_CHUNK:
+            found += _without_sealed_entry(chunk)
+            chunk = []
+    found += _without_sealed_entry(chunk)
+    return found
+
+
+def _without_sealed_entry(ids: list[str]) -> list[str]:
+    sealed = set(AuditEntry.objects.filter(object_type=DECISION_LABEL, object_id__in=ids, seq__isnull=False)
+                 .values_list("object_id", flat=True))
+    return [f"decision {decision_id} has no sealed audit entry" for decision_id in ids if decision_id not in sealed]
+
+
+def _altered_decisions() -> list[str]:
+    found = []
+    sealed = (
+        AuditEntry.objects.filter(seq__isnull=False, object_type=DECISION_LABEL)
+        .order_by("seq").values_list("object_id", "data")
+    )
+    chunk = []
+    for object_id, data in sealed.iterator(chunk_size=VERIFY_CHUNK):
+        chunk.append((object_id, (data or {}).get("digest")))
+        if len(chunk) == VERIFY_CHUNK:
+            found += _check_digests(chunk)
+            chunk = []
+    found += _check_digests(chunk)
+    return found
+
+
+def _check_digests(chunk) -> list[str]:
+    rows = {str(row["id"]): row for row in Decision.objects.filter(pk__in=[i for i, _ in chunk])
+            .values(*Decision.DIGEST_FIELDS)}
+    problems = []
+    for object_id, digest in chunk:
+        row = rows.get(object_id)
+        if row is None:
+            problems.append(f"decision {object_id} is missing")
+        elif Decision.digest_of(row) != digest:
+            problems.append(f"decision {object_id} was altered")
+    return problems

@@ -4,11 +4,16 @@ Writers never wait on each other: entries are inserted unsealed, inside the call
 transaction, so they commit (or vanish) with the change they describe. One sealer,
 seal_pending(), run by beat and by `manage.py seal_audit`, takes committed unsealed entries in
 batches and gives each the next number of a gap-free sequence and a SHA-256 hash over its
-content and the previous entry's hash. Personal data goes to AuditPersonalData, outside the
-chain. What reads the log (exports, verification) lives in compliance.
+content and the previous entry's hash, then writes a checkpoint of the chain's end outside the
+database (omni/audit_checkpoints.py). Personal data goes to AuditPersonalData, outside the
+chain, under a key of its own; the entry keeps a keyed hash of it. omni/audit_verification.py
+checks the chain (`manage.py verify_audit`); the admin's audit log and its export are in
+omni/admin.py.
 """
 import hashlib
+import hmac
 import json
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from datetime import timezone as dt_timezone
@@ -16,18 +21,23 @@ from datetime import timezone as dt_timezone
 from django.db import connection, models, transaction
 from django.utils import timezone
 
+from . import audit_checkpoints
 from .lib.bulk import bulk_update, insert_rows
 from .models import AuditEntry, AuditPersonalData
 
 # The content a hash covers, in this order. Changing it breaks every existing chain.
 CHAINED_FIELDS = ("occurred_at", "actor_id", "actor_label", "action", "contact_id", "object_type", "object_id",
                   "channel", "reason", "data")
+# Also hashed, after those, but only when not empty: entries sealed before it existed keep their hashes.
+KEYED_FIELD = "personal_hmac"
+HASHED_FIELDS = (*CHAINED_FIELDS, KEYED_FIELD)
 GENESIS_HASH = "0" * 64
 # Entries sealed per transaction: large enough to keep up with a busy tick (hashing is cheap),
 # small enough that the sealer's lock is held for well under a second.
 SEAL_BATCH = 5000
 # Any fixed number: the sealer's PostgreSQL advisory lock, so two sealers never interleave.
 SEALER_LOCK_KEY = 0x6F6D6E69
+PERSONAL_KEY_BYTES = 32
 
 
 def _describe(obj) -> tuple[str, str]:
@@ -51,6 +61,8 @@ class PendingEntry:
     reason: str
     data: dict
     personal_data: dict | None = None
+    personal_key: str = ""
+    personal_hmac: str = ""
 
 
 def build(action: str, *, contact=None, contact_id=None, obj=None, object_ref: tuple[str, str] = ("", ""),
@@ -64,6 +76,7 @@ def build(action: str, *, contact=None, contact_id=None, obj=None, object_ref: t
     """
     object_type, object_id = _describe(obj) if obj is not None else object_ref
     authenticated = getattr(actor, "is_authenticated", False)
+    personal_key = secrets.token_hex(PERSONAL_KEY_BYTES) if personal else ""
     return PendingEntry(
         occurred_at=occurred_at if occurred_at is not None else timezone.now(),
         actor_id=actor.pk if authenticated else None,
@@ -76,15 +89,18 @@ def build(action: str, *, contact=None, contact_id=None, obj=None, object_ref: t
         reason=(reason or "")[:100],
         data=data or {},
         personal_data=personal or None,
+        personal_key=personal_key,
+        personal_hmac=personal_hmac(personal_key, personal) if personal else "",
     )
 
 
 def record(action: str, **kwargs) -> AuditEntry:
     """Write one audit entry now (inside the caller's transaction, so it commits with the change)."""
     pending = build(action, **kwargs)
-    entry = AuditEntry.objects.create(**{name: getattr(pending, name) for name in CHAINED_FIELDS})
+    entry = AuditEntry.objects.create(**{name: getattr(pending, name) for name in HASHED_FIELDS})
     if pending.personal_data:
-        AuditPersonalData.objects.create(entry=entry, contact_id=entry.contact_id, data=pending.personal_data)
+        AuditPersonalData.objects.create(entry=entry, contact_id=entry.contact_id, data=pending.personal_data,
+                                         key=pending.personal_key)
     return entry
 
 
@@ -94,14 +110,30 @@ def record_many(entries: list[PendingEntry]) -> None:
     personal = [e for e in entries if e.personal_data]
     insert_rows(AuditEntry, CHAINED_FIELDS, [_row(e) for e in plain])
     if personal:
-        ids = insert_rows(AuditEntry, CHAINED_FIELDS, [_row(e) for e in personal], set_ids=True)
-        insert_rows(AuditPersonalData, ["entry_id", "contact_id", "data"],
-                    [(entry_id, e.contact_id, e.personal_data) for entry_id, e in zip(ids, personal)])
+        ids = insert_rows(AuditEntry, HASHED_FIELDS, [(*_row(e), e.personal_hmac) for e in personal], set_ids=True)
+        insert_rows(AuditPersonalData, ["entry_id", "contact_id", "data", "key"],
+                    [(entry_id, e.contact_id, e.personal_data, e.personal_key) for entry_id, e in zip(ids, personal)])
 
 
 def _row(entry: PendingEntry) -> tuple:
     return (entry.occurred_at, entry.actor_id, entry.actor_label, entry.action, entry.contact_id, entry.object_type,
             entry.object_id, entry.channel, entry.reason, entry.data)
+
+
+def personal_hmac(key: str, data: dict) -> str:
+    """HMAC-SHA256 of personal data (as canonical JSON, the form it has after a round trip
+    through the database) under the row's own key (hex)."""
+    canonical = json.dumps(json.loads(json.dumps(data)), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hmac.new(bytes.fromhex(key), canonical.encode(), hashlib.sha256).hexdigest()
+
+
+def erase_personal_data(contact_id: int, *, now=None) -> int:
+    """Empty the personal data of a contact's audit entries, with their keys. Returns how many rows.
+
+    The chained entries keep their keyed hashes, which nothing can check or reverse without the
+    key: the chain stays valid and says nothing about the person."""
+    return AuditPersonalData.objects.filter(contact_id=contact_id, erased_at__isnull=True).update(
+        data={}, key="", erased_at=now or timezone.now())
 
 
 def for_object(obj) -> models.QuerySet:
@@ -112,12 +144,15 @@ def for_object(obj) -> models.QuerySet:
 # --- The chain ------------------------------------------------------------------------------
 
 def canonical_content(row: dict) -> bytes:
-    """The bytes an entry's hash covers: its chained fields as canonical JSON."""
+    """The bytes an entry's hash covers: its chained fields, and its keyed hash of personal data
+    if it has one, as canonical JSON."""
     content = dict(row)
     occurred_at = content["occurred_at"]
     content["occurred_at"] = occurred_at.astimezone(dt_timezone.utc).isoformat()
-    return json.dumps([content[name] for name in CHAINED_FIELDS], sort_keys=True, separators=(",", ":"),
-                      ensure_ascii=False, default=str).encode()
+    values = [content[name] for name in CHAINED_FIELDS]
+    if content.get(KEYED_FIELD):
+        values.append(content[KEYED_FIELD])
+    return json.dumps(values, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
 
 
 def entry_hash(seq: int, prev_hash: str, row: dict) -> str:
@@ -129,24 +164,38 @@ def entry_hash(seq: int, prev_hash: str, row: dict) -> str:
 
 
 def seal_pending(*, batch: int = SEAL_BATCH, now=None) -> int:
-    """Seal every committed unsealed entry, in batches. Returns how many were sealed."""
+    """Seal every committed unsealed entry, in batches, then checkpoint the chain's end outside
+    the database. Returns how many were sealed; 0 at once if another sealer is at work (it
+    seals what this one would have).
+
+    Call it outside a transaction: the checkpoint must name only committed entries.
+    """
     total = 0
     while True:
         sealed = _seal_batch(batch, now or timezone.now())
+        if sealed is None:
+            break
         total += sealed
         if sealed < batch:
-            return total
+            break
+    if total or _checkpoint_owed:
+        checkpoint_chain_end()
+    return total
 
 
-def _seal_batch(limit: int, now) -> int:
+def _seal_batch(limit: int, now) -> int | None:
+    """Seal up to `limit` entries; None if another sealer holds the lock."""
     with transaction.atomic():
         if connection.vendor == "postgresql":
-            # Waits for a sealer already running rather than skipping: its batch ends the chain
-            # this one continues. On SQLite the IMMEDIATE transaction serializes sealers.
+            # Skip rather than wait: the sealer at work seals these entries too, and with a
+            # backlog every beat tick would park another worker here. On SQLite the IMMEDIATE
+            # transaction serializes sealers.
             with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [SEALER_LOCK_KEY])
+                cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [SEALER_LOCK_KEY])
+                if not cursor.fetchone()[0]:
+                    return None
         rows = list(
-            AuditEntry.objects.filter(seq__isnull=True).order_by("id").values("id", *CHAINED_FIELDS)[:limit]
+            AuditEntry.objects.filter(seq__isnull=True).order_by("id").values("id", *HASHED_FIELDS)[:limit]
         )
         if not rows:
             return 0
@@ -160,3 +209,21 @@ def _seal_batch(limit: int, now) -> int:
             prev_hash = digest
         bulk_update(sealed, ["seq", "prev_hash", "hash", "sealed_at"])
         return len(sealed)
+
+
+def checkpoint_chain_end() -> audit_checkpoints.Checkpoint | None:
+    """Write the chain's last (seq, hash) to the checkpoint store. Returns the checkpoint, if
+    the chain has any entry. A failed write raises, and the next sealer run in this process
+    writes a checkpoint even if it sealed nothing."""
+    global _checkpoint_owed
+    last = AuditEntry.objects.filter(seq__isnull=False).order_by("-seq").values_list("seq", "hash").first()
+    if last is None:
+        return None
+    checkpoint = audit_checkpoints.Checkpoint(seq=last[0], hash=last[1], written_at=timezone.now())
+    _checkpoint_owed = True
+    audit_checkpoints.checkpoint_store().write(checkpoint)
+    _checkpoint_owed = False
+    return checkpoint
+
+
+_checkpoint_owed = False

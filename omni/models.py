@@ -5,6 +5,7 @@ import secrets
 import pgtrigger
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Now
 from django.utils import timezone
 
 
@@ -83,16 +84,34 @@ class ApiKey(models.Model):
         return self.revoked_at is None
 
 
+# The only columns of an audit entry anything may write after its insert: the sealer's, once.
+SEALER_COLUMNS = frozenset({"seq", "prev_hash", "hash", "sealed_at"})
+
+
+class AuditEntryQuerySet(models.QuerySet):
+    """The ORM's side of the database triggers (which SQLite has not): no delete, and no update
+    but the sealer's."""
+
+    def delete(self):
+        raise ValueError("Audit entries are append-only.")
+
+    def update(self, **kwargs):
+        if set(kwargs) - SEALER_COLUMNS:
+            raise ValueError("Audit entries are append-only: only the sealer's columns may be written.")
+        return super().update(**kwargs)
+
+
 class AuditEntry(models.Model):
     """One decision or change, written once and never edited; sealed into a hash chain after commit.
 
     Writers insert rows unsealed (`seq` empty) and never wait on each other; one sealer
     (omni.audit.seal_pending) gives committed rows a gap-free `seq` and a `hash` covering the
-    row's content and the previous row's hash. On PostgreSQL a trigger refuses UPDATE and
-    DELETE of sealed rows. Rows keep plain ids, never foreign keys a delete could rewrite, and
-    no personal data: that lives in AuditPersonalData, which erasure may rewrite without
-    breaking the chain. `action` is a dotted verb such as "consent.changed"; `reason` is
-    machine-readable.
+    row's content and the previous row's hash. On PostgreSQL triggers refuse DELETE and
+    TRUNCATE, and any UPDATE but the sealer's own (the columns in SEALER_COLUMNS of an unsealed
+    row); elsewhere the ORM refuses them. Rows keep plain ids, never foreign keys a delete could
+    rewrite, and no personal data: that lives in AuditPersonalData, which erasure may empty
+    without breaking the chain, and the entry keeps only a keyed hash of it (`personal_hmac`).
+    `action` is a dotted verb such as "consent.changed"; `reason` is machine-readable.
     """
 
     occurred_at = models.DateTimeField(default=timezone.now, db_index=True)
@@ -108,11 +127,19 @@ class AuditEntry(models.Model):
     channel = models.CharField(max_length=10, blank=True)
     reason = models.CharField(max_length=100, blank=True)
     data = models.JSONField(default=dict, blank=True)
+    # HMAC-SHA256 of the entry's personal data under that row's own key (omni.audit.personal_hmac),
+    # chained with the entry; empty when it has none, and in entries sealed before it existed.
+    personal_hmac = models.CharField(max_length=64, blank=True, default="", editable=False)
+    # When the row was inserted (occurred_at may be earlier: an event received late). Not
+    # chained; verify_audit ages unsealed entries by it.
+    written_at = models.DateTimeField(default=timezone.now, db_default=Now(), editable=False)
     # The chain, filled by the sealer.
     seq = models.BigIntegerField(null=True, blank=True, unique=True, editable=False)
     prev_hash = models.CharField(max_length=64, blank=True, editable=False)
     hash = models.CharField(max_length=64, blank=True, editable=False)
     sealed_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = AuditEntryQuerySet.as_manager()
 
     class Meta:
         ordering = ["-occurred_at", "-id"]
@@ -125,14 +152,22 @@ class AuditEntry(models.Model):
             models.Index(fields=["id"], condition=models.Q(seq__isnull=True), name="omni_audit_unsealed"),
         ]
         triggers = [
-            # Chained rows are history: nobody rewrites or removes them, not even by SQL.
+            # Entries are history: nobody rewrites or removes them, not even by SQL. Only the
+            # sealer writes, and only its own columns of an entry not sealed yet.
             pgtrigger.Protect(
                 name="protect_sealed_update", operation=pgtrigger.Update,
                 condition=pgtrigger.Q(old__seq__isnull=False),
             ),
             pgtrigger.Protect(
-                name="protect_sealed_delete", operation=pgtrigger.Delete,
-                condition=pgtrigger.Q(old__seq__isnull=False),
+                name="protect_unsealed_update", operation=pgtrigger.Update,
+                condition=pgtrigger.AnyChange(exclude=list(SEALER_COLUMNS)),
+            ),
+            pgtrigger.Protect(name="protect_delete", operation=pgtrigger.Delete),
+            # TRUNCATE skips row triggers. The test suite's flush between transactional tests
+            # passes with pgtrigger.ignore (conftest.py).
+            pgtrigger.Trigger(
+                name="protect_truncate", operation=pgtrigger.Truncate, level=pgtrigger.Statement,
+                when=pgtrigger.Before, func="RAISE EXCEPTION 'pgtrigger: Cannot truncate % table', TG_TABLE_NAME;",
             ),
         ]
 
@@ -155,14 +190,18 @@ class AuditEntry(models.Model):
 class AuditPersonalData(models.Model):
     """The personal part of an audit entry (addresses, evidence, provider responses), outside the chain.
 
-    Erasure rewrites or empties these rows; the chained entry keeps the fact that something
-    happened, and the chain stays valid.
+    Each row has its own random key; the chained entry keeps HMAC(key, data), so verify_audit
+    notices data changed later. Erasure (omni.audit.erase_personal_data) empties the data and
+    the key together: what is left proves nothing about the person, the chained entry keeps
+    the fact that something happened, and the chain stays valid.
     """
 
     entry = models.OneToOneField(AuditEntry, primary_key=True, on_delete=models.DO_NOTHING, db_constraint=False,
                                  related_name="personal")
     contact_id = models.BigIntegerField(null=True, blank=True, db_index=True)
     data = models.JSONField(default=dict, blank=True)
+    # Hex of 32 random bytes; empty once erased, and in rows written before keys existed.
+    key = models.CharField(max_length=64, blank=True, default="", editable=False)
     erased_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

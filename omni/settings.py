@@ -190,6 +190,16 @@ OMNI_TICK_STAGE_SECONDS = env.float("OMNI_TICK_STAGE_SECONDS", default=5.0)
 # How often the sealer chains committed audit entries; verify_audit flags entries unsealed
 # for more than a minute.
 OMNI_SEAL_SECONDS = env.float("OMNI_SEAL_SECONDS", default=5.0)
+# Where the sealer writes checkpoints of the chain's end (seq, hash, time), outside the
+# database, so verify_audit notices entries removed or rewritten at the end (omni/audit_checkpoints.py):
+# file:///folder (a file per database in it; the embedded default) or, in production,
+# s3://bucket/prefix/ on a bucket with S3 Object Lock, each checkpoint locked for
+# OMNI_AUDIT_CHECKPOINT_RETENTION_DAYS in OMNI_AUDIT_CHECKPOINT_LOCK_MODE (COMPLIANCE: nobody,
+# not even the account's root user, can delete it before then; GOVERNANCE: users with
+# s3:BypassGovernanceRetention can).
+OMNI_AUDIT_CHECKPOINT_URL = env.str("OMNI_AUDIT_CHECKPOINT_URL", default=f"file://{VAR_DIR / 'audit-checkpoints'}")
+OMNI_AUDIT_CHECKPOINT_RETENTION_DAYS = env.int("OMNI_AUDIT_CHECKPOINT_RETENTION_DAYS", default=7 * 365)
+OMNI_AUDIT_CHECKPOINT_LOCK_MODE = env.str("OMNI_AUDIT_CHECKPOINT_LOCK_MODE", default="COMPLIANCE")
 
 # --- Channels and providers -----------------------------------------------------------------
 # Which provider delivers each channel: "sandbox" (stores what would have been sent and

@@ -1,8 +1,12 @@
 """The audit chain: entries written unsealed, sealed after commit into a gap-free hash chain,
 protected by a trigger on PostgreSQL, and verified by `manage.py verify_audit`."""
+import hashlib
 import io
+import json
 import threading
+import time
 from datetime import timedelta
+from datetime import timezone as dt_timezone
 
 import pytest
 from django.core.management import call_command
@@ -10,8 +14,10 @@ from django.core.management.base import CommandError
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from compliance.verification import verify_chain
+from compliance.models import Decision
 from omni import audit
+from omni.audit_verification import verify_chain
+from omni.lib.bulk import insert_rows
 from omni.models import AuditEntry, AuditPersonalData
 
 pytestmark = pytest.mark.django_db
@@ -122,7 +128,7 @@ def test_verify_audit_command_exits_non_zero_naming_the_broken_link():
 
 
 def test_verify_audit_reports_entries_left_unsealed_for_more_than_a_minute():
-    audit.record("test.old", occurred_at=timezone.now() - timedelta(minutes=5))
+    AuditEntry.objects.create(action="test.old", written_at=timezone.now() - timedelta(minutes=5))
     audit.record("test.fresh")
 
     with pytest.raises(CommandError, match="1 audit entries unsealed for more than"):
@@ -137,10 +143,115 @@ def test_erasing_personal_data_keeps_the_chain_valid():
                          personal={"evidence": {"ip": "203.0.113.9"}})
     audit.seal_pending()
 
-    AuditPersonalData.objects.filter(contact_id=7).update(data={}, erased_at=timezone.now())
+    erased = audit.erase_personal_data(7)
 
-    assert AuditPersonalData.objects.get(entry_id=entry.pk).data == {}
+    assert erased == 1
+    personal = AuditPersonalData.objects.get(entry_id=entry.pk)
+    assert (personal.data, personal.key) == ({}, "") and personal.erased_at is not None
     assert verify_chain().ok
+
+
+def test_the_chained_entry_keeps_a_keyed_hash_of_its_personal_data():
+    entry = audit.record("suppression.added", contact_id=7, data={"purpose": ""},
+                         personal={"address": "ann@example.com"})
+
+    personal = AuditPersonalData.objects.get(entry_id=entry.pk)
+    assert len(personal.key) == 64
+    assert AuditEntry.objects.get(pk=entry.pk).personal_hmac == audit.personal_hmac(personal.key, personal.data)
+    assert "ann@example.com" not in AuditEntry.objects.get(pk=entry.pk).personal_hmac
+
+
+def test_verify_notices_a_changed_personal_data_row():
+    # given an entry whose personal data is sealed by its keyed hash
+    audit.record_many([audit.build("suppression.added", contact_id=7, personal={"address": "ann@example.com"})])
+    entry = audit.record("consent.changed", contact_id=7, personal={"evidence": {"ip": "203.0.113.9"}})
+    audit.seal_pending()
+    assert verify_chain().ok
+
+    # when someone rewrites the personal data outside the chain
+    AuditPersonalData.objects.filter(entry_id=entry.pk).update(data={"evidence": {"ip": "198.51.100.1"}})
+
+    # then verify notices it
+    report = verify_chain()
+    assert report.personal_problems == (f"entry {entry.pk}: its personal data does not match its keyed hash",)
+    with pytest.raises(CommandError, match="personal data does not match"):
+        call_command("verify_audit", stdout=io.StringIO())
+
+
+def test_verify_notices_personal_data_kept_after_its_key_was_removed_or_a_row_removed():
+    kept = audit.record("consent.changed", contact_id=7, personal={"evidence": {"ip": "203.0.113.9"}})
+    gone = audit.record("consent.changed", contact_id=8, personal={"evidence": {"ip": "203.0.113.10"}})
+    audit.seal_pending()
+
+    AuditPersonalData.objects.filter(entry_id=kept.pk).update(key="")
+    AuditPersonalData.objects.filter(entry_id=gone.pk).delete()
+
+    assert verify_chain().personal_problems == (
+        f"entry {kept.pk}: its personal data does not match its keyed hash",
+        f"entry {gone.pk}: its personal data row is missing",
+    )
+
+
+def test_entries_sealed_before_keyed_hashes_keep_their_hashes_and_verify():
+    # given an entry written as before keyed hashes: personal data without a key or hash
+    entry = AuditEntry.objects.create(action="consent.changed", contact_id=7, data={"status": "granted"})
+    AuditPersonalData.objects.create(entry=entry, contact_id=7, data={"evidence": {"ip": "203.0.113.9"}})
+
+    audit.seal_pending()
+
+    # then its hash is the one the original formula gives, and the chain verifies
+    row = AuditEntry.objects.filter(pk=entry.pk).values(*audit.CHAINED_FIELDS).get()
+    row["occurred_at"] = row["occurred_at"].astimezone(dt_timezone.utc).isoformat()
+    content = json.dumps([row[name] for name in audit.CHAINED_FIELDS], sort_keys=True, separators=(",", ":"),
+                         ensure_ascii=False, default=str).encode()
+    original = hashlib.sha256(f"1:{audit.GENESIS_HASH}:".encode() + content).hexdigest()
+    assert AuditEntry.objects.get(pk=entry.pk).hash == original
+    assert verify_chain().ok
+
+
+def test_verify_ages_unsealed_entries_by_when_they_were_written_not_when_they_happened():
+    # given an event received now that happened ten minutes ago (event.received backdates)
+    audit.record("event.received", occurred_at=timezone.now() - timedelta(minutes=10))
+
+    # then the sealer is not reported missing for it
+    report = verify_chain()
+    assert report.stale_unsealed == 0 and report.ok
+
+    # but an entry written five minutes ago and still unsealed is
+    AuditEntry.objects.create(action="test.stuck", written_at=timezone.now() - timedelta(minutes=5))
+    assert verify_chain().stale_unsealed == 1
+
+
+def test_verify_flags_a_decision_with_no_sealed_audit_entry():
+    from compliance import decisions, gate
+    from contacts.models import Contact
+
+    # given a decision from five minutes ago whose audit entry was never written
+    ann = Contact.objects.create(external_id="ann", phone="+14155550101")
+    [verdict] = gate.decide_many([gate.SendRequest(ann, "sms", "marketing", ann.phone)])
+    lost = decisions.values(decisions.Ruling(verdict, 41, ann.pk), timezone.now() - timedelta(minutes=5))
+    insert_rows(Decision, decisions.ROW_FIELDS, [tuple(lost[name] for name in decisions.ROW_FIELDS)])
+    # and one decided just now, with its entry not sealed yet (the sealer may lag that long)
+    decisions.record([decisions.Ruling(verdict, 42, ann.pk)], timezone.now())
+
+    report = verify_chain()
+
+    assert report.record_problems == (f"decision {lost['id']} has no sealed audit entry",)
+    with pytest.raises(CommandError, match="has no sealed audit entry"):
+        call_command("verify_audit", stdout=io.StringIO())
+    audit.seal_pending()
+    assert verify_chain().record_problems == (f"decision {lost['id']} has no sealed audit entry",)
+
+
+def test_the_orm_refuses_to_delete_audit_entries_or_change_what_they_say():
+    entry = audit.record("test.happened", reason="as it was")
+
+    with pytest.raises(ValueError, match="append-only"):
+        AuditEntry.objects.filter(pk=entry.pk).delete()
+    with pytest.raises(ValueError, match="append-only"):
+        AuditEntry.objects.filter(pk=entry.pk).update(reason="rewritten")
+
+    assert AuditEntry.objects.get(pk=entry.pk).reason == "as it was"
 
 
 def test_the_demo_data_verifies(settings, tmp_path):
@@ -157,15 +268,63 @@ def test_the_demo_data_verifies(settings, tmp_path):
 
 
 @pytest.mark.postgres
-def test_the_database_refuses_to_update_or_delete_a_sealed_entry_but_not_an_unsealed_one():
+def test_the_database_refuses_to_update_or_delete_an_entry_sealed_or_not_but_lets_the_sealer_seal():
     sealed, unsealed = write(2)
-    AuditEntry.objects.filter(pk=sealed.pk).update(seq=1, hash="x" * 64, prev_hash=audit.GENESIS_HASH)
+    # the sealer's own columns may be written while an entry is unsealed
+    assert AuditEntry.objects.filter(pk=sealed.pk).update(seq=1, hash="x" * 64, prev_hash=audit.GENESIS_HASH,
+                                                          sealed_at=timezone.now()) == 1
 
-    for statement in ("UPDATE omni_auditentry SET reason = 'x' WHERE id = %s", "DELETE FROM omni_auditentry WHERE id = %s"):
+    refused = [
+        ("UPDATE omni_auditentry SET reason = 'x' WHERE id = %s", sealed),
+        ("DELETE FROM omni_auditentry WHERE id = %s", sealed),
+        ("UPDATE omni_auditentry SET hash = 'y' WHERE id = %s", sealed),
+        ("UPDATE omni_auditentry SET reason = 'x' WHERE id = %s", unsealed),
+        ("UPDATE omni_auditentry SET data = '{}' WHERE id = %s", unsealed),
+        ("UPDATE omni_auditentry SET written_at = now() - interval '1 day' WHERE id = %s", unsealed),
+        ("DELETE FROM omni_auditentry WHERE id = %s", unsealed),
+    ]
+    for statement, entry in refused:
         with pytest.raises(DatabaseError, match="Cannot"), transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(statement, [sealed.pk])
+            cursor.execute(statement, [entry.pk])
 
-    assert AuditEntry.objects.filter(pk=unsealed.pk).update(reason="still open") == 1
+    assert AuditEntry.objects.filter(pk=unsealed.pk).values_list("reason", flat=True).get() == "r1"
+
+
+@pytest.mark.postgres
+def test_a_sealer_finding_another_at_work_skips_instead_of_waiting(transactional_db):
+    # given another sealer holding the sealer's lock
+    write(2)
+    holding, release = threading.Event(), threading.Event()
+
+    def other_sealer():
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [audit.SEALER_LOCK_KEY])
+                holding.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=other_sealer)
+    thread.start()
+    assert holding.wait(10)
+
+    # when a beat tick's sealer runs meanwhile (a waiting sealer would hit the lock timeout)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '2s'")
+        started = time.monotonic()
+        sealed = audit.seal_pending()
+        took = time.monotonic() - started
+    finally:
+        release.set()
+        thread.join(10)
+        with connection.cursor() as cursor:
+            cursor.execute("RESET lock_timeout")
+
+    # then it skipped at once, and the next run seals
+    assert sealed == 0 and took < 1
+    assert audit.seal_pending() == 2
 
 
 @pytest.mark.postgres
@@ -231,6 +390,6 @@ def test_a_gate_decision_is_sealed_by_digest_and_an_altered_one_is_caught(settin
     Decision.objects.filter(pk=decision["id"]).update(reason="consent:granted", outcome="allow")
 
     report = verify_chain()
-    assert report.altered_decisions == (f"decision {decision['id']} was altered",)
+    assert report.record_problems == (f"decision {decision['id']} was altered",)
     with pytest.raises(CommandError, match="was altered"):
         call_command("verify_audit", stdout=io.StringIO())
