@@ -39,8 +39,8 @@ $(DEV_STAMP): requirements.txt requirements-dev.txt | $(VENV)/bin/python
 	@echo "== Packages installed"
 
 # Starts the embedded demo afresh: deletes the SQLite database, the filesystem broker's folder
-# and the demo logins under var/ (stop `make run` first; a DATABASE_URL database is untouched).
+# the demo logins and the audit checkpoints under var/ (stop `make run` first; a DATABASE_URL database is untouched).
 reset:
 	@if [ -n "$$DATABASE_URL" ]; then echo "DATABASE_URL is set: make reset only clears the embedded SQLite demo." >&2; exit 1; fi
-	rm -rf var/omni.sqlite3 var/omni.sqlite3-wal var/omni.sqlite3-shm var/celery var/demo-logins.json
+	rm -rf var/omni.sqlite3 var/omni.sqlite3-wal var/omni.sqlite3-shm var/celery var/demo-logins.json var/audit-checkpoints
 	@echo "== The demo is reset: the next make run loads it again, with new logins."
