@@ -8,6 +8,7 @@ runs on the version it pinned when it entered.
 from dataclasses import dataclass
 from functools import cached_property
 
+import pgtrigger
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -159,7 +160,8 @@ class JourneyVersion(models.Model):
     trigger_type = models.CharField(max_length=10, choices=TriggerType.choices)
     trigger_event = models.CharField(max_length=100, blank=True, db_index=True)
     trigger_conditions = models.JSONField(default=dict, blank=True)
-    trigger_segment = models.ForeignKey(Segment, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # PROTECT: a version is immutable, so deleting its segment may not empty the field.
+    trigger_segment = models.ForeignKey(Segment, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     goal_event = models.CharField(max_length=100, blank=True, db_index=True)
     reentry = models.CharField(max_length=15, choices=ReentryPolicy.choices)
     reentry_after_seconds = models.PositiveIntegerField(null=True, blank=True)
@@ -172,6 +174,12 @@ class JourneyVersion(models.Model):
     class Meta:
         ordering = ["journey", "-number"]
         constraints = [models.UniqueConstraint(fields=["journey", "number"], name="journey_version_unique_number")]
+        triggers = [
+            # Enrollments run what was published: not even SQL rewrites it. Only the publisher
+            # may be forgotten (SET_NULL when their user is deleted).
+            pgtrigger.Protect(name="protect_published_update", operation=pgtrigger.Update,
+                              condition=pgtrigger.AnyChange(exclude=["published_by"])),
+        ]
 
     def __str__(self):
         return f"{self.journey} v{self.number}"
