@@ -17,6 +17,7 @@ from contacts.models import Contact
 from contacts.phones import normalize_phone
 from omni import audit
 from omni.lib.admin import ReadOnlyAdminMixin, ReadOnlyInline, adopt_saved, link_by_id
+from omni.lib.spreadsheet import neutralize_formula
 from omni.choices import Channel
 from omni.models import AuditEntry, AuditPersonalData
 
@@ -224,11 +225,6 @@ class SendingPauseAdmin(admin.ModelAdmin):
 
 # --- Audit log and its export --------------------------------------------------------------
 
-# A cell starting with one of these is run as a formula by Excel, LibreOffice and Google
-# Sheets; a leading apostrophe makes it plain text (OWASP "CSV injection"). Tab and carriage
-# return are on OWASP's list too.
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-
 EXPORT_COLUMNS = [
     ("id", "id"),
     ("seq", "seq"),
@@ -245,19 +241,6 @@ EXPORT_COLUMNS = [
     ("hash", "hash"),
 ]
 EXPORT_CHUNK_SIZE = 2000  # rows fetched per round trip; keeps memory flat on long exports
-
-
-def neutralize_formula(value) -> str:
-    """The cell text for value, safe to open in a spreadsheet."""
-    if value is None:
-        return ""
-    if isinstance(value, dict | list):
-        text = json.dumps(value, sort_keys=True, default=str)
-    elif hasattr(value, "isoformat"):
-        text = value.isoformat()
-    else:
-        text = str(value)
-    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
 
 
 class _Echo:
