@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from omni import audit
 from templates.actions import latest_versions
+from templates.models import TemplateVersion
 
 from .models import (
     LIVE_ENROLLMENT_STATES,
@@ -25,6 +26,7 @@ from .models import (
     StepKind,
     TriggerType,
     plan_steps,
+    step_setting_problems,
 )
 
 ENGAGEMENT_CHECKS = ("engaged", "delivered")
@@ -78,25 +80,38 @@ def draft_snapshot(journey: Journey) -> dict:
 
 
 def snapshot_problems(snapshot: dict) -> list[str]:
-    """What would stop a snapshot from running, each naming the step, in words a marketer can act on."""
+    """What would stop a snapshot from running, each naming the step (or the trigger), in words a
+    marketer can act on."""
     problems = []
     steps = snapshot["steps"]
     if not steps:
         problems.append("The journey has no steps.")
-    if snapshot["trigger_type"] == TriggerType.EVENT and not snapshot["trigger_event"]:
+    if snapshot["trigger_type"] != TriggerType.EVENT:
+        label = dict(TriggerType.choices).get(snapshot["trigger_type"], snapshot["trigger_type"])
+        # Only the tick's event stage enrolls anyone so far: any other trigger would be "Active" and empty.
+        problems.append(f"The trigger {label!r} enrolls nobody yet: only an event trigger is built. Choose "
+                        f"{TriggerType.EVENT.label!r} and name the event.")
+    elif not snapshot["trigger_event"]:
         problems.append("An event-triggered journey needs a trigger event name.")
     by_key = {step["key"]: step for step in steps}
+    variant_channels = _variant_channels(steps)
     for step in steps:
-        key, config = step["key"], step["config"] or {}
-        if step["kind"] == StepKind.SEND:
-            if not step["template"] or not step["channel_plan"]:
-                problems.append(f"Send step {key!r} needs a template and a channel plan.")
-            elif step["template_version"] is None:
-                problems.append(f"Send step {key!r} uses template {step['template_key']!r}, which has no published "
-                                f"version: publish the template first.")
-        if step["kind"] == StepKind.WAIT and int(config.get("seconds", 0) or 0) <= 0:
-            problems.append(f'Wait step {key!r} needs config {{"seconds": N}} with N > 0.')
-        if step["kind"] == StepKind.CONDITION:
+        key, config = step["key"], step["config"]
+        settings = step_setting_problems(step["kind"], config, step["channel_plan"],
+                                         has_template=bool(step["template"]))
+        problems.extend(f"Step {key!r}: {message}" for messages in settings.values() for message in messages)
+        if step["kind"] == StepKind.SEND and step["template"] and step["template_version"] is None:
+            problems.append(f"Send step {key!r} uses template {step['template_key']!r}, which has no published "
+                            f"version: publish the template first.")
+        elif step["kind"] == StepKind.SEND and step["template"] and "channel_plan" not in settings:
+            have = variant_channels.get(step["template_version"], set())
+            for channel in dict.fromkeys(entry["channel"] for entry in step["channel_plan"]):
+                if channel not in have:
+                    problems.append(
+                        f"Send step {key!r} plans {channel}, but template {step['template_key']!r} "
+                        f"v{step['template_version_number']} has no {channel} variant "
+                        f"(it has: {', '.join(sorted(have)) or 'none'}).")
+        if step["kind"] == StepKind.CONDITION and "config" not in settings:
             problems.extend(_condition_problems(key, config, by_key))
         for label, target in (("next", step["next"]), ("else", step["else"])):
             if target and target not in by_key:
@@ -109,20 +124,23 @@ def snapshot_problems(snapshot: dict) -> list[str]:
     return problems
 
 
+def _variant_channels(steps: list[dict]) -> dict[int, set[str]]:
+    """The channels each pinned template version has a variant for, by version id."""
+    ids = {step["template_version"] for step in steps if step["kind"] == StepKind.SEND and step["template_version"]}
+    return {pk: {variant["channel"] for variant in variants}
+            for pk, variants in TemplateVersion.objects.filter(pk__in=ids).values_list("pk", "variants")} if ids else {}
+
+
 def _condition_problems(key: str, config: dict, by_key: dict) -> list[str]:
+    """What is wrong with a condition's settings (checked by step_setting_problems) given the other steps."""
     check = config.get("check", "engaged")
     if check in ENGAGEMENT_CHECKS:
-        target = config.get("step")
-        if not target:
-            return [f'Condition step {key!r} names no step to check: config {{"check": "{check}", "step": "<send step key>"}}.']
+        target = config["step"]
         if target not in by_key:
             return [f"Condition step {key!r} checks step {target!r}, which is not a step of this journey."]
         if by_key[target]["kind"] != StepKind.SEND:
             return [f"Condition step {key!r} checks step {target!r}, which sends no message."]
-        return []
-    if check == "attribute":
-        return [] if config.get("name") else [f"Condition step {key!r} names no attribute to check."]
-    return [f"Condition step {key!r} has an unknown check {check!r}."]
+    return []
 
 
 def loops_without_wait(steps: list[dict]) -> list[list[str]]:

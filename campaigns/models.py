@@ -8,12 +8,14 @@ runs on the version it pinned when it entered.
 from dataclasses import dataclass
 from functools import cached_property
 
+import pgtrigger
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from channels.plans import channel_plan_problems, whole_seconds
 from contacts.models import Contact, Segment
 from omni.choices import Purpose, Urgency
 from templates.models import Template
@@ -111,15 +113,59 @@ class JourneyStep(models.Model):
         return f"{self.journey}: {self.position}. {self.key} ({self.kind})"
 
     def clean(self):
-        if self.kind == StepKind.SEND and not self.template_id:
-            raise ValidationError({"template": "A send step needs a template."})
-        if self.kind == StepKind.SEND and not self.channel_plan:
-            raise ValidationError({"channel_plan": "A send step needs at least one channel."})
-        if self.kind == StepKind.WAIT and int(self.config.get("seconds", 0) or 0) <= 0:
-            raise ValidationError({"config": 'A wait step needs {"seconds": N} with N > 0.'})
-        if self.kind == StepKind.CONDITION and self.config.get("check", "engaged") in ("engaged", "delivered") \
-                and not self.config.get("step"):
-            raise ValidationError({"config": 'A condition needs {"check": "engaged", "step": "<send step key>"}.'})
+        problems = step_setting_problems(self.kind, self.config, self.channel_plan, has_template=bool(self.template_id))
+        if problems:
+            raise ValidationError(problems)
+
+
+# What each kind of step takes in its config.
+STEP_CONFIG_SETTINGS = {
+    StepKind.SEND: (),
+    StepKind.WAIT: ("seconds",),
+    StepKind.CONDITION: ("check", "step", "name", "equals"),
+    StepKind.EXIT: (),
+}
+CONDITION_CHECKS = ("engaged", "delivered", "attribute")
+# Ten years: longer than any journey waits, and far below what a datetime can add.
+MAX_WAIT_SECONDS = 10 * 366 * 24 * 3600
+
+
+def step_setting_problems(kind: str, config, channel_plan, *, has_template: bool) -> dict[str, list[str]]:
+    """What is wrong with one step's own settings, by the field at fault ("config", "channel_plan",
+    "template"), each message naming the setting. The step form and publishing both ask this;
+    what depends on other steps (targets, loops) is checked at publishing (campaigns.actions)."""
+    problems: dict[str, list[str]] = {}
+
+    def refuse(field: str, message: str) -> None:
+        problems.setdefault(field, []).append(message)
+
+    if kind == StepKind.SEND:
+        if not has_template:
+            refuse("template", "A send step needs a template.")
+        for problem in channel_plan_problems(channel_plan):
+            refuse("channel_plan", problem)
+    if not isinstance(config, dict):
+        refuse("config", 'config must be a JSON object, e.g. {"seconds": 3600}.')
+        return problems
+    allowed = STEP_CONFIG_SETTINGS.get(kind, ())
+    for name in config:
+        if name not in allowed:
+            takes = f"takes {', '.join(allowed)}" if allowed else "takes no settings"
+            refuse("config", f"config.{name} is not a setting; a {kind} step {takes}.")
+    if kind == StepKind.WAIT and not whole_seconds(config.get("seconds"), MAX_WAIT_SECONDS):
+        refuse("config", f'config.seconds must be a whole number of seconds from 1 to {MAX_WAIT_SECONDS}, '
+                         f'not {config.get("seconds")!r}: a wait step needs {{"seconds": N}}.')
+    if kind == StepKind.CONDITION:
+        check = config.get("check", "engaged")
+        if check not in CONDITION_CHECKS:
+            refuse("config", f"config.check must be one of {', '.join(CONDITION_CHECKS)}, not {check!r}.")
+        elif check == "attribute" and not (isinstance(config.get("name"), str) and config["name"]):
+            refuse("config", f'config.name must name the attribute to check: {{"check": "attribute", "name": '
+                             f'"plan", "equals": "pro"}}.')
+        elif check != "attribute" and not (isinstance(config.get("step"), str) and config["step"]):
+            refuse("config", f'config.step must name the send step to check: {{"check": "{check}", '
+                             f'"step": "<send step key>"}}.')
+    return problems
 
 
 @dataclass(frozen=True)
@@ -159,7 +205,8 @@ class JourneyVersion(models.Model):
     trigger_type = models.CharField(max_length=10, choices=TriggerType.choices)
     trigger_event = models.CharField(max_length=100, blank=True, db_index=True)
     trigger_conditions = models.JSONField(default=dict, blank=True)
-    trigger_segment = models.ForeignKey(Segment, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # PROTECT: a version is immutable, so deleting its segment may not empty the field.
+    trigger_segment = models.ForeignKey(Segment, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     goal_event = models.CharField(max_length=100, blank=True, db_index=True)
     reentry = models.CharField(max_length=15, choices=ReentryPolicy.choices)
     reentry_after_seconds = models.PositiveIntegerField(null=True, blank=True)
@@ -172,6 +219,12 @@ class JourneyVersion(models.Model):
     class Meta:
         ordering = ["journey", "-number"]
         constraints = [models.UniqueConstraint(fields=["journey", "number"], name="journey_version_unique_number")]
+        triggers = [
+            # Enrollments run what was published: not even SQL rewrites it. Only the publisher
+            # may be forgotten (SET_NULL when their user is deleted).
+            pgtrigger.Protect(name="protect_published_update", operation=pgtrigger.Update,
+                              condition=pgtrigger.AnyChange(exclude=["published_by"])),
+        ]
 
     def __str__(self):
         return f"{self.journey} v{self.number}"

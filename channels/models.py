@@ -222,6 +222,10 @@ class Delivery(models.Model):
             models.Index(fields=["status"], name="delivery_status"),
             models.Index(fields=["provider_message_id"], name="delivery_provider_message_id"),
             models.Index(fields=["device"], condition=Q(device__isnull=False), name="delivery_device"),
+            # An inbound reply finds the latest delivery sent to its sender (record_inbound_message).
+            # Partial: a queued delivery is inserted without an entry, which keeps the tick's inserts cheap.
+            models.Index(fields=["to_address", "channel", "-sent_at", "-id"], condition=Q(sent_at__isnull=False),
+                         name="delivery_to_address_sent"),
         ]
 
     def __str__(self):

@@ -52,7 +52,17 @@ def post_event(request):
                          status=202 if outcome.created else 200)
 
 
-@api_view(scope=ApiScope.EVENTS_WRITE, methods=["POST"], max_body_setting="OMNI_MAX_BATCH_BODY_BYTES")
+def refuse_oversized_batch(body: dict) -> None:
+    """413 for a batch of more events than MAX_BATCH_EVENTS, before anything reads the events."""
+    events = body.get("events")
+    if isinstance(events, list) and len(events) > MAX_BATCH_EVENTS:
+        raise ApiError(413, "too_many_events",
+                       f"A batch holds at most {MAX_BATCH_EVENTS} events, not {len(events)}; split it.",
+                       field="events")
+
+
+@api_view(scope=ApiScope.EVENTS_WRITE, methods=["POST"], max_body_setting="OMNI_MAX_BATCH_BODY_BYTES",
+          check_size=refuse_oversized_batch)
 def post_event_batch(request):
     """{"events": [event, ...]}: each event as POST /events takes it, with its own event_id; one
     result per event, in order, and the good ones stored whatever becomes of the others."""
@@ -62,10 +72,6 @@ def post_event_batch(request):
         raise InvalidField(unknown[0], f"Unknown batch field(s): {', '.join(unknown)}.", code="unknown_field")
     if not isinstance(events, list) or not events:
         raise InvalidField("events", "events must be a non-empty list of event objects.")
-    if len(events) > MAX_BATCH_EVENTS:
-        raise ApiError(413, "too_many_events",
-                       f"A batch holds at most {MAX_BATCH_EVENTS} events, not {len(events)}; split it.",
-                       field="events")
     submissions, refused = [], {}
     for index, body in enumerate(events):
         try:

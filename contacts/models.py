@@ -119,7 +119,7 @@ class ContactEvent(models.Model):
 
     # No index of their own: event_contact_name leads with the contact and then the name, and
     # every index is written by each insert on the busiest path (the event API).
-    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="events", db_index=False)
+    contact = models.ForeignKey(Contact, on_delete=models.PROTECT, related_name="events", db_index=False)
     name = models.CharField(max_length=100)
     properties = models.JSONField(default=dict, blank=True)
     occurred_at = models.DateTimeField(default=now)

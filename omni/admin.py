@@ -19,6 +19,7 @@ from omni import audit
 
 from .api import forget_verified_keys
 from .lib.admin import ReadOnlyAdminMixin, adopt_saved, link_by_id
+from .lib.spreadsheet import neutralize_formula
 from .models import ApiKey, ApiScope, AuditEntry, AuditPersonalData
 
 admin.site.site_header = "Omni"
@@ -92,11 +93,6 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
 # --- Audit log and its export --------------------------------------------------------------
 
-# A cell starting with one of these is run as a formula by Excel, LibreOffice and Google
-# Sheets; a leading apostrophe makes it plain text (OWASP "CSV injection"). Tab and carriage
-# return are on OWASP's list too.
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-
 EXPORT_COLUMNS = [
     ("id", "id"),
     ("seq", "seq"),
@@ -113,19 +109,6 @@ EXPORT_COLUMNS = [
     ("hash", "hash"),
 ]
 EXPORT_CHUNK_SIZE = 2000  # rows fetched per round trip; keeps memory flat on long exports
-
-
-def neutralize_formula(value) -> str:
-    """The cell text for value, safe to open in a spreadsheet."""
-    if value is None:
-        return ""
-    if isinstance(value, dict | list):
-        text = json.dumps(value, sort_keys=True, default=str)
-    elif hasattr(value, "isoformat"):
-        text = value.isoformat()
-    else:
-        text = str(value)
-    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
 
 
 class _Echo:

@@ -55,12 +55,14 @@ def json_response(data: dict, status: int = 200, headers=None) -> JsonResponse:
     return JsonResponse(data, status=status, headers=headers, encoder=DjangoJSONEncoder)
 
 
-def api_view(scope: str, methods=("POST",), max_body_setting: str = "OMNI_MAX_BODY_BYTES"):
+def api_view(scope: str, methods=("POST",), max_body_setting: str = "OMNI_MAX_BODY_BYTES", check_size=None):
     """Make a view a JSON API endpoint that needs an API key holding `scope`.
 
     Checks, in order: the HTTP method (405), the key (401), the scope (403), then for methods
     with a body its size (413, over the setting named by `max_body_setting`), its content type
-    (415) and its JSON (400). A ValidationError
+    (415), its JSON (400), `check_size(body)` when given (which raises ApiError for a body that
+    holds too much, before anything walks what it holds), then what the database cannot store
+    (400). A ValidationError
     raised by the view becomes a 400 naming the field when it carries one (`exc.field`, or the
     first key of a ValidationError built from a dict).
     """
@@ -75,7 +77,7 @@ def api_view(scope: str, methods=("POST",), max_body_setting: str = "OMNI_MAX_BO
             try:
                 request.api_key = authenticate_request(request, scope)
                 if request.method in BODY_METHODS:
-                    request.json = read_json_body(request, getattr(settings, max_body_setting))
+                    request.json = read_json_body(request, getattr(settings, max_body_setting), check_size)
                 else:
                     request.json = None
                 return view(request, *args, **kwargs)
@@ -178,9 +180,9 @@ def note_key_used(key: ApiKey) -> None:
     key.last_used_at = now
 
 
-def read_json_body(request, limit: int) -> dict:
+def read_json_body(request, limit: int, check_size=None) -> dict:
     """The request body as a JSON object of at most `limit` bytes; ApiError (413/415/400) when
-    it is not one."""
+    it is not one, or when `check_size(body)` refuses it."""
     too_large = ApiError(413, "body_too_large", f"The body is larger than {limit} bytes.")
     try:
         declared_length = int(request.META.get("CONTENT_LENGTH") or 0)
@@ -206,10 +208,13 @@ def read_json_body(request, limit: int) -> dict:
         raise ApiError(400, "malformed_json", f"The body is not valid UTF-8 JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ApiError(400, "body_not_object", f"The body must be a JSON object, not {type(data).__name__}.")
+    if check_size is not None:
+        check_size(data)
     unstorable = first_unstorable(data)
     if unstorable:
         # PostgreSQL cannot store U+0000, no database a lone surrogate, and jsonb no infinity
-        # (1e400 parses as one): refuse them here, naming where, rather than fail later.
+        # (1e400 parses as one); JSON nested too deep would exhaust the stack of whatever walks
+        # it next: refuse them here, naming where, rather than fail later.
         where, reason = unstorable
         raise ApiError(400, "invalid_field", f"{where or 'The body'} contains {reason}.", field=where or None)
     return data

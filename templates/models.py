@@ -1,4 +1,5 @@
 """Message templates: one variant per channel and locale, published as immutable versions."""
+import pgtrigger
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
@@ -80,6 +81,12 @@ class TemplateVersion(models.Model):
     class Meta:
         ordering = ["template", "-number"]
         constraints = [models.UniqueConstraint(fields=["template", "number"], name="version_unique_number")]
+        triggers = [
+            # Messages point at what was published: not even SQL rewrites it. Only the publisher
+            # may be forgotten (SET_NULL when their user is deleted).
+            pgtrigger.Protect(name="protect_published_update", operation=pgtrigger.Update,
+                              condition=pgtrigger.AnyChange(exclude=["published_by"])),
+        ]
 
     def __str__(self):
         return f"{self.template} v{self.number}"

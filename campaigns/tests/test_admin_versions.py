@@ -126,3 +126,54 @@ def test_the_journey_page_lists_every_version_in_words_in_a_fixed_number_of_quer
     assert "opened: if welcome-email engaged, else go to welcome-sms → done" in html
     assert "New enrollments start on version 10. The draft below is the same as this version." in html
     assert len(with_ten_versions) == len(with_one_version)
+
+
+def change_form_data(response) -> dict:
+    """The POST data a browser would send back for an admin change page, as it was shown."""
+    data = {}
+    forms = [response.context["adminform"].form]
+    for inline in response.context["inline_admin_formsets"]:
+        formset = inline.formset
+        forms.extend(formset.forms)
+        data.update({f"{formset.management_form.prefix}-{name}": value
+                     for name, value in formset.management_form.initial.items()})
+    for form in forms:
+        for field in form:
+            value = field.value()
+            if value is None or value is False:
+                continue
+            data[field.html_name] = value
+    return data
+
+
+def test_a_wait_of_1h_in_the_step_form_is_refused_naming_the_setting_not_a_500(client, staff, welcome_journey):
+    # given a marketer editing the draft's wait step
+    staff("Marketers")
+    url = reverse("admin:campaigns_journey_change", args=[welcome_journey.pk])
+    data = change_form_data(client.get(url))
+    wait_field = next(name for name, value in data.items() if name.endswith("-key") and value == "wait")
+    data[wait_field.replace("-key", "-config")] = '{"seconds": "1h"}'
+
+    # when
+    response = client.post(url, data)
+
+    # then the form comes back naming the setting, and the draft is unchanged
+    assert response.status_code == 200
+    assert "config.seconds" in response.content.decode()
+    assert JourneyStep.objects.get(journey=welcome_journey, key="wait").config == {"seconds": 60}
+
+
+def test_activating_a_segment_triggered_journey_shows_why_it_was_not_activated(client, staff, welcome_templates):
+    from campaigns.models import Journey, JourneyStatus, StepKind
+
+    staff("Marketers")
+    journey = Journey.objects.create(name="Segment", slug="segment", trigger_type="segment")
+    JourneyStep.objects.create(journey=journey, key="hello", position=1, kind=StepKind.SEND,
+                               template=welcome_templates[0], channel_plan=[{"channel": "email"}])
+
+    messages = run_action(client, "activate", journey)
+
+    assert len(messages) == 1 and messages[0][0] == "error"
+    assert messages[0][1].startswith("Segment was not activated: The trigger 'Entering a segment' enrolls nobody yet")
+    journey.refresh_from_db()
+    assert journey.status == JourneyStatus.DRAFT

@@ -4,7 +4,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from campaigns.actions import activate_journey
-from campaigns.models import Journey, JourneyStatus, JourneyStep, StepKind
+from campaigns.models import Journey, JourneyStatus, JourneyStep, StepKind, TriggerType
 from templates.models import Template, TemplateVariant
 
 pytestmark = pytest.mark.django_db
@@ -100,3 +100,95 @@ def test_the_step_form_accepts_an_attribute_condition(journey):
                        config={"check": "attribute", "name": "plan", "equals": "pro"})
 
     step.full_clean()
+
+
+# --- channel plans and step settings: one validator for the step form and for publishing ----------
+
+BAD_SETTINGS = [
+    # (kind, fields, field, words the refusal names)
+    (StepKind.SEND, {"channel_plan": [{"chanel": "sms"}]}, "channel_plan", "channel_plan[0].chanel"),
+    (StepKind.SEND, {"channel_plan": [{"channel": "email", "fallback_after_seconds": "1h"}, {"channel": "sms"}]},
+     "channel_plan", "channel_plan[0].fallback_after_seconds"),
+    (StepKind.SEND, {"channel_plan": [{"channel": "fax"}]}, "channel_plan", "channel_plan[0].channel"),
+    (StepKind.SEND, {"channel_plan": [{"channel": "email", "fallback_unless": "opened"}]}, "channel_plan",
+     "channel_plan[0].fallback_unless"),
+    (StepKind.SEND, {"channel_plan": {"channel": "email"}}, "channel_plan", "channel_plan"),
+    (StepKind.WAIT, {"config": {"seconds": "1h"}}, "config", "config.seconds"),
+    (StepKind.WAIT, {"config": {"seconds": 10 ** 12}}, "config", "config.seconds"),
+    (StepKind.WAIT, {"config": {"secs": 60}}, "config", "config.secs"),
+    (StepKind.WAIT, {"config": [60]}, "config", "config"),
+    (StepKind.CONDITION, {"config": {"check": "opened", "step": "x"}}, "config", "config.check"),
+]
+
+
+def bad_step(journey, email, kind, fields, position=1):
+    values = {"template": email} if kind == StepKind.SEND else {}
+    return JourneyStep(journey=journey, position=position, key="bad", kind=kind, **{**values, **fields})
+
+
+@pytest.mark.parametrize("kind, fields, field, named", BAD_SETTINGS)
+def test_the_step_form_refuses_a_bad_setting_naming_its_field(journey, welcome_templates, kind, fields, field,
+                                                              named):
+    step = bad_step(journey, welcome_templates[0], kind, fields)
+
+    with pytest.raises(ValidationError) as refused:
+        step.full_clean()
+
+    assert named in " ".join(refused.value.message_dict[field])
+
+
+@pytest.mark.parametrize("kind, fields, field, named", BAD_SETTINGS)
+def test_activation_refuses_a_bad_setting_naming_the_step_and_the_field(journey, welcome_templates, kind, fields,
+                                                                        field, named):
+    # given the bad step stored as it might be by code or an older form
+    bad_step(journey, welcome_templates[0], kind, fields).save()
+    add_step(journey, 2, "done", StepKind.EXIT)
+
+    message = refusal(journey)
+
+    assert f"Step 'bad': {named}" in message
+    assert not journey.versions.exists()
+
+
+def test_a_good_plan_with_its_fallback_settings_is_accepted(journey, welcome_templates):
+    email, _ = welcome_templates
+    add_step(journey, 1, "hello", StepKind.SEND, template=email, channel_plan=[
+        {"channel": "email", "fallback_after_seconds": 3600, "fallback_unless": "engaged"}, {"channel": "sms"}])
+    add_step(journey, 2, "pause", StepKind.WAIT, config={"seconds": 60})
+
+    JourneyStep.objects.get(key="hello").full_clean()
+    activate_journey(journey)
+
+    assert journey.status == JourneyStatus.ACTIVE
+
+
+# --- what activation cannot run yet ---------------------------------------------------------------
+
+@pytest.mark.parametrize("trigger_type, label", [
+    (TriggerType.SEGMENT_ENTRY, "Entering a segment"),
+    (TriggerType.DATE_ATTRIBUTE, "A date attribute"),
+    (TriggerType.API, "API call"),
+])
+def test_activation_refuses_a_trigger_that_enrolls_nobody_yet_and_names_it(journey, welcome_templates,
+                                                                           trigger_type, label):
+    email, _ = welcome_templates
+    Journey.objects.filter(pk=journey.pk).update(trigger_type=trigger_type)
+    add_step(journey, 1, "hello", StepKind.SEND, template=email, channel_plan=[{"channel": "email"}])
+
+    message = refusal(journey)
+
+    assert f"The trigger {label!r} enrolls nobody yet" in message
+    assert not journey.versions.exists()
+
+
+def test_activation_refuses_a_plan_channel_the_template_has_no_variant_for_and_names_the_step(journey,
+                                                                                              welcome_templates):
+    # given a template with an SMS variant only, planned for WhatsApp then SMS
+    _, sms = welcome_templates
+    add_step(journey, 1, "nudge", StepKind.SEND, template=sms, channel_plan=[{"channel": "whatsapp"},
+                                                                             {"channel": "sms"}])
+
+    message = refusal(journey)
+
+    assert ("Send step 'nudge' plans whatsapp, but template 'welcome-sms' v1 has no whatsapp variant "
+            "(it has: sms).") in message

@@ -200,6 +200,34 @@ def test_a_published_version_cannot_be_changed(welcome_journey):
     assert JourneyVersion.objects.get(pk=version.pk).steps != []
 
 
+@pytest.mark.postgres
+def test_the_database_refuses_to_rewrite_a_published_journey_version(welcome_journey):
+    from django.db import DatabaseError, transaction
+
+    version = welcome_journey.live_version
+
+    with pytest.raises(DatabaseError, match="Cannot update"), transaction.atomic():
+        JourneyVersion.objects.filter(pk=version.pk).update(steps=[], trigger_event="other")
+
+    assert JourneyVersion.objects.get(pk=version.pk).steps == version.steps
+
+
+@pytest.mark.postgres
+def test_a_deleted_user_is_still_unlinked_from_the_journey_versions_they_published(welcome_journey,
+                                                                                  django_user_model):
+    # given a version published by a user who then leaves
+    marketer = django_user_model.objects.create_user("marketer")
+    welcome_journey.steps.filter(kind="wait").update(config={"seconds": 120})
+    version = publish_journey(welcome_journey, actor=marketer)
+
+    # when
+    marketer.delete()
+
+    # then the version stays as published, its publisher forgotten
+    version.refresh_from_db()
+    assert version.published_by is None
+
+
 # --- moving contacts to the latest version --------------------------------------------------------
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import json
 import re
 from datetime import timedelta
 
-import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.utils import timezone

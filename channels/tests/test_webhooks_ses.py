@@ -410,3 +410,14 @@ def test_an_authentic_message_of_odd_shape_is_kept_and_never_answers_500(client,
 
     assert response.status_code == 200
     assert DeliveryEvent.objects.count() == 1
+
+
+@pytest.mark.parametrize("depth", [900, 100_000])
+def test_deeply_nested_json_is_a_bad_request_before_any_signature_check(client, sns_signer, db, depth):
+    body = '{"Type": "Notification", "Message": ' + "[" * depth + "]" * depth + "}"
+
+    response = client.post(SES_URL, data=body, content_type="text/plain")
+
+    assert response.status_code == 400
+    assert sns_signer.requests == []
+    assert not DeliveryEvent.objects.exists()

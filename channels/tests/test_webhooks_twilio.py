@@ -329,3 +329,14 @@ def test_an_inbound_message_with_an_overlong_id_or_address_is_refused_naming_it(
     assert response.status_code == 400
     assert field in response.content.decode()
     assert not InboundMessage.objects.exists()
+
+
+def test_an_inbound_message_claiming_more_media_than_twilio_sends_keeps_twilios_ten(twilio_post, contact):
+    # Twilio sends at most 10 media items a message; NumMedia is whatever the signed request says.
+    media = {f"MediaUrl{i}": f"https://api.twilio.com/media/ME{i}" for i in range(12)}
+
+    response = twilio_post(INBOUND_PATH, inbound_params(NumMedia="100000", **media))
+
+    assert response.status_code == 200
+    inbound = InboundMessage.objects.get()
+    assert [item["url"] for item in inbound.media] == [f"https://api.twilio.com/media/ME{i}" for i in range(10)]

@@ -77,7 +77,8 @@ class CertificateUnavailable(Exception):
 def ses_events(request):
     try:
         envelope = json.loads(request.body)
-    except ValueError:
+    except (ValueError, RecursionError):
+        # RecursionError: JSON nested deeper than the parser's stack, which SNS never sends.
         return HttpResponseBadRequest("Malformed JSON")
     problem = envelope_problem(envelope)
     if problem:

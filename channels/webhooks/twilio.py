@@ -26,6 +26,8 @@ ADDRESS_PREFIXES = {"whatsapp:": Channel.WHATSAPP, "rcs:": Channel.RCS}
 # Twilio's SIDs are 34 characters; the columns hold 255 (ids) and 512 (addresses).
 MAX_LENGTHS = {"MessageSid": 255, "SmsMessageSid": 255, "SmsSid": 255, "MessageStatus": 50, "SmsStatus": 50,
                "From": 512, "To": 512}
+# Twilio delivers at most 10 media items with one inbound message.
+MAX_MEDIA = 10
 
 
 @webhook_view
@@ -130,7 +132,8 @@ def split_address(address: str) -> tuple[str, str]:
 
 
 def inbound_media(params) -> list[dict]:
-    count = _as_int(params.get("NumMedia")) or 0
+    # Twilio sends at most MAX_MEDIA items with a message; NumMedia is only what the request says.
+    count = min(_as_int(params.get("NumMedia")) or 0, MAX_MEDIA)
     return [
         {"url": params.get(f"MediaUrl{index}", ""), "content_type": params.get(f"MediaContentType{index}", "")}
         for index in range(count)

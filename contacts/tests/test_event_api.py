@@ -297,3 +297,39 @@ def test_an_api_request_skips_the_browser_middleware(crm_api, ada, client):
     assert api_response.status_code == 202
     assert not any(hasattr(api_response.wsgi_request, name) for name in ("session", "user", "_messages"))
     assert all(hasattr(admin_response.wsgi_request, name) for name in ("session", "user", "_messages"))
+
+
+def nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+def test_json_nested_deeper_than_the_limit_is_refused_with_400_naming_the_limit(client, crm_api, ada):
+    from omni.lib.text import MAX_JSON_DEPTH
+
+    body = '{"event_id": "e-1", "external_id": "crm-1", "name": "x", "properties": {"a": %s}}' % nested(MAX_JSON_DEPTH)
+
+    response = crm_api.post("/api/v1/events", body)
+
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "invalid_field"
+    assert f"nested deeper than {MAX_JSON_DEPTH} levels" in error["message"]
+    assert error["field"].startswith("properties.a[0]")
+    assert not ContactEvent.objects.exists()
+
+
+def test_json_nested_up_to_and_past_what_the_parser_takes_never_answers_500(crm_api, ada):
+    # Near Python's recursion limit the parser still succeeds and later code recursed past it.
+    import sys
+
+    limit = sys.getrecursionlimit()
+    answers = {}
+    for depth in range(limit - 150, limit + 10, 3):
+        event = '{"event_id": "e-%d", "external_id": "crm-1", "name": "x", "properties": {"a": %s}}' % (
+            depth, nested(depth))
+        contact = '{"attributes": {"a": %s}}' % nested(depth)
+        answers[depth] = (crm_api.post("/api/v1/events", event).status_code,
+                          crm_api.put("/api/v1/contacts/crm-1", contact).status_code)
+
+    assert {depth: codes for depth, codes in answers.items() if max(codes) >= 500} == {}
+    assert set(answers.values()) == {(400, 400)}

@@ -161,3 +161,31 @@ def test_a_batch_of_1000_events_makes_a_handful_of_queries(crm_api, django_asser
     assert (body["stored"], body["duplicate"], body["refused"]) == (900, 100, 0)
     assert ContactEvent.objects.count() == 1000
     assert len(json.dumps(events)) < 2 * 1024 * 1024  # the default body limit holds a full batch
+
+
+def test_a_batch_over_1000_events_is_refused_before_what_they_hold_is_read(crm_api, ada):
+    # given more events than a batch may hold, the last one unstorable (a NUL)
+    events = [1] * 1001 + ["\x00"]
+
+    # when
+    response = crm_api.post(BATCH, {"events": events})
+
+    # then the count is what is refused: the body's strings were never walked
+    assert response.status_code == 413
+    error = response.json()["error"]
+    assert (error["code"], error["field"]) == ("too_many_events", "events")
+
+
+def test_a_body_of_a_megabyte_and_a_half_of_bare_numbers_is_refused_naming_the_limit(crm_api, ada, settings):
+    # given a body under the byte limit that holds three quarters of a million values
+    body = '{"events": [' + ",".join(["1"] * 750_000) + "]}"
+    assert 1024 * 1024 < len(body) < settings.OMNI_MAX_BATCH_BODY_BYTES
+
+    # when
+    response = crm_api.post(BATCH, body)
+
+    # then
+    assert response.status_code == 413
+    error = response.json()["error"]
+    assert (error["code"], error["field"]) == ("too_many_events", "events")
+    assert "1000" in error["message"]

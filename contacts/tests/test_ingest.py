@@ -55,3 +55,14 @@ def test_upserting_names_the_first_unknown_field(db):
 
     assert refused.value.field == "age"
     assert "age, zip" in refused.value.message
+
+
+def test_deleting_a_contact_never_takes_its_events(grace):
+    from django.db.models import ProtectedError
+
+    ingest_event(contact=grace, name="signed_up", idempotency_key="k-1", source="test")
+
+    with pytest.raises(ProtectedError):
+        grace.delete()
+
+    assert ContactEvent.objects.filter(contact=grace).count() == 1

@@ -5,8 +5,12 @@ PostgreSQL refuses U+0000 in text and jsonb, and no UTF-8 codec can encode a lon
 """
 import math
 import re
+from collections import deque
 
 UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# Deeper JSON is refused: nothing Omni stores needs it, and code that walks JSON recursively
+# (encoders, drivers) would otherwise run out of stack on it, a 500.
+MAX_JSON_DEPTH = 64
 
 
 def unstorable_reason(text: str) -> str:
@@ -17,30 +21,34 @@ def unstorable_reason(text: str) -> str:
     return "a NUL character (\\u0000)" if match.group() == "\x00" else "a lone surrogate (\\ud800-\\udfff)"
 
 
-def first_unstorable(value, path: str = "") -> tuple[str, str] | None:
-    """(path, reason) of the first string, key or number in a JSON value that cannot be stored.
+def first_unstorable(value, path: str = "", *, max_depth: int = MAX_JSON_DEPTH) -> tuple[str, str] | None:
+    """(path, reason) of the first string, key or number in a JSON value that cannot be stored,
+    or of the first array or object nested deeper than `max_depth` levels.
 
     Paths read like "properties.items[2].name"; non-finite numbers (1e400 parses as infinity)
-    are refused too, since JSON has no infinity and jsonb refuses it.
+    are refused too, since JSON has no infinity and jsonb refuses it. Each value is visited
+    once, breadth first, without recursion.
     """
-    pending = [(path, value)]
+    pending = deque([(path, value, 1)])
     while pending:
-        where, item = pending.pop(0)
+        where, item, depth = pending.popleft()
         if isinstance(item, str):
             reason = unstorable_reason(item)
             if reason:
                 return where, reason
         elif isinstance(item, float) and not math.isfinite(item):
             return where, "a number out of range"
+        elif isinstance(item, dict | list) and depth > max_depth:
+            return where, f"arrays or objects nested deeper than {max_depth} levels"
         elif isinstance(item, dict):
             for key, child in item.items():
                 child_path = f"{where}.{key}" if where else str(key)
                 reason = unstorable_reason(key) if isinstance(key, str) else ""
                 if reason:
                     return (where or "body"), reason
-                pending.append((child_path, child))
+                pending.append((child_path, child, depth + 1))
         elif isinstance(item, list):
-            pending.extend((f"{where}[{index}]", child) for index, child in enumerate(item))
+            pending.extend((f"{where}[{index}]", child, depth + 1) for index, child in enumerate(item))
     return None
 
 

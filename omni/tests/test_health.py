@@ -40,3 +40,16 @@ def test_health_endpoints_are_not_redirected_to_https(client, db, settings):
     assert client.get("/healthz").status_code == 200
     assert client.get("/readyz").status_code == 200
     assert client.get("/admin/").status_code == 301
+
+
+def test_readyz_names_the_component_that_is_down_and_nothing_more(client, db, settings, caplog):
+    # given a broker URL with a password, on a port nobody listens on
+    settings.CELERY_BROKER_URL = "redis://:hunter2-secret@127.0.0.1:1/0"
+
+    response = client.get("/readyz")
+
+    # then anonymous callers learn which component is down, not why; the log says why
+    assert response.status_code == 503
+    assert response.json() == {"status": "unavailable", "database": "ok", "broker": "unreachable"}
+    assert "Error" not in response.content.decode()
+    assert any("broker" in record.getMessage() and "Error" in record.getMessage() for record in caplog.records)

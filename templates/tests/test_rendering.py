@@ -58,6 +58,31 @@ def test_a_version_cannot_be_edited(template):
         version.save()
 
 
+@pytest.mark.postgres
+def test_the_database_refuses_to_rewrite_a_published_template_version(template):
+    from django.db import DatabaseError, transaction
+
+    from templates.models import TemplateVersion
+
+    version = publish_template(template)
+
+    with pytest.raises(DatabaseError, match="Cannot update"), transaction.atomic():
+        TemplateVersion.objects.filter(pk=version.pk).update(variants=[])
+
+    assert TemplateVersion.objects.get(pk=version.pk).variants == version.variants
+
+
+@pytest.mark.postgres
+def test_a_deleted_user_is_still_unlinked_from_the_template_versions_they_published(template, django_user_model):
+    marketer = django_user_model.objects.create_user("marketer")
+    version = publish_template(template, actor=marketer)
+
+    marketer.delete()
+
+    version.refresh_from_db()
+    assert version.published_by is None
+
+
 def test_variant_falls_back_from_region_to_language_to_default(template):
     version = publish_template(template)
 
