@@ -151,3 +151,39 @@ def test_the_schedule_outlasts_the_outage_window_and_spreads_deliveries(settings
         assert schedule[0] == 0 and schedule[-1] >= 3600 > schedule[-2]
         assert all(0 < b - a <= 300 for a, b in zip(schedule, schedule[1:]))
     assert len({schedule[1] for schedule in schedules}) > 40  # jittered: not all at once
+
+
+@pytest.mark.celery_worker
+def test_a_worker_rides_out_a_provider_outage_and_sends_once_it_is_over(
+    celery_worker, finished_tasks, make_delivery, twilio_settings, twilio_server, short_retries,
+):
+    from channels.actions import enqueue_sends
+    from channels.tasks import send_deliveries_task
+
+    def runs_of(delivery):
+        return len([args for args in finished_tasks.args_of(send_deliveries_task) if delivery.pk in args[0]])
+
+    def wait_for_runs(delivery, count):
+        with finished_tasks.changed:
+            assert finished_tasks.changed.wait_for(lambda: runs_of(delivery) >= count, 20), finished_tasks.calls
+
+    # given Twilio answers 503 for the next second, then recovers
+    twilio_server.outage(1.0)
+    delivery = make_delivery("sms", provider="twilio")
+
+    # when its send goes to a real worker, and the tick's sweep runs (once the worker is idle:
+    # SQLite's shared in-memory test database locks tables between the two threads)
+    enqueue_sends([(delivery, "transactional")])
+    wait_for_runs(delivery, 1)
+    deadline = time.monotonic() + 10
+    while Delivery.objects.get(pk=delivery.pk).status == DeliveryStatus.QUEUED and time.monotonic() < deadline:
+        before = runs_of(delivery)
+        if republish_lost_deliveries(timezone.now()):
+            wait_for_runs(delivery, before + 1)
+        else:
+            time.sleep(0.05)
+
+    # then it went out once Twilio was back, one task run per attempt
+    delivery.refresh_from_db()
+    assert delivery.status == DeliveryStatus.SENT
+    assert len(_creates(twilio_server)) == delivery.attempts == runs_of(delivery) > 1
