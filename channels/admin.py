@@ -26,6 +26,22 @@ def preview(text: str, length: int = 80) -> str:
     return Truncator(" ".join((text or "").split())).chars(length)
 
 
+class UnresolvedFilter(admin.SimpleListFilter):
+    """Uncertain deliveries nothing settled in time (channels.delivery.flag_unresolved_deliveries):
+    a person finds out from the provider whether they went out and marks them sent or failed."""
+
+    title = "needs a person"
+    parameter_name = "unresolved"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Uncertain, not settled in time")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(status=DeliveryStatus.UNCERTAIN, unresolved_at__isnull=False)
+        return queryset
+
+
 class DeliveryInline(ReadOnlyInline):
     model = Delivery
     fields = ["channel", "provider", "to_address", "status", "attempts", "error_code", "queued_at", "sent_at",
@@ -59,7 +75,7 @@ class MessageAdmin(QuarantineAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
 class DeliveryAdmin(QuarantineAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["id", "message", "channel", "provider", "to_address", "status", "attempts", "error_code",
                     "queued_at", "sent_at", "quarantine_reason"]
-    list_filter = ["status", QuarantinedFilter, "channel", "provider", "error_permanent"]
+    list_filter = ["status", UnresolvedFilter, QuarantinedFilter, "channel", "provider", "error_permanent"]
     actions = ["retry_quarantined", "mark_sent", "mark_failed"]
     search_fields = ["to_address", "provider_message_id", "error_code", *CONTACT_SEARCH_FIELDS]
     # Message.__str__ names its contact.

@@ -57,6 +57,10 @@ class DeliveryOutcomeUnknown(Exception):
     """
 
 
+class CannotTell(Exception):
+    """The provider cannot say whether it accepted a delivery whose id Omni does not know."""
+
+
 class Provider:
     """One way of carrying deliveries: a provider for one or more channels.
 
@@ -69,12 +73,20 @@ class Provider:
 
     def send(self, delivery) -> SendResult:
         """Hand one delivery to the provider. Raises DeliveryError when it was not accepted."""
+        return self.deliver(self.prepare(delivery))
+
+    def prepare(self, delivery) -> dict:
+        """The request for this delivery, checked; nothing has left Omni yet (DeliveryError if it
+        cannot be made). The send worker calls prepare() and deliver() apart: an error before the
+        call is known to have sent nothing."""
         if delivery.channel not in self.channels:
             raise DeliveryError(f"{self.name} does not deliver {delivery.channel}", code="unsupported_channel",
                                 permanent=True)
-        payload = self.build_payload(delivery)
-        response = self.post(payload)
-        return self.parse_result(response)
+        return self.build_payload(delivery)
+
+    def deliver(self, payload: dict) -> SendResult:
+        """Make the provider call with a prepared request and read its answer."""
+        return self.parse_result(self.post(payload))
 
     def build_payload(self, delivery) -> dict:
         """The provider's request for this delivery. No network; may raise DeliveryError."""
@@ -96,6 +108,14 @@ class Provider:
         provider_message_id), or None when it cannot be asked or does not know. Used to settle
         uncertain deliveries; raises DeliveryError when the provider cannot be reached."""
         return None
+
+    def find_send(self, delivery) -> SendResult | None:
+        """Look for the message the provider accepted for a delivery whose provider id was never
+        recorded (its worker died during the call): a SendResult with the provider's id and the
+        status it reports, or None when the provider holds no such message or several that could
+        be it. Raises CannotTell when the provider cannot be asked without an id (the default),
+        DeliveryError when it cannot be reached."""
+        raise CannotTell(f"{self.name} cannot be asked about a message without its id")
 
     def after_send(self, delivery) -> None:
         """Runs once the sent delivery is committed (the sandbox schedules its simulated events)."""

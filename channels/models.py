@@ -202,6 +202,11 @@ class Delivery(models.Model):
     # When its send task was last handed to the broker; empty while never published. The tick
     # republishes queued deliveries whose publish failed or whose task was lost.
     published_at = models.DateTimeField(null=True, blank=True)
+    # After a transient error: when the next attempt is due (channels/delivery.py's backoff
+    # schedule). The tick publishes it then, not before; empty when nothing is waiting.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # When an uncertain delivery that nothing could settle was listed for a person to settle.
+    unresolved_at = models.DateTimeField(null=True, blank=True)
     # Set when the tick could not process the row (omni/lib/quarantine.py): not claimed again
     # until someone retries it in the admin.
     quarantined_at = models.DateTimeField(null=True, blank=True)

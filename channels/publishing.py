@@ -4,9 +4,10 @@ Each delivery's publish is claimed first (`published_at` set by a conditional UP
 RETURNING), then its batch is handed to the broker with a few quick retries. A broker that
 stays down never stops the caller: what was not published, and what a lost worker never sent,
 is claimed again by republish_lost_deliveries() (the tick runs it) once its publish is a
-minute old and the delivery is still queued. Two ticks never enqueue the same delivery: only
-one wins the claim. A task enqueued twice anyway (a slow worker) is harmless, since the send
-itself claims the row.
+minute old and the delivery is still queued. A delivery waiting for its next attempt after a
+transient error (Delivery.next_attempt_at) is left alone until that attempt is due, then
+published at once. Two ticks never enqueue the same delivery: only one wins the claim. A task
+enqueued twice anyway (a slow worker) is harmless, since the send itself claims the row.
 """
 import logging
 from datetime import timedelta
@@ -48,16 +49,21 @@ def publish_sends(deliveries: list[tuple[int, str, str]], now=None) -> list[int]
 
 
 def republish_lost_deliveries(now=None, limit: int = REPUBLISH_BATCH) -> int:
-    """Publish again the queued deliveries whose task was never published or was lost.
+    """Publish the queued deliveries whose next attempt fell due, and again those whose task was
+    never published or was lost.
 
     Claimed with a conditional UPDATE ... RETURNING on `published_at`, so two ticks running at
     once never enqueue the same delivery; published once the claim commits. Returns how many
     were claimed for publishing.
     """
     now = now or timezone.now()
-    lost = (Q(published_at__isnull=True, queued_at__lt=now - REPUBLISH_AFTER)
-            | Q(published_at__lt=now - REPUBLISH_AFTER))
-    lost_queued = Delivery.objects.filter(lost, status=DeliveryStatus.QUEUED, quarantined_at__isnull=True)
+    # A retry is published as soon as it is due (its put-back cleared published_at); a first
+    # send's publish is the dispatcher's, taken over here only if it did not happen in a minute.
+    unpublished = Q(published_at__isnull=True) & (Q(next_attempt_at__isnull=False)
+                                                   | Q(queued_at__lt=now - REPUBLISH_AFTER))
+    lost = unpublished | Q(published_at__lt=now - REPUBLISH_AFTER)
+    due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+    lost_queued = Delivery.objects.filter(lost, due, status=DeliveryStatus.QUEUED, quarantined_at__isnull=True)
     candidates = list(lost_queued.order_by("queued_at").values_list("pk", flat=True)[:limit])
     if not candidates:
         return 0
@@ -67,7 +73,7 @@ def republish_lost_deliveries(now=None, limit: int = REPUBLISH_BATCH) -> int:
             return 0
         lanes = {pk: send_queue(purpose, channel) for pk, channel, purpose
                  in Delivery.objects.filter(pk__in=claimed).values_list("pk", "channel", "message__purpose")}
-        log.warning("Republishing %d queued deliveries whose send task was lost or never published", len(lanes))
+        log.info("Publishing %d queued deliveries: retries now due, or sends lost or never published", len(lanes))
         transaction.on_commit(lambda: _publish(lanes))
     return len(lanes)
 

@@ -137,7 +137,8 @@ def dispatch_many(messages: list[Message], *, now=None) -> dict[int, Delivery]:
     something written for it is skipped; the others are put to the compliance gate, and a
     channel it rules out for this channel only (no address, no opt-in, a bounced address) is
     skipped too; the first other verdict (queue, defer or suppress) stands. Every verdict
-    routing relied on is kept as a Decision row. The whole batch costs a fixed handful of
+    routing relied on is kept as a Decision row, with its audit entry, for the messages routing
+    moved (not for one another worker moved first). The whole batch costs a fixed handful of
     queries. Runs inside the caller's transaction; send tasks are enqueued after it commits.
     """
     now = now or timezone.now()
@@ -154,14 +155,13 @@ def dispatch_many(messages: list[Message], *, now=None) -> dict[int, Delivery]:
     for candidate, verdict in zip(gated, gate.decide_many(requests, now)):
         candidate.verdict = verdict
 
-    moves, entries, rulings, skipped_by_ruling, queued, undeliverable = [], [], [], {}, [], []
+    moves, entries, rulings, queued, undeliverable = [], [], [], [], []
     for message in pending:
         chosen, skipped, ruled = _route(candidates[message.pk])
         for candidate in ruled:
-            if candidate is chosen and skipped:
-                skipped_by_ruling[len(rulings)] = {"skipped": skipped}
-            rulings.append(decisions.Ruling(candidate.verdict, message.pk, message.contact_id, candidate.step,
-                                            candidate.provider))
+            extra = {"skipped": skipped} if candidate is chosen and skipped else None
+            rulings.append((decisions.Ruling(candidate.verdict, message.pk, message.contact_id, candidate.step,
+                                             candidate.provider), extra))
         if chosen is None:
             undeliverable.append((message, skipped))
         elif chosen.verdict.outcome == gate.SUPPRESS:
@@ -185,13 +185,18 @@ def dispatch_many(messages: list[Message], *, now=None) -> dict[int, Delivery]:
                 "message.undeliverable", contact_id=message.contact_id, obj=message, reason="no_eligible_channel",
                 data={"skipped": skipped, "status": status})))
 
-    # A message something else moved meanwhile (an engagement, a cancellation) is left as it is.
-    moved = state.move_messages(moves, now)
-    queued = [(message, built) for message, built in queued if message.pk in moved]
-    bulk_insert([d for _, built in queued for d in built], set_ids=True)
-    decisions.record(rulings, now, extra=skipped_by_ruling)
-    audit.record_many([entry for message_id, entry in entries if message_id in moved])
-    enqueue_sends([(d, message.purpose) for message, built in queued for d in built])
+    # savepoint=False: no extra queries inside the caller's transaction, one of its own outside.
+    with transaction.atomic(savepoint=False):
+        # A message something else moved meanwhile (an engagement, a cancellation) is left as it
+        # is, and the verdicts routing reached for it are not kept: they took no effect.
+        moved = state.move_messages(moves, now)
+        queued = [(message, built) for message, built in queued if message.pk in moved]
+        bulk_insert([d for _, built in queued for d in built], set_ids=True)
+        kept = [(ruling, extra) for ruling, extra in rulings if ruling.message_id in moved]
+        decisions.record([ruling for ruling, _ in kept], now,
+                         extra={index: extra for index, (_, extra) in enumerate(kept) if extra})
+        audit.record_many([entry for message_id, entry in entries if message_id in moved])
+        enqueue_sends([(d, message.purpose) for message, built in queued for d in built])
     return {message.pk: built[0] for message, built in queued}
 
 

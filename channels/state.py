@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from django.core.exceptions import EmptyResultSet
 from django.db import connections, router
-from django.db.models import Case, Value, When
+from django.db.models import Case, Q, Value, When
 from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
@@ -145,16 +145,20 @@ def move_message(message: Message | int, to: str, *, at_step: int, now=None, **f
     return bool(move_messages([MessageMove(message, to, at_step, fields)], now))
 
 
-def move_deliveries(deliveries: list, to: str, *, only_from: frozenset | None = None, **fields) -> set[int]:
+def move_deliveries(deliveries: list, to: str, *, only_from: frozenset | None = None, where: Q | None = None,
+                    **fields) -> set[int]:
     """Move deliveries (Delivery objects or ids) to `to` where DELIVERY_TRANSITIONS allows it,
     writing `fields` with the status. Returns the ids moved; moved objects are updated in memory
     (fields given as expressions, such as F("attempts") + 1, are left for the caller).
-    `only_from` narrows the statuses moved from (settling moves only uncertain deliveries)."""
+    `only_from` narrows the statuses moved from (settling moves only uncertain deliveries);
+    `where` adds a condition of the caller's (the send claim: its next attempt is due)."""
     ids = [d if isinstance(d, int) else d.pk for d in deliveries]
     if not ids:
         return set()
     sources = delivery_sources(to) if only_from is None else delivery_sources(to) & frozenset(only_from)
     queryset = Delivery.objects.filter(pk__in=ids, status__in=sources)
+    if where is not None:
+        queryset = queryset.filter(where)
     moved = set(_update_returning_ids(queryset, {"status": to, **fields}))
     for delivery in deliveries:
         if not isinstance(delivery, int) and delivery.pk in moved:

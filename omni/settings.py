@@ -174,9 +174,9 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = False
 if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     # Redis hands an unacknowledged task to another worker after this long (its default is an
-    # hour). It must outlast the longest countdown of a send retry (5 minutes) plus a batch's
-    # provider calls, or Redis would deliver a waiting retry twice; the tick's sweep republishes
-    # lost sends after a minute anyway (channels/publishing.py).
+    # hour). It must outlast a batch's provider calls; send retries wait in the database, not in
+    # the broker (channels/delivery.py), and the tick's sweep republishes lost sends after a
+    # minute anyway (channels/publishing.py).
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 600}
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
@@ -214,6 +214,18 @@ OMNI_PROVIDERS = {
     "rcs": env.str("OMNI_RCS_PROVIDER", default="sandbox"),
     "push": env.str("OMNI_PUSH_PROVIDER", default="sandbox"),
 }
+# Retrying a send the provider refused for now (5xx, throttling, unreachable): the first retry
+# after OMNI_RETRY_FIRST_SECONDS, each wait twice the last up to OMNI_RETRY_MAX_SECONDS (jittered),
+# until an attempt at or after OMNI_RETRY_OUTAGE_SECONDS from the first, so an outage that long
+# loses nothing; never past the message's expires_at. Then the delivery fails (not permanently)
+# and the message falls back.
+OMNI_RETRY_FIRST_SECONDS = env.float("OMNI_RETRY_FIRST_SECONDS", default=10.0)
+OMNI_RETRY_MAX_SECONDS = env.float("OMNI_RETRY_MAX_SECONDS", default=300.0)
+OMNI_RETRY_OUTAGE_SECONDS = env.float("OMNI_RETRY_OUTAGE_SECONDS", default=3600.0)
+# An uncertain delivery (the provider may or may not have it) that neither the provider nor a
+# webhook settled within this long is listed for administrators (the deliveries admin's
+# "needs a person" filter, and a delivery.unresolved audit entry); it is never resent.
+OMNI_UNRESOLVED_AFTER_SECONDS = env.float("OMNI_UNRESOLVED_AFTER_SECONDS", default=3600.0)
 # Seconds the sandbox waits before simulating delivery events.
 OMNI_SANDBOX_EVENT_DELAY = env.float("OMNI_SANDBOX_EVENT_DELAY", default=2.0)
 

@@ -38,6 +38,8 @@ class RecordedRequest:
     body: bytes
     # Form-encoded bodies, decoded: {name: value} (the last value of a repeated name).
     form: dict = field(default_factory=dict)
+    # When it arrived (time.monotonic()).
+    at: float = 0.0
 
 
 class _QuietHTTPServer(ThreadingHTTPServer):
@@ -72,7 +74,7 @@ class RecordingHTTPServer:
                 recorded = RecordedRequest(
                     method=self.command, path=parts.path,
                     query={name: values[-1] for name, values in parse_qs(parts.query).items()},
-                    headers=dict(self.headers.items()), body=body, form=form,
+                    headers=dict(self.headers.items()), body=body, form=form, at=time.monotonic(),
                 )
                 with server._lock:
                     server.requests.append(recorded)
@@ -142,10 +144,12 @@ class TwilioServer:
     """A local server in the shape of Twilio's REST API for messages.
 
     POST /2010-04-01/Accounts/{sid}/Messages.json answers 201 with a Message resource, unless
-    fail_next() queued an error answer (400 with a Twilio code, 429, 500...). GET
-    /2010-04-01/Accounts/{sid}/Messages/{MessageSid}.json answers with the message as created,
-    at the status set_status() gave it, or 404. Point Omni at it with
-    settings.TWILIO_API_BASE_URL = server.url.
+    fail_next() queued an error answer (400 with a Twilio code, 429, 500...) or an outage() is
+    on (503 until it ends). GET /2010-04-01/Accounts/{sid}/Messages/{MessageSid}.json answers
+    with the message as created, at the status set_status() gave it, or 404. GET of
+    Messages.json lists the messages created, newest first, filtered as Twilio filters them by
+    To, From and DateSent< / DateSent> (inclusive; messages here are "sent" when created).
+    Point Omni at it with settings.TWILIO_API_BASE_URL = server.url.
     """
 
     MESSAGES_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<account>[^/]+)/Messages\.json$")
@@ -155,6 +159,7 @@ class TwilioServer:
         self._failures: list[tuple[int, dict]] = []
         self._delays: list[float] = []
         self._created: dict[str, dict] = {}
+        self._outage_until = 0.0
         self._http = RecordingHTTPServer(self._respond)
         self.url = self._http.url
 
@@ -174,6 +179,11 @@ class TwilioServer:
                 "status": status}
         self._failures.extend([(status, body)] * times)
 
+    def outage(self, seconds: float, status: int = 503) -> None:
+        """Answer every message create request with `status` for the next `seconds`, then recover."""
+        self._outage_until = time.monotonic() + seconds
+        self._outage_status = status
+
     def delay_next(self, seconds: float) -> None:
         """Accept the next message only after `seconds`, as a slow Twilio would."""
         self._delays.append(seconds)
@@ -191,6 +201,7 @@ class TwilioServer:
         self._failures.clear()
         self._delays.clear()
         self._created.clear()
+        self._outage_until = 0.0
         self._http.clear()
 
     def stop(self) -> None:
@@ -201,8 +212,13 @@ class TwilioServer:
         if request.method == "GET" and fetched and fetched["sid"] in self._created:
             return _json(200, self._created[fetched["sid"]])
         match = self.MESSAGES_PATH.match(request.path)
+        if request.method == "GET" and match:
+            return _json(200, self._list(request))
         if request.method != "POST" or not match:
             return _json(404, {"code": 20404, "message": "The requested resource was not found", "status": 404})
+        if time.monotonic() < self._outage_until:
+            return _json(self._outage_status, {"code": None, "message": "Service unavailable",
+                                               "status": self._outage_status})
         if self._failures:
             status, body = self._failures.pop(0)
             return _json(status, body)
@@ -229,10 +245,37 @@ class TwilioServer:
             "api_version": "2010-04-01",
             "date_created": format_datetime(datetime.datetime.now(datetime.UTC), usegmt=True),
             "date_updated": format_datetime(datetime.datetime.now(datetime.UTC), usegmt=True),
-            "date_sent": None,
+            "date_sent": format_datetime(datetime.datetime.now(datetime.UTC), usegmt=True),
             "uri": f"/2010-04-01/Accounts/{account}/Messages/{sid}.json",
         }
         return _json(201, message)
+
+    def _list(self, request: RecordedRequest) -> dict:
+        from email.utils import parsedate_to_datetime
+
+        def moment(text):
+            return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
+
+        query = request.query
+        after = moment(query["DateSent>"]) if query.get("DateSent>") else None
+        before = moment(query["DateSent<"]) if query.get("DateSent<") else None
+        found = []
+        for message in reversed(list(self._created.values())):
+            sent = parsedate_to_datetime(message["date_sent"]) if message.get("date_sent") else None
+            if query.get("To") and message["to"] != query["To"]:
+                continue
+            if query.get("From") and message["from"] != query["From"]:
+                continue
+            # Twilio's DateSent filters compare whole seconds, both ends included.
+            if after and (sent is None or sent.replace(microsecond=0) < after):
+                continue
+            if before and (sent is None or sent.replace(microsecond=0) > before):
+                continue
+            found.append(message)
+        page_size = int(query.get("PageSize") or 50)
+        return {"messages": found[:page_size], "page": 0, "page_size": page_size, "start": 0,
+                "end": max(0, min(len(found), page_size) - 1), "first_page_uri": request.path,
+                "next_page_uri": None, "previous_page_uri": None, "uri": request.path}
 
 
 def _json(status: int, body: dict):

@@ -1,7 +1,7 @@
 """Rendering a template variant for one contact, strictly.
 
-Jinja2's SandboxedEnvironment with StrictUndefined: a missing variable is an error (nothing
-is sent), and templates edited in the admin cannot reach Python internals. HTML bodies are
+Jinja2's SandboxedEnvironment with StrictUndefined: a missing variable, and any error the
+template raises while it renders, is a RenderError (nothing is sent), and templates edited in the admin cannot reach Python internals. HTML bodies are
 autoescaped; text channels are not, so an apostrophe in a name stays an apostrophe in an SMS.
 """
 from functools import lru_cache
@@ -54,6 +54,11 @@ def render_variant(variant: dict, variables: dict) -> dict:
             raise RenderError(f"Missing variable in {name}: {exc.message}", field=name) from exc
         except TemplateError as exc:
             raise RenderError(f"Template error in {name}: {exc}", field=name) from exc
+        except Exception as exc:
+            # Templates are written in the admin: what they compute can raise at run time (a
+            # division by zero, a number added to a text, a range the sandbox refuses), and
+            # such a template cannot be sent as written any more than one missing a variable.
+            raise RenderError(f"Error in {name}: {type(exc).__name__}: {exc}", field=name) from exc
     return rendered
 
 

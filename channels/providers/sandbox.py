@@ -93,6 +93,11 @@ class SandboxProvider(Provider):
         return SendResult(provider_message_id=outbox.provider_message_id,
                           raw={"outbox_message": outbox.pk, "simulated_outcome": outbox.simulated_outcome})
 
+    def find_send(self, delivery) -> SendResult | None:
+        """The outbox keeps the delivery it was written for: it holds the answer for certain."""
+        outbox = OutboxMessage.objects.filter(delivery_id=delivery.pk).first()
+        return self.parse_result(outbox) if outbox is not None else None
+
     def after_send(self, delivery) -> None:
         from channels.tasks import simulate_sandbox_events_task
 

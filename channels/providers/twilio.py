@@ -18,12 +18,16 @@ from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from channels.base import DeliveryError, DeliveryOutcomeUnknown, Provider, SendResult
-from channels.models import InboundMessage
+from channels.base import CannotTell, DeliveryError, DeliveryOutcomeUnknown, Provider, SendResult
+from channels.models import Delivery, InboundMessage
 from compliance.models import SuppressionReason
 from omni.choices import Channel
 
 REQUEST_TIMEOUT_SECONDS = 15
+# Where to look for a message whose SID was never recorded, around the worker's claim: the
+# call follows the claim within a request timeout; a minute each side covers clock skew.
+FIND_SEND_BEFORE = timedelta(minutes=1)
+FIND_SEND_AFTER = timedelta(seconds=REQUEST_TIMEOUT_SECONDS) + timedelta(minutes=1)
 # WhatsApp allows free-form messages only within 24 hours of the contact's last message to
 # us; outside that window only an approved content template goes through (error 63016).
 WHATSAPP_SESSION_WINDOW = timedelta(hours=24)
@@ -120,6 +124,33 @@ class TwilioProvider(Provider):
             return None
         return fetch_status_of(self, delivery)
 
+    def find_send(self, delivery) -> SendResult | None:
+        """The message Twilio holds to this delivery's number, sent around its claim, with its
+        text: found by number, time and body, since Twilio keeps no reference of ours on it."""
+        if delivery.channel != Channel.SMS and delivery.content.get("provider_template_id"):
+            # It may have gone as an approved content template, whose text Twilio fills in.
+            raise CannotTell("a content template's text cannot be matched")
+        if not delivery.text_body or delivery.claimed_at is None:
+            raise CannotTell("nothing to match the message by")
+        to = whatsapp_address(delivery.to_address) if delivery.channel == Channel.WHATSAPP else delivery.to_address
+        try:
+            listed = self.client.messages.list(to=to, date_sent_after=delivery.claimed_at - FIND_SEND_BEFORE,
+                                               date_sent_before=delivery.claimed_at + FIND_SEND_AFTER, limit=200)
+        except TwilioRestException as exc:
+            raise twilio_delivery_error(exc) from exc
+        except (ConnectTimeout, ReadTimeout, RequestsConnectionError) as exc:
+            raise DeliveryError(f"Twilio unreachable: {exc}", code=type(exc).__name__) from exc
+        matching = [m for m in listed if m.body == delivery.text_body and (m.direction or "").startswith("outbound")]
+        # A message another delivery already owns (the same text sent to the same number twice) is not this one's.
+        owned = set(Delivery.objects.filter(provider=self.name, provider_message_id__in=[m.sid for m in matching])
+                    .values_list("provider_message_id", flat=True))
+        matching = [m for m in matching if m.sid not in owned]
+        if len(matching) != 1:
+            return None
+        found = self.parse_result(matching[0])
+        found.status = delivery_status_of(matching[0].status) or found.status
+        return found
+
     def parse_result(self, message) -> SendResult:
         cost, currency = None, ""
         if message.price:
@@ -140,9 +171,6 @@ class TwilioProvider(Provider):
 
 def fetch_status_of(provider: "TwilioProvider", delivery) -> str | None:
     """Ask Twilio for the message by SID and map its status to a delivery status."""
-    from channels.provider_reports import EVENT_DELIVERY_STATUS, TWILIO_STATUS_EVENTS
-    from channels.models import DeliveryStatus, EventType
-
     try:
         message = provider.client.messages(delivery.provider_message_id).fetch()
     except TwilioRestException as exc:
@@ -151,7 +179,15 @@ def fetch_status_of(provider: "TwilioProvider", delivery) -> str | None:
         raise twilio_delivery_error(exc) from exc
     except (ConnectTimeout, ReadTimeout, RequestsConnectionError) as exc:
         raise DeliveryError(f"Twilio unreachable: {exc}", code=type(exc).__name__) from exc
-    event = TWILIO_STATUS_EVENTS.get(message.status)
+    return delivery_status_of(message.status)
+
+
+def delivery_status_of(twilio_status: str) -> str | None:
+    """The delivery status a Twilio message status means, or None when it says nothing."""
+    from channels.provider_reports import EVENT_DELIVERY_STATUS, TWILIO_STATUS_EVENTS
+    from channels.models import DeliveryStatus, EventType
+
+    event = TWILIO_STATUS_EVENTS.get(twilio_status)
     if event == EventType.QUEUED:
         # Twilio holds it (accepted, queued, sending): our send went through.
         return DeliveryStatus.SENT

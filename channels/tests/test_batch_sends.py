@@ -1,8 +1,12 @@
 """Sends travel in batches of ids per Celery task; a transient failure is retried on its own."""
+import time
+
 import pytest
+from django.utils import timezone
 
 from channels.routing import enqueue_sends
 from channels.models import Delivery, DeliveryStatus
+from channels.publishing import republish_lost_deliveries
 from channels.tasks import SEND_BATCH_SIZE, send_deliveries_task
 from omni.models import AuditEntry
 from omni.testing import purge_queues
@@ -14,13 +18,20 @@ def queued_sms(make_delivery, twilio_settings):
 
 
 def test_one_transient_failure_in_a_batch_is_retried_alone_and_the_rest_are_sent(
-    eager_celery, queued_sms, twilio_server
+    eager_celery, queued_sms, twilio_server, django_capture_on_commit_callbacks, settings
 ):
-    # given Twilio fails the first request with a 500
+    # given Twilio fails the first request with a 500, and retries come after 10 ms
+    settings.OMNI_RETRY_FIRST_SECONDS = 0.01
     twilio_server.fail_next(500, code=20500, message="Internal error")
 
     # when one task carries the three deliveries
     send_deliveries_task.delay([d.pk for d in queued_sms], "send.transactional.sms")
+    # and the tick's sweep runs once the first one's next attempt is due
+    first = Delivery.objects.get(pk=queued_sms[0].pk)
+    assert first.status == DeliveryStatus.QUEUED
+    time.sleep(0.05)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert republish_lost_deliveries(timezone.now()) == 1
 
     # then all three went out, the first on its second attempt
     deliveries = Delivery.objects.order_by("pk")

@@ -3,7 +3,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from channels.events import record_inbound_message
+from channels.provider_reports import record_inbound_message
 from channels.models import DeliveryStatus
 
 

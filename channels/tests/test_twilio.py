@@ -1,8 +1,7 @@
 import pytest
 from twilio.request_validator import RequestValidator
 
-from channels.base import DeliveryError
-from channels.delivery import MAX_SEND_ATTEMPTS, send_delivery
+from channels.delivery import retry_schedule, send_delivery
 from channels.models import Delivery, DeliveryStatus, InboundMessage, MessageStatus
 from channels.tasks import send_delivery_task
 from compliance.models import Suppression, SuppressionReason
@@ -103,25 +102,26 @@ def test_server_errors_and_throttling_are_transient_and_requeue_the_delivery(
     twilio_server.fail_next(status, code=code, message="try later")
     delivery = make_delivery("sms", provider="twilio")
 
-    with pytest.raises(DeliveryError) as raised:
-        send_delivery(delivery.pk)
+    send_delivery(delivery.pk)
 
-    assert raised.value.permanent is False
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.QUEUED
     assert delivery.attempts == 1
     assert delivery.error_code == str(code or status)
+    assert (delivery.error_permanent, delivery.published_at) == (False, None)
+    assert delivery.next_attempt_at is not None
 
 
-def test_the_task_retries_a_transient_error_and_sends_once_it_clears(
-    make_delivery, twilio_settings, twilio_server, eager_celery
-):
+def test_a_retry_sends_once_the_error_clears(make_delivery, twilio_settings, twilio_server, settings):
     # given two failures, then Twilio accepts
+    settings.OMNI_RETRY_FIRST_SECONDS = 0.001
     twilio_server.fail_next(500, code=20500, message="Internal error", times=2)
     delivery = make_delivery("sms", provider="twilio")
 
-    # when
-    send_delivery_task.apply((delivery.pk,))
+    # when each attempt runs once it is due
+    for _ in range(3):
+        Delivery.objects.filter(pk=delivery.pk).update(next_attempt_at=None)
+        send_delivery(delivery.pk)
 
     # then
     assert len(twilio_server.messages) == 3
@@ -131,19 +131,23 @@ def test_the_task_retries_a_transient_error_and_sends_once_it_clears(
     assert delivery.error_code == ""
 
 
-def test_after_the_last_retry_a_transient_error_fails_the_delivery(
-    make_delivery, twilio_settings, twilio_server, eager_celery
+def test_after_the_last_retry_a_transient_error_fails_the_delivery_but_not_for_good(
+    make_delivery, twilio_settings, twilio_server, settings
 ):
-    twilio_server.fail_next(500, code=20500, message="Internal error", times=MAX_SEND_ATTEMPTS + 3)
+    settings.OMNI_RETRY_OUTAGE_SECONDS = 60
+    twilio_server.fail_next(500, code=20500, message="Internal error", times=100)
     delivery = make_delivery("sms", provider="twilio")
+    attempts = len(retry_schedule(delivery.pk))
 
-    send_delivery_task.apply((delivery.pk,))
+    for _ in range(attempts + 2):
+        Delivery.objects.filter(pk=delivery.pk).update(next_attempt_at=None)
+        send_delivery(delivery.pk)
 
-    assert len(twilio_server.messages) == MAX_SEND_ATTEMPTS
+    assert len(twilio_server.messages) == attempts
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.FAILED
     assert delivery.error_permanent is False
-    assert delivery.attempts == MAX_SEND_ATTEMPTS
+    assert delivery.attempts == attempts
     assert delivery.message.status == MessageStatus.FAILED
 
 
@@ -151,11 +155,10 @@ def test_an_unreachable_twilio_is_transient(make_delivery, twilio_settings, twil
     twilio_settings.TWILIO_API_BASE_URL = "http://127.0.0.1:9"  # discard port: connection refused
     delivery = make_delivery("sms", provider="twilio")
 
-    with pytest.raises(DeliveryError) as raised:
-        send_delivery(delivery.pk)
+    send_delivery(delivery.pk)
 
-    assert raised.value.permanent is False
-    assert Delivery.objects.get(pk=delivery.pk).status == DeliveryStatus.QUEUED
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.error_permanent) == (DeliveryStatus.QUEUED, False)
 
 
 def test_no_answer_from_twilio_leaves_the_delivery_uncertain_until_its_callback_settles_it(

@@ -17,6 +17,18 @@ def test_a_missing_variable_is_an_error_naming_the_part():
     assert error.value.field == "text_body" and "code" in str(error.value)
 
 
+@pytest.mark.parametrize("source, variables", [
+    ("{{ total / count }}", {"total": 1, "count": 0}),
+    ("{{ first_name + 1 }}", {"first_name": "Ann"}),
+    ("{{ range(100001) | list | length }}", {}),
+])
+def test_an_error_raised_while_rendering_is_a_render_error_naming_the_part(source, variables):
+    with pytest.raises(RenderError) as error:
+        render_variant({"subject": "Hi", "text_body": source}, variables)
+
+    assert error.value.field == "text_body"
+
+
 def test_html_is_escaped_and_text_is_not():
     variant = {"text_body": "Hi {{ name }}", "html_body": "<p>Hi {{ name }}</p>"}
 
