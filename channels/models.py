@@ -256,6 +256,23 @@ class EventType(models.TextChoices):
     UNKNOWN = "unknown", "Unknown"
 
 
+# The delivery status each event type moves a delivery to, if that is further along.
+# Queued, deferred, unsubscribed and unknown events are stored but move nothing.
+EVENT_DELIVERY_STATUS = {
+    EventType.SENT: DeliveryStatus.SENT,
+    EventType.DELIVERED: DeliveryStatus.DELIVERED,
+    EventType.OPENED: DeliveryStatus.OPENED,
+    EventType.CLICKED: DeliveryStatus.CLICKED,
+    EventType.READ: DeliveryStatus.READ,
+    EventType.REPLIED: DeliveryStatus.REPLIED,
+    EventType.BOUNCED: DeliveryStatus.BOUNCED,
+    EventType.COMPLAINED: DeliveryStatus.COMPLAINED,
+    EventType.FAILED: DeliveryStatus.FAILED,
+    EventType.UNDELIVERED: DeliveryStatus.UNDELIVERED,
+    EventType.REJECTED: DeliveryStatus.FAILED,
+}
+
+
 class DeliveryEvent(models.Model):
     """A provider's report about a delivery, normalized, with the raw payload kept.
 

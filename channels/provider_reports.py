@@ -18,6 +18,7 @@ from omni.choices import PHONE_CHANNELS, Purpose
 from . import state
 from .routing import fallback_condition_met
 from .models import (
+    EVENT_DELIVERY_STATUS,
     Delivery,
     DeliveryEvent,
     DeliveryStatus,
@@ -26,51 +27,6 @@ from .models import (
     MessageStatus,
 )
 
-# SES event publishing `eventType` and identity notification `notificationType` values.
-# https://docs.aws.amazon.com/ses/latest/dg/event-publishing-retrieving-sns-contents.html
-SES_EVENT_TYPES = {
-    "Send": EventType.SENT,
-    "Delivery": EventType.DELIVERED,
-    "Bounce": EventType.BOUNCED,
-    "Complaint": EventType.COMPLAINED,
-    "Open": EventType.OPENED,
-    "Click": EventType.CLICKED,
-    "Reject": EventType.REJECTED,
-    "Rendering Failure": EventType.FAILED,
-    "DeliveryDelay": EventType.DEFERRED,
-}
-
-# Twilio MessageStatus values. https://www.twilio.com/docs/messaging/api/message-resource#message-status-values
-TWILIO_STATUS_EVENTS = {
-    "accepted": EventType.QUEUED,
-    "scheduled": EventType.QUEUED,
-    "queued": EventType.QUEUED,
-    "sending": EventType.QUEUED,
-    "sent": EventType.SENT,
-    "delivered": EventType.DELIVERED,
-    "undelivered": EventType.UNDELIVERED,
-    "failed": EventType.FAILED,
-    "read": EventType.READ,
-    # Only a message scheduled at Twilio can be canceled there; Omni schedules nothing at
-    # Twilio, so for Omni it is a message that did not go out.
-    "canceled": EventType.FAILED,
-}
-
-# The delivery status each event type moves a delivery to, if that is further along.
-# Queued, deferred, unsubscribed and unknown events are stored but move nothing.
-EVENT_DELIVERY_STATUS = {
-    EventType.SENT: DeliveryStatus.SENT,
-    EventType.DELIVERED: DeliveryStatus.DELIVERED,
-    EventType.OPENED: DeliveryStatus.OPENED,
-    EventType.CLICKED: DeliveryStatus.CLICKED,
-    EventType.READ: DeliveryStatus.READ,
-    EventType.REPLIED: DeliveryStatus.REPLIED,
-    EventType.BOUNCED: DeliveryStatus.BOUNCED,
-    EventType.COMPLAINED: DeliveryStatus.COMPLAINED,
-    EventType.FAILED: DeliveryStatus.FAILED,
-    EventType.UNDELIVERED: DeliveryStatus.UNDELIVERED,
-    EventType.REJECTED: DeliveryStatus.FAILED,
-}
 ENGAGEMENT_EVENTS = frozenset({EventType.OPENED, EventType.CLICKED, EventType.READ, EventType.REPLIED})
 # A delivery that ends in one of these did not reach the contact: the message falls back.
 FALLBACK_STATUSES = frozenset({DeliveryStatus.BOUNCED, DeliveryStatus.FAILED, DeliveryStatus.UNDELIVERED})
@@ -83,14 +39,6 @@ MESSAGE_STATUS_AFTER_EVENT = {
     EventType.DELIVERED: MessageStatus.DELIVERED,
     **{event_type: MessageStatus.ENGAGED for event_type in ENGAGEMENT_EVENTS},
 }
-
-
-def ses_event_type(name: str) -> str:
-    return SES_EVENT_TYPES.get(name, EventType.UNKNOWN)
-
-
-def twilio_event_type(status: str) -> str:
-    return TWILIO_STATUS_EVENTS.get((status or "").lower(), EventType.UNKNOWN)
 
 
 def record_delivery_event(provider: str, provider_event_id: str, provider_message_id: str, event_type: str,

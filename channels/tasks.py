@@ -4,15 +4,9 @@ import logging
 from celery import shared_task
 
 from .delivery import reconcile_stuck_deliveries, send_delivery, settle_uncertain_deliveries
-from .providers.sandbox import simulate_events
+from .webhooks.sandbox import simulate_events
 
 log = logging.getLogger(__name__)
-
-# Deliveries carried by one task: the broker round trip (about a millisecond to publish) is paid
-# once per batch rather than once per message, while a batch of slow provider calls still
-# finishes within seconds.
-SEND_BATCH_SIZE = 50
-
 
 # No Celery retries: send_delivery puts a delivery that met a transient error back in the queue
 # with its next attempt's time, and the tick publishes it when it is due (channels/publishing.py).

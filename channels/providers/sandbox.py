@@ -9,18 +9,18 @@ bounces, complaints, opens and failures without any account:
   +15005550009 ends undelivered, +15005550003 failed;
 - anything else: delivered.
 The events arrive settings.OMNI_SANDBOX_EVENT_DELAY seconds after the send and go through
-channels.provider_reports.record_delivery_event, exactly like a provider's webhook.
+channels/webhooks/sandbox.py, which records them through channels.provider_reports.record_delivery_event
+exactly like a provider's webhook.
 """
 import uuid
-from datetime import timedelta
 
 from django.conf import settings
-from django.utils import timezone
 
 from channels.base import DeliveryError, Provider, SendResult
 from channels.models import EventType, OutboxMessage
 from compliance.models import SuppressionReason
 from omni.choices import PHONE_CHANNELS, Channel
+from omni.lib.tasks import task_named
 
 # https://www.twilio.com/docs/iam/test-credentials#test-sms-messages-parameters-To
 INVALID_NUMBER = "+15005550001"
@@ -99,47 +99,12 @@ class SandboxProvider(Provider):
         return self.parse_result(outbox) if outbox is not None else None
 
     def after_send(self, delivery) -> None:
-        from channels.tasks import simulate_sandbox_events_task
-
-        simulate_sandbox_events_task.apply_async(
+        task_named("channels.tasks.simulate_sandbox_events_task").apply_async(
             (delivery.pk,), countdown=settings.OMNI_SANDBOX_EVENT_DELAY, queue="events"
         )
 
 
-def simulate_events(delivery_id: int) -> int:
-    """Record the simulated provider events for a sandbox delivery. Safe to run twice.
-
-    Returns how many events were new.
-    """
-    from channels.provider_reports import record_delivery_event
-
-    outbox = OutboxMessage.objects.filter(delivery_id=delivery_id).first()
-    if outbox is None:
-        return 0
-    outcome = outbox.simulated_outcome
-    started = timezone.now()
-    created_count = 0
-    for position, event_type in enumerate(SIMULATED_EVENTS.get(outcome, [])):
-        detail, permanent = _failure_detail(event_type, outbox.to_address)
-        _, created = record_delivery_event(
-            "sandbox",
-            f"{outbox.provider_message_id}:{event_type}",
-            outbox.provider_message_id,
-            event_type,
-            # A millisecond apart, so the timeline shows them in the order a provider would.
-            started + timedelta(milliseconds=position),
-            recipient=outbox.to_address,
-            detail=detail,
-            permanent=permanent,
-            raw={"simulated": True, "outcome": outcome},
-            delivery_id=delivery_id,
-            channel=outbox.channel,
-        )
-        created_count += created
-    return created_count
-
-
-def _failure_detail(event_type: str, address: str) -> tuple[str, bool]:
+def failure_detail(event_type: str, address: str) -> tuple[str, bool]:
     if event_type == EventType.BOUNCED:
         sub_type = "OnAccountSuppressionList" if "suppressionlist" in address.lower() else "General"
         return f"hard: {sub_type}", True

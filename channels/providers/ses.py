@@ -10,6 +10,7 @@ from django.conf import settings
 from django.utils.functional import cached_property
 
 from channels.base import DeliveryError, Provider, SendResult
+from channels.models import EventType
 from omni.choices import Channel, Purpose
 
 from . import aws_client, aws_send_error
@@ -72,3 +73,22 @@ def configuration_set_for(purpose: str) -> str:
     if purpose == Purpose.MARKETING:
         return settings.SES_CONFIGURATION_SET_MARKETING
     return settings.SES_CONFIGURATION_SET_TRANSACTIONAL
+
+
+# SES event publishing `eventType` and identity notification `notificationType` values.
+# https://docs.aws.amazon.com/ses/latest/dg/event-publishing-retrieving-sns-contents.html
+SES_EVENT_TYPES = {
+    "Send": EventType.SENT,
+    "Delivery": EventType.DELIVERED,
+    "Bounce": EventType.BOUNCED,
+    "Complaint": EventType.COMPLAINED,
+    "Open": EventType.OPENED,
+    "Click": EventType.CLICKED,
+    "Reject": EventType.REJECTED,
+    "Rendering Failure": EventType.FAILED,
+    "DeliveryDelay": EventType.DEFERRED,
+}
+
+
+def ses_event_type(name: str) -> str:
+    return SES_EVENT_TYPES.get(name, EventType.UNKNOWN)

@@ -19,7 +19,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
 from channels.base import CannotTell, DeliveryError, DeliveryOutcomeUnknown, Provider, SendResult
-from channels.models import Delivery, InboundMessage
+from channels.models import EVENT_DELIVERY_STATUS, Delivery, DeliveryStatus, EventType, InboundMessage
 from compliance.models import SuppressionReason
 from omni.choices import Channel
 
@@ -184,9 +184,6 @@ def fetch_status_of(provider: "TwilioProvider", delivery) -> str | None:
 
 def delivery_status_of(twilio_status: str) -> str | None:
     """The delivery status a Twilio message status means, or None when it says nothing."""
-    from channels.provider_reports import EVENT_DELIVERY_STATUS, TWILIO_STATUS_EVENTS
-    from channels.models import DeliveryStatus, EventType
-
     event = TWILIO_STATUS_EVENTS.get(twilio_status)
     if event == EventType.QUEUED:
         # Twilio holds it (accepted, queued, sending): our send went through.
@@ -245,3 +242,24 @@ def twilio_delivery_error(exc: TwilioRestException) -> DeliveryError:
         permanent=not transient,
         suppression_reason="" if transient else SUPPRESSING_ERROR_CODES.get(exc.code, ""),
     )
+
+
+# Twilio MessageStatus values. https://www.twilio.com/docs/messaging/api/message-resource#message-status-values
+TWILIO_STATUS_EVENTS = {
+    "accepted": EventType.QUEUED,
+    "scheduled": EventType.QUEUED,
+    "queued": EventType.QUEUED,
+    "sending": EventType.QUEUED,
+    "sent": EventType.SENT,
+    "delivered": EventType.DELIVERED,
+    "undelivered": EventType.UNDELIVERED,
+    "failed": EventType.FAILED,
+    "read": EventType.READ,
+    # Only a message scheduled at Twilio can be canceled there; Omni schedules nothing at
+    # Twilio, so for Omni it is a message that did not go out.
+    "canceled": EventType.FAILED,
+}
+
+
+def twilio_event_type(status: str) -> str:
+    return TWILIO_STATUS_EVENTS.get((status or "").lower(), EventType.UNKNOWN)

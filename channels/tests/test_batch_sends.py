@@ -7,7 +7,8 @@ from django.utils import timezone
 from channels.routing import enqueue_sends
 from channels.models import Delivery, DeliveryStatus
 from channels.publishing import republish_lost_deliveries
-from channels.tasks import SEND_BATCH_SIZE, send_deliveries_task
+from channels.publishing import SEND_BATCH_SIZE
+from channels.tasks import send_deliveries_task
 from omni.models import AuditEntry
 from omni.testing import purge_queues
 

@@ -2,7 +2,7 @@ import pytest
 
 from channels.delivery import send_delivery
 from channels.models import DeliveryEvent, DeliveryStatus, EventType, MessageStatus, OutboxMessage
-from channels.providers.sandbox import simulate_events
+from channels.webhooks.sandbox import simulate_events
 from compliance.models import Consent, ConsentStatus, Suppression, SuppressionReason
 
 

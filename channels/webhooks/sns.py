@@ -21,7 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from django.conf import settings
 from django.http import HttpResponse, HttpResponseBadRequest, HttpResponseForbidden
 
-from channels.provider_reports import record_delivery_event, ses_event_type
+from channels.provider_reports import record_delivery_event
+from channels.providers.ses import ses_event_type
 from channels.models import EventType
 from channels.providers.ses import DELIVERY_TAG
 from omni import audit

@@ -13,7 +13,8 @@ from django.http import HttpResponse, HttpResponseBadRequest, HttpResponseForbid
 from django.utils import timezone
 from twilio.request_validator import SIGNATURE_SETTINGS_HEADER, RequestValidator, get_signature_algorithm
 
-from channels.provider_reports import record_delivery_event, record_inbound_message, twilio_event_type
+from channels.provider_reports import record_delivery_event, record_inbound_message
+from channels.providers.twilio import twilio_event_type
 from channels.models import EventType
 from channels.providers.twilio import PERMANENT_FAILURE_CODES, SUPPRESSING_ERROR_CODES
 from omni.choices import Channel

@@ -1,0 +1,17 @@
+"""Celery tasks looked up by name where importing their module would run an import in circle.
+
+A module low in its app (routing's publisher, a provider) hands work to a task defined at the top
+of the app (its tasks.py, which imports the module). Looking the task up in Celery's registry at
+call time keeps the import arrows pointing one way, and unlike `send_task` the task still honours
+CELERY_TASK_ALWAYS_EAGER. Each app imports its tasks module in AppConfig.ready(), so the name is
+registered in every process.
+"""
+from celery import current_app
+
+
+def task_named(name: str):
+    """The registered Celery task called `name` (KeyError naming it when it is not registered)."""
+    try:
+        return current_app.tasks[name]
+    except KeyError:
+        raise KeyError(f"Celery task {name!r} is not registered: is its app's tasks module imported in ready()?")
