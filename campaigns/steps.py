@@ -32,7 +32,7 @@ def run_enrollments(enrollments: list[Enrollment], versions: dict[int, JourneyVe
     for _ in range(MAX_STEPS_PER_RUN):
         if not active:
             break
-        at = {e.pk: _current_step(e, versions) for e in active}
+        at = {e.pk: _step_of(e, versions) for e in active}
         messages = _send_steps([e for e in active if _kind(at[e.pk]) == StepKind.SEND], at, versions,
                                template_versions, now)
         results = _evaluate_conditions([e for e in active if _kind(at[e.pk]) == StepKind.CONDITION], at)
@@ -77,7 +77,7 @@ def _kind(step):
     return step.kind if step is not None else None
 
 
-def _current_step(enrollment, versions):
+def _step_of(enrollment, versions):
     version = versions.get(enrollment.journey_version_id)
     return version.plan.get(enrollment.current_step_key) if version is not None else None
 

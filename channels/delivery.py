@@ -180,7 +180,7 @@ def send_time_refusal(delivery: Delivery, now) -> Refusal | None:
     message = delivery.message
     if message.status in state.FINAL_MESSAGE_STATUSES:
         return Refusal(f"message_{message.status}")
-    if delivery.plan_step != message.current_step:
+    if delivery.plan_step != message.plan_step:
         # A fallback timer moved the message to its next channel while this delivery waited
         # (a backlog, retries): sending it now would deliver the same content twice.
         return Refusal("message_moved_to_next_channel")
@@ -259,7 +259,7 @@ def _record_render_failure(delivery: Delivery, error: RenderError) -> None:
                          personal={"error": str(error)})
             fall_back(delivery, why)
             return
-        if state.move_message(delivery.message_id, MessageStatus.FAILED, at_step=delivery.plan_step,
+        if state.move_message(delivery.message_id, MessageStatus.FAILED, at_plan_step=delivery.plan_step,
                               status_reason=why):
             audit.record("message.render_failed", contact_id=delivery.contact_id, obj=delivery.message,
                          channel=delivery.channel, reason=why, data={"field": error.field, "delivery": delivery.pk},
@@ -281,7 +281,7 @@ def _record_sent(delivery: Delivery, provider: Provider, result: SendResult) -> 
         if not state.move_delivery(delivery, result.status, sent_at=now, **fields):
             # The provider's webhook arrived first and moved the delivery further: keep that.
             Delivery.objects.filter(pk=delivery.pk).update(**fields)
-        state.move_message(delivery.message_id, MessageStatus.SENT, at_step=delivery.plan_step, now=now)
+        state.move_message(delivery.message_id, MessageStatus.SENT, at_plan_step=delivery.plan_step, now=now)
         audit.record(
             "delivery.sent", contact=delivery.contact, obj=delivery, channel=delivery.channel,
             actor_label=f"provider:{provider.name}",
@@ -387,7 +387,7 @@ def _cancel(delivery: Delivery, refusal: Refusal, now) -> None:
         # Another device of a push may still carry the message: routing again would send it twice.
         others_may_deliver = (Delivery.objects.filter(message_id=message.pk, plan_step=step).exclude(pk=delivery.pk)
                               .exclude(status__in=FAILED_DELIVERY_STATUSES | {DeliveryStatus.CANCELLED}).exists())
-        if message.status == MessageStatus.QUEUED and message.current_step == step and not others_may_deliver:
+        if message.status == MessageStatus.QUEUED and message.plan_step == step and not others_may_deliver:
             # Routing decides afresh from this plan step (next channel, defer or suppress) and
             # writes its own audit entry.
             dispatch(message, now=now)
@@ -490,7 +490,7 @@ def settle_delivery(delivery: Delivery, to: str, *, reason: str, actor=None, act
             fall_back(delivery, f"uncertain_settled_{to}")
         else:
             message_status = MessageStatus.DELIVERED if to == DeliveryStatus.DELIVERED else MessageStatus.SENT
-            state.move_message(delivery.message_id, message_status, at_step=delivery.plan_step, now=now)
+            state.move_message(delivery.message_id, message_status, at_plan_step=delivery.plan_step, now=now)
         if provider_message_id:
             adopt_orphan_events(delivery)
     return True

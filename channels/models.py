@@ -36,7 +36,7 @@ class Message(models.Model):
 
     `channel_plan` is the ordered list of channels to try, each with the condition that moves
     to the next: [{"channel": "email", "fallback_after_seconds": 3600}, {"channel": "sms"}].
-    `current_step` indexes the plan entry in use.
+    `plan_step` indexes the plan entry in use.
 
     What it says comes from a published template version, or from `content` (an agent's reply,
     a keyword confirmation), never both. Where it came from is kept where that points down: a
@@ -62,7 +62,7 @@ class Message(models.Model):
     content = models.JSONField(null=True, blank=True)
     variables = models.JSONField(default=dict, blank=True, help_text="Values the template is rendered with.")
     channel_plan = models.JSONField(default=list)
-    current_step = models.PositiveSmallIntegerField(default=0)
+    plan_step = models.PositiveSmallIntegerField(default=0)
     source = models.CharField(max_length=10, choices=MessageSource.choices)
     conversation = models.ForeignKey(
         "Conversation", null=True, blank=True, on_delete=models.PROTECT, related_name="messages", db_index=False
@@ -112,8 +112,8 @@ class Message(models.Model):
 
     @property
     def current_channel(self) -> str | None:
-        if 0 <= self.current_step < len(self.channel_plan):
-            return self.channel_plan[self.current_step]["channel"]
+        if 0 <= self.plan_step < len(self.channel_plan):
+            return self.channel_plan[self.plan_step]["channel"]
         return None
 
     @property

@@ -155,7 +155,7 @@ def _settle(delivery: Delivery, event: DeliveryEvent) -> None:
     moved = _apply_to_delivery(delivery, event)
     if event.event_type in MESSAGE_STATUS_AFTER_EVENT:
         state.move_message(delivery.message_id, MESSAGE_STATUS_AFTER_EVENT[event.event_type],
-                           at_step=delivery.plan_step)
+                           at_plan_step=delivery.plan_step)
     if moved and delivery.device_id is not None and fallback_condition_met(delivery):
         # One device got through: the step needs no channel after it, for any of its devices.
         Delivery.objects.filter(message_id=delivery.message_id, plan_step=delivery.plan_step,

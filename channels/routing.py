@@ -180,7 +180,7 @@ def dispatch_many(messages: list[Message], *, now=None) -> dict[int, Delivery]:
                     .values_list("message_id", flat=True).distinct())
         for message, skipped in undeliverable:
             status = MessageStatus.FAILED if message.pk in tried else MessageStatus.SUPPRESSED
-            moves.append(_routed(message, status, message.current_step, "no_eligible_channel"))
+            moves.append(_routed(message, status, message.plan_step, "no_eligible_channel"))
             entries.append((message.pk, audit.build(
                 "message.undeliverable", contact_id=message.contact_id, obj=message, reason="no_eligible_channel",
                 data={"skipped": skipped, "status": status})))
@@ -202,14 +202,14 @@ def dispatch_many(messages: list[Message], *, now=None) -> dict[int, Delivery]:
 
 def _routed(message: Message, status: str, step: int, reason: str, *, defer_until=None) -> state.MessageMove:
     """Routing's verdict on a message, from the plan step it was routed from to `step`."""
-    return state.MessageMove(message, status, at_step=message.current_step,
-                             fields={"status_reason": reason, "defer_until": defer_until, "current_step": step})
+    return state.MessageMove(message, status, at_plan_step=message.plan_step,
+                             fields={"status_reason": reason, "defer_until": defer_until, "plan_step": step})
 
 
 def _push_devices(messages: list[Message]) -> dict[int, tuple]:
     """The enabled devices of every contact a push could go to, in one query."""
     wanted = {m.contact_id for m in messages
-              if any(entry["channel"] == Channel.PUSH for entry in m.channel_plan[m.current_step:])}
+              if any(entry["channel"] == Channel.PUSH for entry in m.channel_plan[m.plan_step:])}
     found = {}
     if wanted:
         for device in Device.objects.filter(contact_id__in=wanted, enabled=True).order_by("pk"):
@@ -221,7 +221,7 @@ def _candidates(message: Message, devices: dict[int, tuple]) -> list[_Candidate]
     contact = message.contact
     candidates = []
     for step, entry in enumerate(message.channel_plan):
-        if step < message.current_step:
+        if step < message.plan_step:
             continue
         channel = entry["channel"]
         on_devices = devices.get(contact.pk, ()) if channel == Channel.PUSH else ()
@@ -299,7 +299,7 @@ def fall_back(delivery: Delivery, reason: str, *, now=None) -> Delivery | None:
     message = (Message.objects.select_for_update(of=("self",)).select_related("contact", "template_version")
                .get(pk=delivery.message_id))
     step = delivery.plan_step
-    if step != message.current_step or message.status in state.FINAL_MESSAGE_STATUSES:
+    if step != message.plan_step or message.status in state.FINAL_MESSAGE_STATUSES:
         return None
     Delivery.objects.filter(pk=delivery.pk).update(fallback_due_at=None)
     siblings = list(Delivery.objects.filter(message_id=message.pk, plan_step=step).exclude(pk=delivery.pk))
@@ -314,11 +314,11 @@ def fall_back(delivery: Delivery, reason: str, *, now=None) -> Delivery | None:
     has_next = step + 1 < len(message.channel_plan)
     if not has_next or not message.allows_fallback:
         why = "fallback_forbidden_by_template" if has_next else reason
-        if state.move_message(message, MessageStatus.FAILED, at_step=step, status_reason=why, defer_until=None):
+        if state.move_message(message, MessageStatus.FAILED, at_plan_step=step, status_reason=why, defer_until=None):
             audit.record("message.failed", contact_id=message.contact_id, obj=message, channel=delivery.channel,
                          reason=why, data={"delivery": delivery.pk, "reason": reason})
         return None
-    if not state.move_message(message, MessageStatus.PENDING, at_step=step, now=now, current_step=step + 1):
+    if not state.move_message(message, MessageStatus.PENDING, at_plan_step=step, now=now, plan_step=step + 1):
         return None
     audit.record("message.fell_back", contact_id=message.contact_id, obj=message, channel=delivery.channel,
                  reason=reason, data={"from_channel": delivery.channel,

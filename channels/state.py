@@ -88,15 +88,15 @@ def delivery_sources(to: str) -> frozenset:
 
 @dataclass
 class MessageMove:
-    """One message to move to status `to`, if it is still at plan step `at_step`.
+    """One message to move to status `to`, if it is still at plan step `at_plan_step`.
 
     `message` is a Message (updated in memory when it moves) or its id. `fields` are the other
-    columns written with the status: status_reason, defer_until, current_step.
+    columns written with the status: status_reason, defer_until, plan_step.
     """
 
     message: Message | int
     to: str
-    at_step: int
+    at_plan_step: int
     fields: dict = field(default_factory=dict)
 
     @property
@@ -122,14 +122,14 @@ def move_messages(moves: list[MessageMove], now=None) -> set[int]:
     now = now or timezone.now()
     groups = defaultdict(list)
     for move in moves:
-        groups[(move.to, move.at_step, tuple(sorted(move.fields)))].append(move)
+        groups[(move.to, move.at_plan_step, tuple(sorted(move.fields)))].append(move)
     moved = set()
-    for (to, at_step, names), group in groups.items():
+    for (to, at_plan_step, names), group in groups.items():
         values = {"status": to, "updated_at": now}
         for name in names:
             values[name] = _per_row(Message, name, {m.message_id: m.fields[name] for m in group})
         ids = [m.message_id for m in group]
-        queryset = Message.objects.filter(pk__in=ids, status__in=message_sources(to), current_step=at_step)
+        queryset = Message.objects.filter(pk__in=ids, status__in=message_sources(to), plan_step=at_plan_step)
         moved.update(_update_returning_ids(queryset, values))
     for move in moves:
         if move.message_id in moved and isinstance(move.message, Message):
@@ -140,9 +140,9 @@ def move_messages(moves: list[MessageMove], now=None) -> set[int]:
     return moved
 
 
-def move_message(message: Message | int, to: str, *, at_step: int, now=None, **fields) -> bool:
-    """Move one message to `to` if it is still at plan step `at_step` and may go there."""
-    return bool(move_messages([MessageMove(message, to, at_step, fields)], now))
+def move_message(message: Message | int, to: str, *, at_plan_step: int, now=None, **fields) -> bool:
+    """Move one message to `to` if it is still at plan step `at_plan_step` and may go there."""
+    return bool(move_messages([MessageMove(message, to, at_plan_step, fields)], now))
 
 
 def move_deliveries(deliveries: list, to: str, *, only_from: frozenset | None = None, where: Q | None = None,

@@ -47,13 +47,13 @@ def test_one_failed_device_waits_for_the_other_devices_window(push_message):
 
     # then the other may still deliver: the message stays on push
     push_message.refresh_from_db()
-    assert (push_message.current_step, push_message.deliveries.filter(channel="sms").count()) == (0, 0)
+    assert (push_message.plan_step, push_message.deliveries.filter(channel="sms").count()) == (0, 0)
 
     # when the other stays silent past the plan's window, the tick moves the message to SMS
     report = tick(dispatched_at + timedelta(seconds=600))
     assert report.fallbacks == 1
     push_message.refresh_from_db()
-    assert (push_message.current_step, push_message.status) == (1, MessageStatus.QUEUED)
+    assert (push_message.plan_step, push_message.status) == (1, MessageStatus.QUEUED)
     assert push_message.deliveries.filter(channel="sms").count() == 1
 
 
@@ -70,7 +70,7 @@ def test_two_ticks_running_the_fallbacks_of_both_devices_at_once_send_one_sms(pu
     # then the message moved to SMS once
     assert errors == []
     push_message.refresh_from_db()
-    assert (push_message.current_step, push_message.status) == (1, MessageStatus.QUEUED)
+    assert (push_message.plan_step, push_message.status) == (1, MessageStatus.QUEUED)
     assert Delivery.objects.filter(message=push_message, channel="sms").count() == 1
     assert AuditEntry.objects.filter(action="message.fell_back", object_id=str(push_message.pk)).count() == 1
     assert not Delivery.objects.filter(message=push_message, fallback_due_at__isnull=False).exists()

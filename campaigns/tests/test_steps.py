@@ -206,7 +206,7 @@ def test_a_channel_the_contact_cannot_be_reached_on_is_skipped(welcome_templates
 
     delivery = routing.dispatch(message, now=now)
 
-    assert delivery.channel == "sms" and message.current_step == 1
+    assert delivery.channel == "sms" and message.plan_step == 1
     send_delivery(delivery.pk)
     delivery.refresh_from_db()
     assert delivery.text_body == "Hi Ann, welcome (sms)"

@@ -164,7 +164,7 @@ def test_an_unknown_provider_fails_the_delivery_with_a_clear_error_instead_of_le
 def test_a_delivery_left_behind_by_a_fallback_is_not_sent(make_delivery):
     # given the fallback timer moved the message on to SMS while the email waited in the queue
     delivery = make_delivery("email", plan=[{"channel": "email"}, {"channel": "sms"}])
-    delivery.message.current_step = 1
+    delivery.message.plan_step = 1
     delivery.message.save()
 
     send_delivery(delivery.pk)

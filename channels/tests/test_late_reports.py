@@ -89,7 +89,7 @@ def test_a_late_open_of_the_email_never_stops_the_sms_that_replaced_it(
     email.refresh_from_db()
     assert email.status == DeliveryStatus.OPENED
     message.refresh_from_db()
-    assert (message.current_step, message.status) == (1, MessageStatus.QUEUED)
+    assert (message.plan_step, message.status) == (1, MessageStatus.QUEUED)
     sent(sms)
     message.refresh_from_db()
     assert message.status == MessageStatus.SENT
@@ -111,7 +111,7 @@ def test_late_out_of_order_email_reports_change_the_email_alone(
     email.refresh_from_db()
     assert email.status == DeliveryStatus.DELIVERED
     message.refresh_from_db()
-    assert (message.current_step, message.status) == (1, MessageStatus.SENT)
+    assert (message.plan_step, message.status) == (1, MessageStatus.SENT)
 
     # when the SMS is delivered, then the email bounces and its "send" report comes last
     twilio_report(sms, "delivered")
@@ -124,7 +124,7 @@ def test_late_out_of_order_email_reports_change_the_email_alone(
     assert email.status == DeliveryStatus.BOUNCED
     assert email.events.count() == 3
     message.refresh_from_db()
-    assert (message.current_step, message.status) == (1, MessageStatus.DELIVERED)
+    assert (message.plan_step, message.status) == (1, MessageStatus.DELIVERED)
     assert list(message.deliveries.values_list("channel", flat=True).order_by("pk")) == ["email", "sms"]
     assert not AuditEntry.objects.filter(action__in=["message.fell_back", "message.failed"],
                                          object_id=str(message.pk)).exclude(reason="fallback_timeout").exists()
@@ -149,7 +149,7 @@ def test_a_late_delivered_callback_for_an_undelivered_sms_never_rewrites_the_ema
     sms.refresh_from_db()
     assert sms.status == DeliveryStatus.UNDELIVERED
     message.refresh_from_db()
-    assert (message.current_step, message.status) == (1, MessageStatus.QUEUED)
+    assert (message.plan_step, message.status) == (1, MessageStatus.QUEUED)
     # and the email goes out once
     sent(email)
     tick()
@@ -180,7 +180,7 @@ def test_a_failure_report_marks_the_fallback_due_and_the_tick_runs_it(
     # then the message is on email, and the SMS's timer is spent
     assert report.fallbacks == 1
     message.refresh_from_db()
-    assert (message.current_step, message.status) == (1, MessageStatus.QUEUED)
+    assert (message.plan_step, message.status) == (1, MessageStatus.QUEUED)
     assert message.deliveries.get(channel="email").status == DeliveryStatus.QUEUED
     assert AuditEntry.objects.get(action="message.fell_back").reason == DeliveryStatus.UNDELIVERED
     sms.refresh_from_db()

@@ -83,13 +83,13 @@ def test_push_goes_to_every_device_and_falls_back_only_when_no_device_can_delive
     # when one device fails, the other may still deliver: the message stays on push
     fail(ios, "ev-ios")
     message.refresh_from_db()
-    assert (message.current_step, Delivery.objects.filter(message=message, channel="sms").count()) == (0, 0)
+    assert (message.plan_step, Delivery.objects.filter(message=message, channel="sms").count()) == (0, 0)
 
     # when the other fails too, the message moves to SMS
     fail(android, "ev-android")
     message.refresh_from_db()
     sms = Delivery.objects.get(message=message, channel="sms")
-    assert (message.current_step, sms.plan_step, sms.device) == (1, 1, None)
+    assert (message.plan_step, sms.plan_step, sms.device) == (1, 1, None)
 
 
 def test_a_message_that_falls_back_has_one_decision_per_channel_tried(contact, now):

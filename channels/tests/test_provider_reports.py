@@ -94,7 +94,7 @@ def test_a_hard_bounce_suppresses_the_address_and_falls_back_to_the_next_channel
     tick()
     message = delivery.message
     message.refresh_from_db()
-    assert message.current_step == 1
+    assert message.plan_step == 1
     assert message.deliveries.filter(channel="sms", status=DeliveryStatus.QUEUED).exists()
 
 

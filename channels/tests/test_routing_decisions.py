@@ -17,7 +17,7 @@ def test_routing_that_lost_a_race_writes_no_decision(contact, now):
                                         channel_plan=[{"channel": "email"}],
                                         content=[{"channel": "email", "subject": "Hi", "text_body": "Hello"}])
     stale = Message.objects.select_related("contact").get(pk=message.pk)
-    assert state.move_message(message.pk, MessageStatus.CANCELLED, at_step=0)
+    assert state.move_message(message.pk, MessageStatus.CANCELLED, at_plan_step=0)
 
     # when the tick routes its stale copy
     assert routing.dispatch(stale, now=now) is None

@@ -87,7 +87,7 @@ def test_the_invalid_magic_number_is_refused_at_send_time_and_falls_back(make_de
     assert not OutboxMessage.objects.filter(delivery=delivery).exists()
     message = delivery.message
     message.refresh_from_db()
-    assert message.current_step == 1
+    assert message.plan_step == 1
     next_delivery = message.deliveries.exclude(pk=delivery.pk).get()
     assert (next_delivery.channel, next_delivery.status) == ("email", DeliveryStatus.QUEUED)
 

@@ -41,7 +41,7 @@ def test_a_failure_reported_by_twilio_settles_the_delivery_as_failed_and_falls_b
     assert delivery.status == DeliveryStatus.UNDELIVERED
     message = delivery.message
     message.refresh_from_db()
-    assert message.current_step == 1
+    assert message.plan_step == 1
     assert message.deliveries.get(plan_step=1).channel == "email"
 
 

@@ -180,7 +180,7 @@ def test_a_move_the_table_forbids_changes_nothing(make_delivery):
     delivery = make_delivery(status=DeliveryStatus.DELIVERED, message_status=MessageStatus.DELIVERED)
 
     assert state.move_delivery(delivery, DeliveryStatus.SENT, sent_at=None) is False
-    assert state.move_message(delivery.message, MessageStatus.SENT, at_step=0) is False
+    assert state.move_message(delivery.message, MessageStatus.SENT, at_plan_step=0) is False
 
     delivery.refresh_from_db()
     delivery.message.refresh_from_db()
@@ -190,13 +190,13 @@ def test_a_move_the_table_forbids_changes_nothing(make_delivery):
 def test_a_message_moves_only_while_it_is_on_the_step_the_mover_saw(make_delivery):
     delivery = make_delivery(plan=[{"channel": "email"}, {"channel": "sms"}], message_status=MessageStatus.SENT)
     message = delivery.message
-    assert state.move_message(message, MessageStatus.PENDING, at_step=0, current_step=1)
+    assert state.move_message(message, MessageStatus.PENDING, at_plan_step=0, plan_step=1)
 
     # a report about the email (step 0) arrives after the message moved to SMS (step 1)
-    assert state.move_message(message.pk, MessageStatus.DELIVERED, at_step=0) is False
+    assert state.move_message(message.pk, MessageStatus.DELIVERED, at_plan_step=0) is False
 
     message.refresh_from_db()
-    assert (message.status, message.current_step) == (MessageStatus.PENDING, 1)
+    assert (message.status, message.plan_step) == (MessageStatus.PENDING, 1)
 
 
 def test_a_bulk_move_is_one_update_and_says_which_rows_moved(make_delivery, django_assert_num_queries):

@@ -78,7 +78,7 @@ def test_a_runtime_error_in_one_channels_variant_falls_back_to_the_next_channel(
     delivery.refresh_from_db()
     assert (delivery.status, delivery.error_code) == (DeliveryStatus.FAILED, "render_error")
     message = Message.objects.get(pk=delivery.message_id)
-    assert (message.status, message.current_step) == (MessageStatus.QUEUED, 1)
+    assert (message.status, message.plan_step) == (MessageStatus.QUEUED, 1)
     [email] = message.deliveries.filter(plan_step=1)
     assert (email.channel, email.status) == ("email", DeliveryStatus.QUEUED)
     entry = AuditEntry.objects.get(action="message.fell_back", object_id=str(message.pk))
