@@ -1,5 +1,5 @@
-"""Project-wide pytest fixtures: the local stand-ins for outside services (omni/testing.py),
-the demo data and its role groups, and a real browser (omni/browser_testing.py).
+"""Project-wide pytest fixtures: the local stand-ins for outside services (omni/tests/fakes.py),
+the demo data and its role groups, and a real browser (omni/tests/browser.py).
 
 Servers start once per test session; each test gets them reset.
 """
@@ -11,8 +11,8 @@ import boto3
 import pytest
 from django.conf import settings as django_settings
 
-from omni import browser_testing
-from omni.testing import MotoServer, SnsSigner, TwilioServer
+from omni.tests import browser as browser_testing
+from omni.tests.fakes import MotoServer, SnsSigner, TwilioServer
 
 FAST_PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
@@ -266,10 +266,10 @@ def eager_celery(settings):
 
 @pytest.fixture
 def finished_tasks():
-    """Every task finished in this process while the test runs (omni.testing.FinishedTasks)."""
+    """Every task finished in this process while the test runs (omni.tests.fakes.FinishedTasks)."""
     from celery.signals import task_postrun
 
-    from omni.testing import FinishedTasks
+    from omni.tests.fakes import FinishedTasks
 
     tracker = FinishedTasks()
     task_postrun.connect(tracker.record, weak=False)
@@ -282,7 +282,7 @@ def celery_worker(transactional_db):
     """A real Celery worker thread consuming every Omni queue (mark the test `celery_worker`)."""
     import channels.tasks  # noqa: F401  (registers the shared tasks before the worker app finalizes)
     from omni.choices import ALL_QUEUES
-    from omni.testing import celery_worker_thread
+    from omni.tests.fakes import celery_worker_thread
 
     with celery_worker_thread(ALL_QUEUES) as worker:
         yield worker

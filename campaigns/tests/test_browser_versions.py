@@ -5,7 +5,7 @@ import pytest
 
 from campaigns.tick import tick
 from campaigns.models import Enrollment, Journey
-from omni.browser_testing import expect, open_from_index
+from omni.tests.browser import expect, open_from_index
 
 pytestmark = pytest.mark.browser
 

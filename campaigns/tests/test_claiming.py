@@ -13,7 +13,7 @@ from campaigns.models import Enrollment, Journey, JourneyStep, JourneyStepVisit,
 from campaigns.tasks import hand_off_enrollments
 from campaigns.tick import tick
 from contacts.models import Contact
-from omni.testing import purge_queues, run_concurrently
+from omni.tests.fakes import purge_queues, run_concurrently
 
 needs_postgres = pytest.mark.skipif(
     connection.vendor != "postgresql",

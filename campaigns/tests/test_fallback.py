@@ -12,7 +12,7 @@ from channels.provider_reports import record_delivery_event
 from channels.models import Delivery, EventType, MessageSource, MessageStatus
 from contacts.models import Device
 from omni.models import AuditEntry
-from omni.testing import run_concurrently
+from omni.tests.fakes import run_concurrently
 
 from .conftest import make_contact
 

@@ -12,7 +12,7 @@ from campaigns.tasks import hand_off_enrollments
 from campaigns.tick import tick
 from channels import routing
 from contacts.models import Contact, ContactEvent
-from omni.testing import unreachable_broker
+from omni.tests.fakes import unreachable_broker
 from templates.actions import current_version
 
 from .conftest import make_contact

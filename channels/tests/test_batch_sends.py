@@ -10,7 +10,7 @@ from channels.publishing import republish_lost_deliveries
 from channels.publishing import SEND_BATCH_SIZE
 from channels.tasks import send_deliveries_task
 from omni.models import AuditEntry
-from omni.testing import purge_queues
+from omni.tests.fakes import purge_queues
 
 
 @pytest.fixture

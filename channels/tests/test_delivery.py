@@ -8,7 +8,7 @@ from channels.models import Delivery, DeliveryStatus, EventType, MessageStatus, 
 from compliance.actions import suppress
 from omni.models import AuditEntry
 from compliance.models import SendingPause
-from omni.testing import run_concurrently
+from omni.tests.fakes import run_concurrently
 
 
 def test_claiming_a_delivery_twice_sends_it_once(make_delivery, twilio_settings, twilio_server):

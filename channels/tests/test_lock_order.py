@@ -8,7 +8,7 @@ from channels import routing, state
 from channels.provider_reports import record_delivery_event
 from channels.models import Delivery, DeliveryStatus, EventType, MessageSource
 from contacts.models import Contact, Device
-from omni.testing import run_concurrently
+from omni.tests.fakes import run_concurrently
 
 pytestmark = [
     pytest.mark.postgres,

@@ -9,7 +9,7 @@ from campaigns.tick import tick
 from channels.models import Delivery, DeliveryStatus, Message, MessageStatus, OutboxMessage
 from channels.publishing import REPUBLISH_AFTER, republish_lost_deliveries
 from channels.tasks import send_deliveries_task, send_delivery_task
-from omni.testing import purge_queues, run_concurrently, unreachable_broker
+from omni.tests.fakes import purge_queues, run_concurrently, unreachable_broker
 
 
 def test_the_send_tasks_are_handed_back_to_the_broker_when_their_worker_is_killed():

@@ -5,7 +5,7 @@ from channels.routing import enqueue_send
 from channels.models import DeliveryStatus
 from channels.tasks import send_deliveries_task
 from omni.choices import SEND_QUEUES, send_queue
-from omni.testing import celery_worker_thread, purge_queues
+from omni.tests.fakes import celery_worker_thread, purge_queues
 
 TRANSACTIONAL_QUEUES = [q for q in SEND_QUEUES if q.startswith("send.transactional.")]
 

@@ -17,7 +17,7 @@ from django.conf import settings
 
 from channels import state
 from channels.models import Delivery, DeliveryStatus, MessageStatus
-from omni.testing import run_concurrently
+from omni.tests.fakes import run_concurrently
 
 ROOT = Path(settings.BASE_DIR)
 APPS = ("omni", "contacts", "compliance", "templates", "channels", "campaigns")

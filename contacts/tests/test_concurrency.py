@@ -6,7 +6,7 @@ from django.db import connection
 
 from contacts.ingest import receive_event
 from contacts.models import Contact, ContactEvent
-from omni.testing import run_concurrently
+from omni.tests.fakes import run_concurrently
 
 needs_postgres = pytest.mark.skipif(
     connection.vendor != "postgresql",

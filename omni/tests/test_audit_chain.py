@@ -362,7 +362,7 @@ def test_the_sealer_seals_only_committed_entries_and_never_waits_on_writers(tran
 
 @pytest.mark.postgres
 def test_two_sealers_at_once_build_one_chain(transactional_db):
-    from omni.testing import run_concurrently
+    from omni.tests.fakes import run_concurrently
 
     audit.record_many([audit.build("test.many", data={"i": i}) for i in range(3000)])
 

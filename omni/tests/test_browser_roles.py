@@ -11,7 +11,7 @@ from campaigns.tick import tick
 from channels.provider_reports import record_inbound_message
 from channels.models import Conversation
 from contacts.models import Contact
-from omni.browser_testing import INDEX_MODEL_LINKS, expect, index_links, open_from_index
+from omni.tests.browser import INDEX_MODEL_LINKS, expect, index_links, open_from_index
 
 pytestmark = pytest.mark.browser
 

@@ -14,7 +14,7 @@ ROOT = Path(settings.BASE_DIR)
 RANKS = {"omni": 0, "contacts": 1, "compliance": 2, "templates": 2, "channels": 3, "campaigns": 4, "omni-web": 5}
 OMNI_WEB_MODULES = (
     "omni.settings", "omni.urls", "omni.wsgi", "omni.asgi", "omni.admin", "omni.views", "omni.web",
-    "omni.testing", "omni.management.commands.seed_demo", "omni.management.commands.bench", "omni.bench",
+    "omni.management.commands.seed_demo", "omni.management.commands.bench", "omni.bench",
 )
 
 
