@@ -16,6 +16,8 @@ from omni.audit_checkpoints import checkpoint_store
 from omni.audit_verification import verify_chain
 from omni.models import AuditEntry
 
+from .test_audit_chain import alter_behind_the_triggers_back
+
 pytestmark = pytest.mark.django_db
 
 BUCKET = "omni-audit-checkpoints"
@@ -27,16 +29,6 @@ def write_and_seal(n: int) -> list[AuditEntry]:
     return entries
 
 
-def behind_the_triggers_back(sql: str, params=()) -> None:
-    """Run SQL on the audit table with its protecting triggers off, as its owner could."""
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute("ALTER TABLE omni_auditentry DISABLE TRIGGER USER")
-        cursor.execute(sql, params)
-        if connection.vendor == "postgresql":
-            cursor.execute("ALTER TABLE omni_auditentry ENABLE TRIGGER USER")
-
-
 def rewrite_from(seq: int, new_reason: str) -> None:
     """Change the entries from `seq` to the end and recompute their hashes, so the chain holds."""
     rows = list(AuditEntry.objects.filter(seq__gte=seq).order_by("seq")
@@ -45,7 +37,7 @@ def rewrite_from(seq: int, new_reason: str) -> None:
     for row in rows:
         row["reason"] = new_reason
         digest = audit.entry_hash(row["seq"], prev_hash, row)
-        behind_the_triggers_back("UPDATE omni_auditentry SET reason = %s, prev_hash = %s, hash = %s WHERE id = %s",
+        alter_behind_the_triggers_back("UPDATE omni_auditentry SET reason = %s, prev_hash = %s, hash = %s WHERE id = %s",
                                  [new_reason, prev_hash, digest, row["id"]])
         prev_hash = digest
 
@@ -71,7 +63,7 @@ def test_verify_fails_after_the_last_entries_are_deleted_although_the_rest_still
     write_and_seal(5)
 
     # when the last two are deleted (what is left is a valid chain of three)
-    behind_the_triggers_back("DELETE FROM omni_auditentry WHERE seq > 3")
+    alter_behind_the_triggers_back("DELETE FROM omni_auditentry WHERE seq > 3")
 
     # then verify fails, naming the checkpoint the chain no longer reaches
     assert chain_is_consistent_by_itself()
@@ -95,7 +87,7 @@ def test_verify_fails_after_the_last_entries_are_rewritten_with_recomputed_hashe
 def test_verify_fails_after_every_entry_is_deleted():
     write_and_seal(3)
 
-    behind_the_triggers_back("DELETE FROM omni_auditentry")
+    alter_behind_the_triggers_back("DELETE FROM omni_auditentry")
 
     report = verify_chain()
     assert report.checked == 0 and not report.ok
@@ -116,7 +108,7 @@ def test_the_database_refuses_to_truncate_the_audit_log():
 def test_verify_fails_after_a_truncate_done_with_the_triggers_off():
     write_and_seal(3)
 
-    behind_the_triggers_back("TRUNCATE omni_auditentry")
+    alter_behind_the_triggers_back("TRUNCATE omni_auditentry")
 
     report = verify_chain()
     assert not report.ok and "ends at seq 0" in report.checkpoint_problem
@@ -179,7 +171,7 @@ def test_an_s3_checkpoint_hidden_or_overwritten_still_counts(s3_checkpoints):
     # given a chain of three, checkpointed, whose last entry is then deleted
     write_and_seal(3)
     newest = s3_checkpoints.list_objects_v2(Bucket=BUCKET, Prefix="production/")["Contents"][0]["Key"]
-    behind_the_triggers_back("DELETE FROM omni_auditentry WHERE seq = 3")
+    alter_behind_the_triggers_back("DELETE FROM omni_auditentry WHERE seq = 3")
 
     # when someone with write access hides the checkpoint behind a delete marker and writes
     # a new version of it that agrees with the shortened chain
