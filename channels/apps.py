@@ -4,3 +4,11 @@ from django.apps import AppConfig
 class ChannelsConfig(AppConfig):
     name = "channels"
     verbose_name = "Channels and deliveries"
+
+    def ready(self):
+        from compliance import hooks
+
+        from .confirmations import send_double_opt_in_confirmation
+
+        hooks.double_opt_in_requested.connect(send_double_opt_in_confirmation,
+                                              dispatch_uid="channels.double_opt_in_requested")
