@@ -1,5 +1,3 @@
-import email
-import email.policy
 import socket
 
 import pytest
@@ -54,8 +52,7 @@ def test_marketing_email_carries_omni_tags_its_configuration_set_and_the_headers
     assert {"Name": "omni_delivery", "Value": str(delivery.pk)} in payload["EmailTags"]
     assert {"Name": "omni_message", "Value": str(delivery.message_id)} in payload["EmailTags"]
     # botocore accepted the shape (Raw, EmailTags) and moto took the message with its headers
-    [raw] = moto_server.data()["ses"]["RawMessage"]
-    sent = email.message_from_string(raw["raw_data"], policy=email.policy.default)
+    [sent] = moto_server.sent_raw_emails()
     assert sent["X-Omni-Test"] == "kept as written"
     assert sent["Subject"] == "Your order shipped"
     assert sent["To"] == "alice@example.com"

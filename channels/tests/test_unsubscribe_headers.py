@@ -1,7 +1,5 @@
 """Marketing email carries List-Unsubscribe (a signed https link, and a mailto: where set) and
 List-Unsubscribe-Post for one-click unsubscribe; the link works, with no cookie."""
-import email
-import email.policy
 import re
 from urllib.parse import urlsplit
 
@@ -33,8 +31,7 @@ def test_marketing_email_through_ses_carries_both_unsubscribe_headers_as_moto_re
     send_delivery(delivery.pk)
 
     # then the message moto stored has both headers
-    [raw] = moto_server.data()["ses"]["RawMessage"]
-    sent = email.message_from_string(raw["raw_data"], policy=email.policy.default)
+    [sent] = moto_server.sent_raw_emails()
     assert sent["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     unsubscribe = str(sent["List-Unsubscribe"])
     [url] = LINK.findall(unsubscribe)
