@@ -1,4 +1,6 @@
 """Messages Omni sends on compliance's behalf (compliance/hooks.py), connected in ChannelsConfig.ready()."""
+from django.utils.html import escape
+
 from omni.choices import Channel, Purpose
 
 from .models import MessageSource
@@ -16,7 +18,7 @@ def send_double_opt_in_confirmation(sender, *, contact, change, confirm_url: str
     text = (f"Please confirm that you want to receive marketing email from us:\n\n{confirm_url}\n\n"
             "If you did not ask for this, ignore this email and nothing will be sent.")
     html = (f'<p>Please confirm that you want to receive marketing email from us.</p>'
-            f'<p><a href="{confirm_url}">Confirm my subscription</a></p>'
+            f'<p><a href="{escape(confirm_url)}">Confirm my subscription</a></p>'
             f'<p>If you did not ask for this, ignore this email and nothing will be sent.</p>')
     message, created = create_message(
         contact=contact, channel_plan=[{"channel": Channel.EMAIL}], source=MessageSource.SYSTEM,

@@ -107,20 +107,15 @@ def public_url(path: str) -> str:
     return f"{settings.OMNI_PUBLIC_URL}{path}"
 
 
-def unsubscribe_url(contact_id: int, delivery_id: int | None, message_id: int | None) -> str:
-    """The link a marketing email carries: GET shows the preference page, POST unsubscribes."""
-    token = unsubscribe_token(contact_id, delivery_id, message_id)
-    return public_url(reverse("compliance:unsubscribe", args=[token]))
-
-
 def list_unsubscribe_headers(contact_id: int, delivery_id: int, message_id: int) -> dict[str, str]:
     """List-Unsubscribe (the signed https link, and a mailto: where OMNI_UNSUBSCRIBE_MAILTO is set)
     and List-Unsubscribe-Post for one-click unsubscribe (RFC 8058)."""
-    url = unsubscribe_url(contact_id, delivery_id, message_id)
-    targets = [f"<{url}>"]
+    token = unsubscribe_token(contact_id, delivery_id, message_id)
+    targets = [f"<{public_url(reverse('compliance:unsubscribe', args=[token]))}>"]
     if settings.OMNI_UNSUBSCRIBE_MAILTO:
-        # The subject names the delivery, so a mailbox reader can tell who wrote.
-        targets.append(f"<mailto:{settings.OMNI_UNSUBSCRIBE_MAILTO}?subject=unsubscribe-{delivery_id}>")
+        # The subject carries the same signed token: whoever reads that mailbox can act on it
+        # without trusting the sender's From address.
+        targets.append(f"<mailto:{settings.OMNI_UNSUBSCRIBE_MAILTO}?subject=unsubscribe%20{token}>")
     return {"List-Unsubscribe": ", ".join(targets), "List-Unsubscribe-Post": ONE_CLICK_BODY}
 
 

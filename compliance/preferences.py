@@ -92,7 +92,8 @@ def save_preferences(token: str, *, receive: set[str], everything: bool, preferr
                      request_facts: dict) -> Saved:
     """Apply one submitted preference form (single use): for each scope on the page, grant what
     is ticked and not received, revoke what is received and not ticked; "everything" revokes
-    every scope on the page. Sets the preferred channel ("" for none)."""
+    every scope on the page and leaves the preferred channel as it was; otherwise the preferred
+    channel is set ("" for none)."""
     link = links.read_form_token(token)
     if preferred_channel and preferred_channel not in Channel.values:
         raise ValueError(f"Unknown channel {preferred_channel!r}.")
@@ -113,8 +114,7 @@ def save_preferences(token: str, *, receive: set[str], everything: bool, preferr
                 changes.append(record_consent_change(
                     contact, scope.channel, scope.purpose, wanted, ConsentSource.PREFERENCE_PAGE,
                     evidence=evidence, actor_label="preference-page"))
-        moved = set_preferred_channel(contact, "" if everything else preferred_channel,
-                                      actor_label="preference-page")
+        moved = not everything and set_preferred_channel(contact, preferred_channel, actor_label="preference-page")
     return Saved(changes, moved)
 
 

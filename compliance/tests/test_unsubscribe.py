@@ -253,6 +253,8 @@ def test_unsubscribe_from_everything_revokes_every_channel_and_purpose_on_the_pa
         for purpose in ("marketing", "informational"):
             assert status_of(contact, channel, purpose) == "revoked"
     assert status_of(contact, "email", "transactional") == "unknown"
+    contact.refresh_from_db()
+    assert contact.preferred_channel == ""
     assert {c.evidence["via"] for c in ConsentChange.objects.filter(source="preference_page")} == {
         "unsubscribe_everything"}
 
