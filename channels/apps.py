@@ -6,5 +6,11 @@ class ChannelsConfig(AppConfig):
     verbose_name = "Channels and deliveries"
 
     def ready(self):
+        from compliance import hooks
+
         # Registers the tasks that publishing and the sandbox hand work to by name (omni/lib/tasks.py).
         from . import tasks  # noqa: F401
+        from .confirmations import send_double_opt_in_confirmation
+
+        hooks.double_opt_in_requested.connect(send_double_opt_in_confirmation,
+                                              dispatch_uid="channels.double_opt_in_requested")

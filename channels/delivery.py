@@ -40,6 +40,7 @@ from . import state
 from .base import CannotTell, DeliveryError, DeliveryOutcomeUnknown, Provider, SendResult
 from .provider_reports import adopt_orphan_events
 from .routing import dispatch, fall_back
+from .unsubscribe_links import with_unsubscribe_headers
 from .models import FAILED_DELIVERY_STATUSES, Delivery, DeliveryStatus, Message, MessageStatus
 from .registry import provider_named
 
@@ -234,6 +235,7 @@ def render(delivery: Delivery) -> None:
                     "provider_template_id": rendered.get("provider_template_id", ""),
                     "locale": rendered.get("locale", "")},
     }
+    fields["content"] = with_unsubscribe_headers(delivery, fields["content"])
     Delivery.objects.filter(pk=delivery.pk).update(**fields)
     for name, value in fields.items():
         setattr(delivery, name, value)

@@ -1,10 +1,13 @@
 """Changes to consent and suppression. Each validates, writes, and audits in one transaction."""
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from omni import audit
 from omni.choices import Channel, Purpose
 
+from . import hooks
+from .links import confirmation_url
 from .models import Consent, ConsentChange, ConsentSource, ConsentStatus, Suppression, SuppressionReason, hash_address
 
 
@@ -14,7 +17,10 @@ def record_consent_change(contact, channel: str, purpose: str, status: str, sour
     """Append a consent change and make it the contact's current consent for that scope.
 
     A change older than the current state (an import replaying history) is kept in the
-    history but does not overwrite a newer decision.
+    history but does not overwrite a newer decision. With double opt-in on, a marketing-email
+    grant from a source that needs it (settings.OMNI_DOUBLE_OPT_IN_SOURCES) is kept as PENDING
+    and a confirmation email is sent (compliance.hooks.double_opt_in_requested), unless the
+    consent is already granted.
     """
     if channel not in Channel.values:
         raise ValueError(f"Unknown channel {channel!r}.")
@@ -25,6 +31,14 @@ def record_consent_change(contact, channel: str, purpose: str, status: str, sour
     if source not in ConsentSource.values:
         raise ValueError(f"Unknown consent source {source!r}.")
     occurred_at = occurred_at or timezone.now()
+    confirm = status == ConsentStatus.GRANTED and needs_double_opt_in(channel, purpose, source)
+    if confirm:
+        current = (Consent.objects.select_for_update().filter(contact=contact, channel=channel, purpose=purpose)
+                   .values_list("status", flat=True).first()) or ConsentStatus.UNKNOWN
+        confirm = current != ConsentStatus.GRANTED
+        if confirm:
+            status = ConsentStatus.PENDING
+            evidence = {**(evidence or {}), "double_opt_in": {"previous_status": current}}
     change = ConsentChange.objects.create(
         contact=contact, channel=channel, purpose=purpose, status=status, source=source,
         lawful_basis=lawful_basis, evidence=evidence or {}, actor=actor if getattr(actor, "is_authenticated", False) else None,
@@ -42,7 +56,16 @@ def record_consent_change(contact, channel: str, purpose: str, status: str, sour
         reason=f"{source}:{status}", data={"purpose": purpose, "status": status, "source": source},
         personal={"evidence": evidence} if evidence else None,
     )
+    if confirm:
+        hooks.send(hooks.double_opt_in_requested, contact=contact, change=change,
+                   confirm_url=confirmation_url(contact.pk, change.pk))
     return change
+
+
+def needs_double_opt_in(channel: str, purpose: str, source: str) -> bool:
+    """Whether a grant of this scope from this source waits for the contact's confirmation."""
+    return (settings.OMNI_DOUBLE_OPT_IN and channel == Channel.EMAIL and purpose == Purpose.MARKETING
+            and source in settings.OMNI_DOUBLE_OPT_IN_SOURCES)
 
 
 def suppress(address: str, *, channel: str = "", purpose: str = "", reason: str, contact=None, detail: str = "",

@@ -25,7 +25,8 @@ class ConsentSource(models.TextChoices):
     BOUNCE = "bounce", "Hard bounce"
     COMPLAINT = "complaint", "Complaint"
     CARRIER = "carrier", "Carrier"
-    DOUBLE_OPT_IN = "double_opt_in", "Double opt-in confirmation"
+    # A double opt-in confirmed by its link, or expired unconfirmed (evidence says which).
+    DOUBLE_OPT_IN = "double_opt_in", "Double opt-in"
 
 
 class LawfulBasis(models.TextChoices):
@@ -84,6 +85,19 @@ class ConsentChange(models.Model):
 
     def __str__(self):
         return f"{self.contact}: {self.channel}/{self.purpose} -> {self.status} ({self.source})"
+
+
+class SpentLink(models.Model):
+    """A single-use link or form that was used: a one-click unsubscribe, a preference form, a
+    double opt-in confirmation (compliance/links.py). The unique key refuses a second use, also
+    when two arrive at once."""
+
+    key = models.CharField(max_length=100, unique=True)
+    contact_id = models.BigIntegerField(null=True, blank=True)
+    spent_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self):
+        return f"{self.key} ({self.spent_at:%Y-%m-%d %H:%M})"
 
 
 class SuppressionReason(models.TextChoices):

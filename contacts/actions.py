@@ -6,6 +6,7 @@ import zoneinfo
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
+from django.utils.timezone import now
 
 from omni import audit
 from omni.choices import Channel, ConsentStatus, Purpose
@@ -19,6 +20,8 @@ PROFILE_FIELDS = frozenset(
 )
 CONTACT_FIELDS = PROFILE_FIELDS | {"attributes", "consents"}
 CONSENT_FIELDS = frozenset({"channel", "purpose", "status", "evidence"})
+# A consent is given, withdrawn or unknown; "pending" (double opt-in) is Omni's to set.
+SUBMITTED_CONSENT_STATUSES = [ConsentStatus.GRANTED, ConsentStatus.REVOKED, ConsentStatus.UNKNOWN]
 LOCALE_PATTERN = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*")
 COUNTRY_PATTERN = re.compile(r"[A-Za-z]{2}")
 # Control characters (NUL, newline...) and lone surrogates: never part of an id, and NUL and
@@ -97,6 +100,20 @@ def upsert_contact(external_id: str, data: dict, *, actor_label: str) -> tuple[C
         if consents:
             record_consents(contact, consents, actor_label=actor_label)
     return contact, created
+
+
+def set_preferred_channel(contact: Contact, channel: str, *, actor_label: str) -> bool:
+    """Set the channel the contact prefers ("" for none), audited. False when it was already set."""
+    if channel and channel not in Channel.values:
+        raise ValueError(f"Unknown channel {channel!r}.")
+    with transaction.atomic():
+        if not Contact.objects.filter(pk=contact.pk).exclude(preferred_channel=channel).update(
+                preferred_channel=channel, updated_at=now()):
+            return False
+        contact.preferred_channel = channel
+        audit.record("contact.updated", contact=contact, obj=contact, actor_label=actor_label,
+                     data={"fields": ["preferred_channel"]})
+    return True
 
 
 def get_contact(external_id: str) -> Contact:
@@ -232,9 +249,10 @@ def clean_consents(consents) -> list[dict]:
         if unknown:
             raise InvalidField(f"{where}.{unknown[0]}", f"Unknown consent field(s): {', '.join(unknown)}.",
                                code="unknown_field")
-        for field, choices in (("channel", Channel), ("purpose", Purpose), ("status", ConsentStatus)):
-            if consent.get(field) not in choices.values:
-                raise InvalidField(f"{where}.{field}", f"{field} must be one of {', '.join(choices.values)}.")
+        for field, values in (("channel", Channel.values), ("purpose", Purpose.values),
+                              ("status", SUBMITTED_CONSENT_STATUSES)):
+            if consent.get(field) not in values:
+                raise InvalidField(f"{where}.{field}", f"{field} must be one of {', '.join(values)}.")
         evidence = consent.get("evidence") or {}
         if not isinstance(evidence, dict):
             raise InvalidField(f"{where}.evidence", "evidence must be a JSON object.")

@@ -31,7 +31,7 @@ class ContactAdmin(ImportExportModelAdmin):
     fieldsets = [
         (None, {"fields": ["external_id", ("first_name", "last_name"), "email", "phone"]}),
         ("Profile", {"fields": ["lifecycle_stage", ("locale", "timezone", "country"), "attributes"]}),
-        ("Messaging", {"fields": ["messaging_paused"]}),
+        ("Messaging", {"fields": ["messaging_paused", "preferred_channel"]}),
         ("History", {"fields": ["recent_events", ("created_at", "updated_at", "erased_at")]}),
     ]
     # contacts depends on no other app, so the apps built on it add their own inlines here

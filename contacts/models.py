@@ -52,6 +52,9 @@ class Contact(models.Model):
         max_length=20, choices=LifecycleStage.choices, default=LifecycleStage.SUBSCRIBER, db_index=True
     )
     attributes = models.JSONField(default=dict, blank=True)
+    # The channel the contact asked for on the preference page; routing will honour it.
+    preferred_channel = models.CharField(max_length=10, choices=Channel.choices, blank=True, default="",
+                                         db_default="")
     # Human override: a paused contact receives nothing automated until resumed.
     messaging_paused = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=now, editable=False, db_index=True)

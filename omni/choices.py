@@ -30,6 +30,8 @@ class ConsentStatus(models.TextChoices):
     GRANTED = "granted", "Opted in"
     REVOKED = "revoked", "Opted out"
     UNKNOWN = "unknown", "Unknown"
+    # Given but not yet confirmed (double opt-in for marketing email): the gate reads it as no consent.
+    PENDING = "pending", "Awaiting confirmation"
 
 
 class Exemption(models.TextChoices):

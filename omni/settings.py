@@ -268,6 +268,16 @@ TWILIO_API_BASE_URL = env.str("TWILIO_API_BASE_URL", default="")
 # --- Compliance -----------------------------------------------------------------------------
 # Used for a contact with no timezone and no phone number to infer one from.
 OMNI_DEFAULT_TIMEZONE = env.str("OMNI_DEFAULT_TIMEZONE", default="UTC")
+# Marketing email carries List-Unsubscribe: a signed link to OMNI_PUBLIC_URL (one-click POST,
+# preference page on GET), valid this many days, and a mailto: to this address when set.
+OMNI_UNSUBSCRIBE_LINK_DAYS = env.int("OMNI_UNSUBSCRIBE_LINK_DAYS", default=90)
+OMNI_UNSUBSCRIBE_MAILTO = env.str("OMNI_UNSUBSCRIBE_MAILTO", default="")
+# Double opt-in for marketing email: a consent granted from these sources is kept "pending"
+# and a confirmation email sent; confirmed by its link within OMNI_DOUBLE_OPT_IN_DAYS, or it
+# expires. Off by default.
+OMNI_DOUBLE_OPT_IN = env.bool("OMNI_DOUBLE_OPT_IN", default=False)
+OMNI_DOUBLE_OPT_IN_DAYS = env.int("OMNI_DOUBLE_OPT_IN_DAYS", default=7)
+OMNI_DOUBLE_OPT_IN_SOURCES = env.list("OMNI_DOUBLE_OPT_IN_SOURCES", default=["form", "api"])
 
 LOGGING = {
     "version": 1,
@@ -289,4 +299,5 @@ CELERY_BEAT_SCHEDULE = {
     "omni-seal-audit": {"task": "omni.tasks.seal_audit_task", "schedule": OMNI_SEAL_SECONDS, "options": {"queue": "default", "expires": OMNI_SEAL_SECONDS * 2}},
     "omni-reconcile-deliveries": {"task": "channels.tasks.reconcile_deliveries_task", "schedule": 60.0, "options": {"queue": "default", "expires": 120}},
     "omni-settle-uncertain-deliveries": {"task": "channels.tasks.settle_uncertain_deliveries_task", "schedule": 60.0, "options": {"queue": "default", "expires": 120}},
+    "omni-expire-double-opt-ins": {"task": "compliance.tasks.expire_double_opt_ins_task", "schedule": 3600.0, "options": {"queue": "default", "expires": 1800}},
 }

@@ -11,4 +11,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("webhooks/", include("channels.webhooks.urls")),
     path("api/v1/", include("contacts.urls")),
+    # Links in emails: unsubscribe (one-click POST), preferences, double opt-in confirmation.
+    path("u/", include("compliance.urls")),
 ]

@@ -54,9 +54,11 @@ def test_an_api_event_becomes_an_ses_email_then_a_twilio_sms(
     tick_task.delay()
     finished_tasks.wait_for(send_deliveries_task, 1)
 
-    # then the email reached SES
-    [email] = moto_server.sent_emails()
-    assert email["subject"] == "Welcome, Grace!" and "grace@example.com" in json.dumps(email)
+    # then the email reached SES, with the unsubscribe headers marketing email carries
+    [email] = moto_server.sent_raw_emails()
+    assert email["Subject"] == "Welcome, Grace!" and email["To"] == "grace@example.com"
+    assert email["List-Unsubscribe"].startswith("<https://omni.example.com/u/unsubscribe/")
+    assert email["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     delivery = Delivery.objects.get(channel="email")
     assert delivery.status == DeliveryStatus.SENT and delivery.provider == "ses"
 

@@ -5,6 +5,9 @@ the configuration set; see channels/webhooks/sns.py. The EmailTags sent here com
 those events (mail.tags), which links an event to its delivery even when the send was never
 recorded (a worker that died after the provider call).
 """
+from email import policy
+from email.message import EmailMessage
+
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.utils.functional import cached_property
@@ -37,16 +40,18 @@ class SesProvider(Provider):
             body["Html"] = {"Data": delivery.html_body, "Charset": "UTF-8"}
         if not body:
             raise DeliveryError("Email has neither a text nor an HTML part", code="empty_body", permanent=True)
-        simple = {"Subject": {"Data": delivery.subject, "Charset": "UTF-8"}, "Body": body}
         # Marketing mail carries List-Unsubscribe and List-Unsubscribe-Post (one-click
-        # unsubscribe, required by the big mailbox providers for bulk senders).
-        headers = [{"Name": name, "Value": value} for name, value in (delivery.content.get("headers") or {}).items()]
+        # unsubscribe, required by the big mailbox providers for bulk senders): sent as a MIME
+        # message Omni builds, so the headers are exactly what Omni wrote (and what moto keeps).
+        headers = delivery.content.get("headers") or {}
         if headers:
-            simple["Headers"] = headers
+            content = {"Raw": {"Data": mime_message(delivery, headers)}}
+        else:
+            content = {"Simple": {"Subject": {"Data": delivery.subject, "Charset": "UTF-8"}, "Body": body}}
         payload = {
             "FromEmailAddress": settings.SES_FROM_EMAIL,
             "Destination": {"ToAddresses": [delivery.to_address]},
-            "Content": {"Simple": simple},
+            "Content": content,
             "EmailTags": [
                 {"Name": MESSAGE_TAG, "Value": str(delivery.message_id)},
                 {"Name": DELIVERY_TAG, "Value": str(delivery.pk)},
@@ -65,6 +70,27 @@ class SesProvider(Provider):
 
     def parse_result(self, response: dict) -> SendResult:
         return SendResult(provider_message_id=response["MessageId"], raw={"MessageId": response["MessageId"]})
+
+
+# Long header lines (a signed List-Unsubscribe URL) stay whole: the default 78 would turn them
+# into RFC 2047 encoded words, which mailbox providers do not read as a URL.
+MIME_POLICY = policy.SMTP.clone(max_line_length=998)
+
+
+def mime_message(delivery, headers: dict[str, str]) -> bytes:
+    """The delivery as a MIME message (text and HTML alternatives) with `headers` added."""
+    message = EmailMessage(policy=MIME_POLICY)
+    message["From"] = settings.SES_FROM_EMAIL
+    message["To"] = delivery.to_address
+    message["Subject"] = delivery.subject
+    for name, value in headers.items():
+        message[name] = value
+    parts = [(body, subtype) for body, subtype in ((delivery.text_body, "plain"), (delivery.html_body, "html")) if body]
+    (first, first_subtype), rest = parts[0], parts[1:]
+    message.set_content(first, subtype=first_subtype, cte="quoted-printable")
+    for body, subtype in rest:
+        message.add_alternative(body, subtype=subtype, cte="quoted-printable")
+    return message.as_bytes()
 
 
 def configuration_set_for(purpose: str) -> str:

@@ -139,6 +139,8 @@ def test_consents_in_the_body_are_recorded_as_changes_and_current_consent(crm_ap
     ({"channel": "fax", "purpose": "marketing", "status": "granted"}, "consents[0].channel"),
     ({"channel": "sms", "purpose": "spam", "status": "granted"}, "consents[0].purpose"),
     ({"channel": "sms", "purpose": "marketing", "status": "maybe"}, "consents[0].status"),
+    # pending (double opt-in) is Omni's to set, never a client's
+    ({"channel": "email", "purpose": "marketing", "status": "pending"}, "consents[0].status"),
     ({"channel": "sms", "purpose": "marketing", "status": "granted", "evidence": "yes"}, "consents[0].evidence"),
     ({"channel": "sms", "purpose": "marketing", "status": "granted", "ip": "1.2.3.4"}, "consents[0].ip"),
 ])
@@ -149,6 +151,19 @@ def test_an_invalid_consent_is_refused_and_stores_nothing(crm_api, consent, fiel
     assert response.json()["error"]["field"] == field
     assert not Contact.objects.exists()
     assert not ConsentChange.objects.exists()
+
+
+def test_with_double_opt_in_an_email_marketing_grant_waits_for_confirmation(crm_api, settings):
+    settings.OMNI_DOUBLE_OPT_IN = True
+
+    response = crm_api.put("/api/v1/contacts/crm-1", {
+        "email": "ada@example.com",
+        "consents": [{"channel": "email", "purpose": "marketing", "status": "granted"}],
+    })
+
+    assert response.status_code == 201
+    assert response.json()["consents"][0]["status"] == "pending"
+    assert ConsentChange.objects.get().status == "pending"
 
 
 def test_getting_a_contact_returns_its_profile(crm_api):

@@ -18,6 +18,8 @@ import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from email import message_from_string, policy as email_policy
+from email.message import EmailMessage
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -132,6 +134,11 @@ class MotoServer:
 
     def sent_emails(self) -> list[dict]:
         return list(self.data().get("ses", {}).get("Message", []))
+
+    def sent_raw_emails(self) -> list[EmailMessage]:
+        """Emails sent as MIME (marketing email, with its List-Unsubscribe headers), parsed."""
+        return [message_from_string(raw["raw_data"], policy=email_policy.default)
+                for raw in self.data().get("ses", {}).get("RawMessage", [])]
 
     def sent_sms(self) -> list[dict]:
         return list(self.data().get("sns", {}).get("SMS", []))

@@ -1,0 +1,10 @@
+"""Celery tasks for compliance. Each makes one call; the logic is in the modules."""
+from celery import shared_task
+
+from .preferences import expire_double_opt_ins
+
+
+@shared_task(ignore_result=True)
+def expire_double_opt_ins_task() -> None:
+    """Hourly (beat): pending double opt-ins past OMNI_DOUBLE_OPT_IN_DAYS go back to what they were."""
+    expire_double_opt_ins()
