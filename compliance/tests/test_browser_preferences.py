@@ -11,7 +11,7 @@ from compliance import links
 from compliance.actions import record_consent_change
 from compliance.models import Consent
 from contacts.models import Contact
-from omni.browser_testing import expect
+from omni.tests.browser import expect
 
 pytestmark = pytest.mark.browser
 
