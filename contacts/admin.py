@@ -30,7 +30,7 @@ class ContactAdmin(ImportExportModelAdmin):
     readonly_fields = ["created_at", "updated_at", "erased_at", "recent_events"]
     fieldsets = [
         (None, {"fields": ["external_id", ("first_name", "last_name"), "email", "phone"]}),
-        ("Profile", {"fields": ["lifecycle_stage", ("locale", "timezone", "country"), "attributes"]}),
+        ("Profile", {"fields": ["lifecycle_stage", ("locale", "timezone", "country", "region"), "attributes"]}),
         ("Messaging", {"fields": ["messaging_paused"]}),
         ("History", {"fields": ["recent_events", ("created_at", "updated_at", "erased_at")]}),
     ]
