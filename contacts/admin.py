@@ -114,6 +114,19 @@ def add_contact_inline(inline_class):
         ContactAdmin.inlines = [*ContactAdmin.inlines, inline_class]
 
 
+def add_contact_display(name: str, display) -> None:
+    """Show what another app computes about the contact (whether it can be messaged now...) in
+    the contact page's Messaging section. `display(model_admin, contact)` returns the HTML."""
+    if name in ContactAdmin.readonly_fields:
+        return
+    setattr(ContactAdmin, name, display)
+    ContactAdmin.readonly_fields = [*ContactAdmin.readonly_fields, name]
+    ContactAdmin.fieldsets = [
+        (title, {**options, "fields": [*options["fields"], name]}) if title == "Messaging" else (title, options)
+        for title, options in ContactAdmin.fieldsets
+    ]
+
+
 @admin.register(Segment)
 class SegmentAdmin(admin.ModelAdmin):
     list_display = ["name", "description", "updated_at"]

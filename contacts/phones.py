@@ -51,8 +51,9 @@ def timezones_of(e164: str) -> tuple[str, ...]:
 
 
 def validate_region(value: str) -> None:
-    """An ISO 3166-2 subdivision code such as US-FL, of a country phonenumbers knows; ValidationError otherwise."""
-    match = REGION_PATTERN.fullmatch(value or "")
+    """An ISO 3166-2 subdivision code such as US-FL (any case), of a country phonenumbers knows;
+    ValidationError otherwise."""
+    match = REGION_PATTERN.fullmatch((value or "").upper())
     if not match or match.group(1) not in phonenumbers.SUPPORTED_REGIONS:
         raise ValidationError(f"{value!r} is not an ISO 3166-2 region code such as US-FL.", code="invalid_region")
 
