@@ -442,7 +442,8 @@ class DecisionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         for rule, url_name in (("quiet_hours", "admin:compliance_quiethours_change"),
                                ("frequency_cap", "admin:compliance_frequencycap_change")):
             for result in ran.get(rule, []):
-                link = link_by_id(url_name, result["id"], f"#{result['id']} v{result['version']}")
+                link = format_html('<a href="{}">#{} v{}</a>', reverse(url_name, args=[result["id"]]), result["id"],
+                                   result["version"])
                 rows.append((rule, link, result["result"], result.get("reason", ""), _rule_detail(result)))
         return format_html(
             '<table class="rule-results"><thead><tr><th>rule</th><th>row</th><th>result</th><th>reason</th>'
