@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from contacts.models import Contact, LifecycleStage
@@ -151,8 +152,9 @@ class SendingRule(models.Model):
     applies_to_transactional = models.BooleanField(
         default=False, help_text="Transactional messages (a password reset, a receipt) pass the rule unless set.")
     active = models.BooleanField(default=True)
-    version = models.PositiveIntegerField(default=1, editable=False)
-    updated_at = models.DateTimeField(default=timezone.now, editable=False)
+    # Defaults in the database too, so code still running the previous release can add rows.
+    version = models.PositiveIntegerField(default=1, db_default=1, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now, db_default=Now(), editable=False)
 
     class Meta:
         abstract = True
@@ -175,7 +177,7 @@ class QuietHours(SendingRule):
 
     country = models.CharField(max_length=2, blank=True, validators=[validate_country],
                                help_text="ISO 3166-1 alpha-2, e.g. US. Blank: every country.")
-    region = models.CharField(max_length=6, blank=True, validators=[validate_region],
+    region = models.CharField(max_length=6, blank=True, default="", db_default="", validators=[validate_region],
                               help_text="ISO 3166-2, e.g. US-FL. Blank: the whole country.")
     start = models.TimeField(help_text="Local time the quiet window starts, e.g. 21:00.")
     end = models.TimeField(help_text="Local time it ends, e.g. 08:00 (may cross midnight).")
@@ -213,7 +215,7 @@ class FrequencyCap(SendingRule):
     limit = models.PositiveIntegerField(validators=[MinValueValidator(1)])
     window_seconds = models.PositiveIntegerField(default=86400, validators=[MinValueValidator(1)])
     action = models.CharField(max_length=10, choices=CapAction.choices, default=CapAction.DROP)
-    lifecycle_stages = models.JSONField(default=list, blank=True, validators=[validate_lifecycle_stages],
+    lifecycle_stages = models.JSONField(default=list, db_default=[], blank=True, validators=[validate_lifecycle_stages],
                                         help_text="Contacts at these lifecycle stages only. Blank: every stage.")
 
     def __str__(self):

@@ -49,7 +49,7 @@ class Contact(models.Model):
     timezone = models.CharField(max_length=64, blank=True, validators=[validate_timezone])
     country = models.CharField(max_length=2, blank=True, help_text="ISO 3166-1 alpha-2, e.g. US.")
     # Where rules differ within a country (quiet hours by state): compliance.QuietHours.region.
-    region = models.CharField(max_length=6, blank=True, validators=[validate_region],
+    region = models.CharField(max_length=6, blank=True, default="", db_default="", validators=[validate_region],
                               help_text="ISO 3166-2, e.g. US-FL.")
     lifecycle_stage = models.CharField(
         max_length=20, choices=LifecycleStage.choices, default=LifecycleStage.SUBSCRIBER, db_index=True
