@@ -1,13 +1,19 @@
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
+from compliance import gate
+from contacts.admin import add_contact_display
 from omni import audit
+from omni.choices import Channel, Purpose
 from omni.lib.admin import ReadOnlyAdminMixin, ReadOnlyInline
 from omni.lib.quarantine import QuarantineAdminMixin, QuarantinedFilter
 
+from . import whatsapp
 from .delivery import settle_delivery
+from .routing import provider_name
 from .models import (
     Conversation,
     ConversationStatus,
@@ -185,3 +191,44 @@ class OutboxMessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="subject / body")
     def content_preview(self, obj):
         return preview(obj.subject or obj.text_body)
+
+
+# --- on the contact page ----------------------------------------------------------------------
+
+def reachability_now(contact, now=None) -> dict:
+    """{purpose: {channel: Verdict}} for one contact now, with the WhatsApp window and the
+    provider each channel would use passed to the gate; reads only, never locks."""
+    now = now or timezone.now()
+    sessions = whatsapp.session_ends([contact.pk], now)
+    facts = {(contact.pk, channel): {"provider": provider_name(channel)} for channel in Channel.values}
+    facts[(contact.pk, Channel.WHATSAPP)]["whatsapp_session"] = contact.pk in sessions
+    return {purpose: gate.reachability([contact], purpose, now, facts)[contact.pk] for purpose in Purpose.values}
+
+
+def _reach_cell(verdict) -> str:
+    if verdict.allowed:
+        text = "yes"
+        if verdict.facts.channel_facts.get("whatsapp_session") is False:
+            text = "yes, with an approved template (no session in 24 h)"
+        return text
+    if verdict.outcome == gate.DEFER:
+        return f"later: {verdict.reason} until {verdict.until:%Y-%m-%d %H:%M %Z}"
+    return f"no: {verdict.reason}"
+
+
+@admin.display(description="can be messaged now")
+def contact_reachability(model_admin, obj):
+    if obj.pk is None:
+        return "—"
+    reach = reachability_now(obj)
+    header = format_html_join("", "<th>{}</th>", ((label,) for _, label in Purpose.choices))
+    rows = format_html_join(
+        "", '<tr class="reach-{}"><th>{}</th>{}</tr>',
+        ((channel, label, format_html_join("", "<td>{}</td>", ((_reach_cell(reach[purpose][channel]),)
+                                                              for purpose in Purpose.values)))
+         for channel, label in Channel.choices))
+    return format_html('<table class="reachability"><thead><tr><th>channel</th>{}</tr></thead><tbody>{}</tbody>'
+                       "</table>", header, rows)
+
+
+add_contact_display("reachability", contact_reachability)

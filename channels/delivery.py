@@ -176,7 +176,7 @@ def send_time_refusal(delivery: Delivery, now) -> Refusal | None:
 
     Re-checked when the worker runs, which may be long after the message was queued (retries,
     a backlog): the message may have been cancelled, expired, engaged with or moved on to
-    another channel, and the gate re-reads consent, suppression and pauses.
+    another channel, and the gate re-reads consent, suppression, pauses, quiet hours and caps.
     """
     message = delivery.message
     if message.status in state.FINAL_MESSAGE_STATUSES:
@@ -185,9 +185,10 @@ def send_time_refusal(delivery: Delivery, now) -> Refusal | None:
         # A fallback timer moved the message to its next channel while this delivery waited
         # (a backlog, retries): sending it now would deliver the same content twice.
         return Refusal("message_moved_to_next_channel")
+    # The message's own ledger row (written when it was queued) never counts against it.
     verdict = gate.check(delivery.contact, delivery.channel, message.purpose, delivery.to_address,
                          provider=delivery.provider, expires_at=message.expires_at,
-                         exemption=message.exemption, now=now)
+                         exemption=message.exemption, message_id=message.pk, now=now)
     if verdict.allowed:
         return None
     # The refusal overrides the decision made at dispatch, so it is kept as a decision too.

@@ -13,13 +13,13 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from compliance import decisions, gate
+from compliance import decisions, gate, ledger
 from contacts.models import Device
 from omni import audit
 from omni.choices import Channel
 from omni.lib.bulk import bulk_insert
 
-from . import state
+from . import state, whatsapp
 from .models import (
     ENGAGED_DELIVERY_STATUSES,
     FAILED_DELIVERY_STATUSES,
@@ -128,8 +128,13 @@ class _Candidate:
     # Push goes to every enabled device of the contact, one delivery each.
     devices: tuple = ()
     verdict: gate.Verdict | None = None
+    # Its place in the batch the gate decides (gate.Batch).
+    index: int = -1
 
 
+# In the caller's transaction when there is one (no savepoint: the tick isolates failures
+# itself); in one of its own otherwise, so the contact locks hold until the ledger is written.
+@transaction.atomic(savepoint=False)
 def dispatch_many(messages: list[Message], *, now=None) -> dict[int, Delivery]:
     """Route, gate and queue many messages at once. Returns a new delivery by message id.
 
@@ -137,27 +142,34 @@ def dispatch_many(messages: list[Message], *, now=None) -> dict[int, Delivery]:
     something written for it is skipped; the others are put to the compliance gate, and a
     channel it rules out for this channel only (no address, no opt-in, a bounced address) is
     skipped too; the first other verdict (queue, defer or suppress) stands. Every verdict
-    routing relied on is kept as a Decision row, with its audit entry, for the messages routing
-    moved (not for one another worker moved first). The whole batch costs a fixed handful of
-    queries. Runs inside the caller's transaction; send tasks are enqueued after it commits.
+    routing relied on is kept as a Decision row, with its audit entry, and each message queued as
+    a row of the send ledger (frequency caps count them), for the messages routing moved (not for
+    one another worker moved first). The whole batch costs a fixed handful of queries.
+
+    Runs inside the caller's transaction, which holds the messages' locks (claimed, or just
+    created); the contacts are locked next, before the gate reads the ledger (channels/state.py),
+    so two batches for one contact cannot both pass its caps. Send tasks are enqueued after it
+    commits.
     """
     now = now or timezone.now()
     pending = [m for m in messages if m.status not in state.FINAL_MESSAGE_STATUSES]
+    state.lock_contacts({m.contact_id for m in pending})
     devices = _push_devices(pending)
     candidates = {m.pk: _candidates(m, devices) for m in pending}
-    gated, requests = [], []
+    sessions = _whatsapp_sessions(pending, candidates, now)
+    requests = []
     for message in pending:
         for c in candidates[message.pk]:
             if c.variant is not None:
-                gated.append(c)
+                c.index = len(requests)
+                facts = {"whatsapp_session": message.contact_id in sessions} if c.channel == Channel.WHATSAPP else {}
                 requests.append(gate.SendRequest(message.contact, c.channel, message.purpose, c.address,
-                                                 c.provider, message.expires_at, message.exemption))
-    for candidate, verdict in zip(gated, gate.decide_many(requests, now)):
-        candidate.verdict = verdict
+                                                 c.provider, message.expires_at, message.exemption, message.pk, facts))
+    batch = gate.Batch(requests, now)
 
     moves, entries, rulings, queued, undeliverable = [], [], [], [], []
     for message in pending:
-        chosen, skipped, ruled = _route(candidates[message.pk])
+        chosen, skipped, ruled = _route(candidates[message.pk], batch)
         for candidate in ruled:
             extra = {"skipped": skipped} if candidate is chosen and skipped else None
             rulings.append((decisions.Ruling(candidate.verdict, message.pk, message.contact_id, candidate.step,
@@ -173,6 +185,7 @@ def dispatch_many(messages: list[Message], *, now=None) -> dict[int, Delivery]:
         else:
             moves.append(_routed(message, MessageStatus.QUEUED, chosen.step, chosen.verdict.reason))
             queued.append((message, _build_deliveries(message, chosen, now)))
+            batch.count_send(chosen.index)
 
     if undeliverable:
         # A message that already had a delivery has failed; one that never had any was suppressed.
@@ -185,18 +198,19 @@ def dispatch_many(messages: list[Message], *, now=None) -> dict[int, Delivery]:
                 "message.undeliverable", contact_id=message.contact_id, obj=message, reason="no_eligible_channel",
                 data={"skipped": skipped, "status": status})))
 
-    # savepoint=False: no extra queries inside the caller's transaction, one of its own outside.
-    with transaction.atomic(savepoint=False):
-        # A message something else moved meanwhile (an engagement, a cancellation) is left as it
-        # is, and the verdicts routing reached for it are not kept: they took no effect.
-        moved = state.move_messages(moves, now)
-        queued = [(message, built) for message, built in queued if message.pk in moved]
-        bulk_insert([d for _, built in queued for d in built], set_ids=True)
-        kept = [(ruling, extra) for ruling, extra in rulings if ruling.message_id in moved]
-        decisions.record([ruling for ruling, _ in kept], now,
-                         extra={index: extra for index, (_, extra) in enumerate(kept) if extra})
-        audit.record_many([entry for message_id, entry in entries if message_id in moved])
-        enqueue_sends([(d, message.purpose) for message, built in queued for d in built])
+    # A message something else moved meanwhile (an engagement, a cancellation) is left as it is,
+    # and the verdicts routing reached for it are not kept: they took no effect.
+    moved = state.move_messages(moves, now)
+    queued = [(message, built) for message, built in queued if message.pk in moved]
+    bulk_insert([d for _, built in queued for d in built], set_ids=True)
+    # One ledger row per message and plan step, however many push devices it went to.
+    ledger.record([ledger.Send(message.contact_id, built[0].channel, message.purpose, message.pk, built[0].plan_step,
+                               now) for message, built in queued])
+    kept = [(ruling, extra) for ruling, extra in rulings if ruling.message_id in moved]
+    decisions.record([ruling for ruling, _ in kept], now,
+                     extra={index: extra for index, (_, extra) in enumerate(kept) if extra})
+    audit.record_many([entry for message_id, entry in entries if message_id in moved])
+    enqueue_sends([(d, message.purpose) for message, built in queued for d in built])
     return {message.pk: built[0] for message, built in queued}
 
 
@@ -217,6 +231,12 @@ def _push_devices(messages: list[Message]) -> dict[int, tuple]:
     return {contact_id: tuple(devices) for contact_id, devices in found.items()}
 
 
+def _whatsapp_sessions(messages: list[Message], candidates: dict[int, list], now) -> dict:
+    """The open WhatsApp sessions of the contacts a WhatsApp send may go to, in one query."""
+    wanted = {m.contact_id for m in messages if any(c.channel == Channel.WHATSAPP for c in candidates[m.pk])}
+    return whatsapp.session_ends(wanted, now) if wanted else {}
+
+
 def _candidates(message: Message, devices: dict[int, tuple]) -> list[_Candidate]:
     contact = message.contact
     candidates = []
@@ -231,14 +251,16 @@ def _candidates(message: Message, devices: dict[int, tuple]) -> list[_Candidate]
     return candidates
 
 
-def _route(candidates: list[_Candidate]) -> tuple[_Candidate | None, list[dict], list[_Candidate]]:
+def _route(candidates: list[_Candidate], batch: gate.Batch) -> tuple[_Candidate | None, list[dict], list[_Candidate]]:
     """The first channel the gate has to rule on for real, the channels skipped before it, and
-    the candidates whose verdicts routing relied on (the skipped ones the gate ruled out, then the chosen one)."""
+    the candidates whose verdicts routing relied on (the skipped ones the gate ruled out, then the chosen one).
+    The gate decides each candidate as routing reaches it, never one after the chosen."""
     skipped, ruled = [], []
     for candidate in candidates:
         if candidate.variant is None:
             skipped.append({"channel": candidate.channel, "reason": "no_content_for_channel"})
             continue
+        candidate.verdict = batch.decide(candidate.index)
         ruled.append(candidate)
         if candidate.verdict.outcome == gate.SUPPRESS and candidate.verdict.reason in CHANNEL_INELIGIBLE_REASONS:
             skipped.append({"channel": candidate.channel, "reason": candidate.verdict.reason})

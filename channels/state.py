@@ -13,6 +13,13 @@ Lock order: a transaction that changes a message and any of its deliveries locks
 first (lock_message), then the deliveries. A webhook about one push device, a webhook about
 another and the tick's fallback all touch the same message and its sibling deliveries; taking
 the rows in one order makes them queue instead of deadlocking.
+
+Routing (channels.routing.dispatch_many) then locks the contacts of its batch (lock_contacts),
+after the messages and in contact id order, before anything reads the send ledger: two
+batches with a message for the same contact take turns, and the second one counts what the
+first queued, so both cannot pass one frequency cap. Arbitration, when it comes, runs under
+the same locks. Reads for display (compliance.gate.reachability, the admin) never lock.
+So: messages, then contacts (by id), then deliveries.
 """
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -22,6 +29,8 @@ from django.db import connections, router
 from django.db.models import Case, Q, Value, When
 from django.db.models.sql import UpdateQuery
 from django.utils import timezone
+
+from contacts.models import Contact
 
 from .models import Delivery, DeliveryStatus, Message, MessageStatus
 
@@ -111,6 +120,18 @@ def lock_message(message_id: int) -> None:
     connection = connections[router.db_for_write(Message)]
     if connection.features.has_select_for_update:
         list(Message.objects.select_for_update().filter(pk=message_id).values_list("pk"))
+
+
+def lock_contacts(contact_ids) -> None:
+    """Lock the contacts' rows, in id order, until the transaction ends (see the lock order
+    above): FOR NO KEY UPDATE, which other routing batches wait for but inserts of rows
+    pointing at the contact (events, deliveries) do not. Call inside atomic(); a no-op where
+    the database has no row locks (SQLite serializes writers)."""
+    connection = connections[router.db_for_write(Contact)]
+    if contact_ids and connection.features.has_select_for_update:
+        no_key = connection.features.has_select_for_no_key_update
+        list(Contact.objects.select_for_update(no_key=no_key).filter(pk__in=sorted(contact_ids))
+             .order_by("pk").values_list("pk"))
 
 
 def move_messages(moves: list[MessageMove], now=None) -> set[int]:

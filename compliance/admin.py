@@ -2,17 +2,28 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
+from django.urls import reverse
 from django.utils import timezone
-from django.utils.html import format_html_join
+from django.utils.html import format_html, format_html_join
 
 from contacts.admin import add_contact_inline
+from contacts.models import LifecycleStage
 from contacts.phones import normalize_phone
 from omni import audit
 from omni.lib.admin import ReadOnlyAdminMixin, ReadOnlyInline, adopt_saved, link_by_id
 from omni.choices import Channel
 
-from . import actions
-from .models import Consent, ConsentChange, Decision, FrequencyCap, QuietHours, SendingPause, Suppression
+from . import actions, gate
+from .models import (
+    Consent,
+    ConsentChange,
+    Decision,
+    FrequencyCap,
+    QuietHours,
+    SendingPause,
+    SendLedger,
+    Suppression,
+)
 
 CONTACT_SEARCH_FIELDS = ["contact__email", "contact__phone", "contact__external_id"]
 
@@ -154,18 +165,55 @@ class AuditedRuleAdmin(admin.ModelAdmin):
 @admin.register(QuietHours)
 class QuietHoursAdmin(AuditedRuleAdmin):
     audit_noun = "quiet_hours"
-    list_display = ["name", "channel", "purpose", "country", "start", "end", "applies_to_transactional", "active"]
+    list_display = ["name", "channel", "purpose", "country", "region", "start", "end", "applies_to_transactional",
+                    "active", "version", "updated_at"]
     list_filter = ["active", "channel", "purpose", "country"]
-    search_fields = ["name"]
+    search_fields = ["name", "region"]
+    fields = ["name", "channel", "purpose", "country", "region", "start", "end", "applies_to_transactional", "active"]
+
+
+class FrequencyCapForm(forms.ModelForm):
+    lifecycle_stages = forms.MultipleChoiceField(
+        choices=LifecycleStage.choices, required=False, widget=forms.CheckboxSelectMultiple,
+        help_text="Contacts at these lifecycle stages only. None ticked: every stage.")
+
+    class Meta:
+        model = FrequencyCap
+        fields = ["name", "channel", "purpose", "limit", "window_seconds", "action", "lifecycle_stages",
+                  "applies_to_transactional", "active"]
 
 
 @admin.register(FrequencyCap)
 class FrequencyCapAdmin(AuditedRuleAdmin):
     audit_noun = "frequency_cap"
-    list_display = ["name", "channel", "purpose", "limit", "window_seconds", "action", "applies_to_transactional",
-                    "active"]
+    form = FrequencyCapForm
+    list_display = ["name", "channel", "purpose", "limit", "window_seconds", "action", "stages",
+                    "applies_to_transactional", "active", "version", "updated_at"]
     list_filter = ["active", "channel", "purpose", "action"]
     search_fields = ["name"]
+
+    @admin.display(description="lifecycle stages")
+    def stages(self, obj):
+        return ", ".join(obj.lifecycle_stages) or "all"
+
+
+@admin.register(SendLedger)
+class SendLedgerAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """What frequency caps count: one row per message queued on a plan step, written by routing."""
+
+    list_display = ["at", "contact_link", "channel", "purpose", "message_link", "plan_step"]
+    list_filter = ["channel", "purpose"]
+    search_fields = ["=contact_id", "=message_id"]
+    date_hierarchy = "at"
+    show_full_result_count = False
+
+    @admin.display(description="contact", ordering="contact_id")
+    def contact_link(self, obj):
+        return link_by_id("admin:contacts_contact_change", obj.contact_id, "Contact")
+
+    @admin.display(description="message", ordering="message_id")
+    def message_link(self, obj):
+        return link_by_id("admin:channels_message_change", obj.message_id, "Message")
 
 
 @admin.register(SendingPause)
@@ -223,6 +271,49 @@ class DecisionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ["=message_id", "=contact_id", "reason"]
     date_hierarchy = "decided_at"
     show_full_result_count = False
+    readonly_fields = ["rule_results", "what_it_read"]
+    fieldsets = [
+        (None, {"fields": ["decided_at", ("outcome", "reason", "defer_until"), ("channel", "plan_step", "purpose",
+                                                                                 "provider"),
+                           ("message_id", "delivery_id", "contact_id")]}),
+        ("Each rule's result", {"fields": ["rule_results"]}),
+        ("What the gate read", {"fields": ["what_it_read", ("consent_status", "consent_change_id"), "suppressions",
+                                           "inputs", "digest"]}),
+    ]
+
+    @admin.display(description="rules, in the order they ran")
+    def rule_results(self, obj):
+        ran = {}
+        for result in (obj.inputs or {}).get("rules", []):
+            ran.setdefault(result["rule"], []).append(result)
+        rows = []
+        for rule in gate.BUILT_IN_RULES:
+            for result in ran.get(rule) or [{"result": "pass"}]:
+                rows.append((rule, "", result["result"], result.get("reason", ""), _rule_detail(result)))
+        for rule, url_name in (("quiet_hours", "admin:compliance_quiethours_change"),
+                               ("frequency_cap", "admin:compliance_frequencycap_change")):
+            for result in ran.get(rule, []):
+                link = format_html('<a href="{}">#{} v{}</a>', reverse(url_name, args=[result["id"]]), result["id"],
+                                   result["version"])
+                rows.append((rule, link, result["result"], result.get("reason", ""), _rule_detail(result)))
+        return format_html(
+            '<table class="rule-results"><thead><tr><th>rule</th><th>row</th><th>result</th><th>reason</th>'
+            "<th>detail</th></tr></thead><tbody>{}</tbody></table>",
+            format_html_join("", '<tr class="rule-{}"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>',
+                             ((rule, rule, link, result, reason, detail) for rule, link, result, reason, detail in rows)))
+
+    @admin.display(description="the contact's clock and ledger")
+    def what_it_read(self, obj):
+        inputs = obj.inputs or {}
+        parts = []
+        if inputs.get("zone"):
+            parts.append(f"local time {inputs.get('local_time')} in {inputs['zone']} (from the "
+                         f"{inputs.get('zone_source')})")
+        if "ledger" in inputs:
+            parts.append(f"{len(inputs['ledger'])} send(s) in the ledger within the longest cap window")
+        if inputs.get("exemption"):
+            parts.append(f"exemption: {inputs['exemption']}")
+        return "; ".join(parts) or "—"
 
     @admin.display(description="contact", ordering="contact_id")
     def contact_link(self, obj):
@@ -231,3 +322,16 @@ class DecisionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="message", ordering="message_id")
     def message_link(self, obj):
         return link_by_id("admin:channels_message_change", obj.message_id, "Message")
+
+
+def _rule_detail(result: dict) -> str:
+    details = []
+    if "until" in result:
+        details.append(f"until {result['until']}")
+    if "zone" in result:
+        details.append(f"in {result['zone']}")
+    if "count" in result:
+        details.append(f"{result['count']} of {result['limit']} in {result['window_seconds']}s")
+    if "window_ends" in result:
+        details.append(f"window ends {result['window_ends']}, after the message expires")
+    return ", ".join(details)

@@ -1,13 +1,21 @@
-"""Keeping the gate's verdicts: one Decision row per verdict, sealed into the audit chain by digest."""
+"""Keeping the gate's verdicts: one Decision row per verdict, sealed into the audit chain by digest.
+
+A row keeps everything decide() read (Decision.inputs), so facts_of() rebuilds the SendFacts
+from it and the same rules give the same verdict again (policy replay).
+"""
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 from omni import audit
 from omni.lib.bulk import insert_rows
 from omni.models import AuditEntry
 
-from .gate import Verdict
+from .gate import Rules, SendFacts, Verdict, current_rules, zone_named
 from .models import Decision
+
+# decide() only asks whether there is an address; the row never keeps it (personal data).
+KEPT_ADDRESS = "(kept out of the decision)"
 
 DECISION_LABEL = Decision._meta.label_lower
 
@@ -43,16 +51,62 @@ def values(ruling: Ruling, now) -> dict:
         "consent_status": facts.consent_status,
         "consent_change_id": facts.consent_change_id,
         "suppressions": list(facts.suppression_reasons),
-        "inputs": {
-            "has_address": bool(facts.address),
-            "contact_paused": facts.contact_paused,
-            "channel_paused": facts.channel_paused,
-            "expires_at": facts.expires_at.isoformat() if facts.expires_at else None,
-            "exemption": facts.exemption,
-        },
+        "inputs": inputs_of(verdict, facts, now),
     }
     row["digest"] = Decision.digest_of(row)
     return row
+
+
+def inputs_of(verdict: Verdict, facts: SendFacts, now) -> dict:
+    """Everything the verdict was decided from, beyond the row's own columns, and each rule's result."""
+    inputs = {
+        "has_address": bool(facts.address),
+        "contact_paused": facts.contact_paused,
+        "channel_paused": facts.channel_paused,
+        "expires_at": facts.expires_at.isoformat() if facts.expires_at else None,
+        "exemption": facts.exemption,
+        "rules": list(verdict.rules),
+    }
+    if facts.zones:
+        zone = zone_named(verdict.zone or facts.zones[0])
+        inputs.update(zone=verdict.zone or facts.zones[0], zones=list(facts.zones), zone_source=facts.zone_source,
+                      local_time=now.astimezone(zone).isoformat() if zone else None,
+                      country=facts.country, region=facts.region)
+    if facts.rules.caps:
+        inputs.update(lifecycle_stage=facts.lifecycle_stage,
+                      ledger=[[channel, purpose, at.isoformat()] for channel, purpose, at in facts.sends])
+    if facts.channel_facts:
+        inputs["channel_facts"] = dict(facts.channel_facts)
+    return inputs
+
+
+def facts_of(decision: Decision, rules: Rules | None = None) -> SendFacts:
+    """The SendFacts a stored decision was made from, to decide it again under `rules` (by
+    default the rules in force now; inputs["rules"] names the id and version of each rule that
+    applied then). The address itself is not kept: a placeholder stands for it."""
+    inputs = decision.inputs or {}
+    expires_at = inputs.get("expires_at")
+    return SendFacts(
+        channel=decision.channel,
+        purpose=decision.purpose,
+        address=KEPT_ADDRESS if inputs.get("has_address", True) else "",
+        consent_status=decision.consent_status,
+        consent_change_id=decision.consent_change_id,
+        suppression_reasons=tuple(decision.suppressions or ()),
+        contact_paused=inputs.get("contact_paused", False),
+        channel_paused=inputs.get("channel_paused", False),
+        expires_at=datetime.fromisoformat(expires_at) if expires_at else None,
+        exemption=inputs.get("exemption", ""),
+        contact_id=decision.contact_id,
+        zones=tuple(inputs.get("zones", ())),
+        zone_source=inputs.get("zone_source", ""),
+        country=inputs.get("country", ""),
+        region=inputs.get("region", ""),
+        lifecycle_stage=inputs.get("lifecycle_stage", ""),
+        sends=tuple((channel, purpose, datetime.fromisoformat(at)) for channel, purpose, at in inputs.get("ledger", ())),
+        channel_facts=inputs.get("channel_facts", {}),
+        rules=rules or current_rules(),
+    )
 
 
 ROW_FIELDS = [*Decision.DIGEST_FIELDS, "digest"]

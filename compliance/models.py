@@ -1,15 +1,18 @@
 """Consent, suppression, sending rules, and the gate's decisions."""
+import hashlib
+import json
 import uuid
 from datetime import timezone as dt_timezone
 
-import hashlib
-import json
-
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
 from django.db import models
+from django.db.models.functions import Now
 from django.utils import timezone
 
-from contacts.models import Contact
+from contacts.models import Contact, LifecycleStage
+from contacts.phones import validate_country, validate_region
 from omni.choices import Channel, ConsentStatus, Purpose
 
 
@@ -152,17 +155,46 @@ class Suppression(models.Model):
         return f"{self.address or self.address_hash[:12]} ({scope}): {self.get_reason_display()}"
 
 
-class QuietHours(models.Model):
-    """A window in the contact's local time when messages are deferred, not dropped."""
+class SendingRule(models.Model):
+    """What quiet hours and frequency caps share: a scope, a version every save raises (kept in
+    each decision that applied the rule), and the time of the last change (the gate's rule cache
+    reloads when it moves)."""
 
     name = models.CharField(max_length=100)
     channel = models.CharField(max_length=10, choices=Channel.choices, blank=True, help_text="Blank: every channel.")
     purpose = models.CharField(max_length=15, choices=Purpose.choices, blank=True, help_text="Blank: every purpose.")
-    country = models.CharField(max_length=2, blank=True, help_text="Blank: every country.")
+    applies_to_transactional = models.BooleanField(
+        default=False, help_text="Transactional messages (a password reset, a receipt) pass the rule unless set.")
+    active = models.BooleanField(default=True)
+    # Defaults in the database too, so code still running the previous release can add rows.
+    version = models.PositiveIntegerField(default=1, db_default=1, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now, db_default=Now(), editable=False)
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            self.version += 1
+        self.updated_at = timezone.now()
+        if "update_fields" in kwargs and kwargs["update_fields"] is not None:
+            kwargs["update_fields"] = {*kwargs["update_fields"], "version", "updated_at"}
+        super().save(*args, **kwargs)
+
+
+class QuietHours(SendingRule):
+    """A window in the contact's local time when messages are deferred to its end, not dropped.
+
+    Rules for a country and for a region of it are rows of their own; every rule that matches a
+    contact applies (compliance.gate).
+    """
+
+    country = models.CharField(max_length=2, blank=True, validators=[validate_country],
+                               help_text="ISO 3166-1 alpha-2, e.g. US. Blank: every country.")
+    region = models.CharField(max_length=6, blank=True, default="", db_default="", validators=[validate_region],
+                              help_text="ISO 3166-2, e.g. US-FL. Blank: the whole country.")
     start = models.TimeField(help_text="Local time the quiet window starts, e.g. 21:00.")
     end = models.TimeField(help_text="Local time it ends, e.g. 08:00 (may cross midnight).")
-    applies_to_transactional = models.BooleanField(default=False)
-    active = models.BooleanField(default=True)
 
     class Meta:
         verbose_name_plural = "quiet hours"
@@ -170,26 +202,62 @@ class QuietHours(models.Model):
     def __str__(self):
         return f"{self.name}: {self.start:%H:%M}-{self.end:%H:%M}"
 
+    def clean(self):
+        self.country = (self.country or "").upper()
+        self.region = (self.region or "").upper()
+        if self.region and self.country and not self.region.startswith(f"{self.country}-"):
+            raise ValidationError({"region": f"Region {self.region} is not in the country {self.country}."})
+        if self.start is not None and self.start == self.end:
+            raise ValidationError({"end": "The window ends when it starts: it would never be quiet."})
+
 
 class CapAction(models.TextChoices):
     DROP = "drop", "Drop the message"
     DEFER = "defer", "Defer until the window allows it"
 
 
-class FrequencyCap(models.Model):
-    """At most `limit` messages per rolling `window_seconds`, by channel and/or purpose."""
+def validate_lifecycle_stages(value):
+    if not isinstance(value, list) or any(stage not in LifecycleStage.values for stage in value):
+        raise ValidationError(f"Lifecycle stages are a list of: {', '.join(LifecycleStage.values)}.")
 
-    name = models.CharField(max_length=100)
-    channel = models.CharField(max_length=10, choices=Channel.choices, blank=True, help_text="Blank: every channel.")
-    purpose = models.CharField(max_length=15, choices=Purpose.choices, blank=True, help_text="Blank: every purpose.")
-    limit = models.PositiveIntegerField()
-    window_seconds = models.PositiveIntegerField(default=86400)
+
+class FrequencyCap(SendingRule):
+    """At most `limit` messages per rolling `window_seconds`, by channel and/or purpose, counted
+    from the send ledger. Over the cap a message is dropped, or deferred until the oldest send
+    counted leaves the window."""
+
+    limit = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+    window_seconds = models.PositiveIntegerField(default=86400, validators=[MinValueValidator(1)])
     action = models.CharField(max_length=10, choices=CapAction.choices, default=CapAction.DROP)
-    applies_to_transactional = models.BooleanField(default=False)
-    active = models.BooleanField(default=True)
+    lifecycle_stages = models.JSONField(default=list, db_default=[], blank=True, validators=[validate_lifecycle_stages],
+                                        help_text="Contacts at these lifecycle stages only. Blank: every stage.")
 
     def __str__(self):
         return f"{self.name}: {self.limit} per {self.window_seconds}s"
+
+
+class SendLedger(models.Model):
+    """One row per message queued on a plan step (not per push device): what frequency caps count.
+
+    Written by channels' routing in bulk with each batch it queues; plain ids, because the
+    message lives in an app above this one, and history outlives what it points at.
+    """
+
+    contact_id = models.BigIntegerField()
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    purpose = models.CharField(max_length=15, choices=Purpose.choices)
+    message_id = models.BigIntegerField()
+    plan_step = models.PositiveSmallIntegerField(default=0)
+    at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "send ledger entry"
+        verbose_name_plural = "send ledger"
+        ordering = ["-at"]
+        indexes = [models.Index(fields=["contact_id", "at"], name="sendledger_contact_at")]
+
+    def __str__(self):
+        return f"message {self.message_id} step {self.plan_step} on {self.channel} at {self.at:%Y-%m-%d %H:%M}"
 
 
 class SendingPause(models.Model):

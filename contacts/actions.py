@@ -13,10 +13,10 @@ from omni.choices import Channel, ConsentStatus, Purpose
 
 from . import hooks
 from .models import Contact, LifecycleStage
-from .phones import normalize_phone
+from .phones import normalize_phone, validate_region
 
 PROFILE_FIELDS = frozenset(
-    {"email", "phone", "first_name", "last_name", "locale", "timezone", "country", "lifecycle_stage"}
+    {"email", "phone", "first_name", "last_name", "locale", "timezone", "country", "region", "lifecycle_stage"}
 )
 CONTACT_FIELDS = PROFILE_FIELDS | {"attributes", "consents"}
 CONSENT_FIELDS = frozenset({"channel", "purpose", "status", "evidence"})
@@ -56,8 +56,9 @@ class ContactErased(Exception):
 def upsert_contact(external_id: str, data: dict, *, actor_label: str) -> tuple[Contact, bool]:
     """Create or update the contact with this external id from `data`; return (contact, created).
 
-    `data` may hold email, phone, first_name, last_name, locale, timezone, country,
-    lifecycle_stage, attributes (merged into the stored ones; a null value removes a key) and
+    `data` may hold email, phone, first_name, last_name, locale, timezone, country, region
+    (ISO 3166-2, within `country` when both are given), lifecycle_stage, attributes (merged
+    into the stored ones; a null value removes a key) and
     consents ([{"channel", "purpose", "status", "evidence"}], recorded through
     compliance.actions.record_consent_change). Everything is validated before anything is
     written, and everything is written in one transaction: InvalidField names the first field
@@ -212,6 +213,16 @@ def clean_profile_field(field: str, value, *, country: str = ""):
         if text and not COUNTRY_PATTERN.fullmatch(text):
             raise InvalidField(field, f"'{text}' is not an ISO 3166-1 alpha-2 country code such as US.")
         return text.upper()
+    if field == "region":
+        text = require_string(field, value, max_length=6).upper()
+        if text:
+            try:
+                validate_region(text)
+            except ValidationError as exc:
+                raise InvalidField(field, exc.messages[0]) from None
+            if country and not text.startswith(f"{country}-"):
+                raise InvalidField(field, f"Region {text} is not in the country {country}.")
+        return text
     return require_string(field, value, max_length=100)  # first_name, last_name
 
 

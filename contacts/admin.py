@@ -30,7 +30,7 @@ class ContactAdmin(ImportExportModelAdmin):
     readonly_fields = ["created_at", "updated_at", "erased_at", "recent_events"]
     fieldsets = [
         (None, {"fields": ["external_id", ("first_name", "last_name"), "email", "phone"]}),
-        ("Profile", {"fields": ["lifecycle_stage", ("locale", "timezone", "country"), "attributes"]}),
+        ("Profile", {"fields": ["lifecycle_stage", ("locale", "timezone", "country", "region"), "attributes"]}),
         ("Messaging", {"fields": ["messaging_paused", "preferred_channel"]}),
         ("History", {"fields": ["recent_events", ("created_at", "updated_at", "erased_at")]}),
     ]
@@ -112,6 +112,19 @@ def add_contact_inline(inline_class):
     """Show another app's rows (consents, messages...) on the contact page."""
     if inline_class not in ContactAdmin.inlines:
         ContactAdmin.inlines = [*ContactAdmin.inlines, inline_class]
+
+
+def add_contact_display(name: str, display) -> None:
+    """Show what another app computes about the contact (whether it can be messaged now...) in
+    the contact page's Messaging section. `display(model_admin, contact)` returns the HTML."""
+    if name in ContactAdmin.readonly_fields:
+        return
+    setattr(ContactAdmin, name, display)
+    ContactAdmin.readonly_fields = [*ContactAdmin.readonly_fields, name]
+    ContactAdmin.fieldsets = [
+        (title, {**options, "fields": [*options["fields"], name]}) if title == "Messaging" else (title, options)
+        for title, options in ContactAdmin.fieldsets
+    ]
 
 
 @admin.register(Segment)

@@ -172,6 +172,7 @@ def contact_json(contact) -> dict:
         "locale": contact.locale,
         "timezone": contact.timezone,
         "country": contact.country,
+        "region": contact.region,
         "lifecycle_stage": contact.lifecycle_stage,
         "attributes": contact.attributes,
         "messaging_paused": contact.messaging_paused,

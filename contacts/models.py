@@ -9,7 +9,7 @@ from django.utils.timezone import now
 
 from omni.choices import Channel
 
-from .phones import normalize_phone
+from .phones import normalize_phone, validate_region
 
 
 def validate_timezone(value: str):
@@ -48,6 +48,9 @@ class Contact(models.Model):
     locale = models.CharField(max_length=16, default="en", help_text="BCP 47 language tag, e.g. en, fr-CA.")
     timezone = models.CharField(max_length=64, blank=True, validators=[validate_timezone])
     country = models.CharField(max_length=2, blank=True, help_text="ISO 3166-1 alpha-2, e.g. US.")
+    # Where rules differ within a country (quiet hours by state): compliance.QuietHours.region.
+    region = models.CharField(max_length=6, blank=True, default="", db_default="", validators=[validate_region],
+                              help_text="ISO 3166-2, e.g. US-FL.")
     lifecycle_stage = models.CharField(
         max_length=20, choices=LifecycleStage.choices, default=LifecycleStage.SUBSCRIBER, db_index=True
     )
@@ -76,6 +79,10 @@ class Contact(models.Model):
             self.email = self.email.strip().lower()
         if self.phone:
             self.phone = normalize_phone(self.phone)
+        if self.region:
+            self.region = self.region.strip().upper()
+            if self.country and not self.region.startswith(f"{self.country.upper()}-"):
+                raise ValidationError({"region": f"Region {self.region} is not in the contact's country {self.country}."})
 
     def address_for(self, channel: str) -> str:
         """Where a message on this channel goes, or "" when the contact cannot receive it."""

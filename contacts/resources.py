@@ -67,7 +67,7 @@ class ContactResource(resources.ModelResource):
     class Meta:
         model = Contact
         fields = [
-            "external_id", "email", "phone", "first_name", "last_name", "locale", "timezone", "country",
+            "external_id", "email", "phone", "first_name", "last_name", "locale", "timezone", "country", "region",
             "lifecycle_stage", "messaging_paused", "attributes",
         ]
         import_id_fields = ["external_id"]

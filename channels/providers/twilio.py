@@ -10,7 +10,6 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from django.conf import settings
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.functional import cached_property
 from requests import ConnectionError as RequestsConnectionError
 from requests import ConnectTimeout, ReadTimeout
@@ -19,7 +18,8 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
 from channels.base import CannotTell, DeliveryError, DeliveryOutcomeUnknown, Provider, SendResult
-from channels.models import EVENT_DELIVERY_STATUS, Delivery, DeliveryStatus, EventType, InboundMessage
+from channels.models import EVENT_DELIVERY_STATUS, Delivery, DeliveryStatus, EventType
+from channels.whatsapp import in_whatsapp_session
 from compliance.models import SuppressionReason
 from omni.choices import Channel
 
@@ -28,9 +28,6 @@ REQUEST_TIMEOUT_SECONDS = 15
 # call follows the claim within a request timeout; a minute each side covers clock skew.
 FIND_SEND_BEFORE = timedelta(minutes=1)
 FIND_SEND_AFTER = timedelta(seconds=REQUEST_TIMEOUT_SECONDS) + timedelta(minutes=1)
-# WhatsApp allows free-form messages only within 24 hours of the contact's last message to
-# us; outside that window only an approved content template goes through (error 63016).
-WHATSAPP_SESSION_WINDOW = timedelta(hours=24)
 
 # Twilio error codes (https://www.twilio.com/docs/api/errors) that prove the number must not
 # be messaged again on this channel, whether raised at send time or reported in a callback.
@@ -216,13 +213,6 @@ def uses_content_template(delivery) -> bool:
     if delivery.channel == Channel.WHATSAPP and delivery.text_body:
         return not in_whatsapp_session(delivery.contact_id)
     return True
-
-
-def in_whatsapp_session(contact_id) -> bool:
-    since = timezone.now() - WHATSAPP_SESSION_WINDOW
-    return InboundMessage.objects.filter(
-        contact_id=contact_id, channel=Channel.WHATSAPP, received_at__gte=since
-    ).exists()
 
 
 def status_callback_url(delivery) -> str:

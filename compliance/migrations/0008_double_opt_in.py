@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("compliance", "0003_decisions_and_protected_history"),
+        ("compliance", "0004_quiet_hours_regions_caps_ledger"),
     ]
 
     operations = [

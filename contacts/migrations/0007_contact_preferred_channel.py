@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('contacts', '0005_contactevent_protect_contact'),
+        ('contacts', '0006_contact_region'),
     ]
 
     operations = [

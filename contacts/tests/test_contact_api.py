@@ -54,6 +54,8 @@ def test_a_null_value_clears_an_optional_field(crm_api):
     ("lifecycle_stage", "prospect"),
     ("locale", "english please"),
     ("country", "USA"),
+    ("region", "Florida"),
+    ("region", "ZZ-FL"),
     ("attributes", ["vip"]),
 ])
 def test_an_invalid_value_is_refused_with_400_naming_the_field(crm_api, field, value):
@@ -265,3 +267,27 @@ def test_an_event_creating_its_contact_reads_a_national_phone_with_its_country(c
 
     assert response.status_code == 202
     assert Contact.objects.get().phone == "+14155550199"
+
+
+def test_a_region_is_kept_in_iso_3166_2_and_must_lie_in_the_country(crm_api):
+    stored = crm_api.put("/api/v1/contacts/crm-1", {"country": "us", "region": "us-fl"})
+    elsewhere = crm_api.put("/api/v1/contacts/crm-2", {"country": "US", "region": "CA-ON"})
+
+    assert (stored.status_code, stored.json()["region"]) == (201, "US-FL")
+    assert (elsewhere.status_code, elsewhere.json()["error"]["field"]) == (400, "region")
+
+
+def test_the_model_refuses_a_bad_region_naming_it(db):
+    from django.core.exceptions import ValidationError
+
+    from compliance.models import QuietHours
+
+    with pytest.raises(ValidationError) as contact_error:
+        Contact(external_id="x", region="Florida").full_clean()
+    with pytest.raises(ValidationError) as mismatch:
+        Contact(external_id="y", country="US", region="CA-ON").full_clean()
+    with pytest.raises(ValidationError) as rule_error:
+        QuietHours(name="Florida", start="21:00", end="08:00", region="FL").full_clean()
+
+    assert "region" in contact_error.value.message_dict and "region" in mismatch.value.message_dict
+    assert list(rule_error.value.message_dict) == ["region"]

@@ -29,6 +29,7 @@ SCALE_MEANING = {
     "journey_tick": "due enrollments (10x as many in the table), run by 2 Celery worker processes",
     "ingest_http": "contacts; the load runs scale/5000 seconds per endpoint (1 to 10)",
     "ingest_batch": "events x 4, posted in batches of 1,000",
+    "gate": "sends in one decide_many (and as many contacts), every rule on",
 }
 
 
@@ -54,13 +55,14 @@ def missing_packages(names: list[str]) -> list[str]:
 def benchmarks() -> dict:
     """Every benchmark by name, in the order they run: the ceilings first, so others can be
     shown as a fraction of them."""
-    from . import claim_ceiling, ingest, journey_tick
+    from . import claim_ceiling, gate, ingest, journey_tick
 
     return {
         "claim_ceiling": claim_ceiling.run,
         "journey_tick": journey_tick.run,
         "ingest_http": ingest.run_http,
         "ingest_batch": ingest.run_batch,
+        "gate": gate.run,
     }
 
 

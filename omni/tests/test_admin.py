@@ -25,7 +25,15 @@ from channels.models import (
 )
 from omni import audit
 from omni.models import AuditEntry
-from compliance.models import Consent, ConsentChange, ConsentStatus, Suppression
+from compliance.models import (
+    Consent,
+    ConsentChange,
+    ConsentStatus,
+    FrequencyCap,
+    QuietHours,
+    SendLedger,
+    Suppression,
+)
 from contacts.models import Contact, ContactEvent
 from contacts.resources import ContactResource
 from omni.models import ApiKey, ApiScope
@@ -74,6 +82,10 @@ def message_trail(demo):
     conversation = Conversation.objects.create(contact=bob, channel="sms")
     InboundMessage.objects.create(contact=bob, conversation=conversation, channel="sms", provider="sandbox",
                                   provider_message_id="in-1", from_address=bob.phone, body="Thanks!")
+    SendLedger.objects.create(contact_id=bob.pk, channel="email", purpose="marketing", message_id=message.pk,
+                              at=message.created_at)
+    QuietHours.objects.create(name="Nights", start="21:00", end="08:00", region="US-FL")
+    FrequencyCap.objects.create(name="Three a day", limit=3, lifecycle_stages=["trial"])
     return message
 
 
@@ -496,7 +508,8 @@ LIST_PAGE_MAX_QUERIES = 20
 @pytest.fixture
 def many_rows(demo):
     """ROWS contacts, each with a message, a delivery, a provider event, a sandbox copy, a
-    conversation with a reply, an enrollment at a step, consent, a suppression and a device."""
+    conversation with a reply, an enrollment at a step, consent, a suppression, a device and a
+    send ledger row; as many quiet hours and frequency caps."""
     from django.utils import timezone
 
     from campaigns.models import EnrollmentState
@@ -527,6 +540,10 @@ def many_rows(demo):
         record_consent_change(contact, "email", "marketing", "granted", "form")
         suppress(contact.phone, channel="sms", reason="stop", contact=contact)
         Device.objects.create(contact=contact, platform="ios", token=f"token-{index}")
+        SendLedger.objects.create(contact_id=contact.pk, channel="email", purpose="marketing", message_id=message.pk,
+                                  at=timezone.now())
+        QuietHours.objects.create(name=f"Nights {index}", start="21:00", end="08:00", country="US")
+        FrequencyCap.objects.create(name=f"Cap {index}", limit=3, lifecycle_stages=["trial", "lead"])
 
 
 def test_every_list_page_makes_a_bounded_number_of_queries_with_many_rows(many_rows, admin_client):

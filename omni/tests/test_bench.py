@@ -8,7 +8,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from omni.bench import journey_tick
+from omni.bench import gate, journey_tick
 
 
 @pytest.mark.django_db
@@ -25,6 +25,18 @@ def test_the_tick_benchmark_reports_every_figure_and_no_duplicates():
     # rates and costs measured from work that happened are positive (a figure stuck at 0 fails)
     for metric in ("steps_per_second", "due_steps_per_second", "tick_claims_per_second", "queries_per_1000_steps"):
         assert figures[metric].value > 0, metric
+
+
+@pytest.mark.django_db
+def test_the_gate_benchmark_decides_every_send_in_a_handful_of_queries():
+    figures = {f.metric: f for f in gate.measure(40)}
+
+    assert figures["us_per_message"].n == 40 and figures["us_per_message"].value > 0
+    assert figures["queries_per_batch"].value <= 8
+    assert figures["check_p99_ms"].value > 0
+    # every rule had something to say about some contact
+    for reason in ("quiet_hours", "frequency_cap", "suppressed:complaint"):
+        assert reason in figures["us_per_message"].notes
 
 
 def test_the_bench_command_runs_every_benchmark_in_its_own_database(tmp_path):
@@ -47,7 +59,7 @@ def test_the_bench_command_runs_every_benchmark_in_its_own_database(tmp_path):
     figures = [json.loads(line) for line in done.stdout.splitlines()]
     assert all(set(f) == {"bench", "metric", "value", "unit", "n", "subject", "notes"} for f in figures)
     by_name = {(f["bench"], f["metric"]): f for f in figures}
-    expected = {"journey_tick", "ingest_http", "ingest_batch"}
+    expected = {"journey_tick", "ingest_http", "ingest_batch", "gate"}
     if connection.vendor == "postgresql":
         expected.add("claim_ceiling")
         assert by_name["claim_ceiling", "duplicate_claims"]["value"] == 0
@@ -58,6 +70,7 @@ def test_the_bench_command_runs_every_benchmark_in_its_own_database(tmp_path):
     assert by_name["ingest_http", "events_non_2xx"]["value"] == 0
     assert by_name["ingest_http", "events_requests_per_s"]["n"] > 0
     assert by_name["ingest_batch", "events_not_stored"]["value"] == 0
+    assert by_name["gate", "us_per_message"]["n"] == 20 and by_name["gate", "queries_per_batch"]["value"] <= 8
     assert "ratio_to_healthz" in {f["metric"] for f in figures}
     assert "events_per_s" in done.stderr  # the table
 

@@ -1,4 +1,4 @@
-"""The staff roles: groups made by omni/migrations/0002_role_groups.py (as 0006 last set them) and what each may do."""
+"""The staff roles: groups made by omni/migrations/0002_role_groups.py (as 0010 last set them) and what each may do."""
 import importlib
 from types import SimpleNamespace
 
@@ -12,7 +12,7 @@ pytestmark = pytest.mark.django_db
 ROLE_NAMES = {"Marketers", "Support agents", "Compliance"}
 role_groups = importlib.import_module("omni.migrations.0002_role_groups")
 # The latest migration that sets the roles.
-current_roles = importlib.import_module("omni.migrations.0006_role_groups_decisions_and_provenance")
+current_roles = importlib.import_module("omni.migrations.0009_role_groups_gate")
 
 
 @pytest.fixture(autouse=True)
@@ -79,7 +79,8 @@ def test_compliance_staff_manage_rules_and_export_audits_but_cannot_edit_journey
 
     assert {
         "compliance.add_suppression", "compliance.change_suppression", "compliance.add_quiethours",
-        "compliance.change_frequencycap", "compliance.add_sendingpause", "omni.view_auditentry",
+        "compliance.change_frequencycap", "compliance.add_sendingpause", "compliance.view_sendledger",
+        "omni.view_auditentry",
         "omni.export_auditentry", "contacts.view_contact", "campaigns.view_journey",
         "campaigns.view_campaign", "message_templates.view_template", "channels.view_message",
         "channels.view_delivery",
@@ -87,7 +88,7 @@ def test_compliance_staff_manage_rules_and_export_audits_but_cannot_edit_journey
     assert not {
         "campaigns.add_journey", "campaigns.change_journey", "campaigns.change_journeystep",
         "campaigns.change_campaign", "campaigns.approve_campaign", "message_templates.change_template",
-        "contacts.change_contact",
+        "contacts.change_contact", "compliance.add_sendledger", "compliance.change_sendledger",
     } & permissions
 
 
@@ -114,7 +115,7 @@ def test_a_user_gets_the_permissions_of_their_group(user_in):
 
 def test_reversing_the_migration_removes_the_groups_and_reapplying_restores_them():
     # given the app registry as the migration sees it
-    state_apps = MigrationExecutor(connection).loader.project_state(("omni", "0006_role_groups_decisions_and_provenance")).apps
+    state_apps = MigrationExecutor(connection).loader.project_state(("omni", "0009_role_groups_gate")).apps
     schema_editor = SimpleNamespace(connection=connection)  # the functions only read its connection
     before = {name: permissions_of(name) for name in ROLE_NAMES}
 
