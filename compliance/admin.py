@@ -21,7 +21,16 @@ from omni.choices import Channel
 from omni.models import AuditEntry, AuditPersonalData
 
 from . import actions
-from .models import Consent, ConsentChange, Decision, FrequencyCap, QuietHours, SendingPause, Suppression
+from .models import (
+    Consent,
+    ConsentChange,
+    Decision,
+    FrequencyCap,
+    KeywordList,
+    QuietHours,
+    SendingPause,
+    Suppression,
+)
 
 CONTACT_SEARCH_FIELDS = ["contact__email", "contact__phone", "contact__external_id"]
 
@@ -175,6 +184,17 @@ class FrequencyCapAdmin(AuditedRuleAdmin):
                     "active"]
     list_filter = ["active", "channel", "purpose", "action"]
     search_fields = ["name"]
+
+
+@admin.register(KeywordList)
+class KeywordListAdmin(AuditedRuleAdmin):
+    """STOP, STOPALL, START and HELP words per language, and Omni's reply to each (the START
+    reply also confirms an SMS opt-in). STOP, START and HELP work even if removed here."""
+
+    audit_noun = "keyword_list"
+    list_display = ["language", "kind", "words", "reply", "updated_at"]
+    list_filter = ["kind", "language"]
+    search_fields = ["words", "reply"]
 
 
 @admin.register(SendingPause)

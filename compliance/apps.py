@@ -7,6 +7,7 @@ class ComplianceConfig(AppConfig):
     def ready(self):
         from contacts import hooks
 
+        from . import checks  # noqa: F401  (registers the start-up checks)
         from .actions import record_submitted_consents
 
         hooks.consents_submitted.connect(record_submitted_consents, dispatch_uid="compliance.consents_submitted")
