@@ -19,7 +19,8 @@ from django.db.models import F
 from django.utils import timezone
 
 from compliance import decisions, gate
-from compliance.actions import suppress
+from compliance.actions import record_opt_out, suppress
+from compliance.models import ConsentSource, SuppressionReason
 from omni import audit
 from templates.rendering import RenderError, contact_variables, render_variant
 
@@ -248,6 +249,11 @@ def _record_failure(delivery: Delivery, error: DeliveryError) -> None:
             suppress(delivery.to_address, channel=delivery.channel, reason=error.suppression_reason,
                      contact=delivery.contact, actor_label=f"provider:{delivery.provider}",
                      detail=f"{delivery.provider} refused delivery {delivery.pk}: {error}")
+        if error.suppression_reason == SuppressionReason.STOP:
+            # The carrier says the contact replied STOP (Twilio 21610): that is consent revoked too.
+            record_opt_out(delivery.contact, [delivery.channel], ConsentSource.CARRIER,
+                           actor_label=f"provider:{delivery.provider}",
+                           evidence={"provider": delivery.provider, "delivery": delivery.pk, "error_code": error.code})
         fall_back(delivery, f"send_failed:{error.code}" if error.code else "send_failed")
 
 
