@@ -1,4 +1,4 @@
-"""The staff roles: groups made by omni/migrations/0002_role_groups.py (as 0006 last set them) and what each may do."""
+"""The staff roles: groups made by omni/migrations/0002_role_groups.py (as 0011 last set them) and what each may do."""
 import importlib
 from types import SimpleNamespace
 
@@ -12,7 +12,7 @@ pytestmark = pytest.mark.django_db
 ROLE_NAMES = {"Marketers", "Support agents", "Compliance"}
 role_groups = importlib.import_module("omni.migrations.0002_role_groups")
 # The latest migration that sets the roles.
-current_roles = importlib.import_module("omni.migrations.0006_role_groups_decisions_and_provenance")
+current_roles = importlib.import_module("omni.migrations.0011_role_groups_keywords")
 
 
 @pytest.fixture(autouse=True)
@@ -114,7 +114,7 @@ def test_a_user_gets_the_permissions_of_their_group(user_in):
 
 def test_reversing_the_migration_removes_the_groups_and_reapplying_restores_them():
     # given the app registry as the migration sees it
-    state_apps = MigrationExecutor(connection).loader.project_state(("omni", "0006_role_groups_decisions_and_provenance")).apps
+    state_apps = MigrationExecutor(connection).loader.project_state(("omni", "0011_role_groups_keywords")).apps
     schema_editor = SimpleNamespace(connection=connection)  # the functions only read its connection
     before = {name: permissions_of(name) for name in ROLE_NAMES}
 
@@ -130,3 +130,14 @@ def test_reversing_the_migration_removes_the_groups_and_reapplying_restores_them
 
     # then
     assert {name: permissions_of(name) for name in ROLE_NAMES} == before
+
+
+def test_compliance_staff_edit_keyword_lists_and_opt_out_lines_support_reads_keywords_marketers_read_lines():
+    compliance, support, marketers = (permissions_of(name) for name in ("Compliance", "Support agents", "Marketers"))
+
+    assert {"compliance.add_keywordlist", "compliance.change_keywordlist", "compliance.view_keywordlist",
+            "message_templates.add_optoutdisclosure", "message_templates.change_optoutdisclosure"} <= compliance
+    assert "compliance.view_keywordlist" in support
+    assert "compliance.change_keywordlist" not in support
+    assert "message_templates.view_optoutdisclosure" in marketers
+    assert "message_templates.change_optoutdisclosure" not in marketers
