@@ -107,3 +107,25 @@ def test_stop_start_and_help_stay_keywords_even_if_staff_delete_every_list(db):
     lists = KeywordList.objects.parser_lists()
 
     assert [read_keyword(body, lists).keyword for body in ("STOP", "START", "HELP")] == ["stop", "start", "help"]
+
+
+def test_a_wrong_embedded_opt_out_setting_stops_the_start_naming_it(settings):
+    from compliance.checks import check_keyword_settings
+
+    settings.OMNI_KEYWORD_EMBEDDED_OPT_OUT = "sometimes"
+
+    assert [error.id for error in check_keyword_settings(None)] == ["omni.compliance.E001"]
+    settings.OMNI_KEYWORD_EMBEDDED_OPT_OUT = FLAG
+    assert check_keyword_settings(None) == []
+
+
+@pytest.mark.django_db
+def test_staff_add_a_language_in_the_admin_and_the_change_is_audited(admin_client):
+    from omni.models import AuditEntry
+
+    response = admin_client.post("/admin/compliance/keywordlist/add/", {
+        "language": "es", "kind": "stop", "words": "BAJA\nPARAR", "reply": "Te has dado de baja."})
+
+    assert response.status_code == 302
+    assert read_keyword("parar", KeywordList.objects.parser_lists()).keyword == "stop"
+    assert AuditEntry.objects.filter(action="keyword_list.created").count() == 1
