@@ -129,6 +129,20 @@ def role_groups(db):
 
 
 @pytest.fixture
+def keyword_lists(db):
+    """The English keyword lists and replies the migration seeds, also in a transactional test
+    that runs after another one emptied the tables."""
+    import importlib
+
+    from compliance.models import KeywordList
+
+    seeded = importlib.import_module("compliance.migrations.0005_keyword_lists")
+    for kind, (words, reply) in seeded.ENGLISH.items():
+        KeywordList.objects.get_or_create(language="en", kind=kind, defaults={"words": words, "reply": reply})
+    return KeywordList.objects.all()
+
+
+@pytest.fixture
 def demo_logins(role_groups, settings, tmp_path) -> dict[str, str]:
     """The `make run` demo data (manage.py seed_demo); returns the password of each demo user
     (admin, marketer, support, compliance) by username."""

@@ -120,8 +120,9 @@ class DeliveryEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 @admin.register(InboundMessage)
 class InboundMessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ["received_at", "channel", "from_address", "body_preview", "keyword", "contact", "conversation"]
-    list_filter = ["channel", "keyword", "provider"]
+    list_display = ["received_at", "channel", "from_address", "body_preview", "keyword", "needs_agent", "contact",
+                    "conversation"]
+    list_filter = ["needs_agent", "channel", "keyword", "provider"]
     search_fields = ["from_address", "to_address", "body", "provider_message_id", *CONTACT_SEARCH_FIELDS]
     # Conversation.__str__ names its contact.
     list_select_related = ["contact", "conversation__contact"]
@@ -134,7 +135,7 @@ class InboundMessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 class InboundMessageInline(ReadOnlyInline):
     model = InboundMessage
-    fields = ["received_at", "from_address", "body", "keyword"]
+    fields = ["received_at", "from_address", "body", "keyword", "needs_agent"]
     ordering = ["received_at"]
 
 

@@ -11,6 +11,8 @@ class ChannelsConfig(AppConfig):
         # Registers the tasks that publishing and the sandbox hand work to by name (omni/lib/tasks.py).
         from . import tasks  # noqa: F401
         from .confirmations import send_double_opt_in_confirmation
+        from .consent_messages import send_opt_in_confirmation
 
         hooks.double_opt_in_requested.connect(send_double_opt_in_confirmation,
                                               dispatch_uid="channels.double_opt_in_requested")
+        hooks.opted_in.connect(send_opt_in_confirmation, dispatch_uid="channels.opted_in")

@@ -117,5 +117,10 @@ class Provider:
         DeliveryError when it cannot be reached."""
         raise CannotTell(f"{self.name} cannot be asked about a message without its id")
 
+    def answers_keywords(self, channel: str, sender: str) -> bool:
+        """Whether the provider itself replies to STOP, START and HELP texted to `sender` (our
+        number) on `channel`; Omni then records the keyword and sends no reply of its own."""
+        return False
+
     def after_send(self, delivery) -> None:
         """Runs once the sent delivery is committed (the sandbox schedules its simulated events)."""

@@ -32,7 +32,8 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from compliance import decisions, gate
-from compliance.actions import suppress
+from compliance.actions import record_opt_out, suppress
+from compliance.models import ConsentSource, SuppressionReason
 from omni import audit
 from templates.rendering import RenderError, contact_variables, render_variant
 
@@ -362,6 +363,11 @@ def _record_failure(delivery: Delivery, error: DeliveryError, *, retries_exhaust
             suppress(delivery.to_address, channel=delivery.channel, reason=error.suppression_reason,
                      contact=delivery.contact, actor_label=f"provider:{delivery.provider}",
                      detail=f"{delivery.provider} refused delivery {delivery.pk}: {error}")
+        if error.suppression_reason == SuppressionReason.STOP:
+            # The carrier says the contact replied STOP (Twilio 21610): that is consent revoked too.
+            record_opt_out(delivery.contact, [delivery.channel], ConsentSource.CARRIER,
+                           actor_label=f"provider:{delivery.provider}",
+                           evidence={"provider": delivery.provider, "delivery": delivery.pk, "error_code": error.code})
         if retries_exhausted:
             fall_back(delivery, "retries_exhausted")
         else:

@@ -346,9 +346,11 @@ class InboundMessage(models.Model):
     to_address = models.CharField(max_length=512, blank=True)
     body = models.TextField(blank=True)
     media = models.JSONField(default=list, blank=True)
-    # The keyword the message is: "stop", "start", "help", or "" for a normal message. Nothing
-    # parses keywords yet (STOP/START/HELP handling is planned), so it stays "".
+    # The keyword Omni acted on (compliance.models.KeywordKind: stop, stop_all, start, help), or
+    # "" for a normal message; set by channels.consent_messages.act_on_keyword.
     keyword = models.CharField(max_length=20, blank=True)
+    # A person should read it: an opt-out word inside other text (OMNI_KEYWORD_EMBEDDED_OPT_OUT).
+    needs_agent = models.BooleanField(default=False, db_default=False)
     in_reply_to = models.ForeignKey(Delivery, null=True, blank=True, on_delete=models.SET_NULL, related_name="replies")
     received_at = models.DateTimeField(default=timezone.now, db_index=True)
     raw = models.JSONField(default=dict, blank=True)

@@ -10,12 +10,13 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from omni import audit
-from compliance.actions import record_consent_change, suppress
+from compliance.actions import record_consent_change, record_opt_out, suppress
 from compliance.models import ConsentSource, ConsentStatus, SuppressionReason
 from contacts.models import Contact
 from omni.choices import PHONE_CHANNELS, Purpose
 
 from . import state
+from .consent_messages import act_on_keyword
 from .routing import fallback_condition_met
 from .models import (
     EVENT_DELIVERY_STATUS,
@@ -215,6 +216,11 @@ def _protect_address(event: DeliveryEvent, delivery: Delivery | None, channel: s
         owner = contact if delivery and address.strip().lower() == delivery.to_address.strip().lower() else None
         suppress(address, channel=channel, reason=reason, contact=owner, actor_label=actor_label,
                  detail=f"{event.provider} {event.event_type} {event.provider_event_id}: {event.detail}")
+    if reason == SuppressionReason.STOP and contact is not None:
+        # The carrier says the contact replied STOP (Twilio 21610): that is consent revoked too.
+        record_opt_out(contact, [channel], ConsentSource.CARRIER, actor_label=actor_label,
+                       evidence={"provider": event.provider, "provider_event_id": event.provider_event_id,
+                                 "delivery": delivery.pk, "detail": event.detail})
     if event.event_type == EventType.COMPLAINED and contact is not None:
         record_consent_change(
             contact, channel, Purpose.MARKETING, ConsentStatus.REVOKED, ConsentSource.COMPLAINT,
@@ -232,7 +238,8 @@ def record_inbound_message(provider: str, provider_message_id: str, channel: str
 
     Links the contact with that phone number (or email), and the latest delivery sent to that
     address on the same channel that did not fail (bounced, failed, undelivered), which is
-    also marked replied.
+    also marked replied. A keyword (STOP, START, HELP) is acted on in the same transaction
+    (channels.consent_messages.act_on_keyword).
     """
     with transaction.atomic():
         existing = InboundMessage.objects.filter(provider=provider, provider_message_id=provider_message_id).first()
@@ -268,4 +275,6 @@ def record_inbound_message(provider: str, provider_message_id: str, channel: str
                 EventType.REPLIED, inbound.received_at, recipient=from_address,
                 raw={"inbound_message": inbound.pk}, delivery_id=in_reply_to.pk,
             )
+        # STOP, START and HELP: consent changes and the one reply, kept or lost with the message.
+        act_on_keyword(inbound)
     return inbound, True

@@ -13,14 +13,17 @@ from .models import Consent, ConsentChange, ConsentSource, ConsentStatus, Suppre
 
 @transaction.atomic
 def record_consent_change(contact, channel: str, purpose: str, status: str, source: str, *, evidence=None,
-                          actor=None, actor_label: str = "", lawful_basis: str = "", occurred_at=None) -> ConsentChange:
+                          actor=None, actor_label: str = "", lawful_basis: str = "", occurred_at=None,
+                          announce: bool | None = None) -> ConsentChange:
     """Append a consent change and make it the contact's current consent for that scope.
 
     A change older than the current state (an import replaying history) is kept in the
     history but does not overwrite a newer decision. With double opt-in on, a marketing-email
     grant from a source that needs it (settings.OMNI_DOUBLE_OPT_IN_SOURCES) is kept as PENDING
     and a confirmation email is sent (compliance.hooks.double_opt_in_requested), unless the
-    consent is already granted.
+    consent is already granted. A grant on a channel where the contact had nothing granted is
+    an opt-in, announced through compliance.hooks.opted_in (the first SMS after it confirms the
+    program) when announces_opt_in(source, announce) says so.
     """
     if channel not in Channel.values:
         raise ValueError(f"Unknown channel {channel!r}.")
@@ -39,13 +42,16 @@ def record_consent_change(contact, channel: str, purpose: str, status: str, sour
         if confirm:
             status = ConsentStatus.PENDING
             evidence = {**(evidence or {}), "double_opt_in": {"previous_status": current}}
+    opts_in = status == ConsentStatus.GRANTED and announces_opt_in(source, announce) and not (
+        Consent.objects.filter(contact=contact, channel=channel, status=ConsentStatus.GRANTED).exists())
     change = ConsentChange.objects.create(
         contact=contact, channel=channel, purpose=purpose, status=status, source=source,
         lawful_basis=lawful_basis, evidence=evidence or {}, actor=actor if getattr(actor, "is_authenticated", False) else None,
         actor_label=actor_label, occurred_at=occurred_at,
     )
     consent, _ = Consent.objects.select_for_update().get_or_create(contact=contact, channel=channel, purpose=purpose)
-    if consent.last_change_id is None or consent.updated_at <= occurred_at:
+    current = consent.last_change_id is None or consent.updated_at <= occurred_at
+    if current:
         consent.status = status
         consent.lawful_basis = lawful_basis
         consent.last_change = change
@@ -59,6 +65,8 @@ def record_consent_change(contact, channel: str, purpose: str, status: str, sour
     if confirm:
         hooks.send(hooks.double_opt_in_requested, contact=contact, change=change,
                    confirm_url=confirmation_url(contact.pk, change.pk))
+    if opts_in and current:
+        hooks.send(hooks.opted_in, change=change)
     return change
 
 
@@ -66,6 +74,88 @@ def needs_double_opt_in(channel: str, purpose: str, source: str) -> bool:
     """Whether a grant of this scope from this source waits for the contact's confirmation."""
     return (settings.OMNI_DOUBLE_OPT_IN and channel == Channel.EMAIL and purpose == Purpose.MARKETING
             and source in settings.OMNI_DOUBLE_OPT_IN_SOURCES)
+
+
+def announces_opt_in(source: str, announce: bool | None = None) -> bool:
+    """Whether an opt-in from `source` is announced (compliance.hooks.opted_in): `announce`
+    when given; never for a keyword (the START reply is its confirmation); for an import only
+    with settings.OMNI_CONFIRM_IMPORTED_OPT_INS (an import of a thousand long-standing
+    subscribers must not text each of them); otherwise always."""
+    if announce is not None:
+        return announce
+    if source == ConsentSource.KEYWORD:
+        return False
+    if source == ConsentSource.IMPORT:
+        return settings.OMNI_CONFIRM_IMPORTED_OPT_INS
+    return True
+
+
+def opt_out_purposes() -> list[str]:
+    """The purposes an opt-out (STOP, STOPALL, a carrier's report of one) revokes: all but
+    transactional, unless settings.OMNI_OPT_OUT_REVOKES_TRANSACTIONAL adds it."""
+    return [purpose for purpose in Purpose.values
+            if purpose != Purpose.TRANSACTIONAL or settings.OMNI_OPT_OUT_REVOKES_TRANSACTIONAL]
+
+
+@transaction.atomic
+def record_opt_out(contact, channels: list[str], source: str, *, evidence: dict,
+                   actor_label: str = "") -> list[ConsentChange]:
+    """Revoke opt_out_purposes() on each of `channels`: a STOP, a STOPALL, a carrier's 21610.
+
+    A purpose already revoked is left as it is. Each change keeps in its evidence the status
+    and lawful basis it ended, so a START gives back exactly that (record_opt_back_in).
+    """
+    current = {
+        (channel, purpose): (status, lawful_basis)
+        for channel, purpose, status, lawful_basis in Consent.objects.filter(contact=contact, channel__in=channels)
+        .values_list("channel", "purpose", "status", "lawful_basis")
+    }
+    changes = []
+    for channel in channels:
+        for purpose in opt_out_purposes():
+            status, lawful_basis = current.get((channel, purpose), (ConsentStatus.UNKNOWN, ""))
+            if status == ConsentStatus.REVOKED:
+                continue
+            changes.append(record_consent_change(
+                contact, channel, purpose, ConsentStatus.REVOKED, source,
+                evidence={**evidence, "previous_status": status, "previous_lawful_basis": lawful_basis},
+                actor_label=actor_label,
+            ))
+    return changes
+
+
+@transaction.atomic
+def record_opt_back_in(contact, channel: str, *, address: str = "", evidence: dict,
+                       actor_label: str = "") -> list[ConsentChange]:
+    """A START on `channel`: give back what opt-outs by keyword or carrier took on that channel.
+
+    Each purpose whose current consent is such a revocation returns to the status it had
+    before (granted stays granted; a purpose never granted returns to unknown, so START never
+    creates a marketing opt-in that was not given). Revocations by other means (a complaint,
+    an unsubscribe link, staff) stand, and so do other channels a STOPALL revoked: a text on
+    one channel is no evidence of consent on another. The `stop` suppressions of `address` on
+    the channel, which a carrier's 21610 left, are lifted: the carrier unblocks it on START too.
+    """
+    revoked = (Consent.objects.select_for_update(of=("self",)).select_related("last_change")
+               .filter(contact=contact, channel=channel, status=ConsentStatus.REVOKED,
+                       last_change__source__in=[ConsentSource.KEYWORD, ConsentSource.CARRIER])
+               .order_by("purpose"))
+    changes = []
+    for consent in revoked:
+        before = consent.last_change.evidence
+        status = before.get("previous_status")
+        changes.append(record_consent_change(
+            contact, channel, consent.purpose,
+            status if status in (ConsentStatus.GRANTED, ConsentStatus.UNKNOWN) else ConsentStatus.UNKNOWN,
+            ConsentSource.KEYWORD, evidence={**evidence, "restores": consent.last_change_id},
+            lawful_basis=before.get("previous_lawful_basis", ""), actor_label=actor_label,
+        ))
+    if address:
+        stops = Suppression.objects.filter(address_hash=hash_address(address), channel__in=[channel, ""],
+                                           reason=SuppressionReason.STOP)
+        for suppression in stops:
+            lift_suppression(suppression, actor_label=actor_label, why=f"{channel} START keyword")
+    return changes
 
 
 def suppress(address: str, *, channel: str = "", purpose: str = "", reason: str, contact=None, detail: str = "",

@@ -19,6 +19,7 @@ from .models import (
     ConsentChange,
     Decision,
     FrequencyCap,
+    KeywordList,
     QuietHours,
     SendingPause,
     SendLedger,
@@ -214,6 +215,17 @@ class SendLedgerAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="message", ordering="message_id")
     def message_link(self, obj):
         return link_by_id("admin:channels_message_change", obj.message_id, "Message")
+
+
+@admin.register(KeywordList)
+class KeywordListAdmin(AuditedRuleAdmin):
+    """STOP, STOPALL, START and HELP words per language, and Omni's reply to each (the START
+    reply also confirms an SMS opt-in). STOP, START and HELP work even if removed here."""
+
+    audit_noun = "keyword_list"
+    list_display = ["language", "kind", "words", "reply", "updated_at"]
+    list_filter = ["kind", "language"]
+    search_fields = ["words", "reply"]
 
 
 @admin.register(SendingPause)

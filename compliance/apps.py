@@ -8,6 +8,7 @@ class ComplianceConfig(AppConfig):
         from contacts import hooks
         from omni import audit_verification
 
+        from . import checks  # noqa: F401  (registers the start-up checks)
         from .actions import record_submitted_consents
         from .decisions import sealed_decision_problems
 

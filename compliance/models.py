@@ -1,6 +1,7 @@
 """Consent, suppression, sending rules, and the gate's decisions."""
 import hashlib
 import json
+import re
 import uuid
 from datetime import timezone as dt_timezone
 
@@ -14,6 +15,8 @@ from django.utils import timezone
 from contacts.models import Contact, LifecycleStage
 from contacts.phones import validate_country, validate_region
 from omni.choices import Channel, ConsentStatus, Purpose
+
+from .keywords import words_of
 
 
 class ConsentSource(models.TextChoices):
@@ -209,6 +212,71 @@ class QuietHours(SendingRule):
             raise ValidationError({"region": f"Region {self.region} is not in the country {self.country}."})
         if self.start is not None and self.start == self.end:
             raise ValidationError({"end": "The window ends when it starts: it would never be quiet."})
+
+
+class KeywordKind(models.TextChoices):
+    """What a keyword texted to Omni does (compliance/keywords.py reads them)."""
+    STOP = "stop", "Opt out of this channel"
+    STOP_ALL = "stop_all", "Opt out of every channel"
+    START = "start", "Opt back in"
+    HELP = "help", "Ask for help"
+
+
+# Words that work whatever the rows say (carriers require them; Twilio will not remove them
+# either): deleting a list by mistake must never stop an opt-out from being honoured.
+REQUIRED_KEYWORDS = {KeywordKind.STOP: ("STOP",), KeywordKind.START: ("START",), KeywordKind.HELP: ("HELP",)}
+
+
+def split_words(text: str) -> list[str]:
+    """The entries of a keyword list as staff type it: one per line or separated by commas."""
+    return [entry.strip() for entry in re.split(r"[,\n]", text or "") if entry.strip()]
+
+
+class KeywordListQuerySet(models.QuerySet):
+    def parser_lists(self) -> dict[str, list[str]]:
+        """Every language's words of each kind together, as compliance.keywords.read_keyword
+        takes them: a STOP is honoured in any language the program knows, whoever sends it."""
+        lists = {kind: list(REQUIRED_KEYWORDS.get(kind, ())) for kind in KeywordKind.values}
+        for kind, words in self.values_list("kind", "words"):
+            lists[kind] += split_words(words)
+        return lists
+
+    def reply_for(self, kind: str, languages: list[str]) -> str:
+        """The reply of `kind` in the first of `languages` that has one ("" if none does)."""
+        replies = dict(self.filter(kind=kind, language__in=languages).values_list("language", "reply"))
+        return next((replies[language] for language in languages if replies.get(language, "").strip()), "")
+
+    def languages_with(self, kind: str, word: str) -> list[str]:
+        """The languages whose `kind` list holds `word` (as compliance.keywords reads words)."""
+        wanted = " ".join(words_of(word))
+        return sorted(language for language, words in self.filter(kind=kind).values_list("language", "words")
+                      if wanted in {" ".join(words_of(entry)) for entry in split_words(words)})
+
+
+class KeywordList(models.Model):
+    """The words of one kind of keyword in one language, and what Omni replies to them.
+
+    Staff edit these rows; English defaults come with the migration. The START reply is also
+    the confirmation sent after an SMS opt-in from a form, the API or an agent, so it names the
+    program, how often it messages, HELP and STOP.
+    """
+
+    language = models.CharField(max_length=16, help_text="Language code, e.g. en, es, fr.")
+    kind = models.CharField(max_length=10, choices=KeywordKind.choices)
+    words = models.TextField(help_text="One per line or separated by commas; any case. A phrase of several words "
+                                       "matches only as a whole message.")
+    reply = models.TextField(blank=True, help_text="Sent once in answer (empty: no reply). Where Twilio answers "
+                                                  "keywords itself (TWILIO_OPT_OUT_HANDLING), Omni does not.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = KeywordListQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["language", "kind"]
+        constraints = [models.UniqueConstraint(fields=["language", "kind"], name="keywordlist_unique_language_kind")]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} [{self.language}]: {', '.join(split_words(self.words))}"
 
 
 class CapAction(models.TextChoices):

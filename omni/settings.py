@@ -264,6 +264,12 @@ TWILIO_WHATSAPP_FROM = env.str("TWILIO_WHATSAPP_FROM", default="")
 TWILIO_WEBHOOK_SIGNING_SECRET = env.str("TWILIO_WEBHOOK_SIGNING_SECRET", default="")
 # Only for tests: send the twilio client's requests to a local server in Twilio's shape.
 TWILIO_API_BASE_URL = env.str("TWILIO_API_BASE_URL", default="")
+# Channels on which Twilio's own opt-out handling answers STOP, START and HELP texted to Omni's
+# Twilio senders (on by default for SMS; add "whatsapp" where Advanced Opt-Out covers your
+# WhatsApp senders): Omni then records the keyword and sends no reply of its own.
+TWILIO_OPT_OUT_HANDLING = env.list("TWILIO_OPT_OUT_HANDLING", default=["sms"])
+# Sender numbers where Twilio support switched that handling off: Omni replies there.
+TWILIO_OPT_OUT_HANDLING_OFF_FOR = env.list("TWILIO_OPT_OUT_HANDLING_OFF_FOR", default=[])
 
 # --- Compliance -----------------------------------------------------------------------------
 # Used for a contact with no timezone and no phone number to infer one from.
@@ -278,6 +284,14 @@ OMNI_UNSUBSCRIBE_MAILTO = env.str("OMNI_UNSUBSCRIBE_MAILTO", default="")
 OMNI_DOUBLE_OPT_IN = env.bool("OMNI_DOUBLE_OPT_IN", default=False)
 OMNI_DOUBLE_OPT_IN_DAYS = env.int("OMNI_DOUBLE_OPT_IN_DAYS", default=7)
 OMNI_DOUBLE_OPT_IN_SOURCES = env.list("OMNI_DOUBLE_OPT_IN_SOURCES", default=["form", "api"])
+# An opt-out word inside other text ("please stop texting me"): "opt_out_and_flag" (opt out and
+# flag the message for an agent), "flag" (only flag it) or "ignore" (compliance/keywords.py).
+OMNI_KEYWORD_EMBEDDED_OPT_OUT = env.str("OMNI_KEYWORD_EMBEDDED_OPT_OUT", default="opt_out_and_flag")
+# STOP, STOPALL and a carrier's 21610 revoke every purpose but transactional; set to revoke
+# transactional consent too.
+OMNI_OPT_OUT_REVOKES_TRANSACTIONAL = env.bool("OMNI_OPT_OUT_REVOKES_TRANSACTIONAL", default=False)
+# Opt-ins recorded by an import are confirmed (the first SMS after an opt-in) only when set.
+OMNI_CONFIRM_IMPORTED_OPT_INS = env.bool("OMNI_CONFIRM_IMPORTED_OPT_INS", default=False)
 
 LOGGING = {
     "version": 1,

@@ -5,7 +5,9 @@ from django.db.models import Max
 
 from omni import audit
 
-from .models import Template, TemplateVersion
+from omni.choices import Purpose
+
+from .models import OPT_OUT_DISCLOSURE_CHANNELS, OptOutDisclosure, Template, TemplateVersion
 from .rendering import RenderError, validate_source
 
 
@@ -22,6 +24,10 @@ def publish_template(template: Template, *, actor=None, actor_label: str = "") -
                 validate_source(getattr(variant, field), html=field == "html_body")
             except RenderError as exc:
                 raise ValidationError(f"{variant.channel}/{variant.locale} {field}: {exc}") from exc
+    if template.purpose == Purpose.MARKETING:
+        missing = missing_opt_out_lines(variants)
+        if missing:
+            raise ValidationError(missing)
     number = (template.versions.aggregate(n=Max("number"))["n"] or 0) + 1
     version = TemplateVersion.objects.create(
         template=template,
@@ -35,6 +41,29 @@ def publish_template(template: Template, *, actor=None, actor_label: str = "") -
     audit.record("template.published", obj=version, actor=actor, actor_label=actor_label,
                  data={"template": template.key, "version": number})
     return version
+
+
+def missing_opt_out_lines(variants) -> list[str]:
+    """What is wrong with each marketing SMS or WhatsApp variant that lacks its locale's opt-out
+    line (OptOutDisclosure), one sentence each, naming the variant."""
+    lines = dict(OptOutDisclosure.objects.values_list("locale", "text"))
+    problems = []
+    for variant in variants:
+        if variant.channel not in OPT_OUT_DISCLOSURE_CHANNELS:
+            continue
+        name = f"{variant.channel}/{variant.locale}"
+        line = OptOutDisclosure.line_for(lines, variant.locale)
+        if not line:
+            problems.append(f"{name}: no opt-out line is set for locale {variant.locale!r}; add one under "
+                            f"Opt-out disclosures, then include it in this marketing variant.")
+        elif _squeezed(line) not in _squeezed(variant.text_body):
+            problems.append(f"{name} text_body: a marketing {variant.get_channel_display()} variant must include "
+                            f"the opt-out line {line!r}.")
+    return problems
+
+
+def _squeezed(text: str) -> str:
+    return " ".join((text or "").split()).casefold()
 
 
 def current_version(template: Template) -> TemplateVersion:

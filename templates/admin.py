@@ -5,10 +5,11 @@ from django.core.exceptions import ValidationError
 from django.db.models import Max
 from django.utils.html import format_html
 
+from omni import audit
 from omni.lib.admin import ReadOnlyAdminMixin, ReadOnlyInline
 
 from .actions import publish_template
-from .models import Template, TemplateVariant, TemplateVersion
+from .models import OptOutDisclosure, Template, TemplateVariant, TemplateVersion
 
 
 class TemplateVariantInline(admin.StackedInline):
@@ -79,3 +80,25 @@ class TemplateVariantAdmin(admin.ModelAdmin):
     search_fields = ["template__key", "template__name", "subject", "text_body"]
     list_select_related = ["template"]
     autocomplete_fields = ["template"]
+
+
+@admin.register(OptOutDisclosure)
+class OptOutDisclosureAdmin(admin.ModelAdmin):
+    """The opt-out line per locale that publishing requires in marketing SMS and WhatsApp variants."""
+
+    list_display = ["locale", "text", "updated_at"]
+    search_fields = ["locale", "text"]
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        audit.record(f"opt_out_disclosure.{'changed' if change else 'created'}", obj=obj, actor=request.user,
+                     data={"locale": obj.locale, "text": obj.text})
+
+    def delete_model(self, request, obj):
+        audit.record("opt_out_disclosure.deleted", obj=obj, actor=request.user,
+                     data={"locale": obj.locale, "text": obj.text})
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        for obj in queryset:
+            self.delete_model(request, obj)

@@ -108,3 +108,32 @@ class TemplateVersion(models.Model):
                 if variant["locale"] == wanted:
                     return variant
         return candidates[0] if candidates else None
+
+
+# Marketing on these channels must tell the reader how to opt out, in every variant.
+OPT_OUT_DISCLOSURE_CHANNELS = frozenset({Channel.SMS, Channel.WHATSAPP})
+# The line required where no row says otherwise: removing the English row must not lift it.
+DEFAULT_OPT_OUT_LINES = {"en": "Reply STOP to opt out."}
+
+
+class OptOutDisclosure(models.Model):
+    """The opt-out line a marketing SMS or WhatsApp variant in `locale` must carry, e.g. "Reply
+    STOP to opt out." Publishing refuses a variant without it (templates.actions)."""
+
+    locale = models.CharField(max_length=16, unique=True, help_text="en, fr, fr-CA... A variant in fr-CA uses the "
+                                                                    "fr-CA line, else the fr one.")
+    text = models.CharField(max_length=200, help_text="Checked in any case, with any spacing, anywhere in the text.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["locale"]
+
+    def __str__(self):
+        return f"[{self.locale}] {self.text}"
+
+    @staticmethod
+    def line_for(lines: dict[str, str], locale: str) -> str:
+        """The line for `locale` from {locale: text}, else for its language, else the built-in
+        default for the language ("" if there is none)."""
+        language = (locale or "").split("-")[0]
+        return lines.get(locale) or lines.get(language) or DEFAULT_OPT_OUT_LINES.get(language, "")

@@ -15,9 +15,9 @@ def welcome_templates(db):
     email = Template.objects.create(key="welcome-email", name="Welcome email", purpose="marketing")
     TemplateVariant.objects.create(template=email, channel="email", subject="Welcome, {{ first_name }}!",
                                    text_body="Hi {{ first_name }}", html_body="<p>Hi {{ first_name }}</p>")
-    TemplateVariant.objects.create(template=email, channel="sms", text_body="Hi {{ first_name }}, welcome (sms)")
+    TemplateVariant.objects.create(template=email, channel="sms", text_body="Hi {{ first_name }}, welcome (sms). Reply STOP to opt out.")
     sms = Template.objects.create(key="welcome-sms", name="Welcome SMS", purpose="marketing")
-    TemplateVariant.objects.create(template=sms, channel="sms", text_body="Hi {{ first_name }}, did you see our email?")
+    TemplateVariant.objects.create(template=sms, channel="sms", text_body="Hi {{ first_name }}, did you see our email? Reply STOP to opt out.")
     publish_template(email)
     publish_template(sms)
     return email, sms
@@ -51,7 +51,8 @@ def make_contact(external_id, email="", phone="", consents=(("email", "marketing
     contact = Contact.objects.create(external_id=external_id, email=email, phone=phone, first_name=external_id.title(),
                                      **extra)
     for channel, purpose in consents:
-        record_consent_change(contact, channel, purpose, "granted", "form", evidence={"form": "signup"})
+        # Opted in before the test: its SMS opt-in confirmation is not what these tests are about.
+        record_consent_change(contact, channel, purpose, "granted", "form", evidence={"form": "signup"}, announce=False)
     return contact
 
 

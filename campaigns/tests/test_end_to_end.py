@@ -74,7 +74,7 @@ def test_an_api_event_becomes_an_ses_email_then_a_twilio_sms(
     finished_tasks.wait_for(send_deliveries_task, 2)
 
     [sms] = twilio_server.messages
-    assert (sms["To"], sms["Body"]) == ("+14155550107", "Hi Grace, did you see our email?")
+    assert (sms["To"], sms["Body"]) == ("+14155550107", "Hi Grace, did you see our email? Reply STOP to opt out.")
     enrollment = Enrollment.objects.get()
     assert (enrollment.state, enrollment.end_reason) == (EnrollmentState.EXITED, "exit:done")
     actions = list(AuditEntry.objects.filter(contact_id=enrollment.contact.pk).order_by("id").values_list("action", flat=True))

@@ -116,7 +116,7 @@ def test_without_engagement_the_sms_follows_after_the_wait(welcome_journey, now,
 
     run_tick(django_capture_on_commit_callbacks, now + timedelta(seconds=61))
     sms = Delivery.objects.get(contact=bob, channel="sms")
-    assert sms.text_body == "Hi Bob, did you see our email?"
+    assert sms.text_body == "Hi Bob, did you see our email? Reply STOP to opt out."
     assert OutboxMessage.objects.filter(channel="sms", to_address="+14155550102").exists()
     enrollment = Enrollment.objects.get(contact=bob)
     assert (enrollment.state, enrollment.end_reason) == (EnrollmentState.EXITED, "exit:done")
@@ -209,7 +209,7 @@ def test_a_channel_the_contact_cannot_be_reached_on_is_skipped(welcome_templates
     assert delivery.channel == "sms" and message.plan_step == 1
     send_delivery(delivery.pk)
     delivery.refresh_from_db()
-    assert delivery.text_body == "Hi Ann, welcome (sms)"
+    assert delivery.text_body == "Hi Ann, welcome (sms). Reply STOP to opt out."
 
 
 def test_content_is_rendered_when_sent_for_the_contact_as_they_are_then(welcome_templates, now):

@@ -50,7 +50,8 @@ def sms_text(contact) -> str:
 @pytest.fixture
 def reminder_template(db):
     template = Template.objects.create(key="reminder-sms", name="Reminder SMS", purpose="marketing")
-    TemplateVariant.objects.create(template=template, channel="sms", text_body="{{ first_name }}, one more thing")
+    TemplateVariant.objects.create(template=template, channel="sms",
+                                   text_body="{{ first_name }}, one more thing. Reply STOP to opt out.")
     publish_template(template)
     return template
 
@@ -83,7 +84,7 @@ def test_editing_an_active_journeys_steps_changes_nothing_for_contacts_in_it(wel
     tick(now + timedelta(seconds=61))
 
     # then Ann ran the steps she entered on, old SMS and exit included
-    assert sms_text(ann) == "Hi Ann, did you see our email?"
+    assert sms_text(ann) == "Hi Ann, did you see our email? Reply STOP to opt out."
     enrollment = Enrollment.objects.get(contact=ann)
     assert (enrollment.state, enrollment.end_reason) == (EnrollmentState.EXITED, "exit:done")
 
@@ -108,8 +109,8 @@ def test_published_changes_reach_new_enrollments_while_those_in_flight_stay_on_t
     assert version.number == 2 and welcome_journey.live_version == version
     assert Enrollment.objects.get(contact=bob).journey_version == version
     assert Enrollment.objects.get(contact=ann).journey_version.number == 1
-    assert sms_text(bob) == "Bob, one more thing"
-    assert sms_text(ann) == "Hi Ann, did you see our email?"
+    assert sms_text(bob) == "Bob, one more thing. Reply STOP to opt out."
+    assert sms_text(ann) == "Hi Ann, did you see our email? Reply STOP to opt out."
     visits = JourneyStepVisit.objects.filter(step_key="welcome-sms")
     assert sorted(visits.values_list("enrollment__contact__external_id", "journey_version__number")) == [
         ("ann", 1), ("bob", 2),
@@ -120,7 +121,7 @@ def test_published_changes_reach_new_enrollments_while_those_in_flight_stay_on_t
 def test_a_journey_sends_the_template_version_it_pinned_until_it_publishes_again(welcome_journey, now):
     # given the SMS template republished after the journey was
     sms_template = Template.objects.get(key="welcome-sms")
-    sms_template.variants.update(text_body="Hi {{ first_name }}, new words")
+    sms_template.variants.update(text_body="Hi {{ first_name }}, new words. Reply STOP to opt out.")
     publish_template(sms_template)
     ann = make_contact("ann", email="ann@example.com", phone="+14155550101")
     signed_up(ann)
@@ -131,7 +132,7 @@ def test_a_journey_sends_the_template_version_it_pinned_until_it_publishes_again
 
     # then she gets the template version the journey pinned; publishing the journey picks up the new one
     assert Message.objects.get(contact=ann, template_version__template=sms_template).template_version.number == 1
-    assert sms_text(ann) == "Hi Ann, did you see our email?"
+    assert sms_text(ann) == "Hi Ann, did you see our email? Reply STOP to opt out."
     assert publish_journey(welcome_journey).steps[3]["template_version_number"] == 2
 
 
@@ -253,7 +254,7 @@ def test_moving_contacts_puts_them_on_the_latest_version_at_the_same_step_and_au
     enrollment = Enrollment.objects.get(pk=ann_waiting_on_version_1.pk)
     assert moved == 1
     assert (enrollment.journey_version, enrollment.state) == (version, EnrollmentState.EXITED)
-    assert sms_text(enrollment.contact) == "Ann, one more thing"
+    assert sms_text(enrollment.contact) == "Ann, one more thing. Reply STOP to opt out."
     entry = audit.for_object(enrollment).get(action="journey.enrollment_moved")
     assert (entry.actor_id, entry.contact_id) == (admin_user.pk, enrollment.contact_id)
     assert entry.data == {"journey": welcome_journey.pk, "from_version": 1, "to_version": 2, "step": "opened"}

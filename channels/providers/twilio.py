@@ -148,6 +148,14 @@ class TwilioProvider(Provider):
         found.status = delivery_status_of(matching[0].status) or found.status
         return found
 
+    def answers_keywords(self, channel: str, sender: str) -> bool:
+        """Twilio's opt-out handling replies to keywords on the channels TWILIO_OPT_OUT_HANDLING
+        names (SMS by default: its default STOP filtering; WhatsApp only with Advanced Opt-Out in
+        a Messaging Service), except on senders TWILIO_OPT_OUT_HANDLING_OFF_FOR lists.
+        https://support.twilio.com/hc/en-us/articles/360034798533-Getting-Started-with-Advanced-Opt-Out-for-Messaging-Services"""
+        off_for = {number.removeprefix("whatsapp:").strip() for number in settings.TWILIO_OPT_OUT_HANDLING_OFF_FOR}
+        return channel in settings.TWILIO_OPT_OUT_HANDLING and sender.removeprefix("whatsapp:") not in off_for
+
     def parse_result(self, message) -> SendResult:
         cost, currency = None, ""
         if message.price:

@@ -111,7 +111,7 @@ def test_a_message_that_falls_back_has_one_decision_per_channel_tried(contact, n
 def test_deleting_a_contact_never_takes_what_was_sent_or_consented(contact, template_version, now):
     from compliance.actions import record_consent_change
 
-    record_consent_change(contact, "sms", "marketing", "granted", "form")
+    record_consent_change(contact, "sms", "marketing", "granted", "form", announce=False)
     message, _ = routing.create_message(contact=contact, source=MessageSource.API, template_version=template_version,
                                         channel_plan=[{"channel": "sms"}])
     routing.dispatch(message, now=now)

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.django_db
 ROLE_NAMES = {"Marketers", "Support agents", "Compliance"}
 role_groups = importlib.import_module("omni.migrations.0002_role_groups")
 # The latest migration that sets the roles.
-current_roles = importlib.import_module("omni.migrations.0009_role_groups_gate")
+current_roles = importlib.import_module("omni.migrations.0010_role_groups_keywords")
 
 
 @pytest.fixture(autouse=True)
@@ -115,7 +115,7 @@ def test_a_user_gets_the_permissions_of_their_group(user_in):
 
 def test_reversing_the_migration_removes_the_groups_and_reapplying_restores_them():
     # given the app registry as the migration sees it
-    state_apps = MigrationExecutor(connection).loader.project_state(("omni", "0009_role_groups_gate")).apps
+    state_apps = MigrationExecutor(connection).loader.project_state(("omni", "0010_role_groups_keywords")).apps
     schema_editor = SimpleNamespace(connection=connection)  # the functions only read its connection
     before = {name: permissions_of(name) for name in ROLE_NAMES}
 
@@ -131,3 +131,14 @@ def test_reversing_the_migration_removes_the_groups_and_reapplying_restores_them
 
     # then
     assert {name: permissions_of(name) for name in ROLE_NAMES} == before
+
+
+def test_compliance_staff_edit_keyword_lists_and_opt_out_lines_support_reads_keywords_marketers_read_lines():
+    compliance, support, marketers = (permissions_of(name) for name in ("Compliance", "Support agents", "Marketers"))
+
+    assert {"compliance.add_keywordlist", "compliance.change_keywordlist", "compliance.view_keywordlist",
+            "message_templates.add_optoutdisclosure", "message_templates.change_optoutdisclosure"} <= compliance
+    assert "compliance.view_keywordlist" in support
+    assert "compliance.change_keywordlist" not in support
+    assert "message_templates.view_optoutdisclosure" in marketers
+    assert "message_templates.change_optoutdisclosure" not in marketers

@@ -163,6 +163,8 @@ class Command(BaseCommand):
                     contact.external_id in SMS_MARKETING_OPT_OUTS
                     and (channel, purpose) == (Channel.SMS, Purpose.MARKETING)
                 )
+                # Recorded as an import: imported opt-ins get no SMS opt-in confirmation (unless
+                # OMNI_CONFIRM_IMPORTED_OPT_INS), so the outbox holds only the journey's messages.
                 record_consent_change(
                     contact, channel, purpose,
                     ConsentStatus.REVOKED if opted_out else ConsentStatus.GRANTED,

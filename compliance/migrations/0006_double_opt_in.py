@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("compliance", "0004_quiet_hours_regions_caps_ledger"),
+        ("compliance", "0005_keyword_lists"),
     ]
 
     operations = [

@@ -8,7 +8,7 @@ STATUSES = [("granted", "Opted in"), ("revoked", "Opted out"), ("unknown", "Unkn
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("compliance", "0008_double_opt_in"),
+        ("compliance", "0006_double_opt_in"),
     ]
 
     operations = [
