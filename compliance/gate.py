@@ -156,8 +156,11 @@ class CapRule:
                 and (not self.lifecycle_stages or facts.lifecycle_stage in self.lifecycle_stages))
 
     def counts(self, channel: str, purpose: str) -> bool:
-        """Whether a send on this channel for this purpose counts against the cap."""
-        return (not self.channel or self.channel == channel) and (not self.purpose or self.purpose == purpose)
+        """Whether a send on this channel for this purpose counts against the cap. A cap that does
+        not apply to transactional messages does not count them either: receipts, one-time codes
+        and opt-out confirmations never use up a marketing budget."""
+        return ((not self.channel or self.channel == channel) and (not self.purpose or self.purpose == purpose)
+                and (self.applies_to_transactional or purpose != Purpose.TRANSACTIONAL))
 
 
 @dataclass(frozen=True)

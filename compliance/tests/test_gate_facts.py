@@ -145,3 +145,21 @@ def test_reachability_says_for_every_channel_whether_and_why_not(every_rule):
     assert reach["whatsapp"].facts.channel_facts == {"whatsapp_session": False}
     at_night = gate.reachability([who], "marketing", NOW)[who.pk]["email"]
     assert (at_night.reason, at_night.until) == ("quiet_hours", NOW.replace(hour=8) + timedelta(days=1))
+
+
+def test_transactional_sends_count_only_against_caps_that_apply_to_them(every_rule):
+    _, capped = every_rule
+    who = contact()  # in Los Angeles by the phone: 16:00, outside the quiet hours
+    actions.record_consent_change(who, "sms", "marketing", "granted", "form", announce=False)
+    sent(who, 2, 5)  # two marketing sends already today
+    SendLedger.objects.bulk_create(
+        SendLedger(contact_id=who.pk, channel="sms", purpose="transactional", message_id=900 + n, plan_step=0,
+                   at=NOW - timedelta(hours=1)) for n in range(5))
+
+    # five receipts do not use up the marketing budget of a cap that leaves transactional alone
+    assert gate.check(who, "sms", "marketing", who.phone, now=NOW).allowed
+
+    # and do count once the cap applies to transactional messages too
+    capped.applies_to_transactional = True
+    capped.save()
+    assert gate.check(who, "sms", "marketing", who.phone, now=NOW).reason == "frequency_cap"
