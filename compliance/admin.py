@@ -39,6 +39,18 @@ class ConsentInline(ReadOnlyInline):
 add_contact_inline(ConsentInline)
 
 
+class PlainIdLinks:
+    """Links for rows that keep plain contact and message ids (history outlives the rows)."""
+
+    @admin.display(description="contact", ordering="contact_id")
+    def contact_link(self, obj):
+        return link_by_id("admin:contacts_contact_change", obj.contact_id, "Contact")
+
+    @admin.display(description="message", ordering="message_id")
+    def message_link(self, obj):
+        return link_by_id("admin:channels_message_change", obj.message_id, "Message")
+
+
 @admin.register(Consent)
 class ConsentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Current consent is derived from its history (compliance.actions.record_consent_change)."""
@@ -199,7 +211,7 @@ class FrequencyCapAdmin(AuditedRuleAdmin):
 
 
 @admin.register(SendLedger)
-class SendLedgerAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class SendLedgerAdmin(PlainIdLinks, ReadOnlyAdminMixin, admin.ModelAdmin):
     """What frequency caps count: one row per message queued on a plan step, written by routing."""
 
     list_display = ["at", "contact_link", "channel", "purpose", "message_link", "plan_step"]
@@ -208,13 +220,6 @@ class SendLedgerAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     date_hierarchy = "at"
     show_full_result_count = False
 
-    @admin.display(description="contact", ordering="contact_id")
-    def contact_link(self, obj):
-        return link_by_id("admin:contacts_contact_change", obj.contact_id, "Contact")
-
-    @admin.display(description="message", ordering="message_id")
-    def message_link(self, obj):
-        return link_by_id("admin:channels_message_change", obj.message_id, "Message")
 
 
 @admin.register(KeywordList)
@@ -274,7 +279,7 @@ class SendingPauseAdmin(admin.ModelAdmin):
 
 
 @admin.register(Decision)
-class DecisionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class DecisionAdmin(PlainIdLinks, ReadOnlyAdminMixin, admin.ModelAdmin):
     """Every verdict of the pre-send gate, with the inputs it used: why a message went out or did not."""
 
     list_display = ["decided_at", "outcome", "reason", "channel", "purpose", "message_link", "contact_link",
@@ -327,13 +332,6 @@ class DecisionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             parts.append(f"exemption: {inputs['exemption']}")
         return "; ".join(parts) or "—"
 
-    @admin.display(description="contact", ordering="contact_id")
-    def contact_link(self, obj):
-        return link_by_id("admin:contacts_contact_change", obj.contact_id, "Contact")
-
-    @admin.display(description="message", ordering="message_id")
-    def message_link(self, obj):
-        return link_by_id("admin:channels_message_change", obj.message_id, "Message")
 
 
 def _rule_detail(result: dict) -> str:
