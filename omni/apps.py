@@ -8,7 +8,11 @@ class OmniConfig(AppConfig):
     verbose_name = "Omni platform"
 
     def ready(self):
-        from . import checks
+        from axes.signals import user_locked_out
+
+        from . import checks, signin
+
+        user_locked_out.connect(signin.audit_lockout, dispatch_uid="omni.audit_lockout")
 
         # System checks only run for manage.py commands; a web or Celery process started in
         # production must refuse to start on a bad setting too, naming it.

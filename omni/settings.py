@@ -6,6 +6,7 @@ with beat inside the worker, and the sandbox provider for every channel. In prod
 see omni/checks.py.
 """
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -53,6 +54,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "import_export",
     "pgtrigger",
+    "axes",
     "omni",
     "contacts",
     "compliance",
@@ -71,7 +73,25 @@ MIDDLEWARE = [
     "omni.middleware.AuthenticationMiddleware",
     "omni.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a lockout into the lockout page (by this name, which
+    # its system check looks for; on an API request it only reads one attribute).
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Staff sign-in: django-axes counts failed logins per username and address and locks that pair
+# out for a while (each lockout is audited as auth.locked_out); the backend must come first.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env.int("OMNI_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("OMNI_LOGIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "omni/locked_out.html"
+AXES_HTTP_RESPONSE_CODE = 429
+# Attempts and lockouts are audited instead (`manage.py axes_reset_username NAME` lifts one early).
+AXES_ENABLE_ADMIN = False
+# A staff session ends after this long without a request (each request renews it).
+SESSION_COOKIE_AGE = env.int("OMNI_SESSION_IDLE_MINUTES", default=30) * 60
+SESSION_SAVE_EVERY_REQUEST = True
 
 ROOT_URLCONF = "omni.urls"
 WSGI_APPLICATION = "omni.wsgi.application"
