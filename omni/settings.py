@@ -55,6 +55,8 @@ INSTALLED_APPS = [
     "import_export",
     "pgtrigger",
     "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "omni",
     "contacts",
     "compliance",
@@ -72,6 +74,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "omni.middleware.AuthenticationMiddleware",
     "omni.middleware.MessageMiddleware",
+    "omni.middleware.OTPMiddleware",
+    "omni.middleware.TwoFactorMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes asks: it turns a lockout into the lockout page (by this name, which
     # its system check looks for; on an API request it only reads one attribute).
@@ -89,6 +93,12 @@ AXES_LOCKOUT_TEMPLATE = "omni/locked_out.html"
 AXES_HTTP_RESPONSE_CODE = 429
 # Attempts and lockouts are audited instead (`manage.py axes_reset_username NAME` lifts one early).
 AXES_ENABLE_ADMIN = False
+AXES_VERBOSE = False
+# Two-factor sign-in (TOTP, django-otp) is offered to all staff; set this to require it of
+# administrators (superusers and the Administrators group).
+OMNI_REQUIRE_2FA_FOR_ADMINS = env.bool("OMNI_REQUIRE_2FA_FOR_ADMINS", default=False)
+# The issuer name authenticator apps show beside the account.
+OTP_TOTP_ISSUER = "Omni"
 # A staff session ends after this long without a request (each request renews it).
 SESSION_COOKIE_AGE = env.int("OMNI_SESSION_IDLE_MINUTES", default=30) * 60
 SESSION_SAVE_EVERY_REQUEST = True

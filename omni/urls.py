@@ -8,6 +8,8 @@ urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
+    # Before the admin's own URLs, which would take /admin/2fa/ for an app label.
+    path("admin/2fa/", include("omni.web.two_factor")),
     path("admin/", admin.site.urls),
     path("webhooks/", include("channels.webhooks.urls")),
     path("api/v1/", include("contacts.urls")),

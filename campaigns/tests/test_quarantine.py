@@ -204,7 +204,7 @@ def test_the_admin_lists_quarantined_enrollments_with_their_reason_and_retries_t
     url = reverse("admin:campaigns_enrollment_changelist")
 
     # when an operator filters on "Quarantined"
-    with django_assert_max_num_queries(12):
+    with django_assert_max_num_queries(13):  # 12, and the two-factor check of every admin page
         page = admin_client.get(url, {"quarantined": "yes"})
 
     # then only it is listed, with its reason

@@ -1,0 +1,1 @@
+"""omni's web layer: staff pages that read across apps."""
