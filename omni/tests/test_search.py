@@ -94,3 +94,18 @@ def test_searching_needs_the_permission_to_view_contacts(client, django_user_mod
 def test_the_search_box_is_in_every_admin_page_header(support_client):
     for url in ("/admin/", "/admin/contacts/contact/", "/admin/channels/conversation/"):
         assert 'id="omni-search"' in support_client.get(url).content.decode(), url
+
+
+@pytest.mark.postgres
+def test_a_name_prefix_is_read_through_an_index_on_postgresql(bob):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        find_contacts("bak")
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")  # a tiny table would be scanned anyway
+        cursor.execute("EXPLAIN " + queries.captured_queries[-1]["sql"])
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+
+    assert "contact_first_name_prefix" in plan and "contact_last_name_prefix" in plan
