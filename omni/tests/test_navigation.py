@@ -117,3 +117,41 @@ def test_the_theme_serves_its_own_static_files(client, admin_user):
     page = client.get("/admin/").content.decode()
     assert "/static/unfold/" in page
     assert "https://" not in page.replace("https://www.w3.org", "")
+
+
+def test_the_administrators_role_holds_every_roles_permissions_and_the_settings(db):
+    import importlib
+    from types import SimpleNamespace
+
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    def permissions_of(name):
+        return {f"{p.content_type.app_label}.{p.codename}"
+                for p in Group.objects.get(name=name).permissions.select_related("content_type")}
+
+    administrators = permissions_of("Administrators")
+    for role in ("Marketers", "Support agents", "Compliance"):
+        assert permissions_of(role) <= administrators, role
+    assert {"omni.add_apikey", "omni.change_apikey", "django_celery_beat.change_periodictask",
+            "django_celery_beat.add_crontabschedule", "auth.change_user", "auth.add_group"} <= administrators
+    assert not {"omni.delete_auditentry", "omni.change_auditentry", "contacts.delete_contact"} & administrators
+
+    # and the migration goes back and forth
+    migration = importlib.import_module("omni.migrations.0011_role_groups_administrators")
+    state_apps = MigrationExecutor(connection).loader.project_state(("omni", "0011_role_groups_administrators")).apps
+    schema_editor = SimpleNamespace(connection=connection)
+    migration.remove_administrators(state_apps, schema_editor)
+    assert not Group.objects.filter(name="Administrators").exists()
+    migration.apply_roles(state_apps, schema_editor)
+    assert permissions_of("Administrators") == administrators
+
+
+def test_the_contact_import_and_export_pages_use_unfolds_forms(admin_client):
+    from unfold.contrib.import_export.forms import ImportForm, SelectableFieldsExportForm
+
+    import_page = admin_client.get("/admin/contacts/contact/import/")
+    export_page = admin_client.get("/admin/contacts/contact/export/")
+
+    assert import_page.status_code == 200 and isinstance(import_page.context["form"], ImportForm)
+    assert export_page.status_code == 200 and isinstance(export_page.context["form"], SelectableFieldsExportForm)
