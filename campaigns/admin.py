@@ -4,7 +4,7 @@ from django.db.models import Count, F, Q
 from django.utils.html import format_html, format_html_join
 
 from omni.choices import Urgency
-from omni.lib.admin import ReadOnlyAdminMixin, ReadOnlyInline
+from omni.lib.admin import ModelAdmin, ReadOnlyAdminMixin, ReadOnlyInline, StackedInline
 from omni.lib.quarantine import QuarantineAdminMixin, QuarantinedFilter
 
 from . import actions
@@ -68,7 +68,7 @@ class JourneyVersionInline(ReadOnlyInline):
         return format_html("<ol>{}</ol>", format_html_join("", "<li>{}</li>", ((describe_step(s),) for s in version.steps)))
 
 
-class JourneyStepInline(admin.StackedInline):
+class JourneyStepInline(StackedInline):
     """The draft's steps. Contacts run on a published version; edits here reach them once published."""
 
     model = JourneyStep
@@ -110,7 +110,7 @@ class JourneyStepInline(admin.StackedInline):
 
 
 @admin.register(Journey)
-class JourneyAdmin(admin.ModelAdmin):
+class JourneyAdmin(ModelAdmin):
     list_display = ["name", "status", "live_version_number", "trigger_type", "trigger_event", "live_enrollments",
                     "updated_at"]
     list_filter = ["status", "trigger_type"]
@@ -212,7 +212,7 @@ class JourneyAdmin(admin.ModelAdmin):
 
 
 @admin.register(JourneyStep)
-class JourneyStepAdmin(admin.ModelAdmin):
+class JourneyStepAdmin(ModelAdmin):
     """Steps are edited on their journey's page; this list finds them across journeys."""
 
     list_display = ["journey", "position", "key", "kind", "template", "next_step", "else_step"]
@@ -240,7 +240,7 @@ class JourneyStepVisitInline(ReadOnlyInline):
 
 
 @admin.register(Enrollment)
-class EnrollmentAdmin(QuarantineAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+class EnrollmentAdmin(QuarantineAdminMixin, ReadOnlyAdminMixin, ModelAdmin):
     """Enrollments move only through the orchestration tick; pause the journey to hold them."""
 
     list_display = ["contact", "journey", "version_number", "state", "current_step_key", "next_run_at", "steps_taken",
@@ -264,7 +264,7 @@ class EnrollmentAdmin(QuarantineAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin
 
 
 @admin.register(CampaignRecipient)
-class CampaignRecipientAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class CampaignRecipientAdmin(ReadOnlyAdminMixin, ModelAdmin):
     """Who a campaign reached, with the variant or holdout drawn and the message sent or why not."""
 
     list_display = ["campaign", "contact", "variant", "outcome", "message", "skip_reason", "created_at"]
@@ -274,7 +274,7 @@ class CampaignRecipientAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(Campaign)
-class CampaignAdmin(admin.ModelAdmin):
+class CampaignAdmin(ModelAdmin):
     list_display = ["name", "status", "template", "segment", "purpose", "scheduled_at", "approved_by", "created_at"]
     list_filter = ["status", "purpose", "urgency"]
     search_fields = ["name", "intent_key", "template__key", "segment__name"]

@@ -324,6 +324,9 @@ class Enrollment(models.Model):
             models.Index(fields=["next_run_at", "id"], condition=Q(state="active", claimed_at__isnull=True),
                          name="enrollment_due"),
             models.Index(fields=["claimed_at"], condition=Q(claimed_at__isnull=False), name="enrollment_leased"),
+            # The administrators' home counts quarantined enrollments (omni/web/home.py).
+            models.Index(fields=["quarantined_at"], condition=Q(quarantined_at__isnull=False),
+                         name="enrollment_quarantined"),
         ]
 
     def __str__(self):

@@ -8,7 +8,7 @@ from compliance import gate
 from contacts.admin import add_contact_display
 from omni import audit
 from omni.choices import Channel, Purpose
-from omni.lib.admin import ReadOnlyAdminMixin, ReadOnlyInline
+from omni.lib.admin import ModelAdmin, ReadOnlyAdminMixin, ReadOnlyInline
 from omni.lib.quarantine import QuarantineAdminMixin, QuarantinedFilter
 
 from . import whatsapp
@@ -62,7 +62,7 @@ class DeliveryEventInline(ReadOnlyInline):
 
 
 @admin.register(Message)
-class MessageAdmin(QuarantineAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+class MessageAdmin(QuarantineAdminMixin, ReadOnlyAdminMixin, ModelAdmin):
     list_display = ["id", "contact", "purpose", "urgency", "status", "status_reason", "current_channel", "source",
                     "created_at", "quarantine_reason"]
     list_filter = ["status", QuarantinedFilter, "purpose", "source", "urgency"]
@@ -78,7 +78,7 @@ class MessageAdmin(QuarantineAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(QuarantineAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+class DeliveryAdmin(QuarantineAdminMixin, ReadOnlyAdminMixin, ModelAdmin):
     list_display = ["id", "message", "channel", "provider", "to_address", "status", "attempts", "error_code",
                     "queued_at", "sent_at", "quarantine_reason"]
     list_filter = ["status", UnresolvedFilter, QuarantinedFilter, "channel", "provider", "error_permanent"]
@@ -110,7 +110,7 @@ class DeliveryAdmin(QuarantineAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(DeliveryEvent)
-class DeliveryEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class DeliveryEventAdmin(ReadOnlyAdminMixin, ModelAdmin):
     list_display = ["occurred_at", "event_type", "provider", "delivery", "recipient", "detail", "permanent"]
     list_filter = ["event_type", "provider", "permanent"]
     search_fields = ["provider_message_id", "provider_event_id", "recipient", "detail"]
@@ -119,7 +119,7 @@ class DeliveryEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(InboundMessage)
-class InboundMessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class InboundMessageAdmin(ReadOnlyAdminMixin, ModelAdmin):
     list_display = ["received_at", "channel", "from_address", "body_preview", "keyword", "needs_agent", "contact",
                     "conversation"]
     list_filter = ["needs_agent", "channel", "keyword", "provider"]
@@ -140,7 +140,7 @@ class InboundMessageInline(ReadOnlyInline):
 
 
 @admin.register(Conversation)
-class ConversationAdmin(admin.ModelAdmin):
+class ConversationAdmin(ModelAdmin):
     """Support agents work conversations: they set the status and who handles it, nothing else."""
 
     list_display = ["contact", "channel", "status", "assignee", "queue", "opened_at", "last_activity_at"]
@@ -179,7 +179,7 @@ class ConversationAdmin(admin.ModelAdmin):
 
 
 @admin.register(OutboxMessage)
-class OutboxMessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class OutboxMessageAdmin(ReadOnlyAdminMixin, ModelAdmin):
     """The sandbox outbox: what Omni would have sent, newest first."""
 
     list_display = ["created_at", "channel", "to_address", "content_preview", "simulated_outcome", "delivery"]

@@ -97,6 +97,9 @@ class Message(models.Model):
             models.Index(fields=["conversation"], condition=Q(conversation__isnull=False), name="message_conversation"),
             models.Index(fields=["agent"], condition=Q(agent__isnull=False), name="message_agent"),
             models.Index(fields=["api_key"], condition=Q(api_key__isnull=False), name="message_api_key"),
+            # The administrators' home counts quarantined rows (omni/web/home.py); partial, so
+            # rows that are not quarantined cost nothing.
+            models.Index(fields=["quarantined_at"], condition=Q(quarantined_at__isnull=False), name="message_quarantined"),
         ]
         constraints = [
             models.UniqueConstraint(fields=["idempotency_key"], name="message_unique_idempotency_key"),
@@ -231,6 +234,9 @@ class Delivery(models.Model):
             # Partial: a queued delivery is inserted without an entry, which keeps the tick's inserts cheap.
             models.Index(fields=["to_address", "channel", "-sent_at", "-id"], condition=Q(sent_at__isnull=False),
                          name="delivery_to_address_sent"),
+            # The administrators' home: quarantined rows, and failures of the last hour per provider.
+            models.Index(fields=["quarantined_at"], condition=Q(quarantined_at__isnull=False), name="delivery_quarantined"),
+            models.Index(fields=["failed_at", "provider"], condition=Q(failed_at__isnull=False), name="delivery_failed_at"),
         ]
 
     def __str__(self):
@@ -327,6 +333,8 @@ class Conversation(models.Model):
 
     class Meta:
         ordering = ["-last_activity_at"]
+        # The support home counts open and unassigned conversations (omni/web/home.py).
+        indexes = [models.Index(fields=["status", "assignee"], name="conversation_status_assignee")]
 
     def __str__(self):
         return f"{self.get_channel_display()} conversation with {self.contact}"

@@ -10,7 +10,7 @@ from contacts.admin import add_contact_inline
 from contacts.models import LifecycleStage
 from contacts.phones import normalize_phone
 from omni import audit
-from omni.lib.admin import ReadOnlyAdminMixin, ReadOnlyInline, adopt_saved, link_by_id
+from omni.lib.admin import ModelAdmin, ReadOnlyAdminMixin, ReadOnlyInline, adopt_saved, link_by_id
 from omni.choices import Channel
 
 from . import actions, gate
@@ -52,7 +52,7 @@ class PlainIdLinks:
 
 
 @admin.register(Consent)
-class ConsentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class ConsentAdmin(ReadOnlyAdminMixin, ModelAdmin):
     """Current consent is derived from its history (compliance.actions.record_consent_change)."""
 
     list_display = ["contact", "channel", "purpose", "status", "lawful_basis", "updated_at"]
@@ -75,7 +75,7 @@ class ConsentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(ConsentChange)
-class ConsentChangeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class ConsentChangeAdmin(ReadOnlyAdminMixin, ModelAdmin):
     list_display = ["occurred_at", "contact", "channel", "purpose", "status", "source", "actor_label", "actor"]
     list_filter = ["channel", "purpose", "status", "source"]
     search_fields = [*CONTACT_SEARCH_FIELDS, "actor_label"]
@@ -115,7 +115,7 @@ class SuppressionForm(forms.ModelForm):
 
 
 @admin.register(Suppression)
-class SuppressionAdmin(admin.ModelAdmin):
+class SuppressionAdmin(ModelAdmin):
     form = SuppressionForm
     list_display = ["__str__", "channel", "purpose", "reason", "contact", "created_by", "created_at", "expires_at"]
     list_filter = ["reason", "channel", "purpose", "created_at"]
@@ -152,7 +152,7 @@ class SuppressionAdmin(admin.ModelAdmin):
         self.message_user(request, f"Lifted {count} suppression(s).", messages.SUCCESS)
 
 
-class AuditedRuleAdmin(admin.ModelAdmin):
+class AuditedRuleAdmin(ModelAdmin):
     """Sending rules change who gets what: every change to one is written to the audit log."""
 
     audit_noun = ""
@@ -211,7 +211,7 @@ class FrequencyCapAdmin(AuditedRuleAdmin):
 
 
 @admin.register(SendLedger)
-class SendLedgerAdmin(PlainIdLinks, ReadOnlyAdminMixin, admin.ModelAdmin):
+class SendLedgerAdmin(PlainIdLinks, ReadOnlyAdminMixin, ModelAdmin):
     """What frequency caps count: one row per message queued on a plan step, written by routing."""
 
     list_display = ["at", "contact_link", "channel", "purpose", "message_link", "plan_step"]
@@ -234,7 +234,7 @@ class KeywordListAdmin(AuditedRuleAdmin):
 
 
 @admin.register(SendingPause)
-class SendingPauseAdmin(admin.ModelAdmin):
+class SendingPauseAdmin(ModelAdmin):
     list_display = ["__str__", "channel", "provider", "paused_by", "paused_at", "resumed_at", "in_force"]
     list_filter = ["channel", ("resumed_at", admin.EmptyFieldListFilter)]
     search_fields = ["reason", "provider"]
@@ -279,7 +279,7 @@ class SendingPauseAdmin(admin.ModelAdmin):
 
 
 @admin.register(Decision)
-class DecisionAdmin(PlainIdLinks, ReadOnlyAdminMixin, admin.ModelAdmin):
+class DecisionAdmin(PlainIdLinks, ReadOnlyAdminMixin, ModelAdmin):
     """Every verdict of the pre-send gate, with the inputs it used: why a message went out or did not."""
 
     list_display = ["decided_at", "outcome", "reason", "channel", "purpose", "message_link", "contact_link",

@@ -2,9 +2,10 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from import_export.admin import ImportExportModelAdmin
+from unfold.contrib.import_export.forms import ImportForm, SelectableFieldsExportForm
 
 from omni import audit
-from omni.lib.admin import ReadOnlyAdminMixin
+from omni.lib.admin import ModelAdmin, ReadOnlyAdminMixin, TabularInline
 from omni.lib.quarantine import QuarantineAdminMixin, QuarantinedFilter
 
 from .models import Contact, ContactEvent, Device, Segment
@@ -13,15 +14,19 @@ from .resources import ContactResource
 RECENT_EVENTS_SHOWN = 20
 
 
-class DeviceInline(admin.TabularInline):
+class DeviceInline(TabularInline):
     model = Device
     extra = 0
     fields = ["platform", "token", "provider_endpoint", "enabled", "disabled_reason", "app_version", "last_seen_at"]
 
 
 @admin.register(Contact)
-class ContactAdmin(ImportExportModelAdmin):
+class ContactAdmin(ModelAdmin, ImportExportModelAdmin):
     resource_classes = [ContactResource]
+    # Unfold's forms, so the import and export pages use the theme's widgets (the export one that
+    # keeps choosing columns, as django-import-export's default does).
+    import_form_class = ImportForm
+    export_form_class = SelectableFieldsExportForm
     list_display = ["__str__", "email", "phone", "external_id", "lifecycle_stage", "locale", "messaging_paused",
                     "created_at"]
     list_filter = ["lifecycle_stage", "locale", "messaging_paused"]
@@ -128,14 +133,14 @@ def add_contact_display(name: str, display) -> None:
 
 
 @admin.register(Segment)
-class SegmentAdmin(admin.ModelAdmin):
+class SegmentAdmin(ModelAdmin):
     list_display = ["name", "description", "updated_at"]
     search_fields = ["name", "description"]
     readonly_fields = ["created_at", "updated_at"]
 
 
 @admin.register(Device)
-class DeviceAdmin(admin.ModelAdmin):
+class DeviceAdmin(ModelAdmin):
     list_display = ["contact", "platform", "enabled", "app_version", "last_seen_at"]
     list_filter = ["platform", "enabled"]
     search_fields = ["token", "provider_endpoint", "contact__email", "contact__external_id"]
@@ -145,7 +150,7 @@ class DeviceAdmin(admin.ModelAdmin):
 
 
 @admin.register(ContactEvent)
-class ContactEventAdmin(QuarantineAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+class ContactEventAdmin(QuarantineAdminMixin, ReadOnlyAdminMixin, ModelAdmin):
     list_display = ["name", "contact", "source", "sent_by", "occurred_at", "received_at", "processed_at",
                     "quarantine_reason"]
     list_filter = ["source", ("processed_at", admin.EmptyFieldListFilter), QuarantinedFilter, "occurred_at"]

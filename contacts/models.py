@@ -156,6 +156,8 @@ class ContactEvent(models.Model):
         indexes = [
             models.Index(fields=["received_at"], condition=Q(processed_at__isnull=True), name="event_unprocessed"),
             models.Index(fields=["contact", "name", "occurred_at"], name="event_contact_name"),
+            # The administrators' home counts quarantined events (omni/web/home.py).
+            models.Index(fields=["quarantined_at"], condition=Q(quarantined_at__isnull=False), name="event_quarantined"),
         ]
 
     def __str__(self):

@@ -7,24 +7,30 @@ import json
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth import admin as auth_admin
+from django.contrib.auth.models import Group, User
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
 from django.http import HttpResponseRedirect, StreamingHttpResponse
 from django.urls import path, reverse
 from django.utils import timezone
+from django_celery_beat import admin as beat_admin
+from django_celery_beat.models import ClockedSchedule, CrontabSchedule, IntervalSchedule, PeriodicTask, SolarSchedule
+from unfold.forms import AdminPasswordChangeForm, UserChangeForm, UserCreationForm
+from unfold.widgets import UnfoldAdminSelectWidget, UnfoldAdminTextInputWidget
 
 from contacts.models import Contact
 from omni import audit
 
 from .api import forget_verified_keys
-from .lib.admin import ReadOnlyAdminMixin, adopt_saved, link_by_id
+from .lib.admin import AdministratorsOnlyMixin, ModelAdmin, ReadOnlyAdminMixin, TabularInline, adopt_saved, link_by_id
 from .lib.spreadsheet import neutralize_formula
 from .models import ApiKey, ApiScope, AuditEntry, AuditPersonalData
 
 admin.site.site_header = "Omni"
 admin.site.site_title = "Omni admin"
-admin.site.index_title = "Contacts, consent, templates, journeys and deliveries"
+admin.site.index_title = "Home"
 
 
 class ApiKeyForm(forms.ModelForm):
@@ -38,7 +44,7 @@ class ApiKeyForm(forms.ModelForm):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(AdministratorsOnlyMixin, ModelAdmin):
     form = ApiKeyForm
     list_display = ["name", "prefix", "scope_list", "created_by", "created_at", "last_used_at", "is_revoked"]
     list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
@@ -143,7 +149,7 @@ def _csv_chunk(writer, rows, contact_at):
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class AuditEntryAdmin(ReadOnlyAdminMixin, ModelAdmin):
     list_display = ["occurred_at", "action", "actor_label", "contact_link", "channel", "reason", "object_type",
                     "object_id", "seq"]
     list_filter = ["action", "channel", "occurred_at", ("seq", admin.EmptyFieldListFilter)]
@@ -213,3 +219,70 @@ class AuditEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         response = StreamingHttpResponse(audit_csv_lines(queryset), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="omni-audit-{timezone.now():%Y%m%d-%H%M%S}.csv"'
         return response
+
+
+# --- django_celery_beat's pages, on the theme -----------------------------------------------
+# Registered again on Omni's base as Unfold's documentation shows for django-celery-beat: its
+# own admins are stock Django classes (omni's app comes after django_celery_beat in
+# INSTALLED_APPS, so its registrations exist to be replaced here).
+
+for _model in (PeriodicTask, IntervalSchedule, CrontabSchedule, SolarSchedule, ClockedSchedule):
+    admin.site.unregister(_model)
+
+
+class UnfoldTaskSelectWidget(UnfoldAdminSelectWidget, beat_admin.TaskSelectWidget):
+    pass
+
+
+class UnfoldPeriodicTaskForm(beat_admin.PeriodicTaskForm):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["task"].widget = UnfoldAdminTextInputWidget()
+        self.fields["regtask"].widget = UnfoldTaskSelectWidget()
+
+
+class PeriodicTaskInline(beat_admin.PeriodicTaskInline, TabularInline):
+    pass
+
+
+@admin.register(PeriodicTask)
+class PeriodicTaskAdmin(AdministratorsOnlyMixin, beat_admin.PeriodicTaskAdmin, ModelAdmin):
+    form = UnfoldPeriodicTaskForm
+
+
+@admin.register(ClockedSchedule)
+class ClockedScheduleAdmin(AdministratorsOnlyMixin, beat_admin.ClockedScheduleAdmin, ModelAdmin):
+    inlines = [PeriodicTaskInline]
+
+
+@admin.register(CrontabSchedule)
+class CrontabScheduleAdmin(AdministratorsOnlyMixin, beat_admin.CrontabScheduleAdmin, ModelAdmin):
+    inlines = [PeriodicTaskInline]
+
+
+@admin.register(SolarSchedule)
+class SolarScheduleAdmin(AdministratorsOnlyMixin, beat_admin.SolarScheduleAdmin, ModelAdmin):
+    inlines = [PeriodicTaskInline]
+
+
+@admin.register(IntervalSchedule)
+class IntervalScheduleAdmin(AdministratorsOnlyMixin, beat_admin.IntervalScheduleAdmin, ModelAdmin):
+    inlines = [PeriodicTaskInline]
+
+
+# --- Users and groups, on the theme (as Unfold's documentation shows), administrators only ----
+
+admin.site.unregister(User)
+admin.site.unregister(Group)
+
+
+@admin.register(User)
+class UserAdmin(AdministratorsOnlyMixin, auth_admin.UserAdmin, ModelAdmin):
+    form = UserChangeForm
+    add_form = UserCreationForm
+    change_password_form = AdminPasswordChangeForm
+
+
+@admin.register(Group)
+class GroupAdmin(AdministratorsOnlyMixin, auth_admin.GroupAdmin, ModelAdmin):
+    pass

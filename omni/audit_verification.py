@@ -136,3 +136,34 @@ def _check_personal_data(keyed: list[tuple[int, str]]) -> list[str]:
         if not key or personal_hmac(key, data) != digest:
             problems.append(f"entry {entry_id}: its personal data does not match its keyed hash")
     return problems
+
+
+def problems_of(report: ChainReport) -> list[str]:
+    """What a verification found, in sentences (empty when the chain holds)."""
+    problems = []
+    if report.broken:
+        problems.append(f"Audit chain broken at {report.broken}.")
+    if report.record_problems:
+        problems.append("Records sealed into the chain do not hold: " + "; ".join(report.record_problems) + ".")
+    if report.checkpoint_problem:
+        problems.append(f"The chain does not hold against its checkpoint: {report.checkpoint_problem}.")
+    if report.personal_problems:
+        problems.append("Personal data was changed: " + "; ".join(report.personal_problems) + ".")
+    if report.stale_unsealed:
+        problems.append(
+            f"{report.stale_unsealed} audit entries unsealed for more than {UNSEALED_TOO_LONG} "
+            f"(oldest from {report.oldest_stale_at:%Y-%m-%d %H:%M:%S}): is the sealer (beat) running?"
+        )
+    return problems
+
+
+def verify_and_record(*, reason: str) -> tuple[ChainReport, list[str]]:
+    """Verify the chain and write the result down as an `audit.verified` entry (the compliance
+    home shows the last one). `reason` says who ran it: "command" or "beat"."""
+    from omni import audit
+
+    report = verify_chain()
+    problems = problems_of(report)
+    audit.record("audit.verified", reason=reason,
+                 data={"checked": report.checked, "intact": not problems, "problems": problems})
+    return report, problems

@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -45,6 +46,10 @@ if _proxy_ssl_header:
 OMNI_PUBLIC_URL = env.str("OMNI_PUBLIC_URL", default="http://127.0.0.1:8000").rstrip("/")
 
 INSTALLED_APPS = [
+    # The admin's theme: before django.contrib.admin, so its templates win (and omni/templates,
+    # in DIRS, before both: it fits a few of Unfold's to Omni).
+    "unfold",
+    "unfold.contrib.import_export",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -163,6 +168,21 @@ STATIC_ROOT = VAR_DIR / "static"
 
 LOGIN_URL = "admin:login"
 
+# The admin's theme (django-unfold). Its sidebar is built per user from their view permissions
+# (omni/web/navigation.py); /admin/ is each role's home (omni/web/home.py).
+UNFOLD = {
+    "SITE_TITLE": "Omni admin",
+    "SITE_HEADER": "Omni",
+    "SITE_URL": "/admin/",
+    "SHOW_VIEW_ON_SITE": False,
+    "DASHBOARD_CALLBACK": "omni.web.home.dashboard_callback",
+    "SIDEBAR": {
+        "show_search": False,
+        "show_all_applications": False,
+        "navigation": "omni.web.navigation.sidebar",
+    },
+}
+
 # Webhook and API bodies larger than this are refused with 413 before parsing.
 OMNI_MAX_BODY_BYTES = env.int("OMNI_MAX_BODY_BYTES", default=256 * 1024)
 # POST /api/v1/events/batch takes up to 1,000 events: its own, larger limit.
@@ -230,6 +250,9 @@ OMNI_SEAL_SECONDS = env.float("OMNI_SEAL_SECONDS", default=5.0)
 OMNI_AUDIT_CHECKPOINT_URL = env.str("OMNI_AUDIT_CHECKPOINT_URL", default=f"file://{VAR_DIR / 'audit-checkpoints'}")
 OMNI_AUDIT_CHECKPOINT_RETENTION_DAYS = env.int("OMNI_AUDIT_CHECKPOINT_RETENTION_DAYS", default=7 * 365)
 OMNI_AUDIT_CHECKPOINT_LOCK_MODE = env.str("OMNI_AUDIT_CHECKPOINT_LOCK_MODE", default="COMPLIANCE")
+# When beat verifies the audit chain (verify_audit, recorded as an audit.verified entry that the
+# compliance home shows): a crontab "minute hour day_of_month month_of_year day_of_week", in UTC.
+OMNI_VERIFY_AUDIT_CRON = env.str("OMNI_VERIFY_AUDIT_CRON", default="17 3 * * *")
 
 # --- Channels and providers -----------------------------------------------------------------
 # Which provider delivers each channel: "sandbox" (stores what would have been sent and
@@ -301,6 +324,10 @@ TWILIO_OPT_OUT_HANDLING = env.list("TWILIO_OPT_OUT_HANDLING", default=["sms"])
 # Sender numbers where Twilio support switched that handling off: Omni replies there.
 TWILIO_OPT_OUT_HANDLING_OFF_FOR = env.list("TWILIO_OPT_OUT_HANDLING_OFF_FOR", default=[])
 
+# National phone notation ("(415) 555-0102") in the admin's contact search is read as a number
+# of this country (ISO 3166-1 alpha-2); empty reads only international notation (+1 415...).
+OMNI_DEFAULT_COUNTRY = env.str("OMNI_DEFAULT_COUNTRY", default="" if PRODUCTION else "US")
+
 # --- Compliance -----------------------------------------------------------------------------
 # Used for a contact with no timezone and no phone number to infer one from.
 OMNI_DEFAULT_TIMEZONE = env.str("OMNI_DEFAULT_TIMEZONE", default="UTC")
@@ -338,7 +365,11 @@ LOGGING = {
 
 # django-celery-beat's DatabaseScheduler copies these entries into its tables at start, where
 # operators can see and change them in the admin.
+_verify_minute, _verify_hour, _verify_day, _verify_month, _verify_weekday = OMNI_VERIFY_AUDIT_CRON.split()
 CELERY_BEAT_SCHEDULE = {
+    "omni-verify-audit": {"task": "omni.tasks.verify_audit_task", "options": {"queue": "default"},
+                          "schedule": crontab(minute=_verify_minute, hour=_verify_hour, day_of_month=_verify_day,
+                                              month_of_year=_verify_month, day_of_week=_verify_weekday)},
     "omni-tick": {"task": "campaigns.tasks.tick_task", "schedule": OMNI_TICK_SECONDS, "options": {"queue": "default", "expires": OMNI_TICK_SECONDS * 2}},
     "omni-seal-audit": {"task": "omni.tasks.seal_audit_task", "schedule": OMNI_SEAL_SECONDS, "options": {"queue": "default", "expires": OMNI_SEAL_SECONDS * 2}},
     "omni-reconcile-deliveries": {"task": "channels.tasks.reconcile_deliveries_task", "schedule": 60.0, "options": {"queue": "default", "expires": 120}},

@@ -6,13 +6,13 @@ from django.db.models import Max
 from django.utils.html import format_html
 
 from omni import audit
-from omni.lib.admin import ReadOnlyAdminMixin, ReadOnlyInline
+from omni.lib.admin import ModelAdmin, ReadOnlyAdminMixin, ReadOnlyInline, StackedInline
 
 from .actions import publish_template
 from .models import OptOutDisclosure, Template, TemplateVariant, TemplateVersion
 
 
-class TemplateVariantInline(admin.StackedInline):
+class TemplateVariantInline(StackedInline):
     model = TemplateVariant
     extra = 0
     fields = [
@@ -28,7 +28,7 @@ class TemplateVersionInline(ReadOnlyInline):
 
 
 @admin.register(Template)
-class TemplateAdmin(admin.ModelAdmin):
+class TemplateAdmin(ModelAdmin):
     list_display = ["key", "name", "purpose", "allow_fallback", "latest_version_number", "updated_at"]
     list_filter = ["purpose", "allow_fallback"]
     search_fields = ["key", "name", "description"]
@@ -56,7 +56,7 @@ class TemplateAdmin(admin.ModelAdmin):
 
 
 @admin.register(TemplateVersion)
-class TemplateVersionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class TemplateVersionAdmin(ReadOnlyAdminMixin, ModelAdmin):
     list_display = ["template", "number", "purpose", "allow_fallback", "published_at", "published_by"]
     list_filter = ["purpose", "template"]
     search_fields = ["template__key", "template__name"]
@@ -72,7 +72,7 @@ class TemplateVersionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(TemplateVariant)
-class TemplateVariantAdmin(admin.ModelAdmin):
+class TemplateVariantAdmin(ModelAdmin):
     """Variants are edited on their template's page; this list finds them across templates."""
 
     list_display = ["template", "channel", "locale", "subject"]
@@ -83,7 +83,7 @@ class TemplateVariantAdmin(admin.ModelAdmin):
 
 
 @admin.register(OptOutDisclosure)
-class OptOutDisclosureAdmin(admin.ModelAdmin):
+class OptOutDisclosureAdmin(ModelAdmin):
     """The opt-out line per locale that publishing requires in marketing SMS and WhatsApp variants."""
 
     list_display = ["locale", "text", "updated_at"]

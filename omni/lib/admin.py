@@ -1,5 +1,27 @@
-"""Admin helpers every app's admin uses (omni's base: imports no app)."""
+"""Admin helpers every app's admin uses (omni's base: imports no app).
+
+Every ModelAdmin and inline inherits from `OmniAdmin` through the three classes below, which sit
+on django-unfold's (the admin's theme): a page built on Django's own classes would render with
+the stock widgets inside Unfold's frame. omni/tests/test_admin.py fails on one that does not.
+"""
 from django.contrib import admin
+from unfold import admin as unfold_admin
+
+
+class OmniAdmin:
+    """What every admin page of Omni shares (the marker the base test looks for)."""
+
+
+class ModelAdmin(OmniAdmin, unfold_admin.ModelAdmin):
+    pass
+
+
+class TabularInline(OmniAdmin, unfold_admin.TabularInline):
+    pass
+
+
+class StackedInline(OmniAdmin, unfold_admin.StackedInline):
+    pass
 
 
 class ReadOnlyAdminMixin:
@@ -19,7 +41,7 @@ class ReadOnlyAdminMixin:
         return False
 
 
-class ReadOnlyInline(ReadOnlyAdminMixin, admin.TabularInline):
+class ReadOnlyInline(ReadOnlyAdminMixin, TabularInline):
     extra = 0
     can_delete = False
     show_change_link = True
@@ -49,3 +71,38 @@ def link_by_id(url_name: str, object_id, label: str) -> str:
     if object_id is None:
         return "—"
     return format_html('<a href="{}">{} {}</a>', reverse(url_name, args=[object_id]), label, object_id)
+
+
+ADMINISTRATORS_GROUP = "Administrators"
+
+
+def is_administrator(user) -> bool:
+    """Superusers and members of the Administrators group (omni/migrations/0011): they alone keep
+    the settings (API keys, periodic tasks, users and groups). Asked once per request's user."""
+    if not (user.is_active and user.is_staff):
+        return False
+    if user.is_superuser:
+        return True
+    if not hasattr(user, "_omni_is_administrator"):
+        user._omni_is_administrator = user.groups.filter(name=ADMINISTRATORS_GROUP).exists()
+    return user._omni_is_administrator
+
+
+class AdministratorsOnlyMixin:
+    """Settings pages: refused (403) to everyone but administrators, whatever permissions a
+    group hands out, and so absent from their sidebar too."""
+
+    def has_module_permission(self, request):
+        return is_administrator(request.user) and super().has_module_permission(request)
+
+    def has_view_permission(self, request, obj=None):
+        return is_administrator(request.user) and super().has_view_permission(request, obj)
+
+    def has_add_permission(self, request, *args, **kwargs):
+        return is_administrator(request.user) and super().has_add_permission(request, *args, **kwargs)
+
+    def has_change_permission(self, request, obj=None):
+        return is_administrator(request.user) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return is_administrator(request.user) and super().has_delete_permission(request, obj)

@@ -1,0 +1,46 @@
+"""Omni's own pages inside the admin's frame (the theme's sidebar and header): the contact
+search and the 403 page. Thin: the logic is in omni/web/search.py and omni/web/home.py."""
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import NoReverseMatch, reverse
+from django.views.defaults import permission_denied as django_permission_denied
+
+from .search import MAX_RESULTS, find_contacts
+
+
+def contact_page_url(contact_id: int) -> str:
+    """The contact's timeline; its admin page where the timeline is not installed."""
+    try:
+        return reverse("omni-web:timeline", kwargs={"contact_id": contact_id})
+    except NoReverseMatch:
+        return reverse("admin:contacts_contact_change", args=[contact_id])
+
+
+def admin_page(request, template: str, title: str, status: int = 200, **context):
+    request.current_app = admin.site.name
+    return TemplateResponse(request, template, {**admin.site.each_context(request), "title": title, **context},
+                            status=status)
+
+
+def search(request):
+    if not request.user.has_perm("contacts.view_contact"):
+        raise PermissionDenied
+    result = find_contacts(request.GET.get("q", ""))
+    if len(result.contacts) == 1:
+        return HttpResponseRedirect(contact_page_url(result.contacts[0].pk))
+    rows = [(contact, contact_page_url(contact.pk)) for contact in result.contacts]
+    return admin_page(request, "omni_web/search.html", "Find a contact", result=result, rows=rows,
+                      search_query=result.term, max_results=MAX_RESULTS)
+
+
+search = admin.site.admin_view(search)
+
+
+def permission_denied(request, exception=None):
+    """403: inside the admin's frame (sidebar, a way home) for staff on admin pages."""
+    user = getattr(request, "user", None)
+    if user is not None and user.is_active and user.is_staff and request.path.startswith("/admin/"):
+        return admin_page(request, "omni_web/403.html", "You may not open this page", status=403)
+    return django_permission_denied(request, exception)
