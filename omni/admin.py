@@ -16,6 +16,8 @@ from django.http import HttpResponseRedirect, StreamingHttpResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django_celery_beat import admin as beat_admin
+from django_otp.plugins.otp_totp import admin as otp_totp_admin
+from django_otp.plugins.otp_totp.models import TOTPDevice
 from django_celery_beat.models import ClockedSchedule, CrontabSchedule, IntervalSchedule, PeriodicTask, SolarSchedule
 from unfold.forms import AdminPasswordChangeForm, UserChangeForm, UserCreationForm
 from unfold.widgets import UnfoldAdminSelectWidget, UnfoldAdminTextInputWidget
@@ -285,4 +287,14 @@ class UserAdmin(AdministratorsOnlyMixin, auth_admin.UserAdmin, ModelAdmin):
 
 @admin.register(Group)
 class GroupAdmin(AdministratorsOnlyMixin, auth_admin.GroupAdmin, ModelAdmin):
+    pass
+
+
+# --- django-otp's authenticator devices, on the theme ------------------------------------------
+# Staff set up their own authenticator at /admin/2fa/setup/; administrators see and remove them here.
+admin.site.unregister(TOTPDevice)
+
+
+@admin.register(TOTPDevice)
+class TOTPDeviceAdmin(AdministratorsOnlyMixin, otp_totp_admin.TOTPDeviceAdmin, ModelAdmin):
     pass

@@ -12,13 +12,9 @@ from django_otp import devices_for_user, login as otp_login
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from omni import audit
+from omni.lib.admin import is_administrator
 
-ADMINISTRATORS_GROUP = "Administrators"
 DEVICE_NAME = "Authenticator app"
-
-
-def is_administrator(user) -> bool:
-    return user.is_superuser or user.groups.filter(name=ADMINISTRATORS_GROUP).exists()
 
 
 def required_for(user) -> bool:

@@ -16,8 +16,9 @@ CHANGELIST = reverse("admin:campaigns_journey_changelist")
 # Session, user, permissions, the journey, its versions with their counts, the draft's steps,
 # templates and template versions, each step form's selected template; on the theme (Unfold)
 # its related-field widgets and the sidebar's administrators check add a few, still fixed; and
-# whether the user has a two-factor authenticator (omni.middleware.TwoFactorMiddleware).
-CHANGE_PAGE_MAX_QUERIES = 33
+# whether the user has a two-factor authenticator (omni.middleware.TwoFactorMiddleware); the
+# idle-timeout renewal of the session.
+CHANGE_PAGE_MAX_QUERIES = 35
 
 
 @pytest.fixture
