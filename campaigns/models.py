@@ -324,6 +324,10 @@ class Enrollment(models.Model):
             models.Index(fields=["next_run_at", "id"], condition=Q(state="active", claimed_at__isnull=True),
                          name="enrollment_due"),
             models.Index(fields=["claimed_at"], condition=Q(claimed_at__isnull=False), name="enrollment_leased"),
+            # The contact's timeline: enrollments by when they entered and by when they ended.
+            models.Index(fields=["contact", "entered_at", "id"], name="enrollment_contact_time"),
+            models.Index(fields=["contact", "ended_at", "id"], condition=Q(ended_at__isnull=False),
+                         name="enrollment_contact_ended"),
         ]
 
     def __str__(self):

@@ -156,6 +156,7 @@ class ContactEvent(models.Model):
         indexes = [
             models.Index(fields=["received_at"], condition=Q(processed_at__isnull=True), name="event_unprocessed"),
             models.Index(fields=["contact", "name", "occurred_at"], name="event_contact_name"),
+            models.Index(fields=["contact", "occurred_at", "id"], name="event_contact_time"),
         ]
 
     def __str__(self):

@@ -8,6 +8,8 @@ urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
+    # Before the admin's own urls, whose catch-all would answer these addresses first.
+    path("admin/", include("omni.web.urls")),
     path("admin/", admin.site.urls),
     path("webhooks/", include("channels.webhooks.urls")),
     path("api/v1/", include("contacts.urls")),

@@ -1,0 +1,11 @@
+"""omni's web layer's pages, inside the admin (its login and staff check apply): namespace "omni-web"."""
+from django.contrib import admin
+from django.urls import path
+
+from . import views
+
+app_name = "omni-web"
+
+urlpatterns = [
+    path("contacts/<int:contact_id>/timeline/", admin.site.admin_view(views.contact_timeline), name="timeline"),
+]
