@@ -6,6 +6,7 @@ with the contact and then the kind's time; a page takes at most PAGE_SIZE rows f
 past the cursor and merges them by (time, kind, id). The cursor is the last entry's
 (time, kind, id), so entries sharing a time are neither skipped nor repeated across pages.
 """
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -138,7 +139,7 @@ def decode_cursor(cursor: str | None) -> tuple | None:
         when = parse_datetime(at)
         if when is None or kind not in KINDS_BY_NAME:
             return None
-        return when, kind, (raw_id if kind == "decision" else int(raw_id))
+        return when, kind, (str(uuid.UUID(raw_id)) if kind == "decision" else int(raw_id))
     except ValueError:
         return None
 
