@@ -181,7 +181,8 @@ def _past_cursor(kind: Kind, cursor: tuple | None, newest_first: bool) -> Q:
     rank, cursor_rank = RANK[kind.name], RANK[cursor_kind]
     if rank == cursor_rank:
         return strictly | (same_time & Q(**{f"pk__{before}": cursor_id}))
-    # A kind ranked on the page's far side of the cursor's kind still has its rows at that time to show.
+    # At the cursor's time, a kind that comes after the cursor's kind in page order still has all
+    # its rows to show; one that comes before has shown them already.
     if (rank < cursor_rank) == newest_first:
         return strictly | same_time
     return strictly
