@@ -327,6 +327,10 @@ class Enrollment(models.Model):
             # The administrators' home counts quarantined enrollments (omni/web/home.py).
             models.Index(fields=["quarantined_at"], condition=Q(quarantined_at__isnull=False),
                          name="enrollment_quarantined"),
+            # The contact's timeline: enrollments by when they entered and by when they ended.
+            models.Index(fields=["contact", "entered_at", "id"], name="enrollment_contact_time"),
+            models.Index(fields=["contact", "ended_at", "id"], condition=Q(ended_at__isnull=False),
+                         name="enrollment_contact_ended"),
         ]
 
     def __str__(self):

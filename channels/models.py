@@ -93,6 +93,8 @@ class Message(models.Model):
         indexes = [
             models.Index(fields=["defer_until"], condition=Q(status="deferred"), name="message_deferred_due"),
             models.Index(fields=["contact", "intent_key", "created_at"], name="message_contact_intent"),
+            # The contact's timeline pages through their messages by time (omni/web/timeline.py).
+            models.Index(fields=["contact", "created_at", "id"], name="message_contact_time"),
             models.Index(fields=["status"], name="message_status"),
             models.Index(fields=["conversation"], condition=Q(conversation__isnull=False), name="message_conversation"),
             models.Index(fields=["agent"], condition=Q(agent__isnull=False), name="message_agent"),
@@ -368,6 +370,7 @@ class InboundMessage(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["provider", "provider_message_id"], name="inbound_unique_provider_id"),
         ]
+        indexes = [models.Index(fields=["contact", "received_at", "id"], name="inbound_contact_time")]
 
     def __str__(self):
         return f"{self.channel} from {self.from_address}"

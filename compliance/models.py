@@ -87,7 +87,8 @@ class ConsentChange(models.Model):
 
     class Meta:
         ordering = ["-occurred_at", "-id"]
-        indexes = [models.Index(fields=["contact", "channel", "purpose", "occurred_at"], name="consentchange_scope")]
+        indexes = [models.Index(fields=["contact", "channel", "purpose", "occurred_at"], name="consentchange_scope"),
+                   models.Index(fields=["contact", "occurred_at", "id"], name="consentchange_contact_time")]
 
     def __str__(self):
         return f"{self.contact}: {self.channel}/{self.purpose} -> {self.status} ({self.source})"

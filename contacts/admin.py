@@ -28,16 +28,16 @@ class ContactAdmin(ModelAdmin, ImportExportModelAdmin):
     import_form_class = ImportForm
     export_form_class = SelectableFieldsExportForm
     list_display = ["__str__", "email", "phone", "external_id", "lifecycle_stage", "locale", "messaging_paused",
-                    "created_at"]
+                    "created_at", "timeline_link"]
     list_filter = ["lifecycle_stage", "locale", "messaging_paused"]
     search_fields = ["email", "phone", "external_id", "first_name", "last_name"]
     date_hierarchy = "created_at"
-    readonly_fields = ["created_at", "updated_at", "erased_at", "recent_events"]
+    readonly_fields = ["created_at", "updated_at", "erased_at", "timeline_link", "recent_events"]
     fieldsets = [
         (None, {"fields": ["external_id", ("first_name", "last_name"), "email", "phone"]}),
         ("Profile", {"fields": ["lifecycle_stage", ("locale", "timezone", "country", "region"), "attributes"]}),
         ("Messaging", {"fields": ["messaging_paused", "preferred_channel"]}),
-        ("History", {"fields": ["recent_events", ("created_at", "updated_at", "erased_at")]}),
+        ("History", {"fields": ["timeline_link", "recent_events", ("created_at", "updated_at", "erased_at")]}),
     ]
     # contacts depends on no other app, so the apps built on it add their own inlines here
     # (compliance adds consents) instead of this module importing them.
@@ -76,6 +76,13 @@ class ContactAdmin(ModelAdmin, ImportExportModelAdmin):
             for c in changed
         ])
         self.message_user(request, f"{'Paused' if paused else 'Resumed'} messaging for {len(changed)} contact(s).")
+
+    @admin.display(description="timeline")
+    def timeline_link(self, obj):
+        if obj.pk is None:
+            return "—"
+        # The page lives in omni's web layer, above this app: reached by its URL name, never imported.
+        return format_html('<a class="timeline-link" href="{}">Timeline</a>', reverse("omni-web:timeline", args=[obj.pk]))
 
     @admin.display(description=f"recent events (newest {RECENT_EVENTS_SHOWN})")
     def recent_events(self, obj):

@@ -158,6 +158,8 @@ class ContactEvent(models.Model):
             models.Index(fields=["contact", "name", "occurred_at"], name="event_contact_name"),
             # The administrators' home counts quarantined events (omni/web/home.py).
             models.Index(fields=["quarantined_at"], condition=Q(quarantined_at__isnull=False), name="event_quarantined"),
+            # The contact's timeline: events by when they happened.
+            models.Index(fields=["contact", "occurred_at", "id"], name="event_contact_time"),
         ]
 
     def __str__(self):

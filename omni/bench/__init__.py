@@ -30,6 +30,7 @@ SCALE_MEANING = {
     "ingest_http": "contacts; the load runs scale/5000 seconds per endpoint (1 to 10)",
     "ingest_batch": "events x 4, posted in batches of 1,000",
     "gate": "sends in one decide_many (and as many contacts), every rule on",
+    "timeline": "contacts with 20 deliveries each, beside one contact with 10,000 entries of every kind",
 }
 
 
@@ -55,7 +56,7 @@ def missing_packages(names: list[str]) -> list[str]:
 def benchmarks() -> dict:
     """Every benchmark by name, in the order they run: the ceilings first, so others can be
     shown as a fraction of them."""
-    from . import claim_ceiling, gate, ingest, journey_tick
+    from . import claim_ceiling, gate, ingest, journey_tick, timeline
 
     return {
         "claim_ceiling": claim_ceiling.run,
@@ -63,6 +64,7 @@ def benchmarks() -> dict:
         "ingest_http": ingest.run_http,
         "ingest_batch": ingest.run_batch,
         "gate": gate.run,
+        "timeline": timeline.run,
     }
 
 

@@ -8,7 +8,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from omni.bench import gate, journey_tick
+from omni.bench import gate, journey_tick, timeline
 
 
 @pytest.mark.django_db
@@ -39,6 +39,15 @@ def test_the_gate_benchmark_decides_every_send_in_a_handful_of_queries():
         assert reason in figures["us_per_message"].notes
 
 
+@pytest.mark.django_db
+def test_the_timeline_benchmark_times_the_first_and_the_50th_page():
+    figures = {f.metric: f for f in timeline.measure(5)}
+
+    assert figures["first_page_ms"].value > 0 and figures["page_50_ms"].value > 0
+    assert "statuses" not in figures["page_50_ms"].notes
+    assert figures["queries_per_page"].value <= 31
+
+
 def test_the_bench_command_runs_every_benchmark_in_its_own_database(tmp_path):
     # given a database URL of its own (the command makes bench_<name> on PostgreSQL, a file in
     # OMNI_VAR_DIR on SQLite), never the test database
@@ -59,7 +68,7 @@ def test_the_bench_command_runs_every_benchmark_in_its_own_database(tmp_path):
     figures = [json.loads(line) for line in done.stdout.splitlines()]
     assert all(set(f) == {"bench", "metric", "value", "unit", "n", "subject", "notes"} for f in figures)
     by_name = {(f["bench"], f["metric"]): f for f in figures}
-    expected = {"journey_tick", "ingest_http", "ingest_batch", "gate"}
+    expected = {"journey_tick", "ingest_http", "ingest_batch", "gate", "timeline"}
     if connection.vendor == "postgresql":
         expected.add("claim_ceiling")
         assert by_name["claim_ceiling", "duplicate_claims"]["value"] == 0
@@ -71,6 +80,7 @@ def test_the_bench_command_runs_every_benchmark_in_its_own_database(tmp_path):
     assert by_name["ingest_http", "events_requests_per_s"]["n"] > 0
     assert by_name["ingest_batch", "events_not_stored"]["value"] == 0
     assert by_name["gate", "us_per_message"]["n"] == 20 and by_name["gate", "queries_per_batch"]["value"] <= 8
+    assert by_name["timeline", "first_page_ms"]["n"] == 50 and by_name["timeline", "page_50_ms"]["value"] > 0
     assert "ratio_to_healthz" in {f["metric"] for f in figures}
     assert "events_per_s" in done.stderr  # the table
 

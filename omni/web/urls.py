@@ -1,4 +1,5 @@
-"""Omni's web layer pages, under /admin/ beside the admin's own (the admin's login guards them)."""
+"""Omni's web layer pages, under /admin/ beside the admin's own (its login and staff check apply): namespace "omni-web"."""
+from django.contrib import admin
 from django.urls import path
 
 from . import views
@@ -7,4 +8,5 @@ app_name = "omni-web"
 
 urlpatterns = [
     path("find/", views.search, name="search"),
+    path("contacts/<int:contact_id>/timeline/", admin.site.admin_view(views.contact_timeline), name="timeline"),
 ]
