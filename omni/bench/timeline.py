@@ -7,7 +7,8 @@ provider event each, replies), three entries of each kind at each instant so pag
 equal times. At a small scale the busy contact has fewer entries (enough for 50 pages).
 
 Figures: `first_page_ms` and `page_50_ms`, the whole page as a superuser gets it (the view,
-its template, the side panel; the median of a few requests), and `queries_per_page`.
+its template, the side panel; the median of a few requests), and `queries_per_page`; on the same
+data, `home_ms`: each role's home (/admin/) as a member of its group gets it, the slowest role.
 """
 import statistics
 import time
@@ -137,6 +138,8 @@ def measure(scale: int, log=lambda line: None) -> list[Figure]:
     for _ in range(49):
         cursor = timeline.read_page(contact, user, cursor=cursor).next_cursor
     page_50_ms, queries_50, status_50 = _timed(client, url, {"order": "newest", "cursor": cursor})
+    homes = _homes()
+    slowest_role = max(homes, key=lambda role: homes[role][0])
     notes = f"{count} entries of each of 8 kinds, {scale * MESSAGES_PER_CONTACT} other deliveries; " \
             f"whole page (view, template, side panel), median of {REPEATS}"
     if (status, status_50) != (200, 200):
@@ -146,7 +149,30 @@ def measure(scale: int, log=lambda line: None) -> list[Figure]:
         Figure("timeline", "page_50_ms", page_50_ms, "ms", timeline.PAGE_SIZE, notes=notes),
         Figure("timeline", "queries_per_page", max(queries, queries_50), "queries", timeline.PAGE_SIZE,
                notes=f"first page {queries}, 50th {queries_50}"),
+        Figure("timeline", "home_ms", homes[slowest_role][0], "ms", len(homes),
+               notes=f"slowest: {slowest_role}; " + ", ".join(
+                   f"{role} {ms:.1f} ms ({queries} queries{'' if status == 200 else f', status {status}'})"
+                   for role, (ms, queries, status) in homes.items())),
     ]
+
+
+def _homes() -> dict[str, tuple[float, int, int]]:
+    """Each role's home, timed as a member of the role's group (a superuser too): (ms, queries, status)."""
+    from django.contrib.auth.models import Group, User
+
+    homes = {}
+    for role in ("Marketers", "Support agents", "Compliance", "Administrators", "superuser"):
+        name = f"bench-{role.split()[0].lower()}-{uuid.uuid4().hex[:6]}"
+        if role == "superuser":
+            user = User.objects.create_superuser(name, "bench@example.com", None)
+        else:
+            user = User.objects.create_user(name, is_staff=True)
+            user.groups.add(Group.objects.get(name=role))
+        client = Client()
+        client.force_login(user)
+        client.get("/admin/")  # the per-process caches (content types, permissions)
+        homes[role] = _timed(client, "/admin/", {})
+    return homes
 
 
 def run(scale: int, *, figures, log) -> list[Figure]:

@@ -45,7 +45,10 @@ def test_the_timeline_benchmark_times_the_first_and_the_50th_page():
 
     assert figures["first_page_ms"].value > 0 and figures["page_50_ms"].value > 0
     assert "statuses" not in figures["page_50_ms"].notes
-    assert figures["queries_per_page"].value <= 31
+    assert figures["queries_per_page"].value <= 32
+    # every role's home answered, the slowest named
+    assert figures["home_ms"].value > 0 and figures["home_ms"].n == 5
+    assert "slowest:" in figures["home_ms"].notes
 
 
 def test_the_bench_command_runs_every_benchmark_in_its_own_database(tmp_path):
