@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from django.urls import reverse_lazy
 from celery.schedules import crontab
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -176,6 +177,13 @@ UNFOLD = {
     "SITE_URL": "/admin/",
     "SHOW_VIEW_ON_SITE": False,
     "DASHBOARD_CALLBACK": "omni.web.home.dashboard_callback",
+    # The account menu (under the user's name): the password and two-factor sign-in.
+    "ACCOUNT": {
+        "navigation": [
+            {"title": "Change password", "link": reverse_lazy("admin:password_change")},
+            {"title": "Two-factor sign-in", "link": reverse_lazy("omni-2fa:setup")},
+        ],
+    },
     "SIDEBAR": {
         "show_search": False,
         "show_all_applications": False,

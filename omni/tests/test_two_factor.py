@@ -97,3 +97,12 @@ def test_the_api_and_the_webhooks_are_untouched_by_two_factor(client, settings):
     settings.OMNI_REQUIRE_2FA_FOR_ADMINS = True
     assert client.get("/healthz").status_code == 200
     assert client.post("/api/v1/events", "{}", content_type="application/json").status_code == 401
+
+
+def test_every_admin_page_offers_two_factor_sign_in_in_the_account_menu(client, maria):
+    sign_in(client, "maria")
+
+    page = client.get("/admin/contacts/contact/").content.decode()
+
+    assert 'href="/admin/2fa/setup/"' in page and "Two-factor sign-in" in page
+    assert 'href="/admin/password_change/"' in page
