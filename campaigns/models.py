@@ -160,8 +160,8 @@ def step_setting_problems(kind: str, config, channel_plan, *, has_template: bool
         if check not in CONDITION_CHECKS:
             refuse("config", f"config.check must be one of {', '.join(CONDITION_CHECKS)}, not {check!r}.")
         elif check == "attribute" and not (isinstance(config.get("name"), str) and config["name"]):
-            refuse("config", f'config.name must name the attribute to check: {{"check": "attribute", "name": '
-                             f'"plan", "equals": "pro"}}.')
+            refuse("config", 'config.name must name the attribute to check: {"check": "attribute", "name": '
+                             '"plan", "equals": "pro"}.')
         elif check != "attribute" and not (isinstance(config.get("step"), str) and config["step"]):
             refuse("config", f'config.step must name the send step to check: {{"check": "{check}", '
                              f'"step": "<send step key>"}}.')

@@ -10,6 +10,7 @@ from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.http import urlencode
 from django_otp import middleware as otp
+from django_otp import user_has_device
 
 API_PATH_PREFIX = "/api/"
 
@@ -63,7 +64,7 @@ class TwoFactorMiddleware:
             return None
         from omni import two_factor
 
-        if two_factor.has_authenticator(user):
+        if user_has_device(user):
             target = reverse("omni-2fa:verify")
         elif two_factor.required_for(user):
             target = reverse("omni-2fa:setup")

@@ -21,10 +21,6 @@ def required_for(user) -> bool:
     return settings.OMNI_REQUIRE_2FA_FOR_ADMINS and is_administrator(user)
 
 
-def has_authenticator(user) -> bool:
-    return any(True for _ in devices_for_user(user, confirmed=True))
-
-
 def pending_device(user) -> TOTPDevice:
     """The unconfirmed authenticator the user is setting up (made now if there is none)."""
     device = TOTPDevice.objects.filter(user=user, confirmed=False).order_by("-id").first()
@@ -45,10 +41,12 @@ def enable(request, device: TOTPDevice, token: str) -> bool:
     return True
 
 
+@transaction.atomic
 def verify(request, token: str) -> bool:
-    """Verify this session with a code from the user's authenticator (django-otp throttles guesses)."""
-    for device in devices_for_user(request.user, confirmed=True):
-        if device.verify_is_allowed()[0] and device.verify_token(token):
+    """Verify this session with a code from the user's authenticator. The devices are locked
+    (for_verify) so django-otp's throttling of wrong guesses holds under concurrent requests."""
+    for device in devices_for_user(request.user, confirmed=True, for_verify=True):
+        if device.verify_token(token):
             otp_login(request, device)
             return True
     return False

@@ -7,6 +7,7 @@ from django.shortcuts import redirect, render
 from django.urls import path, reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import mark_safe
+from django_otp import user_has_device
 from django_otp.qr import write_qrcode_image
 
 from omni import two_factor
@@ -43,7 +44,7 @@ def setup(request):
     return render(request, "omni/web/two_factor_setup.html", _context(
         request, title="Set up two-factor sign-in", form=form, qr_svg=mark_safe(qr.getvalue().decode()),
         secret=device.key, required=two_factor.required_for(request.user),
-        enabled=two_factor.has_authenticator(request.user)))
+        enabled=user_has_device(request.user)))
 
 
 def verify(request):
