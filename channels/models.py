@@ -498,6 +498,8 @@ class Conversation(models.Model):
 
     class Meta:
         ordering = ["-last_activity_at"]
+        # Sending to the customer (channels/replies.py) is more than changing the conversation.
+        permissions = [("reply_conversation", "Can reply to conversations")]
         constraints = [
             models.UniqueConstraint(fields=["contact", "channel"], condition=~Q(status="closed"),
                                     name="one_unclosed_conversation_per_channel"),

@@ -358,6 +358,11 @@ OMNI_OPT_OUT_REVOKES_TRANSACTIONAL = env.bool("OMNI_OPT_OUT_REVOKES_TRANSACTIONA
 # Opt-ins recorded by an import are confirmed (the first SMS after an opt-in) only when set.
 OMNI_CONFIRM_IMPORTED_OPT_INS = env.bool("OMNI_CONFIRM_IMPORTED_OPT_INS", default=False)
 
+# --- Support --------------------------------------------------------------------------------
+# Marketing to a contact waits while they have a support conversation not closed, and this many
+# hours after one closes (channels.routing passes the conversations to the gate).
+OMNI_CONVERSATION_HOLD = timedelta(hours=env.float("OMNI_CONVERSATION_HOLD_HOURS", default=48.0))
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
