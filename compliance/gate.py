@@ -350,14 +350,14 @@ def decide(facts: SendFacts, now: datetime) -> Verdict:
         fail("channel_pause", DEFER, "channel_paused", until=now + PAUSE_RECHECK)
     if facts.purpose == Purpose.MARKETING:
         for conversation_id, held_until in facts.conversations:
-            until = now + CONVERSATION_RECHECK if held_until is None else held_until
-            if until <= now:
+            hold_ends = now + CONVERSATION_RECHECK if held_until is None else held_until
+            if hold_ends <= now:
                 continue
-            if facts.expires_at and facts.expires_at <= until:
+            if facts.expires_at and facts.expires_at <= hold_ends:
                 fail("conversation_hold", SUPPRESS, "expired", conversation=conversation_id,
-                     window_ends=until.isoformat())
+                     window_ends=hold_ends.isoformat())
             else:
-                fail("conversation_hold", DEFER, f"conversation_open:{conversation_id}", until=until,
+                fail("conversation_hold", DEFER, f"conversation_open:{conversation_id}", until=hold_ends,
                      conversation=conversation_id)
 
     rules = facts.rules
