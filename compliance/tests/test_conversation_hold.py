@@ -184,3 +184,17 @@ def test_dispatch_many_reads_the_conversations_of_a_whole_batch_in_one_query():
     assert len([sql for sql in many if 'FROM "channels_conversation"' in sql]) == 1
     # a batch without marketing does not ask
     assert not [sql for sql in informational if 'FROM "channels_conversation"' in sql]
+
+
+def test_the_decision_page_names_the_conversations_that_held_it(alice, settings, admin_client):
+    settings.OMNI_CONVERSATION_HOLD = HOLD
+    conversation = Conversation.objects.create(contact=alice, channel="sms")
+    sale = new_message(alice)
+    routing.dispatch(sale, now=NOW)
+    decision = Decision.objects.get(message_id=sale.pk)
+
+    page = admin_client.get(f"/admin/compliance/decision/{decision.pk}/change/")
+
+    assert page.status_code == 200
+    assert f"support conversations holding marketing: #{conversation.pk} (not closed)" in page.content.decode()
+    assert "conversation_hold" in page.content.decode()
