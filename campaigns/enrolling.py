@@ -7,7 +7,7 @@ cannot be processed is quarantined and the rest of its batch goes on.
 Replies reach journeys as events channels stores (channels may not import campaigns):
 `inbound.replied` when a contact writes in, `conversation.closed` when their conversation
 closes, each with the conversation's id. Each live enrollment of the contact then does what its
-version's on_reply says (see _hand_off).
+version's on_reply says (see _act_on_conversations).
 """
 from collections import Counter, defaultdict
 
@@ -77,7 +77,9 @@ def _process_events(events, now, report: TickReport) -> None:
         for e in events
     ])
     names = {e.name for e in events}
-    handed_off = _hand_off(events, now) if REPLIED in names or CONVERSATION_CLOSED in names else Counter()
+    # Only a batch holding a reply or a closing reads enrollments for them.
+    by_conversations = (_act_on_conversations(events, now) if REPLIED in names or CONVERSATION_CLOSED in names
+                        else Counter())
     # The live versions these events trigger, and any version (enrollments keep older ones)
     # whose goal they reach: one query.
     versions = list(
@@ -92,22 +94,23 @@ def _process_events(events, now, report: TickReport) -> None:
         enrolled = _enroll_from_events(events, versions, now)
     ContactEvent.objects.filter(pk__in=[e.pk for e in events]).update(processed_at=now)
     report.converted += converted
-    report.paused += handed_off["paused"]
-    report.resumed += handed_off["resumed"]
-    report.exited_on_reply += handed_off["exited"]
+    report.paused += by_conversations["paused"]
+    report.resumed += by_conversations["resumed"]
+    report.exited_on_reply += by_conversations["exited"]
     report.enrolled += enrolled
     report.events += len(events)
 
 
-def _hand_off(events, now) -> Counter:
+def _act_on_conversations(events, now) -> Counter:
     """Act on replies and closings, in the order they happened, for every live enrollment of
     their contacts, by its version's on_reply:
 
     - inbound.replied: pause_resume and pause_exit pause an active enrollment for that
       conversation; exit ends a live one ("replied"); continue does nothing.
-    - conversation.closed: an enrollment paused for that conversation resumes (pause_resume),
-      or exits ("conversation_closed", pause_exit). Enrollments paused by staff or by another
-      conversation stay paused.
+    - conversation.closed: an enrollment paused for that conversation exits
+      ("conversation_closed") under pause_exit, and resumes under pause_resume (see ON_CLOSE for
+      a version moved to meanwhile). Enrollments paused by staff or by another conversation
+      stay paused.
 
     The enrollments are read and locked in one query and written in one, whatever the batch.
     Returns how many were paused, resumed and exited.
@@ -145,19 +148,20 @@ def _hand_off(events, now) -> Counter:
 def _conversation_id(event) -> int:
     value = (event.properties or {}).get("conversation_id")
     if type(value) is not int:
-        raise ValueError(f"A {event.name} event needs properties.conversation_id, the conversation's id as an "
+        raise ValueError(f"Event {event.name} needs properties.conversation_id, the conversation's id as an "
                          f"integer, not {value!r}.")
     return value
 
 
 def _on_reply(enrollment, conversation_id: int, now) -> tuple[str, object]:
-    """What a reply does to one live enrollment: (kind, audit entry), or (kind, None) for nothing."""
+    """What a reply does to one enrollment: (kind, audit entry), or ("", None) for nothing."""
     if enrollment.state not in LIVE_ENROLLMENT_STATES:
         return "", None
     if enrollment.on_reply == OnReply.EXIT:
         return "exited", enrollment_state.end(enrollment, EnrollmentState.EXITED, "replied", now,
                                               data={"conversation": conversation_id})
-    if enrollment.on_reply in (OnReply.PAUSE_RESUME, OnReply.PAUSE_EXIT) and enrollment.state == EnrollmentState.ACTIVE:
+    pauses = enrollment.on_reply in (OnReply.PAUSE_RESUME, OnReply.PAUSE_EXIT)
+    if pauses and enrollment.state == EnrollmentState.ACTIVE:
         return "paused", enrollment_state.pause(enrollment, reason=enrollment_state.CONVERSATION_OPEN, now=now,
                                                 conversation_id=conversation_id)
     # Already paused (by staff, or by this or another conversation): the first pause stands.
@@ -165,7 +169,7 @@ def _on_reply(enrollment, conversation_id: int, now) -> tuple[str, object]:
 
 
 def _on_close(enrollment, conversation_id: int, now) -> tuple[str, object]:
-    """What a closing does to one live enrollment: only one that conversation paused moves."""
+    """What a closing does to one enrollment: only one that conversation paused moves."""
     if enrollment.state != EnrollmentState.PAUSED or enrollment.paused_for_conversation_id != conversation_id:
         return "", None
     if ON_CLOSE.get(enrollment.on_reply) == "exit":
