@@ -293,7 +293,7 @@ class EnrollmentAdmin(QuarantineAdminMixin, ReadOnlyAdminMixin, ModelAdmin):
             return ""
         by = (f"conversation {enrollment.paused_for_conversation_id}" if enrollment.paused_for_conversation_id
               else enrollment.paused_by_label)
-        when = date_format(localtime(enrollment.paused_at), "SHORT_DATETIME_FORMAT")
+        when = date_format(localtime(enrollment.paused_at), "DATETIME_FORMAT")
         return f"{when} by {by}: {enrollment.pause_reason}"
 
     def has_pause_permission(self, request):
