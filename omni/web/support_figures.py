@@ -26,8 +26,8 @@ from typing import Iterable, Iterator
 
 from django import forms
 from django.db import connection
-from django.db.models import (Aggregate, Avg, Case, Count, DateTimeField, Exists, ExpressionWrapper, F, FloatField, IntegerField,
-                              OuterRef, Q, Value, When)
+from django.db.models import (Aggregate, Avg, Case, Count, DateTimeField, Exists, ExpressionWrapper, F, FloatField,
+                              IntegerField, OuterRef, Q, Value, When)
 from django.db.models.lookups import IsNull, LessThanOrEqual
 from django.utils import timezone
 
@@ -44,7 +44,7 @@ SATISFIED_FROM = 4  # answers of 4 and 5 count as satisfied
 MAX_DAYS = 366  # a year and a day: what one page is for; longer periods are several exports
 EXPORT_CHUNK_SIZE = 2000  # conversation rows fetched per round trip; tags looked up once per chunk
 UNASSIGNED = "Unassigned"
-# (name, the time of the event it measures, its real seconds, its business seconds, minutes field on ServiceLevel)
+# Name, when it happens, its real seconds, its business seconds, its limit's field on ServiceLevel.
 SERIES = (
     ("first_response", "first_response_at", "first_response_seconds", "first_response_business_seconds",
      "first_response_minutes"),
@@ -85,9 +85,6 @@ class Period:
     def holds(self, moment: datetime | None) -> bool:
         return moment is not None and self.start <= moment < self.end
 
-    def __str__(self):
-        return f"{self.first_day:%Y-%m-%d} to {self.last_day:%Y-%m-%d}"
-
 
 class PeriodForm(forms.Form):
     """The date range picker: first and last day, both included."""
@@ -100,7 +97,8 @@ class PeriodForm(forms.Form):
         start, end = cleaned.get("start"), cleaned.get("end")
         if start and end:
             if end < start:
-                raise forms.ValidationError("The period ends before it starts: choose a last day on or after the first.")
+                raise forms.ValidationError(
+                    "The period ends before it starts: choose a last day on or after the first.")
             if (end - start).days + 1 > MAX_DAYS:
                 raise forms.ValidationError(f"Choose at most {MAX_DAYS} days; for longer, export several periods.")
         return cleaned
@@ -305,6 +303,15 @@ def _row(key: str, label: str, values: dict) -> Row:
     return row
 
 
+def _channel_label(channel: str) -> str:
+    return Channel(channel).label if channel in Channel.values else channel
+
+
+def _channel_order(values: dict) -> int:
+    """The order of the channels' choices; one no longer among them last."""
+    return Channel.values.index(values["channel"]) if values["channel"] in Channel.values else len(Channel.values)
+
+
 def _agent_label(values: dict) -> str:
     if values["assignee_id"] is None:
         return UNASSIGNED
@@ -341,17 +348,13 @@ def figures_for(period: Period) -> Figures:
     aggregates = _aggregates(period, service_levels)
     conversations = _in_period(period)
     total = _row("", "All conversations", conversations.aggregate(**aggregates))
-    channel_order = {value: position for position, value in enumerate(Channel.values)}
-    by_channel = {
-        values["channel"]: _row(values["channel"], Channel(values["channel"]).label if values["channel"] in channel_order
-                                else values["channel"], values)
-        for values in sorted(conversations.values("channel").annotate(**aggregates),
-                             key=lambda values: channel_order.get(values["channel"], len(channel_order)))
-    }
-    agents = conversations.values("assignee_id", "assignee__username", "assignee__first_name",
-                                  "assignee__last_name").annotate(**aggregates)
-    by_agent = {str(values["assignee_id"] or ""): _row(str(values["assignee_id"] or ""), _agent_label(values), values)
-                for values in agents}
+    by_channel = {values["channel"]: _row(values["channel"], _channel_label(values["channel"]), values)
+                  for values in sorted(conversations.values("channel").annotate(**aggregates), key=_channel_order)}
+    by_agent = {}
+    for values in conversations.values("assignee_id", "assignee__username", "assignee__first_name",
+                                       "assignee__last_name").annotate(**aggregates):
+        key = str(values["assignee_id"] or "")
+        by_agent[key] = _row(key, _agent_label(values), values)
     if not _percentiles_in_sql():
         _fill_percentiles_in_python(period, total, by_channel, by_agent)
     agent_rows = sorted(by_agent.values(), key=lambda row: (row.key == "", row.label.casefold(), row.key))
@@ -454,8 +457,9 @@ def _conversation_chunk(writer, chunk: list[dict], period: Period, service_level
     if not chunk:
         return
     tags: dict[int, list[str]] = {}
-    for conversation_id, name in (Conversation.tags.through.objects.filter(conversation_id__in=[r["pk"] for r in chunk])
-                                  .order_by("conversationtag__name").values_list("conversation_id", "conversationtag__name")):
+    links = (Conversation.tags.through.objects.filter(conversation_id__in=[r["pk"] for r in chunk])
+             .order_by("conversationtag__name").values_list("conversation_id", "conversationtag__name"))
+    for conversation_id, name in links:
         tags.setdefault(conversation_id, []).append(name)
     for r in chunk:
         level = service_levels.get(r["channel"])
