@@ -129,6 +129,14 @@ class Share:
     def text(self) -> str:
         return f"{self.fraction:.0%} ({self.part} of {self.whole})" if self.whole else "—"
 
+    @property
+    def percent_text(self) -> str:
+        return f"{self.fraction:.0%}" if self.whole else "—"
+
+    @property
+    def count_text(self) -> str:
+        return f"{self.part} of {self.whole}"
+
 
 @dataclass
 class Times:
@@ -173,6 +181,10 @@ class Row:
     satisfied: Share = field(default_factory=lambda: Share(0, 0))
 
     @property
+    def measures(self) -> tuple[Measure, Measure]:
+        return self.first_response, self.resolution
+
+    @property
     def satisfaction_text(self) -> str:
         return "—" if self.satisfaction_average is None else f"{self.satisfaction_average:.2f}"
 
@@ -189,6 +201,12 @@ class Figures:
     def empty(self) -> bool:
         return not (self.total.opened or self.total.closed or self.total.first_response.count)
 
+    @property
+    def service_level_texts(self) -> list[str]:
+        return [f"{level.get_channel_display()}: first response {duration_text(level.first_response_minutes * 60)}, "
+                f"resolution {duration_text(level.resolution_minutes * 60)}"
+                for _, level in sorted(self.service_levels.items(), key=lambda item: _channel_order({"channel": item[0]}))]
+
 
 def duration_text(seconds: float | None) -> str:
     if seconds is None:
@@ -201,9 +219,9 @@ def duration_text(seconds: float | None) -> str:
         return f"{minutes} min"
     hours, minutes = divmod(minutes, 60)
     if hours < 24:
-        return f"{hours} h {minutes:02d} min"
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
     days, hours = divmod(hours, 24)
-    return f"{days} d {hours} h"
+    return f"{days} d {hours} h" if hours else f"{days} d"
 
 
 def percentile(ordered: list[float], fraction: float) -> float | None:
