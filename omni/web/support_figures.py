@@ -12,10 +12,11 @@ A repeat contact is a conversation closed in the period after which the same con
 another on the same channel within REPEAT_WINDOW (looked for up to now, so for the period's last
 days the window may still be running).
 
-Counted in the database in a fixed number of queries whatever the rows: the service levels, one
-grouped query per table (channel, agent) and one for the total. PostgreSQL takes the percentiles
-itself (PERCENTILE_CONT); elsewhere one more query fetches the period's time columns alone and
-percentile() does the same interpolation in Python.
+Counted in the database in four queries whatever the rows: the service levels; the counts per
+channel and agent (which add up to each table's rows and the total); the repeat contacts, apart,
+so that their per-row lookup runs only for the conversations closed in the period; and the
+percentiles: on PostgreSQL PERCENTILE_CONT per table in one UNION ALL, elsewhere the period's time
+columns alone, with percentile() doing the same interpolation in Python.
 """
 import csv
 import io
@@ -26,8 +27,9 @@ from typing import Iterable, Iterator
 
 from django import forms
 from django.db import connection
-from django.db.models import (Aggregate, Avg, Case, Count, DateTimeField, Exists, ExpressionWrapper, F, FloatField,
-                              IntegerField, OuterRef, Q, Value, When)
+from django.db.models import (Aggregate, Case, CharField, Count, DateTimeField, Exists, ExpressionWrapper, F,
+                              FloatField, IntegerField, OuterRef, Q, Sum, Value, When)
+from django.db.models.functions import Cast, Coalesce
 from django.db.models.lookups import IsNull, LessThanOrEqual
 from django.utils import timezone
 
@@ -205,7 +207,7 @@ class Figures:
     def service_level_texts(self) -> list[str]:
         return [f"{level.get_channel_display()}: first response {duration_text(level.first_response_minutes * 60)}, "
                 f"resolution {duration_text(level.resolution_minutes * 60)}"
-                for _, level in sorted(self.service_levels.items(), key=lambda item: _channel_order({"channel": item[0]}))]
+                for _, level in sorted(self.service_levels.items(), key=lambda item: _channel_order(item[0]))]
 
 
 def duration_text(seconds: float | None) -> str:
@@ -249,10 +251,6 @@ class PercentileCont(Aggregate):
         super().__init__(expression, fraction=repr(float(fraction)), **extra)
 
 
-def _percentiles_in_sql() -> bool:
-    return connection.vendor == "postgresql"
-
-
 def _limit_seconds(service_levels: dict[str, ServiceLevel], minutes_field: str):
     """Each conversation's limit in business seconds, from its channel's service level (NULL: none)."""
     return Case(*[When(channel=channel, then=Value(getattr(level, minutes_field) * 60))
@@ -275,49 +273,97 @@ def _in_period(period: Period):
     ).order_by()
 
 
-def _aggregates(period: Period, service_levels: dict[str, ServiceLevel]) -> dict:
+def _counts(period: Period, service_levels: dict[str, ServiceLevel]) -> dict:
+    """Counts per channel and agent; they add up to each table's rows and the total."""
     closed = period.during("closed_at")
-    aggregates = {
+    counts = {
         "conversations": Count("pk"),
         "opened": Count("pk", filter=period.during("opened_at")),
         "closed": Count("pk", filter=closed),
         "by_automation": Count("pk", filter=closed & Q(resolved_by=ResolvedBy.AUTOMATION)),
-        "repeat_contacts": Count("pk", filter=closed & Q(_followed_within_window())),
-        "satisfaction_average": Avg("satisfaction", filter=closed),
+        "satisfaction_sum": Sum("satisfaction", filter=closed),
         "satisfaction_answers": Count("satisfaction", filter=closed),
         "satisfied": Count("pk", filter=closed & Q(satisfaction__gte=SATISFIED_FROM)),
     }
     for name, at, real, business, minutes_field in SERIES:
         happened = period.during(at)
         limit = _limit_seconds(service_levels, minutes_field)
-        aggregates[f"{name}_count"] = Count("pk", filter=happened & Q(**{f"{real}__isnull": False}))
-        aggregates[f"{name}_measured"] = Count("pk", filter=happened & Q(**{f"{business}__isnull": False})
-                                               & Q(IsNull(limit, False)))
-        aggregates[f"{name}_within"] = Count("pk", filter=happened & Q(LessThanOrEqual(F(business), limit)))
-        if _percentiles_in_sql():
-            for column, kind in ((real, "real"), (business, "business")):
-                aggregates[f"{name}_{kind}_median"] = PercentileCont(column, MEDIAN, filter=happened)
-                aggregates[f"{name}_{kind}_p90"] = PercentileCont(column, P90, filter=happened)
-    return aggregates
+        counts[f"{name}_count"] = Count("pk", filter=happened & Q(**{f"{real}__isnull": False}))
+        counts[f"{name}_measured"] = Count("pk", filter=happened & Q(**{f"{business}__isnull": False})
+                                           & Q(IsNull(limit, False)))
+        counts[f"{name}_within"] = Count("pk", filter=happened & Q(LessThanOrEqual(F(business), limit)))
+    return counts
 
 
-def _row(key: str, label: str, values: dict) -> Row:
-    closed = values["closed"]
+ADDED_UP = ["conversations", "opened", "closed", "by_automation", "repeat_contacts", "satisfaction_sum",
+            "satisfaction_answers", "satisfied",
+            *(f"{name}_{count}" for name, *_ in SERIES for count in ("count", "measured", "within"))]
+TOTAL = ("total", "")
+
+
+def _repeat_contacts(period: Period) -> dict[tuple[str, int | None], int]:
+    """Conversations closed in the period that were followed by another, per channel and agent: a
+    query of its own, so the per-row lookup runs only for those closed in the period."""
+    repeated = (Conversation.objects.filter(period.during("closed_at")).filter(_followed_within_window()).order_by()
+                .values("channel", "assignee_id").annotate(n=Count("pk")))
+    return {(values["channel"], values["assignee_id"]): values["n"] for values in repeated}
+
+
+def _percentile_columns() -> Iterator[tuple[str, str, str, float]]:
+    """(result name, when it happens, the column, the fraction) of each percentile shown."""
+    for name, at, real, business, _ in SERIES:
+        for kind, column in (("real", real), ("business", business)):
+            for statistic, fraction in (("median", MEDIAN), ("p90", P90)):
+                yield f"{name}_{kind}_{statistic}", at, column, fraction
+
+
+def _percentiles_in_sql(period: Period) -> dict[tuple[str, str], dict]:
+    """PERCENTILE_CONT for the total, each channel and each agent, in one query (three grouped
+    SELECTs joined by UNION ALL)."""
+    columns = {result: PercentileCont(column, fraction, filter=period.during(at))
+               for result, at, column, fraction in _percentile_columns()}
+    conversations = _in_period(period)
+    agent_key = Coalesce(Cast("assignee_id", CharField()), Value(""))
+    parts = [conversations.annotate(table=Value(table), key=key).values("table", "key").annotate(**columns)
+             for table, key in (("total", Value("")), ("channel", F("channel")), ("agent", agent_key))]
+    return {(values["table"], values["key"]): values for values in parts[0].union(*parts[1:], all=True)}
+
+
+def _percentiles_in_python(period: Period) -> dict[tuple[str, str], dict]:
+    """The same as _percentiles_in_sql, from one query for the period's time columns alone."""
+    samples: dict[tuple[str, str], dict[str, list]] = {}
+    wanted = list(_percentile_columns())
+    columns = sorted({column for _, _, column, _ in wanted} | {at for _, at, _, _ in wanted})
+    for channel, assignee_id, *times in _in_period(period).values_list(
+            "channel", "assignee_id", *columns).iterator(chunk_size=EXPORT_CHUNK_SIZE):
+        values = dict(zip(columns, times))
+        for row_key in (TOTAL, ("channel", channel), ("agent", str(assignee_id or ""))):
+            row_samples = samples.setdefault(row_key, {})
+            for result, at, column, _ in wanted:
+                if values[column] is not None and period.holds(values[at]):
+                    row_samples.setdefault(result, []).append(values[column])
+    return {row_key: {result: percentile(sorted(row_samples.get(result, [])), fraction)
+                      for result, _, _, fraction in wanted}
+            for row_key, row_samples in samples.items()}
+
+
+def _row(key: str, label: str, values: dict, percentiles: dict) -> Row:
+    closed, answers = values["closed"], values["satisfaction_answers"]
     row = Row(
         key=key, label=label, conversations=values["conversations"], opened=values["opened"], closed=closed,
         by_automation=Share(values["by_automation"], closed),
         repeat_contacts=Share(values["repeat_contacts"], closed),
-        satisfaction_average=None if values["satisfaction_average"] is None else float(values["satisfaction_average"]),
-        satisfaction_answers=values["satisfaction_answers"],
-        satisfied=Share(values["satisfied"], values["satisfaction_answers"]),
+        satisfaction_average=values["satisfaction_sum"] / answers if answers else None,
+        satisfaction_answers=answers,
+        satisfied=Share(values["satisfied"], answers),
     )
     for name, *_ in SERIES:
-        measure = Measure(count=values[f"{name}_count"],
-                          within=Share(values[f"{name}_within"], values[f"{name}_measured"]))
-        if f"{name}_real_median" in values:
-            measure.real = Times(values[f"{name}_real_median"], values[f"{name}_real_p90"])
-            measure.business = Times(values[f"{name}_business_median"], values[f"{name}_business_p90"])
-        setattr(row, name, measure)
+        setattr(row, name, Measure(
+            count=values[f"{name}_count"],
+            real=Times(percentiles.get(f"{name}_real_median"), percentiles.get(f"{name}_real_p90")),
+            business=Times(percentiles.get(f"{name}_business_median"), percentiles.get(f"{name}_business_p90")),
+            within=Share(values[f"{name}_within"], values[f"{name}_measured"]),
+        ))
     return row
 
 
@@ -325,9 +371,9 @@ def _channel_label(channel: str) -> str:
     return Channel(channel).label if channel in Channel.values else channel
 
 
-def _channel_order(values: dict) -> int:
+def _channel_order(channel: str) -> int:
     """The order of the channels' choices; one no longer among them last."""
-    return Channel.values.index(values["channel"]) if values["channel"] in Channel.values else len(Channel.values)
+    return Channel.values.index(channel) if channel in Channel.values else len(Channel.values)
 
 
 def _agent_label(values: dict) -> str:
@@ -337,46 +383,29 @@ def _agent_label(values: dict) -> str:
     return full_name or values["assignee__username"]
 
 
-def _fill_percentiles_in_python(period: Period, total: Row, by_channel: dict, by_agent: dict) -> None:
-    """One query for the period's times alone; the same percentiles PostgreSQL takes, per row."""
-    samples: dict[tuple[str, str], list] = {}
-    rows = _in_period(period).values_list(
-        "channel", "assignee_id", *(column for _, at, real, business, _m in SERIES for column in (at, real, business)))
-    for channel, assignee_id, *times in rows.iterator(chunk_size=EXPORT_CHUNK_SIZE):
-        for index, (name, *_) in enumerate(SERIES):
-            at, real, business = times[3 * index: 3 * index + 3]
-            if not period.holds(at):
-                continue
-            for kind, seconds in (("real", real), ("business", business)):
-                if seconds is None:
-                    continue
-                for row in (total, by_channel[channel], by_agent[str(assignee_id or "")]):
-                    samples.setdefault((id(row), f"{name}.{kind}"), []).append(seconds)
-    for row in (total, *by_channel.values(), *by_agent.values()):
-        for name, *_ in SERIES:
-            measure = getattr(row, name)
-            for kind in ("real", "business"):
-                ordered = sorted(samples.get((id(row), f"{name}.{kind}"), []))
-                setattr(measure, kind, Times(percentile(ordered, MEDIAN), percentile(ordered, P90)))
-
-
 def figures_for(period: Period) -> Figures:
     """The period's figures per channel, per agent and in total (see the module's docstring)."""
     service_levels = {level.channel: level for level in ServiceLevel.objects.all()}
-    aggregates = _aggregates(period, service_levels)
-    conversations = _in_period(period)
-    total = _row("", "All conversations", conversations.aggregate(**aggregates))
-    by_channel = {values["channel"]: _row(values["channel"], _channel_label(values["channel"]), values)
-                  for values in sorted(conversations.values("channel").annotate(**aggregates), key=_channel_order)}
-    by_agent = {}
-    for values in conversations.values("assignee_id", "assignee__username", "assignee__first_name",
-                                       "assignee__last_name").annotate(**aggregates):
-        key = str(values["assignee_id"] or "")
-        by_agent[key] = _row(key, _agent_label(values), values)
-    if not _percentiles_in_sql():
-        _fill_percentiles_in_python(period, total, by_channel, by_agent)
-    agent_rows = sorted(by_agent.values(), key=lambda row: (row.key == "", row.label.casefold(), row.key))
-    return Figures(period, total, list(by_channel.values()), agent_rows, service_levels)
+    groups = _in_period(period).values("channel", "assignee_id", "assignee__username", "assignee__first_name",
+                                       "assignee__last_name").annotate(**_counts(period, service_levels))
+    repeats = _repeat_contacts(period)
+    # Each (channel, agent) group adds up into its channel's row, its agent's row and the total.
+    tallies: dict[tuple[str, str], dict] = {TOTAL: {"label": "All conversations", **dict.fromkeys(ADDED_UP, 0)}}
+    for group in groups:
+        group["repeat_contacts"] = repeats.get((group["channel"], group["assignee_id"]), 0)
+        for row_key, label in ((TOTAL, ""), (("channel", group["channel"]), _channel_label(group["channel"])),
+                               (("agent", str(group["assignee_id"] or "")), _agent_label(group))):
+            tally = tallies.setdefault(row_key, {"label": label, **dict.fromkeys(ADDED_UP, 0)})
+            for name in ADDED_UP:
+                tally[name] += group[name] or 0
+    percentiles = _percentiles_in_sql(period) if connection.vendor == "postgresql" else _percentiles_in_python(period)
+    rows = {row_key: _row(row_key[1], tally["label"], tally, percentiles.get(row_key, {}))
+            for row_key, tally in tallies.items()}
+    by_channel = sorted((row for (table, _), row in rows.items() if table == "channel"),
+                        key=lambda row: _channel_order(row.key))
+    by_agent = sorted((row for (table, _), row in rows.items() if table == "agent"),
+                      key=lambda row: (row.key == "", row.label.casefold(), row.key))
+    return Figures(period, rows[TOTAL], by_channel, by_agent, service_levels)
 
 
 # --- CSV ---------------------------------------------------------------------------------------
