@@ -12,7 +12,6 @@ from django.utils import timezone
 from channels.models import Conversation, ConversationTag, ResolvedBy, ServiceLevel
 from contacts.models import Contact
 from omni.models import AuditEntry
-from omni.web import support_figures
 from omni.web.support_figures import Period, figures_for, percentile
 
 pytestmark = pytest.mark.django_db

@@ -201,7 +201,7 @@ class Figures:
 
     @property
     def empty(self) -> bool:
-        return not (self.total.opened or self.total.closed or self.total.first_response.count)
+        return not self.total.conversations
 
     @property
     def service_level_texts(self) -> list[str]:
@@ -549,11 +549,6 @@ def export(period: Period, *, rows: str, actor) -> Export:
     else:
         figures = figures_for(period)
         audit.record("support.figures_exported", actor=actor, reason="support-figures-csv",
-                     data={**scope, "conversations": figures_count(figures)})
+                     data={**scope, "conversations": figures.total.conversations})
         lines = [figures_csv(figures)]
     return Export(f"omni-support-{rows}-{period.first_day:%Y%m%d}-{period.last_day:%Y%m%d}.csv", lines)
-
-
-def figures_count(figures: Figures) -> int:
-    """How many conversations the figures are about (opened, first answered or closed in the period)."""
-    return figures.total.conversations
