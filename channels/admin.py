@@ -320,9 +320,6 @@ class ConversationAdmin(ModelAdmin):
                 self.message_user(request, f"The conversation is {Conversation.objects.get(pk=obj.pk).status} now "
                                            f"and cannot become {obj.status}.", messages.WARNING)
 
-    def save_related(self, request, form, formsets, change):
-        pass  # inlines are read-only and tags change through channels.conversations.tag
-
     @admin.action(description="Close selected conversations", permissions=["change"])
     def close_selected(self, request, queryset):
         closed = conversations.close(queryset, actor=request.user)

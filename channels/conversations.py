@@ -14,6 +14,7 @@ inbound helpers inside its own transaction. Lock order: in a transaction that al
 messages, contacts or deliveries (channels/state.py's order), the conversation is written
 after them.
 """
+import logging
 import re
 from datetime import timedelta
 
@@ -43,6 +44,8 @@ from .models import (
     InboundMessage,
     ResolvedBy,
 )
+
+log = logging.getLogger(__name__)
 
 OPEN, WAITING, CLOSED = ConversationStatus.OPEN, ConversationStatus.WAITING, ConversationStatus.CLOSED
 
@@ -86,20 +89,24 @@ def is_blocked(channel: str, address: str) -> bool:
     return BlockedSender.objects.filter(channel=channel, address=address, unblocked_at__isnull=True).exists()
 
 
-def open_or_continue(inbound: InboundMessage) -> Conversation | None:
+def open_or_continue(inbound: InboundMessage, *, searched: bool = False) -> Conversation | None:
     """The conversation the stored `inbound` message continues or opens; None for a message with
     no contact or from a blocked sender.
 
-    The contact's conversation on the channel that is not closed (inbound.conversation when the
-    caller found it already) continues: a waiting one goes back to open, and its last inbound
-    and activity times move to the message's. Otherwise one opens, with its first-response and
-    resolution due times from the channel's service level, counted in its business hours; of
-    two messages opening one at once, the second continues the first's (the partial unique
-    constraint decides). The message is linked to it (the caller saves the link).
+    The contact's conversation on the channel that is not closed continues: a waiting one goes
+    back to open, and its last inbound and activity times move to the message's. Otherwise one
+    opens, with its first-response and resolution due times from the channel's service level,
+    counted in its business hours; of two messages opening one at once, the second continues
+    the first's (the partial unique constraint decides). The message is linked to it (the
+    caller saves the link). With `searched` the caller has looked for that conversation already
+    and linked the one it found, if any (inbound.conversation), so it is not looked for again.
     """
     if inbound.contact_id is None or inbound.blocked:
         return None
-    conversation = inbound.conversation if inbound.conversation_id else unclosed(inbound.contact_id, inbound.channel)
+    if inbound.conversation_id or searched:
+        conversation = inbound.conversation
+    else:
+        conversation = unclosed(inbound.contact_id, inbound.channel)
     if conversation is None or not _continue(conversation, inbound):
         conversation = _open(inbound)
     inbound.conversation = conversation
@@ -169,9 +176,9 @@ def _continue(conversation: Conversation, inbound: InboundMessage) -> bool:
 
 def _open(inbound: InboundMessage) -> Conversation:
     at = inbound.received_at
-    schedule, service_level = schedule_for_channel(inbound.channel)
+    schedule, service_level = _schedules([inbound.channel])[inbound.channel]
     due = {}
-    if service_level is not None:
+    if service_level is not None and schedule is not None:
         due = {"first_response_due_at": schedule.add_business_time(
                    at, timedelta(minutes=service_level.first_response_minutes)),
                "resolution_due_at": schedule.add_business_time(
@@ -250,13 +257,12 @@ def close(conversations_or_ids, *, actor=None, resolved_by: str = ResolvedBy.AGE
                     .only("pk", "contact_id", "channel", "status", "opened_at").order_by("pk"))
         if not rows:
             return 0
-        schedules = schedules_for_channels({row.channel for row in rows})
+        schedules = _schedules({row.channel for row in rows})
         for row in rows:
-            schedule, _ = schedules[row.channel]
             row.status, row.closed_at, row.resolved_by, row.closed_by_id = CLOSED, now, resolved_by, closed_by_id
             row.waiting_since, row.last_activity_at = None, now
             row.resolution_seconds = _seconds(now - row.opened_at)
-            row.resolution_business_seconds = _seconds(schedule.business_time_between(row.opened_at, now))
+            row.resolution_business_seconds = _business_seconds(schedules[row.channel][0], row.opened_at, now)
         bulk_update(rows, ["status", "closed_at", "resolved_by", "closed_by", "waiting_since", "last_activity_at",
                            "resolution_seconds", "resolution_business_seconds"])
         store_events([
@@ -295,9 +301,9 @@ def close_waiting(now=None) -> int:
 def record_response(conversation: Conversation, at) -> bool:
     """The first agent reply: keep when, and how long it took in real and in business seconds.
     Later replies change nothing (False)."""
-    schedule, _ = schedule_for_channel(conversation.channel)
+    schedule, _ = _schedules([conversation.channel])[conversation.channel]
     seconds = _seconds(at - conversation.opened_at)
-    business = _seconds(schedule.business_time_between(conversation.opened_at, at))
+    business = _business_seconds(schedule, conversation.opened_at, at)
     if not Conversation.objects.filter(pk=conversation.pk, first_response_at__isnull=True).update(
             first_response_at=at, first_response_seconds=seconds, first_response_business_seconds=business,
             last_activity_at=at):
@@ -484,6 +490,26 @@ def _ids(conversations_or_ids) -> list[int]:
 
 def _user(actor):
     return actor if getattr(actor, "is_authenticated", False) else None
+
+
+def _schedules(channels) -> dict:
+    """{channel: (Schedule or None, ServiceLevel or None)}: None for business hours that cannot
+    make a schedule (no opening hours at all), which must not lose a customer's message."""
+    try:
+        return schedules_for_channels(channels)
+    except ValueError:
+        found = {}
+        for channel in channels:
+            try:
+                found[channel] = schedule_for_channel(channel)
+            except ValueError as problem:
+                log.warning("The business hours of %s's service level are unusable: %s", channel, problem)
+                found[channel] = (None, None)
+        return found
+
+
+def _business_seconds(schedule, start, end) -> int | None:
+    return _seconds(schedule.business_time_between(start, end)) if schedule is not None else None
 
 
 def _seconds(duration: timedelta) -> int:

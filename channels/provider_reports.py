@@ -312,13 +312,16 @@ def record_inbound_message(provider: str, provider_message_id: str, channel: str
 
 def _open_or_continue_conversation(inbound: InboundMessage, address_field: str, actor_label: str, reading) -> None:
     """The last step of record_inbound_message for a message a person should read."""
-    unknown = inbound.contact_id is None
+    unknown, made = inbound.contact_id is None, False
     if unknown:
-        inbound.contact, _ = contact_for_unknown_sender(address_field, inbound.from_address, actor_label=actor_label)
+        inbound.contact, made = contact_for_unknown_sender(address_field, inbound.from_address,
+                                                           actor_label=actor_label)
         if inbound.contact is None:
             return  # not an address a contact can have: the message is kept, and opens nothing
     linked = inbound.conversation_id
-    conversation = conversations.open_or_continue(inbound)
+    # A known contact's conversation was looked for before the message was stored; a contact
+    # made just now has none. Only a contact another message made meanwhile must be asked.
+    conversation = conversations.open_or_continue(inbound, searched=not unknown or made)
     if unknown or inbound.conversation_id != linked:
         InboundMessage.objects.filter(pk=inbound.pk).update(contact=inbound.contact, conversation=conversation)
     if reading.keyword:
