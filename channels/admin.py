@@ -3,7 +3,6 @@ import uuid
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
-from django.contrib.admin.widgets import ForeignKeyRawIdWidget
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
@@ -13,7 +12,12 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 from unfold.decorators import action as unfold_action
-from unfold.widgets import UnfoldAdminSelectWidget, UnfoldAdminTextareaWidget, UnfoldAdminTextInputWidget
+from unfold.widgets import (
+    UnfoldAdminSelectWidget,
+    UnfoldAdminTextareaWidget,
+    UnfoldAdminTextInputWidget,
+    UnfoldForeignKeyRawIdWidget,
+)
 
 from compliance import gate
 from contacts.admin import add_contact_display
@@ -133,7 +137,8 @@ class DeliveryEventAdmin(ReadOnlyAdminMixin, ModelAdmin):
 
 def sandbox_inbound_channels() -> list[str]:
     """The channels customers can write in on here, whose provider is the sandbox."""
-    return [channel for channel in Channel.values
+    # Text channels first: customers mostly text.
+    return [channel for channel in (Channel.SMS, Channel.WHATSAPP, Channel.RCS, Channel.EMAIL)
             if channel in conversations.INBOUND_CHANNELS and provider_name(channel) == "sandbox"]
 
 
@@ -143,7 +148,7 @@ class WriteInForm(forms.Form):
     channel = forms.ChoiceField(widget=UnfoldAdminSelectWidget)
     contact = forms.ModelChoiceField(
         Contact.objects.reachable(), required=False,
-        widget=ForeignKeyRawIdWidget(InboundMessage._meta.get_field("contact").remote_field, admin.site),
+        widget=UnfoldForeignKeyRawIdWidget(InboundMessage._meta.get_field("contact").remote_field, admin.site),
         help_text="Writes from the contact's number or email address.")
     address = forms.CharField(
         required=False, max_length=254, widget=UnfoldAdminTextInputWidget,
