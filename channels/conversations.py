@@ -14,6 +14,7 @@ inbound helpers inside its own transaction. Lock order: in a transaction that al
 messages, contacts or deliveries (channels/state.py's order), the conversation is written
 after them.
 """
+import hashlib
 import logging
 import re
 from datetime import timedelta
@@ -26,6 +27,7 @@ from django.db.models import QuerySet
 from django.db.models.functions import Lower
 from django.utils import timezone
 
+from contacts.ingest import MAX_IDEMPOTENCY_KEY_LENGTH as MAX_EVENT_KEY_LENGTH
 from contacts.ingest import store_events
 from contacts.models import Contact
 from contacts.phones import normalize_phone
@@ -152,6 +154,9 @@ def record_satisfaction(conversation: Conversation, score: int, inbound: Inbound
 def replied_event(inbound: InboundMessage, conversation: Conversation) -> dict:
     """The `inbound.replied` ContactEvent's fields for contacts.ingest.ingest_event."""
     key = f"inbound:{inbound.provider}:{inbound.provider_message_id}"
+    if len(key) > MAX_EVENT_KEY_LENGTH:
+        # Provider ids may be as long as the key may be; a digest of an overlong one still names it once.
+        key = f"inbound:{inbound.provider}:sha256:{hashlib.sha256(inbound.provider_message_id.encode()).hexdigest()}"
     return {"contact": inbound.contact, "name": REPLIED_EVENT, "occurred_at": inbound.received_at,
             "idempotency_key": key, "source": EVENT_SOURCE,
             "properties": {"conversation_id": conversation.pk, "channel": inbound.channel,

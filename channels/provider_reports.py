@@ -299,7 +299,7 @@ def record_inbound_message(provider: str, provider_message_id: str, channel: str
         # STOP, START and HELP: consent changes and the one reply, kept or lost with the message.
         reading = act_on_keyword(inbound)
         if blocked:
-            pass
+            pass  # stored and audited: it opens nothing and nothing answers it
         elif rated is not None:
             conversations.record_satisfaction(rated, score, inbound)
         elif reading.keyword and not reading.needs_agent:

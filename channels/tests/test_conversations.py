@@ -741,3 +741,13 @@ def test_contacts_filter_by_unknown_sender(admin_client, write_in, contact):
     page = admin_client.get("/admin/contacts/contact/?unknown_sender__exact=1")
 
     assert [row.phone for row in page.context["cl"].result_list] == [STRANGER]
+
+
+def test_an_overlong_provider_id_still_stores_its_event_once(contact):
+    long_id = "SM" + "9" * 253
+
+    write_directly(ALICE, sid=long_id)
+    record_inbound_message("twilio", long_id, "sms", ALICE, body="Hello")
+
+    [event] = replied_events()
+    assert event.idempotency_key.startswith("inbound:twilio:sha256:") and len(event.idempotency_key) <= 255
