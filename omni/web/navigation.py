@@ -21,7 +21,7 @@ GROUPS = {
         ("campaigns", "journey"), ("campaigns", "journeystep"), ("campaigns", "enrollment"),
         ("campaigns", "campaign"), ("campaigns", "campaignrecipient"),
     ],
-    SUPPORT: [("channels", "conversation")],
+    SUPPORT: [("channels", "conversation"), ("channels", "blockedsender")],
     COMPLIANCE: [
         ("compliance", "consent"), ("compliance", "consentchange"), ("compliance", "suppression"),
         ("compliance", "quiethours"), ("compliance", "frequencycap"), ("compliance", "sendingpause"),
