@@ -29,7 +29,7 @@ from omni.choices import Channel, Exemption, Purpose
 from templates.models import TemplateVersion
 from templates.rendering import RenderError, contact_variables, render_variant, undefined_names
 
-from . import routing, whatsapp
+from . import conversations, routing, whatsapp
 from .models import (
     Conversation,
     ConversationStatus,
@@ -234,6 +234,9 @@ def _send(conversation: Conversation, *, agent, form_token: str, now, content=No
             return _same_conversation(message, conversation)
         routing.dispatch(message, now=now)
         Conversation.objects.filter(pk=conversation.pk, last_activity_at__lt=now).update(last_activity_at=now)
+        if message.status == MessageStatus.QUEUED and conversation.last_inbound_at is not None:
+            # The gate accepted it: the first one answers the customer (the service level's clock).
+            conversations.record_response(conversation, now)
         audit.record("conversation.resent" if resent_from else "conversation.replied", actor=agent,
                      contact_id=conversation.contact_id, obj=message, channel=conversation.channel,
                      reason=message.status_reason, occurred_at=now,

@@ -7,17 +7,17 @@ from datetime import datetime, time, timedelta, timezone as dt_timezone
 import pytest
 from django.db import connection
 
-from channels import replies
+from channels import conversations, replies
 from channels.models import (
     Conversation,
     ConversationStatus,
     Delivery,
-    InboundMessage,
     Message,
     MessageSource,
     MessageStatus,
     SavedReply,
 )
+from channels.provider_reports import record_inbound_message
 from compliance.actions import record_opt_out
 from compliance.models import Decision, FrequencyCap, QuietHours
 from contacts.models import Contact
@@ -36,17 +36,11 @@ def agent(django_user_model):
 
 
 def customer_wrote(contact, channel="sms", *, at, sid="SM1"):
-    """The customer's message and the conversation it is in."""
-    conversation = Conversation.objects.filter(contact=contact, channel=channel).exclude(
-        status=ConversationStatus.CLOSED).first()
-    if conversation is None:
-        conversation = Conversation.objects.create(contact=contact, channel=channel, opened_at=at)
-    Conversation.objects.filter(pk=conversation.pk).update(last_inbound_at=at, last_activity_at=at)
-    InboundMessage.objects.create(contact=contact, conversation=conversation, channel=channel, provider="twilio",
-                                  provider_message_id=sid, from_address=contact.phone, body="Where is my order?",
-                                  received_at=at)
-    conversation.refresh_from_db()
-    return conversation
+    """The customer's message, recorded as the inbound webhook records it, and the conversation it
+    opened or continued."""
+    inbound, _ = record_inbound_message("twilio", sid, channel, contact.phone, "+15005550006",
+                                        "Where is my order?", received_at=at)
+    return Conversation.objects.get(pk=inbound.conversation_id)
 
 
 @pytest.fixture
@@ -79,6 +73,8 @@ def test_a_reply_within_24_hours_passes_quiet_hours_and_caps_but_not_an_opt_out(
     assert [(rule["rule"], rule["result"]) for rule in decision.inputs["rules"]] == [
         ("quiet_hours", "exempt"), ("frequency_cap", "exempt")]
     assert AuditEntry.objects.filter(action="conversation.replied", actor_id=agent.pk).count() == 2
+    conversation.refresh_from_db()
+    assert (conversation.first_response_at, conversation.first_response_seconds) == (NIGHT, 3600)
 
     # when the customer opts out, and the agent writes once more
     record_opt_out(conversation.contact, ["sms"], "keyword", evidence={"keyword": "STOP"})
@@ -123,6 +119,9 @@ def test_a_reply_to_an_opted_out_contact_is_refused_in_words_and_nothing_reaches
     assert not Delivery.objects.filter(message=refused).exists()
     assert replies.refusal_in_words(refused) == "The contact opted out of informational messages by SMS."
     assert replies.refusal_in_words(sent) == ""
+    # and only the reply that went counts as the first response
+    to_bob.refresh_from_db(), to_alice.refresh_from_db()
+    assert (to_bob.first_response_at, to_alice.first_response_at) == (now, None)
 
 
 def test_a_double_submit_sends_once(conversation, agent):
@@ -166,7 +165,7 @@ def test_an_empty_or_too_long_reply_is_refused_in_words_and_nothing_is_stored(co
 
 
 def test_a_closed_conversation_takes_no_reply(conversation, agent):
-    Conversation.objects.filter(pk=conversation.pk).update(status=ConversationStatus.CLOSED, closed_at=NIGHT)
+    conversations.close([conversation], actor=agent, now=NIGHT)
     conversation.refresh_from_db()
 
     with pytest.raises(replies.ReplyError, match="closed"):
@@ -304,6 +303,7 @@ def test_an_agent_starts_a_conversation_with_a_first_message(contact, agent, nig
     assert (message.conversation, message.status, message.status_reason) == (
         conversation, MessageStatus.DEFERRED, "quiet_hours")
     assert AuditEntry.objects.filter(action="conversation.started", object_id=str(conversation.pk)).count() == 1
+    assert conversation.first_response_at is None  # nobody wrote in: nothing was answered
 
     # when another agent starts one on the same channel: the conversation not closed is reused
     _, second = replies.start_conversation(contact, "sms", agent=agent, body="Still there?", form_token="t2",

@@ -8,8 +8,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from campaigns.tick import tick
-from channels import routing
+from channels import conversations, routing
 from channels.models import Conversation, ConversationStatus, Delivery, MessageSource, MessageStatus
+from channels.provider_reports import record_inbound_message
 from compliance import decisions, gate
 from compliance.actions import record_consent_change
 from compliance.models import ConsentStatus, Decision
@@ -80,14 +81,12 @@ def new_message(contact, purpose="marketing", key=None):
     return message
 
 
-def close(conversation, at):
-    Conversation.objects.filter(pk=conversation.pk).update(status=ConversationStatus.CLOSED, closed_at=at)
-
-
 def test_marketing_is_held_while_the_contact_talks_to_support_and_sent_once_the_hold_ends(alice, settings):
     # given Alice wrote in and her conversation is open
     settings.OMNI_CONVERSATION_HOLD = HOLD
-    conversation = Conversation.objects.create(contact=alice, channel="sms", last_inbound_at=NOW)
+    inbound, _ = record_inbound_message("twilio", "SM1", "sms", alice.phone, "+15005550006", "Where is my order?",
+                                        received_at=NOW)
+    conversation = inbound.conversation
     sale, receipt = new_message(alice), new_message(alice, purpose="transactional")
 
     # when the sale and a receipt are routed
@@ -106,7 +105,7 @@ def test_marketing_is_held_while_the_contact_talks_to_support_and_sent_once_the_
 
     # when the conversation closes an hour later and the tick looks at the sale again
     closed_at = NOW + timedelta(hours=1)
-    close(conversation, closed_at)
+    conversations.close([conversation], now=closed_at)
     tick(closed_at + timedelta(minutes=1))
 
     # then it waits for the hold after the closing
