@@ -29,7 +29,7 @@ from omni.choices import Channel, Exemption, Purpose
 from templates.models import TemplateVersion
 from templates.rendering import RenderError, contact_variables, render_variant, undefined_names
 
-from . import conversations, routing, whatsapp
+from . import conversations, routing, state, whatsapp
 from .models import (
     Conversation,
     ConversationStatus,
@@ -156,6 +156,8 @@ def start_conversation(contact, channel: str, *, agent, body: str, form_token: s
     if not contact.address_for(channel):
         raise ReplyError(f"{contact} has no address for {Channel(channel).label}.")
     with transaction.atomic():
+        # Contacts are locked before conversations (channels/state.py's order; dispatch locks it too).
+        state.lock_contacts({contact.pk})
         conversation = _open_conversation(contact, channel, agent, now)
         _check_free_text_allowed(conversation, now)
         return conversation, _send(conversation, agent=agent, form_token=form_token, now=now,
@@ -255,15 +257,15 @@ def _open_conversation(contact, channel: str, agent, now) -> Conversation:
         return current
     try:
         with transaction.atomic():
-            # The agent wrote first: it waits on the customer (and closes itself if they never answer).
-            conversation = Conversation.objects.create(
-                contact=contact, channel=channel, status=ConversationStatus.WAITING, waiting_since=now, assignee=agent,
-                opened_at=now, last_activity_at=now)
+            conversation = Conversation.objects.create(contact=contact, channel=channel, assignee=agent, opened_at=now,
+                                                       last_activity_at=now)
     except IntegrityError:
         # Someone else (the customer writing in, another agent) opened it meanwhile.
         return Conversation.objects.exclude(status=ConversationStatus.CLOSED).get(contact=contact, channel=channel)
     audit.record("conversation.started", actor=agent, contact=contact, obj=conversation, channel=channel,
                  occurred_at=now, data={"assignee": agent.pk if agent else None})
+    # The agent wrote first: it waits on the customer, and closes itself if they never answer.
+    conversations.set_waiting(conversation, actor=agent, now=now)
     return conversation
 
 
