@@ -37,7 +37,7 @@ from . import Figure
 from .http import compared_with_healthz, healthz_ceiling, rate, run_load, web_server
 from .load import THREADS
 
-DELIVERIES_PER_CONTACT = 20
+DELIVERIES_PER_CONTACT = {"sms": 14, "whatsapp": 6}
 RETRY_EVERY = 10
 # Numbers in these blocks are valid US numbers (phonenumbers), apart from other benchmarks'.
 KNOWN_PHONE_BASE = 14153000000
@@ -65,7 +65,8 @@ def run(scale: int, *, figures, log) -> list[Figure]:
     from channels.models import InboundMessage
 
     known = seed(scale)
-    log(f"inbound_webhook: seeded {known} contacts with {known * DELIVERIES_PER_CONTACT} sent deliveries")
+    log(f"inbound_webhook: seeded {known} contacts with {known * sum(DELIVERIES_PER_CONTACT.values())} sent "
+        "deliveries")
     seconds = min(10, max(1, scale // 1000))
     token = settings.TWILIO_AUTH_TOKEN or secrets.token_hex(16)
     url = settings.OMNI_PUBLIC_URL + reverse("webhooks:twilio-inbound")
@@ -100,8 +101,8 @@ def run(scale: int, *, figures, log) -> list[Figure]:
 
 
 def seed(scale: int) -> int:
-    """`scale` contacts with phones, DELIVERIES_PER_CONTACT sent Twilio deliveries each (a message
-    apiece), by INSERT ... SELECT. Returns how many contacts."""
+    """`scale` contacts with phones and DELIVERIES_PER_CONTACT sent Twilio deliveries on each channel
+    (a message apiece), by INSERT ... SELECT. Returns how many contacts."""
     from channels.models import Delivery, Message
     from contacts.models import Contact
 
@@ -111,22 +112,23 @@ def seed(scale: int) -> int:
     base = Contact.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
     _insert_series(Contact, scale, {"external_id": "'w' || g", "phone": f"'+' || ({KNOWN_PHONE_BASE} + g)",
                                     "first_name": "'Wren'"})
-    first_message = Message.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
     if connection.vendor == "postgresql":
-        series, prefix = f"generate_series(1, {DELIVERIES_PER_CONTACT}) g", ""
+        series, prefix = "generate_series(1, {count}) g", ""
     else:
         series = "s"
-        prefix = f"WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < {DELIVERIES_PER_CONTACT}) "
-    _insert_select(Message, {"contact_id": "c.id"}, f"FROM contacts_contact c CROSS JOIN {series} WHERE c.id > {base}",
-                   defaults={"content": [], "purpose": "marketing", "source": "campaign", "status": "sent",
-                             "created_at": now - timedelta(days=1)}, prefix=prefix)
-    _insert_select(Delivery, {
-        "message_id": "m.id", "contact_id": "m.contact_id", "to_address": "c.phone",
-        "channel": "CASE WHEN m.id %% 10 < 3 THEN 'whatsapp' ELSE 'sms' END",
-        "provider_message_id": "'SMseed' || m.id",
-    }, f"FROM channels_message m JOIN contacts_contact c ON c.id = m.contact_id WHERE m.id > {first_message}",
-        defaults={"provider": "twilio", "text_body": "Your order is on its way", "status": "sent",
-                  "queued_at": now - timedelta(days=1), "sent_at": now - timedelta(days=1)})
+        prefix = "WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < {count}) "
+    for channel, count in DELIVERIES_PER_CONTACT.items():
+        first_message = Message.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+        _insert_select(Message, {"contact_id": "c.id"},
+                       f"FROM contacts_contact c CROSS JOIN {series.format(count=count)} WHERE c.id > {base}",
+                       defaults={"content": [], "purpose": "marketing", "source": "campaign", "status": "sent",
+                                 "created_at": now - timedelta(days=1)}, prefix=prefix.format(count=count))
+        _insert_select(Delivery, {
+            "message_id": "m.id", "contact_id": "m.contact_id", "to_address": "c.phone",
+            "provider_message_id": "'SMseed' || m.id",
+        }, f"FROM channels_message m JOIN contacts_contact c ON c.id = m.contact_id WHERE m.id > {first_message}",
+            defaults={"channel": channel, "provider": "twilio", "text_body": "Your order is on its way",
+                      "status": "sent", "queued_at": now - timedelta(days=1), "sent_at": now - timedelta(days=1)})
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE")

@@ -71,7 +71,7 @@ def test_the_bench_command_runs_every_benchmark_in_its_own_database(tmp_path):
     figures = [json.loads(line) for line in done.stdout.splitlines()]
     assert all(set(f) == {"bench", "metric", "value", "unit", "n", "subject", "notes"} for f in figures)
     by_name = {(f["bench"], f["metric"]): f for f in figures}
-    expected = {"journey_tick", "ingest_http", "ingest_batch", "gate", "timeline"}
+    expected = {"journey_tick", "ingest_http", "ingest_batch", "inbound_webhook", "gate", "timeline"}
     if connection.vendor == "postgresql":
         expected.add("claim_ceiling")
         assert by_name["claim_ceiling", "duplicate_claims"]["value"] == 0
@@ -82,6 +82,15 @@ def test_the_bench_command_runs_every_benchmark_in_its_own_database(tmp_path):
     assert by_name["ingest_http", "events_non_2xx"]["value"] == 0
     assert by_name["ingest_http", "events_requests_per_s"]["n"] > 0
     assert by_name["ingest_batch", "events_not_stored"]["value"] == 0
+    # signed inbound webhooks: every one accepted, each MessageSid stored once, replies linked
+    assert by_name["inbound_webhook", "inbound_requests_per_s"]["n"] > 0
+    assert by_name["inbound_webhook", "inbound_non_2xx"]["value"] == 0
+    assert by_name["inbound_webhook", "inbound_lost"]["n"] > 0
+    for metric in ("inbound_lost", "inbound_stored_twice", "replies_not_linked"):
+        assert by_name["inbound_webhook", metric]["value"] == 0, by_name["inbound_webhook", metric]
+    for metric in ("conversations_not_one_per_contact_channel", "unknown_senders_not_one_contact"):
+        figure = by_name["inbound_webhook", metric]
+        assert figure["value"] == 0 or figure["unit"] == "not built yet", figure
     assert by_name["gate", "us_per_message"]["n"] == 20 and by_name["gate", "queries_per_batch"]["value"] <= 8
     assert by_name["timeline", "first_page_ms"]["n"] == 50 and by_name["timeline", "page_50_ms"]["value"] > 0
     assert "ratio_to_healthz" in {f["metric"] for f in figures}
