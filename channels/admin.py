@@ -145,7 +145,7 @@ class ConversationAdmin(ModelAdmin):
 
     list_display = ["contact", "channel", "status", "assignee", "queue", "opened_at", "last_activity_at"]
     list_filter = ["status", "channel", "queue", "assignee"]
-    search_fields = ["queue", *CONTACT_SEARCH_FIELDS]
+    search_fields = ["queue__name", *CONTACT_SEARCH_FIELDS]
     list_select_related = ["contact", "assignee"]
     fields = ["contact", "channel", "status", "assignee", "queue", "opened_at", "first_response_due_at",
               "first_response_at", "closed_at", "last_activity_at"]

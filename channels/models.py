@@ -1,13 +1,17 @@
 """The canonical message, its deliveries on providers, and what providers tell us back."""
+from datetime import time
+
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
-from contacts.models import Contact, Device
+from contacts.models import Contact, Device, validate_timezone
 from omni.choices import Channel, Exemption, Purpose, Urgency
 from omni.models import ApiKey
 from templates.models import TemplateVersion
+
+from .business_hours import Schedule
 
 
 class MessageSource(models.TextChoices):
@@ -72,6 +76,9 @@ class Message(models.Model):
     )
     api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.PROTECT, related_name="messages",
                                 db_index=False)
+    # A failed reply sent again is a new message pointing at the one that failed (FAILED stays final).
+    resent_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="resends",
+                                    db_index=False)
     # A replayed trigger (retried task, re-claimed step) finds the existing message instead of
     # making a second one.
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
@@ -99,6 +106,7 @@ class Message(models.Model):
             models.Index(fields=["conversation"], condition=Q(conversation__isnull=False), name="message_conversation"),
             models.Index(fields=["agent"], condition=Q(agent__isnull=False), name="message_agent"),
             models.Index(fields=["api_key"], condition=Q(api_key__isnull=False), name="message_api_key"),
+            models.Index(fields=["resent_from"], condition=Q(resent_from__isnull=False), name="message_resent_from"),
             # The administrators' home counts quarantined rows (omni/web/home.py); partial, so
             # rows that are not quarantined cost nothing.
             models.Index(fields=["quarantined_at"], condition=Q(quarantined_at__isnull=False), name="message_quarantined"),
@@ -317,8 +325,157 @@ class ConversationStatus(models.TextChoices):
     CLOSED = "closed", "Closed"
 
 
+class ResolvedBy(models.TextChoices):
+    AGENT = "agent", "Agent"
+    AUTOMATION = "automation", "Automation"
+
+
+class AssignmentStrategy(models.TextChoices):
+    ROUND_ROBIN = "round_robin", "Round-robin"
+    FEWEST_OPEN = "fewest_open", "Fewest open conversations"
+    MANUAL = "manual", "No automatic assignment"
+
+
+class BusinessHours(models.Model):
+    """When people answer: weekly opening hours in a time zone, and holidays when nobody does.
+    channels/business_hours.py computes due times from it."""
+
+    name = models.CharField(max_length=100, unique=True)
+    timezone = models.CharField(max_length=64, validators=[validate_timezone], help_text="IANA zone, e.g. Europe/London.")
+
+    class Meta:
+        verbose_name = "business hours"
+        verbose_name_plural = "business hours"
+
+    def __str__(self):
+        return f"{self.name} ({self.timezone})"
+
+    def schedule(self) -> Schedule:
+        """These hours as a Schedule (reads openings and holidays: prefetch them for many).
+        ValueError says what is wrong, e.g. no opening hours at all."""
+        weekly = tuple((o.weekday, o.opens, None if o.closes == END_OF_DAY else o.closes) for o in self.openings.all())
+        return Schedule(self.timezone, weekly, frozenset(h.date for h in self.holidays.all()))
+
+
+# An opening that closes at 23:59 runs to midnight (a TimeField cannot say 24:00).
+END_OF_DAY = time(23, 59)
+
+
+class Weekday(models.IntegerChoices):
+    MONDAY = 0, "Monday"
+    TUESDAY = 1, "Tuesday"
+    WEDNESDAY = 2, "Wednesday"
+    THURSDAY = 3, "Thursday"
+    FRIDAY = 4, "Friday"
+    SATURDAY = 5, "Saturday"
+    SUNDAY = 6, "Sunday"
+
+
+class OpeningHours(models.Model):
+    """One opening interval on one weekday, in the business hours' time zone."""
+
+    business_hours = models.ForeignKey(BusinessHours, on_delete=models.CASCADE, related_name="openings")
+    weekday = models.PositiveSmallIntegerField(choices=Weekday.choices)
+    opens = models.TimeField()
+    closes = models.TimeField(help_text="Must be later than opens; 23:59 closes at the end of the day.")
+
+    class Meta:
+        ordering = ["weekday", "opens"]
+        verbose_name_plural = "opening hours"
+        constraints = [models.CheckConstraint(condition=Q(closes__gt=F("opens")), name="opening_closes_after_opens")]
+
+    def __str__(self):
+        return f"{self.get_weekday_display()} {self.opens:%H:%M}-{self.closes:%H:%M}"
+
+
+class Holiday(models.Model):
+    """A local date on which nobody answers."""
+
+    business_hours = models.ForeignKey(BusinessHours, on_delete=models.CASCADE, related_name="holidays")
+    date = models.DateField()
+    name = models.CharField(max_length=100, blank=True)
+
+    class Meta:
+        ordering = ["date"]
+        constraints = [models.UniqueConstraint(fields=["business_hours", "date"], name="holiday_once_per_date")]
+
+    def __str__(self):
+        return f"{self.date} {self.name}".strip()
+
+
+class ServiceLevel(models.Model):
+    """How fast each channel's conversations are answered and resolved, counted in business hours."""
+
+    channel = models.CharField(max_length=10, choices=Channel.choices, unique=True)
+    business_hours = models.ForeignKey(
+        BusinessHours, null=True, blank=True, on_delete=models.PROTECT, related_name="service_levels",
+        help_text="Empty: the clock runs around the clock.",
+    )
+    first_response_minutes = models.PositiveIntegerField(default=60)
+    resolution_minutes = models.PositiveIntegerField(default=24 * 60)
+    after_hours_reply = models.TextField(
+        blank=True, help_text="Sent once per conversation and day to a customer who writes outside business "
+                              "hours. Empty: none.",
+    )
+    satisfaction_question = models.TextField(
+        blank=True, help_text="Asked on the channel after a conversation closes; the customer answers 1 to 5. "
+                              "Empty: not asked.",
+    )
+
+    def __str__(self):
+        return f"{self.get_channel_display()}: first response {self.first_response_minutes} min"
+
+
+class SupportQueue(models.Model):
+    """Where conversations wait for an agent, and how they are handed out."""
+
+    name = models.CharField(max_length=100, unique=True)
+    agents = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="support_queues")
+    assignment = models.CharField(max_length=15, choices=AssignmentStrategy.choices,
+                                  default=AssignmentStrategy.ROUND_ROBIN)
+    max_open_per_agent = models.PositiveIntegerField(
+        default=10, help_text="An agent with this many open conversations gets no more automatically.",
+    )
+    # Round-robin's cursor: the agent who got the last conversation.
+    last_assigned = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                      related_name="+", editable=False)
+    is_default = models.BooleanField(default=False, help_text="New conversations no rule routes elsewhere wait here.")
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["is_default"], condition=Q(is_default=True),
+                                               name="one_default_support_queue")]
+
+    def __str__(self):
+        return self.name
+
+
+class AgentStatus(models.Model):
+    """Whether an agent takes new conversations now."""
+
+    agent = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="support_status")
+    available = models.BooleanField(default=False)
+    changed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name_plural = "agent statuses"
+
+    def __str__(self):
+        return f"{self.agent}: {'available' if self.available else 'away'}"
+
+
+class ConversationTag(models.Model):
+    name = models.CharField(max_length=50, unique=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
 class Conversation(models.Model):
-    """A support thread with one contact on one channel."""
+    """A support thread with one contact on one channel; at most one not closed per contact and channel."""
 
     contact = models.ForeignKey(Contact, on_delete=models.PROTECT, related_name="conversations")
     channel = models.CharField(max_length=10, choices=Channel.choices)
@@ -326,20 +483,155 @@ class Conversation(models.Model):
     assignee = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="conversations"
     )
-    queue = models.CharField(max_length=100, blank=True)
+    queue = models.ForeignKey(SupportQueue, null=True, blank=True, on_delete=models.SET_NULL,
+                              related_name="conversations")
+    tags = models.ManyToManyField(ConversationTag, blank=True, related_name="conversations")
     opened_at = models.DateTimeField(default=timezone.now)
     first_response_due_at = models.DateTimeField(null=True, blank=True)
     first_response_at = models.DateTimeField(null=True, blank=True)
+    resolution_due_at = models.DateTimeField(null=True, blank=True)
+    follow_up_at = models.DateTimeField(null=True, blank=True, help_text="When someone should look at it again.")
     closed_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.CharField(max_length=10, choices=ResolvedBy.choices, blank=True, default="", db_default="")
+    closed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                  related_name="+")
+    # Times kept when they happen, in real seconds and in business-hours seconds (the service level's hours).
+    first_response_seconds = models.PositiveIntegerField(null=True, blank=True)
+    first_response_business_seconds = models.PositiveIntegerField(null=True, blank=True)
+    resolution_seconds = models.PositiveIntegerField(null=True, blank=True)
+    resolution_business_seconds = models.PositiveIntegerField(null=True, blank=True)
+    # Since when it waits on the customer: closed after OMNI_CONVERSATION_WAITING_CLOSE_DAYS.
+    waiting_since = models.DateTimeField(null=True, blank=True)
+    last_inbound_at = models.DateTimeField(null=True, blank=True)
     last_activity_at = models.DateTimeField(default=timezone.now)
+    # Automation's memory: how many automated replies it sent, the day of its after-hours reply.
+    automated_replies = models.PositiveSmallIntegerField(default=0, db_default=0)
+    after_hours_replied_on = models.DateField(null=True, blank=True)
+    satisfaction_asked_at = models.DateTimeField(null=True, blank=True)
+    satisfaction = models.PositiveSmallIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["-last_activity_at"]
-        # The support home counts open and unassigned conversations (omni/web/home.py).
-        indexes = [models.Index(fields=["status", "assignee"], name="conversation_status_assignee")]
+        constraints = [
+            models.UniqueConstraint(fields=["contact", "channel"], condition=~Q(status="closed"),
+                                    name="one_unclosed_conversation_per_channel"),
+            models.CheckConstraint(condition=Q(satisfaction__isnull=True) | Q(satisfaction__range=(1, 5)),
+                                   name="satisfaction_one_to_five"),
+        ]
+        indexes = [
+            # The support home counts open and unassigned conversations (omni/web/home.py).
+            models.Index(fields=["status", "assignee"], name="conversation_status_assignee"),
+            # The inbox: not closed, by first-response due time.
+            models.Index(fields=["status", "first_response_due_at", "id"], name="conversation_inbox_order"),
+        ]
 
     def __str__(self):
         return f"{self.get_channel_display()} conversation with {self.contact}"
+
+
+class ConversationNote(models.Model):
+    """What an agent writes for other agents; never sent."""
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="notes")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    body = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self):
+        return self.body[:60]
+
+
+class SavedReply(models.Model):
+    """An answer agents reuse; {{ variables }} are rendered strictly for the contact."""
+
+    title = models.CharField(max_length=100, unique=True)
+    body = models.TextField(help_text="Variables such as {{ contact.first_name }} are filled for the contact; "
+                                      "a reply naming one the contact lacks is not sent.")
+    channel = models.CharField(max_length=10, choices=Channel.choices, blank=True,
+                               help_text="Empty: offered on every channel.")
+
+    class Meta:
+        ordering = ["title"]
+        verbose_name_plural = "saved replies"
+
+    def __str__(self):
+        return self.title
+
+
+class EscalationTrigger(models.TextChoices):
+    PHRASE = "phrase", "The customer writes one of the phrases"
+    AUTOMATED_REPLIES = "automated_replies", "Automation has replied this many times"
+    REPEATED_MESSAGE = "repeated_message", "The customer sends the same message this many times"
+
+
+class EscalationRule(models.Model):
+    """When a conversation needs a person: assigns a queue and tells the customer when one answers."""
+
+    name = models.CharField(max_length=100, unique=True)
+    active = models.BooleanField(default=True)
+    trigger = models.CharField(max_length=20, choices=EscalationTrigger.choices)
+    phrases = models.TextField(blank=True, help_text="One phrase per line, matched case-insensitively.")
+    threshold = models.PositiveSmallIntegerField(default=2, help_text="For the counting triggers.")
+    queue = models.ForeignKey(SupportQueue, on_delete=models.PROTECT, related_name="escalation_rules")
+    acknowledgement = models.TextField(
+        blank=True, help_text="Sent to the customer; {{ response_due }} says when a person will answer.",
+    )
+    position = models.PositiveSmallIntegerField(default=0, help_text="Rules run in this order; the first match wins.")
+
+    class Meta:
+        ordering = ["position", "id"]
+
+    def __str__(self):
+        return self.name
+
+
+class AutoResponse(models.Model):
+    """An automated first response to a message containing one of the phrases."""
+
+    name = models.CharField(max_length=100, unique=True)
+    active = models.BooleanField(default=True)
+    phrases = models.TextField(help_text="One phrase per line, matched case-insensitively.")
+    body = models.TextField()
+    channel = models.CharField(max_length=10, choices=Channel.choices, blank=True,
+                               help_text="Empty: every channel.")
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["position", "id"]
+
+    def __str__(self):
+        return self.name
+
+
+class BlockReason(models.TextChoices):
+    SPAM = "spam", "Spam"
+    ABUSE = "abuse", "Abuse"
+    OTHER = "other", "Other"
+
+
+class BlockedSender(models.Model):
+    """An address whose messages are stored but open nothing and get no automated answer."""
+
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    address = models.CharField(max_length=512)
+    reason = models.CharField(max_length=10, choices=BlockReason.choices)
+    note = models.TextField(blank=True)
+    blocked_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    blocked_at = models.DateTimeField(default=timezone.now)
+    unblocked_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="+")
+    unblocked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-blocked_at"]
+        constraints = [models.UniqueConstraint(fields=["channel", "address"], condition=Q(unblocked_at__isnull=True),
+                                               name="one_active_block_per_address")]
+
+    def __str__(self):
+        return f"{self.address} ({self.get_reason_display()})"
 
 
 class InboundMessage(models.Model):
@@ -364,13 +656,24 @@ class InboundMessage(models.Model):
     in_reply_to = models.ForeignKey(Delivery, null=True, blank=True, on_delete=models.SET_NULL, related_name="replies")
     received_at = models.DateTimeField(default=timezone.now, db_index=True)
     raw = models.JSONField(default=dict, blank=True)
+    # From a blocked sender: stored, opens nothing, answered by nothing.
+    blocked = models.BooleanField(default=False, db_default=False)
+    # Support automation's tick stage has looked at it (escalation, automated and after-hours replies).
+    handled_at = models.DateTimeField(null=True, blank=True)
+    quarantined_at = models.DateTimeField(null=True, blank=True)
+    quarantine_reason = models.TextField(blank=True, default="", db_default="")
+    automated_reply = models.ForeignKey("Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
 
     class Meta:
         ordering = ["-received_at"]
         constraints = [
             models.UniqueConstraint(fields=["provider", "provider_message_id"], name="inbound_unique_provider_id"),
         ]
-        indexes = [models.Index(fields=["contact", "received_at", "id"], name="inbound_contact_time")]
+        indexes = [
+            models.Index(fields=["contact", "received_at", "id"], name="inbound_contact_time"),
+            models.Index(fields=["received_at", "id"], condition=Q(handled_at__isnull=True, quarantined_at__isnull=True),
+                         name="inbound_unhandled"),
+        ]
 
     def __str__(self):
         return f"{self.channel} from {self.from_address}"

@@ -58,6 +58,9 @@ class Contact(models.Model):
     # The channel the contact asked for on the preference page; routing will honour it.
     preferred_channel = models.CharField(max_length=10, choices=Channel.choices, blank=True, default="",
                                          db_default="")
+    # Made for an address that wrote in and matched no contact (channels' inbound messages); no
+    # consent is assumed for it. Merging it into a known contact comes later.
+    unknown_sender = models.BooleanField(default=False, db_default=False, db_index=True)
     # Human override: a paused contact receives nothing automated until resumed.
     messaging_paused = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=now, editable=False, db_index=True)

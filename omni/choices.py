@@ -39,6 +39,9 @@ class Exemption(models.TextChoices):
     Only Omni's own code sets one, never the API."""
     NONE = "", "None"
     OPT_OUT_CONFIRMATION = "opt_out_confirmation", "Opt-out confirmation"
+    # An agent answering within 24 hours of the customer's last message: consent and suppression
+    # still apply, frequency caps and quiet hours do not.
+    CONVERSATIONAL_REPLY = "conversational_reply", "Conversational reply"
 
 
 # Channels addressed by a phone number rather than an email address or a device.
