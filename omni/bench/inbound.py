@@ -29,7 +29,7 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.urls import reverse
 from django.utils import timezone
 
@@ -254,16 +254,19 @@ def check(posted: dict[str, dict], first_inbound: int) -> dict:
 
     unknown = {split_address(params["From"])[1] for params in posted.values()
                if int(split_address(params["From"])[1][1:]) >= UNKNOWN_PHONE_BASE}
-    per_number = dict(Contact.objects.filter(phone__in=unknown).values("phone").annotate(n=Count("id"))
-                      .values_list("phone", "n"))
+    per_number = {phone: (n, marked) for phone, n, marked in
+                  Contact.objects.filter(phone__in=unknown).values("phone")
+                  .annotate(n=Count("id"), marked=Count("id", filter=Q(unknown_sender=True))).order_by()
+                  .values_list("phone", "n", "marked")}
     if not per_number:
         result["unknown_contacts"] = Figure(
             "inbound_webhook", "unknown_senders_not_one_contact", NOT_BUILT, "not built yet", len(unknown),
             notes=f"no contact for any of the {len(unknown)} unknown numbers: record_inbound_message makes none yet")
     else:
-        faults = sum(per_number.get(phone, 0) != 1 for phone in unknown)
+        faults = sum(per_number.get(phone, (0, 0)) != (1, 1) for phone in unknown)
         unlinked = rows.filter(from_address__in=unknown, contact=None).count()
         result["unknown_contacts"] = Figure(
             "inbound_webhook", "unknown_senders_not_one_contact", faults, "numbers", len(unknown),
-            notes=f"unknown numbers with no contact or more than one; {unlinked} of their inbound without a contact")
+            notes="unknown numbers without exactly one contact, marked unknown_sender; "
+                  f"{unlinked} of their inbound without a contact")
     return result

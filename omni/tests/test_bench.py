@@ -8,7 +8,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from omni.bench import gate, journey_tick, timeline
+from omni.bench import gate, inbound, journey_tick, timeline
 
 
 @pytest.mark.django_db
@@ -49,6 +49,58 @@ def test_the_timeline_benchmark_times_the_first_and_the_50th_page():
     # every role's home answered, the slowest named
     assert figures["home_ms"].value > 0 and figures["home_ms"].n == 5
     assert "slowest:" in figures["home_ms"].notes
+
+
+@pytest.mark.django_db
+def test_the_inbound_benchmark_counts_a_post_that_was_never_stored(client, settings):
+    from twilio.request_validator import RequestValidator
+
+    # given the benchmark's contacts and deliveries, and ten of its posts of which the first never arrives
+    settings.TWILIO_AUTH_TOKEN = "bench-token"
+    contacts = inbound.seed(5)
+    path = "/webhooks/twilio/inbound/"
+    posts = [inbound.inbound_params("t", 1, n, contacts) for n in range(1, 11)]
+    for params in posts[1:]:
+        signature = RequestValidator("bench-token").compute_signature(settings.OMNI_PUBLIC_URL + path, params)
+        assert client.post(path, params, headers={"X-Twilio-Signature": signature}).status_code == 200
+
+    # when
+    checks = inbound.check({params["MessageSid"]: params for params in posts}, first_inbound=0)
+
+    # then the lost one is counted, and every reply from a known number (n=3 is unknown) found its delivery
+    assert (checks["stored"], checks["lost"], checks["twice"], checks["unposted"]) == (9, 1, 0, 0)
+    assert (checks["from_known"], checks["not_linked"]) == (8, 0)
+    assert {params["From"].startswith("whatsapp:") for params in posts} == {True, False}  # SMS and WhatsApp
+    for figure in (checks["conversations"], checks["unknown_contacts"]):
+        assert figure.value == 0 or figure.unit == "not built yet", figure
+
+
+@pytest.mark.django_db
+def test_the_inbound_benchmark_finds_a_pair_without_a_conversation_and_an_unmarked_unknown_contact():
+    from channels.models import Conversation, InboundMessage
+    from contacts.models import Contact
+
+    # given two contacts that wrote in, only the first with a conversation, and an unknown number
+    # whose contact is not marked as an unknown sender
+    first, second = Contact.objects.create(phone="+14153000001"), Contact.objects.create(phone="+14153000002")
+    stranger = Contact.objects.create(phone=f"+{inbound.UNKNOWN_PHONE_BASE}")
+    conversation = Conversation.objects.create(contact=first, channel="sms")
+    posted = {}
+    for number, contact in enumerate((first, second, stranger)):
+        params = inbound.inbound_params("t", 1, 1, 1)
+        params.update(MessageSid=f"SM{number}", From=contact.phone)
+        posted[params["MessageSid"]] = params
+        InboundMessage.objects.create(contact=contact, channel="sms", provider="twilio",
+                                      provider_message_id=f"SM{number}", from_address=contact.phone,
+                                      conversation=conversation if contact == first else None)
+
+    # when
+    checks = inbound.check(posted, first_inbound=0)
+
+    # then
+    assert (checks["conversations"].value, checks["conversations"].n) == (2, 3)  # the second's, and the stranger's
+    assert (checks["unknown_contacts"].value, checks["unknown_contacts"].n) == (1, 1)
+    assert "2 inbound with a contact but no conversation" in checks["conversations"].notes
 
 
 def test_the_bench_command_runs_every_benchmark_in_its_own_database(tmp_path):
