@@ -7,21 +7,26 @@ inbound webhook under the same load (32 connections, scale/1000 seconds each, 1 
 one-second warm-up). Each post is what Twilio sends for an inbound message, signed as Twilio
 signs it (X-Twilio-Signature, twilio's RequestValidator with the auth token the server is
 given, over OMNI_PUBLIC_URL and the parameters): about three in ten from WhatsApp
-("whatsapp:+1..."), one in ten a retry of an earlier MessageSid, one new message in ten from an
-unknown number (each such number writes about six times, from both of the load's threads at
-about the same moment). The load generator cannot sign, so the posts are prepared here, a few
-more than /healthz's rate allows, one file per wrk thread (omni.bench.load's "prepared" mode).
+("whatsapp:+1..."), one in ten a retry of an earlier MessageSid, one in ten from an unknown
+number (each such number writes about six times, from both of the load's threads at about the
+same moment). The load generator cannot sign, so the posts are prepared here, as many as
+/healthz's rate would answer and a tenth more, one file per wrk thread (omni.bench.load's
+"prepared" mode).
 
-Afterwards, with every post the server accepted finished: no inbound lost or stored twice (the
-distinct MessageSids posted against InboundMessage rows), every reply from a known number linked
-to a delivery, one conversation not closed per contact and channel, and one contact per unknown
-number. The last two are reported as "not built yet" (value -1) while record_inbound_message
-opens no conversation and makes no contact.
+Then, the server stopped, ONE_AT_A_TIME more posts through Django's test client in this process:
+`inbound_ms_alone` and `queries_per_inbound`, the cost of one inbound message without contention.
+
+Afterwards, with every post finished: no inbound lost or stored twice (the distinct MessageSids
+posted against InboundMessage rows), every reply from a known number linked to a delivery, one
+conversation not closed per contact and channel, and one contact, marked unknown_sender, per
+unknown number. The last two are reported as "not built yet" (value -1, that unit) while
+record_inbound_message opens no conversation and makes no contact.
 """
 import hashlib
 import math
 import os
 import secrets
+import statistics
 import tempfile
 import time
 from datetime import timedelta
@@ -59,6 +64,8 @@ NOT_BUILT = -1
 # rows stays put this long (bounded by SETTLE_TIMEOUT).
 SETTLE_QUIET = 1.0
 SETTLE_TIMEOUT = 30.0
+# Posts sent one at a time after the load, for the cost of one inbound message alone.
+ONE_AT_A_TIME = 40
 
 
 def run(scale: int, *, figures, log) -> list[Figure]:
@@ -81,6 +88,7 @@ def run(scale: int, *, figures, log) -> list[Figure]:
         result = _post(base, workdir, token, url, "run", math.ceil(rate(ceiling) * seconds * 1.1 / THREADS) + 20,
                        known, seconds, posted)
         settled_in = _settle(first_inbound)
+    timings, queries = _one_at_a_time(token, known, posted)
     checks = check(posted, first_inbound)
     log(f"inbound_webhook: {len(posted)} MessageSids posted, {checks['stored']} stored; settled in {settled_in:.1f}s")
     retries = sum(result["issued"]) + sum(warmup["issued"]) - len(posted)
@@ -90,6 +98,11 @@ def run(scale: int, *, figures, log) -> list[Figure]:
                f"socket errors {result['errors']}")
     return compared_with_healthz("inbound_webhook", "inbound", ceiling, result, seconds=seconds,
                                  what="POST /webhooks/twilio/inbound/ (signed)", check=summary) + [
+        Figure("inbound_webhook", "inbound_ms_alone", statistics.median(timings), "ms", len(timings),
+               notes=f"the median of {len(timings)} posts one at a time in this process, nothing else posting "
+                     f"(slowest {max(timings):.1f} ms)"),
+        Figure("inbound_webhook", "queries_per_inbound", statistics.median(queries), "queries", len(queries),
+               notes=f"the same posts: {min(queries)} to {max(queries)}"),
         Figure("inbound_webhook", "inbound_lost", checks["lost"], "MessageSids", len(posted),
                notes=f"posted, not stored; {checks['unposted']} stored that were never posted"),
         Figure("inbound_webhook", "inbound_stored_twice", checks["twice"], "MessageSids", checks["stored"]),
@@ -194,6 +207,33 @@ def _post(base, workdir, token, url, tag, per_thread, contacts, seconds, posted:
         for params in posts[:issued]:
             posted[params["MessageSid"]] = params
     return {**result, "ran_out": any(issued > len(posts) for posts, issued in zip(threads, result["issued"]))}
+
+
+def _one_at_a_time(token: str, contacts: int, posted: dict) -> tuple[list[float], list[int]]:
+    """ONE_AT_A_TIME more posts through Django's test client in this process, the server stopped:
+    the milliseconds and queries of each. They join `posted`."""
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext, override_settings
+    from twilio.request_validator import RequestValidator
+
+    path = reverse("webhooks:twilio-inbound")
+    validator = RequestValidator(token)
+    client = Client()
+    timings, queries = [], []
+    with override_settings(TWILIO_AUTH_TOKEN=token, ALLOWED_HOSTS=["testserver"]):
+        for n in range(1, ONE_AT_A_TIME + 1):
+            params = inbound_params("alone", 1, n, contacts)
+            signature = validator.compute_signature(settings.OMNI_PUBLIC_URL + path, params)
+            with CaptureQueriesContext(connection) as captured:
+                started = time.perf_counter()
+                response = client.post(path, urlencode(params), content_type="application/x-www-form-urlencoded",
+                                       headers={"X-Twilio-Signature": signature})
+                timings.append((time.perf_counter() - started) * 1000)
+            if response.status_code != 200:
+                raise RuntimeError(f"An inbound post was answered {response.status_code}: {response.content[:300]!r}")
+            queries.append(len(captured))
+            posted[params["MessageSid"]] = params
+    return timings, queries
 
 
 def _settle(first_inbound: int) -> float:

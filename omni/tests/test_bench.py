@@ -138,6 +138,7 @@ def test_the_bench_command_runs_every_benchmark_in_its_own_database(tmp_path):
     assert by_name["inbound_webhook", "inbound_requests_per_s"]["n"] > 0
     assert by_name["inbound_webhook", "inbound_non_2xx"]["value"] == 0
     assert by_name["inbound_webhook", "inbound_lost"]["n"] > 0
+    assert by_name["inbound_webhook", "queries_per_inbound"]["value"] > 0
     for metric in ("inbound_lost", "inbound_stored_twice", "replies_not_linked"):
         assert by_name["inbound_webhook", metric]["value"] == 0, by_name["inbound_webhook", metric]
     for metric in ("conversations_not_one_per_contact_channel", "unknown_senders_not_one_contact"):
