@@ -88,14 +88,14 @@ def run(scale: int, *, figures, log) -> list[Figure]:
         result = _post(base, workdir, token, url, "run", math.ceil(rate(ceiling) * seconds * 1.1 / THREADS) + 20,
                        known, seconds, posted)
         settled_in = _settle(first_inbound)
+    retries = sum(result["issued"]) + sum(warmup["issued"]) - len(posted)
     timings, queries = _one_at_a_time(token, known, posted)
     checks = check(posted, first_inbound)
     log(f"inbound_webhook: {len(posted)} MessageSids posted, {checks['stored']} stored; settled in {settled_in:.1f}s")
-    retries = sum(result["issued"]) + sum(warmup["issued"]) - len(posted)
     ran_out = "; the prepared posts ran out and wrk started over (more retries)" if result["ran_out"] else ""
-    summary = (f"{sum(result['issued'])} posts begun, {checks['stored']} stored of {len(posted)} MessageSids posted "
-               f"with the warm-up ({retries} retries){ran_out}; non-2xx {result['non_2xx']}, "
-               f"socket errors {result['errors']}")
+    summary = (f"{sum(result['issued'])} posts begun; {checks['stored']} stored of {len(posted)} MessageSids posted, "
+               f"the warm-up and the {len(timings)} alone included ({retries} retries under load){ran_out}; "
+               f"non-2xx {result['non_2xx']}, socket errors {result['errors']}")
     return compared_with_healthz("inbound_webhook", "inbound", ceiling, result, seconds=seconds,
                                  what="POST /webhooks/twilio/inbound/ (signed)", check=summary) + [
         Figure("inbound_webhook", "inbound_ms_alone", statistics.median(timings), "ms", len(timings),
