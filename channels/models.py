@@ -523,6 +523,10 @@ class Conversation(models.Model):
             models.Index(fields=["status", "assignee"], name="conversation_status_assignee"),
             # The inbox: not closed, by first-response due time.
             models.Index(fields=["status", "first_response_due_at", "id"], name="conversation_inbox_order"),
+            # Closed and not yet asked the satisfaction question (channels.support_automation.
+            # ask_satisfaction, every minute): each asked one leaves the index.
+            models.Index(fields=["channel", "closed_at"], name="conversation_to_survey",
+                         condition=Q(status="closed", satisfaction_asked_at__isnull=True)),
         ]
 
     def __str__(self):

@@ -107,7 +107,8 @@ def handle_inbound_batch(now, report, handled: set | None = None) -> int:
 
 
 def _handle(rows: list[InboundMessage], now, report) -> set[int]:
-    """Handle claimed rows in the caller's transaction; returns the ids of their open conversations."""
+    """Handle claimed rows in the caller's transaction; returns the ids of their conversations
+    that wait for an agent in a queue."""
     answerable = [row for row in rows if _answerable(row, now)]
     conversations_by_id = {}
     if answerable:
@@ -128,7 +129,8 @@ def _handle(rows: list[InboundMessage], now, report) -> set[int]:
     for row in rows:
         row.handled_at = now
     bulk.bulk_update(rows, ["handled_at", "automated_reply"])
-    return {c.pk for c in conversations_by_id.values() if c.status == ConversationStatus.OPEN}
+    return {c.pk for c in conversations_by_id.values()
+            if c.status == ConversationStatus.OPEN and c.queue_id is not None and c.assignee_id is None}
 
 
 def _answerable(row: InboundMessage, now) -> bool:
@@ -250,6 +252,26 @@ def describe_time(moment, zone) -> str:
 
 # The variables an automated text may use besides the contact's (templates.rendering.contact_variables).
 AUTOMATED_TEXT_VARIABLES = ("response_due",)
+
+
+class _AnyAttributes(dict):
+    """Contact attributes differ per contact: while checking a text, any attribute name is fine."""
+
+    def __missing__(self, key):
+        return ""
+
+
+def check_text_variables(source: str, extra: tuple[str, ...] = AUTOMATED_TEXT_VARIABLES) -> None:
+    """Raise RenderError naming the first variable `source` uses that is neither the contact's
+    (any contact.attributes.* passes) nor one of `extra`, or its syntax error."""
+    sample = contact_variables(_SampleContact())
+    sample["contact"]["attributes"] = _AnyAttributes()
+    render_variant({"text_body": source}, {**sample, **{name: "" for name in extra}})
+
+
+class _SampleContact:
+    first_name = last_name = email = phone = locale = external_id = ""
+    attributes = {}
 
 
 def render_automated_text(source: str, contact, due: str) -> str:

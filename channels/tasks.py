@@ -4,6 +4,7 @@ import logging
 from celery import shared_task
 
 from .delivery import reconcile_stuck_deliveries, send_delivery, settle_uncertain_deliveries
+from .support_automation import ask_satisfaction
 from .webhooks.sandbox import simulate_events
 
 log = logging.getLogger(__name__)
@@ -48,3 +49,9 @@ def reconcile_deliveries_task() -> None:
 def settle_uncertain_deliveries_task() -> None:
     """Ask providers how uncertain deliveries ended, in batches (beat, every minute)."""
     settle_uncertain_deliveries()
+
+
+@shared_task(ignore_result=True)
+def ask_satisfaction_task() -> None:
+    """Ask the satisfaction question in conversations that closed (beat, every minute)."""
+    ask_satisfaction()

@@ -382,5 +382,6 @@ CELERY_BEAT_SCHEDULE = {
     "omni-seal-audit": {"task": "omni.tasks.seal_audit_task", "schedule": OMNI_SEAL_SECONDS, "options": {"queue": "default", "expires": OMNI_SEAL_SECONDS * 2}},
     "omni-reconcile-deliveries": {"task": "channels.tasks.reconcile_deliveries_task", "schedule": 60.0, "options": {"queue": "default", "expires": 120}},
     "omni-settle-uncertain-deliveries": {"task": "channels.tasks.settle_uncertain_deliveries_task", "schedule": 60.0, "options": {"queue": "default", "expires": 120}},
+    "omni-ask-satisfaction": {"task": "channels.tasks.ask_satisfaction_task", "schedule": 60.0, "options": {"queue": "default", "expires": 120}},
     "omni-expire-double-opt-ins": {"task": "compliance.tasks.expire_double_opt_ins_task", "schedule": 3600.0, "options": {"queue": "default", "expires": 1800}},
 }

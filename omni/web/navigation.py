@@ -19,7 +19,11 @@ GROUPS = {
         ("campaigns", "journey"), ("campaigns", "journeystep"), ("campaigns", "enrollment"),
         ("campaigns", "campaign"), ("campaigns", "campaignrecipient"),
     ],
-    SUPPORT: [("channels", "conversation")],
+    SUPPORT: [
+        ("channels", "conversation"), ("channels", "agentstatus"), ("channels", "supportqueue"),
+        ("channels", "conversationtag"), ("channels", "savedreply"), ("channels", "escalationrule"),
+        ("channels", "autoresponse"), ("channels", "servicelevel"), ("channels", "businesshours"),
+    ],
     COMPLIANCE: [
         ("compliance", "consent"), ("compliance", "consentchange"), ("compliance", "suppression"),
         ("compliance", "quiethours"), ("compliance", "frequencycap"), ("compliance", "sendingpause"),
