@@ -540,10 +540,15 @@ class AutoResponseForm(AutomatedTextsForm):
         model = AutoResponse
         fields = ["name", "active", "phrases", "body", "channel", "position"]
 
+    NO_PHRASES = "Give at least one phrase, one per line: the response answers a message that contains one."
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["phrases"].error_messages["required"] = self.NO_PHRASES
+
     def clean_phrases(self):
         if not phrases_of(self.cleaned_data["phrases"]):
-            raise ValidationError("Give at least one phrase, one per line: the response answers a message "
-                                  "that contains one.")
+            raise ValidationError(self.NO_PHRASES)
         return self.cleaned_data["phrases"]
 
 
