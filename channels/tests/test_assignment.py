@@ -7,7 +7,7 @@ from django.db import connection
 from django.utils import timezone
 
 from channels import conversations
-from channels.assignment import assign_waiting, plan_assignments, set_available
+from channels.assignment import assign_new, assign_waiting, plan_assignments, set_available
 from channels.models import AgentStatus, AssignmentStrategy, Conversation, ConversationStatus, SupportQueue
 from contacts.models import Contact
 from omni.models import AuditEntry
@@ -173,20 +173,22 @@ def test_marking_an_agent_available_or_away_is_audited_once_per_change(agents):
 
 @pytest.mark.postgres
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks need PostgreSQL")
-def test_two_ticks_handing_out_at_once_never_go_beyond_the_cap(transactional_db, agents):
+def test_two_workers_handing_out_at_once_never_go_beyond_the_cap(transactional_db, agents):
     # given twenty conversations wait in a queue where Ann alone works, three at most
     ann = agents[0]
     queue = SupportQueue.objects.create(name="General", max_open_per_agent=3)
     queue.agents.set([ann])
+    waiting = []
     for i in range(20):
         customer = Contact.objects.create(external_id=f"c{i}", phone=f"+1415557{i:04d}")
-        Conversation.objects.create(contact=customer, channel="sms", queue=queue)
+        waiting.append(Conversation.objects.create(contact=customer, channel="sms", queue=queue).pk)
     set_available(ann, True, actor=ann)
 
-    # when two workers hand out at the same instant
-    results, errors = run_concurrently(lambda: assign_waiting(timezone.now()))
+    # when two workers hand out ten each at the same instant (two tick batches of new messages)
+    halves = iter([waiting[:10], waiting[10:]])
+    results, errors = run_concurrently(lambda: assign_new(next(halves)))
 
-    # then she has three, not six
+    # then she has three, not six: the queue's lock made the second count what the first gave
     assert not errors
     assert sum(results) == 3
     assert Conversation.objects.filter(assignee=ann).count() == 3
