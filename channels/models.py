@@ -677,6 +677,8 @@ class InboundMessage(models.Model):
             models.Index(fields=["contact", "received_at", "id"], name="inbound_contact_time"),
             models.Index(fields=["received_at", "id"], condition=Q(handled_at__isnull=True, quarantined_at__isnull=True),
                          name="inbound_unhandled"),
+            # The administrators' home counts quarantined rows (omni/web/home.py).
+            models.Index(fields=["quarantined_at"], condition=Q(quarantined_at__isnull=False), name="inbound_quarantined"),
         ]
 
     def __str__(self):
