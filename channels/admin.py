@@ -2,8 +2,10 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.db.models import Count, Q
+from django.db.models import Count, OuterRef, Subquery
+from django.db.models.functions import Coalesce
 from django.forms.models import BaseInlineFormSet
+from jinja2 import UndefinedError
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
@@ -266,10 +268,13 @@ def _text_problem(source: str, extra: tuple[str, ...]) -> str | None:
     try:
         check_text_variables(source, extra)
     except RenderError as error:
-        allowed = ", ".join(f"{{{{ {name} }}}}" for name in extra)
-        known = f"{allowed} and the contact's" if extra else "the contact's"
-        return (f"{error} (text_body is this field). It may use {known} variables: {{{{ first_name }}}}, "
-                f"{{{{ last_name }}}}, {{{{ contact.email }}}}, {{{{ contact.attributes.NAME }}}}...")
+        cause = error.__cause__
+        if isinstance(cause, UndefinedError):
+            known = "".join(f"{{{{ {name} }}}}, " for name in extra)
+            return (f"Unknown variable: {cause.message}. This text may use {known}{{{{ first_name }}}}, "
+                    f"{{{{ last_name }}}} and the contact's others ({{{{ contact.email }}}}, "
+                    f"{{{{ contact.attributes.NAME }}}}...).")
+        return f"Not a valid template: {str(cause or error).rstrip('.')}."
     return None
 
 
@@ -431,11 +436,14 @@ class SupportQueueAdmin(AuditedRuleAdmin):
     filter_horizontal = ["agents"]
 
     def get_queryset(self, request):
+        # Subqueries, not joins: a join of agents and conversations would multiply their rows.
+        members = (SupportQueue.agents.through.objects.filter(supportqueue_id=OuterRef("pk")).order_by()
+                   .values("supportqueue_id").annotate(n=Count("pk")).values("n"))
+        waiting = (Conversation.objects.filter(queue_id=OuterRef("pk"), status=ConversationStatus.OPEN,
+                                               assignee__isnull=True).order_by()
+                   .values("queue_id").annotate(n=Count("pk")).values("n"))
         return super().get_queryset(request).annotate(
-            agent_count=Count("agents", distinct=True),
-            unassigned=Count("conversations", distinct=True, filter=Q(
-                conversations__status=ConversationStatus.OPEN, conversations__assignee__isnull=True)),
-        )
+            agent_count=Coalesce(Subquery(members), 0), unassigned=Coalesce(Subquery(waiting), 0))
 
     @admin.display(description="agents", ordering="agent_count")
     def agent_count(self, obj):
@@ -487,8 +495,10 @@ class AgentStatusAdmin(ModelAdmin):
         self._mark(request, queryset, False)
 
     def _mark(self, request, queryset, available):
-        changed = sum(set_available(status.agent, available, actor=request.user).available == available
-                      and status.available != available for status in queryset.select_related("agent"))
+        changing = [status.agent for status in queryset.select_related("agent") if status.available != available]
+        for agent in changing:
+            set_available(agent, available, actor=request.user)
+        changed = len(changing)
         self.message_user(request, f"{changed} agent(s) marked {'available' if available else 'away'}.",
                           messages.SUCCESS if changed else messages.WARNING)
 

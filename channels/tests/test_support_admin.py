@@ -10,6 +10,7 @@ from channels.models import (
     AgentStatus,
     AutoResponse,
     BusinessHours,
+    Conversation,
     ConversationTag,
     EscalationRule,
     Holiday,
@@ -18,6 +19,7 @@ from channels.models import (
     ServiceLevel,
     SupportQueue,
 )
+from contacts.models import Contact
 from omni.models import AuditEntry
 
 pytestmark = pytest.mark.django_db
@@ -152,7 +154,12 @@ def test_one_default_queue_and_agents_are_staff(admin_client, agents, django_use
     assert "“General” is the default queue already" in second["is_default"]
     assert "agents" in not_staff
     assert "At least 1" in zero["max_open_per_agent"]
-    assert list(SupportQueue.objects.get().agents.all()) == agents
+    queue = SupportQueue.objects.get()
+    assert list(queue.agents.all()) == agents
+    customer = Contact.objects.create(external_id="c1", phone="+14155550100")
+    Conversation.objects.create(contact=customer, channel="sms", queue=queue)
+    listed = admin_client.get(reverse("admin:channels_supportqueue_changelist")).context["cl"].result_list
+    assert [(q.agent_count, q.unassigned) for q in listed] == [(3, 1)]
 
 
 def test_marking_an_agent_available_in_the_admin_goes_through_set_available(admin_client, agents):
