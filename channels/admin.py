@@ -16,7 +16,14 @@ from contacts.admin import add_contact_display
 from contacts.models import validate_timezone
 from omni import audit
 from omni.choices import Channel, Purpose
-from omni.lib.admin import ModelAdmin, ReadOnlyAdminMixin, ReadOnlyInline, TabularInline, adopt_saved
+from omni.lib.admin import (
+    ModelAdmin,
+    ReadOnlyAdminMixin,
+    ReadOnlyInline,
+    TabularInline,
+    adopt_saved,
+    is_administrator,
+)
 from omni.lib.quarantine import QuarantineAdminMixin, QuarantinedFilter
 from templates.rendering import RenderError
 
@@ -477,8 +484,17 @@ class AgentStatusAdmin(ModelAdmin):
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "agent":
-            kwargs["queryset"] = staff_users()
+            kwargs["queryset"] = self._markable(request, staff_users(), "pk")
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def has_change_permission(self, request, obj=None):
+        # An agent marks themselves; administrators mark anyone.
+        allowed = super().has_change_permission(request, obj)
+        return allowed and (obj is None or obj.agent_id == request.user.pk or is_administrator(request.user))
+
+    @staticmethod
+    def _markable(request, queryset, agent_field: str = "agent"):
+        return queryset if is_administrator(request.user) else queryset.filter(**{agent_field: request.user.pk})
 
     def save_model(self, request, obj, form, change):
         adopt_saved(obj, set_available(obj.agent, obj.available, actor=request.user))
@@ -495,7 +511,8 @@ class AgentStatusAdmin(ModelAdmin):
         self._mark(request, queryset, False)
 
     def _mark(self, request, queryset, available):
-        changing = [status.agent for status in queryset.select_related("agent") if status.available != available]
+        changing = [status.agent for status in self._markable(request, queryset).select_related("agent")
+                    if status.available != available]
         for agent in changing:
             set_available(agent, available, actor=request.user)
         changed = len(changing)

@@ -223,3 +223,29 @@ def test_a_list_page_takes_as_many_queries_for_forty_rows_as_for_three(admin_cli
 
     assert page.status_code == 200
     assert len(many.captured_queries) <= 14, [q["sql"][:100] for q in many.captured_queries]
+
+
+def test_an_agent_marks_only_themselves(client, agents):
+    from django.contrib.auth.models import Permission
+
+    # given Ann may view and change agent statuses (the role's permissions), and Bea is available
+    ann, bea = agents[0], agents[1]
+    ann.user_permissions.add(*Permission.objects.filter(codename__in=["view_agentstatus", "change_agentstatus",
+                                                                       "add_agentstatus"]))
+    client.force_login(ann)
+    bea_status = AgentStatus.objects.create(agent=bea, available=True)
+
+    # when she marks herself available, and tries to mark Bea away
+    mine = client.post(reverse("admin:channels_agentstatus_add"), {"agent": ann.pk, "available": "on"})
+    for_bea = client.post(reverse("admin:channels_agentstatus_add"), {"agent": bea.pk, "available": ""})
+    client.post(reverse("admin:channels_agentstatus_changelist"),
+                {"action": "mark_away", "_selected_action": [bea_status.pk]})
+
+    # then only her own status changed
+    assert mine.status_code == 302 and AgentStatus.objects.get(agent=ann).available
+    assert "agent" in errors_of(for_bea)
+    bea_status.refresh_from_db()
+    assert bea_status.available
+    assert client.get(reverse("admin:channels_agentstatus_change", args=[bea_status.pk])).status_code == 200
+    assert b'name="available"' not in client.get(
+        reverse("admin:channels_agentstatus_change", args=[bea_status.pk])).content
