@@ -8,6 +8,8 @@ Unfold reads this through UNFOLD["SIDEBAR"]["navigation"] on every admin page.
 from django.contrib import admin
 from django.urls import reverse
 
+from .support_figures import may_see_figures
+
 MARKETING, SUPPORT, COMPLIANCE, ACTIVITY, SETTINGS = "Marketing", "Support", "Compliance", "Activity", "Settings"
 
 # (app label, model name) in the order the sidebar lists them.
@@ -70,5 +72,7 @@ def sidebar(request) -> list[dict]:
             found[group].append((ORDER_OF.get(key, len(ORDER_OF)), {"title": model["name"], "link": model["admin_url"]}))
     if request.user.has_perm("contacts.view_contact"):
         found[SUPPORT].append((len(ORDER_OF) + 1, {"title": "Contact search", "link": reverse("omni-web:search")}))
+    if may_see_figures(request.user):
+        found[SUPPORT].append((len(ORDER_OF) + 2, {"title": "Support figures", "link": reverse("omni-web:support-figures")}))
     return [{"title": group, "separator": True, "items": [item for _, item in sorted(items, key=lambda pair: pair[0])]}
             for group, items in found.items() if items]
