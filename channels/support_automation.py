@@ -29,7 +29,7 @@ conversation, shortly after it closed.
 """
 import logging
 import re
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import timedelta
 

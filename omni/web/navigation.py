@@ -22,9 +22,10 @@ GROUPS = {
         ("campaigns", "campaign"), ("campaigns", "campaignrecipient"),
     ],
     SUPPORT: [
-        ("channels", "conversation"), ("channels", "agentstatus"), ("channels", "supportqueue"),
-        ("channels", "conversationtag"), ("channels", "savedreply"), ("channels", "escalationrule"),
-        ("channels", "autoresponse"), ("channels", "servicelevel"), ("channels", "businesshours"),
+        ("channels", "conversation"), ("channels", "blockedsender"), ("channels", "agentstatus"),
+        ("channels", "supportqueue"), ("channels", "conversationtag"), ("channels", "savedreply"),
+        ("channels", "escalationrule"), ("channels", "autoresponse"), ("channels", "servicelevel"),
+        ("channels", "businesshours"),
     ],
     COMPLIANCE: [
         ("compliance", "consent"), ("compliance", "consentchange"), ("compliance", "suppression"),
