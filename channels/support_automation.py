@@ -19,8 +19,9 @@ inbound message points at it and the conversation counts it. A conversation no r
 waits in the default queue; automatic assignment (channels.assignment) then hands out what
 the batch left unassigned.
 
-Keyword messages (STOP, HELP...), messages flagged for an agent, messages from blocked senders,
-satisfaction answers (they join no open conversation) and messages older than ANSWER_WITHIN get
+Keyword messages (STOP, HELP...), messages flagged for an agent and messages older than
+ANSWER_WITHIN get no automated reply (their conversation still waits in a queue for an agent);
+messages from blocked senders and satisfaction answers (they join no open conversation) get
 nothing: they are only marked handled. A row that cannot be handled (a text naming a variable
 the contact lacks) is quarantined with its reason; the rest of its batch goes on.
 
@@ -109,23 +110,27 @@ def handle_inbound_batch(now, report, handled: set | None = None) -> int:
 def _handle(rows: list[InboundMessage], now, report) -> set[int]:
     """Handle claimed rows in the caller's transaction; returns the ids of their conversations
     that wait for an agent in a queue."""
-    answerable = [row for row in rows if _answerable(row, now)]
+    # Every message in a conversation puts it in a queue (the default one unless a rule routes
+    # it); only those automation may answer are looked at further.
+    routed = [row for row in rows if row.conversation_id is not None and row.contact_id is not None
+              and not row.blocked]
     conversations_by_id = {}
-    if answerable:
+    if routed:
         # Contacts, then conversations, both in id order: routing locks the contacts again.
-        state.lock_contacts({row.contact_id for row in answerable})
-        conversations_by_id = Conversation.objects.select_for_update(of=("self",)).in_bulk(
-            sorted({row.conversation_id for row in answerable}))
-        answerable = [row for row in answerable if conversations_by_id.get(row.conversation_id) is not None
-                      and conversations_by_id[row.conversation_id].status != ConversationStatus.CLOSED]
-    replies, escalations = [], []
-    if answerable:
-        before = {pk: _automation_memory(c) for pk, c in conversations_by_id.items()}
-        replies, escalations = _decide(answerable, conversations_by_id, now)
-        _send(replies, conversations_by_id, now)
-        _write_conversations(escalations, before, conversations_by_id, now)
-        report.automated_replies += len(replies)
-        report.escalated += len(escalations)
+        state.lock_contacts({row.contact_id for row in routed})
+        conversations_by_id = {pk: c for pk, c in Conversation.objects.select_for_update(of=("self",)).in_bulk(
+            sorted({row.conversation_id for row in routed})).items() if c.status != ConversationStatus.CLOSED}
+    before = {pk: _automation_memory(c) for pk, c in conversations_by_id.items()}
+    answerable = [row for row in routed if row.conversation_id in conversations_by_id and _answerable(row, now)]
+    replies, escalations = _decide(answerable, conversations_by_id, now) if answerable else ([], [])
+    _send(replies, conversations_by_id, now)
+    if any(c.queue_id is None for c in conversations_by_id.values()):
+        default_queue = SupportQueue.objects.filter(is_default=True).first()
+        for conversation in conversations_by_id.values():
+            conversation.queue = conversation.queue or default_queue
+    _write_conversations(escalations, before, conversations_by_id, now)
+    report.automated_replies += len(replies)
+    report.escalated += len(escalations)
     for row in rows:
         row.handled_at = now
     bulk.bulk_update(rows, ["handled_at", "automated_reply"])
@@ -134,8 +139,9 @@ def _handle(rows: list[InboundMessage], now, report) -> set[int]:
 
 
 def _answerable(row: InboundMessage, now) -> bool:
-    return (row.conversation_id is not None and row.contact_id is not None and not row.blocked
-            and not row.keyword and not row.needs_agent and row.received_at >= now - ANSWER_WITHIN)
+    """Whether automation may answer the message: not a keyword (it has its own reply), not one
+    flagged for a person, not older than ANSWER_WITHIN."""
+    return not row.keyword and not row.needs_agent and row.received_at >= now - ANSWER_WITHIN
 
 
 def _decide(rows, conversations_by_id, now) -> tuple[list[AutomatedReply], list[tuple]]:
@@ -147,9 +153,6 @@ def _decide(rows, conversations_by_id, now) -> tuple[list[AutomatedReply], list[
     schedules = schedules_for_channels({row.channel for row in rows})
     repeats = _repeat_counts(rows) if any(r.trigger == EscalationTrigger.REPEATED_MESSAGE for r in rules) else {}
     sent_intents = _sent_intents(rows) if responses else set()
-    default_queue = None
-    if any(conversations_by_id[row.conversation_id].queue_id is None for row in rows):
-        default_queue = SupportQueue.objects.filter(is_default=True).first()
 
     replies, escalations = [], []
     for row in rows:
@@ -173,8 +176,6 @@ def _decide(rows, conversations_by_id, now) -> tuple[list[AutomatedReply], list[
               and conversation.after_hours_replied_on != now.astimezone(schedule.tz).date()):
             conversation.after_hours_replied_on = now.astimezone(schedule.tz).date()
             reply = AutomatedReply(row, level.after_hours_reply, f"after_hours:{conversation.after_hours_replied_on}")
-        if conversation.queue_id is None and default_queue is not None:
-            conversation.queue = default_queue
         if reply is not None:
             reply.text = render_automated_text(reply.text, row.contact, response_due(conversation, schedule, level, now))
             replies.append(reply)

@@ -192,3 +192,24 @@ def test_two_workers_handing_out_at_once_never_go_beyond_the_cap(transactional_d
     assert not errors
     assert sum(results) == 3
     assert Conversation.objects.filter(assignee=ann).count() == 3
+
+
+def test_a_message_flagged_for_an_agent_reaches_one_without_an_automated_reply(write_in, agents, general, tick,
+                                                                              keyword_lists, settings):
+    # given an automated response to anything about the sale, and Ann available
+    from channels.models import AutoResponse, Message, MessageSource
+
+    settings.OMNI_KEYWORD_EMBEDDED_OPT_OUT = "opt_out_and_flag"
+    AutoResponse.objects.create(name="Sale", phrases="sale", body="The sale ends Sunday.")
+    available(agents[0])
+    customer = Contact.objects.create(external_id="c1", phone="+14155557000")
+
+    # when the customer's message has an opt-out word inside other text
+    inbound = write_in("please stop texting me about the sale", sender=customer.phone)
+    tick(timezone.now())
+
+    # then a person has it, and automation did not answer
+    inbound.refresh_from_db()
+    assert inbound.needs_agent and inbound.automated_reply is None
+    assert assignees([customer]) == [agents[0]]
+    assert not Message.objects.filter(source=MessageSource.SYSTEM, idempotency_key__startswith="auto:").exists()
