@@ -148,7 +148,7 @@ def _decide(rows, conversations_by_id, now) -> tuple[list[AutomatedReply], list[
     """The reply for each row (escalation acknowledgement, automated first response, after-hours
     reply) and the escalations, [(conversation, rule)]. Conversations change in memory as it goes,
     so two messages of one conversation in a batch see each other's effects."""
-    rules = [r for r in EscalationRule.objects.filter(active=True).select_related("queue") if _usable_rule(r)]
+    rules = list(EscalationRule.objects.filter(active=True).select_related("queue"))
     responses = list(AutoResponse.objects.filter(active=True))
     schedules = schedules_for_channels({row.channel for row in rows})
     repeats = _repeat_counts(rows) if any(r.trigger == EscalationTrigger.REPEATED_MESSAGE for r in rules) else {}
@@ -162,14 +162,13 @@ def _decide(rows, conversations_by_id, now) -> tuple[list[AutomatedReply], list[
         rule = next((r for r in rules if r.queue_id != conversation.queue_id
                      and _rule_matches(r, text, conversation, repeats.get(row.pk, 0))), None)
         reply = None
+        response = None if rule else _first_response(responses, row, text, conversation, sent_intents)
         if rule is not None:
             escalations.append((conversation, rule))
             conversation.queue = rule.queue
             if rule.acknowledgement.strip():
                 reply = AutomatedReply(row, rule.acknowledgement, f"escalation:{rule.pk}")
-        elif conversation.first_response_at is None and (response := next(
-                (r for r in responses if r.channel in ("", row.channel) and _has_phrase(text, r.phrases)
-                 and (conversation.pk, f"auto_response:{r.pk}") not in sent_intents), None)):
+        elif response is not None:
             reply = AutomatedReply(row, response.body, f"auto_response:{response.pk}")
         elif (level is not None and level.business_hours_id and level.after_hours_reply.strip()
               and not schedule.is_open(now)
@@ -184,9 +183,13 @@ def _decide(rows, conversations_by_id, now) -> tuple[list[AutomatedReply], list[
     return replies, escalations
 
 
-def _usable_rule(rule: EscalationRule) -> bool:
-    # The admin refuses a phrase rule without phrases; one made otherwise must not match everything.
-    return rule.trigger != EscalationTrigger.PHRASE or bool(phrases_of(rule.phrases))
+def _first_response(responses, row, text: str, conversation: Conversation, sent_intents) -> AutoResponse | None:
+    """The first automated response whose phrase the message has, on its channel, not sent in
+    this conversation yet; none once an agent has answered."""
+    if conversation.first_response_at is not None:
+        return None
+    return next((r for r in responses if r.channel in ("", row.channel) and _has_phrase(text, r.phrases)
+                 and (conversation.pk, f"auto_response:{r.pk}") not in sent_intents), None)
 
 
 def _rule_matches(rule: EscalationRule, text: str, conversation: Conversation, repeated: int) -> bool:
