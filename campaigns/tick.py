@@ -7,7 +7,9 @@ next tick, and the idempotency keys of the messages it would have created make t
 
 The stages, in order: events in (campaigns/enrolling.py), due enrollments
 (campaigns/advancing.py, whose steps campaigns/steps.py runs), deferred messages and fallback
-timers (campaigns/message_timers.py), then lost sends. Each stage has a budget per tick, so a
+timers (campaigns/message_timers.py), inbound messages support automation answers
+(channels/support_automation.py), then conversations waiting for an agent
+(channels/assignment.py) and lost sends. Each stage has a budget per tick, so a
 backlog in one (a burst of events) never starves the others: every stage runs in every tick,
 and a stage cut short goes on in the next.
 """
@@ -16,6 +18,8 @@ from functools import partial
 
 from django.conf import settings
 from django.utils import timezone
+
+from channels import assignment, support_automation
 
 from . import advancing, enrolling, message_timers
 from .tick_report import TickReport
@@ -37,10 +41,12 @@ def tick(now=None, *, hand_off_to=None) -> TickReport:
         ("enrollments", *enrollments),
         ("deferred messages", message_timers.redispatch_deferred_batch, message_timers.MESSAGE_BATCH),
         ("fallback timers", message_timers.fire_fallback_timers_batch, message_timers.MESSAGE_BATCH),
+        ("support automation", support_automation.handle_inbound_batch, support_automation.INBOUND_BATCH),
     ]
     for name, batch, size in stages:
         if not run_stage(batch, size, now, report):
             report.backlogged.append(name)
+    report.assigned += assignment.assign_waiting(now)
     report.requeued = message_timers.requeue_stale_deliveries(now)
     return report
 

@@ -525,6 +525,10 @@ class Conversation(models.Model):
             models.Index(fields=["status", "assignee"], name="conversation_status_assignee"),
             # The inbox: not closed, by first-response due time.
             models.Index(fields=["status", "first_response_due_at", "id"], name="conversation_inbox_order"),
+            # Closed and not yet asked the satisfaction question (channels.support_automation.
+            # ask_satisfaction, every minute): each asked one leaves the index.
+            models.Index(fields=["channel", "closed_at"], name="conversation_to_survey",
+                         condition=Q(status="closed", satisfaction_asked_at__isnull=True)),
         ]
 
     def __str__(self):
@@ -675,6 +679,8 @@ class InboundMessage(models.Model):
             models.Index(fields=["contact", "received_at", "id"], name="inbound_contact_time"),
             models.Index(fields=["received_at", "id"], condition=Q(handled_at__isnull=True, quarantined_at__isnull=True),
                          name="inbound_unhandled"),
+            # The administrators' home counts quarantined rows (omni/web/home.py).
+            models.Index(fields=["quarantined_at"], condition=Q(quarantined_at__isnull=False), name="inbound_quarantined"),
         ]
 
     def __str__(self):

@@ -395,5 +395,6 @@ CELERY_BEAT_SCHEDULE = {
     "omni-reconcile-deliveries": {"task": "channels.tasks.reconcile_deliveries_task", "schedule": 60.0, "options": {"queue": "default", "expires": 120}},
     "omni-settle-uncertain-deliveries": {"task": "channels.tasks.settle_uncertain_deliveries_task", "schedule": 60.0, "options": {"queue": "default", "expires": 120}},
     "omni-close-waiting-conversations": {"task": "channels.tasks.close_waiting_conversations_task", "schedule": 3600.0, "options": {"queue": "default", "expires": 1800}},
+    "omni-ask-satisfaction": {"task": "channels.tasks.ask_satisfaction_task", "schedule": 60.0, "options": {"queue": "default", "expires": 120}},
     "omni-expire-double-opt-ins": {"task": "compliance.tasks.expire_double_opt_ins_task", "schedule": 3600.0, "options": {"queue": "default", "expires": 1800}},
 }
