@@ -663,6 +663,8 @@ class InboundMessage(models.Model):
     quarantined_at = models.DateTimeField(null=True, blank=True)
     quarantine_reason = models.TextField(blank=True, default="", db_default="")
     automated_reply = models.ForeignKey("Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # The tick marked in_reply_to replied (provider_reports.apply_replies_batch), out of the webhook.
+    reply_applied_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-received_at"]
@@ -673,6 +675,10 @@ class InboundMessage(models.Model):
             models.Index(fields=["contact", "received_at", "id"], name="inbound_contact_time"),
             models.Index(fields=["received_at", "id"], condition=Q(handled_at__isnull=True, quarantined_at__isnull=True),
                          name="inbound_unhandled"),
+            models.Index(fields=["received_at", "id"],
+                         condition=Q(in_reply_to__isnull=False, reply_applied_at__isnull=True,
+                                     quarantined_at__isnull=True),
+                         name="inbound_reply_unapplied"),
         ]
 
     def __str__(self):

@@ -534,8 +534,13 @@ def test_a_message_from_a_known_contact_opening_a_conversation_takes_a_fixed_num
         assert post_inbound(client, twilio_settings, "Hello", sid="SMq1").status_code == 200
 
 
+@pytest.mark.parametrize("answering_a_delivery", [False, True])
 def test_a_message_continuing_a_conversation_takes_a_fixed_number_of_queries(client, twilio_settings, contact,
+                                                                            make_delivery, answering_a_delivery,
                                                                             django_assert_num_queries):
+    # (the delivery it answers is marked replied by the tick, not here)
+    if answering_a_delivery:
+        make_delivery("sms", status="sent", sent_at=timezone.now(), provider_message_id="SMout")
     write_directly(ALICE, sid="SMq2")
 
     with django_assert_num_queries(CONTINUING_QUERIES):
