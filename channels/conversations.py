@@ -152,13 +152,13 @@ def record_satisfaction(conversation: Conversation, score: int, inbound: Inbound
 
 
 def replied_event(inbound: InboundMessage, conversation: Conversation) -> dict:
-    """The `inbound.replied` ContactEvent's fields for contacts.ingest.ingest_event."""
+    """The `inbound.replied` ContactEvent for contacts.ingest.store_events (source EVENT_SOURCE)."""
     key = f"inbound:{inbound.provider}:{inbound.provider_message_id}"
     if len(key) > MAX_EVENT_KEY_LENGTH:
         # Provider ids may be as long as the key may be; a digest of an overlong one still names it once.
         key = f"inbound:{inbound.provider}:sha256:{hashlib.sha256(inbound.provider_message_id.encode()).hexdigest()}"
-    return {"contact": inbound.contact, "name": REPLIED_EVENT, "occurred_at": inbound.received_at,
-            "idempotency_key": key, "source": EVENT_SOURCE,
+    return {"contact_id": inbound.contact_id, "name": REPLIED_EVENT, "occurred_at": inbound.received_at,
+            "idempotency_key": key,
             "properties": {"conversation_id": conversation.pk, "channel": inbound.channel,
                            "inbound_message_id": inbound.pk}}
 

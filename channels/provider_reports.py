@@ -13,7 +13,7 @@ from omni import audit
 from compliance.actions import record_consent_change, record_opt_out, suppress
 from compliance.models import ConsentSource, ConsentStatus, SuppressionReason
 from contacts.actions import contact_for_unknown_sender
-from contacts.ingest import ingest_event
+from contacts.ingest import store_events
 from contacts.models import Contact
 from omni.choices import PHONE_CHANNELS, Purpose
 from omni.lib.claims import claim, excluding
@@ -243,8 +243,8 @@ def record_inbound_message(provider: str, provider_message_id: str, channel: str
 
     Links the contact with that phone number (or email), and the latest delivery sent to that
     address on the same channel that did not fail (bounced, failed, undelivered); the tick marks
-    that delivery replied (apply_replies_batch), which keeps the webhook short. A keyword (STOP, START, HELP) is acted on in the same transaction
-    (channels.consent_messages.act_on_keyword). Then, in that transaction too
+    that delivery replied (apply_replies_batch), which keeps the webhook short. A keyword (STOP,
+    START, HELP) is acted on in the same transaction (channels.consent_messages.act_on_keyword). Then, in that transaction too
     (channels.conversations):
     - from a blocked sender, the message is stored with blocked=True (and handled: no automation
       looks at it) and nothing more happens, beyond the consent a keyword changes;
@@ -258,6 +258,20 @@ def record_inbound_message(provider: str, provider_message_id: str, channel: str
     A bounded number of queries, whatever the history: the webhook stays fast.
     """
     at = received_at or timezone.now()
+    try:
+        return _record_inbound_message(provider, provider_message_id, channel, from_address, to_address, body,
+                                       media, raw, at)
+    except IntegrityError:
+        # Two copies at once: the other request stored it first, and this transaction (reads so
+        # far, no savepoint spent on the insert) rolled back whole.
+        existing = InboundMessage.objects.filter(provider=provider, provider_message_id=provider_message_id).first()
+        if existing is None:
+            raise
+        return existing, False
+
+
+def _record_inbound_message(provider, provider_message_id, channel, from_address, to_address, body, media, raw,
+                            at) -> tuple[InboundMessage, bool]:
     actor_label = f"provider:{provider}"
     with transaction.atomic():
         existing = InboundMessage.objects.filter(provider=provider, provider_message_id=provider_message_id).first()
@@ -279,13 +293,7 @@ def record_inbound_message(provider: str, provider_message_id: str, channel: str
                   "body": body, "media": media or [], "in_reply_to_id": in_reply_to_id, "raw": raw or {},
                   "received_at": at, "conversation": rated or conversation, "blocked": blocked,
                   "handled_at": timezone.now() if blocked else None}
-        try:
-            with transaction.atomic():
-                inbound = InboundMessage.objects.create(
-                    provider=provider, provider_message_id=provider_message_id, **values
-                )
-        except IntegrityError:
-            return InboundMessage.objects.get(provider=provider, provider_message_id=provider_message_id), False
+        inbound = InboundMessage.objects.create(provider=provider, provider_message_id=provider_message_id, **values)
         audit.record(
             "inbound.received", contact=contact, obj=inbound, channel=channel, actor_label=actor_label,
             data={"provider": provider, "provider_message_id": provider_message_id,
@@ -357,4 +365,5 @@ def _open_or_continue_conversation(inbound: InboundMessage, address_field: str, 
         # belongs to the thread too.
         Message.objects.filter(idempotency_key=f"keyword:{inbound.pk}", conversation__isnull=True).update(
             conversation=conversation)
-    ingest_event(**conversations.replied_event(inbound, conversation))
+    # One INSERT, no savepoint: the key names this message, stored just now and only once.
+    store_events([conversations.replied_event(inbound, conversation)], source=conversations.EVENT_SOURCE)
