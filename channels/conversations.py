@@ -87,8 +87,9 @@ def unclosed(contact_id: int, channel: str) -> Conversation | None:
     return Conversation.objects.filter(contact_id=contact_id, channel=channel).exclude(status=CLOSED).first()
 
 
-def is_blocked(channel: str, address: str) -> bool:
-    return BlockedSender.objects.filter(channel=channel, address=address, unblocked_at__isnull=True).exists()
+def blocked_senders(channel: str, address: str) -> QuerySet:
+    """The block on `address` in force, if any (an EXISTS of its own or inside another query)."""
+    return BlockedSender.objects.filter(channel=channel, address=address, unblocked_at__isnull=True)
 
 
 def open_or_continue(inbound: InboundMessage, *, searched: bool = False) -> Conversation | None:

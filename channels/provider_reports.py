@@ -7,6 +7,7 @@ and a delivery's status only ever moves forward, so repeated and out-of-order we
 harmless.
 """
 from django.db import IntegrityError, transaction
+from django.db.models import Exists, Subquery
 from django.utils import timezone
 
 from omni import audit
@@ -278,14 +279,20 @@ def _record_inbound_message(provider, provider_message_id, channel, from_address
         if existing:
             return existing, False
         address_field = "phone" if channel in PHONE_CHANNELS else "email"
-        contact = Contact.objects.reachable().filter(**{address_field: from_address}).first()
-        blocked = conversations.is_blocked(channel, from_address)
+        blocked_query = conversations.blocked_senders(channel, from_address)
         # A delivery that failed never reached the contact, so the reply cannot answer it.
-        in_reply_to_id = (
+        answered = (
             Delivery.objects.filter(channel=channel, to_address=from_address, sent_at__isnull=False)
             .exclude(status__in=FALLBACK_STATUSES)
-            .order_by("-sent_at", "-pk").values_list("pk", flat=True).first()
+            .order_by("-sent_at", "-pk").values("pk")[:1]
         )
+        # A known sender's block and the delivery answered come with the contact, in one query.
+        contact = (Contact.objects.reachable().filter(**{address_field: from_address})
+                   .annotate(sender_blocked=Exists(blocked_query), answered_delivery=Subquery(answered)).first())
+        if contact is not None:
+            blocked, in_reply_to_id = contact.sender_blocked, contact.answered_delivery
+        else:
+            blocked, in_reply_to_id = blocked_query.exists(), answered.values_list("pk", flat=True).first()
         score = conversations.satisfaction_score(body) if contact and not blocked else None
         rated = conversations.awaiting_satisfaction(contact.pk, channel, at) if score else None
         conversation = conversations.unclosed(contact.pk, channel) if contact and not blocked and not rated else None
