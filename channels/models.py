@@ -669,6 +669,8 @@ class InboundMessage(models.Model):
     quarantined_at = models.DateTimeField(null=True, blank=True)
     quarantine_reason = models.TextField(blank=True, default="", db_default="")
     automated_reply = models.ForeignKey("Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # The tick marked in_reply_to replied (provider_reports.apply_replies_batch), out of the webhook.
+    reply_applied_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-received_at"]
@@ -681,6 +683,10 @@ class InboundMessage(models.Model):
                          name="inbound_unhandled"),
             # The administrators' home counts quarantined rows (omni/web/home.py).
             models.Index(fields=["quarantined_at"], condition=Q(quarantined_at__isnull=False), name="inbound_quarantined"),
+            models.Index(fields=["received_at", "id"],
+                         condition=Q(in_reply_to__isnull=False, reply_applied_at__isnull=True,
+                                     quarantined_at__isnull=True),
+                         name="inbound_reply_unapplied"),
         ]
 
     def __str__(self):
