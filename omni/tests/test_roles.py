@@ -13,6 +13,7 @@ ROLE_NAMES = {"Marketers", "Support agents", "Compliance"}
 role_groups = importlib.import_module("omni.migrations.0002_role_groups")
 # The latest migration that sets the roles.
 current_roles = importlib.import_module("omni.migrations.0012_support_roles")
+later_roles = importlib.import_module("omni.migrations.0013_support_roles_agents")
 
 
 @pytest.fixture(autouse=True)
@@ -115,7 +116,7 @@ def test_a_user_gets_the_permissions_of_their_group(user_in):
 
 def test_reversing_the_migration_removes_the_groups_and_reapplying_restores_them():
     # given the app registry as the migration sees it
-    state_apps = MigrationExecutor(connection).loader.project_state(("omni", "0012_support_roles")).apps
+    state_apps = MigrationExecutor(connection).loader.project_state(("omni", "0013_support_roles_agents")).apps
     schema_editor = SimpleNamespace(connection=connection)  # the functions only read its connection
     before = {name: permissions_of(name) for name in ROLE_NAMES}
 
@@ -127,7 +128,7 @@ def test_reversing_the_migration_removes_the_groups_and_reapplying_restores_them
 
     # when applied again
     role_groups.create_role_groups(state_apps, schema_editor)
-    current_roles.apply_roles(state_apps, schema_editor)
+    later_roles.apply_roles(state_apps, schema_editor)
 
     # then
     assert {name: permissions_of(name) for name in ROLE_NAMES} == before
@@ -153,7 +154,9 @@ def test_support_agents_reply_note_tag_use_saved_replies_and_block_senders_admin
             "channels.view_conversationnote", "channels.change_conversationtag", "channels.view_savedreply",
             "channels.add_blockedsender", "channels.view_blockedsender"} <= support
     assert not {"channels.change_savedreply", "channels.change_servicelevel", "channels.change_businesshours",
-                "channels.change_escalationrule", "channels.change_blockedsender"} & support
+                "channels.change_escalationrule"} & support
+    # They unblock senders (audited), mark themselves available and pause one contact's enrollment.
+    assert {"channels.change_blockedsender", "channels.change_agentstatus", "campaigns.pause_enrollment"} <= support
     assert support <= administrators
     for model in ("businesshours", "openinghours", "holiday", "servicelevel", "supportqueue", "agentstatus",
                   "escalationrule", "autoresponse", "savedreply"):
@@ -173,4 +176,6 @@ def test_the_support_roles_migration_goes_back_to_the_roles_before_it_and_forth_
     assert "channels.change_servicelevel" not in permissions_of("Administrators")
 
     current_roles.apply_roles(state_apps, schema_editor)
+    assert "campaigns.pause_enrollment" not in permissions_of("Marketers")
+    later_roles.apply_roles(state_apps, schema_editor)
     assert {name: permissions_of(name) for name in (*ROLE_NAMES, "Administrators")} == after
