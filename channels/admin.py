@@ -1,5 +1,6 @@
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
+from django.http import Http404
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
@@ -13,6 +14,7 @@ from omni.lib.quarantine import QuarantineAdminMixin, QuarantinedFilter
 
 from . import whatsapp
 from .delivery import settle_delivery
+from .support_access import conversations_for
 from .routing import provider_name
 from .models import (
     Conversation,
@@ -152,6 +154,17 @@ class ConversationAdmin(ModelAdmin):
     readonly_fields = ["contact", "channel", "queue", "opened_at", "first_response_due_at", "first_response_at",
                        "closed_at", "last_activity_at"]
     inlines = [InboundMessageInline]
+
+    def get_queryset(self, request):
+        return conversations_for(request.user, super().get_queryset(request))
+
+    def get_object(self, request, object_id, from_field=None):
+        # One out of the user's reach answers 404, as on the inbox, rather than the admin's
+        # redirect home.
+        found = super().get_object(request, object_id, from_field)
+        if found is None:
+            raise Http404("No such conversation, or not one of yours.")
+        return found
 
     def has_add_permission(self, request):
         return False  # a conversation starts when a contact writes in
