@@ -1,4 +1,6 @@
 """The canonical message, its deliveries on providers, and what providers tell us back."""
+from datetime import time
+
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
@@ -8,6 +10,8 @@ from contacts.models import Contact, Device, validate_timezone
 from omni.choices import Channel, Exemption, Purpose, Urgency
 from omni.models import ApiKey
 from templates.models import TemplateVersion
+
+from .business_hours import Schedule
 
 
 class MessageSource(models.TextChoices):
@@ -345,6 +349,16 @@ class BusinessHours(models.Model):
 
     def __str__(self):
         return f"{self.name} ({self.timezone})"
+
+    def schedule(self) -> Schedule:
+        """These hours as a Schedule (reads openings and holidays: prefetch them for many).
+        ValueError says what is wrong, e.g. no opening hours at all."""
+        weekly = tuple((o.weekday, o.opens, None if o.closes == END_OF_DAY else o.closes) for o in self.openings.all())
+        return Schedule(self.timezone, weekly, frozenset(h.date for h in self.holidays.all()))
+
+
+# An opening that closes at 23:59 runs to midnight (a TimeField cannot say 24:00).
+END_OF_DAY = time(23, 59)
 
 
 class Weekday(models.IntegerChoices):
