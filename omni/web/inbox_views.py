@@ -14,7 +14,7 @@ from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
-from django.http import HttpResponseRedirect
+from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.utils import timezone
@@ -71,7 +71,9 @@ def agents_to_assign():
 class TokenForm(forms.Form):
     # A fresh uuid each time the page is drawn: the same form sent twice (a double click, a
     # resent request) carries the same token, and channels.replies sends it once.
-    form_token = forms.UUIDField(widget=forms.HiddenInput)
+    form_token = forms.UUIDField(widget=forms.HiddenInput, error_messages={
+        "required": "The form has lost its token: reload the page and send again.",
+        "invalid": "The form has lost its token: reload the page and send again."})
 
 
 class ReplyForm(TokenForm):
@@ -416,7 +418,7 @@ THREAD_ACTIONS = {
 @require_POST
 def thread_action(request, conversation_id: int, action: str):
     if action not in THREAD_ACTIONS:
-        raise PermissionDenied
+        raise Http404("No such action on a conversation.")
     permission, handler = THREAD_ACTIONS[action]
     require(request.user, VIEW)
     require(request.user, permission)
