@@ -132,6 +132,7 @@ def inbox_page(request):
         filters=filters, page=page, tabs_list=tabs, counts=counts, **inbox.filter_options(),
         channels=Channel.choices, statuses=inbox.STATUS_CHOICES,
         next_query=urlencode({**filters.as_query(), "cursor": page.next_cursor}) if page.next_cursor else "",
+        first_query=urlencode(filters.as_query()) if request.GET.get("cursor") else None,
         here=request.get_full_path(), may_work=may_work, agents=agents_to_assign() if may_work else [],
         available=bool(status), may_set_availability=may_work,
     )
