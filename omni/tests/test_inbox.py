@@ -296,7 +296,8 @@ def test_without_see_all_an_agent_sees_their_queues_and_their_own_everywhere(
     changelist = client.get(reverse("admin:channels_conversation_changelist"))
     assert {row.pk for row in changelist.context["cl"].result_list} == visible
     # bulk actions leave out what they may not see
-    client.post(reverse("omni-web:inbox_bulk"), {"action": "close", "conversation": [hidden.pk, two_queues["billing"].pk]})
+    client.post(reverse("omni-web:inbox_bulk"),
+                {"action": "close", "conversation": [hidden.pk, two_queues["billing"].pk]})
     hidden.refresh_from_db()
     assert hidden.status == ConversationStatus.OPEN
     assert Conversation.objects.get(pk=two_queues["billing"].pk).status == ConversationStatus.CLOSED
@@ -570,7 +571,8 @@ def test_an_agent_starts_a_conversation_from_the_contact_s_timeline(client, agen
     assert start in timeline_page
 
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(start, {"channel": "sms", "body": "Hi Erin, about your order", "form_token": uuid.uuid4()})
+        response = client.post(start, {"channel": "sms", "body": "Hi Erin, about your order",
+                                       "form_token": uuid.uuid4()})
 
     conversation = Conversation.objects.get(contact=erin)
     assert response.status_code == 302 and response.url.startswith(thread_url(conversation))

@@ -20,22 +20,21 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.views.decorators.http import require_POST
+from unfold.widgets import (BUTTON_CLASSES, CHECKBOX_CLASSES, INPUT_CLASSES, SELECT_CLASSES, UnfoldAdminSelectWidget,
+                            UnfoldAdminTextareaWidget)
 
 from channels import conversations as conversation_actions
 from channels import replies
 from channels.assignment import set_available
 from channels.models import (AgentStatus, BlockReason, Conversation, ConversationStatus, ConversationTag, Message,
-                             MessageStatus, SavedReply)
+                             MessageStatus)
 from channels.support_access import conversations_for
-from unfold.widgets import (BUTTON_CLASSES, CHECKBOX_CLASSES, INPUT_CLASSES, SELECT_CLASSES, UnfoldAdminSelectWidget,
-                            UnfoldAdminTextareaWidget)
 from contacts.models import Contact
 from omni.choices import Channel
 
 from . import inbox, thread, timeline
-from .views import admin_page
-
 from .inbox import BLOCK, NOTE, REPLY, SAVED_REPLIES, VIEW, WORK
+from .views import admin_page
 
 
 # Unfold's own classes for the controls these pages draw by hand, so they look like its forms.
@@ -107,7 +106,7 @@ class BlockForm(forms.Form):
 
 class StartForm(TokenForm):
     channel = forms.ChoiceField(choices=[(c, label) for c, label in Channel.choices
-                                         if c in (Channel.SMS, Channel.WHATSAPP, Channel.EMAIL)],
+                                         if c in replies.CONVERSATION_CHANNELS],
                                 widget=UnfoldAdminSelectWidget)
     body = forms.CharField(widget=UnfoldAdminTextareaWidget(attrs={"rows": 4}), label="Message", strip=True)
 
