@@ -1,5 +1,5 @@
 """Changes to journeys that people make: activate, pause, resume, publish changes, move contacts
-to the latest version, enroll by hand.
+to the latest version, enroll by hand, pause and resume one contact's enrollment.
 
 A journey's fields and steps are its draft. Activating it, or publishing its changes, snapshots
 the draft as the next JourneyVersion; contacts run on the version they entered on until someone
@@ -16,6 +16,7 @@ from omni import audit
 from templates.actions import latest_versions
 from templates.models import TemplateVersion
 
+from . import enrollment_state
 from .models import (
     LIVE_ENROLLMENT_STATES,
     Enrollment,
@@ -75,6 +76,7 @@ def draft_snapshot(journey: Journey) -> dict:
         "goal_event": journey.goal_event,
         "reentry": journey.reentry,
         "reentry_after_seconds": journey.reentry_after_seconds,
+        "on_reply": journey.on_reply,
         "steps": rows,
     }
 
@@ -280,6 +282,80 @@ def enroll_contact(journey: Journey, contact, *, actor=None, actor_label="") -> 
     audit.record("journey.enrolled", contact=contact, obj=enrollment, actor=actor, actor_label=actor_label,
                  reason="manual", data={"journey": journey.pk, "version": version.number})
     return enrollment
+
+
+def pause_enrollment(enrollment: Enrollment, *, actor=None, actor_label="", reason: str,
+                     conversation_id: int | None = None, now=None) -> Enrollment:
+    """Hold one contact's enrollment at its step until someone (or, with `conversation_id`, that
+    conversation's closing) resumes it. Audited. Refuses one that is not active, saying why."""
+    paused, refused = pause_enrollments([enrollment.pk], actor=actor, actor_label=actor_label, reason=reason,
+                                        conversation_id=conversation_id, now=now)
+    if not paused:
+        raise ValidationError(_refusal(refused, enrollment, "paused", "only an active enrollment can be paused"))
+    _copy_state(paused[0], enrollment)
+    return enrollment
+
+
+def resume_enrollment(enrollment: Enrollment, *, actor=None, actor_label="", reason: str = "",
+                      now=None) -> Enrollment:
+    """Run a paused enrollment again from its step; a wait that ran out meanwhile runs at the next
+    tick. Audited. Refuses one that is not paused, saying why."""
+    resumed, refused = resume_enrollments([enrollment.pk], actor=actor, actor_label=actor_label, reason=reason,
+                                          now=now)
+    if not resumed:
+        raise ValidationError(_refusal(refused, enrollment, "resumed", "only a paused enrollment can be resumed"))
+    _copy_state(resumed[0], enrollment)
+    return enrollment
+
+
+def _refusal(refused: list, enrollment: Enrollment, verb: str, rule: str) -> str:
+    if not refused:
+        return f"Enrollment {enrollment.pk} was not {verb}: it no longer exists."
+    found = refused[0]
+    return (f"{found.contact} in {found.journey} was not {verb}: it is {found.get_state_display().lower()}, "
+            f"and {rule}.")
+
+
+@transaction.atomic
+def pause_enrollments(enrollment_ids, *, actor=None, actor_label="", reason: str, conversation_id: int | None = None,
+                      now=None) -> tuple[list[Enrollment], list[Enrollment]]:
+    """pause_enrollment() for many at once, in a fixed number of queries: returns (paused, refused)
+    (refused: not active). Every one paused shares the reason and the conversation."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError("Say why the enrollment is paused: the reason stays on it until it resumes.")
+    now = now or timezone.now()
+    return _move_enrollments(enrollment_ids, EnrollmentState.PAUSED, lambda e: enrollment_state.pause(
+        e, reason=reason, now=now, conversation_id=conversation_id, actor=actor, actor_label=actor_label))
+
+
+@transaction.atomic
+def resume_enrollments(enrollment_ids, *, actor=None, actor_label="", reason: str = "",
+                       now=None) -> tuple[list[Enrollment], list[Enrollment]]:
+    """resume_enrollment() for many at once, in a fixed number of queries: returns (resumed,
+    refused) (refused: not paused)."""
+    now = now or timezone.now()
+    reason = (reason or "").strip()
+    return _move_enrollments(enrollment_ids, EnrollmentState.ACTIVE, lambda e: enrollment_state.resume(
+        e, now=now, reason=reason, actor=actor, actor_label=actor_label))
+
+
+def _move_enrollments(enrollment_ids, to: str, move) -> tuple[list[Enrollment], list[Enrollment]]:
+    rows = Enrollment.objects.filter(pk__in=list(enrollment_ids)).select_related("contact", "journey")
+    # Locked, so a worker running one of them commits first and its state is read as it left it.
+    locked = rows.select_for_update(no_key=True, **({"of": ("self",)} if connection.features.has_select_for_update_of
+                                                    else {}))
+    enrollments = list(locked.order_by("pk"))
+    moving = [e for e in enrollments if enrollment_state.can_move(e, to)]
+    refused = [e for e in enrollments if not enrollment_state.can_move(e, to)]
+    entries = [move(e) for e in moving]
+    enrollment_state.save(moving, entries)
+    return moving, refused
+
+
+def _copy_state(source: Enrollment, target: Enrollment) -> None:
+    for name in enrollment_state.FIELDS:
+        setattr(target, name, getattr(source, name))
 
 
 def _number(enrollment) -> int | None:

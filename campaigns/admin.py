@@ -1,7 +1,11 @@
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import Count, F, Q
+from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
+from django.utils.timezone import localtime
+from unfold.forms import ActionForm
 
 from omni.choices import Urgency
 from omni.lib.admin import ModelAdmin, ReadOnlyAdminMixin, ReadOnlyInline, StackedInline
@@ -13,6 +17,7 @@ from .models import (
     Campaign,
     CampaignRecipient,
     Enrollment,
+    EnrollmentState,
     Journey,
     JourneyStep,
     JourneyStepVisit,
@@ -44,7 +49,7 @@ class JourneyVersionInline(ReadOnlyInline):
     """The published versions, newest first: what each runs and how many contacts run on it now."""
 
     model = JourneyVersion
-    fields = ["number", "published_at", "published_by", "contacts_on_it", "what_it_runs"]
+    fields = ["number", "published_at", "published_by", "contacts_on_it", "on_reply", "what_it_runs"]
     readonly_fields = fields
     ordering = ["-number"]
     show_change_link = False
@@ -130,6 +135,7 @@ class JourneyAdmin(ModelAdmin):
         }),
         ("Trigger", {"fields": ["trigger_type", "trigger_event", "trigger_conditions", "trigger_segment"]}),
         ("Goal and re-entry", {"fields": ["goal_event", "reentry", "reentry_after_seconds"]}),
+        ("Replies", {"fields": ["on_reply"]}),
         ("Record", {"fields": ["created_by", "created_at", "updated_at"]}),
     ]
     inlines = [JourneyVersionInline, JourneyStepInline]
@@ -239,14 +245,33 @@ class JourneyStepVisitInline(ReadOnlyInline):
         return visit.version_number
 
 
+class EnrollmentActionForm(ActionForm):
+    """The action bar with a box for the reason a pause or resume is made for."""
+
+    reason = forms.CharField(
+        label="", required=False, max_length=200,
+        widget=forms.TextInput(attrs={
+            "placeholder": "Reason (pause, resume)", "aria-label": "Reason for pausing or resuming",
+            "class": "bg-white/20 font-medium px-2 py-1 rounded-default text-current placeholder:text-white/70 "
+                     "lg:w-72",
+        }),
+    )
+
+
+# How many refused enrollments a message names before it just counts the rest.
+NAMED_IN_MESSAGE = 5
+
+
 @admin.register(Enrollment)
 class EnrollmentAdmin(QuarantineAdminMixin, ReadOnlyAdminMixin, ModelAdmin):
-    """Enrollments move only through the orchestration tick; pause the journey to hold them."""
+    """Enrollments move through the orchestration tick; pause the journey to hold all of them, or
+    pause and resume selected ones here (with a reason; audited)."""
 
-    list_display = ["contact", "journey", "version_number", "state", "current_step_key", "next_run_at", "steps_taken",
-                    "entered_at", "ended_at", "end_reason", "quarantine_reason"]
+    list_display = ["contact", "journey", "version_number", "state", "pause", "current_step_key", "next_run_at",
+                    "steps_taken", "entered_at", "ended_at", "end_reason", "quarantine_reason"]
     list_filter = ["state", QuarantinedFilter, "journey", "end_reason"]
-    actions = ["retry_quarantined"]
+    actions = ["retry_quarantined", "pause_selected", "resume_selected"]
+    action_form = EnrollmentActionForm
     # A retried looping enrollment gets MAX_LOOPING_TICKS fresh ticks.
     quarantine_retry_fields = {"loop_ticks": 0}
     search_fields = ["contact__email", "contact__phone", "contact__external_id", "journey__name"]
@@ -261,6 +286,50 @@ class EnrollmentAdmin(QuarantineAdminMixin, ReadOnlyAdminMixin, ModelAdmin):
     @admin.display(description="version", ordering="version_number")
     def version_number(self, enrollment):
         return enrollment.version_number
+
+    @admin.display(description="paused")
+    def pause(self, enrollment):
+        if enrollment.state != EnrollmentState.PAUSED or enrollment.paused_at is None:
+            return ""
+        by = (f"conversation {enrollment.paused_for_conversation_id}" if enrollment.paused_for_conversation_id
+              else enrollment.paused_by_label)
+        when = date_format(localtime(enrollment.paused_at), "DATETIME_FORMAT")
+        return f"{when} by {by}: {enrollment.pause_reason}"
+
+    def has_pause_permission(self, request):
+        return request.user.has_perm("campaigns.pause_enrollment")
+
+    @admin.action(description="Pause selected enrollments (type the reason)", permissions=["pause"])
+    def pause_selected(self, request, queryset):
+        try:
+            paused, refused = actions.pause_enrollments(queryset.values_list("pk", flat=True), actor=request.user,
+                                                        reason=request.POST.get("reason", ""))
+        except ValidationError as exc:
+            self.message_user(request, f"Nothing was paused. {' '.join(exc.messages)}", messages.ERROR)
+            return
+        if paused:
+            self.message_user(request, f"{len(paused)} enrollment(s) paused: each stays at its step until resumed "
+                                       f"here; a conversation closing does not resume them.", messages.SUCCESS)
+        if refused:
+            self.message_user(request, f"{len(refused)} not paused, being no longer active: "
+                                       f"{_named(refused)}.", messages.WARNING)
+
+    @admin.action(description="Resume selected enrollments", permissions=["pause"])
+    def resume_selected(self, request, queryset):
+        resumed, refused = actions.resume_enrollments(queryset.values_list("pk", flat=True), actor=request.user,
+                                                      reason=request.POST.get("reason", ""))
+        if resumed:
+            self.message_user(request, f"{len(resumed)} enrollment(s) resumed: each runs its step at the next tick "
+                                       f"if its time has come.", messages.SUCCESS)
+        if refused:
+            self.message_user(request, f"{len(refused)} not resumed, not being paused: {_named(refused)}.",
+                              messages.WARNING)
+
+
+def _named(enrollments) -> str:
+    named = "; ".join(str(e) for e in enrollments[:NAMED_IN_MESSAGE])
+    more = len(enrollments) - NAMED_IN_MESSAGE
+    return named + (f" and {more} more" if more > 0 else "")
 
 
 @admin.register(CampaignRecipient)

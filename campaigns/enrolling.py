@@ -1,9 +1,17 @@
-"""Events in: enroll contacts in the journeys their events trigger, and convert goals.
+"""Events in: pause, resume or end enrollments when their contacts reply, enroll contacts in the
+journeys their events trigger, and convert goals.
 
 One tick stage (campaigns/tick.py): unprocessed events are claimed in batches; an event that
 cannot be processed is quarantined and the rest of its batch goes on.
+
+Replies reach journeys as events channels stores (channels may not import campaigns):
+`inbound.replied` when a contact writes in, `conversation.closed` when their conversation
+closes, each with the conversation's id. Each live enrollment of the contact then does what its
+version's on_reply says (see _act_on_conversations).
 """
-from django.db import transaction
+from collections import Counter, defaultdict
+
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -12,12 +20,32 @@ from omni import audit
 from omni.lib.claims import claim, excluding
 from omni.lib.quarantine import quarantine_failures, run_isolating_failures
 
-from .models import LIVE_ENROLLMENT_STATES, Enrollment, EnrollmentState, JourneyStatus, JourneyVersion, ReentryPolicy, TriggerType
+from . import enrollment_state
+from .models import (
+    LIVE_ENROLLMENT_STATES,
+    Enrollment,
+    EnrollmentState,
+    JourneyStatus,
+    JourneyVersion,
+    OnReply,
+    ReentryPolicy,
+    TriggerType,
+)
 from .tick_report import TickReport
 
 # Events claimed per transaction. Large enough that a batch's fixed costs (the claim query, the
 # commit) are spread thin; small enough that a batch commits in well under a second.
 EVENT_BATCH = 1000
+
+REPLIED = "inbound.replied"
+CONVERSATION_CLOSED = "conversation.closed"
+# Only channels' own events move enrollments: an API client sending an event of the same name
+# triggers journeys like any event, and pauses or resumes nothing.
+CONVERSATION_EVENT_SOURCE = "channels"
+# What a closing does to an enrollment its conversation paused, by its version's on_reply. A
+# version without a pause (after a move to another version) resumes, or exits when its replies exit.
+ON_CLOSE = {OnReply.PAUSE_RESUME: "resume", OnReply.CONTINUE: "resume",
+            OnReply.PAUSE_EXIT: "exit", OnReply.EXIT: "exit"}
 
 
 def _matches(conditions: dict, properties: dict) -> bool:
@@ -49,6 +77,9 @@ def _process_events(events, now, report: TickReport) -> None:
         for e in events
     ])
     names = {e.name for e in events}
+    # Only a batch holding a reply or a closing reads enrollments for them.
+    by_conversations = (_act_on_conversations(events, now) if REPLIED in names or CONVERSATION_CLOSED in names
+                        else Counter())
     # The live versions these events trigger, and any version (enrollments keep older ones)
     # whose goal they reach: one query.
     versions = list(
@@ -63,8 +94,88 @@ def _process_events(events, now, report: TickReport) -> None:
         enrolled = _enroll_from_events(events, versions, now)
     ContactEvent.objects.filter(pk__in=[e.pk for e in events]).update(processed_at=now)
     report.converted += converted
+    report.paused += by_conversations["paused"]
+    report.resumed += by_conversations["resumed"]
+    report.exited_on_reply += by_conversations["exited"]
     report.enrolled += enrolled
     report.events += len(events)
+
+
+def _act_on_conversations(events, now) -> Counter:
+    """Act on replies and closings, in the order they happened, for every live enrollment of
+    their contacts, by its version's on_reply:
+
+    - inbound.replied: pause_resume and pause_exit pause an active enrollment for that
+      conversation; exit ends a live one ("replied"); continue does nothing.
+    - conversation.closed: an enrollment paused for that conversation exits
+      ("conversation_closed") under pause_exit, and resumes under pause_resume (see ON_CLOSE for
+      a version moved to meanwhile). Enrollments paused by staff or by another conversation
+      stay paused.
+
+    The enrollments are read and locked in one query and written in one, whatever the batch.
+    Returns how many were paused, resumed and exited.
+    """
+    relevant = [e for e in events if e.name in (REPLIED, CONVERSATION_CLOSED)
+                and e.source == CONVERSATION_EVENT_SOURCE]
+    if not relevant:
+        return Counter()
+    conversations = {e.pk: _conversation_id(e) for e in relevant}
+    live = Enrollment.objects.filter(
+        contact_id__in={e.contact_id for e in relevant}, state__in=LIVE_ENROLLMENT_STATES,
+    ).exclude(journey_version__on_reply=OnReply.CONTINUE, state=EnrollmentState.ACTIVE)
+    # NO KEY: a worker inserting visits of other enrollments takes KEY SHARE on theirs; in id
+    # order, so two batches touching the same contacts queue rather than deadlock.
+    if connection.features.has_select_for_update:
+        live = live.select_for_update(no_key=True, **({"of": ("self",)} if connection.features.has_select_for_update_of
+                                                      else {}))
+    by_contact = defaultdict(list)
+    for enrollment in live.annotate(on_reply=F("journey_version__on_reply")).order_by("pk"):
+        by_contact[enrollment.contact_id].append(enrollment)
+    moved, entries, counts = {}, [], Counter()
+    for event in relevant:
+        conversation_id = conversations[event.pk]
+        for enrollment in by_contact.get(event.contact_id, ()):
+            act = _on_reply if event.name == REPLIED else _on_close
+            kind, entry = act(enrollment, conversation_id, now)
+            if entry is not None:
+                counts[kind] += 1
+                entries.append(entry)
+                moved[enrollment.pk] = enrollment
+    enrollment_state.save(list(moved.values()), entries)
+    return counts
+
+
+def _conversation_id(event) -> int:
+    value = (event.properties or {}).get("conversation_id")
+    if type(value) is not int:
+        raise ValueError(f"Event {event.name} needs properties.conversation_id, the conversation's id as an "
+                         f"integer, not {value!r}.")
+    return value
+
+
+def _on_reply(enrollment, conversation_id: int, now) -> tuple[str, object]:
+    """What a reply does to one enrollment: (kind, audit entry), or ("", None) for nothing."""
+    if enrollment.state not in LIVE_ENROLLMENT_STATES:
+        return "", None
+    if enrollment.on_reply == OnReply.EXIT:
+        return "exited", enrollment_state.end(enrollment, EnrollmentState.EXITED, "replied", now,
+                                              data={"conversation": conversation_id})
+    pauses = enrollment.on_reply in (OnReply.PAUSE_RESUME, OnReply.PAUSE_EXIT)
+    if pauses and enrollment.state == EnrollmentState.ACTIVE:
+        return "paused", enrollment_state.pause(enrollment, reason=enrollment_state.CONVERSATION_OPEN, now=now,
+                                                conversation_id=conversation_id)
+    # Already paused (by staff, or by this or another conversation): the first pause stands.
+    return "", None
+
+
+def _on_close(enrollment, conversation_id: int, now) -> tuple[str, object]:
+    """What a closing does to one enrollment: only one that conversation paused moves."""
+    if enrollment.state != EnrollmentState.PAUSED or enrollment.paused_for_conversation_id != conversation_id:
+        return "", None
+    if ON_CLOSE.get(enrollment.on_reply) == "exit":
+        return "exited", enrollment_state.end(enrollment, EnrollmentState.EXITED, enrollment_state.CONVERSATION_CLOSED,
+                                              now, data={"conversation": conversation_id})
+    return "resumed", enrollment_state.resume(enrollment, now=now, by_conversation=True)
 
 
 def _convert_goals(events, versions, now) -> int:
@@ -83,17 +194,13 @@ def _convert_goals(events, versions, now) -> int:
     )
     wanted = {(c, v): e for c, v, e in pairs}
     converted = [en for en in live if (en.contact_id, en.journey_version_id) in wanted]
+    entries = []
     for enrollment in converted:
-        enrollment.state = EnrollmentState.CONVERTED
-        enrollment.ended_at = now
-        enrollment.end_reason = f"goal:{wanted[(enrollment.contact_id, enrollment.journey_version_id)].name}"
-        enrollment.next_run_at = None
-    Enrollment.objects.bulk_update(converted, ["state", "ended_at", "end_reason", "next_run_at"])
-    audit.record_many([
-        audit.build("journey.converted", contact_id=en.contact_id, obj=en, reason=en.end_reason,
-                    data={"journey": en.journey_id, "event": wanted[(en.contact_id, en.journey_version_id)].pk})
-        for en in converted
-    ])
+        event = wanted[(enrollment.contact_id, enrollment.journey_version_id)]
+        entries.append(enrollment_state.end(enrollment, EnrollmentState.CONVERTED, f"goal:{event.name}", now,
+                                            data={"event": event.pk}))
+    Enrollment.objects.bulk_update(converted, ["state", "ended_at", "end_reason", "next_run_at", "claimed_at"])
+    audit.record_many(entries)
     return len(converted)
 
 

@@ -41,6 +41,23 @@ class ReentryPolicy(models.TextChoices):
     ALWAYS = "always", "Always"
 
 
+class OnReply(models.TextChoices):
+    """What a contact's reply (an inbound message in a conversation) does to their enrollment."""
+
+    PAUSE_RESUME = "pause_resume", "Pause until the conversation closes, then resume"
+    PAUSE_EXIT = "pause_exit", "Pause until the conversation closes, then exit"
+    EXIT = "exit", "Exit the journey"
+    CONTINUE = "continue", "Carry on (replies change nothing)"
+
+
+ON_REPLY_HELP = (
+    "What happens to a contact in this journey when they write to us (an SMS or WhatsApp message that opens "
+    "or continues a conversation with an agent). Pausing holds their next step while the conversation is "
+    "open; once it closes they resume, and a wait that ran out meanwhile runs at once, or they exit. "
+    "Enrollments paused by staff are never resumed by a closing."
+)
+
+
 class Journey(models.Model):
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=100, unique=True)
@@ -54,6 +71,8 @@ class Journey(models.Model):
     goal_event = models.CharField(max_length=100, blank=True, help_text="Event that ends the journey as a conversion.")
     reentry = models.CharField(max_length=15, choices=ReentryPolicy.choices, default=ReentryPolicy.NEVER)
     reentry_after_seconds = models.PositiveIntegerField(null=True, blank=True)
+    on_reply = models.CharField("when the contact replies", max_length=15, choices=OnReply.choices,
+                                default=OnReply.CONTINUE, db_default=OnReply.CONTINUE, help_text=ON_REPLY_HELP)
     # The version new enrollments pin; enrollments and visits keep the one they ran.
     live_version = models.ForeignKey(
         "JourneyVersion", null=True, blank=True, editable=False, on_delete=models.PROTECT, related_name="+"
@@ -198,7 +217,7 @@ class JourneyVersion(models.Model):
 
     # What a snapshot holds; two snapshots with equal values are the same journey.
     SNAPSHOT_FIELDS = ("trigger_type", "trigger_event", "trigger_conditions", "trigger_segment_id", "goal_event",
-                       "reentry", "reentry_after_seconds", "steps")
+                       "reentry", "reentry_after_seconds", "on_reply", "steps")
 
     journey = models.ForeignKey(Journey, on_delete=models.PROTECT, related_name="versions")
     number = models.PositiveIntegerField()
@@ -210,6 +229,9 @@ class JourneyVersion(models.Model):
     goal_event = models.CharField(max_length=100, blank=True, db_index=True)
     reentry = models.CharField(max_length=15, choices=ReentryPolicy.choices)
     reentry_after_seconds = models.PositiveIntegerField(null=True, blank=True)
+    # Versions published before the setting existed carry on as they did: replies change nothing.
+    on_reply = models.CharField("when the contact replies", max_length=15, choices=OnReply.choices,
+                                default=OnReply.CONTINUE, db_default=OnReply.CONTINUE)
     steps = models.JSONField(default=list)
     published_at = models.DateTimeField(default=timezone.now)
     published_by = models.ForeignKey(
@@ -307,9 +329,17 @@ class Enrollment(models.Model):
     # until someone retries it in the admin.
     quarantined_at = models.DateTimeField(null=True, blank=True)
     quarantine_reason = models.TextField(blank=True, default="", db_default="")
+    # Set while paused (campaigns.enrollment_state): when, by whom and why, and the conversation
+    # whose opening paused it, so that only that conversation's closing resumes it (an
+    # enrollment paused by staff has none). A plain id: the conversation's row is channels'.
+    paused_at = models.DateTimeField(null=True, blank=True)
+    paused_by_label = models.CharField(max_length=150, blank=True, default="", db_default="")
+    pause_reason = models.CharField(max_length=200, blank=True, default="", db_default="")
+    paused_for_conversation_id = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["-entered_at"]
+        permissions = [("pause_enrollment", "Can pause and resume one contact's enrollment")]
         constraints = [
             # A contact is in a journey at most once at a time.
             models.UniqueConstraint(

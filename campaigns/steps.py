@@ -7,6 +7,7 @@ from omni import audit
 from omni.lib.bulk import bulk_update, insert_rows
 from templates.models import TemplateVersion
 
+from . import enrollment_state
 from .models import Enrollment, EnrollmentState, JourneyStepVisit, JourneyVersion, StepKind
 
 # A journey that loops without a wait must not spin inside one tick.
@@ -165,10 +166,5 @@ def evaluate_condition(enrollment, config: dict, delivery_statuses: dict[int, se
 
 def _end(enrollment, state, reason, now):
     """End the enrollment in memory; returns the audit entry saying so."""
-    enrollment.state = state
-    enrollment.end_reason = reason
-    enrollment.ended_at = now
-    enrollment.next_run_at = None
-    return audit.build(f"journey.{state}", contact=enrollment.contact, obj=enrollment, reason=reason,
-                       data={"journey": enrollment.journey_id})
+    return enrollment_state.end(enrollment, state, reason, now)
 

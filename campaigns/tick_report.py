@@ -7,6 +7,10 @@ class TickReport:
     events: int = 0
     enrolled: int = 0
     converted: int = 0
+    # Enrollments moved by their contacts' replies and closed conversations (on_reply).
+    paused: int = 0
+    resumed: int = 0
+    exited_on_reply: int = 0
     steps: int = 0
     redispatched: int = 0
     fallbacks: int = 0

@@ -1,22 +1,38 @@
+import uuid
+
+from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
-from django.http import Http404
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
+from unfold.decorators import action as unfold_action
+from unfold.widgets import (
+    UnfoldAdminSelectWidget,
+    UnfoldAdminTextareaWidget,
+    UnfoldAdminTextInputWidget,
+    UnfoldForeignKeyRawIdWidget,
+)
 
 from compliance import gate
 from contacts.admin import add_contact_display
-from omni import audit
-from omni.choices import Channel, Purpose
-from omni.lib.admin import ModelAdmin, ReadOnlyAdminMixin, ReadOnlyInline
+from contacts.models import Contact
+from omni.choices import PHONE_CHANNELS, Channel, Purpose
+from omni.lib.admin import ModelAdmin, ReadOnlyAdminMixin, ReadOnlyInline, adopt_saved
 from omni.lib.quarantine import QuarantineAdminMixin, QuarantinedFilter
 
-from . import whatsapp
+from . import conversations, whatsapp
 from .delivery import settle_delivery
+from .provider_reports import record_inbound_message
 from .support_access import conversations_for
 from .routing import provider_name
 from .models import (
+    BlockedSender,
     Conversation,
     ConversationStatus,
     Delivery,
@@ -120,19 +136,111 @@ class DeliveryEventAdmin(ReadOnlyAdminMixin, ModelAdmin):
     date_hierarchy = "occurred_at"
 
 
+def sandbox_inbound_channels() -> list[str]:
+    """The channels customers can write in on here, whose provider is the sandbox."""
+    # Text channels first: customers mostly text.
+    return [channel for channel in (Channel.SMS, Channel.WHATSAPP, Channel.RCS, Channel.EMAIL)
+            if channel in conversations.INBOUND_CHANNELS and provider_name(channel) == "sandbox"]
+
+
+class WriteInForm(forms.Form):
+    """A customer writing in, simulated in the sandbox: from a contact, or from any address."""
+
+    channel = forms.ChoiceField(widget=UnfoldAdminSelectWidget)
+    contact = forms.ModelChoiceField(
+        Contact.objects.reachable(), required=False,
+        widget=UnfoldForeignKeyRawIdWidget(InboundMessage._meta.get_field("contact").remote_field, admin.site),
+        help_text="Writes from the contact's number or email address.")
+    address = forms.CharField(
+        required=False, max_length=254, widget=UnfoldAdminTextInputWidget,
+        help_text="Or from this phone number (E.164, e.g. +14155550199) or email address; an address no contact "
+                  "has makes a contact marked unknown sender.")
+    body = forms.CharField(max_length=1600, widget=UnfoldAdminTextareaWidget(attrs={"rows": 4}))
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["channel"].choices = [(channel, Channel(channel).label) for channel in sandbox_inbound_channels()]
+
+    def clean(self):
+        cleaned = super().clean()
+        channel, contact, address = cleaned.get("channel"), cleaned.get("contact"), cleaned.get("address", "").strip()
+        if not channel:
+            return cleaned
+        if contact is not None:
+            address = contact.address_for(channel)
+            if not address:
+                raise forms.ValidationError(f"{contact} has no address for {Channel(channel).label}.")
+        elif not address:
+            raise forms.ValidationError("Choose a contact or give the address the customer writes from.")
+        try:
+            cleaned["from_address"] = conversations.clean_address(channel, address)
+        except conversations.ConversationError as error:
+            raise forms.ValidationError(str(error)) from None
+        return cleaned
+
+
+class BlockedFilter(admin.SimpleListFilter):
+    title = "from a blocked sender"
+    parameter_name = "blocked"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Yes"), ("no", "No")]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("yes", "no"):
+            return queryset.filter(blocked=self.value() == "yes")
+        return queryset
+
+
 @admin.register(InboundMessage)
 class InboundMessageAdmin(ReadOnlyAdminMixin, ModelAdmin):
-    list_display = ["received_at", "channel", "from_address", "body_preview", "keyword", "needs_agent", "contact",
-                    "conversation"]
-    list_filter = ["needs_agent", "channel", "keyword", "provider"]
+    list_display = ["received_at", "channel", "from_address", "body_preview", "keyword", "needs_agent", "blocked",
+                    "contact", "conversation"]
+    list_filter = ["needs_agent", BlockedFilter, "channel", "keyword", "provider"]
     search_fields = ["from_address", "to_address", "body", "provider_message_id", *CONTACT_SEARCH_FIELDS]
     # Conversation.__str__ names its contact.
     list_select_related = ["contact", "conversation__contact"]
     date_hierarchy = "received_at"
+    actions_list = ["write_in"]
 
     @admin.display(description="body")
     def body_preview(self, obj):
         return preview(obj.body)
+
+    def has_write_in_permission(self, request):
+        return bool(sandbox_inbound_channels()) and request.user.has_perms(
+            ["channels.view_inboundmessage", "channels.change_conversation"])
+
+    @unfold_action(description="A customer writes in (sandbox)", url_path="write-in", permissions=["write_in"])
+    def write_in(self, request):
+        """The sandbox's stand-in for a customer texting or emailing: the message goes through
+        record_inbound_message as a provider's webhook would hand it over."""
+        form = WriteInForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            channel = form.cleaned_data["channel"]
+            inbound, _ = record_inbound_message(
+                "sandbox", f"sandbox-in-{uuid.uuid4().hex}", channel, form.cleaned_data["from_address"],
+                to_address=settings.TWILIO_FROM_NUMBER if channel in PHONE_CHANNELS else "",
+                body=form.cleaned_data["body"], raw={"simulated": True, "by": request.user.get_username()})
+            inbound.refresh_from_db()
+            if inbound.conversation_id:
+                self.message_user(request, "The customer's message is in the conversation.", messages.SUCCESS)
+                return HttpResponseRedirect(reverse("admin:channels_conversation_change",
+                                                    args=[inbound.conversation_id]))
+            self.message_user(request, "The message was received; it opened no conversation "
+                                       f"({_why_no_conversation(inbound)}).", messages.WARNING)
+            return HttpResponseRedirect(reverse("admin:channels_inboundmessage_change", args=[inbound.pk]))
+        context = {**self.admin_site.each_context(request), "title": "A customer writes in (sandbox)",
+                   "form": form, "opts": self.model._meta, "media": self.media + form.media}
+        return TemplateResponse(request, "admin/channels/inboundmessage/write_in.html", context)
+
+
+def _why_no_conversation(inbound: InboundMessage) -> str:
+    if inbound.blocked:
+        return "the sender is blocked"
+    if inbound.keyword:
+        return f"a {inbound.keyword} keyword opens none"
+    return "it answered the satisfaction question" if inbound.conversation_id else "no contact could be made for it"
 
 
 class InboundMessageInline(ReadOnlyInline):
@@ -141,22 +249,59 @@ class InboundMessageInline(ReadOnlyInline):
     ordering = ["received_at"]
 
 
+class ConversationForm(forms.ModelForm):
+    class Meta:
+        model = Conversation
+        fields = ["status", "assignee", "follow_up_at"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "status" in self.fields and self.instance.pk:
+            # Only the moves the status table allows (channels.conversations.STATUS_TRANSITIONS).
+            current = self.instance.status
+            allowed = {current, *conversations.STATUS_TRANSITIONS[current]}
+            self.fields["status"].choices = [(value, label) for value, label in ConversationStatus.choices
+                                             if value in allowed]
+
+
 @admin.register(Conversation)
 class ConversationAdmin(ModelAdmin):
-    """Support agents work conversations: they set the status and who handles it, nothing else."""
+    """Support agents work conversations: status, who handles it and when to look again, each
+    change through channels.conversations (audited there); the rest is kept by Omni."""
 
-    list_display = ["contact", "channel", "status", "assignee", "queue", "opened_at", "last_activity_at"]
-    list_filter = ["status", "channel", "queue", "assignee"]
+    form = ConversationForm
+    list_display = ["contact", "channel", "status", "assignee", "queue", "tag_names", "first_response_due_at",
+                    "follow_up_at", "opened_at", "last_activity_at"]
+    list_filter = ["status", "channel", "queue", "assignee", "tags", "resolved_by"]
     search_fields = ["queue__name", *CONTACT_SEARCH_FIELDS]
-    list_select_related = ["contact", "assignee"]
-    fields = ["contact", "channel", "status", "assignee", "queue", "opened_at", "first_response_due_at",
-              "first_response_at", "closed_at", "last_activity_at"]
-    readonly_fields = ["contact", "channel", "queue", "opened_at", "first_response_due_at", "first_response_at",
-                       "closed_at", "last_activity_at"]
+    list_select_related = ["contact", "assignee", "queue"]
+    fieldsets = [
+        (None, {"fields": ["contact", "channel", "status", "assignee", "queue", "tag_names", "follow_up_at"]}),
+        ("Times", {"fields": ["opened_at", "first_response_due_at", "first_response_at", "resolution_due_at",
+                              "waiting_since", "last_inbound_at", "last_activity_at", "closed_at"]}),
+        ("Outcome", {"fields": ["resolved_by", "closed_by", "first_response_seconds",
+                                "first_response_business_seconds", "resolution_seconds",
+                                "resolution_business_seconds", "satisfaction_asked_at", "satisfaction"]}),
+    ]
+    readonly_fields = ["contact", "channel", "queue", "tag_names", "opened_at", "first_response_due_at",
+                       "first_response_at", "resolution_due_at", "waiting_since", "last_inbound_at",
+                       "last_activity_at", "closed_at", "resolved_by", "closed_by", "first_response_seconds",
+                       "first_response_business_seconds", "resolution_seconds", "resolution_business_seconds",
+                       "satisfaction_asked_at", "satisfaction"]
     inlines = [InboundMessageInline]
+    actions = ["close_selected", "assign_to_me", "unassign"]
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is not None and obj.status == ConversationStatus.CLOSED:
+            return [*self.readonly_fields, "status", "assignee"]
+        return self.readonly_fields
+
+    @admin.display(description="tags")
+    def tag_names(self, obj):
+        return ", ".join(tag.name for tag in obj.tags.all()) or "—"
 
     def get_queryset(self, request):
-        return conversations_for(request.user, super().get_queryset(request))
+        return conversations_for(request.user, super().get_queryset(request)).prefetch_related("tags")
 
     def get_object(self, request, object_id, from_field=None):
         # One out of the user's reach answers 404, as on the inbox, rather than the admin's
@@ -173,15 +318,36 @@ class ConversationAdmin(ModelAdmin):
         return False
 
     def save_model(self, request, obj, form, change):
+        """No raw save: each change goes through its action, which writes and audits it."""
+        stored = Conversation.objects.get(pk=obj.pk)
+        if "assignee" in form.changed_data:
+            conversations.assign([stored], obj.assignee, actor=request.user)
+        if "follow_up_at" in form.changed_data:
+            conversations.set_follow_up(stored, obj.follow_up_at, actor=request.user)
         if "status" in form.changed_data:
-            obj.closed_at = timezone.now() if obj.status == ConversationStatus.CLOSED else None
-        super().save_model(request, obj, form, change)
-        if form.changed_data:
-            audit.record(
-                "conversation.changed", contact=obj.contact, obj=obj, actor=request.user, channel=obj.channel,
-                reason=obj.status, data={"assignee_id": obj.assignee_id, "changed": form.changed_data},
-                personal={"assignee": obj.assignee.get_username()} if obj.assignee else None,
-            )
+            moves = {ConversationStatus.OPEN: conversations.set_open, ConversationStatus.WAITING: conversations.set_waiting}
+            if obj.status == ConversationStatus.CLOSED:
+                moved = conversations.close([stored], actor=request.user) == 1
+            else:
+                moved = moves[obj.status](stored, actor=request.user)
+            if not moved:
+                self.message_user(request, f"The conversation is {Conversation.objects.get(pk=obj.pk).status} now "
+                                           f"and cannot become {obj.status}.", messages.WARNING)
+
+    @admin.action(description="Close selected conversations", permissions=["change"])
+    def close_selected(self, request, queryset):
+        closed = conversations.close(queryset, actor=request.user)
+        self.message_user(request, f"Closed {closed} conversation(s).")
+
+    @admin.action(description="Assign selected conversations to me", permissions=["change"])
+    def assign_to_me(self, request, queryset):
+        assigned = conversations.assign(queryset, request.user, actor=request.user)
+        self.message_user(request, f"Assigned {assigned} conversation(s) to you.")
+
+    @admin.action(description="Unassign selected conversations", permissions=["change"])
+    def unassign(self, request, queryset):
+        unassigned = conversations.assign(queryset, None, actor=request.user)
+        self.message_user(request, f"Unassigned {unassigned} conversation(s).")
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         # A plain list of staff rather than an autocomplete: the autocomplete would need every
@@ -189,6 +355,87 @@ class ConversationAdmin(ModelAdmin):
         if db_field.name == "assignee":
             kwargs["queryset"] = get_user_model().objects.filter(is_staff=True, is_active=True).order_by("username")
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+class ActiveBlockFilter(admin.SimpleListFilter):
+    title = "in force"
+    parameter_name = "active"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Blocked now"), ("no", "Lifted")]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("yes", "no"):
+            return queryset.filter(unblocked_at__isnull=self.value() == "yes")
+        return queryset
+
+
+class BlockSenderForm(forms.ModelForm):
+    class Meta:
+        model = BlockedSender
+        fields = ["channel", "address", "reason", "note"]
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("channel") and cleaned.get("address"):
+            try:
+                cleaned["address"] = conversations.clean_address(cleaned["channel"], cleaned["address"])
+            except conversations.ConversationError as error:
+                self.add_error("address", str(error))
+                return cleaned
+            existing = BlockedSender.objects.filter(channel=cleaned["channel"], address=cleaned["address"],
+                                                    unblocked_at__isnull=True).first()
+            if existing is not None:
+                self.add_error("address", f"{existing.address} is blocked on {existing.get_channel_display()} "
+                                          f"already, since {existing.blocked_at:%Y-%m-%d %H:%M}.")
+        return cleaned
+
+
+@admin.register(BlockedSender)
+class BlockedSenderAdmin(ModelAdmin):
+    """Senders whose messages open nothing and get no automated answer: blocked from here (Add),
+    lifted with the action (after a confirmation); every block is kept as history, never edited."""
+
+    form = BlockSenderForm
+    list_display = ["address", "channel", "reason", "blocked_by", "blocked_at", "unblocked_by", "unblocked_at"]
+    list_filter = [ActiveBlockFilter, "channel", "reason"]
+    search_fields = ["address", "note"]
+    list_select_related = ["blocked_by", "unblocked_by"]
+    readonly_fields = ["blocked_by", "blocked_at", "unblocked_by", "unblocked_at"]
+    date_hierarchy = "blocked_at"
+    actions = ["unblock_selected"]
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["channel", "address", "reason", "note"]
+        return ["channel", "address", "reason", "note", *self.readonly_fields]
+
+    def has_change_permission(self, request, obj=None):
+        return False  # history: a block is lifted by the action, never edited
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_unblock_permission(self, request):
+        return request.user.has_perm("channels.change_blockedsender")
+
+    def save_model(self, request, obj, form, change):
+        block = conversations.block_sender(obj.channel, obj.address, reason=obj.reason, note=obj.note,
+                                           actor=request.user)
+        adopt_saved(obj, block)
+
+    @admin.action(description="Unblock selected senders", permissions=["unblock"])
+    def unblock_selected(self, request, queryset):
+        blocks = list(queryset.filter(unblocked_at__isnull=True))
+        if request.POST.get("confirmed") != "yes":
+            context = {**self.admin_site.each_context(request), "title": "Unblock these senders?",
+                       "blocks": blocks, "opts": self.model._meta,
+                       "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME}
+            return TemplateResponse(request, "admin/channels/blockedsender/unblock_confirmation.html", context)
+        if not self.has_unblock_permission(request):
+            raise PermissionDenied
+        lifted = sum(conversations.unblock_sender(block, actor=request.user) for block in blocks)
+        self.message_user(request, f"Unblocked {lifted} sender(s); their next messages open conversations again.")
 
 
 @admin.register(OutboxMessage)

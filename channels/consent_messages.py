@@ -89,7 +89,8 @@ def reply_text(kind: str, contact, word: str = "") -> str:
 
 
 def _reply_to_keyword(inbound: InboundMessage, reading: Reading) -> Message | None:
-    if not reading.keyword or inbound.contact is None:
+    # A blocked sender's keyword still changes their consent, but nothing answers them.
+    if not reading.keyword or inbound.contact is None or inbound.blocked:
         return None
     if provider_answers_keywords(inbound.channel, inbound.to_address):
         return None
@@ -98,7 +99,9 @@ def _reply_to_keyword(inbound: InboundMessage, reading: Reading) -> Message | No
         return None
     # An opt-out confirmation passes the opt-out it confirms (compliance.gate.EXEMPTIONS).
     exemption = Exemption.OPT_OUT_CONFIRMATION if reading.opts_out else Exemption.NONE
-    return _send_system_message(inbound.contact, inbound.channel, text, f"keyword:{inbound.pk}", exemption)
+    # The reply joins the conversation the keyword joined (channels.conversations), if any.
+    return _send_system_message(inbound.contact, inbound.channel, text, f"keyword:{inbound.pk}", exemption,
+                                conversation=inbound.conversation)
 
 
 def send_opt_in_confirmation(sender=None, *, change, **kwargs) -> Message | None:
@@ -112,12 +115,13 @@ def send_opt_in_confirmation(sender=None, *, change, **kwargs) -> Message | None
     return _send_system_message(contact, Channel.SMS, text, f"optin:{change.pk}", Exemption.NONE)
 
 
-def _send_system_message(contact, channel: str, text: str, idempotency_key: str, exemption: str) -> Message:
+def _send_system_message(contact, channel: str, text: str, idempotency_key: str, exemption: str, *,
+                         conversation=None) -> Message:
     """A message of Omni's own on one channel, routed now; its send goes out after commit."""
     message, created = create_message(
         contact=contact, channel_plan=[{"channel": channel}], source=MessageSource.SYSTEM,
         content=[{"channel": channel, "text_body": text}], purpose=Purpose.TRANSACTIONAL,
-        idempotency_key=idempotency_key, exemption=exemption,
+        idempotency_key=idempotency_key, exemption=exemption, conversation=conversation,
     )
     if created:
         dispatch(message)

@@ -12,10 +12,12 @@ from django.utils import timezone
 from omni import audit
 from compliance.actions import record_consent_change, record_opt_out, suppress
 from compliance.models import ConsentSource, ConsentStatus, SuppressionReason
+from contacts.actions import contact_for_unknown_sender
+from contacts.ingest import ingest_event
 from contacts.models import Contact
 from omni.choices import PHONE_CHANNELS, Purpose
 
-from . import state
+from . import conversations, state
 from .consent_messages import act_on_keyword
 from .routing import fallback_condition_met
 from .models import (
@@ -25,6 +27,7 @@ from .models import (
     DeliveryStatus,
     EventType,
     InboundMessage,
+    Message,
     MessageStatus,
 )
 
@@ -239,24 +242,41 @@ def record_inbound_message(provider: str, provider_message_id: str, channel: str
     Links the contact with that phone number (or email), and the latest delivery sent to that
     address on the same channel that did not fail (bounced, failed, undelivered), which is
     also marked replied. A keyword (STOP, START, HELP) is acted on in the same transaction
-    (channels.consent_messages.act_on_keyword).
+    (channels.consent_messages.act_on_keyword). Then, in that transaction too
+    (channels.conversations):
+    - from a blocked sender, the message is stored with blocked=True (and handled: no automation
+      looks at it) and nothing more happens, beyond the consent a keyword changes;
+    - a 1-5 answer to the satisfaction question is kept on the conversation it asks about and
+      opens nothing;
+    - a keyword and its reply join the contact's conversation on the channel that is not closed,
+      and open none;
+    - any other message (an opt-out word inside other text too) continues that conversation or
+      opens one, making a contact marked unknown_sender for an address no contact has, and
+      stores the `inbound.replied` ContactEvent that journeys act on.
+    A bounded number of queries, whatever the history: the webhook stays fast.
     """
+    at = received_at or timezone.now()
+    actor_label = f"provider:{provider}"
     with transaction.atomic():
         existing = InboundMessage.objects.filter(provider=provider, provider_message_id=provider_message_id).first()
         if existing:
             return existing, False
         address_field = "phone" if channel in PHONE_CHANNELS else "email"
         contact = Contact.objects.reachable().filter(**{address_field: from_address}).first()
+        blocked = conversations.is_blocked(channel, from_address)
         # A delivery that failed never reached the contact, so the reply cannot answer it.
         in_reply_to = (
             Delivery.objects.filter(channel=channel, to_address=from_address, sent_at__isnull=False)
             .exclude(status__in=FALLBACK_STATUSES)
             .order_by("-sent_at", "-pk").first()
         )
+        score = conversations.satisfaction_score(body) if contact and not blocked else None
+        rated = conversations.awaiting_satisfaction(contact.pk, channel, at) if score else None
+        conversation = conversations.unclosed(contact.pk, channel) if contact and not blocked and not rated else None
         values = {"contact": contact, "channel": channel, "from_address": from_address, "to_address": to_address,
-                  "body": body, "media": media or [], "in_reply_to": in_reply_to, "raw": raw or {}}
-        if received_at is not None:
-            values["received_at"] = received_at
+                  "body": body, "media": media or [], "in_reply_to": in_reply_to, "raw": raw or {},
+                  "received_at": at, "conversation": rated or conversation, "blocked": blocked,
+                  "handled_at": timezone.now() if blocked else None}
         try:
             with transaction.atomic():
                 inbound = InboundMessage.objects.create(
@@ -265,9 +285,10 @@ def record_inbound_message(provider: str, provider_message_id: str, channel: str
         except IntegrityError:
             return InboundMessage.objects.get(provider=provider, provider_message_id=provider_message_id), False
         audit.record(
-            "inbound.received", contact=contact, obj=inbound, channel=channel, actor_label=f"provider:{provider}",
+            "inbound.received", contact=contact, obj=inbound, channel=channel, actor_label=actor_label,
             data={"provider": provider, "provider_message_id": provider_message_id,
-                  "in_reply_to": in_reply_to.pk if in_reply_to else None, "media": len(inbound.media)},
+                  "in_reply_to": in_reply_to.pk if in_reply_to else None, "media": len(inbound.media),
+                  **({"blocked": True} if blocked else {})},
         )
         if in_reply_to is not None:
             record_delivery_event(
@@ -276,5 +297,36 @@ def record_inbound_message(provider: str, provider_message_id: str, channel: str
                 raw={"inbound_message": inbound.pk}, delivery_id=in_reply_to.pk,
             )
         # STOP, START and HELP: consent changes and the one reply, kept or lost with the message.
-        act_on_keyword(inbound)
+        reading = act_on_keyword(inbound)
+        if blocked:
+            pass  # stored and audited: it opens nothing and nothing answers it
+        elif rated is not None:
+            conversations.record_satisfaction(rated, score, inbound)
+        elif reading.keyword and not reading.needs_agent:
+            if conversation is not None:
+                conversations.join(conversation, inbound)
+        else:
+            _open_or_continue_conversation(inbound, address_field, actor_label, reading)
     return inbound, True
+
+
+def _open_or_continue_conversation(inbound: InboundMessage, address_field: str, actor_label: str, reading) -> None:
+    """The last step of record_inbound_message for a message a person should read."""
+    unknown, made = inbound.contact_id is None, False
+    if unknown:
+        inbound.contact, made = contact_for_unknown_sender(address_field, inbound.from_address,
+                                                           actor_label=actor_label)
+        if inbound.contact is None:
+            return  # not an address a contact can have: the message is kept, and opens nothing
+    linked = inbound.conversation_id
+    # A known contact's conversation was looked for before the message was stored; a contact
+    # made just now has none. Only a contact another message made meanwhile must be asked.
+    conversation = conversations.open_or_continue(inbound, searched=not unknown or made)
+    if unknown or inbound.conversation_id != linked:
+        InboundMessage.objects.filter(pk=inbound.pk).update(contact=inbound.contact, conversation=conversation)
+    if reading.keyword:
+        # An opt-out inside other text was confirmed before the conversation opened: its reply
+        # belongs to the thread too.
+        Message.objects.filter(idempotency_key=f"keyword:{inbound.pk}", conversation__isnull=True).update(
+            conversation=conversation)
+    ingest_event(**conversations.replied_event(inbound, conversation))

@@ -3,6 +3,7 @@ import logging
 
 from celery import shared_task
 
+from .conversations import close_waiting
 from .delivery import reconcile_stuck_deliveries, send_delivery, settle_uncertain_deliveries
 from .webhooks.sandbox import simulate_events
 
@@ -48,3 +49,9 @@ def reconcile_deliveries_task() -> None:
 def settle_uncertain_deliveries_task() -> None:
     """Ask providers how uncertain deliveries ended, in batches (beat, every minute)."""
     settle_uncertain_deliveries()
+
+
+@shared_task(ignore_result=True)
+def close_waiting_conversations_task() -> None:
+    """Close conversations left waiting on the customer too long (beat, hourly)."""
+    close_waiting()

@@ -1,11 +1,12 @@
 """Changing contacts: every create and update from systems goes through upsert_contact()."""
 import functools
+import hashlib
 import re
 import zoneinfo
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils.timezone import now
 
 from omni import audit
@@ -101,6 +102,40 @@ def upsert_contact(external_id: str, data: dict, *, actor_label: str) -> tuple[C
         if consents:
             record_consents(contact, consents, actor_label=actor_label)
     return contact, created
+
+
+def contact_for_unknown_sender(field: str, address: str, *, actor_label: str) -> tuple[Contact | None, bool]:
+    """The contact whose `field` ("phone" or "email") is `address`, made for it if there is none;
+    returns (contact, created), or (None, False) when the address is not a valid phone number or
+    email address. Call inside a transaction.
+
+    A contact made here is marked unknown_sender, holds only the address and is audited; no
+    consent is assumed for it. Two messages at once from one new address make one contact: on
+    PostgreSQL the address is locked (an advisory lock held until commit) before it is looked up
+    again; SQLite's IMMEDIATE transactions already run one writer at a time.
+    """
+    try:
+        address = clean_profile_field(field, address)
+    except InvalidField:
+        return None, False
+    if not address:
+        return None, False
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [address_lock_key(field, address)])
+    contact = Contact.objects.reachable().filter(**{field: address}).order_by("pk").first()
+    if contact is not None:
+        return contact, False
+    contact = Contact.objects.create(**{field: address}, unknown_sender=True)
+    audit.record("contact.created", contact=contact, obj=contact, actor_label=actor_label, reason="unknown_sender",
+                 data={"fields": [field], "unknown_sender": True})
+    return contact, True
+
+
+def address_lock_key(field: str, address: str) -> int:
+    """A signed 64-bit advisory lock key for one address (PostgreSQL's bigint)."""
+    digest = hashlib.sha256(f"contact:{field}:{address}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 def set_preferred_channel(contact: Contact, channel: str, *, actor_label: str) -> bool:

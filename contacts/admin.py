@@ -29,12 +29,13 @@ class ContactAdmin(ModelAdmin, ImportExportModelAdmin):
     export_form_class = SelectableFieldsExportForm
     list_display = ["__str__", "email", "phone", "external_id", "lifecycle_stage", "locale", "messaging_paused",
                     "created_at", "timeline_link"]
-    list_filter = ["lifecycle_stage", "locale", "messaging_paused"]
+    list_filter = ["lifecycle_stage", "locale", "messaging_paused", "unknown_sender"]
     search_fields = ["email", "phone", "external_id", "first_name", "last_name"]
     date_hierarchy = "created_at"
-    readonly_fields = ["created_at", "updated_at", "erased_at", "timeline_link", "recent_events"]
+    # unknown_sender: set when someone no contact had wrote in (channels); merging comes later.
+    readonly_fields = ["created_at", "updated_at", "erased_at", "unknown_sender", "timeline_link", "recent_events"]
     fieldsets = [
-        (None, {"fields": ["external_id", ("first_name", "last_name"), "email", "phone"]}),
+        (None, {"fields": ["external_id", ("first_name", "last_name"), "email", "phone", "unknown_sender"]}),
         ("Profile", {"fields": ["lifecycle_stage", ("locale", "timezone", "country", "region"), "attributes"]}),
         ("Messaging", {"fields": ["messaging_paused", "preferred_channel"]}),
         ("History", {"fields": ["timeline_link", "recent_events", ("created_at", "updated_at", "erased_at")]}),

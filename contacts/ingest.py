@@ -62,6 +62,23 @@ def ingest_event(*, contact: Contact, name: str, properties: dict | None = None,
         return _stored_event(source, values["idempotency_key"], request_hash), False
 
 
+def store_events(events: list[dict], *, source: str) -> None:
+    """Store many events of Omni's own making at once, each once per (source, idempotency_key).
+
+    Each event is a dict of contact_id, name, idempotency_key and optionally properties and
+    occurred_at, validated as ingest_event() validates them (InvalidField, and nothing stored);
+    one INSERT writes them, and a key already stored is skipped.
+    """
+    rows = [
+        ContactEvent(contact_id=event["contact_id"],
+                     **clean_event(event["name"], event.get("properties"), event.get("occurred_at"),
+                                   event["idempotency_key"], source))
+        for event in events
+    ]
+    if rows:
+        ContactEvent.objects.bulk_create(rows, ignore_conflicts=True)
+
+
 def receive_event(*, external_id: str, contact_data: dict | None = None, name: str,
                   properties: dict | None = None, occurred_at=None, idempotency_key: str,
                   source: str, actor_label: str, request_hash: str = "") -> tuple[ContactEvent, bool]:

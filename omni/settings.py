@@ -339,6 +339,13 @@ OMNI_DEFAULT_COUNTRY = env.str("OMNI_DEFAULT_COUNTRY", default="" if PRODUCTION 
 # conversations of their queues and those assigned to them (administrators always see all).
 OMNI_SUPPORT_AGENTS_SEE_ALL = env.bool("OMNI_SUPPORT_AGENTS_SEE_ALL", default=True)
 
+# --- Support -------------------------------------------------------------------------------
+# A conversation waiting on the customer this many days closes itself (resolved by automation;
+# beat runs channels.tasks.close_waiting_conversations_task hourly).
+OMNI_CONVERSATION_WAITING_CLOSE_DAYS = env.int("OMNI_CONVERSATION_WAITING_CLOSE_DAYS", default=7)
+# A 1-5 reply this many hours after the satisfaction question is kept as its answer.
+OMNI_SATISFACTION_REPLY_HOURS = env.int("OMNI_SATISFACTION_REPLY_HOURS", default=24)
+
 # --- Compliance -----------------------------------------------------------------------------
 # Used for a contact with no timezone and no phone number to infer one from.
 OMNI_DEFAULT_TIMEZONE = env.str("OMNI_DEFAULT_TIMEZONE", default="UTC")
@@ -385,5 +392,6 @@ CELERY_BEAT_SCHEDULE = {
     "omni-seal-audit": {"task": "omni.tasks.seal_audit_task", "schedule": OMNI_SEAL_SECONDS, "options": {"queue": "default", "expires": OMNI_SEAL_SECONDS * 2}},
     "omni-reconcile-deliveries": {"task": "channels.tasks.reconcile_deliveries_task", "schedule": 60.0, "options": {"queue": "default", "expires": 120}},
     "omni-settle-uncertain-deliveries": {"task": "channels.tasks.settle_uncertain_deliveries_task", "schedule": 60.0, "options": {"queue": "default", "expires": 120}},
+    "omni-close-waiting-conversations": {"task": "channels.tasks.close_waiting_conversations_task", "schedule": 3600.0, "options": {"queue": "default", "expires": 1800}},
     "omni-expire-double-opt-ins": {"task": "compliance.tasks.expire_double_opt_ins_task", "schedule": 3600.0, "options": {"queue": "default", "expires": 1800}},
 }

@@ -80,7 +80,7 @@ def test_no_audited_flow_puts_an_address_a_phone_number_or_a_url_into_chained_da
 
     # an agent assigning a conversation
     agent = get_user_model().objects.create_user(username="agent.smith@example.com", password="x", is_staff=True)
-    conversation = Conversation.objects.create(contact=contact, channel="sms")
+    conversation = Conversation.objects.get(contact=contact, channel="sms")  # the reply opened it
     response = admin_client.post(f"/admin/channels/conversation/{conversation.pk}/change/",
                                  {"status": "open", "assignee": agent.pk,
                                   "inbound_messages-TOTAL_FORMS": "0", "inbound_messages-INITIAL_FORMS": "0"})
@@ -89,9 +89,9 @@ def test_no_audited_flow_puts_an_address_a_phone_number_or_a_url_into_chained_da
 
     # then the chain holds none of it, and the personal data sits beside it
     assert personal_data_in_the_chain() == []
-    [changed] = AuditEntry.objects.filter(action="conversation.changed")
+    [changed] = AuditEntry.objects.filter(action="conversation.assigned")
     assert "agent.smith" not in json.dumps(changed.data) and changed.data["assignee_id"] == agent.pk
-    assert personal_of("conversation.changed") == [{"assignee": "agent.smith@example.com"}]
+    assert personal_of("conversation.assigned") == [{"assignee": "agent.smith@example.com"}]
     assert [row["detail"][:7] for row in personal_of("delivery.clicked")] == ["http://"]
     assert all("error" not in entry.data for entry in AuditEntry.objects.filter(action="delivery.uncertain"))
     assert [set(row) for row in personal_of("delivery.uncertain")] == [{"error"}]

@@ -195,11 +195,11 @@ def test_an_inbound_whatsapp_message_with_media_keeps_channel_and_media(twilio_p
     assert inbound.media == [{"url": "https://api.twilio.com/media/ME1", "content_type": "image/jpeg"}]
 
 
-def test_an_inbound_message_from_a_stranger_is_stored_without_a_contact(twilio_post, db):
+def test_an_inbound_message_from_a_stranger_gets_a_contact_marked_unknown_sender(twilio_post, db):
     twilio_post(INBOUND_PATH, inbound_params(sender="+14155550199"))
 
-    inbound = InboundMessage.objects.get()
-    assert (inbound.contact, inbound.in_reply_to) == (None, None)
+    inbound = InboundMessage.objects.select_related("contact").get()
+    assert (inbound.contact.phone, inbound.contact.unknown_sender, inbound.in_reply_to) == ("+14155550199", True, None)
 
 
 def test_an_unsigned_inbound_message_is_refused(client, twilio_settings, db):

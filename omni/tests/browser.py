@@ -150,8 +150,8 @@ def log_in(page, username: str, password: str) -> None:
 
 
 # The models' names in the admin's sidebar (omni/web/navigation.py), leaving out the pages that
-# are no model's list (the contact search).
-INDEX_MODEL_LINKS = '#nav-sidebar-apps ol a:not([href^="/admin/find/"])'
+# are no model's list (the contact search, the support figures).
+INDEX_MODEL_LINKS = '#nav-sidebar-apps ol a:not([href^="/admin/find/"]):not([href^="/admin/support/figures/"])'
 
 
 def index_links(page) -> set[str]:

@@ -79,7 +79,7 @@ def message_trail(demo):
                                  provider_message_id="sbx-1", event_type="delivered", recipient=bob.email)
     OutboxMessage.objects.create(delivery=delivery, channel="email", to_address=bob.email, subject="Welcome, Bob!",
                                  text_body="Hi Bob", provider_message_id="sbx-1", simulated_outcome="delivered")
-    conversation = Conversation.objects.create(contact=bob, channel="sms")
+    conversation = Conversation.objects.get(contact=bob, channel="sms")  # the demo's question opened it
     InboundMessage.objects.create(contact=bob, conversation=conversation, channel="sms", provider="sandbox",
                                   provider_message_id="in-1", from_address=bob.phone, body="Thanks!")
     SendLedger.objects.create(contact_id=bob.pk, channel="email", purpose="marketing", message_id=message.pk,
@@ -448,7 +448,7 @@ def test_seed_demo_twice_creates_each_object_once(settings, tmp_path):
 
     assert counts() == first
     assert first["contacts.Contact"] == 5
-    assert first["contacts.ContactEvent"] == 5
+    assert first["contacts.ContactEvent"] == 6  # a sign-up each, and Bob's question (inbound.replied)
     assert first["campaigns.JourneyStep"] == 5
     assert first["message_templates.TemplateVersion"] == 2
     assert first["users"] == 4

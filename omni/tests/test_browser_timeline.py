@@ -63,10 +63,11 @@ def test_a_support_agent_reads_the_welcome_email_and_its_events_then_only_sms(
     with page.expect_navigation():
         page.get_by_role("button", name="Show").click()
 
-    # then the welcome SMS, Bob's reply and his SMS consent remain, and no email
+    # then the welcome SMS, Bob's demo question and his reply, his SMS consent remain, and no email
     kinds = set(page.locator("article.timeline-entry").evaluate_all("els => els.map(e => e.dataset.kind)"))
     assert kinds <= {"message", "inbound", "consent", "decision"} and {"message", "inbound"} <= kinds
-    expect(page.locator("article.entry-inbound")).to_contain_text("yearly plan")
+    expect(page.locator("article.entry-inbound")).to_have_count(2)
+    expect(page.locator("article.entry-inbound").first).to_contain_text("yearly plan")
     expect(page.locator("section.delivery-sms").first).to_contain_text("welcome to Omni")
     expect(page.locator("section.delivery-email")).to_have_count(0)
     screenshot("sms only")

@@ -8,6 +8,8 @@ Unfold reads this through UNFOLD["SIDEBAR"]["navigation"] on every admin page.
 from django.contrib import admin
 from django.urls import reverse
 
+from .support_figures import may_see_figures
+
 MARKETING, SUPPORT, COMPLIANCE, ACTIVITY, SETTINGS = "Marketing", "Support", "Compliance", "Activity", "Settings"
 
 # (app label, model name) in the order the sidebar lists them.
@@ -19,7 +21,7 @@ GROUPS = {
         ("campaigns", "journey"), ("campaigns", "journeystep"), ("campaigns", "enrollment"),
         ("campaigns", "campaign"), ("campaigns", "campaignrecipient"),
     ],
-    SUPPORT: [("channels", "conversation")],
+    SUPPORT: [("channels", "conversation"), ("channels", "blockedsender")],
     COMPLIANCE: [
         ("compliance", "consent"), ("compliance", "consentchange"), ("compliance", "suppression"),
         ("compliance", "quiethours"), ("compliance", "frequencycap"), ("compliance", "sendingpause"),
@@ -68,5 +70,7 @@ def sidebar(request) -> list[dict]:
         found[SUPPORT].append((-1, {"title": "Inbox", "link": reverse("omni-web:inbox")}))
     if request.user.has_perm("contacts.view_contact"):
         found[SUPPORT].append((len(ORDER_OF) + 1, {"title": "Contact search", "link": reverse("omni-web:search")}))
+    if may_see_figures(request.user):
+        found[SUPPORT].append((len(ORDER_OF) + 2, {"title": "Support figures", "link": reverse("omni-web:support-figures")}))
     return [{"title": group, "separator": True, "items": [item for _, item in sorted(items, key=lambda pair: pair[0])]}
             for group, items in found.items() if items]

@@ -15,4 +15,6 @@ urlpatterns = [
     path("inbox/availability/", inbox_views.availability, name="availability"),
     path("inbox/<int:conversation_id>/", inbox_views.thread_page, name="thread"),
     path("inbox/<int:conversation_id>/<slug:action>/", inbox_views.thread_action, name="thread_action"),
+    path("support/figures/", admin.site.admin_view(views.support_figures_page), name="support-figures"),
+    path("support/figures/export/", admin.site.admin_view(views.support_figures_export), name="support-figures-export"),
 ]

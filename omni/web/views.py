@@ -1,9 +1,10 @@
 """Omni's own pages inside the admin's frame (the theme's sidebar and header): the contact
-search, the contact's timeline and the 403 page. Thin: the logic is in the modules beside them
-(omni/web/search.py, omni/web/timeline.py, omni/web/home.py)."""
+search, the contact's timeline, the support figures and the 403 page. Thin: the logic is in the
+modules beside them (omni/web/search.py, omni/web/timeline.py, omni/web/support_figures.py,
+omni/web/home.py)."""
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponseRedirect
+from django.http import HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
@@ -13,7 +14,7 @@ from contacts.models import Contact
 from omni import audit
 from omni.choices import Channel
 
-from . import timeline
+from . import support_figures, timeline
 from .inbox import REPLY
 from .search import MAX_RESULTS, find_contacts
 
@@ -91,3 +92,37 @@ def contact_timeline(request, contact_id: int):
         "opts": Contact._meta,
         "may_start_conversation": request.user.has_perm(REPLY),
     })
+
+
+def support_figures_page(request):
+    if not support_figures.may_see_figures(request.user):
+        raise PermissionDenied
+    form = support_figures.period_form(request.GET)
+    figures = support_figures.figures_for(form.period) if form.is_valid() else None
+    return _figures_page(request, form, figures)
+
+
+def _figures_page(request, form, figures, status=200):
+    export_query = ""
+    if form.is_valid():
+        export_query = f"start={form.period.first_day:%Y-%m-%d}&end={form.period.last_day:%Y-%m-%d}"
+    presets = [(f"Last {days} days", support_figures.Period.last_days(days)) for days in support_figures.PRESET_DAYS]
+    return admin_page(request, "omni_web/support_figures.html", "How support is doing", status=status, form=form,
+                      figures=figures, export_query=export_query, presets=presets,
+                      export_url=reverse("omni-web:support-figures-export"))
+
+
+def support_figures_export(request):
+    if not support_figures.may_see_figures(request.user):
+        raise PermissionDenied
+    form = support_figures.PeriodForm(request.GET)
+    rows = request.GET.get("rows", support_figures.FIGURES)
+    if rows not in support_figures.EXPORTS:
+        form.is_valid()
+        form.add_error(None, f"Export {' or '.join(support_figures.EXPORTS)}, not “{rows}”.")
+    if not form.is_valid():
+        return _figures_page(request, form, None, status=400)
+    export = support_figures.export(form.period, rows=rows, actor=request.user)
+    response = StreamingHttpResponse(export.lines, content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{export.filename}"'
+    return response

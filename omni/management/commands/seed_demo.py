@@ -1,5 +1,6 @@
 """Demo data for `make run`: staff users for each role, contacts with consent, two templates,
-the active "Welcome" journey, and a "signed_up" event per contact so the journey fires.
+the active "Welcome" journey, a "signed_up" event per contact so the journey fires, and an SMS
+question from Bob, so the support inbox has a conversation whatever the journey sends.
 
 Safe to run any number of times: it creates what is missing and changes nothing that exists
 (an edited contact, template or journey is left as the user made it). Passwords are generated
@@ -19,6 +20,7 @@ from django.utils import timezone
 
 from campaigns.actions import activate_journey
 from campaigns.models import Journey, JourneyStatus, JourneyStep, StepKind, TriggerType
+from channels.provider_reports import record_inbound_message
 from compliance.actions import record_consent_change
 from compliance.models import Consent, ConsentSource, ConsentStatus, LawfulBasis
 from contacts.ingest import ingest_event
@@ -29,6 +31,7 @@ from templates.models import Template, TemplateVariant
 
 ADMIN_URL = "http://127.0.0.1:8000/admin/"
 OUTBOX_URL = "http://127.0.0.1:8000/admin/channels/outboxmessage/"
+INBOX_URL = "http://127.0.0.1:8000/admin/inbox/"
 
 # username -> (group, is_superuser)
 DEMO_USERS = {
@@ -90,6 +93,11 @@ DEMO_TEMPLATES = [
 WAIT_SECONDS = 20
 SIGNUP_EVENT = "signed_up"
 
+# Bob writes in at once, through the path a provider's webhook takes (the sandbox's id keeps it
+# to one message however often the command runs).
+CUSTOMER_QUESTION = {"external_id": "demo-bob", "provider_message_id": "demo-bob-question",
+                     "body": "Hi, my trial page says it ends tomorrow but I only signed up today. Can you check?"}
+
 
 class Command(BaseCommand):
     help = "Load the demo data (users, contacts, consents, templates, the Welcome journey). Idempotent."
@@ -104,6 +112,7 @@ class Command(BaseCommand):
             templates = {data["key"]: self.ensure_template(data) for data in DEMO_TEMPLATES}
             self.ensure_journey(templates)
             signups = sum(self.ensure_signup(contact) for contact in contacts)
+            self.ensure_customer_question()
         self.report(logins, logins_path, signups)
 
     # --- users --------------------------------------------------------------------------------
@@ -225,6 +234,14 @@ class Command(BaseCommand):
         )
         return created
 
+    def ensure_customer_question(self) -> bool:
+        bob = Contact.objects.get(external_id=CUSTOMER_QUESTION["external_id"])
+        _, created = record_inbound_message(
+            "sandbox", CUSTOMER_QUESTION["provider_message_id"], Channel.SMS, bob.phone,
+            to_address=settings.TWILIO_FROM_NUMBER, body=CUSTOMER_QUESTION["body"], raw={"demo": True},
+        )
+        return created
+
     # --- output -------------------------------------------------------------------------------
 
     def report(self, logins: dict, logins_path: Path, signups: int) -> None:
@@ -237,6 +254,7 @@ class Command(BaseCommand):
         for username, (group_name, superuser) in DEMO_USERS.items():
             role = "superuser" if superuser else group_name
             out.write(f"    {username:<11} {logins[username]:<20} ({role})")
+        out.write(f"  Support inbox:  {INBOX_URL} (Bob asked a question by SMS)")
         if signups:
             out.write(f"  {signups} demo contact(s) just signed up: the Welcome journey emails them now and, "
                       f"unless they open it, texts them {WAIT_SECONDS}s later.")
