@@ -29,6 +29,8 @@ SCALE_MEANING = {
     "journey_tick": "due enrollments (10x as many in the table), run by 2 Celery worker processes",
     "ingest_http": "contacts; the load runs scale/5000 seconds per endpoint (1 to 10)",
     "ingest_batch": "events x 4, posted in batches of 1,000",
+    "inbound_webhook": "contacts with phones and 20 sent deliveries each; the load runs scale/1000 seconds per "
+                       "endpoint (1 to 10)",
     "gate": "sends in one decide_many (and as many contacts), every rule on",
     "timeline": "contacts with 20 deliveries each, beside one contact with 10,000 entries of every kind",
 }
@@ -38,6 +40,7 @@ SCALE_MEANING = {
 NEEDS = {
     "ingest_http": {"gunicorn": "requirements.txt"},
     "ingest_batch": {"gunicorn": "requirements.txt"},
+    "inbound_webhook": {"gunicorn": "requirements.txt"},
 }
 
 
@@ -56,13 +59,14 @@ def missing_packages(names: list[str]) -> list[str]:
 def benchmarks() -> dict:
     """Every benchmark by name, in the order they run: the ceilings first, so others can be
     shown as a fraction of them."""
-    from . import claim_ceiling, gate, ingest, journey_tick, timeline
+    from . import claim_ceiling, gate, inbound, ingest, journey_tick, timeline
 
     return {
         "claim_ceiling": claim_ceiling.run,
         "journey_tick": journey_tick.run,
         "ingest_http": ingest.run_http,
         "ingest_batch": ingest.run_batch,
+        "inbound_webhook": inbound.run,
         "gate": gate.run,
         "timeline": timeline.run,
     }

@@ -9,22 +9,9 @@ ingest_batch: 4 x scale events in batches of 1,000 on POST /api/v1/events/batch;
 Both check what the database holds afterwards: every event stored once, and audited once the
 tick has taken it up.
 """
-import json
-import os
-import socket
-import subprocess
-import sys
-import tempfile
-import time
-import urllib.request
-from contextlib import contextmanager
-
-from django.conf import settings
-
 from . import Figure
-from .database import database_url
+from .http import compared_with_healthz, healthz_ceiling, run_load, web_server
 
-WORKERS = 2
 CONTACTS = 10_000
 
 
@@ -33,31 +20,17 @@ def run_http(scale: int, *, figures, log) -> list[Figure]:
     raw_key = _api_key()
     seconds = min(10, max(1, scale // 5000))
     with web_server(log) as base:
-        _load("single", f"{base}/healthz", seconds=1)
-        ceiling = _load("single", f"{base}/healthz", seconds=seconds)
-        _load("single", f"{base}/api/v1/events", seconds=1, key=raw_key, contacts=contacts, tag="warmup")
+        ceiling = healthz_ceiling(base, seconds)
+        run_load("single", f"{base}/api/v1/events", seconds=1, key=raw_key, contacts=contacts, tag="warmup")
         before = _stored_events()
-        events = _load("single", f"{base}/api/v1/events", seconds=seconds, key=raw_key, contacts=contacts,
-                       tag="run")
+        events = run_load("single", f"{base}/api/v1/events", seconds=seconds, key=raw_key, contacts=contacts,
+                          tag="run")
         stored = _stored_events() - before
     missing_audit = _events_without_audit()
-    ceiling_rate = ceiling["requests"] / ceiling["seconds"]
-    events_rate = events["requests"] / events["seconds"]
     check = (f"{stored} events stored for {events['requests']} requests (one in ten a retry); "
              f"non-2xx {events['non_2xx']}, socket errors {events['errors']}, events without audit {missing_audit}")
-    return [
-        Figure("ingest_http", "healthz_requests_per_s", ceiling_rate, "req/s", ceiling["requests"], subject="peer",
-               notes=f"GET /healthz, gunicorn {WORKERS} sync workers, {ceiling['client']}, {seconds}s"),
-        Figure("ingest_http", "healthz_p50_ms", ceiling["p50_ms"], "ms", ceiling["requests"], subject="peer"),
-        Figure("ingest_http", "healthz_p99_ms", ceiling["p99_ms"], "ms", ceiling["requests"], subject="peer"),
-        Figure("ingest_http", "events_requests_per_s", events_rate, "req/s", events["requests"],
-               notes=f"POST /api/v1/events, same load; {check}"),
-        Figure("ingest_http", "events_p50_ms", events["p50_ms"], "ms", events["requests"]),
-        Figure("ingest_http", "events_p99_ms", events["p99_ms"], "ms", events["requests"]),
-        Figure("ingest_http", "ratio_to_healthz", events_rate / ceiling_rate, "ratio", events["requests"],
-               notes=f"{events_rate:.0f} / {ceiling_rate:.0f} req/s"),
-        Figure("ingest_http", "events_non_2xx", events["non_2xx"] + events["errors"], "requests", events["requests"]),
-    ]
+    return compared_with_healthz("ingest_http", "events", ceiling, events, seconds=seconds,
+                                 what="POST /api/v1/events", check=check)
 
 
 def run_batch(scale: int, *, figures, log) -> list[Figure]:
@@ -65,10 +38,10 @@ def run_batch(scale: int, *, figures, log) -> list[Figure]:
     raw_key = _api_key()
     total = max(1000, 4 * scale)
     with web_server(log) as base:
-        _load("batch", f"{base}/api/v1/events/batch", key=raw_key, contacts=contacts, events=1000, tag="warmup")
+        run_load("batch", f"{base}/api/v1/events/batch", key=raw_key, contacts=contacts, events=1000, tag="warmup")
         before = _stored_events()
-        result = _load("batch", f"{base}/api/v1/events/batch", key=raw_key, contacts=contacts, events=total,
-                       tag="batch")
+        result = run_load("batch", f"{base}/api/v1/events/batch", key=raw_key, contacts=contacts, events=total,
+                          tag="batch")
         stored = _stored_events() - before
     missing_audit = _events_without_audit()
     notes = (f"{result['client']}; {result['requests']} batches in {result['seconds']:.2f}s; answered stored "
@@ -80,55 +53,6 @@ def run_batch(scale: int, *, figures, log) -> list[Figure]:
         Figure("ingest_batch", "batch_p99_ms", result["p99_ms"], "ms", result["requests"]),
         Figure("ingest_batch", "events_not_stored", total - stored, "events", total),
     ]
-
-
-@contextmanager
-def web_server(log):
-    """gunicorn serving Omni on a free port of 127.0.0.1 against the benchmark database; its base URL."""
-    from django.db import connection
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {**os.environ, "DATABASE_URL": database_url(), "DEBUG": "false", "OMNI_ENV": "development",
-           "ALLOWED_HOSTS": "127.0.0.1", "CELERY_BROKER_URL": "memory://"}
-    command = [sys.executable, "-m", "gunicorn", "omni.wsgi:application", "--workers", str(WORKERS),
-               "--worker-class", "sync", "--bind", f"127.0.0.1:{port}", "--log-level", "warning"]
-    # SQLite: let the server's workers take the write lock while this process is idle.
-    connection.close()
-    with tempfile.TemporaryFile("w+") as output:
-        server = subprocess.Popen(command, cwd=settings.BASE_DIR, env=env, stdout=output, stderr=subprocess.STDOUT)
-        base = f"http://127.0.0.1:{port}"
-        try:
-            _wait_until_up(base, server, output)
-            log(f"gunicorn ({WORKERS} sync workers) on {base}")
-            yield base
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
-
-
-def _wait_until_up(base: str, server, output) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            output.seek(0)
-            raise RuntimeError(f"gunicorn stopped at start:\n{output.read()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{base}/healthz", timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError("gunicorn did not answer /healthz within 30 seconds")
-
-
-def _load(mode: str, url: str, **options) -> dict:
-    arguments = [sys.executable, "-m", "omni.bench.load", mode, url]
-    for name, value in options.items():
-        arguments += [f"--{name}", str(value)]
-    out = subprocess.run(arguments, cwd=settings.BASE_DIR, capture_output=True, text=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
 
 
 def _seed_contacts() -> int:

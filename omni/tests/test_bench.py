@@ -8,7 +8,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from omni.bench import gate, journey_tick, timeline
+from omni.bench import gate, inbound, journey_tick, timeline
 
 
 @pytest.mark.django_db
@@ -51,6 +51,59 @@ def test_the_timeline_benchmark_times_the_first_and_the_50th_page():
     assert "slowest:" in figures["home_ms"].notes
 
 
+@pytest.mark.django_db
+def test_the_inbound_benchmark_counts_a_post_that_was_never_stored(client, settings):
+    from twilio.request_validator import RequestValidator
+
+    # given the benchmark's contacts and deliveries, and ten of its posts of which the first never arrives
+    settings.TWILIO_AUTH_TOKEN = "bench-token"
+    contacts = inbound.seed(5)
+    path = "/webhooks/twilio/inbound/"
+    posts = [inbound.inbound_params("t", 1, n, contacts) for n in range(1, 11)]
+    for params in posts[1:]:
+        signature = RequestValidator("bench-token").compute_signature(settings.OMNI_PUBLIC_URL + path, params)
+        assert client.post(path, params, headers={"X-Twilio-Signature": signature}).status_code == 200
+
+    # when
+    checks = inbound.check({params["MessageSid"]: params for params in posts}, first_inbound=0)
+
+    # then the lost one is counted, and every reply from a known number (n=3 is unknown) found its delivery
+    assert (checks["stored"], checks["lost"], checks["twice"], checks["unposted"]) == (9, 1, 0, 0)
+    assert (checks["from_known"], checks["not_linked"]) == (8, 0)
+    assert {params["From"].startswith("whatsapp:") for params in posts} == {True, False}  # SMS and WhatsApp
+    # one conversation for each contact and channel that wrote in, one contact for the unknown number
+    assert (checks["conversations"].value, checks["conversations"].unit) == (0, "pairs")
+    assert (checks["unknown_contacts"].value, checks["unknown_contacts"].n) == (0, 1)
+
+
+@pytest.mark.django_db
+def test_the_inbound_benchmark_finds_a_pair_without_a_conversation_and_an_unmarked_unknown_contact():
+    from channels.models import Conversation, InboundMessage
+    from contacts.models import Contact
+
+    # given two contacts that wrote in, only the first with a conversation, and an unknown number
+    # whose contact is not marked as an unknown sender
+    first, second = Contact.objects.create(phone="+14153000001"), Contact.objects.create(phone="+14153000002")
+    stranger = Contact.objects.create(phone=f"+{inbound.UNKNOWN_PHONE_BASE}")
+    conversation = Conversation.objects.create(contact=first, channel="sms")
+    posted = {}
+    for number, contact in enumerate((first, second, stranger)):
+        params = inbound.inbound_params("t", 1, 1, 1)
+        params.update(MessageSid=f"SM{number}", From=contact.phone)
+        posted[params["MessageSid"]] = params
+        InboundMessage.objects.create(contact=contact, channel="sms", provider="twilio",
+                                      provider_message_id=f"SM{number}", from_address=contact.phone,
+                                      conversation=conversation if contact == first else None)
+
+    # when
+    checks = inbound.check(posted, first_inbound=0)
+
+    # then
+    assert (checks["conversations"].value, checks["conversations"].n) == (2, 3)  # the second's, and the stranger's
+    assert (checks["unknown_contacts"].value, checks["unknown_contacts"].n) == (1, 1)
+    assert "2 inbound with a contact but no conversation" in checks["conversations"].notes
+
+
 def test_the_bench_command_runs_every_benchmark_in_its_own_database(tmp_path):
     # given a database URL of its own (the command makes bench_<name> on PostgreSQL, a file in
     # OMNI_VAR_DIR on SQLite), never the test database
@@ -71,7 +124,7 @@ def test_the_bench_command_runs_every_benchmark_in_its_own_database(tmp_path):
     figures = [json.loads(line) for line in done.stdout.splitlines()]
     assert all(set(f) == {"bench", "metric", "value", "unit", "n", "subject", "notes"} for f in figures)
     by_name = {(f["bench"], f["metric"]): f for f in figures}
-    expected = {"journey_tick", "ingest_http", "ingest_batch", "gate", "timeline"}
+    expected = {"journey_tick", "ingest_http", "ingest_batch", "inbound_webhook", "gate", "timeline"}
     if connection.vendor == "postgresql":
         expected.add("claim_ceiling")
         assert by_name["claim_ceiling", "duplicate_claims"]["value"] == 0
@@ -82,6 +135,16 @@ def test_the_bench_command_runs_every_benchmark_in_its_own_database(tmp_path):
     assert by_name["ingest_http", "events_non_2xx"]["value"] == 0
     assert by_name["ingest_http", "events_requests_per_s"]["n"] > 0
     assert by_name["ingest_batch", "events_not_stored"]["value"] == 0
+    # signed inbound webhooks: every one accepted, each MessageSid stored once, replies linked
+    assert by_name["inbound_webhook", "inbound_requests_per_s"]["n"] > 0
+    assert by_name["inbound_webhook", "inbound_non_2xx"]["value"] == 0
+    assert by_name["inbound_webhook", "inbound_lost"]["n"] > 0
+    assert by_name["inbound_webhook", "queries_per_inbound"]["value"] > 0
+    for metric in ("inbound_lost", "inbound_stored_twice", "replies_not_linked"):
+        assert by_name["inbound_webhook", metric]["value"] == 0, by_name["inbound_webhook", metric]
+    for metric in ("conversations_not_one_per_contact_channel", "unknown_senders_not_one_contact"):
+        figure = by_name["inbound_webhook", metric]
+        assert (figure["value"], figure["unit"] != "not built yet") == (0, True), figure
     assert by_name["gate", "us_per_message"]["n"] == 20 and by_name["gate", "queries_per_batch"]["value"] <= 8
     assert by_name["timeline", "first_page_ms"]["n"] == 50 and by_name["timeline", "page_50_ms"]["value"] > 0
     assert "ratio_to_healthz" in {f["metric"] for f in figures}

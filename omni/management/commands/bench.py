@@ -18,7 +18,7 @@ DEFAULT_SCALE = 1000
 
 
 class Command(BaseCommand):
-    help = "Run Omni's benchmarks (claim_ceiling, journey_tick, ingest_http, ingest_batch) and print their figures."
+    help = "Run Omni's benchmarks (" + ", ".join(bench.SCALE_MEANING) + ") and print their figures."
 
     def add_arguments(self, parser):
         parser.add_argument("--only", action="append", default=[], metavar="NAME",
@@ -53,9 +53,12 @@ class Command(BaseCommand):
 
 
 def write_table(figures, out) -> None:
-    out.write(f"\n{'bench':<15}{'metric':<34}{'value':>14}  {'unit':<11}{'n':>9}\n")
+    bench_width = max([15, *(len(f.bench) + 1 for f in figures)])
+    metric_width = max([34, *(len(f.metric) + 1 for f in figures)])
+    out.write(f"\n{'bench':<{bench_width}}{'metric':<{metric_width}}{'value':>14}  {'unit':<14}{'n':>9}\n")
     for figure in figures:
-        out.write(f"{figure.bench:<15}{figure.metric:<34}{figure.value:>14,.3f}  {figure.unit:<11}{figure.n:>9}\n")
+        out.write(f"{figure.bench:<{bench_width}}{figure.metric:<{metric_width}}{figure.value:>14,.3f}  "
+                  f"{figure.unit:<14}{figure.n:>9}\n")
     for figure in figures:
         if figure.notes:
             out.write(f"  {figure.bench}.{figure.metric}: {figure.notes}\n")
