@@ -302,6 +302,11 @@ def test_without_see_all_an_agent_sees_their_queues_and_their_own_everywhere(
     assert hidden.status == ConversationStatus.OPEN
     assert Conversation.objects.get(pk=two_queues["billing"].pk).status == ConversationStatus.CLOSED
 
+    # the home's support figures count what the agent may see (three are open; theirs is one)
+    home = client.get(reverse("admin:index"))
+    support = next(panel for panel in home.context["panels"] if panel.role == "support")
+    assert {figure.label: figure.value for figure in support.figures}["Open conversations"] == 1
+
     # administrators see every conversation
     assert len(inbox.read_page(admin_user, inbox.Filters()).rows) == 3
 
