@@ -5,9 +5,12 @@ omni/lib/claims.py), so any number of workers can run the tick and no two ever h
 row. A batch commits as a whole: a worker that dies midway leaves its rows unclaimed for the
 next tick, and the idempotency keys of the messages it would have created make the retry safe.
 
-The stages, in order: events in (campaigns/enrolling.py), due enrollments
+The stages, in order: inbound replies marked on the deliveries they answer
+(channels/provider_reports.py apply_replies_batch), events in (campaigns/enrolling.py), due enrollments
 (campaigns/advancing.py, whose steps campaigns/steps.py runs), deferred messages and fallback
-timers (campaigns/message_timers.py), then lost sends. Each stage has a budget per tick, so a
+timers (campaigns/message_timers.py), inbound messages support automation answers
+(channels/support_automation.py), then conversations waiting for an agent
+(channels/assignment.py) and lost sends. Each stage has a budget per tick, so a
 backlog in one (a burst of events) never starves the others: every stage runs in every tick,
 and a stage cut short goes on in the next.
 """
@@ -16,6 +19,9 @@ from functools import partial
 
 from django.conf import settings
 from django.utils import timezone
+
+from channels import assignment, support_automation
+from channels.provider_reports import REPLY_BATCH, apply_replies_batch
 
 from . import advancing, enrolling, message_timers
 from .tick_report import TickReport
@@ -33,14 +39,18 @@ def tick(now=None, *, hand_off_to=None) -> TickReport:
     else:
         enrollments = (partial(advancing.hand_off_enrollments_batch, hand_off_to), advancing.ENROLLMENT_BATCH)
     stages = [
+        # Before the fallback timers: a reply stops its message's fallback in the same tick.
+        ("replies", apply_replies_batch, REPLY_BATCH),
         ("events", enrolling.process_events_batch, enrolling.EVENT_BATCH),
         ("enrollments", *enrollments),
         ("deferred messages", message_timers.redispatch_deferred_batch, message_timers.MESSAGE_BATCH),
         ("fallback timers", message_timers.fire_fallback_timers_batch, message_timers.MESSAGE_BATCH),
+        ("support automation", support_automation.handle_inbound_batch, support_automation.INBOUND_BATCH),
     ]
     for name, batch, size in stages:
         if not run_stage(batch, size, now, report):
             report.backlogged.append(name)
+    report.assigned += assignment.assign_waiting(now)
     report.requeued = message_timers.requeue_stale_deliveries(now)
     return report
 

@@ -18,6 +18,12 @@ class TickReport:
     # Enrollments claimed and handed to workers (the beat's tick); their steps are counted there.
     handed_off: int = 0
     quarantined: int = 0
+    # Support automation (channels/support_automation.py): inbound messages looked at, automated
+    # replies made, conversations escalated to a queue, conversations handed to agents.
+    inbound_handled: int = 0
+    automated_replies: int = 0
+    escalated: int = 0
+    assigned: int = 0
     # Stages that stopped at their budget with work still due: the next tick goes on with them.
     backlogged: list[str] = field(default_factory=list)
 

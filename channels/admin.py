@@ -4,10 +4,14 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Count, OuterRef, Subquery
+from django.db.models.functions import Coalesce
+from django.forms.models import BaseInlineFormSet
 from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from jinja2 import UndefinedError
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
@@ -20,28 +24,52 @@ from unfold.widgets import (
 )
 
 from compliance import gate
+from compliance.admin import AuditedRuleAdmin
 from contacts.admin import add_contact_display
-from contacts.models import Contact
+from contacts.models import Contact, validate_timezone
 from omni.choices import PHONE_CHANNELS, Channel, Purpose
-from omni.lib.admin import ModelAdmin, ReadOnlyAdminMixin, ReadOnlyInline, adopt_saved
+from omni.lib.admin import (
+    ModelAdmin,
+    ReadOnlyAdminMixin,
+    ReadOnlyInline,
+    TabularInline,
+    adopt_saved,
+    is_administrator,
+)
 from omni.lib.quarantine import QuarantineAdminMixin, QuarantinedFilter
+from templates.rendering import RenderError
 
 from . import conversations, whatsapp
+from .assignment import set_available
+from .business_hours import Schedule
 from .delivery import settle_delivery
 from .provider_reports import record_inbound_message
 from .support_access import conversations_for
 from .routing import provider_name
 from .models import (
+    END_OF_DAY,
+    AgentStatus,
+    AutoResponse,
     BlockedSender,
+    BusinessHours,
     Conversation,
     ConversationStatus,
+    ConversationTag,
     Delivery,
     DeliveryEvent,
     DeliveryStatus,
+    EscalationRule,
+    EscalationTrigger,
+    Holiday,
     InboundMessage,
     Message,
+    OpeningHours,
     OutboxMessage,
+    SavedReply,
+    ServiceLevel,
+    SupportQueue,
 )
+from .support_automation import AUTOMATED_TEXT_VARIABLES, check_text_variables, phrases_of
 
 CONTACT_SEARCH_FIELDS = ["contact__email", "contact__phone", "contact__external_id"]
 
@@ -193,14 +221,16 @@ class BlockedFilter(admin.SimpleListFilter):
 
 
 @admin.register(InboundMessage)
-class InboundMessageAdmin(ReadOnlyAdminMixin, ModelAdmin):
+class InboundMessageAdmin(QuarantineAdminMixin, ReadOnlyAdminMixin, ModelAdmin):
     list_display = ["received_at", "channel", "from_address", "body_preview", "keyword", "needs_agent", "blocked",
-                    "contact", "conversation"]
-    list_filter = ["needs_agent", BlockedFilter, "channel", "keyword", "provider"]
+                    "contact", "conversation", "handled_at", "quarantine_reason"]
+    list_filter = ["needs_agent", BlockedFilter, QuarantinedFilter, "channel", "keyword", "provider"]
     search_fields = ["from_address", "to_address", "body", "provider_message_id", *CONTACT_SEARCH_FIELDS]
     # Conversation.__str__ names its contact.
     list_select_related = ["contact", "conversation__contact"]
     date_hierarchy = "received_at"
+    # Quarantined by support automation's tick stage (channels/support_automation.py).
+    actions = ["retry_quarantined"]
     actions_list = ["write_in"]
 
     @admin.display(description="body")
@@ -493,3 +523,351 @@ def contact_reachability(model_admin, obj):
 
 
 add_contact_display("reachability", contact_reachability)
+
+
+# --- support settings: hours, service levels, queues, agents, tags, rules, saved replies ----------
+
+def _text_problem(source: str, extra: tuple[str, ...]) -> str | None:
+    """Why an automated text cannot be sent as written, in words, or None."""
+    try:
+        check_text_variables(source, extra)
+    except RenderError as error:
+        cause = error.__cause__
+        if isinstance(cause, UndefinedError):
+            known = "".join(f"{{{{ {name} }}}}, " for name in extra)
+            return (f"Unknown variable: {cause.message}. This text may use {known}{{{{ first_name }}}}, "
+                    f"{{{{ last_name }}}} and the contact's others ({{{{ contact.email }}}}, "
+                    f"{{{{ contact.attributes.NAME }}}}...).")
+        return f"Not a valid template: {str(cause or error).rstrip('.')}."
+    return None
+
+
+class AutomatedTextsForm(forms.ModelForm):
+    """Checks the texts Omni sends by itself: each variable must be one it can fill."""
+
+    # {field name: the variables it may use besides the contact's}
+    text_fields: dict[str, tuple[str, ...]] = {}
+
+    def clean(self):
+        cleaned = super().clean()
+        for name, extra in self.text_fields.items():
+            if cleaned.get(name) and (problem := _text_problem(cleaned[name], extra)):
+                self.add_error(name, problem)
+        return cleaned
+
+
+class OpeningHoursForm(forms.ModelForm):
+    class Meta:
+        model = OpeningHours
+        fields = ["weekday", "opens", "closes"]
+
+    def clean(self):
+        cleaned = super().clean()
+        opens, closes = cleaned.get("opens"), cleaned.get("closes")
+        if opens is not None and closes is not None and closes <= opens:
+            self.add_error("closes", "Closes must be later than opens (23:59 closes at the end of the day; "
+                                     "a night shift is two rows, one each side of midnight).")
+        return cleaned
+
+
+class OpeningHoursFormSet(BaseInlineFormSet):
+    def clean(self):
+        super().clean()
+        kept = [form.cleaned_data for form in self.forms
+                if form.cleaned_data and not form.cleaned_data.get("DELETE") and not form.errors]
+        if any(form.errors for form in self.forms):
+            return
+        if not kept:
+            raise ValidationError("Give at least one opening: hours that never open have no due times "
+                                  "(a channel answered around the clock needs no business hours at all).")
+        zone = self.instance.timezone if zone_exists(self.instance.timezone) else "UTC"
+        try:
+            Schedule(zone, tuple((row["weekday"], row["opens"], None if row["closes"] == END_OF_DAY else row["closes"])
+                                 for row in kept))
+        except ValueError as error:
+            raise ValidationError(f"These openings do not fit together: {error}.") from error
+
+
+def zone_exists(name: str) -> bool:
+    try:
+        validate_timezone(name)
+    except ValidationError:
+        return False
+    return bool(name)
+
+
+class OpeningHoursInline(TabularInline):
+    model = OpeningHours
+    form = OpeningHoursForm
+    formset = OpeningHoursFormSet
+    extra = 0
+
+
+class HolidayInline(TabularInline):
+    model = Holiday
+    fields = ["date", "name"]
+    extra = 0
+
+
+@admin.register(BusinessHours)
+class BusinessHoursAdmin(AuditedRuleAdmin):
+    """When people answer: a service level counts its due times in these hours only."""
+
+    audit_noun = "business_hours"
+    list_display = ["name", "timezone", "week"]
+    search_fields = ["name"]
+    inlines = [OpeningHoursInline, HolidayInline]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("openings")
+
+    @admin.display(description="opening hours")
+    def week(self, obj):
+        return "; ".join(str(opening) for opening in obj.openings.all()) or "never open"
+
+
+class ServiceLevelForm(AutomatedTextsForm):
+    text_fields = {"after_hours_reply": AUTOMATED_TEXT_VARIABLES, "satisfaction_question": ()}
+
+    class Meta:
+        model = ServiceLevel
+        fields = ["channel", "business_hours", "first_response_minutes", "resolution_minutes", "after_hours_reply",
+                  "satisfaction_question"]
+        help_texts = {"after_hours_reply": "Sent once per conversation and local day to a customer who writes "
+                                           "outside business hours; {{ response_due }} says when a person "
+                                           "answers. Empty: none."}
+
+    def clean(self):
+        cleaned = super().clean()
+        if (cleaned.get("after_hours_reply") or "").strip() and not cleaned.get("business_hours"):
+            self.add_error("after_hours_reply", "An after-hours reply needs business hours: without them it is "
+                                                "never after hours, and the reply would never go out.")
+        return cleaned
+
+
+@admin.register(ServiceLevel)
+class ServiceLevelAdmin(AuditedRuleAdmin):
+    audit_noun = "service_level"
+    form = ServiceLevelForm
+    list_display = ["channel", "business_hours", "first_response_minutes", "resolution_minutes", "replies_after_hours",
+                    "asks_satisfaction"]
+    list_select_related = ["business_hours"]
+
+    @admin.display(boolean=True, description="after-hours reply")
+    def replies_after_hours(self, obj):
+        return bool(obj.after_hours_reply.strip())
+
+    @admin.display(boolean=True, description="satisfaction question")
+    def asks_satisfaction(self, obj):
+        return bool(obj.satisfaction_question.strip())
+
+
+def staff_users():
+    """Who can work conversations: active staff (a plain list rather than an autocomplete, which
+    would need every editor to hold the permission to view users)."""
+    return get_user_model().objects.filter(is_staff=True, is_active=True).order_by("username")
+
+
+class SupportQueueForm(forms.ModelForm):
+    class Meta:
+        model = SupportQueue
+        fields = ["name", "assignment", "max_open_per_agent", "agents", "is_default"]
+
+    def clean_max_open_per_agent(self):
+        value = self.cleaned_data["max_open_per_agent"]
+        if value < 1:
+            raise ValidationError("At least 1: with 0 nobody gets anything (choose “No automatic assignment” "
+                                  "for a queue handed out by hand).")
+        return value
+
+    def clean_is_default(self):
+        if self.cleaned_data["is_default"]:
+            other = SupportQueue.objects.filter(is_default=True).exclude(pk=self.instance.pk).first()
+            if other is not None:
+                raise ValidationError(f"“{other}” is the default queue already: untick it there first.")
+        return self.cleaned_data["is_default"]
+
+
+@admin.register(SupportQueue)
+class SupportQueueAdmin(AuditedRuleAdmin):
+    """Queues and who works them; new conversations no escalation rule routes wait in the default one."""
+
+    audit_noun = "support_queue"
+    form = SupportQueueForm
+    list_display = ["name", "assignment", "max_open_per_agent", "is_default", "agent_count", "unassigned"]
+    list_filter = ["assignment"]
+    search_fields = ["name"]
+    filter_horizontal = ["agents"]
+
+    def get_queryset(self, request):
+        # Subqueries, not joins: a join of agents and conversations would multiply their rows.
+        members = (SupportQueue.agents.through.objects.filter(supportqueue_id=OuterRef("pk")).order_by()
+                   .values("supportqueue_id").annotate(n=Count("pk")).values("n"))
+        waiting = (Conversation.objects.filter(queue_id=OuterRef("pk"), status=ConversationStatus.OPEN,
+                                               assignee__isnull=True).order_by()
+                   .values("queue_id").annotate(n=Count("pk")).values("n"))
+        return super().get_queryset(request).annotate(
+            agent_count=Coalesce(Subquery(members), 0), unassigned=Coalesce(Subquery(waiting), 0))
+
+    @admin.display(description="agents", ordering="agent_count")
+    def agent_count(self, obj):
+        return obj.agent_count
+
+    @admin.display(description="open, unassigned", ordering="unassigned")
+    def unassigned(self, obj):
+        return obj.unassigned
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        if db_field.name == "agents":
+            kwargs["queryset"] = staff_users()
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+
+@admin.register(AgentStatus)
+class AgentStatusAdmin(ModelAdmin):
+    """Who takes new conversations now: automatic assignment gives them only to available agents."""
+
+    list_display = ["agent", "available", "changed_at"]
+    list_filter = ["available"]
+    search_fields = ["agent__username", "agent__first_name", "agent__last_name"]
+    list_select_related = ["agent"]
+    actions = ["mark_available", "mark_away"]
+
+    def get_fields(self, request, obj=None):
+        return ["agent", "available"] if obj is None else ["agent", "available", "changed_at"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else ["agent", "changed_at"]
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "agent":
+            kwargs["queryset"] = self._markable(request, staff_users(), "pk")
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def has_change_permission(self, request, obj=None):
+        # An agent marks themselves; administrators mark anyone.
+        allowed = super().has_change_permission(request, obj)
+        return allowed and (obj is None or obj.agent_id == request.user.pk or is_administrator(request.user))
+
+    @staticmethod
+    def _markable(request, queryset, agent_field: str = "agent"):
+        return queryset if is_administrator(request.user) else queryset.filter(**{agent_field: request.user.pk})
+
+    def save_model(self, request, obj, form, change):
+        adopt_saved(obj, set_available(obj.agent, obj.available, actor=request.user))
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # mark the agent away instead: the change is audited
+
+    @admin.action(description="Mark available", permissions=["change"])
+    def mark_available(self, request, queryset):
+        self._mark(request, queryset, True)
+
+    @admin.action(description="Mark away", permissions=["change"])
+    def mark_away(self, request, queryset):
+        self._mark(request, queryset, False)
+
+    def _mark(self, request, queryset, available):
+        changing = [status.agent for status in self._markable(request, queryset).select_related("agent")
+                    if status.available != available]
+        for agent in changing:
+            set_available(agent, available, actor=request.user)
+        changed = len(changing)
+        self.message_user(request, f"{changed} agent(s) marked {'available' if available else 'away'}.",
+                          messages.SUCCESS if changed else messages.WARNING)
+
+
+@admin.register(ConversationTag)
+class ConversationTagAdmin(AuditedRuleAdmin):
+    audit_noun = "conversation_tag"
+    list_display = ["name"]
+    search_fields = ["name"]
+
+
+class EscalationRuleForm(AutomatedTextsForm):
+    text_fields = {"acknowledgement": AUTOMATED_TEXT_VARIABLES}
+
+    class Meta:
+        model = EscalationRule
+        fields = ["name", "active", "trigger", "phrases", "threshold", "queue", "acknowledgement", "position"]
+
+    def clean(self):
+        cleaned = super().clean()
+        trigger, threshold = cleaned.get("trigger"), cleaned.get("threshold")
+        if trigger == EscalationTrigger.PHRASE and not phrases_of(cleaned.get("phrases", "")):
+            self.add_error("phrases", "Give at least one phrase, one per line: this rule escalates a message "
+                                      "that contains one.")
+        if trigger == EscalationTrigger.AUTOMATED_REPLIES and threshold is not None and threshold < 1:
+            self.add_error("threshold", "At least 1: with 0 every message would escalate.")
+        if trigger == EscalationTrigger.REPEATED_MESSAGE and threshold is not None and threshold < 2:
+            self.add_error("threshold", "At least 2: a message sent once is not repeated.")
+        return cleaned
+
+
+@admin.register(EscalationRule)
+class EscalationRuleAdmin(AuditedRuleAdmin):
+    """When a conversation needs a person. Rules run in position order; the first match wins."""
+
+    audit_noun = "escalation_rule"
+    form = EscalationRuleForm
+    list_display = ["name", "active", "trigger", "queue", "position"]
+    list_filter = ["active", "trigger", "queue"]
+    search_fields = ["name", "phrases", "acknowledgement"]
+    list_select_related = ["queue"]
+    ordering = ["position", "id"]
+
+
+class AutoResponseForm(AutomatedTextsForm):
+    text_fields = {"body": AUTOMATED_TEXT_VARIABLES}
+
+    class Meta:
+        model = AutoResponse
+        fields = ["name", "active", "phrases", "body", "channel", "position"]
+
+    NO_PHRASES = "Give at least one phrase, one per line: the response answers a message that contains one."
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["phrases"].error_messages["required"] = self.NO_PHRASES
+
+    def clean_phrases(self):
+        if not phrases_of(self.cleaned_data["phrases"]):
+            raise ValidationError(self.NO_PHRASES)
+        return self.cleaned_data["phrases"]
+
+
+@admin.register(AutoResponse)
+class AutoResponseAdmin(AuditedRuleAdmin):
+    """Automated first responses: sent before any agent answered, once per response and conversation."""
+
+    audit_noun = "auto_response"
+    form = AutoResponseForm
+    list_display = ["name", "active", "channel", "position", "body_preview"]
+    list_filter = ["active", "channel"]
+    search_fields = ["name", "phrases", "body"]
+    ordering = ["position", "id"]
+
+    @admin.display(description="body")
+    def body_preview(self, obj):
+        return preview(obj.body)
+
+
+class SavedReplyForm(AutomatedTextsForm):
+    text_fields = {"body": ()}
+
+    class Meta:
+        model = SavedReply
+        fields = ["title", "body", "channel"]
+
+
+@admin.register(SavedReply)
+class SavedReplyAdmin(AuditedRuleAdmin):
+    audit_noun = "saved_reply"
+    form = SavedReplyForm
+    list_display = ["title", "channel", "body_preview"]
+    list_filter = ["channel"]
+    search_fields = ["title", "body"]
+
+    @admin.display(description="body")
+    def body_preview(self, obj):
+        return preview(obj.body)

@@ -87,8 +87,9 @@ def unclosed(contact_id: int, channel: str) -> Conversation | None:
     return Conversation.objects.filter(contact_id=contact_id, channel=channel).exclude(status=CLOSED).first()
 
 
-def is_blocked(channel: str, address: str) -> bool:
-    return BlockedSender.objects.filter(channel=channel, address=address, unblocked_at__isnull=True).exists()
+def blocked_senders(channel: str, address: str) -> QuerySet:
+    """The block on `address` in force, if any (an EXISTS of its own or inside another query)."""
+    return BlockedSender.objects.filter(channel=channel, address=address, unblocked_at__isnull=True)
 
 
 def open_or_continue(inbound: InboundMessage, *, searched: bool = False) -> Conversation | None:
@@ -152,13 +153,13 @@ def record_satisfaction(conversation: Conversation, score: int, inbound: Inbound
 
 
 def replied_event(inbound: InboundMessage, conversation: Conversation) -> dict:
-    """The `inbound.replied` ContactEvent's fields for contacts.ingest.ingest_event."""
+    """The `inbound.replied` ContactEvent for contacts.ingest.store_events (source EVENT_SOURCE)."""
     key = f"inbound:{inbound.provider}:{inbound.provider_message_id}"
     if len(key) > MAX_EVENT_KEY_LENGTH:
         # Provider ids may be as long as the key may be; a digest of an overlong one still names it once.
         key = f"inbound:{inbound.provider}:sha256:{hashlib.sha256(inbound.provider_message_id.encode()).hexdigest()}"
-    return {"contact": inbound.contact, "name": REPLIED_EVENT, "occurred_at": inbound.received_at,
-            "idempotency_key": key, "source": EVENT_SOURCE,
+    return {"contact_id": inbound.contact_id, "name": REPLIED_EVENT, "occurred_at": inbound.received_at,
+            "idempotency_key": key,
             "properties": {"conversation_id": conversation.pk, "channel": inbound.channel,
                            "inbound_message_id": inbound.pk}}
 

@@ -512,6 +512,8 @@ class Conversation(models.Model):
 
     class Meta:
         ordering = ["-last_activity_at"]
+        # Sending to the customer (channels/replies.py) is more than changing the conversation.
+        permissions = [("reply_conversation", "Can reply to conversations")]
         constraints = [
             models.UniqueConstraint(fields=["contact", "channel"], condition=~Q(status="closed"),
                                     name="one_unclosed_conversation_per_channel"),
@@ -523,6 +525,10 @@ class Conversation(models.Model):
             models.Index(fields=["status", "assignee"], name="conversation_status_assignee"),
             # The inbox: not closed, by first-response due time.
             models.Index(fields=["status", "first_response_due_at", "id"], name="conversation_inbox_order"),
+            # Closed and not yet asked the satisfaction question (channels.support_automation.
+            # ask_satisfaction, every minute): each asked one leaves the index.
+            models.Index(fields=["channel", "closed_at"], name="conversation_to_survey",
+                         condition=Q(status="closed", satisfaction_asked_at__isnull=True)),
         ]
 
     def __str__(self):
@@ -663,6 +669,8 @@ class InboundMessage(models.Model):
     quarantined_at = models.DateTimeField(null=True, blank=True)
     quarantine_reason = models.TextField(blank=True, default="", db_default="")
     automated_reply = models.ForeignKey("Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # The tick marked in_reply_to replied (provider_reports.apply_replies_batch), out of the webhook.
+    reply_applied_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-received_at"]
@@ -673,6 +681,12 @@ class InboundMessage(models.Model):
             models.Index(fields=["contact", "received_at", "id"], name="inbound_contact_time"),
             models.Index(fields=["received_at", "id"], condition=Q(handled_at__isnull=True, quarantined_at__isnull=True),
                          name="inbound_unhandled"),
+            # The administrators' home counts quarantined rows (omni/web/home.py).
+            models.Index(fields=["quarantined_at"], condition=Q(quarantined_at__isnull=False), name="inbound_quarantined"),
+            models.Index(fields=["received_at", "id"],
+                         condition=Q(in_reply_to__isnull=False, reply_applied_at__isnull=True,
+                                     quarantined_at__isnull=True),
+                         name="inbound_reply_unapplied"),
         ]
 
     def __str__(self):

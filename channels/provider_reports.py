@@ -7,15 +7,18 @@ and a delivery's status only ever moves forward, so repeated and out-of-order we
 harmless.
 """
 from django.db import IntegrityError, transaction
+from django.db.models import Exists, Subquery
 from django.utils import timezone
 
 from omni import audit
 from compliance.actions import record_consent_change, record_opt_out, suppress
 from compliance.models import ConsentSource, ConsentStatus, SuppressionReason
 from contacts.actions import contact_for_unknown_sender
-from contacts.ingest import ingest_event
+from contacts.ingest import store_events
 from contacts.models import Contact
 from omni.choices import PHONE_CHANNELS, Purpose
+from omni.lib.claims import claim, excluding
+from omni.lib.quarantine import quarantine_failures, run_isolating_failures
 
 from . import conversations, state
 from .consent_messages import act_on_keyword
@@ -240,9 +243,9 @@ def record_inbound_message(provider: str, provider_message_id: str, channel: str
     """Store something a contact sent us, once per provider message id. Returns (inbound, created).
 
     Links the contact with that phone number (or email), and the latest delivery sent to that
-    address on the same channel that did not fail (bounced, failed, undelivered), which is
-    also marked replied. A keyword (STOP, START, HELP) is acted on in the same transaction
-    (channels.consent_messages.act_on_keyword). Then, in that transaction too
+    address on the same channel that did not fail (bounced, failed, undelivered); the tick marks
+    that delivery replied (apply_replies_batch), which keeps the webhook short. A keyword (STOP,
+    START, HELP) is acted on in the same transaction (channels.consent_messages.act_on_keyword). Then, in that transaction too
     (channels.conversations):
     - from a blocked sender, the message is stored with blocked=True (and handled: no automation
       looks at it) and nothing more happens, beyond the consent a keyword changes;
@@ -256,46 +259,54 @@ def record_inbound_message(provider: str, provider_message_id: str, channel: str
     A bounded number of queries, whatever the history: the webhook stays fast.
     """
     at = received_at or timezone.now()
+    try:
+        return _record_inbound_message(provider, provider_message_id, channel, from_address, to_address, body,
+                                       media, raw, at)
+    except IntegrityError:
+        # Two copies at once: the other request stored it first, and this transaction (reads so
+        # far, no savepoint spent on the insert) rolled back whole.
+        existing = InboundMessage.objects.filter(provider=provider, provider_message_id=provider_message_id).first()
+        if existing is None:
+            raise
+        return existing, False
+
+
+def _record_inbound_message(provider, provider_message_id, channel, from_address, to_address, body, media, raw,
+                            at) -> tuple[InboundMessage, bool]:
     actor_label = f"provider:{provider}"
     with transaction.atomic():
         existing = InboundMessage.objects.filter(provider=provider, provider_message_id=provider_message_id).first()
         if existing:
             return existing, False
         address_field = "phone" if channel in PHONE_CHANNELS else "email"
-        contact = Contact.objects.reachable().filter(**{address_field: from_address}).first()
-        blocked = conversations.is_blocked(channel, from_address)
+        blocked_query = conversations.blocked_senders(channel, from_address)
         # A delivery that failed never reached the contact, so the reply cannot answer it.
-        in_reply_to = (
+        answered = (
             Delivery.objects.filter(channel=channel, to_address=from_address, sent_at__isnull=False)
             .exclude(status__in=FALLBACK_STATUSES)
-            .order_by("-sent_at", "-pk").first()
+            .order_by("-sent_at", "-pk").values("pk")[:1]
         )
+        # A known sender's block and the delivery answered come with the contact, in one query.
+        contact = (Contact.objects.reachable().filter(**{address_field: from_address})
+                   .annotate(sender_blocked=Exists(blocked_query), answered_delivery=Subquery(answered)).first())
+        if contact is not None:
+            blocked, in_reply_to_id = contact.sender_blocked, contact.answered_delivery
+        else:
+            blocked, in_reply_to_id = blocked_query.exists(), answered.values_list("pk", flat=True).first()
         score = conversations.satisfaction_score(body) if contact and not blocked else None
         rated = conversations.awaiting_satisfaction(contact.pk, channel, at) if score else None
         conversation = conversations.unclosed(contact.pk, channel) if contact and not blocked and not rated else None
         values = {"contact": contact, "channel": channel, "from_address": from_address, "to_address": to_address,
-                  "body": body, "media": media or [], "in_reply_to": in_reply_to, "raw": raw or {},
+                  "body": body, "media": media or [], "in_reply_to_id": in_reply_to_id, "raw": raw or {},
                   "received_at": at, "conversation": rated or conversation, "blocked": blocked,
                   "handled_at": timezone.now() if blocked else None}
-        try:
-            with transaction.atomic():
-                inbound = InboundMessage.objects.create(
-                    provider=provider, provider_message_id=provider_message_id, **values
-                )
-        except IntegrityError:
-            return InboundMessage.objects.get(provider=provider, provider_message_id=provider_message_id), False
+        inbound = InboundMessage.objects.create(provider=provider, provider_message_id=provider_message_id, **values)
         audit.record(
             "inbound.received", contact=contact, obj=inbound, channel=channel, actor_label=actor_label,
             data={"provider": provider, "provider_message_id": provider_message_id,
-                  "in_reply_to": in_reply_to.pk if in_reply_to else None, "media": len(inbound.media),
+                  "in_reply_to": in_reply_to_id, "media": len(inbound.media),
                   **({"blocked": True} if blocked else {})},
         )
-        if in_reply_to is not None:
-            record_delivery_event(
-                in_reply_to.provider, f"inbound:{provider}:{provider_message_id}", in_reply_to.provider_message_id,
-                EventType.REPLIED, inbound.received_at, recipient=from_address,
-                raw={"inbound_message": inbound.pk}, delivery_id=in_reply_to.pk,
-            )
         # STOP, START and HELP: consent changes and the one reply, kept or lost with the message.
         reading = act_on_keyword(inbound)
         if blocked:
@@ -308,6 +319,38 @@ def record_inbound_message(provider: str, provider_message_id: str, channel: str
         else:
             _open_or_continue_conversation(inbound, address_field, actor_label, reading)
     return inbound, True
+
+
+REPLY_BATCH = 200
+
+
+def apply_replies_batch(now, report, handled: set | None = None) -> int:
+    """A tick stage: claim inbound messages whose delivery is not yet marked replied and record
+    the REPLIED event on it (its status, the message engaged, its fallback stopped). One that
+    cannot be applied is quarantined; the rest of its batch goes on."""
+    with transaction.atomic():
+        rows = claim(
+            excluding(InboundMessage.objects.filter(in_reply_to__isnull=False, reply_applied_at__isnull=True,
+                                                    quarantined_at__isnull=True), handled)
+            .select_related("in_reply_to").order_by("received_at", "id"),
+            REPLY_BATCH,
+        )
+        if not rows:
+            return 0
+        failures = run_isolating_failures(rows, lambda batch: _apply_replies(batch, now))
+        report.quarantined += quarantine_failures(InboundMessage, failures, now, stage="replies")
+        return len(rows)
+
+
+def _apply_replies(rows: list[InboundMessage], now) -> None:
+    for inbound in rows:
+        delivery = inbound.in_reply_to
+        record_delivery_event(
+            delivery.provider, f"inbound:{inbound.provider}:{inbound.provider_message_id}",
+            delivery.provider_message_id, EventType.REPLIED, inbound.received_at, recipient=inbound.from_address,
+            raw={"inbound_message": inbound.pk}, delivery_id=delivery.pk,
+        )
+    InboundMessage.objects.filter(pk__in=[inbound.pk for inbound in rows]).update(reply_applied_at=now)
 
 
 def _open_or_continue_conversation(inbound: InboundMessage, address_field: str, actor_label: str, reading) -> None:
@@ -329,4 +372,5 @@ def _open_or_continue_conversation(inbound: InboundMessage, address_field: str, 
         # belongs to the thread too.
         Message.objects.filter(idempotency_key=f"keyword:{inbound.pk}", conversation__isnull=True).update(
             conversation=conversation)
-    ingest_event(**conversations.replied_event(inbound, conversation))
+    # One INSERT, no savepoint: the key names this message, stored just now and only once.
+    store_events([conversations.replied_event(inbound, conversation)], source=conversations.EVENT_SOURCE)

@@ -11,18 +11,21 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from compliance import decisions, gate, ledger
 from contacts.models import Device
 from omni import audit
-from omni.choices import Channel
+from omni.choices import Channel, Purpose
 from omni.lib.bulk import bulk_insert
 
 from . import state, whatsapp
 from .models import (
     ENGAGED_DELIVERY_STATUSES,
     FAILED_DELIVERY_STATUSES,
+    Conversation,
+    ConversationStatus,
     Delivery,
     DeliveryStatus,
     Message,
@@ -48,7 +51,7 @@ def provider_name(channel: str) -> str:
 
 def create_message(*, contact, channel_plan, source, template_version=None, content=None, purpose="",
                    urgency="normal", variables=None, intent_key="", idempotency_key=None, expires_at=None, priority=0,
-                   conversation=None, agent=None, api_key=None, exemption="") -> tuple[Message, bool]:
+                   conversation=None, agent=None, api_key=None, exemption="", resent_from=None) -> tuple[Message, bool]:
     """Create the canonical message, or return the one already made for idempotency_key.
 
     It says what a published `template_version` says, or what `content` says as written
@@ -69,6 +72,7 @@ def create_message(*, contact, channel_plan, source, template_version=None, cont
         conversation=conversation,
         agent=agent,
         api_key=api_key,
+        resent_from=resent_from,
         idempotency_key=idempotency_key,
         expires_at=expires_at,
         exemption=exemption,
@@ -144,7 +148,9 @@ def dispatch_many(messages: list[Message], *, now=None) -> dict[int, Delivery]:
     skipped too; the first other verdict (queue, defer or suppress) stands. Every verdict
     routing relied on is kept as a Decision row, with its audit entry, and each message queued as
     a row of the send ledger (frequency caps count them), for the messages routing moved (not for
-    one another worker moved first). The whole batch costs a fixed handful of queries.
+    one another worker moved first). Marketing to a contact in a support conversation, or just out
+    of one, is deferred by the gate (conversation_holds). The whole batch costs a fixed handful of
+    queries.
 
     Runs inside the caller's transaction, which holds the messages' locks (claimed, or just
     created); the contacts are locked next, before the gate reads the ledger (channels/state.py),
@@ -157,14 +163,17 @@ def dispatch_many(messages: list[Message], *, now=None) -> dict[int, Delivery]:
     devices = _push_devices(pending)
     candidates = {m.pk: _candidates(m, devices) for m in pending}
     sessions = _whatsapp_sessions(pending, candidates, now)
+    holds = conversation_holds(pending, now)
     requests = []
     for message in pending:
         for c in candidates[message.pk]:
             if c.variant is not None:
                 c.index = len(requests)
                 facts = {"whatsapp_session": message.contact_id in sessions} if c.channel == Channel.WHATSAPP else {}
+                held_by = holds.get(message.contact_id, ()) if message.purpose == Purpose.MARKETING else ()
                 requests.append(gate.SendRequest(message.contact, c.channel, message.purpose, c.address,
-                                                 c.provider, message.expires_at, message.exemption, message.pk, facts))
+                                                 c.provider, message.expires_at, message.exemption, message.pk, facts,
+                                                 held_by))
     batch = gate.Batch(requests, now)
 
     moves, entries, rulings, queued, undeliverable = [], [], [], [], []
@@ -235,6 +244,25 @@ def _whatsapp_sessions(messages: list[Message], candidates: dict[int, list], now
     """The open WhatsApp sessions of the contacts a WhatsApp send may go to, in one query."""
     wanted = {m.contact_id for m in messages if any(c.channel == Channel.WHATSAPP for c in candidates[m.pk])}
     return whatsapp.session_ends(wanted, now) if wanted else {}
+
+
+def conversation_holds(messages: list[Message], now) -> dict[int, tuple]:
+    """The conversations holding marketing to the contacts of the marketing messages among
+    `messages`, in one query (none without marketing): {contact id: ((conversation id, hold end
+    or None while not closed), ...)}, for gate.SendRequest.conversations. A conversation holds
+    while it is not closed and for settings.OMNI_CONVERSATION_HOLD after it closed."""
+    wanted = {m.contact_id for m in messages if m.purpose == Purpose.MARKETING}
+    if not wanted:
+        return {}
+    hold = settings.OMNI_CONVERSATION_HOLD
+    found = {}
+    rows = (Conversation.objects.filter(contact_id__in=wanted)
+            .filter(~Q(status=ConversationStatus.CLOSED) | Q(closed_at__gt=now - hold))
+            .order_by("contact_id", "id").values_list("contact_id", "id", "status", "closed_at"))
+    for contact_id, conversation_id, status, closed_at in rows:
+        held_until = None if status != ConversationStatus.CLOSED else closed_at + hold
+        found.setdefault(contact_id, []).append((conversation_id, held_until))
+    return {contact_id: tuple(held) for contact_id, held in found.items()}
 
 
 def _candidates(message: Message, devices: dict[int, tuple]) -> list[_Candidate]:

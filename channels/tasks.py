@@ -5,6 +5,7 @@ from celery import shared_task
 
 from .conversations import close_waiting
 from .delivery import reconcile_stuck_deliveries, send_delivery, settle_uncertain_deliveries
+from .support_automation import ask_satisfaction
 from .webhooks.sandbox import simulate_events
 
 log = logging.getLogger(__name__)
@@ -55,3 +56,9 @@ def settle_uncertain_deliveries_task() -> None:
 def close_waiting_conversations_task() -> None:
     """Close conversations left waiting on the customer too long (beat, hourly)."""
     close_waiting()
+
+
+@shared_task(ignore_result=True)
+def ask_satisfaction_task() -> None:
+    """Ask the satisfaction question in conversations that closed (beat, every minute)."""
+    ask_satisfaction()

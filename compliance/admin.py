@@ -330,6 +330,10 @@ class DecisionAdmin(PlainIdLinks, ReadOnlyAdminMixin, ModelAdmin):
             parts.append(f"{len(inputs['ledger'])} send(s) in the ledger within the longest cap window")
         if inputs.get("exemption"):
             parts.append(f"exemption: {inputs['exemption']}")
+        if inputs.get("conversations"):
+            parts.append("support conversations holding marketing: " + ", ".join(
+                f"#{conversation_id} ({f'held until {held_until}' if held_until else 'not closed'})"
+                for conversation_id, held_until in inputs["conversations"]))
         return "; ".join(parts) or "—"
 
 

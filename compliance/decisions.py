@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from omni import audit
+from omni.choices import Channel, Purpose
 from omni.lib.bulk import insert_rows
 from omni.models import AuditEntry
 
-from .gate import Rules, SendFacts, Verdict, current_rules, zone_named
-from .models import Decision
+from .gate import DEFER, Rules, SendFacts, Verdict, current_rules, zone_named
+from .models import Decision, SuppressionReason
 
 # decide() only asks whether there is an address; the row never keeps it (personal data).
 KEPT_ADDRESS = "(kept out of the decision)"
@@ -77,6 +78,9 @@ def inputs_of(verdict: Verdict, facts: SendFacts, now) -> dict:
                       ledger=[[channel, purpose, at.isoformat()] for channel, purpose, at in facts.sends])
     if facts.channel_facts:
         inputs["channel_facts"] = dict(facts.channel_facts)
+    if facts.conversations:
+        inputs["conversations"] = [[conversation_id, held_until.isoformat() if held_until else None]
+                                   for conversation_id, held_until in facts.conversations]
     return inputs
 
 
@@ -105,8 +109,40 @@ def facts_of(decision: Decision, rules: Rules | None = None) -> SendFacts:
         lifecycle_stage=inputs.get("lifecycle_stage", ""),
         sends=tuple((channel, purpose, datetime.fromisoformat(at)) for channel, purpose, at in inputs.get("ledger", ())),
         channel_facts=inputs.get("channel_facts", {}),
+        conversations=tuple((conversation_id, datetime.fromisoformat(held_until) if held_until else None)
+                            for conversation_id, held_until in inputs.get("conversations", ())),
         rules=rules or current_rules(),
     )
+
+
+def in_words(decision: Decision) -> str:
+    """What a refusing (or deferring) decision means, in words an agent can pass on: "The
+    contact opted out of informational messages by SMS." """
+    reason = decision.reason
+    channel = Channel(decision.channel).label if decision.channel in Channel.values else decision.channel
+    purpose = Purpose(decision.purpose).label.lower() if decision.purpose in Purpose.values else decision.purpose
+    later = ""
+    if decision.outcome == DEFER and decision.defer_until:
+        later = f" It will be tried again at {decision.defer_until:%Y-%m-%d %H:%M} UTC."
+    if reason.startswith("suppressed:"):
+        why = reason.removeprefix("suppressed:")
+        label = SuppressionReason(why).label.lower() if why in SuppressionReason.values else why
+        return f"The {channel} address is on the suppression list ({label})."
+    if reason.startswith("conversation_open:"):
+        number = reason.removeprefix("conversation_open:")
+        return (f"Marketing waits while the contact's support conversation #{number} is open or recently "
+                f"closed.{later}")
+    words = {
+        "expired": "It expired before it could be sent.",
+        "no_address": f"The contact has no {channel} address.",
+        "contact_paused": "Someone paused all messages to this contact.",
+        "opted_out": f"The contact opted out of {purpose} messages by {channel}.",
+        "no_marketing_consent": f"The contact has not opted in to marketing by {channel}.",
+        "channel_paused": f"Sending by {channel} is paused.{later}",
+        "quiet_hours": f"It is quiet hours where the contact is.{later}",
+        "frequency_cap": f"The contact has had as many messages as a frequency cap allows.{later}",
+    }
+    return words.get(reason, f"The gate refused it ({reason}).")
 
 
 ROW_FIELDS = [*Decision.DIGEST_FIELDS, "digest"]

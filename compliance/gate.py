@@ -15,6 +15,10 @@ The rules, in order (the reason each gives when it fails):
   consent         suppress "opted_out"           the contact revoked consent for this scope
   marketing       suppress "no_marketing_consent"  marketing needs an explicit opt-in
   channel_pause   defer "channel_paused"         an operator paused the channel or provider
+  conversation_hold  defer "conversation_open:<id>"  marketing waits while the contact has a
+                                                 conversation not closed (looked at again after
+                                                 CONVERSATION_RECHECK) and until the hold after one
+                                                 closed ends; "expired" when the message expires first
   quiet_hours     defer "quiet_hours"            a QuietHours row is in its window in the
                                                  contact's zone; suppress "expired" when the
                                                  message expires before the window ends
@@ -68,16 +72,26 @@ SUPPRESS = "suppress"
 #   opt_out_confirmation   opted_out, suppressed:stop, frequency_cap,     suppressed:hard_bounce and
 #                          quiet_hours                                     every other suppression,
 #                                                                          expired, contact_paused
+#   conversational_reply   frequency_cap, quiet_hours                      consent, every suppression,
+#                                                                          expired, contact_paused
+# An agent answering a customer who wrote within the last 24 hours is part of the conversation
+# the customer started: counting it against caps or holding it until morning would leave them
+# waiting, but an opt-out still stops it.
 EXEMPTIONS = {
     Exemption.NONE: frozenset(),
     Exemption.OPT_OUT_CONFIRMATION: frozenset({"opted_out", "suppressed:stop", "frequency_cap", "quiet_hours"}),
+    Exemption.CONVERSATIONAL_REPLY: frozenset({"frequency_cap", "quiet_hours"}),
 }
 
 # The built-in rules in the order they run (the sending rules, rows staff edit, run after them).
-BUILT_IN_RULES = ("expiry", "address", "contact_pause", "suppression", "consent", "marketing", "channel_pause")
+BUILT_IN_RULES = ("expiry", "address", "contact_pause", "suppression", "consent", "marketing", "channel_pause",
+                  "conversation_hold")
 
 # A paused channel is looked at again after this long; the pause may have been lifted.
 PAUSE_RECHECK = timedelta(minutes=5)
+# Marketing held by a conversation not yet closed is looked at again after this long: it may
+# have closed, and then the hold runs from its closing.
+CONVERSATION_RECHECK = PAUSE_RECHECK
 
 UTC = dt_timezone.utc
 ZONE_SOURCES = ("profile", "phone", "default")
@@ -293,6 +307,9 @@ class SendFacts:
     sends: tuple[tuple[str, str, datetime], ...] = ()
     # What channels knows and the gate does not, e.g. {"whatsapp_session": True}.
     channel_facts: dict = field(default_factory=dict)
+    # The contact's support conversations that hold marketing: (conversation id, when its hold
+    # ends), the end None while it is not closed.
+    conversations: tuple[tuple[int, datetime | None], ...] = ()
     rules: Rules = field(default=NO_RULES, compare=False, repr=False)
 
 
@@ -331,6 +348,17 @@ def decide(facts: SendFacts, now: datetime) -> Verdict:
         fail("marketing", SUPPRESS, "no_marketing_consent")
     if facts.channel_paused:
         fail("channel_pause", DEFER, "channel_paused", until=now + PAUSE_RECHECK)
+    if facts.purpose == Purpose.MARKETING:
+        for conversation_id, held_until in facts.conversations:
+            hold_ends = now + CONVERSATION_RECHECK if held_until is None else held_until
+            if hold_ends <= now:
+                continue
+            if facts.expires_at and facts.expires_at <= hold_ends:
+                fail("conversation_hold", SUPPRESS, "expired", conversation=conversation_id,
+                     window_ends=hold_ends.isoformat())
+            else:
+                fail("conversation_hold", DEFER, f"conversation_open:{conversation_id}", until=hold_ends,
+                     conversation=conversation_id)
 
     rules = facts.rules
     zone_used, latest_quiet_end = "", None
@@ -412,6 +440,9 @@ class SendRequest:
     # The message being sent: its own rows in the send ledger do not count against it.
     message_id: int | None = None
     channel_facts: dict = field(default_factory=dict)
+    # The contact's conversations that hold marketing, as SendFacts.conversations says; channels
+    # loads them (compliance cannot read conversations).
+    conversations: tuple = ()
 
 
 def contact_zones(contact) -> tuple[tuple[str, ...], str]:
@@ -475,6 +506,7 @@ def load_facts_many(requests: list[SendRequest], now: datetime | None = None,
             sends=tuple((channel, purpose, at) for channel, purpose, at, message_id in ledger.get(contact.pk, ())
                         if message_id != r.message_id),
             channel_facts=r.channel_facts,
+            conversations=r.conversations,
             rules=rules,
         ))
     return facts

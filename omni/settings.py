@@ -368,6 +368,11 @@ OMNI_OPT_OUT_REVOKES_TRANSACTIONAL = env.bool("OMNI_OPT_OUT_REVOKES_TRANSACTIONA
 # Opt-ins recorded by an import are confirmed (the first SMS after an opt-in) only when set.
 OMNI_CONFIRM_IMPORTED_OPT_INS = env.bool("OMNI_CONFIRM_IMPORTED_OPT_INS", default=False)
 
+# --- Support --------------------------------------------------------------------------------
+# Marketing to a contact waits while they have a support conversation not closed, and this many
+# hours after one closes (channels.routing passes the conversations to the gate).
+OMNI_CONVERSATION_HOLD = timedelta(hours=env.float("OMNI_CONVERSATION_HOLD_HOURS", default=48.0))
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -393,5 +398,6 @@ CELERY_BEAT_SCHEDULE = {
     "omni-reconcile-deliveries": {"task": "channels.tasks.reconcile_deliveries_task", "schedule": 60.0, "options": {"queue": "default", "expires": 120}},
     "omni-settle-uncertain-deliveries": {"task": "channels.tasks.settle_uncertain_deliveries_task", "schedule": 60.0, "options": {"queue": "default", "expires": 120}},
     "omni-close-waiting-conversations": {"task": "channels.tasks.close_waiting_conversations_task", "schedule": 3600.0, "options": {"queue": "default", "expires": 1800}},
+    "omni-ask-satisfaction": {"task": "channels.tasks.ask_satisfaction_task", "schedule": 60.0, "options": {"queue": "default", "expires": 120}},
     "omni-expire-double-opt-ins": {"task": "compliance.tasks.expire_double_opt_ins_task", "schedule": 3600.0, "options": {"queue": "default", "expires": 1800}},
 }

@@ -6,8 +6,9 @@ autoescaped; text channels are not, so an apostrophe in a name stays an apostrop
 """
 from functools import lru_cache
 
-from jinja2 import StrictUndefined, TemplateError, UndefinedError
+from jinja2 import ChainableUndefined, StrictUndefined, TemplateError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
+from jinja2.utils import missing
 
 _text_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
 _html_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=True)
@@ -67,6 +68,53 @@ def _compiled(source: str, *, html: bool):
     # Compiling is most of the cost of a render; a campaign renders the same few sources
     # thousands of times.
     return (_html_env if html else _text_env).from_string(source)
+
+
+def undefined_names(source: str, variables: dict) -> list[str]:
+    """Every variable `source` uses that `variables` lacks, by its dotted name
+    ("contact.attributes.plan"), in order of first use: what a strict render would stop at, all
+    at once, so a person can be told each one before anything is sent. Names given a default
+    (`{{ nickname | default("there") }}`) are not missing."""
+    paths = {}
+
+    def walk(value, path):
+        if isinstance(value, dict):
+            paths[id(value)] = path
+            for key, inner in value.items():
+                walk(inner, f"{path}.{key}" if path else str(key))
+
+    walk(variables, "")
+    found = []
+
+    class Recording(ChainableUndefined):
+        # A missing value is named when the template uses it (prints, loops over or tests it),
+        # not when a filter such as `default` only looks at it.
+        def _record(self):
+            name = self._undefined_name or ""
+            parent = self._undefined_obj
+            if parent is not missing and id(parent) in paths and paths[id(parent)]:
+                name = f"{paths[id(parent)]}.{name}"
+            if name and name not in found:
+                found.append(name)
+
+        def __str__(self):
+            self._record()
+            return ""
+
+        def __iter__(self):
+            self._record()
+            return iter(())
+
+        def __bool__(self):
+            self._record()
+            return False
+
+        def __len__(self):
+            self._record()
+            return 0
+
+    SandboxedEnvironment(undefined=Recording, autoescape=False).from_string(source).render(variables)
+    return found
 
 
 def validate_source(source: str, *, html: bool = False) -> None:

@@ -68,3 +68,40 @@ def tick(db):
     from campaigns.tick import tick
 
     return lambda now=None: tick(now or timezone.now())
+
+
+# --- support: customers writing in, agents, queues -------------------------------------------
+
+@pytest.fixture
+def write_in(client, twilio_settings):
+    """write_in(body, sender=Alice's number, channel="sms") posts a signed Twilio inbound message
+    to the webhook, as Twilio does, and returns the InboundMessage stored."""
+    import itertools
+
+    from twilio.request_validator import RequestValidator
+
+    from channels.models import InboundMessage
+
+    sids = itertools.count(1)
+
+    def post(body, sender="+14155550100", channel="sms"):
+        sid = f"SMin{next(sids)}"
+        params = {"MessageSid": sid, "SmsMessageSid": sid, "AccountSid": twilio_settings.TWILIO_ACCOUNT_SID,
+                  "From": f"whatsapp:{sender}" if channel == "whatsapp" else sender,
+                  "To": "+15005550006", "Body": body, "NumMedia": "0"}
+        url = f"{twilio_settings.OMNI_PUBLIC_URL}/webhooks/twilio/inbound/"
+        signature = RequestValidator(twilio_settings.TWILIO_AUTH_TOKEN).compute_signature(url, params)
+        response = client.post("/webhooks/twilio/inbound/", data=params, headers={"X-Twilio-Signature": signature})
+        assert response.status_code == 200, response.content
+        return InboundMessage.objects.get(provider="twilio", provider_message_id=sid)
+
+    return post
+
+
+@pytest.fixture
+def agents(db):
+    """Three support agents, Ann, Bea and Cy (staff users, in id order), none marked available yet."""
+    from django.contrib.auth import get_user_model
+
+    return [get_user_model().objects.create_user(name, f"{name}@omni.example", is_staff=True)
+            for name in ("ann", "bea", "cy")]

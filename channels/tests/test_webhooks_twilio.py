@@ -159,7 +159,7 @@ def inbound_params(body="Yes please", sid="SMin1", sender="+14155550100", **extr
 
 
 def test_an_inbound_sms_is_stored_linked_to_its_contact_and_the_message_it_answers(twilio_post, sms_delivery,
-                                                                                    contact):
+                                                                                    contact, tick):
     # when
     response = twilio_post(INBOUND_PATH, inbound_params())
 
@@ -172,6 +172,7 @@ def test_an_inbound_sms_is_stored_linked_to_its_contact_and_the_message_it_answe
     assert inbound.contact == contact
     assert inbound.in_reply_to == sms_delivery
     assert AuditEntry.objects.filter(action="inbound.received", contact_id=contact.pk).exists()
+    tick()  # marks the delivery replied, out of the webhook
     sms_delivery.refresh_from_db()
     assert sms_delivery.status == DeliveryStatus.REPLIED
     assert sms_delivery.message.status == MessageStatus.ENGAGED
@@ -209,7 +210,7 @@ def test_an_unsigned_inbound_message_is_refused(client, twilio_settings, db):
     assert not InboundMessage.objects.exists()
 
 
-def test_a_reply_is_never_linked_to_a_delivery_that_failed(twilio_post, make_delivery, contact, now):
+def test_a_reply_is_never_linked_to_a_delivery_that_failed(twilio_post, make_delivery, contact, now, tick):
     # given an SMS that went out and arrived, then a later one that went out and failed
     delivered = make_delivery("sms", provider="twilio", status=DeliveryStatus.DELIVERED, provider_message_id="SM5",
                               message_status=MessageStatus.DELIVERED, sent_at=now - timedelta(hours=1))
@@ -221,17 +222,20 @@ def test_a_reply_is_never_linked_to_a_delivery_that_failed(twilio_post, make_del
 
     # then the reply answers the SMS that arrived, and the failed one stays failed
     assert InboundMessage.objects.get().in_reply_to == delivered
+    tick()
     failed.refresh_from_db()
     delivered.refresh_from_db()
     assert (failed.status, delivered.status) == (DeliveryStatus.UNDELIVERED, DeliveryStatus.REPLIED)
 
 
 @pytest.mark.parametrize("status", [DeliveryStatus.FAILED, DeliveryStatus.BOUNCED, DeliveryStatus.UNDELIVERED])
-def test_a_reply_after_only_failed_deliveries_answers_none(twilio_post, make_delivery, contact, now, status):
+def test_a_reply_after_only_failed_deliveries_answers_none(twilio_post, make_delivery, contact, now, status,
+                                                          tick):
     failed = make_delivery("sms", provider="twilio", status=status, provider_message_id="SM6",
                            message_status=MessageStatus.FAILED, sent_at=now)
 
     twilio_post(INBOUND_PATH, inbound_params())
+    tick()
 
     assert InboundMessage.objects.get().in_reply_to is None
     failed.refresh_from_db()

@@ -106,7 +106,9 @@ def bulk_insert(objs: list, *, chunk: int = 5000, set_ids: bool = False) -> None
         fields = [opts.pk, *fields]
     statement = f"COPY {quote(opts.db_table)} ({', '.join(quote(f.column) for f in fields)}) FROM STDIN"
     values = [_db_value_getter(f, connection, add=True) for f in fields]
-    with connection.cursor() as cursor:
+    # COPY runs on psycopg's own cursor: the wrapper turns its errors into Django's (a unique
+    # key taken by a concurrent writer is an IntegrityError callers can catch).
+    with connection.cursor() as cursor, connection.wrap_database_errors:
         with cursor.cursor.copy(statement) as copy:
             for obj in objs:
                 copy.write_row([value(obj) for value in values])
@@ -142,7 +144,7 @@ def insert_rows(model, fields: list[str], rows: list[tuple], *, set_ids: bool = 
     if set_ids and generated:
         ids = _reserve_ids(model, len(rows), connection)
         columns = [opts.pk.column, *columns]
-    with connection.cursor() as cursor:
+    with connection.cursor() as cursor, connection.wrap_database_errors:
         statement = f"COPY {quote(opts.db_table)} ({', '.join(quote(c) for c in columns)}) FROM STDIN"
         with cursor.cursor.copy(statement) as copy:
             for index, row in enumerate(rows):

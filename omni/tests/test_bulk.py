@@ -98,3 +98,19 @@ def test_insert_rows_takes_a_key_made_in_python():
     stored = Decision.objects.get()
     assert ids == [key] and stored.pk == key
     assert (stored.suppressions, stored.inputs, stored.plan_step) == ([], {}, 0)
+
+
+@pytest.mark.parametrize("write", ["bulk_insert", "insert_rows"])
+def test_a_taken_unique_key_is_djangos_integrity_error_whatever_writes_it(write):
+    from django.db import IntegrityError, transaction
+
+    from omni.lib.bulk import bulk_insert, insert_rows
+
+    Contact.objects.create(external_id="taken")
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        if write == "bulk_insert":
+            bulk_insert([Contact(external_id="taken")])
+        else:
+            insert_rows(Contact, ["external_id"], [("taken",)])
+    assert Contact.objects.filter(external_id="taken").count() == 1

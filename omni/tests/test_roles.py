@@ -1,4 +1,4 @@
-"""The staff roles: groups made by omni/migrations/0002_role_groups.py (as 0010 last set them) and what each may do."""
+"""The staff roles: groups made by omni/migrations/0002_role_groups.py (as 0012 last set them) and what each may do."""
 import importlib
 from types import SimpleNamespace
 
@@ -12,7 +12,7 @@ pytestmark = pytest.mark.django_db
 ROLE_NAMES = {"Marketers", "Support agents", "Compliance"}
 role_groups = importlib.import_module("omni.migrations.0002_role_groups")
 # The latest migration that sets the roles.
-current_roles = importlib.import_module("omni.migrations.0010_role_groups_keywords")
+current_roles = importlib.import_module("omni.migrations.0012_support_roles")
 
 
 @pytest.fixture(autouse=True)
@@ -115,7 +115,7 @@ def test_a_user_gets_the_permissions_of_their_group(user_in):
 
 def test_reversing_the_migration_removes_the_groups_and_reapplying_restores_them():
     # given the app registry as the migration sees it
-    state_apps = MigrationExecutor(connection).loader.project_state(("omni", "0010_role_groups_keywords")).apps
+    state_apps = MigrationExecutor(connection).loader.project_state(("omni", "0012_support_roles")).apps
     schema_editor = SimpleNamespace(connection=connection)  # the functions only read its connection
     before = {name: permissions_of(name) for name in ROLE_NAMES}
 
@@ -142,3 +142,35 @@ def test_compliance_staff_edit_keyword_lists_and_opt_out_lines_support_reads_key
     assert "compliance.change_keywordlist" not in support
     assert "message_templates.view_optoutdisclosure" in marketers
     assert "message_templates.change_optoutdisclosure" not in marketers
+
+
+def test_support_agents_reply_note_tag_use_saved_replies_and_block_senders_administrators_keep_support_settings(
+    user_in,
+):
+    support, administrators = permissions_of("Support agents"), permissions_of("Administrators")
+
+    assert {"channels.reply_conversation", "channels.change_conversation", "channels.add_conversationnote",
+            "channels.view_conversationnote", "channels.change_conversationtag", "channels.view_savedreply",
+            "channels.add_blockedsender", "channels.view_blockedsender"} <= support
+    assert not {"channels.change_savedreply", "channels.change_servicelevel", "channels.change_businesshours",
+                "channels.change_escalationrule", "channels.change_blockedsender"} & support
+    assert support <= administrators
+    for model in ("businesshours", "openinghours", "holiday", "servicelevel", "supportqueue", "agentstatus",
+                  "escalationrule", "autoresponse", "savedreply"):
+        assert {f"channels.{verb}_{model}" for verb in ("add", "change", "delete", "view")} <= administrators, model
+    assert not ({"channels.reply_conversation", "channels.view_savedreply"}
+                & (permissions_of("Marketers") | permissions_of("Compliance")))
+    assert user_in("Support agents").has_perm("channels.reply_conversation")
+
+
+def test_the_support_roles_migration_goes_back_to_the_roles_before_it_and_forth_again():
+    state_apps = MigrationExecutor(connection).loader.project_state(("omni", "0012_support_roles")).apps
+    schema_editor = SimpleNamespace(connection=connection)
+    after = {name: permissions_of(name) for name in (*ROLE_NAMES, "Administrators")}
+
+    current_roles.restore_previous_roles(state_apps, schema_editor)
+    assert "channels.reply_conversation" not in permissions_of("Support agents")
+    assert "channels.change_servicelevel" not in permissions_of("Administrators")
+
+    current_roles.apply_roles(state_apps, schema_editor)
+    assert {name: permissions_of(name) for name in (*ROLE_NAMES, "Administrators")} == after

@@ -153,7 +153,7 @@ def administrators_panel(now) -> Panel:
                                 list_url(ContactEvent, processed_at__isnull="True")))
     panel.figures.append(Figure("Uncertain deliveries", capped_count(Delivery.objects.filter(status=DeliveryStatus.UNCERTAIN)),
                                 list_url(Delivery, status__exact=DeliveryStatus.UNCERTAIN)))
-    for model in (ContactEvent, Enrollment, Message, Delivery):
+    for model in (ContactEvent, Enrollment, Message, Delivery, InboundMessage):
         panel.figures.append(Figure(f"Quarantined {model._meta.verbose_name_plural}",
                                     capped_count(model.objects.filter(quarantined_at__isnull=False)),
                                     list_url(model, quarantined="yes")))

@@ -21,7 +21,12 @@ GROUPS = {
         ("campaigns", "journey"), ("campaigns", "journeystep"), ("campaigns", "enrollment"),
         ("campaigns", "campaign"), ("campaigns", "campaignrecipient"),
     ],
-    SUPPORT: [("channels", "conversation"), ("channels", "blockedsender")],
+    SUPPORT: [
+        ("channels", "conversation"), ("channels", "blockedsender"), ("channels", "agentstatus"),
+        ("channels", "supportqueue"), ("channels", "conversationtag"), ("channels", "savedreply"),
+        ("channels", "escalationrule"), ("channels", "autoresponse"), ("channels", "servicelevel"),
+        ("channels", "businesshours"),
+    ],
     COMPLIANCE: [
         ("compliance", "consent"), ("compliance", "consentchange"), ("compliance", "suppression"),
         ("compliance", "quiethours"), ("compliance", "frequencycap"), ("compliance", "sendingpause"),

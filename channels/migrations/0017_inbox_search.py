@@ -30,7 +30,7 @@ def drop_search_indexes(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('channels', '0013_support'),
+        ('channels', '0016_inbound_reply_applied'),
     ]
 
     operations = [
