@@ -8,7 +8,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.forms.models import BaseInlineFormSet
-from django.http import HttpResponseRedirect
+from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from jinja2 import UndefinedError
@@ -44,6 +44,7 @@ from .assignment import set_available
 from .business_hours import Schedule
 from .delivery import settle_delivery
 from .provider_reports import record_inbound_message
+from .support_access import conversations_for
 from .routing import provider_name
 from .models import (
     END_OF_DAY,
@@ -320,9 +321,6 @@ class ConversationAdmin(ModelAdmin):
     inlines = [InboundMessageInline]
     actions = ["close_selected", "assign_to_me", "unassign"]
 
-    def get_queryset(self, request):
-        return super().get_queryset(request).prefetch_related("tags")
-
     def get_readonly_fields(self, request, obj=None):
         if obj is not None and obj.status == ConversationStatus.CLOSED:
             return [*self.readonly_fields, "status", "assignee"]
@@ -331,6 +329,17 @@ class ConversationAdmin(ModelAdmin):
     @admin.display(description="tags")
     def tag_names(self, obj):
         return ", ".join(tag.name for tag in obj.tags.all()) or "—"
+
+    def get_queryset(self, request):
+        return conversations_for(request.user, super().get_queryset(request)).prefetch_related("tags")
+
+    def get_object(self, request, object_id, from_field=None):
+        # One out of the user's reach answers 404, as on the inbox, rather than the admin's
+        # redirect home.
+        found = super().get_object(request, object_id, from_field)
+        if found is None:
+            raise Http404("No such conversation, or not one of yours.")
+        return found
 
     def has_add_permission(self, request):
         return False  # a conversation starts when a contact writes in

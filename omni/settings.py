@@ -335,6 +335,9 @@ TWILIO_OPT_OUT_HANDLING_OFF_FOR = env.list("TWILIO_OPT_OUT_HANDLING_OFF_FOR", de
 # National phone notation ("(415) 555-0102") in the admin's contact search is read as a number
 # of this country (ISO 3166-1 alpha-2); empty reads only international notation (+1 415...).
 OMNI_DEFAULT_COUNTRY = env.str("OMNI_DEFAULT_COUNTRY", default="" if PRODUCTION else "US")
+# Support agents see every conversation in the inbox; false limits each agent to the
+# conversations of their queues and those assigned to them (administrators always see all).
+OMNI_SUPPORT_AGENTS_SEE_ALL = env.bool("OMNI_SUPPORT_AGENTS_SEE_ALL", default=True)
 
 # --- Support -------------------------------------------------------------------------------
 # A conversation waiting on the customer this many days closes itself (resolved by automation;

@@ -72,7 +72,7 @@ def test_each_role_sees_its_groups_and_only_administrators_see_settings(client, 
     assert "Audit entries" not in marketer["Compliance"]
 
     support = sidebar_of(client, staff_in("Support agents"))
-    assert support["Support"] == ["Conversations", "Blocked senders", "Agent statuses", "Support queues",
+    assert support["Support"] == ["Inbox", "Conversations", "Blocked senders", "Agent statuses", "Support queues",
                                   "Conversation tags", "Saved replies", "Contact search", "Support figures"]
     assert "Settings" not in support
 

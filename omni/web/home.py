@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from campaigns.models import LIVE_ENROLLMENT_STATES, Campaign, CampaignStatus, Enrollment, EnrollmentState, Journey, JourneyStatus
 from channels.models import Conversation, ConversationStatus, Delivery, DeliveryStatus, InboundMessage, Message
+from channels.support_access import conversations_for
 from compliance.models import Decision, DecisionOutcome
 from contacts.models import ContactEvent
 from omni.choices import send_queue
@@ -91,7 +92,8 @@ def marketing_panel(now) -> Panel:
 
 def support_panel(user, now) -> Panel:
     panel = Panel("support", "Support")
-    open_ones = Conversation.objects.filter(status=ConversationStatus.OPEN)
+    # Counted as the list they link to shows them: OMNI_SUPPORT_AGENTS_SEE_ALL may narrow both.
+    open_ones = conversations_for(user, Conversation.objects.filter(status=ConversationStatus.OPEN))
     panel.figures.append(Figure("Open conversations", capped_count(open_ones),
                                 list_url(Conversation, status__exact=ConversationStatus.OPEN)))
     panel.figures.append(Figure("Unassigned", capped_count(open_ones.filter(assignee__isnull=True)),

@@ -71,6 +71,8 @@ def sidebar(request) -> list[dict]:
             key = (app["app_label"], model["object_name"].lower())
             group = group_of(*key) or SETTINGS
             found[group].append((ORDER_OF.get(key, len(ORDER_OF)), {"title": model["name"], "link": model["admin_url"]}))
+    if request.user.has_perm("channels.view_conversation"):
+        found[SUPPORT].append((-1, {"title": "Inbox", "link": reverse("omni-web:inbox")}))
     if request.user.has_perm("contacts.view_contact"):
         found[SUPPORT].append((len(ORDER_OF) + 1, {"title": "Contact search", "link": reverse("omni-web:search")}))
     if may_see_figures(request.user):

@@ -18,9 +18,10 @@ from django.utils.dateparse import parse_datetime
 from campaigns.models import LIVE_ENROLLMENT_STATES, Enrollment, JourneyStepVisit
 from channels.models import (Conversation, ConversationStatus, Delivery, DeliveryEvent, EventType, InboundMessage,
                              Message)
+from channels.support_access import conversations_for
 from compliance.models import ConsentChange, Decision
 from contacts.models import ContactEvent
-from omni.choices import Channel
+from omni.choices import Channel, Purpose
 
 PAGE_SIZE = 50
 
@@ -283,9 +284,17 @@ def summary(contact, user, now=None) -> Summary:
                            .select_related("journey").order_by("next_run_at", "pk"))
     conversations = []
     if user.has_perm("channels.view_conversation"):
-        conversations = list(Conversation.objects.filter(contact=contact).exclude(status=ConversationStatus.CLOSED)
+        conversations = list(conversations_for(user, Conversation.objects.filter(contact=contact))
+                             .exclude(status=ConversationStatus.CLOSED)
                              .select_related("assignee").order_by("-last_activity_at"))
     return Summary(last_delivered, last_clicked, enrollments, conversations, reachability_now(contact, now))
 
 
 CHANNEL_CHOICES = Channel.choices
+PURPOSE_CHOICES = Purpose.choices
+
+
+def reach_rows(summary: Summary) -> list[tuple[str, list]]:
+    """The side panel's table: per channel, the verdict for each purpose in PURPOSE_CHOICES' order."""
+    return [(label, [summary.reachability[purpose][channel_value] for purpose in Purpose.values])
+            for channel_value, label in Channel.choices]

@@ -2,13 +2,19 @@
 from django.contrib import admin
 from django.urls import path
 
-from . import views
+from . import inbox_views, views
 
 app_name = "omni-web"
 
 urlpatterns = [
     path("find/", views.search, name="search"),
     path("contacts/<int:contact_id>/timeline/", admin.site.admin_view(views.contact_timeline), name="timeline"),
+    path("contacts/<int:contact_id>/start-conversation/", inbox_views.start_conversation, name="start_conversation"),
+    path("inbox/", inbox_views.inbox_page, name="inbox"),
+    path("inbox/bulk/", inbox_views.inbox_bulk, name="inbox_bulk"),
+    path("inbox/availability/", inbox_views.availability, name="availability"),
+    path("inbox/<int:conversation_id>/", inbox_views.thread_page, name="thread"),
+    path("inbox/<int:conversation_id>/<slug:action>/", inbox_views.thread_action, name="thread_action"),
     path("support/figures/", admin.site.admin_view(views.support_figures_page), name="support-figures"),
     path("support/figures/export/", admin.site.admin_view(views.support_figures_export), name="support-figures-export"),
 ]

@@ -12,9 +12,10 @@ from django.views.defaults import permission_denied as django_permission_denied
 
 from contacts.models import Contact
 from omni import audit
-from omni.choices import Channel, Purpose
+from omni.choices import Channel
 
 from . import support_figures, timeline
+from .inbox import REPLY
 from .search import MAX_RESULTS, find_contacts
 
 
@@ -74,8 +75,6 @@ def contact_timeline(request, contact_id: int):
     filters = request.GET.copy()
     filters.pop("cursor", None)
     filters["order"] = order
-    reach_rows = [(label, [summary.reachability[purpose][channel_value] for purpose in Purpose.values])
-                  for channel_value, label in Channel.choices]
     return render(request, "omni/web/timeline.html", {
         **admin.site.each_context(request),
         "title": f"Timeline of {contact}",
@@ -83,14 +82,15 @@ def contact_timeline(request, contact_id: int):
         "contact": contact,
         "page": page,
         "summary": summary,
-        "reach_rows": reach_rows,
-        "purposes": Purpose.choices,
+        "reach_rows": timeline.reach_rows(summary),
+        "purposes": timeline.PURPOSE_CHOICES,
         "order": order,
         "channel": channel,
         "kinds": kinds,
         "channels": Channel.choices,
         "next_query": f"{filters.urlencode()}&cursor={page.next_cursor}" if page.next_cursor else "",
         "opts": Contact._meta,
+        "may_start_conversation": request.user.has_perm(REPLY),
     })
 
 

@@ -31,7 +31,7 @@ from templates.models import Template, TemplateVariant
 
 ADMIN_URL = "http://127.0.0.1:8000/admin/"
 OUTBOX_URL = "http://127.0.0.1:8000/admin/channels/outboxmessage/"
-CONVERSATIONS_URL = "http://127.0.0.1:8000/admin/channels/conversation/"
+INBOX_URL = "http://127.0.0.1:8000/admin/inbox/"
 
 # username -> (group, is_superuser)
 DEMO_USERS = {
@@ -254,7 +254,7 @@ class Command(BaseCommand):
         for username, (group_name, superuser) in DEMO_USERS.items():
             role = "superuser" if superuser else group_name
             out.write(f"    {username:<11} {logins[username]:<20} ({role})")
-        out.write(f"  Support inbox:  {CONVERSATIONS_URL} (Bob asked a question by SMS)")
+        out.write(f"  Support inbox:  {INBOX_URL} (Bob asked a question by SMS)")
         if signups:
             out.write(f"  {signups} demo contact(s) just signed up: the Welcome journey emails them now and, "
                       f"unless they open it, texts them {WAIT_SECONDS}s later.")
