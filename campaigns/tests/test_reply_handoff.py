@@ -444,7 +444,7 @@ def test_pausing_without_a_reason_pauses_nothing_and_says_why(client, marketer, 
 def test_staff_without_the_permission_are_not_offered_pausing(client, django_user_model, role_groups,
                                                               welcome_journey):
     user = django_user_model.objects.create_user(username="max", password="not-used", is_staff=True)
-    user.groups.add(Group.objects.get(name="Marketers"))
+    user.groups.add(Group.objects.get(name="Compliance"))
     client.force_login(user)
     enrollment = enroll_contact(welcome_journey, make_contact("ann", email="ann@example.com"))
 
