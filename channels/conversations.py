@@ -20,17 +20,15 @@ import re
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
-from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.db.models.functions import Lower
 from django.utils import timezone
 
 from contacts.ingest import MAX_IDEMPOTENCY_KEY_LENGTH as MAX_EVENT_KEY_LENGTH
+from contacts.actions import InvalidField, clean_profile_field
 from contacts.ingest import store_events
 from contacts.models import Contact
-from contacts.phones import normalize_phone
 from omni import audit
 from omni.choices import PHONE_CHANNELS, Channel
 from omni.lib.bulk import bulk_update
@@ -435,14 +433,14 @@ def clean_address(channel: str, address: str) -> str:
     if channel not in INBOUND_CHANNELS:
         raise ConversationError(f"Nobody writes in on {channel or 'no channel'}; "
                                 f"choose one of {', '.join(sorted(INBOUND_CHANNELS))}.")
-    address = (address or "").strip()
+    field = "phone" if channel in PHONE_CHANNELS else "email"
     try:
-        if channel in PHONE_CHANNELS:
-            return normalize_phone(address, settings.OMNI_DEFAULT_COUNTRY or None)
-        validate_email(address)
-    except ValidationError as exc:
+        cleaned = clean_profile_field(field, (address or "").strip(), country=settings.OMNI_DEFAULT_COUNTRY)
+    except InvalidField as exc:
         raise ConversationError(exc.messages[0]) from None
-    return address.lower()
+    if not cleaned:
+        raise ConversationError(f"Give the {'phone number' if field == 'phone' else 'email address'}.")
+    return cleaned
 
 
 def block_sender(channel: str, address: str, *, reason: str, note: str = "", actor) -> BlockedSender:
