@@ -401,10 +401,13 @@ def celery_worker_thread(queues: list[str]):
     app.conf.update(task_always_eager=False, worker_hijack_root_logger=False)
     app.set_default()
     app.set_current()
+    # A worker that starts on messages an earlier test left behind would run them here.
+    purge_queues()
     try:
         with start_worker(app, pool="solo", perform_ping_check=False, queues=queues, shutdown_timeout=15) as worker:
             yield worker
     finally:
+        purge_queues()
         _state.set_default_app(previous_default)
         previous_current.set_current()
 
@@ -473,7 +476,13 @@ def purge_queues() -> None:
 
     with current_app.connection_for_write() as connection:
         for queue in ALL_QUEUES:
-            connection.default_channel.queue_purge(queue)
+            channel = connection.channel()
+            try:
+                channel.queue_purge(queue)
+            except connection.channel_errors:
+                pass  # RabbitMQ refuses to purge a queue nobody has declared yet: nothing waits there
+            finally:
+                channel.close()
 
 
 class FinishedTasks:
