@@ -30,6 +30,56 @@ class LifecycleStage(models.TextChoices):
     CHURNED = "churned", "Churned"
 
 
+def lifecycle_stage_keys() -> list[str]:
+    """The keys a contact's lifecycle_stage may hold, in their order."""
+    return list(LifecycleStage.values)
+
+
+class DataType(models.TextChoices):
+    """The types a contact attribute or an event property is declared with."""
+
+    TEXT = "text", "Text"
+    NUMBER = "number", "Number"
+    BOOLEAN = "boolean", "Yes or no"
+    DATE = "date", "Date"
+    DATETIME = "datetime", "Date and time"
+    LIST = "list", "List"
+
+
+class AttributeDefinition(models.Model):
+    """The declared type of one key of Contact.attributes. Undeclared keys stay untyped."""
+
+    name = models.CharField(max_length=100, unique=True)
+    data_type = models.CharField("type", max_length=10, choices=DataType.choices)
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return f"{self.name} ({self.get_data_type_display()})"
+
+
+class EventPropertyDefinition(models.Model):
+    """The declared type of one property of one event's ContactEvent.properties."""
+
+    event = models.CharField(max_length=100, help_text="The event name, e.g. order.placed.")
+    name = models.CharField("property", max_length=100)
+    data_type = models.CharField("type", max_length=10, choices=DataType.choices)
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["event", "name"]
+        constraints = [models.UniqueConstraint(fields=["event", "name"], name="event_property_unique")]
+
+    def __str__(self):
+        return f"{self.event}.{self.name} ({self.get_data_type_display()})"
+
+
 class ContactQuerySet(models.QuerySet):
     def reachable(self):
         return self.filter(erased_at__isnull=True)
@@ -171,14 +221,28 @@ class ContactEvent(models.Model):
 
 class Segment(models.Model):
     """A saved audience. `definition` holds filters on attributes, lifecycle stage, consent,
-    events and engagement. Nothing evaluates it yet: the segment evaluator comes with journeys'
-    segment triggers."""
+    events and engagement; contacts.segments evaluates it."""
 
     name = models.CharField(max_length=200, unique=True)
     description = models.TextField(blank=True)
     definition = models.JSONField(default=dict, blank=True)
+    # How often segment triggers compare the members with SegmentMembership.
+    refresh_seconds = models.PositiveIntegerField(default=60, db_default=60)
+    refreshed_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(default=now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self):
         return self.name
+
+
+class SegmentMembership(models.Model):
+    """A contact in a segment as of its last refresh: what segment triggers diff against."""
+
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="memberships")
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="+", db_index=False)
+    entered_at = models.DateTimeField(default=now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["segment", "contact"], name="segment_membership_unique")]
+        indexes = [models.Index(fields=["contact"], name="segment_membership_contact")]
