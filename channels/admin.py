@@ -42,6 +42,7 @@ from templates.rendering import RenderError
 from . import conversations, whatsapp
 from .assignment import set_available
 from .business_hours import Schedule
+from .inbound_settings import INBOUND_CHANNELS
 from .delivery import settle_delivery
 from .provider_reports import record_inbound_message
 from .support_access import conversations_for
@@ -168,7 +169,7 @@ def sandbox_inbound_channels() -> list[str]:
     """The channels customers can write in on here, whose provider is the sandbox."""
     # Text channels first: customers mostly text.
     return [channel for channel in (Channel.SMS, Channel.WHATSAPP, Channel.RCS, Channel.EMAIL)
-            if channel in conversations.INBOUND_CHANNELS and provider_name(channel) == "sandbox"]
+            if channel in INBOUND_CHANNELS and provider_name(channel) == "sandbox"]
 
 
 class WriteInForm(forms.Form):

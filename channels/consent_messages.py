@@ -1,9 +1,9 @@
 """What Omni does about consent a contact expresses by text, and the messages it sends about it.
 
-act_on_keyword() runs inside record_inbound_message's transaction. It reads the message
-(compliance.keywords, over the lists staff edit), marks the inbound message, records what the
-keyword means for consent (compliance.actions) for every contact with that number, and makes
-at most one reply: a message with its own content (the list's reply in the contact's
+read_inbound_keyword() reads a message (compliance.keywords, over the lists staff edit) before
+record_inbound_message stores it with what it read; act_on_keyword() then runs inside that
+transaction. It records what the keyword means for consent (compliance.actions) for every
+contact with that number, and makes at most one reply: a message with its own content (the list's reply in the contact's
 language) and the idempotency key "keyword:<inbound id>", routed and gated in the same
 transaction. Its send task is published once the transaction commits (routing.enqueue_sends),
 so a webhook never calls a provider and a rolled-back webhook sends nothing. Where the
@@ -32,18 +32,21 @@ from .routing import create_message, dispatch, provider_name
 DEFAULT_LANGUAGE = "en"
 
 
-def act_on_keyword(inbound: InboundMessage) -> Reading:
-    """Read a stored inbound message for STOP, STOPALL, START and HELP and act on it (see the
-    module's docstring). Call inside the transaction that stored it, once per message."""
-    if inbound.channel not in PHONE_CHANNELS:
+def read_inbound_keyword(channel: str, body: str, keyword_lists: dict[str, list[str]]) -> Reading:
+    """What a message on `channel` says as a keyword (STOP, STOPALL, START, HELP, or an opt-out
+    word inside other text for an agent), read with the lists staff edit
+    (channels.inbound_settings keeps them). Only texts carry keywords."""
+    if channel not in PHONE_CHANNELS:
         return Reading()
-    reading = read_keyword(inbound.body, KeywordList.objects.parser_lists(),
-                           embedded_opt_out=settings.OMNI_KEYWORD_EMBEDDED_OPT_OUT)
-    if not (reading.keyword or reading.needs_agent):
-        return reading
-    inbound.keyword, inbound.needs_agent = reading.keyword, reading.needs_agent
-    InboundMessage.objects.filter(pk=inbound.pk).update(keyword=reading.keyword, needs_agent=reading.needs_agent)
+    return read_keyword(body, keyword_lists, embedded_opt_out=settings.OMNI_KEYWORD_EMBEDDED_OPT_OUT)
 
+
+def act_on_keyword(inbound: InboundMessage, reading: Reading) -> None:
+    """Act on what read_inbound_keyword() read in a message stored with its keyword and
+    needs_agent (see the module's docstring). Call inside the transaction that stored it, once
+    per message."""
+    if not (reading.keyword or reading.needs_agent):
+        return
     actor_label = f"provider:{inbound.provider}"
     evidence = {"keyword": reading.keyword, "word": reading.word, "embedded": reading.embedded,
                 "inbound_message": inbound.pk, "provider": inbound.provider,
@@ -68,7 +71,6 @@ def act_on_keyword(inbound: InboundMessage) -> Reading:
               "contacts": [contact.pk for contact in contacts], "consent_changes": [change.pk for change in changes],
               "reply": reply.pk if reply else None},
     )
-    return reading
 
 
 def provider_answers_keywords(channel: str, sender: str) -> bool:

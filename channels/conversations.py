@@ -9,7 +9,7 @@ Each action validates, writes and audits (omni.audit) in one transaction and che
 about who may do it: the inbox, the admin and tasks check permissions. Bulk actions take
 conversations, ids or a queryset and cost a fixed number of queries however many they change.
 
-record_inbound_message (channels.provider_reports) calls open_or_continue() and the other
+record_inbound_message (channels.provider_reports) calls continue_or_open() and the other
 inbound helpers inside its own transaction. Lock order: in a transaction that also changes
 messages, contacts or deliveries (channels/state.py's order), the conversation is written
 after them.
@@ -30,10 +30,10 @@ from contacts.actions import InvalidField, clean_profile_field
 from contacts.ingest import store_events
 from contacts.models import Contact
 from omni import audit
-from omni.choices import PHONE_CHANNELS, Channel
-from omni.lib.bulk import bulk_update
+from omni.choices import PHONE_CHANNELS
+from omni.lib.bulk import bulk_update, insert_unless_taken
 
-from .business_hours import schedule_for_channel, schedules_for_channels
+from .inbound_settings import INBOUND_CHANNELS, schedule_of, schedules_of
 from .models import (
     BlockedSender,
     BlockReason,
@@ -61,8 +61,6 @@ REPLIED_EVENT = "inbound.replied"
 CLOSED_EVENT = "conversation.closed"
 # Conversations close_waiting() closes per transaction: each batch's locks are held briefly.
 CLOSE_BATCH = 500
-# Addresses that write in: a block on any other channel would never match a message.
-INBOUND_CHANNELS = frozenset({Channel.SMS, Channel.WHATSAPP, Channel.RCS, Channel.EMAIL})
 MAX_NOTE_LENGTH = 10_000
 MAX_TAG_LENGTH = ConversationTag._meta.get_field("name").max_length
 # A satisfaction answer is the digit alone, perhaps with a full stop or an exclamation mark.
@@ -90,28 +88,47 @@ def blocked_senders(channel: str, address: str) -> QuerySet:
     return BlockedSender.objects.filter(channel=channel, address=address, unblocked_at__isnull=True)
 
 
-def open_or_continue(inbound: InboundMessage, *, searched: bool = False) -> Conversation | None:
-    """The conversation the stored `inbound` message continues or opens; None for a message with
-    no contact or from a blocked sender.
+def continue_or_open(contact_id: int, channel: str, at, found: Conversation | None,
+                     schedule: tuple) -> tuple[Conversation, str]:
+    """The conversation a message from the contact on `channel` at `at` continues or opens, and
+    what happened to it: "continued", "reopened" (it was waiting on the customer) or "opened".
 
-    The contact's conversation on the channel that is not closed continues: a waiting one goes
-    back to open, and its last inbound and activity times move to the message's. Otherwise one
-    opens, with its first-response and resolution due times from the channel's service level,
-    counted in its business hours; of two messages opening one at once, the second continues
-    the first's (the partial unique constraint decides). The message is linked to it (the
-    caller saves the link). With `searched` the caller has looked for that conversation already
-    and linked the one it found, if any (inbound.conversation), so it is not looked for again.
+    `found` is the contact's conversation on the channel that is not closed, as the caller read
+    it (None if none). It continues: a waiting one goes back to open, and its last inbound and
+    activity times move to the message's. Otherwise one opens, with its first-response and
+    resolution due times from the channel's service level, counted in its business hours
+    (`schedule`: inbound_settings' (Schedule, ServiceLevel) for the channel); of two
+    messages opening one at once, the second continues the first's (the partial unique
+    constraint decides). Audit it with audit_inbound() once the message is stored.
     """
-    if inbound.contact_id is None or inbound.blocked:
-        return None
-    if inbound.conversation_id or searched:
-        conversation = inbound.conversation
-    else:
-        conversation = unclosed(inbound.contact_id, inbound.channel)
-    if conversation is None or not _continue(conversation, inbound):
-        conversation = _open(inbound)
-    inbound.conversation = conversation
-    return conversation
+    if found is not None:
+        change = _continue(found, at)
+        if change:
+            return found, change
+    conversation = _open(contact_id, channel, at, *schedule)
+    if conversation is not None:
+        return conversation, "opened"
+    # Another message from this contact opened it first (and has committed): continue that one.
+    conversation = unclosed(contact_id, channel)
+    change = _continue(conversation, at) if conversation is not None else ""
+    if not change:
+        raise RuntimeError(f"No conversation to continue or open for contact {contact_id} on {channel}.")
+    return conversation, change
+
+
+def audit_inbound(conversation: Conversation, change: str, inbound: InboundMessage) -> None:
+    """Audit what continue_or_open() did for the stored `inbound` message (a continuation is not
+    audited: the message's own entry says it)."""
+    actor_label = f"provider:{inbound.provider}"
+    if change == "opened":
+        audit.record("conversation.opened", contact_id=conversation.contact_id, obj=conversation,
+                     channel=conversation.channel, actor_label=actor_label,
+                     data={"inbound_message": inbound.pk,
+                           "first_response_due_at": _iso(conversation.first_response_due_at)})
+    elif change == "reopened":
+        audit.record("conversation.reopened", contact_id=conversation.contact_id, obj=conversation,
+                     channel=conversation.channel, actor_label=actor_label, reason="customer_replied",
+                     data={"inbound_message": inbound.pk})
 
 
 def join(conversation: Conversation, inbound: InboundMessage) -> None:
@@ -162,46 +179,29 @@ def replied_event(inbound: InboundMessage, conversation: Conversation) -> dict:
                            "inbound_message_id": inbound.pk}}
 
 
-def _continue(conversation: Conversation, inbound: InboundMessage) -> bool:
-    """Move a conversation that is not closed on with a message; False if it closed meanwhile."""
-    at = inbound.received_at
+def _continue(conversation: Conversation, at) -> str:
+    """Move a conversation that is not closed on with a message at `at`: "reopened" or
+    "continued", or "" if it closed meanwhile."""
     times = {"last_inbound_at": at, "last_activity_at": at}
-    if conversation.status == WAITING:
-        if _move_one(conversation, OPEN, waiting_since=None, **times):
-            audit.record("conversation.reopened", contact_id=conversation.contact_id, obj=conversation,
-                         channel=conversation.channel, actor_label=f"provider:{inbound.provider}",
-                         reason="customer_replied", data={"inbound_message": inbound.pk})
-            return True
+    if conversation.status == WAITING and _move_one(conversation, OPEN, waiting_since=None, **times):
+        return "reopened"
     if not Conversation.objects.filter(pk=conversation.pk).exclude(status=CLOSED).update(**times):
-        return False
+        return ""
     conversation.last_inbound_at = conversation.last_activity_at = at
-    return True
+    return "continued"
 
 
-def _open(inbound: InboundMessage) -> Conversation:
-    at = inbound.received_at
-    schedule, service_level = _schedules([inbound.channel])[inbound.channel]
+def _open(contact_id: int, channel: str, at, schedule, service_level) -> Conversation | None:
+    """A new open conversation, or None when the contact has one not closed on the channel."""
     due = {}
     if service_level is not None and schedule is not None:
         due = {"first_response_due_at": schedule.add_business_time(
                    at, timedelta(minutes=service_level.first_response_minutes)),
                "resolution_due_at": schedule.add_business_time(
                    at, timedelta(minutes=service_level.resolution_minutes))}
-    try:
-        with transaction.atomic():
-            conversation = Conversation.objects.create(
-                contact_id=inbound.contact_id, channel=inbound.channel, status=OPEN, opened_at=at,
-                last_inbound_at=at, last_activity_at=at, **due)
-    except IntegrityError:
-        # Another message from this contact opened it first (and has committed): continue that one.
-        conversation = unclosed(inbound.contact_id, inbound.channel)
-        if conversation is None or not _continue(conversation, inbound):
-            raise
-        return conversation
-    audit.record("conversation.opened", contact_id=inbound.contact_id, obj=conversation, channel=inbound.channel,
-                 actor_label=f"provider:{inbound.provider}",
-                 data={"inbound_message": inbound.pk, "first_response_due_at": _iso(conversation.first_response_due_at)})
-    return conversation
+    conversation = Conversation(contact_id=contact_id, channel=channel, status=OPEN, opened_at=at,
+                                last_inbound_at=at, last_activity_at=at, **due)
+    return conversation if insert_unless_taken(conversation) else None
 
 
 def _move_one(conversation: Conversation, to: str, **fields) -> bool:
@@ -261,7 +261,7 @@ def close(conversations_or_ids, *, actor=None, resolved_by: str = ResolvedBy.AGE
                     .only("pk", "contact_id", "channel", "status", "opened_at").order_by("pk"))
         if not rows:
             return 0
-        schedules = _schedules({row.channel for row in rows})
+        schedules = schedules_of({row.channel for row in rows})
         for row in rows:
             row.status, row.closed_at, row.resolved_by, row.closed_by_id = CLOSED, now, resolved_by, closed_by_id
             row.waiting_since, row.last_activity_at = None, now
@@ -305,7 +305,7 @@ def close_waiting(now=None) -> int:
 def record_response(conversation: Conversation, at) -> bool:
     """The first agent reply: keep when, and how long it took in real and in business seconds.
     Later replies change nothing (False)."""
-    schedule, _ = _schedules([conversation.channel])[conversation.channel]
+    schedule, _ = schedule_of(conversation.channel)
     seconds = _seconds(at - conversation.opened_at)
     business = _business_seconds(schedule, conversation.opened_at, at)
     if not Conversation.objects.filter(pk=conversation.pk, first_response_at__isnull=True).update(
@@ -494,22 +494,6 @@ def _ids(conversations_or_ids) -> list[int]:
 
 def _user(actor):
     return actor if getattr(actor, "is_authenticated", False) else None
-
-
-def _schedules(channels) -> dict:
-    """{channel: (Schedule or None, ServiceLevel or None)}: None for business hours that cannot
-    make a schedule (no opening hours at all), which must not lose a customer's message."""
-    try:
-        return schedules_for_channels(channels)
-    except ValueError:
-        found = {}
-        for channel in channels:
-            try:
-                found[channel] = schedule_for_channel(channel)
-            except ValueError as problem:
-                log.warning("The business hours of %s's service level are unusable: %s", channel, problem)
-                found[channel] = (None, None)
-        return found
 
 
 def _business_seconds(schedule, start, end) -> int | None:

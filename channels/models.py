@@ -342,6 +342,9 @@ class BusinessHours(models.Model):
 
     name = models.CharField(max_length=100, unique=True)
     timezone = models.CharField(max_length=64, validators=[validate_timezone], help_text="IANA zone, e.g. Europe/London.")
+    # Read on every inbound message through a per-process cache (channels/inbound_settings.py)
+    # that notices a save by this column, here and on opening hours, holidays and service levels.
+    updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         verbose_name = "business hours"
@@ -378,6 +381,7 @@ class OpeningHours(models.Model):
     weekday = models.PositiveSmallIntegerField(choices=Weekday.choices)
     opens = models.TimeField()
     closes = models.TimeField(help_text="Must be later than opens; 23:59 closes at the end of the day.")
+    updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["weekday", "opens"]
@@ -394,6 +398,7 @@ class Holiday(models.Model):
     business_hours = models.ForeignKey(BusinessHours, on_delete=models.CASCADE, related_name="holidays")
     date = models.DateField()
     name = models.CharField(max_length=100, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["date"]
@@ -421,6 +426,7 @@ class ServiceLevel(models.Model):
         blank=True, help_text="Asked on the channel after a conversation closes; the customer answers 1 to 5. "
                               "Empty: not asked.",
     )
+    updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self):
         return f"{self.get_channel_display()}: first response {self.first_response_minutes} min"

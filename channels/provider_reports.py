@@ -7,7 +7,7 @@ and a delivery's status only ever moves forward, so repeated and out-of-order we
 harmless.
 """
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, Subquery
+from django.db.models import Exists, OuterRef, Subquery
 from django.utils import timezone
 
 from omni import audit
@@ -19,18 +19,21 @@ from contacts.models import Contact
 from omni.choices import PHONE_CHANNELS, Purpose
 from omni.lib.claims import claim, excluding
 from omni.lib.quarantine import quarantine_failures, run_isolating_failures
+from omni.lib.sql import QueryTemplate
 
 from . import conversations, state
-from .consent_messages import act_on_keyword
+from .consent_messages import act_on_keyword, read_inbound_keyword
+from .inbound_settings import inbound_settings
 from .routing import fallback_condition_met
 from .models import (
     EVENT_DELIVERY_STATUS,
+    Conversation,
+    ConversationStatus,
     Delivery,
     DeliveryEvent,
     DeliveryStatus,
     EventType,
     InboundMessage,
-    Message,
     MessageStatus,
 )
 
@@ -245,8 +248,8 @@ def record_inbound_message(provider: str, provider_message_id: str, channel: str
     Links the contact with that phone number (or email), and the latest delivery sent to that
     address on the same channel that did not fail (bounced, failed, undelivered); the tick marks
     that delivery replied (apply_replies_batch), which keeps the webhook short. A keyword (STOP,
-    START, HELP) is acted on in the same transaction (channels.consent_messages.act_on_keyword). Then, in that transaction too
-    (channels.conversations):
+    START, HELP) is acted on in the same transaction (channels.consent_messages). Then, in that
+    transaction too (channels.conversations):
     - from a blocked sender, the message is stored with blocked=True (and handled: no automation
       looks at it) and nothing more happens, beyond the consent a keyword changes;
     - a 1-5 answer to the satisfaction question is kept on the conversation it asks about and
@@ -256,15 +259,19 @@ def record_inbound_message(provider: str, provider_message_id: str, channel: str
     - any other message (an opt-out word inside other text too) continues that conversation or
       opens one, making a contact marked unknown_sender for an address no contact has, and
       stores the `inbound.replied` ContactEvent that journeys act on.
-    A bounded number of queries, whatever the history: the webhook stays fast.
+    A bounded number of queries, whatever the history (seven for a known sender): the keyword
+    lists and service levels come from this process's cache (channels.inbound_settings), the
+    sender's contact, block, answered delivery and conversation from one query, the
+    conversation is settled before the message is stored so that no row is written twice, and
+    the audit entries go in one statement.
     """
     at = received_at or timezone.now()
     try:
         return _record_inbound_message(provider, provider_message_id, channel, from_address, to_address, body,
                                        media, raw, at)
     except IntegrityError:
-        # Two copies at once: the other request stored it first, and this transaction (reads so
-        # far, no savepoint spent on the insert) rolled back whole.
+        # A copy of this message was stored first, by an earlier post or one at the same time:
+        # the whole transaction (no savepoint spent on the insert) rolled back.
         existing = InboundMessage.objects.filter(provider=provider, provider_message_id=provider_message_id).first()
         if existing is None:
             raise
@@ -274,51 +281,90 @@ def record_inbound_message(provider: str, provider_message_id: str, channel: str
 def _record_inbound_message(provider, provider_message_id, channel, from_address, to_address, body, media, raw,
                             at) -> tuple[InboundMessage, bool]:
     actor_label = f"provider:{provider}"
-    with transaction.atomic():
-        existing = InboundMessage.objects.filter(provider=provider, provider_message_id=provider_message_id).first()
-        if existing:
-            return existing, False
-        address_field = "phone" if channel in PHONE_CHANNELS else "email"
-        blocked_query = conversations.blocked_senders(channel, from_address)
-        # A delivery that failed never reached the contact, so the reply cannot answer it.
-        answered = (
-            Delivery.objects.filter(channel=channel, to_address=from_address, sent_at__isnull=False)
-            .exclude(status__in=FALLBACK_STATUSES)
-            .order_by("-sent_at", "-pk").values("pk")[:1]
+    address_field = "phone" if channel in PHONE_CHANNELS else "email"
+    with transaction.atomic(), audit.written_together():
+        current = inbound_settings()
+        reading = read_inbound_keyword(channel, body, current.keyword_lists)
+        contact_id, blocked, in_reply_to_id, found = _sender(channel, address_field, from_address)
+        score = conversations.satisfaction_score(body) if contact_id and not blocked else None
+        rated = conversations.awaiting_satisfaction(contact_id, channel, at) if score else None
+        opens = not blocked and rated is None and (not reading.keyword or reading.needs_agent)
+        conversation, change = (None if blocked or rated else found), ""
+        if opens and contact_id is None:
+            contact, made = contact_for_unknown_sender(address_field, from_address, actor_label=actor_label)
+            contact_id = contact.pk if contact else None
+            # A contact another message made meanwhile may have its conversation already.
+            conversation = conversations.unclosed(contact_id, channel) if contact and not made else None
+        if opens and contact_id is not None:
+            conversation, change = conversations.continue_or_open(contact_id, channel, at, conversation,
+                                                                  current.schedule(channel))
+        inbound = InboundMessage.objects.create(
+            provider=provider, provider_message_id=provider_message_id, contact_id=contact_id, channel=channel,
+            from_address=from_address, to_address=to_address, body=body, media=media or [],
+            in_reply_to_id=in_reply_to_id, raw=raw or {}, received_at=at, conversation=rated or conversation,
+            keyword=reading.keyword, needs_agent=reading.needs_agent, blocked=blocked,
+            handled_at=timezone.now() if blocked else None,
         )
-        # A known sender's block and the delivery answered come with the contact, in one query.
-        contact = (Contact.objects.reachable().filter(**{address_field: from_address})
-                   .annotate(sender_blocked=Exists(blocked_query), answered_delivery=Subquery(answered)).first())
-        if contact is not None:
-            blocked, in_reply_to_id = contact.sender_blocked, contact.answered_delivery
-        else:
-            blocked, in_reply_to_id = blocked_query.exists(), answered.values_list("pk", flat=True).first()
-        score = conversations.satisfaction_score(body) if contact and not blocked else None
-        rated = conversations.awaiting_satisfaction(contact.pk, channel, at) if score else None
-        conversation = conversations.unclosed(contact.pk, channel) if contact and not blocked and not rated else None
-        values = {"contact": contact, "channel": channel, "from_address": from_address, "to_address": to_address,
-                  "body": body, "media": media or [], "in_reply_to_id": in_reply_to_id, "raw": raw or {},
-                  "received_at": at, "conversation": rated or conversation, "blocked": blocked,
-                  "handled_at": timezone.now() if blocked else None}
-        inbound = InboundMessage.objects.create(provider=provider, provider_message_id=provider_message_id, **values)
         audit.record(
-            "inbound.received", contact=contact, obj=inbound, channel=channel, actor_label=actor_label,
+            "inbound.received", contact_id=contact_id, obj=inbound, channel=channel, actor_label=actor_label,
             data={"provider": provider, "provider_message_id": provider_message_id,
                   "in_reply_to": in_reply_to_id, "media": len(inbound.media),
                   **({"blocked": True} if blocked else {})},
         )
+        if change:
+            conversations.audit_inbound(conversation, change, inbound)
         # STOP, START and HELP: consent changes and the one reply, kept or lost with the message.
-        reading = act_on_keyword(inbound)
-        if blocked:
-            pass  # stored and audited: it opens nothing and nothing answers it
-        elif rated is not None:
+        act_on_keyword(inbound, reading)
+        if rated is not None:
             conversations.record_satisfaction(rated, score, inbound)
-        elif reading.keyword and not reading.needs_agent:
-            if conversation is not None:
-                conversations.join(conversation, inbound)
-        else:
-            _open_or_continue_conversation(inbound, address_field, actor_label, reading)
+        elif change:
+            # One INSERT, no savepoint: the key names this message, stored just now and only once.
+            store_events([conversations.replied_event(inbound, conversation)], source=conversations.EVENT_SOURCE)
+        elif conversation is not None and not blocked:
+            conversations.join(conversation, inbound)
     return inbound, True
+
+
+def _sender(channel: str, address_field: str, address: str) -> tuple[int | None, bool, int | None,
+                                                                    Conversation | None]:
+    """Who wrote from `address` on `channel`: (the contact's id or None, whether the address is
+    blocked, the delivery the message answers, the contact's conversation on the channel that
+    is not closed). One query, compiled once per process, for a known sender; two for an unknown
+    one."""
+    found = _KNOWN_SENDER[address_field].rows(channel=channel, address=address)
+    if not found:
+        blocked_query = conversations.blocked_senders(channel, address)
+        return None, blocked_query.exists(), _answered(channel, address).values_list("pk", flat=True).first(), None
+    contact_id, blocked, in_reply_to_id, conversation_id, conversation_status = found[0]
+    conversation = None
+    if conversation_id is not None:
+        conversation = Conversation(pk=conversation_id, contact_id=contact_id, channel=channel,
+                                    status=conversation_status)
+    return contact_id, bool(blocked), in_reply_to_id, conversation
+
+
+def _answered(channel: str, address: str):
+    """The latest delivery sent to `address` on `channel` that reached it (one that failed never
+    reached the contact, so a reply cannot answer it), as a one-row values queryset."""
+    return (Delivery.objects.filter(channel=channel, to_address=address, sent_at__isnull=False)
+            .exclude(status__in=sorted(FALLBACK_STATUSES)).order_by("-sent_at", "-pk").values("pk")[:1])
+
+
+def _known_sender_query(address_field: str):
+    def build(channel, address):
+        unclosed = Conversation.objects.filter(contact=OuterRef("pk"), channel=channel).exclude(
+            status=ConversationStatus.CLOSED)
+        return (Contact.objects.reachable().filter(**{address_field: address})
+                .annotate(sender_blocked=Exists(conversations.blocked_senders(channel, address)),
+                          answered_delivery=Subquery(_answered(channel, address)),
+                          open_conversation=Subquery(unclosed.values("pk")[:1]),
+                          open_conversation_status=Subquery(unclosed.values("status")[:1]))
+                .values_list("pk", "sender_blocked", "answered_delivery", "open_conversation",
+                             "open_conversation_status")[:1])
+    return QueryTemplate(build, "channel", "address")
+
+
+_KNOWN_SENDER = {field: _known_sender_query(field) for field in ("phone", "email")}
 
 
 REPLY_BATCH = 200
@@ -351,26 +397,3 @@ def _apply_replies(rows: list[InboundMessage], now) -> None:
             raw={"inbound_message": inbound.pk}, delivery_id=delivery.pk,
         )
     InboundMessage.objects.filter(pk__in=[inbound.pk for inbound in rows]).update(reply_applied_at=now)
-
-
-def _open_or_continue_conversation(inbound: InboundMessage, address_field: str, actor_label: str, reading) -> None:
-    """The last step of record_inbound_message for a message a person should read."""
-    unknown, made = inbound.contact_id is None, False
-    if unknown:
-        inbound.contact, made = contact_for_unknown_sender(address_field, inbound.from_address,
-                                                           actor_label=actor_label)
-        if inbound.contact is None:
-            return  # not an address a contact can have: the message is kept, and opens nothing
-    linked = inbound.conversation_id
-    # A known contact's conversation was looked for before the message was stored; a contact
-    # made just now has none. Only a contact another message made meanwhile must be asked.
-    conversation = conversations.open_or_continue(inbound, searched=not unknown or made)
-    if unknown or inbound.conversation_id != linked:
-        InboundMessage.objects.filter(pk=inbound.pk).update(contact=inbound.contact, conversation=conversation)
-    if reading.keyword:
-        # An opt-out inside other text was confirmed before the conversation opened: its reply
-        # belongs to the thread too.
-        Message.objects.filter(idempotency_key=f"keyword:{inbound.pk}", conversation__isnull=True).update(
-            conversation=conversation)
-    # One INSERT, no savepoint: the key names this message, stored just now and only once.
-    store_events([conversations.replied_event(inbound, conversation)], source=conversations.EVENT_SOURCE)

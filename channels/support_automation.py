@@ -48,7 +48,7 @@ from omni.lib.quarantine import quarantine_failures, run_isolating_failures
 from templates.rendering import RenderError, contact_variables, render_variant
 
 from . import assignment, conversations, state
-from .business_hours import schedules_for_channels
+from .inbound_settings import schedules_of
 from .models import (
     AutoResponse,
     BlockedSender,
@@ -150,9 +150,9 @@ def _decide(rows, conversations_by_id, now) -> tuple[list[AutomatedReply], list[
     so two messages of one conversation in a batch see each other's effects."""
     rules = list(EscalationRule.objects.filter(active=True).select_related("queue"))
     responses = list(AutoResponse.objects.filter(active=True))
-    schedules = schedules_for_channels({row.channel for row in rows})
     repeats = _repeat_counts(rows) if any(r.trigger == EscalationTrigger.REPEATED_MESSAGE for r in rules) else {}
     sent_intents = _sent_intents(rows) if responses else set()
+    schedules = schedules_of({row.channel for row in rows})
 
     replies, escalations = [], []
     for row in rows:

@@ -14,6 +14,8 @@ import hashlib
 import hmac
 import json
 import secrets
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from datetime import timezone as dt_timezone
@@ -94,9 +96,36 @@ def build(action: str, *, contact=None, contact_id=None, obj=None, object_ref: t
     )
 
 
-def record(action: str, **kwargs) -> AuditEntry:
-    """Write one audit entry now (inside the caller's transaction, so it commits with the change)."""
+# The entries record() holds back inside written_together(), or None outside it.
+_held: ContextVar[list | None] = ContextVar("audit_entries_held", default=None)
+
+
+@contextmanager
+def written_together():
+    """Entries record() is given inside the block are written at its end, in one statement, still
+    inside the caller's transaction: for a hot path that records several things about one
+    change. Inside it record() returns None. A block inside another joins the outer one; a block
+    left by an exception writes nothing (its transaction rolls back)."""
+    if _held.get() is not None:
+        yield
+        return
+    held: list[PendingEntry] = []
+    token = _held.set(held)
+    try:
+        yield
+    finally:
+        _held.reset(token)
+    record_many(held)
+
+
+def record(action: str, **kwargs) -> AuditEntry | None:
+    """Write one audit entry now (inside the caller's transaction, so it commits with the change);
+    inside written_together(), at the block's end."""
     pending = build(action, **kwargs)
+    held = _held.get()
+    if held is not None:
+        held.append(pending)
+        return None
     entry = AuditEntry.objects.create(**{name: getattr(pending, name) for name in HASHED_FIELDS})
     if pending.personal_data:
         AuditPersonalData.objects.create(entry=entry, contact_id=entry.contact_id, data=pending.personal_data,

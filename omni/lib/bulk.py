@@ -16,6 +16,9 @@ from django.db.models import DateTimeField, JSONField
 from .sql import prepared_cursor
 
 CHUNK = 1000
+# insert_rows() writes this many rows or fewer with one INSERT: COPY costs two round trips (the
+# statement, then the data), which a row or two does not repay.
+FEW_ROWS = 10
 # Field types whose Python value psycopg writes as it is: for them the per-value round through
 # get_db_prep_save (most of a bulk write's Python time) is skipped. JSON, decimals, UUIDs and
 # the like still go through it.
@@ -144,16 +147,27 @@ def insert_rows(model, fields: list[str], rows: list[tuple], *, set_ids: bool = 
     if set_ids and generated:
         ids = _reserve_ids(model, len(rows), connection)
         columns = [opts.pk.column, *columns]
-    with connection.cursor() as cursor, connection.wrap_database_errors:
-        statement = f"COPY {quote(opts.db_table)} ({', '.join(quote(c) for c in columns)}) FROM STDIN"
-        with cursor.cursor.copy(statement) as copy:
-            for index, row in enumerate(rows):
-                values = list(row)
-                for position in json_positions:
-                    values[position] = json.dumps(values[position], cls=encoders[position])
-                if ids is not None:
-                    values.insert(0, ids[index])
-                copy.write_row(values + default_values)
+    def values_of(index, row):
+        values = list(row)
+        for position in json_positions:
+            values[position] = json.dumps(values[position], cls=encoders[position])
+        if ids is not None:
+            values.insert(0, ids[index])
+        return values + default_values
+
+    if len(rows) <= FEW_ROWS:
+        is_json = [False] * (ids is not None) + [isinstance(f, JSONField) for f in [*given, *defaulted]]
+        row_sql = "(" + ", ".join("%s::jsonb" if json_column else "%s" for json_column in is_json) + ")"
+        sql = (f"INSERT INTO {quote(opts.db_table)} ({', '.join(quote(c) for c in columns)}) "
+               f"VALUES {', '.join([row_sql] * len(rows))}")
+        with prepared_cursor(connection) as cursor, connection.wrap_database_errors:
+            cursor.execute(sql, [value for index, row in enumerate(rows) for value in values_of(index, row)])
+    else:
+        with connection.cursor() as cursor, connection.wrap_database_errors:
+            statement = f"COPY {quote(opts.db_table)} ({', '.join(quote(c) for c in columns)}) FROM STDIN"
+            with cursor.cursor.copy(statement) as copy:
+                for index, row in enumerate(rows):
+                    copy.write_row(values_of(index, row))
     if set_ids and not generated:
         pk_position = fields.index(opts.pk.attname)
         return [row[pk_position] for row in rows]
@@ -174,3 +188,31 @@ def _reserve_ids(model, count: int, connection) -> list[int]:
         cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
                        [connection.ops.quote_name(model._meta.db_table), model._meta.pk.column, count])
         return [pk for (pk,) in cursor.fetchall()]
+
+
+def insert_unless_taken(obj) -> bool:
+    """INSERT one object unless a unique constraint (a partial one too) already holds a row like
+    it: True and the object's primary key set when inserted, False when it was taken.
+
+    One statement (INSERT ... ON CONFLICT DO NOTHING RETURNING), prepared once per connection on
+    PostgreSQL, where a savepoint around a plain INSERT would cost two more round trips. A row a
+    concurrent transaction inserted first is waited for, and counts as taken once committed.
+    """
+    model = type(obj)
+    connection = connections[router.db_for_write(model)]
+    opts = model._meta
+    generated = opts.pk.get_internal_type().endswith("AutoField")
+    fields = [f for f in opts.concrete_fields if not (f.primary_key and generated and obj.pk is None)]
+    quote = connection.ops.quote_name
+    placeholders = ", ".join(["%s"] * len(fields))
+    sql = (f"INSERT INTO {quote(opts.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
+           f"VALUES ({placeholders}) ON CONFLICT DO NOTHING RETURNING {quote(opts.pk.column)}")
+    values = [_db_value_getter(f, connection, add=True)(obj) for f in fields]
+    with prepared_cursor(connection) as cursor, connection.wrap_database_errors:
+        cursor.execute(sql, values)
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    obj.pk = row[0]
+    obj._state.adding, obj._state.db = False, connection.alias
+    return True

@@ -27,3 +27,41 @@ def prepared_cursor(connection=default_connection):
     wrapped = connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
     with wrapped as cursor:
         yield cursor
+
+
+class QueryTemplate:
+    """A queryset built and compiled to SQL once per process and database, then run with other
+    values: for a hot path whose query has the same shape every time, where building and
+    compiling it (Django's expressions, subqueries) costs more than running it.
+
+    `build(**placeholders)` returns the queryset (use values_list: rows come back as tuples);
+    each keyword it takes is given a unique marker string, and wherever that marker lands among
+    the compiled query's parameters, run() puts the value given under that name. So the names
+    may only stand for values compared as text (addresses, channel names), never turned into
+    something else first. Statements go through prepared_cursor.
+    """
+
+    def __init__(self, build, *names: str):
+        self.build = build
+        self.names = names
+        self.compiled: dict[str, tuple[str, list]] = {}
+
+    def _compile(self, connection) -> tuple[str, list]:
+        if connection.alias not in self.compiled:
+            markers = {name: f"\x1equery-template:{name}\x1e" for name in self.names}
+            queryset = self.build(**markers)
+            sql, params = queryset.query.get_compiler(connection=connection).as_sql()
+            by_marker = {marker: name for name, marker in markers.items()}
+            slots = [by_marker.get(param) if isinstance(param, str) else None for param in params]
+            missing = set(self.names) - set(slots)
+            if missing:
+                raise ValueError(f"These values never reach the query's parameters: {', '.join(sorted(missing))}.")
+            self.compiled[connection.alias] = (sql, [(slot, param) for slot, param in zip(slots, params)])
+        return self.compiled[connection.alias]
+
+    def rows(self, connection=default_connection, **values) -> list[tuple]:
+        sql, slots = self._compile(connection)
+        params = [values[slot] if slot is not None else param for slot, param in slots]
+        with prepared_cursor(connection) as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()

@@ -394,3 +394,23 @@ def test_a_gate_decision_is_sealed_by_digest_and_an_altered_one_is_caught(settin
     assert report.record_problems == (f"decision {decision['id']} was altered",)
     with pytest.raises(CommandError, match="was altered"):
         call_command("verify_audit", stdout=io.StringIO())
+
+
+def test_entries_written_together_go_in_one_statement_at_the_end_and_not_at_all_on_failure():
+    from django.db import connection, transaction
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as captured, audit.written_together():
+        assert audit.record("thing.one", data={"n": 1}) is None
+        audit.record("thing.two", data={"n": 2})
+        with audit.written_together():  # joins the outer block
+            audit.record("thing.three", data={"n": 3})
+        assert AuditEntry.objects.filter(action__startswith="thing.").count() == 0
+    assert [e.action for e in AuditEntry.objects.filter(action__startswith="thing.").order_by("pk")] == [
+        "thing.one", "thing.two", "thing.three"]
+    assert sum("omni_auditentry" in q["sql"] for q in captured.captured_queries) == 2  # the count, then the write
+
+    with pytest.raises(RuntimeError), transaction.atomic(), audit.written_together():
+        audit.record("thing.lost")
+        raise RuntimeError("the change fails")
+    assert not AuditEntry.objects.filter(action="thing.lost").exists()

@@ -114,3 +114,32 @@ def test_a_taken_unique_key_is_djangos_integrity_error_whatever_writes_it(write)
         else:
             insert_rows(Contact, ["external_id"], [("taken",)])
     assert Contact.objects.filter(external_id="taken").count() == 1
+
+
+def test_insert_unless_taken_inserts_once_and_says_when_a_unique_row_was_there():
+    from omni.lib.bulk import insert_unless_taken
+
+    first, second = Contact(external_id="once"), Contact(external_id="once")
+
+    assert insert_unless_taken(first) is True
+    assert insert_unless_taken(second) is False
+    assert first.pk == Contact.objects.get(external_id="once").pk and second.pk is None
+    assert Contact.objects.filter(external_id="once").count() == 1
+
+
+def test_insert_unless_taken_respects_a_partial_unique_constraint():
+    from channels.models import Conversation
+    from omni.lib.bulk import insert_unless_taken
+
+    contact = Contact.objects.create(external_id="c")
+    now = timezone.now()
+
+    def conversation(status):
+        return Conversation(contact=contact, channel="sms", status=status, opened_at=now, last_inbound_at=now,
+                            last_activity_at=now)
+
+    assert insert_unless_taken(conversation("closed")) and insert_unless_taken(conversation("open"))
+    assert insert_unless_taken(conversation("open")) is False
+    with CaptureQueriesContext(connection) as captured:
+        insert_unless_taken(conversation("closed"))
+    assert len(captured) == 1

@@ -1,0 +1,66 @@
+"""What every inbound message is read with: the keyword lists and each channel's service level
+and business hours, kept per process and checked for changes in one query per message
+(omni.lib.table_cache), so the webhook reads no settings table itself."""
+import logging
+from dataclasses import dataclass
+
+from compliance.models import KeywordList
+from omni.lib.table_cache import TableCache
+
+from omni.choices import Channel
+
+from .business_hours import ALWAYS_OPEN, Schedule, schedule_for_channel, schedules_for_channels
+from .models import BusinessHours, Holiday, OpeningHours, ServiceLevel
+
+log = logging.getLogger(__name__)
+
+# Channels customers write in on: conversations, blocks and service levels exist only for these.
+INBOUND_CHANNELS = frozenset({Channel.SMS, Channel.WHATSAPP, Channel.RCS, Channel.EMAIL})
+
+
+@dataclass(frozen=True)
+class InboundSettings:
+    keyword_lists: dict[str, list[str]]
+    # {channel: (Schedule or None, ServiceLevel or None)}; None for unusable business hours.
+    schedules: dict[str, tuple[Schedule | None, ServiceLevel | None]]
+
+    def schedule(self, channel: str) -> tuple[Schedule | None, ServiceLevel | None]:
+        """The channel's (Schedule, ServiceLevel): around the clock and none where it has no service level."""
+        return self.schedules.get(channel, (ALWAYS_OPEN, None))
+
+
+def _load() -> InboundSettings:
+    return InboundSettings(KeywordList.objects.parser_lists(), _schedules(INBOUND_CHANNELS))
+
+
+def _schedules(channels) -> dict:
+    """Business hours that cannot make a schedule (no opening hours at all) must not lose a
+    customer's message: that channel counts no due times, and says why in the log."""
+    try:
+        return schedules_for_channels(channels)
+    except ValueError:
+        found = {}
+        for channel in channels:
+            try:
+                found[channel] = schedule_for_channel(channel)
+            except ValueError as problem:
+                log.warning("The business hours of %s's service level are unusable: %s", channel, problem)
+                found[channel] = (None, None)
+        return found
+
+
+_cache = TableCache(_load, KeywordList, ServiceLevel, BusinessHours, OpeningHours, Holiday)
+
+
+def inbound_settings() -> InboundSettings:
+    return _cache.get()
+
+
+def schedules_of(channels) -> dict[str, tuple[Schedule | None, ServiceLevel | None]]:
+    """Each channel's InboundSettings.schedule(); one query, however many channels."""
+    current = inbound_settings()
+    return {channel: current.schedule(channel) for channel in channels}
+
+
+def schedule_of(channel: str) -> tuple[Schedule | None, ServiceLevel | None]:
+    return schedules_of([channel])[channel]
