@@ -77,9 +77,6 @@ def _process_events(events, now, report: TickReport) -> None:
         for e in events
     ])
     names = {e.name for e in events}
-    # Only a batch holding a reply or a closing reads enrollments for them.
-    by_conversations = (_act_on_conversations(events, now) if REPLIED in names or CONVERSATION_CLOSED in names
-                        else Counter())
     # The live versions these events trigger, and any version (enrollments keep older ones)
     # whose goal they reach: one query.
     versions = list(
@@ -92,6 +89,10 @@ def _process_events(events, now, report: TickReport) -> None:
     if versions:
         converted = _convert_goals(events, versions, now)
         enrolled = _enroll_from_events(events, versions, now)
+    # After enrolling: a contact who writes in pauses the enrollment their sign-up in the same
+    # batch just made. Only a batch holding a reply or a closing reads enrollments for them.
+    by_conversations = (_act_on_conversations(events, now) if REPLIED in names or CONVERSATION_CLOSED in names
+                        else Counter())
     ContactEvent.objects.filter(pk__in=[e.pk for e in events]).update(processed_at=now)
     report.converted += converted
     report.paused += by_conversations["paused"]

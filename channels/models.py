@@ -1,9 +1,11 @@
 """The canonical message, its deliveries on providers, and what providers tell us back."""
-from datetime import time
+from datetime import datetime, time
+from datetime import timezone as dt_timezone
 
 from django.conf import settings
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import Case, F, Q, Value, When
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from contacts.models import Contact, Device, validate_timezone
@@ -480,6 +482,21 @@ class ConversationTag(models.Model):
         return self.name
 
 
+# The inbox's order (omni/web/inbox.py): first-response due time while nobody has answered,
+# then follow-up date, either "never" when not set. Defined here so the index serving it
+# (conversation_inbox_attention) holds the very same expressions.
+NEVER = datetime(9999, 12, 31, tzinfo=dt_timezone.utc)
+
+
+def response_due_order():
+    return Case(When(first_response_at__isnull=True, first_response_due_at__isnull=False,
+                     then=F("first_response_due_at")), default=Value(NEVER), output_field=models.DateTimeField())
+
+
+def follow_up_order():
+    return Coalesce("follow_up_at", Value(NEVER), output_field=models.DateTimeField())
+
+
 class Conversation(models.Model):
     """A support thread with one contact on one channel; at most one not closed per contact and channel."""
 
@@ -531,6 +548,17 @@ class Conversation(models.Model):
             models.Index(fields=["status", "assignee"], name="conversation_status_assignee"),
             # The inbox: not closed, by first-response due time.
             models.Index(fields=["status", "first_response_due_at", "id"], name="conversation_inbox_order"),
+            # The inbox's pages in its order, among conversations not closed (an ORDER BY ... LIMIT
+            # that reads the first rows of this index instead of sorting every open conversation).
+            models.Index(response_due_order(), follow_up_order(), "id", name="conversation_inbox_attention",
+                         condition=~Q(status="closed")),
+            # The figures page (omni/web/support_figures.py) reads conversations opened, answered or
+            # closed in a period, and whether the contact came back on the channel soon after.
+            models.Index(fields=["opened_at"], name="conversation_opened"),
+            models.Index(fields=["first_response_at"], name="conversation_first_response",
+                         condition=Q(first_response_at__isnull=False)),
+            models.Index(fields=["closed_at"], name="conversation_closed", condition=Q(closed_at__isnull=False)),
+            models.Index(fields=["contact", "channel", "opened_at"], name="conversation_contact_opened"),
             # Closed and not yet asked the satisfaction question (channels.support_automation.
             # ask_satisfaction, every minute): each asked one leaves the index.
             models.Index(fields=["channel", "closed_at"], name="conversation_to_survey",

@@ -130,6 +130,23 @@ def test_a_reply_pauses_the_journey_and_closing_the_conversation_resumes_it(jour
         "conversation_closed", conversation.pk, True)
 
 
+def test_a_reply_in_the_same_batch_as_the_sign_up_pauses_the_enrollment_the_sign_up_made(journey_replying, ann,
+                                                                                           now):
+    # given a journey that pauses while the contact talks with an agent
+    journey = journey_replying(OnReply.PAUSE_RESUME)
+    conversation = conversation_with(ann)
+
+    # when ann signs up and writes in before the tick runs
+    ingest_event(contact=ann, name=journey.trigger_event, idempotency_key="signup-ann", source="api")
+    replied(ann, conversation, 11)
+    tick(now)
+
+    # then she was enrolled, then paused for that conversation, and nothing went out
+    enrollment = Enrollment.objects.get(contact=ann, journey=journey)
+    assert (enrollment.state, enrollment.paused_for_conversation_id) == (EnrollmentState.PAUSED, conversation.pk)
+    assert not Message.objects.filter(contact=ann).exists()
+
+
 def test_pause_exit_ends_the_journey_when_the_conversation_closes(journey_replying, ann, now):
     enrollment = waiting(journey_replying(OnReply.PAUSE_EXIT), ann, now)
     conversation = conversation_with(ann)

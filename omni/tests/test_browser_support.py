@@ -1,8 +1,11 @@
 """A support agent works the demo's inbox in a real browser: opens the inbox from the sidebar,
 takes Bob's unassigned conversation, answers with a saved reply filled in for Bob, sees it
-delivered by the sandbox, and closes the conversation."""
+delivered by the sandbox, and closes the conversation; Bob's welcome journey, paused by his
+question, resumes."""
 import pytest
 
+from campaigns.models import Enrollment, EnrollmentState
+from campaigns.tick import tick
 from channels.models import Conversation, ConversationStatus, Message, SavedReply
 from omni.tests.browser import expect
 
@@ -19,7 +22,10 @@ def demo_with_a_saved_reply(demo_logins, eager_celery):
 
 def test_a_support_agent_takes_bobs_question_answers_with_a_saved_reply_and_closes_it(
         demo_with_a_saved_reply, page, log_in, screenshot):
-    # given a support agent on their home
+    # given Bob's welcome journey, which waits while he talks with support (the demo's on_reply)
+    tick()
+    assert Enrollment.objects.get(contact__first_name="Bob", journey__slug="welcome").state == EnrollmentState.PAUSED
+    # and a support agent on their home
     log_in("support", demo_with_a_saved_reply["support"])
 
     # when they open the inbox from the sidebar
@@ -69,3 +75,8 @@ def test_a_support_agent_takes_bobs_question_answers_with_a_saved_reply_and_clos
     page.goto("/admin/inbox/")
     expect(page.locator("#tabs-items")).to_contain_text("All (0)")
     screenshot("closed")
+
+    # and the next tick resumes Bob's journey
+    tick()
+    enrollment = Enrollment.objects.get(contact__first_name="Bob", journey__slug="welcome")
+    assert (enrollment.state, enrollment.paused_for_conversation_id) == (EnrollmentState.ACTIVE, None)

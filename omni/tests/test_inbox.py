@@ -231,12 +231,62 @@ def test_postgresql_searches_words_in_any_order_through_its_full_text_indexes(ag
     assert found("Refund -order") == {one_word.pk}
     assert found('"want a refund"') == {both.pk}
 
-    # and channels' inbox_search migration made the GIN indexes the search expressions match
-    # (the plan that uses them depends on the table statistics other tests leave, so it is not asserted)
+
+
+def many_open_conversations(count: int) -> None:
+    """`count` open conversations with a message and a reply each, and fresh statistics (ANALYZE in
+    the test's transaction: its statistics go when the test's rows go)."""
+    first = Contact.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
     with connection.cursor() as cursor:
-        cursor.execute("SELECT indexname FROM pg_indexes WHERE indexname IN ('inbound_body_search', "
-                       "'message_reply_search')")
-        assert {name for (name,) in cursor.fetchall()} == {"inbound_body_search", "message_reply_search"}
+        cursor.execute(
+            "INSERT INTO contacts_contact (external_id, email, phone, first_name, last_name, locale, timezone, "
+            "country, region, lifecycle_stage, attributes, preferred_channel, unknown_sender, messaging_paused, "
+            "created_at, updated_at) SELECT 'many-' || g, '', '', 'Many', '', 'en', '', '', '', 'subscriber', "
+            "'{}', '', false, false, now(), now() FROM generate_series(1, %s) g", [count])
+        Conversation.objects.bulk_create([
+            Conversation(contact_id=contact_id, channel="sms", status=ConversationStatus.OPEN,
+                         opened_at=NOW - timedelta(hours=2), last_inbound_at=NOW, last_activity_at=NOW,
+                         first_response_due_at=NOW + timedelta(minutes=contact_id % 500))
+            for contact_id in Contact.objects.filter(pk__gt=first).values_list("pk", flat=True)], batch_size=2000)
+        cursor.execute(
+            "INSERT INTO channels_inboundmessage (contact_id, conversation_id, channel, provider, provider_message_id, "
+            "from_address, to_address, body, media, keyword, needs_agent, received_at, raw, blocked) "
+            "SELECT contact_id, id, 'sms', 'sandbox', 'many-' || id, '+14155550000', '', "
+            "'where is my parcel number ' || id, '[]', '', false, now(), '{}', false "
+            "FROM channels_conversation WHERE contact_id > %s", [first])
+    Message.objects.bulk_create([
+        Message(contact_id=contact_id, conversation_id=conversation_id, purpose="informational", source="agent",
+                content=[{"channel": "sms", "text_body": f"We are looking into it, ticket {conversation_id}"}],
+                channel_plan=[{"channel": "sms"}])
+        for conversation_id, contact_id in Conversation.objects.filter(contact_id__gt=first)
+        .values_list("pk", "contact_id")], batch_size=2000)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE contacts_contact, channels_conversation, channels_inboundmessage, channels_message")
+
+
+def plan_of(sql: str) -> str:
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN {sql}")
+        return "\n".join(line for (line,) in cursor.fetchall())
+
+
+@pytest.mark.postgres
+def test_postgresql_reads_an_inbox_page_and_a_search_through_their_indexes(agent):
+    many_open_conversations(5000)
+    with CaptureQueriesContext(connection) as page_queries:
+        inbox.read_page(agent, inbox.Filters())
+    with CaptureQueriesContext(connection) as search_queries:
+        inbox.read_page(agent, inbox.Filters(text="parcel"))
+    page_sql = next(q["sql"] for q in page_queries.captured_queries if "LIMIT" in q["sql"])
+    search_sql = next(q["sql"] for q in search_queries.captured_queries if "to_tsvector" in q["sql"])
+
+    # the first page reads the first rows of the index in the inbox's order, sorting nothing
+    page_plan = plan_of(page_sql)
+    assert "conversation_inbox_attention" in page_plan, page_plan
+    assert "Sort" not in page_plan.split("->")[0] + page_plan.split("->")[1], page_plan
+    # the search finds the words through the GIN indexes of channels' inbox_search migration
+    search_plan = plan_of(search_sql)
+    assert "inbound_body_search" in search_plan and "message_reply_search" in search_plan, search_plan
 
 
 # --- the pages: permissions and the access setting -----------------------------------------------

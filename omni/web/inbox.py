@@ -9,17 +9,24 @@ Every page is the same few queries whatever it holds: the rows with their contac
 queue, their tags, and one aggregate for the three counts.
 """
 from dataclasses import dataclass, field
-from datetime import datetime, timezone as dt_timezone
 
 from django.contrib.postgres.search import SearchQuery, SearchVector
 from django.db import connection
-from django.db.models import Case, Count, DateTimeField, F, OuterRef, Q, Subquery, Value, When
+from django.db.models import Count, OuterRef, Q, Subquery
 from django.db.models.fields.json import KT
-from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from channels.models import Conversation, ConversationStatus, ConversationTag, InboundMessage, Message, SupportQueue
+from channels.models import (
+    Conversation,
+    ConversationStatus,
+    ConversationTag,
+    InboundMessage,
+    Message,
+    SupportQueue,
+    follow_up_order,
+    response_due_order,
+)
 from channels.support_access import conversations_for
 from omni.choices import Channel
 
@@ -41,7 +48,6 @@ STATUS_CHOICES = [(NOT_CLOSED, "Open or waiting"), *ConversationStatus.choices]
 # where one language's stemmer would mangle the others. The indexes of channels' migration
 # inbox_search are built on the same expressions.
 SEARCH_CONFIG = "simple"
-NEVER = datetime(9999, 12, 31, tzinfo=dt_timezone.utc)
 PREVIEW_CHARS = 120
 
 
@@ -131,11 +137,7 @@ def tab_counts(user, filters: Filters) -> dict[str, int]:
 
 
 def with_order_keys(rows):
-    return rows.annotate(
-        response_due=Case(When(first_response_at__isnull=True, first_response_due_at__isnull=False,
-                               then=F("first_response_due_at")), default=Value(NEVER), output_field=DateTimeField()),
-        follow_up=Coalesce("follow_up_at", Value(NEVER), output_field=DateTimeField()),
-    )
+    return rows.annotate(response_due=response_due_order(), follow_up=follow_up_order())
 
 
 def encode_cursor(row) -> str:

@@ -19,7 +19,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from campaigns.actions import activate_journey
-from campaigns.models import Journey, JourneyStatus, JourneyStep, StepKind, TriggerType
+from campaigns.models import Journey, JourneyStatus, JourneyStep, OnReply, StepKind, TriggerType
 from channels.provider_reports import record_inbound_message
 from compliance.actions import record_consent_change
 from compliance.models import Consent, ConsentSource, ConsentStatus, LawfulBasis
@@ -201,6 +201,8 @@ class Command(BaseCommand):
                 "description": "Email on sign-up; if it is not opened or clicked soon, an SMS.",
                 "trigger_type": TriggerType.EVENT,
                 "trigger_event": SIGNUP_EVENT,
+                # Bob's question holds his welcome messages until support closes it.
+                "on_reply": OnReply.PAUSE_RESUME,
             },
         )
         if not created:
