@@ -40,7 +40,7 @@ from templates.rendering import RenderError, contact_variables, render_variant
 from . import state
 from .base import CannotTell, DeliveryError, DeliveryOutcomeUnknown, Provider, SendResult
 from .provider_reports import adopt_orphan_events
-from .routing import dispatch, fall_back
+from .routing import conversation_holds, dispatch, fall_back
 from .unsubscribe_links import with_unsubscribe_headers
 from .models import FAILED_DELIVERY_STATUSES, Delivery, DeliveryStatus, Message, MessageStatus
 from .registry import provider_named
@@ -177,7 +177,8 @@ def send_time_refusal(delivery: Delivery, now) -> Refusal | None:
 
     Re-checked when the worker runs, which may be long after the message was queued (retries,
     a backlog): the message may have been cancelled, expired, engaged with or moved on to
-    another channel, and the gate re-reads consent, suppression, pauses, quiet hours and caps.
+    another channel, and the gate re-reads consent, suppression, pauses, quiet hours, caps and
+    the conversations holding marketing.
     """
     message = delivery.message
     if message.status in state.FINAL_MESSAGE_STATUSES:
@@ -186,10 +187,12 @@ def send_time_refusal(delivery: Delivery, now) -> Refusal | None:
         # A fallback timer moved the message to its next channel while this delivery waited
         # (a backlog, retries): sending it now would deliver the same content twice.
         return Refusal("message_moved_to_next_channel")
-    # The message's own ledger row (written when it was queued) never counts against it.
+    # The message's own ledger row (written when it was queued) never counts against it. A
+    # conversation opened since it was queued holds marketing now (no query for other purposes).
+    held = conversation_holds([message], now).get(message.contact_id, ())
     verdict = gate.check(delivery.contact, delivery.channel, message.purpose, delivery.to_address,
                          provider=delivery.provider, expires_at=message.expires_at,
-                         exemption=message.exemption, message_id=message.pk, now=now)
+                         exemption=message.exemption, message_id=message.pk, conversations=held, now=now)
     if verdict.allowed:
         return None
     # The refusal overrides the decision made at dispatch, so it is kept as a decision too.

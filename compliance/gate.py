@@ -582,10 +582,10 @@ class Batch:
 
 def check(contact, channel: str, purpose: str, address: str, *, provider: str = "", expires_at=None,
           exemption: str = Exemption.NONE, message_id: int | None = None, channel_facts: dict | None = None,
-          now: datetime | None = None) -> Verdict:
+          conversations: tuple = (), now: datetime | None = None) -> Verdict:
     """The gate for one send (`message_id`: the message's own ledger rows do not count)."""
     return decide_many([SendRequest(contact, channel, purpose, address, provider, expires_at, exemption, message_id,
-                                    channel_facts or {})], now)[0]
+                                    channel_facts or {}, conversations)], now)[0]
 
 
 def reachability(contacts, purpose: str, now: datetime | None = None,

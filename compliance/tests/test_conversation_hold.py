@@ -198,3 +198,23 @@ def test_the_decision_page_names_the_conversations_that_held_it(alice, settings,
     assert page.status_code == 200
     assert f"support conversations holding marketing: #{conversation.pk} (not closed)" in page.content.decode()
     assert "conversation_hold" in page.content.decode()
+
+
+def test_marketing_queued_before_the_contact_wrote_in_is_held_when_the_worker_would_send_it(alice, settings):
+    from channels.delivery import send_delivery
+
+    # given a sale queued for Alice (its delivery waits for a worker), then she writes in
+    settings.OMNI_CONVERSATION_HOLD = HOLD
+    sale = new_message(alice)
+    routing.dispatch_many([sale], now=NOW)
+    delivery = Delivery.objects.get(message=sale)
+    inbound, _ = record_inbound_message("twilio", "SM9", "sms", alice.phone, "+15005550006", "Where is my order?",
+                                        received_at=NOW + timedelta(seconds=5))
+
+    # when the worker comes to the delivery
+    send_delivery(delivery.pk)
+
+    # then it is not sent: cancelled for the conversation, and the sale waits for it
+    delivery.refresh_from_db(), sale.refresh_from_db()
+    assert (delivery.status, delivery.error_message) == ("cancelled", f"conversation_open:{inbound.conversation_id}")
+    assert (sale.status, sale.status_reason) == (MessageStatus.DEFERRED, f"conversation_open:{inbound.conversation_id}")
