@@ -21,6 +21,8 @@ from omni.choices import send_queue
 from omni.lib.admin import is_administrator
 from omni.models import AuditEntry
 
+from . import inbox
+
 CAP = 10_000
 JOURNEYS_SHOWN = 20
 TOP_ERROR_CODES = 3
@@ -59,6 +61,10 @@ def list_url(model, **filters) -> str:
     return f"{url}?{urlencode(filters)}" if filters else url
 
 
+def inbox_url(**filters) -> str:
+    return f"{reverse('omni-web:inbox')}?{urlencode(filters)}"
+
+
 def _stamp(moment: datetime) -> str:
     return timezone.localtime(moment).isoformat(sep=" ", timespec="seconds")
 
@@ -95,9 +101,9 @@ def support_panel(user, now) -> Panel:
     # Counted as the list they link to shows them: OMNI_SUPPORT_AGENTS_SEE_ALL may narrow both.
     open_ones = conversations_for(user, Conversation.objects.filter(status=ConversationStatus.OPEN))
     panel.figures.append(Figure("Open conversations", capped_count(open_ones),
-                                list_url(Conversation, status__exact=ConversationStatus.OPEN)))
+                                inbox_url(status=ConversationStatus.OPEN, tab=inbox.ALL)))
     panel.figures.append(Figure("Unassigned", capped_count(open_ones.filter(assignee__isnull=True)),
-                                list_url(Conversation, status__exact=ConversationStatus.OPEN, assignee__isnull="True")))
+                                inbox_url(status=ConversationStatus.OPEN, tab=inbox.UNASSIGNED)))
     if user.has_perm("channels.view_inboundmessage"):
         since = now - timedelta(hours=24)
         panel.figures.append(Figure("Inbound messages, last 24 h",
