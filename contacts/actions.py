@@ -60,7 +60,8 @@ def upsert_contact(external_id: str, data: dict, *, actor_label: str) -> tuple[C
 
     `data` may hold email, phone, first_name, last_name, locale, timezone, country, region
     (ISO 3166-2, within `country` when both are given), lifecycle_stage, attributes (merged
-    into the stored ones; a null value removes a key) and
+    into the stored ones; a null value removes a key; a declared one must hold its type, see
+    contacts.data_types) and
     consents ([{"channel", "purpose", "status", "evidence"}], recorded through
     compliance.actions.record_consent_change). Everything is validated before anything is
     written, and everything is written in one transaction: InvalidField names the first field

@@ -52,7 +52,8 @@ def ingest_event(*, contact: Contact, name: str, properties: dict | None = None,
     A repeat returns the stored event with created=False, also when two copies race; a repeat
     whose request_hash differs from the stored one raises IdempotencyKeyReused.
     `occurred_at` is an aware datetime, an ISO 8601 string with a UTC offset, or None for now.
-    InvalidField names a bad name, properties, occurred_at or idempotency key.
+    InvalidField names a bad name, properties (down to a declared property of another type, e.g.
+    properties.amount), occurred_at or idempotency key.
     """
     values = clean_event(name, properties, occurred_at, idempotency_key, source)
     try:
