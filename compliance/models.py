@@ -314,7 +314,8 @@ class FrequencyCap(SendingRule):
 def frequency_caps_using_stage(key: str, **kwargs) -> str | None:
     """How many frequency caps name the lifecycle stage `key` (contacts asks before deleting it)."""
     # Few rows, and JSON containment has no lookup on SQLite: counted here.
-    count = sum(1 for stages in FrequencyCap.objects.values_list("lifecycle_stages", flat=True) if key in (stages or ()))
+    count = sum(1 for stages in FrequencyCap.objects.values_list("lifecycle_stages", flat=True)
+                if key in (stages or ()))
     if count:
         return f"{count} frequency cap{'s' if count != 1 else ''}"
     return None

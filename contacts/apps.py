@@ -12,4 +12,5 @@ class ContactsConfig(AppConfig):
         # A definition or stage saved here is checked at once by this process.
         for model in (AttributeDefinition, EventPropertyDefinition, LifecycleStage):
             for signal in (post_save, post_delete):
-                signal.connect(forget_definitions, sender=model, dispatch_uid=f"contacts.forget_definitions.{model.__name__}")
+                signal.connect(forget_definitions, sender=model,
+                               dispatch_uid=f"contacts.forget_definitions.{model.__name__}")

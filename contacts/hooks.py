@@ -1,10 +1,11 @@
 """Hooks through which the apps above contacts act on a contact's changes.
 
 Dependencies point one way (contacts imports no other app), yet some writes must reach an app
-above, and some questions must be asked of the apps above: consent given with a contact upsert belongs to compliance; erasure and retention will
+above: consent given with a contact upsert belongs to compliance; erasure and retention will
 reach every app. Each such write is a signal here; the owning app connects its receiver in
 its AppConfig.ready(), and contacts sends it inside its own transaction, so a receiver's
-error rolls the whole change back.
+error rolls the whole change back. Questions only the apps above can answer (does anything of
+yours use this lifecycle stage?) are signals too, whose receivers answer.
 """
 from django.core.exceptions import ImproperlyConfigured
 from django.dispatch import Signal

@@ -23,24 +23,31 @@ def validate_e164(value: str):
         normalize_phone(value)  # raises ValidationError with the reason
 
 
-# The stages every database starts with (contacts 0012 seeds them); marketers add their own.
+# A new contact's stage: one of the five contacts 0012 seeds (marketers add their own).
 DEFAULT_LIFECYCLE_STAGE = "subscriber"
-INITIAL_LIFECYCLE_STAGES = [
-    ("subscriber", "Subscriber"), ("lead", "Lead"), ("trial", "Trial"), ("customer", "Customer"),
-    ("churned", "Churned"),
-]
 
 
 class LifecycleStageInUse(ValidationError):
     """A stage contacts or rules still use cannot be deleted; the message says how many use it."""
 
 
+class LifecycleStageQuerySet(models.QuerySet):
+    def delete(self):
+        # A bulk delete is refused like a single one (LifecycleStage.delete).
+        for stage in self:
+            stage.refuse_if_used()
+        return super().delete()
+
+
 class LifecycleStage(models.Model):
-    """A step of the customer lifecycle; Contact.lifecycle_stage holds its key."""
+    """A step of the customer lifecycle; Contact.lifecycle_stage holds its key. A stage in use
+    (by contacts, or by what the apps above say through hooks.lifecycle_stage_used) is never deleted."""
 
     key = models.SlugField(max_length=20, unique=True, help_text="What contacts store and the API sends, e.g. trial.")
     name = models.CharField(max_length=100)
     order = models.PositiveIntegerField(default=0, help_text="Where the stage comes in the lifecycle; lower first.")
+
+    objects = LifecycleStageQuerySet.as_manager()
 
     class Meta:
         ordering = ["order", "key"]
@@ -57,13 +64,17 @@ class LifecycleStage(models.Model):
         uses.extend(hooks.lifecycle_stage_uses(self.key))
         return uses
 
-    def delete(self, *args, **kwargs):
+    def refuse_if_used(self) -> None:
+        """LifecycleStageInUse, saying what uses the stage and how many, unless nothing does."""
         uses = self.uses()
         if uses:
             raise LifecycleStageInUse(
                 f"The lifecycle stage {self.key!r} is used by {' and '.join(uses)}; move them to another stage first.",
                 code="stage_in_use",
             )
+
+    def delete(self, *args, **kwargs):
+        self.refuse_if_used()
         return super().delete(*args, **kwargs)
 
 

@@ -73,6 +73,15 @@ def test_deleting_a_stage_in_use_is_refused_with_the_count_of_its_contacts():
     assert LifecycleStage.objects.filter(key="trial").exists()
 
 
+def test_a_bulk_delete_of_stages_is_refused_when_one_is_in_use():
+    upsert_contact("crm-1", {"lifecycle_stage": "customer"}, actor_label="test")
+
+    with pytest.raises(LifecycleStageInUse, match="used by 1 contact;"):
+        LifecycleStage.objects.filter(key__in=["churned", "customer"]).delete()
+
+    assert LifecycleStage.objects.filter(key__in=["churned", "customer"]).count() == 2
+
+
 def test_a_stage_no_one_uses_is_deleted():
     upsert_contact("crm-1", {"lifecycle_stage": "trial"}, actor_label="test")
 
