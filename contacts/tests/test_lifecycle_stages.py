@@ -120,10 +120,12 @@ def test_the_admin_lists_stages_by_order_and_offers_them_on_the_contact_page(adm
 
     listing = admin_client.get("/admin/contacts/lifecyclestage/")
     contact_page = admin_client.get("/admin/contacts/contact/add/")
+    stage_page = admin_client.get(f"/admin/contacts/lifecyclestage/{LifecycleStage.objects.get(key='lead').pk}/change/")
 
     assert [s.key for s in listing.context["cl"].result_list] == [
         "subscriber", "lead", "onboarding", "trial", "customer", "churned"]
     assert 'value="onboarding"' in contact_page.content.decode()
+    assert stage_page.status_code == 200 and 'name="key"' not in stage_page.content.decode()  # the key stays
 
 
 @pytest.mark.parametrize("group, verbs", [
