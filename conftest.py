@@ -72,7 +72,8 @@ def pytest_terminal_summary(terminalreporter):
 def _flush_past_the_audit_truncate_guard():
     """A transactional test ends by emptying every table with TRUNCATE, which a trigger refuses
     for the audit log on PostgreSQL: the flush runs with that trigger ignored (pgtrigger.ignore
-    acts on this connection only, for the flush only)."""
+    acts on this connection only, for the flush only). The lifecycle stages a migration seeded,
+    which every contact refers to, are put back after it."""
     import pgtrigger
     from django.test import TransactionTestCase
 
@@ -80,7 +81,9 @@ def _flush_past_the_audit_truncate_guard():
 
     def flush_ignoring_the_guard(self):
         with pgtrigger.ignore("omni.AuditEntry:protect_truncate"):
-            return flush(self)
+            result = flush(self)
+        _seed_lifecycle_stages()
+        return result
 
     TransactionTestCase._fixture_teardown = flush_ignoring_the_guard
     yield
@@ -92,6 +95,27 @@ def _audit_checkpoints(settings, tmp_path):
     """Each test keeps the audit chain's checkpoints in a folder of its own: a test database
     starts a new chain, which the checkpoints of an earlier test would call truncated."""
     settings.OMNI_AUDIT_CHECKPOINT_URL = f"file://{tmp_path / 'audit-checkpoints'}"
+
+
+def _seed_lifecycle_stages():
+    import importlib
+
+    from contacts.models import LifecycleStage
+
+    seeded = importlib.import_module("contacts.migrations.0012_lifecycle_stage_model")
+    for position, (key, name) in enumerate(seeded.STAGES, start=1):
+        LifecycleStage.objects.get_or_create(key=key, defaults={"name": name, "order": position * 10})
+
+
+@pytest.fixture(autouse=True)
+def _fresh_typed_data_definitions():
+    """Each process keeps the declared types (contacts.data_types); a test must not see those of
+    a test whose rows were rolled back."""
+    from contacts.data_types import forget_definitions
+
+    forget_definitions()
+    yield
+    forget_definitions()
 
 
 # --- demo data and role groups -----------------------------------------------------------------

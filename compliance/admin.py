@@ -186,8 +186,10 @@ class QuietHoursAdmin(AuditedRuleAdmin):
 
 
 class FrequencyCapForm(forms.ModelForm):
+    # The stages as they are when the form is built (a callable: read at each form, not at import).
     lifecycle_stages = forms.MultipleChoiceField(
-        choices=LifecycleStage.choices, required=False, widget=forms.CheckboxSelectMultiple,
+        choices=lambda: [(stage.key, stage.name) for stage in LifecycleStage.objects.all()], required=False,
+        widget=forms.CheckboxSelectMultiple,
         help_text="Contacts at these lifecycle stages only. None ticked: every stage.")
 
     class Meta:

@@ -11,7 +11,9 @@ class ComplianceConfig(AppConfig):
         from . import checks  # noqa: F401  (registers the start-up checks)
         from .actions import record_submitted_consents
         from .decisions import sealed_decision_problems
+        from .models import frequency_caps_using_stage
 
         hooks.consents_submitted.connect(record_submitted_consents, dispatch_uid="compliance.consents_submitted")
+        hooks.lifecycle_stage_used.connect(frequency_caps_using_stage, dispatch_uid="compliance.lifecycle_stage_used")
         # verify_audit checks the gate's decisions against the digests sealed for them.
         audit_verification.register_record_check("compliance.decisions", sealed_decision_problems)

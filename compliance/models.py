@@ -12,7 +12,7 @@ from django.db import models
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from contacts.models import Contact, LifecycleStage
+from contacts.models import Contact, lifecycle_stage_keys
 from contacts.phones import validate_country, validate_region
 from omni.choices import Channel, ConsentStatus, Purpose
 
@@ -286,8 +286,13 @@ class CapAction(models.TextChoices):
 
 
 def validate_lifecycle_stages(value):
-    if not isinstance(value, list) or any(stage not in LifecycleStage.values for stage in value):
-        raise ValidationError(f"Lifecycle stages are a list of: {', '.join(LifecycleStage.values)}.")
+    if not isinstance(value, list):
+        raise ValidationError(f"Lifecycle stages are a list of: {', '.join(lifecycle_stage_keys())}.")
+    keys = lifecycle_stage_keys()
+    unknown = [stage for stage in value if stage not in keys]
+    if unknown:
+        raise ValidationError(f"Unknown lifecycle stage(s) {', '.join(map(str, unknown))}; "
+                              f"the stages are: {', '.join(keys)}.")
 
 
 class FrequencyCap(SendingRule):
@@ -304,6 +309,16 @@ class FrequencyCap(SendingRule):
     def __str__(self):
         return f"{self.name}: {self.limit} per {self.window_seconds}s"
 
+
+
+def frequency_caps_using_stage(key: str, **kwargs) -> str | None:
+    """How many frequency caps name the lifecycle stage `key` (contacts asks before deleting it)."""
+    # Few rows, and JSON containment has no lookup on SQLite: counted here.
+    count = sum(1 for stages in FrequencyCap.objects.values_list("lifecycle_stages", flat=True)
+                if key in (stages or ()))
+    if count:
+        return f"{count} frequency cap{'s' if count != 1 else ''}"
+    return None
 
 class SendLedger(models.Model):
     """One row per message queued on a plan step (not per push device): what frequency caps count.

@@ -13,7 +13,8 @@ from omni import audit
 from omni.choices import Channel, ConsentStatus, Purpose
 
 from . import hooks
-from .models import Contact, LifecycleStage
+from .data_types import WrongType, check_attributes, is_lifecycle_stage
+from .models import Contact, lifecycle_stage_keys
 from .phones import normalize_phone, validate_region
 
 PROFILE_FIELDS = frozenset(
@@ -59,7 +60,8 @@ def upsert_contact(external_id: str, data: dict, *, actor_label: str) -> tuple[C
 
     `data` may hold email, phone, first_name, last_name, locale, timezone, country, region
     (ISO 3166-2, within `country` when both are given), lifecycle_stage, attributes (merged
-    into the stored ones; a null value removes a key) and
+    into the stored ones; a null value removes a key; a declared one must hold its type, see
+    contacts.data_types) and
     consents ([{"channel", "purpose", "status", "evidence"}], recorded through
     compliance.actions.record_consent_change). Everything is validated before anything is
     written, and everything is written in one transaction: InvalidField names the first field
@@ -210,8 +212,8 @@ def clean_profile_field(field: str, value, *, country: str = ""):
     `country` (ISO 3166-1 alpha-2) reads a phone number given in national format.
     """
     if field == "lifecycle_stage":
-        if value not in LifecycleStage.values:
-            raise InvalidField(field, f"lifecycle_stage must be one of {', '.join(LifecycleStage.values)}.")
+        if not is_lifecycle_stage(value):
+            raise InvalidField(field, f"lifecycle_stage must be one of {', '.join(lifecycle_stage_keys())}.")
         return value
     if field == "locale":
         text = require_string(field, value, max_length=16)
@@ -273,6 +275,10 @@ def require_string(field: str, value, *, max_length: int) -> str:
 def clean_attributes(attributes) -> dict:
     if not isinstance(attributes, dict):
         raise InvalidField("attributes", "attributes must be a JSON object; a null value removes a key.")
+    try:
+        check_attributes(attributes)
+    except WrongType as exc:
+        raise InvalidField(exc.field, exc.messages[0], code=exc.code) from None
     return attributes
 
 

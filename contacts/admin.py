@@ -1,3 +1,4 @@
+from django import forms
 from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
@@ -8,7 +9,15 @@ from omni import audit
 from omni.lib.admin import ModelAdmin, ReadOnlyAdminMixin, TabularInline
 from omni.lib.quarantine import QuarantineAdminMixin, QuarantinedFilter
 
-from .models import Contact, ContactEvent, Device, Segment
+from .models import (
+    AttributeDefinition,
+    Contact,
+    ContactEvent,
+    Device,
+    EventPropertyDefinition,
+    LifecycleStage,
+    Segment,
+)
 from .resources import ContactResource
 
 RECENT_EVENTS_SHOWN = 20
@@ -20,8 +29,34 @@ class DeviceInline(TabularInline):
     fields = ["platform", "token", "provider_endpoint", "enabled", "disabled_reason", "app_version", "last_seen_at"]
 
 
+def lifecycle_stage_choices() -> list[tuple[str, str]]:
+    return [(stage.key, stage.name) for stage in LifecycleStage.objects.all()]
+
+
+class ContactForm(forms.ModelForm):
+    # The stages as they are when the form is built; Contact.clean() checks the key and the types
+    # of the declared attributes.
+    lifecycle_stage = forms.ChoiceField(choices=lifecycle_stage_choices)
+
+    class Meta:
+        model = Contact
+        fields = "__all__"
+
+
+class LifecycleStageFilter(admin.SimpleListFilter):
+    title = "lifecycle stage"
+    parameter_name = "lifecycle_stage"
+
+    def lookups(self, request, model_admin):
+        return lifecycle_stage_choices()
+
+    def queryset(self, request, queryset):
+        return queryset.filter(lifecycle_stage=self.value()) if self.value() else queryset
+
+
 @admin.register(Contact)
 class ContactAdmin(ModelAdmin, ImportExportModelAdmin):
+    form = ContactForm
     resource_classes = [ContactResource]
     # Unfold's forms, so the import and export pages use the theme's widgets (the export one that
     # keeps choosing columns, as django-import-export's default does).
@@ -29,7 +64,7 @@ class ContactAdmin(ModelAdmin, ImportExportModelAdmin):
     export_form_class = SelectableFieldsExportForm
     list_display = ["__str__", "email", "phone", "external_id", "lifecycle_stage", "locale", "messaging_paused",
                     "created_at", "timeline_link"]
-    list_filter = ["lifecycle_stage", "locale", "messaging_paused", "unknown_sender"]
+    list_filter = [LifecycleStageFilter, "locale", "messaging_paused", "unknown_sender"]
     search_fields = ["email", "phone", "external_id", "first_name", "last_name"]
     date_hierarchy = "created_at"
     # unknown_sender: set when someone no contact had wrote in (channels); merging comes later.
@@ -166,3 +201,64 @@ class ContactEventAdmin(QuarantineAdminMixin, ReadOnlyAdminMixin, ModelAdmin):
     search_fields = ["name", "idempotency_key", "contact__email", "contact__phone", "contact__external_id"]
     list_select_related = ["contact"]
     date_hierarchy = "occurred_at"
+
+
+class AuditedDefinitionAdmin(ModelAdmin):
+    """Types and stages change what the API accepts: each change is written to the audit log."""
+
+    audit_noun = ""
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        audit.record(f"{self.audit_noun}.{'changed' if change else 'created'}", obj=obj, actor=request.user,
+                     reason="admin", data={"definition": str(obj), "fields": sorted(form.changed_data)})
+
+    def delete_model(self, request, obj):
+        audit.record(f"{self.audit_noun}.deleted", obj=obj, actor=request.user, reason="admin",
+                     data={"definition": str(obj)})
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        for obj in queryset:
+            self.delete_model(request, obj)
+
+
+@admin.register(AttributeDefinition)
+class AttributeDefinitionAdmin(AuditedDefinitionAdmin):
+    audit_noun = "attribute_definition"
+    list_display = ["name", "data_type", "description", "updated_at"]
+    list_filter = ["data_type"]
+    search_fields = ["name", "description"]
+    fields = ["name", "data_type", "description"]
+
+
+@admin.register(EventPropertyDefinition)
+class EventPropertyDefinitionAdmin(AuditedDefinitionAdmin):
+    audit_noun = "event_property_definition"
+    list_display = ["event", "name", "data_type", "description", "updated_at"]
+    list_filter = ["data_type", "event"]
+    search_fields = ["event", "name", "description"]
+    fields = ["event", "name", "data_type", "description"]
+
+
+@admin.register(LifecycleStage)
+class LifecycleStageAdmin(AuditedDefinitionAdmin):
+    audit_noun = "lifecycle_stage"
+    list_display = ["name", "key", "order"]
+    list_editable = ["order"]
+    ordering = ["order", "key"]
+    search_fields = ["key", "name"]
+    fields = ["key", "name", "order"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # Contacts and rules hold the key: once saved it stays.
+        return ["key"] if obj is not None else []
+
+    def get_deleted_objects(self, objs, request):
+        # A stage in use is listed as protected: the admin then shows why and deletes nothing.
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        for stage in objs:
+            uses = stage.uses()
+            if uses:
+                protected = [*protected, f"{stage}: used by {' and '.join(uses)}; move them to another stage first"]
+        return deleted, counts, perms_needed, protected

@@ -4,7 +4,8 @@ Dependencies point one way (contacts imports no other app), yet some writes must
 above: consent given with a contact upsert belongs to compliance; erasure and retention will
 reach every app. Each such write is a signal here; the owning app connects its receiver in
 its AppConfig.ready(), and contacts sends it inside its own transaction, so a receiver's
-error rolls the whole change back.
+error rolls the whole change back. Questions only the apps above can answer (does anything of
+yours use this lifecycle stage?) are signals too, whose receivers answer.
 """
 from django.core.exceptions import ImproperlyConfigured
 from django.dispatch import Signal
@@ -12,6 +13,16 @@ from django.dispatch import Signal
 # Consents submitted with a contact (the API's PUT, an import), already validated in shape.
 # Arguments: contact, consents ([{"channel", "purpose", "status", "evidence"}]), source, actor_label.
 consents_submitted = Signal()
+
+
+# Asked before a lifecycle stage is deleted. Arguments: key. A receiver answers what of its own
+# still uses the stage ("2 frequency caps"), or nothing; any answer refuses the delete.
+lifecycle_stage_used = Signal()
+
+
+def lifecycle_stage_uses(key: str) -> list[str]:
+    """What the apps above say still uses the lifecycle stage `key`, e.g. ["2 frequency caps"]."""
+    return [answer for _, answer in lifecycle_stage_used.send(sender=None, key=key) if answer]
 
 
 def send(signal: Signal, **kwargs) -> None:

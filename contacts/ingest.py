@@ -18,6 +18,7 @@ from omni.lib.dates import InvalidDate, clean_datetime
 from omni.lib.sql import prepared_cursor
 
 from .actions import ContactErased, ContactNotFound, InvalidField, clean_external_id, get_contact, upsert_contact
+from .data_types import WrongType, check_properties
 from .models import Contact, ContactEvent
 
 # Matched with fullmatch: "$" would also accept a name ending in a newline.
@@ -51,7 +52,8 @@ def ingest_event(*, contact: Contact, name: str, properties: dict | None = None,
     A repeat returns the stored event with created=False, also when two copies race; a repeat
     whose request_hash differs from the stored one raises IdempotencyKeyReused.
     `occurred_at` is an aware datetime, an ISO 8601 string with a UTC offset, or None for now.
-    InvalidField names a bad name, properties, occurred_at or idempotency key.
+    InvalidField names a bad name, properties (down to a declared property of another type, e.g.
+    properties.amount), occurred_at or idempotency key.
     """
     values = clean_event(name, properties, occurred_at, idempotency_key, source)
     try:
@@ -69,10 +71,12 @@ def store_events(events: list[dict], *, source: str) -> None:
     occurred_at, validated as ingest_event() validates them (InvalidField, and nothing stored);
     one INSERT writes them, and a key already stored is skipped.
     """
+    # Omni's own events are not held to the declared property types: a marketer's declaration
+    # must never make Omni drop an inbound reply.
     rows = [
         ContactEvent(contact_id=event["contact_id"],
                      **clean_event(event["name"], event.get("properties"), event.get("occurred_at"),
-                                   event["idempotency_key"], source))
+                                   event["idempotency_key"], source, check_types=False))
         for event in events
     ]
     if rows:
@@ -280,11 +284,19 @@ def _receive_with_contact(submission: EventSubmission, *, source: str, actor_lab
     return EventOutcome(event=event, external_id=event.contact.external_id, created=created)
 
 
-def clean_event(name, properties, occurred_at, idempotency_key, source) -> dict:
-    """The validated fields of an event; InvalidField names the first one at fault."""
+def clean_event(name, properties, occurred_at, idempotency_key, source, *, check_types: bool = True) -> dict:
+    """The validated fields of an event; InvalidField names the first one at fault, down to a
+    declared property of the wrong type (`properties.amount`) unless check_types is False."""
     if not source or len(source) > 100:
         raise ValueError(f"An event source must be 1 to 100 characters, got {source!r}.")
-    return {"name": clean_event_name(name), "properties": clean_properties(properties),
+    name = clean_event_name(name)
+    properties = clean_properties(properties)
+    if check_types:
+        try:
+            check_properties(name, properties)
+        except WrongType as exc:
+            raise InvalidField(exc.field, exc.messages[0], code=exc.code) from None
+    return {"name": name, "properties": properties,
             "occurred_at": clean_occurred_at(occurred_at), "idempotency_key": clean_idempotency_key(idempotency_key),
             "source": source}
 

@@ -9,6 +9,7 @@ from django.utils.timezone import now
 
 from omni.choices import Channel
 
+from . import hooks
 from .phones import normalize_phone, validate_region
 
 
@@ -22,17 +23,64 @@ def validate_e164(value: str):
         normalize_phone(value)  # raises ValidationError with the reason
 
 
-class LifecycleStage(models.TextChoices):
-    SUBSCRIBER = "subscriber", "Subscriber"
-    LEAD = "lead", "Lead"
-    TRIAL = "trial", "Trial"
-    CUSTOMER = "customer", "Customer"
-    CHURNED = "churned", "Churned"
+# A new contact's stage: one of the five contacts 0012 seeds (marketers add their own).
+DEFAULT_LIFECYCLE_STAGE = "subscriber"
+
+
+class LifecycleStageInUse(ValidationError):
+    """A stage contacts or rules still use cannot be deleted; the message says how many use it."""
+
+
+class LifecycleStageQuerySet(models.QuerySet):
+    def delete(self):
+        # A bulk delete is refused like a single one (LifecycleStage.delete).
+        for stage in self:
+            stage.refuse_if_used()
+        return super().delete()
+
+
+class LifecycleStage(models.Model):
+    """A step of the customer lifecycle; Contact.lifecycle_stage holds its key. A stage in use
+    (by contacts, or by what the apps above say through hooks.lifecycle_stage_used) is never deleted."""
+
+    key = models.SlugField(max_length=20, unique=True, help_text="What contacts store and the API sends, e.g. trial.")
+    name = models.CharField(max_length=100)
+    order = models.PositiveIntegerField(default=0, help_text="Where the stage comes in the lifecycle; lower first.")
+
+    objects = LifecycleStageQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["order", "key"]
+
+    def __str__(self):
+        return self.name
+
+    def uses(self) -> list[str]:
+        """What still uses this stage, e.g. ["3 contacts", "1 frequency cap"]; empty when nothing does."""
+        uses = []
+        contacts = Contact.objects.filter(lifecycle_stage=self.key).count()
+        if contacts:
+            uses.append(f"{contacts} contact{'s' if contacts != 1 else ''}")
+        uses.extend(hooks.lifecycle_stage_uses(self.key))
+        return uses
+
+    def refuse_if_used(self) -> None:
+        """LifecycleStageInUse, saying what uses the stage and how many, unless nothing does."""
+        uses = self.uses()
+        if uses:
+            raise LifecycleStageInUse(
+                f"The lifecycle stage {self.key!r} is used by {' and '.join(uses)}; move them to another stage first.",
+                code="stage_in_use",
+            )
+
+    def delete(self, *args, **kwargs):
+        self.refuse_if_used()
+        return super().delete(*args, **kwargs)
 
 
 def lifecycle_stage_keys() -> list[str]:
     """The keys a contact's lifecycle_stage may hold, in their order."""
-    return list(LifecycleStage.values)
+    return list(LifecycleStage.objects.order_by("order", "key").values_list("key", flat=True))
 
 
 class DataType(models.TextChoices):
@@ -102,7 +150,8 @@ class Contact(models.Model):
     region = models.CharField(max_length=6, blank=True, default="", db_default="", validators=[validate_region],
                               help_text="ISO 3166-2, e.g. US-FL.")
     lifecycle_stage = models.CharField(
-        max_length=20, choices=LifecycleStage.choices, default=LifecycleStage.SUBSCRIBER, db_index=True
+        max_length=20, default=DEFAULT_LIFECYCLE_STAGE, db_index=True,
+        help_text="The key of a lifecycle stage (contacts.LifecycleStage).",
     )
     attributes = models.JSONField(default=dict, blank=True)
     # The channel the contact asked for on the preference page; routing will honour it.
@@ -128,6 +177,10 @@ class Contact(models.Model):
         return name or self.email or self.phone or self.external_id or f"Contact {self.pk}"
 
     def clean(self):
+        # data_types reads the definition models above; imported here, where a contact is checked.
+        from .data_types import WrongType, check_attributes, is_lifecycle_stage
+
+        errors = {}
         if self.email:
             self.email = self.email.strip().lower()
         if self.phone:
@@ -135,7 +188,19 @@ class Contact(models.Model):
         if self.region:
             self.region = self.region.strip().upper()
             if self.country and not self.region.startswith(f"{self.country.upper()}-"):
-                raise ValidationError({"region": f"Region {self.region} is not in the contact's country {self.country}."})
+                errors["region"] = f"Region {self.region} is not in the contact's country {self.country}."
+        if not is_lifecycle_stage(self.lifecycle_stage):
+            errors["lifecycle_stage"] = (f"{self.lifecycle_stage!r} is not a lifecycle stage; the stages are: "
+                                         f"{', '.join(lifecycle_stage_keys())}.")
+        if not isinstance(self.attributes, dict):
+            errors["attributes"] = "attributes must be a JSON object."
+        else:
+            try:
+                check_attributes(self.attributes)
+            except WrongType as exc:
+                errors["attributes"] = exc.messages[0]
+        if errors:
+            raise ValidationError(errors)
 
     def address_for(self, channel: str) -> str:
         """Where a message on this channel goes, or "" when the contact cannot receive it."""

@@ -198,6 +198,9 @@ OMNI_MAX_BATCH_BODY_BYTES = env.int("OMNI_MAX_BATCH_BODY_BYTES", default=2 * 102
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(OMNI_MAX_BODY_BYTES, OMNI_MAX_BATCH_BODY_BYTES, 2_621_440)
 # How long each web process trusts an API key it verified (a revoked key works that long).
 OMNI_API_KEY_CACHE_SECONDS = env.int("OMNI_API_KEY_CACHE_SECONDS", default=10)
+# How long each process keeps the declared attribute and event property types (contacts.data_types):
+# a type changed in another process is checked that much later.
+OMNI_TYPED_DATA_CACHE_SECONDS = env.float("OMNI_TYPED_DATA_CACHE_SECONDS", default=10)
 
 # --- Celery ---------------------------------------------------------------------------------
 # How long /readyz waits for the broker before calling it unreachable.

@@ -146,7 +146,7 @@ def test_the_administrators_role_holds_every_roles_permissions_and_the_settings(
     assert not Group.objects.filter(name="Administrators").exists()
     migration.apply_roles(state_apps, schema_editor)
     # and the role migrations after it give back what they added
-    importlib.import_module("omni.migrations.0013_support_roles_agents").apply_roles(state_apps, schema_editor)
+    importlib.import_module("omni.migrations.0014_typed_data_roles").apply_roles(state_apps, schema_editor)
     assert permissions_of("Administrators") == administrators
 
 

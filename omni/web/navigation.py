@@ -16,6 +16,7 @@ MARKETING, SUPPORT, COMPLIANCE, ACTIVITY, SETTINGS = "Marketing", "Support", "Co
 GROUPS = {
     MARKETING: [
         ("contacts", "contact"), ("contacts", "segment"), ("contacts", "device"),
+        ("contacts", "attributedefinition"), ("contacts", "eventpropertydefinition"), ("contacts", "lifecyclestage"),
         ("message_templates", "template"), ("message_templates", "templatevariant"),
         ("message_templates", "templateversion"),
         ("campaigns", "journey"), ("campaigns", "journeystep"), ("campaigns", "enrollment"),

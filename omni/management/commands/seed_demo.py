@@ -24,7 +24,7 @@ from channels.provider_reports import record_inbound_message
 from compliance.actions import record_consent_change
 from compliance.models import Consent, ConsentSource, ConsentStatus, LawfulBasis
 from contacts.ingest import ingest_event
-from contacts.models import Contact, LifecycleStage
+from contacts.models import Contact
 from omni.choices import Channel, Purpose
 from templates.actions import publish_template
 from templates.models import Template, TemplateVariant
@@ -158,7 +158,7 @@ class Command(BaseCommand):
     def ensure_contact(self, data: dict) -> Contact:
         contact = Contact.objects.filter(external_id=data["external_id"]).first()
         if contact is None:
-            contact = Contact(**data, locale="en", lifecycle_stage=LifecycleStage.TRIAL)
+            contact = Contact(**data, locale="en", lifecycle_stage="trial")
             contact.full_clean()
             contact.save()
         return contact
