@@ -338,6 +338,9 @@ OMNI_DEFAULT_COUNTRY = env.str("OMNI_DEFAULT_COUNTRY", default="" if PRODUCTION 
 # Support agents see every conversation in the inbox; false limits each agent to the
 # conversations of their queues and those assigned to them (administrators always see all).
 OMNI_SUPPORT_AGENTS_SEE_ALL = env.bool("OMNI_SUPPORT_AGENTS_SEE_ALL", default=True)
+# Outbound webhooks (omni/lib/webhooks.py) call https and public addresses only, unless DEBUG or
+# this is set (local receivers in development and tests).
+OMNI_WEBHOOKS_ALLOW_PRIVATE = env.bool("OMNI_WEBHOOKS_ALLOW_PRIVATE", default=False)
 
 # --- Support -------------------------------------------------------------------------------
 # A conversation waiting on the customer this many days closes itself (resolved by automation;
