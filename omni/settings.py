@@ -237,6 +237,10 @@ if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     # minute anyway (channels/publishing.py).
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 600}
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# Tasks that always run on one queue whoever enqueues them, by task name (a name needs no import).
+CELERY_TASK_ROUTES = {
+    "campaigns.tasks.call_webhook_task": {"queue": "outbound"},
+}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 

@@ -250,3 +250,13 @@ def test_each_endpoint_gets_its_own_secret_and_rotation_replaces_it(db):
     first.refresh_from_db()
     assert first.secret != old
     assert webhooks.signature(first.secret, "1", b"{}") != webhooks.signature(old, "1", b"{}")
+
+
+def test_the_campaigns_webhook_task_is_routed_to_the_outbound_queue_workers_consume():
+    from omni.celery import app
+    from omni.choices import ALL_QUEUES, OUTBOUND_QUEUE
+
+    route = app.amqp.router.route({}, "campaigns.tasks.call_webhook_task", args=(), kwargs={})
+
+    assert route["queue"].name == OUTBOUND_QUEUE == "outbound"
+    assert OUTBOUND_QUEUE in ALL_QUEUES
