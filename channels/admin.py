@@ -4,7 +4,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
 from django.db.models import Count, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.forms.models import BaseInlineFormSet
@@ -941,6 +941,13 @@ class DefaultChannelPlanForm(forms.ModelForm):
             self.add_error(None, problem)
         self.instance.channel_plan = plan
         return cleaned
+
+    def _update_errors(self, errors):
+        # The model's own check names `channel_plan`, a field this form shows as plan steps: what
+        # it finds goes to the top of the form instead.
+        if hasattr(errors, "error_dict") and "channel_plan" in errors.error_dict:
+            errors.error_dict.setdefault(NON_FIELD_ERRORS, []).extend(errors.error_dict.pop("channel_plan"))
+        super()._update_errors(errors)
 
 
 for _number in range(1, PLAN_STEPS + 1):
