@@ -67,6 +67,9 @@ class Message(models.Model):
     variables = models.JSONField(default=dict, blank=True, help_text="Values the template is rendered with.")
     channel_plan = models.JSONField(default=list)
     plan_step = models.PositiveSmallIntegerField(default=0)
+    # The contact's preferred channel when create_messages put it first in channel_plan (blank
+    # when the preference did not apply: none, not in the plan, or high or critical urgency).
+    preferred_channel_first = models.CharField(max_length=10, choices=Channel.choices, blank=True, default="")
     source = models.CharField(max_length=10, choices=MessageSource.choices)
     conversation = models.ForeignKey(
         "Conversation", null=True, blank=True, on_delete=models.PROTECT, related_name="messages", db_index=False

@@ -1,5 +1,6 @@
 """Default channel plans by purpose and urgency (issue 19), seeded for every pair: journey send
-steps without a plan of their own pin one when their journey is published."""
+steps without a plan of their own pin one when their journey is published. A message keeps the
+contact's preferred channel when creating it put that channel first in its plan."""
 from django.db import migrations, models
 
 
@@ -60,4 +61,9 @@ class Migration(migrations.Migration):
             },
         ),
         migrations.RunPython(seed, unseed),
+        migrations.AddField(
+            model_name='message',
+            name='preferred_channel_first',
+            field=models.CharField(blank=True, choices=[('email', 'Email'), ('sms', 'SMS'), ('whatsapp', 'WhatsApp'), ('rcs', 'RCS'), ('push', 'Mobile push')], default='', max_length=10),
+        ),
     ]
