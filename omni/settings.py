@@ -345,6 +345,9 @@ OMNI_SUPPORT_AGENTS_SEE_ALL = env.bool("OMNI_SUPPORT_AGENTS_SEE_ALL", default=Tr
 # Outbound webhooks (omni/lib/webhooks.py) call https and public addresses only, unless DEBUG or
 # this is set (local receivers in development and tests).
 OMNI_WEBHOOKS_ALLOW_PRIVATE = env.bool("OMNI_WEBHOOKS_ALLOW_PRIVATE", default=False)
+# A PEM file of the certificate authorities webhook receivers' certificates are checked against
+# (default: certifi's public ones).
+OMNI_WEBHOOKS_CA_BUNDLE = env.str("OMNI_WEBHOOKS_CA_BUNDLE", default="")
 
 # --- Support -------------------------------------------------------------------------------
 # A conversation waiting on the customer this many days closes itself (resolved by automation;

@@ -247,8 +247,13 @@ def _post(endpoint, body: bytes, idempotency_key: str) -> tuple[int, bytes, bool
 
 
 def _ca_certs() -> str | None:
+    """The certificate authorities receivers' certificates are checked against:
+    settings.OMNI_WEBHOOKS_CA_BUNDLE (a private CA), else certifi's, else the system's."""
+    bundle = getattr(settings, "OMNI_WEBHOOKS_CA_BUNDLE", "")
+    if bundle:
+        return bundle
     try:
         import certifi
-    except ImportError:  # the system's store then
+    except ImportError:
         return None
     return certifi.where()

@@ -260,3 +260,81 @@ def test_the_campaigns_webhook_task_is_routed_to_the_outbound_queue_workers_cons
 
     assert route["queue"].name == OUTBOUND_QUEUE == "outbound"
     assert OUTBOUND_QUEUE in ALL_QUEUES
+
+
+@pytest.fixture
+def tls_receiver(tmp_path):
+    """An https receiver on 127.0.0.1 with a self-signed certificate for "localhost": yields
+    (url, ca_file, server names the clients asked for)."""
+    import datetime
+    import ssl
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+                   .not_valid_after(now + datetime.timedelta(days=1))
+                   .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+                   .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                   .sign(key, hashes.SHA256()))
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            body = json.dumps({"host": self.headers["Host"]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format, *args):
+            pass
+
+    server_names = []
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    context.sni_callback = lambda connection, server_name, ctx: server_names.append(server_name)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"https://localhost:{server.server_address[1]}/hook", str(cert_file), server_names
+    server.shutdown()
+    server.server_close()
+
+
+def test_https_dials_the_checked_address_with_the_urls_name_for_sni_and_the_certificate(tls_receiver, settings):
+    url, ca_file, server_names = tls_receiver
+    settings.OMNI_WEBHOOKS_ALLOW_PRIVATE = True
+    settings.OMNI_WEBHOOKS_CA_BUNDLE = ca_file
+    endpoint = WebhookEndpoint.objects.create(name="TLS", url=url)
+
+    answer = call(endpoint, {}, idempotency_key="visit-1", attempt=1)
+
+    assert answer.ok, answer.error
+    assert answer.body == {"host": url.split("/")[2]}
+    assert server_names == ["localhost"]
+
+
+def test_a_certificate_no_trusted_authority_signed_is_refused(tls_receiver, settings):
+    url, _, _ = tls_receiver
+    settings.OMNI_WEBHOOKS_ALLOW_PRIVATE = True
+    endpoint = WebhookEndpoint.objects.create(name="TLS", url=url)
+
+    answer = call(endpoint, {}, idempotency_key="visit-1", attempt=1)
+
+    assert not answer.ok and "SSLError" in answer.error
