@@ -338,3 +338,14 @@ def test_a_certificate_no_trusted_authority_signed_is_refused(tls_receiver, sett
     answer = call(endpoint, {}, idempotency_key="visit-1", attempt=1)
 
     assert not answer.ok and "SSLError" in answer.error
+
+
+def test_production_warns_when_webhooks_may_reach_private_addresses(settings):
+    from omni.checks import check_webhook_settings
+
+    settings.PRODUCTION = True
+    settings.OMNI_WEBHOOKS_ALLOW_PRIVATE = False
+    assert check_webhook_settings(None) == []
+
+    settings.OMNI_WEBHOOKS_ALLOW_PRIVATE = True
+    assert [warning.id for warning in check_webhook_settings(None)] == ["omni.W001"]
