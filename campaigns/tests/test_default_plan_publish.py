@@ -127,3 +127,11 @@ def test_the_step_form_accepts_a_blank_plan_but_still_refuses_a_broken_one(journ
     with pytest.raises(ValidationError) as refused:
         step.full_clean()
     assert "channel_plan" in refused.value.message_dict
+
+
+def test_the_step_form_says_a_blank_plan_takes_the_default(journey, admin_client):
+    from django.urls import reverse
+
+    page = admin_client.get(reverse("admin:campaigns_journey_change", args=[journey.pk])).content.decode()
+
+    assert "Blank: the default channel plan for the step's purpose and urgency" in page
