@@ -349,3 +349,37 @@ def test_production_warns_when_webhooks_may_reach_private_addresses(settings):
 
     settings.OMNI_WEBHOOKS_ALLOW_PRIVATE = True
     assert [warning.id for warning in check_webhook_settings(None)] == ["omni.W001"]
+
+
+@pytest.fixture
+def unsized_answer(settings):
+    """A receiver that answers 200 with 20 KiB and no Content-Length (the body ends when it
+    closes the connection): yields its URL."""
+    import threading
+
+    settings.OMNI_WEBHOOKS_ALLOW_PRIVATE = True
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+
+    def answer():
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n"
+                               + b"y" * 20480)
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/"
+    thread.join(timeout=5)
+    listener.close()
+
+
+def test_an_answer_without_a_length_is_refused_once_past_the_bound(unsized_answer):
+    endpoint = WebhookEndpoint.objects.create(name="Chatty", url=unsized_answer)
+
+    answer = call(endpoint, {}, idempotency_key="visit-1", attempt=1)
+
+    assert (answer.ok, answer.retryable, answer.status, answer.body) == (False, False, 200, None)
+    assert "longer than 16384 bytes" in answer.error
