@@ -331,7 +331,7 @@ def _sender(channel: str, address_field: str, address: str) -> tuple[int | None,
     blocked, the delivery the message answers, the contact's conversation on the channel that
     is not closed). One query, compiled once per process, for a known sender; two for an unknown
     one."""
-    found = _KNOWN_SENDER[address_field].rows(channel=channel, address=address)
+    found = KNOWN_SENDER[address_field].rows(channel=channel, address=address)
     if not found:
         blocked_query = conversations.blocked_senders(channel, address)
         return None, blocked_query.exists(), _answered(channel, address).values_list("pk", flat=True).first(), None
@@ -364,7 +364,7 @@ def _known_sender_query(address_field: str):
     return QueryTemplate(build, "channel", "address")
 
 
-_KNOWN_SENDER = {field: _known_sender_query(field) for field in ("phone", "email")}
+KNOWN_SENDER = {field: _known_sender_query(field) for field in ("phone", "email")}
 
 
 REPLY_BATCH = 200

@@ -16,9 +16,6 @@ from django.db.models import DateTimeField, JSONField
 from .sql import prepared_cursor
 
 CHUNK = 1000
-# insert_rows() writes this many rows or fewer with one INSERT: COPY costs two round trips (the
-# statement, then the data), which a row or two does not repay.
-FEW_ROWS = 10
 # Field types whose Python value psycopg writes as it is: for them the per-value round through
 # get_db_prep_save (most of a bulk write's Python time) is skipped. JSON, decimals, UUIDs and
 # the like still go through it.
@@ -147,27 +144,16 @@ def insert_rows(model, fields: list[str], rows: list[tuple], *, set_ids: bool = 
     if set_ids and generated:
         ids = _reserve_ids(model, len(rows), connection)
         columns = [opts.pk.column, *columns]
-    def values_of(index, row):
-        values = list(row)
-        for position in json_positions:
-            values[position] = json.dumps(values[position], cls=encoders[position])
-        if ids is not None:
-            values.insert(0, ids[index])
-        return values + default_values
-
-    if len(rows) <= FEW_ROWS:
-        is_json = [False] * (ids is not None) + [isinstance(f, JSONField) for f in [*given, *defaulted]]
-        row_sql = "(" + ", ".join("%s::jsonb" if json_column else "%s" for json_column in is_json) + ")"
-        sql = (f"INSERT INTO {quote(opts.db_table)} ({', '.join(quote(c) for c in columns)}) "
-               f"VALUES {', '.join([row_sql] * len(rows))}")
-        with prepared_cursor(connection) as cursor, connection.wrap_database_errors:
-            cursor.execute(sql, [value for index, row in enumerate(rows) for value in values_of(index, row)])
-    else:
-        with connection.cursor() as cursor, connection.wrap_database_errors:
-            statement = f"COPY {quote(opts.db_table)} ({', '.join(quote(c) for c in columns)}) FROM STDIN"
-            with cursor.cursor.copy(statement) as copy:
-                for index, row in enumerate(rows):
-                    copy.write_row(values_of(index, row))
+    with connection.cursor() as cursor, connection.wrap_database_errors:
+        statement = f"COPY {quote(opts.db_table)} ({', '.join(quote(c) for c in columns)}) FROM STDIN"
+        with cursor.cursor.copy(statement) as copy:
+            for index, row in enumerate(rows):
+                values = list(row)
+                for position in json_positions:
+                    values[position] = json.dumps(values[position], cls=encoders[position])
+                if ids is not None:
+                    values.insert(0, ids[index])
+                copy.write_row(values + default_values)
     if set_ids and not generated:
         pk_position = fields.index(opts.pk.attname)
         return [row[pk_position] for row in rows]

@@ -59,9 +59,13 @@ class QueryTemplate:
             self.compiled[connection.alias] = (sql, [(slot, param) for slot, param in zip(slots, params)])
         return self.compiled[connection.alias]
 
-    def rows(self, connection=default_connection, **values) -> list[tuple]:
+    def statement(self, connection=default_connection, **values) -> tuple[str, list]:
+        """The SQL (with %s placeholders) and its parameters for `values`."""
         sql, slots = self._compile(connection)
-        params = [values[slot] if slot is not None else param for slot, param in slots]
+        return sql, [values[slot] if slot is not None else param for slot, param in slots]
+
+    def rows(self, connection=default_connection, **values) -> list[tuple]:
+        sql, params = self.statement(connection, **values)
         with prepared_cursor(connection) as cursor:
             cursor.execute(sql, params)
             return cursor.fetchall()
