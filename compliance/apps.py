@@ -11,7 +11,10 @@ class ComplianceConfig(AppConfig):
         from . import checks  # noqa: F401  (registers the start-up checks)
         from .actions import record_submitted_consents
         from .decisions import sealed_decision_problems
+        from .segment_filters import register_segment_filters
 
         hooks.consents_submitted.connect(record_submitted_consents, dispatch_uid="compliance.consents_submitted")
         # verify_audit checks the gate's decisions against the digests sealed for them.
         audit_verification.register_record_check("compliance.decisions", sealed_decision_problems)
+        # The consent filter of segments (contacts.segments keeps the registry).
+        register_segment_filters()
