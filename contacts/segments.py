@@ -30,6 +30,7 @@ count_within(...) counts them under a statement timeout.
 import datetime as dt
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from django.db import OperationalError, connection, transaction
@@ -237,42 +238,77 @@ class CountTooSlow(Exception):
     pass
 
 
-def count_within(queryset, timeout_ms: int) -> int:
-    """queryset.count(), abandoned after `timeout_ms`: raises CountTooSlow. PostgreSQL: SET
-    LOCAL statement_timeout in a transaction of its own; SQLite: a progress handler aborts."""
+SAMPLE_SIZE = 10
+
+
+@contextmanager
+def statement_budget(timeout_ms: int):
+    """Run the queries inside within `timeout_ms` each; raises CountTooSlow past it. PostgreSQL:
+    SET LOCAL statement_timeout in a transaction (savepoint) of its own, given back after;
+    SQLite: a progress handler interrupts the statement."""
     if connection.vendor == "postgresql":
         try:
             with transaction.atomic(), connection.cursor() as cursor:
                 cursor.execute("SELECT current_setting('statement_timeout'), set_config('statement_timeout', %s, true)",
                                [str(int(timeout_ms))])
                 previous = cursor.fetchone()[0]
-                count = queryset.count()
+                yield
                 # SET LOCAL lasts until the outermost transaction ends: give the caller's back.
                 cursor.execute("SELECT set_config('statement_timeout', %s, true)", [previous])
-                return count
         except DatabaseError as error:
-            if getattr(getattr(error, "__cause__", None), "sqlstate", None) == "57014":  # query_canceled
+            if getattr(error.__cause__, "sqlstate", None) == "57014":  # query_canceled
                 raise CountTooSlow from error
             raise
-    if connection.vendor == "sqlite":
+    elif connection.vendor == "sqlite":
         connection.ensure_connection()
         deadline = time.monotonic() + timeout_ms / 1000
         raw = connection.connection
         # Called every N virtual machine steps; a true answer interrupts the statement.
         raw.set_progress_handler(lambda: time.monotonic() > deadline, 1000)
         try:
-            return queryset.count()
+            yield
         except OperationalError as error:
             if "interrupted" in str(error):
                 raise CountTooSlow from error
             raise
         finally:
             raw.set_progress_handler(None, 1000)
-    return queryset.count()
+    else:
+        yield
 
 
-def sample(queryset, size: int = 10) -> list[Contact]:
-    return list(queryset.order_by("-pk")[:size])
+def count_within(queryset, timeout_ms: int) -> int:
+    """queryset.count(), abandoned after `timeout_ms`: raises CountTooSlow."""
+    with statement_budget(timeout_ms):
+        return queryset.count()
+
+
+@dataclass
+class Preview:
+    """What the segment page shows under the form for an unsaved definition."""
+
+    problems: list[str]
+    count: int | None = None
+    sample: list[Contact] = field(default_factory=list)
+    too_slow: bool = False
+
+
+def preview(definition, now=None, *, timeout_ms: int) -> Preview:
+    """Count the contacts `definition` keeps and pick a sample of them, each query under the
+    statement timeout; or say what is wrong with it, or that it was too slow to count."""
+    now = now or timezone.now()
+    types = declared_types(definition)
+    problems = definition_problems(definition, types)
+    if problems:
+        return Preview(problems)
+    members = compile(definition, now, types)
+    try:
+        with statement_budget(timeout_ms):
+            count = members.count()
+            sample = list(members.order_by("-pk")[:SAMPLE_SIZE]) if count else []
+    except CountTooSlow:
+        return Preview([], too_slow=True)
+    return Preview([], count, sample)
 
 
 # ---------------------------------------------------------------- contacts' own kinds
