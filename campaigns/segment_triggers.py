@@ -27,7 +27,6 @@ import datetime as dt
 
 from django.db import connection, transaction
 from django.db.models import F
-from django.utils import timezone
 
 from contacts import segments
 from contacts.models import Segment, SegmentMembership
