@@ -426,7 +426,7 @@ def _event_q(config, now):
     else:
         # The contacts with enough (at least N, or more than N for "at most") such events, as
         # one grouped set; "at most N" keeps everyone else, those with none included.
-        counted = events.values("contact").annotate(n=Count("pk"))
+        counted = events.values("contact").annotate(n=Count("contact"))
         q = Q(pk__in=(counted.filter(n__gte=count) if not at_most else counted.filter(n__gt=count)).values("contact"))
         q = ~q if at_most else q
     return q if config.get("did", True) else ~q
