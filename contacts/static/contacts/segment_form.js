@@ -129,7 +129,7 @@
 
   Builder.prototype.field = function (filter, field) {
     var self = this;
-    var label = el("label", {className: "segment-field"}, [el("span", {text: field.label + " "})]);
+    var label = el("span", {className: "segment-field"}, [el("span", {text: field.label + " "})]);
     var boolean = field.choices.length === 2 && field.choices[0][0] === "true";
     if (field.input === "select") {
       var value = filter[field.name] === undefined ? "" : String(filter[field.name]);
@@ -155,8 +155,10 @@
         self.set(filter, field.name, v === "" ? "" : Number(v));
       }, field.name));
     } else if (field.input === "date" || field.input === "text") {
-      label.appendChild(input(field.input, filter[field.name], function (v) { self.set(filter, field.name, v); },
-                              field.name));
+      var box = input(field.input, filter[field.name], function (v) { self.set(filter, field.name, v); }, field.name);
+      // The event's declared properties type its conditions: draw them again for another event.
+      if (field.name === "event") box.addEventListener("change", function () { self.redraw(); });
+      label.appendChild(box);
     } else if (field.input === "attribute_condition") {
       return this.condition(filter, "attribute", this.catalog.attributes, function () { return true; });
     } else if (field.input === "property_conditions") {
@@ -175,15 +177,18 @@
     Object.keys(types).forEach(function (name) { keys.appendChild(el("option", {value: name})); });
     var type = types[condition[keyName]] || "text";
     var operators = this.catalog.operators[type];
-    var keyInput = input("text", condition[keyName], function (v) {
-      condition[keyName] = v;
-      var newType = types[v] || "text";
+    // Read when the marketer leaves the field: a key of another type redraws the operators.
+    var keyInput = el("input", {type: "text", "aria-label": keyName, className: "segment-input"});
+    if (condition[keyName] !== undefined) keyInput.value = condition[keyName];
+    keyInput.addEventListener("change", function () {
+      condition[keyName] = keyInput.value;
+      var newType = types[keyInput.value] || "text";
       if (newType !== type) {
         condition.operator = self.catalog.operators[newType][0].name;
         delete condition.value; delete condition.value_to;
         self.redraw();
       } else self.changed();
-    }, keyName);
+    });
     keyInput.setAttribute("list", listId);
     box.appendChild(keys);
     box.appendChild(keyInput);
