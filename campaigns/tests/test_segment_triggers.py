@@ -159,7 +159,7 @@ def test_two_ticks_at_once_refresh_a_segment_once_and_enroll_each_contact_once(r
     _refresh(T0)
     Contact.objects.bulk_create([Contact(external_id=f"c{i}", lifecycle_stage="customer") for i in range(200)])
 
-    reports, errors = run_concurrently(lambda: _refresh(T0 + dt.timedelta(minutes=1)))
+    reports, errors = run_concurrently(lambda: tick(T0 + dt.timedelta(minutes=1)))
 
     assert errors == []
     assert sorted(r.segments_refreshed for r in reports) == [0, 1]
