@@ -21,6 +21,7 @@ from templates.models import TemplateVersion
 from . import enrollment_state
 from .models import (
     LIVE_ENROLLMENT_STATES,
+    SEGMENT_TRIGGERS,
     Enrollment,
     EnrollmentState,
     Journey,
@@ -126,11 +127,15 @@ def snapshot_problems(snapshot: dict) -> list[str]:
     steps = snapshot["steps"]
     if not steps:
         problems.append("The journey has no steps.")
-    if snapshot["trigger_type"] != TriggerType.EVENT:
+    if snapshot["trigger_type"] in SEGMENT_TRIGGERS:
+        if not snapshot["trigger_segment_id"]:
+            label = dict(TriggerType.choices)[snapshot["trigger_type"]]
+            problems.append(f"The trigger {label!r} needs a segment: choose the trigger segment.")
+    elif snapshot["trigger_type"] != TriggerType.EVENT:
         label = dict(TriggerType.choices).get(snapshot["trigger_type"], snapshot["trigger_type"])
-        # Only the tick's event stage enrolls anyone so far: any other trigger would be "Active" and empty.
-        problems.append(f"The trigger {label!r} enrolls nobody yet: only an event trigger is built. Choose "
-                        f"{TriggerType.EVENT.label!r} and name the event.")
+        # Only the tick's event and segment stages enroll anyone so far: any other trigger would be "Active" and empty.
+        problems.append(f"The trigger {label!r} enrolls nobody yet: only event and segment triggers are built. "
+                        f"Choose {TriggerType.EVENT.label!r} and name the event.")
     elif not snapshot["trigger_event"]:
         problems.append("An event-triggered journey needs a trigger event name.")
     by_key = {step["key"]: step for step in steps}

@@ -10,6 +10,7 @@ closes, each with the conversation's id. Each live enrollment of the contact the
 version's on_reply says (see _act_on_conversations).
 """
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 
 from django.db import connection, transaction
 from django.db.models import F, Q
@@ -218,37 +219,66 @@ def _enroll_from_events(events, versions, now) -> int:
     for event in events:
         for version in triggered:
             if version.trigger_event == event.name and _matches(version.trigger_conditions, event.properties):
-                candidates.setdefault((version.journey_id, event.contact_id), event)
+                candidates.setdefault((version.journey_id, event.contact_id), Candidate(
+                    version, event.contact_id, reason=f"event:{event.pk}", data={"event": event.pk},
+                    trigger_event_id=event.pk))
+    return enroll_candidates(list(candidates.values()), now)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A contact a trigger would enroll on `version` (its journey's live version). `reason` and
+    `data` go into the audit entry of the enrollment or of its refusal."""
+
+    version: JourneyVersion
+    contact_id: int
+    reason: str
+    data: dict
+    trigger_event_id: int | None = None
+
+
+def enroll_candidates(candidates: list[Candidate], now) -> int:
+    """Enroll each candidate under its journey's re-entry rules, in a fixed number of queries
+    whatever their number (one journey and contact at most once: the first candidate wins).
+    Refusals are audited as journey.enrollment_refused with the reason. Returns how many were
+    enrolled."""
     if not candidates:
         return 0
-    contact_ids = {c for _, c in candidates}
-    journey_ids = {j for j, _ in candidates}
+    contact_ids = {c.contact_id for c in candidates}
+    journey_ids = {c.version.journey_id for c in candidates}
     history = {}
     for journey_id, contact_id, state, entered_at in Enrollment.objects.filter(
         journey_id__in=journey_ids, contact_id__in=contact_ids
     ).values_list("journey_id", "contact_id", "state", "entered_at"):
         history.setdefault((journey_id, contact_id), []).append((state, entered_at))
-    versions_by_journey = {v.journey_id: v for v in triggered}
 
-    new, refused = [], []
-    for (journey_id, contact_id), event in candidates.items():
-        version = versions_by_journey[journey_id]
-        past = history.get((journey_id, contact_id), [])
-        reason = _reentry_refusal(version, past, now)
+    new, refused, wanted = [], [], {}
+    for candidate in candidates:
+        version, contact_id = candidate.version, candidate.contact_id
+        if (version.journey_id, contact_id) in wanted:
+            continue
+        reason = _reentry_refusal(version, history.get((version.journey_id, contact_id), []), now)
         if reason:
             refused.append(audit.build("journey.enrollment_refused", contact_id=contact_id, obj=version.journey,
-                                       reason=reason, data={"event": event.pk}))
+                                       reason=reason, data=candidate.data))
             continue
-        new.append(Enrollment(journey_id=journey_id, journey_version=version, contact_id=contact_id,
-                              current_step_key=version.first_step_key,
-                              state=EnrollmentState.ACTIVE, next_run_at=now, entered_at=now, trigger_event=event))
-    # ignore_conflicts: another worker enrolling the same contact from a different event at the
+        wanted[(version.journey_id, contact_id)] = candidate
+        new.append(Enrollment(journey_id=version.journey_id, journey_version=version, contact_id=contact_id,
+                              current_step_key=version.first_step_key, state=EnrollmentState.ACTIVE,
+                              next_run_at=now, entered_at=now, trigger_event_id=candidate.trigger_event_id))
+    # ignore_conflicts: another worker enrolling the same contact from a different trigger at the
     # same moment loses quietly to the partial unique constraint instead of failing the batch.
     Enrollment.objects.bulk_create(new, ignore_conflicts=True, batch_size=1000)
-    created = Enrollment.objects.filter(trigger_event_id__in=[e.trigger_event_id for e in new], entered_at=now)
+    created = [
+        en for en in Enrollment.objects.filter(journey_id__in={j for j, _ in wanted},
+                                               contact_id__in={c for _, c in wanted}, entered_at=now)
+        if (en.journey_id, en.contact_id) in wanted
+        and en.trigger_event_id == wanted[(en.journey_id, en.contact_id)].trigger_event_id
+    ]
     entries = [
-        audit.build("journey.enrolled", contact_id=en.contact_id, obj=en, reason=f"event:{en.trigger_event_id}",
-                    data={"journey": en.journey_id, "event": en.trigger_event_id})
+        audit.build("journey.enrolled", contact_id=en.contact_id, obj=en,
+                    reason=wanted[(en.journey_id, en.contact_id)].reason,
+                    data={"journey": en.journey_id, **wanted[(en.journey_id, en.contact_id)].data})
         for en in created
     ]
     audit.record_many(entries + refused)

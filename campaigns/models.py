@@ -31,8 +31,13 @@ class JourneyStatus(models.TextChoices):
 class TriggerType(models.TextChoices):
     EVENT = "event", "An event"
     SEGMENT_ENTRY = "segment", "Entering a segment"
+    SEGMENT_EXIT = "segment_exit", "Leaving a segment"
     DATE_ATTRIBUTE = "date", "A date attribute"
     API = "api", "API call"
+
+
+# The triggers the segment stage (campaigns/segment_triggers.py) enrolls for.
+SEGMENT_TRIGGERS = (TriggerType.SEGMENT_ENTRY, TriggerType.SEGMENT_EXIT)
 
 
 class ReentryPolicy(models.TextChoices):
@@ -63,11 +68,12 @@ class Journey(models.Model):
     slug = models.SlugField(max_length=100, unique=True)
     description = models.TextField(blank=True)
     status = models.CharField(max_length=10, choices=JourneyStatus.choices, default=JourneyStatus.DRAFT, db_index=True)
-    trigger_type = models.CharField(max_length=10, choices=TriggerType.choices, default=TriggerType.EVENT)
+    trigger_type = models.CharField(max_length=20, choices=TriggerType.choices, default=TriggerType.EVENT)
     trigger_event = models.CharField(max_length=100, blank=True, db_index=True, help_text="Event name that enrolls.")
     # Conditions on the event's properties: {"plan": "pro"} means properties.plan == "pro".
     trigger_conditions = models.JSONField(default=dict, blank=True)
-    trigger_segment = models.ForeignKey(Segment, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # PROTECT: deleting the segment of a journey's trigger is refused (it used to strip a live trigger).
+    trigger_segment = models.ForeignKey(Segment, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     goal_event = models.CharField(max_length=100, blank=True, help_text="Event that ends the journey as a conversion.")
     reentry = models.CharField(max_length=15, choices=ReentryPolicy.choices, default=ReentryPolicy.NEVER)
     reentry_after_seconds = models.PositiveIntegerField(null=True, blank=True)
@@ -222,7 +228,7 @@ class JourneyVersion(models.Model):
 
     journey = models.ForeignKey(Journey, on_delete=models.PROTECT, related_name="versions")
     number = models.PositiveIntegerField()
-    trigger_type = models.CharField(max_length=10, choices=TriggerType.choices)
+    trigger_type = models.CharField(max_length=20, choices=TriggerType.choices)
     trigger_event = models.CharField(max_length=100, blank=True, db_index=True)
     trigger_conditions = models.JSONField(default=dict, blank=True)
     # PROTECT: a version is immutable, so deleting its segment may not empty the field.

@@ -6,6 +6,8 @@ class TickReport:
     """What one tick, or one worker's batch, did: counts per kind of work."""
     events: int = 0
     enrolled: int = 0
+    # Segments whose members were compared with their memberships (campaigns/segment_triggers.py).
+    segments_refreshed: int = 0
     converted: int = 0
     # Enrollments moved by their contacts' replies and closed conversations (on_reply).
     paused: int = 0

@@ -12,7 +12,10 @@ class ChannelsConfig(AppConfig):
         from . import tasks  # noqa: F401
         from .confirmations import send_double_opt_in_confirmation
         from .consent_messages import send_opt_in_confirmation
+        from .segment_filters import register_segment_filters
 
         hooks.double_opt_in_requested.connect(send_double_opt_in_confirmation,
                                               dispatch_uid="channels.double_opt_in_requested")
         hooks.opted_in.connect(send_opt_in_confirmation, dispatch_uid="channels.opted_in")
+        # The engagement filter of segments (contacts.segments keeps the registry).
+        register_segment_filters()

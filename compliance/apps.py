@@ -12,8 +12,11 @@ class ComplianceConfig(AppConfig):
         from .actions import record_submitted_consents
         from .decisions import sealed_decision_problems
         from .models import frequency_caps_using_stage
+        from .segment_filters import register_segment_filters
 
         hooks.consents_submitted.connect(record_submitted_consents, dispatch_uid="compliance.consents_submitted")
         hooks.lifecycle_stage_used.connect(frequency_caps_using_stage, dispatch_uid="compliance.lifecycle_stage_used")
         # verify_audit checks the gate's decisions against the digests sealed for them.
         audit_verification.register_record_check("compliance.decisions", sealed_decision_problems)
+        # The consent filter of segments (contacts.segments keeps the registry).
+        register_segment_filters()

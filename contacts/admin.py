@@ -1,6 +1,11 @@
+import json
+
 from django import forms
+from django.conf import settings
 from django.contrib import admin
-from django.urls import reverse
+from django.core.exceptions import PermissionDenied
+from django.http import JsonResponse
+from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from import_export.admin import ImportExportModelAdmin
 from unfold.contrib.import_export.forms import ImportForm, SelectableFieldsExportForm
@@ -9,6 +14,7 @@ from omni import audit
 from omni.lib.admin import ModelAdmin, ReadOnlyAdminMixin, TabularInline
 from omni.lib.quarantine import QuarantineAdminMixin, QuarantinedFilter
 
+from . import segments
 from .models import (
     AttributeDefinition,
     Contact,
@@ -175,11 +181,92 @@ def add_contact_display(name: str, display) -> None:
     ]
 
 
+class SegmentDefinitionWidget(forms.Widget):
+    """The definition as a form of filters (contacts/static/contacts/segment_form.js), kept in a
+    hidden input as JSON the marketer never sees."""
+
+    template_name = "contacts/segment_definition_widget.html"
+
+    class Media:
+        js = ["contacts/segment_form.js"]
+        css = {"all": ["contacts/segment_form.css"]}
+
+    def __init__(self, count_url="", attrs=None):
+        super().__init__(attrs)
+        self.count_url = count_url
+
+    def format_value(self, value):
+        if value in (None, ""):
+            return json.dumps({"match": "all", "filters": []})
+        return value if isinstance(value, str) else json.dumps(value)
+
+    def get_context(self, name, value, attrs):
+        context = super().get_context(name, value, attrs)
+        context["catalog"] = segments.form_catalog()
+        context["catalog_id"] = f"{context['widget']['attrs']['id']}-catalog"
+        context["count_url"] = self.count_url
+        return context
+
+
+class SegmentForm(forms.ModelForm):
+    class Meta:
+        model = Segment
+        fields = ["name", "description", "definition", "refresh_seconds"]
+
+    def clean_definition(self):
+        definition = self.cleaned_data["definition"] or {"match": "all", "filters": []}
+        problems = segments.definition_problems(definition)
+        if problems:
+            raise forms.ValidationError(problems)
+        return definition
+
+
 @admin.register(Segment)
 class SegmentAdmin(ModelAdmin):
-    list_display = ["name", "description", "updated_at"]
+    form = SegmentForm
+    list_display = ["name", "description", "refresh_seconds", "refreshed_at", "updated_at"]
     search_fields = ["name", "description"]
-    readonly_fields = ["created_at", "updated_at"]
+    readonly_fields = ["refreshed_at", "created_at", "updated_at"]
+    fields = ["name", "description", "definition", "refresh_seconds", "refreshed_at", "created_at", "updated_at"]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change, **kwargs)
+        form.base_fields["definition"].widget = SegmentDefinitionWidget(reverse("admin:contacts_segment_count"))
+        form.base_fields["definition"].label = "Who is in it"
+        return form
+
+    def get_urls(self):
+        count = path("count/", self.admin_site.admin_view(self.count_view), name="contacts_segment_count")
+        return [count, *super().get_urls()]
+
+    def count_view(self, request):
+        """The live count under the form: the unsaved definition in, its count, a sample of
+        members and its problems out, under a statement timeout."""
+        if request.method != "POST":
+            return JsonResponse({"problems": ["Send the definition with POST."]}, status=405)
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        try:
+            definition = json.loads(request.body or b"{}").get("definition")
+        except (ValueError, AttributeError):
+            return JsonResponse({"problems": ["The request is not JSON with a definition."]}, status=400)
+        found = segments.preview(definition, timeout_ms=settings.SEGMENT_COUNT_TIMEOUT_MS)
+        return JsonResponse({
+            "problems": found.problems,
+            "too_slow": found.too_slow,
+            "count": found.count,
+            "sample": [{"name": str(c), "url": reverse("admin:contacts_contact_change", args=[c.pk])}
+                       for c in found.sample],
+        })
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        audit.record("segment.changed" if change else "segment.created", obj=obj, actor=request.user,
+                     reason="admin", data={"fields": form.changed_data})
+
+    def delete_model(self, request, obj):
+        audit.record("segment.deleted", obj=obj, actor=request.user, reason="admin", data={"name": obj.name})
+        super().delete_model(request, obj)
 
 
 @admin.register(Device)

@@ -14,3 +14,5 @@ class ContactsConfig(AppConfig):
             for signal in (post_save, post_delete):
                 signal.connect(forget_definitions, sender=model,
                                dispatch_uid=f"contacts.forget_definitions.{model.__name__}")
+        # Registers contacts' own segment filter kinds (attribute, lifecycle stage, event).
+        from . import segments  # noqa: F401

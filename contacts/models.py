@@ -278,6 +278,9 @@ class ContactEvent(models.Model):
             models.Index(fields=["quarantined_at"], condition=Q(quarantined_at__isnull=False), name="event_quarantined"),
             # The contact's timeline: events by when they happened.
             models.Index(fields=["contact", "occurred_at", "id"], name="event_contact_time"),
+            # Segments' event filters ("did X in the last 30 days"): the events of one name in a
+            # window, with their contacts, read from the index alone (contacts/segments.py).
+            models.Index(fields=["name", "occurred_at", "contact"], name="event_name_time"),
         ]
 
     def __str__(self):

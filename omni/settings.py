@@ -161,6 +161,8 @@ AUTH_PASSWORD_VALIDATORS = [
 
 LANGUAGE_CODE = "en"
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+# How long the segment page's live count may run before it answers "too slow to count".
+SEGMENT_COUNT_TIMEOUT_MS = env.int("SEGMENT_COUNT_TIMEOUT_MS", default=3000)
 USE_I18N = True
 USE_TZ = True
 

@@ -166,7 +166,7 @@ def test_a_wait_of_1h_in_the_step_form_is_refused_naming_the_setting_not_a_500(c
     assert JourneyStep.objects.get(journey=welcome_journey, key="wait").config == {"seconds": 60}
 
 
-def test_activating_a_segment_triggered_journey_shows_why_it_was_not_activated(client, staff, welcome_templates):
+def test_activating_a_segment_triggered_journey_without_its_segment_shows_why_it_was_not_activated(client, staff, welcome_templates):
     from campaigns.models import Journey, JourneyStatus, StepKind
 
     staff("Marketers")
@@ -177,6 +177,6 @@ def test_activating_a_segment_triggered_journey_shows_why_it_was_not_activated(c
     messages = run_action(client, "activate", journey)
 
     assert len(messages) == 1 and messages[0][0] == "error"
-    assert messages[0][1].startswith("Segment was not activated: The trigger 'Entering a segment' enrolls nobody yet")
+    assert messages[0][1].startswith("Segment was not activated: The trigger 'Entering a segment' needs a segment")
     journey.refresh_from_db()
     assert journey.status == JourneyStatus.DRAFT

@@ -165,7 +165,6 @@ def test_a_good_plan_with_its_fallback_settings_is_accepted(journey, welcome_tem
 # --- what activation cannot run yet ---------------------------------------------------------------
 
 @pytest.mark.parametrize("trigger_type, label", [
-    (TriggerType.SEGMENT_ENTRY, "Entering a segment"),
     (TriggerType.DATE_ATTRIBUTE, "A date attribute"),
     (TriggerType.API, "API call"),
 ])

@@ -7,6 +7,7 @@ import sys
 import pytest
 from django.conf import settings
 from django.db import connection
+from django.utils import timezone
 
 from omni.bench import gate, inbound, journey_tick, timeline
 
@@ -124,7 +125,7 @@ def test_the_bench_command_runs_every_benchmark_in_its_own_database(tmp_path):
     figures = [json.loads(line) for line in done.stdout.splitlines()]
     assert all(set(f) == {"bench", "metric", "value", "unit", "n", "subject", "notes"} for f in figures)
     by_name = {(f["bench"], f["metric"]): f for f in figures}
-    expected = {"journey_tick", "ingest_http", "ingest_batch", "inbound_webhook", "gate", "timeline"}
+    expected = {"journey_tick", "ingest_http", "ingest_batch", "inbound_webhook", "gate", "timeline", "segment_count"}
     if connection.vendor == "postgresql":
         expected.add("claim_ceiling")
         assert by_name["claim_ceiling", "duplicate_claims"]["value"] == 0
@@ -147,6 +148,7 @@ def test_the_bench_command_runs_every_benchmark_in_its_own_database(tmp_path):
         assert (figure["value"], figure["unit"] != "not built yet") == (0, True), figure
     assert by_name["gate", "us_per_message"]["n"] == 20 and by_name["gate", "queries_per_batch"]["value"] <= 8
     assert by_name["timeline", "first_page_ms"]["n"] == 50 and by_name["timeline", "page_50_ms"]["value"] > 0
+    assert by_name["segment_count", "queries_per_count"]["value"] == 1
     assert "ratio_to_healthz" in {f["metric"] for f in figures}
     assert "events_per_s" in done.stderr  # the table
 
@@ -168,3 +170,17 @@ def test_the_bench_command_says_what_to_install_when_a_package_is_missing(monkey
 
     with pytest.raises(CommandError, match=r"no_such_package_here \(pip install -r requirements-dev.txt\)"):
         call_command("bench", only=["ingest_batch"], scale=1)
+
+
+@pytest.mark.django_db
+def test_the_segment_count_benchmark_counts_the_members_in_one_query():
+    from omni.bench import segment_count
+
+    figures = {f.metric: f for f in segment_count.measure(300)}
+
+    # the count it times is the count of the contacts the three filters keep, in one query
+    members = figures["count_seconds"].n
+    assert 0 < members == segment_count.expected_members(300, timezone.now())
+    assert figures["queries_per_count"].value == 1
+    assert figures["count_seconds"].value > 0 and figures["seed_seconds"].n == 300 * 6
+    assert "1 distinct answer(s)" in figures["count_seconds"].notes
