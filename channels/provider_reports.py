@@ -17,6 +17,7 @@ from contacts.actions import contact_for_unknown_sender
 from contacts.ingest import store_events
 from contacts.models import Contact
 from omni.choices import PHONE_CHANNELS, Purpose
+from omni.lib.bulk import insert_unless_taken
 from omni.lib.claims import claim, excluding
 from omni.lib.quarantine import quarantine_failures, run_isolating_failures
 from omni.lib.sql import QueryTemplate
@@ -269,13 +270,14 @@ def record_inbound_message(provider: str, provider_message_id: str, channel: str
     try:
         return _record_inbound_message(provider, provider_message_id, channel, from_address, to_address, body,
                                        media, raw, at)
-    except IntegrityError:
-        # A copy of this message was stored first, by an earlier post or one at the same time:
-        # the whole transaction (no savepoint spent on the insert) rolled back.
-        existing = InboundMessage.objects.filter(provider=provider, provider_message_id=provider_message_id).first()
-        if existing is None:
-            raise
-        return existing, False
+    except _StoredBefore:
+        # A copy of this message was stored first, by an earlier post or one at the same time
+        # (whose commit the insert waited for): everything this one did is rolled back.
+        return InboundMessage.objects.get(provider=provider, provider_message_id=provider_message_id), False
+
+
+class _StoredBefore(Exception):
+    """The message's provider id is taken: roll back what this copy of it did."""
 
 
 def _record_inbound_message(provider, provider_message_id, channel, from_address, to_address, body, media, raw,
@@ -298,13 +300,15 @@ def _record_inbound_message(provider, provider_message_id, channel, from_address
         if opens and contact_id is not None:
             conversation, change = conversations.continue_or_open(contact_id, channel, at, conversation,
                                                                   current.schedule(channel))
-        inbound = InboundMessage.objects.create(
+        inbound = InboundMessage(
             provider=provider, provider_message_id=provider_message_id, contact_id=contact_id, channel=channel,
             from_address=from_address, to_address=to_address, body=body, media=media or [],
             in_reply_to_id=in_reply_to_id, raw=raw or {}, received_at=at, conversation=rated or conversation,
             keyword=reading.keyword, needs_agent=reading.needs_agent, blocked=blocked,
             handled_at=timezone.now() if blocked else None,
         )
+        if not insert_unless_taken(inbound):
+            raise _StoredBefore
         audit.record(
             "inbound.received", contact_id=contact_id, obj=inbound, channel=channel, actor_label=actor_label,
             data={"provider": provider, "provider_message_id": provider_message_id,

@@ -14,6 +14,7 @@ from datetime import datetime
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from omni.lib.bulk import insert_unless_taken
 from omni.lib.dates import InvalidDate, clean_datetime
 from omni.lib.sql import prepared_cursor
 
@@ -79,7 +80,9 @@ def store_events(events: list[dict], *, source: str) -> None:
                                    event["idempotency_key"], source, check_types=False))
         for event in events
     ]
-    if rows:
+    if len(rows) == 1:
+        insert_unless_taken(rows[0])  # one prepared statement: a webhook's own event
+    elif rows:
         ContactEvent.objects.bulk_create(rows, ignore_conflicts=True)
 
 

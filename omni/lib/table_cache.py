@@ -10,6 +10,8 @@ signals empty the cache at once (a test's rolled-back rows can leave the same ke
 from django.db import connections, router
 from django.db.models.signals import post_delete, post_save
 
+from .sql import prepared_cursor
+
 
 class TableCache:
     def __init__(self, load, *models):
@@ -40,7 +42,7 @@ class TableCache:
             f"FROM {quote(model._meta.db_table)}"
             for position, model in enumerate(self.models)
         )
-        with connection.cursor() as cursor:
+        with prepared_cursor(connection) as cursor:
             cursor.execute(f"{sql} ORDER BY 1")
             return tuple(map(tuple, cursor.fetchall()))
 
