@@ -13,14 +13,15 @@ from collections import Counter, defaultdict
 
 from django.db import connection, transaction
 from django.db.models import F, Q
-from django.utils import timezone
 
-from contacts.models import ContactEvent
+from contacts.models import Contact, ContactEvent
 from omni import audit
 from omni.lib.claims import claim, excluding
 from omni.lib.quarantine import quarantine_failures, run_isolating_failures
 
 from . import enrollment_state
+from .admission import Wanted, enroll_many
+from .date_triggers import contact_zone, moment_of
 from .models import (
     LIVE_ENROLLMENT_STATES,
     Enrollment,
@@ -28,10 +29,10 @@ from .models import (
     JourneyStatus,
     JourneyVersion,
     OnReply,
-    ReentryPolicy,
     TriggerType,
 )
 from .tick_report import TickReport
+from .trigger_conditions import event_matches
 
 # Events claimed per transaction. Large enough that a batch's fixed costs (the claim query, the
 # commit) are spread thin; small enough that a batch commits in well under a second.
@@ -42,14 +43,13 @@ CONVERSATION_CLOSED = "conversation.closed"
 # Only channels' own events move enrollments: an API client sending an event of the same name
 # triggers journeys like any event, and pauses or resumes nothing.
 CONVERSATION_EVENT_SOURCE = "channels"
+# Why a trigger enrolled nobody (journey.enrollment_refused), beside the re-entry rules' reasons.
+EVENT_TOO_OLD = "event_too_old"
+DATE_MISSING = "date_missing"
 # What a closing does to an enrollment its conversation paused, by its version's on_reply. A
 # version without a pause (after a move to another version) resumes, or exits when its replies exit.
 ON_CLOSE = {OnReply.PAUSE_RESUME: "resume", OnReply.CONTINUE: "resume",
             OnReply.PAUSE_EXIT: "exit", OnReply.EXIT: "exit"}
-
-
-def _matches(conditions: dict, properties: dict) -> bool:
-    return all(properties.get(key) == value for key, value in (conditions or {}).items())
 
 
 def process_events_batch(now, report: TickReport, handled: set | None = None) -> int:
@@ -205,7 +205,10 @@ def _convert_goals(events, versions, now) -> int:
 
 
 def _enroll_from_events(events, versions, now) -> int:
-    """Enroll contacts in the journeys their events trigger, each on the journey's live version."""
+    """Enroll contacts in the journeys their events trigger, each on the journey's live version:
+    an event enrolls when its properties meet the trigger's conditions and it is not older than
+    the trigger's maximum age (else the refusal `event_too_old` is audited). With a date property,
+    the first step is due at that date's moment on the contact's clock."""
     triggered = [
         v for v in versions
         if v.journey.live_version_id == v.pk and v.trigger_type == TriggerType.EVENT and v.trigger_event
@@ -213,56 +216,48 @@ def _enroll_from_events(events, versions, now) -> int:
     ]
     if not triggered:
         return 0
-    candidates = {}
+    candidates, refused = {}, []
     for event in events:
         for version in triggered:
-            if version.trigger_event == event.name and _matches(version.trigger_conditions, event.properties):
-                candidates.setdefault((version.journey_id, event.contact_id), event)
-    if not candidates:
-        return 0
-    contact_ids = {c for _, c in candidates}
-    journey_ids = {j for j, _ in candidates}
-    history = {}
-    for journey_id, contact_id, state, entered_at in Enrollment.objects.filter(
-        journey_id__in=journey_ids, contact_id__in=contact_ids
-    ).values_list("journey_id", "contact_id", "state", "entered_at"):
-        history.setdefault((journey_id, contact_id), []).append((state, entered_at))
-    versions_by_journey = {v.journey_id: v for v in triggered}
-
-    new, refused = [], []
-    for (journey_id, contact_id), event in candidates.items():
-        version = versions_by_journey[journey_id]
-        past = history.get((journey_id, contact_id), [])
-        reason = _reentry_refusal(version, past, now)
-        if reason:
-            refused.append(audit.build("journey.enrollment_refused", contact_id=contact_id, obj=version.journey,
-                                       reason=reason, data={"event": event.pk}))
-            continue
-        new.append(Enrollment(journey_id=journey_id, journey_version=version, contact_id=contact_id,
-                              current_step_key=version.first_step_key,
-                              state=EnrollmentState.ACTIVE, next_run_at=now, entered_at=now, trigger_event=event))
-    # ignore_conflicts: another worker enrolling the same contact from a different event at the
-    # same moment loses quietly to the partial unique constraint instead of failing the batch.
-    Enrollment.objects.bulk_create(new, ignore_conflicts=True, batch_size=1000)
-    created = Enrollment.objects.filter(trigger_event_id__in=[e.trigger_event_id for e in new], entered_at=now)
-    entries = [
-        audit.build("journey.enrolled", contact_id=en.contact_id, obj=en, reason=f"event:{en.trigger_event_id}",
-                    data={"journey": en.journey_id, "event": en.trigger_event_id})
-        for en in created
-    ]
-    audit.record_many(entries + refused)
-    return len(entries)
+            if version.trigger_event != event.name or not event_matches(version.trigger_conditions, event.properties):
+                continue
+            age = (now - event.occurred_at).total_seconds()
+            if version.trigger_max_age_seconds is not None and age > version.trigger_max_age_seconds:
+                refused.append(audit.build(
+                    "journey.enrollment_refused", contact_id=event.contact_id, obj=version.journey,
+                    reason=EVENT_TOO_OLD, data={"event": event.pk, "age_seconds": int(age),
+                                                "max_age_seconds": version.trigger_max_age_seconds}))
+                continue
+            candidates.setdefault((version.journey_id, event.contact_id), (version, event))
+    zones = _zones_of({c for (_, c), (v, _) in candidates.items() if v.trigger_date_property})
+    wanted = []
+    for (_, contact_id), (version, event) in candidates.items():
+        trigger = event_trigger_context(event)
+        next_run_at = now
+        if version.trigger_date_property:
+            value = (event.properties or {}).get(version.trigger_date_property)
+            moment = moment_of(value, zones[contact_id], version.trigger_date_offset_days, version.trigger_date_time)
+            if moment is None:
+                refused.append(audit.build(
+                    "journey.enrollment_refused", contact_id=contact_id, obj=version.journey, reason=DATE_MISSING,
+                    data={"event": event.pk, "property": version.trigger_date_property}))
+                continue
+            # Due at the moment, even one already past: the next tick runs it.
+            next_run_at, trigger["moment"] = moment, moment.isoformat()
+        wanted.append(Wanted(version=version, contact_id=contact_id, next_run_at=next_run_at, trigger=trigger,
+                             reason=f"event:{event.pk}", data={"event": event.pk}, trigger_event_id=event.pk))
+    return enroll_many(wanted, now, refused)
 
 
-def _reentry_refusal(version, past, now) -> str:
-    if any(state in LIVE_ENROLLMENT_STATES for state, _ in past):
-        return "already_enrolled"
-    if not past or version.reentry == ReentryPolicy.ALWAYS:
-        return ""
-    if version.reentry == ReentryPolicy.NEVER:
-        return "reentry_never"
-    last_entry = max(entered for _, entered in past)
-    if now - last_entry < timezone.timedelta(seconds=version.reentry_after_seconds or 0):
-        return "reentry_too_soon"
-    return ""
+def event_trigger_context(event) -> dict:
+    """What an event-triggered enrollment keeps of its trigger (Enrollment.context["trigger"])."""
+    return {"type": TriggerType.EVENT.value, "event": event.name, "event_id": event.pk,
+            "occurred_at": event.occurred_at.isoformat(), "properties": event.properties or {}}
 
+
+def _zones_of(contact_ids) -> dict[int, str]:
+    """Each contact's zone (campaigns.date_triggers.contact_zone), in one query."""
+    if not contact_ids:
+        return {}
+    return {contact.pk: contact_zone(contact)
+            for contact in Contact.objects.filter(pk__in=contact_ids).only("pk", "timezone", "phone")}

@@ -166,8 +166,6 @@ def test_a_good_plan_with_its_fallback_settings_is_accepted(journey, welcome_tem
 
 @pytest.mark.parametrize("trigger_type, label", [
     (TriggerType.SEGMENT_ENTRY, "Entering a segment"),
-    (TriggerType.DATE_ATTRIBUTE, "A date attribute"),
-    (TriggerType.API, "API call"),
 ])
 def test_activation_refuses_a_trigger_that_enrolls_nobody_yet_and_names_it(journey, welcome_templates,
                                                                            trigger_type, label):
