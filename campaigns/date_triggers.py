@@ -19,9 +19,9 @@ Two sources of the date:
 from datetime import date, datetime, time, timedelta, timezone as dt_timezone
 
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Q, TextField
 from django.db.models.fields.json import KeyTextTransform
-from django.db.models.functions import Collate
+from django.db.models.functions import Cast, Collate
 from django.utils.dateparse import parse_date, parse_datetime
 
 from compliance.gate import contact_zones, zone_named
@@ -148,7 +148,8 @@ def _fire(journey, version: JourneyVersion, since: datetime, now: datetime) -> i
         high = (now + ZONE_SPREAD - offset + timedelta(days=1)).date().isoformat()
     except OverflowError:
         return 0
-    value = KeyTextTransform(version.trigger_date_attribute, "attributes")
+    # As plain text: a JSON key's own lookups would compare JSON values.
+    value = Cast(KeyTextTransform(version.trigger_date_attribute, "attributes"), TextField())
     if connection.vendor == "postgresql":
         # Byte order, whatever the database's collation: ISO dates then sort as dates.
         value = Collate(value, "C")

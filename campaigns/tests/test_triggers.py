@@ -1,0 +1,370 @@
+"""Triggers: an event's maximum age and typed conditions, dates (an attribute, or a property of the
+trigger event) read on the contact's clock across zones and DST, and what enrolled a contact kept
+on their enrollment."""
+from datetime import datetime, time, timedelta, timezone as dt_timezone
+
+import pytest
+from django.db import connection
+from django.db.models import Count
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from campaigns.actions import activate_journey, validate_journey
+from campaigns.date_triggers import DATE_CHECK_SECONDS, fire_date_triggers_batch, moment_of
+from campaigns.enrolling import process_events_batch
+from campaigns.models import Enrollment, Journey, JourneyStep, ReentryPolicy, StepKind, TriggerType
+from campaigns.tick import tick
+from campaigns.tick_report import TickReport
+from channels.models import Message
+from contacts.models import AttributeDefinition, Contact, ContactEvent, DataType
+from omni.models import AuditEntry
+from omni.tests.fakes import run_concurrently
+
+from .conftest import make_contact
+
+UTC = dt_timezone.utc
+
+
+def utc(*args) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+def build_journey(slug="renewal", **fields) -> Journey:
+    """An active journey that waits an hour, then exits."""
+    journey = Journey.objects.create(name=slug.title(), slug=slug, **fields)
+    kind, config = StepKind.WAIT, {"seconds": 3600}
+    JourneyStep.objects.create(journey=journey, key="first", position=1, kind=kind, config=config)
+    JourneyStep.objects.create(journey=journey, key="done", position=2, kind=StepKind.EXIT)
+    return activate_journey(journey)
+
+
+def event(contact, name, *, occurred_at=None, key=None, **properties) -> ContactEvent:
+    return ContactEvent.objects.create(
+        contact=contact, name=name, properties=properties, occurred_at=occurred_at or timezone.now(),
+        idempotency_key=key or f"{name}-{contact.external_id}-{ContactEvent.objects.count()}", source="test")
+
+
+def refusals(reason):
+    return list(AuditEntry.objects.filter(action="journey.enrollment_refused", reason=reason)
+                .order_by("pk").values_list("contact_id", "data"))
+
+
+# --- an event's maximum age ----------------------------------------------------------------------
+
+@pytest.mark.django_db
+def test_an_event_older_than_the_maximum_age_never_enrolls_and_the_refusal_is_audited(now):
+    # given a journey taking events at most an hour old, a late event for Ann and a fresh one for Bob
+    build_journey(trigger_event="cart.abandoned", trigger_max_age_seconds=3600)
+    ann, bob = make_contact("ann"), make_contact("bob")
+    late = event(ann, "cart.abandoned", occurred_at=now - timedelta(hours=2))
+    event(bob, "cart.abandoned", occurred_at=now - timedelta(minutes=59))
+
+    # when the tick processes them
+    report = tick(now)
+
+    # then only Bob enters; Ann's refusal names the reason, the event and its age
+    assert list(Enrollment.objects.values_list("contact__external_id", flat=True)) == ["bob"]
+    assert report.enrolled == 1
+    assert refusals("event_too_old") == [(ann.pk, {"event": late.pk, "age_seconds": 7200, "max_age_seconds": 3600})]
+
+
+@pytest.mark.django_db
+def test_a_late_event_does_not_hide_a_fresh_one_of_the_same_contact_in_the_batch(now):
+    build_journey(trigger_event="cart.abandoned", trigger_max_age_seconds=60)
+    ann = make_contact("ann")
+    event(ann, "cart.abandoned", occurred_at=now - timedelta(minutes=5))
+    fresh = event(ann, "cart.abandoned", occurred_at=now - timedelta(seconds=10))
+
+    tick(now)
+
+    assert Enrollment.objects.get().trigger_event_id == fresh.pk
+    assert len(refusals("event_too_old")) == 1
+
+
+@pytest.mark.django_db
+def test_late_events_are_refused_in_a_fixed_number_of_queries_whatever_their_number(now):
+    build_journey(trigger_event="cart.abandoned", trigger_max_age_seconds=60)
+
+    def process(count, prefix):
+        for index in range(count):
+            contact = Contact.objects.create(external_id=f"{prefix}{index}")
+            event(contact, "cart.abandoned", occurred_at=now - timedelta(hours=1))
+            event(contact, "cart.abandoned", occurred_at=now)
+        with CaptureQueriesContext(connection) as captured:
+            process_events_batch(now, TickReport())
+        return len(captured)
+
+    assert process(3, "few") == process(30, "many")
+    assert len(refusals("event_too_old")) == 33 and Enrollment.objects.count() == 33
+
+
+def test_a_maximum_age_is_refused_on_a_trigger_without_events(db):
+    journey = Journey.objects.create(name="R", slug="r", trigger_type=TriggerType.API, trigger_max_age_seconds=60)
+    JourneyStep.objects.create(journey=journey, key="done", position=1, kind=StepKind.EXIT)
+
+    assert validate_journey(journey) == [
+        "The maximum event age applies to an event trigger, not to 'API call': empty it."]
+
+
+# --- the trigger kept on the enrollment ----------------------------------------------------------
+
+@pytest.mark.django_db
+def test_an_event_enrollment_keeps_the_events_properties_and_its_messages_can_use_them(welcome_journey, now):
+    ann = make_contact("ann", email="ann@example.com")
+    signup = event(ann, "signed_up", plan="pro", seats=3)
+
+    tick(now)
+
+    enrollment = Enrollment.objects.get()
+    assert enrollment.context["trigger"] == {
+        "type": "event", "event": "signed_up", "event_id": signup.pk, "occurred_at": signup.occurred_at.isoformat(),
+        "properties": {"plan": "pro", "seats": 3}}
+    assert Message.objects.get().variables["trigger"] == {"plan": "pro", "seats": 3}
+
+
+# --- a date in a property of the trigger event ---------------------------------------------------
+
+@pytest.mark.django_db
+def test_an_event_with_a_date_property_enrolls_with_the_first_step_due_at_its_moment_on_the_contacts_clock(now):
+    # given "the day before the appointment at 09:00", and appointments booked in New York and Berlin
+    build_journey(trigger_event="appointment.booked", trigger_date_property="appointment_at",
+                  trigger_date_offset_days=-1, trigger_date_time=time(9, 0))
+    ny = make_contact("ny", timezone="America/New_York")
+    berlin = make_contact("berlin", timezone="Europe/Berlin")
+    nobody_knows = make_contact("nobody-knows")
+    event(ny, "appointment.booked", appointment_at="2027-03-15T15:00:00-04:00")
+    event(berlin, "appointment.booked", appointment_at="2027-03-29T10:00:00+02:00")
+    missing = event(nobody_knows, "appointment.booked", appointment_at="next tuesday")
+
+    # when the tick processes the bookings
+    tick(now)
+
+    # then each is in now, due at 09:00 on their own clock the day before (both after their DST change)
+    due = dict(Enrollment.objects.values_list("contact__external_id", "next_run_at"))
+    assert due == {"ny": utc(2027, 3, 14, 13, 0), "berlin": utc(2027, 3, 28, 7, 0)}
+    assert Enrollment.objects.get(contact=ny).context["trigger"]["moment"] == "2027-03-14T13:00:00+00:00"
+    assert refusals("date_missing") == [(nobody_knows.pk, {"event": missing.pk, "property": "appointment_at"})]
+
+
+# --- a date attribute: the tick stage ------------------------------------------------------------
+
+@pytest.fixture
+def renewal_journey(db):
+    """The day before a contact's renewal_date, at 09:00 on their clock."""
+    AttributeDefinition.objects.create(name="renewal_date", data_type=DataType.DATE)
+    return build_journey(trigger_type=TriggerType.DATE_ATTRIBUTE, trigger_date_attribute="renewal_date",
+                         trigger_date_offset_days=-1, trigger_date_time=time(9, 0))
+
+
+def fire(now) -> TickReport:
+    report = TickReport()
+    fire_date_triggers_batch(now, report)
+    return report
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("zone, renewal_date, moment", [
+    # New York moves to daylight time at 02:00 on 14 March 2027: 09:00 that day is 13:00 UTC, not 14:00.
+    ("America/New_York", "2027-03-15", utc(2027, 3, 14, 13, 0)),
+    ("America/New_York", "2027-03-14", utc(2027, 3, 13, 14, 0)),
+    # Berlin moves to summer time at 02:00 on 28 March 2027: 09:00 that day is 07:00 UTC, the day before 08:00.
+    ("Europe/Berlin", "2027-03-29", utc(2027, 3, 28, 7, 0)),
+    ("Europe/Berlin", "2027-03-28", utc(2027, 3, 27, 8, 0)),
+])
+def test_a_date_attribute_fires_at_the_local_time_on_the_contacts_clock_across_dst(renewal_journey, zone,
+                                                                                    renewal_date, moment):
+    # given a contact whose renewal date's moment is `moment`
+    contact = make_contact("ann", timezone=zone, attributes={"renewal_date": renewal_date})
+
+    # when the stage looks a second before the moment, then a minute later, then again later
+    before = fire(moment - timedelta(seconds=1))
+    at = fire(moment + timedelta(seconds=DATE_CHECK_SECONDS - 1))
+    after = fire(moment + timedelta(days=1))
+
+    # then she enters once, after the moment, with the date kept on her enrollment
+    assert (before.enrolled, at.enrolled, after.enrolled) == (0, 1, 0)
+    enrollment = Enrollment.objects.get(contact=contact)
+    assert enrollment.context["trigger"] == {
+        "type": "date", "attribute": "renewal_date", "date": renewal_date, "moment": moment.isoformat(),
+        "properties": {"renewal_date": renewal_date}}
+    assert enrollment.trigger_key == f"date:{contact.pk}:{renewal_date}"
+    entry = AuditEntry.objects.get(action="journey.enrolled")
+    assert (entry.contact_id, entry.reason) == (contact.pk, "date:renewal_date")
+
+
+@pytest.mark.django_db
+def test_one_look_enrolls_the_contacts_of_every_zone_whose_moment_passed_and_nobody_else(renewal_journey):
+    # given contacts in several zones, the default zone (UTC here) and one without the attribute
+    for external_id, zone, renewal in (("ny", "America/New_York", "2027-03-15"),
+                                       ("berlin", "Europe/Berlin", "2027-03-15"),
+                                       ("tokyo", "Asia/Tokyo", "2027-03-15"),
+                                       ("utc", "", "2027-03-15"),
+                                       ("ny-later", "America/New_York", "2027-03-16"),
+                                       ("no-date", "", None)):
+        make_contact(external_id, timezone=zone, attributes={"renewal_date": renewal} if renewal else {})
+    fire(utc(2027, 3, 13, 12, 0))
+
+    # when the stage looks at 12:00 UTC on 14 March: 09:00 has passed in Tokyo, Berlin and UTC, not in New York
+    fire(utc(2027, 3, 14, 12, 0))
+    first = set(Enrollment.objects.values_list("contact__external_id", flat=True))
+    fire(utc(2027, 3, 14, 13, 0))
+
+    # then
+    assert first == {"berlin", "tokyo", "utc"}
+    assert set(Enrollment.objects.values_list("contact__external_id", flat=True)) == {"berlin", "tokyo", "utc", "ny"}
+
+
+@pytest.mark.django_db
+def test_a_date_fires_once_per_value_even_when_the_window_is_looked_at_again(db):
+    # given a journey anyone may re-enter, and Ann who entered for her renewal date and finished
+    build_journey(trigger_type=TriggerType.DATE_ATTRIBUTE, trigger_date_attribute="renewal_date",
+                  trigger_date_offset_days=-1, trigger_date_time=time(9, 0), reentry=ReentryPolicy.ALWAYS)
+    ann = make_contact("ann", timezone="Europe/Berlin", attributes={"renewal_date": "2027-03-29"})
+    fire(utc(2027, 3, 28, 6, 0))
+    fire(utc(2027, 3, 28, 7, 30))
+    Enrollment.objects.update(state="completed")
+
+    # when the stage's watermark is set back (a lost commit, a restored backup) and it looks again
+    Journey.objects.update(date_trigger_checked_until=utc(2027, 3, 28, 6, 0))
+    again = fire(utc(2027, 3, 28, 7, 45))
+    # and when her renewal moves to next year, that date fires in its turn
+    Contact.objects.filter(pk=ann.pk).update(attributes={"renewal_date": "2028-03-29"})
+    next_year = [fire(utc(2028, 3, 28, 6, 0)), fire(utc(2028, 3, 28, 8, 0))]
+
+    # then the same date never enrolled her twice
+    assert again.enrolled == 0
+    assert [r.enrolled for r in next_year] == [0, 1]
+    assert sorted(Enrollment.objects.values_list("trigger_key", flat=True)) == [
+        f"date:{ann.pk}:2027-03-29", f"date:{ann.pk}:2028-03-29"]
+    assert AuditEntry.objects.filter(action="journey.enrolled").count() == 2
+
+
+@pytest.mark.django_db
+def test_the_date_stage_looks_at_a_journey_at_most_once_a_minute(renewal_journey):
+    make_contact("ann", attributes={"renewal_date": "2027-03-15"})
+    fire(utc(2027, 3, 14, 8, 59, 30))
+
+    too_soon = fire(utc(2027, 3, 14, 9, 0, 10))
+    in_time = fire(utc(2027, 3, 14, 9, 0, 30))
+
+    assert (too_soon.enrolled, in_time.enrolled) == (0, 1)
+
+
+@pytest.mark.django_db
+def test_a_contact_already_in_the_journey_is_refused_by_its_reentry_rules_when_their_date_comes(renewal_journey):
+    ann = make_contact("ann", attributes={"renewal_date": "2027-03-15"})
+    Enrollment.objects.create(journey=renewal_journey, journey_version=renewal_journey.live_version, contact=ann,
+                              current_step_key="first")
+    fire(utc(2027, 3, 14, 8, 0))
+
+    fire(utc(2027, 3, 14, 9, 30))
+
+    assert refusals("already_enrolled") == [(ann.pk, {"attribute": "renewal_date"})]
+    assert Enrollment.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_dates_fire_in_a_fixed_number_of_queries_whatever_the_number_of_contacts(renewal_journey):
+    def look(count, prefix, day):
+        for index in range(count):
+            Contact.objects.create(external_id=f"{prefix}{index}", timezone="Europe/Berlin",
+                                   attributes={"renewal_date": f"2027-04-{day:02d}"})
+        fire(utc(2027, 4, day - 1, 6, 0))
+        with CaptureQueriesContext(connection) as captured:
+            report = fire(utc(2027, 4, day - 1, 8, 0))
+        return len(captured), report.enrolled
+
+    few, many = look(3, "few", 10), look(30, "many", 20)
+
+    assert (few[1], many[1]) == (3, 30)
+    assert few[0] == many[0]
+
+
+@pytest.mark.django_db
+def test_the_tick_runs_the_date_stage_and_the_first_step_in_the_same_pass(renewal_journey):
+    make_contact("ann", timezone="Europe/Berlin", attributes={"renewal_date": "2027-03-29"})
+    tick(utc(2027, 3, 28, 6, 0))
+
+    report = tick(utc(2027, 3, 28, 7, 1))
+
+    assert (report.enrolled, report.steps) == (1, 1)
+    assert Enrollment.objects.get().current_step_key == "done"
+
+
+def test_a_date_trigger_needs_its_attribute_and_a_date_type(db):
+    AttributeDefinition.objects.create(name="plan", data_type=DataType.TEXT)
+    journey = Journey.objects.create(name="R", slug="r", trigger_type=TriggerType.DATE_ATTRIBUTE)
+    JourneyStep.objects.create(journey=journey, key="done", position=1, kind=StepKind.EXIT)
+    missing = validate_journey(journey)
+    Journey.objects.filter(pk=journey.pk).update(trigger_date_attribute="plan")
+    journey.refresh_from_db()
+
+    assert missing == ["The trigger 'A date attribute' needs the date attribute: the contact attribute holding "
+                       "the date."]
+    assert validate_journey(journey) == ["The date attribute 'plan' is declared as Text, not a date: choose a date "
+                                         "or date-and-time attribute."]
+
+
+def test_an_offset_or_a_local_time_without_a_date_is_refused(db):
+    journey = Journey.objects.create(name="R", slug="r", trigger_event="x", trigger_date_offset_days=1)
+    JourneyStep.objects.create(journey=journey, key="done", position=1, kind=StepKind.EXIT)
+
+    assert validate_journey(journey) == [
+        'Days from the date and the local time apply to a date: name the date property of the event, or choose '
+        'the trigger "A date attribute".']
+
+
+@pytest.mark.parametrize("value, zone, offset, local_time, moment", [
+    # 02:30 does not exist in New York on 14 March 2027: it fires when the clocks jump, at 03:30 EDT
+    ("2027-03-14", "America/New_York", 0, time(2, 30), utc(2027, 3, 14, 7, 30)),
+    # 01:30 happens twice on 7 November 2027: it fires the first time (EDT)
+    ("2027-11-07", "America/New_York", 0, time(1, 30), utc(2027, 11, 7, 5, 30)),
+    # a date and time without a local time keeps its own time of day, read on the contact's clock
+    ("2027-03-15T15:00:00-04:00", "America/New_York", -1, None, utc(2027, 3, 14, 19, 0)),
+    ("2027-03-15T15:00:00Z", "Europe/Berlin", 0, None, utc(2027, 3, 15, 15, 0)),
+    ("2027-03-15T15:00:00", "Europe/Berlin", -1, None, utc(2027, 3, 14, 14, 0)),
+    ("2027-03-15", "Europe/Berlin", 0, None, utc(2027, 3, 14, 23, 0)),
+    ("2027-03-15", "Not/AZone", 2, time(9, 0), utc(2027, 3, 17, 9, 0)),
+    ("9999-12-31", "UTC", 1, None, None),
+    ("not a date", "Europe/Berlin", 0, None, None),
+    ("2027-02-30", "Europe/Berlin", 0, None, None),
+    (20270315, "Europe/Berlin", 0, None, None),
+])
+def test_the_moment_of_a_date_value(value, zone, offset, local_time, moment):
+    assert moment_of(value, zone, offset, local_time) == moment
+
+
+# --- two ticks at once (PostgreSQL: row locks) ---------------------------------------------------
+
+needs_postgres = pytest.mark.skipif(
+    connection.vendor != "postgresql",
+    reason="row locks between two connections need PostgreSQL; set DATABASE_URL to run it (SQLite serializes writers)",
+)
+
+
+@pytest.mark.postgres
+@needs_postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_ticks_at_once_enroll_each_contact_once():
+    # given many contacts whose date came
+    AttributeDefinition.objects.create(name="renewal_date", data_type=DataType.DATE)
+    build_journey(trigger_type=TriggerType.DATE_ATTRIBUTE, trigger_date_attribute="renewal_date",
+                  trigger_date_offset_days=-1, trigger_date_time=time(9, 0))
+    Contact.objects.bulk_create([
+        Contact(external_id=f"c{index}", timezone=("America/New_York", "Europe/Berlin")[index % 2],
+                attributes={"renewal_date": "2027-03-29" if index % 2 else "2027-03-15"})
+        for index in range(200)
+    ])
+    fire(utc(2027, 3, 13, 0, 0))
+
+    # when two ticks look at the same instant, once New Yorkers' date came, then once Berliners' did
+    outcomes = []
+    for now in (utc(2027, 3, 14, 14, 0), utc(2027, 3, 28, 8, 0)):
+        results, errors = run_concurrently(lambda: fire(now).enrolled)
+        outcomes.append((sorted(results), errors))
+
+    # then every contact entered once, and was audited once
+    assert outcomes == [([0, 100], []), ([0, 100], [])]
+    assert Enrollment.objects.count() == 200
+    assert not Enrollment.objects.values("contact").annotate(n=Count("pk")).filter(n__gt=1).exists()
+    assert AuditEntry.objects.filter(action="journey.enrolled").count() == 200
