@@ -404,6 +404,8 @@ def _refuse(journey, contact, reason: str, message: str, actor, actor_label) -> 
 
 
 def _reentry_message(reason: str, journey, contact, version) -> str:
+    # The caller knows the contact by its external id (the API's); a contact without one by its profile.
+    contact = contact.external_id or contact
     if reason == ALREADY_ENROLLED:
         return f"{contact} is already in {journey.name!r}."
     if reason == REENTRY_NEVER:
