@@ -32,7 +32,7 @@ from .models import (
     TriggerType,
 )
 from .tick_report import TickReport
-from .trigger_conditions import event_matches
+from .trigger_conditions import compile_conditions, declared_types, event_matches
 
 # Events claimed per transaction. Large enough that a batch's fixed costs (the claim query, the
 # commit) are spread thin; small enough that a batch commits in well under a second.
@@ -216,10 +216,15 @@ def _enroll_from_events(events, versions, now) -> int:
     ]
     if not triggered:
         return 0
+    # The conditions of each version, typed by the declared properties of its event: one query,
+    # only when a version has conditions.
+    with_conditions = [v for v in triggered if v.trigger_conditions]
+    declared = declared_types(v.trigger_event for v in with_conditions) if with_conditions else {}
+    conditions = {v.pk: compile_conditions(v.trigger_conditions, declared.get(v.trigger_event, {})) for v in triggered}
     candidates, refused = {}, []
     for event in events:
         for version in triggered:
-            if version.trigger_event != event.name or not event_matches(version.trigger_conditions, event.properties):
+            if version.trigger_event != event.name or not event_matches(conditions[version.pk], event.properties, now):
                 continue
             age = (now - event.occurred_at).total_seconds()
             if version.trigger_max_age_seconds is not None and age > version.trigger_max_age_seconds:
