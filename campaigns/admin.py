@@ -133,7 +133,15 @@ class JourneyAdmin(ModelAdmin):
                            "journey list; new enrollments then start on the new version, and \"Move contacts to "
                            "the latest version\" moves those already in the journey.",
         }),
-        ("Trigger", {"fields": ["trigger_type", "trigger_event", "trigger_conditions", "trigger_segment"]}),
+        ("Trigger", {"fields": ["trigger_type", "trigger_event", "trigger_conditions", "trigger_max_age_seconds",
+                                "trigger_segment"]}),
+        ("Date", {
+            "fields": ["trigger_date_attribute", "trigger_date_property", "trigger_date_offset_days",
+                       "trigger_date_time"],
+            "description": "When a date sets the moment: the contact's date attribute (the trigger \"A date "
+                           "attribute\"), or a date in the trigger event's properties (an event trigger, whose "
+                           "contact then waits for the moment before the first step).",
+        }),
         ("Goal and re-entry", {"fields": ["goal_event", "reentry", "reentry_after_seconds"]}),
         ("Replies", {"fields": ["on_reply"]}),
         ("Record", {"fields": ["created_by", "created_at", "updated_at"]}),

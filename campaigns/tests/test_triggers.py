@@ -9,16 +9,19 @@ from django.db.models import Count
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from campaigns.actions import activate_journey, validate_journey
+from campaigns.actions import activate_journey, enroll_contact_once, validate_journey
 from campaigns.date_triggers import DATE_CHECK_SECONDS, fire_date_triggers_batch, moment_of
 from campaigns.enrolling import process_events_batch
 from campaigns.models import Enrollment, Journey, JourneyStep, ReentryPolicy, StepKind, TriggerType
 from campaigns.tick import tick
 from campaigns.tick_report import TickReport
+from channels.delivery import send_delivery
 from channels.models import Message
 from contacts.models import AttributeDefinition, Contact, ContactEvent, DataType, EventPropertyDefinition
 from omni.models import AuditEntry
 from omni.tests.fakes import run_concurrently
+from templates.actions import publish_template
+from templates.models import Template, TemplateVariant
 
 from .conftest import make_contact
 
@@ -197,6 +200,30 @@ def test_an_event_enrollment_keeps_the_events_properties_and_its_messages_can_us
         "type": "event", "event": "signed_up", "event_id": signup.pk, "occurred_at": signup.occurred_at.isoformat(),
         "properties": {"plan": "pro", "seats": 3}}
     assert Message.objects.get().variables["trigger"] == {"plan": "pro", "seats": 3}
+
+
+@pytest.mark.django_db
+def test_a_template_reads_the_trigger_properties_of_an_api_enrollment(now):
+    # given a journey whose email names the plan the API call enrolled the contact with
+    template = Template.objects.create(key="plan-email", name="Plan", purpose="transactional")
+    TemplateVariant.objects.create(template=template, channel="email", subject="Your {{ trigger.plan }} plan",
+                                   text_body="Hi {{ first_name }}, welcome to {{ trigger.plan }}.")
+    publish_template(template)
+    journey = Journey.objects.create(name="Plan", slug="plan", trigger_type=TriggerType.API)
+    JourneyStep.objects.create(journey=journey, key="email", position=1, kind=StepKind.SEND, template=template,
+                               channel_plan=[{"channel": "email"}])
+    activate_journey(journey)
+    ann = make_contact("ann", email="ann@example.com")
+    enroll_contact_once(journey, ann, idempotency_key="k1", properties={"plan": "Pro"})
+
+    # when the tick runs her first step and the channel worker sends it
+    tick(now + timedelta(seconds=1))
+    delivery = Message.objects.get(contact=ann).deliveries.get()
+    send_delivery(delivery.pk)
+
+    # then
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.subject) == ("sent", "Your Pro plan")
 
 
 # --- a date in a property of the trigger event ---------------------------------------------------
