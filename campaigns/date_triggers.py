@@ -16,9 +16,10 @@ Two sources of the date:
 - a property of the trigger event (an event trigger with trigger_date_property): the event
   enrolls the contact at once, with their first step due at the moment (campaigns/enrolling.py).
 """
+import logging
 from datetime import date, datetime, time, timedelta, timezone as dt_timezone
 
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Q, TextField
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast, Collate
@@ -31,6 +32,8 @@ from omni.lib.claims import excluding
 from .admission import Wanted, enroll_many
 from .models import Journey, JourneyStatus, JourneyVersion, TriggerType
 from .tick_report import TickReport
+
+log = logging.getLogger(__name__)
 
 UTC = dt_timezone.utc
 # How often one journey's contacts are searched for dates that came: each search reads the
@@ -76,11 +79,11 @@ def moment_of(value, zone_name: str, offset_days: int, local_time: time | None) 
         day, clock = parsed, local_time or time(0)
     try:
         day = day + timedelta(days=offset_days)
+        # fold=0: a skipped local time is read with the offset before the change (02:30 EST is
+        # 03:30 EDT), a repeated one as its first occurrence.
+        return datetime.combine(day, clock.replace(tzinfo=None, fold=0), tzinfo=zone).astimezone(UTC)
     except OverflowError:
         return None
-    # fold=0: a skipped local time is read with the offset before the change (02:30 EST is
-    # 03:30 EDT), a repeated one as its first occurrence.
-    return datetime.combine(day, clock.replace(tzinfo=None, fold=0), tzinfo=zone).astimezone(UTC)
 
 
 def contact_zone(contact) -> str:
@@ -119,15 +122,27 @@ def fire_date_triggers_batch(now, report: TickReport, handled: set | None = None
         if not journeys:
             return 0
         versions = JourneyVersion.objects.in_bulk([j.live_version_id for j in journeys])
+        looked = []
         for journey in journeys:
             version = versions[journey.live_version_id]
             version.journey = journey
             since = max(journey.date_trigger_checked_until or version.published_at, now - DATE_CATCH_UP)
-            if since < now:
-                report.enrolled += _fire(journey, version, since, now)
             if handled is not None:
                 handled.add(journey.pk)
-        Journey.objects.filter(pk__in=[j.pk for j in journeys]).update(date_trigger_checked_until=now)
+            try:
+                with transaction.atomic():
+                    if since < now:
+                        report.enrolled += _fire(version, since, now)
+            except (OperationalError, InterfaceError):
+                raise
+            except Exception:
+                # One journey's failure must not stop the tick's later stages, nor the other
+                # journeys: its watermark stays, so its window is looked at again next time.
+                log.exception("The date trigger of journey %s failed; it is tried again in the next tick.",
+                              journey.pk)
+                continue
+            looked.append(journey.pk)
+        Journey.objects.filter(pk__in=looked).update(date_trigger_checked_until=now)
         return len(journeys)
 
 
@@ -137,7 +152,7 @@ def _date_journeys():
     ).exclude(live_version__trigger_date_attribute="").only("pk", "live_version_id", "date_trigger_checked_until")
 
 
-def _fire(journey, version: JourneyVersion, since: datetime, now: datetime) -> int:
+def _fire(version: JourneyVersion, since: datetime, now: datetime) -> int:
     """Enroll the contacts whose date's moment fell in (since, now]: three queries (contacts in a
     range of dates, their past enrollments, the insert) and the audit, whatever their number."""
     if not version.first_step_key:

@@ -430,6 +430,7 @@ def test_an_offset_or_a_local_time_without_a_date_is_refused(db):
     ("2027-03-15", "Europe/Berlin", 0, None, utc(2027, 3, 14, 23, 0)),
     ("2027-03-15", "Not/AZone", 2, time(9, 0), utc(2027, 3, 17, 9, 0)),
     ("9999-12-31", "UTC", 1, None, None),
+    ("9999-12-31", "America/New_York", 0, time(23, 0), None),
     ("not a date", "Europe/Berlin", 0, None, None),
     ("2027-02-30", "Europe/Berlin", 0, None, None),
     (20270315, "Europe/Berlin", 0, None, None),
