@@ -36,9 +36,9 @@ from .tick_report import TickReport
 log = logging.getLogger(__name__)
 
 UTC = dt_timezone.utc
-# How often one journey's contacts are searched for dates that came: each search reads the
-# contacts whose date falls in a few days' range, so once a minute per journey keeps that cheap,
-# at the price of firing up to a minute after the moment.
+# How often one journey's contacts are searched for dates that came: each search filters every
+# contact's attribute (no index covers an arbitrary attribute), so once a minute per journey keeps
+# that affordable, at the price of firing up to a minute after the moment.
 DATE_CHECK_SECONDS = 60
 # Journeys claimed per transaction: each costs a few queries, whatever its number of contacts.
 DATE_JOURNEY_BATCH = 20

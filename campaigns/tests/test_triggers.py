@@ -9,7 +9,13 @@ from django.db.models import Count
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from campaigns.actions import activate_journey, enroll_contact_once, validate_journey
+from campaigns.actions import (
+    activate_journey,
+    enroll_contact_once,
+    pause_journey,
+    resume_journey,
+    validate_journey,
+)
 from campaigns.date_triggers import DATE_CHECK_SECONDS, fire_date_triggers_batch, moment_of
 from campaigns.enrolling import process_events_batch
 from campaigns.models import Enrollment, Journey, JourneyStep, ReentryPolicy, StepKind, TriggerType
@@ -341,6 +347,38 @@ def test_a_date_fires_once_per_value_even_when_the_window_is_looked_at_again(db)
     assert sorted(Enrollment.objects.values_list("trigger_key", flat=True)) == [
         f"date:{ann.pk}:2027-03-29", f"date:{ann.pk}:2028-03-29"]
     assert AuditEntry.objects.filter(action="journey.enrolled").count() == 2
+
+
+@pytest.mark.django_db
+def test_after_the_tick_stood_still_only_the_last_days_moments_fire(renewal_journey):
+    # given the stage last looked on 10 March, and two dates whose moments came since
+    for external_id, renewal in (("long-gone", "2027-03-12"), ("within-the-day", "2027-03-14")):
+        make_contact(external_id, attributes={"renewal_date": renewal})
+    fire(utc(2027, 3, 10, 0, 0))
+
+    # when it looks again at 08:00 on 14 March
+    fire(utc(2027, 3, 14, 8, 0))
+
+    # then the moment of the last day (09:00 on the 13th) fires, the older one (the 11th) is skipped
+    assert list(Enrollment.objects.values_list("contact__external_id", flat=True)) == ["within-the-day"]
+
+
+@pytest.mark.django_db
+def test_dates_that_came_while_the_journey_was_paused_do_not_fire_when_it_resumes():
+    # given a journey at the moment of a date-and-time attribute, looked at an hour ago and paused
+    # since, and Ann whose moment came ten minutes ago
+    AttributeDefinition.objects.create(name="trial_ends_at", data_type=DataType.DATETIME)
+    journey = build_journey(trigger_type=TriggerType.DATE_ATTRIBUTE, trigger_date_attribute="trial_ends_at")
+    pause_journey(journey)
+    Journey.objects.update(date_trigger_checked_until=timezone.now() - timedelta(hours=1))
+    make_contact("ann", attributes={"trial_ends_at": (timezone.now() - timedelta(minutes=10)).isoformat()})
+
+    # when the journey resumes and the stage looks
+    resume_journey(Journey.objects.get(pk=journey.pk))
+    report = fire(timezone.now() + timedelta(minutes=1))
+
+    # then her moment, which came while it was paused, does not fire
+    assert report.enrolled == 0 and not Enrollment.objects.exists()
 
 
 @pytest.mark.django_db
