@@ -382,7 +382,7 @@ def enroll_contact_once(journey: Journey, contact, *, idempotency_key: str, prop
     trigger_key = f"api:{idempotency_key}"
     trigger = {"type": TriggerType.API.value, "properties": properties}
     for _ in range(2):
-        existing = Enrollment.objects.filter(journey=journey, trigger_key=trigger_key).select_related("contact").first()
+        existing = Enrollment.objects.filter(journey=journey, trigger_key=trigger_key).select_related("journey_version").first()
         if existing is not None:
             same = (existing.contact_id == contact.pk
                     and (existing.context or {}).get(TRIGGER_CONTEXT, {}).get("properties") == properties)

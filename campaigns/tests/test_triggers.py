@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from campaigns.actions import (
     activate_journey,
+    draft_snapshot,
     enroll_contact_once,
     pause_journey,
     resume_journey,
@@ -18,7 +19,7 @@ from campaigns.actions import (
 )
 from campaigns.date_triggers import DATE_CHECK_SECONDS, fire_date_triggers_batch, moment_of
 from campaigns.enrolling import process_events_batch
-from campaigns.models import Enrollment, Journey, JourneyStep, ReentryPolicy, StepKind, TriggerType
+from campaigns.models import Enrollment, Journey, JourneyStep, JourneyVersion, ReentryPolicy, StepKind, TriggerType
 from campaigns.tick import tick
 from campaigns.tick_report import TickReport
 from channels.delivery import send_delivery
@@ -56,6 +57,14 @@ def event(contact, name, *, occurred_at=None, key=None, **properties) -> Contact
 def refusals(reason):
     return list(AuditEntry.objects.filter(action="journey.enrollment_refused", reason=reason)
                 .order_by("pk").values_list("contact_id", "data"))
+
+
+def test_every_trigger_setting_is_published_with_the_version(db):
+    journey = Journey.objects.create(name="R", slug="r", trigger_event="x")
+    settings = {f.attname for f in Journey._meta.concrete_fields if f.name.startswith("trigger_")}
+
+    assert settings <= set(JourneyVersion.SNAPSHOT_FIELDS)
+    assert set(draft_snapshot(journey)) == set(JourneyVersion.SNAPSHOT_FIELDS)
 
 
 # --- an event's maximum age ----------------------------------------------------------------------
