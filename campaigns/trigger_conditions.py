@@ -8,15 +8,19 @@ A journey keeps them as a list, each a typed condition of contacts.conditions on
 typed by the property's contacts.EventPropertyDefinition (undeclared: text). Journeys, and the
 published versions that never change, saved before typed conditions hold {"plan": "pro"}
 (properties.plan equals "pro"): read_conditions turns each pair into the same list, typed by
-the definition or else by the value (true: is true; 100: the number 100; null: is not set).
+the definition or else by the value (true: is true; 100: the number 100; null: is not set; a
+date property: on that day). A pair no typed operator can say (an object, a list compared
+whole) keeps its old meaning, exact equality, so that no journey saved before stops enrolling.
 """
+from dataclasses import dataclass
+
 from django.utils import timezone
 
 from contacts.conditions import Condition, ConditionError, matches, parse_condition
 from contacts.models import DataType, EventPropertyDefinition
 
 # The type an old {"name": value} pair compares as, when the property is not declared.
-OLD_SHAPE_TYPES = ((bool, DataType.BOOLEAN), ((int, float), DataType.NUMBER), (list, DataType.LIST))
+OLD_SHAPE_TYPES = ((bool, DataType.BOOLEAN), ((int, float), DataType.NUMBER))
 
 
 def read_conditions(raw) -> list[dict]:
@@ -27,12 +31,10 @@ def read_conditions(raw) -> list[dict]:
 
 
 def _from_old_shape(name: str, value) -> dict:
-    if value is None:
-        return {"property": name, "operator": "is_not_set", "old_shape": True}
-    if isinstance(value, bool):
-        return {"property": name, "operator": "is_true" if value else "is_false", "old_shape": True}
-    return {"property": name, "operator": "equals" if not isinstance(value, list) else "contains", "value": value,
-            "old_shape": True}
+    # The value stays, for the exact equality an old pair falls back to (OldEquality).
+    operator = "is_not_set" if value is None else ("is_true" if value else "is_false") if isinstance(value, bool) \
+        else "equals"
+    return {"property": name, "operator": operator, "value": value, "old_shape": True}
 
 
 def _type_of(condition: dict, declared: dict[str, str]) -> str | None:
@@ -57,27 +59,47 @@ def declared_types(event_names) -> dict[str, dict[str, str]]:
     return types
 
 
-def compile_conditions(raw, declared: dict[str, str]) -> list[tuple[str, Condition]] | None:
+@dataclass(frozen=True)
+class OldEquality:
+    """An old {"name": value} pair no typed condition can say: the property equals the value exactly."""
+
+    value: object
+
+
+def compile_conditions(raw, declared: dict[str, str]) -> list[tuple[str, Condition | OldEquality]] | None:
     """The conditions as (property, contacts.conditions.Condition) pairs; None when one cannot be
     read (publishing refuses such a journey, naming it; a version that holds one enrolls nobody)."""
     compiled = []
     for condition in read_conditions(raw):
         if not isinstance(condition, dict) or not isinstance(condition.get("property"), str):
             return None
+        data_type = _type_of(condition, declared)
         try:
-            compiled.append((condition["property"], parse_condition(condition, _type_of(condition, declared))))
+            compiled.append((condition["property"], parse_condition(_typed_operator(condition, data_type), data_type)))
         except ConditionError:
-            return None
+            if not condition.get("old_shape"):
+                return None
+            compiled.append((condition["property"], OldEquality(condition.get("value"))))
     return compiled
 
 
-def event_matches(compiled: list[tuple[str, Condition]] | None, properties: dict, now=None) -> bool:
+def _typed_operator(condition: dict, data_type: str | None) -> dict:
+    """An old pair's equality as its type says it: a date is "on" that day."""
+    if condition.get("old_shape") and condition["operator"] == "equals" and data_type in (DataType.DATE,
+                                                                                           DataType.DATETIME):
+        return {**condition, "operator": "on"}
+    return condition
+
+
+def event_matches(compiled: list[tuple[str, Condition | OldEquality]] | None, properties: dict, now=None) -> bool:
     """Whether an event's properties meet every compiled condition."""
     if compiled is None:
         return False
     properties = properties or {}
     now = now or timezone.now()
-    return all(matches(condition, properties.get(name), now) for name, condition in compiled)
+    return all(properties.get(name) == condition.value if isinstance(condition, OldEquality)
+               else matches(condition, properties.get(name), now)
+               for name, condition in compiled)
 
 
 def condition_problems(raw, event_name: str) -> list[str]:
@@ -96,6 +118,8 @@ def condition_problems(raw, event_name: str) -> list[str]:
         if not isinstance(condition.get("property"), str) or not condition["property"]:
             problems.append(f"{field}.property must name a property of the event {event_name!r}.")
             continue
+        if condition.get("old_shape"):
+            continue  # it keeps its old meaning whatever its type (compile_conditions)
         try:
             parse_condition(condition, _type_of(condition, declared), field)
         except ConditionError as error:

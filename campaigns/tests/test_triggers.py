@@ -163,15 +163,23 @@ def test_typed_conditions_compare_each_property_as_its_declared_type(now):
 @pytest.mark.django_db
 def test_conditions_saved_before_typed_conditions_keep_their_meaning(now):
     # given a journey (and so its version) holding conditions of the old {"name": value} shape
-    build_journey(trigger_event="signed_up", trigger_conditions={"plan": "pro", "vip": True, "seats": 3,
-                                                                 "referrer": None})
+    # (a declared date compares as that day; an object or a list, which no typed operator says, exactly)
+    EventPropertyDefinition.objects.create(event="signed_up", name="trial_ends", data_type=DataType.DATE)
+    build_journey(trigger_event="signed_up", trigger_conditions={
+        "plan": "pro", "vip": True, "seats": 3, "referrer": None, "trial_ends": "2027-01-31",
+        "source": {"utm": "mail"}, "tags": ["a", "b"]})
+    old = {"plan": "pro", "vip": True, "seats": 3, "trial_ends": "2027-01-31", "source": {"utm": "mail"},
+           "tags": ["a", "b"]}
     signups = {
-        "match": {"plan": "pro", "vip": True, "seats": 3},
-        "seats-as-float": {"plan": "pro", "vip": True, "seats": 3.0},
-        "not-vip": {"plan": "pro", "vip": False, "seats": 3},
-        "vip-as-text": {"plan": "pro", "vip": "true", "seats": 3},
-        "other-plan": {"plan": "basic", "vip": True, "seats": 3},
-        "referred": {"plan": "pro", "vip": True, "seats": 3, "referrer": "bob"},
+        "match": old,
+        "seats-as-float": {**old, "seats": 3.0},
+        "not-vip": {**old, "vip": False},
+        "vip-as-text": {**old, "vip": "true"},
+        "other-plan": {**old, "plan": "basic"},
+        "referred": {**old, "referrer": "bob"},
+        "other-trial-end": {**old, "trial_ends": "2027-02-01"},
+        "other-source": {**old, "source": {"utm": "ads"}},
+        "fewer-tags": {**old, "tags": ["a"]},
     }
     for external_id, properties in signups.items():
         event(make_contact(external_id), "signed_up", **properties)
