@@ -2,6 +2,7 @@
 import pytest
 from django.db import connection
 from django.test import Client
+from django.utils import timezone
 
 from campaigns.actions import activate_journey, pause_journey
 from campaigns.models import Enrollment, EnrollmentState, Journey, JourneyStep, ReentryPolicy, StepKind, TriggerType
@@ -146,6 +147,15 @@ def test_unknown_journeys_and_contacts_are_404_naming_which(api, onboarding, ann
 
     assert error_of(unknown_journey) == (404, "journey_not_found", "slug")
     assert error_of(unknown_contact) == (404, "contact_not_found", "external_id")
+    assert not Enrollment.objects.exists()
+
+
+def test_an_erased_contact_is_refused(api, onboarding, ann):
+    Contact.objects.filter(pk=ann.pk).update(erased_at=timezone.now())
+
+    response = api.enroll({"external_id": "crm-1"})
+
+    assert error_of(response) == (409, "contact_erased", "external_id")
     assert not Enrollment.objects.exists()
 
 

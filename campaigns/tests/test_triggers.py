@@ -259,16 +259,21 @@ def test_an_event_with_a_date_property_enrolls_with_the_first_step_due_at_its_mo
     ny = make_contact("ny", timezone="America/New_York")
     berlin = make_contact("berlin", timezone="Europe/Berlin")
     nobody_knows = make_contact("nobody-knows")
+    last_minute = make_contact("last-minute", timezone="Europe/Berlin")
     event(ny, "appointment.booked", appointment_at="2027-03-15T15:00:00-04:00")
     event(berlin, "appointment.booked", appointment_at="2027-03-29T10:00:00+02:00")
     missing = event(nobody_knows, "appointment.booked", appointment_at="next tuesday")
+    event(last_minute, "appointment.booked", appointment_at=(now + timedelta(hours=2)).isoformat())
 
     # when the tick processes the bookings
-    tick(now)
+    report = tick(now)
 
-    # then each is in now, due at 09:00 on their own clock the day before (both after their DST change)
+    # then each is in now, due at 09:00 on their own clock the day before (both after their DST
+    # change); a booking whose moment already passed runs its first step at once
     due = dict(Enrollment.objects.values_list("contact__external_id", "next_run_at"))
+    assert due.pop("last-minute") == now + timedelta(hours=1)  # ran its first step, then waits an hour
     assert due == {"ny": utc(2027, 3, 14, 13, 0), "berlin": utc(2027, 3, 28, 7, 0)}
+    assert report.steps == 1
     assert Enrollment.objects.get(contact=ny).context["trigger"]["moment"] == "2027-03-14T13:00:00+00:00"
     assert refusals("date_missing") == [(nobody_knows.pk, {"event": missing.pk, "property": "appointment_at"})]
 
