@@ -7,6 +7,7 @@ import pytest
 from django.db import connection
 from django.db.models import Count
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 from django.utils import timezone
 
 from campaigns.actions import (
@@ -453,6 +454,21 @@ def test_the_tick_runs_the_date_stage_and_the_first_step_in_the_same_pass(renewa
 
     assert (report.enrolled, report.steps) == (1, 1)
     assert Enrollment.objects.get().current_step_key == "done"
+
+
+def test_the_journey_page_says_what_enrolls_contacts_in_each_version(admin_client, renewal_journey):
+    EventPropertyDefinition.objects.create(event="order.placed", name="amount", data_type=DataType.NUMBER)
+    event_journey = build_journey("orders", trigger_event="order.placed", trigger_max_age_seconds=600,
+                                  trigger_conditions=[{"property": "amount", "operator": "at_least", "value": 100},
+                                                      {"property": "coupon", "operator": "is_not_set"}],
+                                  trigger_date_property="ship_on", trigger_date_offset_days=2)
+
+    date_page = admin_client.get(reverse("admin:campaigns_journey_change", args=[renewal_journey.pk]))
+    event_page = admin_client.get(reverse("admin:campaigns_journey_change", args=[event_journey.pk]))
+
+    assert "At 09:00 local time 1 day before the contact&#x27;s renewal_date" in date_page.content.decode()
+    assert ("the event order.placed where amount at least 100 and coupon is not set, at most 600 s old; the first "
+            "step 2 days after its ship_on") in event_page.content.decode()
 
 
 def test_a_date_trigger_needs_its_attribute_and_a_date_type(db):
