@@ -10,7 +10,8 @@ instant the clocks jump past it; one the change repeats fires at its first occur
 Two sources of the date:
 - a contact attribute (trigger "A date attribute"): the tick stage here looks at each such
   journey at most every DATE_CHECK_SECONDS and enrolls the contacts whose moment passed since it
-  last looked (its watermark, Journey.date_trigger_checked_until). Each (journey, contact, date
+  last looked (its watermark, Journey.date_trigger_checked_until). With a local time, only a look
+  in which that time comes in some zone reads contacts (four an hour). Each (journey, contact, date
   value) enrolls at most once: the enrollment's trigger_key is unique in its journey, and the
   journey row is claimed (SKIP LOCKED) so two ticks never look at the same window;
 - a property of the trigger event (an event trigger with trigger_date_property): the event
@@ -49,6 +50,9 @@ DATE_CATCH_UP = timedelta(days=1)
 # the SQL range of date values searched is widened by this much on each side, then each
 # contact's moment is computed exactly.
 ZONE_SPREAD = timedelta(days=2)
+MAX_BEHIND_UTC, MAX_AHEAD_OF_UTC = timedelta(hours=12), timedelta(hours=14)
+# Every zone's UTC offset in use is a whole number of quarter hours (Nepal's +05:45, Chatham's +12:45).
+QUARTER_HOUR = timedelta(minutes=15)
 
 
 def parse_date_value(value) -> date | datetime | None:
@@ -146,6 +150,28 @@ def fire_date_triggers_batch(now, report: TickReport, handled: set | None = None
         return len(journeys)
 
 
+def local_days_passing(since: datetime, now: datetime, clock: time) -> list[date]:
+    """The local days whose `clock` time comes in (since, now] in some zone of the world, in
+    order; empty when it comes in none, and then nobody's moment at that clock time can have.
+
+    A moment is a local day at `clock` minus its zone's UTC offset, and every zone's offset is a
+    whole number of quarter hours from -12:00 to +14:00: so in a minute's window, the clock time
+    comes somewhere only when the window crosses a quarter hour of it (four looks an hour), and
+    the other looks need not read any contact.
+    """
+    days = []
+    day = since.date() - timedelta(days=1)
+    while day <= now.date() + timedelta(days=1):
+        local = datetime.combine(day, clock.replace(tzinfo=None), tzinfo=UTC)
+        # since < local - utc_offset <= now  <=>  local - now <= utc_offset < local - since
+        low = max((local - now).total_seconds(), -MAX_BEHIND_UTC.total_seconds())
+        first_offset = -(-low // QUARTER_HOUR.total_seconds()) * QUARTER_HOUR.total_seconds()
+        if first_offset < (local - since).total_seconds() and first_offset <= MAX_AHEAD_OF_UTC.total_seconds():
+            days.append(day)
+        day += timedelta(days=1)
+    return days
+
+
 def _date_journeys():
     return Journey.objects.filter(
         status=JourneyStatus.ACTIVE, live_version__trigger_type=TriggerType.DATE_ATTRIBUTE,
@@ -154,13 +180,21 @@ def _date_journeys():
 
 def _fire(version: JourneyVersion, since: datetime, now: datetime) -> int:
     """Enroll the contacts whose date's moment fell in (since, now]: three queries (contacts in a
-    range of dates, their past enrollments, the insert) and the audit, whatever their number."""
+    range of dates, their past enrollments, the insert) and the audit, whatever their number; none
+    when the local time comes in no zone in the window (local_days_passing)."""
     if not version.first_step_key:
         return 0
     offset = timedelta(days=version.trigger_date_offset_days)
     try:
-        low = (since - ZONE_SPREAD - offset).date().isoformat()
-        high = (now + ZONE_SPREAD - offset + timedelta(days=1)).date().isoformat()
+        if version.trigger_date_time is None:
+            first, last = since.date(), now.date()
+        else:
+            days = local_days_passing(since, now, version.trigger_date_time)
+            if not days:
+                return 0
+            first, last = days[0], days[-1]
+        low = (first - ZONE_SPREAD - offset).isoformat()
+        high = (last + ZONE_SPREAD - offset + timedelta(days=1)).isoformat()
     except OverflowError:
         return 0
     # As plain text: a JSON key's own lookups would compare JSON values.

@@ -18,7 +18,7 @@ from campaigns.actions import (
     resume_journey,
     validate_journey,
 )
-from campaigns.date_triggers import DATE_CHECK_SECONDS, fire_date_triggers_batch, moment_of
+from campaigns.date_triggers import DATE_CHECK_SECONDS, fire_date_triggers_batch, local_days_passing, moment_of
 from campaigns.enrolling import process_events_batch
 from campaigns.models import Enrollment, Journey, JourneyStep, JourneyVersion, ReentryPolicy, StepKind, TriggerType
 from campaigns.tick import tick
@@ -303,6 +303,8 @@ def fire(now) -> TickReport:
     # Berlin moves to summer time at 02:00 on 28 March 2027: 09:00 that day is 07:00 UTC, the day before 08:00.
     ("Europe/Berlin", "2027-03-29", utc(2027, 3, 28, 7, 0)),
     ("Europe/Berlin", "2027-03-28", utc(2027, 3, 27, 8, 0)),
+    # a zone a quarter hour off the hour
+    ("Asia/Kathmandu", "2027-03-15", utc(2027, 3, 14, 3, 15)),
 ])
 def test_a_date_attribute_fires_at_the_local_time_on_the_contacts_clock_across_dst(renewal_journey, zone,
                                                                                     renewal_date, moment):
@@ -413,6 +415,38 @@ def test_the_date_stage_looks_at_a_journey_at_most_once_a_minute(renewal_journey
     in_time = fire(utc(2027, 3, 14, 9, 0, 30))
 
     assert (too_soon.enrolled, in_time.enrolled) == (0, 1)
+
+
+@pytest.mark.django_db
+def test_a_look_in_which_the_local_time_comes_in_no_zone_reads_no_contact(renewal_journey):
+    # given a contact whose date comes at 09:00 UTC, and a look at 09:01
+    make_contact("ann", attributes={"renewal_date": "2027-03-15"})
+    fire(utc(2027, 3, 14, 9, 1))
+
+    # when the stage looks again at 09:02, then at 09:16 (09:00 has come in zones a quarter hour behind)
+    with CaptureQueriesContext(connection) as quiet:
+        fire(utc(2027, 3, 14, 9, 2))
+    with CaptureQueriesContext(connection) as crossing:
+        fire(utc(2027, 3, 14, 9, 16))
+
+    # then only the look crossing a quarter hour read contacts
+    assert not any("contacts_contact" in query["sql"] for query in quiet.captured_queries)
+    assert any("contacts_contact" in query["sql"] for query in crossing.captured_queries)
+
+
+@pytest.mark.parametrize("since, now, days", [
+    (utc(2027, 3, 14, 8, 59), utc(2027, 3, 14, 9, 0), ["2027-03-14"]),  # 09:00 in UTC
+    (utc(2027, 3, 14, 9, 0), utc(2027, 3, 14, 9, 1), []),
+    (utc(2027, 3, 14, 3, 14), utc(2027, 3, 14, 3, 15), ["2027-03-14"]),  # in Kathmandu (+05:45)
+    # in Honolulu (-10:00) on the 14th and Kiritimati (+14:00) on the 15th
+    (utc(2027, 3, 14, 18, 59), utc(2027, 3, 14, 19, 0), ["2027-03-14", "2027-03-15"]),
+    # in Baker Island (-12:00) on the 15th and Auckland (+12:00) on the 16th
+    (utc(2027, 3, 15, 20, 59), utc(2027, 3, 15, 21, 0), ["2027-03-15", "2027-03-16"]),
+    (utc(2027, 3, 15, 21, 0), utc(2027, 3, 15, 21, 1), []),
+    (utc(2027, 3, 14, 9, 0), utc(2027, 3, 15, 9, 0), ["2027-03-14", "2027-03-15"]),
+])
+def test_the_local_days_whose_clock_time_comes_in_a_window(since, now, days):
+    assert [day.isoformat() for day in local_days_passing(since, now, time(9, 0))] == days
 
 
 @pytest.mark.django_db
