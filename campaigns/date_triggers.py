@@ -23,7 +23,7 @@ from datetime import date, datetime, time, timedelta, timezone as dt_timezone
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Q, TextField
 from django.db.models.fields.json import KeyTextTransform
-from django.db.models.functions import Cast, Collate
+from django.db.models.functions import Cast, Collate, Length
 from django.utils.dateparse import parse_date, parse_datetime
 
 from compliance.gate import contact_zones, zone_named
@@ -185,26 +185,30 @@ def _fire(version: JourneyVersion, since: datetime, now: datetime) -> int:
     if not version.first_step_key:
         return 0
     offset = timedelta(days=version.trigger_date_offset_days)
-    try:
-        if version.trigger_date_time is None:
-            first, last = since.date(), now.date()
-        else:
-            days = local_days_passing(since, now, version.trigger_date_time)
-            if not days:
-                return 0
-            first, last = days[0], days[-1]
-        low = (first - ZONE_SPREAD - offset).isoformat()
-        high = (last + ZONE_SPREAD - offset + timedelta(days=1)).isoformat()
-    except OverflowError:
-        return 0
     # As plain text: a JSON key's own lookups would compare JSON values.
     value = Cast(KeyTextTransform(version.trigger_date_attribute, "attributes"), TextField())
     if connection.vendor == "postgresql":
         # Byte order, whatever the database's collation: ISO dates then sort as dates.
         value = Collate(value, "C")
-    contacts = (Contact.objects.reachable().annotate(date_value=value)
-                .filter(date_value__gte=low, date_value__lt=high)
-                .only("pk", "timezone", "phone"))
+    try:
+        if version.trigger_date_time is None:
+            first, last, exact = since.date(), now.date(), None
+        else:
+            days = local_days_passing(since, now, version.trigger_date_time)
+            if not days:
+                return 0
+            # A plain date's moment comes on its own day (moved by the offset), in whichever zone.
+            first, last, exact = days[0], days[-1], [(day - offset).isoformat() for day in days]
+        in_band = Q(date_value__gte=(first - ZONE_SPREAD - offset).isoformat(),
+                    date_value__lt=(last + ZONE_SPREAD - offset + timedelta(days=1)).isoformat())
+    except OverflowError:
+        return 0
+    contacts = Contact.objects.reachable().annotate(date_value=value)
+    if exact is not None:
+        # A date and time may fall on another day on the contact's clock than the one it is written with.
+        contacts = contacts.annotate(date_length=Length(value))
+        in_band = Q(date_value__in=exact) | (in_band & Q(date_length__gt=len("YYYY-MM-DD")))
+    contacts = contacts.filter(in_band).only("pk", "timezone", "phone")
     due = []
     for contact in contacts:
         moment = moment_of(contact.date_value, contact_zone(contact), version.trigger_date_offset_days,

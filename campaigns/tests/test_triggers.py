@@ -350,6 +350,24 @@ def test_one_look_enrolls_the_contacts_of_every_zone_whose_moment_passed_and_nob
 
 
 @pytest.mark.django_db
+def test_a_date_and_time_fires_on_the_day_it_falls_on_on_the_contacts_clock(db):
+    # given "the day before, at 09:00" on a date-and-time attribute, and a value written with an
+    # offset far from the contact's: 23:30 on the 15th at UTC-12 is 20:30 on the 16th in Tokyo
+    AttributeDefinition.objects.create(name="delivery_at", data_type=DataType.DATETIME)
+    build_journey(trigger_type=TriggerType.DATE_ATTRIBUTE, trigger_date_attribute="delivery_at",
+                  trigger_date_offset_days=-1, trigger_date_time=time(9, 0))
+    make_contact("tokyo", timezone="Asia/Tokyo", attributes={"delivery_at": "2027-03-15T23:30:00-12:00"})
+    fire(utc(2027, 3, 14, 23, 59))
+
+    # when the stage looks as 09:00 on the 15th comes in Tokyo (00:00 UTC)
+    report = fire(utc(2027, 3, 15, 0, 0))
+
+    # then
+    assert report.enrolled == 1
+    assert Enrollment.objects.get().context["trigger"]["moment"] == "2027-03-15T00:00:00+00:00"
+
+
+@pytest.mark.django_db
 def test_a_date_fires_once_per_value_even_when_the_window_is_looked_at_again(db):
     # given a journey anyone may re-enter, and Ann who entered for her renewal date and finished
     build_journey(trigger_type=TriggerType.DATE_ATTRIBUTE, trigger_date_attribute="renewal_date",
