@@ -152,7 +152,8 @@ def fire_date_triggers_batch(now, report: TickReport, handled: set | None = None
 
 def local_days_passing(since: datetime, now: datetime, clock: time) -> list[date]:
     """The local days whose `clock` time comes in (since, now] in some zone of the world, in
-    order; empty when it comes in none, and then nobody's moment at that clock time can have.
+    order; empty when it comes in none (then no contact's moment at that clock time falls in the
+    window, whatever their zone).
 
     A moment is a local day at `clock` minus its zone's UTC offset, and every zone's offset is a
     whole number of quarter hours from -12:00 to +14:00: so in a minute's window, the clock time
