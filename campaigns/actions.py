@@ -8,20 +8,23 @@ moves them.
 from collections import Counter
 
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
 from channels.models import DefaultChannelPlan
+from contacts.models import AttributeDefinition, DataType
 from omni import audit
 from omni.choices import Purpose, Urgency
 from templates.actions import latest_versions
 from templates.models import TemplateVersion
 
 from . import enrollment_state
+from .admission import ALREADY_ENROLLED, REENTRY_NEVER, reentry_refusal
 from .models import (
     LIVE_ENROLLMENT_STATES,
     SEGMENT_TRIGGERS,
+    TRIGGER_CONTEXT,
     Enrollment,
     EnrollmentState,
     Journey,
@@ -32,6 +35,7 @@ from .models import (
     plan_steps,
     step_setting_problems,
 )
+from .trigger_conditions import condition_problems
 
 ENGAGEMENT_CHECKS = ("engaged", "delivered")
 
@@ -79,6 +83,11 @@ def draft_snapshot(journey: Journey) -> dict:
         "trigger_event": journey.trigger_event,
         "trigger_conditions": journey.trigger_conditions or {},
         "trigger_segment_id": journey.trigger_segment_id,
+        "trigger_max_age_seconds": journey.trigger_max_age_seconds,
+        "trigger_date_attribute": journey.trigger_date_attribute,
+        "trigger_date_property": journey.trigger_date_property,
+        "trigger_date_offset_days": journey.trigger_date_offset_days,
+        "trigger_date_time": journey.trigger_date_time,
         "goal_event": journey.goal_event,
         "reentry": journey.reentry,
         "reentry_after_seconds": journey.reentry_after_seconds,
@@ -127,17 +136,7 @@ def snapshot_problems(snapshot: dict) -> list[str]:
     steps = snapshot["steps"]
     if not steps:
         problems.append("The journey has no steps.")
-    if snapshot["trigger_type"] in SEGMENT_TRIGGERS:
-        if not snapshot["trigger_segment_id"]:
-            label = dict(TriggerType.choices)[snapshot["trigger_type"]]
-            problems.append(f"The trigger {label!r} needs a segment: choose the trigger segment.")
-    elif snapshot["trigger_type"] != TriggerType.EVENT:
-        label = dict(TriggerType.choices).get(snapshot["trigger_type"], snapshot["trigger_type"])
-        # Only the tick's event and segment stages enroll anyone so far: any other trigger would be "Active" and empty.
-        problems.append(f"The trigger {label!r} enrolls nobody yet: only event and segment triggers are built. "
-                        f"Choose {TriggerType.EVENT.label!r} and name the event.")
-    elif not snapshot["trigger_event"]:
-        problems.append("An event-triggered journey needs a trigger event name.")
+    problems.extend(trigger_problems(snapshot))
     by_key = {step["key"]: step for step in steps}
     variant_channels = _variant_channels(steps)
     for step in steps:
@@ -168,6 +167,50 @@ def snapshot_problems(snapshot: dict) -> list[str]:
         f"or point one of them elsewhere."
         for loop in loops_without_wait(steps)
     )
+    return problems
+
+
+# Ten years either way: further than any reminder reaches, and well inside the dates Python adds.
+MAX_DATE_OFFSET_DAYS = 3660
+DATE_TYPES = (DataType.DATE, DataType.DATETIME)
+
+
+def trigger_problems(snapshot: dict) -> list[str]:
+    """What is wrong with a snapshot's trigger settings, each naming the setting."""
+    problems = []
+    trigger = snapshot["trigger_type"]
+    label = dict(TriggerType.choices).get(trigger, trigger)
+    if trigger == TriggerType.EVENT:
+        if not snapshot["trigger_event"]:
+            problems.append("An event-triggered journey needs a trigger event name.")
+        problems.extend(condition_problems(snapshot["trigger_conditions"], snapshot["trigger_event"]))
+    elif trigger == TriggerType.DATE_ATTRIBUTE:
+        if not snapshot["trigger_date_attribute"]:
+            problems.append(f"The trigger {label!r} needs the date attribute: the contact attribute holding the date.")
+        if snapshot["trigger_date_property"]:
+            problems.append(f"The date property of the event is for an event trigger; the trigger {label!r} reads "
+                            f"the date attribute. Empty the date property.")
+    elif trigger in SEGMENT_TRIGGERS:
+        if not snapshot["trigger_segment_id"]:
+            problems.append(f"The trigger {label!r} needs a segment: choose the trigger segment.")
+    elif trigger != TriggerType.API:
+        problems.append(f"The trigger {label!r} is not one Omni knows. Choose {TriggerType.EVENT.label!r}, "
+                        f"{TriggerType.DATE_ATTRIBUTE.label!r}, a segment or {TriggerType.API.label!r}.")
+    dated = (trigger == TriggerType.DATE_ATTRIBUTE
+             or (trigger == TriggerType.EVENT and snapshot["trigger_date_property"]))
+    if not dated and (snapshot["trigger_date_offset_days"] or snapshot["trigger_date_time"] is not None):
+        problems.append("Days from the date and the local time apply to a date: name the date property of the "
+                        "event, or choose the trigger \"A date attribute\".")
+    if abs(snapshot["trigger_date_offset_days"] or 0) > MAX_DATE_OFFSET_DAYS:
+        problems.append(f"Days from the date must be between -{MAX_DATE_OFFSET_DAYS} and {MAX_DATE_OFFSET_DAYS}, "
+                        f"not {snapshot['trigger_date_offset_days']}.")
+    if snapshot["trigger_max_age_seconds"] is not None and trigger != TriggerType.EVENT:
+        problems.append(f"The maximum event age applies to an event trigger, not to {label!r}: empty it.")
+    if trigger == TriggerType.DATE_ATTRIBUTE and snapshot["trigger_date_attribute"]:
+        declared = AttributeDefinition.objects.filter(name=snapshot["trigger_date_attribute"]).first()
+        if declared is not None and declared.data_type not in DATE_TYPES:
+            problems.append(f"The date attribute {declared.name!r} is declared as {declared.get_data_type_display()}, "
+                            f"not a date: choose a date or date-and-time attribute.")
     return problems
 
 
@@ -312,21 +355,106 @@ def move_to_latest_version(journey: Journey, *, actor=None) -> int:
     return len(enrollments)
 
 
-@transaction.atomic
-def enroll_contact(journey: Journey, contact, *, actor=None, actor_label="") -> Enrollment:
-    """Put one contact into a journey now (API or admin), on its latest version, refusing a second live enrollment."""
-    if journey.status != JourneyStatus.ACTIVE or journey.live_version is None:
-        raise ValidationError(f"Journey {journey.name!r} is not active.")
-    if Enrollment.objects.filter(journey=journey, contact=contact, state__in=LIVE_ENROLLMENT_STATES).exists():
-        raise ValidationError(f"{contact} is already in {journey.name!r}.")
-    now = timezone.now()
+class EnrollmentRefused(ValidationError):
+    """enroll_contact() refused the contact; `reason` says why: journey_not_active, or a re-entry
+    rule's (already_enrolled, reentry_never, reentry_too_soon)."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message, code=reason)
+        self.reason = reason
+
+
+class IdempotencyKeyReused(Exception):
+    """The idempotency key already enrolled a contact by a different request; `enrollment` is that one."""
+
+    def __init__(self, enrollment: Enrollment):
+        super().__init__(f"This idempotency key already enrolled a contact by a different request "
+                         f"(enrollment {enrollment.pk}).")
+        self.enrollment = enrollment
+
+
+JOURNEY_NOT_ACTIVE = "journey_not_active"
+MANUAL_TRIGGER = "manual"
+
+
+def enroll_contact(journey: Journey, contact, *, actor=None, actor_label="", trigger: dict | None = None,
+                   trigger_key: str = "", now=None) -> Enrollment:
+    """Put one contact into a journey now (API or admin), on its live version, by its re-entry rules.
+
+    `trigger` is kept as the enrollment's context["trigger"] (by default a manual one without
+    properties); `trigger_key`, unique in the journey, makes a second enrollment with it fail.
+    Refuses with EnrollmentRefused (its reason audited as journey.enrollment_refused) a journey
+    that is not active and a contact the re-entry rules keep out.
+    """
+    now = now or timezone.now()
+    trigger = trigger if trigger is not None else {"type": MANUAL_TRIGGER, "properties": {}}
     version = journey.live_version
-    enrollment = Enrollment.objects.create(journey=journey, journey_version=version, contact=contact,
-                                           current_step_key=version.first_step_key,
-                                           state=EnrollmentState.ACTIVE, next_run_at=now, entered_at=now)
-    audit.record("journey.enrolled", contact=contact, obj=enrollment, actor=actor, actor_label=actor_label,
-                 reason="manual", data={"journey": journey.pk, "version": version.number})
+    if journey.status != JourneyStatus.ACTIVE or version is None:
+        _refuse(journey, contact, JOURNEY_NOT_ACTIVE, f"Journey {journey.name!r} is not active (it is "
+                f"{journey.get_status_display().lower()}): activate it before enrolling contacts.", actor, actor_label)
+    past = list(Enrollment.objects.filter(journey=journey, contact=contact).values_list("state", "entered_at"))
+    reason = reentry_refusal(version, past, now)
+    if reason:
+        _refuse(journey, contact, reason, _reentry_message(reason, journey, contact, version), actor, actor_label)
+    try:
+        with transaction.atomic():
+            enrollment = Enrollment.objects.create(
+                journey=journey, journey_version=version, contact=contact, current_step_key=version.first_step_key,
+                state=EnrollmentState.ACTIVE, next_run_at=now, entered_at=now, trigger_key=trigger_key,
+                context={TRIGGER_CONTEXT: trigger})
+            audit.record("journey.enrolled", contact=contact, obj=enrollment, actor=actor, actor_label=actor_label,
+                         reason=trigger.get("type") or MANUAL_TRIGGER,
+                         data={"journey": journey.pk, "version": version.number})
+    except IntegrityError:
+        # Another request enrolled them in the meantime: by the same key, or into a live enrollment.
+        if trigger_key and Enrollment.objects.filter(journey=journey, trigger_key=trigger_key).exists():
+            raise
+        _refuse(journey, contact, ALREADY_ENROLLED,
+                _reentry_message(ALREADY_ENROLLED, journey, contact, version), actor, actor_label)
     return enrollment
+
+
+def enroll_contact_once(journey: Journey, contact, *, idempotency_key: str, properties: dict, actor=None,
+                        actor_label="") -> tuple[Enrollment, bool]:
+    """enroll_contact() for an API request carrying an idempotency key: (enrollment, created).
+
+    A retry (the same key, contact and properties) gets the enrollment the first request made,
+    whatever happened since; the same key with another contact or other properties raises
+    IdempotencyKeyReused. Keys are per journey.
+    """
+    trigger_key = f"api:{idempotency_key}"
+    trigger = {"type": TriggerType.API.value, "properties": properties}
+    for _ in range(2):
+        existing = Enrollment.objects.filter(journey=journey, trigger_key=trigger_key).select_related("journey_version").first()
+        if existing is not None:
+            same = (existing.contact_id == contact.pk
+                    and (existing.context or {}).get(TRIGGER_CONTEXT, {}).get("properties") == properties)
+            if not same:
+                raise IdempotencyKeyReused(existing)
+            return existing, False
+        try:
+            return enroll_contact(journey, contact, actor=actor, actor_label=actor_label, trigger=trigger,
+                                  trigger_key=trigger_key), True
+        except IntegrityError:
+            continue  # a request with the same key won the race: answer as its retry
+    raise IntegrityError(f"No enrollment with {trigger_key!r} after a unique violation.")
+
+
+def _refuse(journey, contact, reason: str, message: str, actor, actor_label) -> None:
+    audit.record("journey.enrollment_refused", contact=contact, obj=journey, actor=actor, actor_label=actor_label,
+                 reason=reason, data={"journey": journey.pk})
+    raise EnrollmentRefused(reason, message)
+
+
+def _reentry_message(reason: str, journey, contact, version) -> str:
+    # The caller knows the contact by its external id (the API's); a contact without one by its profile.
+    contact = contact.external_id or contact
+    if reason == ALREADY_ENROLLED:
+        return f"{contact} is already in {journey.name!r}."
+    if reason == REENTRY_NEVER:
+        return f"{contact} was in {journey.name!r} before, and the journey lets nobody enter twice."
+    return (f"{contact} entered {journey.name!r} less than {version.reentry_after_seconds} seconds ago; the "
+            f"journey lets them in again after that.")
 
 
 def pause_enrollment(enrollment: Enrollment, *, actor=None, actor_label="", reason: str,
@@ -444,7 +572,11 @@ def _set_running(journey: Journey, action: str, actor, *, publish_changes: bool)
         snapshot = _valid_draft(journey)
         if live is None or live.snapshot() != snapshot:
             live = _publish(journey, snapshot, actor)
+    if journey.status != JourneyStatus.ACTIVE:
+        # A date trigger fires for the moments that come from now on: none that passed while the
+        # journey was not running.
+        journey.date_trigger_checked_until = timezone.now()
     journey.status = JourneyStatus.ACTIVE
-    journey.save(update_fields=["status", "updated_at"])
+    journey.save(update_fields=["status", "date_trigger_checked_until", "updated_at"])
     audit.record(action, obj=journey, actor=actor, data={"version": live.number})
     return journey

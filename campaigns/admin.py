@@ -23,7 +23,9 @@ from .models import (
     JourneyStepVisit,
     JourneyVersion,
     StepKind,
+    TriggerType,
 )
+from .trigger_conditions import read_conditions
 
 
 def describe_step(step: dict) -> str:
@@ -45,11 +47,45 @@ def describe_step(step: dict) -> str:
     return text + (f" → {step['next']}" if step.get("next") else "")
 
 
+def describe_trigger(version: JourneyVersion) -> str:
+    """One line a marketer can read for what enrolls contacts in a published version."""
+    if version.trigger_type == TriggerType.EVENT:
+        text = f"the event {version.trigger_event}"
+        conditions = [c for c in read_conditions(version.trigger_conditions) if isinstance(c, dict)]
+        if conditions:
+            text += " where " + " and ".join(_describe_condition(c) for c in conditions)
+        if version.trigger_max_age_seconds is not None:
+            text += f", at most {version.trigger_max_age_seconds} s old"
+        if version.trigger_date_property:
+            text += f"; the first step {_describe_moment(version)} its {version.trigger_date_property}"
+        return text
+    if version.trigger_type == TriggerType.DATE_ATTRIBUTE:
+        text = f"{_describe_moment(version)} the contact's {version.trigger_date_attribute}"
+        return text[0].upper() + text[1:]
+    return version.get_trigger_type_display()
+
+
+def _describe_condition(condition: dict) -> str:
+    text = f"{condition.get('property')} {str(condition.get('operator')).replace('_', ' ')}"
+    if "value" in condition and condition.get("operator") not in ("is_set", "is_not_set", "is_true", "is_false"):
+        text += f" {condition['value']!r}"
+    if "value_to" in condition:
+        text += f" and {condition['value_to']!r}"
+    return text
+
+
+def _describe_moment(version: JourneyVersion) -> str:
+    days = version.trigger_date_offset_days or 0
+    when = "on" if not days else f"{abs(days)} day{'' if abs(days) == 1 else 's'} {'before' if days < 0 else 'after'}"
+    at = f"at {version.trigger_date_time:%H:%M} local time " if version.trigger_date_time else ""
+    return f"{at}{when}"
+
+
 class JourneyVersionInline(ReadOnlyInline):
     """The published versions, newest first: what each runs and how many contacts run on it now."""
 
     model = JourneyVersion
-    fields = ["number", "published_at", "published_by", "contacts_on_it", "on_reply", "what_it_runs"]
+    fields = ["number", "published_at", "published_by", "contacts_on_it", "trigger", "on_reply", "what_it_runs"]
     readonly_fields = fields
     ordering = ["-number"]
     show_change_link = False
@@ -67,6 +103,10 @@ class JourneyVersionInline(ReadOnlyInline):
     @admin.display(description="contacts on it now")
     def contacts_on_it(self, version):
         return version.contacts_in_flight
+
+    @admin.display(description="enrolls on")
+    def trigger(self, version):
+        return describe_trigger(version)
 
     @admin.display(description="steps")
     def what_it_runs(self, version):
@@ -140,7 +180,15 @@ class JourneyAdmin(ModelAdmin):
                            "journey list; new enrollments then start on the new version, and \"Move contacts to "
                            "the latest version\" moves those already in the journey.",
         }),
-        ("Trigger", {"fields": ["trigger_type", "trigger_event", "trigger_conditions", "trigger_segment"]}),
+        ("Trigger", {"fields": ["trigger_type", "trigger_event", "trigger_conditions", "trigger_max_age_seconds",
+                                "trigger_segment"]}),
+        ("Date", {
+            "fields": ["trigger_date_attribute", "trigger_date_property", "trigger_date_offset_days",
+                       "trigger_date_time"],
+            "description": "When a date sets the moment: the contact's date attribute (the trigger \"A date "
+                           "attribute\"), or a date in the trigger event's properties (an event trigger, whose "
+                           "contact then waits for the moment before the first step).",
+        }),
         ("Goal and re-entry", {"fields": ["goal_event", "reentry", "reentry_after_seconds"]}),
         ("Replies", {"fields": ["on_reply"]}),
         ("Record", {"fields": ["created_by", "created_at", "updated_at"]}),

@@ -10,18 +10,18 @@ closes, each with the conversation's id. Each live enrollment of the contact the
 version's on_reply says (see _act_on_conversations).
 """
 from collections import Counter, defaultdict
-from dataclasses import dataclass
 
 from django.db import connection, transaction
 from django.db.models import F, Q
-from django.utils import timezone
 
-from contacts.models import ContactEvent
+from contacts.models import Contact, ContactEvent
 from omni import audit
 from omni.lib.claims import claim, excluding
 from omni.lib.quarantine import quarantine_failures, run_isolating_failures
 
 from . import enrollment_state
+from .admission import Wanted, enroll_many
+from .date_triggers import contact_zone, moment_of
 from .models import (
     LIVE_ENROLLMENT_STATES,
     Enrollment,
@@ -29,10 +29,10 @@ from .models import (
     JourneyStatus,
     JourneyVersion,
     OnReply,
-    ReentryPolicy,
     TriggerType,
 )
 from .tick_report import TickReport
+from .trigger_conditions import compile_conditions, declared_types, event_matches
 
 # Events claimed per transaction. Large enough that a batch's fixed costs (the claim query, the
 # commit) are spread thin; small enough that a batch commits in well under a second.
@@ -43,14 +43,13 @@ CONVERSATION_CLOSED = "conversation.closed"
 # Only channels' own events move enrollments: an API client sending an event of the same name
 # triggers journeys like any event, and pauses or resumes nothing.
 CONVERSATION_EVENT_SOURCE = "channels"
+# Why a trigger enrolled nobody (journey.enrollment_refused), beside the re-entry rules' reasons.
+EVENT_TOO_OLD = "event_too_old"
+DATE_MISSING = "date_missing"
 # What a closing does to an enrollment its conversation paused, by its version's on_reply. A
 # version without a pause (after a move to another version) resumes, or exits when its replies exit.
 ON_CLOSE = {OnReply.PAUSE_RESUME: "resume", OnReply.CONTINUE: "resume",
             OnReply.PAUSE_EXIT: "exit", OnReply.EXIT: "exit"}
-
-
-def _matches(conditions: dict, properties: dict) -> bool:
-    return all(properties.get(key) == value for key, value in (conditions or {}).items())
 
 
 def process_events_batch(now, report: TickReport, handled: set | None = None) -> int:
@@ -207,7 +206,10 @@ def _convert_goals(events, versions, now) -> int:
 
 
 def _enroll_from_events(events, versions, now) -> int:
-    """Enroll contacts in the journeys their events trigger, each on the journey's live version."""
+    """Enroll contacts in the journeys their events trigger, each on the journey's live version:
+    an event enrolls when its properties meet the trigger's conditions and it is not older than
+    the trigger's maximum age (else the refusal `event_too_old` is audited). With a date property,
+    the first step is due at that date's moment on the contact's clock."""
     triggered = [
         v for v in versions
         if v.journey.live_version_id == v.pk and v.trigger_type == TriggerType.EVENT and v.trigger_event
@@ -215,85 +217,53 @@ def _enroll_from_events(events, versions, now) -> int:
     ]
     if not triggered:
         return 0
-    candidates = {}
+    # The conditions of each version, typed by the declared properties of its event: one query,
+    # only when a version has conditions.
+    with_conditions = [v for v in triggered if v.trigger_conditions]
+    declared = declared_types(v.trigger_event for v in with_conditions) if with_conditions else {}
+    conditions = {v.pk: compile_conditions(v.trigger_conditions, declared.get(v.trigger_event, {})) for v in triggered}
+    candidates, refused = {}, []
     for event in events:
         for version in triggered:
-            if version.trigger_event == event.name and _matches(version.trigger_conditions, event.properties):
-                candidates.setdefault((version.journey_id, event.contact_id), Candidate(
-                    version, event.contact_id, reason=f"event:{event.pk}", data={"event": event.pk},
-                    trigger_event_id=event.pk))
-    return enroll_candidates(list(candidates.values()), now)
+            if version.trigger_event != event.name or not event_matches(conditions[version.pk], event.properties, now):
+                continue
+            age = (now - event.occurred_at).total_seconds()
+            if version.trigger_max_age_seconds is not None and age > version.trigger_max_age_seconds:
+                refused.append(audit.build(
+                    "journey.enrollment_refused", contact_id=event.contact_id, obj=version.journey,
+                    reason=EVENT_TOO_OLD, data={"event": event.pk, "age_seconds": int(age),
+                                                "max_age_seconds": version.trigger_max_age_seconds}))
+                continue
+            candidates.setdefault((version.journey_id, event.contact_id), (version, event))
+    zones = _zones_of({c for (_, c), (v, _) in candidates.items() if v.trigger_date_property})
+    wanted = []
+    for (_, contact_id), (version, event) in candidates.items():
+        trigger = event_trigger_context(event)
+        next_run_at = now
+        if version.trigger_date_property:
+            value = (event.properties or {}).get(version.trigger_date_property)
+            moment = moment_of(value, zones[contact_id], version.trigger_date_offset_days, version.trigger_date_time)
+            if moment is None:
+                refused.append(audit.build(
+                    "journey.enrollment_refused", contact_id=contact_id, obj=version.journey, reason=DATE_MISSING,
+                    data={"event": event.pk, "property": version.trigger_date_property}))
+                continue
+            # Due at the moment, even one already past: the next tick runs it.
+            next_run_at, trigger["moment"] = moment, moment.isoformat()
+        wanted.append(Wanted(version=version, contact_id=contact_id, next_run_at=next_run_at, trigger=trigger,
+                             reason=f"event:{event.pk}", data={"event": event.pk}, trigger_event_id=event.pk))
+    return enroll_many(wanted, now, refused)
 
 
-@dataclass(frozen=True)
-class Candidate:
-    """A contact a trigger would enroll on `version` (its journey's live version). `reason` and
-    `data` go into the audit entry of the enrollment or of its refusal."""
-
-    version: JourneyVersion
-    contact_id: int
-    reason: str
-    data: dict
-    trigger_event_id: int | None = None
+def event_trigger_context(event) -> dict:
+    """What an event-triggered enrollment keeps of its trigger (Enrollment.context["trigger"])."""
+    return {"type": TriggerType.EVENT.value, "event": event.name, "event_id": event.pk,
+            "occurred_at": event.occurred_at.isoformat(), "properties": event.properties or {}}
 
 
-def enroll_candidates(candidates: list[Candidate], now) -> int:
-    """Enroll each candidate under its journey's re-entry rules, in a fixed number of queries
-    whatever their number (one journey and contact at most once: the first candidate wins).
-    Refusals are audited as journey.enrollment_refused with the reason. Returns how many were
-    enrolled."""
-    if not candidates:
-        return 0
-    contact_ids = {c.contact_id for c in candidates}
-    journey_ids = {c.version.journey_id for c in candidates}
-    history = {}
-    for journey_id, contact_id, state, entered_at in Enrollment.objects.filter(
-        journey_id__in=journey_ids, contact_id__in=contact_ids
-    ).values_list("journey_id", "contact_id", "state", "entered_at"):
-        history.setdefault((journey_id, contact_id), []).append((state, entered_at))
-
-    new, refused, wanted = [], [], {}
-    for candidate in candidates:
-        version, contact_id = candidate.version, candidate.contact_id
-        if (version.journey_id, contact_id) in wanted:
-            continue
-        reason = _reentry_refusal(version, history.get((version.journey_id, contact_id), []), now)
-        if reason:
-            refused.append(audit.build("journey.enrollment_refused", contact_id=contact_id, obj=version.journey,
-                                       reason=reason, data=candidate.data))
-            continue
-        wanted[(version.journey_id, contact_id)] = candidate
-        new.append(Enrollment(journey_id=version.journey_id, journey_version=version, contact_id=contact_id,
-                              current_step_key=version.first_step_key, state=EnrollmentState.ACTIVE,
-                              next_run_at=now, entered_at=now, trigger_event_id=candidate.trigger_event_id))
-    # ignore_conflicts: another worker enrolling the same contact from a different trigger at the
-    # same moment loses quietly to the partial unique constraint instead of failing the batch.
-    Enrollment.objects.bulk_create(new, ignore_conflicts=True, batch_size=1000)
-    created = [
-        en for en in Enrollment.objects.filter(journey_id__in={j for j, _ in wanted},
-                                               contact_id__in={c for _, c in wanted}, entered_at=now)
-        if (en.journey_id, en.contact_id) in wanted
-        and en.trigger_event_id == wanted[(en.journey_id, en.contact_id)].trigger_event_id
-    ]
-    entries = [
-        audit.build("journey.enrolled", contact_id=en.contact_id, obj=en,
-                    reason=wanted[(en.journey_id, en.contact_id)].reason,
-                    data={"journey": en.journey_id, **wanted[(en.journey_id, en.contact_id)].data})
-        for en in created
-    ]
-    audit.record_many(entries + refused)
-    return len(entries)
-
-
-def _reentry_refusal(version, past, now) -> str:
-    if any(state in LIVE_ENROLLMENT_STATES for state, _ in past):
-        return "already_enrolled"
-    if not past or version.reentry == ReentryPolicy.ALWAYS:
-        return ""
-    if version.reentry == ReentryPolicy.NEVER:
-        return "reentry_never"
-    last_entry = max(entered for _, entered in past)
-    if now - last_entry < timezone.timedelta(seconds=version.reentry_after_seconds or 0):
-        return "reentry_too_soon"
-    return ""
-
+def _zones_of(contact_ids) -> dict[int, str]:
+    """Each contact's zone (campaigns.date_triggers.contact_zone), in one query."""
+    if not contact_ids:
+        return {}
+    return {contact.pk: contact_zone(contact)
+            for contact in Contact.objects.filter(pk__in=contact_ids).only("pk", "timezone", "phone")}

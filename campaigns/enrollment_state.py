@@ -4,7 +4,7 @@ Enrollment.state changes through the functions here and nowhere else: each one c
 enrollment in memory, refusing a move its state does not allow, and returns the audit entry
 that says so; the caller writes the rows (save(), or the step interpreter's own bulk write) and
 the entries in one transaction, holding the rows' locks. New enrollments start active
-(actions.enroll_contact, enrolling._enroll_from_events).
+(actions.enroll_contact, and admission.enroll_many for events and dates).
 
 A paused enrollment keeps its step and its next_run_at: it leaves the due index while paused,
 and once resumed a wait that ran out meanwhile is due at once.

@@ -63,6 +63,24 @@ ON_REPLY_HELP = (
 )
 
 
+TRIGGER_CONDITIONS_HELP = (
+    'Conditions on the trigger event\'s properties, all of which must hold, e.g. [{"property": "amount", '
+    '"operator": "gte", "value": 100}]. The operators depend on the property\'s declared type.')
+TRIGGER_MAX_AGE_HELP = (
+    "An event that happened longer ago than this when Omni processes it (a late delivery, a replayed backlog) "
+    "enrolls nobody; the refusal is audited. Empty: any age.")
+TRIGGER_DATE_ATTRIBUTE_HELP = (
+    "For the trigger \"A date attribute\": the contact attribute holding the date (or date and time), e.g. "
+    "renewal_date. Each contact enters once per date value, at the moment below.")
+TRIGGER_DATE_PROPERTY_HELP = (
+    "For an event trigger, optional: the event's property holding a date (e.g. appointment_at). The contact "
+    "enters when the event arrives and their first step is due at the moment below; empty: at once.")
+TRIGGER_DATE_OFFSET_HELP = "Days before (negative) or after (positive) the date, e.g. -1 for the day before."
+TRIGGER_DATE_TIME_HELP = (
+    "The time of day in the contact's own timezone (their profile's, else their phone number's, else the "
+    "default). Empty: the date's own time of day, or midnight for a plain date.")
+
+
 class Journey(models.Model):
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=100, unique=True)
@@ -70,10 +88,25 @@ class Journey(models.Model):
     status = models.CharField(max_length=10, choices=JourneyStatus.choices, default=JourneyStatus.DRAFT, db_index=True)
     trigger_type = models.CharField(max_length=20, choices=TriggerType.choices, default=TriggerType.EVENT)
     trigger_event = models.CharField(max_length=100, blank=True, db_index=True, help_text="Event name that enrolls.")
-    # Conditions on the event's properties: {"plan": "pro"} means properties.plan == "pro".
-    trigger_conditions = models.JSONField(default=dict, blank=True)
+    # Conditions on the event's properties, all of which must hold (campaigns/trigger_conditions.py):
+    # [{"property": "amount", "operator": "gte", "value": 100}, ...]. Journeys saved before typed
+    # conditions hold {"plan": "pro"} (properties.plan equals "pro"), read as the same list.
+    trigger_conditions = models.JSONField(default=list, blank=True, help_text=TRIGGER_CONDITIONS_HELP)
     # PROTECT: deleting the segment of a journey's trigger is refused (it used to strip a live trigger).
     trigger_segment = models.ForeignKey(Segment, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    trigger_max_age_seconds = models.PositiveIntegerField(
+        "ignore events older than (seconds)", null=True, blank=True, help_text=TRIGGER_MAX_AGE_HELP)
+    trigger_date_attribute = models.CharField(
+        "date attribute", max_length=100, blank=True, help_text=TRIGGER_DATE_ATTRIBUTE_HELP)
+    trigger_date_property = models.CharField(
+        "date property of the event", max_length=100, blank=True, help_text=TRIGGER_DATE_PROPERTY_HELP)
+    trigger_date_offset_days = models.SmallIntegerField(
+        "days from the date", default=0, db_default=0, help_text=TRIGGER_DATE_OFFSET_HELP)
+    trigger_date_time = models.TimeField(
+        "at local time", null=True, blank=True, help_text=TRIGGER_DATE_TIME_HELP)
+    # How far the date trigger's tick stage has looked (campaigns/date_triggers.py): dates whose
+    # moment falls after it have not fired yet. Runtime state, never part of a version.
+    date_trigger_checked_until = models.DateTimeField(null=True, blank=True, editable=False)
     goal_event = models.CharField(max_length=100, blank=True, help_text="Event that ends the journey as a conversion.")
     reentry = models.CharField(max_length=15, choices=ReentryPolicy.choices, default=ReentryPolicy.NEVER)
     reentry_after_seconds = models.PositiveIntegerField(null=True, blank=True)
@@ -223,7 +256,9 @@ class JourneyVersion(models.Model):
     """
 
     # What a snapshot holds; two snapshots with equal values are the same journey.
-    SNAPSHOT_FIELDS = ("trigger_type", "trigger_event", "trigger_conditions", "trigger_segment_id", "goal_event",
+    SNAPSHOT_FIELDS = ("trigger_type", "trigger_event", "trigger_conditions", "trigger_segment_id",
+                       "trigger_max_age_seconds", "trigger_date_attribute", "trigger_date_property",
+                       "trigger_date_offset_days", "trigger_date_time", "goal_event",
                        "reentry", "reentry_after_seconds", "on_reply", "steps")
 
     journey = models.ForeignKey(Journey, on_delete=models.PROTECT, related_name="versions")
@@ -233,6 +268,12 @@ class JourneyVersion(models.Model):
     trigger_conditions = models.JSONField(default=dict, blank=True)
     # PROTECT: a version is immutable, so deleting its segment may not empty the field.
     trigger_segment = models.ForeignKey(Segment, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    # Versions published before these settings existed keep their meaning: any age, no date.
+    trigger_max_age_seconds = models.PositiveIntegerField(null=True, blank=True)
+    trigger_date_attribute = models.CharField(max_length=100, blank=True, default="", db_default="")
+    trigger_date_property = models.CharField(max_length=100, blank=True, default="", db_default="")
+    trigger_date_offset_days = models.SmallIntegerField(default=0, db_default=0)
+    trigger_date_time = models.TimeField(null=True, blank=True)
     goal_event = models.CharField(max_length=100, blank=True, db_index=True)
     reentry = models.CharField(max_length=15, choices=ReentryPolicy.choices)
     reentry_after_seconds = models.PositiveIntegerField(null=True, blank=True)
@@ -303,6 +344,10 @@ class EnrollmentState(models.TextChoices):
 LIVE_ENROLLMENT_STATES = (EnrollmentState.ACTIVE, EnrollmentState.PAUSED)
 
 
+# Where an enrollment keeps what enrolled it, for templates (the `trigger` variable) and branches.
+TRIGGER_CONTEXT = "trigger"
+
+
 class Enrollment(models.Model):
     """A contact's way through a journey. Due when active and next_run_at has passed."""
 
@@ -321,8 +366,13 @@ class Enrollment(models.Model):
     claimed_at = models.DateTimeField(null=True, blank=True)
     # How many steps this enrollment has run; part of each send's idempotency key.
     steps_taken = models.PositiveIntegerField(default=0)
-    # Per-step memory, e.g. {"messages": {"welcome-email": 17}}.
+    # Per-step memory, e.g. {"messages": {"welcome-email": 17}}, and what enrolled it under
+    # "trigger" (see TRIGGER_CONTEXT): {"type": "event" | "api" | "date", "properties": {...}, ...}.
     context = models.JSONField(default=dict, blank=True)
+    # What makes this enrollment the one answer to its trigger, unique in its journey when set:
+    # "date:<contact id>:<date value>" (a date fires once per contact and value), or
+    # "api:<Idempotency-Key>" (a retried API request finds the enrollment it made).
+    trigger_key = models.CharField(max_length=300, blank=True, default="", db_default="")
     trigger_event = models.ForeignKey(
         "contacts.ContactEvent", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -354,6 +404,8 @@ class Enrollment(models.Model):
                 condition=Q(state__in=["active", "paused"]),
                 name="enrollment_one_live_per_contact",
             ),
+            models.UniqueConstraint(fields=["journey", "trigger_key"], condition=~Q(trigger_key=""),
+                                    name="enrollment_unique_trigger_key"),
         ]
         indexes = [
             # Claimed rows leave the due index, so each batch of a tick starts at the first row

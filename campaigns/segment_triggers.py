@@ -12,7 +12,7 @@ re-read under the lock), so two ticks never refresh the same segment twice. Then
   their ids;
 
 and those contacts are enrolled in the journeys triggered by entering (or leaving) through
-campaigns/enrolling.py's enroll_candidates, under each journey's re-entry rules (a contact
+campaigns/admission.py's enroll_many, under each journey's re-entry rules (a contact
 already in the journey, or re-entering too soon, is refused and audited).
 
 The first refresh of a segment (refreshed_at empty) only fills its memberships: the contacts
@@ -33,13 +33,13 @@ from contacts.models import Segment, SegmentMembership
 from omni import audit
 from omni.lib.claims import claim
 
-from .enrolling import Candidate, enroll_candidates
+from .admission import Wanted, enroll_many
 from .models import SEGMENT_TRIGGERS, JourneyStatus, JourneyVersion, TriggerType
 from .tick_report import TickReport
 
 # Segments refreshed per transaction: one, since one segment's diff may touch many rows.
 SEGMENT_BATCH = 1
-# Contacts enrolled per enroll_candidates call, which reads their enrollment history at once.
+# Contacts enrolled per enroll_many call, which reads their enrollment history at once.
 ENROLL_CHUNK = 1000
 
 
@@ -140,9 +140,10 @@ def _enroll(versions, segment, contact_ids, trigger_type, now) -> int:
     enrolled = 0
     for start in range(0, len(contact_ids), ENROLL_CHUNK):
         chunk = contact_ids[start:start + ENROLL_CHUNK]
-        enrolled += enroll_candidates(
-            [Candidate(v, contact_id, reason=reason, data={"segment": segment.pk}) for v in triggered
-             for contact_id in chunk],
+        enrolled += enroll_many(
+            [Wanted(version=v, contact_id=contact_id, next_run_at=now, reason=reason, data={"segment": segment.pk},
+                    trigger={"type": trigger_type, "segment": segment.pk, "properties": {}})
+             for v in triggered for contact_id in chunk],
             now,
         )
     return enrolled

@@ -8,7 +8,7 @@ from omni.lib.bulk import bulk_update, insert_rows
 from templates.models import TemplateVersion
 
 from . import enrollment_state
-from .models import Enrollment, EnrollmentState, JourneyStepVisit, JourneyVersion, StepKind
+from .models import TRIGGER_CONTEXT, Enrollment, EnrollmentState, JourneyStepVisit, JourneyVersion, StepKind
 
 # A journey that loops without a wait must not spin inside one tick.
 MAX_STEPS_PER_RUN = 25
@@ -124,7 +124,9 @@ def _send_steps(enrollments, at, versions, template_versions, now) -> dict[int, 
             source=MessageSource.JOURNEY,
             purpose=step.purpose or version.purpose,
             urgency=step.urgency,
-            variables={"journey": journey.name},
+            # What enrolled the contact, for {{ trigger.<property> }} (campaigns/admission.py).
+            variables={"journey": journey.name,
+                       "trigger": (enrollment.context.get(TRIGGER_CONTEXT) or {}).get("properties") or {}},
             intent_key=step.intent_key or f"journey:{journey.slug}:{step.key}",
             # The same enrollment reaching the same step on the same visit is the same message.
             idempotency_key=f"enrollment:{enrollment.pk}:{enrollment.steps_taken + 1}:{step.key}",

@@ -7,7 +7,8 @@ next tick, and the idempotency keys of the messages it would have created make t
 
 The stages, in order: inbound replies marked on the deliveries they answer
 (channels/provider_reports.py apply_replies_batch), events in (campaigns/enrolling.py), segments
-entered and left (campaigns/segment_triggers.py), due enrollments
+entered and left (campaigns/segment_triggers.py), dates that came (campaigns/date_triggers.py), due
+enrollments
 (campaigns/advancing.py, whose steps campaigns/steps.py runs), deferred messages and fallback
 timers (campaigns/message_timers.py), inbound messages support automation answers
 (channels/support_automation.py), then conversations waiting for an agent
@@ -24,7 +25,7 @@ from django.utils import timezone
 from channels import assignment, support_automation
 from channels.provider_reports import REPLY_BATCH, apply_replies_batch
 
-from . import advancing, enrolling, message_timers, segment_triggers
+from . import advancing, date_triggers, enrolling, message_timers, segment_triggers
 from .tick_report import TickReport
 
 
@@ -44,6 +45,8 @@ def tick(now=None, *, hand_off_to=None) -> TickReport:
         ("replies", apply_replies_batch, REPLY_BATCH),
         ("events", enrolling.process_events_batch, enrolling.EVENT_BATCH),
         ("segments", segment_triggers.refresh_segments_batch, segment_triggers.SEGMENT_BATCH),
+        # Before the enrollments: a contact whose date came runs their first step in the same tick.
+        ("date triggers", date_triggers.fire_date_triggers_batch, date_triggers.DATE_JOURNEY_BATCH),
         ("enrollments", *enrollments),
         ("deferred messages", message_timers.redispatch_deferred_batch, message_timers.MESSAGE_BATCH),
         ("fallback timers", message_timers.fire_fallback_timers_batch, message_timers.MESSAGE_BATCH),

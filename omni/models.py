@@ -16,6 +16,7 @@ class ApiScope(models.TextChoices):
     CONTACTS_WRITE = "contacts:write", "Create and update contacts"
     CONTACTS_READ = "contacts:read", "Read contacts"
     MESSAGES_WRITE = "messages:write", "Send messages"
+    JOURNEYS_WRITE = "journeys:write", "Enroll contacts in journeys"
 
 
 class ApiKeyQuerySet(models.QuerySet):

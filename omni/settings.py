@@ -197,6 +197,9 @@ UNFOLD = {
 OMNI_MAX_BODY_BYTES = env.int("OMNI_MAX_BODY_BYTES", default=256 * 1024)
 # POST /api/v1/events/batch takes up to 1,000 events: its own, larger limit.
 OMNI_MAX_BATCH_BODY_BYTES = env.int("OMNI_MAX_BATCH_BODY_BYTES", default=2 * 1024 * 1024)
+# POST /api/v1/journeys/<slug>/enrollments: its properties are copied onto the enrollment, so
+# they stay small.
+OMNI_MAX_ENROLLMENT_BODY_BYTES = env.int("OMNI_MAX_ENROLLMENT_BODY_BYTES", default=16 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(OMNI_MAX_BODY_BYTES, OMNI_MAX_BATCH_BODY_BYTES, 2_621_440)
 # How long each web process trusts an API key it verified (a revoked key works that long).
 OMNI_API_KEY_CACHE_SECONDS = env.int("OMNI_API_KEY_CACHE_SECONDS", default=10)

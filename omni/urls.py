@@ -14,6 +14,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("webhooks/", include("channels.webhooks.urls")),
     path("api/v1/", include("contacts.urls")),
+    path("api/v1/", include("campaigns.urls")),
     # Links in emails: unsubscribe (one-click POST), preferences, double opt-in confirmation.
     path("u/", include("compliance.urls")),
 ]

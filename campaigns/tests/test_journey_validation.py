@@ -164,19 +164,14 @@ def test_a_good_plan_with_its_fallback_settings_is_accepted(journey, welcome_tem
 
 # --- what activation cannot run yet ---------------------------------------------------------------
 
-@pytest.mark.parametrize("trigger_type, label", [
-    (TriggerType.DATE_ATTRIBUTE, "A date attribute"),
-    (TriggerType.API, "API call"),
-])
-def test_activation_refuses_a_trigger_that_enrolls_nobody_yet_and_names_it(journey, welcome_templates,
-                                                                           trigger_type, label):
+def test_activation_refuses_a_trigger_it_does_not_know_and_names_it(journey, welcome_templates):
     email, _ = welcome_templates
-    Journey.objects.filter(pk=journey.pk).update(trigger_type=trigger_type)
+    Journey.objects.filter(pk=journey.pk).update(trigger_type="someday")
     add_step(journey, 1, "hello", StepKind.SEND, template=email, channel_plan=[{"channel": "email"}])
 
     message = refusal(journey)
 
-    assert f"The trigger {label!r} enrolls nobody yet" in message
+    assert "The trigger 'someday' is not one Omni knows" in message
     assert not journey.versions.exists()
 
 
