@@ -102,8 +102,8 @@ _held: ContextVar[list | None] = ContextVar("audit_entries_held", default=None)
 
 @contextmanager
 def written_together():
-    """Entries record() is given inside the block are written at its end, in one statement, still
-    inside the caller's transaction: for a hot path that records several things about one
+    """Entries record() is given inside the block are written at its end, in one INSERT, still
+    inside the caller's transaction: for a request that records several things about one
     change. Inside it record() returns None. A block inside another joins the outer one; a block
     left by an exception writes nothing (its transaction rolls back)."""
     if _held.get() is not None:
@@ -115,7 +115,7 @@ def written_together():
         yield
     finally:
         _held.reset(token)
-    record_many(held)
+    record_many(held, copy=False)
 
 
 def record(action: str, **kwargs) -> AuditEntry | None:
@@ -133,15 +133,18 @@ def record(action: str, **kwargs) -> AuditEntry | None:
     return entry
 
 
-def record_many(entries: list[PendingEntry]) -> None:
-    """Write many entries at once (hot paths: fan-out, batch ticks), by COPY on PostgreSQL."""
+def record_many(entries: list[PendingEntry], *, copy: bool = True) -> None:
+    """Write many entries at once (hot paths: fan-out, batch ticks), by COPY on PostgreSQL
+    (copy=False: a prepared INSERT, for a request's few entries)."""
     plain = [e for e in entries if not e.personal_data]
     personal = [e for e in entries if e.personal_data]
-    insert_rows(AuditEntry, CHAINED_FIELDS, [_row(e) for e in plain])
+    insert_rows(AuditEntry, CHAINED_FIELDS, [_row(e) for e in plain], copy=copy)
     if personal:
-        ids = insert_rows(AuditEntry, HASHED_FIELDS, [(*_row(e), e.personal_hmac) for e in personal], set_ids=True)
+        ids = insert_rows(AuditEntry, HASHED_FIELDS, [(*_row(e), e.personal_hmac) for e in personal], set_ids=True,
+                          copy=copy)
         insert_rows(AuditPersonalData, ["entry_id", "contact_id", "data", "key"],
-                    [(entry_id, e.contact_id, e.personal_data, e.personal_key) for entry_id, e in zip(ids, personal)])
+                    [(entry_id, e.contact_id, e.personal_data, e.personal_key) for entry_id, e in zip(ids, personal)],
+                    copy=copy)
 
 
 def _row(entry: PendingEntry) -> tuple:

@@ -515,9 +515,9 @@ def test_notes_and_follow_ups_are_audited_without_their_text(many_conversations,
 # their version, the contact (with its block, the delivery it answers, which the tick marks
 # replied, and its conversation not closed), the conversation's write, the message's insert (no
 # savepoint: a repeat racing it rolls the whole transaction back), the inbound.replied event
-# (one INSERT ... ON CONFLICT) and the audit entries (one statement, a COPY on PostgreSQL, which
-# Django does not count); in a test the request's transaction is a savepoint too.
-CONTINUING_QUERIES = 8 - (connection.vendor == "postgresql")
+# (one INSERT ... ON CONFLICT) and the audit entries (one INSERT); in a test the request's
+# transaction is a savepoint too.
+CONTINUING_QUERIES = 8
 # Opening one instead: the conversation's insert (INSERT ... ON CONFLICT DO NOTHING) in place of
 # its update.
 OPENING_QUERIES = CONTINUING_QUERIES

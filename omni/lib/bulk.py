@@ -114,11 +114,14 @@ def bulk_insert(objs: list, *, chunk: int = 5000, set_ids: bool = False) -> None
                 copy.write_row([value(obj) for value in values])
 
 
-def insert_rows(model, fields: list[str], rows: list[tuple], *, set_ids: bool = False) -> list | None:
+def insert_rows(model, fields: list[str], rows: list[tuple], *, set_ids: bool = False,
+                copy: bool = True) -> list | None:
     """Insert `rows`, each a tuple of values for `fields` (attribute names, Python values as the
     model holds them: dicts and lists for JSON), every other column its field's default,
     computed once for the whole call (so never a field whose default differs per row, such as
-    a UUID key: pass those). COPY on PostgreSQL, no model instance per row.
+    a UUID key: pass those). COPY on PostgreSQL, no model instance per row; with copy=False one
+    prepared INSERT instead, for the few rows of a request (COPY takes two round trips, the
+    statement and then the data).
 
     With `set_ids` the table's keys are reserved first and returned, one per row, in order.
     """
@@ -144,16 +147,27 @@ def insert_rows(model, fields: list[str], rows: list[tuple], *, set_ids: bool = 
     if set_ids and generated:
         ids = _reserve_ids(model, len(rows), connection)
         columns = [opts.pk.column, *columns]
-    with connection.cursor() as cursor, connection.wrap_database_errors:
-        statement = f"COPY {quote(opts.db_table)} ({', '.join(quote(c) for c in columns)}) FROM STDIN"
-        with cursor.cursor.copy(statement) as copy:
-            for index, row in enumerate(rows):
-                values = list(row)
-                for position in json_positions:
-                    values[position] = json.dumps(values[position], cls=encoders[position])
-                if ids is not None:
-                    values.insert(0, ids[index])
-                copy.write_row(values + default_values)
+    def values_of(index, row):
+        values = list(row)
+        for position in json_positions:
+            values[position] = json.dumps(values[position], cls=encoders[position])
+        if ids is not None:
+            values.insert(0, ids[index])
+        return values + default_values
+
+    if not copy:
+        json_columns = [False] * (ids is not None) + [isinstance(f, JSONField) for f in [*given, *defaulted]]
+        row_sql = "(" + ", ".join("%s::jsonb" if is_json else "%s" for is_json in json_columns) + ")"
+        sql = (f"INSERT INTO {quote(opts.db_table)} ({', '.join(quote(c) for c in columns)}) "
+               f"VALUES {', '.join([row_sql] * len(rows))}")
+        with prepared_cursor(connection) as cursor, connection.wrap_database_errors:
+            cursor.execute(sql, [value for index, row in enumerate(rows) for value in values_of(index, row)])
+    else:
+        with connection.cursor() as cursor, connection.wrap_database_errors:
+            statement = f"COPY {quote(opts.db_table)} ({', '.join(quote(c) for c in columns)}) FROM STDIN"
+            with cursor.cursor.copy(statement) as copier:
+                for index, row in enumerate(rows):
+                    copier.write_row(values_of(index, row))
     if set_ids and not generated:
         pk_position = fields.index(opts.pk.attname)
         return [row[pk_position] for row in rows]

@@ -64,7 +64,8 @@ def test_bulk_insert_stores_every_field_including_json_nulls_and_foreign_keys():
     assert (second.actor, second.actor_label, second.evidence) == (None, "tab\tnewline\n backslash \\ end", {})
 
 
-def test_insert_rows_writes_the_given_values_and_each_other_columns_default():
+@pytest.mark.parametrize("copy", [True, False])
+def test_insert_rows_writes_the_given_values_and_each_other_columns_default(copy):
     from compliance.models import ConsentChange
     from omni.lib.bulk import insert_rows
 
@@ -74,7 +75,7 @@ def test_insert_rows_writes_the_given_values_and_each_other_columns_default():
     ids = insert_rows(ConsentChange, ["contact_id", "channel", "purpose", "status", "source", "evidence", "occurred_at"], [
         (ann.pk, "sms", "marketing", "granted", "form", {"until": None, "tags": ["a", "é"]}, when),
         (ann.pk, "email", "marketing", "revoked", "form", {"note": "tab\tnewline\n backslash \\"}, when),
-    ], set_ids=True)
+    ], set_ids=True, copy=copy)
 
     first, second = ConsentChange.objects.order_by("id")
     assert ids == [first.pk, second.pk]
