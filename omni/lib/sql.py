@@ -2,6 +2,7 @@
 from contextlib import contextmanager
 
 from django.db import connection as default_connection
+from django.db.backends.utils import CursorDebugWrapper
 
 
 @contextmanager
@@ -24,9 +25,19 @@ def prepared_cursor(connection=default_connection):
 
     connection.ensure_connection()
     raw = ServerBindingCursor(connection.connection)
-    wrapped = connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
+    wrapped = _StatementLoggingCursor(raw, connection) if connection.queries_logged else connection.make_cursor(raw)
     with wrapped as cursor:
         yield cursor
+
+
+class _StatementLoggingCursor(CursorDebugWrapper):
+    """Logs the statement as written (with %s): psycopg keeps no text of a prepared statement it
+    runs, so Django's query log would hold None for it."""
+
+    @contextmanager
+    def debug_sql(self, sql=None, params=None, use_last_executed_query=False, many=False):
+        with super().debug_sql(sql, params, use_last_executed_query=False, many=many):
+            yield
 
 
 class QueryTemplate:
