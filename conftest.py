@@ -118,6 +118,17 @@ def _fresh_typed_data_definitions():
     forget_definitions()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_inbound_settings():
+    """Each process keeps the keyword lists and service levels (channels.inbound_settings) and
+    rechecks them once a second; a test must not see those of a test whose rows were rolled back."""
+    from channels.inbound_settings import forget_inbound_settings
+
+    forget_inbound_settings()
+    yield
+    forget_inbound_settings()
+
+
 # --- demo data and role groups -----------------------------------------------------------------
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
 """What every inbound message is read with: the keyword lists and each channel's service level
-and business hours, kept per process and checked for changes in one query per message
-(omni.lib.table_cache), so the webhook reads no settings table itself."""
+and business hours, kept per process and checked for changes in one query at most every
+OMNI_INBOUND_SETTINGS_RECHECK_SECONDS (omni.lib.table_cache), so the webhook reads no settings
+table itself."""
 import logging
 from dataclasses import dataclass
 
@@ -49,11 +50,16 @@ def _schedules(channels) -> dict:
         return found
 
 
-_cache = TableCache(_load, KeywordList, ServiceLevel, BusinessHours, OpeningHours, Holiday)
+_cache = TableCache(_load, KeywordList, ServiceLevel, BusinessHours, OpeningHours, Holiday,
+                    recheck_seconds="OMNI_INBOUND_SETTINGS_RECHECK_SECONDS")
 
 
 def inbound_settings() -> InboundSettings:
     return _cache.get()
+
+
+def forget_inbound_settings() -> None:
+    _cache.clear()
 
 
 def schedules_of(channels) -> dict[str, tuple[Schedule | None, ServiceLevel | None]]:

@@ -363,6 +363,10 @@ OMNI_WEBHOOKS_CA_BUNDLE = env.str("OMNI_WEBHOOKS_CA_BUNDLE", default="")
 OMNI_CONVERSATION_WAITING_CLOSE_DAYS = env.int("OMNI_CONVERSATION_WAITING_CLOSE_DAYS", default=7)
 # A 1-5 reply this many hours after the satisfaction question is kept as its answer.
 OMNI_SATISFACTION_REPLY_HOURS = env.int("OMNI_SATISFACTION_REPLY_HOURS", default=24)
+# Each web process checks at most this often whether keyword lists, service levels or business
+# hours changed in another process (channels.inbound_settings): the inbound webhook's one
+# settings query is spent once a second rather than on every message.
+OMNI_INBOUND_SETTINGS_RECHECK_SECONDS = env.float("OMNI_INBOUND_SETTINGS_RECHECK_SECONDS", default=1.0)
 
 # --- Compliance -----------------------------------------------------------------------------
 # Used for a contact with no timezone and no phone number to infer one from.

@@ -527,8 +527,10 @@ UNKNOWN_SENDER_QUERIES = OPENING_QUERIES + 4
 
 
 @pytest.fixture
-def settings_read():
-    """This process has read the inbound settings, as after its first message."""
+def settings_read(settings):
+    """This process has read the inbound settings, as after its first message, and checks them
+    again on each message (the most it does: once a second)."""
+    settings.OMNI_INBOUND_SETTINGS_RECHECK_SECONDS = 0
     inbound_settings()
 
 

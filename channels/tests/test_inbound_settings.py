@@ -4,6 +4,8 @@ is noticed by the next message."""
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from channels.inbound_settings import inbound_settings
@@ -13,6 +15,31 @@ from compliance.models import Consent, KeywordList
 from .test_conversations import ALICE, write_directly
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def checked_every_time(settings):
+    settings.OMNI_INBOUND_SETTINGS_RECHECK_SECONDS = 0
+
+
+def test_another_process_s_change_shows_within_the_recheck_time(contact, keyword_lists, settings, monkeypatch):
+    settings.OMNI_INBOUND_SETTINGS_RECHECK_SECONDS = 1.0
+    clock = [1000.0]
+    monkeypatch.setattr("omni.lib.table_cache.time.monotonic", lambda: clock[0])
+    assert "ARRET" not in inbound_settings().keyword_lists["stop"]
+
+    # when another process adds ARRET to the English stop words
+    stop = KeywordList.objects.get(language="en", kind="stop")
+    KeywordList.objects.filter(pk=stop.pk).update(words=f"{stop.words}, ARRET",
+                                                  updated_at=timezone.now() + timedelta(seconds=1))
+
+    # then this process still reads its copy for up to a second, without a query, then the new words
+    clock[0] += 0.5
+    with CaptureQueriesContext(connection) as queries:
+        assert "ARRET" not in inbound_settings().keyword_lists["stop"]
+    assert len(queries) == 0
+    clock[0] += 0.6
+    assert "ARRET" in inbound_settings().keyword_lists["stop"]
 
 
 def test_a_stop_word_another_process_adds_is_honoured_by_the_next_message(contact, keyword_lists):
