@@ -11,7 +11,9 @@ from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import Max
 from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
 
+from contacts.models import AttributeDefinition, DataType, lifecycle_stage_keys
 from omni import audit
 from templates.actions import latest_versions
 from templates.models import TemplateVersion
@@ -19,6 +21,7 @@ from templates.models import TemplateVersion
 from . import enrollment_state
 from .models import (
     LIVE_ENROLLMENT_STATES,
+    AwaitedEvent,
     Enrollment,
     EnrollmentState,
     Journey,
@@ -29,8 +32,11 @@ from .models import (
     plan_steps,
     step_setting_problems,
 )
+from .step_settings import STEP_CHECKS, split_targets
+from .waking import awaited_events
 
-ENGAGEMENT_CHECKS = ("engaged", "delivered")
+# The declared types a wait_date step's date may have.
+DATE_TYPES = (DataType.DATE, DataType.DATETIME, DataType.TEXT)
 
 
 def draft_snapshot(journey: Journey) -> dict:
@@ -113,11 +119,12 @@ def snapshot_problems(snapshot: dict) -> list[str]:
                         f"Send step {key!r} plans {channel}, but template {step['template_key']!r} "
                         f"v{step['template_version_number']} has no {channel} variant "
                         f"(it has: {', '.join(sorted(have)) or 'none'}).")
-        if step["kind"] == StepKind.CONDITION and "config" not in settings:
-            problems.extend(_condition_problems(key, config, by_key))
+        if "config" not in settings:
+            problems.extend(_target_problems(step, by_key))
         for label, target in (("next", step["next"]), ("else", step["else"])):
             if target and target not in by_key:
                 problems.append(f"Step {key!r} goes {label} to {target!r}, which is not a step of this journey.")
+    problems.extend(_declared_type_problems(steps))
     problems.extend(
         f"Steps {' → '.join(repr(key) for key in loop)} loop without a wait step: add a wait to the loop "
         f"or point one of them elsewhere."
@@ -133,16 +140,76 @@ def _variant_channels(steps: list[dict]) -> dict[int, set[str]]:
             for pk, variants in TemplateVersion.objects.filter(pk__in=ids).values_list("pk", "variants")} if ids else {}
 
 
-def _condition_problems(key: str, config: dict, by_key: dict) -> list[str]:
-    """What is wrong with a condition's settings (checked by step_setting_problems) given the other steps."""
-    check = config.get("check", "engaged")
-    if check in ENGAGEMENT_CHECKS:
+def _target_problems(step: dict, by_key: dict) -> list[str]:
+    """What is wrong with a step's settings (checked by step_setting_problems) given the other
+    steps: the steps a condition, a wait or a split names."""
+    key, kind, config = step["key"], step["kind"], step["config"]
+    label = {StepKind.CONDITION: "Condition", StepKind.WAIT_EVENT: "Wait"}.get(kind)
+    if (kind == StepKind.CONDITION and config.get("check", "engaged") in STEP_CHECKS) or (
+            kind == StepKind.WAIT_EVENT and "engagement" in config):
         target = config["step"]
         if target not in by_key:
-            return [f"Condition step {key!r} checks step {target!r}, which is not a step of this journey."]
+            return [f"{label} step {key!r} checks step {target!r}, which is not a step of this journey."]
         if by_key[target]["kind"] != StepKind.SEND:
-            return [f"Condition step {key!r} checks step {target!r}, which sends no message."]
+            return [f"{label} step {key!r} checks step {target!r}, which sends no message."]
+    if kind == StepKind.CONDITION and config.get("check") == "webhook" and config["step"] not in by_key:
+        return [f"Condition step {key!r} reads the answer of step {config['step']!r}, which is not a step of "
+                f"this journey."]
+    if kind == StepKind.SPLIT:
+        return [f"Split step {key!r} sends path {path['name']!r} to {target!r}, which is not a step of this journey."
+                for path, target in zip(config["paths"], split_targets(config)) if target and target not in by_key]
     return []
+
+
+def _declared_type_problems(steps: list[dict]) -> list[str]:
+    """Update steps set values of the types their attributes are declared with, and stages that
+    exist; wait_date steps read attributes declared as dates (undeclared ones pass). One query."""
+    updates = [s for s in steps if s["kind"] == StepKind.UPDATE and isinstance(s["config"], dict)]
+    dated = [s for s in steps if s["kind"] == StepKind.WAIT_DATE and isinstance(s["config"], dict)]
+    names = {s["config"].get("attribute") for s in updates + dated} - {None}
+    declared = dict(AttributeDefinition.objects.filter(name__in=names).values_list("name", "data_type")) if names else {}
+    problems = []
+    for step in updates:
+        config = step["config"]
+        if "lifecycle_stage" in config:
+            stages = lifecycle_stage_keys()
+            if config["lifecycle_stage"] not in stages:
+                problems.append(f"Update step {step['key']!r}: config.lifecycle_stage {config['lifecycle_stage']!r} "
+                                f"is not a lifecycle stage ({', '.join(stages)}).")
+        elif config.get("attribute") in declared and "value" in config:
+            data_type = declared[config["attribute"]]
+            if not value_has_type(config["value"], data_type):
+                problems.append(f"Update step {step['key']!r}: config.value {config['value']!r} is not a "
+                                f"{data_type}, the declared type of attribute {config['attribute']!r}.")
+    for step in dated:
+        data_type = declared.get(step["config"].get("attribute"))
+        if data_type is not None and data_type not in DATE_TYPES:
+            problems.append(f"Wait step {step['key']!r}: config.attribute {step['config']['attribute']!r} is "
+                            f"declared a {data_type}, not a date.")
+    return problems
+
+
+def value_has_type(value, data_type: str) -> bool:
+    """Whether a JSON value is of a declared type (None, no value, fits every type)."""
+    if value is None:
+        return True
+    if data_type == DataType.NUMBER:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if data_type == DataType.BOOLEAN:
+        return isinstance(value, bool)
+    if data_type == DataType.LIST:
+        return isinstance(value, list)
+    if not isinstance(value, str):
+        return False
+    try:
+        if data_type == DataType.DATE:
+            return parse_date(value) is not None
+        if data_type == DataType.DATETIME:
+            moment = parse_datetime(value)
+            return moment is not None and moment.tzinfo is not None
+    except ValueError:
+        return False
+    return True
 
 
 def loops_without_wait(steps: list[dict]) -> list[list[str]]:
@@ -150,11 +217,18 @@ def loops_without_wait(steps: list[dict]) -> list[list[str]]:
     planned = plan_steps(steps)
     edges = {}
     for key, step in planned.items():
-        if step.kind == StepKind.SEND:
+        config = step.config if isinstance(step.config, dict) else {}
+        if step.kind in (StepKind.SEND, StepKind.UPDATE):
             edges[key] = [step.following]
         elif step.kind == StepKind.CONDITION:
             edges[key] = [step.following, step.else_key]
-    # A wait ends a tick's run of an enrollment, and an exit ends the journey: neither is on a loop here.
+        elif step.kind == StepKind.SPLIT:
+            edges[key] = [target or step.following for target in split_targets(config)]
+        elif step.kind == StepKind.WAIT_DATE or (step.kind == StepKind.WAIT_EVENT and "engagement" in config):
+            # A date already past, or an engagement that already happened, does not wait.
+            edges[key] = [step.following, step.else_key or step.following]
+    # A wait (for a duration, a time of day or an event) ends a tick's run of an enrollment, and an
+    # exit ends the journey: neither is on a loop here.
     edges = {key: [t for t in targets if t in edges] for key, targets in edges.items()}
     loops, done, path = [], set(), []
 
@@ -384,6 +458,8 @@ def _publish(journey: Journey, snapshot: dict, actor) -> JourneyVersion:
         journey=journey, number=number, published_by=actor if getattr(actor, "is_authenticated", False) else None,
         **snapshot,
     )
+    AwaitedEvent.objects.bulk_create(AwaitedEvent(version=version, event=name)
+                                     for name in sorted(awaited_events(snapshot["steps"])))
     journey.live_version = version
     journey.save(update_fields=["live_version", "updated_at"])
     audit.record("journey.published", obj=version, actor=actor,

@@ -29,6 +29,7 @@ from .models import (
 def describe_step(step: dict) -> str:
     """One line a marketer can read for a step of a published version."""
     key, kind, config = step["key"], step["kind"], step.get("config") or {}
+    otherwise = step.get("else") or "the end"
     if kind == StepKind.SEND:
         channels = ", then ".join(entry.get("channel", "?") for entry in step.get("channel_plan") or [])
         text = f"{key}: send {step.get('template_key')} v{step.get('template_version_number')} by {channels}"
@@ -36,13 +37,53 @@ def describe_step(step: dict) -> str:
             text += f", {step['urgency']} urgency"
     elif kind == StepKind.WAIT:
         text = f"{key}: wait {config.get('seconds')} s"
+    elif kind == StepKind.WAIT_UNTIL:
+        days = f" on {', '.join(config['days'])}" if config.get("days") else ""
+        text = f"{key}: wait until {config.get('time')}{days}, contact's time"
+    elif kind == StepKind.WAIT_DATE:
+        source = (f"attribute {config['attribute']}" if "attribute" in config
+                  else f"trigger property {config.get('property')}")
+        offset = config.get("offset_seconds", 0)
+        when = f"{abs(offset)} s {'before' if offset < 0 else 'after'}" if offset else "at"
+        text = f"{key}: wait until {when} {source} (without it, go to {step.get('else') or 'the next step'})"
+    elif kind == StepKind.WAIT_EVENT:
+        what = (f"event {config.get('event')}" if "event" in config
+                else f"{config.get('engagement')} of {config.get('step')}")
+        text = (f"{key}: wait for {what}, at most {config.get('timeout_seconds')} s, "
+                f"then go to {step.get('else') or 'the next step'}")
     elif kind == StepKind.CONDITION:
         check = config.get("check", "engaged")
-        subject = config.get("name") if check == "attribute" else config.get("step")
-        text = f"{key}: if {subject} {check}, else go to {step.get('else') or 'the end'}"
+        if check == "attribute":
+            text = f"{key}: if attribute {config.get('name')} {_comparison(config)}"
+        elif check == "event":
+            within = f"in the last {config['within_days']} days" if "within_days" in config else "since entering"
+            text = f"{key}: if did {config.get('name')} {within}"
+        elif check == "webhook":
+            text = f"{key}: if {config.get('step')}'s answer {config.get('name')} {_comparison(config)}"
+        else:
+            text = f"{key}: if {config.get('step')} {check}"
+        text += f", else go to {otherwise}"
+    elif kind == StepKind.SPLIT:
+        total = sum(path.get("weight", 0) for path in config.get("paths") or []) or 1
+        text = f"{key}: split " + ", ".join(
+            f"{path.get('name')} {100 * path.get('weight', 0) / total:.0f}% → {path.get('step') or 'next'}"
+            for path in config.get("paths") or [])
+    elif kind == StepKind.UPDATE:
+        if "lifecycle_stage" in config:
+            text = f"{key}: set lifecycle stage to {config['lifecycle_stage']}"
+        else:
+            text = f"{key}: set attribute {config.get('attribute')} to {config.get('value')!r}"
     else:
         text = f"{key}: exit"
     return text + (f" → {step['next']}" if step.get("next") else "")
+
+
+def _comparison(config: dict) -> str:
+    if "equals" in config:
+        return f"= {config['equals']!r}"
+    if config.get("op") == "exists":
+        return "exists"
+    return f"{config.get('op')} {config.get('value')!r}"
 
 
 class JourneyVersionInline(ReadOnlyInline):

@@ -12,7 +12,7 @@ version's on_reply says (see _act_on_conversations).
 from collections import Counter, defaultdict
 
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from contacts.models import ContactEvent
@@ -23,6 +23,7 @@ from omni.lib.quarantine import quarantine_failures, run_isolating_failures
 from . import enrollment_state
 from .models import (
     LIVE_ENROLLMENT_STATES,
+    AwaitedEvent,
     Enrollment,
     EnrollmentState,
     JourneyStatus,
@@ -32,6 +33,7 @@ from .models import (
     TriggerType,
 )
 from .tick_report import TickReport
+from .waking import awaited_events, wake_for_events
 
 # Events claimed per transaction. Large enough that a batch's fixed costs (the claim query, the
 # commit) are spread thin; small enough that a batch commits in well under a second.
@@ -80,24 +82,32 @@ def _process_events(events, now, report: TickReport) -> None:
     # Only a batch holding a reply or a closing reads enrollments for them.
     by_conversations = (_act_on_conversations(events, now) if REPLIED in names or CONVERSATION_CLOSED in names
                         else Counter())
-    # The live versions these events trigger, and any version (enrollments keep older ones)
-    # whose goal they reach: one query.
+    # The live versions these events trigger, any version (enrollments keep older ones) whose
+    # goal they reach, and any version, of a running journey or not, with a step waiting for
+    # one of them: one query.
     versions = list(
-        JourneyVersion.objects.filter(journey__status=JourneyStatus.ACTIVE)
-        .filter(Q(trigger_type=TriggerType.EVENT, trigger_event__in=names, journey__live_version=F("pk"))
-                | Q(goal_event__in=names))
-        .select_related("journey")
+        JourneyVersion.objects.filter(
+            Q(journey__status=JourneyStatus.ACTIVE)
+            & (Q(trigger_type=TriggerType.EVENT, trigger_event__in=names, journey__live_version=F("pk"))
+               | Q(goal_event__in=names))
+            | Q(Exists(AwaitedEvent.objects.filter(version=OuterRef("pk"), event__in=names)))
+        ).select_related("journey")
     )
-    converted = enrolled = 0
-    if versions:
-        converted = _convert_goals(events, versions, now)
-        enrolled = _enroll_from_events(events, versions, now)
+    converted = enrolled = woken = 0
+    awaited = {name for version in versions for name in awaited_events(version.steps)} & names
+    if awaited:
+        woken = wake_for_events([e for e in events if e.name in awaited], now)
+    running = [version for version in versions if version.journey.status == JourneyStatus.ACTIVE]
+    if running:
+        converted = _convert_goals(events, running, now)
+        enrolled = _enroll_from_events(events, running, now)
     ContactEvent.objects.filter(pk__in=[e.pk for e in events]).update(processed_at=now)
     report.converted += converted
     report.paused += by_conversations["paused"]
     report.resumed += by_conversations["resumed"]
     report.exited_on_reply += by_conversations["exited"]
     report.enrolled += enrolled
+    report.woken += woken
     report.events += len(events)
 
 
@@ -199,7 +209,8 @@ def _convert_goals(events, versions, now) -> int:
         event = wanted[(enrollment.contact_id, enrollment.journey_version_id)]
         entries.append(enrollment_state.end(enrollment, EnrollmentState.CONVERTED, f"goal:{event.name}", now,
                                             data={"event": event.pk}))
-    Enrollment.objects.bulk_update(converted, ["state", "ended_at", "end_reason", "next_run_at", "claimed_at"])
+    Enrollment.objects.bulk_update(converted, ["state", "ended_at", "end_reason", "next_run_at", "claimed_at",
+                                               "waiting_for", "woken_at"])
     audit.record_many(entries)
     return len(converted)
 
