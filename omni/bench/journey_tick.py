@@ -58,9 +58,9 @@ def run(scale: int, *, figures, log) -> list[Figure]:
 
 # Where the enrollments start, a quarter of the due ones (every tenth id) at each place (see the
 # module's docstring), and what they wait for.
-START_STEPS = ("CASE ({id} / 10) % 4 WHEN 0 THEN 'ab' WHEN 1 THEN 'morning' WHEN 2 THEN 'day-before' "
+START_STEPS = ("CASE ({id} / 10) %% 4 WHEN 0 THEN 'ab' WHEN 1 THEN 'morning' WHEN 2 THEN 'day-before' "
                "ELSE 'await-back' END")
-WAITING_FOR = "CASE ({id} / 10) % 4 WHEN 3 THEN 'event:came_back' ELSE '' END"
+WAITING_FOR = "CASE ({id} / 10) %% 4 WHEN 3 THEN 'event:came_back' ELSE '' END"
 
 
 def seed(scale: int) -> int:
@@ -126,7 +126,7 @@ def seed(scale: int) -> int:
     # and their waits are not due on their own.
     _insert_select(ContactEvent, {"contact_id": "e.contact_id", "name": "'came_back'",
                                   "idempotency_key": "'back-' || e.id", "source": "'bench'"},
-                   "FROM campaigns_enrollment e WHERE e.id % 10 = 0 AND e.current_step_key = 'await-back'")
+                   "FROM campaigns_enrollment e WHERE e.id %% 10 = 0 AND e.current_step_key = 'await-back'")
     with connection.cursor() as cursor:
         cursor.execute("UPDATE campaigns_enrollment SET next_run_at = %s WHERE waiting_for <> ''",
                        [Enrollment._meta.get_field("next_run_at").get_db_prep_save(now + timedelta(days=1),
