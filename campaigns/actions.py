@@ -13,6 +13,7 @@ from django.db.models import Max
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
+from contacts.conditions import condition_problems
 from contacts.models import AttributeDefinition, DataType, lifecycle_stage_keys
 from omni import audit
 from templates.actions import latest_versions
@@ -32,7 +33,7 @@ from .models import (
     plan_steps,
     step_setting_problems,
 )
-from .step_settings import STEP_CHECKS, split_targets
+from .step_settings import STEP_CHECKS, comparison, split_targets
 from .waking import awaited_events
 
 # The declared types a wait_date step's date may have.
@@ -163,12 +164,21 @@ def _target_problems(step: dict, by_key: dict) -> list[str]:
 
 def _declared_type_problems(steps: list[dict]) -> list[str]:
     """Update steps set values of the types their attributes are declared with, and stages that
-    exist; wait_date steps read attributes declared as dates (undeclared ones pass). One query."""
+    exist; wait_date steps read attributes declared as dates (undeclared ones pass); attribute
+    branches compare with an operator and value of the attribute's type. One query."""
     updates = [s for s in steps if s["kind"] == StepKind.UPDATE and isinstance(s["config"], dict)]
     dated = [s for s in steps if s["kind"] == StepKind.WAIT_DATE and isinstance(s["config"], dict)]
-    names = {s["config"].get("attribute") for s in updates + dated} - {None}
+    branches = [s for s in steps if s["kind"] == StepKind.CONDITION and isinstance(s["config"], dict)
+                and s["config"].get("check") == "attribute" and "operator" in s["config"]]
+    names = {s["config"].get("attribute") for s in updates + dated} | {s["config"].get("name") for s in branches}
+    names = {name for name in names if isinstance(name, str)}
     declared = dict(AttributeDefinition.objects.filter(name__in=names).values_list("name", "data_type")) if names else {}
     problems = []
+    for step in branches:
+        config = step["config"]
+        problems.extend(f"Condition step {step['key']!r}: {problem} (attribute {config['name']!r} is "
+                        f"{declared.get(config['name'], 'undeclared: compared as text')})."
+                        for problem in condition_problems(comparison(config), declared.get(config["name"]), "config"))
     for step in updates:
         config = step["config"]
         if "lifecycle_stage" in config:

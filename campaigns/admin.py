@@ -81,9 +81,10 @@ def describe_step(step: dict) -> str:
 def _comparison(config: dict) -> str:
     if "equals" in config:
         return f"= {config['equals']!r}"
-    if config.get("op") == "exists":
-        return "exists"
-    return f"{config.get('op')} {config.get('value')!r}"
+    words = str(config.get("operator", "")).replace("_", " ")
+    if "value_to" in config:
+        return f"{words} {config.get('value')!r} and {config['value_to']!r}"
+    return f"{words} {config['value']!r}" if "value" in config else words
 
 
 class JourneyVersionInline(ReadOnlyInline):

@@ -14,7 +14,8 @@ step_setting_problems) and every message names the setting at fault: `config.<na
     wait_event  {"event": "purchased", "timeout_seconds": 86400} or {"engagement": "opened",
                 "step": "<send step>", "timeout_seconds": 86400}: next when it happens, else
                 (the timeout branch; next without one) when the timeout ends first
-    condition   {"check": ..., ...}: next when true, else when false (CONDITION_CHECKS)
+    condition   {"check": ..., ...}: next when true, else when false (CONDITION_CHECKS); attribute
+                and webhook branches compare with contacts.conditions' typed operators
     split       {"paths": [{"name": "A", "weight": 50, "step": "<key>"}, ...]}
     update      {"attribute": "plan", "value": "pro"} or {"lifecycle_stage": "customer"}
     exit        no config
@@ -24,6 +25,9 @@ import re
 from django.db import models
 
 from channels.plans import channel_plan_problems, whole_seconds
+from contacts.conditions import OPERATORS as TYPED_OPERATORS
+from contacts.conditions import condition_problems
+from contacts.models import DataType
 
 
 class StepKind(models.TextChoices):
@@ -45,7 +49,7 @@ STEP_CONFIG_SETTINGS = {
     StepKind.WAIT_UNTIL: ("time", "days"),
     StepKind.WAIT_DATE: ("attribute", "property", "offset_seconds"),
     StepKind.WAIT_EVENT: ("event", "engagement", "step", "timeout_seconds"),
-    StepKind.CONDITION: ("check", "step", "name", "equals", "op", "value", "within_days"),
+    StepKind.CONDITION: ("check", "step", "name", "equals", "operator", "value", "value_to", "type", "within_days"),
     StepKind.SPLIT: ("paths",),
     StepKind.UPDATE: ("attribute", "value", "lifecycle_stage"),
     StepKind.EXIT: (),
@@ -58,8 +62,11 @@ ENGAGEMENT_KINDS = ("delivered", "opened", "clicked", "replied", "engaged")
 # attribute; "event" whether the contact did an event; "webhook" a webhook step's answer.
 CONDITION_CHECKS = ("engaged", "delivered", "opened", "clicked", "replied", "attribute", "event", "webhook")
 STEP_CHECKS = ("engaged", "delivered", "opened", "clicked", "replied")
-# Comparisons of an attribute branch: equality for any type, order for numbers and ISO dates.
-OPERATORS = ("eq", "ne", "gt", "gte", "lt", "lte", "exists")
+# A branch on an attribute or a webhook's answer compares with contacts.conditions' typed
+# operators: {"operator": "at_least", "value": 10}, typed by the attribute's declaration
+# (checked at publishing) or the answer's config.type (text when not given). config.equals
+# (exact equality of any JSON value) is the older shorthand, kept for journeys that use it.
+ALL_OPERATORS = tuple(dict.fromkeys(o.name for ops in TYPED_OPERATORS.values() for o in ops))
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 TIME_OF_DAY = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
 # Ten years: longer than any journey waits, and far below what a datetime can add.
@@ -171,31 +178,36 @@ def _condition(config) -> list[str]:
         return problems
     if check == "attribute" and not (isinstance(config.get("name"), str) and config["name"]):
         return ['config.name must name the attribute to check: {"check": "attribute", "name": "plan", '
-                '"equals": "pro"}.']
+                '"operator": "equals", "value": "pro"}.']
     problems = []
+    if check == "attribute" and "type" in config:
+        problems.append("config.type is for a webhook's answer; an attribute has the type it is declared with.")
     if check == "webhook":
         problems.extend(_name_problem(config, "step", "the webhook step whose answer it reads"))
         problems.extend(_name_problem(config, "name", 'the key of the answer, e.g. "decision" or "order.status"'))
-    return problems + _comparison_problems(config)
+        if config.get("type", DataType.TEXT) not in DataType.values:
+            problems.append(f"config.type must be one of {', '.join(DataType.values)}, not {config['type']!r}.")
+            return problems
+    return problems + _comparison_problems(config, check)
 
 
-def _comparison_problems(config) -> list[str]:
+def _comparison_problems(config, check: str) -> list[str]:
     if "equals" in config:
-        if "op" in config or "value" in config:
-            return ["config.equals is a shorthand for op eq: give config.equals, or config.op and config.value."]
+        if any(name in config for name in ("operator", "value", "value_to")):
+            return ["config.equals is the older shorthand for exact equality: give config.equals, or "
+                    "config.operator and config.value."]
         return []
-    op = config.get("op")
-    if op not in OPERATORS:
-        return [f"config.op must be one of {', '.join(OPERATORS)}, not {op!r} (or give config.equals)."]
-    if op == "exists":
-        return ["config.value is not a setting of op exists."] if "value" in config else []
-    if "value" not in config:
-        return [f"config.value must give what to compare with (op {op})."]
-    value = config["value"]
-    if op in ("gt", "gte", "lt", "lte") and not (
-            (isinstance(value, (int, float)) and not isinstance(value, bool)) or isinstance(value, str)):
-        return [f"config.value must be a number or an ISO date for op {op}, not {value!r}."]
-    return []
+    if config.get("operator") not in ALL_OPERATORS:
+        return [f"config.operator must be one of {', '.join(ALL_OPERATORS)}, not {config.get('operator')!r} "
+                f"(or give config.equals)."]
+    if check == "webhook":
+        return [f"{problem}." for problem in condition_problems(comparison(config), config.get("type"), "config")]
+    return []  # against the attribute's declared type at publishing (campaigns.actions)
+
+
+def comparison(config: dict) -> dict:
+    """The contacts.conditions condition a branch's config holds."""
+    return {name: config[name] for name in ("operator", "value", "value_to") if name in config}
 
 
 def _split(config) -> list[str]:

@@ -12,13 +12,15 @@ from channels import routing
 from channels.models import ENGAGED_DELIVERY_STATUSES, Delivery, DeliveryStatus, Message, MessageSource
 from compliance import gate
 from contacts.actions import set_attribute_many, set_lifecycle_stage_many
-from contacts.models import ContactEvent
+from contacts import conditions
+from contacts.models import AttributeDefinition, ContactEvent
 from omni import audit
 from omni.lib.bulk import bulk_update, insert_rows
 from templates.models import TemplateVersion
 
 from . import enrollment_state, timing, waking
 from .models import Enrollment, EnrollmentState, JourneyStepVisit, JourneyVersion, StepKind
+from .step_settings import comparison
 
 # A journey that loops without a wait must not spin inside one tick.
 MAX_STEPS_PER_RUN = 25
@@ -339,6 +341,8 @@ def _evaluate_conditions(enrollments, at, now) -> dict[int, bool]:
     proven = _engagement_events({e.contact_id for e in engagement_checks},
                                 {at[e.pk].config["check"] for e in engagement_checks}) if engagement_checks else set()
     last_events = _last_events(checks["event"], at)
+    typed = {at[e.pk].config["name"] for e in checks["attribute"] if "operator" in at[e.pk].config}
+    types = dict(AttributeDefinition.objects.filter(name__in=typed).values_list("name", "data_type")) if typed else {}
     results = {}
     for enrollment in enrollments:
         config = at[enrollment.pk].config
@@ -351,7 +355,7 @@ def _evaluate_conditions(enrollments, at, now) -> dict[int, bool]:
                      else enrollment.entered_at)
             results[enrollment.pk] = last is not None and last >= since
         else:
-            results[enrollment.pk] = evaluate_condition(enrollment, config, statuses)
+            results[enrollment.pk] = evaluate_condition(enrollment, config, statuses, types, now)
     return results
 
 
@@ -373,9 +377,11 @@ def _last_events(enrollments, at) -> dict[tuple[int, str], object]:
     ).values("contact_id", "name").order_by().annotate(last=Max("occurred_at")).values_list("contact_id", "name", "last")}
 
 
-def evaluate_condition(enrollment, config: dict, delivery_statuses: dict[int, set]) -> bool:
+def evaluate_condition(enrollment, config: dict, delivery_statuses: dict[int, set], types: dict | None = None,
+                       now=None) -> bool:
     """One condition read from the enrollment itself (its contact, its context) or, for
-    engaged and delivered, the delivery statuses of its messages by message id."""
+    engaged and delivered, the delivery statuses of its messages by message id. `types`: the
+    declared types of the attributes compared (contacts.conditions; undeclared ones as text)."""
     check = config.get("check", "engaged")
     if check in ("engaged", "delivered"):
         message_id = _message_of(enrollment, config.get("step"))
@@ -384,36 +390,20 @@ def evaluate_condition(enrollment, config: dict, delivery_statuses: dict[int, se
             wanted.add(DeliveryStatus.DELIVERED)
         return bool(delivery_statuses.get(message_id, set()) & wanted)
     if check == "attribute":
-        return compare(enrollment.contact.attributes or {}, config["name"], config)
+        value = (enrollment.contact.attributes or {}).get(config["name"])
+        if "equals" in config:
+            return value == config["equals"]
+        return conditions.matches(conditions.parse_condition(comparison(config), (types or {}).get(config["name"]),
+                                                             "config"), value, now)
     if check == "webhook":
-        answer = enrollment.context.get("webhooks", {}).get(config["step"], {}).get("answer")
-        return compare(answer, config["name"], config)
+        value = enrollment.context.get("webhooks", {}).get(config["step"], {}).get("answer")
+        for key in config["name"].split("."):
+            value = value.get(key) if isinstance(value, dict) else None
+        if "equals" in config:
+            return value == config["equals"]
+        return conditions.matches(conditions.parse_condition(comparison(config), config.get("type"), "config"),
+                                  value, now)
     raise ValueError(f"Unknown condition {check!r}.")
-
-
-_MISSING = object()
-
-
-def compare(document, path: str, config: dict) -> bool:
-    """Whether `document`'s value at `path` (keys joined by dots for a webhook's answer, one key
-    for an attribute) satisfies the condition's comparison: config.equals, or config.op and
-    config.value. Order compares numbers with numbers and text with text (ISO dates order as text)."""
-    value = document
-    for key in ([path] if isinstance(document, dict) and path in document else path.split(".")):
-        value = value.get(key, _MISSING) if isinstance(value, dict) else _MISSING
-    op, expected = ("eq", config["equals"]) if "equals" in config else (config.get("op"), config.get("value"))
-    if op == "exists":
-        return value is not _MISSING and value is not None
-    if value is _MISSING:
-        value = None
-    if op == "eq":
-        return value == expected
-    if op == "ne":
-        return value != expected
-    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (value, expected))
-    if not (numbers or (isinstance(value, str) and isinstance(expected, str))):
-        return False
-    return {"gt": value > expected, "gte": value >= expected, "lt": value < expected, "lte": value <= expected}[op]
 
 
 # --- updates -------------------------------------------------------------------------------------

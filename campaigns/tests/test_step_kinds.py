@@ -358,18 +358,40 @@ def end_reason_after_tick(journey, contact, now, **fields):
 
 
 @pytest.mark.parametrize("config, attributes, expected", [
-    ({"check": "attribute", "name": "score", "op": "gte", "value": 10}, {"score": 12}, "exit:done"),
-    ({"check": "attribute", "name": "score", "op": "gte", "value": 10}, {"score": 9.5}, "exit:other"),
-    ({"check": "attribute", "name": "score", "op": "lt", "value": 10}, {"score": "9"}, "exit:other"),  # text is no number
+    ({"check": "attribute", "name": "score", "operator": "at_least", "value": 10}, {"score": 12}, "exit:done"),
+    ({"check": "attribute", "name": "score", "operator": "at_least", "value": 10}, {"score": 9.5}, "exit:other"),
+    # only a JSON number is a number
+    ({"check": "attribute", "name": "score", "operator": "less_than", "value": 10}, {"score": "9"}, "exit:other"),
     ({"check": "attribute", "name": "plan", "equals": "pro"}, {"plan": "pro"}, "exit:done"),
-    ({"check": "attribute", "name": "plan", "op": "ne", "value": "pro"}, {}, "exit:done"),
-    ({"check": "attribute", "name": "plan", "op": "exists"}, {"plan": None}, "exit:other"),
-    ({"check": "attribute", "name": "renews", "op": "lt", "value": "2026-06-01"}, {"renews": "2026-05-31"}, "exit:done"),
+    ({"check": "attribute", "name": "plan", "operator": "not_equals", "value": "pro"}, {}, "exit:done"),
+    ({"check": "attribute", "name": "plan", "operator": "is_set"}, {"plan": None}, "exit:other"),
+    ({"check": "attribute", "name": "plan", "operator": "starts_with", "value": "PR"}, {"plan": "pro"}, "exit:done"),
+    ({"check": "attribute", "name": "renews", "operator": "before", "value": "2026-06-01"}, {"renews": "2026-05-31"},
+     "exit:done"),
+    ({"check": "attribute", "name": "tags", "operator": "contains", "value": "vip"}, {"tags": ["new", "vip"]},
+     "exit:done"),
 ])
-def test_an_attribute_branch_compares_with_its_operator(config, attributes, expected, now):
+def test_an_attribute_branch_compares_with_the_typed_operator_of_its_declared_type(config, attributes, expected, now):
+    for name, data_type in (("score", "number"), ("renews", "date"), ("tags", "list")):
+        AttributeDefinition.objects.create(name=name, data_type=data_type)
     contact = Contact.objects.create(external_id="ann", attributes=attributes)
 
     assert end_reason_after_tick(branch_journey(config), contact, now) == expected
+
+
+def test_publishing_refuses_an_attribute_branch_whose_operator_or_value_does_not_fit_the_declared_type():
+    AttributeDefinition.objects.create(name="score", data_type="number")
+    with pytest.raises(ValidationError) as refused:
+        build_journey(("a", StepKind.CONDITION, {"config": {"check": "attribute", "name": "score",
+                                                            "operator": "at_least", "value": "ten"}}),
+                      ("b", StepKind.CONDITION, {"config": {"check": "attribute", "name": "plan",
+                                                            "operator": "at_least", "value": 1}}),
+                      EXIT)
+
+    text = " ".join(refused.value.messages)
+    assert "Condition step 'a': config.value must be a number (attribute 'score' is number)." in text
+    assert "Condition step 'b': config.operator must be one of equals, not_equals, contains" in text
+    assert "(attribute 'plan' is undeclared: compared as text)" in text
 
 
 def test_an_event_branch_asks_whether_the_contact_did_it_since_entering_or_within_days(now):
@@ -409,7 +431,8 @@ def test_an_engagement_branch_reads_channels_message_events(engagement_journey, 
 
 
 def test_a_webhook_branch_reads_the_answer_kept_on_the_enrollment(now):
-    journey = branch_journey({"check": "webhook", "step": "ask", "name": "decision.status", "equals": "approved"},
+    journey = branch_journey({"check": "webhook", "step": "ask", "name": "decision.status", "operator": "equals",
+                              "value": "approved"},
                              "steps", ("ask", StepKind.WAIT, {"config": {"seconds": 1}}))
     approved = {"webhooks": {"ask": {"status": 200, "answer": {"decision": {"status": "approved"}}}}}
     refused = {"webhooks": {"ask": {"status": 200, "answer": {"decision": {"status": "refused"}}}}}
@@ -470,7 +493,8 @@ def test_update_steps_set_an_attribute_and_the_stage_in_bulk_audited_keeping_oth
     journey = build_journey(
         ("tag", StepKind.UPDATE, {"config": {"attribute": "plan", "value": "pro"}}),
         ("stage", StepKind.UPDATE, {"config": {"lifecycle_stage": "customer"}}),
-        ("is-pro", StepKind.CONDITION, {"config": {"check": "attribute", "name": "plan", "equals": "pro"},
+        ("is-pro", StepKind.CONDITION, {"config": {"check": "attribute", "name": "plan", "operator": "equals",
+                                                   "value": "pro"},
                                         "else": "other"}),
         EXIT, OTHER_EXIT)
     ann = Contact.objects.create(external_id="ann", attributes={"score": 3, "plan": "free"})
