@@ -335,3 +335,21 @@ def twilio_settings(settings, twilio_server):
     settings.OMNI_PUBLIC_URL = "https://omni.example.com"
     settings.OMNI_PROVIDERS = {**settings.OMNI_PROVIDERS, "sms": "twilio", "whatsapp": "twilio"}
     return settings
+
+
+@pytest.fixture(scope="session")
+def _webhook_receiver():
+    from omni.tests.fakes import WebhookReceiver
+
+    receiver = WebhookReceiver()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture
+def webhook_receiver(_webhook_receiver, settings):
+    """A local webhook receiver on 127.0.0.1, with private addresses allowed for webhooks."""
+    settings.OMNI_WEBHOOKS_ALLOW_PRIVATE = True
+    _webhook_receiver.reset()
+    yield _webhook_receiver
+    _webhook_receiver.reset()

@@ -13,9 +13,11 @@ from django.db.models import Max
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
+from channels.models import DefaultChannelPlan
 from contacts.conditions import condition_problems
 from contacts.models import AttributeDefinition, DataType, lifecycle_stage_keys
 from omni import audit
+from omni.choices import Purpose, Urgency
 from templates.actions import latest_versions
 from templates.models import TemplateVersion
 
@@ -56,6 +58,9 @@ def draft_snapshot(journey: Journey) -> dict:
         # Another journey's step: named so that no step of this journey matches and validation says so.
         return f"{target.journey.slug}:{target.key}"
 
+    # One query, and only for a draft with a send step left to the defaults.
+    defaults = DefaultChannelPlan.plans() if any(_uses_default_plan(step) for step in steps) else {}
+
     rows = []
     for step in steps:
         version = published.get(step.template_id)
@@ -70,7 +75,7 @@ def draft_snapshot(journey: Journey) -> dict:
             "template_version_number": version.number if version else None,
             "purpose": step.purpose,
             "urgency": step.urgency,
-            "channel_plan": step.channel_plan or [],
+            "channel_plan": step.channel_plan or (_default_plan(step, version, defaults) if version else []),
             "intent_key": step.intent_key,
             "next": key_of(step.next_step),
             "else": key_of(step.else_step),
@@ -86,6 +91,39 @@ def draft_snapshot(journey: Journey) -> dict:
         "on_reply": journey.on_reply,
         "steps": rows,
     }
+
+
+def _uses_default_plan(step) -> bool:
+    return step.kind == StepKind.SEND and not step.channel_plan
+
+
+def _default_plan(step, version, defaults: dict) -> list:
+    """The plan a send step without its own pins at publishing: the default for its purpose and
+    urgency, kept to the channels its template version has a variant for (a default names every
+    channel a message of its kind may take; this template may be written for fewer). Empty when
+    there is none."""
+    if not _uses_default_plan(step):
+        return []
+    default = defaults.get((step.purpose or version.purpose, step.urgency)) or []
+    plan = [dict(entry) for entry in default if entry["channel"] in version.channels()]
+    if plan:
+        plan[-1] = {"channel": plan[-1]["channel"]}  # nothing after it to move on to
+    return plan
+
+
+def _missing_plan_problem(step: dict) -> str:
+    """Why a send step left to the defaults got no plan, and what to do."""
+    version = TemplateVersion.objects.only("purpose", "variants").get(pk=step["template_version"])
+    purpose, urgency = step["purpose"] or version.purpose, step["urgency"]
+    kind = f"{Purpose(purpose).label.lower()} messages of {Urgency(urgency).label.lower()} urgency"
+    default = DefaultChannelPlan.objects.filter(purpose=purpose, urgency=urgency).first()
+    if default is None:
+        return (f"Send step {step['key']!r} has no channel plan, and there is no default channel plan for {kind}: "
+                f"add one under Default channel plans, or give the step its own plan.")
+    return (f"Send step {step['key']!r} has no channel plan, and the default for {kind} "
+            f"({', '.join(default.channels)}) names no channel template {step['template_key']!r} "
+            f"v{step['template_version_number']} has a variant for (it has: {', '.join(sorted(version.channels()))}): "
+            f"give the step its own plan, or add a variant.")
 
 
 def snapshot_problems(snapshot: dict) -> list[str]:
@@ -109,6 +147,8 @@ def snapshot_problems(snapshot: dict) -> list[str]:
         settings = step_setting_problems(step["kind"], config, step["channel_plan"],
                                          has_template=bool(step["template"]))
         problems.extend(f"Step {key!r}: {message}" for messages in settings.values() for message in messages)
+        if step["kind"] == StepKind.SEND and step["template_version"] is not None and not step["channel_plan"]:
+            problems.append(_missing_plan_problem(step))
         if step["kind"] == StepKind.SEND and step["template"] and step["template_version"] is None:
             problems.append(f"Send step {key!r} uses template {step['template_key']!r}, which has no published "
                             f"version: publish the template first.")

@@ -136,6 +136,13 @@ class JourneyStepInline(StackedInline):
         # Each form's title names the step's journey.
         return super().get_queryset(request).select_related("journey")
 
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if db_field.name == "channel_plan":
+            field.help_text = (f"{db_field.help_text} Blank: the default channel plan for the step's purpose and "
+                               f"urgency, pinned when the journey is published.")
+        return field
+
     def get_formset(self, request, obj=None, **kwargs):
         self._journey = obj
         return super().get_formset(request, obj, **kwargs)

@@ -88,7 +88,8 @@ def step_setting_problems(kind: str, config, channel_plan, *, has_template: bool
     if kind == StepKind.SEND:
         if not has_template:
             refuse("template", "A send step needs a template.")
-        for problem in channel_plan_problems(channel_plan):
+        # Blank: the default plan for the step's purpose and urgency, pinned when the journey is published.
+        for problem in channel_plan_problems(channel_plan) if channel_plan not in (None, [], "") else ():
             refuse("channel_plan", problem)
     if not isinstance(config, dict):
         refuse("config", 'config must be a JSON object, e.g. {"seconds": 3600}.')

@@ -4,7 +4,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
 from django.db.models import Count, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.forms.models import BaseInlineFormSet
@@ -17,6 +17,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 from unfold.decorators import action as unfold_action
 from unfold.widgets import (
+    UnfoldAdminIntegerFieldWidget,
     UnfoldAdminSelectWidget,
     UnfoldAdminTextareaWidget,
     UnfoldAdminTextInputWidget,
@@ -27,6 +28,7 @@ from compliance import gate
 from compliance.admin import AuditedRuleAdmin
 from contacts.admin import add_contact_display
 from contacts.models import Contact, validate_timezone
+from omni import audit
 from omni.choices import PHONE_CHANNELS, Channel, Purpose
 from omni.lib.admin import (
     ModelAdmin,
@@ -42,11 +44,13 @@ from templates.rendering import RenderError
 from . import conversations, whatsapp
 from .assignment import set_available
 from .business_hours import Schedule
+from .plans import FALLBACK_CONDITIONS, MAX_FALLBACK_SECONDS, channel_plan_problems
 from .delivery import settle_delivery
 from .provider_reports import record_inbound_message
 from .support_access import conversations_for
 from .routing import provider_name
 from .models import (
+    DefaultChannelPlan,
     END_OF_DAY,
     AgentStatus,
     AutoResponse,
@@ -871,3 +875,124 @@ class SavedReplyAdmin(AuditedRuleAdmin):
     @admin.display(description="body")
     def body_preview(self, obj):
         return preview(obj.body)
+
+
+# --- Default channel plans ------------------------------------------------------------------
+
+# A plan tries each channel at most once.
+PLAN_STEPS = len(Channel.values)
+
+
+def _plan_step_fields(number: int) -> dict:
+    return {
+        f"channel_{number}": forms.ChoiceField(
+            label=f"{number}. channel", required=number == 1, choices=[("", "—"), *Channel.choices],
+            widget=UnfoldAdminSelectWidget),
+        f"fallback_after_{number}": forms.IntegerField(
+            label="move on after (seconds)", required=False, min_value=1, max_value=MAX_FALLBACK_SECONDS,
+            widget=UnfoldAdminIntegerFieldWidget,
+            help_text="Blank: only when this channel fails." if number == 1 else ""),
+        f"fallback_unless_{number}": forms.ChoiceField(
+            label="unless by then", required=False,
+            choices=[("", "—"), *((condition, condition) for condition in FALLBACK_CONDITIONS)],
+            widget=UnfoldAdminSelectWidget),
+    }
+
+
+class DefaultChannelPlanForm(forms.ModelForm):
+    """The plan as up to one row per channel, in order: a channel, when to move on to the next
+    one, and what keeps the message on this one. Written to `channel_plan` in routing's form."""
+
+    class Meta:
+        model = DefaultChannelPlan
+        fields = ["purpose", "urgency"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for number, entry in enumerate(self.instance.channel_plan or [], start=1):
+            self.initial.update({f"channel_{number}": entry.get("channel", ""),
+                                 f"fallback_after_{number}": entry.get("fallback_after_seconds"),
+                                 f"fallback_unless_{number}": entry.get("fallback_unless", "")})
+
+    def clean(self):
+        cleaned = super().clean()
+        plan, gap = [], None
+        for number in range(1, PLAN_STEPS + 1):
+            channel = cleaned.get(f"channel_{number}")
+            after, unless = cleaned.get(f"fallback_after_{number}"), cleaned.get(f"fallback_unless_{number}")
+            if not channel:
+                gap = gap or number
+                if after or unless:
+                    self.add_error(f"channel_{number}", "Choose a channel for this step, or clear its settings.")
+                continue
+            if gap:
+                self.add_error(f"channel_{number}", f"Choose channel {gap} first: plan steps come in order.")
+            if channel in [entry["channel"] for entry in plan]:
+                self.add_error(f"channel_{number}", f"{channel} is already in the plan.")
+            entry = {"channel": channel}
+            if after:
+                entry["fallback_after_seconds"] = after
+            if unless:
+                entry["fallback_unless"] = unless
+            plan.append(entry)
+        if plan and ("fallback_after_seconds" in plan[-1] or "fallback_unless" in plan[-1]):
+            self.add_error(f"fallback_after_{len(plan)}", "The last channel has no next one to move on to.")
+        for problem in channel_plan_problems(plan) if plan else ():
+            self.add_error(None, problem)
+        self.instance.channel_plan = plan
+        return cleaned
+
+    def _update_errors(self, errors):
+        # The model's own check names `channel_plan`, a field this form shows as plan steps: what
+        # it finds goes to the top of the form instead.
+        if hasattr(errors, "error_dict") and "channel_plan" in errors.error_dict:
+            errors.error_dict.setdefault(NON_FIELD_ERRORS, []).extend(errors.error_dict.pop("channel_plan"))
+        super()._update_errors(errors)
+
+
+for _number in range(1, PLAN_STEPS + 1):
+    DefaultChannelPlanForm.base_fields.update(_plan_step_fields(_number))
+    DefaultChannelPlanForm.declared_fields.update(_plan_step_fields(_number))
+
+
+@admin.register(DefaultChannelPlan)
+class DefaultChannelPlanAdmin(AuditedRuleAdmin):
+    audit_noun = "default_channel_plan"
+    form = DefaultChannelPlanForm
+    list_display = ["purpose", "urgency", "plan", "updated_at"]
+    list_filter = ["purpose", "urgency"]
+    readonly_fields = ["plan"]
+
+    def get_fieldsets(self, request, obj=None):
+        if obj is not None and not self.has_change_permission(request, obj):
+            return [(None, {"fields": ["purpose", "urgency", "plan"]})]
+        return [(None, {"fields": [("purpose", "urgency")]}),
+                *((f"Plan step {n}", {"fields": [(f"channel_{n}", f"fallback_after_{n}", f"fallback_unless_{n}")]})
+                  for n in range(1, PLAN_STEPS + 1))]
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is not None and not self.has_change_permission(request, obj):
+            return ["purpose", "urgency", "plan"]
+        return []
+
+    @admin.display(description="plan")
+    def plan(self, obj):
+        return describe_plan(obj.channel_plan)
+
+    def save_model(self, request, obj, form, change):
+        obj.save()
+        # The entry keeps the whole plan, not only the names of the form fields that changed.
+        audit.record(f"{self.audit_noun}.{'changed' if change else 'created'}", obj=obj, actor=request.user,
+                     data={"rule": str(obj), "channel_plan": obj.channel_plan, "changed": form.changed_data})
+
+
+def describe_plan(plan) -> str:
+    """A channel plan in words: "sms (after 300 s unless delivered), then email"."""
+    parts = []
+    for entry in plan or []:
+        text = entry.get("channel", "?")
+        if "fallback_after_seconds" in entry:
+            unless = f" unless {entry['fallback_unless']}" if entry.get("fallback_unless") else ""
+            text += f" (after {entry['fallback_after_seconds']} s{unless})"
+        parts.append(text)
+    return ", then ".join(parts) or "—"

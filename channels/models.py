@@ -67,6 +67,9 @@ class Message(models.Model):
     variables = models.JSONField(default=dict, blank=True, help_text="Values the template is rendered with.")
     channel_plan = models.JSONField(default=list)
     plan_step = models.PositiveSmallIntegerField(default=0)
+    # The contact's preferred channel when create_messages put it first in channel_plan (blank
+    # when the preference did not apply: none, not in the plan, or high or critical urgency).
+    preferred_channel_first = models.CharField(max_length=10, choices=Channel.choices, blank=True, default="")
     source = models.CharField(max_length=10, choices=MessageSource.choices)
     conversation = models.ForeignKey(
         "Conversation", null=True, blank=True, on_delete=models.PROTECT, related_name="messages", db_index=False
@@ -714,3 +717,43 @@ class OutboxMessage(models.Model):
 
     def __str__(self):
         return f"{self.channel} to {self.to_address}: {self.subject or self.text_body[:40]}"
+
+
+class DefaultChannelPlan(models.Model):
+    """The channel plan a journey send step without its own gets, by purpose and urgency.
+
+    Publishing a journey copies it into the version (campaigns.actions.draft_snapshot), so a
+    later edit here changes only what is published next.
+    """
+
+    purpose = models.CharField(max_length=15, choices=Purpose.choices)
+    urgency = models.CharField(max_length=10, choices=Urgency.choices)
+    channel_plan = models.JSONField(default=list)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["purpose", "urgency"]
+        verbose_name = "default channel plan"
+        constraints = [models.UniqueConstraint(fields=["purpose", "urgency"], name="default_plan_unique")]
+
+    def __str__(self):
+        return f"{self.get_purpose_display()}, {self.get_urgency_display().lower()} urgency"
+
+    def clean(self):
+        from django.core.exceptions import ValidationError
+
+        from .plans import channel_plan_problems
+
+        problems = channel_plan_problems(self.channel_plan)
+        if problems:
+            raise ValidationError({"channel_plan": problems})
+
+    @property
+    def channels(self) -> list[str]:
+        return [entry["channel"] for entry in self.channel_plan]
+
+    @classmethod
+    def plans(cls) -> dict[tuple[str, str], list]:
+        """Every default plan by (purpose, urgency), in one query."""
+        return {(purpose, urgency): plan for purpose, urgency, plan
+                in cls.objects.values_list("purpose", "urgency", "channel_plan")}

@@ -15,9 +15,9 @@ from django.db.models import Q
 from django.utils import timezone
 
 from compliance import decisions, gate, ledger
-from contacts.models import Device
+from contacts.models import Contact, Device
 from omni import audit
-from omni.choices import Channel, Purpose
+from omni.choices import Channel, Purpose, Urgency
 from omni.lib.bulk import bulk_insert
 
 from . import state, whatsapp
@@ -31,6 +31,10 @@ from .models import (
     Message,
     MessageStatus,
 )
+
+# Urgencies whose plans keep their order whatever the contact prefers: they start on the channel
+# that reaches soonest.
+PLAN_ORDER_KEPT_URGENCIES = frozenset({Urgency.HIGH, Urgency.CRITICAL})
 
 # Gate reasons that say "not on this channel" rather than "not to this person": routing tries
 # the next channel. Every other refusal (an opt-out, a complaint, STOP) ends the message, so
@@ -113,8 +117,32 @@ def create_messages(messages: list[Message]) -> tuple[list[Message], list[Messag
             for m in Message.objects.filter(idempotency_key__in=keys).select_related("contact", "template_version")
         }
     new = [m for m in messages if not m.idempotency_key or m.idempotency_key not in existing]
+    put_preferred_channel_first(new)
     bulk_insert(new, set_ids=True)
     return [existing.get(m.idempotency_key, m) if m.idempotency_key else m for m in messages], new
+
+
+def put_preferred_channel_first(messages: list[Message]) -> None:
+    """Move each contact's preferred channel to the front of their message's plan, with its own
+    settings, the other channels keeping their order; unless the urgency is high or critical.
+
+    Done to the plan as it is stored, never while routing walks it: fallback moves to the next
+    plan step, which must be the next channel of the order the message was created with. Reads
+    the preferences of contacts not loaded with their message in one query.
+    """
+    movable = [m for m in messages if m.urgency not in PLAN_ORDER_KEPT_URGENCIES and len(m.channel_plan) > 1]
+    unloaded = {m.contact_id for m in movable if not Message.contact.is_cached(m)}
+    preferences = dict(Contact.objects.filter(pk__in=unloaded).values_list("pk", "preferred_channel")) if unloaded else {}
+    for message in movable:
+        preferred = (message.contact.preferred_channel if Message.contact.is_cached(message)
+                     else preferences.get(message.contact_id, ""))
+        channels = [entry["channel"] for entry in message.channel_plan]
+        if not preferred or preferred not in channels:
+            continue
+        first = channels.index(preferred)
+        plan = list(message.channel_plan)
+        message.channel_plan = [plan[first], *plan[:first], *plan[first + 1:]]
+        message.preferred_channel_first = preferred
 
 
 def dispatch(message: Message, *, now=None) -> Delivery | None:
@@ -170,6 +198,9 @@ def dispatch_many(messages: list[Message], *, now=None) -> dict[int, Delivery]:
             if c.variant is not None:
                 c.index = len(requests)
                 facts = {"whatsapp_session": message.contact_id in sessions} if c.channel == Channel.WHATSAPP else {}
+                if message.preferred_channel_first:
+                    # Why the plan starts where it does, kept with the decision.
+                    facts["preferred_channel_first"] = message.preferred_channel_first
                 held_by = holds.get(message.contact_id, ()) if message.purpose == Purpose.MARKETING else ()
                 requests.append(gate.SendRequest(message.contact, c.channel, message.purpose, c.address,
                                                  c.provider, message.expires_at, message.exemption, message.pk, facts,

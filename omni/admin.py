@@ -11,6 +11,7 @@ from django.contrib.auth import admin as auth_admin
 from django.contrib.auth.models import Group, User
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied
+from django.db import models
 from django.db.models import Q
 from django.http import HttpResponseRedirect, StreamingHttpResponse
 from django.urls import path, reverse
@@ -28,7 +29,7 @@ from omni import audit
 from .api import forget_verified_keys
 from .lib.admin import AdministratorsOnlyMixin, ModelAdmin, ReadOnlyAdminMixin, TabularInline, adopt_saved, link_by_id
 from .lib.spreadsheet import neutralize_formula
-from .models import ApiKey, ApiScope, AuditEntry, AuditPersonalData
+from .models import ApiKey, ApiScope, AuditEntry, AuditPersonalData, WebhookCall, WebhookEndpoint
 
 admin.site.site_header = "Omni"
 admin.site.site_title = "Omni admin"
@@ -97,6 +98,69 @@ class ApiKeyAdmin(AdministratorsOnlyMixin, ModelAdmin):
                 revoked += 1
         forget_verified_keys()  # other web processes forget it within OMNI_API_KEY_CACHE_SECONDS
         self.message_user(request, f"Revoked {revoked} key(s).", messages.SUCCESS)
+
+
+# --- Outbound webhooks -----------------------------------------------------------------------
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(ModelAdmin):
+    """Administrators manage endpoints, marketers see them (by their groups' permissions). The
+    secret is shown once, after create or rotation; the page shows it masked."""
+
+    list_display = ["name", "url", "active", "timeout_seconds", "updated_at"]
+    list_filter = ["active"]
+    search_fields = ["name", "url"]
+    readonly_fields = ["masked_secret", "created_at", "updated_at"]
+    actions = ["rotate_secrets"]
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["name", "url", "active", "timeout_seconds"]
+        return ["name", "url", "active", "timeout_seconds", *self.readonly_fields]
+
+    @admin.display(description="signing secret")
+    def masked_secret(self, obj):
+        return obj.masked_secret
+
+    def has_delete_permission(self, request, obj=None):
+        # Make it inactive instead: its call log keeps pointing at it.
+        return False
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        data = {"name": obj.name, "url": obj.url, "active": obj.active, "timeout_seconds": obj.timeout_seconds}
+        if change:
+            audit.record("webhook_endpoint.changed", obj=obj, actor=request.user,
+                         data={**data, "changed": form.changed_data})
+            return
+        audit.record("webhook_endpoint.created", obj=obj, actor=request.user, data=data)
+        messages.success(request, _secret_notice(obj))
+
+    @admin.action(description="Rotate the signing secret", permissions=["change"])
+    def rotate_secrets(self, request, queryset):
+        for endpoint in queryset:
+            endpoint.rotate_secret()
+            audit.record("webhook_endpoint.secret_rotated", obj=endpoint, actor=request.user,
+                         data={"name": endpoint.name})
+            messages.success(request, _secret_notice(endpoint))
+
+
+def _secret_notice(endpoint) -> str:
+    # The only place the secret is shown whole: the page shows it masked.
+    return (f"Signing secret of “{endpoint.name}”: {endpoint.secret} — copy it into the receiver now; "
+            f"it will not be shown again (rotate it to get a new one).")
+
+
+@admin.register(WebhookCall)
+class WebhookCallAdmin(ReadOnlyAdminMixin, ModelAdmin):
+    list_display = ["requested_at", "endpoint", "idempotency_key", "attempt", "status_code", "duration_ms",
+                    "outcome", "error"]
+    list_filter = ["outcome", "endpoint", "requested_at"]
+    list_select_related = ["endpoint"]
+    search_fields = ["idempotency_key"]
+    date_hierarchy = "requested_at"
+    show_full_result_count = False  # the log grows large
 
 
 # --- Audit log and its export --------------------------------------------------------------

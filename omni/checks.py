@@ -1,6 +1,6 @@
 """Start-up checks: a wrong or missing production setting stops the start and names itself."""
 from django.conf import settings
-from django.core.checks import Error, Tags, register
+from django.core.checks import Error, Tags, Warning, register
 
 DEV_SECRET_KEY = "omni-insecure-development-key-change-me"
 # What Django's own deploy check (security.W009) asks of a secret key.
@@ -41,6 +41,16 @@ def check_production_settings(app_configs, **kwargs):
         errors.append(Error("SNS_TOPIC_ARNS must list the SNS topics of your SES configuration sets in production.",
                             id="omni.E006"))
     return errors
+
+
+@register(Tags.security)
+def check_webhook_settings(app_configs, **kwargs):
+    """Outbound webhooks reach private addresses only where someone meant them to."""
+    if settings.PRODUCTION and settings.OMNI_WEBHOOKS_ALLOW_PRIVATE:
+        return [Warning("OMNI_WEBHOOKS_ALLOW_PRIVATE is on in production: webhook endpoints may reach private, "
+                        "loopback and link-local addresses (your network, cloud metadata) and plain http.",
+                        id="omni.W001")]
+    return []
 
 
 @register()

@@ -62,4 +62,7 @@ def send_queue(purpose: str, channel: str) -> str:
 
 
 SEND_QUEUES = [send_queue(p, c) for p in (Purpose.TRANSACTIONAL, Purpose.MARKETING) for c in Channel.values]
-ALL_QUEUES = ["default", "events", "journeys", *SEND_QUEUES]
+# Calls to outside systems (outbound webhooks, omni/lib/webhooks.py): a slow receiver holds up
+# only the workers of this queue, never sends or journey steps.
+OUTBOUND_QUEUE = "outbound"
+ALL_QUEUES = ["default", "events", "journeys", OUTBOUND_QUEUE, *SEND_QUEUES]

@@ -4,6 +4,8 @@ import secrets
 
 import pgtrigger
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models.functions import Now
 from django.utils import timezone
@@ -206,3 +208,86 @@ class AuditPersonalData(models.Model):
 
     class Meta:
         verbose_name_plural = "audit personal data"
+
+
+def new_webhook_secret() -> str:
+    return f"whsec_{secrets.token_urlsafe(32)}"
+
+
+class WebhookEndpoint(models.Model):
+    """An outside URL Omni calls with signed JSON (omni/lib/webhooks.py).
+
+    The signing secret is kept in clear (signing needs it); the admin shows it once, after
+    create or rotation, and masked afterwards.
+    """
+
+    name = models.CharField(max_length=100, unique=True)
+    url = models.URLField(max_length=500, help_text="https only outside development; private addresses are refused.")
+    secret = models.CharField(max_length=100, default=new_webhook_secret, editable=False)
+    active = models.BooleanField(default=True, help_text="Inactive endpoints are never called.")
+    timeout_seconds = models.PositiveSmallIntegerField(
+        default=10, validators=[MinValueValidator(1), MaxValueValidator(30)],
+        help_text="How long one attempt may take, from connecting to the last byte of the answer.")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "webhook endpoint"
+
+    def __str__(self):
+        return self.name
+
+    def clean(self):
+        from .lib.webhooks import scheme_problem
+
+        problem = scheme_problem(self.url or "")
+        if problem:
+            raise ValidationError({"url": problem})
+
+    def rotate_secret(self) -> str:
+        """Give the endpoint a new secret, saved at once; returns it."""
+        self.secret = new_webhook_secret()
+        self.save(update_fields=["secret", "updated_at"])
+        return self.secret
+
+    @property
+    def masked_secret(self) -> str:
+        return f"{self.secret[:10]}…{self.secret[-4:]}"
+
+
+class WebhookOutcome(models.TextChoices):
+    OK = "ok", "Succeeded"
+    RETRYABLE = "retryable", "Failed, may be retried"
+    PERMANENT = "permanent", "Failed for good"
+
+
+class WebhookCall(models.Model):
+    """One attempt at calling a webhook endpoint: the call log, one row per attempt."""
+
+    # Excerpt of the answer kept here; the caller gets the whole answer (up to 16 KiB).
+    EXCERPT_CHARS = 2000
+
+    # PROTECT: the log is history; an endpoint no longer wanted is made inactive.
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.PROTECT, related_name="calls")
+    url = models.CharField(max_length=500, help_text="The URL as it was when called.")
+    idempotency_key = models.CharField(max_length=200)
+    attempt = models.PositiveSmallIntegerField(default=1)
+    requested_at = models.DateTimeField(default=timezone.now)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(default=0)
+    response_excerpt = models.TextField(blank=True)
+    error = models.CharField(max_length=500, blank=True)
+    outcome = models.CharField(max_length=10, choices=WebhookOutcome.choices)
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+        verbose_name = "webhook call"
+        indexes = [
+            models.Index(fields=["endpoint", "requested_at"], name="omni_webhookcall_endpoint"),
+            models.Index(fields=["idempotency_key"], name="omni_webhookcall_key"),
+            models.Index(fields=["outcome", "requested_at"], name="omni_webhookcall_outcome"),
+        ]
+
+    def __str__(self):
+        return f"{self.endpoint_id} {self.idempotency_key} #{self.attempt}: {self.outcome}"

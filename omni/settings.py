@@ -237,6 +237,10 @@ if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     # minute anyway (channels/publishing.py).
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 600}
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# Tasks that always run on one queue whoever enqueues them, by task name (a name needs no import).
+CELERY_TASK_ROUTES = {
+    "campaigns.tasks.call_webhook_task": {"queue": "outbound"},
+}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 
@@ -338,6 +342,12 @@ OMNI_DEFAULT_COUNTRY = env.str("OMNI_DEFAULT_COUNTRY", default="" if PRODUCTION 
 # Support agents see every conversation in the inbox; false limits each agent to the
 # conversations of their queues and those assigned to them (administrators always see all).
 OMNI_SUPPORT_AGENTS_SEE_ALL = env.bool("OMNI_SUPPORT_AGENTS_SEE_ALL", default=True)
+# Outbound webhooks (omni/lib/webhooks.py) call https and public addresses only, unless DEBUG or
+# this is set (local receivers in development and tests).
+OMNI_WEBHOOKS_ALLOW_PRIVATE = env.bool("OMNI_WEBHOOKS_ALLOW_PRIVATE", default=False)
+# A PEM file of the certificate authorities webhook receivers' certificates are checked against
+# (default: certifi's public ones).
+OMNI_WEBHOOKS_CA_BUNDLE = env.str("OMNI_WEBHOOKS_CA_BUNDLE", default="")
 
 # --- Support -------------------------------------------------------------------------------
 # A conversation waiting on the customer this many days closes itself (resolved by automation;

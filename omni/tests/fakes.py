@@ -527,3 +527,43 @@ class FinishedTasks:
         with self.changed:
             done = self.changed.wait_for(covered, timeout)
         assert done, f"{task.name} did not run for all of {sorted(wanted)}: {self.calls}"
+
+
+class WebhookReceiver:
+    """A local receiver for Omni's outbound webhooks (omni/lib/webhooks.py).
+
+    It records every request and answers 200 with {"received": true}, unless answer_next()
+    queued other answers. Endpoints pointing at it need settings.OMNI_WEBHOOKS_ALLOW_PRIVATE
+    (it listens on http://127.0.0.1).
+    """
+
+    def __init__(self):
+        self._answers: list[tuple[int, dict, bytes, float]] = []
+        self._http = RecordingHTTPServer(self._respond)
+        self.url = self._http.url
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        return self._http.requests
+
+    def answer_next(self, status: int = 200, body=None, *, raw: bytes | None = None, times: int = 1,
+                    delay: float = 0.0, content_type: str = "application/json") -> None:
+        """Answer the next `times` requests with `status` and `body` (JSON-encoded) or `raw` bytes,
+        after `delay` seconds."""
+        payload = raw if raw is not None else json.dumps(body if body is not None else {}).encode()
+        self._answers.extend([(status, {"Content-Type": content_type}, payload, delay)] * times)
+
+    def reset(self) -> None:
+        self._answers.clear()
+        self._http.clear()
+
+    def stop(self) -> None:
+        self._http.stop()
+
+    def _respond(self, request: RecordedRequest):
+        if not self._answers:
+            return _json(200, {"received": True})
+        status, headers, payload, delay = self._answers.pop(0)
+        if delay:
+            time.sleep(delay)
+        return status, headers, payload

@@ -13,7 +13,7 @@ ROLE_NAMES = {"Marketers", "Support agents", "Compliance"}
 role_groups = importlib.import_module("omni.migrations.0002_role_groups")
 # The latest migration that sets the roles.
 current_roles = importlib.import_module("omni.migrations.0012_support_roles")
-later_roles = importlib.import_module("omni.migrations.0013_support_roles_agents")
+later_roles = importlib.import_module("omni.migrations.0018_webhook_roles")
 
 
 @pytest.fixture(autouse=True)
@@ -116,7 +116,7 @@ def test_a_user_gets_the_permissions_of_their_group(user_in):
 
 def test_reversing_the_migration_removes_the_groups_and_reapplying_restores_them():
     # given the app registry as the migration sees it
-    state_apps = MigrationExecutor(connection).loader.project_state(("omni", "0013_support_roles_agents")).apps
+    state_apps = MigrationExecutor(connection).loader.project_state(("omni", "0018_webhook_roles")).apps
     schema_editor = SimpleNamespace(connection=connection)  # the functions only read its connection
     before = {name: permissions_of(name) for name in ROLE_NAMES}
 
@@ -167,7 +167,7 @@ def test_support_agents_reply_note_tag_use_saved_replies_and_block_senders_admin
 
 
 def test_the_support_roles_migration_goes_back_to_the_roles_before_it_and_forth_again():
-    state_apps = MigrationExecutor(connection).loader.project_state(("omni", "0012_support_roles")).apps
+    state_apps = MigrationExecutor(connection).loader.project_state(("omni", "0018_webhook_roles")).apps
     schema_editor = SimpleNamespace(connection=connection)
     after = {name: permissions_of(name) for name in (*ROLE_NAMES, "Administrators")}
 
@@ -177,5 +177,31 @@ def test_the_support_roles_migration_goes_back_to_the_roles_before_it_and_forth_
 
     current_roles.apply_roles(state_apps, schema_editor)
     assert "campaigns.pause_enrollment" not in permissions_of("Marketers")
+    later_roles.apply_roles(state_apps, schema_editor)
+    assert {name: permissions_of(name) for name in (*ROLE_NAMES, "Administrators")} == after
+
+
+def test_administrators_manage_webhook_endpoints_and_default_plans_marketers_see_endpoints_compliance_reads_calls():
+    administrators, marketers, compliance, support = (
+        permissions_of(name) for name in ("Administrators", "Marketers", "Compliance", "Support agents"))
+
+    assert {"omni.add_webhookendpoint", "omni.change_webhookendpoint", "omni.view_webhookcall",
+            "channels.change_defaultchannelplan"} <= administrators
+    assert {"omni.view_webhookendpoint", "channels.view_defaultchannelplan"} <= marketers
+    assert not {"omni.change_webhookendpoint", "omni.view_webhookcall", "channels.change_defaultchannelplan"} & marketers
+    assert {"omni.view_webhookcall", "channels.view_defaultchannelplan"} <= compliance
+    assert "omni.view_webhookendpoint" not in compliance
+    assert not {p for p in support if "webhook" in p or "defaultchannelplan" in p}
+
+
+def test_the_webhook_roles_migration_goes_back_to_the_roles_before_it_and_forth_again():
+    state_apps = MigrationExecutor(connection).loader.project_state(("omni", "0018_webhook_roles")).apps
+    schema_editor = SimpleNamespace(connection=connection)
+    after = {name: permissions_of(name) for name in (*ROLE_NAMES, "Administrators")}
+
+    later_roles.restore_previous_roles(state_apps, schema_editor)
+    assert "omni.view_webhookendpoint" not in permissions_of("Marketers")
+    assert "omni.change_webhookendpoint" not in permissions_of("Administrators")
+
     later_roles.apply_roles(state_apps, schema_editor)
     assert {name: permissions_of(name) for name in (*ROLE_NAMES, "Administrators")} == after

@@ -19,7 +19,8 @@ GROUPS = {
         ("message_templates", "template"), ("message_templates", "templatevariant"),
         ("message_templates", "templateversion"),
         ("campaigns", "journey"), ("campaigns", "journeystep"), ("campaigns", "enrollment"),
-        ("campaigns", "campaign"), ("campaigns", "campaignrecipient"),
+        ("campaigns", "campaign"), ("campaigns", "campaignrecipient"), ("channels", "defaultchannelplan"),
+        ("omni", "webhookendpoint"),
     ],
     SUPPORT: [
         ("channels", "conversation"), ("channels", "blockedsender"), ("channels", "agentstatus"),
@@ -36,6 +37,7 @@ GROUPS = {
     ACTIVITY: [
         ("channels", "message"), ("channels", "delivery"), ("channels", "deliveryevent"),
         ("channels", "inboundmessage"), ("channels", "outboxmessage"), ("contacts", "contactevent"),
+        ("omni", "webhookcall"),
     ],
     SETTINGS: [
         ("omni", "apikey"), ("django_celery_beat", "periodictask"), ("django_celery_beat", "intervalschedule"),
