@@ -18,6 +18,7 @@ from contacts.conditions import condition_problems
 from contacts.models import AttributeDefinition, DataType, lifecycle_stage_keys
 from omni import audit
 from omni.choices import Purpose, Urgency
+from omni.models import WebhookEndpoint
 from templates.actions import latest_versions
 from templates.models import TemplateVersion
 
@@ -166,6 +167,7 @@ def snapshot_problems(snapshot: dict) -> list[str]:
             if target and target not in by_key:
                 problems.append(f"Step {key!r} goes {label} to {target!r}, which is not a step of this journey.")
     problems.extend(_declared_type_problems(steps))
+    problems.extend(_webhook_endpoint_problems(steps))
     problems.extend(
         f"Steps {' → '.join(repr(key) for key in loop)} loop without a wait step: add a wait to the loop "
         f"or point one of them elsewhere."
@@ -193,9 +195,12 @@ def _target_problems(step: dict, by_key: dict) -> list[str]:
             return [f"{label} step {key!r} checks step {target!r}, which is not a step of this journey."]
         if by_key[target]["kind"] != StepKind.SEND:
             return [f"{label} step {key!r} checks step {target!r}, which sends no message."]
-    if kind == StepKind.CONDITION and config.get("check") == "webhook" and config["step"] not in by_key:
-        return [f"Condition step {key!r} reads the answer of step {config['step']!r}, which is not a step of "
-                f"this journey."]
+    if kind == StepKind.CONDITION and config.get("check") == "webhook":
+        if config["step"] not in by_key:
+            return [f"Condition step {key!r} reads the answer of step {config['step']!r}, which is not a step of "
+                    f"this journey."]
+        if by_key[config["step"]]["kind"] != StepKind.WEBHOOK:
+            return [f"Condition step {key!r} reads the answer of step {config['step']!r}, which calls no webhook."]
     if kind == StepKind.SPLIT:
         return [f"Split step {key!r} sends path {path['name']!r} to {target!r}, which is not a step of this journey."
                 for path, target in zip(config["paths"], split_targets(config)) if target and target not in by_key]
@@ -236,6 +241,25 @@ def _declared_type_problems(steps: list[dict]) -> list[str]:
         if data_type is not None and data_type not in DATE_TYPES:
             problems.append(f"Wait step {step['key']!r}: config.attribute {step['config']['attribute']!r} is "
                             f"declared a {data_type}, not a date.")
+    return problems
+
+
+def _webhook_endpoint_problems(steps: list[dict]) -> list[str]:
+    """Webhook steps call endpoints that exist and are active. One query, only with such steps."""
+    calling = [s for s in steps if s["kind"] == StepKind.WEBHOOK and isinstance(s["config"], dict)
+               and isinstance(s["config"].get("endpoint"), str)]
+    if not calling:
+        return []
+    active = dict(WebhookEndpoint.objects.filter(name__in={s["config"]["endpoint"] for s in calling})
+                  .values_list("name", "active"))
+    problems = []
+    for step in calling:
+        name = step["config"]["endpoint"]
+        if name not in active:
+            problems.append(f"Webhook step {step['key']!r}: config.endpoint {name!r} is not a webhook endpoint "
+                            f"(add it under Webhook endpoints).")
+        elif not active[name]:
+            problems.append(f"Webhook step {step['key']!r}: config.endpoint {name!r} is inactive.")
     return problems
 
 

@@ -73,6 +73,9 @@ def describe_step(step: dict) -> str:
             text = f"{key}: set lifecycle stage to {config['lifecycle_stage']}"
         else:
             text = f"{key}: set attribute {config.get('attribute')} to {config.get('value')!r}"
+    elif kind == StepKind.WEBHOOK:
+        text = (f"{key}: call webhook {config.get('endpoint')}, wait at most {config.get('timeout_seconds')} s for "
+                f"its answer; without one, go to {step.get('else') or 'the next step'}")
     else:
         text = f"{key}: exit"
     return text + (f" → {step['next']}" if step.get("next") else "")

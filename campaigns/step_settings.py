@@ -18,6 +18,10 @@ step_setting_problems) and every message names the setting at fault: `config.<na
                 and webhook branches compare with contacts.conditions' typed operators
     split       {"paths": [{"name": "A", "weight": 50, "step": "<key>"}, ...]}
     update      {"attribute": "plan", "value": "pro"} or {"lifecycle_stage": "customer"}
+    webhook     {"endpoint": "<omni.WebhookEndpoint name>", "timeout_seconds": 600, "data": {...}}: calls
+                the endpoint from a worker (campaigns.tasks.call_webhook_task) and waits for the
+                answer, kept in Enrollment.context["webhooks"][<step key>] for branches; next once
+                answered (2xx), else (next without one) on a failed call or the timeout
     exit        no config
 """
 import re
@@ -39,6 +43,7 @@ class StepKind(models.TextChoices):
     CONDITION = "condition", "Branch on a condition"
     SPLIT = "split", "Random split"
     UPDATE = "update", "Update the contact"
+    WEBHOOK = "webhook", "Call a webhook"
     EXIT = "exit", "Exit"
 
 
@@ -52,6 +57,7 @@ STEP_CONFIG_SETTINGS = {
     StepKind.CONDITION: ("check", "step", "name", "equals", "operator", "value", "value_to", "type", "within_days"),
     StepKind.SPLIT: ("paths",),
     StepKind.UPDATE: ("attribute", "value", "lifecycle_stage"),
+    StepKind.WEBHOOK: ("endpoint", "timeout_seconds", "data"),
     StepKind.EXIT: (),
 }
 # Engagement with a message an earlier send step made, as channels reports it (contact events
@@ -254,6 +260,16 @@ def _update(config) -> list[str]:
     return problems
 
 
+def _webhook(config) -> list[str]:
+    problems = _name_problem(config, "endpoint", "the webhook endpoint to call (its name)")
+    if not whole_seconds(config.get("timeout_seconds"), MAX_WAIT_SECONDS):
+        problems.append(f"config.timeout_seconds must be a whole number of seconds from 1 to {MAX_WAIT_SECONDS}, "
+                        f"not {config.get('timeout_seconds')!r}: how long to wait for the answer.")
+    if "data" in config and not isinstance(config["data"], dict):
+        problems.append("config.data must be a JSON object, sent as the call's data.")
+    return problems
+
+
 def _name_problem(config, name: str, what: str) -> list[str]:
     value = config.get(name)
     if not (isinstance(value, str) and value.strip() and len(value) <= NAME_LIMIT):
@@ -269,6 +285,7 @@ KIND_CHECKS = {
     StepKind.CONDITION: _condition,
     StepKind.SPLIT: _split,
     StepKind.UPDATE: _update,
+    StepKind.WEBHOOK: _webhook,
 }
 
 

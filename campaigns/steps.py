@@ -5,6 +5,7 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
@@ -18,7 +19,7 @@ from omni import audit
 from omni.lib.bulk import bulk_update, insert_rows
 from templates.models import TemplateVersion
 
-from . import enrollment_state, timing, waking
+from . import enrollment_state, timing, waking, webhook_calls
 from .models import Enrollment, EnrollmentState, JourneyStepVisit, JourneyVersion, StepKind
 from .step_settings import comparison
 
@@ -66,7 +67,7 @@ def run_enrollments(enrollments: list[Enrollment], versions: dict[int, JourneyVe
     on for each kind, so a batch costs a fixed number of queries per step kind rather than per
     enrollment.
     """
-    entries, visits, ran = [], [], 0
+    entries, visits, calls, ran = [], [], [], 0
     active = _exit_opted_out(enrollments, versions, template_versions, now, entries)
     for _ in range(MAX_STEPS_PER_RUN):
         if not active:
@@ -102,6 +103,10 @@ def run_enrollments(enrollments: list[Enrollment], versions: dict[int, JourneyVe
             if move.waiting_for:
                 # It stays at its step until woken (campaigns/waking.py) or until its timeout.
                 enrollment.waiting_for, enrollment.woken_at, enrollment.next_run_at = move.waiting_for, None, move.run_at
+                if step.kind == StepKind.WEBHOOK:
+                    journey = versions[enrollment.journey_version_id].journey
+                    calls.append((enrollment.pk, move.waiting_for, step.key, step.config["endpoint"],
+                                   webhook_calls.payload(enrollment, journey, step, enrollment.steps_taken + 1)))
                 continue
             enrollment.current_step_key = move.next_key or ""
             enrollment.waiting_for, enrollment.woken_at = "", None
@@ -123,7 +128,17 @@ def run_enrollments(enrollments: list[Enrollment], versions: dict[int, JourneyVe
     bulk_update(enrollments, ENROLLMENT_FIELDS)
     insert_rows(JourneyStepVisit, VISIT_FIELDS, visits)
     audit.record_many(entries)
+    if calls:
+        # No HTTP while the batch's rows are held: the calls go to the outbound workers once it
+        # commits (a batch rolled back, and run again, drops its own).
+        transaction.on_commit(lambda: _enqueue_webhook_calls(calls), robust=True)
     return ran
+
+
+def _enqueue_webhook_calls(calls) -> None:
+    from .tasks import enqueue_webhook_calls  # tasks imports the tick, which imports this module
+
+    enqueue_webhook_calls(calls)
 
 
 def _kind(step):
@@ -173,7 +188,24 @@ def _transition(enrollment, step, facts: BatchFacts, now) -> Move:
         return Move(f"split:{drawn['name']}", drawn.get("step") or step.following)
     if kind == StepKind.UPDATE:
         return Move("updated", step.following)
+    if kind == StepKind.WEBHOOK:
+        return _webhook(enrollment, step, now)
     return Move("exit")
+
+
+def _webhook(enrollment, step, now) -> Move:
+    """Start waiting for the answer (the call goes out once the batch commits), or go on: next
+    on a 2xx answer, else (next without one) on a failed call or the timeout."""
+    otherwise = step.else_key or step.following
+    if not enrollment.waiting_for:
+        return Move(None, waiting_for=waking.webhook_key(enrollment.pk, enrollment.steps_taken + 1),
+                    run_at=now + timezone.timedelta(seconds=int(step.config["timeout_seconds"])))
+    answer = enrollment.context.get("webhooks", {}).get(step.key) or {}
+    if enrollment.woken_at is None:
+        return Move("timeout", otherwise)
+    if answer.get("ok"):
+        return Move(f"webhook:{answer.get('status')}", step.following)
+    return Move("webhook:failed", otherwise)
 
 
 def _wait_for_event(enrollment, step, facts: BatchFacts, now) -> Move:

@@ -51,12 +51,10 @@ def webhook_key(enrollment_id: int, visit_number: int) -> str:
 
 
 def outcome_of(waiting_for: str) -> str:
-    """A woken wait's visit outcome: "event:<name>", "engagement:<kind>" or "webhook:answered"."""
+    """A woken wait's visit outcome: "event:<name>" or "engagement:<kind>"."""
     kind, _, rest = waiting_for.partition(":")
     if kind == "engagement":
         return f"engagement:{rest.rpartition(':')[2]}"
-    if kind == "webhook":
-        return "webhook:answered"
     return waiting_for
 
 

@@ -30,7 +30,7 @@ from channels.provider_reports import record_delivery_event
 from compliance.actions import record_consent_change
 from contacts.ingest import ingest_event
 from contacts.models import AttributeDefinition, Contact, ContactEvent
-from omni.models import AuditEntry
+from omni.models import AuditEntry, WebhookEndpoint
 
 from .conftest import make_contact
 
@@ -431,9 +431,10 @@ def test_an_engagement_branch_reads_channels_message_events(engagement_journey, 
 
 
 def test_a_webhook_branch_reads_the_answer_kept_on_the_enrollment(now):
+    WebhookEndpoint.objects.create(name="CRM", url="https://crm.example.com/omni")
     journey = branch_journey({"check": "webhook", "step": "ask", "name": "decision.status", "operator": "equals",
                               "value": "approved"},
-                             "steps", ("ask", StepKind.WAIT, {"config": {"seconds": 1}}))
+                             "steps", ("ask", StepKind.WEBHOOK, {"config": {"endpoint": "CRM", "timeout_seconds": 60}}))
     approved = {"webhooks": {"ask": {"status": 200, "answer": {"decision": {"status": "approved"}}}}}
     refused = {"webhooks": {"ask": {"status": 200, "answer": {"decision": {"status": "refused"}}}}}
 

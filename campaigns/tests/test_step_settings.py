@@ -55,6 +55,9 @@ BAD_CONFIGS = [
     (StepKind.UPDATE, {}, "config.attribute (with config.value) or config.lifecycle_stage"),
     (StepKind.UPDATE, {"attribute": "plan"}, "config.value"),
     (StepKind.UPDATE, {"lifecycle_stage": ""}, "config.lifecycle_stage"),
+    (StepKind.WEBHOOK, {"timeout_seconds": 60}, "config.endpoint"),
+    (StepKind.WEBHOOK, {"endpoint": "CRM"}, "config.timeout_seconds"),
+    (StepKind.WEBHOOK, {"endpoint": "CRM", "timeout_seconds": 60, "data": [1]}, "config.data"),
 ]
 
 
@@ -80,6 +83,7 @@ GOOD_CONFIGS = [
     (StepKind.SPLIT, {"paths": [{"name": "A", "weight": 1, "step": "x"}, {"name": "B", "weight": 3}]}),
     (StepKind.UPDATE, {"lifecycle_stage": "customer"}),
     (StepKind.UPDATE, {"attribute": "tags", "value": ["vip"]}),
+    (StepKind.WEBHOOK, {"endpoint": "CRM", "timeout_seconds": 600, "data": {"offer": "spring"}}),
 ]
 
 
@@ -174,6 +178,9 @@ def test_a_loop_through_a_wait_for_a_time_or_an_event_is_allowed(waiting):
      "s: split A 25% → x, B 75% → next"),
     ({"key": "u", "kind": "update", "config": {"lifecycle_stage": "customer"}}, "u: set lifecycle stage to customer"),
     ({"key": "u", "kind": "update", "config": {"attribute": "plan", "value": "pro"}}, "u: set attribute plan to 'pro'"),
+    ({"key": "ask", "kind": "webhook", "config": {"endpoint": "CRM", "timeout_seconds": 600}, "else": "other",
+      "next": "is-vip"},
+     "ask: call webhook CRM, wait at most 600 s for its answer; without one, go to other → is-vip"),
 ])
 def test_a_version_describes_each_kind_of_step_in_words(step, words):
     assert describe_step(step) == words
