@@ -218,6 +218,28 @@ def test_an_event_wakes_only_its_contacts_waiting_enrollment_which_goes_on_to_it
     assert (waiting_bob.waiting_for, waiting_bob.state) == ("event:purchased", EnrollmentState.ACTIVE)
 
 
+def test_an_event_wakes_no_other_contact_waiting_for_it_nor_its_own_contact_waiting_for_another(now):
+    # given Ann waits for a cancellation and Bob for a purchase, each in their own journey
+    purchases = purchase_journey()
+    cancellations = build_journey(
+        ("await-cancel", StepKind.WAIT_EVENT, {"config": {"event": "cancelled", "timeout_seconds": 3600}}), EXIT,
+        slug="cancellations")
+    ann, bob = Contact.objects.create(external_id="ann"), Contact.objects.create(external_id="bob")
+    ann_waits, bob_waits = enroll(cancellations, ann, now), enroll(purchases, bob, now)
+    tick(now)
+
+    # when Ann purchases and Bob cancels, in one batch of events
+    event(ann, "purchased", "p-ann")
+    event(bob, "cancelled", "c-bob")
+    report = tick(now + timedelta(seconds=1))
+
+    # then nobody was woken: neither did what they wait for
+    ann_waits.refresh_from_db(), bob_waits.refresh_from_db()
+    assert report.woken == 0
+    assert (ann_waits.waiting_for, bob_waits.waiting_for) == ("event:cancelled", "event:purchased")
+    assert ann_waits.woken_at is None and bob_waits.woken_at is None
+
+
 def test_a_wait_that_times_out_takes_its_timeout_branch(now):
     journey = purchase_journey()
     enrollment = enroll(journey, Contact.objects.create(external_id="ann"), now)
