@@ -103,7 +103,14 @@ class JourneyStep(models.Model):
     key = models.SlugField(max_length=50, help_text="Unique within the journey; conditions refer to it.")
     position = models.PositiveIntegerField(default=0)
     kind = models.CharField(max_length=10, choices=StepKind.choices)
-    config = models.JSONField(default=dict, blank=True)
+    config = models.JSONField(default=dict, blank=True, help_text=(
+        'The settings of its kind, as JSON: wait {"seconds": 3600}; wait_until {"time": "09:00"}; wait_date '
+        '{"attribute": "appointment_at", "offset_seconds": -86400}; wait_event {"event": "purchased", '
+        '"timeout_seconds": 86400} or {"engagement": "opened", "step": "<send step>", "timeout_seconds": 86400}; '
+        'condition {"check": "attribute", "name": "plan", "operator": "equals", "value": "pro"}; split {"paths": '
+        '[{"name": "A", "weight": 50, "step": "<step>"}, {"name": "B", "weight": 50}]}; update {"attribute": '
+        '"plan", "value": "pro"} or {"lifecycle_stage": "customer"}; webhook {"endpoint": "<name>", '
+        '"timeout_seconds": 600}. Else step: a condition\'s false branch, a wait\'s timeout branch.'))
     template = models.ForeignKey(Template, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     purpose = models.CharField(max_length=15, choices=Purpose.choices, blank=True, help_text="Blank: the template's.")
     urgency = models.CharField(max_length=10, choices=Urgency.choices, default=Urgency.NORMAL)
