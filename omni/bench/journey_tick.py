@@ -1,13 +1,15 @@
 """The journey tick at the issue's scale: the beat claims, two worker processes run the steps.
 
 Seeds, by bulk SQL, 10 x scale contacts (email consent granted) each enrolled in a journey with
-every kind of step, `scale` of them due now, a quarter at each of four places:
+every kind of step, `scale` of them due now, a fifth at each of five places:
 - a split (A/B) whose paths set an attribute or the lifecycle stage, then a branch on the
   attribute, the welcome email, and a wait for its opening (a day at most): four steps;
 - a wait until 09:00 on the contact's clock: one step;
 - a wait until a day before the contact's `renews_at` attribute: one step;
 - a wait for the event `came_back`, whose event is stored unprocessed: the tick's event stage
-  wakes them, then they send the email and wait for its opening: two steps.
+  wakes them, then they send the email and wait for its opening: two steps;
+- a webhook step: it starts waiting for the answer and enqueues its call on the outbound queue
+  (counted, never consumed): no step run yet.
 Then the beat's tick, `tick(hand_off_to=hand_off_enrollments)`, processes the events and claims
 the due enrollments and hands their ids in batches to `run_enrollments_task` on the journeys
 queue, where WORKERS real Celery worker processes (`celery -A omni.bench.worker worker -P solo`,
@@ -56,11 +58,11 @@ def run(scale: int, *, figures, log) -> list[Figure]:
     return results
 
 
-# Where the enrollments start, a quarter of the due ones (every tenth id) at each place (see the
+# Where the enrollments start, a fifth of the due ones (every tenth id) at each place (see the
 # module's docstring), and what they wait for.
-START_STEPS = ("CASE ({id} / 10) %% 4 WHEN 0 THEN 'ab' WHEN 1 THEN 'morning' WHEN 2 THEN 'day-before' "
-               "ELSE 'await-back' END")
-WAITING_FOR = "CASE ({id} / 10) %% 4 WHEN 3 THEN 'event:came_back' ELSE '' END"
+START_STEPS = ("CASE ({id} / 10) %% 5 WHEN 0 THEN 'ab' WHEN 1 THEN 'morning' WHEN 2 THEN 'day-before' "
+               "WHEN 3 THEN 'await-back' ELSE 'ask' END")
+WAITING_FOR = "CASE ({id} / 10) %% 5 WHEN 3 THEN 'event:came_back' ELSE '' END"
 
 
 def seed(scale: int) -> int:
@@ -69,6 +71,7 @@ def seed(scale: int) -> int:
     from campaigns.models import Enrollment, Journey, JourneyStep, StepKind
     from compliance.models import Consent
     from contacts.models import Contact, ContactEvent
+    from omni.models import WebhookEndpoint
     from templates.actions import publish_template
     from templates.models import Template, TemplateVariant
 
@@ -90,7 +93,9 @@ def seed(scale: int) -> int:
         ("morning", StepKind.WAIT_UNTIL, {"time": "09:00"}, "done"),
         ("day-before", StepKind.WAIT_DATE, {"attribute": "renews_at", "offset_seconds": -86400}, "done"),
         ("await-back", StepKind.WAIT_EVENT, {"event": "came_back", "timeout_seconds": 86400}, "email"),
+        ("ask", StepKind.WEBHOOK, {"endpoint": "bench", "timeout_seconds": 600}, "done"),
     ]
+    WebhookEndpoint.objects.create(name="bench", url="https://hooks.example.com/bench")
     made = {}
     for position, (key, kind, config, _) in enumerate(specs, start=1):
         send = {"template": email, "channel_plan": [{"channel": "email"}]} if kind == StepKind.SEND else {}
@@ -221,14 +226,14 @@ def measure(scale: int, *, broker_url: str = "memory://", log=lambda line: None)
     busy = "; ".join(f"worker {i + 1}: {s['tasks']} tasks, {s['steps']} steps, busy {s['busy_s']:.2f}s"
                      for i, s in enumerate(stats))
     mode = "in this process (smoke)" if inline else f"{WORKERS} celery workers -P solo, broker {broker_url}"
-    notes = (f"{10 * scale} enrollments, {due} due (a quarter each at a split, a wait until 09:00, a wait for a "
-             f"date, a wait for an event that arrives); tick woke {report.woken} and claimed {report.handed_off} in "
+    notes = (f"{10 * scale} enrollments, {due} due (a fifth each at a split, a wait until 09:00, a wait for a "
+             f"date, a wait for an event that arrives, a webhook); tick woke {report.woken} and claimed {report.handed_off} in "
              f"{tick_seconds:.2f}s, {len(batches)} batches; {mode}; {busy}; {seconds:.2f}s; "
              f"{deliveries} deliveries; due not run {not_run}")
     return [
         Figure("journey_tick", "steps_per_second", steps / seconds, "steps/s", steps, notes=notes),
         Figure("journey_tick", "due_steps_per_second", due / seconds, "steps/s", due,
-               notes="due enrollments run per second (each runs 1 to 4 steps, 2 on average)"),
+               notes="due enrollments run per second (each runs 0 to 4 steps, 1.6 on average)"),
         Figure("journey_tick", "tick_claims_per_second", report.handed_off / tick_seconds, "enrollments/s",
                report.handed_off),
         Figure("journey_tick", "queries_per_1000_steps", 1000 * queries / max(steps, 1), "queries", steps),
