@@ -319,8 +319,8 @@ class EnrollmentAdmin(QuarantineAdminMixin, ReadOnlyAdminMixin, ModelAdmin):
     """Enrollments move through the orchestration tick; pause the journey to hold all of them, or
     pause and resume selected ones here (with a reason; audited)."""
 
-    list_display = ["contact", "journey", "version_number", "state", "pause", "current_step_key", "next_run_at",
-                    "steps_taken", "entered_at", "ended_at", "end_reason", "quarantine_reason"]
+    list_display = ["contact", "journey", "version_number", "state", "pause", "current_step_key", "waiting_for",
+                    "next_run_at", "steps_taken", "entered_at", "ended_at", "end_reason", "quarantine_reason"]
     list_filter = ["state", QuarantinedFilter, "journey", "end_reason"]
     actions = ["retry_quarantined", "pause_selected", "resume_selected"]
     action_form = EnrollmentActionForm

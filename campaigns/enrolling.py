@@ -1,5 +1,6 @@
-"""Events in: pause, resume or end enrollments when their contacts reply, enroll contacts in the
-journeys their events trigger, and convert goals.
+"""Events in: pause, resume or end enrollments when their contacts reply, wake the enrollments
+waiting for the events (campaigns/waking.py), enroll contacts in the journeys their events
+trigger, and convert goals.
 
 One tick stage (campaigns/tick.py): unprocessed events are claimed in batches; an event that
 cannot be processed is quarantined and the rest of its batch goes on.
