@@ -217,6 +217,9 @@ def _wait_for_event(enrollment, step, facts: BatchFacts, now) -> Move:
     if enrollment.waiting_for:
         if enrollment.woken_at is not None:
             return Move(waking.outcome_of(enrollment.waiting_for), step.following)
+        if enrollment.pk in facts.engaged:
+            # The engagement came while the wait was starting, and its wake missed it.
+            return Move(f"engagement:{config['engagement']}", step.following)
         return Move("timeout", timeout_branch)
     timeout = now + timezone.timedelta(seconds=int(config["timeout_seconds"]))
     if "event" in config:
@@ -335,9 +338,10 @@ def _date_targets(enrollments, at) -> dict:
 
 
 def _engaged_already(enrollments, at) -> set[int]:
-    """The enrollments starting an engagement wait whose message is already engaged as the
-    wait asks: from channels' message events, in one query."""
-    starting = [e for e in enrollments if not e.waiting_for and "engagement" in at[e.pk].config
+    """The enrollments starting an engagement wait, or at its timeout, whose message is engaged
+    as the wait asks: from channels' message events, in one query. (At the timeout: an event
+    stored while the wait started, and processed before the wait committed, woke nothing.)"""
+    starting = [e for e in enrollments if e.woken_at is None and "engagement" in at[e.pk].config
                 and _message_of(e, at[e.pk].config["step"]) is not None]
     if not starting:
         return set()

@@ -351,6 +351,24 @@ def test_an_engagement_that_already_happened_does_not_wait(welcome_templates, no
     assert visits_of(enrollment)[2] == ("await-click", "engagement:engaged")
 
 
+def test_an_engagement_whose_wake_was_missed_is_found_at_the_timeout(engagement_journey, now):
+    # given Ann waiting for her email's opening, whose event was stored and processed while her
+    # wait was still starting (so it woke nothing)
+    ann, bob = make_contact("ann", email="ann@example.com"), make_contact("bob", email="bob@example.com")
+    enrollment, unopened = enroll(engagement_journey, ann, now), enroll(engagement_journey, bob, now)
+    tick(now)
+    opened(Delivery.objects.get(contact=ann), now)
+    ContactEvent.objects.update(processed_at=now)
+
+    # when her wait (and Bob's, whose email nobody opened) times out
+    tick(now + timedelta(days=1))
+
+    # then the opening is found, and she goes on as if woken; Bob takes the timeout branch
+    enrollment.refresh_from_db(), unopened.refresh_from_db()
+    assert (enrollment.end_reason, visits_of(enrollment)[1]) == ("exit:done", ("await-open", "engagement:opened"))
+    assert (unopened.end_reason, visits_of(unopened)[1]) == ("exit:other", ("await-open", "timeout"))
+
+
 def test_an_api_event_named_like_channels_engagement_wakes_nothing(engagement_journey, now):
     ann = make_contact("ann", email="ann@example.com")
     enrollment = enroll(engagement_journey, ann, now)
