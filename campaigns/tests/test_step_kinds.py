@@ -269,6 +269,8 @@ def test_waking_costs_the_same_queries_for_3_or_30_contacts(now):
         with CaptureQueriesContext(connection) as queries:
             enrolling.process_events_batch(now + timedelta(seconds=1), report)
         assert report.woken == len(batch)
+        # the waiting enrollments read (and locked) in one query, and woken in one
+        assert len([q for q in queries if "campaigns_enrollment" in q["sql"]]) == 2
         return len(queries)
 
     assert stage_queries(contacts[:3], "few") == stage_queries(contacts[3:], "many")
