@@ -303,7 +303,7 @@ def matches(condition: Condition, value, now=None) -> bool:
         elements = {_text(e) for e in value} if isinstance(value, list) else set()
         return (condition.value in elements) == (op == "contains")
     if data_type == DataType.DATE:
-        day = _as_date(value) if not isinstance(value, dt.datetime) and (not isinstance(value, str) or _DATE_PREFIX.match(value)) else None
+        day = _as_date(value) if isinstance(value, str) else None
         return day is not None and _compare_dates(op, day, condition, now)
     instant = _as_datetime(value) if isinstance(value, (str, dt.datetime)) else None
     if instant is None:
