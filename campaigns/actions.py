@@ -13,9 +13,12 @@ from django.db.models import Max
 from django.utils import timezone
 
 from channels.models import DefaultChannelPlan
-from contacts.models import AttributeDefinition, DataType
+from contacts import conditions
+from contacts.data_types import type_problem
+from contacts.models import AttributeDefinition, DataType, lifecycle_stage_keys
 from omni import audit
 from omni.choices import Purpose, Urgency
+from omni.models import WebhookEndpoint
 from templates.actions import latest_versions
 from templates.models import TemplateVersion
 
@@ -25,6 +28,7 @@ from .models import (
     LIVE_ENROLLMENT_STATES,
     SEGMENT_TRIGGERS,
     TRIGGER_CONTEXT,
+    AwaitedEvent,
     Enrollment,
     EnrollmentState,
     Journey,
@@ -35,9 +39,12 @@ from .models import (
     plan_steps,
     step_setting_problems,
 )
+from .step_settings import STEP_CHECKS, comparison, split_targets
 from .trigger_conditions import condition_problems
+from .waking import awaited_events
 
-ENGAGEMENT_CHECKS = ("engaged", "delivered")
+# The declared types a wait_date step's date may have.
+WAIT_DATE_TYPES = (DataType.DATE, DataType.DATETIME, DataType.TEXT)
 
 
 def draft_snapshot(journey: Journey) -> dict:
@@ -157,11 +164,13 @@ def snapshot_problems(snapshot: dict) -> list[str]:
                         f"Send step {key!r} plans {channel}, but template {step['template_key']!r} "
                         f"v{step['template_version_number']} has no {channel} variant "
                         f"(it has: {', '.join(sorted(have)) or 'none'}).")
-        if step["kind"] == StepKind.CONDITION and "config" not in settings:
-            problems.extend(_condition_problems(key, config, by_key))
+        if "config" not in settings:
+            problems.extend(_target_problems(step, by_key))
         for label, target in (("next", step["next"]), ("else", step["else"])):
             if target and target not in by_key:
                 problems.append(f"Step {key!r} goes {label} to {target!r}, which is not a step of this journey.")
+    problems.extend(_declared_type_problems(steps))
+    problems.extend(_webhook_endpoint_problems(steps))
     problems.extend(
         f"Steps {' → '.join(repr(key) for key in loop)} loop without a wait step: add a wait to the loop "
         f"or point one of them elsewhere."
@@ -221,16 +230,84 @@ def _variant_channels(steps: list[dict]) -> dict[int, set[str]]:
             for pk, variants in TemplateVersion.objects.filter(pk__in=ids).values_list("pk", "variants")} if ids else {}
 
 
-def _condition_problems(key: str, config: dict, by_key: dict) -> list[str]:
-    """What is wrong with a condition's settings (checked by step_setting_problems) given the other steps."""
-    check = config.get("check", "engaged")
-    if check in ENGAGEMENT_CHECKS:
+def _target_problems(step: dict, by_key: dict) -> list[str]:
+    """What is wrong with a step's settings (checked by step_setting_problems) given the other
+    steps: the steps a condition, a wait or a split names."""
+    key, kind, config = step["key"], step["kind"], step["config"]
+    label = {StepKind.CONDITION: "Condition", StepKind.WAIT_EVENT: "Wait"}.get(kind)
+    if (kind == StepKind.CONDITION and config.get("check", "engaged") in STEP_CHECKS) or (
+            kind == StepKind.WAIT_EVENT and "engagement" in config):
         target = config["step"]
         if target not in by_key:
-            return [f"Condition step {key!r} checks step {target!r}, which is not a step of this journey."]
+            return [f"{label} step {key!r} checks step {target!r}, which is not a step of this journey."]
         if by_key[target]["kind"] != StepKind.SEND:
-            return [f"Condition step {key!r} checks step {target!r}, which sends no message."]
+            return [f"{label} step {key!r} checks step {target!r}, which sends no message."]
+    if kind == StepKind.CONDITION and config.get("check") == "webhook":
+        if config["step"] not in by_key:
+            return [f"Condition step {key!r} reads the answer of step {config['step']!r}, which is not a step of "
+                    f"this journey."]
+        if by_key[config["step"]]["kind"] != StepKind.WEBHOOK:
+            return [f"Condition step {key!r} reads the answer of step {config['step']!r}, which calls no webhook."]
+    if kind == StepKind.SPLIT:
+        return [f"Split step {key!r} sends path {path['name']!r} to {target!r}, which is not a step of this journey."
+                for path, target in zip(config["paths"], split_targets(config)) if target and target not in by_key]
     return []
+
+
+def _declared_type_problems(steps: list[dict]) -> list[str]:
+    """Update steps set values of the types their attributes are declared with, and stages that
+    exist; wait_date steps read attributes declared as dates (undeclared ones pass); attribute
+    branches compare with an operator and value of the attribute's type. One query."""
+    updates = [s for s in steps if s["kind"] == StepKind.UPDATE and isinstance(s["config"], dict)]
+    dated = [s for s in steps if s["kind"] == StepKind.WAIT_DATE and isinstance(s["config"], dict)]
+    branches = [s for s in steps if s["kind"] == StepKind.CONDITION and isinstance(s["config"], dict)
+                and s["config"].get("check") == "attribute" and "operator" in s["config"]]
+    names = {s["config"].get("attribute") for s in updates + dated} | {s["config"].get("name") for s in branches}
+    names = {name for name in names if isinstance(name, str)}
+    declared = dict(AttributeDefinition.objects.filter(name__in=names).values_list("name", "data_type")) if names else {}
+    problems = []
+    for step in branches:
+        config = step["config"]
+        problems.extend(f"Condition step {step['key']!r}: {problem} (attribute {config['name']!r} is "
+                        f"{declared.get(config['name'], 'undeclared: compared as text')})."
+                        for problem in conditions.condition_problems(comparison(config), declared.get(config["name"]),
+                                                                     "config"))
+    for step in updates:
+        config = step["config"]
+        if "lifecycle_stage" in config:
+            stages = lifecycle_stage_keys()
+            if config["lifecycle_stage"] not in stages:
+                problems.append(f"Update step {step['key']!r}: config.lifecycle_stage {config['lifecycle_stage']!r} "
+                                f"is not a lifecycle stage ({', '.join(stages)}).")
+        elif config.get("attribute") in declared and "value" in config:
+            problem = type_problem("config.value", declared[config["attribute"]], config["value"])
+            if problem:
+                problems.append(f"Update step {step['key']!r} sets attribute {config['attribute']!r}: {problem}")
+    for step in dated:
+        data_type = declared.get(step["config"].get("attribute"))
+        if data_type is not None and data_type not in WAIT_DATE_TYPES:
+            problems.append(f"Wait step {step['key']!r}: config.attribute {step['config']['attribute']!r} is "
+                            f"declared a {data_type}, not a date.")
+    return problems
+
+
+def _webhook_endpoint_problems(steps: list[dict]) -> list[str]:
+    """Webhook steps call endpoints that exist and are active. One query, only with such steps."""
+    calling = [s for s in steps if s["kind"] == StepKind.WEBHOOK and isinstance(s["config"], dict)
+               and isinstance(s["config"].get("endpoint"), str)]
+    if not calling:
+        return []
+    active = dict(WebhookEndpoint.objects.filter(name__in={s["config"]["endpoint"] for s in calling})
+                  .values_list("name", "active"))
+    problems = []
+    for step in calling:
+        name = step["config"]["endpoint"]
+        if name not in active:
+            problems.append(f"Webhook step {step['key']!r}: config.endpoint {name!r} is not a webhook endpoint "
+                            f"(add it under Webhook endpoints).")
+        elif not active[name]:
+            problems.append(f"Webhook step {step['key']!r}: config.endpoint {name!r} is inactive.")
+    return problems
 
 
 def loops_without_wait(steps: list[dict]) -> list[list[str]]:
@@ -238,11 +315,18 @@ def loops_without_wait(steps: list[dict]) -> list[list[str]]:
     planned = plan_steps(steps)
     edges = {}
     for key, step in planned.items():
-        if step.kind == StepKind.SEND:
+        config = step.config if isinstance(step.config, dict) else {}
+        if step.kind in (StepKind.SEND, StepKind.UPDATE):
             edges[key] = [step.following]
         elif step.kind == StepKind.CONDITION:
             edges[key] = [step.following, step.else_key]
-    # A wait ends a tick's run of an enrollment, and an exit ends the journey: neither is on a loop here.
+        elif step.kind == StepKind.SPLIT:
+            edges[key] = [target or step.following for target in split_targets(config)]
+        elif step.kind == StepKind.WAIT_DATE or (step.kind == StepKind.WAIT_EVENT and "engagement" in config):
+            # A date already past, or an engagement that already happened, does not wait.
+            edges[key] = [step.following, step.else_key or step.following]
+    # A wait (for a duration, a time of day or an event) ends a tick's run of an enrollment, and an
+    # exit ends the journey: neither is on a loop here.
     edges = {key: [t for t in targets if t in edges] for key, targets in edges.items()}
     loops, done, path = [], set(), []
 
@@ -557,6 +641,8 @@ def _publish(journey: Journey, snapshot: dict, actor) -> JourneyVersion:
         journey=journey, number=number, published_by=actor if getattr(actor, "is_authenticated", False) else None,
         **snapshot,
     )
+    AwaitedEvent.objects.bulk_create(AwaitedEvent(version=version, event=name)
+                                     for name in sorted(awaited_events(snapshot["steps"])))
     journey.live_version = version
     journey.save(update_fields=["live_version", "updated_at"])
     audit.record("journey.published", obj=version, actor=actor,

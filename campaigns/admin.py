@@ -31,6 +31,7 @@ from .trigger_conditions import read_conditions
 def describe_step(step: dict) -> str:
     """One line a marketer can read for a step of a published version."""
     key, kind, config = step["key"], step["kind"], step.get("config") or {}
+    otherwise = step.get("else") or "the end"
     if kind == StepKind.SEND:
         channels = ", then ".join(entry.get("channel", "?") for entry in step.get("channel_plan") or [])
         text = f"{key}: send {step.get('template_key')} v{step.get('template_version_number')} by {channels}"
@@ -38,10 +39,45 @@ def describe_step(step: dict) -> str:
             text += f", {step['urgency']} urgency"
     elif kind == StepKind.WAIT:
         text = f"{key}: wait {config.get('seconds')} s"
+    elif kind == StepKind.WAIT_UNTIL:
+        days = f" on {', '.join(config['days'])}" if config.get("days") else ""
+        text = f"{key}: wait until {config.get('time')}{days}, contact's time"
+    elif kind == StepKind.WAIT_DATE:
+        source = (f"attribute {config['attribute']}" if "attribute" in config
+                  else f"trigger property {config.get('property')}")
+        offset = config.get("offset_seconds", 0)
+        when = f"{abs(offset)} s {'before' if offset < 0 else 'after'}" if offset else "at"
+        text = f"{key}: wait until {when} {source} (without it, go to {step.get('else') or 'the next step'})"
+    elif kind == StepKind.WAIT_EVENT:
+        what = (f"event {config.get('event')}" if "event" in config
+                else f"{config.get('engagement')} of {config.get('step')}")
+        text = (f"{key}: wait for {what}, at most {config.get('timeout_seconds')} s, "
+                f"then go to {step.get('else') or 'the next step'}")
     elif kind == StepKind.CONDITION:
         check = config.get("check", "engaged")
-        subject = config.get("name") if check == "attribute" else config.get("step")
-        text = f"{key}: if {subject} {check}, else go to {step.get('else') or 'the end'}"
+        if check == "attribute":
+            text = f"{key}: if attribute {config.get('name')} {_comparison(config)}"
+        elif check == "event":
+            within = f"in the last {config['within_days']} days" if "within_days" in config else "since entering"
+            text = f"{key}: if did {config.get('name')} {within}"
+        elif check == "webhook":
+            text = f"{key}: if {config.get('step')}'s answer {config.get('name')} {_comparison(config)}"
+        else:
+            text = f"{key}: if {config.get('step')} {check}"
+        text += f", else go to {otherwise}"
+    elif kind == StepKind.SPLIT:
+        total = sum(path.get("weight", 0) for path in config.get("paths") or []) or 1
+        text = f"{key}: split " + ", ".join(
+            f"{path.get('name')} {100 * path.get('weight', 0) / total:.0f}% → {path.get('step') or 'next'}"
+            for path in config.get("paths") or [])
+    elif kind == StepKind.UPDATE:
+        if "lifecycle_stage" in config:
+            text = f"{key}: set lifecycle stage to {config['lifecycle_stage']}"
+        else:
+            text = f"{key}: set attribute {config.get('attribute')} to {config.get('value')!r}"
+    elif kind == StepKind.WEBHOOK:
+        text = (f"{key}: call webhook {config.get('endpoint')}, wait at most {config.get('timeout_seconds')} s for "
+                f"its answer; without one, go to {step.get('else') or 'the next step'}")
     else:
         text = f"{key}: exit"
     return text + (f" → {step['next']}" if step.get("next") else "")
@@ -66,12 +102,7 @@ def describe_trigger(version: JourneyVersion) -> str:
 
 
 def _describe_condition(condition: dict) -> str:
-    text = f"{condition.get('property')} {str(condition.get('operator')).replace('_', ' ')}"
-    if "value" in condition and condition.get("operator") not in ("is_set", "is_not_set", "is_true", "is_false"):
-        text += f" {condition['value']!r}"
-    if "value_to" in condition:
-        text += f" and {condition['value_to']!r}"
-    return text
+    return f"{condition.get('property')} {_comparison(condition)}"
 
 
 def _describe_moment(version: JourneyVersion) -> str:
@@ -79,6 +110,15 @@ def _describe_moment(version: JourneyVersion) -> str:
     when = "on" if not days else f"{abs(days)} day{'' if abs(days) == 1 else 's'} {'before' if days < 0 else 'after'}"
     at = f"at {version.trigger_date_time:%H:%M} local time " if version.trigger_date_time else ""
     return f"{at}{when}"
+
+
+def _comparison(config: dict) -> str:
+    if "equals" in config:
+        return f"= {config['equals']!r}"
+    words = str(config.get("operator", "")).replace("_", " ")
+    if "value_to" in config:
+        return f"{words} {config.get('value')!r} and {config['value_to']!r}"
+    return f"{words} {config['value']!r}" if "value" in config else words
 
 
 class JourneyVersionInline(ReadOnlyInline):
@@ -322,8 +362,8 @@ class EnrollmentAdmin(QuarantineAdminMixin, ReadOnlyAdminMixin, ModelAdmin):
     """Enrollments move through the orchestration tick; pause the journey to hold all of them, or
     pause and resume selected ones here (with a reason; audited)."""
 
-    list_display = ["contact", "journey", "version_number", "state", "pause", "current_step_key", "next_run_at",
-                    "steps_taken", "entered_at", "ended_at", "end_reason", "quarantine_reason"]
+    list_display = ["contact", "journey", "version_number", "state", "pause", "current_step_key", "waiting_for",
+                    "next_run_at", "steps_taken", "entered_at", "ended_at", "end_reason", "quarantine_reason"]
     list_filter = ["state", QuarantinedFilter, "journey", "end_reason"]
     actions = ["retry_quarantined", "pause_selected", "resume_selected"]
     action_form = EnrollmentActionForm

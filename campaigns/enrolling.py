@@ -1,5 +1,6 @@
-"""Events in: pause, resume or end enrollments when their contacts reply, enroll contacts in the
-journeys their events trigger, and convert goals.
+"""Events in: pause, resume or end enrollments when their contacts reply, wake the enrollments
+waiting for the events (campaigns/waking.py), enroll contacts in the journeys their events
+trigger, and convert goals.
 
 One tick stage (campaigns/tick.py): unprocessed events are claimed in batches; an event that
 cannot be processed is quarantined and the rest of its batch goes on.
@@ -12,7 +13,7 @@ version's on_reply says (see _act_on_conversations).
 from collections import Counter, defaultdict
 
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
 
 from contacts.models import Contact, ContactEvent
 from omni import audit
@@ -24,6 +25,7 @@ from .admission import Wanted, enroll_many
 from .date_triggers import contact_zone, moment_of
 from .models import (
     LIVE_ENROLLMENT_STATES,
+    AwaitedEvent,
     Enrollment,
     EnrollmentState,
     JourneyStatus,
@@ -33,6 +35,7 @@ from .models import (
 )
 from .tick_report import TickReport
 from .trigger_conditions import compile_conditions, declared_types, event_matches
+from .waking import awaited_events, wake_for_events
 
 # Events claimed per transaction. Large enough that a batch's fixed costs (the claim query, the
 # commit) are spread thin; small enough that a batch commits in well under a second.
@@ -77,18 +80,25 @@ def _process_events(events, now, report: TickReport) -> None:
         for e in events
     ])
     names = {e.name for e in events}
-    # The live versions these events trigger, and any version (enrollments keep older ones)
-    # whose goal they reach: one query.
+    # The live versions these events trigger, any version (enrollments keep older ones) whose
+    # goal they reach, and any version, of a running journey or not, with a step waiting for
+    # one of them: one query.
     versions = list(
-        JourneyVersion.objects.filter(journey__status=JourneyStatus.ACTIVE)
-        .filter(Q(trigger_type=TriggerType.EVENT, trigger_event__in=names, journey__live_version=F("pk"))
-                | Q(goal_event__in=names))
-        .select_related("journey")
+        JourneyVersion.objects.filter(
+            Q(journey__status=JourneyStatus.ACTIVE)
+            & (Q(trigger_type=TriggerType.EVENT, trigger_event__in=names, journey__live_version=F("pk"))
+               | Q(goal_event__in=names))
+            | Q(Exists(AwaitedEvent.objects.filter(version=OuterRef("pk"), event__in=names)))
+        ).select_related("journey")
     )
-    converted = enrolled = 0
-    if versions:
-        converted = _convert_goals(events, versions, now)
-        enrolled = _enroll_from_events(events, versions, now)
+    converted = enrolled = woken = 0
+    awaited = {name for version in versions for name in awaited_events(version.steps)} & names
+    if awaited:
+        woken = wake_for_events([e for e in events if e.name in awaited], now)
+    running = [version for version in versions if version.journey.status == JourneyStatus.ACTIVE]
+    if running:
+        converted = _convert_goals(events, running, now)
+        enrolled = _enroll_from_events(events, running, now)
     # After enrolling: a contact who writes in pauses the enrollment their sign-up in the same
     # batch just made. Only a batch holding a reply or a closing reads enrollments for them.
     by_conversations = (_act_on_conversations(events, now) if REPLIED in names or CONVERSATION_CLOSED in names
@@ -99,6 +109,7 @@ def _process_events(events, now, report: TickReport) -> None:
     report.resumed += by_conversations["resumed"]
     report.exited_on_reply += by_conversations["exited"]
     report.enrolled += enrolled
+    report.woken += woken
     report.events += len(events)
 
 
@@ -200,7 +211,8 @@ def _convert_goals(events, versions, now) -> int:
         event = wanted[(enrollment.contact_id, enrollment.journey_version_id)]
         entries.append(enrollment_state.end(enrollment, EnrollmentState.CONVERTED, f"goal:{event.name}", now,
                                             data={"event": event.pk}))
-    Enrollment.objects.bulk_update(converted, ["state", "ended_at", "end_reason", "next_run_at", "claimed_at"])
+    Enrollment.objects.bulk_update(converted, ["state", "ended_at", "end_reason", "next_run_at", "claimed_at",
+                                               "waiting_for", "woken_at"])
     audit.record_many(entries)
     return len(converted)
 

@@ -27,7 +27,7 @@ TRANSITIONS = {
 
 # Every column the moves below write.
 FIELDS = ["state", "next_run_at", "claimed_at", "ended_at", "end_reason", "paused_at", "paused_by_label",
-          "pause_reason", "paused_for_conversation_id"]
+          "pause_reason", "paused_for_conversation_id", "waiting_for", "woken_at"]
 
 # The audit reasons of pauses and resumes a conversation caused, and of those staff made;
 # staff's own words are kept beside the entry as personal data (they may name the customer).
@@ -57,6 +57,9 @@ def end(enrollment, state: str, reason: str, now, *, actor=None, actor_label="",
     enrollment.ended_at = now
     enrollment.next_run_at = None
     enrollment.claimed_at = None
+    # It waits for nothing any more (and leaves the enrollment_waiting index).
+    enrollment.waiting_for = ""
+    enrollment.woken_at = None
     return audit.build(f"journey.{state}", contact_id=enrollment.contact_id, obj=enrollment, reason=reason,
                        actor=actor, actor_label=actor_label,
                        data={"journey": enrollment.journey_id, **(data or {})})

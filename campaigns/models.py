@@ -15,10 +15,11 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from channels.plans import channel_plan_problems, whole_seconds
 from contacts.models import Contact, Segment
 from omni.choices import Purpose, Urgency
 from templates.models import Template
+
+from .step_settings import StepKind, step_setting_problems  # noqa: F401  (StepKind is part of this module's API)
 
 
 class JourneyStatus(models.TextChoices):
@@ -129,21 +130,10 @@ class Journey(models.Model):
         return self.name
 
 
-class StepKind(models.TextChoices):
-    SEND = "send", "Send a message"
-    WAIT = "wait", "Wait"
-    CONDITION = "condition", "Branch on a condition"
-    EXIT = "exit", "Exit"
-
-
 class JourneyStep(models.Model):
-    """One step of a journey.
-
-    - send: template, purpose, urgency, channel_plan, intent_key.
-    - wait: config {"seconds": N}.
-    - condition: config {"check": "engaged", "step": "<key of an earlier send step>"}; goes to
-      next_step when true, else_step when false.
-    - exit: ends the enrollment.
+    """One step of a journey: its kind and settings (campaigns/step_settings.py says what each
+    kind takes in `config`). A condition goes to next_step when true and else_step when false; a
+    wait for an event goes to else_step when it times out.
     A step without next_step continues with the next position; the last step completes.
     These rows are the draft: contacts run on the published JourneyVersion's copy of them.
     """
@@ -152,7 +142,14 @@ class JourneyStep(models.Model):
     key = models.SlugField(max_length=50, help_text="Unique within the journey; conditions refer to it.")
     position = models.PositiveIntegerField(default=0)
     kind = models.CharField(max_length=10, choices=StepKind.choices)
-    config = models.JSONField(default=dict, blank=True)
+    config = models.JSONField(default=dict, blank=True, help_text=(
+        'The settings of its kind, as JSON: wait {"seconds": 3600}; wait_until {"time": "09:00"}; wait_date '
+        '{"attribute": "appointment_at", "offset_seconds": -86400}; wait_event {"event": "purchased", '
+        '"timeout_seconds": 86400} or {"engagement": "opened", "step": "<send step>", "timeout_seconds": 86400}; '
+        'condition {"check": "attribute", "name": "plan", "operator": "equals", "value": "pro"}; split {"paths": '
+        '[{"name": "A", "weight": 50, "step": "<step>"}, {"name": "B", "weight": 50}]}; update {"attribute": '
+        '"plan", "value": "pro"} or {"lifecycle_stage": "customer"}; webhook {"endpoint": "<name>", '
+        '"timeout_seconds": 600}. Else step: a condition\'s false branch, a wait\'s timeout branch.'))
     template = models.ForeignKey(Template, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     purpose = models.CharField(max_length=15, choices=Purpose.choices, blank=True, help_text="Blank: the template's.")
     urgency = models.CharField(max_length=10, choices=Urgency.choices, default=Urgency.NORMAL)
@@ -174,57 +171,6 @@ class JourneyStep(models.Model):
         problems = step_setting_problems(self.kind, self.config, self.channel_plan, has_template=bool(self.template_id))
         if problems:
             raise ValidationError(problems)
-
-
-# What each kind of step takes in its config.
-STEP_CONFIG_SETTINGS = {
-    StepKind.SEND: (),
-    StepKind.WAIT: ("seconds",),
-    StepKind.CONDITION: ("check", "step", "name", "equals"),
-    StepKind.EXIT: (),
-}
-CONDITION_CHECKS = ("engaged", "delivered", "attribute")
-# Ten years: longer than any journey waits, and far below what a datetime can add.
-MAX_WAIT_SECONDS = 10 * 366 * 24 * 3600
-
-
-def step_setting_problems(kind: str, config, channel_plan, *, has_template: bool) -> dict[str, list[str]]:
-    """What is wrong with one step's own settings, by the field at fault ("config", "channel_plan",
-    "template"), each message naming the setting. The step form and publishing both ask this;
-    what depends on other steps (targets, loops) is checked at publishing (campaigns.actions)."""
-    problems: dict[str, list[str]] = {}
-
-    def refuse(field: str, message: str) -> None:
-        problems.setdefault(field, []).append(message)
-
-    if kind == StepKind.SEND:
-        if not has_template:
-            refuse("template", "A send step needs a template.")
-        # Blank: the default plan for the step's purpose and urgency, pinned when the journey is published.
-        for problem in channel_plan_problems(channel_plan) if channel_plan not in (None, [], "") else ():
-            refuse("channel_plan", problem)
-    if not isinstance(config, dict):
-        refuse("config", 'config must be a JSON object, e.g. {"seconds": 3600}.')
-        return problems
-    allowed = STEP_CONFIG_SETTINGS.get(kind, ())
-    for name in config:
-        if name not in allowed:
-            takes = f"takes {', '.join(allowed)}" if allowed else "takes no settings"
-            refuse("config", f"config.{name} is not a setting; a {kind} step {takes}.")
-    if kind == StepKind.WAIT and not whole_seconds(config.get("seconds"), MAX_WAIT_SECONDS):
-        refuse("config", f'config.seconds must be a whole number of seconds from 1 to {MAX_WAIT_SECONDS}, '
-                         f'not {config.get("seconds")!r}: a wait step needs {{"seconds": N}}.')
-    if kind == StepKind.CONDITION:
-        check = config.get("check", "engaged")
-        if check not in CONDITION_CHECKS:
-            refuse("config", f"config.check must be one of {', '.join(CONDITION_CHECKS)}, not {check!r}.")
-        elif check == "attribute" and not (isinstance(config.get("name"), str) and config["name"]):
-            refuse("config", 'config.name must name the attribute to check: {"check": "attribute", "name": '
-                             '"plan", "equals": "pro"}.')
-        elif check != "attribute" and not (isinstance(config.get("step"), str) and config["step"]):
-            refuse("config", f'config.step must name the send step to check: {{"check": "{check}", '
-                             f'"step": "<send step key>"}}.')
-    return problems
 
 
 @dataclass(frozen=True)
@@ -317,6 +263,21 @@ class JourneyVersion(models.Model):
         return plan_steps(self.steps)
 
 
+class AwaitedEvent(models.Model):
+    """An event name a version's wait steps wait for, written when the version is published, so
+    the tick's event stage reads enrollments only for events someone waits for (engagement waits
+    wait for channels' message.<kind> events)."""
+
+    version = models.ForeignKey(JourneyVersion, on_delete=models.CASCADE, related_name="awaited_events")
+    event = models.CharField(max_length=100)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["event", "version"], name="awaited_event_unique")]
+
+    def __str__(self):
+        return f"{self.version} waits for {self.event}"
+
+
 def plan_steps(steps: list[dict]) -> dict[str, PlannedStep]:
     """Snapshot steps (in position order) by key, each with the step it leads to."""
     planned = {}
@@ -393,6 +354,15 @@ class Enrollment(models.Model):
     paused_by_label = models.CharField(max_length=150, blank=True, default="", db_default="")
     pause_reason = models.CharField(max_length=200, blank=True, default="", db_default="")
     paused_for_conversation_id = models.BigIntegerField(null=True, blank=True)
+    # What a waiting step (a wait for an event or engagement, a webhook's answer) waits for, e.g.
+    # "event:purchased" or "engagement:<message id>:opened"; blank when it waits for nothing.
+    # The tick's event stage wakes the enrollments of an event's contact that wait for it
+    # (campaigns/waking.py) through the enrollment_waiting index: nothing polls them. The step
+    # stays current while it waits, and next_run_at is its timeout.
+    waiting_for = models.CharField(max_length=200, blank=True, default="", db_default="")
+    # Set when what it waited for happened (next_run_at is then now): the step goes on to its next
+    # step rather than its timeout branch. Cleared when the step runs.
+    woken_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-entered_at"]
@@ -420,6 +390,10 @@ class Enrollment(models.Model):
             models.Index(fields=["contact", "entered_at", "id"], name="enrollment_contact_time"),
             models.Index(fields=["contact", "ended_at", "id"], condition=Q(ended_at__isnull=False),
                          name="enrollment_contact_ended"),
+            # Waking: the live enrollments of an event's contacts that wait for it.
+            models.Index(fields=["contact", "waiting_for"],
+                         condition=Q(state__in=["active", "paused"]) & ~Q(waiting_for=""),
+                         name="enrollment_waiting"),
         ]
 
     def __str__(self):

@@ -1,8 +1,13 @@
 import logging
 
 from celery import shared_task
+from django.conf import settings
 from kombu.exceptions import KombuError, OperationalError
 
+from omni.choices import OUTBOUND_QUEUE
+from omni.lib.webhooks import backoff
+
+from . import webhook_calls
 from .advancing import ENROLLMENT_LEASE, run_claimed_enrollments
 from .tick import tick
 
@@ -41,3 +46,31 @@ def hand_off_enrollments(enrollment_ids: list[int]) -> bool:
                   len(enrollment_ids), exc, ENROLLMENT_LEASE)
         return False
     return True
+
+
+# acks_late: a worker lost mid-call calls again, with the same Idempotency-Key.
+@shared_task(bind=True, acks_late=True, ignore_result=True, max_retries=None)
+def call_webhook_task(self, enrollment_id: int, waiting_for: str, step_key: str, endpoint_name: str,
+                      body: dict) -> bool:
+    """Call a journey webhook step's endpoint for one enrollment waiting for it, retrying with
+    backoff what may be retried, then keep the answer and wake the enrollment. Enqueue on
+    OUTBOUND_QUEUE (the step does, once its batch commits)."""
+    attempt = self.request.retries + 1
+    answer = webhook_calls.call_once(enrollment_id, waiting_for, endpoint_name, body, attempt)
+    if answer is None:
+        return False
+    if answer.retryable and attempt < settings.OMNI_WEBHOOK_ATTEMPTS:
+        raise self.retry(countdown=backoff(attempt, base=settings.OMNI_WEBHOOK_RETRY_BASE_SECONDS))
+    return webhook_calls.keep_answer(enrollment_id, waiting_for, step_key, answer)
+
+
+def enqueue_webhook_calls(calls: list[tuple]) -> None:
+    """Hand the webhook calls a batch of steps made to the outbound workers; each call is
+    (enrollment id, waiting_for, step key, endpoint name, body). A call that cannot be published
+    is not lost: its step times out and takes its else branch."""
+    for call in calls:
+        try:
+            call_webhook_task.apply_async(call, queue=OUTBOUND_QUEUE, retry=True, retry_policy=PUBLISH_RETRY_POLICY)
+        except (KombuError, OperationalError, OSError) as exc:
+            log.error("Could not enqueue the webhook call of enrollment %s (%s); its step will time out",
+                      call[0], exc)

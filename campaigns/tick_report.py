@@ -14,6 +14,8 @@ class TickReport:
     resumed: int = 0
     exited_on_reply: int = 0
     steps: int = 0
+    # Waiting enrollments woken by the events they waited for (campaigns/waking.py).
+    woken: int = 0
     redispatched: int = 0
     fallbacks: int = 0
     requeued: int = 0

@@ -18,6 +18,7 @@ from contacts.ingest import store_events
 from contacts.models import Contact
 from omni.choices import PHONE_CHANNELS, Purpose
 from omni.lib.bulk import insert_unless_taken
+from omni.lib.dates import provider_time
 from omni.lib.claims import claim, excluding
 from omni.lib.quarantine import quarantine_failures, run_isolating_failures
 from omni.lib.sql import QueryTemplate
@@ -35,12 +36,24 @@ from .models import (
     DeliveryStatus,
     EventType,
     InboundMessage,
+    MessageSource,
     MessageStatus,
 )
 
 ENGAGEMENT_EVENTS = frozenset({EventType.OPENED, EventType.CLICKED, EventType.READ, EventType.REPLIED})
 # A delivery that ends in one of these did not reach the contact: the message falls back.
 FALLBACK_STATUSES = frozenset({DeliveryStatus.BOUNCED, DeliveryStatus.FAILED, DeliveryStatus.UNDELIVERED})
+
+# Delivery and engagement of a journey's message reach journeys as a contact event of these
+# names (campaigns' wait and branch steps read them; campaigns never reads deliveries for it),
+# stored once per delivery and kind, with the message's id in properties.message_id.
+MESSAGE_CONTACT_EVENTS = {
+    EventType.DELIVERED: "message.delivered",
+    EventType.OPENED: "message.opened",
+    EventType.CLICKED: "message.clicked",
+    EventType.READ: "message.read",
+    EventType.REPLIED: "message.replied",
+}
 
 # The message status each event moves a message to, while the message is still on the plan step
 # of the delivery reported on; channels/state.py says from which statuses. Engagement also
@@ -112,7 +125,21 @@ def record_delivery_event(provider: str, provider_event_id: str, provider_messag
             _protect_address(event, delivery, channel, suppression_reason, recipients)
         if delivery is not None:
             _settle(delivery, event)
+            _tell_journeys(delivery, event)
     return event, True
+
+
+def _tell_journeys(delivery: Delivery, event: DeliveryEvent) -> None:
+    """Store the contact event journeys wait for, for a journey message's delivery or engagement."""
+    name = MESSAGE_CONTACT_EVENTS.get(event.event_type)
+    if name is None or delivery.message.source != MessageSource.JOURNEY:
+        return
+    # One INSERT, no savepoint: a repeat of the same kind for the same delivery is skipped.
+    store_events([{
+        "contact_id": delivery.contact_id, "name": name, "idempotency_key": f"delivery:{delivery.pk}:{event.event_type}",
+        "occurred_at": provider_time(event.occurred_at),
+        "properties": {"message_id": delivery.message_id, "delivery_id": delivery.pk, "channel": delivery.channel},
+    }], source=conversations.EVENT_SOURCE)
 
 
 def adopt_orphan_events(delivery: Delivery) -> int:

@@ -589,9 +589,9 @@ def check(contact, channel: str, purpose: str, address: str, *, provider: str = 
 
 
 def reachability(contacts, purpose: str, now: datetime | None = None,
-                 channel_facts: dict | None = None) -> dict[int, dict[str, Verdict]]:
-    """Whether each contact can be messaged for `purpose` on each channel now, and why not:
-    {contact id: {channel: Verdict}}. A read for pages: no lock, nothing recorded.
+                 channel_facts: dict | None = None, channels=None) -> dict[int, dict[str, Verdict]]:
+    """Whether each contact can be messaged for `purpose` on each channel now (or on `channels`
+    only), and why not: {contact id: {channel: Verdict}}. A read: no lock, nothing recorded.
 
     `channel_facts` maps (contact id, channel) to facts channels knows, such as
     {"whatsapp_session": False}; a "provider" key among them is the provider a send would use
@@ -599,16 +599,28 @@ def reachability(contacts, purpose: str, now: datetime | None = None,
     now = now or timezone.now()
     contacts = list(contacts)
     channel_facts = channel_facts or {}
+    channels = [channel for channel in Channel.values if channels is None or channel in channels]
     push = {}
-    for contact_id, token, endpoint in (Device.objects.filter(contact__in=contacts, enabled=True).order_by("-pk")
-                                        .values_list("contact_id", "token", "provider_endpoint")):
-        push[contact_id] = endpoint or token
+    if Channel.PUSH in channels:
+        for contact_id, token, endpoint in (Device.objects.filter(contact__in=contacts, enabled=True).order_by("-pk")
+                                            .values_list("contact_id", "token", "provider_endpoint")):
+            push[contact_id] = endpoint or token
     requests = []
     for contact in contacts:
-        for channel in Channel.values:
+        for channel in channels:
             extra = dict(channel_facts.get((contact.pk, channel), {}))
             provider = extra.pop("provider", "")
             address = push.get(contact.pk, "") if channel == Channel.PUSH else contact.address_for(channel)
             requests.append(SendRequest(contact, channel, purpose, address, provider, channel_facts=extra))
     verdicts = iter(decide_many(requests, now))
-    return {contact.pk: {channel: next(verdicts) for channel in Channel.values} for contact in contacts}
+    return {contact.pk: {channel: next(verdicts) for channel in channels} for contact in contacts}
+
+
+# What the contact did to stop a channel: revoked consent, texted STOP, unsubscribed.
+OPT_OUT_REASONS = frozenset({"opted_out", "suppressed:stop", "suppressed:unsubscribe"})
+
+
+def opted_out(verdict: Verdict) -> bool:
+    """Whether a verdict says the contact opted out of its channel (for its purpose), whatever
+    else stops the send (a missing address comes first among the reasons, yet the opt-out stands)."""
+    return any(rule.get("reason") in OPT_OUT_REASONS and rule.get("result") == SUPPRESS for rule in verdict.rules)

@@ -1,6 +1,7 @@
 """Changing contacts: every create and update from systems goes through upsert_contact()."""
 import functools
 import hashlib
+import json
 import re
 import zoneinfo
 
@@ -315,3 +316,35 @@ def clean_consents(consents) -> list[dict]:
 def record_consents(contact: Contact, consents: list[dict], *, actor_label: str) -> None:
     """Hand validated consents to the app that owns consent (compliance), through the hook."""
     hooks.send(hooks.consents_submitted, contact=contact, consents=consents, source="api", actor_label=actor_label)
+
+
+# A key an update step may set with one JSON path on SQLite (no quote to escape).
+BULK_ATTRIBUTE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
+
+
+def set_attribute_many(contact_ids: list[int], name: str, value, *, now) -> int:
+    """Set one attribute to one value for many contacts, in one UPDATE (a JSON merge on
+    PostgreSQL, json_set on SQLite): other attributes are kept, even ones written meanwhile.
+    The caller audits. Returns how many rows it updated."""
+    if not BULK_ATTRIBUTE_NAME.fullmatch(name or ""):
+        raise ValueError(f"{name!r} cannot be set in bulk: use letters, digits and _ . : -")
+    if not contact_ids:
+        return 0
+    table = connection.ops.quote_name(Contact._meta.db_table)
+    encoded = json.dumps(value)
+    now = Contact._meta.get_field("updated_at").get_db_prep_save(now, connection)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(f"UPDATE {table} SET attributes = COALESCE(attributes, '{{}}'::jsonb) || "
+                           f"jsonb_build_object(%s::text, %s::jsonb), updated_at = %s WHERE id = ANY(%s)",
+                           [name, encoded, now, list(contact_ids)])
+        else:
+            marks = ", ".join(["%s"] * len(contact_ids))
+            cursor.execute(f"UPDATE {table} SET attributes = json_set(COALESCE(attributes, '{{}}'), %s, json(%s)), "
+                           f"updated_at = %s WHERE id IN ({marks})", [f'$."{name}"', encoded, now, *contact_ids])
+        return cursor.rowcount
+
+
+def set_lifecycle_stage_many(contact_ids: list[int], stage: str, *, now) -> int:
+    """Move many contacts to one lifecycle stage, in one UPDATE. The caller audits."""
+    return Contact.objects.filter(pk__in=list(contact_ids)).update(lifecycle_stage=stage, updated_at=now)

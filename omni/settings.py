@@ -356,6 +356,10 @@ OMNI_WEBHOOKS_ALLOW_PRIVATE = env.bool("OMNI_WEBHOOKS_ALLOW_PRIVATE", default=Fa
 # A PEM file of the certificate authorities webhook receivers' certificates are checked against
 # (default: certifi's public ones).
 OMNI_WEBHOOKS_CA_BUNDLE = env.str("OMNI_WEBHOOKS_CA_BUNDLE", default="")
+# A journey's webhook step tries a call this many times, waiting webhooks.backoff() between
+# attempts from this many seconds, doubling.
+OMNI_WEBHOOK_ATTEMPTS = env.int("OMNI_WEBHOOK_ATTEMPTS", default=5)
+OMNI_WEBHOOK_RETRY_BASE_SECONDS = env.float("OMNI_WEBHOOK_RETRY_BASE_SECONDS", default=10.0)
 
 # --- Support -------------------------------------------------------------------------------
 # A conversation waiting on the customer this many days closes itself (resolved by automation;

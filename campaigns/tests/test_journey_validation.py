@@ -117,7 +117,7 @@ BAD_SETTINGS = [
     (StepKind.WAIT, {"config": {"seconds": 10 ** 12}}, "config", "config.seconds"),
     (StepKind.WAIT, {"config": {"secs": 60}}, "config", "config.secs"),
     (StepKind.WAIT, {"config": [60]}, "config", "config"),
-    (StepKind.CONDITION, {"config": {"check": "opened", "step": "x"}}, "config", "config.check"),
+    (StepKind.CONDITION, {"config": {"check": "seen", "step": "x"}}, "config", "config.check"),
 ]
 
 

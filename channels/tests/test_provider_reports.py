@@ -134,3 +134,30 @@ def test_recording_an_event_takes_a_bounded_number_of_queries(make_delivery, now
     # queries than one locking find did
     with django_assert_max_num_queries(12):
         record_delivery_event("ses", "e-1", "ses-1", EventType.DELIVERED, now)
+
+
+def test_delivery_and_engagement_of_a_journey_message_are_stored_once_as_contact_events(make_delivery, now):
+    # given a journey's message, sent, and an API message, sent
+    from channels.models import MessageSource
+    from contacts.models import ContactEvent
+
+    journeys = sent_delivery(make_delivery)
+    journeys.message.source = MessageSource.JOURNEY
+    journeys.message.save()
+    sent_delivery(make_delivery, provider_message_id="ses-2")
+
+    # when each is delivered, opened and opened again, and clicked
+    for provider_message_id in ("ses-1", "ses-2"):
+        record_delivery_event("ses", f"{provider_message_id}-d", provider_message_id, EventType.DELIVERED, now)
+        record_delivery_event("ses", f"{provider_message_id}-o1", provider_message_id, EventType.OPENED, now)
+        record_delivery_event("ses", f"{provider_message_id}-o2", provider_message_id, EventType.OPENED, now)
+        record_delivery_event("ses", f"{provider_message_id}-c", provider_message_id, EventType.CLICKED, now)
+
+    # then the journey's message has one contact event per kind, from channels; the other none
+    events = ContactEvent.objects.order_by("pk")
+    assert [(e.name, e.source, e.idempotency_key) for e in events] == [
+        ("message.delivered", "channels", f"delivery:{journeys.pk}:delivered"),
+        ("message.opened", "channels", f"delivery:{journeys.pk}:opened"),
+        ("message.clicked", "channels", f"delivery:{journeys.pk}:clicked"),
+    ]
+    assert events[0].properties == {"message_id": journeys.message_id, "delivery_id": journeys.pk, "channel": "email"}

@@ -1,13 +1,22 @@
 """The journey tick at the issue's scale: the beat claims, two worker processes run the steps.
 
-Seeds, by bulk SQL, 10 x scale contacts (email consent granted) each enrolled in a journey of
-two steps (send an email, then wait a day), `scale` of them due now at the send step. Then the
-beat's tick, `tick(hand_off_to=hand_off_enrollments)`, claims the due enrollments and hands their ids in
-batches to `run_enrollments_task` on the journeys queue, where WORKERS real Celery worker
-processes (`celery -A omni.bench.worker worker -P solo`, Redis db 9 as broker) run them: each
-due enrollment sends (a Message, the gate's Decision, a queued Delivery, audit entries) and
-waits, two steps and two JourneyStepVisit rows. The send tasks the workers publish are counted,
-never consumed. Timed from the start of the tick to the end of the last worker task.
+Seeds, by bulk SQL, 10 x scale contacts (email consent granted) each enrolled in a journey with
+every kind of step, `scale` of them due now, a fifth at each of five places:
+- a split (A/B) whose paths set an attribute or the lifecycle stage, then a branch on the
+  attribute, the welcome email, and a wait for its opening (a day at most): four steps;
+- a wait until 09:00 on the contact's clock: one step;
+- a wait until a day before the contact's `renews_at` attribute: one step;
+- a wait for the event `came_back`, whose event is stored unprocessed: the tick's event stage
+  wakes them, then they send the email and wait for its opening: two steps;
+- a webhook step: it starts waiting for the answer and enqueues its call on the outbound queue
+  (counted, never consumed): no step run yet.
+Then the beat's tick, `tick(hand_off_to=hand_off_enrollments)`, processes the events and claims
+the due enrollments and hands their ids in batches to `run_enrollments_task` on the journeys
+queue, where WORKERS real Celery worker processes (`celery -A omni.bench.worker worker -P solo`,
+Redis db 9 as broker) run them: each send makes a Message, the gate's Decision, a queued
+Delivery and audit entries, each step a JourneyStepVisit row. The send tasks the workers
+publish are counted, never consumed. Timed from the start of the tick to the end of the last
+worker task.
 
 With the broker "memory://" (the smoke test), the handed-off batches run in this process.
 """
@@ -49,12 +58,20 @@ def run(scale: int, *, figures, log) -> list[Figure]:
     return results
 
 
+# Where the enrollments start, a fifth of the due ones (every tenth id) at each place (see the
+# module's docstring), and what they wait for.
+START_STEPS = ("CASE ({id} / 10) %% 5 WHEN 0 THEN 'ab' WHEN 1 THEN 'morning' WHEN 2 THEN 'day-before' "
+               "WHEN 3 THEN 'await-back' ELSE 'ask' END")
+WAITING_FOR = "CASE ({id} / 10) %% 5 WHEN 3 THEN 'event:came_back' ELSE '' END"
+
+
 def seed(scale: int) -> int:
     """The journey, 10 x scale contacts enrolled in it, `scale` due now. Returns how many are due."""
     from campaigns.actions import activate_journey
     from campaigns.models import Enrollment, Journey, JourneyStep, StepKind
     from compliance.models import Consent
-    from contacts.models import Contact
+    from contacts.models import Contact, ContactEvent
+    from omni.models import WebhookEndpoint
     from templates.actions import publish_template
     from templates.models import Template, TemplateVariant
 
@@ -63,33 +80,66 @@ def seed(scale: int) -> int:
                                    text_body="Hi {{ first_name }}", html_body="<p>Hi {{ first_name }}</p>")
     publish_template(email)
     journey = Journey.objects.create(name="Bench", slug="bench", trigger_event="signed_up")
-    JourneyStep.objects.bulk_create([
-        JourneyStep(journey=journey, key="email", position=1, kind=StepKind.SEND, template=email,
-                    channel_plan=[{"channel": "email"}]),
-        JourneyStep(journey=journey, key="wait", position=2, kind=StepKind.WAIT, config={"seconds": 86400}),
-    ])
+    specs = [
+        ("ab", StepKind.SPLIT, {"paths": [{"name": "A", "weight": 1, "step": "tag"},
+                                          {"name": "B", "weight": 1, "step": "stage"}]}, None),
+        ("tag", StepKind.UPDATE, {"attribute": "plan", "value": "pro"}, "is-pro"),
+        ("stage", StepKind.UPDATE, {"lifecycle_stage": "customer"}, "is-pro"),
+        ("is-pro", StepKind.CONDITION, {"check": "attribute", "name": "plan", "equals": "pro"}, "email"),
+        ("email", StepKind.SEND, {}, None),
+        ("await-open", StepKind.WAIT_EVENT, {"engagement": "opened", "step": "email", "timeout_seconds": 86400},
+         "done"),
+        ("done", StepKind.EXIT, {}, None),
+        ("morning", StepKind.WAIT_UNTIL, {"time": "09:00"}, "done"),
+        ("day-before", StepKind.WAIT_DATE, {"attribute": "renews_at", "offset_seconds": -86400}, "done"),
+        ("await-back", StepKind.WAIT_EVENT, {"event": "came_back", "timeout_seconds": 86400}, "email"),
+        ("ask", StepKind.WEBHOOK, {"endpoint": "bench", "timeout_seconds": 600}, "done"),
+    ]
+    WebhookEndpoint.objects.create(name="bench", url="https://hooks.example.com/bench")
+    made = {}
+    for position, (key, kind, config, _) in enumerate(specs, start=1):
+        send = {"template": email, "channel_plan": [{"channel": "email"}]} if kind == StepKind.SEND else {}
+        made[key] = JourneyStep.objects.create(journey=journey, key=key, position=position, kind=kind, config=config,
+                                               **send)
+    for key, _, _, following in specs:
+        if following:
+            made[key].next_step = made[following]
+            made[key].save()
+    made["is-pro"].else_step = made["email"]
+    made["is-pro"].save()
     activate_journey(journey)
     journey.refresh_from_db()
 
     total = 10 * scale
     base = Contact.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
     _insert_series(Contact, total, {"external_id": "'b' || g", "email": "'b' || g || '@example.com'",
-                                    "first_name": "'Bo'"})
+                                    "first_name": "'Bo'", "attributes": "'{\"renews_at\": \"2030-01-01\"}'"})
     _insert_select(Consent, {"contact_id": "c.id", "channel": "'email'", "purpose": "'marketing'",
                              "status": "'granted'"}, f"FROM contacts_contact c WHERE c.id > {base}")
     now = timezone.now()
     _insert_select(Enrollment, {
         "journey_id": str(journey.pk), "journey_version_id": str(journey.live_version_id), "contact_id": "c.id",
-        "current_step_key": "'email'", "state": "'active'",
+        "current_step_key": START_STEPS.format(id="c.id"), "state": "'active'",
+        "waiting_for": WAITING_FOR.format(id="c.id"),
     }, f"FROM contacts_contact c WHERE c.id > {base}", defaults={"next_run_at": now + timedelta(days=1)})
     # One in ten is due since a minute ago, the others tomorrow.
     with connection.cursor() as cursor:
         cursor.execute("UPDATE campaigns_enrollment SET next_run_at = %s WHERE id %% 10 = 0",
                        [Enrollment._meta.get_field("next_run_at").get_db_prep_save(now - timedelta(minutes=1),
                                                                                     connection)])
+    # Those due and waiting for came_back were woken by nothing yet: their events arrive now,
+    # and their waits are not due on their own.
+    _insert_select(ContactEvent, {"contact_id": "e.contact_id", "name": "'came_back'",
+                                  "idempotency_key": "'back-' || e.id", "source": "'bench'"},
+                   "FROM campaigns_enrollment e WHERE e.id %% 10 = 0 AND e.current_step_key = 'await-back'")
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE campaigns_enrollment SET next_run_at = %s WHERE waiting_for <> ''",
+                       [Enrollment._meta.get_field("next_run_at").get_db_prep_save(now + timedelta(days=1),
+                                                                                    connection)])
         if connection.vendor == "postgresql":
             cursor.execute("ANALYZE")
-    return Enrollment.objects.filter(next_run_at__lte=now).count()
+    return Enrollment.objects.filter(next_run_at__lte=now).count() + ContactEvent.objects.filter(
+        name="came_back", processed_at__isnull=True).count()
 
 
 def _insert_series(model, count: int, varying: dict[str, str]) -> None:
@@ -176,13 +226,14 @@ def measure(scale: int, *, broker_url: str = "memory://", log=lambda line: None)
     busy = "; ".join(f"worker {i + 1}: {s['tasks']} tasks, {s['steps']} steps, busy {s['busy_s']:.2f}s"
                      for i, s in enumerate(stats))
     mode = "in this process (smoke)" if inline else f"{WORKERS} celery workers -P solo, broker {broker_url}"
-    notes = (f"{10 * scale} enrollments, {due} due (send + wait each); tick claimed {report.handed_off} in "
+    notes = (f"{10 * scale} enrollments, {due} due (a fifth each at a split, a wait until 09:00, a wait for a "
+             f"date, a wait for an event that arrives, a webhook); tick woke {report.woken} and claimed {report.handed_off} in "
              f"{tick_seconds:.2f}s, {len(batches)} batches; {mode}; {busy}; {seconds:.2f}s; "
              f"{deliveries} deliveries; due not run {not_run}")
     return [
         Figure("journey_tick", "steps_per_second", steps / seconds, "steps/s", steps, notes=notes),
         Figure("journey_tick", "due_steps_per_second", due / seconds, "steps/s", due,
-               notes="due enrollments run per second (each runs its send and its wait)"),
+               notes="due enrollments run per second (each runs 0 to 4 steps, 1.6 on average)"),
         Figure("journey_tick", "tick_claims_per_second", report.handed_off / tick_seconds, "enrollments/s",
                report.handed_off),
         Figure("journey_tick", "queries_per_1000_steps", 1000 * queries / max(steps, 1), "queries", steps),
