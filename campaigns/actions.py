@@ -33,6 +33,7 @@ from .models import (
     EnrollmentState,
     Journey,
     JourneyStatus,
+    JourneyStep,
     JourneyVersion,
     StepKind,
     TriggerType,
@@ -666,3 +667,13 @@ def _set_running(journey: Journey, action: str, actor, *, publish_changes: bool)
     journey.save(update_fields=["status", "date_trigger_checked_until", "updated_at"])
     audit.record(action, obj=journey, actor=actor, data={"version": live.number})
     return journey
+
+
+def journey_steps_setting_stage(key: str, **kwargs) -> str | None:
+    """How many journeys have an update step setting the lifecycle stage `key` (contacts asks
+    before deleting it)."""
+    count = (JourneyStep.objects.filter(kind=StepKind.UPDATE, config__lifecycle_stage=key)
+             .values("journey_id").distinct().count())
+    if count:
+        return f"{count} journe{'ys' if count != 1 else 'y'}"
+    return None

@@ -4,3 +4,10 @@ from django.apps import AppConfig
 class CampaignsConfig(AppConfig):
     name = "campaigns"
     verbose_name = "Journeys and campaigns"
+
+    def ready(self):
+        from contacts import hooks
+
+        from .actions import journey_steps_setting_stage
+
+        hooks.lifecycle_stage_used.connect(journey_steps_setting_stage, dispatch_uid="campaigns.lifecycle_stage_used")

@@ -141,3 +141,21 @@ def test_each_role_holds_its_permissions_on_typed_data(role_groups, group, verbs
 
     for model in ("attributedefinition", "eventpropertydefinition", "lifecyclestage"):
         assert {verb for verb in ("add", "change", "delete", "view") if f"{verb}_{model}" in held} == verbs
+
+
+def test_a_stage_a_segment_or_a_journey_s_update_step_names_is_not_deleted():
+    from campaigns.models import Journey, JourneyStep
+    from contacts.models import LifecycleStage, LifecycleStageInUse, Segment
+
+    LifecycleStage.objects.create(key="vip", name="VIP", order=60)
+    LifecycleStage.objects.create(key="lapsed", name="Lapsed", order=70)
+    Segment.objects.create(name="VIPs", definition={"match": "all", "filters": [
+        {"match": "any", "filters": [{"kind": "lifecycle_stage", "stages": ["vip"]}]}]})
+    journey = Journey.objects.create(name="Win back", slug="win-back", trigger_event="lapsed")
+    JourneyStep.objects.create(journey=journey, key="mark", position=1, kind="update",
+                               config={"lifecycle_stage": "lapsed"})
+
+    with pytest.raises(LifecycleStageInUse, match="used by 1 segment"):
+        LifecycleStage.objects.get(key="vip").delete()
+    with pytest.raises(LifecycleStageInUse, match="used by 1 journey"):
+        LifecycleStage.objects.get(key="lapsed").delete()
