@@ -27,13 +27,14 @@ def test_a_marketer_sets_on_reply_and_pauses_and_resumes_one_enrollment(demo_log
     User.objects.get(username="marketer").user_permissions.add(Permission.objects.get(codename="pause_enrollment"))
     log_in("marketer", demo_logins["marketer"])
 
-    # when they choose, on the journey's page, that a reply pauses it until the conversation closes
+    # when they choose, on the journey's page, that a reply ends it (the demo's pauses it until
+    # the conversation closes)
     open_from_index(page, "Journeys")
     with page.expect_navigation():
         page.locator("#result_list").get_by_role("link", name="Welcome", exact=True).click()
     replies = page.get_by_role("group", name="Replies", exact=True)
     expect(replies).to_contain_text("Enrollments paused by staff are never resumed by a closing.")
-    replies.locator("select[name=on_reply]").select_option(label=OnReply.PAUSE_RESUME.label)
+    replies.locator("select[name=on_reply]").select_option(label=OnReply.EXIT.label)
     screenshot("on reply chosen")
     with page.expect_navigation():
         page.locator("input[name=_continue]").click()
@@ -41,7 +42,7 @@ def test_a_marketer_sets_on_reply_and_pauses_and_resumes_one_enrollment(demo_log
     # then it is a draft change, to publish like any other
     expect(page.get_by_role("group", name="Versions", exact=True)).to_contain_text(
         "The draft below has unpublished changes.")
-    assert Journey.objects.get(slug="welcome").on_reply == OnReply.PAUSE_RESUME
+    assert Journey.objects.get(slug="welcome").on_reply == OnReply.EXIT
 
     # when they pause one contact's enrollment with a reason
     open_from_index(page, "Enrollments")
