@@ -8,6 +8,7 @@ class CampaignsConfig(AppConfig):
     def ready(self):
         from contacts import hooks
 
+        from . import tasks  # noqa: F401  (registers the tasks omni.lib.tasks.task_named looks up)
         from .actions import journey_steps_setting_stage
 
         hooks.lifecycle_stage_used.connect(journey_steps_setting_stage, dispatch_uid="campaigns.lifecycle_stage_used")

@@ -131,14 +131,8 @@ def run_enrollments(enrollments: list[Enrollment], versions: dict[int, JourneyVe
     if calls:
         # No HTTP while the batch's rows are held: the calls go to the outbound workers once it
         # commits (a batch rolled back, and run again, drops its own).
-        transaction.on_commit(lambda: _enqueue_webhook_calls(calls), robust=True)
+        transaction.on_commit(lambda: webhook_calls.enqueue(calls), robust=True)
     return ran
-
-
-def _enqueue_webhook_calls(calls) -> None:
-    from .tasks import enqueue_webhook_calls  # tasks imports the tick, which imports this module
-
-    enqueue_webhook_calls(calls)
 
 
 def _kind(step):

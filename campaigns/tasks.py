@@ -4,7 +4,7 @@ from celery import shared_task
 from django.conf import settings
 from kombu.exceptions import KombuError, OperationalError
 
-from omni.choices import OUTBOUND_QUEUE
+from omni.lib.tasks import PUBLISH_RETRY_POLICY
 from omni.lib.webhooks import backoff
 
 from . import webhook_calls
@@ -15,9 +15,6 @@ log = logging.getLogger(__name__)
 
 # The Celery queue of run_enrollments_task, apart from sends so a send backlog never holds up steps.
 JOURNEY_QUEUE = "journeys"
-# kombu's own retries of one publish on a connection error: short, so a broker outage costs the
-# tick little; the claimed batch is claimed again once its lease ends.
-PUBLISH_RETRY_POLICY = {"max_retries": 3, "interval_start": 0.1, "interval_step": 0.2, "interval_max": 0.5}
 
 
 @shared_task(ignore_result=True)
@@ -62,15 +59,3 @@ def call_webhook_task(self, enrollment_id: int, waiting_for: str, step_key: str,
     if answer.retryable and attempt < settings.OMNI_WEBHOOK_ATTEMPTS:
         raise self.retry(countdown=backoff(attempt, base=settings.OMNI_WEBHOOK_RETRY_BASE_SECONDS))
     return webhook_calls.keep_answer(enrollment_id, waiting_for, step_key, answer)
-
-
-def enqueue_webhook_calls(calls: list[tuple]) -> None:
-    """Hand the webhook calls a batch of steps made to the outbound workers; each call is
-    (enrollment id, waiting_for, step key, endpoint name, body). A call that cannot be published
-    is not lost: its step times out and takes its else branch."""
-    for call in calls:
-        try:
-            call_webhook_task.apply_async(call, queue=OUTBOUND_QUEUE, retry=True, retry_policy=PUBLISH_RETRY_POLICY)
-        except (KombuError, OperationalError, OSError) as exc:
-            log.error("Could not enqueue the webhook call of enrollment %s (%s); its step will time out",
-                      call[0], exc)

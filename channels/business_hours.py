@@ -250,26 +250,3 @@ def _span(opens: time, closes: time | None) -> str:
 
 # Used where no business hours are configured: every instant is open, so business time is real time.
 ALWAYS_OPEN = Schedule("UTC", tuple((weekday, time(0), None) for weekday in range(7)))
-
-
-# --- the configured hours ------------------------------------------------------------------------
-# Everything above is pure; these read channels.models (imported inside, since the models build
-# their schedules with this module).
-
-def schedules_for_channels(channels: Iterable[str]) -> dict[str, tuple[Schedule, object | None]]:
-    """Each channel's (Schedule, ServiceLevel or None): ALWAYS_OPEN where the channel has no
-    service level or its service level no business hours. At most three queries."""
-    from .models import ServiceLevel
-
-    wanted = set(channels)
-    found = {
-        level.channel: (level.business_hours.schedule() if level.business_hours else ALWAYS_OPEN, level)
-        for level in ServiceLevel.objects.filter(channel__in=wanted)
-        .select_related("business_hours").prefetch_related("business_hours__openings", "business_hours__holidays")
-    }
-    return {channel: found.get(channel, (ALWAYS_OPEN, None)) for channel in wanted}
-
-
-def schedule_for_channel(channel: str) -> tuple[Schedule, object | None]:
-    """The channel's (Schedule, ServiceLevel or None); see schedules_for_channels."""
-    return schedules_for_channels([channel])[channel]

@@ -18,7 +18,7 @@ from django.utils import timezone
 from kombu.exceptions import KombuError, OperationalError
 
 from omni.choices import send_queue
-from omni.lib.tasks import task_named
+from omni.lib.tasks import PUBLISH_RETRY_POLICY, task_named
 
 from .models import Delivery, DeliveryStatus
 from .state import _update_returning_ids
@@ -33,9 +33,6 @@ REPUBLISH_BATCH = 500
 # paid once per batch rather than once per message, while a batch of slow provider calls still
 # finishes within seconds.
 SEND_BATCH_SIZE = 50
-# kombu's own retries of one publish on a connection error: about a second in all, short enough
-# that a broker outage costs a tick little, long enough to ride out a reconnect.
-PUBLISH_RETRY_POLICY = {"max_retries": 3, "interval_start": 0.1, "interval_step": 0.2, "interval_max": 0.5}
 
 
 def publish_sends(deliveries: list[tuple[int, str, str]], now=None) -> list[int]:

@@ -15,6 +15,7 @@ from omni.lib.admin import ModelAdmin, ReadOnlyAdminMixin, TabularInline
 from omni.lib.quarantine import QuarantineAdminMixin, QuarantinedFilter
 
 from . import segments
+from .data_types import contact_problems
 from .models import (
     AttributeDefinition,
     Contact,
@@ -40,13 +41,21 @@ def lifecycle_stage_choices() -> list[tuple[str, str]]:
 
 
 class ContactForm(forms.ModelForm):
-    # The stages as they are when the form is built; Contact.clean() checks the key and the types
-    # of the declared attributes.
+    # The stages as they are when the form is built; contact_problems() checks the key again, and
+    # the types of the declared attributes.
     lifecycle_stage = forms.ChoiceField(choices=lifecycle_stage_choices)
 
     class Meta:
         model = Contact
         fields = "__all__"
+
+    def clean(self):
+        cleaned = super().clean()
+        checked = {name: cleaned[name] for name in ("lifecycle_stage", "attributes") if name in cleaned}
+        if len(checked) == 2:
+            for field_name, problem in contact_problems(**checked).items():
+                self.add_error(field_name, problem)
+        return cleaned
 
 
 class LifecycleStageFilter(admin.SimpleListFilter):

@@ -122,6 +122,24 @@ def check_properties(event: str, properties: dict) -> None:
         check_typed(properties, types, prefix="properties")
 
 
+def contact_problems(lifecycle_stage, attributes) -> dict[str, str]:
+    """What a contact's declared data says is wrong with these values, by field: its stage must be
+    a lifecycle stage and its attributes must fit their declared types. The contact form and the
+    import ask this beside Contact.clean() (which cannot: this reads the definition models)."""
+    problems = {}
+    if not is_lifecycle_stage(lifecycle_stage):
+        problems["lifecycle_stage"] = (f"{lifecycle_stage!r} is not a lifecycle stage; the stages are: "
+                                       f"{', '.join(LifecycleStage.objects.values_list('key', flat=True))}.")
+    if not isinstance(attributes, dict):
+        problems["attributes"] = "attributes must be a JSON object."
+    else:
+        try:
+            check_attributes(attributes)
+        except WrongType as exc:
+            problems["attributes"] = exc.messages[0]
+    return problems
+
+
 def is_lifecycle_stage(key) -> bool:
     """Whether `key` is a lifecycle stage's key. A key this process does not know is looked up, so
     a stage just added elsewhere is accepted at once; only a deleted one may linger."""

@@ -192,9 +192,8 @@ class Contact(models.Model):
         return name or self.email or self.phone or self.external_id or f"Contact {self.pk}"
 
     def clean(self):
-        # data_types reads the definition models above; imported here, where a contact is checked.
-        from .data_types import WrongType, check_attributes, is_lifecycle_stage
-
+        # The stage and the declared attribute types are checked by contacts.data_types
+        # (contact_problems), which reads the definition models: the form and the import ask it.
         errors = {}
         if self.email:
             self.email = self.email.strip().lower()
@@ -204,16 +203,6 @@ class Contact(models.Model):
             self.region = self.region.strip().upper()
             if self.country and not self.region.startswith(f"{self.country.upper()}-"):
                 errors["region"] = f"Region {self.region} is not in the contact's country {self.country}."
-        if not is_lifecycle_stage(self.lifecycle_stage):
-            errors["lifecycle_stage"] = (f"{self.lifecycle_stage!r} is not a lifecycle stage; the stages are: "
-                                         f"{', '.join(lifecycle_stage_keys())}.")
-        if not isinstance(self.attributes, dict):
-            errors["attributes"] = "attributes must be a JSON object."
-        else:
-            try:
-                check_attributes(self.attributes)
-            except WrongType as exc:
-                errors["attributes"] = exc.messages[0]
         if errors:
             raise ValidationError(errors)
 

@@ -16,6 +16,7 @@ from omni import audit
 from omni.lib.spreadsheet import neutralize_formula, restore_formula_text
 
 from .actions import ContactErased
+from .data_types import contact_problems
 from .models import Contact
 from .phones import normalize_phone
 
@@ -86,6 +87,13 @@ class ContactResource(resources.ModelResource):
         self._dry_run = dry_run
         self._audit_entries = []
         return super().import_data(dataset, dry_run=dry_run, **kwargs)
+
+    def validate_instance(self, instance, import_validation_errors=None, validate_unique=True):
+        # Beside Contact.full_clean(): the stage and the declared attribute types.
+        errors = dict(import_validation_errors or {})
+        for field_name, problem in contact_problems(instance.lifecycle_stage, instance.attributes).items():
+            errors.setdefault(field_name, ValidationError(problem))
+        super().validate_instance(instance, errors, validate_unique)
 
     def import_instance(self, instance, row, **kwargs):
         if instance.pk is not None and instance.erased_at is not None:

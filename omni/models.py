@@ -10,6 +10,8 @@ from django.db import models
 from django.db.models.functions import Now
 from django.utils import timezone
 
+from .lib.webhook_addresses import scheme_problem
+
 
 class ApiScope(models.TextChoices):
     EVENTS_WRITE = "events:write", "Send events"
@@ -240,8 +242,6 @@ class WebhookEndpoint(models.Model):
         return self.name
 
     def clean(self):
-        from .lib.webhooks import scheme_problem
-
         problem = scheme_problem(self.url or "")
         if problem:
             raise ValidationError({"url": problem})

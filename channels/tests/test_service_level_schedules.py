@@ -3,7 +3,8 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 
-from channels.business_hours import ALWAYS_OPEN, schedule_for_channel, schedules_for_channels
+from channels.business_hours import ALWAYS_OPEN
+from channels.inbound_settings import configured_schedules
 from channels.models import END_OF_DAY, BusinessHours, Holiday, OpeningHours, ServiceLevel
 
 pytestmark = pytest.mark.django_db
@@ -24,7 +25,7 @@ def test_a_channels_service_level_counts_in_its_business_hours(office_hours, dja
     ServiceLevel.objects.create(channel="sms", business_hours=office_hours, first_response_minutes=60)
 
     with django_assert_num_queries(3):
-        schedule, level = schedule_for_channel("sms")
+        schedule, level = configured_schedules(["sms"])["sms"]
 
     assert level.first_response_minutes == 60
     # Thursday 16:30: half an hour left, Christmas Friday closed, Saturday opens at 10:00.
@@ -36,7 +37,7 @@ def test_a_channels_service_level_counts_in_its_business_hours(office_hours, dja
 
 def test_a_channel_without_service_level_runs_around_the_clock(django_assert_num_queries):
     with django_assert_num_queries(1):
-        assert schedules_for_channels(["email"]) == {"email": (ALWAYS_OPEN, None)}
+        assert configured_schedules(["email"]) == {"email": (ALWAYS_OPEN, None)}
 
 
 def test_business_hours_without_openings_say_so(office_hours):
@@ -44,3 +45,12 @@ def test_business_hours_without_openings_say_so(office_hours):
 
     with pytest.raises(ValueError):
         office_hours.schedule()
+
+
+def test_a_channel_whose_business_hours_are_unusable_counts_no_due_times(office_hours):
+    ServiceLevel.objects.create(channel="sms", business_hours=office_hours)
+    ServiceLevel.objects.create(channel="whatsapp")
+    office_hours.openings.all().delete()
+
+    assert configured_schedules(["sms", "whatsapp"]) == {
+        "sms": (None, None), "whatsapp": (ALWAYS_OPEN, ServiceLevel.objects.get(channel="whatsapp"))}

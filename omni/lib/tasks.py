@@ -8,6 +8,11 @@ registered in every process.
 """
 from celery import current_app
 
+# kombu's own retries of one publish on a connection error: about a second in all, short enough
+# that a broker outage costs the caller little (what it meant to publish is claimed again, or
+# times out, by its own rule), long enough to ride out a reconnect.
+PUBLISH_RETRY_POLICY = {"max_retries": 3, "interval_start": 0.1, "interval_step": 0.2, "interval_max": 0.5}
+
 
 def task_named(name: str):
     """The registered Celery task called `name` (KeyError naming it when it is not registered)."""

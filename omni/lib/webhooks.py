@@ -24,16 +24,12 @@ attempt fails for good with the status kept and the first bytes in the call log.
 success; 408, 429, 5xx and connection errors (refused, reset, timed out, unresolvable name)
 may be retried; every other answer (3xx: redirects are not followed, 4xx) fails for good.
 
-Addresses: outside DEBUG, and unless settings.OMNI_WEBHOOKS_ALLOW_PRIVATE is set, only https
-URLs are called and only public addresses: the host is resolved, every address it resolves to
-must be public (not private, loopback, link-local, multicast, reserved or unspecified), and the
-connection goes to the address checked, never to a second lookup a rebinding DNS server could
-answer differently. The Host header and TLS server name (SNI and certificate check) stay the
-URL's host.
+Addresses are checked by omni/lib/webhook_addresses.py, and the connection goes to the address
+checked, never to a second lookup a rebinding DNS server could answer differently. The Host
+header and TLS server name (SNI and certificate check) stay the URL's host.
 """
 import hashlib
 import hmac
-import ipaddress
 import json
 import random
 import socket
@@ -46,6 +42,8 @@ import urllib3
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
+
+from .webhook_addresses import RefusedAddress, checked_address
 
 MAX_ANSWER_BYTES = 16 * 1024
 SIGNATURE_TOLERANCE_SECONDS = 300
@@ -63,10 +61,6 @@ class WebhookAnswer:
     body: Any
     error: str = ""
     call_id: int | None = None
-
-
-class RefusedAddress(Exception):
-    """The URL may not be called (scheme or address); retrying cannot help."""
 
 
 # --- Signing --------------------------------------------------------------------------------
@@ -113,50 +107,6 @@ def backoff(attempt: int, *, base: float = BACKOFF_BASE_SECONDS, cap: float = BA
 
 
 # --- Addresses ------------------------------------------------------------------------------
-
-def private_allowed() -> bool:
-    return bool(settings.DEBUG or getattr(settings, "OMNI_WEBHOOKS_ALLOW_PRIVATE", False))
-
-
-def scheme_problem(url: str) -> str:
-    """Why `url` may not be a webhook URL by its form alone, or ""."""
-    parts = urlsplit(url)
-    allowed = ("https", "http") if private_allowed() else ("https",)
-    if parts.scheme not in allowed:
-        return "Webhook URLs must use https." if parts.scheme == "http" else f"Unsupported URL scheme {parts.scheme!r}."
-    if not parts.hostname:
-        return "The URL has no host."
-    if parts.username or parts.password:
-        return "Put credentials in the receiver's checks, not in the URL."
-    return ""
-
-
-def is_public_address(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not (ip.is_multicast or ip.is_reserved or ip.is_loopback or ip.is_link_local
-                                 or ip.is_private or ip.is_unspecified)
-
-
-def checked_address(url: str) -> str:
-    """The address to connect to for `url`, after checking every address its host resolves to.
-
-    Raises RefusedAddress, or socket.gaierror when the name does not resolve.
-    """
-    problem = scheme_problem(url)
-    if problem:
-        raise RefusedAddress(problem)
-    parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    addresses = list(dict.fromkeys(info[4][0] for info in socket.getaddrinfo(parts.hostname, port,
-                                                                             type=socket.SOCK_STREAM)))
-    if not private_allowed():
-        refused = [address for address in addresses if not is_public_address(address)]
-        if refused:
-            raise RefusedAddress(f"{parts.hostname} resolves to a non-public address ({', '.join(refused)}).")
-    return addresses[0]
-
 
 # --- The call -------------------------------------------------------------------------------
 

@@ -7,7 +7,8 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from omni.lib import webhooks
-from omni.lib.webhooks import MAX_ANSWER_BYTES, backoff, call, classify, is_public_address, verify_signature
+from omni.lib.webhook_addresses import is_public_address
+from omni.lib.webhooks import MAX_ANSWER_BYTES, backoff, call, classify, verify_signature
 from omni.models import WebhookCall, WebhookEndpoint, WebhookOutcome
 
 pytestmark = pytest.mark.django_db
