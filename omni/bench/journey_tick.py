@@ -152,10 +152,13 @@ def _insert_series(model, count: int, varying: dict[str, str]) -> None:
                                                         f"SELECT g + 1 FROM s WHERE g < {count}) ")
 
 
-def _insert_select(model, varying: dict[str, str], source: str, *, defaults=None, prefix: str = "") -> None:
+def _insert_select(model, varying: dict[str, str], source: str, *, defaults=None, prefix: str = "",
+                   varying_params: dict | None = None) -> None:
     """INSERT INTO model's table SELECT `varying` columns as SQL, the others from `defaults` or
-    the model's own, {source}."""
+    the model's own, {source}. A varying column's SQL may hold one %s, for the Python value
+    `varying_params` gives it (written as its field writes it)."""
     template = model(**(defaults or {}))
+    varying_params = varying_params or {}
     columns, expressions, params = [], [], []
     for field in model._meta.concrete_fields:
         if field.primary_key:
@@ -163,6 +166,8 @@ def _insert_select(model, varying: dict[str, str], source: str, *, defaults=None
         columns.append(connection.ops.quote_name(field.column))
         if field.column in varying:
             expressions.append(varying[field.column])
+            if field.column in varying_params:
+                params.append(field.get_db_prep_save(varying_params[field.column], connection))
         else:
             expressions.append("%s")
             params.append(field.get_db_prep_save(field.pre_save(template, add=True), connection))

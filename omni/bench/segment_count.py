@@ -32,7 +32,7 @@ DEFINITION = {"match": "all", "filters": [
 def seed(scale: int, now) -> None:
     from contacts.models import AttributeDefinition, Contact, ContactEvent, DataType, lifecycle_stage_keys
 
-    from .journey_tick import _insert_series
+    from .journey_tick import _insert_select, _insert_series
 
     AttributeDefinition.objects.get_or_create(name="score", defaults={"data_type": DataType.NUMBER})
     stages = lifecycle_stage_keys()
@@ -55,34 +55,14 @@ def seed(scale: int, now) -> None:
         prefix = f"WITH RECURSIVE e(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM e WHERE i < {EVENTS_PER_CONTACT}) "
         occurred = "datetime(%s, '-' || ((c.id * 7919 + e.i * 104729) %% 7776000) || ' seconds')"
         key = "'seg-' || c.id || '-' || e.i"
-    _insert_select_with_now(ContactEvent, {"contact_id": "c.id", "name": names, "occurred_at": occurred,
-                                           "idempotency_key": key},
-                            f"FROM contacts_contact c CROSS JOIN {series} WHERE c.id > {base}", now, prefix,
-                            defaults={"processed_at": now, "received_at": now})
+    _insert_select(ContactEvent, {"contact_id": "c.id", "name": names, "occurred_at": occurred,
+                                  "idempotency_key": key},
+                   f"FROM contacts_contact c CROSS JOIN {series} WHERE c.id > {base}", prefix=prefix,
+                   defaults={"processed_at": now, "received_at": now}, varying_params={"occurred_at": now})
     if connection.vendor == "postgresql":
         # As autovacuum leaves a table after a bulk load: statistics and a visibility map.
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE" if connection.in_atomic_block else "VACUUM ANALYZE")
-
-
-def _insert_select_with_now(model, varying, source, now, prefix, defaults):
-    """journey_tick's _insert_select, with `now` as the parameter of the occurred_at SQL."""
-    template = model(**defaults)
-    columns, expressions, params = [], [], []
-    for field in model._meta.concrete_fields:
-        if field.primary_key:
-            continue
-        columns.append(connection.ops.quote_name(field.column))
-        if field.column in varying:
-            expressions.append(varying[field.column])
-            if field.column == "occurred_at":
-                params.append(field.get_db_prep_save(now, connection))
-        else:
-            expressions.append("%s")
-            params.append(field.get_db_prep_save(field.pre_save(template, add=True), connection))
-    with connection.cursor() as cursor:
-        cursor.execute(f"{prefix}INSERT INTO {connection.ops.quote_name(model._meta.db_table)} ({', '.join(columns)}) "
-                       f"SELECT {', '.join(expressions)} {source}", params)
 
 
 def measure(scale: int, log=lambda line: None) -> list[Figure]:
