@@ -15,4 +15,7 @@ class ContactsConfig(AppConfig):
                 signal.connect(forget_definitions, sender=model,
                                dispatch_uid=f"contacts.forget_definitions.{model.__name__}")
         # Registers contacts' own segment filter kinds (attribute, lifecycle stage, event).
-        from . import segments  # noqa: F401
+        from . import hooks, segments
+
+        hooks.lifecycle_stage_used.connect(segments.segments_filtering_on_stage,
+                                           dispatch_uid="contacts.segments_filtering_on_stage")

@@ -61,10 +61,6 @@ class LifecycleStage(models.Model):
         contacts = Contact.objects.filter(lifecycle_stage=self.key).count()
         if contacts:
             uses.append(f"{contacts} contact{'s' if contacts != 1 else ''}")
-        segments = sum(1 for definition in Segment.objects.values_list("definition", flat=True)
-                       if self.key in _stages_in(definition))
-        if segments:
-            uses.append(f"{segments} segment{'s' if segments != 1 else ''}")
         uses.extend(hooks.lifecycle_stage_uses(self.key))
         return uses
 
@@ -80,17 +76,6 @@ class LifecycleStage(models.Model):
     def delete(self, *args, **kwargs):
         self.refuse_if_used()
         return super().delete(*args, **kwargs)
-
-
-def _stages_in(definition) -> set[str]:
-    """The lifecycle stages a segment definition's filters name, nested groups included."""
-    found = set()
-    for item in (definition or {}).get("filters", []) if isinstance(definition, dict) else []:
-        if isinstance(item, dict) and item.get("kind") == "lifecycle_stage":
-            found.update(stage for stage in item.get("stages") or () if isinstance(stage, str))
-        elif isinstance(item, dict) and "filters" in item:
-            found |= _stages_in(item)
-    return found
 
 
 def lifecycle_stage_keys() -> list[str]:

@@ -40,7 +40,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date
 
 from .conditions import ConditionError, condition_q, operators_by_type, parse_condition
-from .models import AttributeDefinition, Contact, ContactEvent, EventPropertyDefinition, lifecycle_stage_keys
+from .models import AttributeDefinition, Contact, ContactEvent, EventPropertyDefinition, Segment, lifecycle_stage_keys
 
 MATCHES = ("all", "any")
 # Nesting beyond this is refused: deeper definitions are a mistake, not an audience.
@@ -147,6 +147,16 @@ def _leaves(definition):
             yield from _leaves(child)
     else:
         yield definition
+
+
+def segments_filtering_on_stage(key: str, **kwargs) -> str | None:
+    """How many segments filter on the lifecycle stage `key` (asked before deleting it)."""
+    count = sum(1 for definition in Segment.objects.values_list("definition", flat=True)
+                if any(leaf.get("kind") == "lifecycle_stage" and key in (leaf.get("stages") or ())
+                       for leaf in _leaves(definition)))
+    if count:
+        return f"{count} segment{'s' if count != 1 else ''}"
+    return None
 
 
 def _typed_config(config: dict, types: DeclaredTypes) -> dict:
