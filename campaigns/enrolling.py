@@ -15,6 +15,7 @@ from collections import Counter, defaultdict
 from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Q
 
+from contacts.data_types import definitions
 from contacts.models import Contact, ContactEvent
 from omni import audit
 from omni.lib.claims import claim, excluding
@@ -34,7 +35,7 @@ from .models import (
     TriggerType,
 )
 from .tick_report import TickReport
-from .trigger_conditions import compile_conditions, declared_types, event_matches
+from .trigger_conditions import compile_conditions, event_matches
 from .waking import awaited_events, wake_for_events
 
 # Events claimed per transaction. Large enough that a batch's fixed costs (the claim query, the
@@ -229,10 +230,9 @@ def _enroll_from_events(events, versions, now) -> int:
     ]
     if not triggered:
         return 0
-    # The conditions of each version, typed by the declared properties of its event: one query,
-    # only when a version has conditions.
-    with_conditions = [v for v in triggered if v.trigger_conditions]
-    declared = declared_types(v.trigger_event for v in with_conditions) if with_conditions else {}
+    # The conditions of each version, typed by the declared properties of its event (this
+    # process's copy of the definitions, contacts.data_types).
+    declared = definitions().properties
     conditions = {v.pk: compile_conditions(v.trigger_conditions, declared.get(v.trigger_event, {})) for v in triggered}
     candidates, refused = {}, []
     for event in events:

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from django.utils import timezone
 
 from contacts.conditions import Condition, ConditionError, matches, parse_condition
-from contacts.models import DataType, EventPropertyDefinition
+from contacts.data_types import definitions
+from contacts.models import DataType
 
 # The type an old {"name": value} pair compares as, when the property is not declared.
 OLD_SHAPE_TYPES = ((bool, DataType.BOOLEAN), ((int, float), DataType.NUMBER))
@@ -48,15 +49,6 @@ def _type_of(condition: dict, declared: dict[str, str]) -> str | None:
             if isinstance(condition.get("value"), python_types):
                 return data_type
     return None
-
-
-def declared_types(event_names) -> dict[str, dict[str, str]]:
-    """{event: {property: data type}} of the declared properties of these events, in one query."""
-    types: dict[str, dict[str, str]] = {}
-    for event, name, data_type in EventPropertyDefinition.objects.filter(event__in=set(event_names)).values_list(
-            "event", "name", "data_type"):
-        types.setdefault(event, {})[name] = data_type
-    return types
 
 
 @dataclass(frozen=True)
@@ -108,7 +100,7 @@ def condition_problems(raw, event_name: str) -> list[str]:
     if not isinstance(raw, (dict, list)):
         return ['The trigger conditions must be a list such as [{"property": "plan", "operator": "equals", '
                 '"value": "pro"}].']
-    declared = declared_types([event_name]).get(event_name, {}) if raw else {}
+    declared = definitions().properties.get(event_name, {}) if raw else {}
     problems = []
     for index, condition in enumerate(read_conditions(raw)):
         field = f"trigger_conditions[{index}]"
