@@ -14,7 +14,8 @@ from channels.models import ENGAGED_DELIVERY_STATUSES, Delivery, DeliveryStatus,
 from compliance import gate
 from contacts.actions import set_attribute_many, set_lifecycle_stage_many
 from contacts import conditions
-from contacts.models import AttributeDefinition, ContactEvent
+from contacts.data_types import definitions
+from contacts.models import ContactEvent
 from omni import audit
 from omni.lib.bulk import bulk_update, insert_rows
 from templates.models import TemplateVersion
@@ -373,8 +374,7 @@ def _evaluate_conditions(enrollments, at, now) -> dict[int, bool]:
     proven = _engagement_events({e.contact_id for e in engagement_checks},
                                 {at[e.pk].config["check"] for e in engagement_checks}) if engagement_checks else set()
     last_events = _last_events(checks["event"], at)
-    typed = {at[e.pk].config["name"] for e in checks["attribute"] if "operator" in at[e.pk].config}
-    types = dict(AttributeDefinition.objects.filter(name__in=typed).values_list("name", "data_type")) if typed else {}
+    types = definitions().attributes if checks["attribute"] else {}
     results = {}
     for enrollment in enrollments:
         config = at[enrollment.pk].config
