@@ -18,6 +18,7 @@ from contacts.data_types import type_problem
 from contacts.models import AttributeDefinition, DataType, lifecycle_stage_keys
 from omni import audit
 from omni.choices import Purpose, Urgency
+from omni.lib.sql import lock_until_commit
 from omni.models import WebhookEndpoint
 from templates.actions import latest_versions
 from templates.models import TemplateVersion
@@ -509,7 +510,10 @@ def enroll_contact_once(journey: Journey, contact, *, idempotency_key: str, prop
     """
     trigger_key = f"api:{idempotency_key}"
     trigger = {"type": TriggerType.API.value, "properties": properties}
-    for _ in range(2):
+    with transaction.atomic():
+        # Copies of one request arriving at once run one after the other: the later ones find the
+        # enrollment the first made (rather than being refused as already enrolled).
+        lock_until_commit(f"journey:{journey.pk}:{trigger_key}")
         existing = Enrollment.objects.filter(journey=journey, trigger_key=trigger_key).select_related("journey_version").first()
         if existing is not None:
             same = (existing.contact_id == contact.pk
@@ -520,9 +524,9 @@ def enroll_contact_once(journey: Journey, contact, *, idempotency_key: str, prop
         try:
             return enroll_contact(journey, contact, actor=actor, actor_label=actor_label, trigger=trigger,
                                   trigger_key=trigger_key), True
-        except IntegrityError:
-            continue  # a request with the same key won the race: answer as its retry
-    raise IntegrityError(f"No enrollment with {trigger_key!r} after a unique violation.")
+        except EnrollmentRefused as refused:
+            refusal = refused  # raised once the block commits: the refusal's audit entry stays
+    raise refusal
 
 
 def _refuse(journey, contact, reason: str, message: str, actor, actor_label) -> None:

@@ -1,6 +1,5 @@
 """Changing contacts: every create and update from systems goes through upsert_contact()."""
 import functools
-import hashlib
 import json
 import re
 import zoneinfo
@@ -12,6 +11,7 @@ from django.utils.timezone import now
 
 from omni import audit
 from omni.choices import Channel, ConsentStatus, Purpose
+from omni.lib.sql import lock_until_commit
 
 from . import hooks
 from .data_types import WrongType, check_attributes, is_lifecycle_stage
@@ -123,9 +123,7 @@ def contact_for_unknown_sender(field: str, address: str, *, actor_label: str) ->
         return None, False
     if not address:
         return None, False
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [address_lock_key(field, address)])
+    lock_until_commit(f"contact:{field}:{address}")
     contact = Contact.objects.reachable().filter(**{field: address}).order_by("pk").first()
     if contact is not None:
         return contact, False
@@ -133,12 +131,6 @@ def contact_for_unknown_sender(field: str, address: str, *, actor_label: str) ->
     audit.record("contact.created", contact=contact, obj=contact, actor_label=actor_label, reason="unknown_sender",
                  data={"fields": [field], "unknown_sender": True})
     return contact, True
-
-
-def address_lock_key(field: str, address: str) -> int:
-    """A signed 64-bit advisory lock key for one address (PostgreSQL's bigint)."""
-    digest = hashlib.sha256(f"contact:{field}:{address}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 def set_preferred_channel(contact: Contact, channel: str, *, actor_label: str) -> bool:

@@ -1,4 +1,5 @@
 """Raw SQL helpers for hot paths."""
+import hashlib
 from contextlib import contextmanager
 
 from django.db import connection as default_connection
@@ -80,3 +81,14 @@ class QueryTemplate:
         with prepared_cursor(connection) as cursor:
             cursor.execute(sql, params)
             return cursor.fetchall()
+
+
+def lock_until_commit(name: str, connection=default_connection) -> None:
+    """Wait for, then hold until the transaction ends, a lock on `name` (PostgreSQL's advisory
+    lock on a 64-bit digest of it): two transactions that would both create the thing it names
+    run one after the other. Call inside a transaction. SQLite runs one writer at a time anyway."""
+    if connection.vendor != "postgresql":
+        return
+    key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
