@@ -15,7 +15,6 @@ import json
 import os
 import secrets
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -28,6 +27,7 @@ from campaigns.actions import activate_journey
 from campaigns.enrolling import process_events_batch
 from campaigns.models import Journey, JourneyStatus, JourneyStep, OnReply, StepKind, TriggerType
 from campaigns.tick_report import TickReport
+from campaigns.timing import contact_zone
 from channels.provider_reports import record_inbound_message
 from compliance.actions import record_consent_change
 from compliance.models import Consent, ConsentSource, ConsentStatus, LawfulBasis
@@ -205,7 +205,8 @@ INVOICE_PAID_EVENT = "invoice_paid"
 APPOINTMENT_BOOKED_EVENT = "appointment_booked"
 APPOINTMENT_ATTENDED_EVENT = "appointment_attended"
 
-# Journey fields (any of Journey's) and the steps, in order. Each is created once, by its slug.
+# Each journey: its fields (any of Journey's, passed as they are) and its steps, in order.
+# ensure_journey creates each once, by its slug, and activates it.
 DEMO_JOURNEYS = [
     {
         "slug": "welcome",
@@ -305,7 +306,8 @@ def ensure_journey(description: dict, templates: dict[str, Template]) -> Journey
 
 
 class Command(BaseCommand):
-    help = "Load the demo data (users, contacts, consents, templates, the Welcome journey). Idempotent."
+    help = ("Load the demo data (users, contacts, consents, templates, the Welcome, Payment failed and Appointment "
+            "reminder journeys, the events that start them). Idempotent.")
 
     def handle(self, *args, **options):
         logins_path = Path(settings.VAR_DIR) / "demo-logins.json"
@@ -420,7 +422,7 @@ class Command(BaseCommand):
         """The booking, its time on the demo's clock; the one stored earlier when there is one."""
         now = timezone.now()
         starts_at = (now + scaled(APPOINTMENT["ahead_seconds"])).replace(microsecond=0)
-        local = starts_at.astimezone(ZoneInfo(contact.timezone))
+        local = starts_at.astimezone(contact_zone(contact))
         event, _ = ingest_event(
             contact=contact, name=APPOINTMENT_BOOKED_EVENT, occurred_at=now, source="demo",
             idempotency_key=f"demo-appointment-{contact.external_id}",
@@ -431,10 +433,10 @@ class Command(BaseCommand):
 
     def ensure_activation(self, contact: Contact) -> bool:
         """Carol activates her trial, which ends her Welcome at its goal. A goal ends only the
-        enrollments there are when its event is processed, and the tick processes the events
-        stored before it in one batch, goals before sign-ups: so the sign-ups stored above are
-        processed here first (contacts enrolled, Bob's question pausing his Welcome; nothing is
-        sent), and the activation is stored after them."""
+        enrollments that exist when its event is processed, and the tick takes the events waiting
+        for it together, goals before enrollments: stored with her sign-up, her activation would
+        end nothing. So the events stored above are processed here first (contacts enrolled, Bob's
+        question pausing his Welcome; nothing is sent: steps run in the tick), then it is stored."""
         key = f"demo-activated-{contact.external_id}"
         if ContactEvent.objects.filter(source="demo", idempotency_key=key).exists():
             return False
