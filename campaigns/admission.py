@@ -7,7 +7,6 @@ the `trigger` variable ({{ trigger.plan }}); branches read them from the enrollm
 """
 from dataclasses import dataclass
 
-
 from omni import audit
 from omni.lib.demo_time import scaled
 
