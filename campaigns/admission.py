@@ -7,9 +7,8 @@ the `trigger` variable ({{ trigger.plan }}); branches read them from the enrollm
 """
 from dataclasses import dataclass
 
-from django.utils import timezone
-
 from omni import audit
+from omni.lib.demo_time import scaled
 
 from .models import LIVE_ENROLLMENT_STATES, TRIGGER_CONTEXT, Enrollment, EnrollmentState, JourneyVersion, ReentryPolicy
 
@@ -89,7 +88,7 @@ def reentry_refusal(version, past, now) -> str:
     if version.reentry == ReentryPolicy.NEVER:
         return REENTRY_NEVER
     last_entry = max(entered for _, entered in past)
-    if now - last_entry < timezone.timedelta(seconds=version.reentry_after_seconds or 0):
+    if now - last_entry < scaled(version.reentry_after_seconds or 0):
         return REENTRY_TOO_SOON
     return ""
 

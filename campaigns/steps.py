@@ -18,6 +18,7 @@ from contacts.data_types import definitions
 from contacts.models import ContactEvent
 from omni import audit
 from omni.lib.bulk import bulk_update, insert_rows
+from omni.lib.demo_time import scaled
 from templates.models import TemplateVersion
 
 from . import enrollment_state, timing, waking, webhook_calls
@@ -161,7 +162,7 @@ def _transition(enrollment, step, facts: BatchFacts, now) -> Move:
     if kind == StepKind.SEND:
         return Move(facts.messages[enrollment.pk].status, step.following)
     if kind == StepKind.WAIT:
-        return Move(f"wait:{config['seconds']}s", step.following, now + timezone.timedelta(seconds=int(config["seconds"])))
+        return Move(f"wait:{config['seconds']}s", step.following, now + scaled(int(config["seconds"])))
     if kind == StepKind.WAIT_UNTIL:
         until = timing.next_local_time(now, timing.contact_zone(enrollment.contact),
                                        timing.parse_time_of_day(config["time"]), config.get("days"))
@@ -194,7 +195,7 @@ def _webhook(enrollment, step, now) -> Move:
     otherwise = step.else_key or step.following
     if not enrollment.waiting_for:
         return Move(None, waiting_for=waking.webhook_key(enrollment.pk, enrollment.steps_taken + 1),
-                    run_at=now + timezone.timedelta(seconds=int(step.config["timeout_seconds"])))
+                    run_at=now + scaled(int(step.config["timeout_seconds"])))
     answer = enrollment.context.get("webhooks", {}).get(step.key) or {}
     if enrollment.woken_at is None:
         return Move("timeout", otherwise)
@@ -216,7 +217,7 @@ def _wait_for_event(enrollment, step, facts: BatchFacts, now) -> Move:
             # The engagement came while the wait was starting, and its wake missed it.
             return Move(f"engagement:{config['engagement']}", step.following)
         return Move("timeout", timeout_branch)
-    timeout = now + timezone.timedelta(seconds=int(config["timeout_seconds"]))
+    timeout = now + scaled(int(config["timeout_seconds"]))
     if "event" in config:
         return Move(None, waiting_for=waking.event_key(config["event"]), run_at=timeout)
     message_id = _message_of(enrollment, config["step"])
@@ -329,7 +330,7 @@ def _date_targets(enrollments, at) -> dict:
         else:
             value = (properties.get(enrollment.trigger_event_id) or {}).get(config["property"])
         moment = timing.date_value(value, timing.contact_zone(enrollment.contact))
-        targets[enrollment.pk] = (moment + timezone.timedelta(seconds=config.get("offset_seconds", 0))
+        targets[enrollment.pk] = (moment + scaled(config.get("offset_seconds", 0))
                                   if moment is not None else None)
     return targets
 

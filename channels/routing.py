@@ -7,7 +7,6 @@ enqueued after commit; the channel worker renders it when it sends (channels.del
 fall_back() moves an undelivered message to the next channel of its plan. Every gate verdict is kept as a Decision row, sealed into the audit chain.
 """
 from dataclasses import dataclass
-from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -19,6 +18,7 @@ from contacts.models import Contact, Device
 from omni import audit
 from omni.choices import Channel, Purpose, Urgency
 from omni.lib.bulk import bulk_insert
+from omni.lib.demo_time import scaled
 
 from . import state, whatsapp
 from .models import (
@@ -336,7 +336,7 @@ def _build_deliveries(message: Message, chosen: _Candidate, now) -> list[Deliver
     fallback_due_at = None
     has_next = chosen.step + 1 < len(message.channel_plan)
     if has_next and message.allows_fallback and plan_entry.get("fallback_after_seconds"):
-        fallback_due_at = now + timedelta(seconds=int(plan_entry["fallback_after_seconds"]))
+        fallback_due_at = now + scaled(int(plan_entry["fallback_after_seconds"]))
     targets = [(d, d.provider_endpoint or d.token) for d in chosen.devices] or [(None, chosen.address)]
     return [
         Delivery(

@@ -115,3 +115,20 @@ def sqlite_version_errors(version: tuple[int, ...]) -> list:
     found = ".".join(map(str, version))
     return [Error(f"SQLite {wanted} or newer is needed (UPDATE ... RETURNING); this Python has SQLite {found}. "
                   "Use a newer Python build, or PostgreSQL with DATABASE_URL.", id="omni.E020")]
+
+
+@register()
+def check_demo_time_scale(app_configs, **kwargs):
+    """A shortened clock is for the demo: real contacts never get a week's journey in minutes."""
+    scale = settings.OMNI_DEMO_TIME_SCALE
+    if scale == 1:
+        return []
+    if not scale > 0:
+        return [Error(f"OMNI_DEMO_TIME_SCALE must be a number above 0 (1: real time), not {scale!r}.", id="omni.E030")]
+    real = sorted(f"OMNI_{channel.upper()}_PROVIDER={provider!r}"
+                  for channel, provider in settings.OMNI_PROVIDERS.items() if provider != "sandbox")
+    if real:
+        return [Error(f"OMNI_DEMO_TIME_SCALE={scale:g} shortens every journey wait, so it runs only when every "
+                      f"channel's provider is the sandbox; here {', '.join(real)}. Unset OMNI_DEMO_TIME_SCALE.",
+                      id="omni.E031")]
+    return []

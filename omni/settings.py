@@ -252,6 +252,12 @@ CELERY_TASK_ROUTES = {
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 
+# The demo's clock (omni/lib/demo_time.py): every wait the engine computes (journey waits, their
+# timeouts, wait_date offsets, fallback timers, re-entry periods) lasts this many times less, e.g.
+# 1440 makes a day last a minute, to watch the demo journeys run in minutes. Refused unless every
+# channel's provider is the sandbox (omni/checks.py). 1: real time.
+OMNI_DEMO_TIME_SCALE = env.float("OMNI_DEMO_TIME_SCALE", default=1.0)
+
 # How often the beat tick claims due work (events, enrollments, deferred messages, fallbacks).
 OMNI_TICK_SECONDS = env.float("OMNI_TICK_SECONDS", default=5.0)
 # How long one stage of a tick may go on claiming batches before the next stage gets its turn

@@ -448,9 +448,10 @@ def test_seed_demo_twice_creates_each_object_once(settings, tmp_path):
 
     assert counts() == first
     assert first["contacts.Contact"] == 5
-    assert first["contacts.ContactEvent"] == 6  # a sign-up each, and Bob's question (inbound.replied)
-    assert first["campaigns.JourneyStep"] == 5
-    assert first["message_templates.TemplateVersion"] == 2
+    # a sign-up each, Bob's question (inbound.replied), Alice's failed payment, Erin's booking, Carol's activation
+    assert first["contacts.ContactEvent"] == 9
+    assert first["campaigns.JourneyStep"] == 16  # Welcome 6, Payment failed 4, Appointment reminder 6
+    assert first["message_templates.TemplateVersion"] == 7
     assert first["users"] == 4
     assert json.loads((tmp_path / "demo-logins.json").read_text()) == logins
     assert all(password in out.getvalue() for password in logins.values())
@@ -464,11 +465,11 @@ def test_the_demo_journey_is_active_and_wired_as_documented(demo):
     assert journey.status == JourneyStatus.ACTIVE
     assert (journey.trigger_type, journey.trigger_event) == ("event", "signed_up")
     assert [s.key for s in sorted(steps.values(), key=lambda s: s.position)] == [
-        "welcome-email", "short-wait", "opened-email", "welcome-sms", "done",
+        "welcome-email", "await-activation", "welcome-whatsapp", "until-day-7", "welcome-sms", "done",
     ]
-    assert steps["welcome-email"].next_step == steps["short-wait"]
-    assert steps["opened-email"].next_step == steps["done"]
-    assert steps["opened-email"].else_step == steps["welcome-sms"]
+    assert steps["welcome-email"].next_step == steps["await-activation"]
+    assert steps["await-activation"].next_step == steps["done"]
+    assert steps["await-activation"].else_step == steps["welcome-whatsapp"]
     assert steps["welcome-sms"].next_step == steps["done"]
     erin = Contact.objects.get(external_id="demo-erin")
     assert erin.consents.get(channel="sms", purpose="marketing").status == ConsentStatus.REVOKED
