@@ -1,5 +1,7 @@
 """Journey versions in the admin: marketers publish changes and move contacts with actions, and
 read every version on the journey's page, without typing JSON."""
+import re
+
 import pytest
 from django.contrib.auth.models import Group
 from django.urls import reverse
@@ -122,7 +124,8 @@ def test_the_journey_page_lists_every_version_in_words_in_a_fixed_number_of_quer
 
     # then each version reads as steps, not JSON, the draft says whether it differs, and ten
     # versions cost what one did
-    html = page.content.decode()
+    # (the diagram above the form says the drawn version and the draft in words too: left out here)
+    html = re.sub(r'<section id="journey-diagram".*?</section>', "", page.content.decode(), flags=re.S)
     assert page.status_code == 200
     assert html.count("welcome-email: send welcome-email v1 by email") == 10
     assert "wait: wait 69 s" in html and "wait: wait 61 s" in html
