@@ -22,6 +22,8 @@ END = ":end"
 
 NODE_WIDTH = 236
 NODE_HEIGHT = 76
+# A node without counts (the draft's) has two lines, not three.
+SHORT_NODE_HEIGHT = 54
 END_WIDTH = 90
 END_HEIGHT = 34
 # The place an edge that skips a layer takes in that layer.
@@ -132,7 +134,7 @@ def _weight(path: dict) -> int:
     return weight if isinstance(weight, int) and not isinstance(weight, bool) and weight > 0 else 0
 
 
-def lay_out(steps: list[dict]) -> Layout:
+def lay_out(steps: list[dict], node_height: int = NODE_HEIGHT) -> Layout:
     """Places for every step and the end node, routes for every edge."""
     keys = [step["key"] for step in steps]
     edges = step_edges(steps)
@@ -173,7 +175,7 @@ def lay_out(steps: list[dict]) -> Layout:
                 layer[edge.target] = max(layer[edge.target], layer[node] + 1)
     layer[END] = max(layer.values(), default=-1) + 1
 
-    places = {key: _Place(key, layer[key], NODE_WIDTH, NODE_HEIGHT) for key in keys}
+    places = {key: _Place(key, layer[key], NODE_WIDTH, node_height) for key in keys}
     places[END] = _Place(END, layer[END], END_WIDTH, END_HEIGHT)
     # Each forward edge as a chain of places, one in each layer it crosses.
     chains: list[tuple[Edge, int, list[str]]] = []
@@ -183,13 +185,13 @@ def lay_out(steps: list[dict]) -> Layout:
         chain = [edge.source]
         for between in range(layer[edge.source] + 1, layer[edge.target]):
             passage = f"{index}:{between}"
-            places[passage] = _Place(passage, between, PASSAGE_WIDTH, NODE_HEIGHT)
+            places[passage] = _Place(passage, between, PASSAGE_WIDTH, node_height)
             chain.append(passage)
         chain.append(edge.target)
         rank = outgoing[edge.source].index(index)
         chains.append((edge, rank, chain))
 
-    _order_and_place(keys, places, chains)
+    _order_and_place(keys, places, chains, node_height)
 
     right = max(place.x + place.width / 2 for place in places.values())
     layout = Layout(places={k: p for k, p in places.items() if k in layer})
@@ -213,7 +215,7 @@ def lay_out(steps: list[dict]) -> Layout:
     return layout
 
 
-def _order_and_place(keys: list[str], places: dict[str, _Place], chains) -> None:
+def _order_and_place(keys: list[str], places: dict[str, _Place], chains, node_height: int) -> None:
     """Order each layer by where its places' predecessors stand (a branch's yes left of its no),
     then place each under the mean of its predecessors, spread so that none overlap."""
     predecessors: dict[str, list[tuple[str, int]]] = {place: [] for place in places}
@@ -259,11 +261,11 @@ def _order_and_place(keys: list[str], places: dict[str, _Place], chains) -> None
         # Spreading pushed places right: move the layer back so that, on average, each stands
         # where it wanted to.
         shift = sum(w - p for w, p in zip(wanted, placed)) / len(placed) if placed else 0.0
-        top = MARGIN + number * (NODE_HEIGHT + LAYER_GAP)
+        top = MARGIN + number * (node_height + LAYER_GAP)
         for place_id, x in zip(members, placed):
             place = places[place_id]
             place.x = x + shift
-            place.y = top + (NODE_HEIGHT - place.height) / 2 if place_id == END else top
+            place.y = top + (node_height - place.height) / 2 if place_id == END else top
 
     left = min(place.x - place.width / 2 for place in places.values())
     for place in places.values():
@@ -288,7 +290,7 @@ def draw_journey(steps: list[dict], *, dom_id: str, title: str, description: str
     data-passed). `marks` puts "added", "changed" or "removed in the draft" on a node, `links`
     makes a node a link, `descriptions` is each node's tooltip (the step in full words), and
     the node of `highlighted` is outlined. Every text is escaped; the result is valid XML."""
-    layout = lay_out(steps)
+    layout = lay_out(steps, NODE_HEIGHT if at_step is not None else SHORT_NODE_HEIGHT)
     marks, links, descriptions = marks or {}, links or {}, descriptions or {}
     arrow = f"{dom_id}-arrow"
     parts = [format_html(
