@@ -7,7 +7,7 @@ The page section itself is campaigns/templatetags/journey_diagram.py.
 from urllib.parse import urlencode
 
 from django.contrib.admin.utils import unquote
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, JsonResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -66,8 +66,11 @@ class JourneyDiagramAdminMixin:
         return [counts, *super().get_urls()]
 
     def diagram_counts_view(self, request, object_id):
-        journey = self.get_object(request, unquote(object_id))
-        if journey is None:
+        # Not get_object(): the admin's queryset counts the journey's enrollments, which this
+        # view, asked every few seconds, has no use for.
+        try:
+            journey = Journey.objects.get(pk=unquote(object_id))
+        except (Journey.DoesNotExist, ValueError, ValidationError):
             raise Http404("No such journey.")
         if not self.has_view_permission(request, journey):
             raise PermissionDenied

@@ -10,12 +10,12 @@ from campaigns import step_counts
 from campaigns.actions import draft_snapshot
 from campaigns.diagram import MARK_WORDS, draw_journey, step_changes, step_label
 from campaigns.diagram_admin import counts_url, drawn_version, enrollments_at_step_url, step_figures
-from campaigns.models import LIVE_ENROLLMENT_STATES, Enrollment
+from campaigns.models import LIVE_ENROLLMENT_STATES, Enrollment, EnrollmentState
 
 register = template.Library()
 
 # How often the open page asks for fresh counts.
-REFRESH_SECONDS = 5
+REFRESH_SECONDS = 10
 
 
 @register.inclusion_tag("campaigns/journey/diagram_section.html", takes_context=True)
@@ -48,7 +48,8 @@ def journey_diagram(context, journey):
                             f"through in the last {days} days; the list that follows says the same in words.",
                 at_step=figures["at_step"], passed=figures["passed"], marks=marks, links=links,
                 descriptions={step["key"]: _in_words(step) for step in version.steps}, highlighted=highlighted),
-            "steps": [{"key": step["key"], "words": _in_words(step), "at_step": figures["at_step"][step["key"]],
+            "steps": [{"key": step["key"], "words": _in_words(step), "link": links.get(step["key"], ""),
+                       "at_step": figures["at_step"][step["key"]],
                        "passed": figures["passed"][step["key"]], "mark": MARK_WORDS.get(marks.get(step["key"], "")),
                        "highlighted": step["key"] == highlighted} for step in version.steps],
         }
@@ -63,8 +64,8 @@ def journey_diagram(context, journey):
                             f"follows says the same in words.",
                 marks=draft_marks, links=builder_links,
                 descriptions={step["key"]: _in_words(step) for step in draft_steps}),
-            "steps": [{"key": step["key"], "words": _in_words(step), "mark": MARK_WORDS.get(draft_marks.get(step["key"], ""))}
-                      for step in draft_steps],
+            "steps": [{"key": step["key"], "words": _in_words(step), "link": builder_links.get(step["key"], ""),
+                       "mark": MARK_WORDS.get(draft_marks.get(step["key"], ""))} for step in draft_steps],
             "removed": [key for key, change in changes.items() if change == "removed"],
             "changed": bool(changes),
         }
@@ -92,7 +93,7 @@ def _contact_standing(journey, contact_id, user, version_numbers: dict) -> tuple
     who = str(enrollment.contact) if user.has_perm("contacts.view_contact") else f"Contact {contact_id}"
     number = version_numbers.get(enrollment.journey_version_id)
     where = f"at step {enrollment.current_step_key}" if enrollment.current_step_key else "past the last step"
-    state = " (paused)" if enrollment.state == "paused" else ""
+    state = " (paused)" if enrollment.state == EnrollmentState.PAUSED else ""
     return enrollment, f"{who} is {where} of version {number}{state}."
 
 

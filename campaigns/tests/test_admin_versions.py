@@ -19,8 +19,9 @@ CHANGELIST = reverse("admin:campaigns_journey_changelist")
 # templates and template versions, each step form's selected template; on the theme (Unfold)
 # its related-field widgets and the sidebar's administrators check add a few, still fixed; and
 # whether the user has a two-factor authenticator (omni.middleware.TwoFactorMiddleware); the
-# idle-timeout renewal of the session.
-CHANGE_PAGE_MAX_QUERIES = 35
+# idle-timeout renewal of the session; the diagram: the versions to choose from, the contacts at
+# each step, the steps run in the period, and the draft (its steps, their templates' versions).
+CHANGE_PAGE_MAX_QUERIES = 40
 
 
 @pytest.fixture

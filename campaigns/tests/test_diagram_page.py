@@ -10,6 +10,7 @@ from django.contrib.auth.models import Group
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils.html import escape
 
 from campaigns import step_counts
 from campaigns.actions import activate_journey, publish_journey
@@ -169,7 +170,8 @@ def test_the_page_draws_the_live_version_with_counts_and_the_draft_with_its_chan
     assert "removed: welcome-sms" in html
     # each drawing is an image named for screen readers, followed by its steps in words
     assert live.get("role") == "img" and live.find(f"{SVG}title").text == "Welcome, version 1 (live)"
-    assert "wait: wait 60 s: <span data-at-step=\"wait\">1</span> here now" in html
+    at_wait = escape(enrollments_at_step_url(welcome_journey, welcome_journey.live_version, "wait"))
+    assert f'href="{at_wait}">wait: wait 60 s</a>: <span data-at-step="wait">1</span> here now' in html
     assert "wait: wait 120 s (changed)." in html
     # the counts refresh from the endpoint
     assert reverse("admin:campaigns_journey_diagram_counts", args=[welcome_journey.pk]) + "?version=1&amp;period=30" in html
