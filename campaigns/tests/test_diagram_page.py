@@ -53,7 +53,8 @@ def visit(enrollment, step_key, at, number) -> JourneyStepVisit:
 
 def drawings(html: str) -> dict[str, ET.Element]:
     """The page's SVG images by id, parsed (each must be valid XML)."""
-    return {svg.get("id"): svg for svg in (ET.fromstring(markup) for markup in re.findall(r"<svg .*?</svg>", html, re.S))}
+    parsed = (ET.fromstring(markup) for markup in re.findall(r"<svg .*?</svg>", html, re.S))
+    return {svg.get("id"): svg for svg in parsed}
 
 
 def nodes(svg) -> dict[str, ET.Element]:
@@ -70,7 +71,8 @@ def test_at_a_step_counts_live_enrollments_by_version_and_passed_through_counts_
         welcome_journey, now):
     # given contacts on version 1: three waiting (one paused), one at the condition, one finished
     v1 = welcome_journey.live_version
-    ann, bob, cy, dee, eve, fay = (make_contact(name, consents=()) for name in ("ann", "bob", "cy", "dee", "eve", "fay"))
+    ann, bob, cy, dee, eve, fay = (make_contact(name, consents=())
+                                   for name in ("ann", "bob", "cy", "dee", "eve", "fay"))
     waiting = place(welcome_journey, ann, "wait")
     place(welcome_journey, bob, "wait")
     place(welcome_journey, cy, "wait", EnrollmentState.PAUSED)
@@ -174,7 +176,8 @@ def test_the_page_draws_the_live_version_with_counts_and_the_draft_with_its_chan
     assert f'href="{at_wait}">wait: wait 60 s</a>: <span data-at-step="wait">1</span> here now' in html
     assert "wait: wait 120 s (changed)." in html
     # the counts refresh from the endpoint
-    assert reverse("admin:campaigns_journey_diagram_counts", args=[welcome_journey.pk]) + "?version=1&amp;period=30" in html
+    counts = reverse("admin:campaigns_journey_diagram_counts", args=[welcome_journey.pk])
+    assert f"{counts}?version=1&amp;period=30" in html
     assert "campaigns/journey_diagram.js" in html
 
 
