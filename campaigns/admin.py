@@ -12,6 +12,7 @@ from omni.lib.admin import ModelAdmin, ReadOnlyAdminMixin, ReadOnlyInline, Stack
 from omni.lib.quarantine import QuarantineAdminMixin, QuarantinedFilter
 
 from . import actions
+from .diagram_admin import EnrollmentsAtStepAdminMixin, JourneyDiagramAdminMixin
 from .models import (
     LIVE_ENROLLMENT_STATES,
     Campaign,
@@ -202,7 +203,7 @@ class JourneyStepInline(StackedInline):
 
 
 @admin.register(Journey)
-class JourneyAdmin(ModelAdmin):
+class JourneyAdmin(JourneyDiagramAdminMixin, ModelAdmin):
     list_display = ["name", "status", "live_version_number", "trigger_type", "trigger_event", "live_enrollments",
                     "updated_at"]
     list_filter = ["status", "trigger_type"]
@@ -358,7 +359,7 @@ NAMED_IN_MESSAGE = 5
 
 
 @admin.register(Enrollment)
-class EnrollmentAdmin(QuarantineAdminMixin, ReadOnlyAdminMixin, ModelAdmin):
+class EnrollmentAdmin(EnrollmentsAtStepAdminMixin, QuarantineAdminMixin, ReadOnlyAdminMixin, ModelAdmin):
     """Enrollments move through the orchestration tick; pause the journey to hold all of them, or
     pause and resume selected ones here (with a reason; audited)."""
 

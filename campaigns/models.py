@@ -394,6 +394,9 @@ class Enrollment(models.Model):
             models.Index(fields=["contact", "waiting_for"],
                          condition=Q(state__in=["active", "paused"]) & ~Q(waiting_for=""),
                          name="enrollment_waiting"),
+            # The journey diagram: the contacts at each step of a version (campaigns/step_counts.py).
+            models.Index(fields=["journey_version", "current_step_key"], condition=Q(state__in=["active", "paused"]),
+                         name="enrollment_at_step"),
         ]
 
     def __str__(self):
