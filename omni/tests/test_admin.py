@@ -447,7 +447,7 @@ def test_seed_demo_twice_creates_each_object_once(settings, tmp_path):
     call_command("seed_demo", stdout=out)
 
     assert counts() == first
-    assert first["contacts.Contact"] == 5
+    assert first["contacts.Contact"] == 6  # five customers and Tess, the test contact
     assert first["contacts.ContactEvent"] == 6  # a sign-up each, and Bob's question (inbound.replied)
     assert first["campaigns.JourneyStep"] == 5
     assert first["message_templates.TemplateVersion"] == 2
