@@ -19,7 +19,6 @@ from campaigns.actions import (
 from campaigns.date_triggers import fire_date_triggers_batch
 from campaigns.models import (
     Enrollment,
-    EnrollmentState,
     Journey,
     JourneyStatus,
     JourneyStep,
