@@ -395,7 +395,14 @@ def resume_journey(journey: Journey, actor=None) -> Journey:
 
 @transaction.atomic
 def pause_journey(journey: Journey, actor=None) -> Journey:
-    """Stop running steps; enrollments stay where they are until resumed."""
+    """Stop running steps; enrollments stay where they are until resumed. A journey in testing
+    goes back to draft instead: it has never been active, so resuming may not make it live;
+    testing it again carries its test contacts on."""
+    if journey.status == JourneyStatus.TESTING:
+        journey.status = JourneyStatus.DRAFT
+        journey.save(update_fields=["status", "updated_at"])
+        audit.record("journey.testing_stopped", obj=journey, actor=actor)
+        return journey
     journey.status = JourneyStatus.PAUSED
     journey.save(update_fields=["status", "updated_at"])
     audit.record("journey.paused", obj=journey, actor=actor)

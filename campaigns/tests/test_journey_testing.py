@@ -14,6 +14,7 @@ from campaigns.actions import (
     activate_journey,
     draft_snapshot,
     enroll_contact,
+    pause_journey,
     start_testing_journey,
 )
 from campaigns.date_triggers import fire_date_triggers_batch
@@ -127,6 +128,22 @@ def test_an_active_journey_cannot_be_put_into_testing(welcome_templates, staff_u
 
     journey.refresh_from_db()
     assert journey.status == JourneyStatus.ACTIVE
+
+
+def test_pausing_a_testing_journey_stops_the_test_as_a_draft_and_testing_again_carries_on(testing_welcome, tess,
+                                                                                        staff_user, now):
+    enrollment = enroll_contact(testing_welcome, tess, actor=staff_user, now=now)
+
+    pause_journey(testing_welcome, actor=staff_user)
+    tick(now)
+    stopped = Enrollment.objects.get(pk=enrollment.pk).steps_taken
+    start_testing_journey(testing_welcome, actor=staff_user)
+    tick(now)
+
+    assert stopped == 0
+    assert Enrollment.objects.get(pk=enrollment.pk).steps_taken > 0
+    assert AuditEntry.objects.filter(action="journey.testing_stopped").count() == 1
+    assert not AuditEntry.objects.filter(action="journey.paused").exists()
 
 
 def test_activating_a_testing_journey_is_the_normal_activation_and_then_anyone_enters(testing_welcome, ann, now):
