@@ -27,6 +27,7 @@ from . import enrollment_state
 from .admission import ALREADY_ENROLLED, REENTRY_NEVER, reentry_refusal
 from .models import (
     LIVE_ENROLLMENT_STATES,
+    RUNNING_JOURNEY_STATUSES,
     SEGMENT_TRIGGERS,
     TRIGGER_CONTEXT,
     AwaitedEvent,
@@ -377,6 +378,15 @@ def activate_journey(journey: Journey, actor=None) -> Journey:
     return _set_running(journey, "journey.activated", actor, publish_changes=True)
 
 
+def start_testing_journey(journey: Journey, *, actor=None) -> Journey:
+    """Test a journey not yet active: publish its draft as activation does (refusing an invalid
+    one, with the reasons; no approval needed, since only test contacts enter) and set it testing,
+    in which its version enrolls only test contacts, by every trigger. Run again while testing,
+    it publishes the draft's changes. Activating it later is the normal activation."""
+    return _set_running(journey, "journey.testing_started", actor, publish_changes=True,
+                        status=JourneyStatus.TESTING)
+
+
 def resume_journey(journey: Journey, actor=None) -> Journey:
     """Run a paused journey again; enrollments carry on from where they stopped, on their versions.
     Draft changes stay unpublished until someone publishes them."""
@@ -385,7 +395,14 @@ def resume_journey(journey: Journey, actor=None) -> Journey:
 
 @transaction.atomic
 def pause_journey(journey: Journey, actor=None) -> Journey:
-    """Stop running steps; enrollments stay where they are until resumed."""
+    """Stop running steps; enrollments stay where they are until resumed. A journey in testing
+    goes back to draft instead: it has never been active, so resuming may not make it live;
+    testing it again carries its test contacts on."""
+    if journey.status == JourneyStatus.TESTING:
+        journey.status = JourneyStatus.DRAFT
+        journey.save(update_fields=["status", "updated_at"])
+        audit.record("journey.testing_stopped", obj=journey, actor=actor)
+        return journey
     journey.status = JourneyStatus.PAUSED
     journey.save(update_fields=["status", "updated_at"])
     audit.record("journey.paused", obj=journey, actor=actor)
@@ -442,7 +459,8 @@ def move_to_latest_version(journey: Journey, *, actor=None) -> int:
 
 
 class EnrollmentRefused(ValidationError):
-    """enroll_contact() refused the contact; `reason` says why: journey_not_active, or a re-entry
+    """enroll_contact() refused the contact; `reason` says why: journey_not_active, not_a_test_contact
+    (a journey in testing), or a re-entry
     rule's (already_enrolled, reentry_never, reentry_too_soon)."""
 
     def __init__(self, reason: str, message: str):
@@ -460,6 +478,9 @@ class IdempotencyKeyReused(Exception):
 
 
 JOURNEY_NOT_ACTIVE = "journey_not_active"
+NOT_A_TEST_CONTACT = "not_a_test_contact"
+# The statuses a journey may be put into testing from: never active (or testing already).
+TESTABLE_STATUSES = (JourneyStatus.DRAFT, JourneyStatus.TESTING)
 MANUAL_TRIGGER = "manual"
 
 
@@ -475,9 +496,12 @@ def enroll_contact(journey: Journey, contact, *, actor=None, actor_label="", tri
     now = now or timezone.now()
     trigger = trigger if trigger is not None else {"type": MANUAL_TRIGGER, "properties": {}}
     version = journey.live_version
-    if journey.status != JourneyStatus.ACTIVE or version is None:
+    if journey.status not in RUNNING_JOURNEY_STATUSES or version is None:
         _refuse(journey, contact, JOURNEY_NOT_ACTIVE, f"Journey {journey.name!r} is not active (it is "
                 f"{journey.get_status_display().lower()}): activate it before enrolling contacts.", actor, actor_label)
+    if journey.status == JourneyStatus.TESTING and not contact.is_test:
+        _refuse(journey, contact, NOT_A_TEST_CONTACT, f"Journey {journey.name!r} is being tested: it enrolls only "
+                f"test contacts, and {contact.external_id or contact} is not one.", actor, actor_label)
     past = list(Enrollment.objects.filter(journey=journey, contact=contact).values_list("state", "entered_at"))
     reason = reentry_refusal(version, past, now)
     if reason:
@@ -656,18 +680,23 @@ def _publish(journey: Journey, snapshot: dict, actor) -> JourneyVersion:
 
 
 @transaction.atomic
-def _set_running(journey: Journey, action: str, actor, *, publish_changes: bool) -> Journey:
+def _set_running(journey: Journey, action: str, actor, *, publish_changes: bool,
+                 status: str = JourneyStatus.ACTIVE) -> Journey:
     _lock(journey)
+    if status == JourneyStatus.TESTING and journey.status not in TESTABLE_STATUSES:
+        raise ValidationError(
+            f"{journey.name!r} is {journey.get_status_display().lower()}: only a journey not yet active can be "
+            f"tested. Clone it to try its draft with test contacts.", code="not_testable")
     live = journey.live_version
     if publish_changes or live is None:
         snapshot = _valid_draft(journey)
         if live is None or live.snapshot() != snapshot:
             live = _publish(journey, snapshot, actor)
-    if journey.status != JourneyStatus.ACTIVE:
+    if journey.status != status:
         # A date trigger fires for the moments that come from now on: none that passed while the
-        # journey was not running.
+        # journey was not running (or ran for test contacts only).
         journey.date_trigger_checked_until = timezone.now()
-    journey.status = JourneyStatus.ACTIVE
+    journey.status = status
     journey.save(update_fields=["status", "date_trigger_checked_until", "updated_at"])
     audit.record(action, obj=journey, actor=actor, data={"version": live.number})
     return journey

@@ -2,6 +2,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import Count, F, Q
+from django.urls import reverse
 from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 from django.utils.timezone import localtime
@@ -11,8 +12,10 @@ from omni.choices import Urgency
 from omni.lib.admin import ModelAdmin, ReadOnlyAdminMixin, ReadOnlyInline, StackedInline
 from omni.lib.quarantine import QuarantineAdminMixin, QuarantinedFilter
 
-from . import actions
+from . import actions, journey_testing
 from .diagram_admin import EnrollmentsAtStepAdminMixin, JourneyDiagramAdminMixin
+from .enrollment_context import context_sections
+from .journey_testing_admin import JourneyTestingAdminMixin
 from .models import (
     LIVE_ENROLLMENT_STATES,
     Campaign,
@@ -203,7 +206,7 @@ class JourneyStepInline(StackedInline):
 
 
 @admin.register(Journey)
-class JourneyAdmin(JourneyDiagramAdminMixin, ModelAdmin):
+class JourneyAdmin(JourneyDiagramAdminMixin, JourneyTestingAdminMixin, ModelAdmin):
     list_display = ["name", "status", "live_version_number", "trigger_type", "trigger_event", "live_enrollments",
                     "updated_at"]
     list_filter = ["status", "trigger_type"]
@@ -235,7 +238,7 @@ class JourneyAdmin(JourneyDiagramAdminMixin, ModelAdmin):
         ("Record", {"fields": ["created_by", "created_at", "updated_at"]}),
     ]
     inlines = [JourneyVersionInline, JourneyStepInline]
-    actions = ["activate", "pause", "resume", "publish_changes", "move_to_latest_version"]
+    actions = ["activate", "start_testing", "pause", "resume", "publish_changes", "move_to_latest_version", "clone"]
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(
@@ -363,10 +366,21 @@ class EnrollmentAdmin(EnrollmentsAtStepAdminMixin, QuarantineAdminMixin, ReadOnl
     """Enrollments move through the orchestration tick; pause the journey to hold all of them, or
     pause and resume selected ones here (with a reason; audited)."""
 
-    list_display = ["contact", "journey", "version_number", "state", "pause", "current_step_key", "waiting_for",
-                    "next_run_at", "steps_taken", "entered_at", "ended_at", "end_reason", "quarantine_reason"]
-    list_filter = ["state", QuarantinedFilter, "journey", "end_reason"]
-    actions = ["retry_quarantined", "pause_selected", "resume_selected"]
+    list_display = ["contact", "test_contact", "journey", "version_number", "state", "pause", "current_step_key",
+                    "waiting_for", "next_run_at", "steps_taken", "entered_at", "ended_at", "end_reason",
+                    "quarantine_reason"]
+    list_filter = ["state", QuarantinedFilter, "journey", "end_reason",
+                   ("contact__is_test", admin.BooleanFieldListFilter)]
+    actions = ["retry_quarantined", "pause_selected", "resume_selected", "skip_wait"]
+    # Enrollment.context is shown as labelled values (context_shown), never as JSON.
+    readonly_fields = ["context_shown"]
+    fieldsets = [
+        (None, {"fields": ["journey", "journey_version", "contact", "state", "current_step_key", "next_run_at",
+                           "waiting_for", "woken_at", "steps_taken", "entered_at", "ended_at", "end_reason"]}),
+        ("What it keeps", {"fields": ["context_shown", "trigger_key", "trigger_event"]}),
+        ("Paused", {"fields": ["paused_at", "paused_by_label", "pause_reason", "paused_for_conversation_id"]}),
+        ("Processing", {"fields": ["claimed_at", "loop_ticks", "quarantined_at", "quarantine_reason"]}),
+    ]
     action_form = EnrollmentActionForm
     # A retried looping enrollment gets MAX_LOOPING_TICKS fresh ticks.
     quarantine_retry_fields = {"loop_ticks": 0}
@@ -395,6 +409,39 @@ class EnrollmentAdmin(EnrollmentsAtStepAdminMixin, QuarantineAdminMixin, ReadOnl
     def has_pause_permission(self, request):
         return request.user.has_perm("campaigns.pause_enrollment")
 
+    @admin.display(description="test", boolean=True, ordering="contact__is_test")
+    def test_contact(self, enrollment):
+        return enrollment.contact.is_test
+
+    @admin.display(description="what it keeps")
+    def context_shown(self, enrollment):
+        sections = context_sections(enrollment.context)
+        if not sections:
+            return "Nothing yet."
+        return format_html_join("", '<div class="enrollment-context"><h3 class="font-semibold">{}</h3>'
+                                    '<table><tbody>{}</tbody></table></div>',
+                                ((section.title, format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", (
+                                    (row.label, _message_link(row)) for row in section.rows)))
+                                 for section in sections))
+
+    def has_skip_wait_permission(self, request):
+        return request.user.has_perm("campaigns.change_journey")
+
+    @admin.action(description="Skip the wait of selected test contacts' enrollments", permissions=["skip_wait"])
+    def skip_wait(self, request, queryset):
+        skipped, refusals = 0, []
+        for enrollment in queryset.select_related("contact", "journey"):
+            try:
+                journey_testing.skip_wait(enrollment, actor=request.user)
+            except ValidationError as exc:
+                refusals.append(" ".join(exc.messages))
+            else:
+                skipped += 1
+        if skipped:
+            self.message_user(request, f"{skipped} wait(s) skipped: the next tick runs those steps.", messages.SUCCESS)
+        for refusal in refusals[:NAMED_IN_MESSAGE]:
+            self.message_user(request, refusal, messages.WARNING)
+
     @admin.action(description="Pause selected enrollments (type the reason)", permissions=["pause"])
     def pause_selected(self, request, queryset):
         try:
@@ -420,6 +467,13 @@ class EnrollmentAdmin(EnrollmentsAtStepAdminMixin, QuarantineAdminMixin, ReadOnl
         if refused:
             self.message_user(request, f"{len(refused)} not resumed, not being paused: {_named(refused)}.",
                               messages.WARNING)
+
+
+def _message_link(row):
+    if row.message_id is None:
+        return row.value
+    return format_html('<a href="{}">{}</a>', reverse("admin:channels_message_change", args=[row.message_id]),
+                       row.value)
 
 
 def _named(enrollments) -> str:

@@ -1,16 +1,30 @@
 """Who enters a journey: the re-entry rules, and the one set-based insert every trigger enrolls
 through (events and dates in the tick; enroll_contact, for the API and by hand, asks the same rules).
 
+A journey in testing enrolls only test contacts (only_test_contacts_in_testing): the others are
+left out silently, as if the journey were not running for them.
+
 What enrolled a contact is kept on their enrollment as context["trigger"] (TRIGGER_CONTEXT):
 {"type": "event" | "api" | "date", "properties": {...}, ...}. Templates read its properties as
 the `trigger` variable ({{ trigger.plan }}); branches read them from the enrollment's context.
 """
 from dataclasses import dataclass
 
+from django.utils import timezone
+
+from contacts.models import Contact
 from omni import audit
 from omni.lib.demo_time import scaled
 
-from .models import LIVE_ENROLLMENT_STATES, TRIGGER_CONTEXT, Enrollment, EnrollmentState, JourneyVersion, ReentryPolicy
+from .models import (
+    LIVE_ENROLLMENT_STATES,
+    TRIGGER_CONTEXT,
+    Enrollment,
+    EnrollmentState,
+    JourneyStatus,
+    JourneyVersion,
+    ReentryPolicy,
+)
 
 # Why the re-entry rules refuse an enrollment (journey.enrollment_refused's reason).
 ALREADY_ENROLLED = "already_enrolled"
@@ -40,6 +54,7 @@ def enroll_many(wanted: list[Wanted], now, refused: list | None = None) -> int:
     as journey.enrollment_refused with the reason, beside the `refused` entries the caller built).
     A fixed number of queries whatever their number. Returns how many were enrolled."""
     refused = list(refused or [])
+    wanted = only_test_contacts_in_testing(wanted)
     history = {}
     if wanted:
         for journey_id, contact_id, state, entered_at in Enrollment.objects.filter(
@@ -76,6 +91,17 @@ def enroll_many(wanted: list[Wanted], now, refused: list | None = None) -> int:
                                    data={"journey": en.journey_id, **w.data}))
     audit.record_many(entries + refused)
     return len(entries)
+
+
+def only_test_contacts_in_testing(wanted: list[Wanted]) -> list[Wanted]:
+    """`wanted` without the contacts a journey in testing may not enroll: all but test contacts.
+    One query, and only when a journey of `wanted` is in testing (each version's journey loaded)."""
+    testing = [w for w in wanted if w.version.journey.status == JourneyStatus.TESTING]
+    if not testing:
+        return wanted
+    tests = set(Contact.objects.filter(pk__in={w.contact_id for w in testing}, is_test=True)
+                .values_list("pk", flat=True))
+    return [w for w in wanted if w.version.journey.status != JourneyStatus.TESTING or w.contact_id in tests]
 
 
 def reentry_refusal(version, past, now) -> str:

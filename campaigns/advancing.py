@@ -15,7 +15,7 @@ from omni.lib.claims import claim, claim_ids, excluding
 from omni.lib.quarantine import quarantine, quarantine_failures, run_isolating_failures
 from templates.models import TemplateVersion
 
-from .models import Enrollment, EnrollmentState, JourneyStatus, JourneyVersion
+from .models import RUNNING_JOURNEY_STATUSES, Enrollment, EnrollmentState, JourneyVersion
 from .steps import MAX_STEPS_PER_RUN, run_enrollments
 from .tick_report import TickReport
 
@@ -41,7 +41,7 @@ def lapsed_enrollments(now):
 
 
 def _runnable(now):
-    return Enrollment.objects.filter(state=EnrollmentState.ACTIVE, journey__status=JourneyStatus.ACTIVE,
+    return Enrollment.objects.filter(state=EnrollmentState.ACTIVE, journey__status__in=RUNNING_JOURNEY_STATUSES,
                                      quarantined_at__isnull=True)
 
 
@@ -85,7 +85,7 @@ def run_claimed_enrollments(enrollment_ids: list[int], now=None) -> int:
         claimed = claim(
             Enrollment.objects.filter(
                 pk__in=enrollment_ids, claimed_at__isnull=False, state=EnrollmentState.ACTIVE,
-                journey__status=JourneyStatus.ACTIVE, quarantined_at__isnull=True,
+                journey__status__in=RUNNING_JOURNEY_STATUSES, quarantined_at__isnull=True,
             ).select_related("contact").order_by("id"),
             len(enrollment_ids),
         )

@@ -31,7 +31,7 @@ from contacts.models import Contact
 from omni.lib.claims import excluding
 
 from .admission import Wanted, enroll_many
-from .models import Journey, JourneyStatus, JourneyVersion, TriggerType
+from .models import RUNNING_JOURNEY_STATUSES, Journey, JourneyVersion, TriggerType
 from .tick_report import TickReport
 
 log = logging.getLogger(__name__)
@@ -175,8 +175,8 @@ def local_days_passing(since: datetime, now: datetime, clock: time) -> list[date
 
 def _date_journeys():
     return Journey.objects.filter(
-        status=JourneyStatus.ACTIVE, live_version__trigger_type=TriggerType.DATE_ATTRIBUTE,
-    ).exclude(live_version__trigger_date_attribute="").only("pk", "live_version_id", "date_trigger_checked_until")
+        status__in=RUNNING_JOURNEY_STATUSES, live_version__trigger_type=TriggerType.DATE_ATTRIBUTE,
+    ).exclude(live_version__trigger_date_attribute="").only("pk", "status", "live_version_id", "date_trigger_checked_until")
 
 
 def _fire(version: JourneyVersion, since: datetime, now: datetime) -> int:

@@ -29,7 +29,7 @@ from .models import (
     AwaitedEvent,
     Enrollment,
     EnrollmentState,
-    JourneyStatus,
+    RUNNING_JOURNEY_STATUSES,
     JourneyVersion,
     OnReply,
     TriggerType,
@@ -86,7 +86,7 @@ def _process_events(events, now, report: TickReport) -> None:
     # one of them: one query.
     versions = list(
         JourneyVersion.objects.filter(
-            Q(journey__status=JourneyStatus.ACTIVE)
+            Q(journey__status__in=RUNNING_JOURNEY_STATUSES)
             & (Q(trigger_type=TriggerType.EVENT, trigger_event__in=names, journey__live_version=F("pk"))
                | Q(goal_event__in=names))
             | Q(Exists(AwaitedEvent.objects.filter(version=OuterRef("pk"), event__in=names)))
@@ -96,7 +96,7 @@ def _process_events(events, now, report: TickReport) -> None:
     awaited = {name for version in versions for name in awaited_events(version.steps)} & names
     if awaited:
         woken = wake_for_events([e for e in events if e.name in awaited], now)
-    running = [version for version in versions if version.journey.status == JourneyStatus.ACTIVE]
+    running = [version for version in versions if version.journey.status in RUNNING_JOURNEY_STATUSES]
     if running:
         converted = _convert_goals(events, running, now)
         enrolled = _enroll_from_events(events, running, now)

@@ -25,8 +25,15 @@ from .step_settings import StepKind, step_setting_problems  # noqa: F401  (StepK
 class JourneyStatus(models.TextChoices):
     DRAFT = "draft", "Draft"
     ACTIVE = "active", "Active"
+    # Not yet active: its published version enrolls only test contacts (campaigns.journey_testing).
+    TESTING = "testing", "Testing"
     PAUSED = "paused", "Paused"
     ARCHIVED = "archived", "Archived"
+
+
+# The statuses whose journeys enroll contacts and whose enrollments the tick runs; a journey in
+# testing enrolls only test contacts (campaigns/admission.py).
+RUNNING_JOURNEY_STATUSES = (JourneyStatus.ACTIVE, JourneyStatus.TESTING)
 
 
 class TriggerType(models.TextChoices):

@@ -34,7 +34,7 @@ from omni import audit
 from omni.lib.claims import claim
 
 from .admission import Wanted, enroll_many
-from .models import SEGMENT_TRIGGERS, JourneyStatus, JourneyVersion, TriggerType
+from .models import RUNNING_JOURNEY_STATUSES, SEGMENT_TRIGGERS, JourneyVersion, TriggerType
 from .tick_report import TickReport
 
 # Segments refreshed per transaction: one, since one segment's diff may touch many rows.
@@ -80,7 +80,7 @@ def refresh_segments_batch(now, report: TickReport, handled: set | None = None) 
 
 def _live_segment_versions() -> list[JourneyVersion]:
     return list(
-        JourneyVersion.objects.filter(journey__status=JourneyStatus.ACTIVE, journey__live_version=F("pk"),
+        JourneyVersion.objects.filter(journey__status__in=RUNNING_JOURNEY_STATUSES, journey__live_version=F("pk"),
                                       trigger_type__in=SEGMENT_TRIGGERS, trigger_segment__isnull=False)
         .select_related("journey", "trigger_segment")
     )

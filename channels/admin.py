@@ -114,9 +114,9 @@ class DeliveryEventInline(ReadOnlyInline):
 
 @admin.register(Message)
 class MessageAdmin(QuarantineAdminMixin, ReadOnlyAdminMixin, ModelAdmin):
-    list_display = ["id", "contact", "purpose", "urgency", "status", "status_reason", "current_channel", "source",
-                    "created_at", "quarantine_reason"]
-    list_filter = ["status", QuarantinedFilter, "purpose", "source", "urgency"]
+    list_display = ["id", "contact", "is_test", "purpose", "urgency", "status", "status_reason", "current_channel",
+                    "source", "created_at", "quarantine_reason"]
+    list_filter = ["status", QuarantinedFilter, "purpose", "source", "urgency", "is_test"]
     actions = ["retry_quarantined"]
     search_fields = ["intent_key", "idempotency_key", *CONTACT_SEARCH_FIELDS]
     list_select_related = ["contact"]
@@ -130,15 +130,20 @@ class MessageAdmin(QuarantineAdminMixin, ReadOnlyAdminMixin, ModelAdmin):
 
 @admin.register(Delivery)
 class DeliveryAdmin(QuarantineAdminMixin, ReadOnlyAdminMixin, ModelAdmin):
-    list_display = ["id", "message", "channel", "provider", "to_address", "status", "attempts", "error_code",
-                    "queued_at", "sent_at", "quarantine_reason"]
-    list_filter = ["status", UnresolvedFilter, QuarantinedFilter, "channel", "provider", "error_permanent"]
+    list_display = ["id", "message", "test_send", "channel", "provider", "to_address", "status", "attempts",
+                    "error_code", "queued_at", "sent_at", "quarantine_reason"]
+    list_filter = ["status", UnresolvedFilter, QuarantinedFilter, "channel", "provider", "error_permanent",
+                   ("message__is_test", admin.BooleanFieldListFilter)]
     actions = ["retry_quarantined", "mark_sent", "mark_failed"]
     search_fields = ["to_address", "provider_message_id", "error_code", *CONTACT_SEARCH_FIELDS]
     # Message.__str__ names its contact.
     list_select_related = ["message__contact"]
     date_hierarchy = "queued_at"
     inlines = [DeliveryEventInline]
+
+    @admin.display(description="test", boolean=True, ordering="message__is_test")
+    def test_send(self, obj):
+        return obj.message.is_test
 
     @admin.action(description="Mark uncertain deliveries as sent", permissions=["settle"])
     def mark_sent(self, request, queryset):

@@ -192,7 +192,8 @@ def send_time_refusal(delivery: Delivery, now) -> Refusal | None:
     held = conversation_holds([message], now).get(message.contact_id, ())
     verdict = gate.check(delivery.contact, delivery.channel, message.purpose, delivery.to_address,
                          provider=delivery.provider, expires_at=message.expires_at,
-                         exemption=message.exemption, message_id=message.pk, conversations=held, now=now)
+                         exemption=message.exemption, message_id=message.pk, conversations=held, now=now,
+                         channel_facts={gate.TEST_MESSAGE_FACT: True} if message.is_test else None)
     if verdict.allowed:
         return None
     # The refusal overrides the decision made at dispatch, so it is kept as a decision too.

@@ -92,6 +92,8 @@ class Message(models.Model):
     defer_until = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True, help_text="Not sent after this time.")
     # Gate rules this message may pass (compliance.gate.EXEMPTIONS): set by Omni's own code only.
+    # Copied from the contact when the message is made (routing.create_messages): a test send.
+    is_test = models.BooleanField("test", default=False, db_default=False)
     exemption = models.CharField(max_length=30, choices=Exemption.choices, blank=True, default="", db_default="")
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)

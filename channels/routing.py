@@ -117,12 +117,27 @@ def create_messages(messages: list[Message]) -> tuple[list[Message], list[Messag
             for m in Message.objects.filter(idempotency_key__in=keys).select_related("contact", "template_version")
         }
     new = [m for m in messages if not m.idempotency_key or m.idempotency_key not in existing]
-    put_preferred_channel_first(new)
+    profiles = _unloaded_profiles(new)
+    for message in new:
+        # A test contact's messages are tests, whoever sends them.
+        message.is_test = (message.contact.is_test if Message.contact.is_cached(message)
+                           else profiles[message.contact_id][1])
+    put_preferred_channel_first(new, {pk: preferred for pk, (preferred, _) in profiles.items()})
     bulk_insert(new, set_ids=True)
     return [existing.get(m.idempotency_key, m) if m.idempotency_key else m for m in messages], new
 
 
-def put_preferred_channel_first(messages: list[Message]) -> None:
+def _unloaded_profiles(messages: list[Message]) -> dict[int, tuple[str, bool]]:
+    """(preferred channel, is test) of the contacts of messages made without their contact loaded,
+    in one query (none when every contact is loaded)."""
+    unloaded = {m.contact_id for m in messages if not Message.contact.is_cached(m)}
+    if not unloaded:
+        return {}
+    return {pk: (preferred, is_test) for pk, preferred, is_test
+            in Contact.objects.filter(pk__in=unloaded).values_list("pk", "preferred_channel", "is_test")}
+
+
+def put_preferred_channel_first(messages: list[Message], preferences: dict | None = None) -> None:
     """Move each contact's preferred channel to the front of their message's plan, with its own
     settings, the other channels keeping their order; unless the urgency is high or critical.
 
@@ -131,8 +146,10 @@ def put_preferred_channel_first(messages: list[Message]) -> None:
     the preferences of contacts not loaded with their message in one query.
     """
     movable = [m for m in messages if m.urgency not in PLAN_ORDER_KEPT_URGENCIES and len(m.channel_plan) > 1]
-    unloaded = {m.contact_id for m in movable if not Message.contact.is_cached(m)}
-    preferences = dict(Contact.objects.filter(pk__in=unloaded).values_list("pk", "preferred_channel")) if unloaded else {}
+    if preferences is None:
+        unloaded = {m.contact_id for m in movable if not Message.contact.is_cached(m)}
+        preferences = (dict(Contact.objects.filter(pk__in=unloaded).values_list("pk", "preferred_channel"))
+                       if unloaded else {})
     for message in movable:
         preferred = (message.contact.preferred_channel if Message.contact.is_cached(message)
                      else preferences.get(message.contact_id, ""))
@@ -198,6 +215,9 @@ def dispatch_many(messages: list[Message], *, now=None) -> dict[int, Delivery]:
             if c.variant is not None:
                 c.index = len(requests)
                 facts = {"whatsapp_session": message.contact_id in sessions} if c.channel == Channel.WHATSAPP else {}
+                if message.is_test:
+                    # Kept with the decision, so the decision list can show test sends.
+                    facts[gate.TEST_MESSAGE_FACT] = True
                 if message.preferred_channel_first:
                     # Why the plan starts where it does, kept with the decision.
                     facts["preferred_channel_first"] = message.preferred_channel_first

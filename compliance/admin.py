@@ -2,6 +2,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
+from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
@@ -280,13 +281,34 @@ class SendingPauseAdmin(ModelAdmin):
         self.message_user(request, f"Resumed {resumed} paused channel(s).", messages.SUCCESS)
 
 
+def is_test_decision(decision) -> bool:
+    """Whether the decision was on a test message (channels says so in its channel facts)."""
+    return bool(((decision.inputs or {}).get("channel_facts") or {}).get(gate.TEST_MESSAGE_FACT))
+
+
+class TestSendFilter(admin.SimpleListFilter):
+    title = "test send"
+    parameter_name = "test_send"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Test sends"), ("no", "Not tests")]
+
+    def queryset(self, request, queryset):
+        test = Q(**{f"inputs__channel_facts__{gate.TEST_MESSAGE_FACT}": True})
+        if self.value() == "yes":
+            return queryset.filter(test)
+        if self.value() == "no":
+            return queryset.exclude(test)
+        return queryset
+
+
 @admin.register(Decision)
 class DecisionAdmin(PlainIdLinks, ReadOnlyAdminMixin, ModelAdmin):
     """Every verdict of the pre-send gate, with the inputs it used: why a message went out or did not."""
 
     list_display = ["decided_at", "outcome", "reason", "channel", "purpose", "message_link", "contact_link",
-                    "consent_status", "consent_change_id"]
-    list_filter = ["outcome", "channel", "purpose", "reason"]
+                    "test_send", "consent_status", "consent_change_id"]
+    list_filter = ["outcome", "channel", "purpose", "reason", TestSendFilter]
     search_fields = ["=message_id", "=contact_id", "reason"]
     date_hierarchy = "decided_at"
     show_full_result_count = False
@@ -299,6 +321,10 @@ class DecisionAdmin(PlainIdLinks, ReadOnlyAdminMixin, ModelAdmin):
         ("What the gate read", {"fields": ["what_it_read", ("consent_status", "consent_change_id"), "suppressions",
                                            "inputs", "digest"]}),
     ]
+
+    @admin.display(description="test", boolean=True)
+    def test_send(self, obj):
+        return is_test_decision(obj)
 
     @admin.display(description="rules, in the order they ran")
     def rule_results(self, obj):

@@ -74,14 +74,23 @@ SUPPRESS = "suppress"
 #                                                                          expired, contact_paused
 #   conversational_reply   frequency_cap, quiet_hours                      consent, every suppression,
 #                                                                          expired, contact_paused
+#   test_send              frequency_cap, quiet_hours                      consent, every suppression,
+#                                                                          expired, contact_paused
 # An agent answering a customer who wrote within the last 24 hours is part of the conversation
 # the customer started: counting it against caps or holding it until morning would leave them
-# waiting, but an opt-out still stops it.
+# waiting, but an opt-out still stops it. A test a member of staff sends by hand to a test
+# contact is looked at at once, whatever the hour; but the test contact's own opt-out holds.
 EXEMPTIONS = {
     Exemption.NONE: frozenset(),
     Exemption.OPT_OUT_CONFIRMATION: frozenset({"opted_out", "suppressed:stop", "frequency_cap", "quiet_hours"}),
     Exemption.CONVERSATIONAL_REPLY: frozenset({"frequency_cap", "quiet_hours"}),
+    Exemption.TEST_SEND: frozenset({"frequency_cap", "quiet_hours"}),
 }
+
+# The channel fact (SendRequest.channel_facts, kept in Decision.inputs) by which channels says a
+# message is a test (Message.is_test, its contact a test contact). No rule reads it: test
+# contacts go through every rule; it marks the decision for whoever reads it.
+TEST_MESSAGE_FACT = "test_message"
 
 # The built-in rules in the order they run (the sending rules, rows staff edit, run after them).
 BUILT_IN_RULES = ("expiry", "address", "contact_pause", "suppression", "consent", "marketing", "channel_pause",

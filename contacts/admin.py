@@ -28,6 +28,7 @@ from .models import (
 from .resources import ContactResource
 
 RECENT_EVENTS_SHOWN = 20
+MARK_TEST_CONTACT = "contacts.mark_test_contact"
 
 
 class DeviceInline(TabularInline):
@@ -78,8 +79,8 @@ class ContactAdmin(ModelAdmin, ImportExportModelAdmin):
     import_form_class = ImportForm
     export_form_class = SelectableFieldsExportForm
     list_display = ["__str__", "email", "phone", "external_id", "lifecycle_stage", "locale", "messaging_paused",
-                    "created_at", "timeline_link"]
-    list_filter = [LifecycleStageFilter, "locale", "messaging_paused", "unknown_sender"]
+                    "is_test", "created_at", "timeline_link"]
+    list_filter = [LifecycleStageFilter, "locale", "messaging_paused", "unknown_sender", "is_test"]
     search_fields = ["email", "phone", "external_id", "first_name", "last_name"]
     date_hierarchy = "created_at"
     # unknown_sender: set when someone no contact had wrote in (channels); merging comes later.
@@ -87,13 +88,21 @@ class ContactAdmin(ModelAdmin, ImportExportModelAdmin):
     fieldsets = [
         (None, {"fields": ["external_id", ("first_name", "last_name"), "email", "phone", "unknown_sender"]}),
         ("Profile", {"fields": ["lifecycle_stage", ("locale", "timezone", "country", "region"), "attributes"]}),
-        ("Messaging", {"fields": ["messaging_paused", "preferred_channel"]}),
+        ("Messaging", {"fields": ["messaging_paused", "preferred_channel", "is_test"]}),
         ("History", {"fields": ["timeline_link", "recent_events", ("created_at", "updated_at", "erased_at")]}),
     ]
     # contacts depends on no other app, so the apps built on it add their own inlines here
     # (compliance adds consents) instead of this module importing them.
     inlines = [DeviceInline]
     actions = ["pause_messaging", "resume_messaging"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # Only staff allowed to mark test contacts change the flag: a journey in testing sends
+        # to test contacts, so marking a customer as one would send them drafts.
+        readonly = super().get_readonly_fields(request, obj)
+        if not request.user.has_perm(MARK_TEST_CONTACT):
+            readonly = [*readonly, "is_test"]
+        return readonly
 
     def has_delete_permission(self, request, obj=None):
         # What was sent to a contact and their consent history outlive them: removing a person

@@ -162,6 +162,12 @@ class Contact(models.Model):
     unknown_sender = models.BooleanField(default=False, db_default=False, db_index=True)
     # Human override: a paused contact receives nothing automated until resumed.
     messaging_paused = models.BooleanField(default=False)
+    # A member of staff's own address, used to try journeys and campaigns: the only kind of contact
+    # a journey in testing enrolls; its messages are marked as tests (Message.is_test). Set in the
+    # admin by staff with contacts.mark_test_contact, never through the API or an import.
+    is_test = models.BooleanField("test contact", default=False, db_default=False, help_text=(
+        "A test contact (a member of staff's own address): journeys being tested enrol only test contacts, and "
+        "their messages are marked as tests."))
     created_at = models.DateTimeField(default=now, editable=False, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
     # Set when personal data was erased on request; the row stays for referential history.
@@ -171,6 +177,7 @@ class Contact(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        permissions = [("mark_test_contact", "Can mark a contact as a test contact")]
 
     def __str__(self):
         name = f"{self.first_name} {self.last_name}".strip()

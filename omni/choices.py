@@ -42,6 +42,9 @@ class Exemption(models.TextChoices):
     # An agent answering within 24 hours of the customer's last message: consent and suppression
     # still apply, frequency caps and quiet hours do not.
     CONVERSATIONAL_REPLY = "conversational_reply", "Conversational reply"
+    # A test a member of staff sends by hand to a test contact: consent and suppression still
+    # apply, frequency caps and quiet hours do not.
+    TEST_SEND = "test_send", "Test send"
 
 
 # Channels addressed by a phone number rather than an email address or a device.

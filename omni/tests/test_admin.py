@@ -447,7 +447,7 @@ def test_seed_demo_twice_creates_each_object_once(settings, tmp_path):
     call_command("seed_demo", stdout=out)
 
     assert counts() == first
-    assert first["contacts.Contact"] == 5
+    assert first["contacts.Contact"] == 6  # five customers and Tess, the test contact
     # a sign-up each, Bob's question (inbound.replied), Alice's failed payment, Erin's booking, Carol's activation
     assert first["contacts.ContactEvent"] == 9
     assert first["campaigns.JourneyStep"] == 16  # Welcome 6, Payment failed 4, Appointment reminder 6

@@ -14,6 +14,9 @@ role_groups = importlib.import_module("omni.migrations.0002_role_groups")
 # The latest migration that sets the roles.
 current_roles = importlib.import_module("omni.migrations.0012_support_roles")
 later_roles = importlib.import_module("omni.migrations.0016_webhook_roles")
+# The last migration that sets the roles: what the tests that go back and forth end on.
+latest_roles = importlib.import_module("omni.migrations.0018_test_contact_permission")
+LATEST = ("omni", "0018_test_contact_permission")
 
 
 @pytest.fixture(autouse=True)
@@ -116,7 +119,7 @@ def test_a_user_gets_the_permissions_of_their_group(user_in):
 
 def test_reversing_the_migration_removes_the_groups_and_reapplying_restores_them():
     # given the app registry as the migration sees it
-    state_apps = MigrationExecutor(connection).loader.project_state(("omni", "0016_webhook_roles")).apps
+    state_apps = MigrationExecutor(connection).loader.project_state(LATEST).apps
     schema_editor = SimpleNamespace(connection=connection)  # the functions only read its connection
     before = {name: permissions_of(name) for name in ROLE_NAMES}
 
@@ -128,7 +131,7 @@ def test_reversing_the_migration_removes_the_groups_and_reapplying_restores_them
 
     # when applied again
     role_groups.create_role_groups(state_apps, schema_editor)
-    later_roles.apply_roles(state_apps, schema_editor)
+    latest_roles.apply_roles(state_apps, schema_editor)
 
     # then
     assert {name: permissions_of(name) for name in ROLE_NAMES} == before
@@ -167,7 +170,7 @@ def test_support_agents_reply_note_tag_use_saved_replies_and_block_senders_admin
 
 
 def test_the_support_roles_migration_goes_back_to_the_roles_before_it_and_forth_again():
-    state_apps = MigrationExecutor(connection).loader.project_state(("omni", "0016_webhook_roles")).apps
+    state_apps = MigrationExecutor(connection).loader.project_state(LATEST).apps
     schema_editor = SimpleNamespace(connection=connection)
     after = {name: permissions_of(name) for name in (*ROLE_NAMES, "Administrators")}
 
@@ -177,7 +180,7 @@ def test_the_support_roles_migration_goes_back_to_the_roles_before_it_and_forth_
 
     current_roles.apply_roles(state_apps, schema_editor)
     assert "campaigns.pause_enrollment" not in permissions_of("Marketers")
-    later_roles.apply_roles(state_apps, schema_editor)
+    latest_roles.apply_roles(state_apps, schema_editor)
     assert {name: permissions_of(name) for name in (*ROLE_NAMES, "Administrators")} == after
 
 
@@ -195,7 +198,7 @@ def test_administrators_manage_webhook_endpoints_and_default_plans_marketers_see
 
 
 def test_the_webhook_roles_migration_goes_back_to_the_roles_before_it_and_forth_again():
-    state_apps = MigrationExecutor(connection).loader.project_state(("omni", "0016_webhook_roles")).apps
+    state_apps = MigrationExecutor(connection).loader.project_state(LATEST).apps
     schema_editor = SimpleNamespace(connection=connection)
     after = {name: permissions_of(name) for name in (*ROLE_NAMES, "Administrators")}
 
@@ -204,4 +207,26 @@ def test_the_webhook_roles_migration_goes_back_to_the_roles_before_it_and_forth_
     assert "omni.change_webhookendpoint" not in permissions_of("Administrators")
 
     later_roles.apply_roles(state_apps, schema_editor)
+    latest_roles.apply_roles(state_apps, schema_editor)
+    assert {name: permissions_of(name) for name in (*ROLE_NAMES, "Administrators")} == after
+
+
+def test_marketers_and_administrators_mark_test_contacts_and_no_role_deletes_contacts():
+    marketers, administrators = permissions_of("Marketers"), permissions_of("Administrators")
+
+    assert "contacts.mark_test_contact" in marketers
+    assert "contacts.mark_test_contact" in administrators
+    assert not {"contacts.mark_test_contact"} & (permissions_of("Support agents") | permissions_of("Compliance"))
+    assert not {p for p in marketers | administrators if p == "contacts.delete_contact"}
+
+
+def test_the_test_contact_migration_goes_back_to_the_roles_before_it_and_forth_again():
+    state_apps = MigrationExecutor(connection).loader.project_state(LATEST).apps
+    schema_editor = SimpleNamespace(connection=connection)
+    after = {name: permissions_of(name) for name in (*ROLE_NAMES, "Administrators")}
+
+    latest_roles.restore_previous_roles(state_apps, schema_editor)
+    assert "contacts.mark_test_contact" not in permissions_of("Marketers")
+
+    latest_roles.apply_roles(state_apps, schema_editor)
     assert {name: permissions_of(name) for name in (*ROLE_NAMES, "Administrators")} == after

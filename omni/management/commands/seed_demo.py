@@ -66,6 +66,11 @@ DEMO_CONTACTS = [
     {"external_id": "demo-erin", "first_name": "Erin", "last_name": "Evans", "email": "erin@example.com",
      "phone": "+14155550105", "timezone": "Europe/Paris", "country": "US"},
 ]
+# A test contact (a member of staff's own address): the one a journey being tested enrols, and
+# whose messages are marked as tests. She does not sign up, so the Welcome journey leaves her be.
+DEMO_TEST_CONTACT = {"external_id": "demo-tess", "first_name": "Tess", "last_name": "Test",
+                     "email": "tess@example.com", "phone": "+14155550106", "timezone": "America/Los_Angeles",
+                     "country": "US", "is_test": True}
 SMS_MARKETING_OPT_OUTS = {"demo-erin"}
 CONSENT_EVIDENCE = {"note": "demo data"}
 
@@ -314,7 +319,7 @@ class Command(BaseCommand):
         with transaction.atomic():
             logins = self.ensure_users(logins_path)
             contacts = {data["external_id"]: self.ensure_contact(data) for data in DEMO_CONTACTS}
-            for contact in contacts.values():
+            for contact in [*contacts.values(), self.ensure_contact(DEMO_TEST_CONTACT)]:
                 self.ensure_consents(contact)
             templates = {data["key"]: self.ensure_template(data) for data in DEMO_TEMPLATES}
             for description in DEMO_JOURNEYS:
