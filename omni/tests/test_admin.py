@@ -518,7 +518,7 @@ def many_rows(demo):
     from compliance.actions import record_consent_change, suppress
     from contacts.models import Device
 
-    journey = Journey.objects.get()
+    journey = Journey.objects.get(slug="welcome")
     version = TemplateVersion.objects.first()
     for index in range(ROWS):
         contact = Contact.objects.create(external_id=f"many-{index}", email=f"many{index}@example.com",
