@@ -4,6 +4,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Count, F, Q
 from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
+from django.utils.text import Truncator
 from django.utils.timezone import localtime
 from unfold.forms import ActionForm
 
@@ -12,6 +13,8 @@ from omni.lib.admin import ModelAdmin, ReadOnlyAdminMixin, ReadOnlyInline, Stack
 from omni.lib.quarantine import QuarantineAdminMixin, QuarantinedFilter
 
 from . import actions
+from .journey_approval import draft_edited
+from .journey_approval_admin import JourneyApprovalAdminMixin
 from .models import (
     LIVE_ENROLLMENT_STATES,
     Campaign,
@@ -202,10 +205,11 @@ class JourneyStepInline(StackedInline):
 
 
 @admin.register(Journey)
-class JourneyAdmin(ModelAdmin):
-    list_display = ["name", "status", "live_version_number", "trigger_type", "trigger_event", "live_enrollments",
-                    "updated_at"]
-    list_filter = ["status", "trigger_type"]
+class JourneyAdmin(JourneyApprovalAdminMixin, ModelAdmin):
+    list_display = ["name", "status", "live_version_number", "owner", "lifecycle_stage", "objective_line",
+                    "goal_event", "trigger_type", "trigger_event", "live_enrollments", "updated_at"]
+    list_select_related = ["owner", "lifecycle_stage"]
+    list_filter = ["status", "trigger_type", "lifecycle_stage"]
     search_fields = ["name", "slug", "trigger_event", "description"]
     prepopulated_fields = {"slug": ["name"]}
     autocomplete_fields = ["trigger_segment"]
@@ -229,7 +233,12 @@ class JourneyAdmin(ModelAdmin):
                            "attribute\"), or a date in the trigger event's properties (an event trigger, whose "
                            "contact then waits for the moment before the first step).",
         }),
-        ("Goal and re-entry", {"fields": ["goal_event", "reentry", "reentry_after_seconds"]}),
+        ("Ownership and goal", {
+            "fields": ["owner", "objective", "lifecycle_stage", "goal_event"],
+            "description": "Who answers for the journey, what it is for, whom it is for and what counts as its "
+                           "success: all four are needed to activate it.",
+        }),
+        ("Re-entry", {"fields": ["reentry", "reentry_after_seconds"]}),
         ("Replies", {"fields": ["on_reply"]}),
         ("Record", {"fields": ["created_by", "created_at", "updated_at"]}),
     ]
@@ -258,10 +267,23 @@ class JourneyAdmin(ModelAdmin):
     def live_enrollments(self, obj):
         return obj.live_enrollment_count
 
+    @admin.display(description="objective")
+    def objective_line(self, obj):
+        return Truncator(obj.objective).chars(80)
+
+    def get_changeform_initial_data(self, request):
+        # Whoever starts a journey owns it unless they say otherwise.
+        return {"owner": request.user.pk, **super().get_changeform_initial_data(request)}
+
     def save_model(self, request, obj, form, change):
         if not change:
             obj.created_by = request.user
         super().save_model(request, obj, form, change)
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        # The form and its step inlines are one draft edit: an approval of the draft before it is stale.
+        draft_edited(form.instance, actor=request.user)
 
     def _apply(self, request, queryset, action, verb):
         for journey in queryset:

@@ -252,6 +252,12 @@ CELERY_TASK_ROUTES = {
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 
+# Activating a journey with marketing sends (or publishing changes to a running one) needs a
+# marketing approver's yes, given to the draft as it is (campaigns/journey_approval.py). On by
+# default: a marketing send reaches every contact the trigger enrolls, and a second pair of eyes
+# is the safe default; a team of one turns it off (and then needs no approver).
+OMNI_JOURNEY_APPROVAL_REQUIRED = env.bool("OMNI_JOURNEY_APPROVAL_REQUIRED", default=True)
+
 # How often the beat tick claims due work (events, enrollments, deferred messages, fallbacks).
 OMNI_TICK_SECONDS = env.float("OMNI_TICK_SECONDS", default=5.0)
 # How long one stage of a tick may go on claiming batches before the next stage gets its turn
