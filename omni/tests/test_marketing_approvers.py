@@ -39,3 +39,29 @@ def test_the_approvers_migration_goes_back_to_the_roles_before_it_and_forth_agai
 
     approvers_roles.apply_roles(state_apps, schema_editor)
     assert {group.name: permissions_of(group.name) for group in Group.objects.all()} == before
+
+
+def test_the_demo_has_an_approver_login_who_approved_the_marketers_welcome_journey(
+    journey_approval_required, settings, tmp_path,
+):
+    import io
+    import json
+
+    from django.core.management import call_command
+
+    from campaigns.models import Journey, JourneyStatus
+
+    settings.VAR_DIR = tmp_path
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    out = io.StringIO()
+
+    call_command("seed_demo", stdout=out)
+
+    logins = json.loads((tmp_path / "demo-logins.json").read_text())
+    assert "approver" in logins and logins["approver"] in out.getvalue()
+    assert "approver" in out.getvalue() and "Marketing approvers" in out.getvalue()
+    welcome = Journey.objects.select_related("owner", "approved_by", "approval_requested_by").get(slug="welcome")
+    assert welcome.status == JourneyStatus.ACTIVE
+    assert (welcome.owner.username, welcome.approval_requested_by.username, welcome.approved_by.username) == (
+        "marketer", "marketer", "approver")
+    assert welcome.objective and welcome.lifecycle_stage.key == "trial" and welcome.goal_event == "activated"

@@ -1,5 +1,6 @@
 """Demo data for `make run`: staff users for each role, contacts with consent, two templates,
-the active "Welcome" journey, a "signed_up" event per contact so the journey fires, and an SMS
+the active "Welcome" journey (owned by the marketer, whose request for approval the approver
+granted), a "signed_up" event per contact so the journey fires, and an SMS
 question from Bob, so the support inbox has a conversation whatever the journey sends.
 
 Safe to run any number of times: it creates what is missing and changes nothing that exists
@@ -18,13 +19,14 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils import timezone
 
-from campaigns.actions import activate_journey
+from campaigns.actions import activate_journey, draft_snapshot, journey_needs_approval
+from campaigns.journey_approval import approve_journey, request_journey_approval
 from campaigns.models import Journey, JourneyStatus, JourneyStep, OnReply, StepKind, TriggerType
 from channels.provider_reports import record_inbound_message
 from compliance.actions import record_consent_change
 from compliance.models import Consent, ConsentSource, ConsentStatus, LawfulBasis
 from contacts.ingest import ingest_event
-from contacts.models import Contact
+from contacts.models import Contact, LifecycleStage
 from omni.choices import Channel, Purpose
 from templates.actions import publish_template
 from templates.models import Template, TemplateVariant
@@ -39,6 +41,8 @@ DEMO_USERS = {
     "marketer": ("Marketers", False),
     "support": ("Support agents", False),
     "compliance": ("Compliance", False),
+    # Approves what the marketer asks to send (journeys with marketing sends need it by default).
+    "approver": ("Marketing approvers", False),
 }
 
 # The sandbox reads the address: "+open" simulates an open, "+click" a click, and Twilio's
@@ -203,6 +207,8 @@ class Command(BaseCommand):
                 "trigger_event": SIGNUP_EVENT,
                 # Bob's question holds his welcome messages until support closes it.
                 "on_reply": OnReply.PAUSE_RESUME,
+                **self.ownership("marketer", objective="Turn new sign-ups into active trial users.", stage="trial",
+                                 goal_event="activated"),
             },
         )
         if not created:
@@ -226,8 +232,26 @@ class Command(BaseCommand):
             source.else_step = else_step
             source.save(update_fields=["next_step", "else_step"])
         if journey.status != JourneyStatus.ACTIVE:
-            activate_journey(journey, actor=None)
+            self.approve_and_activate(journey)
         return journey
+
+    @staticmethod
+    def ownership(username: str, *, objective: str, stage: str, goal_event: str) -> dict:
+        """What a demo journey says about itself, as activation asks: owner, objective, stage, goal."""
+        # get_or_create: the stages come from a migration, and a database emptied since (a test's) lacks them.
+        lifecycle_stage, _ = LifecycleStage.objects.get_or_create(key=stage, defaults={"name": stage.capitalize()})
+        return {"owner": get_user_model().objects.get(username=username), "objective": objective,
+                "lifecycle_stage": lifecycle_stage, "goal_event": goal_event}
+
+    @staticmethod
+    def approve_and_activate(journey: Journey, *, requester="marketer", approver="approver") -> Journey:
+        """Activate a demo journey as its marketer would: asking the approver first when it needs approval."""
+        User = get_user_model()
+        marketer = User.objects.get(username=requester)
+        if journey_needs_approval(draft_snapshot(journey)):
+            request_journey_approval(journey, actor=marketer)
+            approve_journey(journey, actor=User.objects.get(username=approver))
+        return activate_journey(journey, actor=marketer)
 
     def ensure_signup(self, contact: Contact) -> bool:
         _, created = ingest_event(
