@@ -18,6 +18,9 @@ from .models import Journey, JourneyVersion
 CHANGE_LOG_LIMIT = 50
 # Audited on the journey, but about one contact each.
 NOT_CHANGES = ("journey.enrollment_refused",)
+# What someone was refused, by the step journey.approval_refused names.
+REFUSED_STEPS = {"activate": "could not activate the journey", "publish": "could not publish the draft",
+                 "request": "could not request approval", "approve": "could not approve the draft"}
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,8 @@ def describe(action: str, reason: str, data: dict) -> str:
         was = "approval" if data.get("was") == "approval" else "request for approval"
         return f"reset the {was}: the draft changed"
     if action == "journey.approval_refused":
-        return f"was refused ({data.get('step', 'approval')}): {data.get('message', reason)}"
+        doing = REFUSED_STEPS.get(data.get("step"), "could not go on")
+        return f"{doing}: {data.get('message') or reason}"
     if action == "journey.activation_refused":
         return "could not activate the journey: " + " ".join(data.get("problems") or [reason])
     if action == "journey.publish_refused":

@@ -378,3 +378,15 @@ def test_a_campaign_is_approved_by_the_same_rules_with_its_own_permission(welcom
     assert approval.refusal(campaign, digest=approval.digest_of({"changed": True})) is not None
     assert list(AuditEntry.objects.filter(object_type="campaigns.campaign").order_by("id")
                 .values_list("action", flat=True)) == ["campaign.approval_requested", "campaign.approved"]
+
+
+def test_refusals_read_as_what_someone_could_not_do(journey_approval_required, marketing_draft, marketer):
+    with pytest.raises(ValidationError):
+        activate_journey(marketing_draft, actor=marketer)
+    with pytest.raises(approval.ApprovalRefused):
+        approve_journey(marketing_draft, actor=marketer)
+
+    changes, _ = journey_changes(marketing_draft)
+
+    assert [c.what.split(":")[0] for c in changes] == ["could not approve the draft", "could not activate the journey"]
+    assert "needs approval before it runs" in changes[1].what
