@@ -8,7 +8,7 @@ campaigns/actions.py. Every draft edit calls draft_edited(), which resets a requ
 the edit made stale. Each step, and each refusal, is audited.
 """
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 
 from omni.lib import approval
 
@@ -65,7 +65,8 @@ def _step(journey: Journey, actor, step: str, move) -> Journey:
 
 def _locked(journey: Journey) -> Journey:
     # NO KEY, as actions._lock: a tick inserting visits holds KEY SHARE on the journey row.
-    return Journey.objects.select_for_update(no_key=True).select_related(
+    of = {"of": ("self",)} if connection.features.has_select_for_update_of else {}
+    return Journey.objects.select_for_update(no_key=True, **of).select_related(
         "approval_requested_by", "approved_by").get(pk=journey.pk)
 
 
