@@ -763,3 +763,12 @@ def journey_steps_setting_stage(key: str, **kwargs) -> str | None:
     if count:
         return f"{count} journe{'ys' if count != 1 else 'y'}"
     return None
+
+
+def journeys_for_stage(key: str, **kwargs) -> str | None:
+    """How many journeys are for the lifecycle stage `key` (their lifecycle_stage, PROTECTed):
+    contacts asks before deleting it, so the refusal says so in words."""
+    count = Journey.objects.filter(lifecycle_stage__key=key).count()
+    if count:
+        return f"{count} journe{'ys' if count != 1 else 'y'} for that stage"
+    return None

@@ -390,3 +390,10 @@ def test_refusals_read_as_what_someone_could_not_do(journey_approval_required, m
 
     assert [c.what.split(":")[0] for c in changes] == ["could not approve the draft", "could not activate the journey"]
     assert "needs approval before it runs" in changes[1].what
+
+
+def test_the_lifecycle_stage_a_journey_is_for_is_not_deleted(marketing_draft):
+    from contacts.models import LifecycleStageInUse
+
+    with pytest.raises(LifecycleStageInUse, match="1 journey for that stage"):
+        LifecycleStage.objects.get(key="trial").delete()
