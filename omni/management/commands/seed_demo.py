@@ -103,6 +103,25 @@ CUSTOMER_QUESTION = {"external_id": "demo-bob", "provider_message_id": "demo-bob
                      "body": "Hi, my trial page says it ends tomorrow but I only signed up today. Can you check?"}
 
 
+def ownership(*, objective: str, stage: str, owner: str = "marketer") -> dict:
+    """What a demo journey says about itself, as activation asks: its owner (a demo user), objective
+    and lifecycle stage (by key); the goal event is the journey's own."""
+    # get_or_create: the stages come from a migration, and a database emptied since (a test's) lacks them.
+    lifecycle_stage, _ = LifecycleStage.objects.get_or_create(key=stage, defaults={"name": stage.capitalize()})
+    return {"owner": get_user_model().objects.get(username=owner), "objective": objective,
+            "lifecycle_stage": lifecycle_stage}
+
+
+def approve_and_activate(journey: Journey, *, requester: str = "marketer", approver: str = "approver") -> Journey:
+    """Activate a demo journey as its marketer would: asking the approver first when it needs approval."""
+    User = get_user_model()
+    marketer = User.objects.get(username=requester)
+    if journey_needs_approval(draft_snapshot(journey)):
+        request_journey_approval(journey, actor=marketer)
+        approve_journey(journey, actor=User.objects.get(username=approver))
+    return activate_journey(journey, actor=marketer)
+
+
 class Command(BaseCommand):
     help = "Load the demo data (users, contacts, consents, templates, the Welcome journey). Idempotent."
 
@@ -207,8 +226,8 @@ class Command(BaseCommand):
                 "trigger_event": SIGNUP_EVENT,
                 # Bob's question holds his welcome messages until support closes it.
                 "on_reply": OnReply.PAUSE_RESUME,
-                **self.ownership("marketer", objective="Turn new sign-ups into active trial users.", stage="trial",
-                                 goal_event="activated"),
+                "goal_event": "activated",
+                **ownership(objective="Turn new sign-ups into active trial users.", stage="trial"),
             },
         )
         if not created:
@@ -232,26 +251,8 @@ class Command(BaseCommand):
             source.else_step = else_step
             source.save(update_fields=["next_step", "else_step"])
         if journey.status != JourneyStatus.ACTIVE:
-            self.approve_and_activate(journey)
+            approve_and_activate(journey)
         return journey
-
-    @staticmethod
-    def ownership(username: str, *, objective: str, stage: str, goal_event: str) -> dict:
-        """What a demo journey says about itself, as activation asks: owner, objective, stage, goal."""
-        # get_or_create: the stages come from a migration, and a database emptied since (a test's) lacks them.
-        lifecycle_stage, _ = LifecycleStage.objects.get_or_create(key=stage, defaults={"name": stage.capitalize()})
-        return {"owner": get_user_model().objects.get(username=username), "objective": objective,
-                "lifecycle_stage": lifecycle_stage, "goal_event": goal_event}
-
-    @staticmethod
-    def approve_and_activate(journey: Journey, *, requester="marketer", approver="approver") -> Journey:
-        """Activate a demo journey as its marketer would: asking the approver first when it needs approval."""
-        User = get_user_model()
-        marketer = User.objects.get(username=requester)
-        if journey_needs_approval(draft_snapshot(journey)):
-            request_journey_approval(journey, actor=marketer)
-            approve_journey(journey, actor=User.objects.get(username=approver))
-        return activate_journey(journey, actor=marketer)
 
     def ensure_signup(self, contact: Contact) -> bool:
         _, created = ingest_event(
