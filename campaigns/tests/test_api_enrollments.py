@@ -118,7 +118,7 @@ def test_a_contact_already_in_the_journey_is_refused_with_the_reason_and_audited
 ])
 def test_re_entry_rules_refuse_a_contact_who_was_in_the_journey(api, ann, reentry, after, code):
     journey = make_journey(name="Onboarding", slug="onboarding", trigger_type=TriggerType.API,
-                                     reentry=reentry, reentry_after_seconds=after)
+                           reentry=reentry, reentry_after_seconds=after)
     JourneyStep.objects.create(journey=journey, key="done", position=1, kind=StepKind.EXIT)
     activate_journey(journey)
     api.enroll({"external_id": "crm-1"}, key="req-1")
@@ -132,7 +132,7 @@ def test_re_entry_rules_refuse_a_contact_who_was_in_the_journey(api, ann, reentr
 
 def test_a_journey_that_may_be_re_entered_takes_the_contact_again_with_a_new_key(api, ann):
     journey = make_journey(name="Onboarding", slug="onboarding", trigger_type=TriggerType.API,
-                                     reentry=ReentryPolicy.ALWAYS)
+                           reentry=ReentryPolicy.ALWAYS)
     JourneyStep.objects.create(journey=journey, key="done", position=1, kind=StepKind.EXIT)
     activate_journey(journey)
     api.enroll({"external_id": "crm-1"}, key="req-1")

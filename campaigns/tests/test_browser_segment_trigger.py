@@ -28,7 +28,7 @@ def scored_demo(demo_logins):
         contact.attributes = {**contact.attributes, "score": score}
         contact.save(update_fields=["attributes"])
     journey = make_journey(name="High scorers", slug="high-scorers", trigger_type=TriggerType.EVENT,
-                                     trigger_event="not-yet-chosen")
+                           trigger_event="not-yet-chosen")
     JourneyStep.objects.create(journey=journey, key="thanks", position=1, kind=StepKind.SEND,
                                template=Template.objects.get(key="welcome-email"), purpose=Purpose.MARKETING,
                                channel_plan=[{"channel": Channel.EMAIL}])

@@ -27,7 +27,7 @@ def customers_segment(db):
 
 def _journey(segment, trigger_type=TriggerType.SEGMENT_ENTRY, slug="welcome-customers", **fields):
     journey = make_journey(name=slug, slug=slug, trigger_type=trigger_type, trigger_segment=segment,
-                                     **fields)
+                           **fields)
     JourneyStep.objects.create(journey=journey, key="wait", position=1, kind=StepKind.WAIT, config={"seconds": 3600})
     return activate_journey(journey)
 
@@ -181,7 +181,7 @@ def test_deleting_a_segment_a_journey_uses_is_refused(customers_segment):
 def test_the_admin_names_the_journeys_that_keep_a_segment_from_being_deleted(admin_client, customers_segment):
     _journey(customers_segment, slug="welcome-customers")
     draft = make_journey(name="Draft on customers", slug="draft", trigger_type=TriggerType.SEGMENT_ENTRY,
-                                   trigger_segment=customers_segment)
+                         trigger_segment=customers_segment)
 
     page = admin_client.get(reverse("admin:contacts_segment_delete", args=[customers_segment.pk]))
     admin_client.post(reverse("admin:contacts_segment_delete", args=[customers_segment.pk]), {"post": "yes"})
