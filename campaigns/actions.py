@@ -402,7 +402,8 @@ def ownership_problems(journey: Journey) -> list[str]:
 
 def marketing_send_keys(snapshot: dict) -> list[str]:
     """The send steps of a snapshot whose purpose, or else their template's, is marketing. At most
-    one query (the purposes of templates the steps leave it to)."""
+    two queries (the purposes of the template versions the steps leave it to, and of templates not
+    yet published), none when every send step names its purpose."""
     sends = [step for step in snapshot["steps"] if step["kind"] == StepKind.SEND]
     versions = {step["template_version"] for step in sends if not step["purpose"] and step["template_version"]}
     unpublished = {step["template"] for step in sends if not step["purpose"] and step["template"]
