@@ -131,6 +131,20 @@ def _fresh_inbound_settings():
 
 # --- demo data and role groups -----------------------------------------------------------------
 
+@pytest.fixture(autouse=True)
+def _journey_approval_off(settings):
+    """Journeys activate without a marketing approver's yes in tests, unless a test asks for it
+    (`journey_approval_required`): most tests are about what a running journey does, and approval
+    has its own (campaigns/tests/test_journey_approval.py). Production's default is on (settings)."""
+    settings.OMNI_JOURNEY_APPROVAL_REQUIRED = False
+
+
+@pytest.fixture
+def journey_approval_required(settings):
+    """OMNI_JOURNEY_APPROVAL_REQUIRED on, as in production: marketing journeys need approval."""
+    settings.OMNI_JOURNEY_APPROVAL_REQUIRED = True
+
+
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup, django_db_blocker):
     """pytest-django's test database, with a note of the role groups its migrations created.

@@ -6,7 +6,9 @@ the draft as the next JourneyVersion; contacts run on the version they entered o
 moves them.
 """
 from collections import Counter
+from contextlib import contextmanager
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Max
@@ -18,10 +20,11 @@ from contacts.data_types import type_problem
 from contacts.models import AttributeDefinition, DataType, lifecycle_stage_keys
 from omni import audit
 from omni.choices import Purpose, Urgency
+from omni.lib import approval
 from omni.lib.sql import lock_until_commit
 from omni.models import WebhookEndpoint
 from templates.actions import latest_versions
-from templates.models import TemplateVersion
+from templates.models import Template, TemplateVersion
 
 from . import enrollment_state
 from .admission import ALREADY_ENROLLED, REENTRY_NEVER, reentry_refusal
@@ -360,22 +363,100 @@ def has_unpublished_changes(journey: Journey) -> bool:
     return live is None or live.snapshot() != draft_snapshot(journey)
 
 
-@transaction.atomic
 def publish_journey(journey: Journey, *, actor=None) -> JourneyVersion:
     """Make the journey's draft its next version, which new enrollments pin; contacts in flight
-    stay on theirs. Refuses an invalid draft, with the reasons, and a draft with nothing new."""
+    stay on theirs. Refuses an invalid draft, with the reasons, and a draft with nothing new; for
+    a running (or paused) journey, also a draft that needs approval and lacks it (audited)."""
+    with _refusal_audited(journey, actor, "publish"):
+        return _publish_draft(journey, actor)
+
+
+@transaction.atomic
+def _publish_draft(journey: Journey, actor) -> JourneyVersion:
     _lock(journey)
     snapshot = _valid_draft(journey)
     live = journey.live_version
     if live is not None and live.snapshot() == snapshot:
         raise ValidationError(f"Nothing to publish: the steps and settings are those of version {live.number}.")
+    if journey.status in (JourneyStatus.ACTIVE, JourneyStatus.PAUSED):
+        # What real contacts will run: the same approval as activating it.
+        _refuse_unapproved(journey, snapshot)
     return _publish(journey, snapshot, actor)
 
 
 def activate_journey(journey: Journey, actor=None) -> Journey:
     """Start running a journey on its draft, published as a new version when it changed.
-    Refuses a journey that cannot run, with the reasons."""
-    return _set_running(journey, "journey.activated", actor, publish_changes=True)
+    Refuses a journey that cannot run, with the reasons: its problems, a missing owner,
+    objective, lifecycle stage or goal, a missing approval. A refusal is audited."""
+    with _refusal_audited(journey, actor, "activate"):
+        return _set_running(journey, "journey.activated", actor, publish_changes=True)
+
+
+def ownership_problems(journey: Journey) -> list[str]:
+    """What a journey must say about itself before it is activated, each one missing named."""
+    missing = [(journey.owner_id is None, "an owner (who answers for it)"),
+               (not journey.objective.strip(), "an objective (what it is for)"),
+               (journey.lifecycle_stage_id is None, "a lifecycle stage (whom it is for)"),
+               (not journey.goal_event.strip(), "a goal event (its success metric)")]
+    return [f"The journey needs {what} before it is activated." for absent, what in missing if absent]
+
+
+def marketing_send_keys(snapshot: dict) -> list[str]:
+    """The send steps of a snapshot whose purpose, or else their template's, is marketing. At most
+    two queries (the purposes of the template versions the steps leave it to, and of templates not
+    yet published), none when every send step names its purpose."""
+    sends = [step for step in snapshot["steps"] if step["kind"] == StepKind.SEND]
+    versions = {step["template_version"] for step in sends if not step["purpose"] and step["template_version"]}
+    unpublished = {step["template"] for step in sends if not step["purpose"] and step["template"]
+                   and not step["template_version"]}
+    purposes = {}
+    if versions:
+        purposes = {("version", pk): purpose for pk, purpose in
+                    TemplateVersion.objects.filter(pk__in=versions).values_list("pk", "purpose")}
+    if unpublished:
+        purposes.update({("template", pk): purpose for pk, purpose in
+                         Template.objects.filter(pk__in=unpublished).values_list("pk", "purpose")})
+
+    def purpose_of(step):
+        return step["purpose"] or purposes.get(("version", step["template_version"])) or purposes.get(
+            ("template", step["template"]))
+
+    return [step["key"] for step in sends if purpose_of(step) == Purpose.MARKETING]
+
+
+def journey_needs_approval(snapshot: dict) -> bool:
+    """Whether running this snapshot needs a marketing approver's yes: with the setting on, when it
+    sends marketing."""
+    return settings.OMNI_JOURNEY_APPROVAL_REQUIRED and bool(marketing_send_keys(snapshot))
+
+
+def journey_digest(snapshot: dict) -> str:
+    """What an approval of a journey is an approval of: its draft as it would run."""
+    return approval.digest_of(snapshot)
+
+
+def _refuse_unapproved(journey: Journey, snapshot: dict) -> None:
+    if not journey_needs_approval(snapshot):
+        return
+    refused = approval.refusal(journey, digest=journey_digest(snapshot))
+    if refused is not None:
+        raise refused
+
+
+@contextmanager
+def _refusal_audited(journey: Journey, actor, step: str):
+    """Audit a refused activation or publishing once its transaction has rolled back, so the
+    entry stays: an approval refusal as journey.approval_refused, any other as
+    journey.activation_refused (or publish_refused) with the reasons."""
+    try:
+        yield
+    except approval.ApprovalRefused as refused:
+        approval.audit_refusal(journey, refused, actor=actor, step=step)
+        raise
+    except ValidationError as refused:
+        action = "journey.activation_refused" if step == "activate" else "journey.publish_refused"
+        audit.record(action, obj=journey, actor=actor, data={"problems": refused.messages})
+        raise
 
 
 def start_testing_journey(journey: Journey, *, actor=None) -> Journey:
@@ -656,9 +737,9 @@ def _lock(journey: Journey) -> None:
     journey.refresh_from_db()
 
 
-def _valid_draft(journey: Journey) -> dict:
+def _valid_draft(journey: Journey, also=()) -> dict:
     snapshot = draft_snapshot(journey)
-    problems = snapshot_problems(snapshot)
+    problems = [*also, *snapshot_problems(snapshot)]
     if problems:
         raise ValidationError(problems)
     return snapshot
@@ -689,7 +770,11 @@ def _set_running(journey: Journey, action: str, actor, *, publish_changes: bool,
             f"tested. Clone it to try its draft with test contacts.", code="not_testable")
     live = journey.live_version
     if publish_changes or live is None:
-        snapshot = _valid_draft(journey)
+        # Only going live asks for an owner and an approval: a test reaches test contacts only.
+        going_live = publish_changes and status == JourneyStatus.ACTIVE
+        snapshot = _valid_draft(journey, also=ownership_problems(journey) if going_live else ())
+        if going_live:
+            _refuse_unapproved(journey, snapshot)
         if live is None or live.snapshot() != snapshot:
             live = _publish(journey, snapshot, actor)
     if journey.status != status:
@@ -709,4 +794,13 @@ def journey_steps_setting_stage(key: str, **kwargs) -> str | None:
              .values("journey_id").distinct().count())
     if count:
         return f"{count} journe{'ys' if count != 1 else 'y'}"
+    return None
+
+
+def journeys_for_stage(key: str, **kwargs) -> str | None:
+    """How many journeys are for the lifecycle stage `key` (their lifecycle_stage, PROTECTed):
+    contacts asks before deleting it, so the refusal says so in words."""
+    count = Journey.objects.filter(lifecycle_stage__key=key).count()
+    if count:
+        return f"{count} journe{'ys' if count != 1 else 'y'} for that stage"
     return None

@@ -5,6 +5,7 @@ from django.db.models import Count, F, Q
 from django.urls import reverse
 from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
+from django.utils.text import Truncator
 from django.utils.timezone import localtime
 from unfold.forms import ActionForm
 
@@ -15,6 +16,8 @@ from omni.lib.quarantine import QuarantineAdminMixin, QuarantinedFilter
 from . import actions, journey_testing
 from .diagram_admin import EnrollmentsAtStepAdminMixin, JourneyDiagramAdminMixin
 from .enrollment_context import context_sections
+from .journey_approval import draft_edited
+from .journey_approval_admin import JourneyApprovalAdminMixin
 from .journey_testing_admin import JourneyTestingAdminMixin
 from .models import (
     LIVE_ENROLLMENT_STATES,
@@ -206,10 +209,11 @@ class JourneyStepInline(StackedInline):
 
 
 @admin.register(Journey)
-class JourneyAdmin(JourneyDiagramAdminMixin, JourneyTestingAdminMixin, ModelAdmin):
-    list_display = ["name", "status", "live_version_number", "trigger_type", "trigger_event", "live_enrollments",
-                    "updated_at"]
-    list_filter = ["status", "trigger_type"]
+class JourneyAdmin(JourneyApprovalAdminMixin, JourneyDiagramAdminMixin, JourneyTestingAdminMixin, ModelAdmin):
+    list_display = ["name", "status", "live_version_number", "owner", "lifecycle_stage", "objective_line",
+                    "goal_event", "trigger_type", "trigger_event", "live_enrollments", "updated_at"]
+    list_select_related = ["owner", "lifecycle_stage"]
+    list_filter = ["status", "trigger_type", "lifecycle_stage"]
     search_fields = ["name", "slug", "trigger_event", "description"]
     prepopulated_fields = {"slug": ["name"]}
     autocomplete_fields = ["trigger_segment"]
@@ -233,7 +237,12 @@ class JourneyAdmin(JourneyDiagramAdminMixin, JourneyTestingAdminMixin, ModelAdmi
                            "attribute\"), or a date in the trigger event's properties (an event trigger, whose "
                            "contact then waits for the moment before the first step).",
         }),
-        ("Goal and re-entry", {"fields": ["goal_event", "reentry", "reentry_after_seconds"]}),
+        ("Ownership and goal", {
+            "fields": ["owner", "objective", "lifecycle_stage", "goal_event"],
+            "description": "Who answers for the journey, what it is for, whom it is for and what counts as its "
+                           "success: all four are needed to activate it.",
+        }),
+        ("Re-entry", {"fields": ["reentry", "reentry_after_seconds"]}),
         ("Replies", {"fields": ["on_reply"]}),
         ("Record", {"fields": ["created_by", "created_at", "updated_at"]}),
     ]
@@ -262,10 +271,23 @@ class JourneyAdmin(JourneyDiagramAdminMixin, JourneyTestingAdminMixin, ModelAdmi
     def live_enrollments(self, obj):
         return obj.live_enrollment_count
 
+    @admin.display(description="objective")
+    def objective_line(self, obj):
+        return Truncator(obj.objective).chars(80)
+
+    def get_changeform_initial_data(self, request):
+        # Whoever starts a journey owns it unless they say otherwise.
+        return {"owner": request.user.pk, **super().get_changeform_initial_data(request)}
+
     def save_model(self, request, obj, form, change):
         if not change:
             obj.created_by = request.user
         super().save_model(request, obj, form, change)
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        # The form and its step inlines are one draft edit: an approval of the draft before it is stale.
+        draft_edited(form.instance, actor=request.user)
 
     def _apply(self, request, queryset, action, verb):
         for journey in queryset:

@@ -15,8 +15,9 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from contacts.models import Contact, Segment
+from contacts.models import Contact, LifecycleStage, Segment
 from omni.choices import Purpose, Urgency
+from omni.lib.approval import Approvable
 from templates.models import Template
 
 from .step_settings import StepKind, step_setting_problems  # noqa: F401  (StepKind is part of this module's API)
@@ -89,7 +90,18 @@ TRIGGER_DATE_TIME_HELP = (
     "default). Empty: the date's own time of day, or midnight for a plain date.")
 
 
-class Journey(models.Model):
+OBJECTIVE_HELP = "What the journey is for, in a sentence, e.g. \"Turn new trials into paying customers.\""
+LIFECYCLE_STAGE_HELP = "The lifecycle stage of the contacts it is for, e.g. Trial for an onboarding journey."
+
+
+class Journey(Approvable):
+    """A triggered, multi-step journey. Its owner, objective and lifecycle stage say who answers
+    for it and what it is for: required to activate it (with the goal event), never read by the
+    engine, so they stay out of its versions. Its approval (omni/lib/approval.py) is of its draft."""
+
+    APPROVE_PERMISSION = "campaigns.approve_journey"
+    AUDIT_PREFIX = "journey"
+
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=100, unique=True)
     description = models.TextField(blank=True)
@@ -115,9 +127,17 @@ class Journey(models.Model):
     # How far the date trigger's tick stage has looked (campaigns/date_triggers.py): dates whose
     # moment falls after it have not fired yet. Runtime state, never part of a version.
     date_trigger_checked_until = models.DateTimeField(null=True, blank=True, editable=False)
-    goal_event = models.CharField(max_length=100, blank=True, help_text="Event that ends the journey as a conversion.")
+    goal_event = models.CharField(
+        "goal event (success metric)", max_length=100, blank=True,
+        help_text="Event that ends the journey as a conversion: what its success is counted by.")
     reentry = models.CharField(max_length=15, choices=ReentryPolicy.choices, default=ReentryPolicy.NEVER)
     reentry_after_seconds = models.PositiveIntegerField(null=True, blank=True)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                              related_name="+", help_text="Who answers for this journey.")
+    objective = models.TextField(blank=True, help_text=OBJECTIVE_HELP)
+    # PROTECT: a stage a journey is for is not deleted from under it.
+    lifecycle_stage = models.ForeignKey(LifecycleStage, null=True, blank=True, on_delete=models.PROTECT,
+                                        related_name="+", help_text=LIFECYCLE_STAGE_HELP)
     on_reply = models.CharField("when the contact replies", max_length=15, choices=OnReply.choices,
                                 default=OnReply.CONTINUE, db_default=OnReply.CONTINUE, help_text=ON_REPLY_HELP)
     # The version new enrollments pin; enrollments and visits keep the one they ran.
@@ -132,6 +152,7 @@ class Journey(models.Model):
 
     class Meta:
         ordering = ["name"]
+        permissions = [("approve_journey", "Can approve journeys (not one's own request)")]
 
     def __str__(self):
         return self.name
@@ -420,8 +441,12 @@ class CampaignStatus(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
 
 
-class Campaign(models.Model):
-    """A one-off send to a segment. Its fan-out is built on the same message path as journeys."""
+class Campaign(Approvable):
+    """A one-off send to a segment. Its fan-out is built on the same message path as journeys.
+    Its approval follows omni/lib/approval.py, like a journey's."""
+
+    APPROVE_PERMISSION = "campaigns.approve_campaign"
+    AUDIT_PREFIX = "campaign"
 
     name = models.CharField(max_length=200)
     status = models.CharField(max_length=20, choices=CampaignStatus.choices, default=CampaignStatus.DRAFT, db_index=True)
@@ -440,10 +465,6 @@ class Campaign(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    approved_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    approved_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     paused_reason = models.CharField(max_length=500, blank=True)

@@ -258,6 +258,12 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 # channel's provider is the sandbox (omni/checks.py). 1: real time.
 OMNI_DEMO_TIME_SCALE = env.float("OMNI_DEMO_TIME_SCALE", default=1.0)
 
+# Activating a journey with marketing sends (or publishing changes to a running one) needs a
+# marketing approver's yes, given to the draft as it is (campaigns/journey_approval.py). On by
+# default: a marketing send reaches every contact the trigger enrolls, and a second pair of eyes
+# is the safe default; a team of one turns it off (and then needs no approver).
+OMNI_JOURNEY_APPROVAL_REQUIRED = env.bool("OMNI_JOURNEY_APPROVAL_REQUIRED", default=True)
+
 # How often the beat tick claims due work (events, enrollments, deferred messages, fallbacks).
 OMNI_TICK_SECONDS = env.float("OMNI_TICK_SECONDS", default=5.0)
 # How long one stage of a tick may go on claiming batches before the next stage gets its turn

@@ -10,6 +10,8 @@ from contacts.models import Contact
 from omni.models import ApiKey, ApiScope, AuditEntry
 from omni.tests.fakes import run_concurrently
 
+from .conftest import make_journey
+
 ENROLLMENTS = "/api/v1/journeys/{slug}/enrollments"
 
 
@@ -37,7 +39,7 @@ def api(db, client) -> JourneyApi:
 @pytest.fixture
 def onboarding(db) -> Journey:
     """An active journey started by API calls: it waits a day, then exits."""
-    journey = Journey.objects.create(name="Onboarding", slug="onboarding", trigger_type=TriggerType.API)
+    journey = make_journey(name="Onboarding", slug="onboarding", trigger_type=TriggerType.API)
     JourneyStep.objects.create(journey=journey, key="wait", position=1, kind=StepKind.WAIT, config={"seconds": 86400})
     JourneyStep.objects.create(journey=journey, key="done", position=2, kind=StepKind.EXIT)
     return activate_journey(journey)
@@ -115,8 +117,8 @@ def test_a_contact_already_in_the_journey_is_refused_with_the_reason_and_audited
     (ReentryPolicy.AFTER_PERIOD, 3600, "reentry_too_soon"),
 ])
 def test_re_entry_rules_refuse_a_contact_who_was_in_the_journey(api, ann, reentry, after, code):
-    journey = Journey.objects.create(name="Onboarding", slug="onboarding", trigger_type=TriggerType.API,
-                                     reentry=reentry, reentry_after_seconds=after)
+    journey = make_journey(name="Onboarding", slug="onboarding", trigger_type=TriggerType.API,
+                           reentry=reentry, reentry_after_seconds=after)
     JourneyStep.objects.create(journey=journey, key="done", position=1, kind=StepKind.EXIT)
     activate_journey(journey)
     api.enroll({"external_id": "crm-1"}, key="req-1")
@@ -129,8 +131,8 @@ def test_re_entry_rules_refuse_a_contact_who_was_in_the_journey(api, ann, reentr
 
 
 def test_a_journey_that_may_be_re_entered_takes_the_contact_again_with_a_new_key(api, ann):
-    journey = Journey.objects.create(name="Onboarding", slug="onboarding", trigger_type=TriggerType.API,
-                                     reentry=ReentryPolicy.ALWAYS)
+    journey = make_journey(name="Onboarding", slug="onboarding", trigger_type=TriggerType.API,
+                           reentry=ReentryPolicy.ALWAYS)
     JourneyStep.objects.create(journey=journey, key="done", position=1, kind=StepKind.EXIT)
     activate_journey(journey)
     api.enroll({"external_id": "crm-1"}, key="req-1")
@@ -206,7 +208,7 @@ needs_postgres = pytest.mark.skipif(
 @needs_postgres
 @pytest.mark.django_db(transaction=True)
 def test_two_copies_of_a_request_at_once_enroll_once_and_answer_the_same():
-    journey = Journey.objects.create(name="Onboarding", slug="onboarding", trigger_type=TriggerType.API)
+    journey = make_journey(name="Onboarding", slug="onboarding", trigger_type=TriggerType.API)
     JourneyStep.objects.create(journey=journey, key="done", position=1, kind=StepKind.EXIT)
     activate_journey(journey)
     Contact.objects.create(external_id="crm-1")

@@ -13,6 +13,8 @@ from omni.choices import Channel, Purpose
 from omni.tests.browser import expect, open_from_index
 from templates.models import Template
 
+from .conftest import make_journey
+
 pytestmark = pytest.mark.browser
 
 SCORES = {"demo-alice": 80, "demo-bob": 20, "demo-carol": 95, "demo-dave": 40}
@@ -25,8 +27,8 @@ def scored_demo(demo_logins):
         contact = Contact.objects.get(external_id=external_id)
         contact.attributes = {**contact.attributes, "score": score}
         contact.save(update_fields=["attributes"])
-    journey = Journey.objects.create(name="High scorers", slug="high-scorers", trigger_type=TriggerType.EVENT,
-                                     trigger_event="not-yet-chosen")
+    journey = make_journey(name="High scorers", slug="high-scorers", trigger_type=TriggerType.EVENT,
+                           trigger_event="not-yet-chosen")
     JourneyStep.objects.create(journey=journey, key="thanks", position=1, kind=StepKind.SEND,
                                template=Template.objects.get(key="welcome-email"), purpose=Purpose.MARKETING,
                                channel_plan=[{"channel": Channel.EMAIL}])

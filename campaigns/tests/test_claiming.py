@@ -9,11 +9,13 @@ from django.utils import timezone
 import campaigns.tasks  # noqa: F401  (registers run_enrollments_task before a test's worker starts)
 from campaigns import advancing, tick_report
 from campaigns.actions import activate_journey
-from campaigns.models import Enrollment, Journey, JourneyStep, JourneyStepVisit, StepKind
+from campaigns.models import Enrollment, JourneyStep, JourneyStepVisit, StepKind
 from campaigns.tasks import hand_off_enrollments
 from campaigns.tick import tick
 from contacts.models import Contact
 from omni.tests.fakes import purge_queues, run_concurrently
+
+from .conftest import make_journey
 
 needs_postgres = pytest.mark.skipif(
     connection.vendor != "postgresql",
@@ -23,7 +25,7 @@ needs_postgres = pytest.mark.skipif(
 
 @pytest.fixture
 def due_enrollments(transactional_db):
-    journey = Journey.objects.create(name="Drip", slug="drip", trigger_event="x")
+    journey = make_journey(name="Drip", slug="drip", trigger_event="x")
     JourneyStep.objects.create(journey=journey, key="pause", position=1, kind=StepKind.WAIT, config={"seconds": 3600})
     activate_journey(journey)
     contacts = Contact.objects.bulk_create(Contact(external_id=f"c{i}") for i in range(1200))

@@ -4,10 +4,12 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from campaigns.actions import activate_journey, has_unpublished_changes, publish_journey
-from campaigns.models import Journey, JourneyStatus, JourneyStep, StepKind
+from campaigns.models import JourneyStatus, JourneyStep, StepKind
 from channels.models import DefaultChannelPlan
 from templates.actions import publish_template
 from templates.models import Template, TemplateVariant
+
+from .conftest import make_journey
 
 pytestmark = pytest.mark.django_db
 
@@ -27,7 +29,7 @@ def receipt(db):
 
 @pytest.fixture
 def journey(receipt):
-    journey = Journey.objects.create(name="Receipts", slug="receipts", trigger_event="paid")
+    journey = make_journey(name="Receipts", slug="receipts", trigger_event="paid")
     JourneyStep.objects.create(journey=journey, key="receipt", position=1, kind=StepKind.SEND, template=receipt,
                                urgency="high")
     return journey

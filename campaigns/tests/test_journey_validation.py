@@ -7,12 +7,14 @@ from campaigns.actions import activate_journey
 from campaigns.models import Journey, JourneyStatus, JourneyStep, StepKind, TriggerType
 from templates.models import Template, TemplateVariant
 
+from .conftest import make_journey
+
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def journey():
-    return Journey.objects.create(name="Nudge", slug="nudge", trigger_event="signed_up")
+    return make_journey(name="Nudge", slug="nudge", trigger_event="signed_up")
 
 
 def add_step(journey, position, key, kind, **fields):
@@ -65,7 +67,7 @@ def test_activation_refuses_a_condition_checking_a_step_that_does_not_exist_and_
 
 
 def test_activation_refuses_a_step_leading_to_another_journeys_step_and_names_both(journey):
-    other = Journey.objects.create(name="Other", slug="other", trigger_event="x")
+    other = make_journey(name="Other", slug="other", trigger_event="x")
     elsewhere = add_step(other, 1, "elsewhere", StepKind.EXIT)
     add_step(journey, 1, "pause", StepKind.WAIT, config={"seconds": 60}, next_step=elsewhere)
 

@@ -12,6 +12,8 @@ from campaigns.actions import activate_journey, enroll_contact, move_to_latest_v
 from campaigns.models import Enrollment, Journey, JourneyStep, StepKind
 from contacts.models import Contact
 
+from .conftest import make_journey
+
 needs_postgres = pytest.mark.skipif(
     connection.vendor != "postgresql",
     reason="row locks between two connections need PostgreSQL; set DATABASE_URL to run it (SQLite serializes writers)",
@@ -23,7 +25,7 @@ needs_postgres = pytest.mark.skipif(
 @pytest.mark.django_db(transaction=True)
 def test_a_move_waits_for_the_tick_running_a_contact_and_judges_the_step_it_left_her_at():
     # given Ann due at "first" on version 1, and version 2 without the step "first" leads to
-    journey = Journey.objects.create(name="Drip", slug="drip", trigger_event="x")
+    journey = make_journey(name="Drip", slug="drip", trigger_event="x")
     for position, key, kind, config in ((1, "first", StepKind.WAIT, {"seconds": 60}),
                                         (2, "second", StepKind.WAIT, {"seconds": 60}),
                                         (3, "third", StepKind.EXIT, {})):

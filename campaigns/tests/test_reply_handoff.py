@@ -34,7 +34,7 @@ from contacts.ingest import ingest_event
 from contacts.models import Contact, ContactEvent
 from omni import audit
 
-from .conftest import build_welcome_journey, make_contact
+from .conftest import build_welcome_journey, make_contact, make_journey
 
 pytestmark = pytest.mark.django_db
 
@@ -500,7 +500,7 @@ needs_postgres = pytest.mark.skipif(
 @pytest.mark.django_db(transaction=True)
 def test_a_reply_waits_for_the_tick_running_the_contact_and_pauses_her_where_it_left_her():
     # given Ann due at a wait step of a journey that pauses on replies
-    journey = Journey.objects.create(name="Drip", slug="drip", trigger_event="x", on_reply=OnReply.PAUSE_RESUME)
+    journey = make_journey(name="Drip", slug="drip", trigger_event="x", on_reply=OnReply.PAUSE_RESUME)
     JourneyStep.objects.create(journey=journey, position=1, key="first", kind=StepKind.WAIT, config={"seconds": 60})
     JourneyStep.objects.create(journey=journey, position=2, key="second", kind=StepKind.WAIT, config={"seconds": 60})
     activate_journey(journey)

@@ -14,6 +14,8 @@ from contacts.models import Contact, Segment, SegmentMembership
 from omni.models import AuditEntry
 from omni.tests.fakes import run_concurrently
 
+from .conftest import make_journey
+
 T0 = dt.datetime(2026, 3, 15, 12, 0, tzinfo=dt.timezone.utc)
 CUSTOMERS = {"match": "all", "filters": [{"kind": "lifecycle_stage", "stages": ["customer"]}]}
 
@@ -24,8 +26,8 @@ def customers_segment(db):
 
 
 def _journey(segment, trigger_type=TriggerType.SEGMENT_ENTRY, slug="welcome-customers", **fields):
-    journey = Journey.objects.create(name=slug, slug=slug, trigger_type=trigger_type, trigger_segment=segment,
-                                     **fields)
+    journey = make_journey(name=slug, slug=slug, trigger_type=trigger_type, trigger_segment=segment,
+                           **fields)
     JourneyStep.objects.create(journey=journey, key="wait", position=1, kind=StepKind.WAIT, config={"seconds": 3600})
     return activate_journey(journey)
 
@@ -178,8 +180,8 @@ def test_deleting_a_segment_a_journey_uses_is_refused(customers_segment):
 
 def test_the_admin_names_the_journeys_that_keep_a_segment_from_being_deleted(admin_client, customers_segment):
     _journey(customers_segment, slug="welcome-customers")
-    draft = Journey.objects.create(name="Draft on customers", slug="draft", trigger_type=TriggerType.SEGMENT_ENTRY,
-                                   trigger_segment=customers_segment)
+    draft = make_journey(name="Draft on customers", slug="draft", trigger_type=TriggerType.SEGMENT_ENTRY,
+                         trigger_segment=customers_segment)
 
     page = admin_client.get(reverse("admin:contacts_segment_delete", args=[customers_segment.pk]))
     admin_client.post(reverse("admin:contacts_segment_delete", args=[customers_segment.pk]), {"post": "yes"})

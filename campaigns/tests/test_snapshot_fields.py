@@ -9,6 +9,8 @@ import pytest
 from campaigns.actions import draft_snapshot
 from campaigns.models import Journey, JourneyStep, JourneyVersion, PlannedStep, StepKind
 
+from .conftest import make_journey
+
 pytestmark = pytest.mark.django_db
 
 # Journey fields that are not versioned, and why.
@@ -23,6 +25,15 @@ JOURNEY_FIELDS_NOT_VERSIONED = {
     "created_at": "never read by the engine",
     "updated_at": "never read by the engine",
     "date_trigger_checked_until": "runtime state of the date trigger's tick stage, not a setting",
+    "owner": "who answers for the journey: never read by the engine",
+    "objective": "what the journey is for, in words: never read by the engine",
+    "lifecycle_stage": "whom the journey is for, a label: never read by the engine",
+    "approval_requested_by": "the approval of the draft (omni/lib/approval.py), checked before publishing",
+    "approval_requested_at": "the approval of the draft, checked before publishing",
+    "approved_by": "the approval of the draft, checked before publishing",
+    "approved_at": "the approval of the draft, checked before publishing",
+    "approval_digest": "the digest of the draft approved: the draft's own snapshot, hashed",
+    "approval_reset_at": "when an edit last reset the approval",
 }
 # JourneyStep fields that are not versioned, and why.
 STEP_FIELDS_NOT_VERSIONED = {
@@ -57,7 +68,7 @@ def unversioned(model, versioned: set[str], not_versioned: dict, rename=None) ->
 @pytest.fixture
 def draft(welcome_templates):
     email, _ = welcome_templates
-    journey = Journey.objects.create(name="Every field", slug="every-field", trigger_event="signed_up")
+    journey = make_journey(name="Every field", slug="every-field", trigger_event="signed_up")
     send = JourneyStep.objects.create(journey=journey, key="send", position=1, kind=StepKind.SEND, template=email,
                                       channel_plan=[{"channel": "email"}])
     done = JourneyStep.objects.create(journey=journey, key="done", position=2, kind=StepKind.EXIT)

@@ -17,7 +17,6 @@ from campaigns.models import (
     AwaitedEvent,
     Enrollment,
     EnrollmentState,
-    Journey,
     JourneyStep,
     JourneyStepVisit,
     JourneyVersion,
@@ -32,7 +31,7 @@ from contacts.ingest import ingest_event
 from contacts.models import AttributeDefinition, Contact, ContactEvent
 from omni.models import AuditEntry, WebhookEndpoint
 
-from .conftest import make_contact
+from .conftest import make_contact, make_journey
 
 pytestmark = pytest.mark.django_db
 
@@ -42,7 +41,7 @@ NEW_YORK = ZoneInfo("America/New_York")
 def build_journey(*specs, slug="steps", **fields):
     """A journey of steps given as (key, kind, settings) in order, settings holding config,
     template, channel_plan, and next/else as step keys; activated."""
-    journey = Journey.objects.create(name=slug.title(), slug=slug, trigger_event="signed_up", **fields)
+    journey = make_journey(name=slug.title(), slug=slug, trigger_event="signed_up", **fields)
     made = {}
     for position, (key, kind, settings) in enumerate(specs, start=1):
         settings = dict(settings)

@@ -8,11 +8,13 @@ from django.db.models import Count
 from django.utils import timezone
 
 from campaigns.actions import activate_journey
-from campaigns.models import Enrollment, EnrollmentState, Journey, JourneyStep, JourneyStepVisit, StepKind
+from campaigns.models import Enrollment, EnrollmentState, JourneyStep, JourneyStepVisit, StepKind
 from campaigns.tick import tick
 from contacts.models import Contact, ContactEvent
 from omni.models import AuditEntry
 from omni.tests.fakes import run_concurrently
+
+from .conftest import make_journey
 
 needs_postgres = pytest.mark.skipif(
     connection.vendor != "postgresql",
@@ -26,7 +28,7 @@ CONTACTS = 1500
 def due_at_a_split(transactional_db):
     """CONTACTS contacts due at a split: path A sets an attribute then waits for an event, path B
     waits until 09:00 on their clock."""
-    journey = Journey.objects.create(name="Race", slug="race", trigger_event="x")
+    journey = make_journey(name="Race", slug="race", trigger_event="x")
     split = JourneyStep.objects.create(journey=journey, key="ab", position=1, kind=StepKind.SPLIT, config={
         "paths": [{"name": "A", "weight": 1, "step": "tag"}, {"name": "B", "weight": 1, "step": "morning"}]})
     tag = JourneyStep.objects.create(journey=journey, key="tag", position=2, kind=StepKind.UPDATE,

@@ -7,14 +7,16 @@ from django.core.exceptions import ValidationError
 
 from campaigns.actions import activate_journey, loops_without_wait
 from campaigns.admin import describe_step
-from campaigns.models import Journey, JourneyStatus, JourneyStep, StepKind
+from campaigns.models import JourneyStatus, JourneyStep, StepKind
+
+from .conftest import make_journey
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def journey():
-    return Journey.objects.create(name="Kinds", slug="kinds", trigger_event="signed_up")
+    return make_journey(name="Kinds", slug="kinds", trigger_event="signed_up")
 
 
 BAD_CONFIGS = [

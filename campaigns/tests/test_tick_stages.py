@@ -6,7 +6,7 @@ import pytest
 from django.utils import timezone
 
 from campaigns import advancing, enrolling
-from campaigns.models import Enrollment, Journey, JourneyStep, StepKind
+from campaigns.models import Enrollment, JourneyStep, StepKind
 from campaigns.actions import activate_journey
 from campaigns.tasks import hand_off_enrollments
 from campaigns.tick import tick
@@ -15,7 +15,7 @@ from contacts.models import Contact, ContactEvent
 from omni.tests.fakes import unreachable_broker
 from templates.actions import current_version
 
-from .conftest import make_contact
+from .conftest import make_contact, make_journey
 
 pytestmark = pytest.mark.django_db
 
@@ -58,7 +58,7 @@ def test_an_event_backlog_does_not_starve_the_fallback_timers(fallback_due, now,
 
 @pytest.fixture
 def due_enrollment(transactional_db):
-    journey = Journey.objects.create(name="Drip", slug="drip", trigger_event="x")
+    journey = make_journey(name="Drip", slug="drip", trigger_event="x")
     JourneyStep.objects.create(journey=journey, key="pause", position=1, kind=StepKind.WAIT, config={"seconds": 3600})
     activate_journey(journey)
     contact = Contact.objects.create(external_id="c1")

@@ -31,7 +31,7 @@ from omni.tests.fakes import run_concurrently
 from templates.actions import publish_template
 from templates.models import Template, TemplateVariant
 
-from .conftest import make_contact
+from .conftest import make_contact, make_journey
 
 UTC = dt_timezone.utc
 
@@ -42,7 +42,7 @@ def utc(*args) -> datetime:
 
 def build_journey(slug="renewal", **fields) -> Journey:
     """An active journey that waits an hour, then exits."""
-    journey = Journey.objects.create(name=slug.title(), slug=slug, **fields)
+    journey = make_journey(name=slug.title(), slug=slug, **fields)
     kind, config = StepKind.WAIT, {"seconds": 3600}
     JourneyStep.objects.create(journey=journey, key="first", position=1, kind=kind, config=config)
     JourneyStep.objects.create(journey=journey, key="done", position=2, kind=StepKind.EXIT)
@@ -61,7 +61,7 @@ def refusals(reason):
 
 
 def test_every_trigger_setting_is_published_with_the_version(db):
-    journey = Journey.objects.create(name="R", slug="r", trigger_event="x")
+    journey = make_journey(name="R", slug="r", trigger_event="x")
     settings = {f.attname for f in Journey._meta.concrete_fields if f.name.startswith("trigger_")}
 
     assert settings <= set(JourneyVersion.SNAPSHOT_FIELDS)
@@ -122,7 +122,7 @@ def test_late_events_and_conditions_cost_a_fixed_number_of_queries_whatever_the_
 
 
 def test_a_maximum_age_is_refused_on_a_trigger_without_events(db):
-    journey = Journey.objects.create(name="R", slug="r", trigger_type=TriggerType.API, trigger_max_age_seconds=60)
+    journey = make_journey(name="R", slug="r", trigger_type=TriggerType.API, trigger_max_age_seconds=60)
     JourneyStep.objects.create(journey=journey, key="done", position=1, kind=StepKind.EXIT)
 
     assert validate_journey(journey) == [
@@ -192,7 +192,7 @@ def test_conditions_saved_before_typed_conditions_keep_their_meaning(now):
 
 def test_publishing_refuses_a_condition_that_does_not_fit_the_propertys_type_naming_it(db):
     EventPropertyDefinition.objects.create(event="order.placed", name="amount", data_type=DataType.NUMBER)
-    journey = Journey.objects.create(name="R", slug="r", trigger_event="order.placed", trigger_conditions=[
+    journey = make_journey(name="R", slug="r", trigger_event="order.placed", trigger_conditions=[
         {"property": "amount", "operator": "at_least", "value": "lots"},
         {"property": "amount", "operator": "starts_with", "value": "1"},
         {"property": "", "operator": "equals", "value": "x"},
@@ -233,7 +233,7 @@ def test_a_template_reads_the_trigger_properties_of_an_api_enrollment(now):
     TemplateVariant.objects.create(template=template, channel="email", subject="Your {{ trigger.plan }} plan",
                                    text_body="Hi {{ first_name }}, welcome to {{ trigger.plan }}.")
     publish_template(template)
-    journey = Journey.objects.create(name="Plan", slug="plan", trigger_type=TriggerType.API)
+    journey = make_journey(name="Plan", slug="plan", trigger_type=TriggerType.API)
     JourneyStep.objects.create(journey=journey, key="email", position=1, kind=StepKind.SEND, template=template,
                                channel_plan=[{"channel": "email"}])
     activate_journey(journey)
@@ -525,7 +525,7 @@ def test_the_journey_page_says_what_enrolls_contacts_in_each_version(admin_clien
 
 def test_a_date_trigger_needs_its_attribute_and_a_date_type(db):
     AttributeDefinition.objects.create(name="plan", data_type=DataType.TEXT)
-    journey = Journey.objects.create(name="R", slug="r", trigger_type=TriggerType.DATE_ATTRIBUTE)
+    journey = make_journey(name="R", slug="r", trigger_type=TriggerType.DATE_ATTRIBUTE)
     JourneyStep.objects.create(journey=journey, key="done", position=1, kind=StepKind.EXIT)
     missing = validate_journey(journey)
     Journey.objects.filter(pk=journey.pk).update(trigger_date_attribute="plan")
@@ -538,7 +538,7 @@ def test_a_date_trigger_needs_its_attribute_and_a_date_type(db):
 
 
 def test_an_offset_or_a_local_time_without_a_date_is_refused(db):
-    journey = Journey.objects.create(name="R", slug="r", trigger_event="x", trigger_date_offset_days=1)
+    journey = make_journey(name="R", slug="r", trigger_event="x", trigger_date_offset_days=1)
     JourneyStep.objects.create(journey=journey, key="done", position=1, kind=StepKind.EXIT)
 
     assert validate_journey(journey) == [

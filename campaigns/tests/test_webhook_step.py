@@ -11,12 +11,14 @@ from django.utils import timezone
 import campaigns.tasks  # noqa: F401  (registers call_webhook_task before the worker starts)
 from campaigns import webhook_calls
 from campaigns.actions import activate_journey, pause_enrollment, resume_enrollment
-from campaigns.models import Enrollment, EnrollmentState, Journey, JourneyStep, JourneyStepVisit, StepKind
+from campaigns.models import Enrollment, EnrollmentState, JourneyStep, JourneyStepVisit, StepKind
 from campaigns.tasks import call_webhook_task
 from campaigns.tick import tick
 from contacts.models import Contact
 from omni.lib.webhooks import WebhookAnswer, verify_signature
 from omni.models import WebhookCall, WebhookEndpoint
+
+from .conftest import make_journey
 
 
 @pytest.fixture
@@ -27,7 +29,7 @@ def crm(webhook_receiver):
 @pytest.fixture
 def asking_journey(crm):
     """Ask the CRM; if its answer says vip, exit "vip", else exit "other" (also on no answer)."""
-    journey = Journey.objects.create(name="Ask", slug="ask", trigger_event="signed_up")
+    journey = make_journey(name="Ask", slug="ask", trigger_event="signed_up")
     ask = JourneyStep.objects.create(journey=journey, key="ask", position=1, kind=StepKind.WEBHOOK,
                                      config={"endpoint": "CRM", "timeout_seconds": 600, "data": {"offer": "spring"}})
     is_vip = JourneyStep.objects.create(journey=journey, key="is-vip", position=2, kind=StepKind.CONDITION,
@@ -156,7 +158,7 @@ def test_publishing_refuses_a_missing_or_inactive_endpoint(crm):
 
     crm.active = False
     crm.save()
-    journey = Journey.objects.create(name="Ask", slug="ask", trigger_event="signed_up")
+    journey = make_journey(name="Ask", slug="ask", trigger_event="signed_up")
     JourneyStep.objects.create(journey=journey, key="a", position=1, kind=StepKind.WEBHOOK,
                                config={"endpoint": "CRM", "timeout_seconds": 60})
     JourneyStep.objects.create(journey=journey, key="b", position=2, kind=StepKind.WEBHOOK,

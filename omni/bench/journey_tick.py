@@ -67,10 +67,13 @@ WAITING_FOR = "CASE ({id} / 10) %% 5 WHEN 3 THEN 'event:came_back' ELSE '' END"
 
 def seed(scale: int) -> int:
     """The journey, 10 x scale contacts enrolled in it, `scale` due now. Returns how many are due."""
-    from campaigns.actions import activate_journey
+    from django.contrib.auth import get_user_model
+
+    from campaigns.actions import activate_journey, draft_snapshot, journey_needs_approval
+    from campaigns.journey_approval import approve_journey, request_journey_approval
     from campaigns.models import Enrollment, Journey, JourneyStep, StepKind
     from compliance.models import Consent
-    from contacts.models import Contact, ContactEvent
+    from contacts.models import Contact, ContactEvent, LifecycleStage
     from omni.models import WebhookEndpoint
     from templates.actions import publish_template
     from templates.models import Template, TemplateVariant
@@ -79,7 +82,11 @@ def seed(scale: int) -> int:
     TemplateVariant.objects.create(template=email, channel="email", subject="Welcome, {{ first_name }}!",
                                    text_body="Hi {{ first_name }}", html_body="<p>Hi {{ first_name }}</p>")
     publish_template(email)
-    journey = Journey.objects.create(name="Bench", slug="bench", trigger_event="signed_up")
+    # What activation asks of every journey: an owner, objective, lifecycle stage and goal.
+    owner = get_user_model().objects.create_user("bench-owner")
+    stage, _ = LifecycleStage.objects.get_or_create(key="trial", defaults={"name": "Trial"})
+    journey = Journey.objects.create(name="Bench", slug="bench", trigger_event="signed_up", owner=owner,
+                                     objective="Measure the tick", lifecycle_stage=stage, goal_event="bench-goal")
     specs = [
         ("ab", StepKind.SPLIT, {"paths": [{"name": "A", "weight": 1, "step": "tag"},
                                           {"name": "B", "weight": 1, "step": "stage"}]}, None),
@@ -107,7 +114,11 @@ def seed(scale: int) -> int:
             made[key].save()
     made["is-pro"].else_step = made["email"]
     made["is-pro"].save()
-    activate_journey(journey)
+    if journey_needs_approval(draft_snapshot(journey)):
+        # Its marketing email needs a second person's yes (any superuser may give it).
+        request_journey_approval(journey, actor=owner)
+        approve_journey(journey, actor=get_user_model().objects.create_superuser("bench-approver"))
+    activate_journey(journey, actor=owner)
     journey.refresh_from_db()
 
     total = 10 * scale

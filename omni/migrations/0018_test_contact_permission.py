@@ -6,7 +6,7 @@ import importlib
 from django.db import migrations
 
 _first = importlib.import_module("omni.migrations.0002_role_groups")
-_previous = importlib.import_module("omni.migrations.0016_webhook_roles")
+_previous = importlib.import_module("omni.migrations.0017_marketing_approvers")
 
 ROLES = copy.deepcopy(_previous.ROLES)
 for _role in ("Marketers", "Administrators"):
@@ -23,7 +23,7 @@ def restore_previous_roles(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("omni", "0016_webhook_roles"),
+        ("omni", "0017_marketing_approvers"),
         ("contacts", "0015_contact_is_test"),
     ]
 

@@ -452,7 +452,7 @@ def test_seed_demo_twice_creates_each_object_once(settings, tmp_path):
     assert first["contacts.ContactEvent"] == 9
     assert first["campaigns.JourneyStep"] == 16  # Welcome 6, Payment failed 4, Appointment reminder 6
     assert first["message_templates.TemplateVersion"] == 7
-    assert first["users"] == 4
+    assert first["users"] == 5  # admin, marketer, support, compliance, approver
     assert json.loads((tmp_path / "demo-logins.json").read_text()) == logins
     assert all(password in out.getvalue() for password in logins.values())
     assert "http://127.0.0.1:8000/admin/" in out.getvalue()

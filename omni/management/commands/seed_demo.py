@@ -23,8 +23,9 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils import timezone
 
-from campaigns.actions import activate_journey
+from campaigns.actions import activate_journey, draft_snapshot, journey_needs_approval
 from campaigns.enrolling import process_events_batch
+from campaigns.journey_approval import approve_journey, request_journey_approval
 from campaigns.models import Journey, JourneyStatus, JourneyStep, OnReply, StepKind, TriggerType
 from campaigns.tick_report import TickReport
 from campaigns.timing import contact_zone
@@ -32,7 +33,7 @@ from channels.provider_reports import record_inbound_message
 from compliance.actions import record_consent_change
 from compliance.models import Consent, ConsentSource, ConsentStatus, LawfulBasis
 from contacts.ingest import ingest_event
-from contacts.models import Contact, ContactEvent
+from contacts.models import Contact, ContactEvent, LifecycleStage
 from omni.choices import Channel, Purpose
 from omni.lib.demo_time import scaled
 from templates.actions import publish_template
@@ -49,6 +50,8 @@ DEMO_USERS = {
     "marketer": ("Marketers", False),
     "support": ("Support agents", False),
     "compliance": ("Compliance", False),
+    # Approves what the marketer asks to send (journeys with marketing sends need it by default).
+    "approver": ("Marketing approvers", False),
 }
 
 # The sandbox reads the address: "+open" simulates an open, "+click" a click, and Twilio's
@@ -216,6 +219,8 @@ DEMO_JOURNEYS = [
     {
         "slug": "welcome",
         "name": "Welcome",
+        "objective": "Turn new sign-ups into active trial users.",
+        "stage": "trial",
         "description": "Email on sign-up; WhatsApp on day 3 unless they activated; SMS on day 7. Activating ends it.",
         "trigger_event": SIGNUP_EVENT,
         "goal_event": ACTIVATED_EVENT,
@@ -233,6 +238,8 @@ DEMO_JOURNEYS = [
     {
         "slug": "payment-failed",
         "name": "Payment failed",
+        "objective": "Recover failed payments before the subscription lapses.",
+        "stage": "customer",
         "description": "Email when a payment fails; an SMS three days later only if the invoice is still unpaid.",
         "trigger_event": PAYMENT_FAILED_EVENT,
         "goal_event": INVOICE_PAID_EVENT,
@@ -246,6 +253,8 @@ DEMO_JOURNEYS = [
     {
         "slug": "appointment-reminder",
         "name": "Appointment reminder",
+        "objective": "Fewer missed appointments, and a quick rebooking when one is missed.",
+        "stage": "customer",
         "description": ("On booking: an SMS 24 hours before the appointment; if they have not attended 2 hours "
                         "after it starts, a follow-up SMS to book again."),
         "trigger_event": APPOINTMENT_BOOKED_EVENT,
@@ -279,11 +288,32 @@ CUSTOMER_QUESTION = {"external_id": "demo-bob", "provider_message_id": "demo-bob
                      "body": "Hi, my trial page says it ends tomorrow but I only signed up today. Can you check?"}
 
 
+def ownership(*, objective: str, stage: str, owner: str = "marketer") -> dict:
+    """What a demo journey says about itself, as activation asks: its owner (a demo user), objective
+    and lifecycle stage (by key); the goal event is the journey's own."""
+    # get_or_create: the stages come from a migration, and a database emptied since (a test's) lacks them.
+    lifecycle_stage, _ = LifecycleStage.objects.get_or_create(key=stage, defaults={"name": stage.capitalize()})
+    return {"owner": get_user_model().objects.get(username=owner), "objective": objective,
+            "lifecycle_stage": lifecycle_stage}
+
+
+def approve_and_activate(journey: Journey, *, requester: str = "marketer", approver: str = "approver") -> Journey:
+    """Activate a demo journey as its marketer would: asking the approver first when it needs approval."""
+    User = get_user_model()
+    marketer = User.objects.get(username=requester)
+    if journey_needs_approval(draft_snapshot(journey)):
+        request_journey_approval(journey, actor=marketer)
+        approve_journey(journey, actor=User.objects.get(username=approver))
+    return activate_journey(journey, actor=marketer)
+
+
 def ensure_journey(description: dict, templates: dict[str, Template]) -> Journey:
     """The journey `description` (a DEMO_JOURNEYS entry) describes, created with its steps and
     activated when its slug is new; an existing journey is left as it is (someone may have
     edited or paused it on purpose)."""
-    fields = {name: value for name, value in description.items() if name not in ("slug", "steps")}
+    fields = {name: value for name, value in description.items()
+              if name not in ("slug", "steps", "objective", "stage")}
+    fields.update(ownership(objective=description["objective"], stage=description["stage"]))
     journey, created = Journey.objects.get_or_create(
         slug=description["slug"], defaults={"trigger_type": TriggerType.EVENT, **fields})
     if not created:
@@ -306,7 +336,7 @@ def ensure_journey(description: dict, templates: dict[str, Template]) -> Journey
         step.else_step = steps.get(spec.get("else"))
         step.save(update_fields=["next_step", "else_step"])
     if journey.status != JourneyStatus.ACTIVE:
-        activate_journey(journey, actor=None)
+        approve_and_activate(journey)
     return journey
 
 
