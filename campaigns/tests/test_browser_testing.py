@@ -4,7 +4,8 @@ next step. Demo data. (The diagram's counts are added to this walk once the diag
 import pytest
 from django.utils import timezone
 
-from campaigns.models import Enrollment, Journey, JourneyStatus, JourneyStep, StepKind
+from campaigns.tests.conftest import make_journey
+from campaigns.models import Enrollment, JourneyStatus, JourneyStep, StepKind
 from campaigns.tick import tick
 from channels.models import Message
 from contacts.models import Contact
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.browser
 @pytest.fixture
 def draft_journey(demo_logins):
     """A draft: the welcome email, a day's wait, then an exit; started by `trial_started`."""
-    journey = Journey.objects.create(name="Trial welcome", slug="trial-welcome", trigger_event="trial_started")
+    journey = make_journey(name="Trial welcome", slug="trial-welcome", trigger_event="trial_started")
     JourneyStep.objects.create(journey=journey, key="hello", position=1, kind=StepKind.SEND,
                                template=Template.objects.get(key="welcome-email"), purpose=Purpose.MARKETING,
                                channel_plan=[{"channel": Channel.EMAIL}])

@@ -4,6 +4,7 @@ from datetime import timedelta
 
 import pytest
 
+from campaigns.tests.conftest import make_journey
 from campaigns.actions import activate_journey, enroll_contact
 from campaigns.models import Enrollment, Journey, JourneyStep, StepKind
 from campaigns.tick import tick
@@ -52,7 +53,7 @@ def test_at_real_time_the_same_wait_lasts_three_days(settings, eager_celery, wel
 
 
 def one_step_journey(kind, config, **fields) -> Journey:
-    journey = Journey.objects.create(name="Scaled", slug="scaled", trigger_event="booked", **fields)
+    journey = make_journey(name="Scaled", slug="scaled", trigger_event="booked", **fields)
     JourneyStep.objects.create(journey=journey, key="the-wait", position=1, kind=kind, config=config)
     JourneyStep.objects.create(journey=journey, key="done", position=2, kind=StepKind.EXIT)
     return activate_journey(journey)
@@ -84,7 +85,7 @@ def test_a_dates_offset_is_scaled_and_the_date_is_not(demo_clock, now):
 
 def test_a_fallback_timer_is_scaled(demo_clock, welcome_templates, now):
     email, _ = welcome_templates
-    journey = Journey.objects.create(name="Fallback", slug="fallback", trigger_event="signed_up")
+    journey = make_journey(name="Fallback", slug="fallback", trigger_event="signed_up")
     JourneyStep.objects.create(journey=journey, key="hello", position=1, kind=StepKind.SEND, template=email,
                                channel_plan=[{"channel": "email", "fallback_after_seconds": DAY},
                                              {"channel": "sms"}])

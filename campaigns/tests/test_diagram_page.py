@@ -12,6 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils.html import escape
 
+from campaigns.tests.conftest import make_journey
 from campaigns import step_counts
 from campaigns.actions import activate_journey, publish_journey
 from campaigns.diagram_admin import enrollments_at_step_url
@@ -88,7 +89,7 @@ def test_at_a_step_counts_live_enrollments_by_version_and_passed_through_counts_
     visit(finished, "wait", now - timedelta(days=29), 2)
     visit(finished, "opened", now - timedelta(days=31), 3)
     # and another journey's visit, which is not this journey's
-    other = Journey.objects.create(name="Other", slug="other", trigger_event="x")
+    other = make_journey(name="Other", slug="other", trigger_event="x")
     visit(place(other, ann, "wait"), "welcome-email", now, 1)
 
     # then
@@ -211,7 +212,7 @@ def test_a_nodes_link_lists_the_contacts_at_its_step(client, log_in_as, welcome_
 
 def journey_of(steps: int, email_template, suffix: str) -> Journey:
     """An active journey of an email and `steps` - 1 waits, with a contact at every step and a visit to each."""
-    journey = Journey.objects.create(name=f"Long {suffix}", slug=f"long-{suffix}", trigger_event="signed_up")
+    journey = make_journey(name=f"Long {suffix}", slug=f"long-{suffix}", trigger_event="signed_up")
     JourneyStep.objects.create(journey=journey, key="hello", position=0, kind=StepKind.SEND, template=email_template,
                                channel_plan=[{"channel": "email"}])
     for position in range(1, steps):
@@ -257,7 +258,7 @@ def test_postgresql_counts_the_contacts_at_each_step_on_the_enrollment_at_step_i
     # given many enrollments, most of them long finished, and their visits: a few in this
     # journey, most in others
     version = welcome_journey.live_version
-    others = [Journey.objects.create(name=f"Other {n}", slug=f"other-{n}", trigger_event="x") for n in range(5)]
+    others = [make_journey(name=f"Other {n}", slug=f"other-{n}", trigger_event="x") for n in range(5)]
     first = Contact.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
     Contact.objects.bulk_create([Contact(external_id=f"many-{n}", first_name="Many") for n in range(6000)],
                                 batch_size=2000)

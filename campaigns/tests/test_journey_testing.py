@@ -7,6 +7,7 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse
 from django.utils import timezone
 
+from campaigns.tests.conftest import make_journey
 from campaigns import journey_testing, segment_triggers
 from campaigns.actions import (
     NOT_A_TEST_CONTACT,
@@ -42,7 +43,7 @@ UTC = dt_timezone.utc
 
 def draft_welcome(email_template, sms_template, slug="welcome", **fields) -> Journey:
     """The welcome journey of conftest as a draft: email; wait an hour; if not engaged, SMS; exit."""
-    journey = Journey.objects.create(name=slug.title(), slug=slug, trigger_event="signed_up", **fields)
+    journey = make_journey(name=slug.title(), slug=slug, trigger_event="signed_up", **fields)
     JourneyStep.objects.create(journey=journey, key="welcome-email", position=1, kind=StepKind.SEND,
                                template=email_template, channel_plan=[{"channel": "email"}])
     JourneyStep.objects.create(journey=journey, key="wait", position=2, kind=StepKind.WAIT, config={"seconds": 3600})
@@ -60,7 +61,7 @@ def draft_welcome(email_template, sms_template, slug="welcome", **fields) -> Jou
 
 def waiting_journey(slug, **fields) -> Journey:
     """A draft that waits an hour, then exits."""
-    journey = Journey.objects.create(name=slug.title(), slug=slug, **fields)
+    journey = make_journey(name=slug.title(), slug=slug, **fields)
     JourneyStep.objects.create(journey=journey, key="first", position=1, kind=StepKind.WAIT, config={"seconds": 3600})
     JourneyStep.objects.create(journey=journey, key="done", position=2, kind=StepKind.EXIT)
     return journey

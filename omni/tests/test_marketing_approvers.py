@@ -32,6 +32,7 @@ def test_marketing_approvers_approve_journeys_and_campaigns_and_see_them_but_cha
 def test_the_approvers_migration_goes_back_to_the_roles_before_it_and_forth_again(role_groups):
     state_apps = MigrationExecutor(connection).loader.project_state(("omni", "0017_marketing_approvers")).apps
     schema_editor = SimpleNamespace(connection=connection)
+    approvers_roles.apply_roles(state_apps, schema_editor)  # the roles as that migration left them
     before = {group.name: permissions_of(group.name) for group in Group.objects.all()}
 
     approvers_roles.restore_previous_roles(state_apps, schema_editor)

@@ -10,6 +10,7 @@ from django.core.management import call_command
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from campaigns.tests.conftest import make_journey
 from campaigns.actions import activate_journey, validate_journey
 from campaigns.models import Enrollment, EnrollmentState, Journey, JourneyStatus, JourneyStep, JourneyVersion, StepKind
 from campaigns.tick import tick
@@ -109,7 +110,7 @@ def test_a_welcome_journey_seeded_earlier_is_left_as_it_was():
     template = Template.objects.create(key="welcome-email", name="Welcome email", purpose="marketing")
     TemplateVariant.objects.create(template=template, channel="email", subject="Hi", text_body="Hi")
     publish_template(template)
-    old = Journey.objects.create(name="Welcome", slug="welcome", trigger_event="signed_up")
+    old = make_journey(name="Welcome", slug="welcome", trigger_event="signed_up")
     JourneyStep.objects.create(journey=old, key="welcome-email", position=1, kind=StepKind.SEND, template=template,
                                channel_plan=[{"channel": "email"}])
     JourneyStep.objects.create(journey=old, key="short-wait", position=2, kind=StepKind.WAIT, config={"seconds": 20})
@@ -122,7 +123,7 @@ def test_a_welcome_journey_seeded_earlier_is_left_as_it_was():
     # then the old Welcome keeps its steps and version, and the two new journeys are added
     assert steps_of("welcome") == before
     assert list(JourneyVersion.objects.filter(journey=old).values_list("number", flat=True)) == [1]
-    assert Journey.objects.get(slug="welcome").goal_event == ""
+    assert Journey.objects.get(slug="welcome").goal_event == "goal-reached"  # not the new Welcome's "activated"
     assert set(Journey.objects.values_list("slug", flat=True)) == DEMO_JOURNEYS
 
 
