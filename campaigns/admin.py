@@ -2,16 +2,18 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import Count, F, Q
+from django.shortcuts import redirect
 from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 from django.utils.timezone import localtime
 from unfold.forms import ActionForm
 
 from omni.choices import Urgency
-from omni.lib.admin import ModelAdmin, ReadOnlyAdminMixin, ReadOnlyInline, StackedInline
+from omni.lib.admin import ModelAdmin, ReadOnlyAdminMixin, ReadOnlyInline
 from omni.lib.quarantine import QuarantineAdminMixin, QuarantinedFilter
 
 from . import actions
+from .builder_admin import JourneyBuilderMixin
 from .models import (
     LIVE_ENROLLMENT_STATES,
     Campaign,
@@ -80,6 +82,8 @@ def describe_step(step: dict) -> str:
                 f"its answer; without one, go to {step.get('else') or 'the next step'}")
     else:
         text = f"{key}: exit"
+    if step.get("end"):
+        return text + " → the end"
     return text + (f" → {step['next']}" if step.get("next") else "")
 
 
@@ -153,56 +157,8 @@ class JourneyVersionInline(ReadOnlyInline):
         return format_html("<ol>{}</ol>", format_html_join("", "<li>{}</li>", ((describe_step(s),) for s in version.steps)))
 
 
-class JourneyStepInline(StackedInline):
-    """The draft's steps. Contacts run on a published version; edits here reach them once published."""
-
-    model = JourneyStep
-    verbose_name = "draft step"
-    extra = 0
-    ordering = ["position"]
-    autocomplete_fields = ["template"]
-    fields = [
-        ("position", "key", "kind"),
-        "config",
-        ("template", "purpose", "urgency"),
-        "channel_plan",
-        "intent_key",
-        ("next_step", "else_step"),
-    ]
-
-    def get_queryset(self, request):
-        # Each form's title names the step's journey.
-        return super().get_queryset(request).select_related("journey")
-
-    def formfield_for_dbfield(self, db_field, request, **kwargs):
-        field = super().formfield_for_dbfield(db_field, request, **kwargs)
-        if db_field.name == "channel_plan":
-            field.help_text = (f"{db_field.help_text} Blank: the default channel plan for the step's purpose and "
-                               f"urgency, pinned when the journey is published.")
-        return field
-
-    def get_formset(self, request, obj=None, **kwargs):
-        self._journey = obj
-        return super().get_formset(request, obj, **kwargs)
-
-    def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        # A step can only lead to a step of its own journey (saved ones: add a step, save,
-        # then point at it).
-        if db_field.name in ("next_step", "else_step"):
-            journey = getattr(self, "_journey", None)
-            kwargs["queryset"] = (
-                JourneyStep.objects.filter(journey=journey).select_related("journey").order_by("position")
-                if journey is not None and journey.pk else JourneyStep.objects.none()
-            )
-            field = super().formfield_for_foreignkey(db_field, request, **kwargs)
-            # Read the choices once: every step's form would otherwise query them again.
-            field.choices = list(field.choices)
-            return field
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
-
-
 @admin.register(Journey)
-class JourneyAdmin(ModelAdmin):
+class JourneyAdmin(JourneyBuilderMixin, ModelAdmin):
     list_display = ["name", "status", "live_version_number", "trigger_type", "trigger_event", "live_enrollments",
                     "updated_at"]
     list_filter = ["status", "trigger_type"]
@@ -216,7 +172,7 @@ class JourneyAdmin(ModelAdmin):
         ("Versions", {
             "fields": ["versions_state"],
             "description": "Contacts run on the published version they entered on. Editing the fields and draft "
-                           "steps below changes nothing for them until you choose \"Publish changes\" in the "
+                           "steps (under the form) changes nothing for them until you choose \"Publish changes\" in the "
                            "journey list; new enrollments then start on the new version, and \"Move contacts to "
                            "the latest version\" moves those already in the journey.",
         }),
@@ -233,7 +189,8 @@ class JourneyAdmin(ModelAdmin):
         ("Replies", {"fields": ["on_reply"]}),
         ("Record", {"fields": ["created_by", "created_at", "updated_at"]}),
     ]
-    inlines = [JourneyVersionInline, JourneyStepInline]
+    # The draft steps are edited in the builder, below the form (campaigns.builder_admin).
+    inlines = [JourneyVersionInline]
     actions = ["activate", "pause", "resume", "publish_changes", "move_to_latest_version"]
 
     def get_queryset(self, request):
@@ -314,13 +271,22 @@ class JourneyAdmin(ModelAdmin):
 
 @admin.register(JourneyStep)
 class JourneyStepAdmin(ModelAdmin):
-    """Steps are edited on their journey's page; this list finds them across journeys."""
+    """Steps are edited in their journey's builder; this list finds them across journeys, and a
+    step's page is its builder form."""
 
     list_display = ["journey", "position", "key", "kind", "template", "next_step", "else_step"]
     list_filter = ["kind", "journey"]
     search_fields = ["key", "journey__name", "journey__slug"]
     list_select_related = ["journey", "template", "next_step", "else_step"]
-    autocomplete_fields = ["journey", "template", "next_step", "else_step"]
+
+    def has_add_permission(self, request):
+        return False  # through "Add step" on the journey's page
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        step = JourneyStep.objects.filter(pk=object_id).only("pk", "journey_id").first()
+        if step is None:
+            return super().change_view(request, object_id, form_url, extra_context)
+        return redirect("admin:campaigns_journey_step_change", step.journey_id, step.pk)
 
 
 class JourneyStepVisitInline(ReadOnlyInline):
