@@ -2,7 +2,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import Count, F, Q
-from django.shortcuts import redirect
+from django.urls import reverse
 from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 from django.utils.timezone import localtime
@@ -279,14 +279,24 @@ class JourneyStepAdmin(ModelAdmin):
     search_fields = ["key", "journey__name", "journey__slug"]
     list_select_related = ["journey", "template", "next_step", "else_step"]
 
+    fields = ["journey", "key", "kind", "in_words", "edit_in_builder"]
+    readonly_fields = fields
+
     def has_add_permission(self, request):
         return False  # through "Add step" on the journey's page
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        step = JourneyStep.objects.filter(pk=object_id).only("pk", "journey_id").first()
-        if step is None:
-            return super().change_view(request, object_id, form_url, extra_context)
-        return redirect("admin:campaigns_journey_step_change", step.journey_id, step.pk)
+    @admin.display(description="the step")
+    def in_words(self, step):
+        return describe_step({"key": step.key, "kind": step.kind, "config": step.config,
+                              "template_key": step.template.key if step.template_id else "",
+                              "template_version_number": "(latest)", "channel_plan": step.channel_plan,
+                              "urgency": step.urgency, "next": step.next_step.key if step.next_step_id else None,
+                              "else": step.else_step.key if step.else_step_id else None, "end": step.ends})
+
+    @admin.display(description="edit")
+    def edit_in_builder(self, step):
+        url = reverse("admin:campaigns_journey_step_change", args=[step.journey_id, step.pk])
+        return format_html('<a class="underline" href="{}">Edit this step in its journey\'s builder</a>', url)
 
 
 class JourneyStepVisitInline(ReadOnlyInline):
