@@ -202,6 +202,7 @@ class SendForm(StepForm):
 
     def channel_plan(self) -> list:
         data = self.cleaned_data
+        self._plan_rows = []
         if data.get("plan") == DEFAULT_PLAN:
             return []
         plan = []
@@ -229,8 +230,6 @@ class SendForm(StepForm):
 
     def clean(self):
         cleaned = super().clean()
-        if self.errors:
-            return cleaned
         plan = self.channel_plan()
         if cleaned.get("plan") != DEFAULT_PLAN and not plan:
             self.add_error("channel_1", "Choose at least one channel, or the default plan.")
