@@ -17,7 +17,7 @@ from contacts.data_types import definitions
 
 from . import drafts
 from .models import Journey, JourneyStep, StepKind
-from .step_forms import TIME_INPUT, DurationField, form_for, step_choices  # noqa: F401
+from .step_forms import TIME_INPUT, DurationField, form_for, style
 from .trigger_conditions import condition_problems, read_conditions
 
 CONDITION_ROWS = 5
@@ -103,7 +103,15 @@ class JourneyForm(forms.ModelForm):
         for name in ("trigger_max_age_seconds", "reentry_after_seconds"):
             if name in self.fields:
                 old = self.fields[name]
-                self.fields[name] = DurationField(label=old.label, required=False, help_text=old.help_text)
+                self.fields[name] = DurationField(label=old.label.replace(" (seconds)", ""), required=False,
+                                                  help_text=old.help_text)
+        if "trigger_conditions" in self.fields:
+            self.fields["trigger_conditions"].help_text = (
+                "Conditions on the trigger event's properties, all of which must hold: a property, an operator "
+                "(those of the property's declared type) and the value. Leave a row empty to ignore it.")
+        if "reentry_after_seconds" in self.fields:
+            self.fields["reentry_after_seconds"].label = "re-entry after"
+        style(self)
 
     def clean(self):
         cleaned = super().clean()

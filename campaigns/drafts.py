@@ -183,7 +183,8 @@ def _apply(step: JourneyStep, values: dict) -> None:
 
 def _new_key(kind: str, values: dict, by_key: dict) -> str:
     template = values.get("template")
-    base = slugify(f"{kind}-{template.key}" if kind == StepKind.SEND and template is not None else kind)[:44]
+    base = slugify(f"{kind}-{template.key}" if kind == StepKind.SEND and template is not None else kind)
+    base = base.replace("_", "-")[:44]
     key, number = base or "step", 2
     while key in by_key:
         key, number = f"{base}-{number}", number + 1

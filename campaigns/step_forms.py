@@ -38,6 +38,7 @@ TIME_INPUT = forms.TimeInput(attrs={"type": "time"}, format="%H:%M")
 
 
 class DurationWidget(forms.MultiWidget):
+    template_name = "campaigns/widgets/duration.html"
     def __init__(self, attrs=None):
         super().__init__([forms.NumberInput(attrs={"min": 1, "class": "w-24", "aria-label": "how many"}),
                           forms.Select(choices=UNITS, attrs={"aria-label": "unit"})], attrs)
@@ -57,13 +58,32 @@ class DurationField(forms.MultiValueField):
     widget = DurationWidget
 
     def __init__(self, **kwargs):
-        super().__init__([forms.IntegerField(min_value=1), forms.ChoiceField(choices=UNITS)],
-                         require_all_fields=False, **kwargs)
+        super().__init__([forms.IntegerField(min_value=1, required=False),
+                          forms.ChoiceField(choices=UNITS, required=False)], require_all_fields=False, **kwargs)
+
+    def clean(self, value):
+        seconds = super().clean(value)
+        if seconds is None and self.required:
+            raise ValidationError(self.error_messages["required"], code="required")
+        return seconds
 
     def compress(self, values):
         if not values or values[0] in (None, ""):
             return None
         return values[0] * UNIT_SECONDS[values[1] or "days"]
+
+
+def style(form: forms.Form) -> None:
+    """The admin theme's (Unfold's) look on the form's inputs."""
+    from unfold.widgets import INPUT_CLASSES, SELECT_CLASSES
+
+    for field in form.fields.values():
+        widgets = getattr(field.widget, "widgets", [field.widget])
+        for widget in widgets:
+            if isinstance(widget, (forms.CheckboxSelectMultiple, forms.RadioSelect, forms.HiddenInput)):
+                continue
+            classes = SELECT_CLASSES if isinstance(widget, forms.Select) else INPUT_CLASSES
+            widget.attrs["class"] = " ".join([*classes, widget.attrs.get("class", "")]).strip()
 
 
 def step_choices(steps, *, end_label: str | None = "the end (the journey ends)") -> list[tuple[str, str]]:
@@ -110,6 +130,10 @@ class StepForm(forms.Form):
                 self.fields["else_to"] = forms.ChoiceField(
                     label=self.else_label, required=False,
                     choices=[("", self.else_default)] + step_choices(self.others, end_label=None))
+
+    def __iter__(self):
+        style(self)  # every field is there by now, those a kind's __init__ adds too
+        return super().__iter__()
 
     else_default = "the next step"
 
