@@ -25,7 +25,7 @@ def welcome_templates_for_builder(demo_logins):
 
 def add_step(page, after_label: str, kind: str):
     with page.expect_navigation():
-        page.get_by_role("link", name=after_label).click()
+        page.get_by_role("link", name=after_label, exact=True).click()
     with page.expect_navigation():
         page.get_by_role("link", name=kind, exact=True).click()
 
