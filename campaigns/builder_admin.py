@@ -22,7 +22,7 @@ from .trigger_conditions import condition_problems, read_conditions
 
 CONDITION_ROWS = 5
 # The journey's own fields a version holds: changing one is a draft edit.
-DRAFT_FIELDS = ("trigger_type", "trigger_event", "trigger_conditions", "trigger_segment", "trigger_max_age_seconds",
+DRAFT_FIELDS = ("trigger_type", "trigger_event", "trigger_conditions", "trigger_segment_id", "trigger_max_age_seconds",
                 "trigger_date_attribute", "trigger_date_property", "trigger_date_offset_days", "trigger_date_time",
                 "goal_event", "reentry", "reentry_after_seconds", "on_reply")
 
@@ -147,8 +147,10 @@ class JourneyBuilderMixin:
         ] + super().get_urls()
 
     def save_model(self, request, obj, form, change):
+        before = Journey.objects.filter(pk=obj.pk).values(*DRAFT_FIELDS).first() if change else None
         super().save_model(request, obj, form, change)
-        changed = [name for name in form.changed_data if name in DRAFT_FIELDS]
+        # What the draft holds, compared as saved (a form's "changed" fields count a re-typed equal value).
+        changed = [name for name in DRAFT_FIELDS if before is not None and before[name] != getattr(obj, name)]
         if change and changed:
             drafts.bump_revision(obj, actor=request.user, change="journey", data={"fields": changed})
 

@@ -67,6 +67,12 @@ class DurationField(forms.MultiValueField):
             raise ValidationError(self.error_messages["required"], code="required")
         return seconds
 
+    def has_changed(self, initial, data):
+        try:
+            return self.clean(data) != (initial or None)
+        except ValidationError:
+            return True
+
     def compress(self, values):
         if not values or values[0] in (None, ""):
             return None
@@ -135,6 +141,24 @@ class StepForm(forms.Form):
         style(self)  # every field is there by now, those a kind's __init__ adds too
         return super().__iter__()
 
+    # Fields shown side by side on one line (a channel with its fallback, a split's path).
+    line_prefixes: tuple[str, ...] = ()
+
+    def lines(self) -> list[list]:
+        """The fields as lines for the page: most alone, a row's fields together."""
+        lines, rows = [], {}
+        for field in self:
+            match = re.match(r"^(.*?)_?(\d+)$", field.name)
+            if match and match.group(1).rstrip("_").split("_")[0] in self.line_prefixes:
+                row = rows.get(match.group(2))
+                if row is None:
+                    row = rows[match.group(2)] = []
+                    lines.append(row)
+                row.append(field)
+            else:
+                lines.append([field])
+        return lines
+
     else_default = "the next step"
 
     def initial_from(self, step: JourneyStep) -> dict:
@@ -195,6 +219,7 @@ def _plain(message: str) -> str:
 
 class SendForm(StepForm):
     kind = StepKind.SEND
+    line_prefixes = ("channel", "fallback", "within")
     template = forms.ModelChoiceField(queryset=Template.objects.order_by("key"), required=False,
                                       help_text="Its latest published version is pinned when the journey is.")
     purpose = forms.ChoiceField(choices=[("", "the template's")] + Purpose.choices, required=False)
@@ -202,7 +227,9 @@ class SendForm(StepForm):
     intent_key = forms.CharField(required=False, max_length=200, help_text="Blank: the journey and the step.")
     plan = forms.ChoiceField(label="channels", choices=[(DEFAULT_PLAN, "the default plan for its purpose and urgency"),
                                                         ("own", "these channels, in order")],
-                             initial="own", widget=forms.RadioSelect)
+                             initial="own", widget=forms.RadioSelect,
+                             help_text="The default channel plan for the step's purpose and urgency is pinned when "
+                                       "the journey is published, kept to the channels the template has.")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -489,6 +516,7 @@ def _typed(text, data_type, takes):
 
 class SplitForm(StepForm):
     kind = StepKind.SPLIT
+    line_prefixes = ("path",)
     config_fields = {"paths": "path_name_1"}
 
     def __init__(self, *args, **kwargs):

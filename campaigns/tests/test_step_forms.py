@@ -194,3 +194,26 @@ def test_the_journey_form_refuses_a_stale_page_and_a_bad_trigger_condition_and_a
     good = JourneyForm({**base, **rows, "draft_revision_seen": "0"}, instance=journey)
     assert good.is_valid(), good.errors
     assert good.cleaned_data["trigger_conditions"] == [{"property": "amount", "operator": "at_least", "value": 100}]
+
+
+def test_saving_the_journey_page_with_a_new_goal_is_a_draft_edit(client, marketer, journey):
+    from .test_admin_versions import change_form_data
+
+    url = reverse("admin:campaigns_journey_change", args=[journey.pk])
+    page = client.get(url)
+    assert "trigger_conditions-0-property" in page.content.decode()  # rows, not a JSON box
+    data = change_form_data(page)
+    data.update({"goal_event": "activated", "trigger_conditions-0-property": ""})
+    data = {name: value for name, value in data.items() if name != "trigger_conditions"}
+
+    response = client.post(url, data)
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    journey.refresh_from_db()
+    assert (journey.goal_event, journey.draft_revision) == ("activated", 1)
+    entry = audit.for_object(journey).get(action="journey.draft_changed")
+    assert entry.data["fields"] == ["goal_event"] and entry.actor_id == marketer.pk
+
+    # the same page again, now stale
+    again = client.post(url, {**data, "goal_event": "purchased"})
+    assert again.status_code == 200 and "out of date" in again.content.decode()
