@@ -4,6 +4,7 @@ rows. Each form turns its fields into the step's values (config, template, chann
 and back. step_setting_problems stays the one rule for a step's settings: its messages come
 back as errors on the fields they name.
 """
+import json
 import re
 
 from django import forms
@@ -441,9 +442,13 @@ class ConditionForm(StepForm):
             for op in ops:
                 labels.setdefault(op.name, op.label)
         self.fields["operator"].choices = [("", "—")] + list(labels.items())
-        self.fields["operator"].widget.attrs["data-operators"] = "1"
         self.attribute_types = known.attributes
         self.operators_by_type = conditions.operators_by_type()
+        # For the page's script: only the operators of the chosen attribute's declared type.
+        self.fields["operator"].widget.attrs.update({
+            "data-attribute-types": json.dumps(known.attributes),
+            "data-operators-by-type": json.dumps({t: [op["name"] for op in ops]
+                                                  for t, ops in self.operators_by_type.items()})})
 
     def initial_config(self, config, step):
         initial = {"check": config.get("check", "engaged"), "checked_step": config.get("step"),

@@ -58,6 +58,24 @@
       select.addEventListener("change", update);
       update();
     }
+    // A branch on an attribute offers the operators of its declared type (undeclared: text).
+    const operator = form.querySelector("select[name=operator][data-operators-by-type]");
+    const name = form.querySelector("input[name=name]");
+    if (operator && name) {
+      const types = JSON.parse(operator.dataset.attributeTypes);
+      const byType = JSON.parse(operator.dataset.operatorsByType);
+      const check = form.querySelector("select[name=check]");
+      const filter = () => {
+        const typed = check && check.value === "attribute";
+        const allowed = byType[types[name.value] || "text"];
+        for (const option of operator.options) {
+          option.hidden = typed && option.value !== "" && !allowed.includes(option.value);
+        }
+      };
+      name.addEventListener("input", filter);
+      if (check) check.addEventListener("change", filter);
+      filter();
+    }
     const plan = form.querySelectorAll("input[name=plan]");
     const updatePlan = () => {
       const own = form.querySelector("input[name=plan]:checked");
