@@ -10,7 +10,6 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html, format_html_join
 
 from contacts import conditions
 from contacts.data_types import definitions
@@ -252,10 +251,3 @@ def _flag_problems(form, journey, step) -> None:
 
     form.flags = [problem for problem in validate_journey(journey) if getattr(problem, "step", "") == step.key]
 
-
-def step_url(journey: Journey, step_id: int) -> str:
-    return reverse("admin:campaigns_journey_step_change", args=[journey.pk, step_id])
-
-
-def describe_flag_list(flags) -> str:
-    return format_html("<ul>{}</ul>", format_html_join("", "<li>{}</li>", ((flag,) for flag in flags)))
