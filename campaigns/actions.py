@@ -5,6 +5,7 @@ A journey's fields and steps are its draft. Activating it, or publishing its cha
 the draft as the next JourneyVersion; contacts run on the version they entered on until someone
 moves them.
 """
+import re
 from collections import Counter
 from contextlib import contextmanager
 
@@ -90,6 +91,7 @@ def draft_snapshot(journey: Journey) -> dict:
             "intent_key": step.intent_key,
             "next": key_of(step.next_step),
             "else": key_of(step.else_step),
+            **({"end": True} if step.ends and step.next_step_id is None else {}),
         })
     return {
         "trigger_type": journey.trigger_type,
@@ -142,9 +144,48 @@ def _missing_plan_problem(step: dict) -> str:
             f"give the step its own plan, or add a variant.")
 
 
+class Problem(str):
+    """One problem of a draft: its message (it is the string, for those that read strings), and
+    the step key and the field at fault when it concerns one ("" otherwise), so the builder can
+    link to the step's form."""
+
+    step: str
+    field: str
+
+    def __new__(cls, message: str, *, step: str = "", field: str = ""):
+        problem = super().__new__(cls, message)
+        problem.step, problem.field = step, field
+        return problem
+
+
+def _field_of(message: str) -> str:
+    """The step setting a message names: config.seconds -> seconds, channel_plan[0]... -> channel_plan."""
+    match = re.search(r"\b(config\.\w+|channel_plan|template)\b", message)
+    return match.group(1).removeprefix("config.") if match else ""
+
+
 def snapshot_problems(snapshot: dict) -> list[str]:
     """What would stop a snapshot from running, each naming the step (or the trigger), in words a
-    marketer can act on."""
+    marketer can act on. Each is a Problem: the step and field it concerns ride along."""
+    problems = []
+    for problem in _snapshot_problems(snapshot):
+        if isinstance(problem, Problem):
+            problems.append(problem)
+            continue
+        match = re.search(r"[Ss]teps? '([\w-]+)'", problem)
+        step = match.group(1) if match else ""
+        field = _field_of(problem) if step else ""
+        if step and not field and " plans " in problem:
+            field = "channel_plan"
+        if step and not field and "channel plan" in problem:
+            field = "channel_plan"
+        if step and not field and "template" in problem:
+            field = "template"
+        problems.append(Problem(problem, step=step, field=field))
+    return problems
+
+
+def _snapshot_problems(snapshot: dict) -> list[str]:
     problems = []
     steps = snapshot["steps"]
     if not steps:

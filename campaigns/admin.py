@@ -10,13 +10,13 @@ from django.utils.timezone import localtime
 from unfold.forms import ActionForm
 
 from omni.choices import Urgency
-from omni.lib.admin import ModelAdmin, ReadOnlyAdminMixin, ReadOnlyInline, StackedInline
+from omni.lib.admin import ModelAdmin, ReadOnlyAdminMixin, ReadOnlyInline
 from omni.lib.quarantine import QuarantineAdminMixin, QuarantinedFilter
 
 from . import actions, journey_testing
+from .builder_admin import JourneyBuilderMixin
 from .diagram_admin import EnrollmentsAtStepAdminMixin, JourneyDiagramAdminMixin
 from .enrollment_context import context_sections
-from .journey_approval import draft_edited
 from .journey_approval_admin import JourneyApprovalAdminMixin
 from .journey_testing_admin import JourneyTestingAdminMixin
 from .models import (
@@ -87,6 +87,8 @@ def describe_step(step: dict) -> str:
                 f"its answer; without one, go to {step.get('else') or 'the next step'}")
     else:
         text = f"{key}: exit"
+    if step.get("end"):
+        return text + " → the end"
     return text + (f" → {step['next']}" if step.get("next") else "")
 
 
@@ -160,56 +162,8 @@ class JourneyVersionInline(ReadOnlyInline):
         return format_html("<ol>{}</ol>", format_html_join("", "<li>{}</li>", ((describe_step(s),) for s in version.steps)))
 
 
-class JourneyStepInline(StackedInline):
-    """The draft's steps. Contacts run on a published version; edits here reach them once published."""
-
-    model = JourneyStep
-    verbose_name = "draft step"
-    extra = 0
-    ordering = ["position"]
-    autocomplete_fields = ["template"]
-    fields = [
-        ("position", "key", "kind"),
-        "config",
-        ("template", "purpose", "urgency"),
-        "channel_plan",
-        "intent_key",
-        ("next_step", "else_step"),
-    ]
-
-    def get_queryset(self, request):
-        # Each form's title names the step's journey.
-        return super().get_queryset(request).select_related("journey")
-
-    def formfield_for_dbfield(self, db_field, request, **kwargs):
-        field = super().formfield_for_dbfield(db_field, request, **kwargs)
-        if db_field.name == "channel_plan":
-            field.help_text = (f"{db_field.help_text} Blank: the default channel plan for the step's purpose and "
-                               f"urgency, pinned when the journey is published.")
-        return field
-
-    def get_formset(self, request, obj=None, **kwargs):
-        self._journey = obj
-        return super().get_formset(request, obj, **kwargs)
-
-    def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        # A step can only lead to a step of its own journey (saved ones: add a step, save,
-        # then point at it).
-        if db_field.name in ("next_step", "else_step"):
-            journey = getattr(self, "_journey", None)
-            kwargs["queryset"] = (
-                JourneyStep.objects.filter(journey=journey).select_related("journey").order_by("position")
-                if journey is not None and journey.pk else JourneyStep.objects.none()
-            )
-            field = super().formfield_for_foreignkey(db_field, request, **kwargs)
-            # Read the choices once: every step's form would otherwise query them again.
-            field.choices = list(field.choices)
-            return field
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
-
-
 @admin.register(Journey)
-class JourneyAdmin(JourneyApprovalAdminMixin, JourneyDiagramAdminMixin, JourneyTestingAdminMixin, ModelAdmin):
+class JourneyAdmin(JourneyBuilderMixin, JourneyApprovalAdminMixin, JourneyDiagramAdminMixin, JourneyTestingAdminMixin, ModelAdmin):
     list_display = ["name", "status", "live_version_number", "owner", "lifecycle_stage", "objective_line",
                     "goal_event", "trigger_type", "trigger_event", "live_enrollments", "updated_at"]
     list_select_related = ["owner", "lifecycle_stage"]
@@ -220,11 +174,11 @@ class JourneyAdmin(JourneyApprovalAdminMixin, JourneyDiagramAdminMixin, JourneyT
     # Status moves only through the actions below, which validate the steps and audit.
     readonly_fields = ["status", "versions_state", "created_by", "created_at", "updated_at"]
     fieldsets = [
-        (None, {"fields": ["name", "slug", "description", "status"]}),
+        (None, {"fields": ["name", "slug", "description", "status", "draft_revision_seen"]}),
         ("Versions", {
             "fields": ["versions_state"],
             "description": "Contacts run on the published version they entered on. Editing the fields and draft "
-                           "steps below changes nothing for them until you choose \"Publish changes\" in the "
+                           "steps (under the form) changes nothing for them until you choose \"Publish changes\" in the "
                            "journey list; new enrollments then start on the new version, and \"Move contacts to "
                            "the latest version\" moves those already in the journey.",
         }),
@@ -246,7 +200,8 @@ class JourneyAdmin(JourneyApprovalAdminMixin, JourneyDiagramAdminMixin, JourneyT
         ("Replies", {"fields": ["on_reply"]}),
         ("Record", {"fields": ["created_by", "created_at", "updated_at"]}),
     ]
-    inlines = [JourneyVersionInline, JourneyStepInline]
+    # The draft steps are edited in the builder, below the form (campaigns.builder_admin).
+    inlines = [JourneyVersionInline]
     actions = ["activate", "start_testing", "pause", "resume", "publish_changes", "move_to_latest_version", "clone"]
 
     def get_queryset(self, request):
@@ -283,11 +238,6 @@ class JourneyAdmin(JourneyApprovalAdminMixin, JourneyDiagramAdminMixin, JourneyT
         if not change:
             obj.created_by = request.user
         super().save_model(request, obj, form, change)
-
-    def save_related(self, request, form, formsets, change):
-        super().save_related(request, form, formsets, change)
-        # The form and its step inlines are one draft edit: an approval of the draft before it is stale.
-        draft_edited(form.instance, actor=request.user)
 
     def _apply(self, request, queryset, action, verb):
         for journey in queryset:
@@ -340,13 +290,32 @@ class JourneyAdmin(JourneyApprovalAdminMixin, JourneyDiagramAdminMixin, JourneyT
 
 @admin.register(JourneyStep)
 class JourneyStepAdmin(ModelAdmin):
-    """Steps are edited on their journey's page; this list finds them across journeys."""
+    """Steps are edited in their journey's builder; this list finds them across journeys, and a
+    step's page is its builder form."""
 
     list_display = ["journey", "position", "key", "kind", "template", "next_step", "else_step"]
     list_filter = ["kind", "journey"]
     search_fields = ["key", "journey__name", "journey__slug"]
-    list_select_related = ["journey", "template", "next_step", "else_step"]
-    autocomplete_fields = ["journey", "template", "next_step", "else_step"]
+    list_select_related = ["journey", "template", "next_step__journey", "else_step__journey"]
+
+    fields = ["journey", "key", "kind", "in_words", "edit_in_builder"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request):
+        return False  # through "Add step" on the journey's page
+
+    @admin.display(description="the step")
+    def in_words(self, step):
+        return describe_step({"key": step.key, "kind": step.kind, "config": step.config,
+                              "template_key": step.template.key if step.template_id else "",
+                              "template_version_number": "(latest)", "channel_plan": step.channel_plan,
+                              "urgency": step.urgency, "next": step.next_step.key if step.next_step_id else None,
+                              "else": step.else_step.key if step.else_step_id else None, "end": step.ends})
+
+    @admin.display(description="edit")
+    def edit_in_builder(self, step):
+        url = reverse("admin:campaigns_journey_step_change", args=[step.journey_id, step.pk])
+        return format_html('<a class="underline" href="{}">Edit this step in its journey\'s builder</a>', url)
 
 
 class JourneyStepVisitInline(ReadOnlyInline):

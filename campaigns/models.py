@@ -149,6 +149,9 @@ class Journey(Approvable):
     )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
+    # Bumped by every draft edit (campaigns.drafts, the journey form): an edit made from a page
+    # that read an older number is refused, so two people never overwrite each other unseen.
+    draft_revision = models.PositiveIntegerField(default=0, db_default=0, editable=False)
 
     class Meta:
         ordering = ["name"]
@@ -162,7 +165,8 @@ class JourneyStep(models.Model):
     """One step of a journey: its kind and settings (campaigns/step_settings.py says what each
     kind takes in `config`). A condition goes to next_step when true and else_step when false; a
     wait for an event goes to else_step when it times out.
-    A step without next_step continues with the next position; the last step completes.
+    A step without next_step continues with the next position (the last step completes), unless
+    `ends` says the journey ends after it: the builder always writes one or the other.
     These rows are the draft: contacts run on the published JourneyVersion's copy of them.
     """
 
@@ -187,6 +191,9 @@ class JourneyStep(models.Model):
     intent_key = models.CharField(max_length=200, blank=True, help_text="Blank: journey and step key.")
     next_step = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     else_step = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # The journey ends after this step (next_step is then empty). Kept apart from next_step so
+    # that steps written before it (null: the next position) still mean what they meant.
+    ends = models.BooleanField("ends the journey", default=False, db_default=False)
 
     class Meta:
         ordering = ["journey", "position"]
@@ -226,7 +233,8 @@ class JourneyVersion(models.Model):
     "template", "template_key", "template_version", "template_version_number", "purpose",
     "urgency", "channel_plan", "intent_key", "next", "else"}: send steps pin the template
     version published when the journey was, and next/else name steps by key (null: the next
-    position, or for else the end of the journey).
+    position, or for else the end of the journey). A step that ends the journey also holds
+    "end": true; the key is left out otherwise, so versions published before it compare unchanged.
     """
 
     # What a snapshot holds; two snapshots with equal values are the same journey.
@@ -315,7 +323,7 @@ def plan_steps(steps: list[dict]) -> dict[str, PlannedStep]:
             key=step["key"], kind=step["kind"], config=step.get("config") or {},
             template_version_id=step.get("template_version"), purpose=step.get("purpose") or "",
             urgency=step.get("urgency") or Urgency.NORMAL, channel_plan=step.get("channel_plan") or [],
-            intent_key=step.get("intent_key") or "", following=step.get("next") or later,
+            intent_key=step.get("intent_key") or "", following=None if step.get("end") else (step.get("next") or later),
             else_key=step.get("else") or None,
         )
     return planned

@@ -134,6 +134,7 @@ def test_the_step_form_accepts_a_blank_plan_but_still_refuses_a_broken_one(journ
 def test_the_step_form_says_a_blank_plan_takes_the_default(journey, admin_client):
     from django.urls import reverse
 
-    page = admin_client.get(reverse("admin:campaigns_journey_change", args=[journey.pk])).content.decode()
+    step = journey.steps.get(key="receipt")
+    page = admin_client.get(reverse("admin:campaigns_journey_step_change", args=[journey.pk, step.pk])).content.decode()
 
-    assert "Blank: the default channel plan for the step's purpose and urgency" in page
+    assert "The default channel plan for the step's purpose and urgency is pinned when the journey is published" in page
