@@ -1,6 +1,6 @@
 """A marketer in a real browser tries a journey before it goes live: puts it into testing, enrols
 the demo's test contact (Tess Test) found by search, skips her wait and sees her move on to the
-next step. Demo data. (The diagram's counts are added to this walk once the diagram is merged.)"""
+next step, highlighted on the diagram, whose counts move as she does without a reload. Demo data."""
 import pytest
 from django.utils import timezone
 
@@ -67,13 +67,27 @@ def test_a_marketer_tests_a_journey_with_the_test_contact_and_skips_her_wait(
     expect(row).to_contain_text("bye: exit")
     screenshot("test contact waiting")
 
+    # and the diagram shows where she stands
+    with page.expect_navigation():
+        row.get_by_role("link", name="Show on the diagram").click()
+    drawing = page.locator(f"#journey-{draft_journey.pk}-v1")
+    expect(drawing.locator('g.journey-node[data-step="bye"]')).to_contain_text("the contact is here")
+    expect(drawing.locator('[data-at-step="bye"]')).to_have_text("1")
+    screenshot("test contact on the diagram")
+
     # when the marketer skips the wait
+    row = page.locator("#test-enrollments .test-enrollment")
     with page.expect_navigation():
         row.get_by_role("button", name="Skip the wait").click()
     expect(page.locator(".messagelist")).to_contain_text("wait at step bye skipped")
 
-    # then at the next tick she moves on: the exit ends her enrollment
+    # then at the next tick she moves on, and the open page's counts follow without a reload
+    drawing = page.locator(f"#journey-{draft_journey.pk}-v1")
+    expect(drawing.locator('[data-at-step="bye"]')).to_have_text("1")
     tick(timezone.now())
+    expect(drawing.locator('[data-at-step="bye"]')).to_have_text("0", timeout=25_000)
+    expect(drawing.locator('[data-passed="bye"]')).to_have_text("1", timeout=25_000)
+    screenshot("the counts moved on the diagram")
     page.reload()
     expect(page.locator("#no-test-enrollments")).to_be_visible()
     enrollment = Enrollment.objects.get(journey=draft_journey, contact=tess)
