@@ -15,6 +15,7 @@ from omni.lib.quarantine import QuarantineAdminMixin, QuarantinedFilter
 
 from . import actions, journey_testing
 from .builder_admin import JourneyBuilderMixin
+from .diagram import duration_words
 from .diagram_admin import EnrollmentsAtStepAdminMixin, JourneyDiagramAdminMixin
 from .enrollment_context import context_sections
 from .journey_approval_admin import JourneyApprovalAdminMixin
@@ -45,7 +46,7 @@ def describe_step(step: dict) -> str:
         if step.get("urgency") not in (None, "", Urgency.NORMAL):
             text += f", {step['urgency']} urgency"
     elif kind == StepKind.WAIT:
-        text = f"{key}: wait {config.get('seconds')} s"
+        text = f"{key}: wait {duration_words(config.get('seconds'))}"
     elif kind == StepKind.WAIT_UNTIL:
         days = f" on {', '.join(config['days'])}" if config.get("days") else ""
         text = f"{key}: wait until {config.get('time')}{days}, contact's time"
@@ -53,12 +54,12 @@ def describe_step(step: dict) -> str:
         source = (f"attribute {config['attribute']}" if "attribute" in config
                   else f"trigger property {config.get('property')}")
         offset = config.get("offset_seconds", 0)
-        when = f"{abs(offset)} s {'before' if offset < 0 else 'after'}" if offset else "at"
+        when = f"{duration_words(abs(offset))} {'before' if offset < 0 else 'after'}" if offset else "at"
         text = f"{key}: wait until {when} {source} (without it, go to {step.get('else') or 'the next step'})"
     elif kind == StepKind.WAIT_EVENT:
         what = (f"event {config.get('event')}" if "event" in config
                 else f"{config.get('engagement')} of {config.get('step')}")
-        text = (f"{key}: wait for {what}, at most {config.get('timeout_seconds')} s, "
+        text = (f"{key}: wait for {what}, at most {duration_words(config.get('timeout_seconds'))}, "
                 f"then go to {step.get('else') or 'the next step'}")
     elif kind == StepKind.CONDITION:
         check = config.get("check", "engaged")
@@ -83,7 +84,8 @@ def describe_step(step: dict) -> str:
         else:
             text = f"{key}: set attribute {config.get('attribute')} to {config.get('value')!r}"
     elif kind == StepKind.WEBHOOK:
-        text = (f"{key}: call webhook {config.get('endpoint')}, wait at most {config.get('timeout_seconds')} s for "
+        text = (f"{key}: call webhook {config.get('endpoint')}, wait at most "
+                f"{duration_words(config.get('timeout_seconds'))} for "
                 f"its answer; without one, go to {step.get('else') or 'the next step'}")
     else:
         text = f"{key}: exit"
@@ -100,7 +102,7 @@ def describe_trigger(version: JourneyVersion) -> str:
         if conditions:
             text += " where " + " and ".join(_describe_condition(c) for c in conditions)
         if version.trigger_max_age_seconds is not None:
-            text += f", at most {version.trigger_max_age_seconds} s old"
+            text += f", at most {duration_words(version.trigger_max_age_seconds)} old"
         if version.trigger_date_property:
             text += f"; the first step {_describe_moment(version)} its {version.trigger_date_property}"
         return text

@@ -133,7 +133,7 @@ def test_the_journey_page_lists_every_version_in_words_in_a_fixed_number_of_quer
     assert page.status_code == 200
     # (ten versions, and the draft in the builder)
     assert html.count("welcome-email: send welcome-email v1 by email") == 11
-    assert "wait: wait 69 s" in html and "wait: wait 61 s" in html
+    assert "wait: wait 69 seconds" in html and "wait: wait 61 seconds" in html
     assert "opened: if welcome-email engaged, else go to welcome-sms → done" in html
     assert "New enrollments start on version 10. The draft below is the same as this version." in html
     assert len(with_ten_versions) == len(with_one_version)

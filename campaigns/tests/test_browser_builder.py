@@ -6,7 +6,6 @@ import pytest
 
 from campaigns.models import Journey, JourneyStatus
 from omni.tests.browser import expect, open_from_index
-from templates.actions import publish_template
 from templates.models import Template, TemplateVariant
 
 pytestmark = pytest.mark.browser
@@ -14,9 +13,8 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture
 def welcome_templates_for_builder(demo_logins):
-    whatsapp = Template.objects.create(key="welcome-whatsapp", name="Welcome on WhatsApp", purpose="marketing")
-    TemplateVariant.objects.create(template=whatsapp, channel="whatsapp", text_body="Hi {{ first_name }}, welcome! Reply STOP to opt out.")
-    publish_template(whatsapp)
+    """The demo's templates (welcome email, WhatsApp nudge and SMS, all published), and a day-7 SMS
+    that was written but never published."""
     # written, never published: a journey cannot send it
     draft = Template.objects.create(key="day-seven-sms", name="Day 7 SMS (draft)", purpose="marketing")
     TemplateVariant.objects.create(template=draft, channel="sms", text_body="Still there? Reply STOP to opt out.")
@@ -53,11 +51,26 @@ def test_a_marketer_builds_the_welcome_journey_without_json_and_fixes_what_activ
     page.locator("input[name=name]").fill("Welcome II")
     page.locator("input[name=trigger_event]").fill("signed_up")
     page.locator("input[name=goal_event]").fill("activated")
-    assert page.locator("textarea").count() <= 1  # the description only: no JSON box
+    page.locator("textarea[name=objective]").fill("Turn sign-ups into active users.")
+    page.locator("select[name=lifecycle_stage]").select_option(label="Trial")
+    # only sign-ups from the website, on a paid plan: one condition row shows, "Add a condition" the next
+    rows = page.locator(".trigger-condition-row:visible")
+    expect(rows).to_have_count(1)
+    page.locator("input[name=trigger_conditions-0-property]").fill("source")
+    page.locator("select[name=trigger_conditions-0-operator]").select_option("equals")
+    page.locator("input[name=trigger_conditions-0-value]").fill("website")
+    page.get_by_role("button", name="Add a condition").click()
+    expect(rows).to_have_count(2)
+    page.locator("input[name=trigger_conditions-1-property]").fill("plan")
+    page.locator("select[name=trigger_conditions-1-operator]").select_option("is_set")
+    # no JSON box: the only text areas are the description and the objective
+    assert page.locator("textarea:not([name=description]):not([name=objective])").count() == 0
     with page.expect_navigation():
         page.locator("input[name=_continue]").click()
     screenshot("the journey saved")
     journey = Journey.objects.get(slug="welcome-ii")
+    assert journey.trigger_conditions == [{"property": "source", "operator": "equals", "value": "website"},
+                                          {"property": "plan", "operator": "is_set"}]
 
     # email now
     add_step(page, "Add a first step", "Send a message")
@@ -74,7 +87,7 @@ def test_a_marketer_builds_the_welcome_journey_without_json_and_fixes_what_activ
 
     # else WhatsApp
     add_step(page, "Add step on wait-event: otherwise", "Send a message")
-    choose_send(page, "Welcome on WhatsApp", "WhatsApp")
+    choose_send(page, "Welcome WhatsApp nudge (day 3)", "WhatsApp")
     save_step(page)
 
     # then SMS at day 7: four more days, and the SMS (with a template that was never published)
@@ -117,7 +130,7 @@ def test_a_marketer_builds_the_welcome_journey_without_json_and_fixes_what_activ
     with page.expect_navigation():
         page.locator("#journey-problems a", has_text="send-day-seven-sms").click()
     expect(page.locator(".step-flags")).to_contain_text("no published version")
-    page.locator("select[name=template]").select_option(label="Welcome SMS")
+    page.locator("select[name=template]").select_option(label="Welcome SMS (day 7)")
     screenshot("fixing the step")
     save_step(page)
     expect(page.locator("#journey-problems")).to_have_count(0)

@@ -24,15 +24,18 @@ def test_a_marketer_publishes_an_edit_and_moves_the_contacts_to_it(demo_logins, 
     tick()
     log_in("marketer", demo_logins["marketer"])
 
-    # when the marketer makes the SMS step urgent on the journey's page
+    # when the marketer makes the SMS step urgent in the journey's builder
     open_from_index(page, "Journeys")
     with page.expect_navigation():
         page.locator("#result_list").get_by_role("link", name="Welcome", exact=True).click()
     expect(page.get_by_role("group", name="Versions", exact=True)).to_contain_text(
         "New enrollments start on version 1. The draft below is the same as this version.")
-    page.locator("select[name=steps-4-urgency]").select_option("high")
     with page.expect_navigation():
-        page.locator("input[name=_continue]").click()
+        page.get_by_role("link", name="Edit welcome-sms", exact=True).click()
+    page.locator("select[name=urgency]").select_option("high")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Save step").click()
+    expect(page.locator(".messagelist")).to_contain_text("Step 'welcome-sms' saved.")
 
     # then it is a draft change only
     expect(page.get_by_role("group", name="Versions", exact=True)).to_contain_text("The draft below has unpublished changes.")

@@ -174,8 +174,8 @@ def test_the_page_draws_the_live_version_with_counts_and_the_draft_with_its_chan
     # each drawing is an image named for screen readers, followed by its steps in words
     assert live.get("role") == "img" and live.find(f"{SVG}title").text == "Welcome, version 1 (live)"
     at_wait = escape(enrollments_at_step_url(welcome_journey, welcome_journey.live_version, "wait"))
-    assert f'href="{at_wait}">wait: wait 60 s</a>: <span data-at-step="wait">1</span> here now' in html
-    assert "wait: wait 120 s</a> (changed)." in html  # the draft's steps link to their forms
+    assert f'href="{at_wait}">wait: wait 1 minute</a>: <span data-at-step="wait">1</span> here now' in html
+    assert "wait: wait 2 minutes</a> (changed)." in html  # the draft's steps link to their forms
     # the counts refresh from the endpoint
     counts = reverse("admin:campaigns_journey_diagram_counts", args=[welcome_journey.pk])
     assert f"{counts}?version=1&amp;period=30" in html

@@ -152,7 +152,7 @@ def test_a_marketer_adds_a_step_through_the_pages_and_a_stale_page_is_refused(cl
 
     page = client.get(reverse("admin:campaigns_journey_change", args=[journey.pk]))
     html = page.content.decode()
-    assert "Draft steps" in html and "wait: wait 259200 s" in html
+    assert "Draft steps" in html and "wait: wait 3 days" in html
     assert '"seconds"' not in html  # no JSON
 
 

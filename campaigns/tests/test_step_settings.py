@@ -167,9 +167,9 @@ def test_a_loop_through_a_wait_for_a_time_or_an_event_is_allowed(waiting):
     ({"key": "m", "kind": "wait_until", "config": {"time": "09:00", "days": ["mon"]}},
      "m: wait until 09:00 on mon, contact's time"),
     ({"key": "d", "kind": "wait_date", "config": {"attribute": "appointment_at", "offset_seconds": -86400},
-      "else": "skip"}, "d: wait until 86400 s before attribute appointment_at (without it, go to skip)"),
+      "else": "skip"}, "d: wait until 1 day before attribute appointment_at (without it, go to skip)"),
     ({"key": "w", "kind": "wait_event", "config": {"engagement": "opened", "step": "welcome", "timeout_seconds": 60}},
-     "w: wait for opened of welcome, at most 60 s, then go to the next step"),
+     "w: wait for opened of welcome, at most 1 minute, then go to the next step"),
     ({"key": "c", "kind": "condition", "config": {"check": "attribute", "name": "score", "operator": "at_least",
                                                   "value": 10}, "else": "other"},
      "c: if attribute score at least 10, else go to other"),
@@ -182,7 +182,7 @@ def test_a_loop_through_a_wait_for_a_time_or_an_event_is_allowed(waiting):
     ({"key": "u", "kind": "update", "config": {"attribute": "plan", "value": "pro"}}, "u: set attribute plan to 'pro'"),
     ({"key": "ask", "kind": "webhook", "config": {"endpoint": "CRM", "timeout_seconds": 600}, "else": "other",
       "next": "is-vip"},
-     "ask: call webhook CRM, wait at most 600 s for its answer; without one, go to other → is-vip"),
+     "ask: call webhook CRM, wait at most 10 minutes for its answer; without one, go to other → is-vip"),
 ])
 def test_a_version_describes_each_kind_of_step_in_words(step, words):
     assert describe_step(step) == words

@@ -519,7 +519,7 @@ def test_the_journey_page_says_what_enrolls_contacts_in_each_version(admin_clien
     event_page = admin_client.get(reverse("admin:campaigns_journey_change", args=[event_journey.pk]))
 
     assert "At 09:00 local time 1 day before the contact&#x27;s renewal_date" in date_page.content.decode()
-    assert ("the event order.placed where amount at least 100 and coupon is not set, at most 600 s old; the first "
+    assert ("the event order.placed where amount at least 100 and coupon is not set, at most 10 minutes old; the first "
             "step 2 days after its ship_on") in event_page.content.decode()
 
 

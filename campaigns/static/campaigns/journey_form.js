@@ -87,5 +87,35 @@
     if (plan.length) updatePlan();
   }
 
-  document.addEventListener("DOMContentLoaded", () => { journeyForm(); stepForm(); });
+  // Trigger conditions: the filled rows and one empty row show; "Add a condition" shows the next.
+  function conditionRows() {
+    document.querySelectorAll(".trigger-condition-rows").forEach((box) => {
+      const rows = Array.from(box.querySelectorAll(".trigger-condition-row"));
+      const empty = (element) => Array.from(element.querySelectorAll("input, select")).every((field) => !field.value);
+      let shownEmpty = false;
+      rows.forEach((element) => {
+        if (empty(element)) {
+          element.hidden = shownEmpty;
+          shownEmpty = true;
+        }
+      });
+      const add = document.createElement("button");
+      add.type = "button";
+      add.className = "add-condition text-primary-600 self-start";
+      add.textContent = "Add a condition";
+      const refresh = () => { add.hidden = !rows.some((element) => element.hidden); };
+      add.addEventListener("click", () => {
+        const next = rows.find((element) => element.hidden);
+        if (next) {
+          next.hidden = false;
+          next.querySelector("input").focus();
+        }
+        refresh();
+      });
+      box.appendChild(add);
+      refresh();
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", () => { journeyForm(); stepForm(); conditionRows(); });
 })();
