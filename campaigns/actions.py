@@ -398,10 +398,11 @@ def validate_journey(journey: Journey) -> list[str]:
     return snapshot_problems(draft_snapshot(journey))
 
 
-def has_unpublished_changes(journey: Journey) -> bool:
-    """Whether the draft differs from the version new enrollments pin (or nothing is published yet)."""
+def has_unpublished_changes(journey: Journey, draft: dict | None = None) -> bool:
+    """Whether the draft (its snapshot, when the caller has it) differs from the version new
+    enrollments pin, or nothing is published yet."""
     live = journey.live_version
-    return live is None or live.snapshot() != draft_snapshot(journey)
+    return live is None or live.snapshot() != (draft_snapshot(journey) if draft is None else draft)
 
 
 def publish_journey(journey: Journey, *, actor=None) -> JourneyVersion:

@@ -18,6 +18,7 @@ from .builder_admin import JourneyBuilderMixin
 from .diagram import duration_words
 from .diagram_admin import EnrollmentsAtStepAdminMixin, JourneyDiagramAdminMixin
 from .enrollment_context import context_sections
+from .journey_page import page_draft
 from .journey_approval_admin import JourneyApprovalAdminMixin
 from .journey_testing_admin import JourneyTestingAdminMixin
 from .models import (
@@ -220,7 +221,7 @@ class JourneyAdmin(JourneyBuilderMixin, JourneyApprovalAdminMixin, JourneyDiagra
     def versions_state(self, obj):
         if obj is None or obj.pk is None or obj.live_version_id is None:
             return "Not published yet: activating the journey publishes version 1."
-        changes = ("The draft below has unpublished changes." if actions.has_unpublished_changes(obj)
+        changes = ("The draft below has unpublished changes." if actions.has_unpublished_changes(obj, page_draft(obj))
                    else "The draft below is the same as this version.")
         return f"New enrollments start on version {obj.live_version.number}. {changes}"
 

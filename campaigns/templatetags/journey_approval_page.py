@@ -3,7 +3,8 @@ from django import template
 from django.urls import reverse
 from unfold.widgets import BUTTON_CLASSES
 
-from campaigns.actions import draft_snapshot, journey_digest
+from campaigns.actions import journey_digest
+from campaigns.journey_page import page_draft
 from campaigns.journey_approval import journey_approval_state
 from campaigns.journey_change_log import CHANGE_LOG_LIMIT, journey_changes
 from campaigns.models import Journey
@@ -19,7 +20,7 @@ def journey_approval(context, journey: Journey):
     """The approval in words, and the buttons this user may use: Request approval (who may edit
     the journey), Approve (an approver who is not the requester)."""
     user = context["request"].user
-    snapshot = draft_snapshot(journey)
+    snapshot = page_draft(journey)
     state = journey_approval_state(journey, snapshot)
     may_request = user.has_perm("campaigns.change_journey") and state.status in ("needed", "reset", "stale")
     may_approve = (user.has_perm(Journey.APPROVE_PERMISSION) and state.status == "requested"

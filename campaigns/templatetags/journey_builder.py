@@ -2,7 +2,8 @@
 from django import template
 from django.urls import reverse
 
-from ..actions import draft_snapshot, snapshot_problems
+from ..actions import snapshot_problems
+from ..journey_page import page_draft
 from ..drafts import ELSE_FOLLOWS, PATH
 from ..models import StepKind
 
@@ -15,7 +16,7 @@ def journey_builder(context, journey):
     steps = list(journey.steps.order_by("position", "pk").values_list("pk", "key", "kind"))
     ids = {key: pk for pk, key, _ in steps}
     rows = []
-    snapshot = draft_snapshot(journey)
+    snapshot = page_draft(journey)
     add_url = reverse("admin:campaigns_journey_step_add", args=[journey.pk])
     for row in snapshot["steps"]:
         key, kind = row["key"], row["kind"]
@@ -52,7 +53,7 @@ def journey_problems(journey):
     """The draft's problems, each linking to its step's form (at the field at fault)."""
     ids = dict(journey.steps.values_list("key", "pk"))
     problems = []
-    for problem in snapshot_problems(draft_snapshot(journey)):
+    for problem in snapshot_problems(page_draft(journey)):
         step = getattr(problem, "step", "")
         url = (reverse("admin:campaigns_journey_step_change", args=[journey.pk, ids[step]]) if step in ids else "")
         problems.append({"message": str(problem), "step": step, "field": getattr(problem, "field", ""), "url": url})

@@ -7,7 +7,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from campaigns import step_counts
-from campaigns.actions import draft_snapshot
+from campaigns.journey_page import page_draft
 from campaigns.diagram import MARK_WORDS, draw_journey, step_changes, step_label
 from campaigns.diagram_admin import counts_url, drawn_version, enrollments_at_step_url, step_figures
 from campaigns.models import LIVE_ENROLLMENT_STATES, Enrollment, EnrollmentState
@@ -25,7 +25,7 @@ def journey_diagram(context, journey):
     days = step_counts.period_days(request.GET.get("period"))
     versions = list(journey.versions.order_by("-number").values_list("pk", "number"))
     version = drawn_version(journey, request.GET.get("version"))
-    draft_steps = draft_snapshot(journey)["steps"]
+    draft_steps = page_draft(journey)["steps"]
     changes = step_changes(journey.live_version.steps, draft_steps) if journey.live_version_id else {}
     standing, contact_note = _contact_standing(journey, contact, user, dict(versions))
     builder_links = _builder_links(journey, user)

@@ -19,12 +19,11 @@ CHANGELIST = reverse("admin:campaigns_journey_changelist")
 # templates and template versions, each step form's selected template; on the theme (Unfold)
 # its related-field widgets and the sidebar's administrators check add a few, still fixed; and
 # whether the user has a two-factor authenticator (omni.middleware.TwoFactorMiddleware); the
-# idle-timeout renewal of the session; the diagram: the versions to choose from, the contacts at
-# each step, the steps run in the period, and the draft (its steps, their templates' versions).
-# The approval box reads the draft (its steps and their templates' latest versions: 2), the
-# change log its versions' ids and their entries (2), and the owner and lifecycle stage fields
-# their choices (2).
-CHANGE_PAGE_MAX_QUERIES = 46
+# idle-timeout renewal of the session; the draft (its steps, their templates' versions), read
+# once for every section of the page (campaigns.journey_page); the diagram: the versions to choose
+# from, the contacts at each step, the steps run in the period; the change log: its versions' ids
+# and their entries; the owner and lifecycle stage fields' choices.
+CHANGE_PAGE_MAX_QUERIES = 28
 
 
 @pytest.fixture
