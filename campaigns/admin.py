@@ -10,7 +10,7 @@ from django.utils.timezone import localtime
 from unfold.forms import ActionForm
 
 from omni.choices import Urgency
-from omni.lib.admin import ModelAdmin, ReadOnlyAdminMixin, ReadOnlyInline
+from omni.lib.admin import AwaitingApprovalFilter, ModelAdmin, ReadOnlyAdminMixin, ReadOnlyInline
 from omni.lib.quarantine import QuarantineAdminMixin, QuarantinedFilter
 
 from . import actions, journey_testing
@@ -489,7 +489,7 @@ class CampaignRecipientAdmin(ReadOnlyAdminMixin, ModelAdmin):
 @admin.register(Campaign)
 class CampaignAdmin(ModelAdmin):
     list_display = ["name", "status", "template", "segment", "purpose", "scheduled_at", "approved_by", "created_at"]
-    list_filter = ["status", "purpose", "urgency"]
+    list_filter = ["status", AwaitingApprovalFilter, "purpose", "urgency"]
     search_fields = ["name", "intent_key", "template__key", "segment__name"]
     list_select_related = ["template", "segment", "approved_by"]
     autocomplete_fields = ["template", "segment"]
@@ -500,7 +500,7 @@ class CampaignAdmin(ModelAdmin):
         (None, {"fields": ["name", "status", "template", "segment", ("purpose", "urgency"), "channel_plan",
                            "intent_key"]}),
         ("Schedule", {"fields": ["scheduled_at", "send_in_local_time", "throttle_per_minute"]}),
-        ("Experiment", {"fields": ["holdout_percent", "variants"]}),
+        ("Experiment", {"fields": ["holdout_percent"]}),
         ("Record", {"fields": ["created_by", "approved_by", "approved_at", "started_at", "finished_at",
                                "paused_reason", "created_at", "updated_at"]}),
     ]

@@ -18,7 +18,7 @@ from django.utils import timezone
 from contacts.models import Contact, LifecycleStage, Segment
 from omni.choices import Purpose, Urgency
 from omni.lib.approval import Approvable
-from templates.models import Template
+from templates.models import Template, TemplateVersion
 
 from .step_settings import StepKind, step_setting_problems  # noqa: F401  (StepKind is part of this module's API)
 
@@ -152,6 +152,8 @@ class Journey(Approvable):
     # Bumped by every draft edit (campaigns.drafts, the journey form): an edit made from a page
     # that read an older number is refused, so two people never overwrite each other unseen.
     draft_revision = models.PositiveIntegerField(default=0, db_default=0, editable=False)
+    # Why it stopped by itself (auto-pause: campaigns/auto_pause.py); a person resumes it.
+    paused_reason = models.CharField(max_length=500, blank=True, default="", db_default="", editable=False)
 
     class Meta:
         ordering = ["name"]
@@ -441,7 +443,6 @@ class Enrollment(models.Model):
 
 class CampaignStatus(models.TextChoices):
     DRAFT = "draft", "Draft"
-    AWAITING_APPROVAL = "awaiting_approval", "Awaiting approval"
     SCHEDULED = "scheduled", "Scheduled"
     SENDING = "sending", "Sending"
     PAUSED = "paused", "Paused"
@@ -449,27 +450,97 @@ class CampaignStatus(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
 
 
+class LocalTimePassed(models.TextChoices):
+    SEND_NOW = "send_now", "Send at once"
+    SKIP = "skip", "Leave the contact out (local_time_passed)"
+
+
+class TestMetric(models.TextChoices):
+    CLICKS = "clicks", "Clicks"
+    REPLIES = "replies", "Replies"
+    GOAL = "goal", "The goal event"
+    OPENS = "opens", "Opens (where the channel reports them)"
+
+
+class TestFallback(models.TextChoices):
+    CONTROL = "control", "Send the first variant to the rest"
+    HIGHER_RATE = "higher_rate", "Send the variant with the higher rate anyway"
+    SPLIT = "split", "Keep splitting the rest by weight"
+
+
+class FollowUpWhen(models.TextChoices):
+    NOT_OPENED = "not_opened", "Did not open"
+    NOT_CLICKED = "not_clicked", "Did not click"
+    NOT_CONVERTED = "not_converted", "Did not reach the goal"
+
+
 class Campaign(Approvable):
     """A one-off send to a segment. Its fan-out is built on the same message path as journeys.
-    Its approval follows omni/lib/approval.py, like a journey's."""
+    Its approval follows omni/lib/approval.py, like a journey's; its status changes only in
+    campaigns/campaign_state.py."""
 
     APPROVE_PERMISSION = "campaigns.approve_campaign"
     AUDIT_PREFIX = "campaign"
 
     name = models.CharField(max_length=200)
-    status = models.CharField(max_length=20, choices=CampaignStatus.choices, default=CampaignStatus.DRAFT, db_index=True)
+    status = models.CharField(max_length=20, choices=CampaignStatus.choices, default=CampaignStatus.DRAFT,
+                              db_index=True, editable=False)
+    # The template sent when the campaign has no CampaignVariant rows (no A/B test).
     template = models.ForeignKey(Template, on_delete=models.PROTECT, related_name="+")
     segment = models.ForeignKey(Segment, null=True, blank=True, on_delete=models.PROTECT, related_name="campaigns")
     purpose = models.CharField(max_length=15, choices=Purpose.choices, default=Purpose.MARKETING)
     urgency = models.CharField(max_length=10, choices=Urgency.choices, default=Urgency.LOW)
+    # Channels in order with their fallback conditions, as a journey send step keeps them
+    # (campaigns/step_forms.py edits it); empty: the default plan for the purpose.
     channel_plan = models.JSONField(default=list, blank=True)
-    intent_key = models.CharField(max_length=200, blank=True)
+    intent_key = models.CharField(max_length=200, blank=True, help_text="Blank: campaign:<id>.")
     scheduled_at = models.DateTimeField(null=True, blank=True, help_text="Empty: send when started.")
     send_in_local_time = models.BooleanField(default=False, help_text="Send at scheduled_at's clock time in each contact's timezone.")
+    local_time_passed = models.CharField(
+        "where that time has passed", max_length=10, choices=LocalTimePassed.choices,
+        default=LocalTimePassed.SEND_NOW, db_default=LocalTimePassed.SEND_NOW)
     throttle_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    expires_after = models.DurationField(
+        null=True, blank=True, help_text="A recipient not sent this long after its send time is left out (expired).")
     holdout_percent = models.PositiveSmallIntegerField(default=0)
-    # A/B variants: [{"name": "A", "template": <id>, "weight": 50}, ...]; empty for no test.
-    variants = models.JSONField(default=list, blank=True)
+
+    # A/B test: with two or more variants, `test_percent` of the audience is split by weight; the
+    # rest wait until the test period ends and the winner (or the fallback) goes to them.
+    test_percent = models.PositiveSmallIntegerField(default=100, db_default=100)
+    test_period = models.DurationField(null=True, blank=True)
+    test_metric = models.CharField(max_length=10, choices=TestMetric.choices, default=TestMetric.CLICKS,
+                                   db_default=TestMetric.CLICKS)
+    test_fallback = models.CharField("when no variant wins", max_length=15, choices=TestFallback.choices,
+                                     default=TestFallback.CONTROL, db_default=TestFallback.CONTROL)
+    test_ends_at = models.DateTimeField(null=True, blank=True, editable=False)
+    winner = models.ForeignKey("CampaignVariant", null=True, blank=True, on_delete=models.SET_NULL,
+                               related_name="+", editable=False)
+    winner_chosen_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    # Ownership and success, required to start.
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                              related_name="owned_campaigns")
+    objective = models.TextField(blank=True)
+    lifecycle_stage = models.ForeignKey(LifecycleStage, null=True, blank=True, on_delete=models.PROTECT,
+                                        related_name="+")
+    goal_event = models.CharField(max_length=100, blank=True, help_text="The event that counts as success.")
+    goal_window = models.DurationField(null=True, blank=True, help_text="How long after the send the goal counts.")
+
+    # A follow-up's audience is drawn from an earlier campaign's recipients.
+    follow_up_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT,
+                                     related_name="follow_ups")
+    follow_up_when = models.CharField(max_length=15, choices=FollowUpWhen.choices, blank=True)
+    follow_up_after = models.DurationField(null=True, blank=True)
+
+    # Auto-pause thresholds, as fractions (0.05 = 5%); blank: settings.OMNI_AUTO_PAUSE's.
+    max_bounce_rate = models.FloatField(null=True, blank=True)
+    max_complaint_rate = models.FloatField(null=True, blank=True)
+    max_opt_out_rate = models.FloatField(null=True, blank=True)
+    max_failure_rate = models.FloatField(null=True, blank=True)
+    min_engagement_rate = models.FloatField(null=True, blank=True)
+    auto_pause_min_sample = models.PositiveIntegerField(null=True, blank=True)
+    auto_paused_at = models.DateTimeField(null=True, blank=True, editable=False)
+
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -485,6 +556,26 @@ class Campaign(Approvable):
 
     def __str__(self):
         return self.name
+
+
+class CampaignVariant(models.Model):
+    """One version of a campaign's message in an A/B test: its template, its weight in the
+    split, and the TemplateVersion pinned when the campaign started."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="variants")
+    name = models.CharField(max_length=50)
+    template = models.ForeignKey(Template, on_delete=models.PROTECT, related_name="+")
+    weight = models.PositiveSmallIntegerField(default=50)
+    position = models.PositiveSmallIntegerField(default=0)
+    template_version = models.ForeignKey(TemplateVersion, null=True, blank=True,
+                                         on_delete=models.PROTECT, related_name="+", editable=False)
+
+    class Meta:
+        ordering = ["campaign", "position", "id"]
+        constraints = [models.UniqueConstraint(fields=["campaign", "name"], name="variant_unique_name")]
+
+    def __str__(self):
+        return f"{self.campaign}: {self.name}"
 
 
 class JourneyStepVisit(models.Model):
@@ -531,23 +622,39 @@ class RecipientOutcome(models.TextChoices):
 
 class CampaignRecipient(models.Model):
     """One contact of a campaign's audience: the variant or holdout drawn, and the message sent
-    or why the contact was left out. The campaign's provenance, as rows results can count."""
+    or why the contact was left out. The campaign's provenance, as rows results can count.
+
+    Pending recipients with a `send_at` are due then; those of an A/B test's rest wait with no
+    `send_at` (and no variant) until the winner is chosen."""
 
     campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="recipients")
     contact = models.ForeignKey(Contact, on_delete=models.PROTECT, related_name="campaign_recipients")
-    variant = models.CharField(max_length=50, blank=True, help_text="A/B variant name; blank without a test.")
+    variant = models.ForeignKey(CampaignVariant, null=True, blank=True, on_delete=models.PROTECT,
+                                related_name="recipients")
+    # In the A/B test's share of the audience (the rates are counted over these).
+    in_test = models.BooleanField(default=False, db_default=False)
     outcome = models.CharField(max_length=10, choices=RecipientOutcome.choices, default=RecipientOutcome.PENDING)
     message = models.OneToOneField(
         "channels.Message", null=True, blank=True, on_delete=models.PROTECT, related_name="campaign_recipient"
     )
     skip_reason = models.CharField(max_length=100, blank=True)
+    send_at = models.DateTimeField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    quarantined_at = models.DateTimeField(null=True, blank=True)
+    quarantine_reason = models.TextField(blank=True, default="", db_default="")
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["campaign", "contact"], name="recipient_unique_contact"),
         ]
-        indexes = [models.Index(fields=["campaign", "outcome", "variant"], name="recipient_campaign_outcome")]
+        indexes = [
+            models.Index(fields=["campaign", "outcome", "variant"], name="recipient_campaign_outcome"),
+            # The fan-out's claim: pending recipients by send time.
+            models.Index(fields=["send_at", "id"], name="recipient_due",
+                         condition=Q(outcome="pending", send_at__isnull=False, quarantined_at__isnull=True)),
+        ]
 
     def __str__(self):
         return f"{self.contact} in {self.campaign} ({self.outcome})"

@@ -106,3 +106,21 @@ class AdministratorsOnlyMixin:
 
     def has_delete_permission(self, request, obj=None):
         return is_administrator(request.user) and super().has_delete_permission(request, obj)
+
+
+class AwaitingApprovalFilter(admin.SimpleListFilter):
+    """Rows of an Approvable model whose approval was asked for and not yet given
+    (omni/lib/approval.py); ?approval=awaiting."""
+
+    title = "approval"
+    parameter_name = "approval"
+
+    def lookups(self, request, model_admin):
+        return [("awaiting", "Awaiting approval"), ("approved", "Approved")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "awaiting":
+            return queryset.filter(approval_requested_at__isnull=False, approved_at__isnull=True)
+        if self.value() == "approved":
+            return queryset.filter(approved_at__isnull=False)
+        return queryset

@@ -8,7 +8,7 @@ from django.core.management import call_command
 from django.conf import settings as django_settings
 from django.utils import timezone
 
-from campaigns.models import Campaign, CampaignStatus
+from campaigns.models import Campaign
 from channels.models import Conversation, Delivery, DeliveryStatus, InboundMessage, Message
 from compliance.models import Decision
 from contacts.models import Contact, ContactEvent
@@ -43,7 +43,7 @@ def busy_day():
     contact = Contact.objects.create(external_id="c1", email="c1@example.com", phone="+14155550102")
     other = Contact.objects.create(external_id="c2", email="c2@example.com")
     template = Template.objects.create(key="spring", name="Spring")
-    Campaign.objects.create(name="Spring", template=template, status=CampaignStatus.AWAITING_APPROVAL)
+    Campaign.objects.create(name="Spring", template=template, approval_requested_at=now)
     Campaign.objects.create(name="Draft", template=template)
     Conversation.objects.create(contact=contact, channel="sms")
     Conversation.objects.create(contact=other, channel="sms", status="closed")
@@ -94,7 +94,7 @@ def test_the_home_counts_what_a_direct_count_finds_and_links_to_it(client, login
 
     # then every figure is the direct count
     day = busy_day.replace(hour=0, minute=0, second=0, microsecond=0)
-    assert shown["marketing"]["Campaigns awaiting approval"] == str(Campaign.objects.filter(status="awaiting_approval").count())
+    assert shown["marketing"]["Campaigns awaiting approval"] == str(Campaign.objects.filter(approval_requested_at__isnull=False, approved_at__isnull=True).count())
     assert shown["support"]["Open conversations"] == str(Conversation.objects.filter(status="open").count()) == "1"
     assert shown["support"]["Unassigned"] == "1"
     assert shown["support"]["Inbound messages, last 24 h"] == "1"

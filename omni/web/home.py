@@ -12,7 +12,7 @@ from django.db.models import Count, Min, Q, Subquery
 from django.urls import reverse
 from django.utils import timezone
 
-from campaigns.models import LIVE_ENROLLMENT_STATES, Campaign, CampaignStatus, Enrollment, EnrollmentState, Journey, JourneyStatus
+from campaigns.models import LIVE_ENROLLMENT_STATES, Campaign, Enrollment, EnrollmentState, Journey, JourneyStatus
 from channels.models import Conversation, ConversationStatus, Delivery, DeliveryStatus, InboundMessage, Message
 from channels.support_access import conversations_for
 from compliance.models import Decision, DecisionOutcome
@@ -91,8 +91,9 @@ def marketing_panel(now) -> Panel:
     if not journeys:
         panel.figures.append(Figure("Active journeys", 0, list_url(Journey, status__exact=JourneyStatus.ACTIVE)))
     panel.figures.append(Figure("Campaigns awaiting approval",
-                                capped_count(Campaign.objects.filter(status=CampaignStatus.AWAITING_APPROVAL)),
-                                list_url(Campaign, status__exact=CampaignStatus.AWAITING_APPROVAL)))
+                                capped_count(Campaign.objects.filter(approval_requested_at__isnull=False,
+                                                                     approved_at__isnull=True)),
+                                list_url(Campaign, approval="awaiting")))
     return panel
 
 

@@ -1,0 +1,64 @@
+"""Where a campaign's status may go, and the one place it changes.
+
+Campaign.status changes through move_campaign() and nowhere else: a conditional UPDATE from the
+statuses the table allows, so two workers (a tick finishing the campaign, a person cancelling
+it) can never both move it; the one that lost is told so. Each move is audited in the same
+transaction.
+"""
+from django.db import transaction
+from django.utils import timezone
+
+from omni import audit
+
+from .models import Campaign, CampaignStatus
+
+S = CampaignStatus
+
+# to: the statuses it may be reached from
+TRANSITIONS = {
+    S.SCHEDULED: {S.DRAFT},
+    S.SENDING: {S.DRAFT, S.SCHEDULED, S.PAUSED},
+    S.PAUSED: {S.SCHEDULED, S.SENDING},
+    S.SENT: {S.SENDING},
+    S.CANCELLED: {S.DRAFT, S.SCHEDULED, S.SENDING, S.PAUSED},
+    S.DRAFT: set(),
+}
+
+# Claiming and sending go on in these; pausing stops it.
+CLAIMING_STATUSES = (S.SCHEDULED, S.SENDING)
+FINAL_STATUSES = (S.SENT, S.CANCELLED)
+
+
+class CampaignMoveRefused(ValueError):
+    """The campaign is not in a status the move starts from; the message says so in words."""
+
+
+def sources(to: str) -> set:
+    return TRANSITIONS[to]
+
+
+def can_move(campaign: Campaign, to: str) -> bool:
+    return campaign.status in TRANSITIONS[to]
+
+
+@transaction.atomic
+def move_campaign(campaign: Campaign, to: str, *, action: str, actor=None, now=None, fields: dict | None = None,
+                  data: dict | None = None, refuse: bool = True) -> bool:
+    """Move `campaign` to `to`, writing `fields` with it, and audit `action` (e.g.
+    "campaign.paused"). False (or CampaignMoveRefused with refuse=True) when its status in the
+    database does not allow the move; the instance is updated when it moved."""
+    now = now or timezone.now()
+    values = {"status": to, **(fields or {})}
+    moved = Campaign.objects.filter(pk=campaign.pk, status__in=TRANSITIONS[to]).update(updated_at=now, **values)
+    if not moved:
+        if refuse:
+            current = Campaign.objects.filter(pk=campaign.pk).values_list("status", flat=True).first()
+            raise CampaignMoveRefused(
+                f"{campaign} is {CampaignStatus(current).label.lower() if current else 'gone'}; "
+                f"it cannot become {CampaignStatus(to).label.lower()}.")
+        return False
+    previous = campaign.status
+    for name, value in values.items():
+        setattr(campaign, name, value)
+    audit.record(action, actor=actor, obj=campaign, data={"from": previous, "to": to, **(data or {})})
+    return True
