@@ -1,6 +1,6 @@
 # Omni: `make run` starts the embedded default with demo data; `make test` runs the test suite.
 # Both create the virtualenv in .venv; `run` installs requirements.txt (the runtime set), `test`
-# also requirements-dev.txt (pytest, moto, Playwright, hypothesis), each again only when it changed.
+# also requirements-dev.txt (pytest, pytest-xdist, moto, Playwright, hypothesis), each again only when it changed.
 
 PYTHON ?= python3
 VENV := .venv
@@ -13,9 +13,11 @@ PIP := $(VENV)/bin/python -m pip install --disable-pip-version-check --progress-
 run: $(RUNTIME_STAMP)
 	bash scripts/run.sh
 
-# Extra pytest arguments go in ARGS, e.g. make test ARGS="-k audit -x".
+# Extra pytest arguments go in ARGS, e.g. make test ARGS="-k audit -x". The suite runs in one
+# process per core (pytest-xdist; each has its own test database); TEST_WORKERS=0 runs it in one.
+TEST_WORKERS ?= auto
 test: $(DEV_STAMP)
-	$(VENV)/bin/pytest $(ARGS)
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) $(ARGS)
 
 install: $(RUNTIME_STAMP)
 

@@ -35,6 +35,7 @@ JOURNEY_FIELDS_NOT_VERSIONED = {
     "approval_digest": "the digest of the draft approved: the draft's own snapshot, hashed",
     "approval_reset_at": "when an edit last reset the approval",
     "draft_revision": "counts the draft's edits, so that an edit from a stale page is refused",
+    "paused_reason": "why the journey paused itself (auto-pause), shown on its page; not how contacts run",
 }
 # JourneyStep fields that are not versioned, and why.
 STEP_FIELDS_NOT_VERSIONED = {
