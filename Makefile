@@ -17,7 +17,7 @@ run: $(RUNTIME_STAMP)
 # process per core (pytest-xdist; each has its own test database); TEST_WORKERS=0 runs it in one.
 TEST_WORKERS ?= auto
 test: $(DEV_STAMP)
-	$(VENV)/bin/pytest -n $(TEST_WORKERS) $(ARGS)
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile $(ARGS)
 
 install: $(RUNTIME_STAMP)
 
