@@ -24,7 +24,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.utils import timezone
@@ -39,7 +38,6 @@ from templates.actions import latest_versions
 
 from . import campaign_audience
 from .campaign_approval import start_refusal
-from .campaign_audience import audience_count  # noqa: F401  (part of this module's API)
 from .campaign_state import move_campaign
 from .journey_testing import send_test_message
 from .models import (
@@ -152,6 +150,11 @@ def _content_problems(campaign) -> list[str]:
             problems.append(f"Template {template.name!r} (version {version.number}) has no variant for any of "
                             f"the campaign's channels ({', '.join(channels)}): add one and publish it.")
     return problems
+
+
+def audience_count(campaign) -> int:
+    """How many contacts the campaign's segment (or follow-up source) holds now."""
+    return campaign_audience.audience_count(campaign)
 
 
 # --- the start -----------------------------------------------------------------------------------

@@ -151,14 +151,19 @@ def test_an_edit_resets_the_approval_and_the_start_is_refused_until_approved_aga
         big_campaign.scheduled_at = NOW + timedelta(days=1)
         big_campaign.save()
     else:
-        big_campaign.segment.definition = {"filters": [{"kind": "lifecycle_stage", "stages": ["trial"]}]}
+        big_campaign.segment.definition = {"match": "any", "filters": []}  # the same people, another audience
         big_campaign.segment.save()
     assert campaign_approval.reset_if_changed(big_campaign, actor=marketer)
 
     assert (big_campaign.approved_at, big_campaign.approval_requested_at) == (None, None)
     reset = AuditEntry.objects.get(action="campaign.approval_reset")
     assert (reset.data["was"], reset.actor_id) == ("approval", marketer.pk)
-    assert campaign_approval.approval_state(big_campaign).status in ("reset", "not_needed")
+    assert campaign_approval.approval_state(big_campaign).status == "reset"
+    with pytest.raises(CampaignNotReady, match="needs approval before it runs"):
+        start_campaign(big_campaign, actor=marketer, now=NOW)
+    campaign_approval.request_approval(big_campaign, actor=marketer)
+    campaign_approval.approve(big_campaign, actor=approver)
+    assert start_campaign(big_campaign, actor=marketer, now=NOW).audience == 3
 
 
 def test_an_edit_that_changes_nothing_keeps_the_approval(big_campaign, marketer, approver):
