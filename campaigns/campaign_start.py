@@ -22,17 +22,20 @@ already passed, the campaign sends at once or leaves the contact out (local_time
 import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from channels.models import MessageSource
 from compliance import gate
-from contacts.models import Contact
+from compliance.models import Consent, Suppression, hash_address
+from contacts.models import Contact, Device
 from omni import audit
-from omni.choices import Purpose
+from omni.choices import PHONE_CHANNELS, Channel, ConsentStatus, Purpose
 from omni.lib import approval, bulk
 from templates.actions import latest_versions
 
@@ -58,10 +61,11 @@ NO_ADDRESS = "no_address"
 OPTED_OUT = "opted_out"
 LOCAL_TIME_PASSED = "local_time_passed"
 
-# Contacts checked against consent and suppression per reachability call: large enough that a
-# usual audience takes one or two, small enough to keep each query's IN list well under the
-# databases' parameter limits.
+# Contacts the gate checks per reachability call, and suppressed addresses looked up per query:
+# large enough that a usual audience takes one, small enough to keep each IN list under SQLite's
+# limit of 32,766 parameters (PostgreSQL's is 65,535).
 REACHABILITY_CHUNK = 5000
+SUPPRESSION_CHUNK = 10000
 # Fields a clone does not copy: identity, status and runtime state, the approval, its record.
 NOT_CLONED = {"id", "name", "status", "started_at", "finished_at", "paused_reason", "created_at", "updated_at",
               "created_by", "test_ends_at", "winner", "winner_chosen_at", "auto_paused_at",
@@ -168,13 +172,15 @@ def start_campaign(campaign, *, actor, now=None) -> StartSummary:
     try:
         with transaction.atomic():
             locked = _locked(campaign)
-            contacts = list(campaign_audience.audience(locked, now).order_by("pk")) \
-                if locked.status == CampaignStatus.DRAFT and (locked.segment_id or locked.follow_up_of_id) else []
-            problems = start_problems(locked, now=now, count=len(contacts))
+            audience = campaign_audience.audience(locked, now) \
+                if locked.status == CampaignStatus.DRAFT and (locked.segment_id or locked.follow_up_of_id) else None
+            people = [_Person(*row) for row in audience.order_by("pk").values_list(*_Person._fields)] \
+                if audience is not None else []
+            problems = start_problems(locked, now=now, count=len(people))
             if problems:
-                refused = start_refusal(locked, len(contacts))
+                refused = start_refusal(locked, len(people))
                 raise CampaignNotReady(problems)
-            summary = _start(locked, contacts, actor, now)
+            summary = _start(locked, audience, people, actor, now)
     except CampaignNotReady:
         if refused is not None:
             approval.audit_refusal(campaign, refused, actor=actor, step="start")
@@ -184,52 +190,71 @@ def start_campaign(campaign, *, actor, now=None) -> StartSummary:
     return summary
 
 
-def _start(campaign, contacts: list[Contact], actor, now) -> StartSummary:
+class _Person(NamedTuple):
+    """What the start reads of each contact: plain values, not model instances (a 100,000-contact
+    audience would spend seconds building them). Named as Contact's fields, so the zone lookup
+    (compliance.gate.contact_zones) reads it as it reads a contact."""
+
+    pk: int
+    email: str
+    phone: str
+    timezone: str
+    messaging_paused: bool
+    erased_at: datetime | None
+
+
+# What each recipient row holds, in insert order (omni.lib.bulk.insert_rows).
+_ROW = ("campaign_id", "contact_id", "variant_id", "in_test", "outcome", "skip_reason", "send_at", "decided_at",
+        "created_at")
+
+
+def _start(campaign, audience, people: list[_Person], actor, now) -> StartSummary:
     variants = _pinned_variants(campaign)
     channels = campaign_audience.plan_channels(campaign)
-    skipped = _left_out(campaign, contacts, channels, now)
+    skipped = _left_out(campaign, audience, people, channels, now)
     ab_test = len(variants) >= 2
     with_rest = ab_test and campaign.test_percent < 100
-    weights = [(v, v.weight) for v in variants]
+    weights = [(v.pk, v.weight) for v in variants]
     total_weight = sum(w for _, w in weights)
+    holdout_share, test_share = campaign.holdout_percent / 100, campaign.test_percent / 100
 
-    recipients = []
-    due = []
-    for contact in contacts:
-        recipient = CampaignRecipient(campaign=campaign, contact=contact, created_at=now)
-        recipients.append(recipient)
-        reason = skipped.get(contact.pk)
+    rows = []  # lists in _ROW's order; send_at (index 6) is spread by the throttle afterwards
+    skips, holdout, waiting = Counter(), 0, 0
+    for person in people:
+        reason = skipped.get(person.pk)
         if reason:
-            _decide(recipient, RecipientOutcome.SKIPPED, now, reason)
+            rows.append([campaign.pk, person.pk, None, False, RecipientOutcome.SKIPPED, reason, None, now, now])
+            skips[reason] += 1
             continue
-        holdout_draw, test_draw, variant_draw = draws(campaign.pk, contact.pk)
-        if holdout_draw < campaign.holdout_percent / 100:
-            _decide(recipient, RecipientOutcome.HOLDOUT, now)
+        holdout_draw, test_draw, variant_draw = draws(campaign.pk, person.pk)
+        if holdout_draw < holdout_share:
+            rows.append([campaign.pk, person.pk, None, False, RecipientOutcome.HOLDOUT, "", None, now, now])
+            holdout += 1
             continue
-        if with_rest and test_draw >= campaign.test_percent / 100:
-            continue  # the rest: pending, waiting for the winner (no variant, no send time)
-        recipient.variant = _by_weight(weights, total_weight, variant_draw)
-        recipient.in_test = ab_test
-        send_at = _send_time(campaign, contact, now)
+        if with_rest and test_draw >= test_share:
+            # The rest: pending, waiting for the winner (no variant, no send time).
+            rows.append([campaign.pk, person.pk, None, False, RecipientOutcome.PENDING, "", None, None, now])
+            waiting += 1
+            continue
+        send_at = _send_time(campaign, person, now)
         if send_at is None:
-            _decide(recipient, RecipientOutcome.SKIPPED, now, LOCAL_TIME_PASSED)
-            recipient.variant, recipient.in_test = None, False
+            rows.append([campaign.pk, person.pk, None, False, RecipientOutcome.SKIPPED, LOCAL_TIME_PASSED, None, now,
+                         now])
+            skips[LOCAL_TIME_PASSED] += 1
             continue
-        recipient.send_at = send_at
-        due.append(recipient)
+        rows.append([campaign.pk, person.pk, _by_weight(weights, total_weight, variant_draw), ab_test,
+                     RecipientOutcome.PENDING, "", send_at, None, now])
+    due = [row for row in rows if row[6] is not None]
     _throttle(due, campaign.throttle_per_minute)
-    bulk.bulk_insert(recipients)
+    bulk.insert_rows(CampaignRecipient, list(_ROW), [tuple(row) for row in rows])
 
-    outcomes = Counter(r.outcome for r in recipients)
-    summary = StartSummary(
-        audience=len(recipients), pending=len(due), holdout=outcomes[RecipientOutcome.HOLDOUT],
-        waiting_for_winner=outcomes[RecipientOutcome.PENDING] - len(due),
-        skipped=dict(Counter(r.skip_reason for r in recipients if r.outcome == RecipientOutcome.SKIPPED)))
+    summary = StartSummary(audience=len(rows), pending=len(due), holdout=holdout, waiting_for_winner=waiting,
+                           skipped=dict(skips))
     test_ends_at = None
     if with_rest:
-        last_test_send = max((r.send_at for r in due), default=now)
+        last_test_send = max((row[6] for row in due), default=now)
         test_ends_at = last_test_send + campaign.test_period
-    earliest = min((r.send_at for r in due), default=now)
+    earliest = min((row[6] for row in due), default=now)
     to = CampaignStatus.SENDING if earliest <= now else CampaignStatus.SCHEDULED
     move_campaign(campaign, to, action="campaign.started", actor=actor, now=now,
                   fields={"started_at": now, "test_ends_at": test_ends_at},
@@ -260,27 +285,86 @@ def _pinned_variants(campaign) -> list[CampaignVariant]:
     return variants
 
 
-def _left_out(campaign, contacts: list[Contact], channels: list[str], now) -> dict[int, str]:
+def _left_out(campaign, audience, people: list[_Person], channels: list[str], now) -> dict[int, str]:
     """Contact id -> why the contact is left out: erased, paused, no address on any plan channel,
-    or opted out of every plan channel that has an address (compliance.gate.reachability)."""
+    or opted out of every plan channel that has an address.
+
+    Whether someone opted out is the gate's call (compliance.gate.reachability and opted_out).
+    Only a revoked consent or a suppression of their address can make it so, so the gate is
+    asked only about contacts with one of those, found in two queries over the audience; the
+    rest, nearly everyone, cost no gate check."""
     reasons = {}
-    to_check = []
-    for contact in contacts:
-        if contact.erased_at:
-            reasons[contact.pk] = ERASED
-        elif contact.messaging_paused and campaign.purpose != Purpose.TRANSACTIONAL:
-            reasons[contact.pk] = PAUSED
+    addressed = {}
+    pushable = _with_devices(audience) if Channel.PUSH in channels else set()
+    for person in people:
+        if person.erased_at:
+            reasons[person.pk] = ERASED
+            continue
+        if person.messaging_paused and campaign.purpose != Purpose.TRANSACTIONAL:
+            reasons[person.pk] = PAUSED
+            continue
+        addresses = {channel: _address(person, channel, pushable) for channel in channels}
+        if not any(addresses.values()):
+            reasons[person.pk] = NO_ADDRESS
         else:
-            to_check.append(contact)
-    for start in range(0, len(to_check), REACHABILITY_CHUNK):
-        chunk = to_check[start:start + REACHABILITY_CHUNK]
+            addressed[person.pk] = addresses
+    suspects = _may_have_opted_out(campaign, audience, addressed, channels, now)
+    for start in range(0, len(suspects), REACHABILITY_CHUNK):
+        chunk = Contact.objects.filter(pk__in=suspects[start:start + REACHABILITY_CHUNK])
         for contact_id, verdicts in gate.reachability(chunk, campaign.purpose, now, channels=channels).items():
-            addressed = [v for v in verdicts.values() if v.reason != "no_address"]
-            if not addressed:
-                reasons[contact_id] = NO_ADDRESS
-            elif all(gate.opted_out(v) for v in addressed):
+            with_address = [v for v in verdicts.values() if v.reason != "no_address"]
+            if with_address and all(gate.opted_out(v) for v in with_address):
                 reasons[contact_id] = OPTED_OUT
     return reasons
+
+
+def _address(person: _Person, channel: str, pushable: set) -> str:
+    if channel == Channel.PUSH:
+        return "device" if person.pk in pushable else ""
+    if channel == Channel.EMAIL:
+        return person.email
+    return person.phone if channel in PHONE_CHANNELS else ""
+
+
+def _with_devices(audience) -> set[int]:
+    return set(Device.objects.filter(contact__in=audience.values("pk"), enabled=True)
+               .values_list("contact_id", flat=True))
+
+
+def _may_have_opted_out(campaign, audience, addressed: dict, channels: list[str], now) -> list[int]:
+    """The contacts with an address on a plan channel who revoked consent to one of the plan's
+    channels for the campaign's purpose, or one of whose addresses is suppressed (for any reason:
+    the gate says which are opt-outs): one query for the consents, one for the suppressions."""
+    if not addressed:
+        return []
+    revoked = set(Consent.objects.filter(contact__in=audience.values("pk"), purpose=campaign.purpose,
+                                         channel__in=channels, status=ConsentStatus.REVOKED)
+                  .values_list("contact_id", flat=True))
+    by_hash = {}
+    for contact_id, addresses in addressed.items():
+        for channel, address in addresses.items():
+            if address and channel != Channel.PUSH:
+                by_hash.setdefault(hash_address(address), set()).add(contact_id)
+    suppressed = set()
+    for address_hash in _suppressed(list(by_hash), now):
+        suppressed |= by_hash[address_hash]
+    return sorted((revoked & set(addressed)) | suppressed)
+
+
+def _suppressed(hashes: list[str], now) -> set[str]:
+    """Which of these address hashes have a suppression in force. On PostgreSQL one query with the
+    hashes as one array parameter (an IN list of 100,000 parameters costs more to build than to
+    run); elsewhere one query per SUPPRESSION_CHUNK."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT DISTINCT address_hash FROM {Suppression._meta.db_table} "
+                           f"WHERE address_hash = ANY(%s) AND (expires_at IS NULL OR expires_at > %s)", [hashes, now])
+            return {address_hash for (address_hash,) in cursor.fetchall()}
+    found = set()
+    for start in range(0, len(hashes), SUPPRESSION_CHUNK):
+        found.update(Suppression.objects.filter(address_hash__in=hashes[start:start + SUPPRESSION_CHUNK])
+                     .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now)).values_list("address_hash", flat=True))
+    return found
 
 
 def draws(campaign_id: int, contact_id: int) -> tuple[float, float, float]:
@@ -292,19 +376,19 @@ def draws(campaign_id: int, contact_id: int) -> tuple[float, float, float]:
 
 def _by_weight(weights, total: int, draw: float):
     point = draw * total
-    for variant, weight in weights:
+    for variant_id, weight in weights:
         if point < weight:
-            return variant
+            return variant_id
         point -= weight
     return weights[-1][0]
 
 
-def _send_time(campaign, contact, now):
+def _send_time(campaign, person, now):
     """When the recipient is due, or None when their local time has passed and the campaign
     leaves such contacts out."""
     if campaign.send_in_local_time and campaign.scheduled_at:
         wall = timezone.localtime(campaign.scheduled_at, timezone.get_default_timezone())
-        moment = wall_clock(wall.date(), wall.time(), contact_zone(contact))
+        moment = wall_clock(wall.date(), wall.time(), contact_zone(person))
         if moment >= now:
             return moment
         return now if campaign.local_time_passed == LocalTimePassed.SEND_NOW else None
@@ -313,24 +397,21 @@ def _send_time(campaign, contact, now):
     return now
 
 
-def _throttle(due: list[CampaignRecipient], per_minute: int | None) -> None:
-    """Spread send times so that at most `per_minute` fall in each minute: in the order of their
-    send time and contact, the n-th of those due at one moment goes at that moment plus
-    n // per_minute minutes (a later moment starts afresh once the queue has caught up with it)."""
+def _throttle(due: list[list], per_minute: int | None) -> None:
+    """Spread send times (each row's index 6) so that at most `per_minute` fall in each minute: in
+    the order of their send time and contact, the n-th of those due at one moment goes at that
+    moment plus n // per_minute minutes (a later moment starts afresh once the queue has caught up
+    with it)."""
     if not per_minute:
         return
     slot, in_slot = None, 0
-    for recipient in sorted(due, key=lambda r: (r.send_at, r.contact_id)):
-        if slot is None or recipient.send_at > slot:
-            slot, in_slot = recipient.send_at, 0
+    for row in sorted(due, key=lambda row: (row[6], row[1])):
+        if slot is None or row[6] > slot:
+            slot, in_slot = row[6], 0
         elif in_slot >= per_minute:
             slot, in_slot = slot + timedelta(minutes=1), 0
-        recipient.send_at = slot
+        row[6] = slot
         in_slot += 1
-
-
-def _decide(recipient: CampaignRecipient, outcome: str, now, reason: str = "") -> None:
-    recipient.outcome, recipient.skip_reason, recipient.decided_at = outcome, reason, now
 
 
 # --- clone, follow-up, test send -----------------------------------------------------------------

@@ -20,7 +20,7 @@ from campaigns.models import (
     RecipientOutcome,
 )
 from compliance import gate
-from compliance.actions import record_consent_change
+from compliance.actions import record_consent_change, suppress
 from contacts.models import Contact, Segment
 from omni.models import AuditEntry
 from templates.actions import publish_template
@@ -168,6 +168,24 @@ def test_those_left_out_are_recorded_with_their_reason(welcome_templates, everyo
     assert summary.skipped == {"erased": 1, "paused": 1, "no_address": 2, "opted_out": 1}
     skipped = CampaignRecipient.objects.filter(outcome=RecipientOutcome.SKIPPED)
     assert all(r.send_at is None and r.variant_id is None and r.decided_at == NOW for r in skipped)
+
+
+def test_an_unsubscribed_or_stopped_address_is_an_opt_out_and_a_bounced_one_is_not(welcome_templates, everyone):
+    unsubscribed = make_contact("unsubscribed", email="unsub@example.com")
+    stopped = make_contact("stopped", phone="+14155550103")
+    bounced = make_contact("bounced", email="bounced@example.com")
+    suppress("unsub@example.com", channel="email", reason="unsubscribe", contact=unsubscribed)
+    suppress("+14155550103", reason="stop", contact=stopped)
+    suppress("bounced@example.com", reason="hard_bounce", contact=bounced)
+    campaign = make_campaign(welcome_templates[0], everyone, channel_plan=[{"channel": "email"}, {"channel": "sms"}])
+
+    start_campaign(campaign, actor=None, now=NOW)
+
+    assert {r.contact_id: (r.outcome, r.skip_reason) for r in recipients(campaign)} == {
+        unsubscribed.pk: (RecipientOutcome.SKIPPED, "opted_out"),
+        stopped.pk: (RecipientOutcome.SKIPPED, "opted_out"),
+        bounced.pk: (RecipientOutcome.PENDING, ""),  # the gate stops it at the send; it did not opt out
+    }
 
 
 def test_a_contact_opted_out_of_one_plan_channel_but_not_the_other_stays_in(welcome_templates, everyone):
