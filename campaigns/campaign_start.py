@@ -475,6 +475,9 @@ def send_test(campaign, *, actor, contacts=None, now=None) -> list:
             raise ValidationError(f"Variant {variant.name!r}'s template has no published version: publish it first.",
                                   code="no_published_version")
         channel_plan = [dict(entry) for entry in plan if entry["channel"] in version.channels()]
+        if not channel_plan:
+            raise ValidationError(f"Variant {variant.name!r}'s template has no variant for any of the campaign's "
+                                  f"channels ({', '.join(e['channel'] for e in plan) or 'none'}).", code="no_channel")
         for contact in contacts:
             messages.append(send_test_message(
                 version, channel_plan, contact, actor=actor, about=campaign, action="campaign.test_send",
