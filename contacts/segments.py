@@ -219,12 +219,18 @@ class InvalidDefinition(ValueError):
 def compile(definition, now=None, types: DeclaredTypes | None = None):  # noqa: A001 (the module's verb)
     """The reachable contacts `definition` keeps, as a QuerySet that is one SQL query. Loads the
     declared types it needs (one query) unless given. Raises InvalidDefinition."""
+    return matching(definition, now, types).reachable()
+
+
+def matching(definition, now=None, types: DeclaredTypes | None = None):
+    """Every contact `definition` keeps, erased ones included (a campaign's snapshot records them
+    as left out, with the reason), as one SQL query. Raises InvalidDefinition."""
     now = now or timezone.now()
     types = types or declared_types(definition)
     problems = definition_problems(definition, types)
     if problems:
         raise InvalidDefinition(problems)
-    return Contact.objects.reachable().filter(_group_q(definition, now, types))
+    return Contact.objects.filter(_group_q(definition, now, types))
 
 
 def _group_q(group, now, types) -> Q:

@@ -264,6 +264,13 @@ OMNI_DEMO_TIME_SCALE = env.float("OMNI_DEMO_TIME_SCALE", default=1.0)
 # is the safe default; a team of one turns it off (and then needs no approver).
 OMNI_JOURNEY_APPROVAL_REQUIRED = env.bool("OMNI_JOURNEY_APPROVAL_REQUIRED", default=True)
 
+# A marketing campaign whose audience is larger than this many contacts needs a marketing
+# approver's yes before it starts (campaigns/campaign_approval.py), checked again at the start.
+# 1,000: a send to a handful of people (a pilot, a small customer list) goes without waiting,
+# while anything that could annoy a real share of the base, or cost real money in SMS, gets a
+# second pair of eyes. 0: every marketing campaign with an audience needs approval.
+OMNI_CAMPAIGN_APPROVAL_MIN_AUDIENCE = env.int("OMNI_CAMPAIGN_APPROVAL_MIN_AUDIENCE", default=1000)
+
 # How often the beat tick claims due work (events, enrollments, deferred messages, fallbacks).
 OMNI_TICK_SECONDS = env.float("OMNI_TICK_SECONDS", default=5.0)
 # How long one stage of a tick may go on claiming batches before the next stage gets its turn
