@@ -10,7 +10,8 @@ paused_reason. A person looks, then resumes it, which clears the reason.
 
 An opt-out counts for a delivery when the consent revocation names it in its evidence as
 delivery_id (a carrier's opt-out, Twilio 21610, as delivery): the unsubscribe link's token
-carries it, a STOP reply its in_reply_to. Engagement is counted over deliveries sent at least
+carries it, a STOP reply its in_reply_to. A complaint revokes consent too, but counts as a
+complaint only. Engagement is counted over deliveries sent at least
 engagement_after_hours ago, so a campaign that has just gone out is not paused for not having
 been opened yet.
 
@@ -27,7 +28,7 @@ from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
 
 from channels.models import ENGAGED_DELIVERY_STATUSES, Delivery, DeliveryStatus
-from compliance.models import ConsentChange, ConsentStatus
+from compliance.models import ConsentChange, ConsentSource, ConsentStatus
 
 from .campaign_state import move_campaign
 from .models import Campaign, CampaignStatus, Journey, JourneyStatus
@@ -150,7 +151,7 @@ def _opted_out():
     """An expression on Delivery: a revocation of the contact's consent names this delivery."""
     return Exists(ConsentChange.objects.filter(
         contact=OuterRef("contact_id"), status=ConsentStatus.REVOKED, occurred_at__gte=OuterRef("queued_at"),
-    ).annotate(named=Coalesce(Cast(KT("evidence__delivery_id"), CharField()),
+    ).exclude(source=ConsentSource.COMPLAINT).annotate(named=Coalesce(Cast(KT("evidence__delivery_id"), CharField()),
                               Cast(KT("evidence__delivery"), CharField()))).filter(
         named=Cast(OuterRef("pk"), CharField())))
 

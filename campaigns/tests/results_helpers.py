@@ -24,7 +24,7 @@ def sending_campaign(template, now, *, variants=(("A", 50), ("B", 50)), test_end
         CampaignVariant.objects.create(campaign=campaign, name=name, template=template, weight=weight,
                                        position=position, template_version=version)
     move_campaign(campaign, CampaignStatus.SENDING, action="campaign.started",
-                  fields={"started_at": now, "test_ends_at": now + test_ends_in if variants else None})
+                  fields={"started_at": now, "test_ends_at": now + test_ends_in if len(variants) > 1 else None})
     return campaign
 
 
