@@ -180,7 +180,9 @@ def campaign_figures(campaign_ids, now) -> dict[int, Figures]:
 
 def journey_figures(journey_ids, now) -> dict[int, Figures]:
     since = now - timedelta(hours=defaults()["journey_window_hours"])
-    return _counts(Delivery.objects.filter(message__journey_visit__journey__in=journey_ids, queued_at__gte=since),
+    # By the visit's time: visit_journey_step indexes it with the journey.
+    return _counts(Delivery.objects.filter(message__journey_visit__journey__in=journey_ids,
+                                           message__journey_visit__visited_at__gte=since),
                    "message__journey_visit__journey", now)
 
 

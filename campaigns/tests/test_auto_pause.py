@@ -258,3 +258,17 @@ def test_the_health_section_escapes_the_reason(template, now):
     html = render_health("campaign_health", campaign)
 
     assert "<b>odd</b>" not in html and "&lt;b&gt;odd&lt;/b&gt;" in html
+
+
+def test_the_journey_page_shows_why_it_paused_itself(admin_client, welcome_journey):
+    from campaigns.actions import pause_journey
+
+    pause_journey(welcome_journey, reason="Bounce rate 9.0% passed the limit of 5.0% (18 of 200 sends).",
+                  action="journey.auto_paused")
+
+    response = admin_client.get(reverse("admin:campaigns_journey_change", args=[welcome_journey.pk]))
+
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert 'id="journey-health"' in page and 'data-auto-paused="yes"' in page
+    assert "This journey paused itself: Bounce rate 9.0% passed the limit of 5.0% (18 of 200 sends)." in page
