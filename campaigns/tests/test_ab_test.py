@@ -266,3 +266,12 @@ def test_the_page_names_the_winner_once_chosen(template, now):
 def test_the_page_shows_no_ab_section_without_a_test(template, now):
     campaign = sending_campaign(template, now, variants=())
     assert render_ab(campaign).strip() == ""
+
+
+def test_the_page_sections_take_a_fixed_number_of_queries(template, now, django_assert_num_queries):
+    campaign = campaign_tested(template, now, a=(5, 50), b=(9, 50), rest=10)
+    renderer = DjangoTemplate("{% load campaign_results %}{% ab_results campaign %}{% campaign_health campaign %}")
+
+    # the variants and their counts; the deliveries' figures
+    with django_assert_num_queries(3):
+        renderer.render(Context({"campaign": campaign}))
