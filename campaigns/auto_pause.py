@@ -108,6 +108,11 @@ class Health:
     auto_paused_at: object = None
 
     @property
+    def paused_itself(self) -> bool:
+        """Auto-pause stopped it (a person's pause may give a reason too, but sets no auto_paused_at)."""
+        return bool(self.paused_reason) and self.auto_paused_at is not None
+
+    @property
     def sampled(self) -> bool:
         return self.figures.sent >= self.min_sample
 
@@ -211,7 +216,8 @@ def journey_health(journey, now=None) -> Health:
     now = now or timezone.now()
     figures = journey_figures([journey.pk], now).get(journey.pk, Figures())
     limits, min_sample = thresholds_of(None)
-    return _health(figures, limits, min_sample, journey.paused_reason)
+    # Only auto-pause gives a journey a reason; it has no auto_paused_at of its own.
+    return _health(figures, limits, min_sample, journey.paused_reason, journey.updated_at if journey.paused_reason else None)
 
 
 def auto_pause_campaign(campaign: Campaign, figures: Figures, found: tuple, now) -> bool:

@@ -251,13 +251,14 @@ def test_the_health_section_shows_the_figures_the_limits_and_the_reason(template
     assert 'data-rule="min_engagement_rate" data-breached="no"' in html and "not watched" in html
 
 
-def test_the_health_section_escapes_the_reason(template, now):
+def test_the_health_section_escapes_the_reason_and_tells_a_person_pause_apart(template, now):
     campaign, _ = campaign_sent_to(template, now, 1)
     campaign.paused_reason = "<b>odd</b>"
 
     html = render_health("campaign_health", campaign)
 
-    assert "<b>odd</b>" not in html and "&lt;b&gt;odd&lt;/b&gt;" in html
+    assert "<b>odd</b>" not in html and "Paused: &lt;b&gt;odd&lt;/b&gt;" in html
+    assert 'data-auto-paused="no"' in html and "paused itself" not in html
 
 
 def test_the_journey_page_shows_why_it_paused_itself(admin_client, welcome_journey):
@@ -271,4 +272,5 @@ def test_the_journey_page_shows_why_it_paused_itself(admin_client, welcome_journ
     page = response.content.decode()
     assert response.status_code == 200
     assert 'id="journey-health"' in page and 'data-auto-paused="yes"' in page
-    assert "This journey paused itself: Bounce rate 9.0% passed the limit of 5.0% (18 of 200 sends)." in page
+    assert "Bounce rate 9.0% passed the limit of 5.0% (18 of 200 sends). Look into it, then resume it." in page
+    assert "This journey paused itself" in page
