@@ -20,14 +20,16 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import Count, DateTimeField, DurationField, Exists, ExpressionWrapper, F, OuterRef, Q, Value
+from django.db.models import Count, DateTimeField, DurationField, Exists, ExpressionWrapper, OuterRef, Q, Value
 from django.utils import timezone
 
 from channels.models import DeliveryEvent, EventType, InboundMessage, MessageStatus
 from contacts.models import ContactEvent
 from omni import audit
 
-from .models import Campaign, CampaignRecipient, CampaignStatus, CampaignVariant, RecipientOutcome, TestFallback, TestMetric
+from .models import (
+    Campaign, CampaignRecipient, CampaignStatus, CampaignVariant, RecipientOutcome, TestFallback, TestMetric,
+)
 
 CONFIDENCE = 0.95
 # The normal quantile of a two-sided 95% interval.
@@ -132,7 +134,8 @@ def variant_results(campaign) -> list[VariantResult]:
         .annotate(sent=Count("pk", filter=went_out), successes=Count("pk", filter=went_out & Q(succeeded=True)))
         .order_by()
     }
-    return [VariantResult(variant, counts.get(variant.pk, {}).get("sent", 0), counts.get(variant.pk, {}).get("successes", 0))
+    empty = {"sent": 0, "successes": 0}
+    return [VariantResult(variant, counts.get(variant.pk, empty)["sent"], counts.get(variant.pk, empty)["successes"])
             for variant in variants]
 
 

@@ -217,7 +217,8 @@ def journey_health(journey, now=None) -> Health:
     figures = journey_figures([journey.pk], now).get(journey.pk, Figures())
     limits, min_sample = thresholds_of(None)
     # Only auto-pause gives a journey a reason; it has no auto_paused_at of its own.
-    return _health(figures, limits, min_sample, journey.paused_reason, journey.updated_at if journey.paused_reason else None)
+    paused_at = journey.updated_at if journey.paused_reason else None
+    return _health(figures, limits, min_sample, journey.paused_reason, paused_at)
 
 
 def auto_pause_campaign(campaign: Campaign, figures: Figures, found: tuple, now) -> bool:

@@ -37,7 +37,8 @@ def campaign_tested(template, now, *, a=(20, 100), b=(40, 100), rest=30, **field
     campaign = sending_campaign(template, now, **fields)
     first, second = campaign.variants.order_by("position")
     for variant, (clicks, sent) in ((first, a), (second, b)):
-        deliveries = send_test_share(campaign, variant, make_contacts(f"{variant.name.lower()}{campaign.pk}", sent), now)
+        contacts = make_contacts(f"{variant.name.lower()}{campaign.pk}", sent)
+        deliveries = send_test_share(campaign, variant, contacts, now)
         click(deliveries[:clicks], now)
     waiting_rest(campaign, make_contacts(f"rest{campaign.pk}", rest))
     return campaign
@@ -227,7 +228,8 @@ def test_variant_results_take_two_queries_however_many_recipients(template, now,
 # --- the page's A/B section ------------------------------------------------------------------
 
 def render_ab(campaign) -> str:
-    return DjangoTemplate("{% load campaign_results %}{% ab_results campaign %}").render(Context({"campaign": campaign}))
+    section = DjangoTemplate("{% load campaign_results %}{% ab_results campaign %}")
+    return section.render(Context({"campaign": campaign}))
 
 
 def svg_of(html: str) -> ElementTree.Element:
