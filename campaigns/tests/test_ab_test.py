@@ -7,7 +7,7 @@ import pytest
 from django.template import Context, Template as DjangoTemplate
 
 from channels.models import EventType
-from channels.provider_reports import record_delivery_event
+from channels.provider_reports import record_delivery_event, record_inbound_message
 from contacts.ingest import store_events
 from omni.models import AuditEntry
 
@@ -198,6 +198,20 @@ def test_opens_count_opens_and_clicks_once_each(template, now):
 
     assert [(r.variant.name, r.sent, r.successes) for r in results] == [("A", 10, 6), ("B", 10, 0)]
     assert results[0].rate == pytest.approx(0.6)
+
+
+def test_replies_count_the_inbound_messages_that_answer_a_send(template, now, keyword_lists):
+    campaign = sending_campaign(template, now, test_metric=Metric.REPLIES)
+    first, second = campaign.variants.order_by("position")
+    a = send_test_share(campaign, first, make_contacts("a", 10), now)
+    b = send_test_share(campaign, second, make_contacts("b", 10), now)
+
+    for number, delivery in enumerate(a[:3] + b[:1]):
+        inbound, _ = record_inbound_message("ses", f"reply-{number}", "email", delivery.to_address,
+                                            "offers@example.com", "Yes please, tell me more")
+        assert inbound.in_reply_to_id == delivery.pk
+
+    assert [(r.variant.name, r.successes) for r in variant_results(campaign)] == [("A", 3), ("B", 1)]
 
 
 def test_the_goal_counts_within_its_window_after_the_send(template, now):
