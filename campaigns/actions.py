@@ -517,18 +517,21 @@ def resume_journey(journey: Journey, actor=None) -> Journey:
 
 
 @transaction.atomic
-def pause_journey(journey: Journey, actor=None) -> Journey:
+def pause_journey(journey: Journey, actor=None, *, reason: str = "", action: str = "journey.paused",
+                  data: dict | None = None) -> Journey:
     """Stop running steps; enrollments stay where they are until resumed. A journey in testing
     goes back to draft instead: it has never been active, so resuming may not make it live;
-    testing it again carries its test contacts on."""
+    testing it again carries its test contacts on. `reason` is kept in paused_reason (auto-pause
+    gives it, with action journey.auto_paused); resuming clears it."""
     if journey.status == JourneyStatus.TESTING:
         journey.status = JourneyStatus.DRAFT
         journey.save(update_fields=["status", "updated_at"])
         audit.record("journey.testing_stopped", obj=journey, actor=actor)
         return journey
     journey.status = JourneyStatus.PAUSED
-    journey.save(update_fields=["status", "updated_at"])
-    audit.record("journey.paused", obj=journey, actor=actor)
+    journey.paused_reason = reason[:500]
+    journey.save(update_fields=["status", "paused_reason", "updated_at"])
+    audit.record(action, obj=journey, actor=actor, data=data)
     return journey
 
 
@@ -824,7 +827,8 @@ def _set_running(journey: Journey, action: str, actor, *, publish_changes: bool,
         # journey was not running (or ran for test contacts only).
         journey.date_trigger_checked_until = timezone.now()
     journey.status = status
-    journey.save(update_fields=["status", "date_trigger_checked_until", "updated_at"])
+    journey.paused_reason = ""
+    journey.save(update_fields=["status", "date_trigger_checked_until", "paused_reason", "updated_at"])
     audit.record(action, obj=journey, actor=actor, data={"version": live.number})
     return journey
 

@@ -12,7 +12,8 @@ enrollments
 (campaigns/advancing.py, whose steps campaigns/steps.py runs), deferred messages and fallback
 timers (campaigns/message_timers.py), inbound messages support automation answers
 (channels/support_automation.py), then conversations waiting for an agent
-(channels/assignment.py) and lost sends. Each stage has a budget per tick, so a
+(channels/assignment.py) and lost sends; A/B tests whose period ended (campaigns/ab_test.py)
+and sends watched for auto-pause (campaigns/auto_pause.py). Each stage has a budget per tick, so a
 backlog in one (a burst of events) never starves the others: every stage runs in every tick,
 and a stage cut short goes on in the next.
 """
@@ -25,7 +26,7 @@ from django.utils import timezone
 from channels import assignment, support_automation
 from channels.provider_reports import REPLY_BATCH, apply_replies_batch
 
-from . import advancing, date_triggers, enrolling, message_timers, segment_triggers
+from . import ab_test, advancing, auto_pause, date_triggers, enrolling, message_timers, segment_triggers
 from .tick_report import TickReport
 
 
@@ -51,6 +52,10 @@ def tick(now=None, *, hand_off_to=None) -> TickReport:
         ("deferred messages", message_timers.redispatch_deferred_batch, message_timers.MESSAGE_BATCH),
         ("fallback timers", message_timers.fire_fallback_timers_batch, message_timers.MESSAGE_BATCH),
         ("support automation", support_automation.handle_inbound_batch, support_automation.INBOUND_BATCH),
+        # A campaign whose test ended gets its rest their send times before the fan-out claims.
+        ("campaign winners", ab_test.choose_winners_batch, ab_test.WINNER_BATCH),
+        # One pass over every running campaign and journey (it returns 0: never repeated).
+        ("auto-pause", auto_pause.watch_sends, 1),
     ]
     for name, batch, size in stages:
         if not run_stage(batch, size, now, report):

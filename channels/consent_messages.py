@@ -50,7 +50,9 @@ def act_on_keyword(inbound: InboundMessage, reading: Reading) -> None:
     actor_label = f"provider:{inbound.provider}"
     evidence = {"keyword": reading.keyword, "word": reading.word, "embedded": reading.embedded,
                 "inbound_message": inbound.pk, "provider": inbound.provider,
-                "provider_message_id": inbound.provider_message_id, "to": inbound.to_address}
+                "provider_message_id": inbound.provider_message_id, "to": inbound.to_address,
+                # The send it answers, so that send's campaign or journey counts the opt-out.
+                "delivery_id": inbound.in_reply_to_id}
     # The number opted out, whoever it is filed under: every contact with it.
     contacts = list(Contact.objects.reachable().filter(phone=inbound.from_address).order_by("pk")) \
         if reading.keyword and inbound.from_address else []

@@ -271,6 +271,22 @@ OMNI_JOURNEY_APPROVAL_REQUIRED = env.bool("OMNI_JOURNEY_APPROVAL_REQUIRED", defa
 # second pair of eyes. 0: every marketing campaign with an audience needs approval.
 OMNI_CAMPAIGN_APPROVAL_MIN_AUDIENCE = env.int("OMNI_CAMPAIGN_APPROVAL_MIN_AUDIENCE", default=1000)
 
+# Auto-pause (campaigns/auto_pause.py): a sending campaign or an active journey pauses itself
+# when, once min_sample of its sends went out, a rate passes its limit (fractions: 0.05 = 5%) or
+# engagement falls under its floor (0: not watched). A campaign may set its own limits; a
+# journey is watched over its sends of the last journey_window_hours. Engagement counts sends at
+# least engagement_after_hours old, so a send just out is not yet "not engaged with".
+OMNI_AUTO_PAUSE = {
+    "max_bounce_rate": env.float("OMNI_AUTO_PAUSE_MAX_BOUNCE_RATE", default=0.05),
+    "max_complaint_rate": env.float("OMNI_AUTO_PAUSE_MAX_COMPLAINT_RATE", default=0.003),
+    "max_opt_out_rate": env.float("OMNI_AUTO_PAUSE_MAX_OPT_OUT_RATE", default=0.02),
+    "max_failure_rate": env.float("OMNI_AUTO_PAUSE_MAX_FAILURE_RATE", default=0.10),
+    "min_engagement_rate": env.float("OMNI_AUTO_PAUSE_MIN_ENGAGEMENT_RATE", default=0.0),
+    "min_sample": env.int("OMNI_AUTO_PAUSE_MIN_SAMPLE", default=200),
+    "journey_window_hours": env.float("OMNI_AUTO_PAUSE_JOURNEY_WINDOW_HOURS", default=24.0),
+    "engagement_after_hours": env.float("OMNI_AUTO_PAUSE_ENGAGEMENT_AFTER_HOURS", default=24.0),
+}
+
 # How often the beat tick claims due work (events, enrollments, deferred messages, fallbacks).
 OMNI_TICK_SECONDS = env.float("OMNI_TICK_SECONDS", default=5.0)
 # How long one stage of a tick may go on claiming batches before the next stage gets its turn
