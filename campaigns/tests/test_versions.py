@@ -29,13 +29,14 @@ from .conftest import make_contact
 pytestmark = pytest.mark.django_db
 # One tick over one batch that sends and waits: claims, versions, template versions, the
 # contacts' reachability on the journey's channels (the rules' version and consents: who opted
-# out exits), messages, the support conversations holding marketing, the gate's inputs,
+# out exits), messages, arbitration (its rules, and the messages already said with the same
+# intents), the support conversations holding marketing, the gate's inputs,
 # deliveries, decisions, audit, visits, the empty later stages (the replies stage's claim, the
 # segment stage's look for segments in use, the date triggers' look for a journey due, support
 # automation's and the conversations waiting for an agent among them) and the savepoint (and its
-# release) each stage's batch runs in, so one bad row cannot stop the rest (37 on PostgreSQL, 40
+# release) each stage's batch runs in, so one bad row cannot stop the rest (39 on PostgreSQL, 42
 # on SQLite).
-TICK_QUERIES_ONE_BATCH = 40
+TICK_QUERIES_ONE_BATCH = 42
 
 
 def signed_up(contact, name="signed_up"):
