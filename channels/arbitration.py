@@ -229,8 +229,8 @@ def _displace(entry: _Entry, rule: Rule, choices: dict[int, Choice], winner: _En
     facts = gate.SendFacts(
         channel=choice.channel, purpose=message.purpose, address=choice.address, expires_at=message.expires_at,
         exemption=message.exemption, contact_id=message.contact_id,
-        arbitration={**rule.named(), "kind": kind, "intent_key": message.intent_key, "priority": message.priority, "source": message.source,
-                     "displaced_by": winner.message_id,
+        arbitration={**rule.named(), "kind": kind, "intent_key": message.intent_key, "priority": message.priority,
+                     "source": message.source, "displaced_by": winner.message_id,
                      "winner": {"purpose": winner.purpose, "priority": winner.priority, "source": winner.source,
                                 "intent_key": winner.intent_key, "channel": winner.channel,
                                 "at": winner.at.isoformat(), "already_said": winner.said}})

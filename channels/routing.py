@@ -4,7 +4,8 @@ dispatch() walks the message's channel plan from its current step: a channel the
 cannot be reached on is skipped; the compliance gate decides for the first reachable one;
 an allowed message becomes a queued Delivery (for push, one per device) whose send task is
 enqueued after commit; the channel worker renders it when it sends (channels.delivery).
-fall_back() moves an undelivered message to the next channel of its plan. Every gate verdict is kept as a Decision row, sealed into the audit chain; so is every verdict of arbitration, which
+fall_back() moves an undelivered message to the next channel of its plan. Every gate verdict is
+kept as a Decision row, sealed into the audit chain; so is every verdict of arbitration, which
 runs first (channels/arbitration.py).
 """
 from dataclasses import dataclass
