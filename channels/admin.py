@@ -51,6 +51,7 @@ from .provider_reports import record_inbound_message
 from .support_access import conversations_for
 from .routing import provider_name
 from .models import (
+    ArbitrationRule,
     DefaultChannelPlan,
     END_OF_DAY,
     AgentStatus,
@@ -1002,3 +1003,85 @@ def describe_plan(plan) -> str:
             text += f" (after {entry['fallback_after_seconds']} s{unless})"
         parts.append(text)
     return ", then ".join(parts) or "—"
+
+
+# --- Arbitration rules ------------------------------------------------------------------------
+
+WINDOW_UNITS = (("minutes", "minutes"), ("hours", "hours"), ("days", "days"))
+WINDOW_UNIT_SECONDS = {"minutes": 60, "hours": 3600, "days": 86400}
+
+
+def window_in_words(seconds: int) -> str:
+    """"2 hours", "7 days"; "off" for zero."""
+    if not seconds:
+        return "off"
+    for unit in ("days", "hours", "minutes"):
+        if seconds % WINDOW_UNIT_SECONDS[unit] == 0:
+            count = seconds // WINDOW_UNIT_SECONDS[unit]
+            return f"{count} {unit if count != 1 else unit[:-1]}"
+    return f"{seconds} seconds"
+
+
+class WindowWidget(forms.MultiWidget):
+    def __init__(self, attrs=None):
+        super().__init__([UnfoldAdminIntegerFieldWidget(attrs={"min": 0, "aria-label": "how many"}),
+                          UnfoldAdminSelectWidget(choices=WINDOW_UNITS, attrs={"aria-label": "unit"})], attrs)
+
+    def decompress(self, value):
+        if not value:
+            return [0, "hours"]
+        for unit in ("days", "hours", "minutes"):
+            if value % WINDOW_UNIT_SECONDS[unit] == 0:
+                return [value // WINDOW_UNIT_SECONDS[unit], unit]
+        return [round(value / 60), "minutes"]
+
+
+class WindowField(forms.MultiValueField):
+    """A window typed as a number and a unit (zero: off), kept as seconds."""
+
+    widget = WindowWidget
+
+    def __init__(self, **kwargs):
+        super().__init__([forms.IntegerField(min_value=0, max_value=365 * 24 * 60),
+                          forms.ChoiceField(choices=WINDOW_UNITS)], **kwargs)
+
+    def compress(self, values):
+        if not values or values[0] in (None, ""):
+            return 0
+        return values[0] * WINDOW_UNIT_SECONDS[values[1] or "hours"]
+
+
+class ArbitrationRuleForm(forms.ModelForm):
+    intent_window_seconds = WindowField(
+        label="intent window",
+        help_text="A message is dropped when the contact was given a message with the same intent key within "
+                  "this long, from any journey, campaign or API call. 0: never checked.")
+    collision_window_seconds = WindowField(
+        label="collision window",
+        help_text="A message of this purpose gives way to a more important message to the same contact (a "
+                  "higher purpose, transactional first; then a higher priority) going within this long, "
+                  "whatever its intent. 0: it never gives way.")
+
+    class Meta:
+        model = ArbitrationRule
+        fields = ["purpose", "intent_window_seconds", "one_per_channel", "collision_window_seconds", "action"]
+
+
+@admin.register(ArbitrationRule)
+class ArbitrationRuleAdmin(AuditedRuleAdmin):
+    """How each purpose's messages give way to others for the same contact, whatever their source.
+    Each message that gives way keeps a decision naming the rule and the message it gave way to."""
+
+    audit_noun = "arbitration_rule"
+    form = ArbitrationRuleForm
+    list_display = ["__str__", "intent_window", "one_per_channel", "collision_window", "action", "version",
+                    "updated_at"]
+    list_filter = ["action", "one_per_channel"]
+
+    @admin.display(description="intent window")
+    def intent_window(self, obj):
+        return window_in_words(obj.intent_window_seconds)
+
+    @admin.display(description="collision window")
+    def collision_window(self, obj):
+        return window_in_words(obj.collision_window_seconds)

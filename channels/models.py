@@ -793,3 +793,52 @@ class DefaultChannelPlan(models.Model):
         """Every default plan by (purpose, urgency), in one query."""
         return {(purpose, urgency): plan for purpose, urgency, plan
                 in cls.objects.values_list("purpose", "urgency", "channel_plan")}
+
+
+class ArbitrationAction(models.TextChoices):
+    DEFER = "defer", "Defer it until the collision window has passed"
+    DROP = "drop", "Drop it"
+
+
+class ArbitrationRule(models.Model):
+    """How messages of one purpose give way to others for the same contact (channels.arbitration).
+
+    The intent window: a message whose intent key a message to the same contact already carried
+    within it (queued, sent or delivered, whatever the source) is dropped; with one per channel,
+    only when that message went on the same channel. The collision window: a message is deferred
+    or dropped when a message that outranks it (its purpose, then its priority) goes to the same
+    contact within it. Zero turns either check off.
+    """
+
+    purpose = models.CharField(max_length=15, choices=Purpose.choices, unique=True)
+    intent_window_seconds = models.PositiveIntegerField(
+        "intent window", default=0,
+        help_text="How long the same intent key is not said twice to one contact. Zero: never checked.")
+    one_per_channel = models.BooleanField(
+        default=False,
+        help_text="Allow the same intent once on each channel within the intent window: an SMS alert, with the "
+                  "email kept as the record.")
+    collision_window_seconds = models.PositiveIntegerField(
+        "collision window", default=0,
+        help_text="How close to a more important message to the same contact this purpose's messages may go. "
+                  "Zero: they never give way.")
+    action = models.CharField(
+        max_length=10, choices=ArbitrationAction.choices, default=ArbitrationAction.DEFER,
+        help_text="What happens to a message that gives way in a collision. A repeated intent is always dropped.")
+    # Raised by every save and kept in each decision that applied the rule.
+    version = models.PositiveIntegerField(default=1, db_default=1, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["purpose"]
+        verbose_name = "arbitration rule"
+
+    def __str__(self):
+        return f"Arbitration of {self.get_purpose_display().lower()} messages"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            self.version += 1
+        if "update_fields" in kwargs and kwargs["update_fields"] is not None:
+            kwargs["update_fields"] = {*kwargs["update_fields"], "version", "updated_at"}
+        super().save(*args, **kwargs)

@@ -4,7 +4,9 @@ dispatch() walks the message's channel plan from its current step: a channel the
 cannot be reached on is skipped; the compliance gate decides for the first reachable one;
 an allowed message becomes a queued Delivery (for push, one per device) whose send task is
 enqueued after commit; the channel worker renders it when it sends (channels.delivery).
-fall_back() moves an undelivered message to the next channel of its plan. Every gate verdict is kept as a Decision row, sealed into the audit chain.
+fall_back() moves an undelivered message to the next channel of its plan. Every gate verdict is
+kept as a Decision row, sealed into the audit chain; so is every verdict of arbitration, which
+runs first (channels/arbitration.py).
 """
 from dataclasses import dataclass
 
@@ -20,7 +22,7 @@ from omni.choices import Channel, Purpose, Urgency
 from omni.lib.bulk import bulk_insert
 from omni.lib.demo_time import scaled
 
-from . import state, whatsapp
+from . import arbitration, state, whatsapp
 from .models import (
     ENGAGED_DELIVERY_STATUSES,
     FAILED_DELIVERY_STATUSES,
@@ -187,7 +189,10 @@ class _Candidate:
 def dispatch_many(messages: list[Message], *, now=None) -> dict[int, Delivery]:
     """Route, gate and queue many messages at once. Returns a new delivery by message id.
 
-    For each message, routing walks the channel plan from its current step: a channel without
+    First, arbitration (channels/arbitration.py) takes out the messages that repeat an intent
+    the contact was already given, or that collide with a more important message to the same
+    contact: each is deferred or dropped with a Decision naming the rule and the message that
+    displaced it. For each other message, routing walks the channel plan from its current step: a channel without
     something written for it is skipped; the others are put to the compliance gate, and a
     channel it rules out for this channel only (no address, no opt-in, a bounced address) is
     skipped too; the first other verdict (queue, defer or suppress) stands. Every verdict
@@ -207,6 +212,9 @@ def dispatch_many(messages: list[Message], *, now=None) -> dict[int, Delivery]:
     state.lock_contacts({m.contact_id for m in pending})
     devices = _push_devices(pending)
     candidates = {m.pk: _candidates(m, devices) for m in pending}
+    # Under the contact locks, so what it reads as already queued includes every other batch's.
+    displaced = arbitration.arbitrate(pending, {m.pk: _first_choice(m, candidates[m.pk]) for m in pending}, now)
+    pending = [m for m in pending if m.pk not in displaced]
     sessions = _whatsapp_sessions(pending, candidates, now)
     holds = conversation_holds(pending, now)
     requests = []
@@ -228,6 +236,12 @@ def dispatch_many(messages: list[Message], *, now=None) -> dict[int, Delivery]:
     batch = gate.Batch(requests, now)
 
     moves, entries, rulings, queued, undeliverable = [], [], [], [], []
+    for displacement in displaced.values():
+        message, choice = displacement.message, displacement.choice
+        moves.append(_routed(message, displacement.status, message.plan_step, displacement.verdict.reason,
+                             defer_until=displacement.verdict.until))
+        rulings.append((decisions.Ruling(displacement.verdict, message.pk, message.contact_id, choice.step,
+                                         choice.provider), None))
     for message in pending:
         chosen, skipped, ruled = _route(candidates[message.pk], batch)
         for candidate in ruled:
@@ -278,6 +292,15 @@ def _routed(message: Message, status: str, step: int, reason: str, *, defer_unti
     """Routing's verdict on a message, from the plan step it was routed from to `step`."""
     return state.MessageMove(message, status, at_plan_step=message.plan_step,
                              fields={"status_reason": reason, "defer_until": defer_until, "plan_step": step})
+
+
+def _first_choice(message: Message, candidates: list[_Candidate]) -> arbitration.Choice:
+    """Where routing would try the message first: arbitration's "one per channel" reads it."""
+    first = next((c for c in candidates if c.variant is not None), None)
+    if first is None:
+        entry = message.channel_plan[min(message.plan_step, len(message.channel_plan) - 1)]
+        return arbitration.Choice(message.plan_step, entry["channel"], "", provider_name(entry["channel"]))
+    return arbitration.Choice(first.step, first.channel, first.address, first.provider)
 
 
 def _push_devices(messages: list[Message]) -> dict[int, tuple]:

@@ -17,8 +17,9 @@ the rows in one order makes them queue instead of deadlocking.
 Routing (channels.routing.dispatch_many) then locks the contacts of its batch (lock_contacts),
 after the messages and in contact id order, before anything reads the send ledger: two
 batches with a message for the same contact take turns, and the second one counts what the
-first queued, so both cannot pass one frequency cap. Arbitration, when it comes, runs under
-the same locks. Reads for display (compliance.gate.reachability, the admin) never lock.
+first queued, so both cannot pass one frequency cap. Arbitration (channels/arbitration.py)
+reads the messages already queued under the same locks, so both cannot say one intent twice.
+Reads for display (compliance.gate.reachability, the admin) never lock.
 So: messages, then contacts (by id), then deliveries.
 """
 from collections import defaultdict

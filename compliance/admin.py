@@ -332,7 +332,12 @@ class DecisionAdmin(PlainIdLinks, ReadOnlyAdminMixin, ModelAdmin):
         for result in (obj.inputs or {}).get("rules", []):
             ran.setdefault(result["rule"], []).append(result)
         rows = []
-        for rule in gate.BUILT_IN_RULES:
+        # Arbitration (channels) took the message out before the gate was asked: no rule of the gate ran.
+        for result in ran.get("arbitration", []):
+            link = format_html('<a href="{}">#{} v{}</a>', reverse("admin:channels_arbitrationrule_change",
+                                                                  args=[result["id"]]), result["id"], result["version"])
+            rows.append(("arbitration", link, result["result"], result.get("reason", ""), _rule_detail(result)))
+        for rule in () if rows else gate.BUILT_IN_RULES:
             for result in ran.get(rule) or [{"result": "pass"}]:
                 rows.append((rule, "", result["result"], result.get("reason", ""), _rule_detail(result)))
         for rule, url_name in (("quiet_hours", "admin:compliance_quiethours_change"),
@@ -358,6 +363,11 @@ class DecisionAdmin(PlainIdLinks, ReadOnlyAdminMixin, ModelAdmin):
             parts.append(f"{len(inputs['ledger'])} send(s) in the ledger within the longest cap window")
         if inputs.get("exemption"):
             parts.append(f"exemption: {inputs['exemption']}")
+        if inputs.get("arbitration"):
+            winner = inputs["arbitration"].get("winner", {})
+            parts.append(f"gave way to message {inputs['arbitration'].get('displaced_by')} "
+                         f"({winner.get('purpose', '')} from {winner.get('source', '')}, priority "
+                         f"{winner.get('priority', 0)})")
         if inputs.get("conversations"):
             parts.append("support conversations holding marketing: " + ", ".join(
                 f"#{conversation_id} ({f'held until {held_until}' if held_until else 'not closed'})"
@@ -368,6 +378,8 @@ class DecisionAdmin(PlainIdLinks, ReadOnlyAdminMixin, ModelAdmin):
 
 def _rule_detail(result: dict) -> str:
     details = []
+    if "displaced_by" in result:
+        details.append(f"displaced by message {result['displaced_by']}")
     if "until" in result:
         details.append(f"until {result['until']}")
     if "zone" in result:

@@ -78,6 +78,8 @@ def inputs_of(verdict: Verdict, facts: SendFacts, now) -> dict:
                       ledger=[[channel, purpose, at.isoformat()] for channel, purpose, at in facts.sends])
     if facts.channel_facts:
         inputs["channel_facts"] = dict(facts.channel_facts)
+    if facts.arbitration:
+        inputs["arbitration"] = dict(facts.arbitration)
     if facts.conversations:
         inputs["conversations"] = [[conversation_id, held_until.isoformat() if held_until else None]
                                    for conversation_id, held_until in facts.conversations]
@@ -111,6 +113,7 @@ def facts_of(decision: Decision, rules: Rules | None = None) -> SendFacts:
         channel_facts=inputs.get("channel_facts", {}),
         conversations=tuple((conversation_id, datetime.fromisoformat(held_until) if held_until else None)
                             for conversation_id, held_until in inputs.get("conversations", ())),
+        arbitration=inputs.get("arbitration", {}),
         rules=rules or current_rules(),
     )
 
@@ -128,6 +131,11 @@ def in_words(decision: Decision) -> str:
         why = reason.removeprefix("suppressed:")
         label = SuppressionReason(why).label.lower() if why in SuppressionReason.values else why
         return f"The {channel} address is on the suppression list ({label})."
+    if reason.startswith("arbitration:"):
+        displaced_by = (decision.inputs or {}).get("arbitration", {}).get("displaced_by")
+        if reason == "arbitration:duplicate_intent":
+            return f"The contact was already told this (message {displaced_by}); it is not said twice."
+        return f"A more important message (message {displaced_by}) goes to the contact at about the same time.{later}"
     if reason.startswith("conversation_open:"):
         number = reason.removeprefix("conversation_open:")
         return (f"Marketing waits while the contact's support conversation #{number} is open or recently "

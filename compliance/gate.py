@@ -319,6 +319,9 @@ class SendFacts:
     # The contact's support conversations that hold marketing: (conversation id, when its hold
     # ends), the end None while it is not closed.
     conversations: tuple[tuple[int, datetime | None], ...] = ()
+    # When channels' arbitration took the message out before the gate was asked: the rule
+    # applied and the message that displaced it (channels/arbitration.py). decide() never reads it.
+    arbitration: dict = field(default_factory=dict)
     rules: Rules = field(default=NO_RULES, compare=False, repr=False)
 
 

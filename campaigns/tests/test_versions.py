@@ -29,14 +29,15 @@ from .conftest import make_contact
 pytestmark = pytest.mark.django_db
 # One tick over one batch that sends and waits: claims, versions, template versions, the
 # contacts' reachability on the journey's channels (the rules' version and consents: who opted
-# out exits), messages, the support conversations holding marketing, the gate's inputs,
+# out exits), messages, arbitration (its rules, and the messages already said with the same
+# intents), the support conversations holding marketing, the gate's inputs,
 # deliveries, decisions, audit, visits, the empty later stages (the replies stage's claim, the
 # segment stage's look for segments in use, the date triggers' look for a journey due, support
 # automation's and the conversations waiting for an agent among them, the A/B tests due, the
-# campaigns sending and the active journeys' figures auto-pause watches) and the savepoint (and
-# its release) each stage's batch runs in, so one bad row cannot stop the rest (40 on PostgreSQL,
-# 43 on SQLite).
-TICK_QUERIES_ONE_BATCH = 43
+# campaigns sending and the active journeys' figures auto-pause watches), arbitration's reads of
+# its rules and of the sends already made, and the savepoint (and its release) each stage's batch
+# runs in, so one bad row cannot stop the rest (42 on PostgreSQL, 45 on SQLite).
+TICK_QUERIES_ONE_BATCH = 45
 
 
 def signed_up(contact, name="signed_up"):

@@ -168,11 +168,11 @@ def batch_queries(count: int, purpose: str) -> list[str]:
     return [query["sql"] for query in captured]
 
 
-# A batch of held marketing: the conversations, the rules' version, consents and suppressions,
-# the messages deferred, their decisions and audit entries. PostgreSQL locks the contacts
+# A batch of held marketing: the arbitration rules, the conversations, the rules' version,
+# consents and suppressions, the messages deferred, their decisions and audit entries. PostgreSQL locks the contacts
 # first (SELECT ... FOR UPDATE; a no-op on SQLite) and writes decisions and audit entries by
 # COPY, which is no query here.
-HELD_BATCH_QUERIES = {"sqlite": 6, "postgresql": 5}
+HELD_BATCH_QUERIES = {"sqlite": 7, "postgresql": 6}
 
 
 @pytest.mark.django_db

@@ -31,7 +31,8 @@ GROUPS = {
     ],
     COMPLIANCE: [
         ("compliance", "consent"), ("compliance", "consentchange"), ("compliance", "suppression"),
-        ("compliance", "quiethours"), ("compliance", "frequencycap"), ("compliance", "sendingpause"),
+        ("compliance", "quiethours"), ("compliance", "frequencycap"), ("channels", "arbitrationrule"),
+        ("compliance", "sendingpause"),
         ("compliance", "keywordlist"), ("message_templates", "optoutdisclosure"), ("compliance", "decision"),
         ("compliance", "sendledger"), ("omni", "auditentry"),
     ],
