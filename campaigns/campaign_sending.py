@@ -278,12 +278,14 @@ def _expired(recipient, campaign, now) -> bool:
 
 def pause_campaign(campaign, *, actor, reason: str = "") -> None:
     """Stop claiming the campaign's recipients (a batch already claimed may still go out)."""
+    _fresh_status(campaign)
     move_campaign(campaign, CampaignStatus.PAUSED, action="campaign.paused", actor=actor,
                   fields={"paused_reason": reason[:500]}, data={"reason": reason} if reason else None)
 
 
 def resume_campaign(campaign, *, actor) -> None:
     """Claim the campaign's recipients again, from where it stopped; an auto-pause is cleared."""
+    _fresh_status(campaign)
     move_campaign(campaign, CampaignStatus.SENDING, action="campaign.resumed", actor=actor,
                   fields={"paused_reason": "", "auto_paused_at": None})
 
@@ -292,6 +294,7 @@ def resume_campaign(campaign, *, actor) -> None:
 def cancel_campaign(campaign, *, actor) -> int:
     """Skip pending recipients (cancelled) and cancel their unqueued messages. Returns how many."""
     now = timezone.now()
+    _fresh_status(campaign)
     # A worker sending a batch holds its rows: this waits for it, then leaves what it sent.
     skipped = CampaignRecipient.objects.filter(campaign=campaign, outcome=RecipientOutcome.PENDING).update(
         outcome=RecipientOutcome.SKIPPED, skip_reason=CANCELLED, decided_at=now, claimed_at=None)
@@ -304,3 +307,9 @@ def cancel_campaign(campaign, *, actor) -> int:
     move_campaign(campaign, CampaignStatus.CANCELLED, action="campaign.cancelled", actor=actor, now=now,
                   fields={"finished_at": now}, data={"recipients_skipped": skipped, "messages_cancelled": cancelled})
     return skipped + cancelled
+
+
+def _fresh_status(campaign) -> None:
+    # The tick may have moved it since this instance was read (scheduled to sending): the audit
+    # entry says where it really came from.
+    campaign.refresh_from_db(fields=["status"])
