@@ -269,3 +269,30 @@ def test_bulk_lanes_carry_more_deliveries_per_send_task_than_transactional_ones(
 
     assert send_batch_size("send.bulk.email") == 500
     assert send_batch_size("send.transactional.sms") == 50
+
+
+def test_a_quarantined_recipient_is_listed_and_retried_from_its_admin(admin_client, django_assert_max_num_queries):
+    from django.urls import reverse
+
+    contacts = reachable_contacts(30)
+    campaign = started_campaign(contacts)
+    unpinned = CampaignVariant.objects.create(campaign=campaign, name="B", template=campaign.template)
+    campaign.recipients.filter(contact__in=contacts[:3]).update(variant=unpinned)
+    tick()
+    url = reverse("admin:campaigns_campaignrecipient_changelist")
+
+    with django_assert_max_num_queries(12):
+        page = admin_client.get(url, {"quarantined": "yes"})
+    assert page.status_code == 200
+    assert page.content.decode().count("no published template version") == 3
+
+    # The marketer fixes the cause (the variant's version pinned), then retries.
+    CampaignVariant.objects.filter(pk=unpinned.pk).update(
+        template_version=TemplateVersion.objects.get(template=campaign.template))
+    admin_client.post(url, {"action": "retry_quarantined",
+                            "_selected_action": list(campaign.recipients.filter(variant=unpinned)
+                                                     .values_list("pk", flat=True))})
+
+    assert tick().campaign_messages == 3
+    campaign.refresh_from_db()
+    assert campaign.status == CampaignStatus.SENT
