@@ -146,7 +146,8 @@ def test_the_bench_command_runs_every_benchmark_in_its_own_database(tmp_path):
     figures = [json.loads(line) for line in done.stdout.splitlines()]
     assert all(set(f) == {"bench", "metric", "value", "unit", "n", "subject", "notes"} for f in figures)
     by_name = {(f["bench"], f["metric"]): f for f in figures}
-    expected = {"journey_tick", "ingest_http", "ingest_batch", "inbound_webhook", "gate", "timeline", "segment_count"}
+    expected = {"journey_tick", "ingest_http", "ingest_batch", "inbound_webhook", "gate", "timeline", "segment_count",
+                "campaign_fanout"}
     if connection.vendor == "postgresql":
         expected.add("claim_ceiling")
         assert by_name["claim_ceiling", "duplicate_claims"]["value"] == 0
@@ -154,6 +155,8 @@ def test_the_bench_command_runs_every_benchmark_in_its_own_database(tmp_path):
         assert ("journey_tick", "ratio_to_claim_ceiling") in by_name
     assert {f["bench"] for f in figures} == expected
     assert by_name["journey_tick", "duplicate_messages"]["value"] == 0
+    assert by_name["campaign_fanout", "duplicate_messages"]["value"] == 0
+    assert by_name["campaign_fanout", "recipients_undecided"]["value"] == 0
     assert by_name["ingest_http", "events_non_2xx"]["value"] == 0
     assert by_name["ingest_http", "events_requests_per_s"]["n"] > 0
     assert by_name["ingest_batch", "events_not_stored"]["value"] == 0
