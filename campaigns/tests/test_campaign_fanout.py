@@ -211,14 +211,14 @@ def test_an_ab_tests_rest_waiting_for_the_winner_keeps_the_campaign_sending(db):
 
 
 def test_a_lost_batch_is_claimed_again_once_its_lease_ends(db, django_capture_on_commit_callbacks):
-    campaign = started_campaign(reachable_contacts(3))
+    started_campaign(reachable_contacts(3))
     now = timezone.now()
     handed = []
     with django_capture_on_commit_callbacks(execute=True):
         tick(now, hand_off_recipients_to=handed.append)  # and its task is lost
 
     within = tick(now + timedelta(seconds=30), hand_off_recipients_to=handed.append)
-    after = tick(now + campaign_sending.RECIPIENT_LEASE + timedelta(seconds=1))
+    after = tick(now + campaign_sending.RECIPIENT_LEASE + timedelta(seconds=1))  # a later tick sends it
 
     assert (len(handed), within.handed_off, after.campaign_messages) == (1, 0, 3)
     assert Message.objects.count() == 3
