@@ -19,7 +19,7 @@ counted as done.
 from collections import defaultdict
 
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from channels import routing, state
@@ -85,9 +85,12 @@ class RecipientClaims:
     def __init__(self, hand_off_to=None):
         self.hand_off_to = hand_off_to
         self.claimed = defaultdict(int)  # by campaign, in this tick
+        self.expired_skipped = False
 
     def __call__(self, now, report: TickReport, handled: set | None = None) -> int:
-        skip_expired(now)
+        if not self.expired_skipped:  # once a tick, before its first claim
+            skip_expired(now)
+            self.expired_skipped = True
         campaigns = {pk: (status, throttle) for pk, status, throttle in Campaign.objects.filter(
             status__in=CLAIMING_STATUSES).values_list("pk", "status", "throttle_per_minute")}
         if not campaigns:
@@ -130,21 +133,21 @@ def _mark_sending(now, scheduled: list[int], ids: list[int]) -> None:
 
 
 def skip_expired(now, limit: int = EXPIRE_BATCH) -> int:
-    """Skip, with the reason "expired", pending recipients no worker holds whose send time plus
-    their campaign's expires_after has passed. Set-based; returns how many."""
-    unheld = Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - RECIPIENT_LEASE)
+    """Skip, with the reason "expired", unclaimed pending recipients whose send time plus their
+    campaign's expires_after has passed (read from the recipient_due index). Set-based; returns
+    how many. (A claimed batch that expires before its worker runs is skipped by the worker.)"""
     campaigns = dict(Campaign.objects.filter(status__in=CLAIMING_STATUSES, expires_after__isnull=False)
                      .values_list("pk", "expires_after"))
     expired = 0
     for pk, expires_after in campaigns.items():
-        ids = list(CampaignRecipient.objects.filter(
-            unheld, campaign_id=pk, outcome=RecipientOutcome.PENDING, send_at__lt=now - expires_after,
-            quarantined_at__isnull=True).values_list("pk", flat=True)[:limit])
+        unclaimed = CampaignRecipient.objects.filter(
+            campaign_id=pk, outcome=RecipientOutcome.PENDING, send_at__lt=now - expires_after,
+            quarantined_at__isnull=True, claimed_at__isnull=True)
+        ids = list(unclaimed.values_list("pk", flat=True)[:limit])
         if ids:
-            # The outcome is checked again in the UPDATE itself: a worker may have sent some meanwhile.
-            expired += CampaignRecipient.objects.filter(
-                unheld, pk__in=ids, outcome=RecipientOutcome.PENDING).update(
-                outcome=RecipientOutcome.SKIPPED, skip_reason=EXPIRED, decided_at=now, claimed_at=None)
+            # Checked again in the UPDATE itself: a tick may have claimed some meanwhile.
+            expired += unclaimed.filter(pk__in=ids).update(
+                outcome=RecipientOutcome.SKIPPED, skip_reason=EXPIRED, decided_at=now)
     return expired
 
 
