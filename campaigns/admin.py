@@ -477,13 +477,18 @@ def _named(enrollments) -> str:
 
 
 @admin.register(CampaignRecipient)
-class CampaignRecipientAdmin(ReadOnlyAdminMixin, ModelAdmin):
-    """Who a campaign reached, with the variant or holdout drawn and the message sent or why not."""
+class CampaignRecipientAdmin(QuarantineAdminMixin, ReadOnlyAdminMixin, ModelAdmin):
+    """Who a campaign reached, with the variant or holdout drawn and the message sent or why not.
+    A recipient the fan-out could not send is quarantined; "Retry" puts it back in its way."""
 
-    list_display = ["campaign", "contact", "variant", "outcome", "message", "skip_reason", "created_at"]
-    list_filter = ["outcome", "campaign", "variant"]
+    list_display = ["campaign", "contact", "variant", "outcome", "message", "skip_reason", "quarantine_reason",
+                    "created_at"]
+    list_filter = ["outcome", QuarantinedFilter, "campaign", "variant"]
+    actions = ["retry_quarantined"]
+    # Claimed again by the next tick (recipient_due holds unclaimed rows only).
+    quarantine_retry_fields = {"claimed_at": None}
     search_fields = ["contact__email", "contact__phone", "contact__external_id", "campaign__name"]
-    list_select_related = ["campaign", "contact", "message__contact"]
+    list_select_related = ["campaign", "contact", "message__contact", "variant__campaign"]
 
 
 @admin.register(Campaign)

@@ -651,9 +651,11 @@ class CampaignRecipient(models.Model):
         ]
         indexes = [
             models.Index(fields=["campaign", "outcome", "variant"], name="recipient_campaign_outcome"),
-            # The fan-out's claim: pending recipients by send time.
+            # The fan-out's claim: pending recipients by send time that no worker holds, so a
+            # claimed batch leaves the index and the next claim does not step over it.
             models.Index(fields=["send_at", "id"], name="recipient_due",
-                         condition=Q(outcome="pending", send_at__isnull=False, quarantined_at__isnull=True)),
+                         condition=Q(outcome="pending", send_at__isnull=False, quarantined_at__isnull=True,
+                                     claimed_at__isnull=True)),
         ]
 
     def __str__(self):

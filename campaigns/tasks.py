@@ -9,19 +9,23 @@ from omni.lib.webhooks import backoff
 
 from . import webhook_calls
 from .advancing import ENROLLMENT_LEASE, run_claimed_enrollments
+from .campaign_sending import RECIPIENT_LEASE, send_campaign_batch
 from .tick import tick
 
 log = logging.getLogger(__name__)
 
 # The Celery queue of run_enrollments_task, apart from sends so a send backlog never holds up steps.
 JOURNEY_QUEUE = "journeys"
+# The Celery queue of send_campaign_batch_task: a blast's fan-out never holds up journey steps.
+CAMPAIGN_QUEUE = "campaigns"
 
 
 @shared_task(ignore_result=True)
 def tick_task():
     """Claim all due orchestration work (beat runs this every OMNI_TICK_SECONDS); due journey
-    steps are handed to run_enrollments_task in batches."""
-    return tick(hand_off_to=hand_off_enrollments).as_dict()
+    steps are handed to run_enrollments_task in batches, due campaign recipients to
+    send_campaign_batch_task."""
+    return tick(hand_off_to=hand_off_enrollments, hand_off_recipients_to=hand_off_recipients).as_dict()
 
 
 # acks_late: a worker lost mid-batch leaves the message to be redelivered; the batch's lease
@@ -41,6 +45,27 @@ def hand_off_enrollments(enrollment_ids: list[int]) -> bool:
     except (KombuError, OperationalError, OSError) as exc:
         log.error("Could not hand %d claimed enrollments to the workers (%s); they are claimed again after %s",
                   len(enrollment_ids), exc, ENROLLMENT_LEASE)
+        return False
+    return True
+
+
+# acks_late: a worker lost mid-batch leaves the message to be redelivered; the batch's lease
+# also expires, and the messages' idempotency keys make a second run send nothing twice.
+@shared_task(acks_late=True, ignore_result=True)
+def send_campaign_batch_task(recipient_ids: list[int]) -> int:
+    """Send a batch of campaign recipients the tick claimed. Enqueue on CAMPAIGN_QUEUE."""
+    return send_campaign_batch(recipient_ids)
+
+
+def hand_off_recipients(recipient_ids: list[int]) -> bool:
+    """Publish a claimed batch of campaign recipients to the workers. Never raises for a broker
+    error: the claim has committed, and the batch is claimed again when its lease ends."""
+    try:
+        send_campaign_batch_task.apply_async((recipient_ids,), queue=CAMPAIGN_QUEUE, retry=True,
+                                             retry_policy=PUBLISH_RETRY_POLICY)
+    except (KombuError, OperationalError, OSError) as exc:
+        log.error("Could not hand %d claimed campaign recipients to the workers (%s); they are claimed again "
+                  "after %s", len(recipient_ids), exc, RECIPIENT_LEASE)
         return False
     return True
 

@@ -7,13 +7,13 @@ next tick, and the idempotency keys of the messages it would have created make t
 
 The stages, in order: inbound replies marked on the deliveries they answer
 (channels/provider_reports.py apply_replies_batch), events in (campaigns/enrolling.py), segments
-entered and left (campaigns/segment_triggers.py), dates that came (campaigns/date_triggers.py), due
-enrollments
+entered and left (campaigns/segment_triggers.py), dates that came (campaigns/date_triggers.py), A/B
+tests whose period ended (campaigns/ab_test.py), due campaign recipients sent and campaigns ended
+(campaigns/campaign_sending.py), due enrollments
 (campaigns/advancing.py, whose steps campaigns/steps.py runs), deferred messages and fallback
 timers (campaigns/message_timers.py), inbound messages support automation answers
 (channels/support_automation.py), then conversations waiting for an agent
-(channels/assignment.py) and lost sends; A/B tests whose period ended (campaigns/ab_test.py)
-and sends watched for auto-pause (campaigns/auto_pause.py). Each stage has a budget per tick, so a
+(channels/assignment.py) and lost sends; and sends watched for auto-pause (campaigns/auto_pause.py). Each stage has a budget per tick, so a
 backlog in one (a burst of events) never starves the others: every stage runs in every tick,
 and a stage cut short goes on in the next.
 """
@@ -26,15 +26,17 @@ from django.utils import timezone
 from channels import assignment, support_automation
 from channels.provider_reports import REPLY_BATCH, apply_replies_batch
 
-from . import ab_test, advancing, auto_pause, date_triggers, enrolling, message_timers, segment_triggers
+from . import (ab_test, advancing, auto_pause, campaign_sending, date_triggers, enrolling, message_timers,
+               segment_triggers)
 from .tick_report import TickReport
 
 
-def tick(now=None, *, hand_off_to=None) -> TickReport:
+def tick(now=None, *, hand_off_to=None, hand_off_recipients_to=None) -> TickReport:
     """One pass over all due work, each stage within its budget.
 
     With `hand_off_to(ids)`, due enrollments are claimed and their ids handed over in batches
-    (the beat's tick hands them to run_enrollments_task) rather than run here."""
+    (the beat's tick hands them to run_enrollments_task) rather than run here; with
+    `hand_off_recipients_to(ids)`, due campaign recipients likewise (to send_campaign_batch_task)."""
     now = now or timezone.now()
     report = TickReport()
     if hand_off_to is None:
@@ -48,12 +50,16 @@ def tick(now=None, *, hand_off_to=None) -> TickReport:
         ("segments", segment_triggers.refresh_segments_batch, segment_triggers.SEGMENT_BATCH),
         # Before the enrollments: a contact whose date came runs their first step in the same tick.
         ("date triggers", date_triggers.fire_date_triggers_batch, date_triggers.DATE_JOURNEY_BATCH),
+        # A campaign whose test ended gets its rest their send times before the fan-out claims.
+        ("campaign winners", ab_test.choose_winners_batch, ab_test.WINNER_BATCH),
+        # A campaign's recipients first: a blast is due at its hour, a journey's next step can wait a tick.
+        ("campaign recipients", campaign_sending.RecipientClaims(hand_off_recipients_to),
+         campaign_sending.RECIPIENT_BATCH),
+        ("campaign ends", campaign_sending.finish_campaigns_batch, campaign_sending.ENDS_BATCH),
         ("enrollments", *enrollments),
         ("deferred messages", message_timers.redispatch_deferred_batch, message_timers.MESSAGE_BATCH),
         ("fallback timers", message_timers.fire_fallback_timers_batch, message_timers.MESSAGE_BATCH),
         ("support automation", support_automation.handle_inbound_batch, support_automation.INBOUND_BATCH),
-        # A campaign whose test ended gets its rest their send times before the fan-out claims.
-        ("campaign winners", ab_test.choose_winners_batch, ab_test.WINNER_BATCH),
         # One pass over every running campaign and journey (it returns 0: never repeated).
         ("auto-pause", auto_pause.watch_sends, 1),
     ]

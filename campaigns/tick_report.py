@@ -21,6 +21,9 @@ class TickReport:
     requeued: int = 0
     # Enrollments claimed and handed to workers (the beat's tick); their steps are counted there.
     handed_off: int = 0
+    # Campaign messages created by the fan-out run in the tick's own process, and campaigns ended.
+    campaign_messages: int = 0
+    campaigns_sent: int = 0
     quarantined: int = 0
     # Support automation (channels/support_automation.py): inbound messages looked at, automated
     # replies made, conversations escalated to a queue, conversations handed to agents.

@@ -29,10 +29,17 @@ log = logging.getLogger(__name__)
 # ran (a worker killed mid-batch, a broker that lost its queue), is published again.
 REPUBLISH_AFTER = timedelta(minutes=1)
 REPUBLISH_BATCH = 500
-# Deliveries carried by one send task: the broker round trip (about a millisecond to publish) is
-# paid once per batch rather than once per message, while a batch of slow provider calls still
-# finishes within seconds.
-SEND_BATCH_SIZE = 50
+# Deliveries carried by one send task, by lane: the broker round trip (about a millisecond to
+# publish) is paid once per batch rather than once per message. A transactional batch stays
+# small, so a slow provider call holds up few password resets; a bulk lane (a campaign's
+# thousands) carries ten times as many, so a blast costs a few tasks per thousand messages.
+SEND_BATCH_SIZE = {"transactional": 50, "bulk": 500}
+
+
+def send_batch_size(queue: str) -> int:
+    """How many deliveries one send task on `queue` (omni.choices.send_queue) carries."""
+    lane = queue.split(".")[1] if queue.count(".") == 2 else "transactional"
+    return SEND_BATCH_SIZE.get(lane, SEND_BATCH_SIZE["transactional"])
 
 
 def publish_sends(deliveries: list[tuple[int, str, str]], now=None) -> list[int]:
@@ -88,8 +95,9 @@ def _publish(lanes: dict[int, str]) -> list[int]:
         by_queue.setdefault(queue, []).append(pk)
     published = []
     for queue, ids in by_queue.items():
-        for start in range(0, len(ids), SEND_BATCH_SIZE):
-            batch = ids[start:start + SEND_BATCH_SIZE]
+        size = send_batch_size(queue)
+        for start in range(0, len(ids), size):
+            batch = ids[start:start + size]
             try:
                 send_deliveries_task.apply_async((batch, queue), queue=queue, retry=True,
                                                  retry_policy=PUBLISH_RETRY_POLICY)

@@ -68,4 +68,4 @@ SEND_QUEUES = [send_queue(p, c) for p in (Purpose.TRANSACTIONAL, Purpose.MARKETI
 # Calls to outside systems (outbound webhooks, omni/lib/webhooks.py): a slow receiver holds up
 # only the workers of this queue, never sends or journey steps.
 OUTBOUND_QUEUE = "outbound"
-ALL_QUEUES = ["default", "events", "journeys", OUTBOUND_QUEUE, *SEND_QUEUES]
+ALL_QUEUES = ["default", "events", "journeys", "campaigns", OUTBOUND_QUEUE, *SEND_QUEUES]

@@ -248,6 +248,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 # Tasks that always run on one queue whoever enqueues them, by task name (a name needs no import).
 CELERY_TASK_ROUTES = {
     "campaigns.tasks.call_webhook_task": {"queue": "outbound"},
+    "campaigns.tasks.send_campaign_batch_task": {"queue": "campaigns"},
 }
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)

@@ -50,7 +50,7 @@ def test_deliveries_are_published_in_batches_per_lane(transactional_db, make_del
     def record(sender=None, body=None, routing_key=None, **kwargs):
         published.append((routing_key, len(body[0][0])))
 
-    emails = [make_delivery("email") for _ in range(SEND_BATCH_SIZE + 1)]
+    emails = [make_delivery("email") for _ in range(SEND_BATCH_SIZE["transactional"] + 1)]
     newsletter = make_delivery("email", purpose="marketing")
     before_task_publish.connect(record, weak=False)
     try:
@@ -61,5 +61,5 @@ def test_deliveries_are_published_in_batches_per_lane(transactional_db, make_del
         purge_queues()
 
     assert sorted(published) == sorted([
-        ("send.transactional.email", SEND_BATCH_SIZE), ("send.transactional.email", 1), ("send.bulk.email", 1),
+        ("send.transactional.email", SEND_BATCH_SIZE["transactional"]), ("send.transactional.email", 1), ("send.bulk.email", 1),
     ])

@@ -262,13 +262,13 @@ def measure(scale: int, *, broker_url: str = "memory://", log=lambda line: None)
     ]
 
 
-def _start_workers(stats_dir: str, broker_url: str, log) -> list:
+def _start_workers(stats_dir: str, broker_url: str, log, queues: str = "journeys") -> list:
     env = {**os.environ, "DATABASE_URL": database_url(), "CELERY_BROKER_URL": broker_url, "DEBUG": "false",
            "OMNI_ENV": "development"}
     _purge(broker_url)
     workers = []
     for number in range(1, WORKERS + 1):
-        command = [sys.executable, "-m", "celery", "-A", "omni.bench.worker", "worker", "-Q", "journeys", "-P", "solo",
+        command = [sys.executable, "-m", "celery", "-A", "omni.bench.worker", "worker", "-Q", queues, "-P", "solo",
                    "-n", f"bench{number}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat",
                    "-l", "warning"]
         workers.append(subprocess.Popen(command, cwd=settings.BASE_DIR, stdout=subprocess.DEVNULL,
@@ -279,7 +279,7 @@ def _start_workers(stats_dir: str, broker_url: str, log) -> list:
             _stop_workers(workers)
             raise RuntimeError("The benchmark's Celery workers did not start.")
         time.sleep(0.1)
-    log(f"{WORKERS} celery workers on the journeys queue ({broker_url})")
+    log(f"{WORKERS} celery workers on the {queues} queue ({broker_url})")
     return workers
 
 

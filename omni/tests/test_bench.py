@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from omni.bench import gate, inbound, journey_tick, timeline
+from omni.bench import campaign_fanout, gate, inbound, journey_tick, timeline
 
 
 @pytest.mark.django_db
@@ -29,6 +29,24 @@ def test_the_tick_benchmark_reports_every_figure_and_no_duplicates():
     # rates and costs measured from work that happened are positive (a figure stuck at 0 fails)
     for metric in ("steps_per_second", "due_steps_per_second", "tick_claims_per_second", "queries_per_1000_steps"):
         assert figures[metric].value > 0, metric
+
+
+@pytest.mark.django_db
+def test_the_campaign_fanout_benchmark_decides_every_recipient_once():
+    # at smoke scale the batches the beat's tick claimed are sent in this process
+    figures = {f.metric: f for f in campaign_fanout.measure(60)}
+
+    # 60 contacts, all in the segment: each recipient decided, one message each at most
+    assert figures["contacts_per_s"].n == 60 and figures["contacts_per_s"].value > 0
+    assert (figures["duplicate_messages"].value, figures["recipients_undecided"].value) == (0, 0)
+    assert "campaign sent" in figures["contacts_per_s"].notes
+    # the gate ruled on email, SMS and WhatsApp (what it allowed depends on the clock: quiet hours)
+    ruled = figures["contacts_per_s"].notes.split("gate decisions ")[1]
+    for channel in ("'email'", "'sms'", "'whatsapp'"):
+        assert channel in ruled, channel
+    # (inside the test's transaction nothing commits, so no send task is published)
+    assert figures["celery_messages_per_1000_contacts"].value <= 100
+    assert figures["queries_per_1000_contacts"].value > 0
 
 
 @pytest.mark.django_db
@@ -128,7 +146,8 @@ def test_the_bench_command_runs_every_benchmark_in_its_own_database(tmp_path):
     figures = [json.loads(line) for line in done.stdout.splitlines()]
     assert all(set(f) == {"bench", "metric", "value", "unit", "n", "subject", "notes"} for f in figures)
     by_name = {(f["bench"], f["metric"]): f for f in figures}
-    expected = {"journey_tick", "ingest_http", "ingest_batch", "inbound_webhook", "gate", "timeline", "segment_count"}
+    expected = {"journey_tick", "ingest_http", "ingest_batch", "inbound_webhook", "gate", "timeline", "segment_count",
+                "campaign_fanout"}
     if connection.vendor == "postgresql":
         expected.add("claim_ceiling")
         assert by_name["claim_ceiling", "duplicate_claims"]["value"] == 0
@@ -136,6 +155,8 @@ def test_the_bench_command_runs_every_benchmark_in_its_own_database(tmp_path):
         assert ("journey_tick", "ratio_to_claim_ceiling") in by_name
     assert {f["bench"] for f in figures} == expected
     assert by_name["journey_tick", "duplicate_messages"]["value"] == 0
+    assert by_name["campaign_fanout", "duplicate_messages"]["value"] == 0
+    assert by_name["campaign_fanout", "recipients_undecided"]["value"] == 0
     assert by_name["ingest_http", "events_non_2xx"]["value"] == 0
     assert by_name["ingest_http", "events_requests_per_s"]["n"] > 0
     assert by_name["ingest_batch", "events_not_stored"]["value"] == 0
