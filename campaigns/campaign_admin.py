@@ -24,6 +24,7 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
+from django.utils.text import capfirst
 
 from contacts.data_types import definitions
 from omni.choices import Channel
@@ -42,8 +43,8 @@ DURATION_FIELDS = ("expires_after", "test_period", "goal_window")
 PERCENT_FIELDS = ("max_bounce_rate", "max_complaint_rate", "max_opt_out_rate", "max_failure_rate",
                   "min_engagement_rate")
 # Shares of the audience, typed as whole percentages.
-SHARES = [("holdout_percent", "holdout (%)", "The share of the audience held out as a control group."),
-          ("test_percent", "test share (%)", "With two or more variants: the share of the audience split between "
+SHARES = [("holdout_percent", "Holdout (%)", "The share of the audience held out as a control group."),
+          ("test_percent", "Test share (%)", "With two or more variants: the share of the audience split between "
                                              "them; the rest get the winner after the test period.")]
 FOLLOW_UP_FIELDS = ("follow_up_link", "follow_up_when", "follow_up_after_words")
 
@@ -60,7 +61,7 @@ def _shown_instead(entry):
 
 
 def _percent_shown(name: str):
-    @admin.display(description=f"{Campaign._meta.get_field(name).verbose_name} (%)")
+    @admin.display(description=capfirst(f"{Campaign._meta.get_field(name).verbose_name} (%)"))
     def shown(self, campaign):
         value = getattr(campaign, name)
         return "the default in the settings" if value is None else f"{value * 100:g}%"
@@ -68,7 +69,7 @@ def _percent_shown(name: str):
 
 
 def _duration_shown(name: str):
-    @admin.display(description=Campaign._meta.get_field(name).verbose_name)
+    @admin.display(description=capfirst(Campaign._meta.get_field(name).verbose_name))
     def shown(self, campaign):
         value = getattr(campaign, name)
         return duration_words(int(value.total_seconds())) if value else "—"
@@ -105,14 +106,14 @@ class CampaignForm(ChannelPlanFields, forms.ModelForm):
         for name in DURATION_FIELDS:
             if name in self.fields:
                 model_field = Campaign._meta.get_field(name)
-                self.fields[name] = DurationField(label=model_field.verbose_name, required=False,
+                self.fields[name] = DurationField(label=capfirst(model_field.verbose_name), required=False,
                                                   help_text=model_field.help_text)
                 value = getattr(self.instance, name)
                 self.initial[name] = int(value.total_seconds()) if value else None
         for name in PERCENT_FIELDS:
             if name in self.fields:
                 self.fields[name] = forms.DecimalField(
-                    label=f"{Campaign._meta.get_field(name).verbose_name} (%)", required=False, min_value=0,
+                    label=capfirst(f"{Campaign._meta.get_field(name).verbose_name} (%)"), required=False, min_value=0,
                     max_value=100, decimal_places=2,
                     help_text="Blank: the default in the settings (OMNI_AUTO_PAUSE).")
                 value = getattr(self.instance, name)
@@ -157,7 +158,6 @@ class CampaignVariantInline(TabularInline):
     model = CampaignVariant
     fields = ["name", "template", "weight", "pinned_version"]
     readonly_fields = ["pinned_version"]
-    autocomplete_fields = ["template"]
     extra = 0
     verbose_name = "A/B test variant"
     verbose_name_plural = "A/B test variants (two or more make a test; none: the template above goes to everyone)"
@@ -246,6 +246,8 @@ class CampaignAdmin(ModelAdmin):
         fieldsets = super().get_fieldsets(request, obj)
         if obj is None or obj.follow_up_of_id is None:
             fieldsets = [fieldset for fieldset in fieldsets if fieldset[0] != "Follow-up of"]
+        if obj is None:
+            fieldsets = [fieldset for fieldset in fieldsets if fieldset[0] != "Record"]
         if _locked(obj):
             fieldsets = [(title, {**options, "fields": [_shown_instead(entry) for entry in options["fields"]]})
                          for title, options in fieldsets if title != "Channels"]
@@ -257,6 +259,11 @@ class CampaignAdmin(ModelAdmin):
             # Nothing to type: not even the plan rows, which a plain ModelForm does not have.
             kwargs["form"] = LockedCampaignForm
         return super().get_form(request, obj, **kwargs)
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if _locked(obj):
+            context.update(show_save=False, show_save_and_continue=False, show_save_and_add_another=False)
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     def get_readonly_fields(self, request, obj=None):
         if _locked(obj):

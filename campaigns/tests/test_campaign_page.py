@@ -203,6 +203,14 @@ def test_the_follow_up_form_asks_for_the_condition_and_the_delay(client, markete
     assert Campaign.objects.count() == 1
 
 
+def test_the_demo_has_a_draft_campaign_with_two_variants_and_a_holdout(demo_logins):
+    campaign = Campaign.objects.get(name="Spring offer (demo)")
+    assert campaign.status == CampaignStatus.DRAFT and campaign.holdout_percent == 10
+    assert campaign.segment.name == "Demo customers" and campaign.owner.username == "marketer"
+    assert [(v.name, v.template.key) for v in campaign.variants.all()] == [("Email", "welcome-email"),
+                                                                          ("SMS", "welcome-sms")]
+
+
 def test_the_progress_figures_the_page_polls(client, marketer, approver, draft, user_in):
     for n in range(4):
         CampaignRecipient.objects.create(campaign=draft, contact=make_contact(f"p{n}", consents=()),
@@ -292,6 +300,7 @@ def test_a_started_campaign_is_locked(client, marketer, draft):
     assert "name" not in form.fields and "plan" not in form.fields
     text = page.content.decode()
     assert "Email" in text and 'id="campaign-pause"' in text and 'id="campaign-start"' not in text
+    assert 'name="_save"' not in text
     client.post(url, {"name": "Renamed"})
     draft.refresh_from_db()
     assert draft.name == "Spring sale"
