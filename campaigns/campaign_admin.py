@@ -248,17 +248,21 @@ class CampaignAdmin(ModelAdmin):
             fieldsets = [fieldset for fieldset in fieldsets if fieldset[0] != "Follow-up of"]
         if obj is None:
             fieldsets = [fieldset for fieldset in fieldsets if fieldset[0] != "Record"]
-        if _locked(obj):
+        if self._read_only(request, obj):
             fieldsets = [(title, {**options, "fields": [_shown_instead(entry) for entry in options["fields"]]})
                          for title, options in fieldsets if title != "Channels"]
             fieldsets.insert(1, ("Channels", {"fields": ["channel_plan_words"]}))
         return fieldsets
 
     def get_form(self, request, obj=None, **kwargs):
-        if _locked(obj):
+        if self._read_only(request, obj):
             # Nothing to type: not even the plan rows, which a plain ModelForm does not have.
             kwargs["form"] = LockedCampaignForm
         return super().get_form(request, obj, **kwargs)
+
+    def _read_only(self, request, obj) -> bool:
+        """The page shows the campaign in words: once it left its draft, and to whoever may only view it."""
+        return _locked(obj) or (obj is not None and not self.has_change_permission(request, obj))
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if _locked(obj):
@@ -266,7 +270,7 @@ class CampaignAdmin(ModelAdmin):
         return super().render_change_form(request, context, add, change, form_url, obj)
 
     def get_readonly_fields(self, request, obj=None):
-        if _locked(obj):
+        if self._read_only(request, obj):
             # Locked once it leaves its draft: what it sends is what was approved and started.
             return [name for _, options in self.get_fieldsets(request, obj) for entry in options["fields"]
                     for name in (entry if isinstance(entry, (list, tuple)) else [entry])]

@@ -304,3 +304,16 @@ def test_a_started_campaign_is_locked(client, marketer, draft):
     client.post(url, {"name": "Renamed"})
     draft.refresh_from_db()
     assert draft.name == "Spring sale"
+
+
+def test_an_approver_reads_the_draft_in_words(client, approver, draft):
+    Campaign.objects.filter(pk=draft.pk).update(max_bounce_rate=0.05, expires_after=timedelta(hours=6))
+    client.force_login(approver)
+
+    page = client.get(reverse("admin:campaigns_campaign_change", args=[draft.pk]))
+
+    text = page.content.decode()
+    fields = page.context["adminform"].form.fields
+    assert "plan" not in fields and "channel_1" not in fields
+    assert "5%" in text and "6 hours" in text and "Email" in text
+    assert 'name="_save"' not in text and 'id="campaign-start"' not in text
