@@ -146,3 +146,35 @@ def segment_size(segment) -> int:
     from contacts import segments
 
     return segments.preview(segment.definition, timeout_ms=5000).count
+
+
+def test_the_open_progress_bar_follows_the_recipients_without_a_reload(demo_logins, page, log_in, screenshot):
+    # given a sending campaign with four recipients not decided yet
+    from django.contrib.auth import get_user_model
+
+    from campaigns.campaign_state import move_campaign
+    from contacts.models import Contact
+
+    campaign = Campaign.objects.get(name="Spring offer (demo)")
+    move_campaign(campaign, CampaignStatus.SENDING, action="campaign.started",
+                  actor=get_user_model().objects.get(username="marketer"))
+    contacts = list(Contact.objects.order_by("pk")[:4])
+    CampaignRecipient.objects.bulk_create([CampaignRecipient(campaign=campaign, contact=c) for c in contacts])
+    log_in("marketer", demo_logins["marketer"])
+    open_campaign(page, "Spring offer (demo)")
+    bar = page.locator("#campaign-progress-bar")
+    expect(bar.locator("[data-progress-done]")).to_have_text("0")
+    expect(bar.get_by_role("progressbar")).to_have_attribute("aria-valuemax", "4")
+
+    # when three are decided while the page is open
+    CampaignRecipient.objects.filter(contact__in=contacts[:2]).update(outcome=RecipientOutcome.SKIPPED)
+    CampaignRecipient.objects.filter(contact=contacts[2]).update(outcome=RecipientOutcome.HOLDOUT)
+
+    # then the bar, its figures and its words follow within a few seconds
+    expect(bar.locator("[data-progress-done]")).to_have_text("3", timeout=15_000)
+    expect(bar.locator("[data-progress-percent]")).to_have_text("75")
+    expect(bar.locator('[data-count="left_out"]')).to_have_text("2")
+    expect(bar.locator('[data-count="held_out"]')).to_have_text("1")
+    expect(bar.get_by_role("progressbar")).to_have_attribute("aria-valuenow", "3")
+    expect(bar.locator('[data-segment="left_out"]')).to_have_attribute("style", "width: 50%;")
+    screenshot("the bar after three were decided")
