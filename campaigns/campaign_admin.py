@@ -169,7 +169,8 @@ class CampaignVariantInline(TabularInline):
         return f"{variant.template.key} v{variant.template_version.number}"
 
     def _editable(self, request, obj):
-        return request.user.has_perm("campaigns.change_campaign") and (obj is None or obj.status == CampaignStatus.DRAFT)
+        return (request.user.has_perm("campaigns.change_campaign")
+                and (obj is None or obj.status == CampaignStatus.DRAFT))
 
     def has_view_permission(self, request, obj=None):
         return request.user.has_perm("campaigns.view_campaign") or request.user.has_perm("campaigns.change_campaign")

@@ -33,8 +33,9 @@ def add_recipient(campaign, n: int, outcome=RecipientOutcome.PENDING, message_st
     contact = make_contact(f"c{campaign.pk}-{n}", email=f"c{n}@example.com", consents=())
     message = None
     if message_status is not None:
-        message, _ = create_message(contact=contact, channel_plan=[{"channel": "email"}], source=MessageSource.CAMPAIGN,
-                                    content=[{"channel": "email", "subject": "Hi", "text_body": "Hi"}], purpose="marketing")
+        message, _ = create_message(contact=contact, channel_plan=[{"channel": "email"}],
+                                    source=MessageSource.CAMPAIGN, purpose="marketing",
+                                    content=[{"channel": "email", "subject": "Hi", "text_body": "Hi"}])
         for status in PATHS[message_status]:
             assert move_message(message, status, at_plan_step=0)
     return CampaignRecipient.objects.create(campaign=campaign, contact=contact, outcome=outcome, message=message)
