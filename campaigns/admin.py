@@ -10,10 +10,11 @@ from django.utils.timezone import localtime
 from unfold.forms import ActionForm
 
 from omni.choices import Urgency
-from omni.lib.admin import AwaitingApprovalFilter, ModelAdmin, ReadOnlyAdminMixin, ReadOnlyInline
+from omni.lib.admin import ModelAdmin, ReadOnlyAdminMixin, ReadOnlyInline
 from omni.lib.quarantine import QuarantineAdminMixin, QuarantinedFilter
 
 from . import actions, journey_testing
+from . import campaign_admin  # noqa: F401 (registers CampaignAdmin)
 from .builder_admin import JourneyBuilderMixin
 from .diagram import duration_words
 from .diagram_admin import EnrollmentsAtStepAdminMixin, JourneyDiagramAdminMixin
@@ -23,7 +24,6 @@ from .journey_approval_admin import JourneyApprovalAdminMixin
 from .journey_testing_admin import JourneyTestingAdminMixin
 from .models import (
     LIVE_ENROLLMENT_STATES,
-    Campaign,
     CampaignRecipient,
     Enrollment,
     EnrollmentState,
@@ -490,27 +490,3 @@ class CampaignRecipientAdmin(QuarantineAdminMixin, ReadOnlyAdminMixin, ModelAdmi
     search_fields = ["contact__email", "contact__phone", "contact__external_id", "campaign__name"]
     list_select_related = ["campaign", "contact", "message__contact", "variant__campaign"]
 
-
-@admin.register(Campaign)
-class CampaignAdmin(ModelAdmin):
-    list_display = ["name", "status", "template", "segment", "purpose", "scheduled_at", "approved_by", "created_at"]
-    list_filter = ["status", AwaitingApprovalFilter, "purpose", "urgency"]
-    search_fields = ["name", "intent_key", "template__key", "segment__name"]
-    list_select_related = ["template", "segment", "approved_by"]
-    autocomplete_fields = ["template", "segment"]
-    # Approval and sending have their own permission and steps; nobody types them in.
-    readonly_fields = ["status", "created_by", "approved_by", "approved_at", "started_at", "finished_at",
-                      "paused_reason", "created_at", "updated_at"]
-    fieldsets = [
-        (None, {"fields": ["name", "status", "template", "segment", ("purpose", "urgency"), "channel_plan",
-                           "intent_key"]}),
-        ("Schedule", {"fields": ["scheduled_at", "send_in_local_time", "throttle_per_minute"]}),
-        ("Experiment", {"fields": ["holdout_percent"]}),
-        ("Record", {"fields": ["created_by", "approved_by", "approved_at", "started_at", "finished_at",
-                               "paused_reason", "created_at", "updated_at"]}),
-    ]
-
-    def save_model(self, request, obj, form, change):
-        if not change:
-            obj.created_by = request.user
-        super().save_model(request, obj, form, change)

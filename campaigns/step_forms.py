@@ -218,34 +218,26 @@ def _plain(message: str) -> str:
     return re.sub(r":? ?(a \w+ step needs|e\.g\.) \{.*$", ".", message).replace("config.", "").strip()
 
 
-class SendForm(StepForm):
-    kind = StepKind.SEND
-    line_prefixes = ("channel", "fallback", "within")
-    template = forms.ModelChoiceField(queryset=Template.objects.order_by("key"), required=False,
-                                      help_text="Its latest published version is pinned when the journey is.")
-    purpose = forms.ChoiceField(choices=[("", "the template's")] + Purpose.choices, required=False)
-    urgency = forms.ChoiceField(choices=Urgency.choices, initial=Urgency.NORMAL)
-    intent_key = forms.CharField(required=False, max_length=200, help_text="Blank: the journey and the step.")
+class _ChannelPlanForm(forms.Form):
+    """A channel plan as rows: the default plan, or channels in order, each with the condition
+    that moves to the next (if it fails, if not delivered or not opened within a duration).
+    A journey's send step and a campaign use it; `channel_plan()` is the plan from the rows."""
+
     plan = forms.ChoiceField(label="channels", choices=[(DEFAULT_PLAN, "the default plan for its purpose and urgency"),
                                                         ("own", "these channels, in order")],
                              initial="own", widget=forms.RadioSelect,
                              help_text="The default channel plan for the step's purpose and urgency is pinned when "
                                        "the journey is published, kept to the channels the template has.")
+    @staticmethod
+    def plan_row_names() -> list[tuple[str, ...]]:
+        """The rows' field names, a channel with its fallback, for a page that lays them out."""
+        return [(f"channel_{row}", f"fallback_{row}", f"within_{row}") if row < PLAN_ROWS else (f"channel_{row}",)
+                for row in range(1, PLAN_ROWS + 1)]
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        for row in range(1, PLAN_ROWS + 1):
-            self.fields[f"channel_{row}"] = forms.ChoiceField(
-                label=f"channel {row}", required=False, choices=[("", "—")] + Channel.choices)
-            if row < PLAN_ROWS:
-                self.fields[f"fallback_{row}"] = forms.ChoiceField(
-                    label="then the next one", required=False, choices=FALLBACKS, initial=FAILED)
-                self.fields[f"within_{row}"] = DurationField(label="within", required=False)
-
-    def initial_config(self, config, step):
-        initial = {"template": step.template_id, "purpose": step.purpose, "urgency": step.urgency,
-                   "intent_key": step.intent_key, "plan": "own" if step.channel_plan else DEFAULT_PLAN}
-        for row, entry in enumerate(step.channel_plan or [], start=1):
+    @staticmethod
+    def plan_initial(channel_plan) -> dict:
+        initial = {"plan": "own" if channel_plan else DEFAULT_PLAN}
+        for row, entry in enumerate(channel_plan or [], start=1):
             initial[f"channel_{row}"] = entry.get("channel")
             if "fallback_after_seconds" in entry:
                 initial[f"fallback_{row}"] = NOT_OPENED if entry.get("fallback_unless") == "engaged" else NOT_DELIVERED
@@ -274,21 +266,15 @@ class SendForm(StepForm):
         self._plan_rows = [row for row, _ in plan]
         return [entry for _, entry in plan]
 
-    def step_values(self):
-        data = self.cleaned_data
-        return {"template": data.get("template"), "purpose": data.get("purpose") or "",
-                "urgency": data.get("urgency") or Urgency.NORMAL, "intent_key": data.get("intent_key") or "",
-                "channel_plan": self.channel_plan()}
-
-    def clean(self):
-        cleaned = super().clean()
+    def check_channel_plan(self, template) -> list:
+        """The plan from the rows, with an error on each row that is wrong: no channel at all, a
+        duration missing, a channel `template`'s latest version has no variant for."""
         plan = self.channel_plan()
-        if cleaned.get("plan") != DEFAULT_PLAN and not plan:
+        if self.cleaned_data.get("plan") != DEFAULT_PLAN and not plan:
             self.add_error("channel_1", "Choose at least one channel, or the default plan.")
         for row, entry in zip(self._plan_rows, plan):
             if "fallback_after_seconds" in entry and not entry["fallback_after_seconds"]:
                 self.add_error(f"within_{row}", "Say within how long, or choose \"if it fails\".")
-        template = cleaned.get("template")
         version = latest_versions([template.pk]).get(template.pk) if template else None
         if version is not None:
             have = version.channels()
@@ -297,6 +283,49 @@ class SendForm(StepForm):
                     self.add_error(f"channel_{row}", f"Template {template.key!r} v{version.number} has no "
                                                      f"{Channel(entry['channel']).label} variant (it has: "
                                                      f"{', '.join(sorted(have)) or 'none'}).")
+        return plan
+
+
+def _plan_row_fields() -> dict:
+    """A row per channel: the channel, and (but on the last row) how it gives way to the next."""
+    fields = {}
+    for row in range(1, PLAN_ROWS + 1):
+        fields[f"channel_{row}"] = forms.ChoiceField(label=f"channel {row}", required=False,
+                                                     choices=[("", "—")] + Channel.choices)
+        if row < PLAN_ROWS:
+            fields[f"fallback_{row}"] = forms.ChoiceField(label="then the next one", required=False,
+                                                          choices=FALLBACKS, initial=FAILED)
+            fields[f"within_{row}"] = DurationField(label="within", required=False)
+    return fields
+
+
+# Declared fields (not added in __init__), so a ModelAdmin's fieldsets may name the rows.
+ChannelPlanFields = type("ChannelPlanFields", (_ChannelPlanForm,), {"__module__": __name__, **_plan_row_fields()})
+
+
+class SendForm(StepForm, ChannelPlanFields):
+    kind = StepKind.SEND
+    line_prefixes = ("channel", "fallback", "within")
+    template = forms.ModelChoiceField(queryset=Template.objects.order_by("key"), required=False,
+                                      help_text="Its latest published version is pinned when the journey is.")
+    purpose = forms.ChoiceField(choices=[("", "the template's")] + Purpose.choices, required=False)
+    urgency = forms.ChoiceField(choices=Urgency.choices, initial=Urgency.NORMAL)
+    intent_key = forms.CharField(required=False, max_length=200, help_text="Blank: the journey and the step.")
+    field_order = ["template", "purpose", "urgency", "intent_key", "plan"]
+
+    def initial_config(self, config, step):
+        return {"template": step.template_id, "purpose": step.purpose, "urgency": step.urgency,
+                "intent_key": step.intent_key, **self.plan_initial(step.channel_plan)}
+
+    def step_values(self):
+        data = self.cleaned_data
+        return {"template": data.get("template"), "purpose": data.get("purpose") or "",
+                "urgency": data.get("urgency") or Urgency.NORMAL, "intent_key": data.get("intent_key") or "",
+                "channel_plan": self.channel_plan()}
+
+    def clean(self):
+        cleaned = super().clean()
+        self.check_channel_plan(cleaned.get("template"))
         return cleaned
 
     def _add_problem(self, field, message):

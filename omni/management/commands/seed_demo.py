@@ -14,6 +14,7 @@ minute, and the demo appointment is booked that many scaled days ahead, so all t
 import json
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
@@ -26,14 +27,15 @@ from django.utils import timezone
 from campaigns.actions import activate_journey, draft_snapshot, journey_needs_approval
 from campaigns.enrolling import process_events_batch
 from campaigns.journey_approval import approve_journey, request_journey_approval
-from campaigns.models import Journey, JourneyStatus, JourneyStep, OnReply, StepKind, TriggerType
+from campaigns.models import (Campaign, CampaignVariant, Journey, JourneyStatus, JourneyStep, OnReply, StepKind,
+                              TriggerType)
 from campaigns.tick_report import TickReport
 from campaigns.timing import contact_zone
 from channels.provider_reports import record_inbound_message
 from compliance.actions import record_consent_change
 from compliance.models import Consent, ConsentSource, ConsentStatus, LawfulBasis
 from contacts.ingest import ingest_event
-from contacts.models import Contact, ContactEvent, LifecycleStage
+from contacts.models import Contact, ContactEvent, LifecycleStage, Segment
 from omni.choices import Channel, Purpose
 from omni.lib.demo_time import scaled
 from templates.actions import publish_template
@@ -43,6 +45,7 @@ ADMIN_URL = "http://127.0.0.1:8000/admin/"
 OUTBOX_URL = "http://127.0.0.1:8000/admin/channels/outboxmessage/"
 INBOX_URL = "http://127.0.0.1:8000/admin/inbox/"
 JOURNEYS_URL = "http://127.0.0.1:8000/admin/campaigns/journey/"
+CAMPAIGNS_URL = "http://127.0.0.1:8000/admin/campaigns/campaign/"
 
 # username -> (group, is_superuser)
 DEMO_USERS = {
@@ -340,6 +343,38 @@ def ensure_journey(description: dict, templates: dict[str, Template]) -> Journey
     return journey
 
 
+DEMO_SEGMENT = {"name": "Demo customers", "description": "Contacts whose lifecycle stage is customer.",
+                "definition": {"match": "all", "filters": [{"kind": "lifecycle_stage", "stages": ["customer"]}]}}
+# A draft campaign to that segment with an A/B test of two templates and a holdout: open it, ask for
+# approval as the marketer, approve it as the approver, then start it (the campaign page).
+DEMO_CAMPAIGN = {"name": "Spring offer (demo)", "template": "welcome-email", "purpose": Purpose.MARKETING,
+                 "holdout_percent": 10, "test_percent": 50, "test_period": timedelta(days=1),
+                 "objective": "Bring customers back for the spring range.", "goal_event": "purchased",
+                 "goal_window": timedelta(days=7), "stage": "customer",
+                 "variants": [("Email", "welcome-email", 50), ("SMS", "welcome-sms", 50)]}
+
+
+def ensure_campaign(templates: dict[str, Template]) -> Campaign:
+    """The demo segment and the draft demo campaign, made once (a later run leaves them as they are)."""
+    segment, _ = Segment.objects.get_or_create(name=DEMO_SEGMENT["name"], defaults={
+        "description": DEMO_SEGMENT["description"], "definition": DEMO_SEGMENT["definition"]})
+    campaign = Campaign.objects.filter(name=DEMO_CAMPAIGN["name"]).first()
+    if campaign is not None:
+        return campaign
+    marketer = get_user_model().objects.get(username="marketer")
+    data = DEMO_CAMPAIGN
+    campaign = Campaign.objects.create(
+        name=data["name"], template=templates[data["template"]], segment=segment, purpose=data["purpose"],
+        holdout_percent=data["holdout_percent"], test_percent=data["test_percent"], test_period=data["test_period"],
+        owner=marketer, objective=data["objective"], goal_event=data["goal_event"], goal_window=data["goal_window"],
+        lifecycle_stage=ownership(objective=data["objective"], stage=data["stage"])["lifecycle_stage"],
+        created_by=marketer)
+    CampaignVariant.objects.bulk_create([
+        CampaignVariant(campaign=campaign, name=name, template=templates[key], weight=weight, position=position)
+        for position, (name, key, weight) in enumerate(data["variants"])])
+    return campaign
+
+
 class Command(BaseCommand):
     help = ("Load the demo data (users, contacts, consents, templates, the Welcome, Payment failed and Appointment "
             "reminder journeys, the events that start them). Idempotent.")
@@ -354,6 +389,7 @@ class Command(BaseCommand):
             templates = {data["key"]: self.ensure_template(data) for data in DEMO_TEMPLATES}
             for description in DEMO_JOURNEYS:
                 ensure_journey(description, templates)
+            ensure_campaign(templates)
             signups = sum(self.ensure_signup(contact) for contact in contacts.values())
             self.ensure_payment_failed(contacts[PAYMENT_FAILED["external_id"]])
             appointment = self.ensure_appointment(contacts[APPOINTMENT["external_id"]])
@@ -504,6 +540,8 @@ class Command(BaseCommand):
             role = "superuser" if superuser else group_name
             out.write(f"    {username:<11} {logins[username]:<20} ({role})")
         out.write(f"  Support inbox:  {INBOX_URL} (Bob asked a question by SMS)")
+        out.write(f"  Campaigns:      {CAMPAIGNS_URL} ({DEMO_CAMPAIGN['name']!r} is a draft with an A/B test and a "
+                  f"holdout: request approval as marketer, approve as approver, then start it)")
         if signups:
             out.write(f"  {signups} demo contact(s) just signed up: the Welcome journey emails them now, sends "
                       f"WhatsApp on day 3 unless they activated (Carol did), and SMS on day 7.")

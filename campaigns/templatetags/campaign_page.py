@@ -1,0 +1,73 @@
+"""The campaign page's sections above the form: what stops it starting, its approval, its
+progress and the buttons this user may press. {% load campaign_page %}{% campaign_page original %}"""
+from django import template
+from django.urls import reverse
+from unfold.widgets import BUTTON_CLASSES
+
+from campaigns import campaign_approval, campaign_progress, campaign_start
+from campaigns.campaign_state import can_move
+from campaigns.models import Campaign, CampaignStatus
+
+register = template.Library()
+
+# How often the open page asks for fresh progress figures.
+REFRESH_SECONDS = 3
+
+SECONDARY_BUTTON_CLASSES = ("border border-base-200 bg-white cursor-pointer font-medium px-3 py-2 rounded-default "
+                            "shadow-xs text-sm whitespace-nowrap dark:bg-base-900 dark:border-base-700")
+
+
+@register.inclusion_tag("campaigns/campaign/page_top.html", takes_context=True)
+def campaign_page(context, campaign: Campaign):
+    user = context["request"].user
+    may_change = user.has_perm("campaigns.change_campaign")
+    state = campaign_approval.approval_state(campaign)
+    digest = campaign_approval.campaign_digest(campaign)
+    draft = campaign.status == CampaignStatus.DRAFT
+    return {
+        "campaign": campaign,
+        "csrf_token": context.get("csrf_token"),
+        "problems": campaign_start.start_problems(campaign) if draft else [],
+        "draft": draft,
+        "approval": state,
+        "approved_version": digest[:12] if state.status == "approved" else "",
+        "digest": digest,
+        "may_request": may_change and draft and state.status in ("needed", "reset", "stale"),
+        "may_approve": (user.has_perm(Campaign.APPROVE_PERMISSION) and state.status == "requested"
+                        and state.requested_by_id != user.pk),
+        "approver_is_requester": (state.status == "requested" and state.requested_by_id == user.pk
+                                  and user.has_perm(Campaign.APPROVE_PERMISSION)),
+        "request_url": _url("approval_request", campaign),
+        "approve_url": _url("approval_approve", campaign),
+        "progress": campaign_progress.campaign_progress(campaign),
+        "progress_url": _url("progress", campaign),
+        "refresh_seconds": REFRESH_SECONDS,
+        "buttons": buttons(campaign) if may_change else [],
+        "button_classes": " ".join(BUTTON_CLASSES),
+        "secondary_classes": SECONDARY_BUTTON_CLASSES,
+    }
+
+
+def buttons(campaign: Campaign) -> list[dict]:
+    """The buttons a marketer may press on the campaign as it stands: each POSTs to its view, but
+    cancel and follow-up, which first open a page (a confirmation, a small form)."""
+    status = campaign.status
+    shown = []
+    if status == CampaignStatus.DRAFT:
+        shown.append(("start", "Start", True))
+    if can_move(campaign, CampaignStatus.PAUSED):
+        shown.append(("pause", "Pause", False))
+    if status == CampaignStatus.PAUSED:
+        shown.append(("resume", "Resume", True))
+    shown.append(("test_send", "Send a test to the test contacts", False))
+    shown.append(("clone", "Clone", False))
+    if campaign.started_at is not None:
+        shown.append(("follow_up", "Follow up…", False))
+    if can_move(campaign, CampaignStatus.CANCELLED):
+        shown.append(("cancel", "Cancel…", False))
+    return [{"name": name, "label": label, "primary": primary, "url": _url(name, campaign),
+             "opens_page": name in ("cancel", "follow_up")} for name, label, primary in shown]
+
+
+def _url(name: str, campaign: Campaign) -> str:
+    return reverse(f"admin:campaigns_campaign_{name}", args=[campaign.pk])
