@@ -33,9 +33,12 @@ def report(deliveries, event_type, now, permanent=True):
 
 
 def campaign_sent_to(template, now, count, *, prefix="c", channel="email", **fields):
-    """A campaign without an A/B test, `count` sends out."""
+    """A campaign without an A/B test, `count` sends out and one recipient due in 30 days (so
+    the campaign is still sending, as auto-pause only watches campaigns that are)."""
     campaign = sending_campaign(template, now, variants=(("A", 100),), name=f"Campaign {prefix}", **fields)
     variant = campaign.variants.get()
+    CampaignRecipient.objects.create(campaign=campaign, contact=make_contacts(f"{prefix}-later", 1)[0],
+                                     variant=variant, send_at=now + timedelta(days=30))
     if channel == "email":
         return campaign, send_test_share(campaign, variant, make_contacts(prefix, count), now)
     deliveries = sent_messages(make_contacts(prefix, count, channel="sms"), template_version=variant.template_version,
