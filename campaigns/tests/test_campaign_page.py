@@ -207,9 +207,13 @@ def test_the_follow_up_form_asks_for_the_condition_and_the_delay(client, markete
 def test_the_demo_has_a_draft_campaign_with_two_variants_and_a_holdout(demo_logins):
     campaign = Campaign.objects.get(name="Spring offer (demo)")
     assert campaign.status == CampaignStatus.DRAFT and campaign.holdout_percent == 10
-    assert campaign.segment.name == "Demo customers" and campaign.owner.username == "marketer"
+    assert campaign.segment.name == "Demo trial contacts" and campaign.owner.username == "marketer"
     assert [(v.name, v.template.key) for v in campaign.variants.all()] == [("Email", "welcome-email"),
                                                                           ("SMS", "welcome-sms")]
+    # and it is ready to start, to the demo's contacts
+    from campaigns.campaign_start import audience_count, start_problems
+
+    assert start_problems(campaign) == [] and audience_count(campaign) >= 5
 
 
 def test_the_progress_figures_the_page_polls(client, marketer, approver, draft, user_in):

@@ -343,14 +343,16 @@ def ensure_journey(description: dict, templates: dict[str, Template]) -> Journey
     return journey
 
 
-DEMO_SEGMENT = {"name": "Demo customers", "description": "Contacts whose lifecycle stage is customer.",
-                "definition": {"match": "all", "filters": [{"kind": "lifecycle_stage", "stages": ["customer"]}]}}
+# The demo contacts are all on a trial, so the campaign has an audience to send to.
+DEMO_SEGMENT = {"name": "Demo trial contacts", "description": "Contacts whose lifecycle stage is trial.",
+                "definition": {"match": "all", "filters": [{"kind": "lifecycle_stage", "stages": ["trial"]}]}}
 # A draft campaign to that segment with an A/B test of two templates and a holdout: open it, ask for
 # approval as the marketer, approve it as the approver, then start it (the campaign page).
 DEMO_CAMPAIGN = {"name": "Spring offer (demo)", "template": "welcome-email", "purpose": Purpose.MARKETING,
                  "holdout_percent": 10, "test_percent": 50, "test_period": timedelta(days=1),
                  "objective": "Bring customers back for the spring range.", "goal_event": "purchased",
                  "goal_window": timedelta(days=7), "stage": "customer",
+                 "channel_plan": [{"channel": "email"}, {"channel": "sms"}],
                  "variants": [("Email", "welcome-email", 50), ("SMS", "welcome-sms", 50)]}
 
 
@@ -365,6 +367,7 @@ def ensure_campaign(templates: dict[str, Template]) -> Campaign:
     data = DEMO_CAMPAIGN
     campaign = Campaign.objects.create(
         name=data["name"], template=templates[data["template"]], segment=segment, purpose=data["purpose"],
+        channel_plan=data["channel_plan"],
         holdout_percent=data["holdout_percent"], test_percent=data["test_percent"], test_period=data["test_period"],
         owner=marketer, objective=data["objective"], goal_event=data["goal_event"], goal_window=data["goal_window"],
         lifecycle_stage=ownership(objective=data["objective"], stage=data["stage"])["lifecycle_stage"],
