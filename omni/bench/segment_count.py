@@ -44,20 +44,25 @@ def seed(scale: int, now) -> None:
     base = Contact.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
     _insert_series(Contact, scale, {"external_id": "'seg' || g", "lifecycle_stage": stage_sql,
                                     "attributes": attributes})
-    names = "CASE " + " ".join(f"WHEN (c.id + e.i) %% {len(EVENT_NAMES)} = {n} THEN '{name}'"
+    # Which events a contact gets, and when, follow its place g in the series (kept in its
+    # external_id), never its id: ids go on from wherever the table's sequence stands (rows
+    # inserted and rolled back before still used up ids), and a layout of ids would match a
+    # different set of contacts each time, none at all at small scales for some starting ids.
+    names = "CASE " + " ".join(f"WHEN (c.g + e.i) %% {len(EVENT_NAMES)} = {n} THEN '{name}'"
                                for n, name in enumerate(EVENT_NAMES)) + " END"
     if connection.vendor == "postgresql":
         series, prefix = f"generate_series(1, {EVENTS_PER_CONTACT}) e(i)", ""
-        occurred = "%s::timestamptz - make_interval(secs => ((c.id * 7919 + e.i * 104729) %% 7776000))"
+        occurred = "%s::timestamptz - make_interval(secs => ((c.g * 7919 + e.i * 104729) %% 7776000))"
         key = "'seg-' || c.id || '-' || e.i"
     else:
         series = "e"
         prefix = f"WITH RECURSIVE e(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM e WHERE i < {EVENTS_PER_CONTACT}) "
-        occurred = "datetime(%s, '-' || ((c.id * 7919 + e.i * 104729) %% 7776000) || ' seconds')"
+        occurred = "datetime(%s, '-' || ((c.g * 7919 + e.i * 104729) %% 7776000) || ' seconds')"
         key = "'seg-' || c.id || '-' || e.i"
     _insert_select(ContactEvent, {"contact_id": "c.id", "name": names, "occurred_at": occurred,
                                   "idempotency_key": key},
-                   f"FROM contacts_contact c CROSS JOIN {series} WHERE c.id > {base}", prefix=prefix,
+                   f"FROM (SELECT id, CAST(SUBSTR(external_id, 4) AS INTEGER) AS g FROM contacts_contact "
+                   f"WHERE id > {base}) c CROSS JOIN {series}", prefix=prefix,
                    defaults={"processed_at": now, "received_at": now}, varying_params={"occurred_at": now})
     if connection.vendor == "postgresql":
         # As autovacuum leaves a table after a bulk load: statistics and a visibility map.

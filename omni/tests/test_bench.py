@@ -208,3 +208,26 @@ def test_the_segment_count_benchmark_counts_the_members_in_one_query():
     assert figures["queries_per_count"].value == 1
     assert figures["count_seconds"].value > 0 and figures["seed_seconds"].n == 300 * 6
     assert "1 distinct answer(s)" in figures["count_seconds"].notes
+
+
+@pytest.mark.django_db
+def test_the_segment_count_benchmark_keeps_the_same_members_wherever_the_contact_ids_start():
+    from django.core.management.color import no_style
+
+    from contacts.models import Contact
+    from omni.bench import segment_count
+
+    # given contact ids that go on from 251 (as after rows that were rolled back used up ids),
+    # where events laid out by contact id left no member at all at this scale
+    Contact.objects.create(pk=250)
+    with connection.cursor() as cursor:
+        for sql in connection.ops.sequence_reset_sql(no_style(), [Contact]):
+            cursor.execute(sql)
+    Contact.objects.filter(pk=250).delete()
+
+    # when
+    figures = {f.metric: f for f in segment_count.measure(300)}
+
+    # then the members are the same 27 of the 300 as from any other start
+    assert Contact.objects.filter(external_id="seg1").get().pk == 251
+    assert figures["count_seconds"].n == segment_count.expected_members(300, timezone.now()) == 27
