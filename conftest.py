@@ -82,7 +82,7 @@ def _flush_past_the_audit_truncate_guard():
     def flush_ignoring_the_guard(self):
         with pgtrigger.ignore("omni.AuditEntry:protect_truncate"):
             result = flush(self)
-        _seed_lifecycle_stages()
+        _restore_migration_seeds()
         return result
 
     TransactionTestCase._fixture_teardown = flush_ignoring_the_guard
@@ -97,14 +97,30 @@ def _audit_checkpoints(settings, tmp_path):
     settings.OMNI_AUDIT_CHECKPOINT_URL = f"file://{tmp_path / 'audit-checkpoints'}"
 
 
-def _seed_lifecycle_stages():
-    import importlib
+# The rows data migrations seed (role groups, lifecycle stages, keyword lists, default plans,
+# opt-out lines, arbitration rules), as the test database had them once migrated: a flush empties
+# them and migrations never run again, so every test after a transactional one would otherwise
+# depend on which tests ran before it in its process.
+SEEDED_MODELS = ["auth.Group", "contacts.LifecycleStage", "compliance.KeywordList", "channels.DefaultChannelPlan",
+                 "message_templates.OptOutDisclosure", "channels.ArbitrationRule"]
+_seeded_rows: list[str] = []
 
-    from contacts.models import LifecycleStage
 
-    seeded = importlib.import_module("contacts.migrations.0012_lifecycle_stage_model")
-    for position, (key, name) in enumerate(seeded.STAGES, start=1):
-        LifecycleStage.objects.get_or_create(key=key, defaults={"name": name, "order": position * 10})
+def _remember_migration_seeds():
+    from django.apps import apps
+    from django.core import serializers
+
+    _seeded_rows[:] = [
+        serializers.serialize("json", apps.get_model(label).objects.order_by("pk"), use_natural_foreign_keys=True)
+        for label in SEEDED_MODELS]
+
+
+def _restore_migration_seeds():
+    from django.core import serializers
+
+    for rows in _seeded_rows:
+        for row in serializers.deserialize("json", rows):
+            row.save()
 
 
 @pytest.fixture(autouse=True)
@@ -155,6 +171,7 @@ def django_db_setup(django_db_setup, django_db_blocker):
     from django.contrib.auth.models import Group
 
     with django_db_blocker.unblock():
+        _remember_migration_seeds()
         for group in Group.objects.prefetch_related("permissions__content_type"):
             _role_groups_as_migrated[group.name] = [
                 (permission.content_type.app_label, permission.codename) for permission in group.permissions.all()
