@@ -33,7 +33,7 @@ from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
 from contacts.models import Contact
-from omni.lib.bulk import PLAIN_TYPES, _array_type
+from omni.lib.bulk import PLAIN_TYPES, array_type
 from omni.lib.sql import prepared_cursor
 
 from .models import Delivery, DeliveryStatus, Message, MessageStatus
@@ -190,7 +190,7 @@ def _update_from_rows(connection, to: str, at_plan_step: int, names: tuple, grou
         # One array per column: the statement's text stays the same whatever the number of rows,
         # so it is prepared once per connection.
         arrays = ", ".join([f"%s::{opts.pk.db_type(connection)}[]"]
-                           + [f"%s::{_array_type(f, connection)}[]" for f in fields])
+                           + [f"%s::{array_type(f, connection)}[]" for f in fields])
         sql = (f"UPDATE {table} AS t SET {assignments} FROM unnest({arrays}) AS v({columns}) "
                f"WHERE {condition} {returning}")
         arrays = [[m.message_id for m in group],
