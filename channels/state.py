@@ -22,16 +22,19 @@ reads the messages already queued under the same locks, so both cannot say one i
 Reads for display (compliance.gate.reachability, the admin) never lock.
 So: messages, then contacts (by id), then deliveries.
 """
+import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 
 from django.core.exceptions import EmptyResultSet
 from django.db import connections, router
-from django.db.models import Case, Q, Value, When
+from django.db.models import JSONField, Q
 from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
 from contacts.models import Contact
+from omni.lib.bulk import PLAIN_TYPES, array_type
+from omni.lib.sql import prepared_cursor
 
 from .models import Delivery, DeliveryStatus, Message, MessageStatus
 
@@ -139,20 +142,18 @@ def move_messages(moves: list[MessageMove], now=None) -> set[int]:
     """Apply the moves allowed by MESSAGE_TRANSITIONS. Returns the ids of the messages moved.
 
     One conditional UPDATE per (status, plan step, columns written), whatever the number of
-    messages: the caller's batch stays a fixed handful of queries.
+    messages: the caller's batch stays a fixed handful of queries. Each row's own values come
+    in as a joined table (UPDATE ... FROM unnest(arrays) on PostgreSQL, FROM (VALUES ...)
+    elsewhere), not as a CASE on the primary key per row.
     """
     now = now or timezone.now()
     groups = defaultdict(list)
     for move in moves:
         groups[(move.to, move.at_plan_step, tuple(sorted(move.fields)))].append(move)
     moved = set()
+    connection = connections[router.db_for_write(Message)]
     for (to, at_plan_step, names), group in groups.items():
-        values = {"status": to, "updated_at": now}
-        for name in names:
-            values[name] = _per_row(Message, name, {m.message_id: m.fields[name] for m in group})
-        ids = [m.message_id for m in group]
-        queryset = Message.objects.filter(pk__in=ids, status__in=message_sources(to), plan_step=at_plan_step)
-        moved.update(_update_returning_ids(queryset, values))
+        moved.update(_update_from_rows(connection, to, at_plan_step, names, group, now))
     for move in moves:
         if move.message_id in moved and isinstance(move.message, Message):
             message = move.message
@@ -160,6 +161,70 @@ def move_messages(moves: list[MessageMove], now=None) -> set[int]:
             for name, value in move.fields.items():
                 setattr(message, name, value)
     return moved
+
+
+# Rows per statement on databases without arrays: each row takes one parameter per column, and
+# SQLite allows 32,766 parameters in a statement.
+VALUES_CHUNK = 2000
+
+
+def _update_from_rows(connection, to: str, at_plan_step: int, names: tuple, group: list[MessageMove], now) -> list[int]:
+    """UPDATE the group's messages still at `at_plan_step` in a status allowed to move to `to`:
+    status `to`, updated_at `now` and each row's own `names` values. Returns the ids moved."""
+    sources = sorted(message_sources(to))
+    if not sources or not group:
+        return []
+    opts = Message._meta
+    quote = connection.ops.quote_name
+    fields = [opts.get_field(name) for name in names]
+    assignments = ", ".join([f"{quote('status')} = %s", f"{quote('updated_at')} = %s"]
+                            + [f"{quote(f.column)} = v.{quote(f.column)}" + _cast(f, connection) for f in fields])
+    condition = (f"t.{quote(opts.pk.column)} = v.{quote('pk__')} AND t.{quote('plan_step')} = %s "
+                 f"AND t.{quote('status')} IN ({', '.join(['%s'] * len(sources))})")
+    table = quote(opts.db_table)
+    returning = f"RETURNING {quote(opts.pk.column)}"  # v has no such column: it is t's
+    head = [to, _db_value(opts.get_field("updated_at"), now, connection)]
+    tail = [at_plan_step, *sources]
+    columns = ", ".join(quote(c) for c in ["pk__", *[f.column for f in fields]])
+    if connection.vendor == "postgresql":
+        # One array per column: the statement's text stays the same whatever the number of rows,
+        # so it is prepared once per connection.
+        arrays = ", ".join([f"%s::{opts.pk.db_type(connection)}[]"]
+                           + [f"%s::{array_type(f, connection)}[]" for f in fields])
+        sql = (f"UPDATE {table} AS t SET {assignments} FROM unnest({arrays}) AS v({columns}) "
+               f"WHERE {condition} {returning}")
+        arrays = [[m.message_id for m in group],
+                  *([_db_value(f, m.fields[f.name], connection) for m in group] for f in fields)]
+        with prepared_cursor(connection) as cursor:
+            cursor.execute(sql, [*head, *arrays, *tail])
+            return [row[0] for row in cursor.fetchall()]
+    ids = []
+    row_sql = "(" + ", ".join(["%s"] * (1 + len(fields))) + ")"
+    for start in range(0, len(group), VALUES_CHUNK):
+        part = group[start:start + VALUES_CHUNK]
+        # A VALUES list's columns are named column1, column2, ...: a CTE gives them ours.
+        sql = (f"WITH v({columns}) AS (VALUES {', '.join([row_sql] * len(part))}) "
+               f"UPDATE {table} AS t SET {assignments} FROM v WHERE {condition} {returning}")
+        rows = [value for m in part
+                for value in [m.message_id, *(_db_value(f, m.fields[f.name], connection) for f in fields)]]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [*rows, *head, *tail])
+            ids += [row[0] for row in cursor.fetchall()]
+    return ids
+
+
+def _db_value(field, value, connection):
+    """What to write for `field`'s Python value: as it is for the plain types psycopg and
+    sqlite3 write themselves, else what Django would write."""
+    if value is None or (field.get_internal_type() in PLAIN_TYPES and connection.vendor == "postgresql"):
+        return value
+    if isinstance(field, JSONField):
+        return json.dumps(value, cls=field.encoder)
+    return field.get_db_prep_save(value, connection)
+
+
+def _cast(field, connection) -> str:
+    return "::jsonb" if isinstance(field, JSONField) and connection.vendor == "postgresql" else ""
 
 
 def move_message(message: Message | int, to: str, *, at_plan_step: int, now=None, **fields) -> bool:
@@ -194,16 +259,6 @@ def move_deliveries(deliveries: list, to: str, *, only_from: frozenset | None = 
 def move_delivery(delivery: Delivery | int, to: str, **fields) -> bool:
     """Move one delivery to `to` if DELIVERY_TRANSITIONS allows it from where it is now."""
     return bool(move_deliveries([delivery], to, **fields))
-
-
-def _per_row(model, name: str, by_id: dict):
-    """One value for every row, or a CASE on the primary key when rows differ."""
-    distinct = set(map(repr, by_id.values()))
-    if len(distinct) == 1:
-        return next(iter(by_id.values()))
-    output_field = model._meta.get_field(name)
-    return Case(*[When(pk=pk, then=Value(value, output_field=output_field)) for pk, value in by_id.items()],
-                output_field=output_field)
 
 
 def _update_returning_ids(queryset, values: dict) -> list[int]:

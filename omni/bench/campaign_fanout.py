@@ -11,8 +11,8 @@ WhatsApp as people really are:
   cap of two marketing messages a day with one in ten contacts already at it;
 - one in fifty already sent the campaign's intent by a journey (duplicate intents; arbitration,
   where it is built, decides those).
-Then the campaign starts: its recipients are the segment's members, one set-based INSERT ...
-SELECT (start_recipients: campaigns.campaign_start.start_campaign once it is built), all due now.
+Then the campaign starts (campaigns.campaign_start.start_campaign, approved by a second user as
+the audience needs): its recipients are the segment's members, all due now.
 The beat's tick, `tick(hand_off_recipients_to=hand_off_recipients)`, claims them in batches of
 1,000 and hands the ids to `send_campaign_batch_task` on the campaigns queue, where WORKERS real
 Celery worker processes (`celery -A omni.bench.worker worker -Q campaigns -P solo`) create the
@@ -28,7 +28,7 @@ from datetime import timedelta
 
 from celery.signals import before_task_publish
 from django.db import connection
-from django.db.models import Count, F
+from django.db.models import Count
 from django.utils import timezone
 
 from . import Figure, find
@@ -53,7 +53,9 @@ def seed(scale: int):
     """The contacts, their consents, rules and earlier sends, the template and the campaign (a
     draft). Returns the campaign."""
     from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Permission
 
+    from campaigns import campaign_approval
     from campaigns.models import Campaign
     from channels.models import Message, MessageSource, MessageStatus
     from compliance.models import CapAction, Consent, FrequencyCap, QuietHours, SendLedger
@@ -112,6 +114,13 @@ def seed(scale: int):
         channel_plan=[{"channel": "email"}, {"channel": "sms"}, {"channel": "whatsapp"}], intent_key=INTENT,
         expires_after=timedelta(days=1), owner=owner, created_by=owner, objective="Measure the fan-out",
         lifecycle_stage=stage, goal_event="purchased", goal_window=timedelta(days=7))
+    # Marketing to this many contacts needs a second person's approval, as it would for real.
+    approver = get_user_model().objects.create_user("bench-approver")
+    approver.user_permissions.add(Permission.objects.get(codename="approve_campaign",
+                                                         content_type__app_label="campaigns"))
+    approver = get_user_model().objects.get(pk=approver.pk)  # its permissions read afresh
+    campaign_approval.request_approval(campaign, actor=owner)
+    campaign_approval.approve(campaign, actor=approver)
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE")
@@ -119,26 +128,12 @@ def seed(scale: int):
 
 
 def start_recipients(campaign, now) -> int:
-    """The start's audience snapshot: one pending recipient per segment member, due now, in one
-    INSERT ... SELECT over the segment's query. Stands in for campaigns.campaign_start's
-    start_campaign (built beside this; swap it in here), without its holdout, variants and
-    skip reasons. Returns how many."""
-    from campaigns.campaign_state import move_campaign
-    from campaigns.models import CampaignRecipient, CampaignStatus
-    from contacts import segments
+    """The start, as a marketer's click runs it (campaigns.campaign_start.start_campaign): the
+    checks, the segment query, the audience snapshot with its skips, holdout and variants, the
+    send times. Returns the audience."""
+    from campaigns.campaign_start import start_campaign
 
-    move_campaign(campaign, CampaignStatus.SCHEDULED, action="campaign.started", now=now,
-                  fields={"started_at": now})
-    members, params = (segments.compile(campaign.segment.definition, now).annotate(member_id=F("pk"))
-                       .values("member_id").query.sql_with_params())
-    table = CampaignRecipient._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} (campaign_id, contact_id, in_test, outcome, skip_reason, send_at, "
-            f"quarantine_reason, created_at) SELECT %s, m.member_id, %s, 'pending', '', %s, '', %s FROM ({members}) m",
-            [campaign.pk, False, *[CampaignRecipient._meta.get_field("send_at").get_db_prep_save(now, connection)] * 2,
-             *params])
-        return cursor.rowcount
+    return start_campaign(campaign, actor=campaign.owner, now=now).audience
 
 
 def measure(scale: int, *, broker_url: str = "memory://", log=lambda line: None) -> list[Figure]:

@@ -54,7 +54,7 @@ def bulk_update(objs: list, fields: list[str], *, chunk: int = CHUNK) -> None:
     # One array per column, whatever the number of rows: the statement's text never changes,
     # so it is prepared once per connection, and psycopg has no placeholder per value to parse.
     arrays = ", ".join([f"%s::{pk.db_type(connection)}[]"]
-                       + [f"%s::{_array_type(f, connection)}[]" for f in columns])
+                       + [f"%s::{array_type(f, connection)}[]" for f in columns])
     assignments = ", ".join(
         f"{quote(f.column)} = v.{quote(f.column)}" + ("::jsonb" if isinstance(f, JSONField) else "")
         for f in columns)
@@ -68,7 +68,7 @@ def bulk_update(objs: list, fields: list[str], *, chunk: int = CHUNK) -> None:
             cursor.execute(sql, [[obj.pk for obj in part], *([value(obj) for obj in part] for value in values)])
 
 
-def _array_type(field, connection) -> str:
+def array_type(field, connection) -> str:
     """The element type of the array a column's new values travel in (JSON travels as text)."""
     return "text" if isinstance(field, JSONField) else field.db_type(connection)
 
