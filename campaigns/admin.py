@@ -10,7 +10,7 @@ from django.utils.timezone import localtime
 from unfold.forms import ActionForm
 
 from omni.choices import Urgency
-from omni.lib.admin import ModelAdmin, ReadOnlyAdminMixin, ReadOnlyInline
+from omni.lib.admin import ModelAdmin, OwnedByCreatorMixin, ReadOnlyAdminMixin, ReadOnlyInline
 from omni.lib.quarantine import QuarantineAdminMixin, QuarantinedFilter
 
 from . import actions, journey_testing
@@ -166,7 +166,8 @@ class JourneyVersionInline(ReadOnlyInline):
 
 
 @admin.register(Journey)
-class JourneyAdmin(JourneyBuilderMixin, JourneyApprovalAdminMixin, JourneyDiagramAdminMixin, JourneyTestingAdminMixin, ModelAdmin):
+class JourneyAdmin(OwnedByCreatorMixin, JourneyBuilderMixin, JourneyApprovalAdminMixin, JourneyDiagramAdminMixin,
+                   JourneyTestingAdminMixin, ModelAdmin):
     list_display = ["name", "status", "live_version_number", "owner", "lifecycle_stage", "objective_line",
                     "goal_event", "trigger_type", "trigger_event", "live_enrollments", "updated_at"]
     list_select_related = ["owner", "lifecycle_stage"]
@@ -232,15 +233,6 @@ class JourneyAdmin(JourneyBuilderMixin, JourneyApprovalAdminMixin, JourneyDiagra
     @admin.display(description="objective")
     def objective_line(self, obj):
         return Truncator(obj.objective).chars(80)
-
-    def get_changeform_initial_data(self, request):
-        # Whoever starts a journey owns it unless they say otherwise.
-        return {"owner": request.user.pk, **super().get_changeform_initial_data(request)}
-
-    def save_model(self, request, obj, form, change):
-        if not change:
-            obj.created_by = request.user
-        super().save_model(request, obj, form, change)
 
     def _apply(self, request, queryset, action, verb):
         for journey in queryset:

@@ -28,7 +28,7 @@ from django.utils.text import capfirst
 
 from contacts.data_types import definitions
 from omni.choices import Channel
-from omni.lib.admin import AwaitingApprovalFilter, ModelAdmin, TabularInline
+from omni.lib.admin import AwaitingApprovalFilter, ModelAdmin, OwnedByCreatorMixin, TabularInline
 from omni.lib.approval import ApprovalRefused
 
 from . import campaign_approval, campaign_progress, campaign_sending, campaign_start
@@ -197,7 +197,7 @@ class FollowUpForm(forms.Form):
 
 
 @admin.register(Campaign)
-class CampaignAdmin(ModelAdmin):
+class CampaignAdmin(OwnedByCreatorMixin, ModelAdmin):
     form = CampaignForm
     change_form_template = "admin/campaigns/campaign/change_form.html"
     list_display = ["name", "status", "owner", "segment", "scheduled_at", "approval", "progress"]
@@ -333,15 +333,6 @@ class CampaignAdmin(ModelAdmin):
         css = {"all": ["omni/progress_bar.css"]}
 
     # --- saving ----------------------------------------------------------------------------------
-
-    def get_changeform_initial_data(self, request):
-        # Whoever starts a campaign owns it unless they say otherwise.
-        return {"owner": request.user.pk, **super().get_changeform_initial_data(request)}
-
-    def save_model(self, request, obj, form, change):
-        if not change:
-            obj.created_by = request.user
-        super().save_model(request, obj, form, change)
 
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)

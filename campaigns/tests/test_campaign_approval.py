@@ -4,7 +4,6 @@ edit resets it; the start checks it again; every step and refusal audited."""
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.contrib.auth.models import Group
 
 from campaigns import campaign_approval
 from campaigns.campaign_start import CampaignNotReady, start_campaign
@@ -19,27 +18,6 @@ from .test_campaign_start import bulk_contacts, make_campaign
 pytestmark = pytest.mark.django_db
 
 NOW = datetime(2026, 6, 14, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def user_in(django_user_model, role_groups):
-    def make(username: str, group_name: str | None):
-        user = django_user_model.objects.create_user(username=username, password="not-used", is_staff=True)
-        if group_name:
-            user.groups.add(Group.objects.get(name=group_name))
-        return user
-
-    return make
-
-
-@pytest.fixture
-def marketer(user_in):
-    return user_in("mara", "Marketers")
-
-
-@pytest.fixture
-def approver(user_in):
-    return user_in("abe", "Marketing approvers")
 
 
 @pytest.fixture

@@ -22,26 +22,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def user_in(django_user_model, role_groups):
-    def make(username: str, group_name: str | None):
-        user = django_user_model.objects.create_user(username=username, password="not-used", is_staff=True)
-        if group_name:
-            user.groups.add(Group.objects.get(name=group_name))
-        return user
-    return make
-
-
-@pytest.fixture
-def marketer(user_in):
-    return user_in("mara", "Marketers")
-
-
-@pytest.fixture
-def approver(user_in):
-    return user_in("abe", "Marketing approvers")
-
-
-@pytest.fixture
 def segment(db):
     return Segment.objects.create(name="Trial users", definition={
         "match": "all", "filters": [{"kind": "lifecycle_stage", "stages": ["trial"]}]})

@@ -2,7 +2,6 @@
 activated; with marketing sends (and OMNI_JOURNEY_APPROVAL_REQUIRED on) a marketing approver's
 yes, who is not the requester, for the draft as it is; an edit resets it; every step audited."""
 import pytest
-from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 
@@ -19,29 +18,6 @@ from templates.models import Template, TemplateVariant
 from .conftest import make_journey
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def user_in(django_user_model, role_groups):
-    """A staff user in one role group (None: no group)."""
-
-    def make(username: str, group_name: str | None):
-        user = django_user_model.objects.create_user(username=username, password="not-used", is_staff=True)
-        if group_name:
-            user.groups.add(Group.objects.get(name=group_name))
-        return user
-
-    return make
-
-
-@pytest.fixture
-def marketer(user_in):
-    return user_in("mara", "Marketers")
-
-
-@pytest.fixture
-def approver(user_in):
-    return user_in("abe", "Marketing approvers")
 
 
 def add_send(journey: Journey, template: Template, key="hello", position=1, **fields) -> JourneyStep:

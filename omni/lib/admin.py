@@ -124,3 +124,16 @@ class AwaitingApprovalFilter(admin.SimpleListFilter):
         if self.value() == "approved":
             return queryset.filter(approved_at__isnull=False)
         return queryset
+
+
+class OwnedByCreatorMixin:
+    """A row with `created_by` and `owner` (a journey, a campaign): whoever creates it is its
+    creator, and its owner unless they pick someone else in the form."""
+
+    def get_changeform_initial_data(self, request):
+        return {"owner": request.user.pk, **super().get_changeform_initial_data(request)}
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)
