@@ -100,9 +100,13 @@ def _audit_checkpoints(settings, tmp_path):
 # The rows data migrations seed (role groups, lifecycle stages, keyword lists, default plans,
 # opt-out lines, arbitration rules), as the test database had them once migrated: a flush empties
 # them and migrations never run again, so every test after a transactional one would otherwise
-# depend on which tests ran before it in its process.
-SEEDED_MODELS = ["auth.Group", "contacts.LifecycleStage", "compliance.KeywordList", "channels.DefaultChannelPlan",
-                 "message_templates.OptOutDisclosure", "channels.ArbitrationRule"]
+# depend on which tests ran before it in its process. Content types and permissions come first:
+# the flush's post_migrate makes those of today's models only, not those older migrations name.
+SEEDED_MODELS = ["contenttypes.ContentType", "auth.Permission", "auth.Group", "contacts.LifecycleStage",
+                 "compliance.KeywordList", "channels.DefaultChannelPlan", "message_templates.OptOutDisclosure",
+                 "channels.ArbitrationRule"]
+# Restored by natural key, and only where missing (post_migrate made most of them again).
+NATURAL_KEYED = {"contenttypes.ContentType", "auth.Permission"}
 _seeded_rows: list[str] = []
 
 
@@ -111,15 +115,18 @@ def _remember_migration_seeds():
     from django.core import serializers
 
     _seeded_rows[:] = [
-        serializers.serialize("json", apps.get_model(label).objects.order_by("pk"), use_natural_foreign_keys=True)
+        serializers.serialize("json", apps.get_model(label).objects.order_by("pk"), use_natural_foreign_keys=True,
+                              use_natural_primary_keys=label in NATURAL_KEYED)
         for label in SEEDED_MODELS]
 
 
 def _restore_migration_seeds():
     from django.core import serializers
 
-    for rows in _seeded_rows:
-        for row in serializers.deserialize("json", rows):
+    for label, rows in zip(SEEDED_MODELS, _seeded_rows):
+        for row in serializers.deserialize("json", rows, handle_forward_references=True):
+            if label in NATURAL_KEYED and row.object.pk is not None:
+                continue  # found by its natural key: it is there
             row.save()
 
 

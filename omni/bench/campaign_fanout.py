@@ -108,14 +108,14 @@ def seed(scale: int):
                              "channel_plan": [{"channel": "email"}], "source": MessageSource.JOURNEY,
                              "status": MessageStatus.SENT})
     segment = Segment.objects.create(name="Bench customers", definition=DEFINITION)
-    owner = get_user_model().objects.create_user("bench-marketer")
+    owner, _ = get_user_model().objects.get_or_create(username="bench-marketer")
     campaign = Campaign.objects.create(
         name="Bench spring sale", template=template, segment=segment, purpose="marketing",
         channel_plan=[{"channel": "email"}, {"channel": "sms"}, {"channel": "whatsapp"}], intent_key=INTENT,
         expires_after=timedelta(days=1), owner=owner, created_by=owner, objective="Measure the fan-out",
         lifecycle_stage=stage, goal_event="purchased", goal_window=timedelta(days=7))
     # Marketing to this many contacts needs a second person's approval, as it would for real.
-    approver = get_user_model().objects.create_user("bench-approver")
+    approver, _ = get_user_model().objects.get_or_create(username="bench-approver")
     approver.user_permissions.add(Permission.objects.get(codename="approve_campaign",
                                                          content_type__app_label="campaigns"))
     approver = get_user_model().objects.get(pk=approver.pk)  # its permissions read afresh
