@@ -14,7 +14,6 @@ The winner's pinned version then goes to the rest: one UPDATE of the waiting rec
 a throttle or a split, bulk updates of a thousand rows), audited campaign.winner_chosen with the
 counts, rates, z and p.
 """
-import hashlib
 import math
 from dataclasses import dataclass
 from datetime import timedelta
@@ -27,6 +26,7 @@ from channels.models import DeliveryEvent, EventType, InboundMessage, MessageSta
 from contacts.models import ContactEvent
 from omni import audit
 
+from .campaign_start import variant_drawn
 from .models import (
     Campaign, CampaignRecipient, CampaignStatus, CampaignVariant, RecipientOutcome, TestFallback, TestMetric,
 )
@@ -171,19 +171,6 @@ def decide(campaign: Campaign, results: list[VariantResult]) -> Verdict:
     return Verdict(results, winner, False, z, p, fallback=fallback)
 
 
-def split_by_weight(campaign_id: int, contact_id: int, variants: list[CampaignVariant]) -> CampaignVariant:
-    """The variant a hash of (campaign, contact) draws by weight: the same contact always draws
-    the same one. (Our own small draw for the rest of a split; the start draws the test share.)"""
-    total = sum(v.weight for v in variants)
-    digest = hashlib.sha256(f"{campaign_id}:{contact_id}".encode()).digest()
-    point = int.from_bytes(digest[:8], "big") % total
-    for variant in variants:
-        if point < variant.weight:
-            return variant
-        point -= variant.weight
-    return variants[-1]
-
-
 def _waiting(campaign: Campaign):
     return CampaignRecipient.objects.filter(campaign=campaign, in_test=False, variant__isnull=True,
                                             outcome=RecipientOutcome.PENDING, send_at__isnull=True,
@@ -202,7 +189,7 @@ def send_to_the_rest(campaign: Campaign, winner: CampaignVariant | None, now) ->
         raise ValueError(f"{campaign} has no variant with a weight to split the rest by.")
     rows = list(waiting.order_by("pk").only("pk", "contact_id"))
     for index, row in enumerate(rows):
-        row.variant = winner or split_by_weight(campaign.pk, row.contact_id, variants)
+        row.variant = winner or variant_drawn(campaign.pk, row.contact_id, variants)
         row.send_at = now + timedelta(minutes=index // throttle) if throttle else now
     CampaignRecipient.objects.bulk_update(rows, ["variant", "send_at"], batch_size=UPDATE_BATCH)
     return len(rows)

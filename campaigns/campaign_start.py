@@ -245,7 +245,7 @@ def _start(campaign, audience, people: list[_Person], actor, now) -> StartSummar
                          now])
             skips[LOCAL_TIME_PASSED] += 1
             continue
-        rows.append([campaign.pk, person.pk, _by_weight(weights, total_weight, variant_draw), ab_test,
+        rows.append([campaign.pk, person.pk, by_weight(weights, total_weight, variant_draw), ab_test,
                      RecipientOutcome.PENDING, "", send_at, None, now])
     due = [row for row in rows if row[6] is not None]
     _throttle(due, campaign.throttle_per_minute)
@@ -377,13 +377,20 @@ def draws(campaign_id: int, contact_id: int) -> tuple[float, float, float]:
     return tuple(int.from_bytes(digest[i:i + 8], "big") / 2 ** 64 for i in (0, 8, 16))
 
 
-def _by_weight(weights, total: int, draw: float):
+def by_weight(weights: list[tuple], total: int, draw: float):
+    """The first item of the (item, weight) pair that `draw` (in [0, 1)) falls on, by weight."""
     point = draw * total
-    for variant_id, weight in weights:
+    for item, weight in weights:
         if point < weight:
-            return variant_id
+            return item
         point -= weight
     return weights[-1][0]
+
+
+def variant_drawn(campaign_id: int, contact_id: int, variants: list) -> object:
+    """The variant this contact's variant draw picks by weight: the same on every run."""
+    return by_weight([(v, v.weight) for v in variants], sum(v.weight for v in variants),
+                     draws(campaign_id, contact_id)[2])
 
 
 def _send_time(campaign, person, now):
