@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from contacts.models import Contact, lifecycle_stage_keys
 from contacts.phones import validate_country, validate_region
-from omni.choices import Channel, ConsentStatus, Purpose
+from omni.choices import Channel, ConsentStatus, LawfulBasis, Purpose
 
 from .keywords import words_of
 
@@ -33,13 +33,6 @@ class ConsentSource(models.TextChoices):
     CARRIER = "carrier", "Carrier"
     # A double opt-in confirmed by its link, or expired unconfirmed (evidence says which).
     DOUBLE_OPT_IN = "double_opt_in", "Double opt-in"
-
-
-class LawfulBasis(models.TextChoices):
-    CONSENT = "consent", "Consent"
-    CONTRACT = "contract", "Contract"
-    LEGITIMATE_INTEREST = "legitimate_interest", "Legitimate interest"
-    LEGAL_OBLIGATION = "legal_obligation", "Legal obligation"
 
 
 class Consent(models.Model):
@@ -92,6 +85,26 @@ class ConsentChange(models.Model):
 
     def __str__(self):
         return f"{self.contact}: {self.channel}/{self.purpose} -> {self.status} ({self.source})"
+
+
+class ConsentText(models.Model):
+    """One version of the words a person reads when giving consent on one of Omni's own pages
+    (the preference page, the double opt-in form). Versions are never edited: a new text is a
+    new version, and consent evidence names the version that was shown."""
+
+    key = models.SlugField(max_length=50, help_text="Where the text is shown, e.g. preference_page.")
+    version = models.PositiveIntegerField(editable=False)
+    text = models.TextField()
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+", editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["key", "-version"]
+        constraints = [models.UniqueConstraint(fields=["key", "version"], name="consenttext_unique_version")]
+
+    def __str__(self):
+        return f"{self.key} v{self.version}"
 
 
 class SpentLink(models.Model):
@@ -420,3 +433,35 @@ class Decision(models.Model):
 
     def compute_digest(self) -> str:
         return self.digest_of({name: getattr(self, name) for name in self.DIGEST_FIELDS})
+
+
+class ReplayStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class ReplayRun(models.Model):
+    """One policy replay (compliance/replay.py): the gate's recent decisions re-decided with a
+    proposed change to a quiet-hours rule or a frequency cap. It writes and sends nothing else."""
+
+    status = models.CharField(max_length=10, choices=ReplayStatus.choices, default=ReplayStatus.QUEUED)
+    # What is proposed: the rule's model label, its id (none for an added rule), and its fields.
+    proposal = models.JSONField(default=dict, blank=True)
+    since = models.DateTimeField(null=True, blank=True)
+    until = models.DateTimeField(null=True, blank=True)
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    result = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"Replay {self.pk} ({self.status})"

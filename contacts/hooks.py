@@ -15,6 +15,11 @@ from django.dispatch import Signal
 consents_submitted = Signal()
 
 
+# A contact's personal data is being erased on request (contacts.actions.erase_contact), inside
+# its transaction: each app empties what it keeps of the contact. Arguments: contact, now.
+erase_contact = Signal()
+
+
 # Asked before a lifecycle stage is deleted. Arguments: key. A receiver answers what of its own
 # still uses the stage ("2 frequency caps"), or nothing; any answer refuses the delete.
 lifecycle_stage_used = Signal()

@@ -1,6 +1,7 @@
 """The unified profile: one contact, its addresses and devices, and its event stream."""
 import zoneinfo
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import models
@@ -177,7 +178,8 @@ class Contact(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        permissions = [("mark_test_contact", "Can mark a contact as a test contact")]
+        permissions = [("mark_test_contact", "Can mark a contact as a test contact"),
+                       ("erase_contact", "Can erase a contact's personal data")]
 
     def __str__(self):
         name = f"{self.first_name} {self.last_name}".strip()
@@ -313,3 +315,42 @@ class SegmentMembership(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["segment", "contact"], name="segment_membership_unique")]
         indexes = [models.Index(fields=["contact"], name="segment_membership_contact")]
+
+
+class ImportStatus(models.TextChoices):
+    VALIDATING = "validating", "Validating"
+    VALIDATED = "validated", "Validated"
+    IMPORTING = "importing", "Importing"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class ContactImport(models.Model):
+    """One contact file uploaded through the admin: validated row by row, then imported (the valid
+    rows, or none when any row is bad, as the uploader chose), in a Celery task for large files."""
+
+    VALID_ONLY = "valid_only"
+    ALL_OR_NOTHING = "all_or_nothing"
+    MODES = [(VALID_ONLY, "Import the valid rows"), (ALL_OR_NOTHING, "Import nothing if any row is bad")]
+
+    file_name = models.CharField(max_length=255)
+    data = models.TextField(help_text="The uploaded CSV, kept until the import is done.")
+    mode = models.CharField(max_length=20, choices=MODES, default=VALID_ONLY)
+    status = models.CharField(max_length=12, choices=ImportStatus.choices, default=ImportStatus.VALIDATING)
+    total_rows = models.PositiveIntegerField(default=0)
+    processed_rows = models.PositiveIntegerField(default=0)
+    valid_rows = models.PositiveIntegerField(default=0)
+    imported_rows = models.PositiveIntegerField(default=0)
+    # [{"row": 3, "column": "email", "message": "..."}], in row order.
+    errors = models.JSONField(default=list, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(default=now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.file_name} ({self.get_status_display()})"

@@ -69,3 +69,10 @@ SEND_QUEUES = [send_queue(p, c) for p in (Purpose.TRANSACTIONAL, Purpose.MARKETI
 # only the workers of this queue, never sends or journey steps.
 OUTBOUND_QUEUE = "outbound"
 ALL_QUEUES = ["default", "events", "journeys", "campaigns", OUTBOUND_QUEUE, *SEND_QUEUES]
+
+
+class LawfulBasis(models.TextChoices):
+    CONSENT = "consent", "Consent"
+    CONTRACT = "contract", "Contract"
+    LEGITIMATE_INTEREST = "legitimate_interest", "Legitimate interest"
+    LEGAL_OBLIGATION = "legal_obligation", "Legal obligation"

@@ -15,8 +15,8 @@ role_groups = importlib.import_module("omni.migrations.0002_role_groups")
 current_roles = importlib.import_module("omni.migrations.0012_support_roles")
 later_roles = importlib.import_module("omni.migrations.0016_webhook_roles")
 # The last migration that sets the roles: what the tests that go back and forth end on.
-latest_roles = importlib.import_module("omni.migrations.0019_campaign_roles")
-LATEST = ("omni", "0019_campaign_roles")
+latest_roles = importlib.import_module("omni.migrations.0020_compliance_roles")
+LATEST = ("omni", "0020_compliance_roles")
 
 
 @pytest.fixture(autouse=True)
@@ -60,7 +60,8 @@ def test_marketers_build_contacts_templates_and_journeys_but_cannot_approve_camp
         "compliance.view_consent", "compliance.view_consentchange",
     } <= permissions
     assert "campaigns.approve_campaign" not in permissions
-    assert not {p for p in permissions if p.startswith("compliance.") and not p.startswith("compliance.view_consent")}
+    assert not {p for p in permissions if p.startswith("compliance.")
+                and not p.startswith("compliance.view_consent") and p != "compliance.add_consentchange"}
 
 
 def test_support_agents_work_conversations_but_cannot_export_audits():
@@ -256,15 +257,28 @@ def test_marketers_build_campaign_variants_and_see_arbitration_rules_administrat
     assert not (variant | rule) & permissions_of("Support agents")
 
 
-def test_the_campaign_roles_migration_goes_back_to_the_roles_before_it_and_forth_again():
+def test_compliance_staff_record_consent_import_replay_and_erase_without_changing_contacts():
+    compliance = permissions_of("Compliance")
+    marketers = permissions_of("Marketers")
+
+    assert {"compliance.add_consentchange", "compliance.add_consenttext", "compliance.add_replayrun",
+            "contacts.add_contactimport", "contacts.erase_contact"} <= compliance
+    assert "contacts.change_contact" not in compliance
+    assert {"compliance.add_consentchange", "contacts.add_contactimport"} <= marketers
+    assert not {"contacts.erase_contact", "compliance.add_replayrun", "compliance.add_consenttext"} & marketers
+    assert "contacts.erase_contact" in permissions_of("Administrators")
+    assert "contacts.erase_contact" not in permissions_of("Support agents")
+
+
+def test_the_latest_roles_migration_goes_back_to_the_roles_before_it_and_forth_again():
     state_apps = MigrationExecutor(connection).loader.project_state(LATEST).apps
     schema_editor = SimpleNamespace(connection=connection)
     names = (*ROLE_NAMES, "Administrators", "Marketing approvers")
     after = {name: permissions_of(name) for name in names}
 
     latest_roles.restore_previous_roles(state_apps, schema_editor)
-    assert "campaigns.add_campaignvariant" not in permissions_of("Marketers")
-    assert "channels.change_arbitrationrule" not in permissions_of("Administrators")
+    assert "contacts.erase_contact" not in permissions_of("Compliance")
+    assert "compliance.add_consentchange" not in permissions_of("Marketers")
 
     latest_roles.apply_roles(state_apps, schema_editor)
     assert {name: permissions_of(name) for name in names} == after

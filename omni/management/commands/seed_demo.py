@@ -33,10 +33,10 @@ from campaigns.tick_report import TickReport
 from campaigns.timing import contact_zone
 from channels.provider_reports import record_inbound_message
 from compliance.actions import record_consent_change
-from compliance.models import Consent, ConsentSource, ConsentStatus, LawfulBasis
+from compliance.models import Consent, ConsentSource, ConsentStatus
 from contacts.ingest import ingest_event
 from contacts.models import Contact, ContactEvent, LifecycleStage, Segment
-from omni.choices import Channel, Purpose
+from omni.choices import Channel, LawfulBasis, Purpose
 from omni.lib.demo_time import scaled
 from templates.actions import publish_template
 from templates.models import Template, TemplateVariant
