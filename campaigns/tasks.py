@@ -2,12 +2,13 @@ import logging
 
 from celery import shared_task
 from django.conf import settings
+from django.utils import timezone
 from kombu.exceptions import KombuError, OperationalError
 
 from omni.lib.tasks import PUBLISH_RETRY_POLICY
 from omni.lib.webhooks import backoff
 
-from . import webhook_calls
+from . import auto_pause, webhook_calls
 from .advancing import ENROLLMENT_LEASE, run_claimed_enrollments
 from .campaign_sending import RECIPIENT_LEASE, send_campaign_batch
 from .tick import tick
@@ -26,6 +27,13 @@ def tick_task():
     steps are handed to run_enrollments_task in batches, due campaign recipients to
     send_campaign_batch_task."""
     return tick(hand_off_to=hand_off_enrollments, hand_off_recipients_to=hand_off_recipients).as_dict()
+
+
+@shared_task(ignore_result=True)
+def watch_sends_task() -> int:
+    """Pause the sending campaigns and active journeys whose sends breach a limit (beat runs this
+    every OMNI_AUTO_PAUSE_SECONDS)."""
+    return auto_pause.watch_sends(timezone.now())
 
 
 # acks_late: a worker lost mid-batch leaves the message to be redelivered; the batch's lease

@@ -13,7 +13,7 @@ tests whose period ended (campaigns/ab_test.py), due campaign recipients sent an
 (campaigns/advancing.py, whose steps campaigns/steps.py runs), deferred messages and fallback
 timers (campaigns/message_timers.py), inbound messages support automation answers
 (channels/support_automation.py), then conversations waiting for an agent
-(channels/assignment.py) and lost sends; and sends watched for auto-pause (campaigns/auto_pause.py). Each stage has a budget per tick, so a
+(channels/assignment.py) and lost sends. Each stage has a budget per tick, so a
 backlog in one (a burst of events) never starves the others: every stage runs in every tick,
 and a stage cut short goes on in the next.
 """
@@ -26,7 +26,7 @@ from django.utils import timezone
 from channels import assignment, support_automation
 from channels.provider_reports import REPLY_BATCH, apply_replies_batch
 
-from . import (ab_test, advancing, auto_pause, campaign_sending, date_triggers, enrolling, message_timers,
+from . import (ab_test, advancing, campaign_sending, date_triggers, enrolling, message_timers,
                segment_triggers)
 from .tick_report import TickReport
 
@@ -60,8 +60,6 @@ def tick(now=None, *, hand_off_to=None, hand_off_recipients_to=None) -> TickRepo
         ("deferred messages", message_timers.redispatch_deferred_batch, message_timers.MESSAGE_BATCH),
         ("fallback timers", message_timers.fire_fallback_timers_batch, message_timers.MESSAGE_BATCH),
         ("support automation", support_automation.handle_inbound_batch, support_automation.INBOUND_BATCH),
-        # One pass over every running campaign and journey (it returns 0: never repeated).
-        ("auto-pause", auto_pause.watch_sends, 1),
     ]
     for name, batch, size in stages:
         if not run_stage(batch, size, now, report):

@@ -31,10 +31,8 @@ class TickReport:
     automated_replies: int = 0
     escalated: int = 0
     assigned: int = 0
-    # Campaigns whose A/B test was decided (campaigns/ab_test.py), and campaigns and journeys
-    # that paused themselves (campaigns/auto_pause.py).
+    # Campaigns whose A/B test was decided (campaigns/ab_test.py).
     winners_chosen: int = 0
-    auto_paused: int = 0
     # Stages that stopped at their budget with work still due: the next tick goes on with them.
     backlogged: list[str] = field(default_factory=list)
 

@@ -277,6 +277,9 @@ OMNI_CAMPAIGN_APPROVAL_MIN_AUDIENCE = env.int("OMNI_CAMPAIGN_APPROVAL_MIN_AUDIEN
 # engagement falls under its floor (0: not watched). A campaign may set its own limits; a
 # journey is watched over its sends of the last journey_window_hours. Engagement counts sends at
 # least engagement_after_hours old, so a send just out is not yet "not engaged with".
+# Auto-pause runs on its own beat entry this often (not every tick: it counts all of a running
+# campaign's deliveries).
+OMNI_AUTO_PAUSE_SECONDS = env.int("OMNI_AUTO_PAUSE_SECONDS", default=60)
 OMNI_AUTO_PAUSE = {
     "max_bounce_rate": env.float("OMNI_AUTO_PAUSE_MAX_BOUNCE_RATE", default=0.05),
     "max_complaint_rate": env.float("OMNI_AUTO_PAUSE_MAX_COMPLAINT_RATE", default=0.003),
@@ -456,6 +459,7 @@ CELERY_BEAT_SCHEDULE = {
                           "schedule": crontab(minute=_verify_minute, hour=_verify_hour, day_of_month=_verify_day,
                                               month_of_year=_verify_month, day_of_week=_verify_weekday)},
     "omni-tick": {"task": "campaigns.tasks.tick_task", "schedule": OMNI_TICK_SECONDS, "options": {"queue": "default", "expires": OMNI_TICK_SECONDS * 2}},
+    "omni-auto-pause": {"task": "campaigns.tasks.watch_sends_task", "schedule": OMNI_AUTO_PAUSE_SECONDS, "options": {"queue": "default", "expires": OMNI_AUTO_PAUSE_SECONDS * 2}},
     "omni-seal-audit": {"task": "omni.tasks.seal_audit_task", "schedule": OMNI_SEAL_SECONDS, "options": {"queue": "default", "expires": OMNI_SEAL_SECONDS * 2}},
     "omni-reconcile-deliveries": {"task": "channels.tasks.reconcile_deliveries_task", "schedule": 60.0, "options": {"queue": "default", "expires": 120}},
     "omni-settle-uncertain-deliveries": {"task": "channels.tasks.settle_uncertain_deliveries_task", "schedule": 60.0, "options": {"queue": "default", "expires": 120}},

@@ -15,6 +15,7 @@ from templates.models import TemplateVersion
 from campaigns import auto_pause
 from campaigns.actions import resume_journey
 from campaigns.models import CampaignRecipient, CampaignStatus, Enrollment, JourneyStatus, JourneyStepVisit
+from campaigns.tasks import watch_sends_task
 from campaigns.tick import tick
 
 from .results_helpers import make_contacts, send_test_share, sending_campaign, sent_messages
@@ -56,8 +57,8 @@ def test_a_campaign_pauses_itself_when_its_bounces_pass_the_limit_after_the_samp
     campaign, deliveries = campaign_sent_to(template, now, 19, auto_pause_min_sample=20, max_bounce_rate=0.05)
     report(deliveries[:2], EventType.BOUNCED, now)
 
-    # then the tick leaves it sending: too few sends to tell
-    assert tick(now).auto_paused == 0
+    # then the watch leaves it sending: too few sends to tell
+    assert auto_pause.watch_sends(now) == 0
     campaign.refresh_from_db()
     assert campaign.status == CampaignStatus.SENDING
 
@@ -65,7 +66,7 @@ def test_a_campaign_pauses_itself_when_its_bounces_pass_the_limit_after_the_samp
     variant = campaign.variants.get()
     send_test_share(campaign, variant, make_contacts("late", 1), now)
     later = now + timedelta(minutes=1)
-    assert tick(later).auto_paused == 1
+    assert auto_pause.watch_sends(later) == 1
 
     # then it paused itself, saying which rate, its value and the limit
     campaign.refresh_from_db()
@@ -79,7 +80,7 @@ def test_a_campaign_pauses_itself_when_its_bounces_pass_the_limit_after_the_samp
     assert entry.data["figures"]["sent"] == 20 and entry.data["figures"]["bounced"] == 2
     assert (entry.data["from"], entry.data["to"]) == ("sending", "paused")
     # and a paused campaign is not paused again
-    assert tick(later + timedelta(minutes=1)).auto_paused == 0
+    assert auto_pause.watch_sends(later + timedelta(minutes=1)) == 0
 
 
 def test_the_settings_limits_apply_where_the_campaign_sets_none(template, now, settings):
@@ -87,7 +88,7 @@ def test_the_settings_limits_apply_where_the_campaign_sets_none(template, now, s
     campaign, deliveries = campaign_sent_to(template, now, 10)
     report(deliveries[:1], EventType.COMPLAINED, now)
 
-    tick(now)
+    auto_pause.watch_sends(now)
 
     campaign.refresh_from_db()
     assert campaign.status == CampaignStatus.PAUSED
@@ -99,7 +100,7 @@ def test_a_campaign_own_limit_wins_over_the_settings(template, now, settings):
     campaign, deliveries = campaign_sent_to(template, now, 10, max_complaint_rate=0.2)
     report(deliveries[:1], EventType.COMPLAINED, now)
 
-    assert tick(now).auto_paused == 0
+    assert auto_pause.watch_sends(now) == 0
 
 
 def test_unsubscribes_through_the_link_count_as_the_campaign_opt_outs(template, now, client):
@@ -112,7 +113,7 @@ def test_unsubscribes_through_the_link_count_as_the_campaign_opt_outs(template, 
         assert response.status_code == 200
 
     # when
-    tick(now)
+    auto_pause.watch_sends(now)
 
     # then 2 of 10 (20%) passed 15%
     campaign.refresh_from_db()
@@ -127,7 +128,7 @@ def test_a_stop_reply_counts_as_the_opt_out_of_the_send_it_answers(template, now
     inbound, _ = record_inbound_message("twilio", "SMstop1", "sms", deliveries[3].to_address, "+15005550006", "STOP")
 
     assert inbound.in_reply_to_id == deliveries[3].pk
-    tick(now)
+    auto_pause.watch_sends(now)
     campaign.refresh_from_db()
     assert campaign.status == CampaignStatus.PAUSED
     assert campaign.paused_reason.startswith("Opt-out rate 10.0%")
@@ -137,7 +138,7 @@ def test_failures_pause_a_campaign(template, now):
     campaign, deliveries = campaign_sent_to(template, now, 10, auto_pause_min_sample=10, max_failure_rate=0.2)
     report(deliveries[:3], EventType.FAILED, now)
 
-    tick(now)
+    auto_pause.watch_sends(now)
 
     campaign.refresh_from_db()
     assert campaign.paused_reason == "Failure rate 30.0% passed the limit of 20.0% (3 of 10 sends)."
@@ -149,9 +150,9 @@ def test_engagement_under_the_floor_pauses_only_once_the_sends_had_time(template
     report(deliveries[:1], EventType.OPENED, now)
 
     # the sends are new: not yet judged
-    assert tick(now).auto_paused == 0
+    assert auto_pause.watch_sends(now) == 0
 
-    tick(now + timedelta(hours=25))
+    auto_pause.watch_sends(now + timedelta(hours=25))
     campaign.refresh_from_db()
     assert campaign.paused_reason == "Engagement rate 10.0% fell below the floor of 20.0% (1 of 10 sends)."
 
@@ -161,7 +162,7 @@ def test_a_healthy_campaign_keeps_sending(template, now):
     report(deliveries[:1], EventType.BOUNCED, now)
     report(deliveries[1:10], EventType.CLICKED, now)
 
-    assert tick(now).auto_paused == 0
+    assert auto_pause.watch_sends(now) == 0
     campaign.refresh_from_db()
     assert campaign.status == CampaignStatus.SENDING and campaign.paused_reason == ""
 
@@ -173,7 +174,7 @@ def test_watching_every_running_campaign_and_journey_takes_three_queries(templat
     journey_sends(welcome_journey, make_contacts("j", 5), now)
 
     with django_assert_num_queries(3):
-        auto_pause.watch_sends(now, type("Report", (), {"auto_paused": 0})())
+        auto_pause.watch_sends(now)
 
 
 # --- journeys --------------------------------------------------------------------------------
@@ -203,13 +204,13 @@ def test_a_journey_pauses_itself_over_its_recent_sends_and_resuming_clears_the_r
     report(recent[:1], EventType.BOUNCED, now)
 
     # then 9 recent sends are too few, whatever the old ones did
-    assert tick(now).auto_paused == 0
+    assert auto_pause.watch_sends(now) == 0
     welcome_journey.refresh_from_db()
     assert welcome_journey.status == JourneyStatus.ACTIVE
 
     # when the 10th goes out
     journey_sends(welcome_journey, make_contacts("newer", 1), now)
-    assert tick(now).auto_paused == 1
+    assert auto_pause.watch_sends(now) == 1
 
     # then it paused itself with the figures
     welcome_journey.refresh_from_db()
@@ -236,7 +237,7 @@ def render_health(tag, subject) -> str:
 def test_the_health_section_shows_the_figures_the_limits_and_the_reason(template, now):
     campaign, deliveries = campaign_sent_to(template, now, 20, auto_pause_min_sample=20, max_bounce_rate=0.05)
     report(deliveries[:2], EventType.BOUNCED, now)
-    tick(now)
+    auto_pause.watch_sends(now)
     campaign.refresh_from_db()
 
     html = render_health("campaign_health", campaign)
@@ -271,3 +272,21 @@ def test_the_journey_page_shows_why_it_paused_itself(admin_client, welcome_journ
     assert 'id="journey-health"' in page and 'data-auto-paused="yes"' in page
     assert "Bounce rate 9.0% passed the limit of 5.0% (18 of 200 sends). Look into it, then resume it." in page
     assert "This journey paused itself" in page
+
+
+def test_auto_pause_runs_on_its_own_beat_entry_not_in_every_tick(template, now, settings, eager_celery):
+    # given a campaign past its bounce limit
+    campaign, deliveries = campaign_sent_to(template, now, 10, auto_pause_min_sample=10, max_bounce_rate=0.05)
+    report(deliveries[:2], EventType.BOUNCED, now)
+
+    # the tick claims due work only: it leaves the campaign sending
+    tick(now)
+    campaign.refresh_from_db()
+    assert campaign.status == CampaignStatus.SENDING
+
+    # the beat's own entry, every OMNI_AUTO_PAUSE_SECONDS, pauses it
+    entry = settings.CELERY_BEAT_SCHEDULE["omni-auto-pause"]
+    assert (entry["task"], entry["schedule"]) == ("campaigns.tasks.watch_sends_task", settings.OMNI_AUTO_PAUSE_SECONDS)
+    assert watch_sends_task.delay().get() == 1
+    campaign.refresh_from_db()
+    assert campaign.status == CampaignStatus.PAUSED

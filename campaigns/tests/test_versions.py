@@ -34,11 +34,11 @@ pytestmark = pytest.mark.django_db
 # deliveries, decisions, audit, visits, the empty later stages (the replies stage's claim, the
 # segment stage's look for segments in use, the date triggers' look for a journey due, support
 # automation's and the conversations waiting for an agent among them, the A/B tests due, the
-# campaigns sending and the active journeys' figures auto-pause watches, the campaign recipients
-# due and the campaigns ended), arbitration's reads of its rules and of the sends already made,
+# campaign recipients due and the campaigns ended), arbitration's reads of its rules and of the sends already made,
 # and the savepoint (and its release) each stage's batch runs in, so one bad row cannot stop the
-# rest (at most 51: each campaign stage looks once even with no campaign running).
-TICK_QUERIES_ONE_BATCH = 51
+# rest (at most 49: each campaign stage looks once even with no campaign running; auto-pause has its
+# own beat entry).
+TICK_QUERIES_ONE_BATCH = 49
 
 
 def signed_up(contact, name="signed_up"):
