@@ -1,6 +1,6 @@
 """Campaigns and journeys that pause themselves when their sends go wrong.
 
-The tick's "auto-pause" stage counts, for every campaign sending and every active journey (over
+Its own beat entry (watch_sends_task) counts, for every campaign sending and every active journey (over
 its sends of the last OMNI_AUTO_PAUSE["journey_window_hours"]), its deliveries that went out and
 how many of them bounced, drew a complaint, failed, drew an opt-out, or were engaged with. Once
 at least the minimum sample went out, a rate over its limit (or engagement under its floor)
