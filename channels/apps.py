@@ -20,6 +20,7 @@ class ChannelsConfig(AppConfig):
         from contacts import hooks as contact_hooks
 
         from .erasure import erase_channel_data
+
         contact_hooks.erase_contact.connect(erase_channel_data, dispatch_uid="channels.erase_contact")
         # The engagement filter of segments (contacts.segments keeps the registry).
         register_segment_filters()

@@ -5,6 +5,7 @@ channel, is history other rows point at) without what was said or where it went:
 own content, addresses, bodies, provider payloads, inbound bodies and media, agents' notes.
 What was still to be sent is cancelled through the state machine (channels/state.py).
 """
+from . import state
 from .models import (
     ConversationNote,
     Delivery,
@@ -15,7 +16,6 @@ from .models import (
     MessageStatus,
     OutboxMessage,
 )
-from . import state
 
 UNSENT = [MessageStatus.PENDING, MessageStatus.DEFERRED, MessageStatus.QUEUED]
 ERASED = "contact_erased"

@@ -29,6 +29,13 @@ class ContactErasureMixin:
     def has_erase_permission(self, request, obj=None):
         return request.user.has_perm(ERASE_CONTACT)
 
+    def get_actions_detail(self, request, object_id):
+        # An erased contact has nothing left to erase (its page at erase/ still says so).
+        actions = super().get_actions_detail(request, object_id)
+        if actions and self.model.objects.filter(pk=object_id, erased_at__isnull=False).exists():
+            return [action for action in actions if action.action_name != "contacts_contact_erase_detail"]
+        return actions
+
     @admin.action(description="Erase personal data of selected contacts…", permissions=["erase"])
     def erase_contacts(self, request, queryset):
         contacts = list(queryset.order_by("pk")[:MAX_ERASED_AT_ONCE + 1])

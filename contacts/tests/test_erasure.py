@@ -7,7 +7,6 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from django.utils import timezone
 
 from campaigns.models import Enrollment, EnrollmentState
 from channels.models import (
