@@ -170,3 +170,23 @@ def test_the_list_action_is_offered_only_to_roles_that_may_erase(client, staff_i
 
     client.force_login(staff_in("mara", "Marketers"))
     assert b'value="erase_contacts"' not in client.get("/admin/contacts/contact/").content
+
+
+def test_an_erased_contacts_pages_still_open(admin_client, erin):
+    from django.urls import reverse
+
+    from channels.models import Conversation
+    from contacts.actions import erase_contact
+
+    erase_contact(erin, None, "Ticket DPO-53", actor_label="test")
+    conversation = Conversation.objects.get(contact=erin)
+
+    for url in (f"/admin/contacts/contact/{erin.pk}/change/", reverse("omni-web:timeline", args=[erin.pk]),
+                "/admin/channels/message/", f"/admin/channels/conversation/{conversation.pk}/change/",
+                "/admin/compliance/suppression/", "/admin/channels/delivery/"):
+        response = admin_client.get(url)
+        assert response.status_code == 200, url
+        assert EMAIL not in response.content.decode(), url
+    # nothing left to erase: the page no longer offers it
+    page = admin_client.get(f"/admin/contacts/contact/{erin.pk}/change/").content.decode()
+    assert f"/admin/contacts/contact/{erin.pk}/erase/" not in page
