@@ -13,3 +13,6 @@ class CampaignsConfig(AppConfig):
 
         hooks.lifecycle_stage_used.connect(journey_steps_setting_stage, dispatch_uid="campaigns.lifecycle_stage_used")
         hooks.lifecycle_stage_used.connect(journeys_for_stage, dispatch_uid="campaigns.journeys_for_stage")
+        from .erasure import erase_campaign_data
+
+        hooks.erase_contact.connect(erase_campaign_data, dispatch_uid="campaigns.erase_contact")

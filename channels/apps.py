@@ -17,5 +17,10 @@ class ChannelsConfig(AppConfig):
         hooks.double_opt_in_requested.connect(send_double_opt_in_confirmation,
                                               dispatch_uid="channels.double_opt_in_requested")
         hooks.opted_in.connect(send_opt_in_confirmation, dispatch_uid="channels.opted_in")
+        from contacts import hooks as contact_hooks
+
+        from .erasure import erase_channel_data
+
+        contact_hooks.erase_contact.connect(erase_channel_data, dispatch_uid="channels.erase_contact")
         # The engagement filter of segments (contacts.segments keeps the registry).
         register_segment_filters()

@@ -254,6 +254,10 @@ class Delivery(models.Model):
             # The administrators' home: quarantined rows, and failures of the last hour per provider.
             models.Index(fields=["quarantined_at"], condition=Q(quarantined_at__isnull=False), name="delivery_quarantined"),
             models.Index(fields=["failed_at", "provider"], condition=Q(failed_at__isnull=False), name="delivery_failed_at"),
+            # Retention (channels/retention.py) blanks bodies oldest first: only deliveries still
+            # holding one are in it (a queued delivery has none until the worker renders it).
+            models.Index(fields=["queued_at"], condition=~Q(subject="", text_body="", html_body=""),
+                         name="delivery_body_kept"),
         ]
 
     def __str__(self):

@@ -5,6 +5,7 @@ from celery import shared_task
 
 from .conversations import close_waiting
 from .delivery import reconcile_stuck_deliveries, send_delivery, settle_uncertain_deliveries
+from .retention import apply_retention
 from .support_automation import ask_satisfaction
 from .webhooks.sandbox import simulate_events
 
@@ -56,6 +57,12 @@ def settle_uncertain_deliveries_task() -> None:
 def close_waiting_conversations_task() -> None:
     """Close conversations left waiting on the customer too long (beat, hourly)."""
     close_waiting()
+
+
+@shared_task(ignore_result=True)
+def apply_retention_task() -> None:
+    """Blank message bodies older than OMNI_RETENTION_DAYS, in batches (beat, daily)."""
+    apply_retention()
 
 
 @shared_task(ignore_result=True)

@@ -16,6 +16,9 @@ class ComplianceConfig(AppConfig):
 
         hooks.consents_submitted.connect(record_submitted_consents, dispatch_uid="compliance.consents_submitted")
         hooks.lifecycle_stage_used.connect(frequency_caps_using_stage, dispatch_uid="compliance.lifecycle_stage_used")
+        from .erasure import erase_compliance_data
+
+        hooks.erase_contact.connect(erase_compliance_data, dispatch_uid="compliance.erase_contact")
         # verify_audit checks the gate's decisions against the digests sealed for them.
         audit_verification.register_record_check("compliance.decisions", sealed_decision_problems)
         # The consent filter of segments (contacts.segments keeps the registry).

@@ -129,6 +129,8 @@ class SuppressionReason(models.TextChoices):
     MANUAL = "manual", "Added by staff"
     INVALID_ADDRESS = "invalid_address", "Invalid address"
     CARRIER_DEACTIVATED = "carrier_deactivated", "Number deactivated by carrier"
+    # The person asked to be forgotten: only the hash is kept, so they are never messaged again.
+    ERASURE = "erasure", "Erased on request"
 
 
 def hash_address(address: str) -> str:

@@ -340,3 +340,80 @@ def set_attribute_many(contact_ids: list[int], name: str, value, *, now) -> int:
 def set_lifecycle_stage_many(contact_ids: list[int], stage: str, *, now) -> int:
     """Move many contacts to one lifecycle stage, in one UPDATE. The caller audits."""
     return Contact.objects.filter(pk__in=list(contact_ids)).update(lifecycle_stage=stage, updated_at=now)
+
+
+# --- Erasure ----------------------------------------------------------------------------------
+
+# The reason staff or a system give for an erasure: kept beside its audit entry as personal
+# data (it may name the person), long enough for a ticket reference and a sentence or two.
+ERASURE_REASON_MAX_CHARS = 1000
+# Line breaks and tabs are fine in a reason; other control characters and lone surrogates are not.
+REASON_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+
+
+class ContactAlreadyErased(ContactErased):
+    """An erasure asked for a contact whose personal data is already gone."""
+
+    def __init__(self, contact: Contact):
+        Exception.__init__(self, f"{contact_reference_text(contact)} was already erased on "
+                                 f"{contact.erased_at:%Y-%m-%d %H:%M} UTC; there is nothing left to erase.")
+        self.external_id = contact.external_id
+
+
+def contact_reference_text(contact: Contact) -> str:
+    # Never the name or address: this text reaches logs and API answers.
+    if contact.external_id:
+        return f"The contact with external_id '{contact.external_id}'"
+    return f"Contact {contact.pk}"
+
+
+def clean_erasure_reason(why) -> str:
+    """The reason as it will be kept; InvalidField naming "reason" when it is missing or too long."""
+    if not isinstance(why, str) or not why.strip():
+        raise InvalidField("reason", "Say why the contact is erased (e.g. the request's ticket number).")
+    why = why.strip()
+    if len(why) > ERASURE_REASON_MAX_CHARS:
+        raise InvalidField("reason", f"reason is longer than {ERASURE_REASON_MAX_CHARS} characters.")
+    if REASON_FORBIDDEN.search(why):
+        raise InvalidField("reason", "reason must not contain control characters.")
+    return why
+
+
+def erase_contact(contact: Contact, actor=None, why: str = "", *, actor_label: str = "", now=None) -> dict:
+    """Erase the contact's personal data in every app, in one transaction, on request.
+
+    The apps above contacts empty what they keep (contacts.hooks.erase_contact: consent
+    evidence, suppression addresses with their hashes kept, message bodies and addresses,
+    enrollment context...) and cancel what was still to be sent; contacts blanks the profile,
+    attributes, event properties and devices and sets erased_at; the audit log's personal data
+    about the contact is emptied with its keys (the chained entries hold only plain ids and stay
+    valid). Audited "contact.erased" with the counts; `why` is kept as personal data beside that
+    entry, never in the chain. Returns the counts by what was emptied.
+
+    Raises InvalidField ("reason") for a missing or oversized reason and ContactAlreadyErased
+    when the contact was erased before; nothing is changed then.
+    """
+    from django.utils import timezone  # `now`, imported above, is this function's argument here
+
+    from .erasure import erase_profile
+
+    why = clean_erasure_reason(why)
+    now = now or timezone.now()
+    contact.refresh_from_db()
+    if contact.erased_at is not None:
+        raise ContactAlreadyErased(contact)
+    with transaction.atomic():
+        # The apps above first: channels locks the contact's unsent messages before anything
+        # locks the contact row (the lock order of channels/state.py: messages, then contacts).
+        counts = {}
+        for _, answer in hooks.send(hooks.erase_contact, contact=contact, now=now):
+            counts.update(answer or {})
+        erased = erase_profile(contact, now)
+        if erased is None:
+            contact.refresh_from_db(fields=["erased_at"])
+            raise ContactAlreadyErased(contact)  # erased meanwhile by another request: all rolls back
+        counts.update({f"contacts.{name}": count for name, count in erased.items()})
+        counts["omni.audit_personal_data"] = audit.erase_personal_data(contact.pk, now=now)
+        audit.record("contact.erased", contact=contact, obj=contact, actor=actor, actor_label=actor_label,
+                     reason="erasure_request", data={"counts": counts}, personal={"why": why})
+    return counts

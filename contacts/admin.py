@@ -16,6 +16,7 @@ from omni.lib.quarantine import QuarantineAdminMixin, QuarantinedFilter
 
 from . import segments
 from .data_types import contact_problems
+from .erasure_admin import ContactErasureMixin
 from .models import (
     AttributeDefinition,
     Contact,
@@ -71,7 +72,7 @@ class LifecycleStageFilter(admin.SimpleListFilter):
 
 
 @admin.register(Contact)
-class ContactAdmin(ModelAdmin, ImportExportModelAdmin):
+class ContactAdmin(ContactErasureMixin, ModelAdmin, ImportExportModelAdmin):
     form = ContactForm
     resource_classes = [ContactResource]
     # Unfold's forms, so the import and export pages use the theme's widgets (the export one that
@@ -94,7 +95,7 @@ class ContactAdmin(ModelAdmin, ImportExportModelAdmin):
     # contacts depends on no other app, so the apps built on it add their own inlines here
     # (compliance adds consents) instead of this module importing them.
     inlines = [DeviceInline]
-    actions = ["pause_messaging", "resume_messaging"]
+    actions = ["pause_messaging", "resume_messaging", "erase_contacts"]
 
     def get_readonly_fields(self, request, obj=None):
         # Only staff allowed to mark test contacts change the flag: a journey in testing sends

@@ -4,7 +4,15 @@ from django.urls import reverse
 from omni.api import ApiError, api_view, json_response, route_by_method
 from omni.models import ApiScope
 
-from .actions import ContactErased, ContactNotFound, InvalidField, get_contact, upsert_contact
+from .actions import (
+    ContactAlreadyErased,
+    ContactErased,
+    ContactNotFound,
+    InvalidField,
+    erase_contact,
+    get_contact,
+    upsert_contact,
+)
 from .ingest import EventSubmission, IdempotencyKeyReused, receive_events, request_fingerprint
 
 # All API keys share one idempotency scope: a retry sent after the key was rotated is still
@@ -39,6 +47,27 @@ def write_contact(request, external_id):
 
 
 contact_endpoint = route_by_method(GET=read_contact, PUT=write_contact)
+
+ERASE_BODY_FIELDS = frozenset({"reason"})
+
+
+@api_view(scope=ApiScope.CONTACTS_ERASE, methods=["POST"])
+def post_erase(request, external_id):
+    """{"reason": "..."}: erase the contact's personal data in every app; 409 if erased before."""
+    unknown = sorted(set(request.json) - ERASE_BODY_FIELDS)
+    if unknown:
+        raise InvalidField(unknown[0], f"Unknown field(s): {', '.join(unknown)}; send only reason.",
+                           code="unknown_field")
+    try:
+        contact = get_contact(external_id)
+        counts = erase_contact(contact, None, request.json.get("reason"), actor_label=actor_label(request))
+    except ContactNotFound as exc:
+        raise ApiError(404, "contact_not_found", str(exc), field="external_id") from None
+    except ContactAlreadyErased as exc:
+        raise ApiError(409, "contact_already_erased", str(exc), field="external_id") from None
+    contact.refresh_from_db()
+    return json_response({"id": contact.pk, "external_id": contact.external_id, "erased_at": contact.erased_at,
+                          "erased": counts})
 
 
 @api_view(scope=ApiScope.EVENTS_WRITE, methods=["POST"])

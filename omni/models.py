@@ -19,6 +19,7 @@ class ApiScope(models.TextChoices):
     CONTACTS_READ = "contacts:read", "Read contacts"
     MESSAGES_WRITE = "messages:write", "Send messages"
     JOURNEYS_WRITE = "journeys:write", "Enroll contacts in journeys"
+    CONTACTS_ERASE = "contacts:erase", "Erase contacts' personal data"
 
 
 class ApiKeyQuerySet(models.QuerySet):

@@ -312,6 +312,12 @@ OMNI_AUDIT_CHECKPOINT_LOCK_MODE = env.str("OMNI_AUDIT_CHECKPOINT_LOCK_MODE", def
 # When beat verifies the audit chain (verify_audit, recorded as an audit.verified entry that the
 # compliance home shows): a crontab "minute hour day_of_month month_of_year day_of_week", in UTC.
 OMNI_VERIFY_AUDIT_CRON = env.str("OMNI_VERIFY_AUDIT_CRON", default="17 3 * * *")
+# Retention (channels/retention.py): message bodies (deliveries, own content, inbound messages)
+# older than this many days are blanked, the rows kept. 0, the default, keeps them for ever:
+# how long to keep them is each organisation's policy, and turning it on blanks history.
+OMNI_RETENTION_DAYS = env.int("OMNI_RETENTION_DAYS", default=0)
+# When beat applies it: a crontab in UTC, as OMNI_VERIFY_AUDIT_CRON.
+OMNI_RETENTION_CRON = env.str("OMNI_RETENTION_CRON", default="41 2 * * *")
 
 # --- Channels and providers -----------------------------------------------------------------
 # Which provider delivers each channel: "sandbox" (stores what would have been sent and
@@ -454,6 +460,7 @@ LOGGING = {
 # django-celery-beat's DatabaseScheduler copies these entries into its tables at start, where
 # operators can see and change them in the admin.
 _verify_minute, _verify_hour, _verify_day, _verify_month, _verify_weekday = OMNI_VERIFY_AUDIT_CRON.split()
+_retention_minute, _retention_hour, _retention_day, _retention_month, _retention_weekday = OMNI_RETENTION_CRON.split()
 CELERY_BEAT_SCHEDULE = {
     "omni-verify-audit": {"task": "omni.tasks.verify_audit_task", "options": {"queue": "default"},
                           "schedule": crontab(minute=_verify_minute, hour=_verify_hour, day_of_month=_verify_day,
@@ -466,4 +473,7 @@ CELERY_BEAT_SCHEDULE = {
     "omni-close-waiting-conversations": {"task": "channels.tasks.close_waiting_conversations_task", "schedule": 3600.0, "options": {"queue": "default", "expires": 1800}},
     "omni-ask-satisfaction": {"task": "channels.tasks.ask_satisfaction_task", "schedule": 60.0, "options": {"queue": "default", "expires": 120}},
     "omni-expire-double-opt-ins": {"task": "compliance.tasks.expire_double_opt_ins_task", "schedule": 3600.0, "options": {"queue": "default", "expires": 1800}},
+    "omni-apply-retention": {"task": "channels.tasks.apply_retention_task", "options": {"queue": "default"},
+                             "schedule": crontab(minute=_retention_minute, hour=_retention_hour, day_of_month=_retention_day,
+                                                 month_of_year=_retention_month, day_of_week=_retention_weekday)},
 }
