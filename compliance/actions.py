@@ -4,7 +4,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from omni import audit
-from omni.choices import Channel, Purpose
+from omni.choices import Channel, LawfulBasis, Purpose
 
 from . import hooks
 from .links import confirmation_url
@@ -33,6 +33,8 @@ def record_consent_change(contact, channel: str, purpose: str, status: str, sour
         raise ValueError(f"Unknown consent status {status!r}.")
     if source not in ConsentSource.values:
         raise ValueError(f"Unknown consent source {source!r}.")
+    if lawful_basis and lawful_basis not in LawfulBasis.values:
+        raise ValueError(f"Unknown lawful basis {lawful_basis!r}.")
     occurred_at = occurred_at or timezone.now()
     confirm = status == ConsentStatus.GRANTED and needs_double_opt_in(channel, purpose, source)
     if confirm:
@@ -235,4 +237,5 @@ def record_submitted_consents(sender, *, contact, consents: list[dict], source: 
     """contacts.hooks.consents_submitted: record each consent sent with a contact."""
     for consent in consents:
         record_consent_change(contact, consent["channel"], consent["purpose"], consent["status"], source,
-                              evidence=consent["evidence"], actor_label=actor_label)
+                              evidence=consent["evidence"], lawful_basis=consent.get("lawful_basis", ""),
+                              actor_label=actor_label)

@@ -2,19 +2,24 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
+from django.core.exceptions import PermissionDenied
 from django.db.models import Q
-from django.urls import reverse
+from django.http import HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from contacts.admin import add_contact_inline
-from contacts.models import LifecycleStage
+from contacts.models import Contact, LifecycleStage
 from contacts.phones import normalize_phone
 from omni import audit
 from omni.lib.admin import ModelAdmin, ReadOnlyAdminMixin, ReadOnlyInline, adopt_saved, link_by_id
-from omni.choices import Channel
+from omni.choices import Channel, ConsentStatus
 
 from . import actions, gate
+from .consent_forms import RecordConsentForm
 from .models import (
     Consent,
     ConsentChange,
@@ -30,11 +35,31 @@ from .models import (
 CONTACT_SEARCH_FIELDS = ["contact__email", "contact__phone", "contact__external_id"]
 
 
+RECORD_CONSENT = "compliance.add_consentchange"
+
+
 class ConsentInline(ReadOnlyInline):
+    """The contact's current consents, and below them the form that records a change.
+
+    The form has a view of its own (ConsentChangeAdmin.record_consent_view): its button posts
+    the contact page's form there, so staff who may record consent but not change the contact
+    (compliance) use it from the contact's page; the contact's own fields are not saved by it.
+    """
+
     model = Consent
     fields = ["channel", "purpose", "status", "lawful_basis", "updated_at"]
     ordering = ["channel", "purpose"]
-    verbose_name_plural = "consents (read-only: each is the latest entry of its consent history)"
+    verbose_name_plural = "consents (each is the latest entry of its consent history)"
+    template_after = "compliance/admin/record_consent_inline.html"
+    record_form = None
+    record_url = ""
+
+    def get_formset(self, request, obj=None, **kwargs):
+        # A fresh inline per request (ModelAdmin.get_inline_instances): the template reads these.
+        if obj is not None and obj.erased_at is None and request.user.has_perm(RECORD_CONSENT):
+            self.record_form = RecordConsentForm()
+            self.record_url = reverse("admin:compliance_consentchange_record", args=[obj.pk])
+        return super().get_formset(request, obj, **kwargs)
 
 
 add_contact_inline(ConsentInline)
@@ -82,6 +107,31 @@ class ConsentChangeAdmin(ReadOnlyAdminMixin, ModelAdmin):
     search_fields = [*CONTACT_SEARCH_FIELDS, "actor_label"]
     list_select_related = ["contact", "actor"]
     date_hierarchy = "occurred_at"
+
+    def get_urls(self):
+        record = path("record/<int:contact_id>/", self.admin_site.admin_view(self.record_consent_view),
+                      name="compliance_consentchange_record")
+        return [record, *super().get_urls()]
+
+    def record_consent_view(self, request, contact_id):
+        """Record a consent change for one contact: posted from the contact page's consent form
+        (or this page's, which shows the form again with what was refused)."""
+        if not request.user.has_perm(RECORD_CONSENT):
+            raise PermissionDenied
+        contact = get_object_or_404(Contact, pk=contact_id, erased_at__isnull=True)
+        contact_url = reverse("admin:contacts_contact_change", args=[contact.pk])
+        form = RecordConsentForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            change = form.record(contact, actor=request.user)
+            waiting = " It waits for the contact's confirmation (double opt-in)." if (
+                change.status == ConsentStatus.PENDING) else ""
+            messages.success(request, f"Recorded: {change.get_channel_display()} {change.get_purpose_display().lower()} "
+                                      f"{change.get_status_display().lower()} ({change.get_source_display()}).{waiting}")
+            return HttpResponseRedirect(f"{contact_url}#consents-group")
+        context = {**self.admin_site.each_context(request), "title": f"Record consent for {contact}",
+                   "opts": self.opts, "contact": contact, "contact_url": contact_url, "form": form}
+        return TemplateResponse(request, "compliance/admin/record_consent.html", context,
+                                status=400 if request.method == "POST" else 200)
 
 
 class SuppressionForm(forms.ModelForm):
