@@ -298,8 +298,9 @@ def clean_consents(consents) -> list[dict]:
                               ("status", SUBMITTED_CONSENT_STATUSES)):
             if consent.get(field) not in values:
                 raise InvalidField(f"{where}.{field}", f"{field} must be one of {', '.join(values)}.")
-        lawful_basis = consent.get("lawful_basis") or ""
-        if lawful_basis not in LawfulBasis.values:
+        lawful_basis = consent.get("lawful_basis")
+        lawful_basis = "" if lawful_basis is None else lawful_basis
+        if lawful_basis not in ["", *LawfulBasis.values]:
             raise InvalidField(f"{where}.lawful_basis",
                                f"lawful_basis must be one of {', '.join(LawfulBasis.values)} (or left out).")
         evidence = consent.get("evidence") or {}
