@@ -8,7 +8,17 @@ from omni.choices import Channel, LawfulBasis, Purpose
 
 from . import hooks
 from .links import confirmation_url
-from .models import Consent, ConsentChange, ConsentSource, ConsentStatus, Suppression, SuppressionReason, hash_address
+from .models import (
+    Consent,
+    ConsentChange,
+    ConsentSource,
+    ConsentStatus,
+    ConsentText,
+    ConsentTextKey,
+    Suppression,
+    SuppressionReason,
+    hash_address,
+)
 
 
 @transaction.atomic
@@ -70,6 +80,35 @@ def record_consent_change(contact, channel: str, purpose: str, status: str, sour
     if opts_in and current:
         hooks.send(hooks.opted_in, change=change)
     return change
+
+
+# Two staff publishing a text of one key at once: the second retries with the next version.
+PUBLISH_ATTEMPTS = 3
+
+
+def publish_consent_text(key: str, text: str, *, actor=None) -> ConsentText:
+    """Add the next version of the consent text shown at `key`; the pages show it from now on.
+
+    Earlier versions stay as they were: the evidence of consents given under them names them.
+    """
+    if key not in ConsentTextKey.values:
+        raise ValueError(f"Unknown consent text key {key!r}.")
+    text = (text or "").strip()
+    if not text:
+        raise ValueError("A consent text cannot be empty.")
+    for attempt in range(PUBLISH_ATTEMPTS):
+        try:
+            with transaction.atomic():
+                current = ConsentText.objects.current(key)
+                published = ConsentText.objects.create(
+                    key=key, version=(current.version + 1) if current else 1, text=text,
+                    created_by=actor if getattr(actor, "is_authenticated", False) else None)
+                audit.record("consent_text.published", obj=published, actor=actor, reason=key,
+                             data={"key": key, "version": published.version})
+                return published
+        except IntegrityError:
+            if attempt == PUBLISH_ATTEMPTS - 1:
+                raise
 
 
 def needs_double_opt_in(channel: str, purpose: str, source: str) -> bool:

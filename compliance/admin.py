@@ -23,6 +23,7 @@ from .consent_forms import RecordConsentForm
 from .models import (
     Consent,
     ConsentChange,
+    ConsentText,
     Decision,
     FrequencyCap,
     KeywordList,
@@ -132,6 +133,58 @@ class ConsentChangeAdmin(ReadOnlyAdminMixin, ModelAdmin):
                    "opts": self.opts, "contact": contact, "contact_url": contact_url, "form": form}
         return TemplateResponse(request, "compliance/admin/record_consent.html", context,
                                 status=400 if request.method == "POST" else 200)
+
+
+class ConsentTextForm(forms.ModelForm):
+    class Meta:
+        model = ConsentText
+        fields = ["key", "text"]
+
+
+@admin.register(ConsentText)
+class ConsentTextAdmin(ModelAdmin):
+    """The words shown where people consent on Omni's own pages. A text is never edited: writing
+    one makes the next version of its key, and the pages show the newest."""
+
+    form = ConsentTextForm
+    list_display = ["key", "version", "excerpt", "created_by", "created_at", "new_version_link"]
+    list_filter = ["key"]
+    search_fields = ["text"]
+    list_select_related = ["created_by"]
+    readonly_fields = ["version", "created_by", "created_at", "new_version_link"]
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["key", "text"]
+        return ["key", "version", "text", "created_by", "created_at", "new_version_link"]
+
+    def get_changeform_initial_data(self, request):
+        # "New version" starts from the newest text of its key.
+        initial = super().get_changeform_initial_data(request)
+        current = ConsentText.objects.current(initial.get("key", ""))
+        if current is not None:
+            initial["text"] = current.text
+        return initial
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # consent evidence names the versions
+
+    def save_model(self, request, obj, form, change):
+        adopt_saved(obj, actions.publish_consent_text(obj.key, obj.text, actor=request.user))
+
+    @admin.display(description="excerpt")
+    def excerpt(self, obj):
+        return obj.text if len(obj.text) <= 80 else f"{obj.text[:79]}…"
+
+    @admin.display(description="")
+    def new_version_link(self, obj):
+        if obj.pk is None:
+            return ""
+        return format_html('<a class="new-version" href="{}?key={}">Write a new version</a>',
+                           reverse("admin:compliance_consenttext_add"), obj.key)
 
 
 class SuppressionForm(forms.ModelForm):

@@ -87,17 +87,32 @@ class ConsentChange(models.Model):
         return f"{self.contact}: {self.channel}/{self.purpose} -> {self.status} ({self.source})"
 
 
+class ConsentTextKey(models.TextChoices):
+    """The pages of Omni's own where a person reads a consent text."""
+    PREFERENCE_PAGE = "preference_page", "Preference page"
+    DOUBLE_OPT_IN = "double_opt_in", "Double opt-in confirmation"
+
+
+class ConsentTextQuerySet(models.QuerySet):
+    def current(self, key: str) -> "ConsentText | None":
+        """The newest version of the text shown at `key`, or None when none was written."""
+        return self.filter(key=key).order_by("-version").first()
+
+
 class ConsentText(models.Model):
     """One version of the words a person reads when giving consent on one of Omni's own pages
     (the preference page, the double opt-in form). Versions are never edited: a new text is a
-    new version, and consent evidence names the version that was shown."""
+    new version (compliance.actions.publish_consent_text), and consent evidence names the
+    version that was shown."""
 
-    key = models.SlugField(max_length=50, help_text="Where the text is shown, e.g. preference_page.")
+    key = models.SlugField(max_length=50, choices=ConsentTextKey.choices, help_text="Where the text is shown.")
     version = models.PositiveIntegerField(editable=False)
     text = models.TextField()
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+", editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    objects = ConsentTextQuerySet.as_manager()
 
     class Meta:
         ordering = ["key", "-version"]
