@@ -239,14 +239,21 @@ def suppress(address: str, *, channel: str = "", purpose: str = "", reason: str,
     return suppression, True
 
 
+def renews(current_expires_at, new_expires_at, now=None) -> bool:
+    """Whether a new suppression of a scope already suppressed replaces the one there: when that
+    one has expired, or the new one outlasts it (a hard bounce after a temporary manual one)."""
+    if current_expires_at is None:
+        return False
+    expired = current_expires_at <= (now or timezone.now())
+    return expired or new_expires_at is None or new_expires_at > current_expires_at
+
+
 def _renew_if_outlasted(existing: Suppression, *, reason, contact, detail, actor, actor_label,
                         expires_at) -> tuple[Suppression, bool]:
     """Renew a (locked) suppression the new one outlasts; (existing, False) otherwise."""
-    now = timezone.now()
-    expired = existing.expires_at is not None and existing.expires_at <= now
-    outlasted = existing.expires_at is not None and (expires_at is None or expires_at > existing.expires_at)
-    if not (expired or outlasted):
+    if not renews(existing.expires_at, expires_at):
         return existing, False
+    now = timezone.now()
     # The details (a provider's error text, a staff note) may name the person: outside the chain.
     previous = {"reason": existing.reason, "created_at": existing.created_at.isoformat(),
                 "expires_at": existing.expires_at.isoformat() if existing.expires_at else None}
@@ -265,9 +272,13 @@ def _renew_if_outlasted(existing: Suppression, *, reason, contact, detail, actor
 
 @transaction.atomic
 def lift_suppression(suppression: Suppression, *, actor=None, actor_label: str = "", why: str = "") -> None:
+    """Remove a suppression: the address may be messaged again in its scope. `why` (staff's own
+    words may name the person) is kept with the entry as personal data, outside the chain."""
     audit.record(
-        "suppression.lifted", contact=suppression.contact, obj=suppression, actor=actor, actor_label=actor_label,
-        channel=suppression.channel, reason=suppression.reason, data={"why": why, "address_hash": suppression.address_hash},
+        "suppression.lifted", contact_id=suppression.contact_id, obj=suppression, actor=actor,
+        actor_label=actor_label, channel=suppression.channel, reason=suppression.reason,
+        data={"purpose": suppression.purpose, "address_hash": suppression.address_hash},
+        personal={"why": why} if why else None,
     )
     suppression.delete()
 
