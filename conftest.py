@@ -104,7 +104,7 @@ def _audit_checkpoints(settings, tmp_path):
 # the flush's post_migrate makes those of today's models only, not those older migrations name.
 SEEDED_MODELS = ["contenttypes.ContentType", "auth.Permission", "auth.Group", "contacts.LifecycleStage",
                  "compliance.KeywordList", "channels.DefaultChannelPlan", "message_templates.OptOutDisclosure",
-                 "channels.ArbitrationRule"]
+                 "channels.ArbitrationRule", "compliance.ConsentText"]
 # Restored by natural key, and only where missing (post_migrate made most of them again).
 NATURAL_KEYED = {"contenttypes.ContentType", "auth.Permission"}
 _seeded_rows: list[str] = []

@@ -4,11 +4,21 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from omni import audit
-from omni.choices import Channel, Purpose
+from omni.choices import Channel, LawfulBasis, Purpose
 
 from . import hooks
 from .links import confirmation_url
-from .models import Consent, ConsentChange, ConsentSource, ConsentStatus, Suppression, SuppressionReason, hash_address
+from .models import (
+    Consent,
+    ConsentChange,
+    ConsentSource,
+    ConsentStatus,
+    ConsentText,
+    ConsentTextKey,
+    Suppression,
+    SuppressionReason,
+    hash_address,
+)
 
 
 @transaction.atomic
@@ -33,6 +43,8 @@ def record_consent_change(contact, channel: str, purpose: str, status: str, sour
         raise ValueError(f"Unknown consent status {status!r}.")
     if source not in ConsentSource.values:
         raise ValueError(f"Unknown consent source {source!r}.")
+    if lawful_basis and lawful_basis not in LawfulBasis.values:
+        raise ValueError(f"Unknown lawful basis {lawful_basis!r}.")
     occurred_at = occurred_at or timezone.now()
     confirm = status == ConsentStatus.GRANTED and needs_double_opt_in(channel, purpose, source)
     if confirm:
@@ -68,6 +80,35 @@ def record_consent_change(contact, channel: str, purpose: str, status: str, sour
     if opts_in and current:
         hooks.send(hooks.opted_in, change=change)
     return change
+
+
+# Two staff publishing a text of one key at once: the second retries with the next version.
+PUBLISH_ATTEMPTS = 3
+
+
+def publish_consent_text(key: str, text: str, *, actor=None) -> ConsentText:
+    """Add the next version of the consent text shown at `key`; the pages show it from now on.
+
+    Earlier versions stay as they were: the evidence of consents given under them names them.
+    """
+    if key not in ConsentTextKey.values:
+        raise ValueError(f"Unknown consent text key {key!r}.")
+    text = (text or "").strip()
+    if not text:
+        raise ValueError("A consent text cannot be empty.")
+    for attempt in range(PUBLISH_ATTEMPTS):
+        try:
+            with transaction.atomic():
+                current = ConsentText.objects.current(key)
+                published = ConsentText.objects.create(
+                    key=key, version=(current.version + 1) if current else 1, text=text,
+                    created_by=actor if getattr(actor, "is_authenticated", False) else None)
+                audit.record("consent_text.published", obj=published, actor=actor, reason=key,
+                             data={"key": key, "version": published.version})
+                return published
+        except IntegrityError:
+            if attempt == PUBLISH_ATTEMPTS - 1:
+                raise
 
 
 def needs_double_opt_in(channel: str, purpose: str, source: str) -> bool:
@@ -198,14 +239,21 @@ def suppress(address: str, *, channel: str = "", purpose: str = "", reason: str,
     return suppression, True
 
 
+def renews(current_expires_at, new_expires_at, now=None) -> bool:
+    """Whether a new suppression of a scope already suppressed replaces the one there: when that
+    one has expired, or the new one outlasts it (a hard bounce after a temporary manual one)."""
+    if current_expires_at is None:
+        return False
+    expired = current_expires_at <= (now or timezone.now())
+    return expired or new_expires_at is None or new_expires_at > current_expires_at
+
+
 def _renew_if_outlasted(existing: Suppression, *, reason, contact, detail, actor, actor_label,
                         expires_at) -> tuple[Suppression, bool]:
     """Renew a (locked) suppression the new one outlasts; (existing, False) otherwise."""
-    now = timezone.now()
-    expired = existing.expires_at is not None and existing.expires_at <= now
-    outlasted = existing.expires_at is not None and (expires_at is None or expires_at > existing.expires_at)
-    if not (expired or outlasted):
+    if not renews(existing.expires_at, expires_at):
         return existing, False
+    now = timezone.now()
     # The details (a provider's error text, a staff note) may name the person: outside the chain.
     previous = {"reason": existing.reason, "created_at": existing.created_at.isoformat(),
                 "expires_at": existing.expires_at.isoformat() if existing.expires_at else None}
@@ -224,9 +272,13 @@ def _renew_if_outlasted(existing: Suppression, *, reason, contact, detail, actor
 
 @transaction.atomic
 def lift_suppression(suppression: Suppression, *, actor=None, actor_label: str = "", why: str = "") -> None:
+    """Remove a suppression: the address may be messaged again in its scope. `why` (staff's own
+    words may name the person) is kept with the entry as personal data, outside the chain."""
     audit.record(
-        "suppression.lifted", contact=suppression.contact, obj=suppression, actor=actor, actor_label=actor_label,
-        channel=suppression.channel, reason=suppression.reason, data={"why": why, "address_hash": suppression.address_hash},
+        "suppression.lifted", contact_id=suppression.contact_id, obj=suppression, actor=actor,
+        actor_label=actor_label, channel=suppression.channel, reason=suppression.reason,
+        data={"purpose": suppression.purpose, "address_hash": suppression.address_hash},
+        personal={"why": why} if why else None,
     )
     suppression.delete()
 
@@ -235,4 +287,5 @@ def record_submitted_consents(sender, *, contact, consents: list[dict], source: 
     """contacts.hooks.consents_submitted: record each consent sent with a contact."""
     for consent in consents:
         record_consent_change(contact, consent["channel"], consent["purpose"], consent["status"], source,
-                              evidence=consent["evidence"], actor_label=actor_label)
+                              evidence=consent["evidence"], lawful_basis=consent.get("lawful_basis", ""),
+                              actor_label=actor_label)

@@ -1,23 +1,29 @@
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
-from django.core.validators import validate_email
+from django.contrib.admin import helpers
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Q
-from django.urls import reverse
+from django.http import HttpResponseRedirect, StreamingHttpResponse
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from unfold.decorators import action as unfold_action
+from unfold.widgets import UnfoldAdminTextareaWidget
 
 from contacts.admin import add_contact_inline
-from contacts.models import LifecycleStage
-from contacts.phones import normalize_phone
+from contacts.models import Contact, LifecycleStage
 from omni import audit
+from omni.choices import ConsentStatus
 from omni.lib.admin import ModelAdmin, ReadOnlyAdminMixin, ReadOnlyInline, adopt_saved, link_by_id
-from omni.choices import Channel
 
 from . import actions, gate
+from .consent_forms import RecordConsentForm
 from .models import (
     Consent,
     ConsentChange,
+    ConsentText,
     Decision,
     FrequencyCap,
     KeywordList,
@@ -25,16 +31,46 @@ from .models import (
     SendingPause,
     SendLedger,
     Suppression,
+    suppressed_address,
+)
+from .suppression_files import (
+    IMPORT_COLUMNS,
+    MAX_FILE_BYTES,
+    FileRefused,
+    contact_with_address,
+    export_rows,
+    import_suppressions,
+    read_suppressions,
 )
 
 CONTACT_SEARCH_FIELDS = ["contact__email", "contact__phone", "contact__external_id"]
 
 
+RECORD_CONSENT = "compliance.add_consentchange"
+
+
 class ConsentInline(ReadOnlyInline):
+    """The contact's current consents, and below them the form that records a change.
+
+    The form has a view of its own (ConsentChangeAdmin.record_consent_view): its button posts
+    the contact page's form there, so staff who may record consent but not change the contact
+    (compliance) use it from the contact's page; the contact's own fields are not saved by it.
+    """
+
     model = Consent
     fields = ["channel", "purpose", "status", "lawful_basis", "updated_at"]
     ordering = ["channel", "purpose"]
-    verbose_name_plural = "consents (read-only: each is the latest entry of its consent history)"
+    verbose_name_plural = "consents (each is the latest entry of its consent history)"
+    template_after = "compliance/admin/record_consent_inline.html"
+    record_form = None
+    record_url = ""
+
+    def get_formset(self, request, obj=None, **kwargs):
+        # A fresh inline per request (ModelAdmin.get_inline_instances): the template reads these.
+        if obj is not None and obj.erased_at is None and request.user.has_perm(RECORD_CONSENT):
+            self.record_form = RecordConsentForm()
+            self.record_url = reverse("admin:compliance_consentchange_record", args=[obj.pk])
+        return super().get_formset(request, obj, **kwargs)
 
 
 add_contact_inline(ConsentInline)
@@ -83,12 +119,91 @@ class ConsentChangeAdmin(ReadOnlyAdminMixin, ModelAdmin):
     list_select_related = ["contact", "actor"]
     date_hierarchy = "occurred_at"
 
+    def get_urls(self):
+        record = path("record/<int:contact_id>/", self.admin_site.admin_view(self.record_consent_view),
+                      name="compliance_consentchange_record")
+        return [record, *super().get_urls()]
+
+    def record_consent_view(self, request, contact_id):
+        """Record a consent change for one contact: posted from the contact page's consent form
+        (or this page's, which shows the form again with what was refused)."""
+        if not request.user.has_perm(RECORD_CONSENT):
+            raise PermissionDenied
+        contact = get_object_or_404(Contact, pk=contact_id, erased_at__isnull=True)
+        contact_url = reverse("admin:contacts_contact_change", args=[contact.pk])
+        form = RecordConsentForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            change = form.record(contact, actor=request.user)
+            waiting = " It waits for the contact's confirmation (double opt-in)." if (
+                change.status == ConsentStatus.PENDING) else ""
+            messages.success(request, f"Recorded: {change.get_channel_display()} {change.get_purpose_display().lower()} "
+                                      f"{change.get_status_display().lower()} ({change.get_source_display()}).{waiting}")
+            return HttpResponseRedirect(f"{contact_url}#consents-group")
+        context = {**self.admin_site.each_context(request), "title": f"Record consent for {contact}",
+                   "opts": self.opts, "contact": contact, "contact_url": contact_url, "form": form}
+        return TemplateResponse(request, "compliance/admin/record_consent.html", context,
+                                status=400 if request.method == "POST" else 200)
+
+
+class ConsentTextForm(forms.ModelForm):
+    class Meta:
+        model = ConsentText
+        fields = ["key", "text"]
+
+
+@admin.register(ConsentText)
+class ConsentTextAdmin(ModelAdmin):
+    """The words shown where people consent on Omni's own pages. A text is never edited: writing
+    one makes the next version of its key, and the pages show the newest."""
+
+    form = ConsentTextForm
+    list_display = ["key", "version", "excerpt", "created_by", "created_at", "new_version_link"]
+    list_filter = ["key"]
+    search_fields = ["text"]
+    list_select_related = ["created_by"]
+    readonly_fields = ["version", "created_by", "created_at", "new_version_link"]
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["key", "text"]
+        return ["key", "version", "text", "created_by", "created_at", "new_version_link"]
+
+    def get_changeform_initial_data(self, request):
+        # "New version" starts from the newest text of its key.
+        initial = super().get_changeform_initial_data(request)
+        current = ConsentText.objects.current(initial.get("key", ""))
+        if current is not None:
+            initial["text"] = current.text
+        return initial
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # consent evidence names the versions
+
+    def save_model(self, request, obj, form, change):
+        adopt_saved(obj, actions.publish_consent_text(obj.key, obj.text, actor=request.user))
+
+    @admin.display(description="excerpt")
+    def excerpt(self, obj):
+        return obj.text if len(obj.text) <= 80 else f"{obj.text[:79]}…"
+
+    @admin.display(description="")
+    def new_version_link(self, obj):
+        if obj.pk is None:
+            return ""
+        return format_html('<a class="new-version" href="{}?key={}">Write a new version</a>',
+                           reverse("admin:compliance_consenttext_add"), obj.key)
+
 
 class SuppressionForm(forms.ModelForm):
     class Meta:
         model = Suppression
         fields = ["address", "channel", "purpose", "reason", "detail", "contact", "expires_at"]
-        help_texts = {"address": "An email address, a phone number (stored as E.164) or a push token."}
+        help_texts = {"address": "An email address for email, a phone number (stored as E.164) for SMS, WhatsApp "
+                                 "and RCS, either for all channels, a push token for push.",
+                      "contact": "Empty: the contact with this address, if there is one."}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -96,23 +211,30 @@ class SuppressionForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
-        address = (cleaned.get("address") or "").strip()
-        channel = cleaned.get("channel")
-        if not address or channel == Channel.PUSH:
+        if not cleaned.get("address") or "channel" not in cleaned:
             return cleaned
-        # The gate looks suppressions up by the hash of the address exactly as contacts store
-        # it, so a number typed as "(415) 555-0100" must become +14155550100 to ever match.
+        contact = cleaned.get("contact")
         try:
-            if "@" in address:
-                validate_email(address)
-                cleaned["address"] = address.lower()
-            else:
-                contact = cleaned.get("contact")
-                region = (contact.country or None) if contact else None
-                cleaned["address"] = normalize_phone(address, default_region=region)
+            cleaned["address"] = suppressed_address(cleaned["address"], cleaned["channel"],
+                                                    default_region=(contact.country or None) if contact else None)
         except ValidationError as exc:
             self.add_error("address", exc)
+            return cleaned
+        if contact is None:
+            cleaned["contact"] = contact_with_address(cleaned["address"])
         return cleaned
+
+
+class LiftSuppressionsForm(forms.Form):
+    why = forms.CharField(label="Why lift them", max_length=500, widget=UnfoldAdminTextareaWidget(attrs={"rows": 3}),
+                          help_text="Kept with the audit entry (outside the chain: it may name the person).")
+
+
+class ImportSuppressionsForm(forms.Form):
+    file = forms.FileField(help_text=f"CSV, UTF-8, header row with the columns: {', '.join(IMPORT_COLUMNS)}. "
+                                     "Blank channel or purpose: all of them; blank reason: manual.")
+    skip_bad_rows = forms.BooleanField(required=False, label="Import the valid rows and skip the bad ones",
+                                       help_text="Unticked: one bad row and nothing is imported.")
 
 
 @admin.register(Suppression)
@@ -123,7 +245,8 @@ class SuppressionAdmin(ModelAdmin):
     search_fields = ["address", "address_hash", "detail", *CONTACT_SEARCH_FIELDS]
     list_select_related = ["contact", "created_by"]
     autocomplete_fields = ["contact"]
-    actions = ["lift_suppressions"]
+    actions = ["lift_suppressions", "export_csv"]
+    actions_list = ["import_csv"]
 
     def has_change_permission(self, request, obj=None):
         # A suppression is never edited in place: lift it and add a new one, both audited.
@@ -134,6 +257,13 @@ class SuppressionAdmin(ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False  # "Lift selected suppressions" removes them, with an audit entry.
+
+    def has_export_permission(self, request):
+        # The file holds addresses: personal data leaving Omni.
+        return request.user.has_perms(["compliance.view_suppression", "compliance.change_suppression"])
+
+    def has_import_csv_permission(self, request):
+        return request.user.has_perm("compliance.add_suppression")
 
     def save_model(self, request, obj, form, change):
         suppression, created = actions.suppress(
@@ -146,11 +276,55 @@ class SuppressionAdmin(ModelAdmin):
 
     @admin.action(description="Lift selected suppressions", permissions=["change"])
     def lift_suppressions(self, request, queryset):
-        count = 0
-        for suppression in queryset:
-            actions.lift_suppression(suppression, actor=request.user, why="lifted in the admin")
-            count += 1
-        self.message_user(request, f"Lifted {count} suppression(s).", messages.SUCCESS)
+        form = LiftSuppressionsForm(request.POST if "why" in request.POST else None)
+        if not form.is_valid():
+            context = {**self.admin_site.each_context(request), "title": "Lift these suppressions?",
+                       "opts": self.opts, "form": form, "suppressions": queryset,
+                       "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME}
+            return TemplateResponse(request, "compliance/admin/lift_suppressions.html", context)
+        lifted = 0
+        with audit.written_together():
+            for suppression in queryset:
+                actions.lift_suppression(suppression, actor=request.user, why=form.cleaned_data["why"])
+                lifted += 1
+        self.message_user(request, f"Lifted {lifted} suppression(s).", messages.SUCCESS)
+        return None
+
+    @admin.action(description="Export selected suppressions as CSV", permissions=["export"])
+    def export_csv(self, request, queryset):
+        rows = queryset.count()
+        audit.record("suppression.exported", actor=request.user, reason="csv",
+                     data={"rows": rows, "filters": {key: value for key, value in request.GET.items()}})
+        response = StreamingHttpResponse(export_rows(queryset), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="suppressions-{timezone.now():%Y%m%d-%H%M}.csv"'
+        return response
+
+    @unfold_action(description="Import suppressions (CSV)", url_path="import-csv", permissions=["import_csv"])
+    def import_csv(self, request):
+        form = ImportSuppressionsForm(request.POST or None, request.FILES or None)
+        context = {**self.admin_site.each_context(request), "title": "Import suppressions", "opts": self.opts,
+                   "form": form, "columns": IMPORT_COLUMNS}
+        if request.method == "POST" and form.is_valid():
+            upload = form.cleaned_data["file"]
+            try:
+                if upload.size > MAX_FILE_BYTES:
+                    raise FileRefused(f"The file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB; split it.")
+                read = read_suppressions(upload.read())
+            except FileRefused as refused:
+                form.add_error("file", str(refused))
+                return TemplateResponse(request, "compliance/admin/import_suppressions.html", context, status=400)
+            context["errors"] = read.errors
+            if read.errors and not form.cleaned_data["skip_bad_rows"]:
+                context["refused"] = True
+                return TemplateResponse(request, "compliance/admin/import_suppressions.html", context, status=400)
+            done = import_suppressions(read.rows, actor=request.user, file_name=upload.name)
+            summary = (f"Imported {len(read.rows)} row(s): {done.added} added, {done.renewed} renewed, "
+                       f"{done.unchanged} already suppressed.")
+            if not read.errors:
+                self.message_user(request, summary, messages.SUCCESS)
+                return HttpResponseRedirect(reverse("admin:compliance_suppression_changelist"))
+            context["imported"] = f"{summary} {len(read.errors)} problem(s) in the rows below were skipped."
+        return TemplateResponse(request, "compliance/admin/import_suppressions.html", context)
 
 
 class AuditedRuleAdmin(ModelAdmin):

@@ -27,6 +27,7 @@ from .models import SpentLink
 LINK_SALT = "omni.compliance.unsubscribe-link"
 FORM_SALT = "omni.compliance.preference-form"
 CONFIRM_SALT = "omni.compliance.double-opt-in"
+SHOWN_TEXT_SALT = "omni.compliance.consent-text-shown"
 # A preference form is filled in soon after the page is opened; the link itself lives longer.
 FORM_MAX_AGE = timedelta(days=1)
 
@@ -61,6 +62,8 @@ class Link:
     message_id: int | None = None
     nonce: str = ""
     change_id: int | None = None
+    # The version of the consent text the page showed (compliance.models.ConsentText).
+    text_version: int | None = None
 
     def evidence(self) -> dict:
         """The ids a consent change made from this link keeps, so a campaign can count its opt-outs."""
@@ -119,17 +122,35 @@ def list_unsubscribe_headers(contact_id: int, delivery_id: int, message_id: int)
     return {"List-Unsubscribe": ", ".join(targets), "List-Unsubscribe-Post": ONE_CLICK_BODY}
 
 
-def form_token(link: Link) -> str:
-    """A fresh single-use token for one preference form, made each time the page is shown."""
+def form_token(link: Link, text_version: int | None = None) -> str:
+    """A fresh single-use token for one preference form, made each time the page is shown; it
+    names the version of the consent text the page shows, so the consent keeps what was read."""
     return _sign(FORM_SALT, {"c": link.contact.pk, "d": link.delivery_id, "m": link.message_id,
-                             "n": secrets.token_urlsafe(16)})
+                             "n": secrets.token_urlsafe(16), "t": text_version})
 
 
 def read_form_token(token: str) -> Link:
     payload = _read(token, FORM_SALT, FORM_MAX_AGE)
     if not payload.get("n"):
         raise LinkRefused("invalid")
-    return Link(_contact(payload), payload.get("d"), payload.get("m"), nonce=payload["n"])
+    version = payload.get("t")
+    return Link(_contact(payload), payload.get("d"), payload.get("m"), nonce=payload["n"],
+                text_version=version if isinstance(version, int) else None)
+
+
+def shown_text_token(text_version: int | None) -> str:
+    """The signed version of the consent text a confirmation page showed, posted back with it."""
+    return _sign(SHOWN_TEXT_SALT, {"t": text_version})
+
+
+def read_shown_text_token(token: str) -> int | None:
+    """The version a confirmation page signed; None for a page that showed no text. A forged
+    value is refused: the evidence must not name a text that was not shown."""
+    if not token:
+        return None
+    # As long as the confirmation link itself: a page left open is still confirmed.
+    version = _read(token, SHOWN_TEXT_SALT, timedelta(days=settings.OMNI_DOUBLE_OPT_IN_DAYS)).get("t")
+    return version if isinstance(version, int) else None
 
 
 def confirmation_token(contact_id: int, change_id: int) -> str:

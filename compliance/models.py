@@ -7,13 +7,13 @@ from datetime import timezone as dt_timezone
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MinValueValidator
+from django.core.validators import MinValueValidator, validate_email
 from django.db import models
 from django.db.models.functions import Now
 from django.utils import timezone
 
 from contacts.models import Contact, lifecycle_stage_keys
-from contacts.phones import validate_country, validate_region
+from contacts.phones import normalize_phone, validate_country, validate_region
 from omni.choices import Channel, ConsentStatus, LawfulBasis, Purpose
 
 from .keywords import words_of
@@ -87,17 +87,32 @@ class ConsentChange(models.Model):
         return f"{self.contact}: {self.channel}/{self.purpose} -> {self.status} ({self.source})"
 
 
+class ConsentTextKey(models.TextChoices):
+    """The pages of Omni's own where a person reads a consent text."""
+    PREFERENCE_PAGE = "preference_page", "Preference page"
+    DOUBLE_OPT_IN = "double_opt_in", "Double opt-in confirmation"
+
+
+class ConsentTextQuerySet(models.QuerySet):
+    def current(self, key: str) -> "ConsentText | None":
+        """The newest version of the text shown at `key`, or None when none was written."""
+        return self.filter(key=key).order_by("-version").first()
+
+
 class ConsentText(models.Model):
     """One version of the words a person reads when giving consent on one of Omni's own pages
     (the preference page, the double opt-in form). Versions are never edited: a new text is a
-    new version, and consent evidence names the version that was shown."""
+    new version (compliance.actions.publish_consent_text), and consent evidence names the
+    version that was shown."""
 
-    key = models.SlugField(max_length=50, help_text="Where the text is shown, e.g. preference_page.")
+    key = models.SlugField(max_length=50, choices=ConsentTextKey.choices, help_text="Where the text is shown.")
     version = models.PositiveIntegerField(editable=False)
     text = models.TextField()
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+", editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    objects = ConsentTextQuerySet.as_manager()
 
     class Meta:
         ordering = ["key", "-version"]
@@ -136,6 +151,28 @@ class SuppressionReason(models.TextChoices):
 def hash_address(address: str) -> str:
     """The stable hash kept when a suppressed address must itself be forgotten."""
     return hashlib.sha256(address.strip().lower().encode()).hexdigest()
+
+
+def suppressed_address(address: str, channel: str, *, default_region: str | None = None) -> str:
+    """The address as a suppression of `channel` keeps it, or ValidationError saying why it does
+    not fit: an email address for email, an E.164 phone number for the phone channels (a
+    national number is read in `default_region`), either for all channels (blank), any token
+    for push. The gate looks suppressions up by the hash of the address exactly as contacts
+    store it, so "(415) 555-0100" must become +14155550100 to ever match."""
+    address = (address or "").strip()
+    if not address:
+        raise ValidationError("An address is required.")
+    if len(address) > 254:
+        raise ValidationError("An address is at most 254 characters.")
+    if channel == Channel.PUSH:
+        return address
+    if channel == Channel.EMAIL or (not channel and "@" in address):
+        validate_email(address)
+        return address.lower()
+    if "@" in address:
+        raise ValidationError(f"An email address does not fit {Channel(channel).label}: give a phone number "
+                              f"such as +14155550100.")
+    return normalize_phone(address, default_region=default_region)
 
 
 class Suppression(models.Model):

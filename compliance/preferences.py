@@ -19,7 +19,7 @@ from omni.choices import Channel, ConsentStatus, Purpose
 from . import links
 from .actions import record_consent_change
 from .links import LinkRefused
-from .models import Consent, ConsentChange, ConsentSource
+from .models import Consent, ConsentChange, ConsentSource, ConsentTextKey
 
 # Purposes a contact chooses on the preference page. Transactional messages (a receipt, a
 # password reset) are part of the service and are not offered for opt-out there.
@@ -67,8 +67,14 @@ def scopes_of(contact: Contact) -> list[Scope]:
             for channel in Channel.values if channel in reachable for purpose in PAGE_PURPOSES]
 
 
+def consent_text_shown(key: str, version: int | None) -> dict:
+    """The evidence naming the consent text a page showed (none if it showed none)."""
+    return {"consent_text": {"key": key, "version": version}} if version else {}
+
+
 def _evidence(link: links.Link, via: str, request_facts: dict) -> dict:
-    return {**link.evidence(), "via": via, **request_facts}
+    return {**link.evidence(), "via": via, **request_facts,
+            **consent_text_shown(ConsentTextKey.PREFERENCE_PAGE, link.text_version)}
 
 
 def unsubscribe_one_click(token: str, request_facts: dict) -> ConsentChange:
@@ -127,8 +133,9 @@ def pending_change_of(link: links.Link) -> ConsentChange:
     return change
 
 
-def confirm_double_opt_in(token: str, request_facts: dict) -> ConsentChange:
-    """Grant the consent a double opt-in link names, if it is still the pending one."""
+def confirm_double_opt_in(token: str, request_facts: dict, *, text_version: int | None = None) -> ConsentChange:
+    """Grant the consent a double opt-in link names, if it is still the pending one.
+    `text_version`: the version of the double opt-in consent text the page showed."""
     link = links.read_confirmation_token(token)
     pending = pending_change_of(link)
     with transaction.atomic():
@@ -140,7 +147,8 @@ def confirm_double_opt_in(token: str, request_facts: dict) -> ConsentChange:
             raise LinkRefused("superseded")
         return record_consent_change(
             link.contact, pending.channel, pending.purpose, ConsentStatus.GRANTED, ConsentSource.DOUBLE_OPT_IN,
-            evidence={"double_opt_in": "confirmed", "pending_change_id": pending.pk, **request_facts},
+            evidence={"double_opt_in": "confirmed", "pending_change_id": pending.pk, **request_facts,
+                      **consent_text_shown(ConsentTextKey.DOUBLE_OPT_IN, text_version)},
             lawful_basis=pending.lawful_basis, actor_label="double-opt-in:confirmed",
         )
 

@@ -8,6 +8,7 @@ ride on (there is no session to abuse).
 """
 from django.http import HttpResponse
 from django.shortcuts import render
+from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
@@ -16,12 +17,15 @@ from omni.choices import Channel
 
 from . import links, preferences
 from .links import LinkRefused
+from .models import ConsentText, ConsentTextKey
 
 REFUSED_STATUS = {"invalid": 400, "expired": 410, "used": 409, "superseded": 409}
 
 
 def _request_facts(request) -> dict:
-    return {"ip": request.META.get("REMOTE_ADDR", ""), "user_agent": request.META.get("HTTP_USER_AGENT", "")[:300]}
+    """What consent evidence keeps of the request: when, from which address and browser."""
+    return {"at": timezone.now().isoformat(), "ip": request.META.get("REMOTE_ADDR", ""),
+            "user_agent": request.META.get("HTTP_USER_AGENT", "")[:300]}
 
 
 def _refused(request, refused: LinkRefused) -> HttpResponse:
@@ -31,10 +35,12 @@ def _refused(request, refused: LinkRefused) -> HttpResponse:
 def _preference_page(request, link: links.Link, *, status: int = 200, error: str = "") -> HttpResponse:
     scopes = preferences.scopes_of(link.contact)
     reachable = list(dict.fromkeys(scope.channel for scope in scopes))
+    consent_text = ConsentText.objects.current(ConsentTextKey.PREFERENCE_PAGE)
     context = {
         "contact": link.contact,
         "scopes": scopes,
-        "form_token": links.form_token(link),
+        "consent_text": consent_text,
+        "form_token": links.form_token(link, consent_text.version if consent_text else None),
         "channels": [(value, Channel(value).label) for value in reachable],
         "error": error,
     }
@@ -86,8 +92,12 @@ def confirm(request, token: str):
         link = links.read_confirmation_token(token)
         pending = preferences.pending_change_of(link)
         if request.method != "POST":
-            return render(request, "compliance/confirm.html", {"pending": pending})
-        preferences.confirm_double_opt_in(token, _request_facts(request))
+            consent_text = ConsentText.objects.current(ConsentTextKey.DOUBLE_OPT_IN)
+            return render(request, "compliance/confirm.html", {
+                "pending": pending, "consent_text": consent_text,
+                "shown": links.shown_text_token(consent_text.version if consent_text else None)})
+        shown = links.read_shown_text_token(request.POST.get("shown", ""))
+        preferences.confirm_double_opt_in(token, _request_facts(request), text_version=shown)
     except LinkRefused as refused:
         return _refused(request, refused)
     return render(request, "compliance/confirmed.html", {"pending": pending})

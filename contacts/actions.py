@@ -10,7 +10,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils.timezone import now
 
 from omni import audit
-from omni.choices import Channel, ConsentStatus, Purpose
+from omni.choices import Channel, ConsentStatus, LawfulBasis, Purpose
 from omni.lib.sql import lock_until_commit
 
 from . import hooks
@@ -22,7 +22,7 @@ PROFILE_FIELDS = frozenset(
     {"email", "phone", "first_name", "last_name", "locale", "timezone", "country", "region", "lifecycle_stage"}
 )
 CONTACT_FIELDS = PROFILE_FIELDS | {"attributes", "consents"}
-CONSENT_FIELDS = frozenset({"channel", "purpose", "status", "evidence"})
+CONSENT_FIELDS = frozenset({"channel", "purpose", "status", "lawful_basis", "evidence"})
 # A consent is given, withdrawn or unknown; "pending" (double opt-in) is Omni's to set.
 SUBMITTED_CONSENT_STATUSES = [ConsentStatus.GRANTED, ConsentStatus.REVOKED, ConsentStatus.UNKNOWN]
 LOCALE_PATTERN = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*")
@@ -63,7 +63,7 @@ def upsert_contact(external_id: str, data: dict, *, actor_label: str) -> tuple[C
     (ISO 3166-2, within `country` when both are given), lifecycle_stage, attributes (merged
     into the stored ones; a null value removes a key; a declared one must hold its type, see
     contacts.data_types) and
-    consents ([{"channel", "purpose", "status", "evidence"}], recorded through
+    consents ([{"channel", "purpose", "status", "lawful_basis", "evidence"}], recorded through
     compliance.actions.record_consent_change). Everything is validated before anything is
     written, and everything is written in one transaction: InvalidField names the first field
     at fault and nothing is stored. Raises ContactErased for a contact erased on request.
@@ -298,10 +298,15 @@ def clean_consents(consents) -> list[dict]:
                               ("status", SUBMITTED_CONSENT_STATUSES)):
             if consent.get(field) not in values:
                 raise InvalidField(f"{where}.{field}", f"{field} must be one of {', '.join(values)}.")
+        lawful_basis = consent.get("lawful_basis")
+        lawful_basis = "" if lawful_basis is None else lawful_basis
+        if lawful_basis not in ["", *LawfulBasis.values]:
+            raise InvalidField(f"{where}.lawful_basis",
+                               f"lawful_basis must be one of {', '.join(LawfulBasis.values)} (or left out).")
         evidence = consent.get("evidence") or {}
         if not isinstance(evidence, dict):
             raise InvalidField(f"{where}.evidence", "evidence must be a JSON object.")
-        cleaned.append({**consent, "evidence": evidence})
+        cleaned.append({**consent, "lawful_basis": lawful_basis, "evidence": evidence})
     return cleaned
 
 

@@ -207,7 +207,7 @@ def contact_json(contact) -> dict:
         "messaging_paused": contact.messaging_paused,
         "consents": [
             {"channel": consent.channel, "purpose": consent.purpose, "status": consent.status,
-             "updated_at": consent.updated_at}
+             "lawful_basis": consent.lawful_basis, "updated_at": consent.updated_at}
             for consent in contact.consents.order_by("channel", "purpose")
         ],
         "created_at": contact.created_at,

@@ -11,7 +11,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.dispatch import Signal
 
 # Consents submitted with a contact (the API's PUT, an import), already validated in shape.
-# Arguments: contact, consents ([{"channel", "purpose", "status", "evidence"}]), source, actor_label.
+# Arguments: contact, consents ([{"channel", "purpose", "status", "lawful_basis", "evidence"}]), source,
+# actor_label.
 consents_submitted = Signal()
 
 

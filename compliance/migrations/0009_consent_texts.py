@@ -6,6 +6,26 @@ from django.conf import settings
 from django.db import migrations, models
 
 
+# The first version of each text, as the pages said before texts were rows. Staff write the next
+# versions in the admin; these are never edited.
+FIRST_TEXTS = {
+    "preference_page": "Tick what you want to receive from us and untick what you do not. You can change your "
+                       "choice at any time from the link at the end of any of our messages.",
+    "double_opt_in": "By confirming, you agree to receive marketing emails from us. You can unsubscribe at any "
+                     "time from the link at the end of any of them.",
+}
+
+
+def seed_first_texts(apps, schema_editor):
+    ConsentText = apps.get_model("compliance", "ConsentText")
+    for key, text in FIRST_TEXTS.items():
+        ConsentText.objects.get_or_create(key=key, version=1, defaults={"text": text})
+
+
+def remove_first_texts(apps, schema_editor):
+    apps.get_model("compliance", "ConsentText").objects.filter(key__in=FIRST_TEXTS, version=1).delete()
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -18,7 +38,7 @@ class Migration(migrations.Migration):
             name='ConsentText',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.SlugField(help_text='Where the text is shown, e.g. preference_page.')),
+                ('key', models.SlugField(choices=[('preference_page', 'Preference page'), ('double_opt_in', 'Double opt-in confirmation')], help_text='Where the text is shown.')),
                 ('version', models.PositiveIntegerField(editable=False)),
                 ('text', models.TextField()),
                 ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
@@ -29,4 +49,5 @@ class Migration(migrations.Migration):
                 'constraints': [models.UniqueConstraint(fields=('key', 'version'), name='consenttext_unique_version')],
             },
         ),
+        migrations.RunPython(seed_first_texts, remove_first_texts),
     ]

@@ -298,7 +298,7 @@ def test_a_suppression_is_lifted_with_an_audit_entry(demo, staff_client):
     suppression = Suppression.objects.get(address="bob@example.com")
 
     client.post(admin_url(Suppression, "changelist"),
-                {"action": "lift_suppressions", "_selected_action": [suppression.pk]})
+                {"action": "lift_suppressions", "_selected_action": [suppression.pk], "why": "asked by phone"})
 
     assert not Suppression.objects.exists()
     assert AuditEntry.objects.filter(action="suppression.lifted", object_id=str(suppression.pk)).exists()

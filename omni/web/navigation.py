@@ -30,7 +30,8 @@ GROUPS = {
         ("channels", "businesshours"),
     ],
     COMPLIANCE: [
-        ("compliance", "consent"), ("compliance", "consentchange"), ("compliance", "suppression"),
+        ("compliance", "consent"), ("compliance", "consentchange"), ("compliance", "consenttext"),
+        ("compliance", "suppression"),
         ("compliance", "quiethours"), ("compliance", "frequencycap"), ("channels", "arbitrationrule"),
         ("compliance", "sendingpause"),
         ("compliance", "keywordlist"), ("message_templates", "optoutdisclosure"), ("compliance", "decision"),
