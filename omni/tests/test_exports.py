@@ -16,7 +16,7 @@ from campaigns.models import Campaign, CampaignRecipient, Enrollment, Enrollment
 from channels import routing
 from channels.models import Message, MessageSource
 from compliance.actions import record_consent_change
-from compliance.models import Decision, Suppression
+from compliance.models import Suppression
 from contacts.models import Contact
 from omni import audit
 from omni.lib.spreadsheet import read_xlsx
@@ -126,15 +126,16 @@ def test_each_message_exports_with_its_journey_template_consent_rules_and_outcom
         "message_status": "queued", "delivery_status": "queued", "provider": "sandbox", "sent_at": "",
         "delivered_at": "", "error_code": "", "error_message": ""}
     assert journey_row["created_at"] == exports.cell_time(journey_message.created_at)
-    assert journey_row["rules"].startswith("email step 0 allow: ")
-    assert "consent pass" in journey_row["rules"] and "marketing pass" in journey_row["rules"]
+    assert journey_row["rules"] == ("email step 0 allow: expiry pass; address pass; contact_pause pass; "
+                                    "suppression pass; consent pass; marketing pass; channel_pause pass; "
+                                    "conversation_hold pass")
     # the refused SMS: its campaign (a formula, neutralized), the rule that failed and why in words
     assert campaign_row["campaign"] == "'" + FORMULA
     assert (campaign_row["channel"], campaign_row["decision_outcome"], campaign_row["message_status"]) == (
         "sms", "suppress", "suppressed")
     assert campaign_row["decision_reason"] == "no_marketing_consent"
     assert campaign_row["decision_in_words"] == "The contact has not opted in to marketing by SMS."
-    assert "marketing suppress (no_marketing_consent)" in campaign_row["rules"]
+    assert "; consent pass; marketing suppress (no_marketing_consent); channel_pause pass;" in campaign_row["rules"]
     assert campaign_row["delivery_status"] == ""
 
 
@@ -314,3 +315,4 @@ def test_the_timeline_links_the_report_for_compliance_only(staff_client, alice):
 
     assert url in compliance
     assert url not in support
+

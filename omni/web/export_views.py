@@ -39,7 +39,7 @@ def message_export(request):
 
 def _page(request, form, status=200):
     return admin_page(request, "omni_web/message_export.html", "Export messages", status=status, form=form,
-                      columns=exports.MESSAGE_HEADER, xlsx_max_rows=exports.xlsx_max_rows())
+                      columns=exports.MESSAGE_HEADER, xlsx_max_rows=f"{exports.xlsx_max_rows():,}")
 
 
 def contact_report(request, contact_id: int):

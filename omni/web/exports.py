@@ -36,6 +36,7 @@ from django.db.models.functions import Cast
 from campaigns.models import Campaign, Journey
 from channels.models import Delivery, Message, MessageStatus
 from compliance.decisions import in_words
+from compliance.gate import BUILT_IN_RULES
 from compliance.models import ConsentChange, Decision, Suppression, hash_address
 from contacts.models import Contact
 from omni import audit
@@ -309,16 +310,23 @@ def related(message, name: str):
 
 
 def decision_rules(decision) -> str:
-    """One decision and every rule it ran with its result: "email step 0 allow: expiry pass;
-    consent pass; quiet_hours #3 v2 defer (quiet_hours)"."""
+    """One decision and every rule it ran with its result: "email step 0 allow: expiry pass; ...;
+    quiet_hours #3 v2 defer (quiet_hours)". The gate keeps each built-in rule's result only when
+    it did not pass (every failure is kept), so a built-in rule it kept nothing for passed."""
+    kept = (decision.inputs or {}).get("rules", [])
     results = []
-    for rule in (decision.inputs or {}).get("rules", []):
-        name = str(rule.get("rule", "?"))
-        if rule.get("id") is not None:
-            name += f" #{rule['id']} v{rule.get('version', '?')}"
-        reason = f" ({rule['reason']})" if rule.get("reason") and rule.get("result") != "pass" else ""
-        results.append(f"{name} {rule.get('result', '?')}{reason}")
+    for name in BUILT_IN_RULES:
+        results += [_rule_text(rule) for rule in kept if rule.get("rule") == name] or [f"{name} pass"]
+    results += [_rule_text(rule) for rule in kept if rule.get("rule") not in BUILT_IN_RULES]
     return f"{decision.channel} step {decision.plan_step} {decision.outcome}: " + "; ".join(results)
+
+
+def _rule_text(rule: dict) -> str:
+    name = str(rule.get("rule", "?"))
+    if rule.get("id") is not None:
+        name += f" #{rule['id']} v{rule.get('version', '?')}"
+    reason = f" ({rule['reason']})" if rule.get("reason") and rule.get("result") != "pass" else ""
+    return f"{name} {rule.get('result', '?')}{reason}"
 
 
 @dataclass
