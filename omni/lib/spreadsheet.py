@@ -45,13 +45,20 @@ def _runs_as_formula(text: str) -> bool:
 def neutralize_formula_sql(expression: str) -> str:
     """SQL (PostgreSQL) for the cell text neutralize_formula() gives the text of `expression`
     ('' for NULL): an apostrophe put in front when it starts with one of FORMULA_PREFIXES and is
-    not a plain number. Built from the same prefixes and pattern, with the expression written
-    once (a lookahead, so its parameters are not repeated); a test runs both over the same
-    values (omni/tests/test_exports_audit.py)."""
+    not a plain number. Built from the same prefixes and pattern; a test runs both over the same
+    values (omni/tests/test_exports_audit.py). The expression appears SQL_EXPRESSION_USES times
+    (repeat its parameters as many): the first character is compared first, so the regular
+    expression runs only for the few cells that start like a formula."""
     starts = "[" + "".join("\\" + c if c in "-]\\^" else c for c in FORMULA_PREFIXES) + "]"
     # PostgreSQL's $ is the end of the text, as Python's fullmatch: not before a final newline.
     pattern = f"^(?={starts})(?!{PLAIN_NUMBER.pattern}$)"
-    return f"regexp_replace(COALESCE(({expression})::text, ''), {_sql_literal(pattern)}, '''')"
+    text = f"COALESCE(({expression})::text, '')"
+    first_characters = ", ".join(str(ord(c)) for c in FORMULA_PREFIXES)
+    return (f"CASE WHEN ascii({text}) IN ({first_characters}) "
+            f"THEN regexp_replace({text}, {_sql_literal(pattern)}, '''') ELSE {text} END")
+
+
+SQL_EXPRESSION_USES = 3
 
 
 def _sql_literal(text: str) -> str:
