@@ -126,3 +126,16 @@ def test_the_streams_memory_stays_flat_as_the_entries_grow_tenfold():
     # a behaviour check, not a timing: ten times the rows, about the same memory
     assert large < small * 1.5 + 256 * 1024, (small, large)
     assert AuditEntry.objects.filter(action="audit.exported").count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_audit_export_benchmark_exports_every_entry_at_smoke_scale(role_groups):
+    from omni.bench import audit_export
+
+    figures = {(f.metric, f.n): f for f in audit_export.measure(300)}
+
+    exported = next(f for (metric, _), f in figures.items() if metric == "rows_exported")
+    assert exported.value == exported.n >= 300
+    assert {metric for metric, _ in figures} == {"seconds", "first_byte_ms", "first_row_ms", "rows_per_s",
+                                                 "peak_memory_mb", "rows_exported"}
+    assert all(f.value > 0 for (metric, _), f in figures.items())
