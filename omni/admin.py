@@ -2,7 +2,6 @@
 
 Helpers every app's admin uses live in omni/lib/admin.py, below the apps.
 """
-import csv
 import json
 
 from django import forms
@@ -28,8 +27,8 @@ from omni import audit
 
 from .api import forget_verified_keys
 from .lib.admin import AdministratorsOnlyMixin, ModelAdmin, ReadOnlyAdminMixin, TabularInline, adopt_saved, link_by_id
-from .lib.spreadsheet import neutralize_formula
 from .models import ApiKey, ApiScope, AuditEntry, AuditPersonalData, WebhookCall, WebhookEndpoint
+from .web import exports
 
 admin.site.site_header = "Omni"
 admin.site.site_title = "Omni admin"
@@ -165,55 +164,6 @@ class WebhookCallAdmin(ReadOnlyAdminMixin, ModelAdmin):
 
 # --- Audit log and its export --------------------------------------------------------------
 
-EXPORT_COLUMNS = [
-    ("id", "id"),
-    ("seq", "seq"),
-    ("occurred_at", "occurred_at"),
-    ("action", "action"),
-    ("actor_id", "actor_id"),
-    ("actor", "actor_label"),
-    ("contact_id", "contact_id"),
-    ("channel", "channel"),
-    ("object_type", "object_type"),
-    ("object_id", "object_id"),
-    ("reason", "reason"),
-    ("data", "data"),
-    ("hash", "hash"),
-]
-EXPORT_CHUNK_SIZE = 2000  # rows fetched per round trip; keeps memory flat on long exports
-
-
-class _Echo:
-    """A file-like object whose write() hands the line back, so csv.writer can stream."""
-
-    def write(self, value):
-        return value
-
-
-def audit_csv_lines(queryset):
-    writer = csv.writer(_Echo())
-    yield writer.writerow([header for header, _ in EXPORT_COLUMNS] + ["contact_external_id"])
-    rows = queryset.order_by("occurred_at", "id").values_list(*(source for _, source in EXPORT_COLUMNS))
-    contact_at = [source for _, source in EXPORT_COLUMNS].index("contact_id")
-    chunk = []
-    for row in rows.iterator(chunk_size=EXPORT_CHUNK_SIZE):
-        chunk.append(row)
-        if len(chunk) == EXPORT_CHUNK_SIZE:
-            yield from _csv_chunk(writer, chunk, contact_at)
-            chunk = []
-    yield from _csv_chunk(writer, chunk, contact_at)
-
-
-def _csv_chunk(writer, rows, contact_at):
-    # Entries keep plain contact ids; the external ids are looked up once per chunk.
-    external_ids = dict(
-        Contact.objects.filter(pk__in={row[contact_at] for row in rows} - {None}).values_list("pk", "external_id")
-    )
-    for row in rows:
-        yield writer.writerow([neutralize_formula(value) for value in row]
-                              + [neutralize_formula(external_ids.get(row[contact_at]))])
-
-
 @admin.register(AuditEntry)
 class AuditEntryAdmin(ReadOnlyAdminMixin, ModelAdmin):
     list_display = ["occurred_at", "action", "actor_label", "contact_link", "channel", "reason", "object_type",
@@ -276,14 +226,13 @@ class AuditEntryAdmin(ReadOnlyAdminMixin, ModelAdmin):
         return self.export_response(request, queryset, scope={"filters": request.GET.urlencode()})
 
     def export_response(self, request, queryset, scope):
+        """A streamed CSV (omni/web/exports.py: PostgreSQL's COPY where it runs), audited when it
+        starts with the scope and when it ends with the rows."""
         if not self.has_export_permission(request):
             raise PermissionDenied
-        rows = queryset.count()
-        entry = audit.record("audit.exported", actor=request.user, reason="admin-csv", data={"rows": rows, **scope})
-        # Only what existed when the export was asked for, without the export's own entry.
-        queryset = queryset.filter(pk__lt=entry.pk)
-        response = StreamingHttpResponse(audit_csv_lines(queryset), content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="omni-audit-{timezone.now():%Y%m%d-%H%M%S}.csv"'
+        download = exports.export_audit_entries(queryset, actor=request.user, scope=scope)
+        response = StreamingHttpResponse(download.stream, content_type=download.content_type)
+        response["Content-Disposition"] = f'attachment; filename="{download.filename}"'
         return response
 
 

@@ -206,6 +206,9 @@ OMNI_API_KEY_CACHE_SECONDS = env.int("OMNI_API_KEY_CACHE_SECONDS", default=10)
 # How long each process keeps the declared attribute and event property types (contacts.data_types):
 # a type changed in another process is checked that much later.
 OMNI_TYPED_DATA_CACHE_SECONDS = env.float("OMNI_TYPED_DATA_CACHE_SECONDS", default=10)
+# The most rows an XLSX message export holds (Excel's own limit is 1,048,576 a sheet); past it the
+# page points at CSV, which streams any number.
+OMNI_EXPORT_XLSX_MAX_ROWS = min(env.int("OMNI_EXPORT_XLSX_MAX_ROWS", default=100_000), 1_048_575)
 
 # --- Celery ---------------------------------------------------------------------------------
 # How long /readyz waits for the broker before calling it unreachable.

@@ -36,6 +36,7 @@ SCALE_MEANING = {
     "segment_count": "contacts with 5 events each, counted by a segment of three filters (the issue: 1,000,000)",
     "campaign_fanout": "contacts in a campaign's segment, over email, SMS and WhatsApp, sent by 2 Celery worker "
                        "processes (the issue: 100,000)",
+    "audit_export": "audit entries streamed as CSV through the admin's export (the issue: 1,000,000)",
 }
 
 
@@ -62,7 +63,7 @@ def missing_packages(names: list[str]) -> list[str]:
 def benchmarks() -> dict:
     """Every benchmark by name, in the order they run: the ceilings first, so others can be
     shown as a fraction of them."""
-    from . import campaign_fanout, claim_ceiling, gate, inbound, ingest, journey_tick, segment_count, timeline
+    from . import audit_export, campaign_fanout, claim_ceiling, gate, inbound, ingest, journey_tick, segment_count, timeline
 
     return {
         "claim_ceiling": claim_ceiling.run,
@@ -74,6 +75,7 @@ def benchmarks() -> dict:
         "gate": gate.run,
         "timeline": timeline.run,
         "segment_count": segment_count.run,
+        "audit_export": audit_export.run,
     }
 
 

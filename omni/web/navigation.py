@@ -82,5 +82,7 @@ def sidebar(request) -> list[dict]:
         found[SUPPORT].append((len(ORDER_OF) + 1, {"title": "Contact search", "link": reverse("omni-web:search")}))
     if may_see_figures(request.user):
         found[SUPPORT].append((len(ORDER_OF) + 2, {"title": "Support figures", "link": reverse("omni-web:support-figures")}))
+    if request.user.has_perm("omni.export_auditentry"):
+        found[COMPLIANCE].append((len(ORDER_OF) + 1, {"title": "Message export", "link": reverse("omni-web:message-export")}))
     return [{"title": group, "separator": True, "items": [item for _, item in sorted(items, key=lambda pair: pair[0])]}
             for group, items in found.items() if items]

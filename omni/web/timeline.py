@@ -171,6 +171,12 @@ def _source(kind: Kind, contact_id: int, channel: str):
     return rows
 
 
+def rows_of(kind_name: str, contact_id: int, channel: str = ""):
+    """All rows of one kind for the contact (unordered): what the timeline pages through, and
+    what the contact's report (omni/web/exports.py) writes whole."""
+    return _source(KINDS_BY_NAME[kind_name], contact_id, channel)
+
+
 def _past_cursor(kind: Kind, cursor: tuple | None, newest_first: bool) -> Q:
     """Rows of `kind` strictly after the cursor in page order: by (time, kind rank, id)."""
     if cursor is None:

@@ -2,7 +2,7 @@
 from django.contrib import admin
 from django.urls import path
 
-from . import inbox_views, views
+from . import export_views, inbox_views, views
 
 app_name = "omni-web"
 
@@ -16,5 +16,7 @@ urlpatterns = [
     path("inbox/<int:conversation_id>/", inbox_views.thread_page, name="thread"),
     path("inbox/<int:conversation_id>/<slug:action>/", inbox_views.thread_action, name="thread_action"),
     path("support/figures/", admin.site.admin_view(views.support_figures_page), name="support-figures"),
+    path("compliance/messages/export/", export_views.message_export, name="message-export"),
+    path("contacts/<int:contact_id>/report/", export_views.contact_report, name="contact-report"),
     path("support/figures/export/", admin.site.admin_view(views.support_figures_export), name="support-figures-export"),
 ]
