@@ -6,8 +6,6 @@ it plain text (OWASP "CSV injection"). Tab and carriage return are on OWASP's li
 """
 import json
 import re
-import zipfile
-from xml.sax.saxutils import escape
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 # A number alone (an E.164 phone number, a negative amount) runs nothing: it stays as written,
@@ -66,27 +64,19 @@ def _sql_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-# --- XLSX: a workbook of inline-string sheets, written row by row -------------------------------
-# Written by hand (zip + SpreadsheetML) because openpyxl is not among Omni's packages; a sheet is
-# streamed into its zip member, so memory stays flat however many rows it has.
+# --- XLSX, through openpyxl (the library django-import-export's XLSX format uses) ---------------
+# A write-only workbook streams each row to a temporary file, so memory stays flat however
+# many rows a sheet has.
 
 # Excel's own limit per sheet (header included).
 XLSX_MAX_ROWS = 1_048_576
 SHEET_NAME_MAX = 31
 # Characters XML 1.0 does not allow; a cell holding them would make the file unreadable.
 _XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
-_MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
-_REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
 
 
-def column_letter(index: int) -> str:
-    """A (0) ... Z, AA ... : the letters of a 0-based column."""
-    letters = ""
-    index += 1
-    while index:
-        index, rest = divmod(index - 1, 26)
-        letters = chr(65 + rest) + letters
-    return letters
+class TooManyRows(ValueError):
+    pass
 
 
 def sheet_name(name: str) -> str:
@@ -98,114 +88,44 @@ def write_xlsx(fileobj, sheets) -> dict[str, int]:
     """Write a workbook to `fileobj`: `sheets` is an iterable of (name, header, rows), each row
     an iterable of values; every cell is written through neutralize_formula() as text. Returns
     the rows written per sheet (header excluded). Refuses a sheet past Excel's row limit."""
+    from openpyxl import Workbook
+
+    workbook = Workbook(write_only=True)
     counts = {}
-    with zipfile.ZipFile(fileobj, "w", compression=zipfile.ZIP_DEFLATED) as workbook:
-        for number, (name, header, rows) in enumerate(sheets, start=1):
-            name = sheet_name(name)
-            with workbook.open(f"xl/worksheets/sheet{number}.xml", "w") as sheet:
-                counts[name] = _write_sheet(sheet, header, rows)
-        names = list(counts)
-        workbook.writestr("[Content_Types].xml", _content_types(len(names)))
-        workbook.writestr("_rels/.rels", (
-            '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
-            '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
-            '<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/'
-            'officeDocument" Target="xl/workbook.xml"/></Relationships>'))
-        workbook.writestr("xl/workbook.xml", (
-            f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?><workbook xmlns="{_MAIN}" xmlns:r="{_REL}">'
-            "<sheets>" + "".join(f'<sheet name="{escape(name, {chr(34): "&quot;"})}" sheetId="{i}" r:id="rId{i}"/>'
-                                 for i, name in enumerate(names, start=1)) + "</sheets></workbook>"))
-        workbook.writestr("xl/_rels/workbook.xml.rels", (
-            '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
-            '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
-            + "".join(f'<Relationship Id="rId{i}" Type="http://schemas.openxmlformats.org/officeDocument/2006/'
-                      f'relationships/worksheet" Target="worksheets/sheet{i}.xml"/>'
-                      for i in range(1, len(names) + 1)) + "</Relationships>"))
+    for name, header, rows in sheets:
+        name = sheet_name(name)
+        sheet = workbook.create_sheet(name)
+        sheet.append([_cell_text(value) for value in header])
+        count = 0
+        for count, row in enumerate(rows, start=1):
+            if count + 1 > XLSX_MAX_ROWS:
+                raise TooManyRows(f"A sheet holds at most {XLSX_MAX_ROWS - 1:,} rows.")
+            sheet.append([_cell_text(value) for value in row])
+        counts[name] = count
+    workbook.save(fileobj)
     return counts
 
 
-class TooManyRows(ValueError):
-    pass
-
-
-def _write_sheet(sheet, header, rows) -> int:
-    sheet.write(f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?><worksheet xmlns="{_MAIN}"><sheetData>'
-                .encode())
-    letters = [column_letter(i) for i in range(len(header))]
-    count = 0
-    for number, row in enumerate([header], start=1):
-        sheet.write(_row_xml(number, letters, row))
-    buffer = []
-    for count, row in enumerate(rows, start=1):
-        if count + 1 > XLSX_MAX_ROWS:
-            raise TooManyRows(f"A sheet holds at most {XLSX_MAX_ROWS - 1:,} rows.")
-        buffer.append(_row_xml(count + 1, letters, row))
-        if len(buffer) == 500:
-            sheet.write(b"".join(buffer))
-            buffer = []
-    sheet.write(b"".join(buffer) + b"</sheetData></worksheet>")
-    return count
-
-
-def _row_xml(number: int, letters: list[str], row) -> bytes:
-    cells = []
-    for index, value in enumerate(row):
-        text = _XML_ILLEGAL.sub("", neutralize_formula(value))
-        if text:
-            letter = letters[index] if index < len(letters) else column_letter(index)
-            cells.append(f'<c r="{letter}{number}" t="inlineStr"><is><t xml:space="preserve">{escape(text)}</t></is></c>')
-    return f'<row r="{number}">{"".join(cells)}</row>'.encode()
-
-
-def _content_types(sheets: int) -> str:
-    return ('<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
-            '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
-            '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
-            '<Default Extension="xml" ContentType="application/xml"/>'
-            '<Override PartName="/xl/workbook.xml" '
-            'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/>'
-            + "".join(f'<Override PartName="/xl/worksheets/sheet{i}.xml" '
-                      'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>'
-                      for i in range(1, sheets + 1)) + "</Types>")
+def _cell_text(value) -> str | None:
+    return _XML_ILLEGAL.sub("", neutralize_formula(value)) or None
 
 
 def read_xlsx(fileobj) -> dict[str, list[list[str]]]:
-    """Every sheet of a workbook as rows of cell text, by sheet name (inline and shared strings,
-    numbers as written): for tests and for checking a download."""
-    from xml.etree import ElementTree
+    """Every sheet of a workbook as rows of cell text, by sheet name: for tests and for checking
+    a download."""
+    from openpyxl import load_workbook
 
-    ns = {"m": _MAIN, "r": _REL}
-    with zipfile.ZipFile(fileobj) as workbook:
-        shared = []
-        if "xl/sharedStrings.xml" in workbook.namelist():
-            root = ElementTree.fromstring(workbook.read("xl/sharedStrings.xml"))
-            shared = ["".join(t.text or "" for t in si.iter(f"{{{_MAIN}}}t")) for si in root.findall("m:si", ns)]
-        rels = ElementTree.fromstring(workbook.read("xl/_rels/workbook.xml.rels"))
-        targets = {rel.get("Id"): rel.get("Target") for rel in rels}
+    workbook = load_workbook(fileobj, read_only=True, data_only=True)
+    try:
         found = {}
-        for sheet in ElementTree.fromstring(workbook.read("xl/workbook.xml")).find("m:sheets", ns):
-            target = targets[sheet.get(f"{{{_REL}}}id")].lstrip("/").removeprefix("xl/")
-            root = ElementTree.fromstring(workbook.read(f"xl/{target}"))
+        for sheet in workbook.worksheets:
             rows = []
-            for row in root.iter(f"{{{_MAIN}}}row"):
-                cells = {}
-                for cell in row.findall("m:c", ns):
-                    column = _column_index(re.match(r"[A-Z]+", cell.get("r")).group()) if cell.get("r") else len(cells)
-                    if cell.get("t") == "inlineStr":
-                        text = "".join(t.text or "" for t in cell.iter(f"{{{_MAIN}}}t"))
-                    else:
-                        value = cell.find("m:v", ns)
-                        text = "" if value is None else value.text or ""
-                        if cell.get("t") == "s":
-                            text = shared[int(text)]
-                    cells[column] = text
-                rows.append([cells.get(i, "") for i in range(max(cells, default=-1) + 1)])
-            found[sheet.get("name")] = rows
+            for row in sheet.iter_rows(values_only=True):
+                cells = ["" if value is None else str(value) for value in row]
+                while cells and cells[-1] == "":
+                    cells.pop()
+                rows.append(cells)
+            found[sheet.title] = rows
         return found
-
-
-def _column_index(letters: str) -> int:
-    index = 0
-    for letter in letters:
-        index = index * 26 + ord(letter) - 64
-    return index - 1
+    finally:
+        workbook.close()
