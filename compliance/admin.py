@@ -26,6 +26,7 @@ from .models import (
     SendLedger,
     Suppression,
 )
+from .replay_admin import ReplayPreviewMixin
 
 CONTACT_SEARCH_FIELDS = ["contact__email", "contact__phone", "contact__external_id"]
 
@@ -153,8 +154,10 @@ class SuppressionAdmin(ModelAdmin):
         self.message_user(request, f"Lifted {count} suppression(s).", messages.SUCCESS)
 
 
-class AuditedRuleAdmin(ModelAdmin):
-    """Sending rules change who gets what: every change to one is written to the audit log."""
+class AuditedRuleAdmin(ReplayPreviewMixin, ModelAdmin):
+    """Sending rules change who gets what: every change to one is written to the audit log. A
+    quiet-hours rule or a cap is saved or deleted only after its policy replay was shown and
+    confirmed (compliance/replay_admin.py)."""
 
     audit_noun = ""
 
