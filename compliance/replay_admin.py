@@ -177,16 +177,16 @@ def _label(choices, value) -> str:
 
 
 def proposed_words(model, proposal: dict, obj) -> list[tuple[str, str, str]]:
-    """(field, now, proposed) for each field of the rule, as the page lists them."""
+    """(field, now, proposed) for each field of the rule, as the page lists them ("—": no rule)."""
     rows = []
     fields = proposal.get("fields", {})
     for name in replay.RULE_FIELDS[proposal["model"]]:
         label = str(model._meta.get_field(name).verbose_name)
-        now = getattr(obj, name) if obj is not None else ""
-        if hasattr(now, "isoformat"):
-            now = now.isoformat()
-        after = "" if proposal["action"] == replay.DELETE else fields.get(name)
-        rows.append((label, _shown(now) if obj is not None else "—", _shown(after) if after != "" else "—"))
+        now = getattr(obj, name) if obj is not None else None
+        now = now.isoformat() if hasattr(now, "isoformat") else now
+        after = None if proposal["action"] == replay.DELETE else fields.get(name)
+        rows.append((label, "—" if obj is None else _shown(now),
+                     "—" if proposal["action"] == replay.DELETE else _shown(after)))
     return rows
 
 
