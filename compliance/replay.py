@@ -212,12 +212,13 @@ def replay(proposal: Proposal, since: datetime, until: datetime, *, rules: Rules
             if needs_stage and "lifecycle_stage" not in inputs:
                 tally.not_replayable["no_lifecycle_stage"] += 1
                 continue
-            facts = facts_of(row, current)
-            if row.id in sends:
-                facts = replace(facts, sends=sends[row.id])
-                tally.from_ledger += 1
+            kept = sends.get(row.id)
+            facts = facts_of(row, current, sends=kept)
+            tally.from_ledger += kept is not None
             before = decide(facts, row.decided_at)
-            after = decide(replace(facts, rules=proposed), row.decided_at)
+            # A rule that applies to the send neither as it is nor as proposed leaves its verdict alone.
+            touches = any(rule.matches(facts) for rule in touched)
+            after = decide(replace(facts, rules=proposed), row.decided_at) if touches else before
             _count(tally, row, before, after)
         on_progress(total, tally)
     return _result(proposal, tally, total, arbitration, outside, since, until)
@@ -290,12 +291,14 @@ def _ledger_sends(chunk, cap_window: timedelta, ledger_window: timedelta) -> dic
                                                                              "message_id"))
     for contact_id, at, channel, purpose, message_id in rows:
         by_contact[contact_id].append((at, channel, purpose, message_id))
-    for sends in by_contact.values():
+    timelines = {}
+    for contact_id, sends in by_contact.items():
         sends.sort(key=lambda send: send[0])
+        timelines[contact_id] = ([send[0] for send in sends], sends)
     found = {}
+    nothing = ([], [])
     for row in wanted:
-        sends = by_contact.get(row.contact_id, [])
-        times = [send[0] for send in sends]
+        times, sends = timelines.get(row.contact_id, nothing)
         first = bisect.bisect_right(times, row.decided_at - ledger_window)
         last = bisect.bisect_left(times, row.decided_at)
         # The message's own rows never count against it (as the gate reads the ledger).

@@ -36,6 +36,8 @@ SCALE_MEANING = {
     "segment_count": "contacts with 5 events each, counted by a segment of three filters (the issue: 1,000,000)",
     "campaign_fanout": "contacts in a campaign's segment, over email, SMS and WhatsApp, sent by 2 Celery worker "
                        "processes (the issue: 100,000)",
+    "policy_replay": "gate decisions of the last week, replayed with a quiet-hours and a cap change (the issue: "
+                     "1,000,000)",
 }
 
 
@@ -62,7 +64,8 @@ def missing_packages(names: list[str]) -> list[str]:
 def benchmarks() -> dict:
     """Every benchmark by name, in the order they run: the ceilings first, so others can be
     shown as a fraction of them."""
-    from . import campaign_fanout, claim_ceiling, gate, inbound, ingest, journey_tick, segment_count, timeline
+    from . import (campaign_fanout, claim_ceiling, gate, inbound, ingest, journey_tick, policy_replay, segment_count,
+                   timeline)
 
     return {
         "claim_ceiling": claim_ceiling.run,
@@ -74,6 +77,7 @@ def benchmarks() -> dict:
         "gate": gate.run,
         "timeline": timeline.run,
         "segment_count": segment_count.run,
+        "policy_replay": policy_replay.run,
     }
 
 
