@@ -131,7 +131,8 @@ class ReplayPreviewMixin:
         run = self._run(request, run_id)
         proposal = run.proposal
         action = proposal["action"]
-        obj = self.model._default_manager.filter(pk=proposal.get("rule_id")).first() if proposal.get("rule_id") else None
+        rule_id = proposal.get("rule_id")
+        obj = self.model._default_manager.filter(pk=rule_id).first() if rule_id else None
         if action == replay.DELETE:
             confirm_url = reverse(self._url("delete"), args=[obj.pk]) if obj else None
         elif action == replay.CHANGE:

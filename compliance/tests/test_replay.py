@@ -86,7 +86,8 @@ def test_a_tightened_cap_is_counted_from_the_send_ledger_at_the_decisions_time(a
                   Send(who.pk, "sms", "informational", 99, 0, EVENING + timedelta(minutes=30))])
     assert decided(who, EVENING, message_id=1).outcome == gate.ALLOW
     # the hour it kept held none of the earlier three (the gate reads no end: nothing is sent later than now)
-    assert Decision.objects.get().inputs["ledger"] == [["sms", "informational", (EVENING + timedelta(minutes=30)).isoformat()]]
+    later = (EVENING + timedelta(minutes=30)).isoformat()
+    assert Decision.objects.get().inputs["ledger"] == [["sms", "informational", later]]
 
     # when two a day is proposed
     result = replay.replay(changed(cap, limit=2, window_seconds=86400, action=action), *week())
@@ -158,8 +159,9 @@ def test_arbitration_verdicts_are_shown_as_they_were():
     facts = gate.SendFacts(channel="sms", purpose="informational", address=who.phone, contact_id=who.pk,
                            arbitration={"rule": 3, "kind": "duplicate_intent", "displaced_by": 1})
     displaced = gate.Verdict(gate.SUPPRESS, "arbitration:duplicate_intent", facts=facts,
-                             rules=({"rule": "arbitration", "result": "suppress", "reason": "arbitration:duplicate_intent",
-                                     "id": 3, "version": 1, "displaced_by": 1},))
+                             rules=({"rule": "arbitration", "result": "suppress",
+                                     "reason": "arbitration:duplicate_intent", "id": 3, "version": 1,
+                                     "displaced_by": 1},))
     decisions.record([decisions.Ruling(displaced, 2, who.pk)], late)
 
     # when the quiet hours are proposed deleted

@@ -18,6 +18,7 @@ Figures: `seconds` (n: decisions in the week), `seconds_quiet_hours`, `seconds_c
 carry how many were decided otherwise, not replayable, arbitration and counted from the ledger.
 """
 import time as clock
+from dataclasses import replace
 from datetime import time, timedelta
 
 from django.db import connection
@@ -69,7 +70,9 @@ def seed(scale: int, now) -> tuple:
                                lifecycle_stage="customer", rules=rules)
         message_id = base_message + i
         if i % 33 == 1:
-            verdict = gate.Verdict(gate.SUPPRESS, "arbitration:duplicate_intent", facts=replace_arbitration(facts),
+            displaced = replace(facts, arbitration={"rule": 1, "kind": "duplicate_intent",
+                                                    "displaced_by": message_id - 1})
+            verdict = gate.Verdict(gate.SUPPRESS, "arbitration:duplicate_intent", facts=displaced,
                                    rules=({"rule": "arbitration", "result": "suppress",
                                            "reason": "arbitration:duplicate_intent", "id": 1, "version": 1,
                                            "displaced_by": message_id - 1},))
@@ -89,12 +92,6 @@ def seed(scale: int, now) -> tuple:
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE" if connection.in_atomic_block else "VACUUM ANALYZE")
     return quiet, cap, since
-
-
-def replace_arbitration(facts):
-    from dataclasses import replace
-
-    return replace(facts, arbitration={"rule": 1, "kind": "duplicate_intent", "displaced_by": facts.contact_id})
 
 
 def measure(scale: int, log=lambda line: None) -> list[Figure]:
