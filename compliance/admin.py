@@ -42,6 +42,7 @@ from .suppression_files import (
     import_suppressions,
     read_suppressions,
 )
+from .replay_admin import ReplayPreviewMixin
 
 CONTACT_SEARCH_FIELDS = ["contact__email", "contact__phone", "contact__external_id"]
 
@@ -327,8 +328,10 @@ class SuppressionAdmin(ModelAdmin):
         return TemplateResponse(request, "compliance/admin/import_suppressions.html", context)
 
 
-class AuditedRuleAdmin(ModelAdmin):
-    """Sending rules change who gets what: every change to one is written to the audit log."""
+class AuditedRuleAdmin(ReplayPreviewMixin, ModelAdmin):
+    """Sending rules change who gets what: every change to one is written to the audit log. A
+    quiet-hours rule or a cap is saved or deleted only after its policy replay was shown and
+    confirmed (compliance/replay_admin.py)."""
 
     audit_noun = ""
 

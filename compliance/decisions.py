@@ -86,12 +86,16 @@ def inputs_of(verdict: Verdict, facts: SendFacts, now) -> dict:
     return inputs
 
 
-def facts_of(decision: Decision, rules: Rules | None = None) -> SendFacts:
+def facts_of(decision: Decision, rules: Rules | None = None, *, sends: tuple | None = None) -> SendFacts:
     """The SendFacts a stored decision was made from, to decide it again under `rules` (by
     default the rules in force now; inputs["rules"] names the id and version of each rule that
-    applied then). The address itself is not kept: a placeholder stands for it."""
+    applied then). The address itself is not kept: a placeholder stands for it. `decision` may
+    be any row with the Decision's fields (policy replay reads them as tuples); `sends` replaces
+    the ledger it kept (policy replay reads a longer window from the send ledger)."""
     inputs = decision.inputs or {}
     expires_at = inputs.get("expires_at")
+    if sends is None:
+        sends = tuple((channel, purpose, datetime.fromisoformat(at)) for channel, purpose, at in inputs.get("ledger", ()))
     return SendFacts(
         channel=decision.channel,
         purpose=decision.purpose,
@@ -109,7 +113,7 @@ def facts_of(decision: Decision, rules: Rules | None = None) -> SendFacts:
         country=inputs.get("country", ""),
         region=inputs.get("region", ""),
         lifecycle_stage=inputs.get("lifecycle_stage", ""),
-        sends=tuple((channel, purpose, datetime.fromisoformat(at)) for channel, purpose, at in inputs.get("ledger", ())),
+        sends=sends,
         channel_facts=inputs.get("channel_facts", {}),
         conversations=tuple((conversation_id, datetime.fromisoformat(held_until) if held_until else None)
                             for conversation_id, held_until in inputs.get("conversations", ())),

@@ -1,6 +1,7 @@
 """Celery tasks for compliance. Each makes one call; the logic is in the modules."""
 from celery import shared_task
 
+from . import replay
 from .preferences import expire_double_opt_ins
 
 
@@ -8,3 +9,9 @@ from .preferences import expire_double_opt_ins
 def expire_double_opt_ins_task() -> None:
     """Hourly (beat): pending double opt-ins past OMNI_DOUBLE_OPT_IN_DAYS go back to what they were."""
     expire_double_opt_ins()
+
+
+@shared_task(ignore_result=True)
+def replay_rules_task(run_id: int) -> None:
+    """A policy replay (queue "default"): the gate's recent decisions re-decided with a proposed rule change."""
+    replay.run_replay(run_id)

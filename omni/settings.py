@@ -433,6 +433,8 @@ OMNI_UNSUBSCRIBE_MAILTO = env.str("OMNI_UNSUBSCRIBE_MAILTO", default="")
 OMNI_DOUBLE_OPT_IN = env.bool("OMNI_DOUBLE_OPT_IN", default=False)
 OMNI_DOUBLE_OPT_IN_DAYS = env.int("OMNI_DOUBLE_OPT_IN_DAYS", default=7)
 OMNI_DOUBLE_OPT_IN_SOURCES = env.list("OMNI_DOUBLE_OPT_IN_SOURCES", default=["form", "api"])
+# Policy replay (compliance/replay.py) re-decides the gate's decisions of this many days before a rule change.
+OMNI_REPLAY_DAYS = env.int("OMNI_REPLAY_DAYS", default=7)
 # An opt-out word inside other text ("please stop texting me"): "opt_out_and_flag" (opt out and
 # flag the message for an agent), "flag" (only flag it) or "ignore" (compliance/keywords.py).
 OMNI_KEYWORD_EMBEDDED_OPT_OUT = env.str("OMNI_KEYWORD_EMBEDDED_OPT_OUT", default="opt_out_and_flag")

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.browser
 
 
 def test_a_compliance_user_adds_quiet_hours_and_a_cap_then_reads_a_deferred_decision(
-        demo_logins, page, log_in, screenshot):
+        demo_logins, eager_celery, page, log_in, screenshot):
     # given a compliance user on the admin
     log_in("compliance", demo_logins["compliance"])
     now = timezone.now()
@@ -35,6 +35,7 @@ def test_a_compliance_user_adds_quiet_hours_and_a_cap_then_reads_a_deferred_deci
     page.locator("#id_region").fill("")
     page.locator("#id_country").fill("US")
     page.get_by_role("button", name="Save", exact=True).click()
+    page.locator("#replay-confirm").click()  # after its policy replay (compliance/replay_admin.py)
     expect(page.locator(".messagelist")).to_contain_text("was added successfully")
     screenshot("quiet hours added")
 
@@ -48,6 +49,7 @@ def test_a_compliance_user_adds_quiet_hours_and_a_cap_then_reads_a_deferred_deci
     page.get_by_label("Trial", exact=True).check()
     screenshot("frequency cap form")
     page.get_by_role("button", name="Save", exact=True).click()
+    page.locator("#replay-confirm").click()
     expect(page.locator(".messagelist")).to_contain_text("was added successfully")
     screenshot("frequency cap added")
 

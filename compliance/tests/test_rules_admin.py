@@ -17,6 +17,20 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
+def saved(eager_celery, django_capture_on_commit_callbacks):
+    """Post a rule's form, read its policy replay (compliance/replay_admin.py) and confirm it."""
+    def save(client, url, form):
+        with django_capture_on_commit_callbacks(execute=True):
+            replay_page = client.post(url, form)["Location"]
+        replayed = client.get(replay_page)
+        data = {}
+        for name, value in replayed.context["form_data"]:
+            data.setdefault(name, []).append(value)
+        return client.post(replayed.context["confirm_url"], {**data, "_replay_run": replayed.context["run"].pk})
+    return save
+
+
+@pytest.fixture
 def compliance_client(client, django_user_model):
     user = django_user_model.objects.create_user(username="cora", password="not-used", is_staff=True)
     user.groups.add(Group.objects.get(name="Compliance"))
@@ -24,13 +38,13 @@ def compliance_client(client, django_user_model):
     return client
 
 
-def test_a_quiet_hours_rule_with_a_bad_region_is_refused_naming_it(compliance_client):
+def test_a_quiet_hours_rule_with_a_bad_region_is_refused_naming_it(compliance_client, saved):
     url = reverse("admin:compliance_quiethours_add")
     form = {"name": "Florida nights", "channel": "", "purpose": "", "country": "US", "start": "20:00",
             "end": "08:00", "active": "on"}
 
     refused = compliance_client.post(url, {**form, "region": "CA-ON"})
-    added = compliance_client.post(url, {**form, "region": "us-fl"})
+    added = saved(compliance_client, url, {**form, "region": "us-fl"})
 
     assert refused.status_code == 200 and "region" in refused.context["adminform"].form.errors
     assert added.status_code == 302
@@ -39,13 +53,13 @@ def test_a_quiet_hours_rule_with_a_bad_region_is_refused_naming_it(compliance_cl
     assert AuditEntry.objects.filter(action="quiet_hours.created").exists()
 
 
-def test_a_cap_for_some_lifecycle_stages_is_added_and_each_save_raises_its_version(compliance_client):
+def test_a_cap_for_some_lifecycle_stages_is_added_and_each_save_raises_its_version(compliance_client, saved):
     form = {"name": "Trials: two a day", "channel": "sms", "purpose": "marketing", "limit": "2",
             "window_seconds": "86400", "action": "defer", "lifecycle_stages": ["trial", "lead"], "active": "on"}
 
-    compliance_client.post(reverse("admin:compliance_frequencycap_add"), form)
+    saved(compliance_client, reverse("admin:compliance_frequencycap_add"), form)
     cap = FrequencyCap.objects.get()
-    compliance_client.post(reverse("admin:compliance_frequencycap_change", args=[cap.pk]), {**form, "limit": "3"})
+    saved(compliance_client, reverse("admin:compliance_frequencycap_change", args=[cap.pk]), {**form, "limit": "3"})
 
     cap.refresh_from_db()
     assert (cap.lifecycle_stages, cap.limit, cap.version) == (["trial", "lead"], 3, 2)

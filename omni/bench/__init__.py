@@ -37,6 +37,8 @@ SCALE_MEANING = {
     "campaign_fanout": "contacts in a campaign's segment, over email, SMS and WhatsApp, sent by 2 Celery worker "
                        "processes (the issue: 100,000)",
     "audit_export": "audit entries streamed as CSV through the admin's export (the issue: 1,000,000)",
+    "policy_replay": "gate decisions of the last week, replayed with a quiet-hours and a cap change (the issue: "
+                     "1,000,000)",
 }
 
 
@@ -63,7 +65,8 @@ def missing_packages(names: list[str]) -> list[str]:
 def benchmarks() -> dict:
     """Every benchmark by name, in the order they run: the ceilings first, so others can be
     shown as a fraction of them."""
-    from . import audit_export, campaign_fanout, claim_ceiling, gate, inbound, ingest, journey_tick, segment_count, timeline
+    from . import (audit_export, campaign_fanout, claim_ceiling, gate, inbound, ingest, journey_tick, policy_replay,
+                   segment_count, timeline)
 
     return {
         "claim_ceiling": claim_ceiling.run,
@@ -76,6 +79,7 @@ def benchmarks() -> dict:
         "timeline": timeline.run,
         "segment_count": segment_count.run,
         "audit_export": audit_export.run,
+        "policy_replay": policy_replay.run,
     }
 
 
