@@ -207,6 +207,12 @@ OMNI_API_KEY_CACHE_SECONDS = env.int("OMNI_API_KEY_CACHE_SECONDS", default=10)
 # a type changed in another process is checked that much later.
 OMNI_TYPED_DATA_CACHE_SECONDS = env.float("OMNI_TYPED_DATA_CACHE_SECONDS", default=10)
 
+# The contact import (contacts/imports.py): the largest file taken, in bytes and in rows, and
+# the most rows the admin page checks and imports itself (a larger file runs as a Celery task).
+OMNI_IMPORT_MAX_BYTES = env.int("OMNI_IMPORT_MAX_BYTES", default=32 * 1024 * 1024)
+OMNI_IMPORT_MAX_ROWS = env.int("OMNI_IMPORT_MAX_ROWS", default=250_000)
+OMNI_IMPORT_INLINE_ROWS = env.int("OMNI_IMPORT_INLINE_ROWS", default=2_000)
+
 # --- Celery ---------------------------------------------------------------------------------
 # How long /readyz waits for the broker before calling it unreachable.
 OMNI_READYZ_BROKER_TIMEOUT = env.float("OMNI_READYZ_BROKER_TIMEOUT", default=2.0)
