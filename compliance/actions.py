@@ -5,7 +5,7 @@ from django.utils import timezone
 
 from omni import audit
 from omni.choices import Channel, LawfulBasis, Purpose
-from omni.lib.bulk import insert_rows
+from omni.lib.bulk import filter_in, insert_rows
 
 from . import hooks
 from .links import confirmation_url
@@ -241,6 +241,9 @@ def record_submitted_consents(sender, *, contact, consents: list[dict], source: 
 
 # Changes per upsert statement on SQLite (seven values each, under its limit of bound values).
 SQLITE_UPSERT_ROWS = 100
+# Looked up once: an enum's .values builds its list at every call.
+CHANNELS, PURPOSES = frozenset(Channel.values), frozenset(Purpose.values)
+STATUSES, LAWFUL_BASES = frozenset(ConsentStatus.values), frozenset(LawfulBasis.values)
 
 
 @transaction.atomic
@@ -260,13 +263,13 @@ def record_consent_changes_many(changes: list[dict], *, source: str, actor=None,
     if source not in ConsentSource.values:
         raise ValueError(f"Unknown consent source {source!r}.")
     for change in changes:
-        if change["channel"] not in Channel.values:
+        if change["channel"] not in CHANNELS:
             raise ValueError(f"Unknown channel {change['channel']!r}.")
-        if change["purpose"] not in Purpose.values:
+        if change["purpose"] not in PURPOSES:
             raise ValueError(f"Unknown purpose {change['purpose']!r}.")
-        if change["status"] not in ConsentStatus.values:
+        if change["status"] not in STATUSES:
             raise ValueError(f"Unknown consent status {change['status']!r}.")
-        if change.get("lawful_basis") and change["lawful_basis"] not in LawfulBasis.values:
+        if change.get("lawful_basis") and change["lawful_basis"] not in LAWFUL_BASES:
             raise ValueError(f"Unknown lawful basis {change['lawful_basis']!r}.")
     if not changes:
         return []
@@ -275,8 +278,8 @@ def record_consent_changes_many(changes: list[dict], *, source: str, actor=None,
     # The contacts' current consents: (contact, channel, purpose) -> (status, last changed, has a change).
     current = {
         (contact_id, channel, purpose): (status, updated_at, last_change_id is not None)
-        for contact_id, channel, purpose, status, updated_at, last_change_id in Consent.objects.filter(
-            contact_id__in={change["contact_id"] for change in changes}).values_list(
+        for contact_id, channel, purpose, status, updated_at, last_change_id in filter_in(
+            Consent.objects.all(), "contact", {change["contact_id"] for change in changes}).values_list(
             "contact_id", "channel", "purpose", "status", "updated_at", "last_change_id")
     }
     rows, confirms, opt_ins, applied = [], [], [], []

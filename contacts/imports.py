@@ -58,6 +58,10 @@ OTHER_COLUMNS = ("external_id", "messaging_paused", "attributes", "consent_evide
 SCOPES = [(channel, purpose) for channel in Channel.values for purpose in Purpose.values]
 CONSENT_COLUMNS = {f"consent_{channel}_{purpose}": (channel, purpose) for channel, purpose in SCOPES}
 LAWFUL_BASIS_COLUMNS = {f"lawful_basis_{channel}_{purpose}": (channel, purpose) for channel, purpose in SCOPES}
+# (consent column, lawful basis column, channel, purpose) of every scope.
+CONSENT_SCOPES = [(f"consent_{channel}_{purpose}", f"lawful_basis_{channel}_{purpose}", channel, purpose)
+                  for channel, purpose in SCOPES]
+LAWFUL_BASES = frozenset(LawfulBasis.values)
 KNOWN_COLUMNS = frozenset((*PROFILE_COLUMNS, *OTHER_COLUMNS, *CONSENT_COLUMNS, *LAWFUL_BASIS_COLUMNS))
 # Contact fields an import may write, in the order they are written.
 WRITTEN_FIELDS = (*PROFILE_COLUMNS, "messaging_paused", "attributes")
@@ -98,6 +102,7 @@ class CheckedRow:
     attributes: dict | None = None
     consents: list[dict] = field(default_factory=list)
     existing: Contact | None = None
+    contact_id: int | None = None  # of the contact written for it, once written
     errors: list[RowError] = field(default_factory=list)
 
     def refuse(self, column: str, message: str) -> None:
@@ -263,8 +268,9 @@ def _checked_consents(row: CheckedRow, cells: dict, context: CheckContext) -> li
         row.refuse("consent_evidence", f"consent_evidence is longer than {MAX_EVIDENCE_LENGTH} characters.")
     occurred_at = _consent_time(row, cells.get("consent_at", ""), context.now)
     consents = []
-    for column, (channel, purpose) in CONSENT_COLUMNS.items():
-        basis_column = f"lawful_basis_{channel}_{purpose}"
+    for column, basis_column, channel, purpose in CONSENT_SCOPES:
+        if column not in cells and basis_column not in cells:
+            continue
         status = cells.get(column, "").lower()
         basis = cells.get(basis_column, "").lower()
         if not status:
@@ -275,7 +281,7 @@ def _checked_consents(row: CheckedRow, cells: dict, context: CheckContext) -> li
         if status not in CONSENT_VALUES:
             row.refuse(column, f"'{cells[column]}' is not granted or revoked (blank leaves the consent as it is).")
             continue
-        if basis and basis not in LawfulBasis.values:
+        if basis and basis not in LAWFUL_BASES:
             row.refuse(basis_column, f"'{cells[basis_column]}' is not a lawful basis; use one of "
                                      f"{', '.join(LawfulBasis.values)}.")
             continue
@@ -315,8 +321,15 @@ def _attach_stored_contacts(rows: list[CheckedRow], *, lock: bool) -> None:
     emails = [row.values["email"] for row in rows if not row.external_id and row.values.get("email")]
     if not external_ids and not emails:
         return
-    query = Q(external_id__in=external_ids) | Q(email__in=emails, external_id__isnull=True)
-    stored = Contact.objects.filter(query).order_by("pk")
+    if connection.vendor == "postgresql":
+        # One array each rather than a placeholder per value: thousands of keys cost psycopg
+        # more to bind one by one than the query costs the server.
+        stored = Contact.objects.extra(
+            where=["(external_id = ANY(%s::text[]) OR (email = ANY(%s::text[]) AND external_id IS NULL))"],
+            params=[external_ids, emails]).order_by("pk")
+    else:
+        stored = Contact.objects.filter(
+            Q(external_id__in=external_ids) | Q(email__in=emails, external_id__isnull=True)).order_by("pk")
     if lock:
         stored = stored.select_for_update()
     by_external_id, by_email = {}, {}
@@ -377,7 +390,7 @@ def write_rows(rows: list[CheckedRow], *, actor, contact_import: ContactImport |
         ids = insert_rows(Contact, ["external_id", *WRITTEN_FIELDS, "created_at", "updated_at"],
                           [(*value, now, now) for value in values], set_ids=True)
         for row, contact_id in zip(new, ids):
-            row.existing = Contact(pk=contact_id)
+            row.contact_id = contact_id
             fields = sorted([name for name, value in row.values.items() if value not in ("", False)]
                             + ["external_id"] * bool(row.external_id) + ["attributes"] * bool(row.attributes))
             entries.append(audit.build("contact.created", contact_id=contact_id,
@@ -393,7 +406,8 @@ def write_rows(rows: list[CheckedRow], *, actor, contact_import: ContactImport |
                                        reason="import", data={"fields": names}, occurred_at=now))
         written.updated = len(changed)
     audit.record_many(entries)
-    batch = [{**consent, "contact_id": row.existing.pk, "evidence": _evidence(consent, row, contact_import)}
+    batch = [{**consent, "contact_id": row.contact_id or row.existing.pk,
+              "evidence": _evidence(consent, row, contact_import)}
              for row in rows for consent in row.consents]
     if batch:
         hooks.send(hooks.consents_submitted, batch=batch, source="import", actor=actor, actor_label="")

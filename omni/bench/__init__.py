@@ -36,6 +36,8 @@ SCALE_MEANING = {
     "segment_count": "contacts with 5 events each, counted by a segment of three filters (the issue: 1,000,000)",
     "campaign_fanout": "contacts in a campaign's segment, over email, SMS and WhatsApp, sent by 2 Celery worker "
                        "processes (the issue: 100,000)",
+    "contact_import": "CSV rows with consent columns imported through the admin pages, beside django-import-export's "
+                      "use_bulk import of the same rows (the issue: 100,000)",
 }
 
 
@@ -62,7 +64,8 @@ def missing_packages(names: list[str]) -> list[str]:
 def benchmarks() -> dict:
     """Every benchmark by name, in the order they run: the ceilings first, so others can be
     shown as a fraction of them."""
-    from . import campaign_fanout, claim_ceiling, gate, inbound, ingest, journey_tick, segment_count, timeline
+    from . import (campaign_fanout, claim_ceiling, contact_import, gate, inbound, ingest, journey_tick, segment_count,
+                   timeline)
 
     return {
         "claim_ceiling": claim_ceiling.run,
@@ -74,6 +77,7 @@ def benchmarks() -> dict:
         "gate": gate.run,
         "timeline": timeline.run,
         "segment_count": segment_count.run,
+        "contact_import": contact_import.run,
     }
 
 
