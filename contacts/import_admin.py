@@ -24,7 +24,7 @@ from omni.lib.progress import Progress, ProgressSegment
 from omni.lib.spreadsheet import neutralize_formula
 
 from . import imports
-from .models import ContactImport, ImportStatus
+from .models import Contact, ContactImport, ImportStatus
 from .tasks import check_contact_import_task, run_contact_import_task
 
 RUNNING = (ImportStatus.VALIDATING, ImportStatus.IMPORTING)
@@ -34,29 +34,55 @@ SECONDARY = ("border border-base-200 bg-white font-medium inline-flex items-cent
              "whitespace-nowrap")
 
 
-class UploadForm(forms.Form):
-    file = forms.FileField(label="CSV file", help_text=(
-        "UTF-8 CSV whose first row names the columns: external_id, email, phone, first_name, last_name, locale, "
-        "timezone, country, region, lifecycle_stage, messaging_paused, attributes, and for consent "
-        "consent_<channel>_<purpose> (granted or revoked; blank leaves it), lawful_basis_<channel>_<purpose>, "
-        "consent_evidence and consent_at."))
-
-    def clean_file(self):
-        upload = self.cleaned_data["file"]
-        limit = settings.OMNI_IMPORT_MAX_BYTES
-        if upload.size > limit:
-            raise forms.ValidationError(f"The file is {upload.size / 1048576:.1f} MiB; at most "
-                                        f"{limit // 1048576} MiB is imported at once: split it.")
+def read_upload(upload, input_format) -> str:
+    """The uploaded file as CSV text (a spreadsheet in another format django-import-export reads,
+    XLSX for one, is turned into CSV); FileRefused saying what is wrong with it."""
+    limit = settings.OMNI_IMPORT_MAX_BYTES
+    if upload.size > limit:
+        raise imports.FileRefused(f"The file is {imports.size_words(upload.size)}; at most "
+                                  f"{imports.size_words(limit)} is imported at once: split it.")
+    data = upload.read()
+    if input_format.get_title().lower() == "csv":
         try:
-            text = upload.read().decode("utf-8-sig")
+            text = data.decode("utf-8-sig")
         except UnicodeDecodeError:
-            raise forms.ValidationError("The file is not UTF-8 text: save it as CSV (UTF-8).") from None
+            raise imports.FileRefused("The file is not UTF-8 text: save it as CSV (UTF-8).") from None
+    else:
         try:
-            imports.read_file(text)
+            text = input_format.create_dataset(data).export("csv")
+        except Exception as exc:  # each format's reader raises its own errors
+            raise imports.FileRefused(f"The file could not be read as {input_format.get_title()}: "
+                                      f"{exc.__class__.__name__}.") from None
+    imports.read_file(text)
+    return text
+
+
+def upload_view(model_admin, request):
+    """The contact list's Import page (django-import-export's, on Unfold's form): the upload is
+    kept as a ContactImport, checked here or in a task, and the uploader goes to its page."""
+    if not model_admin.has_import_permission(request):
+        raise PermissionDenied
+    form = model_admin.create_import_form(request)
+    if request.method == "POST" and form.is_valid():
+        input_format = model_admin.get_import_formats()[int(form.cleaned_data["format"])]()
+        upload = form.cleaned_data["import_file"]
+        try:
+            text = read_upload(upload, input_format)
         except imports.FileRefused as exc:
-            raise forms.ValidationError(str(exc)) from None
-        self.cleaned_data["text"] = text
-        return upload
+            form.add_error("import_file", str(exc))
+        else:
+            contact_import = imports.start_import(upload.name, text, actor=request.user)
+            if imports.runs_inline(contact_import):
+                imports.check_import(contact_import)
+            else:
+                transaction.on_commit(lambda: check_contact_import_task.delay(contact_import.pk))
+            return HttpResponseRedirect(reverse("admin:contacts_contactimport_change", args=[contact_import.pk]))
+    return TemplateResponse(request, [model_admin.import_template_name], {
+        **model_admin.get_import_context_data(), **model_admin.admin_site.each_context(request),
+        "title": "Import contacts", "form": form, "opts": model_admin.model._meta,
+        "media": model_admin.media + form.media, "import_error_display": model_admin.import_error_display,
+        "fields_list": [("Contacts", list(imports.COLUMNS_SHOWN))],
+    })
 
 
 class ChoiceForm(forms.Form):
@@ -111,24 +137,11 @@ class ContactImportAdmin(ModelAdmin):
             *super().get_urls(),
         ]
 
-    # --- upload ----------------------------------------------------------------------------------
-
     def add_view(self, request, form_url="", extra_context=None):
+        # The contact list's Import page (django-import-export's form), also here.
         if not self.has_add_permission(request):
             raise PermissionDenied
-        form = UploadForm(request.POST or None, request.FILES or None)
-        if request.method == "POST" and form.is_valid():
-            upload = form.cleaned_data["file"]
-            contact_import = imports.start_import(upload.name, form.cleaned_data["text"], actor=request.user)
-            if imports.runs_inline(contact_import):
-                imports.check_import(contact_import)
-            else:
-                transaction.on_commit(lambda: check_contact_import_task.delay(contact_import.pk))
-            return HttpResponseRedirect(reverse("admin:contacts_contactimport_change", args=[contact_import.pk]))
-        return TemplateResponse(request, "contacts/contact_import_upload.html", {
-            **self.admin_site.each_context(request), "opts": self.model._meta, "title": "Import contacts",
-            "form": form, "button": BUTTON, "max_mib": settings.OMNI_IMPORT_MAX_BYTES // 1048576,
-        })
+        return upload_view(self.admin_site._registry[Contact], request)
 
     # --- the upload's page -----------------------------------------------------------------------
 

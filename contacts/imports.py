@@ -63,6 +63,9 @@ CONSENT_SCOPES = [(f"consent_{channel}_{purpose}", f"lawful_basis_{channel}_{pur
                   for channel, purpose in SCOPES]
 LAWFUL_BASES = frozenset(LawfulBasis.values)
 KNOWN_COLUMNS = frozenset((*PROFILE_COLUMNS, *OTHER_COLUMNS, *CONSENT_COLUMNS, *LAWFUL_BASIS_COLUMNS))
+# The columns as the import page lists them.
+COLUMNS_SHOWN = (*KEY_COLUMNS, *PROFILE_COLUMNS[1:], "messaging_paused", "attributes", "consent_<channel>_<purpose>",
+                 "lawful_basis_<channel>_<purpose>", "consent_evidence", "consent_at")
 # Contact fields an import may write, in the order they are written.
 WRITTEN_FIELDS = (*PROFILE_COLUMNS, "messaging_paused", "attributes")
 
@@ -126,8 +129,8 @@ class Written:
 def read_file(text: str) -> Sheet:
     """The file's columns and rows; FileRefused saying what is wrong with the file as a whole."""
     if len(text.encode("utf-8", errors="replace")) > settings.OMNI_IMPORT_MAX_BYTES:
-        raise FileRefused(f"The file is larger than {settings.OMNI_IMPORT_MAX_BYTES // (1024 * 1024)} MiB; "
-                          "split it into smaller files.")
+        raise FileRefused(f"The file is larger than {size_words(settings.OMNI_IMPORT_MAX_BYTES)}, the most imported "
+                          "at once: split it.")
     if "\x00" in text:
         raise FileRefused("The file is not a CSV text file (it holds NUL bytes); save it as CSV (UTF-8).")
     text = text.removeprefix("\ufeff")
@@ -156,6 +159,14 @@ def read_file(text: str) -> Sheet:
         raise FileRefused(f"The file has {len(rows):,} rows; at most {settings.OMNI_IMPORT_MAX_ROWS:,} are "
                           "imported at once: split it.")
     return Sheet(columns, rows)
+
+
+def size_words(size: int) -> str:
+    """A file size for people: 32 MiB, 200 KiB, 100 bytes."""
+    for unit, factor in (("MiB", 1048576), ("KiB", 1024)):
+        if size >= factor:
+            return f"{size / factor:.3g} {unit}"
+    return f"{size} bytes"
 
 
 # --- Checking ------------------------------------------------------------------------------------

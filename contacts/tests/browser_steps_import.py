@@ -22,10 +22,11 @@ def import_contacts_step(page, base_url: str, csv_text: str, screenshot=None) ->
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "contacts.csv"
         path.write_text(csv_text, encoding="utf-8")
-        page.locator("input[type=file][name=file]").set_input_files(str(path))
+        page.locator("input[type=file][name=import_file]").set_input_files(str(path))
+        page.locator("select[name=format]").select_option(label="csv")
         shot("import: file chosen")
         with page.expect_navigation():
-            page.get_by_role("button", name="Check the file").click()
+            page.get_by_role("button", name="Submit").click()
     expect(page.locator("#import-status")).to_have_attribute("data-status", "validated", timeout=60_000)
     errors = page.locator("#import-errors tbody tr")
     expect(errors.first).to_be_visible()

@@ -234,14 +234,12 @@ def test_the_import_does_not_query_per_row_on_sqlite_either(compliance_user):
 # --- the admin pages -------------------------------------------------------------------------------
 
 def upload(client, text: str, name: str = "contacts.csv"):
-    return client.post(reverse("admin:contacts_contactimport_add"),
-                       {"file": io.BytesIO(text.encode()) if False else _named(text, name)})
-
-
-def _named(text: str, name: str):
+    """Upload a file on the contact list's Import page, as CSV (the first format)."""
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    return SimpleUploadedFile(name, text.encode(), content_type="text/csv")
+    return client.post(reverse("admin:contacts_contact_import"), {
+        "import_file": SimpleUploadedFile(name, text.encode(), content_type="text/csv"), "format": "0",
+        "resource": "0"})
 
 
 def test_the_admin_shows_errors_per_row_and_imports_the_valid_rows(client, compliance_user):
@@ -278,28 +276,41 @@ def test_choosing_to_import_nothing_cancels(client, compliance_user):
     assert not Contact.objects.exists()
 
 
-def test_the_errors_download_as_csv_with_formula_cells_neutralized(client, compliance_user):
+def test_the_errors_download_as_csv(client, compliance_user):
     client.force_login(compliance_user)
-    upload(client, csv_of("crm-1,=HYPERLINK(1),,,,,,,", header=HEADER.replace("email,", "email,", 1)))
+    upload(client, csv_of(good_row(1), "crm-2,not-an-email,,,,,,,"))
     contact_import = ContactImport.objects.get()
 
     response = client.get(reverse("admin:contacts_contactimport_errors", args=[contact_import.pk]))
 
     assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
-    rows = list(csv.reader(io.StringIO(response.content.decode())))
-    assert rows[0] == ["row", "column", "message"]
-    assert rows[1][:2] == ["2", "email"]
-    assert rows[1][2].startswith("''=HYPERLINK(1)' is not") or rows[1][2].startswith("'=HYPERLINK")
+    assert list(csv.reader(io.StringIO(response.content.decode()))) == [
+        ["row", "column", "message"], ["3", "email", "'not-an-email' is not a valid email address."]]
+
+
+def test_the_errors_download_neutralizes_formula_cells(client, compliance_user):
+    client.force_login(compliance_user)
+    contact_import = ContactImport.objects.create(file_name="x.csv", status=ImportStatus.VALIDATED,
+                                                  errors=[{"row": 2, "column": "=cmd", "message": "@SUM(A1)"}])
+
+    response = client.get(reverse("admin:contacts_contactimport_errors", args=[contact_import.pk]))
+
+    assert list(csv.reader(io.StringIO(response.content.decode())))[1] == ["2", "'=cmd", "'@SUM(A1)"]
 
 
 def test_an_upload_too_large_or_not_csv_is_refused_with_a_clear_message(client, compliance_user, settings):
     client.force_login(compliance_user)
     settings.OMNI_IMPORT_MAX_BYTES = 100
 
-    response = upload(client, csv_of(*(good_row(n) for n in range(5))))
+    too_large = upload(client, csv_of(*(good_row(n) for n in range(5))))
+    settings.OMNI_IMPORT_MAX_BYTES = 1024 * 1024
+    not_csv = upload(client, "external_id\x00\x01\x02")
+    unknown_column = upload(client, "external_id,shoe_size\ncrm-1,44\n")
 
-    assert response.status_code == 200
-    assert "at most 0 MiB is imported at once" in response.content.decode() or "MiB" in response.content.decode()
+    assert too_large.status_code == 200
+    assert "at most 100 bytes is imported at once: split it." in too_large.content.decode()
+    assert "The file is not a CSV text file" in not_csv.content.decode()
+    assert "Unknown column(s): &#x27;shoe_size&#x27;" in unknown_column.content.decode()
     assert not ContactImport.objects.exists()
 
 
