@@ -63,6 +63,10 @@ def upload_view(model_admin, request):
     if not model_admin.has_import_permission(request):
         raise PermissionDenied
     form = model_admin.create_import_form(request)
+    form.fields["import_file"].help_text = (
+        f"A CSV file (UTF-8) of up to {imports.size_words(settings.OMNI_IMPORT_MAX_BYTES)} and "
+        f"{settings.OMNI_IMPORT_MAX_ROWS:,} rows, its first row naming the columns. Every row is checked first; "
+        "you then see the errors and choose what to import.")
     if request.method == "POST" and form.is_valid():
         input_format = model_admin.get_import_formats()[int(form.cleaned_data["format"])]()
         upload = form.cleaned_data["import_file"]
