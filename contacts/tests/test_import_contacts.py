@@ -372,3 +372,37 @@ def wait_for(contact_import: ContactImport, status: str, seconds: float = 30) ->
             return contact_import
         time.sleep(0.1)
     raise AssertionError(f"The import is {contact_import.status}, not {status}, after {seconds}s.")
+
+
+# --- what record_consent_change does on an opt-in, as far as it applies to imports ------------------
+
+SMS_GRANT = csv_of("crm-1,+14155550101,granted,Signed at the counter,",
+                   header="external_id,phone,consent_sms_marketing,consent_evidence,consent_at")
+
+
+def test_an_imported_sms_opt_in_is_announced_only_when_asked(compliance_user, settings):
+    from channels.models import Message
+
+    imported(SMS_GRANT, compliance_user)
+    assert not Message.objects.exists()
+
+    settings.OMNI_CONFIRM_IMPORTED_OPT_INS = True
+    imported(SMS_GRANT.replace("crm-1,+14155550101", "crm-2,+14155550102"), compliance_user)
+    change = ConsentChange.objects.get(contact__external_id="crm-2")
+    assert Message.objects.filter(idempotency_key=f"optin:{change.pk}").count() == 1
+
+
+def test_an_imported_marketing_email_grant_waits_for_double_opt_in_when_imports_need_it(compliance_user, settings):
+    from channels.models import Message
+
+    settings.OMNI_DOUBLE_OPT_IN = True
+    settings.OMNI_DOUBLE_OPT_IN_SOURCES = ["import"]
+    text = csv_of("crm-1,ada@example.com,granted,Spring form", header="external_id,email,consent_email_marketing,"
+                                                                      "consent_evidence")
+
+    imported(text, compliance_user)
+
+    consent = Consent.objects.get(contact__external_id="crm-1", channel="email", purpose="marketing")
+    assert consent.status == "pending"
+    assert consent.last_change.evidence["double_opt_in"] == {"previous_status": "unknown"}
+    assert Message.objects.filter(contact=consent.contact).count() == 1
