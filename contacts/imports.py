@@ -35,6 +35,7 @@ from django.utils import timezone
 from omni import audit
 from omni.choices import Channel, ConsentStatus, LawfulBasis, Purpose
 from omni.lib.bulk import bulk_update, insert_rows
+from omni.lib.spreadsheet import restore_formula_text
 
 from . import hooks
 from .actions import InvalidField, clean_external_id, clean_profile_field
@@ -203,6 +204,10 @@ def check_rows(sheet: Sheet, start: int, stop: int, context: CheckContext, seen:
 
 def _cells_by_column(columns: list[str], cells: list[str]) -> dict:
     values = {name: (cells[i].strip() if i < len(cells) else "") for i, name in enumerate(columns)}
+    for name, value in values.items():
+        if value.startswith("'"):
+            # A cell the export neutralized ('=...) imports back as it was.
+            values[name] = restore_formula_text(value)
     if len(cells) > len(columns) and any(cell.strip() for cell in cells[len(columns):]):
         values["__extra__"] = True
     return values

@@ -406,3 +406,19 @@ def test_an_imported_marketing_email_grant_waits_for_double_opt_in_when_imports_
     assert consent.status == "pending"
     assert consent.last_change.evidence["double_opt_in"] == {"previous_status": "unknown"}
     assert Message.objects.filter(contact=consent.contact).count() == 1
+
+
+def test_an_exported_file_imports_back_unchanged(compliance_user):
+    from contacts.resources import ContactResource
+
+    formula = '=HYPERLINK("http://attacker.example/","x")'
+    contact = Contact.objects.create(external_id="crm-1", email="eve@example.com", phone="+14155550100",
+                                     first_name=formula, last_name="-minus")
+    exported = ContactResource().export().export("csv")
+
+    done = imported(exported, compliance_user)
+
+    assert (done.status, done.errors) == (ImportStatus.DONE, [])
+    contact.refresh_from_db()
+    assert (contact.first_name, contact.last_name, contact.phone) == (formula, "-minus", "+14155550100")
+    assert not AuditEntry.objects.filter(reason="import").exists()
