@@ -282,7 +282,12 @@ def record_consent_changes_many(changes: list[dict], *, source: str, actor=None,
             Consent.objects.all(), "contact", {change["contact_id"] for change in changes}).values_list(
             "contact_id", "channel", "purpose", "status", "updated_at", "last_change_id")
     }
-    rows, confirms, opt_ins, applied = [], [], [], []
+    # The purposes granted on each (contact, channel): an opt-in is a grant where there was none.
+    granted = {}
+    for (contact_id, channel, purpose), (status, _, _) in current.items():
+        if status == ConsentStatus.GRANTED:
+            granted.setdefault((contact_id, channel), set()).add(purpose)
+    rows, confirms, opt_ins = [], [], []
     for position, change in enumerate(changes):
         scope = (change["contact_id"], change["channel"], change["purpose"])
         status, evidence = change["status"], change.get("evidence") or {}
@@ -293,13 +298,16 @@ def record_consent_changes_many(changes: list[dict], *, source: str, actor=None,
         if confirm:
             status = ConsentStatus.PENDING
             evidence = {**evidence, "double_opt_in": {"previous_status": before[0]}}
-        opts_in = status == ConsentStatus.GRANTED and announces_opt_in(source, announce) and not any(
-            state[0] == ConsentStatus.GRANTED for (contact_id, channel, _), state in current.items()
-            if contact_id == scope[0] and channel == scope[1])
+        opts_in = (status == ConsentStatus.GRANTED and announces_opt_in(source, announce)
+                   and not granted.get(scope[:2]))
         is_current = not before[2] or before[1] <= occurred_at
         if is_current:
             current[scope] = (status, occurred_at, True)
-            applied.append(position)
+            purposes = granted.setdefault(scope[:2], set())
+            if status == ConsentStatus.GRANTED:
+                purposes.add(scope[2])
+            else:
+                purposes.discard(scope[2])
         rows.append((change["contact_id"], change["channel"], change["purpose"], status, source,
                      change.get("lawful_basis") or "", evidence, actor_id, actor_label, occurred_at))
         if confirm:
