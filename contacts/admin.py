@@ -182,8 +182,8 @@ class ContactAdmin(ModelAdmin, ImportExportModelAdmin):
         return import_admin.upload_view(self, request)
 
     def get_import_formats(self):
-        # The import reads CSV (contacts/imports.py).
-        return [base_formats.CSV]
+        # Rows of cells: CSV, and XLSX where its reader (openpyxl) is installed, read as CSV.
+        return [base_formats.CSV, *([base_formats.XLSX] if import_admin.xlsx_readable() else [])]
 
     # Export copies personal data out of Omni: it needs the right to change contacts.
 

@@ -423,3 +423,21 @@ def test_an_exported_file_imports_back_unchanged(compliance_user):
     contact.refresh_from_db()
     assert (contact.first_name, contact.last_name, contact.phone) == (formula, "-minus", "+14155550100")
     assert not AuditEntry.objects.filter(reason="import").exists()
+
+
+def test_an_xlsx_file_is_read_like_a_csv(client, compliance_user):
+    pytest.importorskip("openpyxl")
+    import tablib
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    sheet = tablib.Dataset(headers=["external_id", "email", "consent_email_marketing", "consent_evidence"])
+    sheet.append(["crm-1", "ada@example.com", "granted", "Spring form"])
+    sheet.append(["crm-2", "bad@", "", ""])
+    client.force_login(compliance_user)
+
+    client.post(reverse("admin:contacts_contact_import"), {
+        "import_file": SimpleUploadedFile("contacts.xlsx", sheet.export("xlsx")), "format": "1"})
+
+    contact_import = ContactImport.objects.get()
+    assert (contact_import.total_rows, contact_import.valid_rows) == (2, 1)
+    assert [(e["row"], e["column"]) for e in contact_import.errors] == [(3, "email")]
