@@ -1,10 +1,11 @@
 """Changes to consent and suppression. Each validates, writes, and audits in one transaction."""
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from omni import audit
 from omni.choices import Channel, LawfulBasis, Purpose
+from omni.lib.bulk import filter_in, insert_rows
 
 from . import hooks
 from .links import confirmation_url
@@ -289,3 +290,140 @@ def record_submitted_consents(sender, *, contact, consents: list[dict], source: 
         record_consent_change(contact, consent["channel"], consent["purpose"], consent["status"], source,
                               evidence=consent["evidence"], lawful_basis=consent.get("lawful_basis", ""),
                               actor_label=actor_label)
+
+
+# Changes per upsert statement on SQLite (seven values each, under its limit of bound values).
+SQLITE_UPSERT_ROWS = 100
+# Looked up once: an enum's .values builds its list at every call.
+CHANNELS, PURPOSES = frozenset(Channel.values), frozenset(Purpose.values)
+STATUSES, LAWFUL_BASES = frozenset(ConsentStatus.values), frozenset(LawfulBasis.values)
+
+
+@transaction.atomic
+def record_consent_changes_many(changes: list[dict], *, source: str, actor=None, actor_label: str = "",
+                                announce: bool | None = None) -> list[int]:
+    """record_consent_change() for many contacts at once (an import), in a few statements whatever
+    the number of changes; returns the ConsentChange ids, in the order of `changes`.
+
+    Each change is {"contact_id", "channel", "purpose", "status", "lawful_basis", "evidence",
+    "occurred_at"}. The same rules hold: every change joins the history; a change older than the
+    contact's current consent for its scope (compared with that consent's last change) does not
+    replace it, also against a change written meanwhile (the upsert compares in the database);
+    double opt-in keeps a grant pending when the source needs it, and an opt-in is announced when
+    announces_opt_in() says so (those two send their hooks one change at a time: they make a
+    message each). Each change is audited as "consent.changed", its evidence kept as personal data.
+    """
+    if source not in ConsentSource.values:
+        raise ValueError(f"Unknown consent source {source!r}.")
+    for change in changes:
+        if change["channel"] not in CHANNELS:
+            raise ValueError(f"Unknown channel {change['channel']!r}.")
+        if change["purpose"] not in PURPOSES:
+            raise ValueError(f"Unknown purpose {change['purpose']!r}.")
+        if change["status"] not in STATUSES:
+            raise ValueError(f"Unknown consent status {change['status']!r}.")
+        if change.get("lawful_basis") and change["lawful_basis"] not in LAWFUL_BASES:
+            raise ValueError(f"Unknown lawful basis {change['lawful_basis']!r}.")
+    if not changes:
+        return []
+    now = timezone.now()
+    actor_id = actor.pk if getattr(actor, "is_authenticated", False) else None
+    # The contacts' current consents: (contact, channel, purpose) -> (status, last changed, has a change).
+    current = {
+        (contact_id, channel, purpose): (status, updated_at, last_change_id is not None)
+        for contact_id, channel, purpose, status, updated_at, last_change_id in filter_in(
+            Consent.objects.all(), "contact", {change["contact_id"] for change in changes}).values_list(
+            "contact_id", "channel", "purpose", "status", "updated_at", "last_change_id")
+    }
+    # The purposes granted on each (contact, channel): an opt-in is a grant where there was none.
+    granted = {}
+    for (contact_id, channel, purpose), (status, _, _) in current.items():
+        if status == ConsentStatus.GRANTED:
+            granted.setdefault((contact_id, channel), set()).add(purpose)
+    rows, confirms, opt_ins = [], [], []
+    for position, change in enumerate(changes):
+        scope = (change["contact_id"], change["channel"], change["purpose"])
+        status, evidence = change["status"], change.get("evidence") or {}
+        occurred_at = change.get("occurred_at") or now
+        before = current.get(scope, (ConsentStatus.UNKNOWN, None, False))
+        confirm = (status == ConsentStatus.GRANTED and needs_double_opt_in(change["channel"], change["purpose"], source)
+                   and before[0] != ConsentStatus.GRANTED)
+        if confirm:
+            status = ConsentStatus.PENDING
+            evidence = {**evidence, "double_opt_in": {"previous_status": before[0]}}
+        opts_in = (status == ConsentStatus.GRANTED and announces_opt_in(source, announce)
+                   and not granted.get(scope[:2]))
+        is_current = not before[2] or before[1] <= occurred_at
+        if is_current:
+            current[scope] = (status, occurred_at, True)
+            purposes = granted.setdefault(scope[:2], set())
+            if status == ConsentStatus.GRANTED:
+                purposes.add(scope[2])
+            else:
+                purposes.discard(scope[2])
+        rows.append((change["contact_id"], change["channel"], change["purpose"], status, source,
+                     change.get("lawful_basis") or "", evidence, actor_id, actor_label, occurred_at))
+        if confirm:
+            confirms.append(position)
+        if opts_in and is_current:
+            opt_ins.append(position)
+    ids = insert_rows(ConsentChange, ["contact_id", "channel", "purpose", "status", "source", "lawful_basis",
+                                      "evidence", "actor_id", "actor_label", "occurred_at"], rows, set_ids=True)
+    _upsert_current_consents(rows, ids)
+    audit.record_many([
+        audit.build("consent.changed", contact_id=row[0], object_ref=("compliance.consentchange", str(change_id)),
+                    actor=actor, actor_label=actor_label, channel=row[1], reason=f"{source}:{row[3]}",
+                    data={"purpose": row[2], "status": row[3], "source": source},
+                    personal={"evidence": row[6]} if row[6] else None, occurred_at=now)
+        for row, change_id in zip(rows, ids)
+    ])
+    if confirms or opt_ins:
+        made = ConsentChange.objects.select_related("contact").in_bulk([ids[i] for i in {*confirms, *opt_ins}])
+        for position in confirms:
+            change = made[ids[position]]
+            hooks.send(hooks.double_opt_in_requested, contact=change.contact, change=change,
+                       confirm_url=confirmation_url(change.contact_id, change.pk))
+        for position in opt_ins:
+            hooks.send(hooks.opted_in, change=made[ids[position]])
+    return ids
+
+
+def _upsert_current_consents(rows: list[tuple], ids: list[int]) -> None:
+    """Make each scope's newest change its current consent, unless the stored consent's last
+    change is newer: one INSERT ... ON CONFLICT DO UPDATE ... WHERE per statement, so a change
+    another transaction wrote meanwhile is compared too."""
+    newest = {}
+    for row, change_id in zip(rows, ids):
+        scope = row[:3]
+        if scope not in newest or newest[scope][6] <= row[9]:
+            newest[scope] = (*scope, row[3], row[5], change_id, row[9])
+    values = list(newest.values())
+    table = connection.ops.quote_name(Consent._meta.db_table)
+    columns = "contact_id, channel, purpose, status, lawful_basis, last_change_id, updated_at"
+    conflict = (f"ON CONFLICT (contact_id, channel, purpose) DO UPDATE SET status = excluded.status, "
+                f"lawful_basis = excluded.lawful_basis, last_change_id = excluded.last_change_id, "
+                f"updated_at = excluded.updated_at WHERE {table}.last_change_id IS NULL "
+                f"OR {table}.updated_at <= excluded.updated_at")
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"INSERT INTO {table} ({columns}) SELECT * FROM unnest(%s::bigint[], %s::varchar[], %s::varchar[], "
+                f"%s::varchar[], %s::varchar[], %s::bigint[], %s::timestamptz[]) {conflict}",
+                [list(column) for column in zip(*values)])
+            return
+        updated_at = Consent._meta.get_field("updated_at")
+        for start in range(0, len(values), SQLITE_UPSERT_ROWS):
+            part = values[start:start + SQLITE_UPSERT_ROWS]
+            cursor.execute(
+                f"INSERT INTO {table} ({columns}) VALUES {', '.join(['(%s, %s, %s, %s, %s, %s, %s)'] * len(part))} "
+                f"{conflict}",
+                [value for row in part for value in (*row[:6], updated_at.get_db_prep_save(row[6], connection))])
+
+
+def receive_submitted_consents(sender, *, batch: list[dict] | None = None, **kwargs):
+    """contacts.hooks.consents_submitted: a batch (an import) goes to record_consent_changes_many,
+    one contact's consents (the API) to record_submitted_consents."""
+    if batch is None:
+        return record_submitted_consents(sender, **kwargs)
+    return record_consent_changes_many(batch, source=kwargs["source"], actor=kwargs.get("actor"),
+                                       actor_label=kwargs.get("actor_label", ""))

@@ -9,12 +9,12 @@ class ComplianceConfig(AppConfig):
         from omni import audit_verification
 
         from . import checks  # noqa: F401  (registers the start-up checks)
-        from .actions import record_submitted_consents
+        from .actions import receive_submitted_consents
         from .decisions import sealed_decision_problems
         from .models import frequency_caps_using_stage
         from .segment_filters import register_segment_filters
 
-        hooks.consents_submitted.connect(record_submitted_consents, dispatch_uid="compliance.consents_submitted")
+        hooks.consents_submitted.connect(receive_submitted_consents, dispatch_uid="compliance.consents_submitted")
         hooks.lifecycle_stage_used.connect(frequency_caps_using_stage, dispatch_uid="compliance.lifecycle_stage_used")
         from .erasure import erase_compliance_data
 

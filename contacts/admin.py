@@ -8,19 +8,21 @@ from django.http import JsonResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from import_export.admin import ImportExportModelAdmin
+from import_export.formats import base_formats
 from unfold.contrib.import_export.forms import ImportForm, SelectableFieldsExportForm
 
 from omni import audit
 from omni.lib.admin import ModelAdmin, ReadOnlyAdminMixin, TabularInline
 from omni.lib.quarantine import QuarantineAdminMixin, QuarantinedFilter
 
-from . import segments
+from . import import_admin, segments
 from .data_types import contact_problems
 from .erasure_admin import ContactErasureMixin
 from .models import (
     AttributeDefinition,
     Contact,
     ContactEvent,
+    ContactImport,
     Device,
     EventPropertyDefinition,
     LifecycleStage,
@@ -172,10 +174,19 @@ class ContactAdmin(ContactErasureMixin, ModelAdmin, ImportExportModelAdmin):
             rows,
         )
 
-    # Import writes many contacts at once and export copies personal data out of Omni:
-    # both need the right to change contacts, not just to look at them.
+    # The import has pages of its own (contacts/import_admin.py): every row checked, errors shown
+    # row by row, the valid rows or none imported. Uploading needs contacts.add_contactimport.
     def has_import_permission(self, request):
-        return request.user.has_perms(["contacts.add_contact", "contacts.change_contact"])
+        return request.user.has_perm("contacts.add_contactimport")
+
+    def import_action(self, request, *args, **kwargs):
+        return import_admin.upload_view(self, request)
+
+    def get_import_formats(self):
+        # Rows of cells: CSV, and XLSX where its reader (openpyxl) is installed, read as CSV.
+        return [base_formats.CSV, *([base_formats.XLSX] if import_admin.xlsx_readable() else [])]
+
+    # Export copies personal data out of Omni: it needs the right to change contacts.
 
     def has_export_permission(self, request):
         return request.user.has_perm("contacts.change_contact")
@@ -286,6 +297,9 @@ class SegmentAdmin(ModelAdmin):
     def delete_model(self, request, obj):
         audit.record("segment.deleted", obj=obj, actor=request.user, reason="admin", data={"name": obj.name})
         super().delete_model(request, obj)
+
+
+admin.site.register(ContactImport, import_admin.ContactImportAdmin)
 
 
 @admin.register(Device)

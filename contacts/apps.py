@@ -15,7 +15,7 @@ class ContactsConfig(AppConfig):
                 signal.connect(forget_definitions, sender=model,
                                dispatch_uid=f"contacts.forget_definitions.{model.__name__}")
         # Registers contacts' own segment filter kinds (attribute, lifecycle stage, event).
-        from . import hooks, segments
+        from . import hooks, segments, tasks  # noqa: F401  (tasks: registers the import's Celery tasks)
 
         hooks.lifecycle_stage_used.connect(segments.segments_filtering_on_stage,
                                            dispatch_uid="contacts.segments_filtering_on_stage")

@@ -10,9 +10,13 @@ yours use this lifecycle stage?) are signals too, whose receivers answer.
 from django.core.exceptions import ImproperlyConfigured
 from django.dispatch import Signal
 
-# Consents submitted with a contact (the API's PUT, an import), already validated in shape.
-# Arguments: contact, consents ([{"channel", "purpose", "status", "lawful_basis", "evidence"}]), source,
-# actor_label.
+# Consents submitted, already validated in shape, in one of two forms (a receiver takes both):
+# - with one contact (the API's PUT): contact, consents ([{"channel", "purpose", "status",
+#   "lawful_basis", "evidence"}]), source, actor_label;
+# - for many contacts at once (the contact import, contacts/imports.py): batch ([{"contact_id",
+#   "channel", "purpose", "status", "lawful_basis", "evidence" (a dict), "occurred_at"}], in the
+#   order they are to be recorded; an older change never replaces a newer one), source, actor (a
+#   user or None), actor_label. No query per change: the receiver writes the batch in bulk.
 consents_submitted = Signal()
 
 

@@ -1,4 +1,8 @@
-"""CSV/XLSX import and export of contacts (django-import-export).
+"""CSV/XLSX export of contacts (django-import-export), and the row-by-row import code uses.
+
+The admin's import no longer goes through this resource: its Import page keeps the upload as a
+ContactImport and contacts/imports.py checks every row and writes the valid ones in bulk, with
+consent columns. This resource's import_data() stays for code that imports a dataset directly.
 
 A row is matched to an existing contact by external id, else by email; a row with neither
 creates a contact. Every row is validated like a form: a bad phone number, email or timezone

@@ -210,6 +210,12 @@ OMNI_TYPED_DATA_CACHE_SECONDS = env.float("OMNI_TYPED_DATA_CACHE_SECONDS", defau
 # page points at CSV, which streams any number.
 OMNI_EXPORT_XLSX_MAX_ROWS = min(env.int("OMNI_EXPORT_XLSX_MAX_ROWS", default=100_000), 1_048_575)
 
+# The contact import (contacts/imports.py): the largest file taken, in bytes and in rows, and
+# the most rows the admin page checks and imports itself (a larger file runs as a Celery task).
+OMNI_IMPORT_MAX_BYTES = env.int("OMNI_IMPORT_MAX_BYTES", default=32 * 1024 * 1024)
+OMNI_IMPORT_MAX_ROWS = env.int("OMNI_IMPORT_MAX_ROWS", default=250_000)
+OMNI_IMPORT_INLINE_ROWS = env.int("OMNI_IMPORT_INLINE_ROWS", default=2_000)
+
 # --- Celery ---------------------------------------------------------------------------------
 # How long /readyz waits for the broker before calling it unreachable.
 OMNI_READYZ_BROKER_TIMEOUT = env.float("OMNI_READYZ_BROKER_TIMEOUT", default=2.0)

@@ -147,7 +147,7 @@ def test_the_bench_command_runs_every_benchmark_in_its_own_database(tmp_path):
     assert all(set(f) == {"bench", "metric", "value", "unit", "n", "subject", "notes"} for f in figures)
     by_name = {(f["bench"], f["metric"]): f for f in figures}
     expected = {"journey_tick", "ingest_http", "ingest_batch", "inbound_webhook", "gate", "timeline", "segment_count",
-                "campaign_fanout"}
+                "campaign_fanout", "audit_export", "policy_replay", "contact_import"}
     if connection.vendor == "postgresql":
         expected.add("claim_ceiling")
         assert by_name["claim_ceiling", "duplicate_claims"]["value"] == 0

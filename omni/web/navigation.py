@@ -15,7 +15,7 @@ MARKETING, SUPPORT, COMPLIANCE, ACTIVITY, SETTINGS = "Marketing", "Support", "Co
 # (app label, model name) in the order the sidebar lists them.
 GROUPS = {
     MARKETING: [
-        ("contacts", "contact"), ("contacts", "segment"), ("contacts", "device"),
+        ("contacts", "contact"), ("contacts", "contactimport"), ("contacts", "segment"), ("contacts", "device"),
         ("contacts", "attributedefinition"), ("contacts", "eventpropertydefinition"), ("contacts", "lifecyclestage"),
         ("message_templates", "template"), ("message_templates", "templatevariant"),
         ("message_templates", "templateversion"),

@@ -1,0 +1,582 @@
+"""The contact import: a CSV file checked row by row, then written in bulk.
+
+A file is read whole (read_file), every row is checked (check_rows: the same rules as the API's
+upsert, contacts.actions.clean_profile_field, with declared attribute types and the consent
+columns), and the valid rows are written a chunk at a time (write_rows): new contacts by COPY,
+changed ones by one UPDATE per chunk, consents through contacts.hooks.consents_submitted with a
+batch (compliance writes them), and one audit entry per contact created or changed, all without
+a query per row. ContactImport keeps an upload's state; check_import() and run_import() are what
+the admin page and its Celery tasks call.
+
+Rows are numbered as a spreadsheet shows them: the header is row 1, the first contact row 2.
+
+Columns: external_id, email, phone, first_name, last_name, locale, timezone, country, region,
+lifecycle_stage, messaging_paused, attributes (a JSON object merged into the stored ones, as the
+API does), and for consent `consent_<channel>_<purpose>` (granted or revoked; blank leaves it),
+`lawful_basis_<channel>_<purpose>`, `consent_evidence` (what the person agreed to and where: a
+grant needs it) and `consent_at` (when they did, ISO 8601 with its offset; blank: now).
+
+A row is matched to a contact by external_id, else (a row without one) by email among contacts
+without an external id; a row with neither is refused. A key twice in one file is refused on its
+second row, and so is a row for a contact erased on request.
+"""
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from datetime import timezone as dt_timezone
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from omni import audit
+from omni.choices import Channel, ConsentStatus, LawfulBasis, Purpose
+from omni.lib.bulk import bulk_update, insert_rows
+from omni.lib.spreadsheet import restore_formula_text
+
+from . import hooks
+from .actions import InvalidField, clean_external_id, clean_profile_field
+from .data_types import definitions, type_problem
+from .models import DEFAULT_LIFECYCLE_STAGE, Contact, ContactImport, ImportStatus, lifecycle_stage_keys
+
+# Rows checked and written together: one lookup, one COPY per table, one transaction each.
+CHUNK = 5000
+# Errors shown on the import's page; the CSV download has them all.
+ERRORS_SHOWN = 100
+MAX_EVIDENCE_LENGTH = 1000
+# What a consent cell may say: granting or revoking; a blank cell leaves the consent as it is.
+CONSENT_VALUES = {ConsentStatus.GRANTED.value, ConsentStatus.REVOKED.value}
+BOOLEAN_WORDS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+KEY_COLUMNS = ("external_id", "email")
+PROFILE_COLUMNS = ("email", "phone", "first_name", "last_name", "locale", "timezone", "country", "region",
+                   "lifecycle_stage")
+# A blank cell in these leaves the stored value (a contact always has a locale and a stage).
+KEPT_WHEN_BLANK = ("locale", "lifecycle_stage", "messaging_paused", "attributes")
+OTHER_COLUMNS = ("external_id", "messaging_paused", "attributes", "consent_evidence", "consent_at")
+SCOPES = [(channel, purpose) for channel in Channel.values for purpose in Purpose.values]
+CONSENT_COLUMNS = {f"consent_{channel}_{purpose}": (channel, purpose) for channel, purpose in SCOPES}
+LAWFUL_BASIS_COLUMNS = {f"lawful_basis_{channel}_{purpose}": (channel, purpose) for channel, purpose in SCOPES}
+# (consent column, lawful basis column, channel, purpose) of every scope.
+CONSENT_SCOPES = [(f"consent_{channel}_{purpose}", f"lawful_basis_{channel}_{purpose}", channel, purpose)
+                  for channel, purpose in SCOPES]
+LAWFUL_BASES = frozenset(LawfulBasis.values)
+KNOWN_COLUMNS = frozenset((*PROFILE_COLUMNS, *OTHER_COLUMNS, *CONSENT_COLUMNS, *LAWFUL_BASIS_COLUMNS))
+# The columns as the import page lists them.
+COLUMNS_SHOWN = (*KEY_COLUMNS, *PROFILE_COLUMNS[1:], "messaging_paused", "attributes", "consent_<channel>_<purpose>",
+                 "lawful_basis_<channel>_<purpose>", "consent_evidence", "consent_at")
+# Contact fields an import may write, in the order they are written.
+WRITTEN_FIELDS = (*PROFILE_COLUMNS, "messaging_paused", "attributes")
+
+
+class FileRefused(ValueError):
+    """The file as a whole cannot be imported (not a CSV, an unknown column, too large); nothing is read."""
+
+
+@dataclass
+class Sheet:
+    """A file read: its column names and its rows (lists of cells), with the spreadsheet row number
+    of the first one."""
+
+    columns: list[str]
+    rows: list[list[str]]
+    first_row_number: int = 2
+
+
+@dataclass
+class RowError:
+    row: int
+    column: str
+    message: str
+
+    def as_dict(self) -> dict:
+        return {"row": self.row, "column": self.column, "message": self.message}
+
+
+@dataclass
+class CheckedRow:
+    """One row checked: its contact's new values, the stored contact it updates (or None), its
+    consent changes, and its errors (none when it may be written)."""
+
+    number: int
+    external_id: str | None = None
+    values: dict = field(default_factory=dict)
+    attributes: dict | None = None
+    consents: list[dict] = field(default_factory=list)
+    existing: Contact | None = None
+    contact_id: int | None = None  # of the contact written for it, once written
+    errors: list[RowError] = field(default_factory=list)
+
+    def refuse(self, column: str, message: str) -> None:
+        self.errors.append(RowError(self.number, column, message))
+
+
+@dataclass
+class Written:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    consents: int = 0
+
+    @property
+    def rows(self) -> int:
+        return self.created + self.updated + self.unchanged
+
+
+# --- Reading -------------------------------------------------------------------------------------
+
+def read_file(text: str) -> Sheet:
+    """The file's columns and rows; FileRefused saying what is wrong with the file as a whole."""
+    if len(text.encode("utf-8", errors="replace")) > settings.OMNI_IMPORT_MAX_BYTES:
+        raise FileRefused(f"The file is larger than {size_words(settings.OMNI_IMPORT_MAX_BYTES)}, the most imported "
+                          "at once: split it.")
+    if "\x00" in text:
+        raise FileRefused("The file is not a CSV text file (it holds NUL bytes); save it as CSV (UTF-8).")
+    text = text.removeprefix("\ufeff")
+    try:
+        lines = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as exc:
+        raise FileRefused(f"The file is not a readable CSV file: {exc}.") from None
+    while lines and not any(cell.strip() for cell in lines[-1]):
+        lines.pop()
+    if not lines:
+        raise FileRefused("The file is empty: the first row must name the columns, e.g. external_id,email.")
+    columns = [name.strip().lower() for name in lines[0]]
+    unknown = [name for name in columns if name not in KNOWN_COLUMNS]
+    if unknown:
+        raise FileRefused(f"Unknown column(s): {', '.join(repr(name) for name in unknown[:10])}. Known columns: "
+                          f"{', '.join(sorted(name for name in KNOWN_COLUMNS if not name.startswith(('consent_', 'lawful_basis_'))))}, "
+                          "consent_<channel>_<purpose>, lawful_basis_<channel>_<purpose>, consent_evidence and "
+                          "consent_at.")
+    repeated = sorted({name for name in columns if columns.count(name) > 1})
+    if repeated:
+        raise FileRefused(f"Column(s) named twice: {', '.join(repeated)}.")
+    if not any(name in columns for name in KEY_COLUMNS):
+        raise FileRefused("The file needs an external_id or an email column to find each contact by.")
+    rows = lines[1:]
+    if len(rows) > settings.OMNI_IMPORT_MAX_ROWS:
+        raise FileRefused(f"The file has {len(rows):,} rows; at most {settings.OMNI_IMPORT_MAX_ROWS:,} are "
+                          "imported at once: split it.")
+    return Sheet(columns, rows)
+
+
+def size_words(size: int) -> str:
+    """A file size for people: 32 MiB, 200 KiB, 100 bytes."""
+    for unit, factor in (("MiB", 1048576), ("KiB", 1024)):
+        if size >= factor:
+            return f"{size / factor:.3g} {unit}"
+    return f"{size} bytes"
+
+
+# --- Checking ------------------------------------------------------------------------------------
+
+@dataclass
+class CheckContext:
+    """What every row is checked against, loaded once per file: stage keys, attribute types."""
+
+    stages: frozenset
+    attribute_types: dict
+    now: datetime
+
+    @classmethod
+    def load(cls) -> "CheckContext":
+        return cls(frozenset(lifecycle_stage_keys()), dict(definitions().attributes), timezone.now())
+
+
+def check_rows(sheet: Sheet, start: int, stop: int, context: CheckContext, seen: dict, *,
+               lock: bool = False) -> list[CheckedRow]:
+    """Check rows [start, stop) of the sheet against the stored contacts they update (read in one
+    query, locked until the transaction ends with `lock`). `seen` maps each key already met in the
+    file (("external_id", value) or ("email", value)) to its row number; it is filled as rows go."""
+    columns = sheet.columns
+    index = {name: position for position, name in enumerate(columns)}
+    rows = []
+    for offset, cells in enumerate(sheet.rows[start:stop]):
+        number = sheet.first_row_number + start + offset
+        rows.append(_check_cells(number, _cells_by_column(columns, cells), index, context))
+    _attach_stored_contacts(rows, lock=lock)
+    for row in rows:
+        _check_against_stored(row, seen)
+    return rows
+
+
+def _cells_by_column(columns: list[str], cells: list[str]) -> dict:
+    values = {name: (cells[i].strip() if i < len(cells) else "") for i, name in enumerate(columns)}
+    for name, value in values.items():
+        if value.startswith("'"):
+            # A cell the export neutralized ('=...) imports back as it was.
+            values[name] = restore_formula_text(value)
+    if len(cells) > len(columns) and any(cell.strip() for cell in cells[len(columns):]):
+        values["__extra__"] = True
+    return values
+
+
+def _check_cells(number: int, cells: dict, index: dict, context: CheckContext) -> CheckedRow:
+    row = CheckedRow(number)
+    if cells.pop("__extra__", False):
+        row.refuse("", "The row has more cells than the file has columns.")
+    row.external_id = cells.get("external_id") or None
+    if row.external_id is not None:
+        try:
+            clean_external_id(row.external_id)
+        except InvalidField as exc:
+            row.refuse("external_id", exc.messages[0])
+    country = cells.get("country", "")
+    for name in PROFILE_COLUMNS:
+        if name not in cells:
+            continue
+        value = cells[name]
+        if name in KEPT_WHEN_BLANK and value == "":
+            continue
+        if name == "lifecycle_stage":
+            if value not in context.stages:
+                row.refuse(name, f"'{value}' is not a lifecycle stage; the stages are: "
+                                 f"{', '.join(sorted(context.stages))}.")
+            else:
+                row.values[name] = value
+            continue
+        if name == "phone" and value and not value.startswith("+") and not country:
+            # Read in the stored contact's country, once it is known (_check_against_stored).
+            row.values[name] = value
+            continue
+        try:
+            row.values[name] = clean_profile_field(name, value, country=country.upper())
+        except InvalidField as exc:
+            row.refuse(name, exc.messages[0])
+    if cells.get("messaging_paused"):
+        paused = BOOLEAN_WORDS.get(cells["messaging_paused"].lower())
+        if paused is None:
+            row.refuse("messaging_paused", f"'{cells['messaging_paused']}' is not yes or no (true/false, 1/0).")
+        else:
+            row.values["messaging_paused"] = paused
+    if cells.get("attributes"):
+        row.attributes = _checked_attributes(row, cells["attributes"], context)
+    if not row.external_id and not row.values.get("email") and not any(e.column == "email" for e in row.errors):
+        row.refuse("external_id" if "external_id" in cells else "email",
+                   "The row has neither an external_id nor an email to find the contact by.")
+    row.consents = _checked_consents(row, cells, context)
+    return row
+
+
+def _checked_attributes(row: CheckedRow, text: str, context: CheckContext) -> dict | None:
+    try:
+        attributes = json.loads(text)
+    except ValueError:
+        row.refuse("attributes", 'attributes must be a JSON object such as {"plan": "pro"}.')
+        return None
+    if not isinstance(attributes, dict):
+        row.refuse("attributes", 'attributes must be a JSON object such as {"plan": "pro"}.')
+        return None
+    for name, data_type in context.attribute_types.items():
+        if name in attributes:
+            problem = type_problem(f"attributes.{name}", data_type, attributes[name])
+            if problem:
+                row.refuse("attributes", problem)
+                return None
+    return attributes
+
+
+def _checked_consents(row: CheckedRow, cells: dict, context: CheckContext) -> list[dict]:
+    evidence = cells.get("consent_evidence", "")
+    if len(evidence) > MAX_EVIDENCE_LENGTH:
+        row.refuse("consent_evidence", f"consent_evidence is longer than {MAX_EVIDENCE_LENGTH} characters.")
+    occurred_at = _consent_time(row, cells.get("consent_at", ""), context.now)
+    consents = []
+    for column, basis_column, channel, purpose in CONSENT_SCOPES:
+        if column not in cells and basis_column not in cells:
+            continue
+        status = cells.get(column, "").lower()
+        basis = cells.get(basis_column, "").lower()
+        if not status:
+            if basis:
+                row.refuse(basis_column, f"A lawful basis needs a consent to apply to: fill {column} "
+                                         "(granted or revoked) or leave both blank.")
+            continue
+        if status not in CONSENT_VALUES:
+            row.refuse(column, f"'{cells[column]}' is not granted or revoked (blank leaves the consent as it is).")
+            continue
+        if basis and basis not in LAWFUL_BASES:
+            row.refuse(basis_column, f"'{cells[basis_column]}' is not a lawful basis; use one of "
+                                     f"{', '.join(LawfulBasis.values)}.")
+            continue
+        if status == ConsentStatus.GRANTED and not evidence:
+            row.refuse("consent_evidence", f"{column} grants consent: a grant needs evidence (what the person "
+                                           "agreed to, where and how) in consent_evidence.")
+            continue
+        consents.append({"channel": channel, "purpose": purpose, "status": status, "lawful_basis": basis,
+                         "evidence": evidence, "occurred_at": occurred_at})
+    return consents
+
+
+def _consent_time(row: CheckedRow, text: str, now: datetime) -> datetime:
+    if not text:
+        return now
+    try:
+        if len(text) == 10:
+            moment = datetime.combine(date.fromisoformat(text), time(), tzinfo=dt_timezone.utc)
+        else:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        row.refuse("consent_at", f"'{text}' is not a date (2026-12-03) or a date and time with its offset "
+                                 "(2026-12-03T09:15:00+01:00).")
+        return now
+    if moment > now:
+        row.refuse("consent_at", f"consent_at {text} is in the future.")
+        return now
+    return moment
+
+
+def _attach_stored_contacts(rows: list[CheckedRow], *, lock: bool) -> None:
+    """Find the stored contact of each row, in one query: by external id, else by email among
+    contacts without one."""
+    external_ids = [row.external_id for row in rows if row.external_id and not row.errors]
+    emails = [row.values["email"] for row in rows if not row.external_id and row.values.get("email")]
+    if not external_ids and not emails:
+        return
+    if connection.vendor == "postgresql":
+        # One array each rather than a placeholder per value: thousands of keys cost psycopg
+        # more to bind one by one than the query costs the server.
+        stored = Contact.objects.extra(
+            where=["(external_id = ANY(%s::text[]) OR (email = ANY(%s::text[]) AND external_id IS NULL))"],
+            params=[external_ids, emails]).order_by("pk")
+    else:
+        stored = Contact.objects.filter(
+            Q(external_id__in=external_ids) | Q(email__in=emails, external_id__isnull=True)).order_by("pk")
+    if lock:
+        stored = stored.select_for_update()
+    by_external_id, by_email = {}, {}
+    for contact in stored:
+        if contact.external_id:
+            by_external_id[contact.external_id] = contact
+        else:
+            by_email.setdefault(contact.email, contact)
+    for row in rows:
+        if row.external_id:
+            row.existing = by_external_id.get(row.external_id)
+        elif row.values.get("email"):
+            row.existing = by_email.get(row.values["email"])
+
+
+def _check_against_stored(row: CheckedRow, seen: dict) -> None:
+    key = ("external_id", row.external_id) if row.external_id else ("email", row.values.get("email"))
+    if key[1]:
+        first = seen.setdefault(key, row.number)
+        if first != row.number:
+            row.refuse(key[0], f"{key[0]} '{key[1]}' is also in row {first}: one row per contact.")
+    existing = row.existing
+    if existing is not None and existing.erased_at is not None:
+        row.refuse(key[0], f"The contact with {key[0]} '{key[1]}' was erased and cannot be changed.")
+    phone = row.values.get("phone")
+    if phone and not phone.startswith("+"):
+        try:
+            row.values["phone"] = clean_profile_field("phone", phone, country=existing.country if existing else "")
+        except InvalidField as exc:
+            del row.values["phone"]
+            row.refuse("phone", exc.messages[0])
+    region = row.values.get("region")
+    if region and "country" not in row.values and existing is not None and existing.country \
+            and not region.startswith(f"{existing.country}-"):
+        row.refuse("region", f"Region {region} is not in the contact's country {existing.country}.")
+
+
+# --- Writing -------------------------------------------------------------------------------------
+
+def write_rows(rows: list[CheckedRow], *, actor, contact_import: ContactImport | None = None) -> Written:
+    """Write checked, valid rows (call inside a transaction, after check_rows with lock=True):
+    contacts created by COPY and changed in one UPDATE, their consents handed to compliance in one
+    batch, one audit entry per contact created or changed."""
+    written = Written()
+    now = timezone.now()
+    new, changed, entries = [], [], []
+    for row in rows:
+        if row.existing is None:
+            new.append(row)
+        else:
+            fields = _apply(row, now)
+            if fields:
+                changed.append((row, fields))
+            else:
+                written.unchanged += 1
+    if new:
+        values = [_new_contact_values(row) for row in new]
+        ids = insert_rows(Contact, ["external_id", *WRITTEN_FIELDS, "created_at", "updated_at"],
+                          [(*value, now, now) for value in values], set_ids=True)
+        for row, contact_id in zip(new, ids):
+            row.contact_id = contact_id
+            fields = sorted([name for name, value in row.values.items() if value not in ("", False)]
+                            + ["external_id"] * bool(row.external_id) + ["attributes"] * bool(row.attributes))
+            entries.append(audit.build("contact.created", contact_id=contact_id,
+                                       object_ref=("contacts.contact", str(contact_id)), actor=actor,
+                                       reason="import", data={"fields": fields}, occurred_at=now))
+        written.created = len(new)
+    if changed:
+        fields = sorted({name for _, names in changed for name in names} | {"updated_at"})
+        bulk_update([row.existing for row, _ in changed], fields)
+        for row, names in changed:
+            entries.append(audit.build("contact.updated", contact_id=row.existing.pk,
+                                       object_ref=("contacts.contact", str(row.existing.pk)), actor=actor,
+                                       reason="import", data={"fields": names}, occurred_at=now))
+        written.updated = len(changed)
+    audit.record_many(entries)
+    batch = [{**consent, "contact_id": row.contact_id or row.existing.pk,
+              "evidence": _evidence(consent, row, contact_import)}
+             for row in rows for consent in row.consents]
+    if batch:
+        hooks.send(hooks.consents_submitted, batch=batch, source="import", actor=actor, actor_label="")
+        written.consents = len(batch)
+    return written
+
+
+def _new_contact_values(row: CheckedRow) -> tuple:
+    """The values of a new contact, in the order of ("external_id", *WRITTEN_FIELDS)."""
+    values = row.values
+    return (
+        row.external_id,
+        values.get("email", ""), values.get("phone", ""), values.get("first_name", ""), values.get("last_name", ""),
+        values.get("locale") or "en", values.get("timezone", ""), values.get("country", ""), values.get("region", ""),
+        values.get("lifecycle_stage") or DEFAULT_LIFECYCLE_STAGE, values.get("messaging_paused", False),
+        {key: value for key, value in (row.attributes or {}).items() if value is not None},
+    )
+
+
+def _apply(row: CheckedRow, now) -> list[str]:
+    """Set the row's values that differ on its stored contact; the names of the fields changed."""
+    contact = row.existing
+    changed = []
+    for name, value in row.values.items():
+        if getattr(contact, name) != value:
+            setattr(contact, name, value)
+            changed.append(name)
+    if row.attributes:
+        merged = dict(contact.attributes or {})
+        for key, value in row.attributes.items():
+            if value is None:
+                merged.pop(key, None)
+            else:
+                merged[key] = value
+        if merged != contact.attributes:
+            contact.attributes = merged
+            changed.append("attributes")
+    if changed:
+        contact.updated_at = now
+    return sorted(changed)
+
+
+def _evidence(consent: dict, row: CheckedRow, contact_import: ContactImport | None) -> dict:
+    evidence = {"row": row.number, "text": consent["evidence"]} if consent["evidence"] else {"row": row.number}
+    if contact_import is not None:
+        evidence.update({"import": contact_import.pk, "file": contact_import.file_name})
+    return evidence
+
+
+# --- An upload, from its page or its task --------------------------------------------------------
+
+def start_import(file_name: str, text: str, *, actor) -> ContactImport:
+    """Keep an uploaded file as a ContactImport, its rows counted; FileRefused when the file as a
+    whole cannot be imported (nothing is kept then)."""
+    sheet = read_file(text)
+    return ContactImport.objects.create(file_name=file_name[:255], data=text, total_rows=len(sheet.rows),
+                                        created_by=actor if getattr(actor, "is_authenticated", False) else None)
+
+
+def runs_inline(contact_import: ContactImport) -> bool:
+    """Whether the page checks and imports this file itself; larger files go to a Celery task."""
+    return contact_import.total_rows <= settings.OMNI_IMPORT_INLINE_ROWS
+
+
+def check_import(contact_import: ContactImport) -> ContactImport:
+    """Check every row of the upload, writing nothing: its errors and counts, status validated."""
+    sheet = read_file(contact_import.data)
+    context = CheckContext.load()
+    seen, errors, valid = {}, [], 0
+    for start in range(0, len(sheet.rows), CHUNK):
+        rows = check_rows(sheet, start, start + CHUNK, context, seen)
+        valid += sum(1 for row in rows if not row.errors)
+        errors += [error.as_dict() for row in rows for error in row.errors]
+        _set_progress(contact_import, processed_rows=min(start + CHUNK, len(sheet.rows)))
+    return _finish(contact_import, ImportStatus.VALIDATED, processed_rows=len(sheet.rows), valid_rows=valid,
+                   errors=errors, finished_at=None)
+
+
+def run_import(contact_import: ContactImport, mode: str) -> ContactImport:
+    """Import the upload: every row checked again (the stored contacts may have changed since),
+    then the valid rows written, a chunk per transaction; with ALL_OR_NOTHING nothing is written
+    when any row is bad (one transaction for the whole file)."""
+    if mode not in dict(ContactImport.MODES):
+        raise ValueError(f"Unknown import mode {mode!r}.")
+    claimed = ContactImport.objects.filter(pk=contact_import.pk, status=ImportStatus.VALIDATED).update(
+        status=ImportStatus.IMPORTING, mode=mode, processed_rows=0)
+    if not claimed:
+        contact_import.refresh_from_db()
+        return contact_import
+    contact_import.refresh_from_db()
+    actor = contact_import.created_by
+    sheet = read_file(contact_import.data)
+    context = CheckContext.load()
+    seen, errors, valid, imported = {}, [], 0, 0
+    if mode == ContactImport.ALL_OR_NOTHING:
+        try:
+            with transaction.atomic():
+                for start in range(0, len(sheet.rows), CHUNK):
+                    rows = check_rows(sheet, start, start + CHUNK, context, seen, lock=True)
+                    errors += [error.as_dict() for row in rows for error in row.errors]
+                    good = [row for row in rows if not row.errors]
+                    valid += len(good)
+                    if errors:
+                        continue
+                    imported += write_rows(good, actor=actor, contact_import=contact_import).rows
+                if errors:
+                    raise _NothingImported
+        except _NothingImported:
+            imported = 0
+    else:
+        for start in range(0, len(sheet.rows), CHUNK):
+            with transaction.atomic():
+                rows = check_rows(sheet, start, start + CHUNK, context, seen, lock=True)
+                good = [row for row in rows if not row.errors]
+                imported += write_rows(good, actor=actor, contact_import=contact_import).rows
+            valid += len(good)
+            errors += [error.as_dict() for row in rows for error in row.errors]
+            _set_progress(contact_import, processed_rows=min(start + CHUNK, len(sheet.rows)), imported_rows=imported)
+    status = ImportStatus.FAILED if mode == ContactImport.ALL_OR_NOTHING and errors else ImportStatus.DONE
+    return _finish(contact_import, status, processed_rows=len(sheet.rows), valid_rows=valid, imported_rows=imported,
+                   errors=errors, finished_at=timezone.now(), data="")
+
+
+class _NothingImported(Exception):
+    """Rolls an all-or-nothing import back when a row is bad."""
+
+
+def cancel_import(contact_import: ContactImport) -> bool:
+    """Import nothing of a checked upload; False when it is no longer waiting for a choice."""
+    return bool(ContactImport.objects.filter(pk=contact_import.pk, status=ImportStatus.VALIDATED).update(
+        status=ImportStatus.CANCELLED, data="", finished_at=timezone.now()))
+
+
+def fail_import(contact_import_id: int, message: str) -> None:
+    """Mark an upload whose check or import stopped on an unexpected error, saying so on its page."""
+    ContactImport.objects.filter(pk=contact_import_id).exclude(status__in=[ImportStatus.DONE]).update(
+        status=ImportStatus.FAILED, finished_at=timezone.now(),
+        errors=[{"row": 0, "column": "", "message": message}])
+
+
+def _set_progress(contact_import: ContactImport, **figures) -> None:
+    ContactImport.objects.filter(pk=contact_import.pk).update(**figures)
+
+
+def _finish(contact_import: ContactImport, status: str, **figures) -> ContactImport:
+    figures["status"] = status
+    ContactImport.objects.filter(pk=contact_import.pk).update(**figures)
+    for name, value in figures.items():
+        setattr(contact_import, name, value)
+    return contact_import
+
+
+def errors_as_rows(contact_import: ContactImport) -> list[list[str]]:
+    """The upload's errors as CSV rows (row, column, message), header first."""
+    return [["row", "column", "message"],
+            *([str(e["row"]), e["column"], e["message"]] for e in contact_import.errors)]
