@@ -4,11 +4,14 @@ contact's consent with its evidence and lawful basis, imports a contact file wit
 its replay, downloads a contact's trail, and erases a contact. The audit chain verifies after.
 Screenshots at each step."""
 import io
-from datetime import time
+from datetime import time, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.core.management import call_command
+from django.utils import timezone
 
+from compliance import decisions, gate
 from compliance.models import Consent, QuietHours
 from compliance.tests.browser_steps_consent import record_consent_step
 from compliance.tests.browser_steps_replay import replay_quiet_hours_step
@@ -43,15 +46,21 @@ def test_a_compliance_user_records_consent_imports_replays_exports_and_erases(
     # she imports a file with one bad row: its error named by row and column, the rest imported
     import_contacts_step(page, live_server.url, CONTACT_FILE, screenshot=screenshot)
     job = ContactImport.objects.get()
-    assert [(error["row"], error["column"]) for error in job.errors] == [(2, "email")]
+    # rows are numbered as the file's lines, the header being line 1
+    assert [(error["row"], error["column"]) for error in job.errors] == [(3, "email")]
     assert set(Contact.objects.filter(external_id__startswith="walk-").values_list("external_id", flat=True)) == {
         "walk-1", "walk-3"}
     assert Consent.objects.get(contact__external_id="walk-1", channel="email", purpose="marketing").status == "granted"
 
-    # she moves the nights' quiet hours to start at 19:00, reading the replay before it is saved
+    # she moves the nights' quiet hours to start at 19:00 (an SMS went to Dave at 20:00 yesterday, his time),
+    # reading the replay before it is saved
     rule = QuietHours.objects.create(name="Nights", start=time(22), end=time(7))
+    evening = (timezone.now().astimezone(ZoneInfo(dave.timezone)) - timedelta(days=1)).replace(
+        hour=20, minute=0, second=0, microsecond=0)
+    verdict = gate.check(dave, "sms", "informational", dave.phone, now=evening, message_id=1)
+    decisions.record([decisions.Ruling(verdict, 1, dave.pk)], evening)
     said = replay_quiet_hours_step(page, live_server.url, rule, start=time(19), screenshot=screenshot)
-    assert said["summary"].strip() and said["differences"]
+    assert any("-1 allowed" in row and "+1 deferred" in row for row in said["differences"])
     rule.refresh_from_db()
     assert rule.start == time(19)
 
