@@ -24,7 +24,7 @@ import csv
 import io
 import json
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from datetime import timezone as dt_timezone
 
 from django.conf import settings
@@ -555,6 +555,23 @@ def cancel_import(contact_import: ContactImport) -> bool:
     """Import nothing of a checked upload; False when it is no longer waiting for a choice."""
     return bool(ContactImport.objects.filter(pk=contact_import.pk, status=ImportStatus.VALIDATED).update(
         status=ImportStatus.CANCELLED, data="", finished_at=timezone.now()))
+
+
+def discard_unused_uploads(now=None) -> int:
+    """Drop the file of every upload nobody imported or cancelled within OMNI_IMPORT_KEEP_HOURS
+    (checked and left waiting, or stopped by an error): an upload holds people's personal data,
+    which only an import may keep. A checked one is cancelled. Returns how many; audited."""
+    now = now or timezone.now()
+    stale = ContactImport.objects.filter(created_at__lt=now - timedelta(hours=settings.OMNI_IMPORT_KEEP_HOURS),
+                                         status__in=[ImportStatus.VALIDATED, ImportStatus.FAILED]).exclude(data="")
+    with transaction.atomic():
+        cancelled = stale.filter(status=ImportStatus.VALIDATED).update(status=ImportStatus.CANCELLED, data="",
+                                                                       finished_at=now)
+        emptied = stale.update(data="")
+        if cancelled or emptied:
+            audit.record("contact_import.discarded", data={"cancelled": cancelled, "failed_emptied": emptied,
+                                                           "keep_hours": settings.OMNI_IMPORT_KEEP_HOURS})
+    return cancelled + emptied
 
 
 def fail_import(contact_import_id: int, message: str) -> None:

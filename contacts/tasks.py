@@ -2,7 +2,7 @@
 (contacts/imports.py holds the work). Enqueued on the "default" queue."""
 from celery import shared_task
 
-from .imports import check_import, fail_import, run_import
+from .imports import check_import, discard_unused_uploads, fail_import, run_import
 from .models import ContactImport
 
 
@@ -30,3 +30,9 @@ def run_contact_import_task(contact_import_id: int, mode: str) -> None:
     except Exception as exc:
         fail_import(contact_import_id, f"The import stopped on an unexpected error: {exc.__class__.__name__}.")
         raise
+
+
+@shared_task(ignore_result=True)
+def discard_unused_uploads_task() -> int:
+    """Drop the files of uploads left unimported past OMNI_IMPORT_KEEP_HOURS (beat, hourly)."""
+    return discard_unused_uploads()

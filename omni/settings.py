@@ -215,6 +215,8 @@ OMNI_EXPORT_XLSX_MAX_ROWS = min(env.int("OMNI_EXPORT_XLSX_MAX_ROWS", default=100
 OMNI_IMPORT_MAX_BYTES = env.int("OMNI_IMPORT_MAX_BYTES", default=32 * 1024 * 1024)
 OMNI_IMPORT_MAX_ROWS = env.int("OMNI_IMPORT_MAX_ROWS", default=250_000)
 OMNI_IMPORT_INLINE_ROWS = env.int("OMNI_IMPORT_INLINE_ROWS", default=2_000)
+# An upload's file (personal data) is dropped when nobody imported or cancelled it in this long.
+OMNI_IMPORT_KEEP_HOURS = env.int("OMNI_IMPORT_KEEP_HOURS", default=24)
 
 # --- Celery ---------------------------------------------------------------------------------
 # How long /readyz waits for the broker before calling it unreachable.
@@ -478,6 +480,7 @@ CELERY_BEAT_SCHEDULE = {
                                               month_of_year=_verify_month, day_of_week=_verify_weekday)},
     "omni-tick": {"task": "campaigns.tasks.tick_task", "schedule": OMNI_TICK_SECONDS, "options": {"queue": "default", "expires": OMNI_TICK_SECONDS * 2}},
     "omni-auto-pause": {"task": "campaigns.tasks.watch_sends_task", "schedule": OMNI_AUTO_PAUSE_SECONDS, "options": {"queue": "default", "expires": OMNI_AUTO_PAUSE_SECONDS * 2}},
+    "omni-discard-unused-uploads": {"task": "contacts.tasks.discard_unused_uploads_task", "schedule": 3600.0, "options": {"queue": "default", "expires": 1800}},
     "omni-seal-audit": {"task": "omni.tasks.seal_audit_task", "schedule": OMNI_SEAL_SECONDS, "options": {"queue": "default", "expires": OMNI_SEAL_SECONDS * 2}},
     "omni-reconcile-deliveries": {"task": "channels.tasks.reconcile_deliveries_task", "schedule": 60.0, "options": {"queue": "default", "expires": 120}},
     "omni-settle-uncertain-deliveries": {"task": "channels.tasks.settle_uncertain_deliveries_task", "schedule": 60.0, "options": {"queue": "default", "expires": 120}},

@@ -45,6 +45,26 @@ def imported(text: str, user, mode: str = ContactImport.VALID_ONLY) -> ContactIm
     return run_import(contact_import, mode)
 
 
+def test_an_upload_left_unimported_loses_its_file_after_the_keep_hours(compliance_user, settings):
+    settings.OMNI_IMPORT_KEEP_HOURS = 24
+    now = timezone.now()
+    left = check_import(start_import("left.csv", csv_of(good_row(1)), actor=compliance_user))
+    recent = check_import(start_import("recent.csv", csv_of(good_row(2)), actor=compliance_user))
+    done = imported(csv_of(good_row(3)), compliance_user)
+    ContactImport.objects.filter(pk__in=[left.pk, done.pk]).update(created_at=now - timedelta(hours=25))
+
+    from contacts.tasks import discard_unused_uploads_task
+    assert discard_unused_uploads_task() == 1
+
+    left.refresh_from_db()
+    recent.refresh_from_db()
+    assert (left.status, left.data) == (ImportStatus.CANCELLED, "")
+    assert recent.status == ImportStatus.VALIDATED and "crm-2" in recent.data
+    assert AuditEntry.objects.get(action="contact_import.discarded").data["cancelled"] == 1
+    assert settings.CELERY_BEAT_SCHEDULE["omni-discard-unused-uploads"]["task"] == (
+        "contacts.tasks.discard_unused_uploads_task")
+
+
 # --- checking --------------------------------------------------------------------------------------
 
 def test_a_bad_row_is_named_with_its_column_and_message(compliance_user):
