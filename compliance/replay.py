@@ -27,7 +27,6 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, time, timedelta
 
 from django.conf import settings
-from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
@@ -342,18 +341,14 @@ def _result(proposal, tally: Tally, total: int, arbitration, outside, since, unt
 
 # --- runs -------------------------------------------------------------------------------------------
 
-def start_replay(proposal: Proposal, *, actor, form_data: dict | None = None, now: datetime | None = None) -> ReplayRun:
-    """A ReplayRun of `proposal` over the last OMNI_REPLAY_DAYS days, run by a Celery task
-    (queue "default") once the run is committed. `form_data` is what the admin's form posted,
-    kept so its confirm button saves exactly what was replayed."""
-    from .tasks import replay_rules_task
-
+def new_run(proposal: Proposal, *, actor, form_data: dict | None = None, now: datetime | None = None) -> ReplayRun:
+    """A queued ReplayRun of `proposal` over the last OMNI_REPLAY_DAYS days (compliance.tasks.
+    start_replay runs it). `form_data` is what the admin's form posted, kept so its confirm
+    button saves exactly what was replayed."""
     until = now or timezone.now()
-    run = ReplayRun.objects.create(
+    return ReplayRun.objects.create(
         proposal={**proposal.as_data(), "form_data": form_data or {}}, created_by=actor, created_at=until,
         since=until - timedelta(days=settings.OMNI_REPLAY_DAYS), until=until)
-    transaction.on_commit(lambda: replay_rules_task.apply_async((run.pk,), queue="default"), robust=True)
-    return run
 
 
 def run_replay(run_id: int) -> None:

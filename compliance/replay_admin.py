@@ -21,6 +21,7 @@ from omni.choices import Channel, Purpose
 from omni.lib.progress import Progress, ProgressSegment
 
 from . import replay
+from .tasks import start_replay
 from .models import ReplayRun, ReplayStatus
 
 RUN_FIELD = "_replay_run"
@@ -94,7 +95,7 @@ class ReplayPreviewMixin:
     def _start(self, request, proposal):
         if not request.user.has_perm(REPLAY_PERMISSION):
             raise PermissionDenied
-        run = replay.start_replay(proposal, actor=request.user, form_data=posted_values(request))
+        run = start_replay(proposal, actor=request.user, form_data=posted_values(request))
         return HttpResponseRedirect(reverse(self._url("replay"), args=[run.pk]))
 
     def _confirmed(self, request, obj, action) -> bool:

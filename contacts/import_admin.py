@@ -34,14 +34,6 @@ SECONDARY = ("border border-base-200 bg-white font-medium inline-flex items-cent
              "whitespace-nowrap")
 
 
-def xlsx_readable() -> bool:
-    try:
-        import openpyxl  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def read_upload(upload, input_format) -> str:
     """The uploaded file as CSV text (a spreadsheet in another format django-import-export reads,
     XLSX for one, is turned into CSV); FileRefused saying what is wrong with it."""

@@ -7,6 +7,7 @@ import pytest
 from django.utils import timezone
 
 from compliance import actions, decisions, gate, replay
+from compliance.tasks import start_replay
 from compliance.ledger import Send, record as record_sends
 from compliance.models import CapAction, Decision, FrequencyCap, QuietHours, ReplayRun, ReplayStatus, SendLedger
 from contacts.models import Contact
@@ -212,7 +213,7 @@ def test_a_run_started_for_a_proposal_is_replayed_by_its_task(eager_celery, djan
     decided(contact(), EVENING, message_id=1)
 
     with django_capture_on_commit_callbacks(execute=True):
-        run = replay.start_replay(changed(rule, start=time(19)), actor=admin_user, form_data={"start": ["19:00"]})
+        run = start_replay(changed(rule, start=time(19)), actor=admin_user, form_data={"start": ["19:00"]})
 
     run.refresh_from_db()
     assert (run.status, run.total, run.done, run.result["changed"]) == (ReplayStatus.DONE, 1, 1, 1)
