@@ -325,8 +325,9 @@ class SendFacts:
     rules: Rules = field(default=NO_RULES, compare=False, repr=False)
 
 
-def decide(facts: SendFacts, now: datetime) -> Verdict:
-    """Allow, defer or suppress one send, with a machine-readable reason and each rule's result."""
+def decide(facts: SendFacts, now: datetime, rules: Rules | None = None) -> Verdict:
+    """Allow, defer or suppress one send, with a machine-readable reason and each rule's result.
+    `rules` stands in for facts.rules (a policy replay decides one send under two sets)."""
     passes = EXEMPTIONS.get(facts.exemption, frozenset())
     results = []
     suppress_reason = defer_reason = until = None
@@ -372,7 +373,7 @@ def decide(facts: SendFacts, now: datetime) -> Verdict:
                 fail("conversation_hold", DEFER, f"conversation_open:{conversation_id}", until=hold_ends,
                      conversation=conversation_id)
 
-    rules = facts.rules
+    rules = facts.rules if rules is None else rules
     zone_used, latest_quiet_end = "", None
     for rule in rules.quiet_hours:
         if not rule.matches(facts):

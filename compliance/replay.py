@@ -217,7 +217,7 @@ def replay(proposal: Proposal, since: datetime, until: datetime, *, rules: Rules
             before = decide(facts, row.decided_at)
             # A rule that applies to the send neither as it is nor as proposed leaves its verdict alone.
             touches = any(rule.matches(facts) for rule in touched)
-            after = decide(replace(facts, rules=proposed), row.decided_at) if touches else before
+            after = decide(facts, row.decided_at, proposed) if touches else before
             _count(tally, row, before, after)
         on_progress(total, tally)
     return _result(proposal, tally, total, arbitration, outside, since, until)
