@@ -152,7 +152,7 @@ def log_in(page, username: str, password: str) -> None:
 # The models' names in the admin's sidebar (omni/web/navigation.py), leaving out the pages that
 # are no model's list (the contact search, the support figures, the inbox).
 INDEX_MODEL_LINKS = ('#nav-sidebar-apps ol a:not([href^="/admin/find/"]):not([href^="/admin/support/figures/"])'
-                     ':not([href^="/admin/inbox/"])')
+                     ':not([href^="/admin/inbox/"]):not([href^="/admin/compliance/messages/export/"])')
 
 
 def index_links(page) -> set[str]:
