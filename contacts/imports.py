@@ -38,7 +38,7 @@ from omni.lib.bulk import bulk_update, insert_rows
 from omni.lib.spreadsheet import restore_formula_text
 
 from . import hooks
-from .actions import InvalidField, clean_external_id, clean_profile_field
+from .actions import InvalidField, apply_changes, clean_external_id, clean_profile_field
 from .data_types import definitions, type_problem
 from .models import DEFAULT_LIFECYCLE_STAGE, Contact, ContactImport, ImportStatus, lifecycle_stage_keys
 
@@ -445,25 +445,10 @@ def _new_contact_values(row: CheckedRow) -> tuple:
 
 def _apply(row: CheckedRow, now) -> list[str]:
     """Set the row's values that differ on its stored contact; the names of the fields changed."""
-    contact = row.existing
-    changed = []
-    for name, value in row.values.items():
-        if getattr(contact, name) != value:
-            setattr(contact, name, value)
-            changed.append(name)
-    if row.attributes:
-        merged = dict(contact.attributes or {})
-        for key, value in row.attributes.items():
-            if value is None:
-                merged.pop(key, None)
-            else:
-                merged[key] = value
-        if merged != contact.attributes:
-            contact.attributes = merged
-            changed.append("attributes")
+    changed = apply_changes(row.existing, row.values, row.attributes)
     if changed:
-        contact.updated_at = now
-    return sorted(changed)
+        row.existing.updated_at = now
+    return changed
 
 
 def _evidence(consent: dict, row: CheckedRow, contact_import: ContactImport | None) -> dict:
