@@ -24,13 +24,15 @@ and result.
 import bisect
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 from django.conf import settings
-from django.db.models import Count, Q
+from django.db import connection
+from django.db.models import BigIntegerField, Count, Func, Q
 from django.utils import timezone
 
 from omni.choices import Purpose
+from omni.lib.bulk import filter_in
 
 from .decisions import facts_of
 from .gate import CapRule, QuietRule, Rules, current_rules, decide
@@ -273,7 +275,11 @@ def _kept_window(inputs: dict) -> timedelta | None:
 
 def _ledger_sends(chunk, cap_window: timedelta, ledger_window: timedelta) -> dict:
     """{decision id: its contact's sends before it, within ledger_window} for the decisions of
-    the chunk whose kept ledger does not cover cap_window, from one query on the send ledger."""
+    the chunk whose kept ledger does not cover cap_window, from one query on the send ledger.
+
+    Times are compared as whole microseconds since the epoch: a datetime made for each of the
+    thousands of ledger rows a chunk reads cost more than the rest of the replay of it; only the
+    sends a decision counts become datetimes."""
     wanted = []
     for row in chunk:
         inputs = row.inputs or {}
@@ -282,13 +288,11 @@ def _ledger_sends(chunk, cap_window: timedelta, ledger_window: timedelta) -> dic
             wanted.append(row)
     if not wanted:
         return {}
-    earliest = min(row.decided_at for row in wanted) - ledger_window
-    latest = max(row.decided_at for row in wanted)
+    window = ledger_window // MICROSECOND
     by_contact = defaultdict(list)
-    rows = (SendLedger.objects.filter(contact_id__in={row.contact_id for row in wanted}, at__gt=earliest,
-                                      at__lt=latest).order_by().values_list("contact_id", "at", "channel", "purpose",
-                                                                             "message_id"))
-    for contact_id, at, channel, purpose, message_id in rows:
+    for contact_id, at, channel, purpose, message_id in _ledger_rows(
+            {row.contact_id for row in wanted}, min(row.decided_at for row in wanted) - ledger_window,
+            max(row.decided_at for row in wanted)):
         by_contact[contact_id].append((at, channel, purpose, message_id))
     timelines = {}
     for contact_id, sends in by_contact.items():
@@ -298,12 +302,41 @@ def _ledger_sends(chunk, cap_window: timedelta, ledger_window: timedelta) -> dic
     nothing = ([], [])
     for row in wanted:
         times, sends = timelines.get(row.contact_id, nothing)
-        first = bisect.bisect_right(times, row.decided_at - ledger_window)
-        last = bisect.bisect_left(times, row.decided_at)
+        decided_at = _microseconds(row.decided_at)
+        first = bisect.bisect_right(times, decided_at - window)
+        last = bisect.bisect_left(times, decided_at)
         # The message's own rows never count against it (as the gate reads the ledger).
-        found[row.id] = tuple((channel, purpose, at) for at, channel, purpose, message_id in sends[first:last]
+        found[row.id] = tuple((channel, purpose, EPOCH + timedelta(microseconds=at))
+                              for at, channel, purpose, message_id in sends[first:last]
                               if message_id != row.message_id)
     return found
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
+
+
+def _microseconds(moment: datetime) -> int:
+    return (moment - EPOCH) // MICROSECOND
+
+
+def _ledger_rows(contact_ids: set, after: datetime, before: datetime):
+    """(contact id, at in microseconds since the epoch, channel, purpose, message id) of the
+    contacts' sends in the ledger strictly between `after` and `before`."""
+    sends = SendLedger.objects.filter(at__gt=after, at__lt=before).order_by()
+    if connection.vendor != "postgresql":
+        return [(contact_id, _microseconds(at), channel, purpose, message_id) for contact_id, at, channel, purpose,
+                message_id in sends.filter(contact_id__in=contact_ids).values_list(
+                    "contact_id", "at", "channel", "purpose", "message_id")]
+    return filter_in(sends, "contact_id", contact_ids).annotate(at_us=_EpochMicroseconds("at")).values_list(
+        "contact_id", "at_us", "channel", "purpose", "message_id")
+
+
+class _EpochMicroseconds(Func):
+    """A timestamp as whole microseconds since the epoch (PostgreSQL's epoch is an exact numeric)."""
+
+    template = "(extract(epoch FROM %(expressions)s) * 1000000)::int8"
+    output_field = BigIntegerField()
 
 
 def _grouped(queryset, *, with_outcome: bool = False) -> list[dict]:
