@@ -39,6 +39,7 @@ from omni.lib.admin import (
     is_administrator,
 )
 from omni.lib.quarantine import QuarantineAdminMixin, QuarantinedFilter
+from omni.lib.text import hash_address
 from templates.rendering import RenderError
 
 from . import conversations, whatsapp
@@ -424,10 +425,9 @@ class BlockSenderForm(forms.ModelForm):
             except conversations.ConversationError as error:
                 self.add_error("address", str(error))
                 return cleaned
-            existing = BlockedSender.objects.filter(channel=cleaned["channel"], address=cleaned["address"],
-                                                    unblocked_at__isnull=True).first()
+            existing = conversations.blocked_senders(cleaned["channel"], hash_address(cleaned["address"])).first()
             if existing is not None:
-                self.add_error("address", f"{existing.address} is blocked on {existing.get_channel_display()} "
+                self.add_error("address", f"{cleaned['address']} is blocked on {existing.get_channel_display()} "
                                           f"already, since {existing.blocked_at:%Y-%m-%d %H:%M}.")
         return cleaned
 

@@ -32,6 +32,7 @@ from contacts.models import Contact
 from omni import audit
 from omni.choices import PHONE_CHANNELS
 from omni.lib.bulk import bulk_update, insert_unless_taken
+from omni.lib.text import hash_address
 
 from .inbound_settings import INBOUND_CHANNELS, schedule_of, schedules_of
 from .models import (
@@ -83,9 +84,10 @@ def unclosed(contact_id: int, channel: str) -> Conversation | None:
     return Conversation.objects.filter(contact_id=contact_id, channel=channel).exclude(status=CLOSED).first()
 
 
-def blocked_senders(channel: str, address: str) -> QuerySet:
-    """The block on `address` in force, if any (an EXISTS of its own or inside another query)."""
-    return BlockedSender.objects.filter(channel=channel, address=address, unblocked_at__isnull=True)
+def blocked_senders(channel: str, address_hash: str) -> QuerySet:
+    """The block in force on the address with this hash (hash_address), if any (an EXISTS of its
+    own or inside another query). By hash: an erased contact's address stays blocked."""
+    return BlockedSender.objects.filter(channel=channel, address_hash=address_hash, unblocked_at__isnull=True)
 
 
 def continue_or_open(contact_id: int, channel: str, at, found: Conversation | None,
@@ -450,7 +452,7 @@ def block_sender(channel: str, address: str, *, reason: str, note: str = "", act
         raise ConversationError(f"The reason must be one of {', '.join(BlockReason.values)}.")
     address = clean_address(channel, address)
     with transaction.atomic():
-        existing = BlockedSender.objects.filter(channel=channel, address=address, unblocked_at__isnull=True).first()
+        existing = blocked_senders(channel, hash_address(address)).first()
         if existing is not None:
             return existing
         try:
@@ -458,7 +460,7 @@ def block_sender(channel: str, address: str, *, reason: str, note: str = "", act
                 block = BlockedSender.objects.create(channel=channel, address=address, reason=reason,
                                                      note=(note or "").strip(), blocked_by=_user(actor))
         except IntegrityError:
-            return BlockedSender.objects.get(channel=channel, address=address, unblocked_at__isnull=True)
+            return blocked_senders(channel, hash_address(address)).get()
         audit.record("sender.blocked", contact_id=_contact_with(channel, address), obj=block, actor=actor,
                      channel=channel, reason=reason, personal={"address": address, "note": block.note})
     return block

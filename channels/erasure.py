@@ -3,10 +3,14 @@
 Messages and deliveries keep their rows, statuses and times (what was sent when, on which
 channel, is history other rows point at) without what was said or where it went: variables,
 own content, addresses, bodies, provider payloads, inbound bodies and media, agents' notes.
+A block on one of the contact's addresses keeps only the address's hash (and stays in force).
 What was still to be sent is cancelled through the state machine (channels/state.py).
 """
+from omni.lib.text import hash_address
+
 from . import state
 from .models import (
+    BlockedSender,
     ConversationNote,
     Delivery,
     DeliveryEvent,
@@ -43,6 +47,9 @@ def erase_channel_data(sender, contact, now, **kwargs) -> dict:
             from_address="", body="", media=[], raw={}),
         "channels.conversation_notes": ConversationNote.objects.filter(conversation__contact_id=contact.pk).update(
             body=""),
+        "channels.blocked_senders": BlockedSender.objects.filter(
+            address_hash__in=[hash_address(address) for address in (contact.phone, contact.email) if address]).update(
+            address="", note=""),
     }
 
 

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from contacts.models import Contact, Device, validate_timezone
 from omni.choices import Channel, Exemption, Purpose, Urgency
+from omni.lib.text import hash_address
 from omni.models import ApiKey
 from templates.models import TemplateVersion
 
@@ -662,10 +663,14 @@ class BlockReason(models.TextChoices):
 
 
 class BlockedSender(models.Model):
-    """An address whose messages are stored but open nothing and get no automated answer."""
+    """An address whose messages are stored but open nothing and get no automated answer.
+
+    Looked up by `address_hash`: erasure empties `address` and `note`, and the sender stays
+    blocked without Omni keeping who it was."""
 
     channel = models.CharField(max_length=10, choices=Channel.choices)
-    address = models.CharField(max_length=512)
+    address = models.CharField(max_length=512, blank=True)
+    address_hash = models.CharField(max_length=64, editable=False, default="")
     reason = models.CharField(max_length=10, choices=BlockReason.choices)
     note = models.TextField(blank=True)
     blocked_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
@@ -676,11 +681,16 @@ class BlockedSender(models.Model):
 
     class Meta:
         ordering = ["-blocked_at"]
-        constraints = [models.UniqueConstraint(fields=["channel", "address"], condition=Q(unblocked_at__isnull=True),
+        constraints = [models.UniqueConstraint(fields=["channel", "address_hash"], condition=Q(unblocked_at__isnull=True),
                                                name="one_active_block_per_address")]
 
+    def save(self, *args, **kwargs):
+        if self.address:
+            self.address_hash = hash_address(self.address)
+        super().save(*args, **kwargs)
+
     def __str__(self):
-        return f"{self.address} ({self.get_reason_display()})"
+        return f"{self.address or self.address_hash[:12]} ({self.get_reason_display()})"
 
 
 class InboundMessage(models.Model):

@@ -22,6 +22,7 @@ from omni.lib.dates import provider_time
 from omni.lib.claims import claim, excluding
 from omni.lib.quarantine import quarantine_failures, run_isolating_failures
 from omni.lib.sql import QueryTemplate
+from omni.lib.text import hash_address
 
 from . import conversations, state
 from .consent_messages import act_on_keyword, read_inbound_keyword
@@ -362,9 +363,10 @@ def _sender(channel: str, address_field: str, address: str) -> tuple[int | None,
     blocked, the delivery the message answers, the contact's conversation on the channel that
     is not closed). One query, compiled once per process, for a known sender; two for an unknown
     one."""
-    found = KNOWN_SENDER[address_field].rows(channel=channel, address=address)
+    address_hash = hash_address(address)
+    found = KNOWN_SENDER[address_field].rows(channel=channel, address=address, address_hash=address_hash)
     if not found:
-        blocked_query = conversations.blocked_senders(channel, address)
+        blocked_query = conversations.blocked_senders(channel, address_hash)
         return None, blocked_query.exists(), _answered(channel, address).values_list("pk", flat=True).first(), None
     contact_id, blocked, in_reply_to_id, conversation_id, conversation_status = found[0]
     conversation = None
@@ -382,17 +384,17 @@ def _answered(channel: str, address: str):
 
 
 def _known_sender_query(address_field: str):
-    def build(channel, address):
+    def build(channel, address, address_hash):
         unclosed = Conversation.objects.filter(contact=OuterRef("pk"), channel=channel).exclude(
             status=ConversationStatus.CLOSED)
         return (Contact.objects.reachable().filter(**{address_field: address})
-                .annotate(sender_blocked=Exists(conversations.blocked_senders(channel, address)),
+                .annotate(sender_blocked=Exists(conversations.blocked_senders(channel, address_hash)),
                           answered_delivery=Subquery(_answered(channel, address)),
                           open_conversation=Subquery(unclosed.values("pk")[:1]),
                           open_conversation_status=Subquery(unclosed.values("status")[:1]))
                 .values_list("pk", "sender_blocked", "answered_delivery", "open_conversation",
                              "open_conversation_status")[:1])
-    return QueryTemplate(build, "channel", "address")
+    return QueryTemplate(build, "channel", "address", "address_hash")
 
 
 KNOWN_SENDER = {field: _known_sender_query(field) for field in ("phone", "email")}

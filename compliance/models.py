@@ -15,6 +15,7 @@ from django.utils import timezone
 from contacts.models import Contact, lifecycle_stage_keys
 from contacts.phones import normalize_phone, validate_country, validate_region
 from omni.choices import Channel, ConsentStatus, LawfulBasis, Purpose
+from omni.lib.text import hash_address  # noqa: F401 (suppressions are looked up by it)
 
 from .keywords import words_of
 
@@ -146,11 +147,6 @@ class SuppressionReason(models.TextChoices):
     CARRIER_DEACTIVATED = "carrier_deactivated", "Number deactivated by carrier"
     # The person asked to be forgotten: only the hash is kept, so they are never messaged again.
     ERASURE = "erasure", "Erased on request"
-
-
-def hash_address(address: str) -> str:
-    """The stable hash kept when a suppressed address must itself be forgotten."""
-    return hashlib.sha256(address.strip().lower().encode()).hexdigest()
 
 
 def suppressed_address(address: str, channel: str, *, default_region: str | None = None) -> str:

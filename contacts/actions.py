@@ -407,6 +407,7 @@ def erase_contact(contact: Contact, actor=None, why: str = "", *, actor_label: s
     contact.refresh_from_db()
     if contact.erased_at is not None:
         raise ContactAlreadyErased(contact)
+    addresses = (contact.email, contact.phone)
     with transaction.atomic():
         # The apps above first: channels locks the contact's unsent messages before anything
         # locks the contact row (the lock order of channels/state.py: messages, then contacts).
@@ -418,7 +419,7 @@ def erase_contact(contact: Contact, actor=None, why: str = "", *, actor_label: s
             contact.refresh_from_db(fields=["erased_at"])
             raise ContactAlreadyErased(contact)  # erased meanwhile by another request: all rolls back
         counts.update({f"contacts.{name}": count for name, count in erased.items()})
-        counts["omni.audit_personal_data"] = audit.erase_personal_data(contact.pk, now=now)
+        counts["omni.audit_personal_data"] = audit.erase_personal_data(contact.pk, addresses=addresses, now=now)
         audit.record("contact.erased", contact=contact, obj=contact, actor=actor, actor_label=actor_label,
                      reason="erasure_request", data={"counts": counts}, personal={"why": why})
     return counts

@@ -21,6 +21,7 @@ from datetime import datetime
 from datetime import timezone as dt_timezone
 
 from django.db import connection, models, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from . import audit_checkpoints
@@ -159,12 +160,18 @@ def personal_hmac(key: str, data: dict) -> str:
     return hmac.new(bytes.fromhex(key), canonical.encode(), hashlib.sha256).hexdigest()
 
 
-def erase_personal_data(contact_id: int, *, now=None) -> int:
-    """Empty the personal data of a contact's audit entries, with their keys. Returns how many rows.
+def erase_personal_data(contact_id: int, *, addresses=(), now=None) -> int:
+    """Empty the personal data of a contact's audit entries, with their keys, and of the entries
+    tied to no contact that name one of its `addresses` (a suppression or a block made before
+    the contact existed). Returns how many rows.
 
     The chained entries keep their keyed hashes, which nothing can check or reverse without the
     key: the chain stays valid and says nothing about the person."""
-    return AuditPersonalData.objects.filter(contact_id=contact_id, erased_at__isnull=True).update(
+    addresses = sorted({form for address in addresses if address for form in (address, address.strip().lower())})
+    about = Q(contact_id=contact_id)
+    if addresses:
+        about |= Q(contact_id__isnull=True, data__address__in=addresses)
+    return AuditPersonalData.objects.filter(about, erased_at__isnull=True).update(
         data={}, key="", erased_at=now or timezone.now())
 
 

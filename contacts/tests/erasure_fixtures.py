@@ -17,6 +17,7 @@ from channels.models import (
     MessageStatus,
     OutboxMessage,
 )
+from channels.conversations import block_sender
 from compliance.actions import record_consent_change, suppress
 from contacts.models import Contact, ContactEvent, Device
 from omni.models import WebhookCall, WebhookEndpoint
@@ -44,7 +45,8 @@ def contact_with_everything(*, external_id="erin", email=EMAIL, phone=PHONE, mes
     """A contact with consents (with evidence), a suppression, a device, an event, `messages`
     sent messages with deliveries, provider events and sandbox copies, one pending, one deferred
     and one queued message, own content, an inbound message with media, a conversation note, a
-    live enrollment with context and a stored webhook answer, and audit personal data."""
+    live enrollment with context and a stored webhook answer, audit personal data, and a
+    suppression and a block of the phone made with no contact."""
     now = timezone.now()
     contact = Contact.objects.create(
         external_id=external_id, email=email, phone=phone, first_name="Erin", last_name="Erasmus",
@@ -54,6 +56,9 @@ def contact_with_everything(*, external_id="erin", email=EMAIL, phone=PHONE, mes
                               evidence={"ip": "203.0.113.9", "user_agent": "Erin's phone", "text": "Flat 4"})
     suppress(email, channel="email", purpose="marketing", reason="complaint", contact=contact,
              detail=f"complaint from {email}")
+    # Made before Omni knew the number was hers: tied to no contact, found by the address.
+    suppress(phone, channel="sms", purpose="marketing", reason="manual", detail=f"asked by phone from {phone}")
+    block_sender("whatsapp", phone, reason="abuse", note="Erin sent threats from Flat 4", actor=None)
     Device.objects.create(contact=contact, platform="ios", token=f"device-token-{external_id}",
                           provider_endpoint="arn:aws:sns:device-token-erin", app_version="1.2")
     ContactEvent.objects.create(contact=contact, name="order.placed", idempotency_key=f"{external_id}-order-1",

@@ -6,10 +6,13 @@ import json
 import pytest
 from django.core.management import call_command
 from django.db import connection
+from django.db.models import Q
 from django.test.utils import CaptureQueriesContext
 
 from campaigns.models import Enrollment, EnrollmentState
+from channels.conversations import block_sender
 from channels.models import (
+    BlockedSender,
     ConversationNote,
     Delivery,
     DeliveryEvent,
@@ -19,6 +22,7 @@ from channels.models import (
     MessageStatus,
     OutboxMessage,
 )
+from channels.provider_reports import record_inbound_message
 from compliance import gate
 from compliance.models import ConsentChange, Suppression, SuppressionReason, hash_address
 from contacts.actions import ContactAlreadyErased, ContactErased, InvalidField, erase_contact, upsert_contact
@@ -27,6 +31,8 @@ from omni import audit
 from omni.models import AuditEntry, AuditPersonalData, WebhookCall
 
 from .erasure_fixtures import EMAIL, PHONE, SECRET_WORDS, contact_with_everything
+
+HASHES = [hash_address(EMAIL), hash_address(PHONE)]
 
 
 @pytest.fixture
@@ -57,8 +63,10 @@ def personal_data_left(contact_id: int) -> dict:
                .values_list("provider_endpoint", flat=True)),
         "consent_evidence": list(ConsentChange.objects.filter(contact_id=contact_id).exclude(evidence={})
                                  .values_list("evidence", flat=True)),
-        "suppressions": list(Suppression.objects.filter(contact_id=contact_id).exclude(address="", detail="")
-                             .values_list("address", "detail")),
+        "suppressions": list(Suppression.objects.filter(Q(contact_id=contact_id) | Q(address_hash__in=HASHES))
+                             .exclude(address="", detail="").values_list("address", "detail")),
+        "blocked_senders": list(BlockedSender.objects.filter(address_hash__in=HASHES).exclude(address="", note="")
+                                .values_list("address", "note")),
         "message_variables": list(Message.objects.filter(contact_id=contact_id).exclude(variables={})
                                   .values_list("variables", flat=True)),
         "own_content": list(Message.objects.filter(contact_id=contact_id, content__isnull=False).exclude(content=[])
@@ -80,6 +88,8 @@ def personal_data_left(contact_id: int) -> dict:
         "webhook_calls": list(WebhookCall.objects.exclude(response_excerpt="").values_list("response_excerpt", flat=True)),
         "audit_personal_data": list(AuditPersonalData.objects.filter(contact_id=contact_id, erased_at__isnull=True)
                                     .exclude(entry__action="contact.erased").values_list("data", flat=True)),
+        "audit_personal_data_by_address": list(AuditPersonalData.objects.filter(
+            contact_id__isnull=True, data__address__in=[EMAIL, PHONE]).exclude(data={}).values_list("data", flat=True)),
     }
     return {table: rows for table, rows in left.items() if rows}
 
@@ -89,7 +99,7 @@ def test_after_erasure_no_personal_data_is_left_in_any_app(erin, compliance_offi
     assert set(personal_data_left(erin.pk)) == {
         "contact", "events", "devices", "consent_evidence", "suppressions", "message_variables", "own_content",
         "deliveries", "delivery_events", "outbox", "inbound", "notes", "enrollment_context", "webhook_calls",
-        "audit_personal_data"}
+        "audit_personal_data", "blocked_senders", "audit_personal_data_by_address"}
 
     # when
     counts = erase_contact(erin, compliance_officer, "Ticket DPO-42: erasure request by email")
@@ -105,6 +115,19 @@ def test_after_erasure_no_personal_data_is_left_in_any_app(erin, compliance_offi
     assert ConsentChange.objects.filter(contact=erin).count() == 2
     erased_personal = AuditPersonalData.objects.filter(contact_id=erin.pk).exclude(entry__action="contact.erased")
     assert erased_personal.exists() and set(erased_personal.values_list("key", flat=True)) == {""}
+
+
+def test_a_blocked_address_stays_blocked_once_erased(erin, compliance_officer):
+    erase_contact(erin, compliance_officer, "Ticket DPO-43")
+    # the block keeps only the hash of the number...
+    block = BlockedSender.objects.get(address_hash=hash_address(PHONE))
+    assert (block.address, block.note, block.unblocked_at) == ("", "", None)
+
+    # ...and a message from it on WhatsApp is still stored as blocked: it opens nothing
+    inbound, created = record_inbound_message("twilio", "SM-after-erasure", "whatsapp", PHONE, body="It's me again")
+    assert created and inbound.blocked and inbound.conversation_id is None
+    # a block is still refused twice over, by its hash
+    assert block_sender("whatsapp", PHONE, reason="spam", actor=None).pk == block.pk
 
 
 def test_unsent_messages_are_cancelled_and_live_enrollments_exit(erin):
@@ -218,4 +241,5 @@ def test_erasure_takes_the_same_queries_for_2_and_50_messages(db, messages):
     assert len(queries) == EXPECTED_ERASURE_QUERIES[connection.vendor], "\n".join(q["sql"][:150] for q in queries)
 
 
-EXPECTED_ERASURE_QUERIES = {"sqlite": 30, "postgresql": 29}
+# One more than before blocks were erased too.
+EXPECTED_ERASURE_QUERIES = {"sqlite": 31, "postgresql": 30}

@@ -3,6 +3,7 @@
 PostgreSQL refuses U+0000 in text and jsonb, and no UTF-8 codec can encode a lone surrogate
 ("\\ud800", which JSON allows), so either one would fail the INSERT with a 500.
 """
+import hashlib
 import math
 import re
 from collections import deque
@@ -64,3 +65,9 @@ def storable(value):
     if isinstance(value, (list, tuple)):
         return [storable(child) for child in value]
     return value
+
+
+def hash_address(address: str) -> str:
+    """The stable hash kept of an address that must itself be forgotten (an erased contact's
+    suppressions and blocks), by which it is still looked up."""
+    return hashlib.sha256(address.strip().lower().encode()).hexdigest()
