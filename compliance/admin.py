@@ -18,7 +18,7 @@ from omni import audit
 from omni.choices import ConsentStatus
 from omni.lib.admin import ModelAdmin, ReadOnlyAdminMixin, ReadOnlyInline, adopt_saved, link_by_id
 
-from . import actions, gate
+from . import actions, gate, replay
 from .consent_forms import RecordConsentForm
 from .models import (
     Consent,
@@ -28,6 +28,7 @@ from .models import (
     FrequencyCap,
     KeywordList,
     QuietHours,
+    ReplayRun,
     SendingPause,
     SendLedger,
     Suppression,
@@ -388,6 +389,44 @@ class FrequencyCapAdmin(AuditedRuleAdmin):
     @admin.display(description="lifecycle stages")
     def stages(self, obj):
         return ", ".join(obj.lifecycle_stages) or "all"
+
+
+@admin.register(ReplayRun)
+class ReplayRunAdmin(ReadOnlyAdminMixin, ModelAdmin):
+    """Past policy replays: what was proposed, by whom, and what it would have changed, each
+    opening its replay page (which is also where a finished one can still be confirmed)."""
+
+    list_display = ["created_at", "created_by", "change", "status", "decisions", "decided_otherwise", "page"]
+    list_display_links = None
+    list_filter = ["status"]
+    list_select_related = ["created_by"]
+    date_hierarchy = "created_at"
+
+    @admin.display(description="Change")
+    def change(self, run):
+        proposal = run.proposal or {}
+        rule = (proposal.get("fields") or {}).get("name") or f"#{proposal.get('rule_id')}"
+        kind = "Quiet hours" if proposal.get("model") == replay.QUIET_HOURS else "Frequency cap"
+        return f"{kind} “{rule}”: {REPLAY_ACTION_WORDS.get(proposal.get('action'), proposal.get('action'))}"
+
+    @admin.display(description="Decisions")
+    def decisions(self, run):
+        return f"{run.done:,} of {run.total:,}" if run.total else "—"
+
+    @admin.display(description="Decided otherwise")
+    def decided_otherwise(self, run):
+        changed = (run.result or {}).get("changed")
+        return "—" if changed is None else f"{changed:,}"
+
+    @admin.display(description="Replay")
+    def page(self, run):
+        app_label, _, model_name = (run.proposal or {}).get("model", "").partition(".")
+        if not model_name:
+            return "—"
+        return format_html('<a href="{}">Open</a>', reverse(f"admin:{app_label}_{model_name}_replay", args=[run.pk]))
+
+
+REPLAY_ACTION_WORDS = {replay.ADD: "added", replay.CHANGE: "changed", replay.DELETE: "deleted"}
 
 
 @admin.register(SendLedger)

@@ -8,7 +8,7 @@ from django.contrib.auth.models import Group
 from django.urls import reverse
 from django.utils import timezone
 
-from compliance import decisions, gate
+from compliance import decisions, gate, replay
 from compliance.models import FrequencyCap, QuietHours, ReplayRun, ReplayStatus
 from contacts.models import Contact
 from omni.models import AuditEntry
@@ -187,3 +187,41 @@ def test_a_replay_page_is_read_only_by_those_who_may_replay(client, user_in, adm
     client.force_login(user_in("cora", "Compliance"))
     page = client.get(url)
     assert page.status_code == 200 and 'id="replay-confirm"' not in page.content.decode()
+
+
+def _runs(nights, count: int, user):
+    proposal = replay.proposal_of(nights, replay.CHANGE)
+    for index in range(count):
+        run = replay.new_run(proposal, actor=user)
+        ReplayRun.objects.filter(pk=run.pk).update(status=ReplayStatus.DONE, total=1200, done=1200,
+                                                   result={"changed": index})
+
+
+@pytest.mark.parametrize("count", [3, 30])
+def test_past_replays_are_listed_each_opening_its_page_in_a_fixed_number_of_queries(
+        client, user_in, nights, count, django_assert_num_queries):
+    cora = user_in("cora", "Compliance")
+    _runs(nights, count, cora)
+    client.force_login(cora)
+
+    with django_assert_num_queries(REPLAY_LIST_QUERIES):
+        page = client.get(reverse("admin:compliance_replayrun_changelist"))
+
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert text.count("Quiet hours \u201cNights\u201d: changed") == count
+    assert "1,200 of 1,200" in text
+    last = ReplayRun.objects.order_by("-pk").first()
+    assert reverse("admin:compliance_quiethours_replay", args=[last.pk]) in text
+    # nothing is added or changed here: runs come from a rule's save
+    assert reverse("admin:compliance_replayrun_add") not in text
+    assert client.get(reverse("admin:compliance_replayrun_change", args=[last.pk]) + "delete/").status_code == 403
+
+
+# The same for 3 and 30 runs: session, user, permissions, sidebar, counts, date bounds, the page of runs with their users.
+REPLAY_LIST_QUERIES = 14
+
+
+def test_marketers_see_no_past_replays(client, user_in, nights):
+    client.force_login(user_in("mark", "Marketers"))
+    assert client.get(reverse("admin:compliance_replayrun_changelist")).status_code == 403

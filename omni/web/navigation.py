@@ -32,7 +32,8 @@ GROUPS = {
     COMPLIANCE: [
         ("compliance", "consent"), ("compliance", "consentchange"), ("compliance", "consenttext"),
         ("compliance", "suppression"),
-        ("compliance", "quiethours"), ("compliance", "frequencycap"), ("channels", "arbitrationrule"),
+        ("compliance", "quiethours"), ("compliance", "frequencycap"), ("compliance", "replayrun"),
+        ("channels", "arbitrationrule"),
         ("compliance", "sendingpause"),
         ("compliance", "keywordlist"), ("message_templates", "optoutdisclosure"), ("compliance", "decision"),
         ("compliance", "sendledger"), ("omni", "auditentry"),
