@@ -115,7 +115,7 @@ def bulk_insert(objs: list, *, chunk: int = 5000, set_ids: bool = False) -> None
 
 
 def insert_rows(model, fields: list[str], rows: list[tuple], *, set_ids: bool = False,
-                copy: bool = True) -> list | None:
+                copy: bool = True, json_text: bool = False) -> list | None:
     """Insert `rows`, each a tuple of values for `fields` (attribute names, Python values as the
     model holds them: dicts and lists for JSON), every other column its field's default,
     computed once for the whole call (so never a field whose default differs per row, such as
@@ -124,12 +124,20 @@ def insert_rows(model, fields: list[str], rows: list[tuple], *, set_ids: bool = 
     statement and then the data).
 
     With `set_ids` the table's keys are reserved first and returned, one per row, in order.
+    With `json_text` the rows' JSON values are given already encoded, as JSON text (for a caller
+    that encoded them anyway, to hash them): written as they are.
     """
     if not rows:
         return [] if set_ids else None
     connection = connections[router.db_for_write(model)]
     opts = model._meta
     given = [opts.get_field(name) for name in fields]
+    json_positions = [i for i, f in enumerate(given) if isinstance(f, JSONField)]
+    if json_text:
+        if connection.vendor != "postgresql":  # bulk_create below encodes them itself
+            rows = [tuple(json.loads(value) if i in json_positions else value for i, value in enumerate(row))
+                    for row in rows]
+        json_positions = []
     if connection.vendor != "postgresql":
         objs = [model(**dict(zip(fields, row))) for row in rows]
         model._default_manager.bulk_create(objs, batch_size=CHUNK)
@@ -140,7 +148,6 @@ def insert_rows(model, fields: list[str], rows: list[tuple], *, set_ids: bool = 
     defaulted = [f for f in opts.concrete_fields if f.attname not in named and not (f.primary_key and generated)]
     default_values = [_copy_default(f, template, connection) for f in defaulted]
     columns = [f.column for f in given] + [f.column for f in defaulted]
-    json_positions = [i for i, f in enumerate(given) if isinstance(f, JSONField)]
     encoders = {i: given[i].encoder for i in json_positions}
     quote = connection.ops.quote_name
     ids = None
