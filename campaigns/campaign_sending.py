@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from channels import routing, state
 from channels.models import DefaultChannelPlan, Message, MessageSource, MessageStatus
-from omni.lib.bulk import bulk_update
+from omni.lib.bulk import bulk_update, filter_in
 from omni.lib.claims import claim, claim_ids
 from omni.lib.quarantine import quarantine_failures, run_isolating_failures
 from templates.actions import latest_versions
@@ -180,10 +180,10 @@ def send_campaign_batch(recipient_ids: list[int], now=None) -> int:
     now = now or timezone.now()
     with transaction.atomic():
         recipients = claim(
-            CampaignRecipient.objects.filter(
-                pk__in=recipient_ids, outcome=RecipientOutcome.PENDING, claimed_at__isnull=False,
+            filter_in(CampaignRecipient.objects.filter(
+                outcome=RecipientOutcome.PENDING, claimed_at__isnull=False,
                 quarantined_at__isnull=True, campaign__status__in=CLAIMING_STATUSES,
-            ).select_related("contact").order_by("id"),
+            ), "id", recipient_ids).select_related("contact").order_by("id"),
             len(recipient_ids),
         )
         if not recipients:
