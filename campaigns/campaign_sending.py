@@ -26,6 +26,7 @@ from channels import routing, state
 from channels.models import DefaultChannelPlan, Message, MessageSource, MessageStatus
 from omni.lib.bulk import bulk_update, filter_in
 from omni.lib.claims import claim, claim_ids
+from omni.lib.collector import collector_paused
 from omni.lib.quarantine import quarantine_failures, run_isolating_failures
 from templates.actions import latest_versions
 
@@ -178,7 +179,7 @@ def send_campaign_batch(recipient_ids: list[int], now=None) -> int:
     no channel plan) is quarantined and the rest go on. Returns the messages created now; a
     batch already sent (a duplicate task) sends nothing."""
     now = now or timezone.now()
-    with transaction.atomic():
+    with collector_paused(), transaction.atomic():
         recipients = claim(
             filter_in(CampaignRecipient.objects.filter(
                 outcome=RecipientOutcome.PENDING, claimed_at__isnull=False,
