@@ -40,6 +40,7 @@ from contacts.models import Contact, Device
 from omni import audit
 from omni.choices import PHONE_CHANNELS, Channel, ConsentStatus, Purpose
 from omni.lib import approval, bulk
+from omni.lib.collector import collector_paused
 from omni.lib.sql import prepared_cursor
 from templates.actions import latest_versions
 
@@ -174,7 +175,8 @@ def start_campaign(campaign, *, actor, now=None) -> StartSummary:
     now = now or timezone.now()
     refused = None
     try:
-        with transaction.atomic():
+        # Tuples and lists for each of the audience: the collector would walk the heap for them.
+        with collector_paused(), transaction.atomic():
             locked = _locked(campaign)
             audience = campaign_audience.audience(locked, now) \
                 if locked.status == CampaignStatus.DRAFT and (locked.segment_id or locked.follow_up_of_id) else None
