@@ -263,7 +263,7 @@ def dispatch_many(messages: list[Message], *, now=None) -> dict[int, Delivery]:
 
     if undeliverable:
         # A message that already had a delivery has failed; one that never had any was suppressed.
-        tried = set(Delivery.objects.filter(message__in=[m for m, _ in undeliverable])
+        tried = set(filter_in(Delivery.objects.all(), "message_id", [m.pk for m, _ in undeliverable])
                     .values_list("message_id", flat=True).distinct())
         for message, skipped in undeliverable:
             status = MessageStatus.FAILED if message.pk in tried else MessageStatus.SUPPRESSED
