@@ -40,6 +40,8 @@ from contacts.models import Contact, Device
 from omni import audit
 from omni.choices import PHONE_CHANNELS, Channel, ConsentStatus, Purpose
 from omni.lib import approval, bulk
+from omni.lib.collector import collector_paused
+from omni.lib.sql import prepared_cursor
 from templates.actions import latest_versions
 
 from . import campaign_audience
@@ -173,7 +175,8 @@ def start_campaign(campaign, *, actor, now=None) -> StartSummary:
     now = now or timezone.now()
     refused = None
     try:
-        with transaction.atomic():
+        # Tuples and lists for each of the audience: the collector would walk the heap for them.
+        with collector_paused(), transaction.atomic():
             locked = _locked(campaign)
             audience = campaign_audience.audience(locked, now) \
                 if locked.status == CampaignStatus.DRAFT and (locked.segment_id or locked.follow_up_of_id) else None
@@ -343,11 +346,15 @@ def _may_have_opted_out(campaign, audience, addressed: dict, channels: list[str]
     revoked = set(Consent.objects.filter(contact__in=audience.values("pk"), purpose=campaign.purpose,
                                          channel__in=channels, status=ConsentStatus.REVOKED)
                   .values_list("contact_id", flat=True))
-    by_hash = {}
+    by_hash, hashed = {}, {}
     for contact_id, addresses in addressed.items():
         for channel, address in addresses.items():
             if address and channel != Channel.PUSH:
-                by_hash.setdefault(hash_address(address), set()).add(contact_id)
+                # SMS and WhatsApp share the phone number: hashed once.
+                address_hash = hashed.get(address)
+                if address_hash is None:
+                    address_hash = hashed[address] = hash_address(address)
+                by_hash.setdefault(address_hash, set()).add(contact_id)
     suppressed = set()
     for address_hash in _suppressed(list(by_hash), now):
         suppressed |= by_hash[address_hash]
@@ -359,7 +366,8 @@ def _suppressed(hashes: list[str], now) -> set[str]:
     hashes as one array parameter (an IN list of 100,000 parameters costs more to build than to
     run); elsewhere one query per SUPPRESSION_CHUNK."""
     if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
+        # Bound on the server: the array travels as a parameter, not quoted into the query's text.
+        with prepared_cursor(connection) as cursor:
             cursor.execute(f"SELECT DISTINCT address_hash FROM {Suppression._meta.db_table} "
                            f"WHERE address_hash = ANY(%s) AND (expires_at IS NULL OR expires_at > %s)", [hashes, now])
             return {address_hash for (address_hash,) in cursor.fetchall()}

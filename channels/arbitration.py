@@ -36,6 +36,7 @@ from django.db.models import Q
 
 from compliance import gate
 from omni.choices import PURPOSE_PRIORITY
+from omni.lib.bulk import filter_in
 
 from .models import ArbitrationAction, ArbitrationRule, Message, MessageStatus
 
@@ -164,8 +165,8 @@ def _said(contested: list[Message], batch: list[Message], rules: dict[str, Rule]
     if not within:
         return []
     in_batch = {m.pk for m in batch}
-    rows = (Message.objects.filter(within, contact_id__in=sorted({m.contact_id for m in contested}),
-                                   status__in=SAID_STATUSES)
+    rows = (filter_in(Message.objects.filter(within, status__in=SAID_STATUSES), "contact_id",
+                      sorted({m.contact_id for m in contested}))
             .order_by().values_list("pk", "contact_id", "purpose", "priority", "intent_key", "channel_plan",
                                     "plan_step", "created_at", "source"))
     found = []

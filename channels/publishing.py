@@ -18,6 +18,7 @@ from django.utils import timezone
 from kombu.exceptions import KombuError, OperationalError
 
 from omni.choices import send_queue
+from omni.lib.bulk import filter_in
 from omni.lib.tasks import PUBLISH_RETRY_POLICY, task_named
 
 from .models import Delivery, DeliveryStatus
@@ -51,7 +52,7 @@ def publish_sends(deliveries: list[tuple[int, str, str]], now=None) -> list[int]
     if not lanes:
         return []
     claimed = set(_update_returning_ids(
-        Delivery.objects.filter(pk__in=list(lanes), status=DeliveryStatus.QUEUED, published_at__isnull=True),
+        filter_in(Delivery.objects.filter(status=DeliveryStatus.QUEUED, published_at__isnull=True), "id", lanes),
         {"published_at": now},
     ))
     return _publish({pk: queue for pk, queue in lanes.items() if pk in claimed})

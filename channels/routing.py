@@ -19,7 +19,7 @@ from compliance import decisions, gate, ledger
 from contacts.models import Contact, Device
 from omni import audit
 from omni.choices import Channel, Purpose, Urgency
-from omni.lib.bulk import bulk_insert
+from omni.lib.bulk import bulk_insert, filter_in
 from omni.lib.demo_time import scaled
 
 from . import arbitration, state, whatsapp
@@ -116,7 +116,7 @@ def create_messages(messages: list[Message]) -> tuple[list[Message], list[Messag
     if keys:
         existing = {
             m.idempotency_key: m
-            for m in Message.objects.filter(idempotency_key__in=keys).select_related("contact", "template_version")
+            for m in filter_in(Message.objects.all(), "idempotency_key", keys).select_related("contact", "template_version")
         }
     new = [m for m in messages if not m.idempotency_key or m.idempotency_key not in existing]
     profiles = _unloaded_profiles(new)
@@ -263,7 +263,7 @@ def dispatch_many(messages: list[Message], *, now=None) -> dict[int, Delivery]:
 
     if undeliverable:
         # A message that already had a delivery has failed; one that never had any was suppressed.
-        tried = set(Delivery.objects.filter(message__in=[m for m, _ in undeliverable])
+        tried = set(filter_in(Delivery.objects.all(), "message_id", [m.pk for m, _ in undeliverable])
                     .values_list("message_id", flat=True).distinct())
         for message, skipped in undeliverable:
             status = MessageStatus.FAILED if message.pk in tried else MessageStatus.SUPPRESSED
@@ -330,7 +330,7 @@ def conversation_holds(messages: list[Message], now) -> dict[int, tuple]:
         return {}
     hold = settings.OMNI_CONVERSATION_HOLD
     found = {}
-    rows = (Conversation.objects.filter(contact_id__in=wanted)
+    rows = (filter_in(Conversation.objects.all(), "contact_id", wanted)
             .filter(~Q(status=ConversationStatus.CLOSED) | Q(closed_at__gt=now - hold))
             .order_by("contact_id", "id").values_list("contact_id", "id", "status", "closed_at"))
     for contact_id, conversation_id, status, closed_at in rows:

@@ -33,7 +33,7 @@ from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
 from contacts.models import Contact
-from omni.lib.bulk import PLAIN_TYPES, array_type
+from omni.lib.bulk import PLAIN_TYPES, array_type, filter_in
 from omni.lib.sql import prepared_cursor
 
 from .models import Delivery, DeliveryStatus, Message, MessageStatus
@@ -134,7 +134,7 @@ def lock_contacts(contact_ids) -> None:
     connection = connections[router.db_for_write(Contact)]
     if contact_ids and connection.features.has_select_for_update:
         no_key = connection.features.has_select_for_no_key_update
-        list(Contact.objects.select_for_update(no_key=no_key).filter(pk__in=sorted(contact_ids))
+        list(filter_in(Contact.objects.select_for_update(no_key=no_key), "id", sorted(contact_ids))
              .order_by("pk").values_list("pk"))
 
 

@@ -9,6 +9,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from omni.choices import Channel
+from omni.lib.bulk import filter_in
 
 from .models import InboundMessage
 
@@ -22,8 +23,8 @@ def session_ends(contact_ids, now: datetime | None = None) -> dict[int, datetime
     ids = set(contact_ids)
     if not ids:
         return {}
-    latest = (InboundMessage.objects.filter(contact_id__in=ids, channel=Channel.WHATSAPP,
-                                            received_at__gte=now - SESSION_WINDOW)
+    latest = (filter_in(InboundMessage.objects.filter(channel=Channel.WHATSAPP, received_at__gte=now - SESSION_WINDOW),
+                        "contact_id", ids)
               .values_list("contact_id").annotate(last=Max("received_at")))
     return {contact_id: last + SESSION_WINDOW for contact_id, last in latest}
 

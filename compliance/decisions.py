@@ -35,6 +35,12 @@ class Ruling:
 
 def values(ruling: Ruling, now) -> dict:
     """The Decision row of a ruling, by field name: the verdict, every input the gate read, and its digest."""
+    return _encoded(ruling, now)[0]
+
+
+def _encoded(ruling: Ruling, now) -> tuple[dict, str, str]:
+    """values() of a ruling, and the canonical JSON text of its suppressions and inputs, encoded
+    once for both the digest and the row's columns."""
     verdict, facts = ruling.verdict, ruling.verdict.facts
     row = {
         "id": uuid.uuid4(),
@@ -54,8 +60,9 @@ def values(ruling: Ruling, now) -> dict:
         "suppressions": list(facts.suppression_reasons),
         "inputs": inputs_of(verdict, facts, now),
     }
-    row["digest"] = Decision.digest_of(row)
-    return row
+    suppressions, inputs = Decision.canonical_json(row["suppressions"]), Decision.canonical_json(row["inputs"])
+    row["digest"] = Decision.digest_of_encoded(row, suppressions, inputs)
+    return row, suppressions, inputs
 
 
 def inputs_of(verdict: Verdict, facts: SendFacts, now) -> dict:
@@ -158,6 +165,8 @@ def in_words(decision: Decision) -> str:
 
 
 ROW_FIELDS = [*Decision.DIGEST_FIELDS, "digest"]
+# ROW_FIELDS but the JSON ones, which come last before the digest (Decision.JSON_DIGEST_FIELDS).
+PLAIN_ROW_FIELDS = ROW_FIELDS[:-1 - len(Decision.JSON_DIGEST_FIELDS)]
 
 
 def record(rulings: list[Ruling], now, *, extra: dict | None = None) -> list[dict]:
@@ -166,8 +175,10 @@ def record(rulings: list[Ruling], now, *, extra: dict | None = None) -> list[dic
 
     `extra` maps a ruling's index to more chained data for its entry (e.g. channels skipped).
     """
-    rows = [values(ruling, now) for ruling in rulings]
-    insert_rows(Decision, ROW_FIELDS, [tuple(row[name] for name in ROW_FIELDS) for row in rows])
+    encoded = [_encoded(ruling, now) for ruling in rulings]
+    rows = [row for row, _, _ in encoded]
+    insert_rows(Decision, ROW_FIELDS, [(*(row[name] for name in PLAIN_ROW_FIELDS), suppressions, inputs, row["digest"])
+                                       for row, suppressions, inputs in encoded], json_text=True)
     audit.record_many([
         audit.build(f"gate.{row['outcome']}", contact_id=row["contact_id"],
                     object_ref=(DECISION_LABEL, str(row["id"])), channel=row["channel"], reason=row["reason"],

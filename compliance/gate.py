@@ -46,6 +46,7 @@ from django.utils import timezone
 from contacts.models import Device
 from contacts.phones import country_of, timezones_of
 from omni.choices import Channel, Exemption, Purpose
+from omni.lib.bulk import filter_in
 
 from .models import (
     CapAction,
@@ -531,16 +532,16 @@ def _per_contact_rows(requests, contact_ids, hashes, now, rules) -> tuple[dict, 
     untyped = {"text": Value(None, output_field=CharField()), "id": Value(None, output_field=BigIntegerField()),
                "at": Value(None, output_field=DateTimeField())}
     parts = [
-        Consent.objects.filter(contact_id__in=contact_ids, channel__in={r.channel for r in requests},
-                               purpose__in={r.purpose for r in requests})
+        filter_in(Consent.objects.filter(channel__in={r.channel for r in requests},
+                                         purpose__in={r.purpose for r in requests}), "contact_id", contact_ids)
         .values_list(Value("c"), "contact_id", "channel", "purpose", "status", "last_change_id", untyped["text"],
                      untyped["at"]).order_by(),
-        Suppression.objects.filter(address_hash__in=hashes).filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+        filter_in(Suppression.objects.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now)), "address_hash", hashes)
         .values_list(Value("s"), untyped["id"], "channel", "purpose", "reason", untyped["id"], "address_hash",
                      "created_at").order_by(),
     ]
     if rules.caps:
-        parts.append(SendLedger.objects.filter(contact_id__in=contact_ids, at__gt=now - rules.longest_cap_window)
+        parts.append(filter_in(SendLedger.objects.filter(at__gt=now - rules.longest_cap_window), "contact_id", contact_ids)
                      .values_list(Value("l"), "contact_id", "channel", "purpose", untyped["text"], "message_id",
                                   untyped["text"], "at").order_by())
     consents, suppressions, ledger = {}, {}, {}

@@ -455,16 +455,32 @@ class Decision(models.Model):
                      "provider", "outcome", "reason", "defer_until", "consent_status", "consent_change_id",
                      "suppressions", "inputs")
 
+    # The JSON columns, last among DIGEST_FIELDS: a writer that encodes them for the row anyway
+    # hands their canonical text to digest_of_encoded() rather than encoding them twice.
+    JSON_DIGEST_FIELDS = ("suppressions", "inputs")
+
+    @staticmethod
+    def canonical_json(value) -> str:
+        """A JSON value as the digest encodes it (sorted keys, no spaces); also valid column text."""
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
     @classmethod
     def digest_of(cls, values: dict) -> str:
         """SHA-256 of the decision's content as canonical JSON (values by DIGEST_FIELDS name)."""
-        content = []
-        for name in cls.DIGEST_FIELDS:
+        return cls.digest_of_encoded(values, *(cls.canonical_json(values[name]) for name in cls.JSON_DIGEST_FIELDS))
+
+    @classmethod
+    def digest_of_encoded(cls, values: dict, suppressions: str, inputs: str) -> str:
+        """digest_of() for values whose JSON fields are given as their canonical_json() text: the
+        same digest, since a JSON list is its items' encodings joined by commas."""
+        head = []
+        for name in cls.DIGEST_FIELDS[:-len(cls.JSON_DIGEST_FIELDS)]:
             value = values[name]
             if hasattr(value, "astimezone"):
                 value = value.astimezone(dt_timezone.utc).isoformat()
-            content.append(str(value) if isinstance(value, uuid.UUID) else value)
-        return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
+            head.append(str(value) if isinstance(value, uuid.UUID) else value)
+        content = f"{cls.canonical_json(head)[:-1]},{suppressions},{inputs}]"
+        return hashlib.sha256(content.encode()).hexdigest()
 
     def compute_digest(self) -> str:
         return self.digest_of({name: getattr(self, name) for name in self.DIGEST_FIELDS})

@@ -1,6 +1,8 @@
 """What the gate reads from the database for a batch: the contact's zone, the ledger, the rules
 (cached, reloaded on change), in a fixed number of queries; what a decision keeps of it, and
 replaying a stored decision."""
+import hashlib
+import json
 from datetime import datetime, time, timedelta, timezone as dt_timezone
 
 import pytest
@@ -130,6 +132,29 @@ def test_a_stored_decision_keeps_what_the_gate_read_and_decides_the_same_again(e
     for decision in stored.values():
         again = gate.decide(decisions.facts_of(decision), decision.decided_at)
         assert (again.outcome, again.reason, again.until) == (decision.outcome, decision.reason, decision.defer_until)
+
+
+def test_a_decision_digest_is_the_hash_of_its_whole_content_as_canonical_json(every_rule):
+    # given decisions whose inputs nest lists, dicts and times (quiet hours, a cap, a ledger)
+    who = contact(0, timezone="Asia/Kolkata")
+    sent(who, 1, 2, 3)
+    verdicts = gate.decide_many([request(who, "sms"), request(who, "email", "informational")], NOW)
+
+    # when they are recorded (their JSON encoded once, for the row and the digest alike)
+    rows = decisions.record([decisions.Ruling(v, message_id=7, contact_id=who.pk) for v in verdicts], NOW)
+
+    # then each digest is SHA-256 of every DIGEST_FIELDS value in one canonical JSON list, as
+    # sealed decisions have always been hashed, and the stored row still matches it
+    assert Decision.DIGEST_FIELDS[-len(Decision.JSON_DIGEST_FIELDS):] == Decision.JSON_DIGEST_FIELDS
+    for row in rows:
+        content = [str(row["id"]), row["decided_at"].astimezone(dt_timezone.utc).isoformat(),
+                   *(row[name] for name in Decision.DIGEST_FIELDS[2:])]
+        if row["defer_until"]:
+            content[Decision.DIGEST_FIELDS.index("defer_until")] = row["defer_until"].astimezone(dt_timezone.utc).isoformat()
+        whole = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
+        assert row["digest"] == hashlib.sha256(whole.encode()).hexdigest()
+        assert Decision.objects.get(pk=row["id"]).compute_digest() == row["digest"]
+    assert {len(row["inputs"]["ledger"]) for row in rows} == {3}
 
 
 def test_reachability_says_for_every_channel_whether_and_why_not(every_rule):

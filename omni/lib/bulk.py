@@ -9,6 +9,7 @@ transaction (visits, decisions, audit entries): building a model instance per ro
 than the COPY that writes it.
 """
 import json
+from operator import attrgetter
 
 from django.db import connections, router
 from django.db.models import DateTimeField, JSONField
@@ -26,11 +27,16 @@ PLAIN_TYPES = frozenset({
 })
 
 
+def _is_plain(field, *, add: bool) -> bool:
+    """Whether an object's attribute for `field` is written as it is (see PLAIN_TYPES)."""
+    auto_time = isinstance(field, DateTimeField) and (field.auto_now or (add and field.auto_now_add))
+    return field.get_internal_type() in PLAIN_TYPES and not auto_time
+
+
 def _db_value_getter(field, connection, *, add: bool):
     """A function giving the value to write for `field` of an object: the attribute itself for
     plain types, else what Django would write (pre_save, then get_db_prep_save)."""
-    auto_time = isinstance(field, DateTimeField) and (field.auto_now or (add and field.auto_now_add))
-    if field.get_internal_type() in PLAIN_TYPES and not auto_time:
+    if _is_plain(field, add=add):
         attname = field.attname
         return lambda obj: getattr(obj, attname)
     if add:
@@ -104,18 +110,25 @@ def bulk_insert(objs: list, *, chunk: int = 5000, set_ids: bool = False) -> None
             obj.pk = pk
             obj._state.adding, obj._state.db = False, connection.alias
         fields = [opts.pk, *fields]
+    # The plain columns first, read in one attrgetter call per object (a Python call per value
+    # cost most of the COPY's time), then those Django converts, one by one.
+    plain = [f for f in fields if _is_plain(f, add=True)]
+    converted = [f for f in fields if not _is_plain(f, add=True)]
+    fields = plain + converted
     statement = f"COPY {quote(opts.db_table)} ({', '.join(quote(f.column) for f in fields)}) FROM STDIN"
-    values = [_db_value_getter(f, connection, add=True) for f in fields]
+    plain_values = attrgetter(*[f.attname for f in plain]) if len(plain) > 1 else None
+    values = [_db_value_getter(f, connection, add=True) for f in (converted if plain_values else fields)]
     # COPY runs on psycopg's own cursor: the wrapper turns its errors into Django's (a unique
     # key taken by a concurrent writer is an IntegrityError callers can catch).
     with connection.cursor() as cursor, connection.wrap_database_errors:
         with cursor.cursor.copy(statement) as copy:
             for obj in objs:
-                copy.write_row([value(obj) for value in values])
+                row = [value(obj) for value in values]
+                copy.write_row([*plain_values(obj), *row] if plain_values else row)
 
 
 def insert_rows(model, fields: list[str], rows: list[tuple], *, set_ids: bool = False,
-                copy: bool = True) -> list | None:
+                copy: bool = True, json_text: bool = False) -> list | None:
     """Insert `rows`, each a tuple of values for `fields` (attribute names, Python values as the
     model holds them: dicts and lists for JSON), every other column its field's default,
     computed once for the whole call (so never a field whose default differs per row, such as
@@ -124,12 +137,20 @@ def insert_rows(model, fields: list[str], rows: list[tuple], *, set_ids: bool = 
     statement and then the data).
 
     With `set_ids` the table's keys are reserved first and returned, one per row, in order.
+    With `json_text` the rows' JSON values are given already encoded, as JSON text (for a caller
+    that encoded them anyway, to hash them): written as they are.
     """
     if not rows:
         return [] if set_ids else None
     connection = connections[router.db_for_write(model)]
     opts = model._meta
     given = [opts.get_field(name) for name in fields]
+    json_positions = [i for i, f in enumerate(given) if isinstance(f, JSONField)]
+    if json_text:
+        if connection.vendor != "postgresql":  # bulk_create below encodes them itself
+            rows = [tuple(json.loads(value) if i in json_positions else value for i, value in enumerate(row))
+                    for row in rows]
+        json_positions = []
     if connection.vendor != "postgresql":
         objs = [model(**dict(zip(fields, row))) for row in rows]
         model._default_manager.bulk_create(objs, batch_size=CHUNK)
@@ -140,7 +161,6 @@ def insert_rows(model, fields: list[str], rows: list[tuple], *, set_ids: bool = 
     defaulted = [f for f in opts.concrete_fields if f.attname not in named and not (f.primary_key and generated)]
     default_values = [_copy_default(f, template, connection) for f in defaulted]
     columns = [f.column for f in given] + [f.column for f in defaulted]
-    json_positions = [i for i, f in enumerate(given) if isinstance(f, JSONField)]
     encoders = {i: given[i].encoder for i in json_positions}
     quote = connection.ops.quote_name
     ids = None
