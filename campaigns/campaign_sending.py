@@ -45,6 +45,11 @@ EXPIRE_BATCH = 10000
 # Campaigns ended per pass of the "campaign ends" stage.
 ENDS_BATCH = 100
 
+# What sending never reads of a recipient's contact: not loading them (a JSON decode and two
+# timestamps a row) is a tenth of a batch.
+UNREAD_CONTACT_FIELDS = ["contact__attributes", "contact__created_at", "contact__updated_at", "contact__first_name",
+                         "contact__last_name"]
+
 EXPIRED = "expired"
 CANCELLED = "cancelled"
 
@@ -184,7 +189,7 @@ def send_campaign_batch(recipient_ids: list[int], now=None) -> int:
             filter_in(CampaignRecipient.objects.filter(
                 outcome=RecipientOutcome.PENDING, claimed_at__isnull=False,
                 quarantined_at__isnull=True, campaign__status__in=CLAIMING_STATUSES,
-            ), "id", recipient_ids).select_related("contact").order_by("id"),
+            ), "id", recipient_ids).select_related("contact").defer(*UNREAD_CONTACT_FIELDS).order_by("id"),
             len(recipient_ids),
         )
         if not recipients:
