@@ -32,6 +32,7 @@ from django.db.models import BigIntegerField, Count, Func, Q
 from django.utils import timezone
 
 from omni.choices import Purpose
+from omni.lib.bulk import filter_in
 from omni.lib.collector import collector_paused
 
 from .decisions import facts_of
@@ -350,13 +351,8 @@ def _ledger_rows(contact_ids: set, after: datetime, before: datetime):
         return [(contact_id, _microseconds(at), channel, purpose, message_id) for contact_id, at, channel, purpose,
                 message_id in sends.filter(contact_id__in=contact_ids).values_list(
                     "contact_id", "at", "channel", "purpose", "message_id")]
-    # The contacts as a set the planner takes for a few rows, so it probes the (contact, at) index
-    # for each: given the array itself, it estimates thousands of rows and may scan the table
-    # in parallel instead, several times slower.
-    table = connection.ops.quote_name(SendLedger._meta.db_table)
-    return (sends.extra(where=[f"{table}.contact_id IN (SELECT unnest(%s::integer[]))"], params=[list(contact_ids)])
-            .annotate(at_us=_EpochMicroseconds("at")).values_list("contact_id", "at_us", "channel", "purpose",
-                                                                   "message_id"))
+    return filter_in(sends, "contact_id", contact_ids).annotate(at_us=_EpochMicroseconds("at")).values_list(
+        "contact_id", "at_us", "channel", "purpose", "message_id")
 
 
 class _EpochMicroseconds(Func):
