@@ -1,7 +1,7 @@
-"""Browser middleware that the JSON API skips.
+"""Browser middleware that machines' requests skip.
 
-API requests authenticate with an API key, never a session or a cookie: sessions, users and
-messages only cost an API request time.
+The JSON API authenticates with an API key and providers' webhooks with their signatures, never
+a session or a cookie: sessions, users and messages only cost such a request time.
 """
 from django.contrib.auth import middleware as auth
 from django.contrib.messages import middleware as messages
@@ -12,31 +12,31 @@ from django.utils.http import urlencode
 from django_otp import middleware as otp
 from django_otp import user_has_device
 
-API_PATH_PREFIX = "/api/"
+MACHINE_PATH_PREFIXES = ("/api/", "/webhooks/")
 
 
-class SkippedByApi:
-    """Mixed into a middleware class: requests under API_PATH_PREFIX go straight past it."""
+class SkippedByMachines:
+    """Mixed into a middleware class: requests under MACHINE_PATH_PREFIXES go straight past it."""
 
     def __call__(self, request):
-        if request.path_info.startswith(API_PATH_PREFIX):
+        if request.path_info.startswith(MACHINE_PATH_PREFIXES):
             return self.get_response(request)
         return super().__call__(request)
 
 
-class SessionMiddleware(SkippedByApi, sessions.SessionMiddleware):
+class SessionMiddleware(SkippedByMachines, sessions.SessionMiddleware):
     pass
 
 
-class AuthenticationMiddleware(SkippedByApi, auth.AuthenticationMiddleware):
+class AuthenticationMiddleware(SkippedByMachines, auth.AuthenticationMiddleware):
     pass
 
 
-class MessageMiddleware(SkippedByApi, messages.MessageMiddleware):
+class MessageMiddleware(SkippedByMachines, messages.MessageMiddleware):
     pass
 
 
-class OTPMiddleware(SkippedByApi, otp.OTPMiddleware):
+class OTPMiddleware(SkippedByMachines, otp.OTPMiddleware):
     """django-otp: marks request.user verified once a code was given in this session."""
 
 

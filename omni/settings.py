@@ -73,8 +73,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    # The JSON API (/api/) skips omni.middleware's three: it authenticates by API key. CSRF stays
-    # Django's own (the deploy check looks for it by name); API views are exempt from it.
+    # The JSON API (/api/) and providers' webhooks (/webhooks/) skip omni.middleware's four: they
+    # authenticate by API key or signature. CSRF stays Django's own (the deploy check looks for it
+    # by name); API and webhook views are exempt from it.
     "omni.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

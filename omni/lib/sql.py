@@ -51,6 +51,12 @@ class QueryTemplate:
     the compiled query's parameters, run() puts the value given under that name. So the names
     may only stand for values compared as text (addresses, channel names), never turned into
     something else first. Statements go through prepared_cursor.
+
+    On PostgreSQL the query's other parameters, constants of its shape (statuses, flags), are
+    written into the SQL as literals. A prepared statement is planned for its parameters each
+    time until a generic plan looks as cheap, and a generic plan cannot use a partial index
+    (`WHERE status <> 'closed'`) whose condition hangs on a parameter: with the constants
+    written in, the generic plan is the good one and planning stops after the first runs.
     """
 
     def __init__(self, build, *names: str):
@@ -68,7 +74,10 @@ class QueryTemplate:
             missing = set(self.names) - set(slots)
             if missing:
                 raise ValueError(f"These values never reach the query's parameters: {', '.join(sorted(missing))}.")
-            self.compiled[connection.alias] = (sql, [(slot, param) for slot, param in zip(slots, params)])
+            slotted = list(zip(slots, params))
+            if connection.vendor == "postgresql":
+                sql, slotted = _constants_written_in(sql, slotted, connection)
+            self.compiled[connection.alias] = (sql, slotted)
         return self.compiled[connection.alias]
 
     def statement(self, connection=default_connection, **values) -> tuple[str, list]:
@@ -81,6 +90,27 @@ class QueryTemplate:
         with prepared_cursor(connection) as cursor:
             cursor.execute(sql, params)
             return cursor.fetchall()
+
+
+def _constants_written_in(sql: str, slotted: list, connection) -> tuple[str, list]:
+    """The query with its unnamed parameters as SQL literals, and the named slots left."""
+    from psycopg import sql as psycopg_sql
+
+    connection.ensure_connection()
+    pieces = sql.split("%s")
+    if len(pieces) != len(slotted) + 1:
+        raise ValueError("The query's placeholders do not match its parameters.")
+    written, kept = [pieces[0]], []
+    for (slot, param), piece in zip(slotted, pieces[1:]):
+        if slot is None:
+            # Choices (str enums) as their plain value; psycopg would otherwise dump an Enum's name.
+            value = str(param) if isinstance(param, str) else param
+            written.append(psycopg_sql.Literal(value).as_string(connection.connection).replace("%", "%%"))
+        else:
+            written.append("%s")
+            kept.append((slot, param))
+        written.append(piece)
+    return "".join(written), kept
 
 
 def lock_until_commit(name: str, connection=default_connection) -> None:
