@@ -292,7 +292,8 @@ def record_inbound_message(provider: str, provider_message_id: str, channel: str
     lists and service levels come from this process's cache (channels.inbound_settings), the
     sender's contact, block, answered delivery and conversation from one query, the
     conversation is settled before the message is stored so that no row is written twice, and
-    the audit entries go in one statement.
+    the audit entries go in one statement. A provider's retry of a known sender's stored message
+    is found by that same query and writes nothing (four queries).
     """
     at = received_at or timezone.now()
     try:
@@ -315,7 +316,10 @@ def _record_inbound_message(provider, provider_message_id, channel, from_address
     with transaction.atomic(), audit.written_together():
         current = inbound_settings()
         reading = read_inbound_keyword(channel, body, current.keyword_lists)
-        contact_id, blocked, in_reply_to_id, found = _sender(channel, address_field, from_address)
+        contact_id, blocked, in_reply_to_id, found, stored_before = _sender(channel, address_field, from_address,
+                                                                            provider, provider_message_id)
+        if stored_before:
+            raise _StoredBefore  # a retry of a message stored earlier: nothing to do again
         score = conversations.satisfaction_score(body) if contact_id and not blocked else None
         rated = conversations.awaiting_satisfaction(contact_id, channel, at) if score else None
         opens = not blocked and rated is None and (not reading.keyword or reading.needs_agent)
@@ -357,23 +361,26 @@ def _record_inbound_message(provider, provider_message_id, channel, from_address
     return inbound, True
 
 
-def _sender(channel: str, address_field: str, address: str) -> tuple[int | None, bool, int | None,
-                                                                    Conversation | None]:
+def _sender(channel: str, address_field: str, address: str, provider: str,
+            provider_message_id: str) -> tuple[int | None, bool, int | None, Conversation | None, bool]:
     """Who wrote from `address` on `channel`: (the contact's id or None, whether the address is
     blocked, the delivery the message answers, the contact's conversation on the channel that
-    is not closed). One query, compiled once per process, for a known sender; two for an unknown
-    one."""
+    is not closed, whether a known sender's message with this provider id is stored already, a
+    provider's retry). One query, compiled once per process, for a known sender; two for an
+    unknown one, whose retries the insert finds."""
     address_hash = hash_address(address)
-    found = KNOWN_SENDER[address_field].rows(channel=channel, address=address, address_hash=address_hash)
+    found = KNOWN_SENDER[address_field].rows(channel=channel, address=address, address_hash=address_hash,
+                                             provider=provider, provider_message_id=provider_message_id)
     if not found:
         blocked_query = conversations.blocked_senders(channel, address_hash)
-        return None, blocked_query.exists(), _answered(channel, address).values_list("pk", flat=True).first(), None
-    contact_id, blocked, in_reply_to_id, conversation_id, conversation_status = found[0]
+        return (None, blocked_query.exists(), _answered(channel, address).values_list("pk", flat=True).first(), None,
+                False)
+    contact_id, blocked, in_reply_to_id, conversation_id, conversation_status, stored_before = found[0]
     conversation = None
     if conversation_id is not None:
         conversation = Conversation(pk=conversation_id, contact_id=contact_id, channel=channel,
                                     status=conversation_status)
-    return contact_id, bool(blocked), in_reply_to_id, conversation
+    return contact_id, bool(blocked), in_reply_to_id, conversation, bool(stored_before)
 
 
 def _answered(channel: str, address: str):
@@ -384,17 +391,19 @@ def _answered(channel: str, address: str):
 
 
 def _known_sender_query(address_field: str):
-    def build(channel, address, address_hash):
+    def build(channel, address, address_hash, provider, provider_message_id):
         unclosed = Conversation.objects.filter(contact=OuterRef("pk"), channel=channel).exclude(
             status=ConversationStatus.CLOSED)
+        stored = InboundMessage.objects.filter(provider=provider, provider_message_id=provider_message_id)
         return (Contact.objects.reachable().filter(**{address_field: address})
                 .annotate(sender_blocked=Exists(conversations.blocked_senders(channel, address_hash)),
                           answered_delivery=Subquery(_answered(channel, address)),
                           open_conversation=Subquery(unclosed.values("pk")[:1]),
-                          open_conversation_status=Subquery(unclosed.values("status")[:1]))
+                          open_conversation_status=Subquery(unclosed.values("status")[:1]),
+                          stored_before=Exists(stored))
                 .values_list("pk", "sender_blocked", "answered_delivery", "open_conversation",
-                             "open_conversation_status")[:1])
-    return QueryTemplate(build, "channel", "address", "address_hash")
+                             "open_conversation_status", "stored_before")[:1])
+    return QueryTemplate(build, "channel", "address", "address_hash", "provider", "provider_message_id")
 
 
 KNOWN_SENDER = {field: _known_sender_query(field) for field in ("phone", "email")}

@@ -565,6 +565,26 @@ def test_a_message_from_an_unknown_sender_takes_a_fixed_number_of_queries(client
         assert post_inbound(client, twilio_settings, "Hello?", sid="SMq4", sender=STRANGER).status_code == 200
 
 
+# A provider's retry of a known sender's stored message: the settings' version, the contact's
+# query (which also finds the message stored), then the stored message read back; in a test the
+# request's transaction is a savepoint, rolled back and released. Nothing is written.
+RETRY_QUERIES = 6
+
+
+def test_a_retry_from_a_known_contact_is_found_by_the_senders_query_and_writes_nothing(
+        client, twilio_settings, contact, settings_read, django_assert_num_queries):
+    assert post_inbound(client, twilio_settings, "Hello", sid="SMq5").status_code == 200
+    entries, events = AuditEntry.objects.count(), ContactEvent.objects.count()
+    last_inbound_at = Conversation.objects.get(contact=contact).last_inbound_at
+
+    with django_assert_num_queries(RETRY_QUERIES):
+        assert post_inbound(client, twilio_settings, "Hello", sid="SMq5").status_code == 200
+
+    assert InboundMessage.objects.filter(provider_message_id="SMq5").count() == 1
+    assert (AuditEntry.objects.count(), ContactEvent.objects.count()) == (entries, events)
+    assert Conversation.objects.get(contact=contact).last_inbound_at == last_inbound_at
+
+
 # --- one writer of the status ----------------------------------------------------------------
 
 def conversation_status_writes(path: Path) -> list[str]:
