@@ -5,6 +5,7 @@ table itself."""
 import logging
 from dataclasses import dataclass
 
+from compliance.keywords import NormalizedLists, normalized_lists
 from compliance.models import KeywordList
 from omni.choices import Channel
 from omni.lib.table_cache import TableCache
@@ -21,6 +22,8 @@ INBOUND_CHANNELS = frozenset({Channel.SMS, Channel.WHATSAPP, Channel.RCS, Channe
 @dataclass(frozen=True)
 class InboundSettings:
     keyword_lists: dict[str, list[str]]
+    # keyword_lists as compliance.keywords.read_keyword reads them, normalized once.
+    keywords_read: NormalizedLists
     # {channel: (Schedule or None, ServiceLevel or None)}; None for unusable business hours.
     schedules: dict[str, tuple[Schedule | None, ServiceLevel | None]]
 
@@ -30,7 +33,8 @@ class InboundSettings:
 
 
 def _load() -> InboundSettings:
-    return InboundSettings(KeywordList.objects.parser_lists(), configured_schedules(INBOUND_CHANNELS))
+    lists = KeywordList.objects.parser_lists()
+    return InboundSettings(lists, normalized_lists(lists), configured_schedules(INBOUND_CHANNELS))
 
 
 def configured_schedules(channels) -> dict[str, tuple[Schedule | None, ServiceLevel | None]]:

@@ -59,10 +59,17 @@ def words_of(text: str) -> list[str]:
     return WORD.findall(unicodedata.normalize("NFKC", text or "").casefold())
 
 
-def normalized_lists(lists: Mapping[str, Collection[str]]) -> dict[str, frozenset[str]]:
-    """Each kind's entries as read: words joined by single spaces, empty entries dropped."""
-    return {kind: frozenset(" ".join(words_of(entry)) for entry in lists.get(kind, ()) if words_of(entry))
-            for kind in KINDS}
+class NormalizedLists(dict):
+    """normalized_lists()'s result: read_keyword() takes it as it is."""
+
+
+def normalized_lists(lists: Mapping[str, Collection[str]]) -> NormalizedLists:
+    """Each kind's entries as read: words joined by single spaces, empty entries dropped. Made
+    once where the lists are kept (channels' inbound settings), not for every message."""
+    if isinstance(lists, NormalizedLists):
+        return lists
+    return NormalizedLists({kind: frozenset(" ".join(words_of(entry)) for entry in lists.get(kind, ())
+                                            if words_of(entry)) for kind in KINDS})
 
 
 def read_keyword(body: str, lists: Mapping[str, Collection[str]], *,

@@ -9,6 +9,7 @@ transaction (visits, decisions, audit entries): building a model instance per ro
 than the COPY that writes it.
 """
 import json
+import weakref
 from operator import attrgetter
 
 from django.db import connections, router
@@ -220,22 +221,36 @@ def insert_unless_taken(obj) -> bool:
     """
     model = type(obj)
     connection = connections[router.db_for_write(model)]
-    opts = model._meta
-    generated = opts.pk.get_internal_type().endswith("AutoField")
-    fields = [f for f in opts.concrete_fields if not (f.primary_key and generated and obj.pk is None)]
-    quote = connection.ops.quote_name
-    placeholders = ", ".join(["%s"] * len(fields))
-    sql = (f"INSERT INTO {quote(opts.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
-           f"VALUES ({placeholders}) ON CONFLICT DO NOTHING RETURNING {quote(opts.pk.column)}")
-    values = [_db_value_getter(f, connection, add=True)(obj) for f in fields]
+    statements = _insert_statements.setdefault(connection, {})
+    shape = (model, obj.pk is None)
+    if shape not in statements:
+        statements[shape] = _insert_unless_taken_statement(model, connection, obj.pk is None)
+    sql, getters = statements[shape]
     with prepared_cursor(connection) as cursor, connection.wrap_database_errors:
-        cursor.execute(sql, values)
+        cursor.execute(sql, [value(obj) for value in getters])
         row = cursor.fetchone()
     if row is None:
         return False
     obj.pk = row[0]
     obj._state.adding, obj._state.db = False, connection.alias
     return True
+
+
+# insert_unless_taken's statements, made once per connection (each thread has its own) and shape.
+_insert_statements: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _insert_unless_taken_statement(model, connection, key_generated_by_database: bool) -> tuple[str, list]:
+    """insert_unless_taken's SQL, and the value getter of each of its columns (getters cost more
+    to make than to run: a webhook's few inserts spent a third of their time making them)."""
+    opts = model._meta
+    generated = key_generated_by_database and opts.pk.get_internal_type().endswith("AutoField")
+    fields = [f for f in opts.concrete_fields if not (f.primary_key and generated)]
+    quote = connection.ops.quote_name
+    placeholders = ", ".join(["%s"] * len(fields))
+    sql = (f"INSERT INTO {quote(opts.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
+           f"VALUES ({placeholders}) ON CONFLICT DO NOTHING RETURNING {quote(opts.pk.column)}")
+    return sql, [_db_value_getter(f, connection, add=True) for f in fields]
 
 
 def filter_in(queryset, column: str, values):
