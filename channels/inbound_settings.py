@@ -21,9 +21,8 @@ INBOUND_CHANNELS = frozenset({Channel.SMS, Channel.WHATSAPP, Channel.RCS, Channe
 
 @dataclass(frozen=True)
 class InboundSettings:
-    keyword_lists: dict[str, list[str]]
-    # keyword_lists as compliance.keywords.read_keyword reads them, normalized once.
-    keywords_read: NormalizedLists
+    # The keyword lists staff edit, normalized once as compliance.keywords.read_keyword reads them.
+    keyword_lists: NormalizedLists
     # {channel: (Schedule or None, ServiceLevel or None)}; None for unusable business hours.
     schedules: dict[str, tuple[Schedule | None, ServiceLevel | None]]
 
@@ -33,8 +32,7 @@ class InboundSettings:
 
 
 def _load() -> InboundSettings:
-    lists = KeywordList.objects.parser_lists()
-    return InboundSettings(lists, normalized_lists(lists), configured_schedules(INBOUND_CHANNELS))
+    return InboundSettings(normalized_lists(KeywordList.objects.parser_lists()), configured_schedules(INBOUND_CHANNELS))
 
 
 def configured_schedules(channels) -> dict[str, tuple[Schedule | None, ServiceLevel | None]]:

@@ -315,7 +315,7 @@ def _record_inbound_message(provider, provider_message_id, channel, from_address
     address_field = "phone" if channel in PHONE_CHANNELS else "email"
     with transaction.atomic(), audit.written_together():
         current = inbound_settings()
-        reading = read_inbound_keyword(channel, body, current.keywords_read)
+        reading = read_inbound_keyword(channel, body, current.keyword_lists)
         contact_id, blocked, in_reply_to_id, found, stored_before = _sender(channel, address_field, from_address,
                                                                             provider, provider_message_id)
         if stored_before:

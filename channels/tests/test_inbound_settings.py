@@ -26,7 +26,7 @@ def test_another_process_s_change_shows_within_the_recheck_time(contact, keyword
     settings.OMNI_INBOUND_SETTINGS_RECHECK_SECONDS = 1.0
     clock = [1000.0]
     monkeypatch.setattr("omni.lib.table_cache.time.monotonic", lambda: clock[0])
-    assert "ARRET" not in inbound_settings().keyword_lists["stop"]
+    assert "arret" not in inbound_settings().keyword_lists["stop"]
 
     # when another process adds ARRET to the English stop words
     stop = KeywordList.objects.get(language="en", kind="stop")
@@ -36,10 +36,10 @@ def test_another_process_s_change_shows_within_the_recheck_time(contact, keyword
     # then this process still reads its copy for up to a second, without a query, then the new words
     clock[0] += 0.5
     with CaptureQueriesContext(connection) as queries:
-        assert "ARRET" not in inbound_settings().keyword_lists["stop"]
+        assert "arret" not in inbound_settings().keyword_lists["stop"]
     assert len(queries) == 0
     clock[0] += 0.6
-    assert "ARRET" in inbound_settings().keyword_lists["stop"]
+    assert "arret" in inbound_settings().keyword_lists["stop"]
 
 
 def test_a_stop_word_another_process_adds_is_honoured_by_the_next_message(contact, keyword_lists):

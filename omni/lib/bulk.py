@@ -222,10 +222,11 @@ def insert_unless_taken(obj) -> bool:
     model = type(obj)
     connection = connections[router.db_for_write(model)]
     statements = _insert_statements.setdefault(connection, {})
-    shape = (model, obj.pk is None)
-    if shape not in statements:
-        statements[shape] = _insert_unless_taken_statement(model, connection, obj.pk is None)
-    sql, getters = statements[shape]
+    key_generated_by_database = obj.pk is None
+    if (model, key_generated_by_database) not in statements:
+        statements[model, key_generated_by_database] = _insert_unless_taken_statement(
+            model, connection, key_generated_by_database)
+    sql, getters = statements[model, key_generated_by_database]
     with prepared_cursor(connection) as cursor, connection.wrap_database_errors:
         cursor.execute(sql, [value(obj) for value in getters])
         row = cursor.fetchone()
@@ -237,7 +238,7 @@ def insert_unless_taken(obj) -> bool:
 
 
 # insert_unless_taken's statements, made once per connection (each thread has its own) and shape.
-_insert_statements: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_insert_statements = weakref.WeakKeyDictionary()
 
 
 def _insert_unless_taken_statement(model, connection, key_generated_by_database: bool) -> tuple[str, list]:
