@@ -31,7 +31,7 @@ from contacts.ingest import store_events
 from contacts.models import Contact
 from omni import audit
 from omni.choices import PHONE_CHANNELS
-from omni.lib.bulk import bulk_update, insert_unless_taken
+from omni.lib.bulk import RowUpdate, bulk_update, insert_unless_taken, row_update
 from omni.lib.text import hash_address
 
 from .inbound_settings import INBOUND_CHANNELS, schedule_of, schedules_of
@@ -121,16 +121,31 @@ def continue_or_open(contact_id: int, channel: str, at, found: Conversation | No
 def audit_inbound(conversation: Conversation, change: str, inbound: InboundMessage) -> None:
     """Audit what continue_or_open() did for the stored `inbound` message (a continuation is not
     audited: the message's own entry says it)."""
+    for entry in inbound_entries(conversation, change, inbound):
+        audit.record_built(entry)
+
+
+def inbound_entries(conversation: Conversation, change: str, inbound: InboundMessage) -> list[audit.PendingEntry]:
+    """The audit entries of what continue_or_open() did for the `inbound` message."""
     actor_label = f"provider:{inbound.provider}"
     if change == "opened":
-        audit.record("conversation.opened", contact_id=conversation.contact_id, obj=conversation,
-                     channel=conversation.channel, actor_label=actor_label,
-                     data={"inbound_message": inbound.pk,
-                           "first_response_due_at": _iso(conversation.first_response_due_at)})
-    elif change == "reopened":
-        audit.record("conversation.reopened", contact_id=conversation.contact_id, obj=conversation,
-                     channel=conversation.channel, actor_label=actor_label, reason="customer_replied",
-                     data={"inbound_message": inbound.pk})
+        return [audit.build("conversation.opened", contact_id=conversation.contact_id, obj=conversation,
+                            channel=conversation.channel, actor_label=actor_label,
+                            data={"inbound_message": inbound.pk,
+                                  "first_response_due_at": _iso(conversation.first_response_due_at)})]
+    if change == "reopened":
+        return [audit.build("conversation.reopened", contact_id=conversation.contact_id, obj=conversation,
+                            channel=conversation.channel, actor_label=actor_label, reason="customer_replied",
+                            data={"inbound_message": inbound.pk})]
+    return []
+
+
+def continuing(conversation: Conversation, at) -> RowUpdate:
+    """continue_or_open()'s change to an open conversation a message at `at` continues, as one
+    row's update for omni.lib.bulk.write_together(): it writes nothing if the conversation is no
+    longer open (then continue_or_open() decides)."""
+    return row_update(Conversation, conversation.pk, where={"status": OPEN},
+                      values={"last_inbound_at": at, "last_activity_at": at})
 
 
 def join(conversation: Conversation, inbound: InboundMessage) -> None:
@@ -195,15 +210,21 @@ def _continue(conversation: Conversation, at) -> str:
 
 def _open(contact_id: int, channel: str, at, schedule, service_level) -> Conversation | None:
     """A new open conversation, or None when the contact has one not closed on the channel."""
+    conversation = new_conversation(contact_id, channel, at, schedule, service_level)
+    return conversation if insert_unless_taken(conversation) else None
+
+
+def new_conversation(contact_id: int, channel: str, at, schedule, service_level) -> Conversation:
+    """The open conversation a message at `at` opens, not saved, its first-response and
+    resolution due times from the channel's service level in its business hours."""
     due = {}
     if service_level is not None and schedule is not None:
         due = {"first_response_due_at": schedule.add_business_time(
                    at, timedelta(minutes=service_level.first_response_minutes)),
                "resolution_due_at": schedule.add_business_time(
                    at, timedelta(minutes=service_level.resolution_minutes))}
-    conversation = Conversation(contact_id=contact_id, channel=channel, status=OPEN, opened_at=at,
-                                last_inbound_at=at, last_activity_at=at, **due)
-    return conversation if insert_unless_taken(conversation) else None
+    return Conversation(contact_id=contact_id, channel=channel, status=OPEN, opened_at=at,
+                        last_inbound_at=at, last_activity_at=at, **due)
 
 
 def _move_one(conversation: Conversation, to: str, **fields) -> bool:

@@ -6,18 +6,21 @@ came from SES through SNS, from a Twilio callback or from the sandbox. Storing i
 and a delivery's status only ever moves forward, so repeated and out-of-order webhooks are
 harmless.
 """
-from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef, Subquery
+from dataclasses import dataclass
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import BigIntegerField, Case, Exists, OuterRef, Subquery, When
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from omni import audit
 from compliance.actions import record_consent_change, record_opt_out, suppress
 from compliance.models import ConsentSource, ConsentStatus, SuppressionReason
 from contacts.actions import contact_for_unknown_sender
-from contacts.ingest import store_events
+from contacts.ingest import event_row, store_events
 from contacts.models import Contact
 from omni.choices import PHONE_CHANNELS, Purpose
-from omni.lib.bulk import insert_unless_taken
+from omni.lib.bulk import insert_unless_taken, row_of, write_together
 from omni.lib.dates import provider_time
 from omni.lib.claims import claim, excluding
 from omni.lib.quarantine import quarantine_failures, run_isolating_failures
@@ -288,12 +291,16 @@ def record_inbound_message(provider: str, provider_message_id: str, channel: str
     - any other message (an opt-out word inside other text too) continues that conversation or
       opens one, making a contact marked unknown_sender for an address no contact has, and
       stores the `inbound.replied` ContactEvent that journeys act on.
-    A bounded number of queries, whatever the history (seven for a known sender): the keyword
-    lists and service levels come from this process's cache (channels.inbound_settings), the
-    sender's contact, block, answered delivery and conversation from one query, the
-    conversation is settled before the message is stored so that no row is written twice, and
-    the audit entries go in one statement. A provider's retry of a known sender's stored message
-    is found by that same query and writes nothing (four queries).
+    A bounded number of queries, whatever the history: the keyword lists and service levels come
+    from this process's cache (channels.inbound_settings), the sender's contact, block, answered
+    delivery and conversation from one query. The common message, a known sender's with no
+    keyword that continues the open conversation or opens one, is then written on PostgreSQL
+    in one statement, conversation, message, audit entries and event (omni.lib.bulk's
+    write_together, with keys the sender's query reserved): two queries in all, no transaction
+    of its own. Any other, or one whose conversation moved on meanwhile, takes the general path
+    in a transaction, where the conversation is settled before the message is stored so that no
+    row is written twice, and the audit entries go in one statement. A provider's retry of a
+    known sender's stored message is found by the sender's query and writes nothing.
     """
     at = received_at or timezone.now()
     try:
@@ -313,17 +320,31 @@ def _record_inbound_message(provider, provider_message_id, channel, from_address
                             at) -> tuple[InboundMessage, bool]:
     actor_label = f"provider:{provider}"
     address_field = "phone" if channel in PHONE_CHANNELS else "email"
+    current = inbound_settings()
+    reading = read_inbound_keyword(channel, body, current.keyword_lists)
+    sender = _sender(channel, address_field, from_address, provider, provider_message_id)
+    if sender.stored_before:
+        raise _StoredBefore  # a retry of a message stored earlier: nothing to do again
+    contact_id, blocked, in_reply_to_id = sender.contact_id, sender.blocked, sender.in_reply_to_id
+    score = conversations.satisfaction_score(body) if contact_id and not blocked else None
+
+    def message(**fields) -> InboundMessage:
+        return InboundMessage(
+            provider=provider, provider_message_id=provider_message_id, channel=channel, from_address=from_address,
+            to_address=to_address, body=body, media=media or [], in_reply_to_id=in_reply_to_id, raw=raw or {},
+            received_at=at, keyword=reading.keyword, needs_agent=reading.needs_agent, blocked=blocked,
+            handled_at=timezone.now() if blocked else None, **fields)
+
+    common = (sender.inbound_id and not blocked and score is None and not (reading.keyword or reading.needs_agent)
+              and (sender.conversation is None or sender.conversation.status == ConversationStatus.OPEN))
+    if common:
+        inbound = message(pk=sender.inbound_id, contact_id=contact_id)
+        if _stored_in_one_write(inbound, sender, at, current.schedule(channel)):
+            return inbound, True
     with transaction.atomic(), audit.written_together():
-        current = inbound_settings()
-        reading = read_inbound_keyword(channel, body, current.keyword_lists)
-        contact_id, blocked, in_reply_to_id, found, stored_before = _sender(channel, address_field, from_address,
-                                                                            provider, provider_message_id)
-        if stored_before:
-            raise _StoredBefore  # a retry of a message stored earlier: nothing to do again
-        score = conversations.satisfaction_score(body) if contact_id and not blocked else None
         rated = conversations.awaiting_satisfaction(contact_id, channel, at) if score else None
         opens = not blocked and rated is None and (not reading.keyword or reading.needs_agent)
-        conversation, change = (None if blocked or rated else found), ""
+        conversation, change = (None if blocked or rated else sender.conversation), ""
         if opens and contact_id is None:
             contact, made = contact_for_unknown_sender(address_field, from_address, actor_label=actor_label)
             contact_id = contact.pk if contact else None
@@ -332,21 +353,10 @@ def _record_inbound_message(provider, provider_message_id, channel, from_address
         if opens and contact_id is not None:
             conversation, change = conversations.continue_or_open(contact_id, channel, at, conversation,
                                                                   current.schedule(channel))
-        inbound = InboundMessage(
-            provider=provider, provider_message_id=provider_message_id, contact_id=contact_id, channel=channel,
-            from_address=from_address, to_address=to_address, body=body, media=media or [],
-            in_reply_to_id=in_reply_to_id, raw=raw or {}, received_at=at, conversation=rated or conversation,
-            keyword=reading.keyword, needs_agent=reading.needs_agent, blocked=blocked,
-            handled_at=timezone.now() if blocked else None,
-        )
+        inbound = message(contact_id=contact_id, conversation=rated or conversation)
         if not insert_unless_taken(inbound):
             raise _StoredBefore
-        audit.record(
-            "inbound.received", contact_id=contact_id, obj=inbound, channel=channel, actor_label=actor_label,
-            data={"provider": provider, "provider_message_id": provider_message_id,
-                  "in_reply_to": in_reply_to_id, "media": len(inbound.media),
-                  **({"blocked": True} if blocked else {})},
-        )
+        audit.record_built(_received_entry(inbound))
         if change:
             conversations.audit_inbound(conversation, change, inbound)
         # STOP, START and HELP: consent changes and the one reply, kept or lost with the message.
@@ -361,26 +371,79 @@ def _record_inbound_message(provider, provider_message_id, channel, from_address
     return inbound, True
 
 
-def _sender(channel: str, address_field: str, address: str, provider: str,
-            provider_message_id: str) -> tuple[int | None, bool, int | None, Conversation | None, bool]:
-    """Who wrote from `address` on `channel`: (the contact's id or None, whether the address is
+def _stored_in_one_write(inbound: InboundMessage, sender: "_Sender", at, schedule) -> bool:
+    """The common message (a known sender's, not blocked, no keyword, continuing the open
+    conversation or opening one) stored in one statement with what the general path writes for
+    it: the conversation's change, the message, its audit entries and its inbound.replied
+    event. False, with nothing written, when the conversation moved on since it was read
+    (closed, waiting, or opened by another message) or the message is stored already: the
+    general path then decides, in a transaction."""
+    if sender.conversation is not None:
+        conversation, change = sender.conversation, "continued"
+        first = conversations.continuing(conversation, at)
+    else:
+        conversation, change = conversations.new_conversation(inbound.contact_id, inbound.channel, at, *schedule), \
+            "opened"
+        conversation.pk = sender.conversation_id
+        first = row_of(conversation)
+    inbound.conversation = conversation
+    entries = [_received_entry(inbound), *conversations.inbound_entries(conversation, change, inbound)]
+    then = [row_of(inbound), *map(audit.row_of, entries),
+            event_row(conversations.replied_event(inbound, conversation), source=conversations.EVENT_SOURCE)]
+    try:
+        written = write_together(first, then)
+    except IntegrityError:
+        written = False
+    if written:
+        for saved in (inbound, conversation):
+            saved._state.adding, saved._state.db = False, "default"
+    return written
+
+
+def _received_entry(inbound: InboundMessage) -> audit.PendingEntry:
+    return audit.build(
+        "inbound.received", contact_id=inbound.contact_id, obj=inbound, channel=inbound.channel,
+        actor_label=f"provider:{inbound.provider}",
+        data={"provider": inbound.provider, "provider_message_id": inbound.provider_message_id,
+              "in_reply_to": inbound.in_reply_to_id, "media": len(inbound.media),
+              **({"blocked": True} if inbound.blocked else {})},
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Sender:
+    """Who wrote: the contact's id (None for an unknown address), whether the address is
     blocked, the delivery the message answers, the contact's conversation on the channel that
-    is not closed, whether a known sender's message with this provider id is stored already, a
-    provider's retry). One query, compiled once per process, for a known sender; two for an
-    unknown one, whose retries the insert finds."""
+    is not closed, whether a known sender's message with this provider id is stored already (a
+    provider's retry), and, on PostgreSQL for a known sender, the keys reserved for the message
+    and for the conversation it would open."""
+
+    contact_id: int | None
+    blocked: bool
+    in_reply_to_id: int | None
+    conversation: Conversation | None = None
+    stored_before: bool = False
+    inbound_id: int | None = None
+    conversation_id: int | None = None
+
+
+def _sender(channel: str, address_field: str, address: str, provider: str, provider_message_id: str) -> _Sender:
+    """Who wrote from `address` on `channel`. One query, compiled once per process, for a known
+    sender; two for an unknown one, whose retries the insert finds."""
     address_hash = hash_address(address)
-    found = KNOWN_SENDER[address_field].rows(channel=channel, address=address, address_hash=address_hash,
-                                             provider=provider, provider_message_id=provider_message_id)
+    reserving = connection.vendor == "postgresql"
+    found = KNOWN_SENDER[address_field, reserving].rows(
+        channel=channel, address=address, address_hash=address_hash, provider=provider,
+        provider_message_id=provider_message_id)
     if not found:
         blocked_query = conversations.blocked_senders(channel, address_hash)
-        return (None, blocked_query.exists(), _answered(channel, address).values_list("pk", flat=True).first(), None,
-                False)
-    contact_id, blocked, in_reply_to_id, conversation_id, conversation_status, stored_before = found[0]
+        return _Sender(None, blocked_query.exists(), _answered(channel, address).values_list("pk", flat=True).first())
+    contact_id, blocked, in_reply_to_id, conversation_id, conversation_status, stored_before, *reserved = found[0]
     conversation = None
     if conversation_id is not None:
         conversation = Conversation(pk=conversation_id, contact_id=contact_id, channel=channel,
                                     status=conversation_status)
-    return contact_id, bool(blocked), in_reply_to_id, conversation, bool(stored_before)
+    return _Sender(contact_id, bool(blocked), in_reply_to_id, conversation, bool(stored_before), *reserved)
 
 
 def _answered(channel: str, address: str):
@@ -390,23 +453,36 @@ def _answered(channel: str, address: str):
             .exclude(status__in=sorted(FALLBACK_STATUSES)).order_by("-sent_at", "-pk").values("pk")[:1])
 
 
-def _known_sender_query(address_field: str):
+def _known_sender_query(address_field: str, reserving: bool):
+    """_sender()'s query for a known sender; `reserving` (PostgreSQL) also takes the message's
+    key, and the key of the conversation it would open if none is open, from their sequences."""
     def build(channel, address, address_hash, provider, provider_message_id):
         unclosed = Conversation.objects.filter(contact=OuterRef("pk"), channel=channel).exclude(
             status=ConversationStatus.CLOSED)
         stored = InboundMessage.objects.filter(provider=provider, provider_message_id=provider_message_id)
-        return (Contact.objects.reachable().filter(**{address_field: address})
-                .annotate(sender_blocked=Exists(conversations.blocked_senders(channel, address_hash)),
-                          answered_delivery=Subquery(_answered(channel, address)),
-                          open_conversation=Subquery(unclosed.values("pk")[:1]),
-                          open_conversation_status=Subquery(unclosed.values("status")[:1]),
-                          stored_before=Exists(stored))
-                .values_list("pk", "sender_blocked", "answered_delivery", "open_conversation",
-                             "open_conversation_status", "stored_before")[:1])
+        found = (Contact.objects.reachable().filter(**{address_field: address})
+                 .annotate(sender_blocked=Exists(conversations.blocked_senders(channel, address_hash)),
+                           answered_delivery=Subquery(_answered(channel, address)),
+                           open_conversation=Subquery(unclosed.values("pk")[:1]),
+                           open_conversation_status=Subquery(unclosed.values("status")[:1]),
+                           stored_before=Exists(stored)))
+        columns = ["pk", "sender_blocked", "answered_delivery", "open_conversation", "open_conversation_status",
+                   "stored_before"]
+        if reserving:
+            found = found.annotate(inbound_key=_next_key(InboundMessage), conversation_key=Case(
+                When(open_conversation__isnull=True, then=_next_key(Conversation)), default=None))
+            columns += ["inbound_key", "conversation_key"]
+        return found.values_list(*columns)[:1]
     return QueryTemplate(build, "channel", "address", "address_hash", "provider", "provider_message_id")
 
 
-KNOWN_SENDER = {field: _known_sender_query(field) for field in ("phone", "email")}
+def _next_key(model) -> RawSQL:
+    return RawSQL("nextval(pg_get_serial_sequence(%s, %s))", (model._meta.db_table, model._meta.pk.column),
+                  output_field=BigIntegerField())
+
+
+KNOWN_SENDER = {(field, reserving): _known_sender_query(field, reserving)
+                for field in ("phone", "email") for reserving in (False, True)}
 
 
 REPLY_BATCH = 200

@@ -14,7 +14,7 @@ from datetime import datetime
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from omni.lib.bulk import insert_unless_taken
+from omni.lib.bulk import RowInsert, insert_unless_taken, row_of
 from omni.lib.dates import InvalidDate, clean_datetime
 from omni.lib.sql import prepared_cursor
 
@@ -72,18 +72,25 @@ def store_events(events: list[dict], *, source: str) -> None:
     occurred_at, validated as ingest_event() validates them (InvalidField, and nothing stored);
     one INSERT writes them, and a key already stored is skipped.
     """
-    # Omni's own events are not held to the declared property types: a marketer's declaration
-    # must never make Omni drop an inbound reply.
-    rows = [
-        ContactEvent(contact_id=event["contact_id"],
-                     **clean_event(event["name"], event.get("properties"), event.get("occurred_at"),
-                                   event["idempotency_key"], source, check_types=False))
-        for event in events
-    ]
+    rows = [_own_event(event, source) for event in events]
     if len(rows) == 1:
         insert_unless_taken(rows[0])  # one prepared statement: a webhook's own event
     elif rows:
         ContactEvent.objects.bulk_create(rows, ignore_conflicts=True)
+
+
+def event_row(event: dict, *, source: str) -> RowInsert:
+    """One event as store_events() stores it, as a row for omni.lib.bulk.write_together() (a
+    key already stored is skipped)."""
+    return row_of(_own_event(event, source), skip_taken=True)
+
+
+def _own_event(event: dict, source: str) -> ContactEvent:
+    # Omni's own events are not held to the declared property types: a marketer's declaration
+    # must never make Omni drop an inbound reply.
+    return ContactEvent(contact_id=event["contact_id"],
+                        **clean_event(event["name"], event.get("properties"), event.get("occurred_at"),
+                                      event["idempotency_key"], source, check_types=False))
 
 
 def receive_event(*, external_id: str, contact_data: dict | None = None, name: str,

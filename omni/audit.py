@@ -25,7 +25,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from . import audit_checkpoints
-from .lib.bulk import bulk_update, insert_rows
+from .lib.bulk import RowInsert, bulk_update, insert_rows, row_of_values
 from .models import AuditEntry, AuditPersonalData
 
 # The content a hash covers, in this order. Changing it breaks every existing chain.
@@ -122,7 +122,11 @@ def written_together():
 def record(action: str, **kwargs) -> AuditEntry | None:
     """Write one audit entry now (inside the caller's transaction, so it commits with the change);
     inside written_together(), at the block's end."""
-    pending = build(action, **kwargs)
+    return record_built(build(action, **kwargs))
+
+
+def record_built(pending: PendingEntry) -> AuditEntry | None:
+    """record() for an entry build() made."""
     held = _held.get()
     if held is not None:
         held.append(pending)
@@ -146,6 +150,15 @@ def record_many(entries: list[PendingEntry], *, copy: bool = True) -> None:
         insert_rows(AuditPersonalData, ["entry_id", "contact_id", "data", "key"],
                     [(entry_id, e.contact_id, e.personal_data, e.personal_key) for entry_id, e in zip(ids, personal)],
                     copy=copy)
+
+
+def row_of(entry: PendingEntry) -> RowInsert:
+    """An entry as one row for omni.lib.bulk.write_together(), written with the change it
+    describes in one statement. Only for an entry without personal data (which goes to a row of
+    its own, keyed by the entry's id)."""
+    if entry.personal_data:
+        raise ValueError("An audit entry with personal data is written by record() or record_many().")
+    return row_of_values(AuditEntry, CHAINED_FIELDS, _row(entry))
 
 
 def _row(entry: PendingEntry) -> tuple:

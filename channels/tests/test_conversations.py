@@ -245,6 +245,73 @@ def test_two_posts_at_once_from_a_known_contact_open_one_conversation(transactio
     assert set(InboundMessage.objects.values_list("conversation_id", flat=True)) == {conversation.pk}
 
 
+def test_a_known_senders_message_is_audited_with_its_conversation_and_seals_into_the_chain(contact, office_hours):
+    from omni import audit
+    from omni.audit_verification import verify_chain
+
+    # (on PostgreSQL the common message is written in one statement: these are its rows)
+    first = write_directly(ALICE, "Where is my order?", sid="SMw1", at=FRIDAY_AFTERNOON)
+    second = write_directly(ALICE, "Order 4411", sid="SMw2", at=FRIDAY_AFTERNOON + timedelta(minutes=1))
+
+    conversation = Conversation.objects.get()
+    assert (first.conversation, second.conversation) == (conversation, conversation)
+    assert conversation.first_response_due_at == datetime(2026, 11, 23, 9, 30, tzinfo=NEW_YORK)
+    assert conversation.last_inbound_at == second.received_at
+    entries = list(AuditEntry.objects.order_by("pk").values_list(
+        "action", "object_type", "object_id", "contact_id", "channel", "actor_label", "data"))
+    assert entries == [
+        ("inbound.received", "channels.inboundmessage", str(first.pk), contact.pk, "sms", "provider:twilio",
+         {"provider": "twilio", "provider_message_id": "SMw1", "in_reply_to": None, "media": 0}),
+        ("conversation.opened", "channels.conversation", str(conversation.pk), contact.pk, "sms", "provider:twilio",
+         {"inbound_message": first.pk, "first_response_due_at": "2026-11-23T14:30:00+00:00"}),
+        ("inbound.received", "channels.inboundmessage", str(second.pk), contact.pk, "sms", "provider:twilio",
+         {"provider": "twilio", "provider_message_id": "SMw2", "in_reply_to": None, "media": 0}),
+    ]
+    assert replied_events().get(idempotency_key="inbound:twilio:SMw2").properties == {
+        "conversation_id": conversation.pk, "channel": "sms", "inbound_message_id": second.pk}
+    assert audit.seal_pending() == 3
+    assert verify_chain().ok
+
+
+@pytest.mark.postgres
+@needs_postgres
+def test_a_message_whose_conversation_closed_after_it_was_read_is_not_written_in_one_statement(contact):
+    from channels.provider_reports import _sender, _stored_in_one_write
+
+    opened = write_directly(ALICE, "Hello", sid="SMx1").conversation
+    read = _sender("sms", "phone", ALICE, "twilio", "SMx2")  # the webhook read it open...
+    conversations.close([opened], actor=None)  # ...and an agent closed it meanwhile
+    inbound = InboundMessage(pk=read.inbound_id, provider="twilio", provider_message_id="SMx2", channel="sms",
+                             contact_id=contact.pk, from_address=ALICE, body="One more thing", received_at=timezone.now())
+
+    assert _stored_in_one_write(inbound, read, timezone.now(), inbound_settings().schedule("sms")) is False
+    assert not InboundMessage.objects.filter(provider_message_id="SMx2").exists()
+    assert not AuditEntry.objects.filter(action="inbound.received", data__provider_message_id="SMx2").exists()
+    # the whole path then opens a new conversation for it
+    assert write_directly(ALICE, "One more thing", sid="SMx2").conversation not in (None, opened)
+
+
+@pytest.mark.postgres
+@needs_postgres
+@pytest.mark.parametrize("attempt", range(3))
+def test_one_message_posted_twice_at_once_by_a_known_contact_is_stored_once(transactional_db, attempt):
+    Contact.objects.create(external_id="alice", phone=ALICE)
+    write_directly(ALICE, "Hello", sid="SMy1")  # its conversation is open: both copies take the one-statement write
+
+    def post():
+        inbound, created = record_inbound_message("twilio", "SMy2", "sms", ALICE, body="Again")
+        return inbound.pk, created
+
+    results, errors = run_concurrently(post)
+
+    assert not errors, errors
+    assert sorted(created for _, created in results) == [False, True]
+    assert len({pk for pk, _ in results}) == 1
+    assert InboundMessage.objects.filter(provider_message_id="SMy2").count() == 1
+    assert AuditEntry.objects.filter(action="inbound.received").count() == 2
+    assert replied_events().count() == 2
+
+
 # --- keywords and satisfaction answers -------------------------------------------------------
 
 def test_a_stop_and_its_confirmation_join_the_open_conversation_and_open_none(write_in, sandbox_sends, contact,
@@ -512,18 +579,19 @@ def test_notes_and_follow_ups_are_audited_without_their_text(many_conversations,
 # --- the webhook's cost ----------------------------------------------------------------------
 
 # An inbound message costs, once this process has read the settings (channels.inbound_settings):
-# their version, the contact (with its block, the delivery it answers, which the tick marks
-# replied, and its conversation not closed), the conversation's write, the message's insert (no
-# savepoint: a repeat racing it rolls the whole transaction back), the inbound.replied event
-# (one INSERT ... ON CONFLICT) and the audit entries (one INSERT); in a test the request's
-# transaction is a savepoint too.
-CONTINUING_QUERIES = 8
-# Opening one instead: the conversation's insert (INSERT ... ON CONFLICT DO NOTHING) in place of
-# its update.
+# their version and the contact (with its block, the delivery it answers, which the tick marks
+# replied, and its conversation not closed; on PostgreSQL also the keys of the message and of
+# the conversation it would open). Then, on PostgreSQL, one statement writes the conversation's
+# change, the message, its audit entries and its inbound.replied event (in a test, inside a
+# savepoint: the test's transaction). Elsewhere, in a transaction (a savepoint in a test): the
+# conversation's write, the message's insert (no savepoint: a repeat racing it rolls the whole
+# transaction back), the event (one INSERT ... ON CONFLICT) and the audit entries (one INSERT).
+CONTINUING_QUERIES = 5 if connection.vendor == "postgresql" else 8
+# Opening one instead: the conversation's insert in place of its update.
 OPENING_QUERIES = CONTINUING_QUERIES
-# An unknown sender: the block and the delivery on their own, then the contact looked up again
-# under the address's lock, and made.
-UNKNOWN_SENDER_QUERIES = OPENING_QUERIES + 4
+# An unknown sender, always in a transaction: the block and the delivery on their own, then the
+# contact looked up again under the address's lock, and made.
+UNKNOWN_SENDER_QUERIES = 12
 
 
 @pytest.fixture
@@ -566,9 +634,9 @@ def test_a_message_from_an_unknown_sender_takes_a_fixed_number_of_queries(client
 
 
 # A provider's retry of a known sender's stored message: the settings' version, the contact's
-# query (which also finds the message stored), then the stored message read back; in a test the
-# request's transaction is a savepoint, rolled back and released. Nothing is written.
-RETRY_QUERIES = 6
+# query (which also finds the message stored), then the stored message read back. Nothing is
+# written, and no transaction begun.
+RETRY_QUERIES = 3
 
 
 def test_a_retry_from_a_known_contact_is_found_by_the_senders_query_and_writes_nothing(

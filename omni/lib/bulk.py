@@ -10,10 +10,15 @@ than the COPY that writes it.
 """
 import json
 import weakref
+from contextlib import nullcontext
+from dataclasses import dataclass
+from datetime import datetime
+from itertools import groupby
 from operator import attrgetter
 
-from django.db import connections, router
+from django.db import connections, router, transaction
 from django.db.models import DateTimeField, JSONField
+from django.utils import timezone
 
 from .sql import prepared_cursor
 
@@ -272,3 +277,175 @@ def filter_in(queryset, column: str, values):
     return queryset.extra(
         where=[f"{table}.{connection.ops.quote_name(field.column)} IN (SELECT unnest(%s::{field.db_type(connection)}[]))"],
         params=[values])
+
+
+# --- Several rows in one statement ---------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class RowInsert:
+    """One row for write_together(): `model`'s `fields` (Field objects) and their values as the
+    model holds them (datetimes, dicts and lists for JSON). With `skip_taken` a row a unique
+    constraint already holds is skipped, as by insert_unless_taken; without, it fails the whole
+    write."""
+
+    model: type
+    fields: tuple
+    values: tuple
+    skip_taken: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RowUpdate:
+    """One row's UPDATE for write_together()'s first write: `sql` with %s placeholders, no RETURNING."""
+
+    sql: str
+    params: list
+
+
+def row_of(obj, *, skip_taken: bool = False) -> RowInsert:
+    """`obj` as one row for write_together(), every concrete column (its key too, when set: a
+    key reserved with reserve_ids())."""
+    model = type(obj)
+    generated = obj.pk is None and model._meta.pk.get_internal_type().endswith("AutoField")
+    fields = _row_fields.get((model, generated))
+    if fields is None:
+        fields = _row_fields[model, generated] = tuple(
+            f for f in model._meta.concrete_fields if not (f.primary_key and generated))
+    return RowInsert(model, fields, tuple(
+        f.pre_save(obj, add=True) if _is_auto_time(f) else getattr(obj, f.attname) for f in fields), skip_taken)
+
+
+def row_of_values(model, names: tuple[str, ...], values: tuple) -> RowInsert:
+    """A row given as values for the fields `names` (attribute names), every other column its
+    field's default, as insert_rows() writes it."""
+    shape = _row_fields.get((model, names))
+    if shape is None:
+        opts = model._meta
+        given = tuple(opts.get_field(name) for name in names)
+        generated = opts.pk.get_internal_type().endswith("AutoField")
+        shape = _row_fields[model, names] = (given, tuple(
+            f for f in opts.concrete_fields if f not in given and not (f.primary_key and generated)))
+    given, defaulted = shape
+    now = timezone.now()
+    return RowInsert(model, given + defaulted,
+                     tuple(values) + tuple(now if _is_auto_time(f) else f.get_default() for f in defaulted))
+
+
+def _is_auto_time(field) -> bool:
+    return isinstance(field, DateTimeField) and (field.auto_now or field.auto_now_add)
+
+
+# row_of's and row_of_values' fields, per model and shape.
+_row_fields: dict = {}
+
+
+def row_update(model, pk, *, where: dict, values: dict) -> RowUpdate:
+    """UPDATE of the row with key `pk`, only while its columns hold `where` (equality): `values`
+    as the database driver takes them (attribute names)."""
+    connection = connections[router.db_for_write(model)]
+    opts = model._meta
+    quote = connection.ops.quote_name
+    column = {f.attname: quote(f.column) for f in opts.concrete_fields}
+    sets = ", ".join(f"{column[name]} = %s" for name in values)
+    conditions = " AND ".join([f"{quote(opts.pk.column)} = %s", *(f"{column[name]} = %s" for name in where)])
+    return RowUpdate(f"UPDATE {quote(opts.db_table)} SET {sets} WHERE {conditions}",
+                     [*values.values(), pk, *where.values()])
+
+
+def reserve_ids(model, count: int = 1) -> list[int]:
+    """`count` new keys for `model` taken ahead of the insert (PostgreSQL: from its sequence),
+    so that rows written in one statement can name each other. Empty elsewhere."""
+    connection = connections[router.db_for_write(model)]
+    if connection.vendor != "postgresql":
+        return []
+    return _reserve_ids(model, count, connection)
+
+
+def write_together(first: RowInsert | RowUpdate, then: list[RowInsert], *, using: str = "default") -> bool:
+    """Write `first` and, only if it wrote its row (an update whose row no longer matches writes
+    none), every row of `then`: on PostgreSQL in one statement (one round trip, no transaction
+    of its own: a statement is atomic), elsewhere one by one in a transaction. Returns whether
+    `first` wrote.
+
+    On PostgreSQL each row travels as one JSON parameter (json_populate_record turns it into the
+    table's row type), and consecutive rows of one table as one JSON array, inserted in their
+    order: psycopg caches the conversion of a statement only up to 50 parameters and 4 kB, and
+    converted a statement of a value per column anew on every call.
+
+    A row that breaks a constraint (and has no skip_taken) raises IntegrityError and nothing
+    is written. Inside an atomic block it runs in a savepoint, so the caller's transaction
+    stays usable after that error.
+    """
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        return _write_one_by_one(first, then, connection)
+    if isinstance(first, RowUpdate):
+        parts, params = [f"w0 AS ({first.sql} RETURNING 1)"], list(first.params)
+    else:
+        parts, params = [f"w0 AS ({_insert_from_json(first, connection)} RETURNING 1)"], [_as_json(first)]
+    # Consecutive rows of one shape go in one INSERT, so that their keys follow their order.
+    for n, (_, group) in enumerate(groupby(then, key=lambda row: (row.model, row.fields, row.skip_taken)), 1):
+        rows = list(group)
+        parts.append(f"w{n} AS ({_insert_from_json(rows[0], connection, after='w0', many=len(rows) > 1)})")
+        params.append(_as_json(rows[0]) if len(rows) == 1 else "[" + ", ".join(map(_as_json, rows)) + "]")
+    sql = f"WITH {', '.join(parts)} SELECT count(*) FROM w0"
+    with transaction.atomic(using) if connection.in_atomic_block else nullcontext():
+        with prepared_cursor(connection) as cursor, connection.wrap_database_errors:
+            cursor.execute(sql, params)
+            return cursor.fetchone()[0] > 0
+
+
+def _insert_from_json(row: RowInsert, connection, after: str = "", many: bool = False) -> str:
+    """The INSERT of one row of `row`'s shape given as a JSON object, or (`many`) of rows given as
+    a JSON array of them; with `after`, only as many times as that statement returned rows."""
+    key = (connection.alias, row.model, row.fields, row.skip_taken, after, many)
+    if key not in _json_inserts:
+        quote = connection.ops.quote_name
+        table = quote(row.model._meta.db_table)
+        columns = ", ".join(quote(f.column) for f in row.fields)
+        function = "json_populate_recordset" if many else "json_populate_record"
+        source = f"{function}(NULL::{table}, %s::json)" + (f", {after}" if after else "")
+        skip = " ON CONFLICT DO NOTHING" if row.skip_taken else ""
+        _json_inserts[key] = f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {source}{skip}"
+    return _json_inserts[key]
+
+
+# _insert_from_json's statements, per database, row shape and condition.
+_json_inserts: dict = {}
+
+
+def _as_json(row: RowInsert) -> str:
+    """The row as one JSON object of column names: the text each column's type reads, JSON
+    columns as JSON (through their field's encoder, if it has one), datetimes in full."""
+    record = {}
+    for field, value in zip(row.fields, row.values):
+        if isinstance(value, datetime):
+            value = value.isoformat()
+        elif isinstance(field, JSONField):
+            if field.encoder is not None and value is not None:
+                value = json.loads(json.dumps(value, cls=field.encoder))
+        elif value is not None and not isinstance(value, (str, bool, int, float)):
+            value = str(value)  # dates, decimals, UUIDs: their text
+        record[field.column] = value
+    return json.dumps(record)
+
+
+def _write_one_by_one(first, then, connection) -> bool:
+    with transaction.atomic(connection.alias), connection.cursor() as cursor:
+        if isinstance(first, RowUpdate):
+            cursor.execute(first.sql, first.params)
+        else:
+            _insert_values(cursor, first, connection)
+        if cursor.rowcount < 1:
+            return False
+        for row in then:
+            _insert_values(cursor, row, connection)
+    return True
+
+
+def _insert_values(cursor, row: RowInsert, connection) -> None:
+    quote = connection.ops.quote_name
+    skip = " ON CONFLICT DO NOTHING" if row.skip_taken else ""
+    cursor.execute(f"INSERT INTO {quote(row.model._meta.db_table)} ({', '.join(quote(f.column) for f in row.fields)}) "
+                   f"VALUES ({', '.join(['%s'] * len(row.fields))}){skip}",
+                   [f.get_db_prep_save(value, connection) for f, value in zip(row.fields, row.values)])

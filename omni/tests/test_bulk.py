@@ -144,3 +144,66 @@ def test_insert_unless_taken_respects_a_partial_unique_constraint():
     with CaptureQueriesContext(connection) as captured:
         insert_unless_taken(conversation("closed"))
     assert len(captured) == 1
+
+
+# --- write_together: several rows in one statement ------------------------------------------------
+
+def test_write_together_writes_the_first_row_and_then_the_others_each_other_column_its_default():
+    from omni.lib.bulk import reserve_ids, row_of, row_of_values, write_together
+
+    first = Contact(external_id="first")
+    first.pk = next(iter(reserve_ids(Contact)), None)  # PostgreSQL: a key the others could name
+
+    when = timezone.now().replace(microsecond=123456)
+    second = Contact(external_id="second", first_name="Zoë \"A\"", attributes={"tags": ["a", None], "n": 1.5},
+                     erased_at=when)
+    with CaptureQueriesContext(connection) as queries:
+        written = write_together(row_of(first), [row_of(second),
+                                                 row_of_values(Contact, ("external_id", "last_name"), ("third", "Lee"))])
+
+    assert written is True
+    stored = {c.external_id: c for c in Contact.objects.all()}
+    assert set(stored) == {"first", "second", "third"}
+    assert (stored["second"].first_name, stored["second"].attributes) == ('Zoë "A"', {"tags": ["a", None], "n": 1.5})
+    assert stored["second"].erased_at == when  # to the microsecond
+    assert (stored["third"].last_name, stored["third"].first_name, stored["third"].attributes) == ("Lee", "", {})
+    assert stored["third"].created_at is not None
+    if connection.vendor == "postgresql":
+        assert stored["first"].pk == first.pk
+        # one statement, inside a savepoint because a test runs in a transaction
+        assert [q["sql"].split()[0] for q in queries] == ["SAVEPOINT", "WITH", "RELEASE"]
+
+
+def test_write_together_writes_nothing_when_the_first_rows_update_finds_it_changed():
+    from omni.lib.bulk import row_of, row_update, write_together
+
+    contact = Contact.objects.create(external_id="moved", first_name="Bea")
+
+    written = write_together(row_update(Contact, contact.pk, where={"first_name": "Ann"}, values={"last_name": "X"}),
+                             [row_of(Contact(external_id="never"))])
+
+    assert written is False
+    assert not Contact.objects.filter(external_id="never").exists()
+    assert Contact.objects.get(pk=contact.pk).last_name == ""
+
+    written = write_together(row_update(Contact, contact.pk, where={"first_name": "Bea"}, values={"last_name": "Y"}),
+                             [row_of(Contact(external_id="now"))])
+
+    assert written is True
+    assert Contact.objects.get(pk=contact.pk).last_name == "Y" and Contact.objects.filter(external_id="now").exists()
+
+
+def test_write_together_writes_nothing_if_any_row_is_taken_and_the_transaction_goes_on():
+    from django.db import IntegrityError
+
+    from omni.lib.bulk import row_of, write_together
+
+    Contact.objects.create(external_id="taken")
+
+    with pytest.raises(IntegrityError):
+        write_together(row_of(Contact(external_id="new")), [row_of(Contact(external_id="taken"))])
+
+    assert not Contact.objects.filter(external_id="new").exists()  # the test's transaction still works
+    assert write_together(row_of(Contact(external_id="new")),
+                          [row_of(Contact(external_id="taken"), skip_taken=True)]) is True
+    assert Contact.objects.filter(external_id__in=["new", "taken"]).count() == 2
