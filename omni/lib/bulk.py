@@ -304,7 +304,7 @@ class RowUpdate:
 
 def row_of(obj, *, skip_taken: bool = False) -> RowInsert:
     """`obj` as one row for write_together(), every concrete column (its key too, when set: a
-    key reserved with reserve_ids())."""
+    key taken from the table's sequence beforehand, so that other rows can name it)."""
     model = type(obj)
     generated = obj.pk is None and model._meta.pk.get_internal_type().endswith("AutoField")
     fields = _row_fields.get((model, generated))
@@ -350,15 +350,6 @@ def row_update(model, pk, *, where: dict, values: dict) -> RowUpdate:
     conditions = " AND ".join([f"{quote(opts.pk.column)} = %s", *(f"{column[name]} = %s" for name in where)])
     return RowUpdate(f"UPDATE {quote(opts.db_table)} SET {sets} WHERE {conditions}",
                      [*values.values(), pk, *where.values()])
-
-
-def reserve_ids(model, count: int = 1) -> list[int]:
-    """`count` new keys for `model` taken ahead of the insert (PostgreSQL: from its sequence),
-    so that rows written in one statement can name each other. Empty elsewhere."""
-    connection = connections[router.db_for_write(model)]
-    if connection.vendor != "postgresql":
-        return []
-    return _reserve_ids(model, count, connection)
 
 
 def write_together(first: RowInsert | RowUpdate, then: list[RowInsert], *, using: str = "default") -> bool:
