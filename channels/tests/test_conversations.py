@@ -251,8 +251,10 @@ def test_a_known_senders_message_is_audited_with_its_conversation_and_seals_into
 
     # (on PostgreSQL the common message is written in one statement: these are its rows)
     first = write_directly(ALICE, "Where is my order?", sid="SMw1", at=FRIDAY_AFTERNOON)
-    second = write_directly(ALICE, "Order 4411", sid="SMw2", at=FRIDAY_AFTERNOON + timedelta(minutes=1))
+    second = write_directly(ALICE, "Merci, à demain 👍 \"4411\"", sid="SMw2",
+                            at=FRIDAY_AFTERNOON + timedelta(minutes=1))
 
+    assert second.body == 'Merci, à demain 👍 "4411"'  # as sent, through the statement's JSON
     conversation = Conversation.objects.get()
     assert (first.conversation, second.conversation) == (conversation, conversation)
     assert conversation.first_response_due_at == datetime(2026, 11, 23, 9, 30, tzinfo=NEW_YORK)
@@ -282,7 +284,8 @@ def test_a_message_whose_conversation_closed_after_it_was_read_is_not_written_in
     read = _sender("sms", "phone", ALICE, "twilio", "SMx2")  # the webhook read it open...
     conversations.close([opened], actor=None)  # ...and an agent closed it meanwhile
     inbound = InboundMessage(pk=read.inbound_id, provider="twilio", provider_message_id="SMx2", channel="sms",
-                             contact_id=contact.pk, from_address=ALICE, body="One more thing", received_at=timezone.now())
+                             contact_id=contact.pk, from_address=ALICE, body="One more thing",
+                             received_at=timezone.now())
 
     assert _stored_in_one_write(inbound, read, timezone.now(), inbound_settings().schedule("sms")) is False
     assert not InboundMessage.objects.filter(provider_message_id="SMx2").exists()

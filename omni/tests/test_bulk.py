@@ -157,8 +157,8 @@ def test_write_together_writes_the_first_row_and_then_the_others_each_other_colu
     second = Contact(external_id="second", first_name="Zoë \"A\"", attributes={"tags": ["a", None], "n": 1.5},
                      erased_at=when)
     with CaptureQueriesContext(connection) as queries:
-        written = write_together(row_of(first), [row_of(second),
-                                                 row_of_values(Contact, ("external_id", "last_name"), ("third", "Lee"))])
+        written = write_together(row_of(first), [
+            row_of(second), row_of_values(Contact, ("external_id", "last_name"), ("third", "Lee"))])
 
     assert written is True
     stored = {c.external_id: c for c in Contact.objects.all()}
