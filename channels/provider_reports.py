@@ -9,8 +9,7 @@ harmless.
 from dataclasses import dataclass
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import BigIntegerField, Case, Exists, OuterRef, Subquery, When
-from django.db.models.expressions import RawSQL
+from django.db.models import Case, Exists, OuterRef, Subquery, When
 from django.utils import timezone
 
 from omni import audit
@@ -20,7 +19,7 @@ from contacts.actions import contact_for_unknown_sender
 from contacts.ingest import event_row, store_events
 from contacts.models import Contact
 from omni.choices import PHONE_CHANNELS, Purpose
-from omni.lib.bulk import insert_unless_taken, row_of, write_together
+from omni.lib.bulk import insert_unless_taken, next_key, row_of, write_together
 from omni.lib.dates import provider_time
 from omni.lib.claims import claim, excluding
 from omni.lib.quarantine import quarantine_failures, run_isolating_failures
@@ -469,16 +468,11 @@ def _known_sender_query(address_field: str, reserving: bool):
         columns = ["pk", "sender_blocked", "answered_delivery", "open_conversation", "open_conversation_status",
                    "stored_before"]
         if reserving:
-            found = found.annotate(inbound_key=_next_key(InboundMessage), conversation_key=Case(
-                When(open_conversation__isnull=True, then=_next_key(Conversation)), default=None))
+            found = found.annotate(inbound_key=next_key(InboundMessage), conversation_key=Case(
+                When(open_conversation__isnull=True, then=next_key(Conversation)), default=None))
             columns += ["inbound_key", "conversation_key"]
         return found.values_list(*columns)[:1]
     return QueryTemplate(build, "channel", "address", "address_hash", "provider", "provider_message_id")
-
-
-def _next_key(model) -> RawSQL:
-    return RawSQL("nextval(pg_get_serial_sequence(%s, %s))", (model._meta.db_table, model._meta.pk.column),
-                  output_field=BigIntegerField())
 
 
 KNOWN_SENDER = {(field, reserving): _known_sender_query(field, reserving)

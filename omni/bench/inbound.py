@@ -4,11 +4,11 @@ Omni served by gunicorn (two sync workers), loaded as ingest_http is (omni.bench
 Seeds, by bulk SQL, `scale` contacts with phone numbers and 20 sent Twilio deliveries each (six
 WhatsApp, fourteen SMS), so replies find the delivery they answer. Then GET /healthz and the
 inbound webhook under the same load (32 connections, scale/1000 seconds each, 1 to 10, after a
-one-second warm-up, after which the tables it wrote are analyzed, as autovacuum would on a live
-system: analyze_what_the_warmup_wrote). Each post is what Twilio sends for an inbound message, signed as Twilio
-signs it (X-Twilio-Signature, twilio's RequestValidator with the auth token the server is
-given, over OMNI_PUBLIC_URL and the parameters): about three in ten from WhatsApp
-("whatsapp:+1..."), one in ten a retry of an earlier MessageSid, one in ten from an unknown
+one-second warm-up, after which the tables it wrote are analyzed, as autovacuum would on a
+live system: analyze_what_the_warmup_wrote). Each post is what Twilio sends for an inbound
+message, signed as Twilio signs it (X-Twilio-Signature, twilio's RequestValidator with the
+auth token the server is given, over OMNI_PUBLIC_URL and the parameters): about three in ten
+from WhatsApp ("whatsapp:+1..."), one in ten a retry of an earlier MessageSid, one in ten from an unknown
 number (each such number writes about six times, from both of the load's threads at about the
 same moment). The load generator cannot sign, so the posts are prepared here, as many as
 /healthz's rate would answer and a tenth more, one file per wrk thread (omni.bench.load's

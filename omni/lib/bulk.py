@@ -20,7 +20,8 @@ from itertools import groupby
 from operator import attrgetter
 
 from django.db import connections, router, transaction
-from django.db.models import DateTimeField, JSONField
+from django.db.models import BigIntegerField, DateTimeField, JSONField
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from .sql import prepared_cursor
@@ -211,12 +212,22 @@ def _copy_default(field, template, connection):
     return field.get_db_prep_save(field.pre_save(template, add=True), connection)
 
 
+# A new key from a table's sequence (PostgreSQL), given the quoted table name and the key's column.
+NEXT_KEY_SQL = "nextval(pg_get_serial_sequence(%s, %s))"
+
+
 def _reserve_ids(model, count: int, connection) -> list[int]:
     """`count` new keys from the model's table sequence, in one query (PostgreSQL)."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
+        cursor.execute(f"SELECT {NEXT_KEY_SQL} FROM generate_series(1, %s)",
                        [connection.ops.quote_name(model._meta.db_table), model._meta.pk.column, count])
         return [pk for (pk,) in cursor.fetchall()]
+
+
+def next_key(model):
+    """A query expression taking a new key from `model`'s table sequence (PostgreSQL), for a
+    query that reserves the keys of rows write_together() will write."""
+    return RawSQL(NEXT_KEY_SQL, (f'"{model._meta.db_table}"', model._meta.pk.column), output_field=BigIntegerField())
 
 
 def insert_unless_taken(obj) -> bool:
@@ -346,13 +357,19 @@ def row_update(model, pk, *, where: dict, values: dict) -> RowUpdate:
     """UPDATE of the row with key `pk`, only while its columns hold `where` (equality): `values`
     as the database driver takes them (attribute names)."""
     connection = connections[router.db_for_write(model)]
-    opts = model._meta
-    quote = connection.ops.quote_name
-    column = {f.attname: quote(f.column) for f in opts.concrete_fields}
-    sets = ", ".join(f"{column[name]} = %s" for name in values)
-    conditions = " AND ".join([f"{quote(opts.pk.column)} = %s", *(f"{column[name]} = %s" for name in where)])
-    return RowUpdate(f"UPDATE {quote(opts.db_table)} SET {sets} WHERE {conditions}",
-                     [*values.values(), pk, *where.values()])
+    key = (connection.alias, model, tuple(values), tuple(where))
+    if key not in _updates:
+        opts = model._meta
+        quote = connection.ops.quote_name
+        column = {f.attname: quote(f.column) for f in opts.concrete_fields}
+        sets = ", ".join(f"{column[name]} = %s" for name in values)
+        conditions = " AND ".join([f"{quote(opts.pk.column)} = %s", *(f"{column[name]} = %s" for name in where)])
+        _updates[key] = f"UPDATE {quote(opts.db_table)} SET {sets} WHERE {conditions}"
+    return RowUpdate(_updates[key], [*values.values(), pk, *where.values()])
+
+
+# row_update's statements, per database, model and the columns set and compared.
+_updates: dict = {}
 
 
 def write_together(first: RowInsert | RowUpdate, then: list[RowInsert], *, using: str = "default") -> bool:
