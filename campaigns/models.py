@@ -627,7 +627,9 @@ class CampaignRecipient(models.Model):
     Pending recipients with a `send_at` are due then; those of an A/B test's rest wait with no
     `send_at` (and no variant) until the winner is chosen."""
 
-    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="recipients")
+    # No index of its own: recipient_unique_contact and recipient_campaign_outcome lead with it,
+    # and each index is written three times per recipient (the start, the claim, the send).
+    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="recipients", db_index=False)
     contact = models.ForeignKey(Contact, on_delete=models.PROTECT, related_name="campaign_recipients")
     variant = models.ForeignKey(CampaignVariant, null=True, blank=True, on_delete=models.PROTECT,
                                 related_name="recipients")
