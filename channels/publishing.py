@@ -1,10 +1,11 @@
 """Handing send tasks to the broker, so that no queued delivery is left without one.
 
-Each delivery's publish is claimed first (`published_at` set by a conditional UPDATE ...
-RETURNING), then its batch is handed to the broker with a few quick retries. A broker that
-stays down never stops the caller: what was not published, and what a lost worker never sent,
-is claimed again by republish_lost_deliveries() (the tick runs it) once its publish is a
-minute old and the delivery is still queued. A delivery waiting for its next attempt after a
+A delivery is written with `published_at` already set (channels.routing), in the transaction
+that queues it; once that commits, its batch is handed to the broker with a few quick retries
+(publish_sends): no claim is needed, since nothing else publishes a delivery in its first
+minute. A broker that stays down never stops the caller: what was not published, and what a
+lost worker never sent, is claimed by republish_lost_deliveries() (the tick runs it) once its
+publish is a minute old and the delivery is still queued. A delivery waiting for its next attempt after a
 transient error (Delivery.next_attempt_at) is left alone until that attempt is due, then
 published at once. Two ticks never enqueue the same delivery: only one wins the claim. A task
 enqueued twice anyway (a slow worker) is harmless, since the send itself claims the row.
@@ -18,7 +19,6 @@ from django.utils import timezone
 from kombu.exceptions import KombuError, OperationalError
 
 from omni.choices import send_queue
-from omni.lib.bulk import filter_in
 from omni.lib.tasks import PUBLISH_RETRY_POLICY, task_named
 
 from .models import Delivery, DeliveryStatus
@@ -43,19 +43,14 @@ def send_batch_size(queue: str) -> int:
     return SEND_BATCH_SIZE.get(lane, SEND_BATCH_SIZE["transactional"])
 
 
-def publish_sends(deliveries: list[tuple[int, str, str]], now=None) -> list[int]:
-    """Claim and publish the send tasks of deliveries given as (id, channel, purpose), in batches
-    per lane. Returns the ids published. Never raises for a broker error: the batch that failed
-    and the ones after it keep their claim and are republished a minute later."""
-    now = now or timezone.now()
-    lanes = {pk: send_queue(purpose, channel) for pk, channel, purpose in deliveries}
-    if not lanes:
-        return []
-    claimed = set(_update_returning_ids(
-        filter_in(Delivery.objects.filter(status=DeliveryStatus.QUEUED, published_at__isnull=True), "id", lanes),
-        {"published_at": now},
-    ))
-    return _publish({pk: queue for pk, queue in lanes.items() if pk in claimed})
+def publish_sends(deliveries: list[tuple[int, str, str]]) -> list[int]:
+    """Publish the send tasks of deliveries just queued, given as (id, channel, purpose), in
+    batches per lane. Returns the ids published. Never raises for a broker error: the batch
+    that failed and the ones after it are republished a minute after their published_at.
+
+    A delivery cancelled meanwhile is published all the same: its send finds it no longer
+    queued and sends nothing (the send claims its row)."""
+    return _publish({pk: send_queue(purpose, channel) for pk, channel, purpose in deliveries})
 
 
 def republish_lost_deliveries(now=None, limit: int = REPUBLISH_BATCH) -> int:

@@ -391,6 +391,9 @@ def _build_deliveries(message: Message, chosen: _Candidate, now) -> list[Deliver
             provider=chosen.provider,
             to_address=address,
             queued_at=now,
+            # Published once this transaction commits (enqueue_sends), else republished a
+            # minute after this (channels/publishing.py).
+            published_at=now,
             fallback_due_at=fallback_due_at,
         )
         for device, address in targets
@@ -403,7 +406,8 @@ def enqueue_send(delivery: Delivery, purpose: str) -> None:
 
 def enqueue_sends(deliveries: list[tuple[Delivery, str]]) -> None:
     """Enqueue the deliveries' sends, in batches per lane, once the surrounding transaction
-    commits. A broker error never reaches the caller: channels/publishing.py republishes later."""
+    commits. A broker error never reaches the caller: channels/publishing.py republishes a
+    delivery a minute after its published_at (or its queued_at, if it has none)."""
     from .publishing import publish_sends
 
     wanted = [(delivery.pk, delivery.channel, purpose) for delivery, purpose in deliveries]

@@ -63,3 +63,38 @@ def test_deliveries_are_published_in_batches_per_lane(transactional_db, make_del
     assert sorted(published) == sorted([
         ("send.transactional.email", SEND_BATCH_SIZE["transactional"]), ("send.transactional.email", 1), ("send.bulk.email", 1),
     ])
+
+
+def test_a_dispatched_delivery_is_written_as_published_and_its_publish_touches_no_row(
+    contact, django_capture_on_commit_callbacks, django_assert_num_queries,
+):
+    from celery.signals import before_task_publish
+    from django.db import transaction
+
+    from channels import routing
+    from channels.models import MessageSource
+
+    published = []
+
+    def record(sender=None, body=None, routing_key=None, **kwargs):
+        published.append((routing_key, body[0][0]))
+
+    # given a message routed and queued in a transaction
+    message, _ = routing.create_message(
+        contact=contact, source=MessageSource.API, purpose="transactional", channel_plan=[{"channel": "email"}],
+        content=[{"channel": "email", "subject": "Hi", "text_body": "Hello"}])
+    before_task_publish.connect(record, weak=False)
+    try:
+        with django_capture_on_commit_callbacks() as callbacks, transaction.atomic():
+            delivery = routing.dispatch(message)
+        # then it is written with its publish time: nothing else publishes it in its first minute
+        assert Delivery.objects.get(pk=delivery.pk).published_at == delivery.queued_at
+
+        # when the transaction's commit publishes its send, it claims nothing first
+        with django_assert_num_queries(0):
+            for callback in callbacks:
+                callback()
+    finally:
+        before_task_publish.disconnect(record)
+        purge_queues()
+    assert published == [("send.transactional.email", [delivery.pk])]
