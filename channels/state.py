@@ -179,8 +179,11 @@ def _update_from_rows(connection, to: str, at_plan_step: int, names: tuple, grou
     fields = [opts.get_field(name) for name in names]
     assignments = ", ".join([f"{quote('status')} = %s", f"{quote('updated_at')} = %s"]
                             + [f"{quote(f.column)} = v.{quote(f.column)}" + _cast(f, connection) for f in fields])
+    # The status check names v (whose key is never null) so that it stays a condition of the
+    # join: on t alone, PostgreSQL would size t by it and, with statistics taken while few
+    # messages were in flight, read every pending, queued and deferred message to move these.
     condition = (f"t.{quote(opts.pk.column)} = v.{quote('pk__')} AND t.{quote('plan_step')} = %s "
-                 f"AND t.{quote('status')} IN ({', '.join(['%s'] * len(sources))})")
+                 f"AND (t.{quote('status')} IN ({', '.join(['%s'] * len(sources))}) OR v.{quote('pk__')} IS NULL)")
     table = quote(opts.db_table)
     returning = f"RETURNING {quote(opts.pk.column)}"  # v has no such column: it is t's
     head = [to, _db_value(opts.get_field("updated_at"), now, connection)]

@@ -214,6 +214,44 @@ def test_a_bulk_move_is_one_update_and_says_which_rows_moved(make_delivery, djan
 
 
 @pytest.mark.postgres
+def test_moving_a_batch_finds_its_messages_by_id_even_when_statistics_say_none_are_in_flight(
+    contact, template_version, now,
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from channels.models import Message, MessageSource
+
+    def messages(count, status):
+        return Message.objects.bulk_create([
+            Message(contact=contact, purpose="marketing", template_version=template_version,
+                    source=MessageSource.CAMPAIGN, channel_plan=[{"channel": "email"}], status=status)
+            for _ in range(count)])
+
+    # given statistics taken when every message was sent, then a fan-out's worth made pending
+    messages(300, MessageStatus.SENT)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE channels_message")
+    pending = messages(2000, MessageStatus.PENDING)
+
+    # when a few of them are moved
+    with CaptureQueriesContext(connection) as captured:
+        moved = state.move_messages([state.MessageMove(m, MessageStatus.QUEUED, 0) for m in pending[:5]], now)
+    assert moved == {m.pk for m in pending[:5]}
+
+    # then PostgreSQL plans to find them by their ids, not through the status index, which would
+    # read every message in flight: the statement (as written, with %s) explained with the values
+    # it was given (status, updated_at, the ids, the plan step, the statuses it may move from)
+    (statement,) = [q["sql"] for q in captured.captured_queries if q["sql"].startswith("UPDATE")]
+    params = [MessageStatus.QUEUED, now, [m.pk for m in pending[:5]], 0,
+              *sorted(state.message_sources(MessageStatus.QUEUED))]
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN {statement}", params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "message_status" not in plan, plan
+
+
+@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_of_two_racing_moves_from_the_same_status_exactly_one_wins(make_delivery):
     # given a delivery two workers try to claim at the same instant
