@@ -5,9 +5,9 @@ that queues it; once that commits, its batch is handed to the broker with a few 
 (publish_sends): no claim is needed, since nothing else publishes a delivery in its first
 minute. A broker that stays down never stops the caller: what was not published, and what a
 lost worker never sent, is claimed by republish_lost_deliveries() (the tick runs it) once its
-publish is a minute old and the delivery is still queued. A delivery waiting for its next attempt after a
-transient error (Delivery.next_attempt_at) is left alone until that attempt is due, then
-published at once. Two ticks never enqueue the same delivery: only one wins the claim. A task
+publish is a minute old and the delivery is still queued. A delivery waiting for its next
+attempt after a transient error (Delivery.next_attempt_at) is left alone until that attempt is
+due, then published at once. Two ticks never enqueue the same delivery: only one wins the claim. A task
 enqueued twice anyway (a slow worker) is harmless, since the send itself claims the row.
 """
 import logging
