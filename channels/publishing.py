@@ -7,8 +7,9 @@ minute. A broker that stays down never stops the caller: what was not published,
 lost worker never sent, is claimed by republish_lost_deliveries() (the tick runs it) once its
 publish is a minute old and the delivery is still queued. A delivery waiting for its next
 attempt after a transient error (Delivery.next_attempt_at) is left alone until that attempt is
-due, then published at once. Two ticks never enqueue the same delivery: only one wins the claim. A task
-enqueued twice anyway (a slow worker) is harmless, since the send itself claims the row.
+due, then published at once. Two ticks never enqueue the same delivery: only one wins the
+claim. A task enqueued twice anyway (a slow worker) is harmless, since the send itself claims
+the row.
 """
 import logging
 from datetime import timedelta

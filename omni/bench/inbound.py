@@ -8,9 +8,9 @@ one-second warm-up, after which the tables it wrote are analyzed, as autovacuum 
 live system: analyze_what_the_warmup_wrote). Each post is what Twilio sends for an inbound
 message, signed as Twilio signs it (X-Twilio-Signature, twilio's RequestValidator with the
 auth token the server is given, over OMNI_PUBLIC_URL and the parameters): about three in ten
-from WhatsApp ("whatsapp:+1..."), one in ten a retry of an earlier MessageSid, one in ten from an unknown
-number (each such number writes about six times, from both of the load's threads at about the
-same moment). The load generator cannot sign, so the posts are prepared here, as many as
+from WhatsApp ("whatsapp:+1..."), one in ten a retry of an earlier MessageSid, one in ten from
+an unknown number (each such number writes about six times, from both of the load's threads at
+about the same moment). The load generator cannot sign, so the posts are prepared here, as many as
 /healthz's rate would answer and a tenth more, one file per wrk thread (omni.bench.load's
 "prepared" mode).
 

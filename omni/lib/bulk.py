@@ -227,7 +227,8 @@ def _reserve_ids(model, count: int, connection) -> list[int]:
 def next_key(model):
     """A query expression taking a new key from `model`'s table sequence (PostgreSQL), for a
     query that reserves the keys of rows write_together() will write."""
-    return RawSQL(NEXT_KEY_SQL, (f'"{model._meta.db_table}"', model._meta.pk.column), output_field=BigIntegerField())
+    quote = connections[router.db_for_write(model)].ops.quote_name
+    return RawSQL(NEXT_KEY_SQL, (quote(model._meta.db_table), model._meta.pk.column), output_field=BigIntegerField())
 
 
 def insert_unless_taken(obj) -> bool:
