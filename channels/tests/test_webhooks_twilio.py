@@ -287,6 +287,20 @@ def test_a_forged_hmac_sha256_signature_is_refused(client, twilio_settings, sms_
     assert not DeliveryEvent.objects.exists()
 
 
+def test_a_signature_over_the_url_with_its_default_port_is_accepted(client, twilio_settings, sms_delivery):
+    # Twilio has signed some requests over the URL with its port written out (https://host:443/...)
+    scheme, host = twilio_settings.OMNI_PUBLIC_URL.split("://")
+    port = 443 if scheme == "https" else 80
+    url = f"{scheme}://{host}:{port}{STATUS_PATH}"
+    signature = RequestValidator(twilio_settings.TWILIO_AUTH_TOKEN).compute_signature(url, status_params("delivered"))
+
+    response = client.post(STATUS_PATH, data=status_params("delivered"), headers={"X-Twilio-Signature": signature})
+
+    assert response.status_code == 204
+    sms_delivery.refresh_from_db()
+    assert sms_delivery.status == DeliveryStatus.DELIVERED
+
+
 def test_an_unsupported_signature_algorithm_is_refused(client, twilio_settings, sms_delivery):
     url = f"{twilio_settings.OMNI_PUBLIC_URL}{STATUS_PATH}"
     signature = RequestValidator(twilio_settings.TWILIO_AUTH_TOKEN).compute_signature(url, status_params("sent"))
