@@ -301,14 +301,26 @@ def record_inbound_message(provider: str, provider_message_id: str, channel: str
     row is written twice, and the audit entries go in one statement. A provider's retry of a
     known sender's stored message is found by the sender's query and writes nothing.
     """
+    inbound = store_inbound_message(provider, provider_message_id, channel, from_address, to_address, body, media,
+                                    raw, received_at)
+    if inbound is None:
+        return InboundMessage.objects.get(provider=provider, provider_message_id=provider_message_id), False
+    return inbound, True
+
+
+def store_inbound_message(provider: str, provider_message_id: str, channel: str, from_address: str,
+                          to_address: str = "", body: str = "", media: list | None = None, raw: dict | None = None,
+                          received_at=None) -> InboundMessage | None:
+    """record_inbound_message() for a caller that needs no copy stored before (a webhook): the
+    message stored, or None, with one query fewer, when its provider id is stored already."""
     at = received_at or timezone.now()
     try:
         return _record_inbound_message(provider, provider_message_id, channel, from_address, to_address, body,
-                                       media, raw, at)
+                                       media, raw, at)[0]
     except _StoredBefore:
         # A copy of this message was stored first, by an earlier post or one at the same time
         # (whose commit the insert waited for): everything this one did is rolled back.
-        return InboundMessage.objects.get(provider=provider, provider_message_id=provider_message_id), False
+        return None
 
 
 class _StoredBefore(Exception):

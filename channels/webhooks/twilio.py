@@ -17,7 +17,7 @@ from twilio.request_validator import (
     HMAC_SHA1, HMAC_SHA256, SIGNATURE_SETTINGS_HEADER, RequestValidator, get_signature_algorithm,
 )
 
-from channels.provider_reports import record_delivery_event, record_inbound_message
+from channels.provider_reports import record_delivery_event, store_inbound_message
 from channels.providers.twilio import twilio_event_type
 from channels.models import EventType
 from channels.providers.twilio import PERMANENT_FAILURE_CODES, SUPPRESSING_ERROR_CODES
@@ -61,7 +61,7 @@ def inbound_message(request):
     if not sid or not params.get("From"):
         return HttpResponseBadRequest("MessageSid and From are required")
     channel, from_address = split_address(params["From"])
-    record_inbound_message(
+    store_inbound_message(
         "twilio", sid, channel, from_address,
         to_address=split_address(params.get("To", ""))[1],
         body=params.get("Body", ""),
