@@ -6,6 +6,7 @@ came from SES through SNS, from a Twilio callback or from the sandbox. Storing i
 and a delivery's status only ever moves forward, so repeated and out-of-order webhooks are
 harmless.
 """
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 from django.db import IntegrityError, connection, transaction
@@ -19,11 +20,11 @@ from contacts.actions import contact_for_unknown_sender
 from contacts.ingest import event_row, store_events
 from contacts.models import Contact
 from omni.choices import PHONE_CHANNELS, Purpose
-from omni.lib.bulk import insert_unless_taken, next_key, row_of, write_together
+from omni.lib.bulk import insert_from_json, insert_unless_taken, next_key, row_json, row_of
 from omni.lib.dates import provider_time
 from omni.lib.claims import claim, excluding
 from omni.lib.quarantine import quarantine_failures, run_isolating_failures
-from omni.lib.sql import QueryTemplate
+from omni.lib.sql import QueryTemplate, prepared_cursor
 from omni.lib.text import hash_address
 
 from . import conversations, state
@@ -292,11 +293,11 @@ def record_inbound_message(provider: str, provider_message_id: str, channel: str
       stores the `inbound.replied` ContactEvent that journeys act on.
     A bounded number of queries, whatever the history: the keyword lists and service levels come
     from this process's cache (channels.inbound_settings), the sender's contact, block, answered
-    delivery and conversation from one query. The common message, a known sender's with no
-    keyword that continues the open conversation or opens one, is then written on PostgreSQL
-    in one statement, conversation, message, audit entries and event (omni.lib.bulk's
-    write_together, with keys the sender's query reserved): two queries in all, no transaction
-    of its own. Any other, or one whose conversation moved on meanwhile, takes the general path
+    delivery and conversation from one query. On PostgreSQL the common message, a known
+    sender's with no keyword that continues the open conversation or opens one, is written by
+    that same statement, conversation, message, audit entries and event, with keys it takes from
+    their sequences (_stored_with_the_senders_query): one query in all, no transaction of its
+    own. Any other, or one whose conversation moved on meanwhile, takes the general path
     in a transaction, where the conversation is settled before the message is stored so that no
     row is written twice, and the audit entries go in one statement. A provider's retry of a
     known sender's stored message is found by the sender's query and writes nothing.
@@ -333,25 +334,28 @@ def _record_inbound_message(provider, provider_message_id, channel, from_address
     address_field = "phone" if channel in PHONE_CHANNELS else "email"
     current = inbound_settings()
     reading = read_inbound_keyword(channel, body, current.keyword_lists)
-    sender = _sender(channel, address_field, from_address, provider, provider_message_id)
-    if sender.stored_before:
-        raise _StoredBefore  # a retry of a message stored earlier: nothing to do again
-    contact_id, blocked, in_reply_to_id = sender.contact_id, sender.blocked, sender.in_reply_to_id
-    score = conversations.satisfaction_score(body) if contact_id and not blocked else None
+    sender = None
+    in_reply_to_id = blocked = None
 
     def message(**fields) -> InboundMessage:
         return InboundMessage(
             provider=provider, provider_message_id=provider_message_id, channel=channel, from_address=from_address,
             to_address=to_address, body=body, media=media or [], in_reply_to_id=in_reply_to_id, raw=raw or {},
-            received_at=at, keyword=reading.keyword, needs_agent=reading.needs_agent, blocked=blocked,
+            received_at=at, keyword=reading.keyword, needs_agent=reading.needs_agent, blocked=bool(blocked),
             handled_at=timezone.now() if blocked else None, **fields)
 
-    common = (sender.inbound_id and not blocked and score is None and not (reading.keyword or reading.needs_agent)
-              and (sender.conversation is None or sender.conversation.status == ConversationStatus.OPEN))
-    if common:
-        inbound = message(pk=sender.inbound_id, contact_id=contact_id)
-        if _stored_in_one_write(inbound, sender, at, current.schedule(channel)):
+    if (connection.vendor == "postgresql" and not (reading.keyword or reading.needs_agent)
+            and conversations.satisfaction_score(body) is None):
+        inbound = message()
+        sender = _stored_with_the_senders_query(inbound, address_field, current.schedule(channel))
+        if sender is None:
             return inbound, True
+    if sender is None:
+        sender = _sender(channel, address_field, from_address, provider, provider_message_id)
+    if sender.stored_before:
+        raise _StoredBefore  # a retry of a message stored earlier: nothing to do again
+    contact_id, blocked, in_reply_to_id = sender.contact_id, sender.blocked, sender.in_reply_to_id
+    score = conversations.satisfaction_score(body) if contact_id and not blocked else None
     with transaction.atomic(), audit.written_together():
         rated = conversations.awaiting_satisfaction(contact_id, channel, at) if score else None
         opens = not blocked and rated is None and (not reading.keyword or reading.needs_agent)
@@ -382,33 +386,92 @@ def _record_inbound_message(provider, provider_message_id, channel, from_address
     return inbound, True
 
 
-def _stored_in_one_write(inbound: InboundMessage, sender: "_Sender", at, schedule) -> bool:
-    """The common message (a known sender's, not blocked, no keyword, continuing the open
-    conversation or opening one) stored in one statement with what the general path writes for
-    it: the conversation's change, the message, its audit entries and its inbound.replied
-    event. False, with nothing written, when the conversation moved on since it was read
-    (closed, waiting, or opened by another message) or the message is stored already: the
-    general path then decides, in a transaction."""
-    if sender.conversation is not None:
-        conversation, change = sender.conversation, "continued"
-        first = conversations.continuing(conversation, at)
-    else:
-        conversation, change = conversations.new_conversation(inbound.contact_id, inbound.channel, at, *schedule), \
-            "opened"
-        conversation.pk = sender.conversation_id
-        first = row_of(conversation)
-    inbound.conversation = conversation
-    entries = [_received_entry(inbound), *conversations.inbound_entries(conversation, change, inbound)]
-    then = [row_of(inbound), *map(audit.row_of, entries),
-            event_row(conversations.replied_event(inbound, conversation), source=conversations.EVENT_SOURCE)]
+def _stored_with_the_senders_query(inbound: InboundMessage, address_field: str, schedule) -> "_Sender | None":
+    """PostgreSQL, for a message with no keyword and no satisfaction score: in one statement,
+    the sender's query (_sender's, with the keys of the message and of the conversation it would
+    open) and, if the sender is known, not blocked, and its conversation on the channel open or
+    none, everything the general path writes for that message: the conversation continued or
+    opened, the message, its audit entries and its inbound.replied event. None when written
+    (`inbound` then holds its key, contact, conversation and the delivery it answers); else what
+    the query found, with nothing written, for the general path to decide: an unknown, blocked or
+    retrying sender, a conversation waiting, or one that moved on meanwhile (closed, or opened
+    by another message: the statement then fails on the one-unclosed constraint and the query
+    runs again)."""
+    at, channel = inbound.received_at, inbound.channel
+    conversation = conversations.new_conversation(None, channel, at, *schedule)
+    entries = [_received_entry(inbound), *conversations.inbound_entries(conversation, "opened", inbound)]
+    rows = {"conversation": row_of(conversation), "inbound": row_of(inbound), "audit": list(map(audit.row_of, entries)),
+            "event": event_row(conversations.replied_event(inbound, conversation), source=conversations.EVENT_SOURCE)}
+    sender_sql, sender_params = KNOWN_SENDER[address_field, True].statement(
+        channel=channel, address=inbound.from_address, address_hash=hash_address(inbound.from_address),
+        provider=inbound.provider, provider_message_id=inbound.provider_message_id)
+    params = [*sender_params, at, at, *(row_json(row) for row in (rows["conversation"], rows["inbound"])),
+              "[" + ", ".join(map(row_json, rows["audit"])) + "]", row_json(rows["event"])]
     try:
-        written = write_together(first, then)
+        with transaction.atomic() if connection.in_atomic_block else nullcontext():
+            with prepared_cursor() as cursor, connection.wrap_database_errors:
+                cursor.execute(_one_statement(sender_sql, rows, address_field), params)
+                found = cursor.fetchone()
     except IntegrityError:
-        written = False
-    if written:
-        for saved in (inbound, conversation):
-            saved._state.adding, saved._state.db = False, "default"
-    return written
+        return _sender(channel, address_field, inbound.from_address, inbound.provider, inbound.provider_message_id)
+    if found is None:
+        return _unknown_sender(channel, inbound.from_address)
+    contact_id, blocked, in_reply_to_id, conversation_id, conversation_status, stored_before, inbound_key, \
+        _, written_conversation = found
+    if written_conversation is None:
+        conversation = None
+        if conversation_id is not None:
+            conversation = Conversation(pk=conversation_id, contact_id=contact_id, channel=channel,
+                                        status=conversation_status)
+        return _Sender(contact_id, bool(blocked), in_reply_to_id, conversation, bool(stored_before))
+    inbound.pk, inbound.contact_id, inbound.in_reply_to_id = inbound_key, contact_id, in_reply_to_id
+    inbound.conversation_id = written_conversation
+    inbound._state.adding, inbound._state.db = False, "default"
+    return None
+
+
+def _one_statement(sender_sql: str, rows: dict, address_field: str) -> str:
+    """_stored_with_the_senders_query()'s statement, built once per process and address field.
+    `s` is the sender's row, `go` that row where the message is the common one, `c` the
+    conversation it continued or opened (`opened`), `r` each row's JSON; the keys and the
+    sender's values are filled in here, as the general path fills them in."""
+    key = (connection.alias, address_field)
+    if key not in _statements:
+        def insert(name, source="go, c", where="", **computed):
+            row = rows[name]
+            return insert_from_json(row[0] if isinstance(row, list) else row, connection, source=source,
+                                    computed=tuple(computed.items()), where=where, many=isinstance(row, list))
+        opened_conversation = insert("conversation", source="go", where="go.conversation IS NULL",
+                                     id="go.conversation_key", contact_id="go.contact")
+        _statements[key] = " ".join([
+            "WITH s (contact, blocked, answered, conversation, conversation_status, stored_before, inbound_key,",
+            f"conversation_key) AS MATERIALIZED ({sender_sql}),",
+            "go AS (SELECT * FROM s WHERE NOT s.blocked AND NOT s.stored_before",
+            f"AND (s.conversation IS NULL OR s.conversation_status = '{ConversationStatus.OPEN}')),",
+            f"continued AS (UPDATE {Conversation._meta.db_table} t SET last_inbound_at = %s, last_activity_at = %s",
+            "FROM go",
+            f"WHERE t.id = go.conversation AND t.status = '{ConversationStatus.OPEN}' RETURNING t.id, false AS opened),",
+            f"opened AS ({opened_conversation} RETURNING id, true AS opened),",
+            "c AS (SELECT * FROM continued UNION ALL SELECT * FROM opened),",
+            "m AS ({}),".format(insert("inbound", id="go.inbound_key", contact_id="go.contact", conversation_id="c.id",
+                                       in_reply_to_id="go.answered")),
+            "a AS ({}),".format(insert(
+                "audit", where="c.opened OR r.action <> 'conversation.opened'", contact_id="go.contact",
+                object_id="CASE WHEN r.action = 'conversation.opened' THEN c.id::text ELSE go.inbound_key::text END",
+                data="r.data || CASE WHEN r.action = 'conversation.opened' "
+                     "THEN jsonb_build_object('inbound_message', go.inbound_key) "
+                     "ELSE jsonb_build_object('in_reply_to', go.answered) END")),
+            "e AS ({})".format(insert(
+                "event", contact_id="go.contact",
+                properties="r.properties || jsonb_build_object('conversation_id', c.id, "
+                           "'inbound_message_id', go.inbound_key)")),
+            "SELECT s.*, c.id FROM s LEFT JOIN c ON true",
+        ])
+    return _statements[key]
+
+
+# _one_statement's statements, per database and address field.
+_statements: dict = {}
 
 
 def _received_entry(inbound: InboundMessage) -> audit.PendingEntry:
@@ -425,36 +488,35 @@ def _received_entry(inbound: InboundMessage) -> audit.PendingEntry:
 class _Sender:
     """Who wrote: the contact's id (None for an unknown address), whether the address is
     blocked, the delivery the message answers, the contact's conversation on the channel that
-    is not closed, whether a known sender's message with this provider id is stored already (a
-    provider's retry), and, on PostgreSQL for a known sender, the keys reserved for the message
-    and for the conversation it would open."""
+    is not closed, and whether a known sender's message with this provider id is stored already
+    (a provider's retry)."""
 
     contact_id: int | None
     blocked: bool
     in_reply_to_id: int | None
     conversation: Conversation | None = None
     stored_before: bool = False
-    inbound_id: int | None = None
-    conversation_id: int | None = None
 
 
 def _sender(channel: str, address_field: str, address: str, provider: str, provider_message_id: str) -> _Sender:
     """Who wrote from `address` on `channel`. One query, compiled once per process, for a known
     sender; two for an unknown one, whose retries the insert finds."""
-    address_hash = hash_address(address)
-    reserving = connection.vendor == "postgresql"
-    found = KNOWN_SENDER[address_field, reserving].rows(
-        channel=channel, address=address, address_hash=address_hash, provider=provider,
+    found = KNOWN_SENDER[address_field, False].rows(
+        channel=channel, address=address, address_hash=hash_address(address), provider=provider,
         provider_message_id=provider_message_id)
     if not found:
-        blocked_query = conversations.blocked_senders(channel, address_hash)
-        return _Sender(None, blocked_query.exists(), _answered(channel, address).values_list("pk", flat=True).first())
-    contact_id, blocked, in_reply_to_id, conversation_id, conversation_status, stored_before, *reserved = found[0]
+        return _unknown_sender(channel, address)
+    contact_id, blocked, in_reply_to_id, conversation_id, conversation_status, stored_before = found[0]
     conversation = None
     if conversation_id is not None:
         conversation = Conversation(pk=conversation_id, contact_id=contact_id, channel=channel,
                                     status=conversation_status)
-    return _Sender(contact_id, bool(blocked), in_reply_to_id, conversation, bool(stored_before), *reserved)
+    return _Sender(contact_id, bool(blocked), in_reply_to_id, conversation, bool(stored_before))
+
+
+def _unknown_sender(channel: str, address: str) -> _Sender:
+    blocked_query = conversations.blocked_senders(channel, hash_address(address))
+    return _Sender(None, blocked_query.exists(), _answered(channel, address).values_list("pk", flat=True).first())
 
 
 def _answered(channel: str, address: str):

@@ -410,20 +410,39 @@ def write_together(first: RowInsert | RowUpdate, then: list[RowInsert], *, using
 def _insert_from_json(row: RowInsert, connection, after: str = "", many: bool = False) -> str:
     """The INSERT of one row of `row`'s shape given as a JSON object, or (`many`) of rows given as
     a JSON array of them; with `after`, only as many times as that statement returned rows."""
-    key = (connection.alias, row.model, row.fields, row.skip_taken, after, many)
+    return insert_from_json(row, connection, source=after, many=many)
+
+
+def insert_from_json(row: RowInsert, connection, *, source: str = "", computed: tuple = (), where: str = "",
+                     many: bool = False) -> str:
+    """The INSERT of a row of `row`'s shape given as a JSON object parameter (`many`: a JSON array
+    of them), read as `r`, for a statement of several parts (a WITH statement): joined with the
+    relations `source` names, filtered by `where`, and with each (column, SQL expression) of
+    `computed` taking that expression's value (over those relations and r) instead of the JSON's.
+    A computed column may be one the row leaves out (its key). With skip_taken, ON CONFLICT DO NOTHING."""
+    key = (connection.alias, row.model, row.fields, row.skip_taken, source, computed, where, many)
     if key not in _json_inserts:
         quote = connection.ops.quote_name
         table = quote(row.model._meta.db_table)
-        columns = ", ".join(quote(f.column) for f in row.fields)
+        expressions = dict(computed)
+        given = [f.column for f in row.fields if f.column not in expressions]
+        columns = ", ".join(quote(column) for column in [*given, *expressions])
+        values = ", ".join([*(f"r.{quote(column)}" for column in given), *expressions.values()])
         function = "json_populate_recordset" if many else "json_populate_record"
-        source = f"{function}(NULL::{table}, %s::json)" + (f", {after}" if after else "")
+        sources = ", ".join(filter(None, [source, f"{function}(NULL::{table}, %s::json) r"]))
+        condition = f" WHERE {where}" if where else ""
         skip = " ON CONFLICT DO NOTHING" if row.skip_taken else ""
-        _json_inserts[key] = f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {source}{skip}"
+        _json_inserts[key] = f"INSERT INTO {table} ({columns}) SELECT {values} FROM {sources}{condition}{skip}"
     return _json_inserts[key]
 
 
-# _insert_from_json's statements, per database, row shape and condition.
+# insert_from_json's statements, per database, row shape and the rest.
 _json_inserts: dict = {}
+
+
+def row_json(row: RowInsert) -> str:
+    """The row as insert_from_json() reads it."""
+    return _as_json(row)
 
 
 def _as_json(row: RowInsert) -> str:
