@@ -433,8 +433,8 @@ def _stored_with_the_senders_query(inbound: InboundMessage, address_field: str, 
 def _one_statement(sender_sql: str, rows: dict, address_field: str) -> str:
     """_stored_with_the_senders_query()'s statement, built once per process and address field.
     `s` is the sender's row, `go` that row where the message is the common one, `c` the
-    conversation it continued or opened (`opened`), `r` each row's JSON; the keys and the
-    sender's values are filled in here, as the general path fills them in."""
+    conversation it continued or opened (`opened`), `r0` each row as its JSON holds it; the keys
+    and the sender's values are filled in here, as the general path fills them in."""
     key = (connection.alias, address_field)
     if key not in _statements:
         def insert(name, source="go, c", where="", **computed):
@@ -456,14 +456,14 @@ def _one_statement(sender_sql: str, rows: dict, address_field: str) -> str:
             "m AS ({}),".format(insert("inbound", id="go.inbound_key", contact_id="go.contact", conversation_id="c.id",
                                        in_reply_to_id="go.answered")),
             "a AS ({}),".format(insert(
-                "audit", where="c.opened OR r.action <> 'conversation.opened'", contact_id="go.contact",
-                object_id="CASE WHEN r.action = 'conversation.opened' THEN c.id::text ELSE go.inbound_key::text END",
-                data="r.data || CASE WHEN r.action = 'conversation.opened' "
+                "audit", where="c.opened OR r0.action <> 'conversation.opened'", contact_id="go.contact",
+                object_id="CASE WHEN r0.action = 'conversation.opened' THEN c.id::text ELSE go.inbound_key::text END",
+                data="r0.data || CASE WHEN r0.action = 'conversation.opened' "
                      "THEN jsonb_build_object('inbound_message', go.inbound_key) "
                      "ELSE jsonb_build_object('in_reply_to', go.answered) END")),
             "e AS ({})".format(insert(
                 "event", contact_id="go.contact",
-                properties="r.properties || jsonb_build_object('conversation_id', c.id, "
+                properties="r0.properties || jsonb_build_object('conversation_id', c.id, "
                            "'inbound_message_id', go.inbound_key)")),
             "SELECT s.*, c.id FROM s LEFT JOIN c ON true",
         ])

@@ -326,6 +326,22 @@ def test_a_message_whose_conversation_an_agent_closes_while_its_statement_waits_
 
 @pytest.mark.postgres
 @needs_postgres
+def test_the_statement_of_the_common_message_stays_short_enough_for_psycopg_to_keep_its_conversion(contact):
+    from psycopg._queries import MAX_CACHED_STATEMENT_LENGTH, MAX_CACHED_STATEMENT_PARAMS
+
+    from channels.provider_reports import _statements
+
+    write_directly(ALICE, sid="SMshort1")
+
+    # longer, psycopg would parse it for its placeholders on every message
+    assert _statements
+    for sql in _statements.values():
+        assert len(sql) <= MAX_CACHED_STATEMENT_LENGTH
+        assert sql.count("%s") <= MAX_CACHED_STATEMENT_PARAMS
+
+
+@pytest.mark.postgres
+@needs_postgres
 @pytest.mark.parametrize("attempt", range(3))
 def test_one_message_posted_twice_at_once_by_a_known_contact_is_stored_once(transactional_db, attempt):
     Contact.objects.create(external_id="alice", phone=ALICE)

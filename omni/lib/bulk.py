@@ -410,33 +410,45 @@ def write_together(first: RowInsert | RowUpdate, then: list[RowInsert], *, using
 def _insert_from_json(row: RowInsert, connection, after: str = "", many: bool = False) -> str:
     """The INSERT of one row of `row`'s shape given as a JSON object, or (`many`) of rows given as
     a JSON array of them; with `after`, only as many times as that statement returned rows."""
-    return insert_from_json(row, connection, source=after, many=many)
+    key = (connection.alias, row.model, row.fields, row.skip_taken, after, many)
+    if key not in _json_inserts:
+        quote = connection.ops.quote_name
+        table = quote(row.model._meta.db_table)
+        columns = ", ".join(quote(f.column) for f in row.fields)
+        function = "json_populate_recordset" if many else "json_populate_record"
+        source = f"{function}(NULL::{table}, %s::json)" + (f", {after}" if after else "")
+        skip = " ON CONFLICT DO NOTHING" if row.skip_taken else ""
+        _json_inserts[key] = f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {source}{skip}"
+    return _json_inserts[key]
 
 
 def insert_from_json(row: RowInsert, connection, *, source: str = "", computed: tuple = (), where: str = "",
                      many: bool = False) -> str:
     """The INSERT of a row of `row`'s shape given as a JSON object parameter (`many`: a JSON array
-    of them), read as `r`, for a statement of several parts (a WITH statement): joined with the
-    relations `source` names, filtered by `where`, and with each (column, SQL expression) of
-    `computed` taking that expression's value (over those relations and r) instead of the JSON's.
-    A computed column may be one the row leaves out (its key). With skip_taken, ON CONFLICT DO NOTHING."""
+    of them), read as `r0`, for one part of a statement of several (a WITH statement): joined
+    with the relations `source` names; each (column, SQL expression over those relations and
+    r0) of `computed` takes the place of the JSON's value, making `r`, the row inserted where
+    `where` holds. A row without its key takes one from the table's sequence. With skip_taken,
+    ON CONFLICT DO NOTHING. The INSERT names no column, so that a statement of several stays
+    short: psycopg converts a statement longer than 4 kB anew on every call."""
     key = (connection.alias, row.model, row.fields, row.skip_taken, source, computed, where, many)
     if key not in _json_inserts:
-        quote = connection.ops.quote_name
-        table = quote(row.model._meta.db_table)
-        expressions = dict(computed)
-        given = [f.column for f in row.fields if f.column not in expressions]
-        columns = ", ".join(quote(column) for column in [*given, *expressions])
-        values = ", ".join([*(f"r.{quote(column)}" for column in given), *expressions.values()])
+        table = connection.ops.quote_name(row.model._meta.db_table)
+        values = dict(computed)
+        pk = row.model._meta.pk.column
+        if pk not in values and pk not in {f.column for f in row.fields}:
+            values[pk] = f"nextval(pg_get_serial_sequence('{table}', '{pk}'))"
+        pairs = ", ".join(f"'{column}', {expression}" for column, expression in values.items())
         function = "json_populate_recordset" if many else "json_populate_record"
-        sources = ", ".join(filter(None, [source, f"{function}(NULL::{table}, %s::json) r"]))
+        sources = ", ".join(filter(None, [source, f"{function}(NULL::{table}, %s::json) r0",
+                                          f"LATERAL jsonb_populate_record(r0, jsonb_build_object({pairs})) r"]))
         condition = f" WHERE {where}" if where else ""
         skip = " ON CONFLICT DO NOTHING" if row.skip_taken else ""
-        _json_inserts[key] = f"INSERT INTO {table} ({columns}) SELECT {values} FROM {sources}{condition}{skip}"
+        _json_inserts[key] = f"INSERT INTO {table} SELECT r.* FROM {sources}{condition}{skip}"
     return _json_inserts[key]
 
 
-# insert_from_json's statements, per database, row shape and the rest.
+# _insert_from_json's and insert_from_json's statements, per database, row shape and the rest.
 _json_inserts: dict = {}
 
 
@@ -448,17 +460,28 @@ def row_json(row: RowInsert) -> str:
 def _as_json(row: RowInsert) -> str:
     """The row as one JSON object of column names: the text each column's type reads, JSON
     columns as JSON (through their field's encoder, if it has one), datetimes in full."""
-    record = {}
-    for field, value in zip(row.fields, row.values):
-        if isinstance(value, datetime):
-            value = value.isoformat()
-        elif isinstance(field, JSONField):
-            if field.encoder is not None and value is not None:
-                value = json.loads(json.dumps(value, cls=field.encoder))
-        elif value is not None and not isinstance(value, (str, bool, int, float)):
-            value = str(value)  # dates, decimals, UUIDs: their text
-        record[field.column] = value
-    return json.dumps(record)
+    shape = _json_shapes.get(row.fields)
+    if shape is None:
+        shape = _json_shapes[row.fields] = (
+            tuple(f.column for f in row.fields),
+            tuple((i, f.encoder) for i, f in enumerate(row.fields) if isinstance(f, JSONField) and f.encoder))
+    columns, encoded = shape
+    values = row.values
+    if encoded:
+        values = list(values)
+        for i, encoder in encoded:
+            if values[i] is not None and not isinstance(values[i], datetime):
+                values[i] = json.loads(json.dumps(values[i], cls=encoder))
+    return json.dumps(dict(zip(columns, values)), default=_column_text)
+
+
+def _column_text(value) -> str:
+    """A value json.dumps cannot write itself: datetimes in full, dates, decimals and UUIDs as their text."""
+    return value.isoformat() if isinstance(value, datetime) else str(value)
+
+
+# _as_json's column names and the JSON fields with an encoder, per row shape.
+_json_shapes: dict = {}
 
 
 def _write_one_by_one(first, then, connection) -> bool:
