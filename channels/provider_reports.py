@@ -10,7 +10,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Case, Exists, OuterRef, Subquery, When
+from django.db.models import Exists, OuterRef, Subquery
 from django.utils import timezone
 
 from omni import audit
@@ -20,7 +20,7 @@ from contacts.actions import contact_for_unknown_sender
 from contacts.ingest import event_row, store_events
 from contacts.models import Contact
 from omni.choices import PHONE_CHANNELS, Purpose
-from omni.lib.bulk import insert_from_json, insert_unless_taken, next_key, row_json, row_of
+from omni.lib.bulk import insert_from_json, insert_unless_taken, row_json, row_of
 from omni.lib.dates import provider_time
 from omni.lib.claims import claim, excluding
 from omni.lib.quarantine import quarantine_failures, run_isolating_failures
@@ -388,10 +388,10 @@ def _record_inbound_message(provider, provider_message_id, channel, from_address
 
 def _stored_with_the_senders_query(inbound: InboundMessage, address_field: str, schedule) -> "_Sender | None":
     """PostgreSQL, for a message with no keyword and no satisfaction score: in one statement,
-    the sender's query (_sender's, with the keys of the message and of the conversation it would
-    open) and, if the sender is known, not blocked, and its conversation on the channel open or
-    none, everything the general path writes for that message: the conversation continued or
-    opened, the message, its audit entries and its inbound.replied event. None when written
+    the sender's query (_sender's) and, if the sender is known, not blocked, and its
+    conversation on the channel open or none, everything the general path writes for that
+    message: the conversation continued or opened, the message, its audit entries and its
+    inbound.replied event. None when written
     (`inbound` then holds its key, contact, conversation and the delivery it answers); else what
     the query found, with nothing written, for the general path to decide: an unknown, blocked or
     retrying sender, a conversation waiting, or one that moved on meanwhile (closed, or opened
@@ -402,7 +402,7 @@ def _stored_with_the_senders_query(inbound: InboundMessage, address_field: str, 
     entries = [_received_entry(inbound), *conversations.inbound_entries(conversation, "opened", inbound)]
     rows = {"conversation": row_of(conversation), "inbound": row_of(inbound), "audit": list(map(audit.row_of, entries)),
             "event": event_row(conversations.replied_event(inbound, conversation), source=conversations.EVENT_SOURCE)}
-    sender_sql, sender_params = KNOWN_SENDER[address_field, True].statement(
+    sender_sql, sender_params = KNOWN_SENDER[address_field].statement(
         channel=channel, address=inbound.from_address, address_hash=hash_address(inbound.from_address),
         provider=inbound.provider, provider_message_id=inbound.provider_message_id)
     params = [*sender_params, at, at, *(row_json(row) for row in (rows["conversation"], rows["inbound"])),
@@ -417,7 +417,7 @@ def _stored_with_the_senders_query(inbound: InboundMessage, address_field: str, 
     if found is None:
         return _unknown_sender(channel, inbound.from_address)
     contact_id, blocked, in_reply_to_id, conversation_id, conversation_status, stored_before, inbound_key, \
-        _, written_conversation = found
+        written_conversation = found
     if written_conversation is None:
         conversation = None
         if conversation_id is not None:
@@ -433,8 +433,9 @@ def _stored_with_the_senders_query(inbound: InboundMessage, address_field: str, 
 def _one_statement(sender_sql: str, rows: dict, address_field: str) -> str:
     """_stored_with_the_senders_query()'s statement, built once per process and address field.
     `s` is the sender's row, `go` that row where the message is the common one, `c` the
-    conversation it continued or opened (`opened`), `r0` each row as its JSON holds it; the keys
-    and the sender's values are filled in here, as the general path fills them in."""
+    conversation it continued or opened (`opened`), `m` the message, `r0` each row as its JSON
+    holds it; the keys (from the tables' sequences) and the sender's values are filled in here,
+    as the general path fills them in."""
     key = (connection.alias, address_field)
     if key not in _statements:
         def insert(name, source="go, c", where="", **computed):
@@ -442,10 +443,10 @@ def _one_statement(sender_sql: str, rows: dict, address_field: str) -> str:
             return insert_from_json(row[0] if isinstance(row, list) else row, connection, source=source,
                                     computed=tuple(computed.items()), where=where, many=isinstance(row, list))
         opened_conversation = insert("conversation", source="go", where="go.conversation IS NULL",
-                                     id="go.conversation_key", contact_id="go.contact")
+                                     contact_id="go.contact")
         _statements[key] = " ".join([
-            "WITH s (contact, blocked, answered, conversation, conversation_status, stored_before, inbound_key,",
-            f"conversation_key) AS MATERIALIZED ({sender_sql}),",
+            "WITH s (contact, blocked, answered, conversation, conversation_status, stored_before)",
+            f"AS MATERIALIZED ({sender_sql}),",
             "go AS (SELECT * FROM s WHERE NOT s.blocked AND NOT s.stored_before",
             f"AND (s.conversation IS NULL OR s.conversation_status = '{ConversationStatus.OPEN}')),",
             f"continued AS (UPDATE {Conversation._meta.db_table} t SET last_inbound_at = %s, last_activity_at = %s",
@@ -453,19 +454,19 @@ def _one_statement(sender_sql: str, rows: dict, address_field: str) -> str:
             f"WHERE t.id = go.conversation AND t.status = '{ConversationStatus.OPEN}' RETURNING t.id, false AS opened),",
             f"opened AS ({opened_conversation} RETURNING id, true AS opened),",
             "c AS (SELECT * FROM continued UNION ALL SELECT * FROM opened),",
-            "m AS ({}),".format(insert("inbound", id="go.inbound_key", contact_id="go.contact", conversation_id="c.id",
-                                       in_reply_to_id="go.answered")),
+            "m AS ({} RETURNING id),".format(insert("inbound", contact_id="go.contact", conversation_id="c.id",
+                                                    in_reply_to_id="go.answered")),
             "a AS ({}),".format(insert(
-                "audit", where="c.opened OR r0.action <> 'conversation.opened'", contact_id="go.contact",
-                object_id="CASE WHEN r0.action = 'conversation.opened' THEN c.id::text ELSE go.inbound_key::text END",
+                "audit", source="go, c, m", where="c.opened OR r0.action <> 'conversation.opened'",
+                contact_id="go.contact",
+                object_id="CASE WHEN r0.action = 'conversation.opened' THEN c.id::text ELSE m.id::text END",
                 data="r0.data || CASE WHEN r0.action = 'conversation.opened' "
-                     "THEN jsonb_build_object('inbound_message', go.inbound_key) "
+                     "THEN jsonb_build_object('inbound_message', m.id) "
                      "ELSE jsonb_build_object('in_reply_to', go.answered) END")),
             "e AS ({})".format(insert(
-                "event", contact_id="go.contact",
-                properties="r0.properties || jsonb_build_object('conversation_id', c.id, "
-                           "'inbound_message_id', go.inbound_key)")),
-            "SELECT s.*, c.id FROM s LEFT JOIN c ON true",
+                "event", source="go, c, m", contact_id="go.contact",
+                properties="r0.properties || jsonb_build_object('conversation_id', c.id, 'inbound_message_id', m.id)")),
+            "SELECT s.*, m.id, c.id FROM s LEFT JOIN c ON true LEFT JOIN m ON true",
         ])
     return _statements[key]
 
@@ -501,7 +502,7 @@ class _Sender:
 def _sender(channel: str, address_field: str, address: str, provider: str, provider_message_id: str) -> _Sender:
     """Who wrote from `address` on `channel`. One query, compiled once per process, for a known
     sender; two for an unknown one, whose retries the insert finds."""
-    found = KNOWN_SENDER[address_field, False].rows(
+    found = KNOWN_SENDER[address_field].rows(
         channel=channel, address=address, address_hash=hash_address(address), provider=provider,
         provider_message_id=provider_message_id)
     if not found:
@@ -526,9 +527,8 @@ def _answered(channel: str, address: str):
             .exclude(status__in=sorted(FALLBACK_STATUSES)).order_by("-sent_at", "-pk").values("pk")[:1])
 
 
-def _known_sender_query(address_field: str, reserving: bool):
-    """_sender()'s query for a known sender; `reserving` (PostgreSQL) also takes the message's
-    key, and the key of the conversation it would open if none is open, from their sequences."""
+def _known_sender_query(address_field: str):
+    """_sender()'s query for a known sender, also the first part of _one_statement's."""
     def build(channel, address, address_hash, provider, provider_message_id):
         unclosed = Conversation.objects.filter(contact=OuterRef("pk"), channel=channel).exclude(
             status=ConversationStatus.CLOSED)
@@ -539,18 +539,12 @@ def _known_sender_query(address_field: str, reserving: bool):
                            open_conversation=Subquery(unclosed.values("pk")[:1]),
                            open_conversation_status=Subquery(unclosed.values("status")[:1]),
                            stored_before=Exists(stored)))
-        columns = ["pk", "sender_blocked", "answered_delivery", "open_conversation", "open_conversation_status",
-                   "stored_before"]
-        if reserving:
-            found = found.annotate(inbound_key=next_key(InboundMessage), conversation_key=Case(
-                When(open_conversation__isnull=True, then=next_key(Conversation)), default=None))
-            columns += ["inbound_key", "conversation_key"]
-        return found.values_list(*columns)[:1]
+        return found.values_list("pk", "sender_blocked", "answered_delivery", "open_conversation",
+                                 "open_conversation_status", "stored_before")[:1]
     return QueryTemplate(build, "channel", "address", "address_hash", "provider", "provider_message_id")
 
 
-KNOWN_SENDER = {(field, reserving): _known_sender_query(field, reserving)
-                for field in ("phone", "email") for reserving in (False, True)}
+KNOWN_SENDER = {field: _known_sender_query(field) for field in ("phone", "email")}
 
 
 REPLY_BATCH = 200

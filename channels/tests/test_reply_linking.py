@@ -20,7 +20,7 @@ def test_the_reply_lookup_reads_the_to_address_index_in_order(make_delivery, con
     # when a reply comes in, the sender's query (its statement as the webhook runs it) looks up
     # the delivery it answers
     record_inbound_message("twilio", "SMin1", "sms", contact.phone, to_address="+15005550006", body="yes")
-    sql, params = KNOWN_SENDER["phone", True].statement(
+    sql, params = KNOWN_SENDER["phone"].statement(
         connection, channel="sms", address=contact.phone, address_hash=hash_address(contact.phone), provider="twilio",
         provider_message_id="SMin2")
     assert 'FROM "channels_delivery"' in sql and '"to_address"' in sql

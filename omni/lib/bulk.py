@@ -20,8 +20,7 @@ from itertools import groupby
 from operator import attrgetter
 
 from django.db import connections, router, transaction
-from django.db.models import BigIntegerField, DateTimeField, JSONField
-from django.db.models.expressions import RawSQL
+from django.db.models import DateTimeField, JSONField
 from django.utils import timezone
 
 from .sql import prepared_cursor
@@ -222,13 +221,6 @@ def _reserve_ids(model, count: int, connection) -> list[int]:
         cursor.execute(f"SELECT {NEXT_KEY_SQL} FROM generate_series(1, %s)",
                        [connection.ops.quote_name(model._meta.db_table), model._meta.pk.column, count])
         return [pk for (pk,) in cursor.fetchall()]
-
-
-def next_key(model):
-    """A query expression taking a new key from `model`'s table sequence (PostgreSQL), for a
-    query that reserves the keys of rows write_together() will write."""
-    quote = connections[router.db_for_write(model)].ops.quote_name
-    return RawSQL(NEXT_KEY_SQL, (quote(model._meta.db_table), model._meta.pk.column), output_field=BigIntegerField())
 
 
 def insert_unless_taken(obj) -> bool:

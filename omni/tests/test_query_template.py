@@ -52,7 +52,7 @@ def test_the_inbound_sender_query_binds_only_the_senders_values():
     inbound message (0.3 ms of the server's time each)."""
     from channels.provider_reports import KNOWN_SENDER
 
-    sql, params = KNOWN_SENDER["phone", True].statement(channel="sms", address="+14155550123",
+    sql, params = KNOWN_SENDER["phone"].statement(channel="sms", address="+14155550123",
                                                         address_hash="ab12", provider="twilio",
                                                         provider_message_id="SM1")
 
