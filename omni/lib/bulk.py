@@ -314,12 +314,14 @@ def row_of(obj, *, skip_taken: bool = False) -> RowInsert:
     key taken from the table's sequence beforehand, so that other rows can name it)."""
     model = type(obj)
     generated = obj.pk is None and model._meta.pk.get_internal_type().endswith("AutoField")
-    fields = _row_fields.get((model, generated))
-    if fields is None:
-        fields = _row_fields[model, generated] = tuple(
-            f for f in model._meta.concrete_fields if not (f.primary_key and generated))
+    shape = _row_fields.get((model, generated))
+    if shape is None:
+        fields = tuple(f for f in model._meta.concrete_fields if not (f.primary_key and generated))
+        shape = _row_fields[model, generated] = (fields, tuple(map(_is_auto_time, fields)))
+    fields, auto_time = shape
     return RowInsert(model, fields, tuple(
-        f.pre_save(obj, add=True) if _is_auto_time(f) else getattr(obj, f.attname) for f in fields), skip_taken)
+        f.pre_save(obj, add=True) if auto else getattr(obj, f.attname) for f, auto in zip(fields, auto_time)),
+        skip_taken)
 
 
 def row_of_values(model, names: tuple[str, ...], values: tuple) -> RowInsert:
@@ -330,19 +332,40 @@ def row_of_values(model, names: tuple[str, ...], values: tuple) -> RowInsert:
         opts = model._meta
         given = tuple(opts.get_field(name) for name in names)
         generated = opts.pk.get_internal_type().endswith("AutoField")
-        shape = _row_fields[model, names] = (given, tuple(
-            f for f in opts.concrete_fields if f not in given and not (f.primary_key and generated)))
-    given, defaulted = shape
+        defaulted = tuple(f for f in opts.concrete_fields if f not in given and not (f.primary_key and generated))
+        shape = _row_fields[model, names] = (given + defaulted, tuple(map(_default_of, defaulted)))
+    fields, defaults = shape
     now = timezone.now()
-    return RowInsert(model, given + defaulted,
-                     tuple(values) + tuple(now if _is_auto_time(f) else f.get_default() for f in defaulted))
+    return RowInsert(model, fields, tuple(values) + tuple(
+        now if how is _NOW else default() if how is _MADE else default for how, default in defaults))
+
+
+# How row_of_values() fills a column not given: the row's time, a value made for each row (by
+# calling it), or a value written as it is.
+_NOW, _MADE, _CONSTANT = "now", "made", "constant"
+_IMMUTABLE = (str, int, float, bool, type(None))
+
+
+def _default_of(field) -> tuple[str, object]:
+    """How row_of_values() fills `field`: (_NOW, None) for an auto time, (_CONSTANT, value) for a
+    default that cannot change (an immutable constant, or no default: None, or "" where the
+    column takes no NULL), else (_MADE, the field's get_default) for one made for each row (a
+    callable such as dict, a related object's key)."""
+    if _is_auto_time(field):
+        return _NOW, None
+    if field.is_relation or (field.has_default() and (callable(field.default)
+                                                      or not isinstance(field.default, _IMMUTABLE))):
+        return _MADE, field.get_default
+    value = field.get_default()
+    return (_CONSTANT, value) if isinstance(value, _IMMUTABLE) else (_MADE, field.get_default)
 
 
 def _is_auto_time(field) -> bool:
     return isinstance(field, DateTimeField) and (field.auto_now or field.auto_now_add)
 
 
-# row_of's and row_of_values' fields, per model and shape.
+# row_of's and row_of_values' fields and what each writes, per model and shape. Their tuples of
+# fields live as long as the process: _as_json knows a shape by its tuple's identity.
 _row_fields: dict = {}
 
 
@@ -452,12 +475,13 @@ def row_json(row: RowInsert) -> str:
 def _as_json(row: RowInsert) -> str:
     """The row as one JSON object of column names: the text each column's type reads, JSON
     columns as JSON (through their field's encoder, if it has one), datetimes in full."""
-    shape = _json_shapes.get(row.fields)
-    if shape is None:
-        shape = _json_shapes[row.fields] = (
-            tuple(f.column for f in row.fields),
+    shape = _json_shapes.get(id(row.fields))
+    if shape is None or shape[0] is not row.fields:
+        # (by identity: hashing a tuple of Fields hashes each Field in Python)
+        shape = _json_shapes[id(row.fields)] = (
+            row.fields, tuple(f.column for f in row.fields),
             tuple((i, f.encoder) for i, f in enumerate(row.fields) if isinstance(f, JSONField) and f.encoder))
-    columns, encoded = shape
+    _, columns, encoded = shape
     values = row.values
     if encoded:
         values = list(values)
@@ -472,7 +496,7 @@ def _column_text(value) -> str:
     return value.isoformat() if isinstance(value, datetime) else str(value)
 
 
-# _as_json's column names and the JSON fields with an encoder, per row shape.
+# _as_json's column names and the JSON fields with an encoder, per row shape (its tuple of fields).
 _json_shapes: dict = {}
 
 
