@@ -452,7 +452,7 @@ def insert_from_json(row: RowInsert, connection, *, source: str = "", computed: 
         values = dict(computed)
         pk = row.model._meta.pk.column
         if pk not in values and pk not in {f.column for f in row.fields}:
-            values[pk] = f"nextval(pg_get_serial_sequence('{table}', '{pk}'))"
+            values[pk] = f"nextval('{_sequence_of(table, pk, connection)}'::regclass)"
         pairs = ", ".join(f"'{column}', {expression}" for column, expression in values.items())
         function = "json_populate_recordset" if many else "json_populate_record"
         sources = ", ".join(filter(None, [source, f"{function}(NULL::{table}, %s::json) r0",
@@ -461,6 +461,15 @@ def insert_from_json(row: RowInsert, connection, *, source: str = "", computed: 
         skip = " ON CONFLICT DO NOTHING" if row.skip_taken else ""
         _json_inserts[key] = f"INSERT INTO {table} SELECT r.* FROM {sources}{condition}{skip}"
     return _json_inserts[key]
+
+
+def _sequence_of(table: str, column: str, connection) -> str:
+    """The name of the sequence that gives `column` of `table` (quoted) its values, as an SQL
+    string's text. A statement names it so that PostgreSQL resolves it once, when planning:
+    pg_get_serial_sequence() in the statement would search the catalog for every row."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_get_serial_sequence(%s, %s)", [table, column])
+        return cursor.fetchone()[0].replace("'", "''")
 
 
 # _insert_from_json's and insert_from_json's statements, per database, row shape and the rest.
@@ -488,7 +497,9 @@ def _as_json(row: RowInsert) -> str:
         for i, encoder in encoded:
             if values[i] is not None and not isinstance(values[i], datetime):
                 values[i] = json.loads(json.dumps(values[i], cls=encoder))
-    return json.dumps(dict(zip(columns, values)), default=_column_text)
+    # A column left out reads as NULL (json_populate_record starts from a NULL row): no need to write nulls.
+    return json.dumps({column: value for column, value in zip(columns, values) if value is not None},
+                      default=_column_text)
 
 
 def _column_text(value) -> str:
