@@ -60,6 +60,8 @@ STATUS_TRANSITIONS = {
 EVENT_SOURCE = "channels"
 REPLIED_EVENT = "inbound.replied"
 CLOSED_EVENT = "conversation.closed"
+# The audit action of a conversation a customer's message opened.
+OPENED_ACTION = "conversation.opened"
 # Conversations close_waiting() closes per transaction: each batch's locks are held briefly.
 CLOSE_BATCH = 500
 MAX_NOTE_LENGTH = 10_000
@@ -129,7 +131,7 @@ def inbound_entries(conversation: Conversation, change: str, inbound: InboundMes
     """The audit entries of what continue_or_open() did for the `inbound` message."""
     actor_label = f"provider:{inbound.provider}"
     if change == "opened":
-        return [audit.build("conversation.opened", contact_id=conversation.contact_id, obj=conversation,
+        return [audit.build(OPENED_ACTION, contact_id=conversation.contact_id, obj=conversation,
                             channel=conversation.channel, actor_label=actor_label,
                             data={"inbound_message": inbound.pk,
                                   "first_response_due_at": _iso(conversation.first_response_due_at)})]

@@ -391,12 +391,11 @@ def _stored_with_the_senders_query(inbound: InboundMessage, address_field: str, 
     the sender's query (_sender's) and, if the sender is known, not blocked, and its
     conversation on the channel open or none, everything the general path writes for that
     message: the conversation continued or opened, the message, its audit entries and its
-    inbound.replied event. None when written
-    (`inbound` then holds its key, contact, conversation and the delivery it answers); else what
-    the query found, with nothing written, for the general path to decide: an unknown, blocked or
-    retrying sender, a conversation waiting, or one that moved on meanwhile (closed, or opened
-    by another message: the statement then fails on the one-unclosed constraint and the query
-    runs again)."""
+    inbound.replied event. None when written (`inbound` then holds its key, contact,
+    conversation and the delivery it answers); else what the query found, with nothing
+    written, for the general path to decide: an unknown, blocked or retrying sender, a
+    conversation waiting, or one that moved on meanwhile (closed, or opened by another message:
+    the statement then fails on the one-unclosed constraint and the query runs again)."""
     at, channel = inbound.received_at, inbound.channel
     conversation = conversations.new_conversation(None, channel, at, *schedule)
     entries = [_received_entry(inbound), *conversations.inbound_entries(conversation, "opened", inbound)]
@@ -416,7 +415,7 @@ def _stored_with_the_senders_query(inbound: InboundMessage, address_field: str, 
         return _sender(channel, address_field, inbound.from_address, inbound.provider, inbound.provider_message_id)
     if found is None:
         return _unknown_sender(channel, inbound.from_address)
-    contact_id, blocked, in_reply_to_id, conversation_id, conversation_status, stored_before, inbound_key, \
+    contact_id, blocked, in_reply_to_id, conversation_id, conversation_status, stored_before, inbound_id, \
         written_conversation = found
     if written_conversation is None:
         conversation = None
@@ -424,7 +423,7 @@ def _stored_with_the_senders_query(inbound: InboundMessage, address_field: str, 
             conversation = Conversation(pk=conversation_id, contact_id=contact_id, channel=channel,
                                         status=conversation_status)
         return _Sender(contact_id, bool(blocked), in_reply_to_id, conversation, bool(stored_before))
-    inbound.pk, inbound.contact_id, inbound.in_reply_to_id = inbound_key, contact_id, in_reply_to_id
+    inbound.pk, inbound.contact_id, inbound.in_reply_to_id = inbound_id, contact_id, in_reply_to_id
     inbound.conversation_id = written_conversation
     inbound._state.adding, inbound._state.db = False, "default"
     return None
@@ -438,6 +437,8 @@ def _one_statement(sender_sql: str, rows: dict, address_field: str) -> str:
     as the general path fills them in."""
     key = (connection.alias, address_field)
     if key not in _statements:
+        opened = f"'{conversations.OPENED_ACTION}'"
+
         def insert(name, source="go, c", where="", **computed):
             row = rows[name]
             return insert_from_json(row[0] if isinstance(row, list) else row, connection, source=source,
@@ -457,10 +458,9 @@ def _one_statement(sender_sql: str, rows: dict, address_field: str) -> str:
             "m AS ({} RETURNING id),".format(insert("inbound", contact_id="go.contact", conversation_id="c.id",
                                                     in_reply_to_id="go.answered")),
             "a AS ({}),".format(insert(
-                "audit", source="go, c, m", where="c.opened OR r0.action <> 'conversation.opened'",
-                contact_id="go.contact",
-                object_id="CASE WHEN r0.action = 'conversation.opened' THEN c.id::text ELSE m.id::text END",
-                data="r0.data || CASE WHEN r0.action = 'conversation.opened' "
+                "audit", source="go, c, m", where=f"c.opened OR r0.action <> {opened}", contact_id="go.contact",
+                object_id=f"CASE WHEN r0.action = {opened} THEN c.id::text ELSE m.id::text END",
+                data=f"r0.data || CASE WHEN r0.action = {opened} "
                      "THEN jsonb_build_object('inbound_message', m.id) "
                      "ELSE jsonb_build_object('in_reply_to', go.answered) END")),
             "e AS ({})".format(insert(
