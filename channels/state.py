@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from django.core.exceptions import EmptyResultSet
 from django.db import connections, router
 from django.db.models import JSONField, Q
+from django.db.models.functions import Lower
 from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
@@ -246,7 +247,12 @@ def move_deliveries(deliveries: list, to: str, *, only_from: frozenset | None = 
     if not ids:
         return set()
     sources = delivery_sources(to) if only_from is None else delivery_sources(to) & frozenset(only_from)
-    queryset = Delivery.objects.filter(pk__in=ids, status__in=sources)
+    # The status is compared through an expression no index holds, so that PostgreSQL finds the
+    # rows by their ids. Compared as it is, with statistics taken while few deliveries were
+    # queued, it reads every queued delivery through delivery_status to move these few (seen:
+    # 50,000 rows read to claim 8). The statuses are lower case: LOWER changes no answer.
+    queryset = Delivery.objects.filter(pk__in=ids).alias(current_status=Lower("status")).filter(
+        current_status__in=sources)
     if where is not None:
         queryset = queryset.filter(where)
     moved = set(_update_returning_ids(queryset, {"status": to, **fields}))

@@ -252,6 +252,38 @@ def test_moving_a_batch_finds_its_messages_by_id_even_when_statistics_say_none_a
 
 
 @pytest.mark.postgres
+def test_claiming_deliveries_finds_them_by_id_even_when_statistics_say_none_are_queued(make_delivery):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from channels.models import Delivery
+
+    # given statistics taken when every delivery was sent, then a fan-out's worth queued
+    first = make_delivery(status=DeliveryStatus.SENT)
+    Delivery.objects.bulk_create([Delivery(message=first.message, contact=first.contact, channel=first.channel,
+                                           provider=first.provider, to_address=first.to_address,
+                                           status=DeliveryStatus.SENT) for _ in range(300)])
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE channels_delivery")
+    queued = Delivery.objects.bulk_create([
+        Delivery(message=first.message, contact=first.contact, channel=first.channel, provider=first.provider,
+                 to_address=first.to_address, status=DeliveryStatus.QUEUED) for _ in range(2000)])
+
+    # when a send worker claims a few of them
+    with CaptureQueriesContext(connection) as captured:
+        moved = state.move_deliveries([d.pk for d in queued[:5]], DeliveryStatus.SENDING)
+    assert moved == {d.pk for d in queued[:5]}
+
+    # then PostgreSQL plans to find them by their ids, not through the status index, which would
+    # read every queued delivery
+    (statement,) = [q["sql"] for q in captured.captured_queries if q["sql"].startswith("UPDATE")]
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN {statement}")
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "delivery_status" not in plan, plan
+
+
+@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_of_two_racing_moves_from_the_same_status_exactly_one_wins(make_delivery):
     # given a delivery two workers try to claim at the same instant
