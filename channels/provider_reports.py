@@ -20,7 +20,7 @@ from contacts.actions import contact_for_unknown_sender
 from contacts.ingest import event_row, store_events
 from contacts.models import Contact
 from omni.choices import PHONE_CHANNELS, Purpose
-from omni.lib.bulk import insert_from_json, insert_unless_taken, row_json, row_of
+from omni.lib.bulk import insert_from_json, insert_unless_taken, row_json, row_of, sequence_of
 from omni.lib.dates import provider_time
 from omni.lib.claims import claim, excluding
 from omni.lib.quarantine import quarantine_failures, run_isolating_failures
@@ -295,10 +295,10 @@ def record_inbound_message(provider: str, provider_message_id: str, channel: str
     from this process's cache (channels.inbound_settings), the sender's contact, block, answered
     delivery and conversation from one query. On PostgreSQL the common message, a known
     sender's with no keyword that continues the open conversation or opens one, is written by
-    that same statement, conversation, message, audit entries and event, with keys it takes from
-    their sequences (_stored_with_the_senders_query): one query in all, no transaction of its
-    own. Any other, or one whose conversation moved on meanwhile, takes the general path
-    in a transaction, where the conversation is settled before the message is stored so that no
+    the statement that finds the sender, conversation, message, audit entries and event
+    (_stored_with_the_senders_query): one query in all, no transaction of its own, and two such
+    messages opening a conversation at once share it. Any other (one to a conversation waiting
+    on the customer too) takes the general path in a transaction, where the conversation is settled before the message is stored so that no
     row is written twice, and the audit entries go in one statement. A provider's retry of a
     known sender's stored message is found by the sender's query and writes nothing.
     """
@@ -388,73 +388,74 @@ def _record_inbound_message(provider, provider_message_id, channel, from_address
 
 def _stored_with_the_senders_query(inbound: InboundMessage, address_field: str, schedule) -> "_Sender | None":
     """PostgreSQL, for a message with no keyword and no satisfaction score: in one statement,
-    the sender's query (_sender's) and, if the sender is known, not blocked, and its
-    conversation on the channel open or none, everything the general path writes for that
-    message: the conversation continued or opened, the message, its audit entries and its
-    inbound.replied event. None when written (`inbound` then holds its key, contact,
-    conversation and the delivery it answers); else what the query found, with nothing
-    written, for the general path to decide: an unknown, blocked or retrying sender, a
-    conversation waiting, or one that moved on meanwhile (closed, or opened by another message:
-    the statement then fails on the one-unclosed constraint and the query runs again)."""
+    the sender's query and, if the sender is known and not blocked, everything the general path
+    writes for that message: its conversation on the channel continued if open, or opened if it
+    has none not closed; the message, its audit entries and its inbound.replied event. None when
+    written (`inbound` then holds its key, contact, conversation and the delivery it answers);
+    else who wrote, with nothing written, for the general path to decide: an unknown, blocked or
+    retrying sender, or one whose conversation waits on them (then read again, with it)."""
     at, channel = inbound.received_at, inbound.channel
     conversation = conversations.new_conversation(None, channel, at, *schedule)
     entries = [_received_entry(inbound), *conversations.inbound_entries(conversation, "opened", inbound)]
     rows = {"conversation": row_of(conversation), "inbound": row_of(inbound), "audit": list(map(audit.row_of, entries)),
             "event": event_row(conversations.replied_event(inbound, conversation), source=conversations.EVENT_SOURCE)}
-    sender_sql, sender_params = KNOWN_SENDER[address_field].statement(
+    sender_sql, sender_params = WHO_WROTE[address_field].statement(
         channel=channel, address=inbound.from_address, address_hash=hash_address(inbound.from_address),
         provider=inbound.provider, provider_message_id=inbound.provider_message_id)
-    params = [*sender_params, at, at, *(row_json(row) for row in (rows["conversation"], rows["inbound"])),
+    params = [*sender_params, *(row_json(row) for row in (rows["conversation"], rows["inbound"])),
               "[" + ", ".join(map(row_json, rows["audit"])) + "]", row_json(rows["event"])]
     try:
         with transaction.atomic() if connection.in_atomic_block else nullcontext():
             with prepared_cursor() as cursor, connection.wrap_database_errors:
                 cursor.execute(_one_statement(sender_sql, rows, address_field), params)
                 found = cursor.fetchone()
-    except IntegrityError:
+    except IntegrityError:  # a copy of this message stored meanwhile
         return _sender(channel, address_field, inbound.from_address, inbound.provider, inbound.provider_message_id)
     if found is None:
         return _unknown_sender(channel, inbound.from_address)
-    contact_id, blocked, in_reply_to_id, conversation_id, conversation_status, stored_before, inbound_id, \
-        written_conversation = found
-    if written_conversation is None:
-        conversation = None
-        if conversation_id is not None:
-            conversation = Conversation(pk=conversation_id, contact_id=contact_id, channel=channel,
-                                        status=conversation_status)
-        return _Sender(contact_id, bool(blocked), in_reply_to_id, conversation, bool(stored_before))
+    contact_id, blocked, in_reply_to_id, stored_before, inbound_id, conversation_id = found
+    if conversation_id is None:
+        if blocked or stored_before:
+            return _Sender(contact_id, bool(blocked), in_reply_to_id, None, bool(stored_before))
+        return _sender(channel, address_field, inbound.from_address, inbound.provider, inbound.provider_message_id)
     inbound.pk, inbound.contact_id, inbound.in_reply_to_id = inbound_id, contact_id, in_reply_to_id
-    inbound.conversation_id = written_conversation
+    inbound.conversation_id = conversation_id
     inbound._state.adding, inbound._state.db = False, "default"
     return None
 
 
 def _one_statement(sender_sql: str, rows: dict, address_field: str) -> str:
     """_stored_with_the_senders_query()'s statement, built once per process and address field.
-    `s` is the sender's row, `go` that row where the message is the common one, `c` the
-    conversation it continued or opened (`opened`), `m` the message, `r0` each row as its JSON
-    holds it; the keys (from the tables' sequences) and the sender's values are filled in here,
-    as the general path fills them in."""
+    `s` is who wrote, `go` that row where the message is the common one, `k` the key a new
+    conversation would take, `c` the conversation continued or opened (`opened`: it took `k`),
+    `m` the message, `r0` each row as its JSON holds it; the keys and the sender's values are
+    filled in here, as the general path fills them in. The conversation is one INSERT ... ON
+    CONFLICT on the constraint of one not closed per contact and channel: it opens one where
+    there is none, continues the one there is if open, and writes nothing if it waits; two
+    messages opening one at once end with one conversation, the second continuing it."""
     key = (connection.alias, address_field)
     if key not in _statements:
+        table = Conversation._meta.db_table
         opened = f"'{conversations.OPENED_ACTION}'"
+        sequence = sequence_of(connection.ops.quote_name(table), Conversation._meta.pk.column, connection)
 
-        def insert(name, source="go, c", where="", **computed):
+        def insert(name, source="go, c", where="", on_conflict="", **computed):
             row = rows[name]
             return insert_from_json(row[0] if isinstance(row, list) else row, connection, source=source,
-                                    computed=tuple(computed.items()), where=where, many=isinstance(row, list))
-        opened_conversation = insert("conversation", source="go", where="go.conversation IS NULL",
-                                     contact_id="go.contact")
+                                    computed=tuple(computed.items()), where=where, many=isinstance(row, list),
+                                    on_conflict=on_conflict)
+        conversation = insert(
+            "conversation", source="go, k", id="k.id", contact_id="go.contact",
+            on_conflict=f"ON CONFLICT (contact_id, channel) WHERE NOT (status = '{ConversationStatus.CLOSED}') "
+                        "DO UPDATE SET last_inbound_at = EXCLUDED.last_inbound_at, "
+                        f"last_activity_at = EXCLUDED.last_activity_at WHERE {table}.status = "
+                        f"'{ConversationStatus.OPEN}' RETURNING id")
         _statements[key] = " ".join([
-            "WITH s (contact, blocked, answered, conversation, conversation_status, stored_before)",
-            f"AS MATERIALIZED ({sender_sql}),",
-            "go AS (SELECT * FROM s WHERE NOT s.blocked AND NOT s.stored_before",
-            f"AND (s.conversation IS NULL OR s.conversation_status = '{ConversationStatus.OPEN}')),",
-            f"continued AS (UPDATE {Conversation._meta.db_table} t SET last_inbound_at = %s, last_activity_at = %s",
-            "FROM go",
-            f"WHERE t.id = go.conversation AND t.status = '{ConversationStatus.OPEN}' RETURNING t.id, false AS opened),",
-            f"opened AS ({opened_conversation} RETURNING id, true AS opened),",
-            "c AS (SELECT * FROM continued UNION ALL SELECT * FROM opened),",
+            f"WITH s (contact, blocked, answered, stored_before) AS MATERIALIZED ({sender_sql}),",
+            "go AS (SELECT * FROM s WHERE NOT s.blocked AND NOT s.stored_before),",
+            f"k AS (SELECT nextval('{sequence}'::regclass) AS id FROM go),",
+            f"u AS ({conversation}),",
+            "c AS (SELECT u.id, u.id = k.id AS opened FROM u, k),",
             "m AS ({} RETURNING id),".format(insert("inbound", contact_id="go.contact", conversation_id="c.id",
                                                     in_reply_to_id="go.answered")),
             "a AS ({}),".format(insert(
@@ -527,8 +528,9 @@ def _answered(channel: str, address: str):
             .exclude(status__in=sorted(FALLBACK_STATUSES)).order_by("-sent_at", "-pk").values("pk")[:1])
 
 
-def _known_sender_query(address_field: str):
-    """_sender()'s query for a known sender, also the first part of _one_statement's."""
+def _known_sender_query(address_field: str, *, with_conversation: bool = True):
+    """_sender()'s query for a known sender; without its conversation, the first part of
+    _one_statement's (which finds the conversation as it writes it)."""
     def build(channel, address, address_hash, provider, provider_message_id):
         unclosed = Conversation.objects.filter(contact=OuterRef("pk"), channel=channel).exclude(
             status=ConversationStatus.CLOSED)
@@ -536,15 +538,18 @@ def _known_sender_query(address_field: str):
         found = (Contact.objects.reachable().filter(**{address_field: address})
                  .annotate(sender_blocked=Exists(conversations.blocked_senders(channel, address_hash)),
                            answered_delivery=Subquery(_answered(channel, address)),
-                           open_conversation=Subquery(unclosed.values("pk")[:1]),
-                           open_conversation_status=Subquery(unclosed.values("status")[:1]),
                            stored_before=Exists(stored)))
+        if not with_conversation:
+            return found.values_list("pk", "sender_blocked", "answered_delivery", "stored_before")[:1]
+        found = found.annotate(open_conversation=Subquery(unclosed.values("pk")[:1]),
+                               open_conversation_status=Subquery(unclosed.values("status")[:1]))
         return found.values_list("pk", "sender_blocked", "answered_delivery", "open_conversation",
                                  "open_conversation_status", "stored_before")[:1]
     return QueryTemplate(build, "channel", "address", "address_hash", "provider", "provider_message_id")
 
 
 KNOWN_SENDER = {field: _known_sender_query(field) for field in ("phone", "email")}
+WHO_WROTE = {field: _known_sender_query(field, with_conversation=False) for field in ("phone", "email")}
 
 
 REPLY_BATCH = 200

@@ -285,7 +285,7 @@ def test_a_message_whose_conversation_an_agent_closes_while_its_statement_waits_
 
     contact = Contact.objects.create(external_id="alice", phone=ALICE)
     opened = write_directly(ALICE, "Hello", sid="SMx1").conversation
-    closing, finished = threading.Event(), threading.Event()
+    closing, finished, waited = threading.Event(), threading.Event(), threading.Event()
 
     def agent_closes():
         # the agent's close holds the conversation's row until it commits, once the message's
@@ -296,9 +296,11 @@ def test_a_message_whose_conversation_an_agent_closes_while_its_statement_waits_
                 closing.set()
                 with connection.cursor() as cursor:
                     for _ in range(500):
+                        # (the waiting statement's own text may not show yet: its connection's wait is enough)
                         cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                                       "AND query LIKE 'WITH s (contact%%'")
+                                       "AND datname = current_database() AND pid <> pg_backend_pid()")
                         if cursor.fetchone()[0]:
+                            waited.set()
                             break
                         clock.sleep(0.01)
         finally:
@@ -311,7 +313,7 @@ def test_a_message_whose_conversation_an_agent_closes_while_its_statement_waits_
     inbound, created = record_inbound_message("twilio", "SMx2", "sms", ALICE, body="One more thing")
     agent.join(10)
 
-    assert finished.is_set() and created
+    assert finished.is_set() and waited.is_set() and created
     inbound.refresh_from_db()
     assert inbound.conversation not in (None, opened)
     assert inbound.conversation.status == conversations.OPEN

@@ -438,32 +438,32 @@ def _insert_from_json(row: RowInsert, connection, after: str = "", many: bool = 
 
 
 def insert_from_json(row: RowInsert, connection, *, source: str = "", computed: tuple = (), where: str = "",
-                     many: bool = False) -> str:
+                     many: bool = False, on_conflict: str = "") -> str:
     """The INSERT of a row of `row`'s shape given as a JSON object parameter (`many`: a JSON array
     of them), read as `r0`, for one part of a statement of several (a WITH statement): joined
     with the relations `source` names; each (column, SQL expression over those relations and
     r0) of `computed` takes the place of the JSON's value, making `r`, the row inserted where
     `where` holds. A row without its key takes one from the table's sequence. With skip_taken,
-    ON CONFLICT DO NOTHING. The INSERT names no column, so that a statement of several stays
+    ON CONFLICT DO NOTHING; `on_conflict`, a clause of the caller's instead. The INSERT names no column, so that a statement of several stays
     short: psycopg converts a statement longer than 4 kB anew on every call."""
-    key = (connection.alias, row.model, row.fields, row.skip_taken, source, computed, where, many)
+    key = (connection.alias, row.model, row.fields, row.skip_taken, source, computed, where, many, on_conflict)
     if key not in _json_inserts:
         table = connection.ops.quote_name(row.model._meta.db_table)
         values = dict(computed)
         pk = row.model._meta.pk.column
         if pk not in values and pk not in {f.column for f in row.fields}:
-            values[pk] = f"nextval('{_sequence_of(table, pk, connection)}'::regclass)"
+            values[pk] = f"nextval('{sequence_of(table, pk, connection)}'::regclass)"
         pairs = ", ".join(f"'{column}', {expression}" for column, expression in values.items())
         function = "json_populate_recordset" if many else "json_populate_record"
         sources = ", ".join(filter(None, [source, f"{function}(NULL::{table}, %s::json) r0",
                                           f"LATERAL jsonb_populate_record(r0, jsonb_build_object({pairs})) r"]))
         condition = f" WHERE {where}" if where else ""
-        skip = " ON CONFLICT DO NOTHING" if row.skip_taken else ""
-        _json_inserts[key] = f"INSERT INTO {table} SELECT r.* FROM {sources}{condition}{skip}"
+        conflict = f" {on_conflict}" if on_conflict else " ON CONFLICT DO NOTHING" if row.skip_taken else ""
+        _json_inserts[key] = f"INSERT INTO {table} SELECT r.* FROM {sources}{condition}{conflict}"
     return _json_inserts[key]
 
 
-def _sequence_of(table: str, column: str, connection) -> str:
+def sequence_of(table: str, column: str, connection) -> str:
     """The name of the sequence that gives `column` of `table` (quoted) its values, as an SQL
     string's text. A statement names it so that PostgreSQL resolves it once, when planning:
     pg_get_serial_sequence() in the statement would search the catalog for every row."""
