@@ -31,7 +31,7 @@ from contacts.ingest import store_events
 from contacts.models import Contact
 from omni import audit
 from omni.choices import PHONE_CHANNELS
-from omni.lib.bulk import RowUpdate, bulk_update, insert_unless_taken, row_update
+from omni.lib.bulk import bulk_update, insert_unless_taken
 from omni.lib.text import hash_address
 
 from .inbound_settings import INBOUND_CHANNELS, schedule_of, schedules_of
@@ -140,14 +140,6 @@ def inbound_entries(conversation: Conversation, change: str, inbound: InboundMes
                             channel=conversation.channel, actor_label=actor_label, reason="customer_replied",
                             data={"inbound_message": inbound.pk})]
     return []
-
-
-def continuing(conversation: Conversation, at) -> RowUpdate:
-    """continue_or_open()'s change to an open conversation a message at `at` continues, as one
-    row's update for omni.lib.bulk.write_together(): it writes nothing if the conversation is no
-    longer open (then continue_or_open() decides)."""
-    return row_update(Conversation, conversation.pk, where={"status": OPEN},
-                      values={"last_inbound_at": at, "last_activity_at": at})
 
 
 def join(conversation: Conversation, inbound: InboundMessage) -> None:

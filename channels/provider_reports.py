@@ -298,9 +298,10 @@ def record_inbound_message(provider: str, provider_message_id: str, channel: str
     the statement that finds the sender, conversation, message, audit entries and event
     (_stored_with_the_senders_query): one query in all, no transaction of its own, and two such
     messages opening a conversation at once share it. Any other (one to a conversation waiting
-    on the customer too) takes the general path in a transaction, where the conversation is settled before the message is stored so that no
-    row is written twice, and the audit entries go in one statement. A provider's retry of a
-    known sender's stored message is found by the sender's query and writes nothing.
+    on the customer too) takes the general path in a transaction, where the conversation is
+    settled before the message is stored so that no row is written twice, and the audit entries
+    go in one statement. A provider's retry of a known sender's stored message is found by the
+    sender's query and writes nothing.
     """
     inbound = store_inbound_message(provider, provider_message_id, channel, from_address, to_address, body, media,
                                     raw, received_at)

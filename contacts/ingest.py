@@ -80,7 +80,7 @@ def store_events(events: list[dict], *, source: str) -> None:
 
 
 def event_row(event: dict, *, source: str) -> RowInsert:
-    """One event as store_events() stores it, as a row for omni.lib.bulk.write_together() (a
+    """One event as store_events() stores it, as a row for omni.lib.bulk.insert_from_json() (a
     key already stored is skipped)."""
     return row_of(_own_event(event, source), skip_taken=True)
 

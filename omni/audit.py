@@ -153,7 +153,7 @@ def record_many(entries: list[PendingEntry], *, copy: bool = True) -> None:
 
 
 def row_of(entry: PendingEntry) -> RowInsert:
-    """An entry as one row for omni.lib.bulk.write_together(), written with the change it
+    """An entry as one row for omni.lib.bulk.insert_from_json(), written with the change it
     describes in one statement. Only for an entry without personal data (which goes to a row of
     its own, keyed by the entry's id)."""
     if entry.personal_data:

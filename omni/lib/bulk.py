@@ -7,19 +7,17 @@ statement, prepared once per connection.
 insert_rows() writes rows given as plain tuples, for rows nobody reads back in the same
 transaction (visits, decisions, audit entries): building a model instance per row costs more
 than the COPY that writes it.
-write_together() writes a request's few rows of several tables (a first row, then the rows that
-depend on it) in one statement on PostgreSQL: one round trip and no transaction of its own,
+insert_from_json() makes the INSERTs of a statement that writes a request's few rows of several
+tables at once on PostgreSQL (row_of, row_json): one round trip and no transaction of its own,
 where a webhook's statements cost more in round trips than in work.
 """
 import json
 import weakref
-from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
-from itertools import groupby
 from operator import attrgetter
 
-from django.db import connections, router, transaction
+from django.db import connections, router
 from django.db.models import DateTimeField, JSONField
 from django.utils import timezone
 
@@ -290,10 +288,10 @@ def filter_in(queryset, column: str, values):
 
 @dataclass(frozen=True, slots=True)
 class RowInsert:
-    """One row for write_together(): `model`'s `fields` (Field objects) and their values as the
+    """One row for insert_from_json(): `model`'s `fields` (Field objects) and their values as the
     model holds them (datetimes, dicts and lists for JSON). With `skip_taken` a row a unique
     constraint already holds is skipped, as by insert_unless_taken; without, it fails the whole
-    write."""
+    statement."""
 
     model: type
     fields: tuple
@@ -301,17 +299,8 @@ class RowInsert:
     skip_taken: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class RowUpdate:
-    """One row's UPDATE for write_together()'s first write: `sql` with %s placeholders, no RETURNING."""
-
-    sql: str
-    params: list
-
-
 def row_of(obj, *, skip_taken: bool = False) -> RowInsert:
-    """`obj` as one row for write_together(), every concrete column (its key too, when set: a
-    key taken from the table's sequence beforehand, so that other rows can name it)."""
+    """`obj` as one row for insert_from_json(), every concrete column (its key too, when set)."""
     model = type(obj)
     generated = obj.pk is None and model._meta.pk.get_internal_type().endswith("AutoField")
     shape = _row_fields.get((model, generated))
@@ -365,76 +354,8 @@ def _is_auto_time(field) -> bool:
 
 
 # row_of's and row_of_values' fields and what each writes, per model and shape. Their tuples of
-# fields live as long as the process: _as_json knows a shape by its tuple's identity.
+# fields live as long as the process: row_json knows a shape by its tuple's identity.
 _row_fields: dict = {}
-
-
-def row_update(model, pk, *, where: dict, values: dict) -> RowUpdate:
-    """UPDATE of the row with key `pk`, only while its columns hold `where` (equality): `values`
-    as the database driver takes them (attribute names)."""
-    connection = connections[router.db_for_write(model)]
-    key = (connection.alias, model, tuple(values), tuple(where))
-    if key not in _updates:
-        opts = model._meta
-        quote = connection.ops.quote_name
-        column = {f.attname: quote(f.column) for f in opts.concrete_fields}
-        sets = ", ".join(f"{column[name]} = %s" for name in values)
-        conditions = " AND ".join([f"{quote(opts.pk.column)} = %s", *(f"{column[name]} = %s" for name in where)])
-        _updates[key] = f"UPDATE {quote(opts.db_table)} SET {sets} WHERE {conditions}"
-    return RowUpdate(_updates[key], [*values.values(), pk, *where.values()])
-
-
-# row_update's statements, per database, model and the columns set and compared.
-_updates: dict = {}
-
-
-def write_together(first: RowInsert | RowUpdate, then: list[RowInsert], *, using: str = "default") -> bool:
-    """Write `first` and, only if it wrote its row (an update whose row no longer matches writes
-    none), every row of `then`: on PostgreSQL in one statement (one round trip, no transaction
-    of its own: a statement is atomic), elsewhere one by one in a transaction. Returns whether
-    `first` wrote.
-
-    On PostgreSQL each row travels as one JSON parameter (json_populate_record turns it into the
-    table's row type), and consecutive rows of one table as one JSON array, inserted in their
-    order: psycopg caches the conversion of a statement only up to 50 parameters and 4 kB, and
-    converted a statement of a value per column anew on every call.
-
-    A row that breaks a constraint (and has no skip_taken) raises IntegrityError and nothing
-    is written. Inside an atomic block it runs in a savepoint, so the caller's transaction
-    stays usable after that error.
-    """
-    connection = connections[using]
-    if connection.vendor != "postgresql":
-        return _write_one_by_one(first, then, connection)
-    if isinstance(first, RowUpdate):
-        parts, params = [f"w0 AS ({first.sql} RETURNING 1)"], list(first.params)
-    else:
-        parts, params = [f"w0 AS ({_insert_from_json(first, connection)} RETURNING 1)"], [_as_json(first)]
-    # Consecutive rows of one shape go in one INSERT, so that their keys follow their order.
-    for n, (_, group) in enumerate(groupby(then, key=lambda row: (row.model, row.fields, row.skip_taken)), 1):
-        rows = list(group)
-        parts.append(f"w{n} AS ({_insert_from_json(rows[0], connection, after='w0', many=len(rows) > 1)})")
-        params.append(_as_json(rows[0]) if len(rows) == 1 else "[" + ", ".join(map(_as_json, rows)) + "]")
-    sql = f"WITH {', '.join(parts)} SELECT count(*) FROM w0"
-    with transaction.atomic(using) if connection.in_atomic_block else nullcontext():
-        with prepared_cursor(connection) as cursor, connection.wrap_database_errors:
-            cursor.execute(sql, params)
-            return cursor.fetchone()[0] > 0
-
-
-def _insert_from_json(row: RowInsert, connection, after: str = "", many: bool = False) -> str:
-    """The INSERT of one row of `row`'s shape given as a JSON object, or (`many`) of rows given as
-    a JSON array of them; with `after`, only as many times as that statement returned rows."""
-    key = (connection.alias, row.model, row.fields, row.skip_taken, after, many)
-    if key not in _json_inserts:
-        quote = connection.ops.quote_name
-        table = quote(row.model._meta.db_table)
-        columns = ", ".join(quote(f.column) for f in row.fields)
-        function = "json_populate_recordset" if many else "json_populate_record"
-        source = f"{function}(NULL::{table}, %s::json)" + (f", {after}" if after else "")
-        skip = " ON CONFLICT DO NOTHING" if row.skip_taken else ""
-        _json_inserts[key] = f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {source}{skip}"
-    return _json_inserts[key]
 
 
 def insert_from_json(row: RowInsert, connection, *, source: str = "", computed: tuple = (), where: str = "",
@@ -444,8 +365,10 @@ def insert_from_json(row: RowInsert, connection, *, source: str = "", computed: 
     with the relations `source` names; each (column, SQL expression over those relations and
     r0) of `computed` takes the place of the JSON's value, making `r`, the row inserted where
     `where` holds. A row without its key takes one from the table's sequence. With skip_taken,
-    ON CONFLICT DO NOTHING; `on_conflict`, a clause of the caller's instead. The INSERT names no column, so that a statement of several stays
-    short: psycopg converts a statement longer than 4 kB anew on every call."""
+    ON CONFLICT DO NOTHING; `on_conflict`, a clause of the caller's instead. The INSERT names no
+    column, so that a statement of several stays short: psycopg converts a statement longer than
+    4 kB anew on every call. Each row travels as one JSON parameter, rows of one table as one
+    array, inserted in their order."""
     key = (connection.alias, row.model, row.fields, row.skip_taken, source, computed, where, many, on_conflict)
     if key not in _json_inserts:
         table = connection.ops.quote_name(row.model._meta.db_table)
@@ -472,18 +395,14 @@ def sequence_of(table: str, column: str, connection) -> str:
         return cursor.fetchone()[0].replace("'", "''")
 
 
-# _insert_from_json's and insert_from_json's statements, per database, row shape and the rest.
+# insert_from_json's statements, per database, row shape and the rest.
 _json_inserts: dict = {}
 
 
 def row_json(row: RowInsert) -> str:
-    """The row as insert_from_json() reads it."""
-    return _as_json(row)
-
-
-def _as_json(row: RowInsert) -> str:
-    """The row as one JSON object of column names: the text each column's type reads, JSON
-    columns as JSON (through their field's encoder, if it has one), datetimes in full."""
+    """The row as insert_from_json() reads it: one JSON object of column names, the text each
+    column's type reads, JSON columns as JSON (through their field's encoder, if it has one),
+    datetimes in full."""
     shape = _json_shapes.get(id(row.fields))
     if shape is None or shape[0] is not row.fields:
         # (by identity: hashing a tuple of Fields hashes each Field in Python)
@@ -507,26 +426,5 @@ def _column_text(value) -> str:
     return value.isoformat() if isinstance(value, datetime) else str(value)
 
 
-# _as_json's column names and the JSON fields with an encoder, per row shape (its tuple of fields).
+# row_json's column names and the JSON fields with an encoder, per row shape (its tuple of fields).
 _json_shapes: dict = {}
-
-
-def _write_one_by_one(first, then, connection) -> bool:
-    with transaction.atomic(connection.alias), connection.cursor() as cursor:
-        if isinstance(first, RowUpdate):
-            cursor.execute(first.sql, first.params)
-        else:
-            _insert_values(cursor, first, connection)
-        if cursor.rowcount < 1:
-            return False
-        for row in then:
-            _insert_values(cursor, row, connection)
-    return True
-
-
-def _insert_values(cursor, row: RowInsert, connection) -> None:
-    quote = connection.ops.quote_name
-    skip = " ON CONFLICT DO NOTHING" if row.skip_taken else ""
-    cursor.execute(f"INSERT INTO {quote(row.model._meta.db_table)} ({', '.join(quote(f.column) for f in row.fields)}) "
-                   f"VALUES ({', '.join(['%s'] * len(row.fields))}){skip}",
-                   [f.get_db_prep_save(value, connection) for f, value in zip(row.fields, row.values)])

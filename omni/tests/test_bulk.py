@@ -146,62 +146,57 @@ def test_insert_unless_taken_respects_a_partial_unique_constraint():
     assert len(captured) == 1
 
 
-# --- write_together: several rows in one statement ------------------------------------------------
+# --- insert_from_json: the INSERTs of a statement of several ----------------------------------------
 
-def test_write_together_writes_the_first_row_and_then_the_others_each_other_column_its_default():
-    from omni.lib.bulk import row_of, row_of_values, write_together
+def insert_json(row, **options):
+    """Run insert_from_json()'s INSERT of `row` (a list: its rows in one array) on its own."""
+    from omni.lib.bulk import insert_from_json, row_json
 
-    first = Contact(external_id="first")
+    rows = row if isinstance(row, list) else [row]
+    sql = insert_from_json(rows[0], connection, many=isinstance(row, list), **options)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, ["[" + ", ".join(map(row_json, rows)) + "]" if isinstance(row, list) else row_json(row)])
+
+
+@pytest.mark.postgres
+def test_insert_from_json_writes_rows_in_order_each_other_column_its_default():
+    from omni.lib.bulk import row_of, row_of_values
 
     when = timezone.now().replace(microsecond=123456)
-    second = Contact(external_id="second", first_name="Zoë \"A\"", attributes={"tags": ["a", None], "n": 1.5},
-                     erased_at=when)
-    with CaptureQueriesContext(connection) as queries:
-        written = write_together(row_of(first), [
-            row_of(second), row_of_values(Contact, ("external_id", "last_name"), ("third", "Lee"))])
+    first = Contact(external_id="first", first_name="Zoë \"A\"", attributes={"tags": ["a", None], "n": 1.5},
+                    erased_at=when)
 
-    assert written is True
-    stored = {c.external_id: c for c in Contact.objects.all()}
-    assert set(stored) == {"first", "second", "third"}
-    assert (stored["second"].first_name, stored["second"].attributes) == ('Zoë "A"', {"tags": ["a", None], "n": 1.5})
-    assert stored["second"].erased_at == when  # to the microsecond
+    insert_json(row_of(first))
+    insert_json([row_of_values(Contact, ("external_id", "last_name"), (name, "Lee")) for name in ("second", "third")])
+
+    stored = {c.external_id: c for c in Contact.objects.order_by("pk")}
+    assert list(stored) == ["first", "second", "third"]  # keys in the array's order
+    assert (stored["first"].first_name, stored["first"].attributes) == ('Zoë "A"', {"tags": ["a", None], "n": 1.5})
+    assert stored["first"].erased_at == when  # to the microsecond
     assert (stored["third"].last_name, stored["third"].first_name, stored["third"].attributes) == ("Lee", "", {})
     assert stored["third"].created_at is not None
-    if connection.vendor == "postgresql":
-        # one statement, inside a savepoint because a test runs in a transaction
-        assert [q["sql"].split()[0] for q in queries] == ["SAVEPOINT", "WITH", "RELEASE"]
 
 
-def test_write_together_writes_nothing_when_the_first_rows_update_finds_it_changed():
-    from omni.lib.bulk import row_of, row_update, write_together
+@pytest.mark.postgres
+def test_insert_from_json_takes_computed_columns_from_the_statements_other_relations():
+    from omni.lib.bulk import row_of
 
-    contact = Contact.objects.create(external_id="moved", first_name="Bea")
+    insert_json(row_of(Contact(external_id="computed", first_name="from JSON")),
+                source="(SELECT 'from the statement' AS name) n", computed=(("first_name", "n.name"),))
 
-    written = write_together(row_update(Contact, contact.pk, where={"first_name": "Ann"}, values={"last_name": "X"}),
-                             [row_of(Contact(external_id="never"))])
-
-    assert written is False
-    assert not Contact.objects.filter(external_id="never").exists()
-    assert Contact.objects.get(pk=contact.pk).last_name == ""
-
-    written = write_together(row_update(Contact, contact.pk, where={"first_name": "Bea"}, values={"last_name": "Y"}),
-                             [row_of(Contact(external_id="now"))])
-
-    assert written is True
-    assert Contact.objects.get(pk=contact.pk).last_name == "Y" and Contact.objects.filter(external_id="now").exists()
+    assert Contact.objects.get(external_id="computed").first_name == "from the statement"
 
 
-def test_write_together_writes_nothing_if_any_row_is_taken_and_the_transaction_goes_on():
-    from django.db import IntegrityError
+@pytest.mark.postgres
+def test_insert_from_json_fails_on_a_row_taken_unless_it_skips_it():
+    from django.db import IntegrityError, transaction
 
-    from omni.lib.bulk import row_of, write_together
+    from omni.lib.bulk import row_of
 
     Contact.objects.create(external_id="taken")
 
-    with pytest.raises(IntegrityError):
-        write_together(row_of(Contact(external_id="new")), [row_of(Contact(external_id="taken"))])
+    with pytest.raises(IntegrityError), transaction.atomic():
+        insert_json(row_of(Contact(external_id="taken")))
+    insert_json(row_of(Contact(external_id="taken", first_name="Other"), skip_taken=True))
 
-    assert not Contact.objects.filter(external_id="new").exists()  # the test's transaction still works
-    assert write_together(row_of(Contact(external_id="new")),
-                          [row_of(Contact(external_id="taken"), skip_taken=True)]) is True
-    assert Contact.objects.filter(external_id__in=["new", "taken"]).count() == 2
+    assert Contact.objects.get(external_id="taken").first_name == ""
