@@ -186,6 +186,21 @@ def django_db_setup(django_db_setup, django_db_blocker):
 
 
 @pytest.fixture
+def user_in(django_user_model, role_groups):
+    """A staff user in one role group (None: no group)."""
+
+    def make(username: str, group_name: str | None):
+        user = django_user_model.objects.create_user(username=username, password="not-used", is_staff=True)
+        if group_name:
+            from django.contrib.auth.models import Group
+
+            user.groups.add(Group.objects.get(name=group_name))
+        return user
+
+    return make
+
+
+@pytest.fixture
 def role_groups(db):
     """The groups the migrations create (Marketers, Support agents, Compliance), with their
     permissions, also in a transactional test that runs after another one emptied the tables."""
@@ -230,23 +245,26 @@ def demo_logins(role_groups, settings, tmp_path) -> dict[str, str]:
 
 # --- a real browser ----------------------------------------------------------------------------
 
-@pytest.fixture(scope="session")
-def _browser_process():
-    process = browser_testing.BrowserProcess()
-    yield process
-    process.stop()
+_browser_process = browser_testing.BrowserProcess()
 
 
-@pytest.fixture(autouse=True)
-def _browser_only_for_browser_tests(request, _browser_process):
-    # While Playwright runs, Django's ORM check for async code is switched off in this thread
-    # (see BrowserProcess): any test that does not use the browser gets it stopped first.
-    if "browser" not in request.fixturenames:
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    # While Playwright runs, its event loop counts as running in this thread, so Django keeps the
+    # thread's database connections apart from those of the thread without it, and Django's ORM
+    # check for async code is switched off (see BrowserProcess). A test that does not use the
+    # browser gets it stopped here, before any fixture: stopped later, the test's transaction
+    # would be opened on one connection and its queries run on another.
+    if "browser" not in item.fixturenames:
         _browser_process.stop()
 
 
+def pytest_sessionfinish(session):
+    _browser_process.stop()
+
+
 @pytest.fixture
-def browser(_browser_process):
+def browser():
     """Chromium (a Playwright Browser), kept running across consecutive browser tests.
 
     A test using it is marked `browser`; it is skipped, saying how to install what is missing,

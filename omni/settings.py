@@ -5,17 +5,59 @@ with beat inside the worker, and the sandbox provider for every channel. In prod
 (OMNI_ENV=production) a missing or unsafe setting stops the start with a message naming it;
 see omni/checks.py.
 """
+import os
 import sys
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 from django.urls import reverse_lazy
 from celery.schedules import crontab
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-env = environ.Env()
+
+class Env(environ.Env):
+    """django-environ's Env, but a value it cannot read stops the start naming the variable
+    (django-environ raises a bare "invalid literal for int()" and reads any word it does not
+    know, "flase" too, as a false boolean)."""
+
+    BOOLEAN_FALSE_STRINGS = ("false", "off", "no", "n", "0", "")
+    KINDS = {int: "a whole number", float: "a number", bool: "true or false"}
+
+    def get_value(self, var, cast=None, default=environ.Env.NOTSET, parse_default=False):
+        raw = self.ENVIRON.get(var)
+        if cast is bool and isinstance(raw, str) and not self._is_boolean(raw):
+            raise ImproperlyConfigured(f"{var}={raw!r} must be true or false.")
+        try:
+            return super().get_value(var, cast=cast, default=default, parse_default=parse_default)
+        except ValueError as exc:
+            kind = self.KINDS.get(cast)
+            raise ImproperlyConfigured(f"{var}={raw!r} must be {kind}." if kind else f"{var}={raw!r}: {exc}") from None
+
+    def _is_boolean(self, raw: str) -> bool:
+        value = raw.strip().lower()
+        return value in self.BOOLEAN_TRUE_STRINGS or value in self.BOOLEAN_FALSE_STRINGS or value.isdigit()
+
+
+def crontab_setting(name: str, value: str) -> crontab:
+    """A crontab from "minute hour day_of_month month_of_year day_of_week"; ImproperlyConfigured
+    naming `name` when it is not one."""
+    fields = value.split()
+    if len(fields) != 5:
+        raise ImproperlyConfigured(f"{name}={value!r} must be five crontab fields: "
+                                   f"minute hour day_of_month month_of_year day_of_week (e.g. '17 3 * * *').")
+    minute, hour, day_of_month, month_of_year, day_of_week = fields
+    try:
+        return crontab(minute=minute, hour=hour, day_of_month=day_of_month, month_of_year=month_of_year,
+                       day_of_week=day_of_week)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name}={value!r} is not a valid crontab: {exc}") from None
+
+
+env = Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 VAR_DIR = Path(env.str("OMNI_VAR_DIR", default=str(BASE_DIR / "var")))
 
@@ -145,6 +187,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # (PgBouncer before 1.21) that cannot keep prepared statements.
     prepare_threshold = env.int("DB_PREPARE_THRESHOLD", default=5)
     DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = prepare_threshold or None
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3" and "pytest" in sys.modules:
+    # Tests use a database file, not SQLite's shared in-memory one: there, a worker thread's write
+    # fails at once with "database table is locked" while the test's connection reads, because
+    # shared-cache table locks ignore the busy timeout. Each test process has its own file, so
+    # runs side by side do not delete each other's. Nothing here needs to survive a crash.
+    DATABASES["default"]["TEST"] = {"NAME": str(Path(tempfile.gettempdir()) / f"omni-test-{os.getpid()}.sqlite3")}
+    DATABASES["default"]["OPTIONS"]["init_command"] += "PRAGMA synchronous=OFF;"
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 # Keep each process's connection across requests: opening one costs more than a whole event
 # POST. Health checks are off by default because they cost a SELECT 1 round trip per request;
@@ -473,12 +522,9 @@ LOGGING = {
 
 # django-celery-beat's DatabaseScheduler copies these entries into its tables at start, where
 # operators can see and change them in the admin.
-_verify_minute, _verify_hour, _verify_day, _verify_month, _verify_weekday = OMNI_VERIFY_AUDIT_CRON.split()
-_retention_minute, _retention_hour, _retention_day, _retention_month, _retention_weekday = OMNI_RETENTION_CRON.split()
 CELERY_BEAT_SCHEDULE = {
     "omni-verify-audit": {"task": "omni.tasks.verify_audit_task", "options": {"queue": "default"},
-                          "schedule": crontab(minute=_verify_minute, hour=_verify_hour, day_of_month=_verify_day,
-                                              month_of_year=_verify_month, day_of_week=_verify_weekday)},
+                          "schedule": crontab_setting("OMNI_VERIFY_AUDIT_CRON", OMNI_VERIFY_AUDIT_CRON)},
     "omni-tick": {"task": "campaigns.tasks.tick_task", "schedule": OMNI_TICK_SECONDS, "options": {"queue": "default", "expires": OMNI_TICK_SECONDS * 2}},
     "omni-auto-pause": {"task": "campaigns.tasks.watch_sends_task", "schedule": OMNI_AUTO_PAUSE_SECONDS, "options": {"queue": "default", "expires": OMNI_AUTO_PAUSE_SECONDS * 2}},
     "omni-discard-unused-uploads": {"task": "contacts.tasks.discard_unused_uploads_task", "schedule": 3600.0, "options": {"queue": "default", "expires": 1800}},
@@ -489,6 +535,5 @@ CELERY_BEAT_SCHEDULE = {
     "omni-ask-satisfaction": {"task": "channels.tasks.ask_satisfaction_task", "schedule": 60.0, "options": {"queue": "default", "expires": 120}},
     "omni-expire-double-opt-ins": {"task": "compliance.tasks.expire_double_opt_ins_task", "schedule": 3600.0, "options": {"queue": "default", "expires": 1800}},
     "omni-apply-retention": {"task": "channels.tasks.apply_retention_task", "options": {"queue": "default"},
-                             "schedule": crontab(minute=_retention_minute, hour=_retention_hour, day_of_month=_retention_day,
-                                                 month_of_year=_retention_month, day_of_week=_retention_weekday)},
+                             "schedule": crontab_setting("OMNI_RETENTION_CRON", OMNI_RETENTION_CRON)},
 }

@@ -1,8 +1,26 @@
 """A browser step other walks reuse: a compliance user changes a quiet-hours rule and reads its
 policy replay before saving (compliance/replay_admin.py)."""
+import re
 from datetime import datetime, time, timedelta
 
 from omni.tests.browser import expect
+
+# The replay runs as a Celery task; on a loaded machine its page may reload a few times first.
+REPLAY_TIMEOUT_MS = 60_000
+
+
+def wait_for_replay(page) -> None:
+    """After a replayable rule's Save: the replay page, once its run is done (a refused form, not
+    the replay page, fails here naming the page's address)."""
+    expect(page).to_have_url(re.compile(r"/replay/\d+/$"), timeout=REPLAY_TIMEOUT_MS)
+    expect(page.locator("#replay")).to_have_attribute("data-status", "done", timeout=REPLAY_TIMEOUT_MS)
+
+
+def confirm_replay(page) -> None:
+    """After a replayable rule's Save: wait for its replay, then confirm it (the rule is saved)."""
+    wait_for_replay(page)
+    with page.expect_navigation():
+        page.locator("#replay-confirm").click()
 
 
 def replay_quiet_hours_step(page, base_url: str, rule, *, start: time | None = None, screenshot=None) -> dict:
@@ -22,7 +40,7 @@ def replay_quiet_hours_step(page, base_url: str, rule, *, start: time | None = N
 
     # the replay page: its bar fills, the page reloads itself until the replay is done
     expect(page.locator("h1, #replay-proposed-title").first).to_be_visible()
-    expect(page.locator("#replay")).to_have_attribute("data-status", "done", timeout=60_000)
+    wait_for_replay(page)
     expect(page.locator("#replay-summary")).to_be_visible()
     expect(page.locator("#replay-differences")).to_be_visible()
     expect(page.locator("[role=progressbar]")).to_have_attribute("aria-valuenow", page.locator(

@@ -11,6 +11,8 @@ from compliance.models import FrequencyCap, QuietHours
 from contacts.models import Contact
 from omni.tests.browser import expect, open_from_index
 
+from .browser_steps_replay import confirm_replay
+
 pytestmark = pytest.mark.browser
 
 
@@ -35,7 +37,7 @@ def test_a_compliance_user_adds_quiet_hours_and_a_cap_then_reads_a_deferred_deci
     page.locator("#id_region").fill("")
     page.locator("#id_country").fill("US")
     page.get_by_role("button", name="Save", exact=True).click()
-    page.locator("#replay-confirm").click()  # after its policy replay (compliance/replay_admin.py)
+    confirm_replay(page)  # after its policy replay (compliance/replay_admin.py)
     expect(page.locator(".messagelist")).to_contain_text("was added successfully")
     screenshot("quiet hours added")
 
@@ -49,7 +51,7 @@ def test_a_compliance_user_adds_quiet_hours_and_a_cap_then_reads_a_deferred_deci
     page.get_by_label("Trial", exact=True).check()
     screenshot("frequency cap form")
     page.get_by_role("button", name="Save", exact=True).click()
-    page.locator("#replay-confirm").click()
+    confirm_replay(page)
     expect(page.locator(".messagelist")).to_contain_text("was added successfully")
     screenshot("frequency cap added")
 
