@@ -32,9 +32,9 @@ def record_consent_change(contact, channel: str, purpose: str, status: str, sour
     history but does not overwrite a newer decision. With double opt-in on, a marketing-email
     grant from a source that needs it (settings.OMNI_DOUBLE_OPT_IN_SOURCES) is kept as PENDING
     and a confirmation email is sent (compliance.hooks.double_opt_in_requested), unless the
-    consent is already granted. A grant on a channel where the contact had nothing granted is
-    an opt-in, announced through compliance.hooks.opted_in (the first SMS after it confirms the
-    program) when announces_opt_in(source, announce) says so.
+    consent is already granted or the grant is older than it. A grant on a channel where the
+    contact had nothing granted is an opt-in, announced through compliance.hooks.opted_in (the
+    first SMS after it confirms the program) when announces_opt_in(source, announce) says so.
     """
     if channel not in Channel.values:
         raise ValueError(f"Unknown channel {channel!r}.")
@@ -75,7 +75,8 @@ def record_consent_change(contact, channel: str, purpose: str, status: str, sour
         reason=f"{source}:{status}", data={"purpose": purpose, "status": status, "source": source},
         personal={"evidence": evidence} if evidence else None,
     )
-    if confirm:
+    if confirm and current:
+        # A grant older than the current choice is history only: its link could never confirm it.
         hooks.send(hooks.double_opt_in_requested, contact=contact, change=change,
                    confirm_url=confirmation_url(contact.pk, change.pk))
     if opts_in and current:
@@ -363,7 +364,7 @@ def record_consent_changes_many(changes: list[dict], *, source: str, actor=None,
                 purposes.discard(scope[2])
         rows.append((change["contact_id"], change["channel"], change["purpose"], status, source,
                      change.get("lawful_basis") or "", evidence, actor_id, actor_label, occurred_at))
-        if confirm:
+        if confirm and is_current:
             confirms.append(position)
         if opts_in and is_current:
             opt_ins.append(position)

@@ -144,7 +144,9 @@ class QuietRule:
         The end is that wall-clock time on its own date, with that date's offset, so a window
         crossing midnight or a DST change ends at the right instant. An end that falls in a DST
         gap (02:30 on the night clocks jump from 02:00 to 03:00) is read with the offset before
-        the jump: the window ends an hour late rather than early.
+        the jump: the window ends an hour late rather than early. An end in the hour that repeats
+        when clocks go back is its first occurrence, or its second when `at` is already past the
+        first (01:15 after the change, in a window ending 01:30): never an end before `at`.
         """
         local = at.astimezone(zone)
         wall = local.time()
@@ -156,7 +158,10 @@ class QuietRule:
             if self.end <= wall < self.start:
                 return None
             day = local.date() + timedelta(days=1) if wall >= self.start else local.date()
-        return datetime.combine(day, self.end, tzinfo=zone).astimezone(UTC)
+        end = datetime.combine(day, self.end, tzinfo=zone).astimezone(UTC)
+        if end <= at:
+            end = datetime.combine(day, self.end, tzinfo=zone).replace(fold=1).astimezone(UTC)
+        return end
 
 
 @dataclass(frozen=True)
@@ -581,13 +586,19 @@ class Batch:
         self.now = now
         self.facts = load_facts_many(requests, now)
         self._queued: dict[int, list] = {}
+        # Verdicts given while the contact had no send queued in this batch: asked again (routing
+        # asks what arbitration asked), the same facts give the same verdict.
+        self._decided: dict[int, Verdict] = {}
 
     def decide(self, index: int) -> Verdict:
         facts = self.facts[index]
         queued = self._queued.get(facts.contact_id)
         if queued:
-            facts = replace(facts, sends=facts.sends + tuple(queued))
-        return decide(facts, self.now)
+            return decide(replace(facts, sends=facts.sends + tuple(queued)), self.now)
+        verdict = self._decided.get(index)
+        if verdict is None:
+            verdict = self._decided[index] = decide(facts, self.now)
+        return verdict
 
     def count_send(self, index: int) -> None:
         facts = self.facts[index]
@@ -610,24 +621,35 @@ def reachability(contacts, purpose: str, now: datetime | None = None,
     `channel_facts` maps (contact id, channel) to facts channels knows, such as
     {"whatsapp_session": False}; a "provider" key among them is the provider a send would use
     (a paused provider defers)."""
+    return reachability_by_purpose({purpose: (contacts, channels)}, now, channel_facts)[purpose]
+
+
+def reachability_by_purpose(wanted: dict, now: datetime | None = None,
+                            channel_facts: dict | None = None) -> dict[str, dict[int, dict[str, Verdict]]]:
+    """reachability() for several purposes in one read: `wanted` maps each purpose to (contacts,
+    channels or None for every channel); returns {purpose: {contact id: {channel: Verdict}}}."""
     now = now or timezone.now()
-    contacts = list(contacts)
     channel_facts = channel_facts or {}
-    channels = [channel for channel in Channel.values if channels is None or channel in channels]
+    wanted = {purpose: (list(contacts), [value for value in Channel.values if channels is None or value in channels])
+              for purpose, (contacts, channels) in wanted.items()}
     push = {}
-    if Channel.PUSH in channels:
-        for contact_id, token, endpoint in (Device.objects.filter(contact__in=contacts, enabled=True).order_by("-pk")
-                                            .values_list("contact_id", "token", "provider_endpoint")):
+    push_contacts = {contact.pk for contacts, channels in wanted.values() if Channel.PUSH in channels
+                     for contact in contacts}
+    if push_contacts:
+        for contact_id, token, endpoint in (Device.objects.filter(contact__in=push_contacts, enabled=True)
+                                            .order_by("-pk").values_list("contact_id", "token", "provider_endpoint")):
             push[contact_id] = endpoint or token
     requests = []
-    for contact in contacts:
-        for channel in channels:
-            extra = dict(channel_facts.get((contact.pk, channel), {}))
-            provider = extra.pop("provider", "")
-            address = push.get(contact.pk, "") if channel == Channel.PUSH else contact.address_for(channel)
-            requests.append(SendRequest(contact, channel, purpose, address, provider, channel_facts=extra))
-    verdicts = iter(decide_many(requests, now))
-    return {contact.pk: {channel: next(verdicts) for channel in channels} for contact in contacts}
+    for purpose, (contacts, channels) in wanted.items():
+        for contact in contacts:
+            for channel in channels:
+                extra = dict(channel_facts.get((contact.pk, channel), {}))
+                provider = extra.pop("provider", "")
+                address = push.get(contact.pk, "") if channel == Channel.PUSH else contact.address_for(channel)
+                requests.append(SendRequest(contact, channel, purpose, address, provider, channel_facts=extra))
+    verdicts = iter(decide_many(requests, now) if requests else ())
+    return {purpose: {contact.pk: {channel: next(verdicts) for channel in channels} for contact in contacts}
+            for purpose, (contacts, channels) in wanted.items()}
 
 
 # What the contact did to stop a channel: revoked consent, texted STOP, unsubscribed.

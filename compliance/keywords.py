@@ -14,6 +14,7 @@ every edge.
   violation, a wrong one is fixed by a human), only flag it, or ignore it.
 - Only opt-out words count inside other text: "yes, tell me more" starts nothing.
 """
+import functools
 import re
 import unicodedata
 from collections.abc import Collection, Mapping
@@ -33,9 +34,17 @@ FLAG = "flag"
 IGNORE = "ignore"
 EMBEDDED_OPT_OUT_POLICIES = (OPT_OUT_AND_FLAG, FLAG, IGNORE)
 
-# A word: letters or digits, with hyphens (ASCII, U+2010, U+2011) or apostrophes (' and ’)
-# inside it joining its parts. Everything else separates words and is otherwise ignored.
-WORD = re.compile(r"\w+(?:[-\u2010\u2011'\u2019]\w+)*")
+# A word: letters or digits and the combining marks on them (the vowel signs of Devanagari,
+# which \w leaves out), with hyphens (ASCII, U+2010, U+2011) or apostrophes (' and ’) inside it
+# joining its parts. Everything else separates words and is otherwise ignored.
+JOINERS = "-\u2010\u2011'\u2019"
+
+
+@functools.lru_cache(maxsize=256)
+def _word_pattern(marks: str) -> re.Pattern:
+    """WORD for a text holding these combining marks (re has no class for marks)."""
+    part = f"[\\w{re.escape(marks)}]+" if marks else r"\w+"
+    return re.compile(f"{part}(?:[{JOINERS}]{part})*")
 
 
 @dataclass(frozen=True)
@@ -55,8 +64,14 @@ class Reading:
 
 
 def words_of(text: str) -> list[str]:
-    """The words of `text`, case-folded and normalized (full-width letters become plain ones)."""
-    return WORD.findall(unicodedata.normalize("NFKC", text or "").casefold())
+    """The words of `text`, case-folded and normalized (full-width letters become plain ones).
+
+    Case folding turns the Turkish capital İ into i and a combining dot; the dot is dropped, so
+    İPTAL, IPTAL and iptal are one word, as "any case" promises."""
+    folded = unicodedata.normalize("NFKC", text or "").casefold().replace("i\u0307", "i")
+    marks = "" if folded.isascii() else "".join(
+        sorted({char for char in folded if unicodedata.category(char).startswith("M")}))
+    return _word_pattern(marks).findall(folded)
 
 
 class NormalizedLists(dict):

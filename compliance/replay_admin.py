@@ -6,8 +6,9 @@ then more or fewer allowed, deferred and dropped per channel and purpose with ex
 Its confirm button posts the same values again with the run's id, and only then does the admin's
 own audited save or delete run. Nothing is saved by the preview; a cancel leaves the rule as it is.
 
-A confirm is honoured only for a finished run of the same user, rule and action whose kept form
-data equal what is posted: values changed in between are replayed again, never saved unseen.
+A confirm is honoured only for a finished run of the same user, rule (at the same version) and
+action whose kept form data equal what is posted: values changed in between, or the rule changed
+by someone else since, are replayed again, never saved unseen.
 """
 from django.contrib import messages
 from django.contrib.admin.utils import flatten_fieldsets, unquote
@@ -106,8 +107,10 @@ class ReplayPreviewMixin:
         if run is None:
             return False
         proposal = run.proposal
+        # The replay compared against the rule as it was then: changed since, the page read is stale.
         return (proposal.get("model") == self.opts.label_lower and proposal.get("action") == action
                 and proposal.get("rule_id") == (obj.pk if obj is not None else None)
+                and (obj is None or proposal.get("version") == obj.version)
                 and proposal.get("form_data") == posted_values(request))
 
     def _url(self, name: str) -> str:

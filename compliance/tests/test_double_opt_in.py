@@ -23,14 +23,6 @@ CONFIRM_LINK = re.compile(r"https://omni\.example\.com/u/confirm/\S+")
 
 
 @pytest.fixture
-def double_opt_in(settings):
-    settings.OMNI_DOUBLE_OPT_IN = True
-    settings.OMNI_DOUBLE_OPT_IN_DAYS = 7
-    settings.OMNI_PUBLIC_URL = "https://omni.example.com"
-    return settings
-
-
-@pytest.fixture
 def contact(db):
     return Contact.objects.create(external_id="ann", email="ann@example.com", phone="+14155550101")
 

@@ -4,7 +4,6 @@ purpose with example decisions, and only its confirm button saves, through the a
 from datetime import time, timedelta
 
 import pytest
-from django.contrib.auth.models import Group
 from django.urls import reverse
 from django.utils import timezone
 
@@ -18,15 +17,6 @@ pytestmark = pytest.mark.django_db
 EVENING = (timezone.now() - timedelta(days=1)).replace(hour=20, minute=0, second=0, microsecond=0)
 QUIET_FORM = {"name": "Nights", "channel": "", "purpose": "", "country": "", "region": "", "start": "22:00",
               "end": "07:00", "active": "on", "_save": "Save"}
-
-
-@pytest.fixture
-def user_in(django_user_model):
-    def make(username: str, group_name: str):
-        user = django_user_model.objects.create_user(username=username, password="not-used", is_staff=True)
-        user.groups.add(Group.objects.get(name=group_name))
-        return user
-    return make
 
 
 @pytest.fixture
