@@ -8,7 +8,7 @@ from omni import audit
 from omni.choices import Purpose
 
 from .models import OPT_OUT_DISCLOSURE_CHANNELS, OptOutDisclosure, Template, TemplateVersion
-from .rendering import RenderError, validate_source
+from .rendering import RenderError, unconditional_text, validate_source
 
 
 @transaction.atomic
@@ -56,7 +56,7 @@ def missing_opt_out_lines(variants) -> list[str]:
         if not line:
             problems.append(f"{name}: no opt-out line is set for locale {variant.locale!r}; add one under "
                             f"Opt-out disclosures, then include it in this marketing variant.")
-        elif _squeezed(line) not in _squeezed(variant.text_body):
+        elif _squeezed(line) not in _squeezed(unconditional_text(variant.text_body)):
             problems.append(f"{name} text_body: a marketing {variant.get_channel_display()} variant must include "
                             f"the opt-out line {line!r}.")
     return problems

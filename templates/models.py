@@ -102,10 +102,12 @@ class TemplateVersion(models.Model):
     def variant_for(self, channel: str, locale: str) -> dict | None:
         """The variant for channel in locale, falling back to the language, then the default locale."""
         candidates = [v for v in self.variants if v["channel"] == channel]
-        language = (locale or "").split("-")[0]
-        for wanted in (locale, language, self.default_locale):
+        # BCP 47 tags are case-insensitive: "fr-ca" and "FR" (as imported) read fr-CA and fr.
+        locale = (locale or "").casefold()
+        language = locale.split("-")[0]
+        for wanted in (locale, language, (self.default_locale or "").casefold()):
             for variant in candidates:
-                if variant["locale"] == wanted:
+                if (variant["locale"] or "").casefold() == wanted:
                     return variant
         return candidates[0] if candidates else None
 

@@ -4,14 +4,28 @@ Jinja2's SandboxedEnvironment with StrictUndefined: a missing variable, and any 
 template raises while it renders, is a RenderError (nothing is sent), and templates edited in the admin cannot reach Python internals. HTML bodies are
 autoescaped; text channels are not, so an apostrophe in a name stays an apostrophe in an SMS.
 """
+import re
 from functools import lru_cache
+from html import escape as html_escape
+from html.parser import HTMLParser
 
-from jinja2 import ChainableUndefined, StrictUndefined, TemplateError, UndefinedError
+from jinja2 import ChainableUndefined, StrictUndefined, TemplateError, UndefinedError, nodes
 from jinja2.sandbox import SandboxedEnvironment
 from jinja2.utils import missing
 
-_text_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
-_html_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=True)
+
+def _refuse_null(value):
+    # A variable that is there but null (an event property or attribute sent as null) would
+    # print "None" to the contact: it is as missing as an absent one.
+    if value is None:
+        raise UndefinedError("a variable printed here is null (give it a default: "
+                             "{{ name | default('...', true) }})")
+    return value
+
+
+_text_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False,
+                                 finalize=_refuse_null)
+_html_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=True, finalize=_refuse_null)
 
 TEXT_FIELDS = ("subject", "preheader", "text_body", "title")
 
@@ -115,6 +129,90 @@ def undefined_names(source: str, variables: dict) -> list[str]:
 
     SandboxedEnvironment(undefined=Recording, autoescape=False).from_string(source).render(variables)
     return found
+
+
+# What stands for a variable or a block in unconditional_text(): not whitespace, so that the
+# text on either side of it never reads as one line.
+_BREAK = "\x00"
+
+
+def unconditional_text(source: str) -> str:
+    """The text `source` prints whatever its variables: its literal text outside comments,
+    conditions and loops, each variable or block in it standing as a break. What a required
+    line must be found in: one in a comment, an `{% if %}` or a loop may never be sent."""
+    parts = []
+    for node in _text_env.parse(source or "").body:
+        if isinstance(node, nodes.Output):
+            for child in node.nodes:
+                if isinstance(child, nodes.TemplateData):
+                    parts.append(child.data)
+                elif isinstance(child, nodes.Const) and isinstance(child.value, str):
+                    parts.append(child.value)
+                else:
+                    parts.append(_BREAK)
+        else:
+            parts.append(_BREAK)
+    return "".join(parts)
+
+
+def email_parts(rendered: dict) -> dict:
+    """The text and HTML parts of a rendered email: a plain-text part made from the HTML where
+    none was written (mail with an HTML part alone reads as spam to filters and shows nothing in
+    text-only clients), and the preheader put in the HTML, hidden, as the preview inboxes show."""
+    text_body, html_body = rendered.get("text_body") or "", rendered.get("html_body") or ""
+    if html_body and not text_body.strip():
+        text_body = html_to_text(html_body)
+    preheader = rendered.get("preheader") or ""
+    if html_body and preheader:
+        hidden = (f'<div style="display:none;max-height:0;overflow:hidden;mso-hide:all">'
+                  f"{html_escape(preheader)}</div>")
+        body_tag = re.search(r"<body\b[^>]*>", html_body, re.IGNORECASE)
+        at = body_tag.end() if body_tag else 0
+        html_body = html_body[:at] + hidden + html_body[at:]
+    return {**rendered, "text_body": text_body, "html_body": html_body}
+
+
+class _TextOfHtml(HTMLParser):
+    BREAKS = {"br", "p", "div", "tr", "li", "ul", "ol", "table", "h1", "h2", "h3", "h4", "h5", "h6",
+              "blockquote", "hr", "section", "header", "footer"}
+    SKIPPED = {"head", "style", "script", "title"}
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.parts, self.skipping, self.links = [], 0, []
+
+    def handle_starttag(self, tag, attrs):
+        if tag in self.SKIPPED:
+            self.skipping += 1
+        elif tag in self.BREAKS:
+            self.parts.append("\n")
+        if tag == "a":
+            self.links.append(dict(attrs).get("href") or "")
+
+    def handle_endtag(self, tag):
+        if tag in self.SKIPPED:
+            self.skipping = max(self.skipping - 1, 0)
+        elif tag in self.BREAKS and tag not in ("br", "hr"):
+            self.parts.append("\n")
+        elif tag == "a" and self.links:
+            href = self.links.pop()
+            # The link's address is what a text-only reader needs to follow it.
+            if href.startswith(("http://", "https://", "mailto:")):
+                self.parts.append(f" ({href})")
+
+    def handle_data(self, data):
+        if not self.skipping:
+            self.parts.append(data)
+
+
+def html_to_text(source: str) -> str:
+    """A readable plain-text version of an HTML email body: tags and styles dropped, blocks on
+    their own lines, link addresses kept after their text."""
+    parser = _TextOfHtml()
+    parser.feed(source)
+    parser.close()
+    lines = (" ".join(line.split()) for line in "".join(parser.parts).splitlines())
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
 
 def validate_source(source: str, *, html: bool = False) -> None:
