@@ -76,10 +76,13 @@ def upsert_contact(external_id: str, data: dict, *, actor_label: str) -> tuple[C
     if unknown:
         raise InvalidField(unknown[0], f"Unknown contact field(s): {', '.join(unknown)}.", code="unknown_field")
     attribute_changes = clean_attributes(data["attributes"]) if "attributes" in data else {}
-    # A national phone number is read in the payload's country, else the one stored.
+    # A national phone number is read in the payload's country, else the one stored; a region
+    # must lie in that country too (as the import and the contact form have it).
     country = clean_profile_field("country", data["country"]) if data.get("country") else ""
-    if not country and isinstance(data.get("phone"), str) and not data["phone"].strip().startswith("+"):
-        country = Contact.objects.filter(external_id=external_id).values_list("country", flat=True).first() or ""
+    national_phone = isinstance(data.get("phone"), str) and not data["phone"].strip().startswith("+")
+    if not country and (national_phone or (data.get("region") and "country" not in data)):
+        stored = Contact.objects.filter(external_id=external_id).values_list("country", flat=True).first()
+        country = (stored or "").upper()
     values = {
         field: clean_profile_field(field, value, country=country)
         for field, value in data.items() if field in PROFILE_FIELDS

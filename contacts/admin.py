@@ -2,9 +2,10 @@ import json
 
 from django import forms
 from django.conf import settings
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
-from django.http import JsonResponse
+from django.http import HttpResponseRedirect, JsonResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from import_export.admin import ImportExportModelAdmin
@@ -12,10 +13,11 @@ from import_export.formats import base_formats
 from unfold.contrib.import_export.forms import ImportForm, SelectableFieldsExportForm
 
 from omni import audit
-from omni.lib.admin import ModelAdmin, ReadOnlyAdminMixin, TabularInline
+from omni.lib.admin import ModelAdmin, ReadOnlyAdminMixin, TabularInline, save_edited_fields
 from omni.lib.quarantine import QuarantineAdminMixin, QuarantinedFilter
 
 from . import import_admin, segments
+from .actions import ContactErased
 from .data_types import contact_problems
 from .erasure_admin import ContactErasureMixin
 from .models import (
@@ -112,11 +114,35 @@ class ContactAdmin(ContactErasureMixin, ModelAdmin, ImportExportModelAdmin):
         # is erasure (personal data out, history kept), never a delete.
         return False
 
+    def has_change_permission(self, request, obj=None):
+        # An erased contact's page only shows what is left: filling its profile in would undo the erasure.
+        if obj is not None and obj.erased_at is not None:
+            return False
+        return super().has_change_permission(request, obj)
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            if request.method == "POST" and object_id:
+                contact = self.get_object(request, unquote(object_id))
+                if contact is not None and contact.erased_at is not None:
+                    raise ContactErased(contact.external_id)
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except ContactErased:
+            # Raised inside the save's transaction too (save_model), which rolled back: nothing was written.
+            self.message_user(request, "This contact's personal data was erased on request, so it cannot be "
+                                       "changed: nothing was saved.", messages.ERROR)
+            return HttpResponseRedirect(request.path)
+
     def save_model(self, request, obj, form, change):
         # The form reports an unchanged JSON field as changed, so compare stored values instead.
-        before = Contact.objects.filter(pk=obj.pk).first() if change else None
+        before = Contact.objects.select_for_update().filter(pk=obj.pk).first() if change else None
+        if before is not None and before.erased_at is not None:
+            raise ContactErased(before.external_id)  # erased since the page was read
         fields = [name for name in form.changed_data if before is None or getattr(before, name) != getattr(obj, name)]
-        super().save_model(request, obj, form, change)
+        if change:
+            save_edited_fields(obj, form)
+        else:
+            super().save_model(request, obj, form, change)
         if fields or not change:
             # Field names only: the audit log says what changed and who did it, not the personal data.
             audit.record("contact.updated" if change else "contact.created", contact=obj, obj=obj,

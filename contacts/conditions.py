@@ -401,12 +401,13 @@ class JsonBoolean(_JsonKey):
 
 
 class JsonInstant(_JsonKey):
-    """An ISO 8601 string as an instant: timestamptz on PostgreSQL (only for strings that look
-    like one, so the cast cannot fail on a stray value), UTC text 'YYYY-MM-DD HH:MM:SS' on
-    SQLite (datetime() applies the offset, and gives NULL for anything it cannot read)."""
+    """An ISO 8601 string as an instant, to the second: timestamptz on PostgreSQL (only for
+    strings that look like one, so the cast cannot fail on a stray value; fractions dropped as
+    SQLite and matches() drop them), UTC text 'YYYY-MM-DD HH:MM:SS' on SQLite (datetime()
+    applies the offset, and gives NULL for anything it cannot read)."""
 
     postgresql = ("CASE WHEN ({column} ->> {key}::text) ~ {extra} "
-                  "THEN ({column} ->> {key}::text)::timestamptz END")
+                  "THEN date_trunc('second', ({column} ->> {key}::text)::timestamptz) END")
     sqlite = "CASE WHEN json_type({column}, {key}) = 'text' THEN datetime(json_extract({column}, {key})) END"
 
     def __init__(self, column, key):

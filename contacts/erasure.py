@@ -25,7 +25,9 @@ def erase_profile(contact: Contact, now) -> dict | None:
     for name, value in BLANK_PROFILE.items():
         setattr(contact, name, value)
     contact.erased_at = contact.updated_at = now
-    events = ContactEvent.objects.filter(contact=contact).update(properties={})
+    # Why the tick set an event aside is a failure's text, which may name the person (the audit
+    # log keeps it as personal data): it goes, the event stays set aside.
+    events = ContactEvent.objects.filter(contact=contact).update(properties={}, quarantine_reason="")
     # A token is unique per platform, so it cannot simply become "": it becomes a placeholder
     # of the row's own id, which reaches no device.
     devices = Device.objects.filter(contact=contact).update(

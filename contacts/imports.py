@@ -35,7 +35,9 @@ from django.utils import timezone
 from omni import audit
 from omni.choices import Channel, ConsentStatus, LawfulBasis, Purpose
 from omni.lib.bulk import bulk_update, insert_rows
+from omni.lib.dates import EARLIEST
 from omni.lib.spreadsheet import restore_formula_text
+from omni.lib.text import first_unstorable, refuse_non_json_number
 
 from . import hooks
 from .actions import InvalidField, apply_changes, clean_external_id, clean_profile_field
@@ -262,12 +264,18 @@ def _check_cells(number: int, cells: dict, index: dict, context: CheckContext) -
 
 def _checked_attributes(row: CheckedRow, text: str, context: CheckContext) -> dict | None:
     try:
-        attributes = json.loads(text)
-    except ValueError:
+        attributes = json.loads(text, parse_constant=refuse_non_json_number)
+    except (ValueError, RecursionError):
         row.refuse("attributes", 'attributes must be a JSON object such as {"plan": "pro"}.')
         return None
     if not isinstance(attributes, dict):
         row.refuse("attributes", 'attributes must be a JSON object such as {"plan": "pro"}.')
+        return None
+    # What the API refuses in a body (omni.api.read_json_body): no JSON column stores it, and
+    # one such row would fail the write of its whole chunk.
+    unstorable = first_unstorable(attributes, "attributes")
+    if unstorable:
+        row.refuse("attributes", f"{unstorable[0]} contains {unstorable[1]}.")
         return None
     for name, data_type in context.attribute_types.items():
         if name in attributes:
@@ -326,6 +334,14 @@ def _consent_time(row: CheckedRow, text: str, now: datetime) -> datetime:
         return now
     if moment > now:
         row.refuse("consent_at", f"consent_at {text} is in the future.")
+        return now
+    try:
+        moment = moment.astimezone(dt_timezone.utc)
+    except (OverflowError, ValueError):
+        moment = None  # year 1 with a positive offset: before the first instant UTC can hold
+    # The rule of every door (omni.lib.dates): nothing Omni hears about happened before EARLIEST.
+    if moment is None or moment < EARLIEST:
+        row.refuse("consent_at", f"consent_at {text} is before {EARLIEST:%Y-%m-%d}.")
         return now
     return moment
 

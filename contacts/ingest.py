@@ -173,12 +173,21 @@ def receive_events(submissions: list[EventSubmission], *, source: str, actor_lab
     refused event stored. Events about existing contacts (no contact_data) are stored in one
     statement, whatever their number, and repeats and
     refusals are sorted out with two more queries; events carrying contact data go through
-    receive_event() one by one, as their contact must be written first.
+    receive_event() one by one, as their contact must be written first, and so do the later
+    events about their contact or with their key.
     """
     outcomes: list[EventOutcome | None] = [None] * len(submissions)
     accepted: list[_Accepted] = []
+    # An event after one carrying contact data, about the same contact or with the same key, goes
+    # one by one after it, as two requests sent in that order would: its contact then exists,
+    # and of the two with one key the first is stored.
+    one_by_one_ids, one_by_one_keys = set(), set()
     for index, submission in enumerate(submissions):
-        if submission.contact_data:
+        external_id = submission.external_id if isinstance(submission.external_id, str) else None
+        key = submission.idempotency_key if isinstance(submission.idempotency_key, str) else None
+        if submission.contact_data or external_id in one_by_one_ids or key in one_by_one_keys:
+            one_by_one_ids.update({external_id} - {None})
+            one_by_one_keys.update({key} - {None})
             continue
         try:
             values = clean_event(submission.name, submission.properties, submission.occurred_at,

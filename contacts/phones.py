@@ -25,6 +25,10 @@ def normalize_phone(raw: str, default_region: str | None = None) -> str:
         raise ValidationError(f"{raw!r} is not a phone number: {exc._msg}") from exc
     if not phonenumbers.is_possible_number(number) or not phonenumbers.is_valid_number(number):
         raise ValidationError(f"{raw!r} is not a valid phone number; use E.164 such as +14155550100.")
+    if number.extension:
+        # E.164 has no room for it and no text message reaches it: storing the number without
+        # it would message the switchboard, and make everyone behind it one number.
+        raise ValidationError(f"{raw!r} has an extension, which messages cannot reach; give a direct number.")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 

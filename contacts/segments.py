@@ -13,9 +13,10 @@ A definition is a group of filters, nested as deep as needed:
         {"match": "any", "filters": [...]},                 # a nested group
      ]}
 
-An empty group keeps every contact. Attribute and property conditions are typed by
-AttributeDefinition and EventPropertyDefinition (undeclared: text); their operators and values
-are those of contacts/conditions.py.
+A definition without filters keeps every contact. A nested group must hold a filter: an empty
+one would keep everyone inside "all" but add nobody inside "any", so it is refused, naming it.
+Attribute and property conditions are typed by AttributeDefinition and EventPropertyDefinition
+(undeclared: text); their operators and values are those of contacts/conditions.py.
 
 Filter kinds are registered here (`register(FilterKind(...))`): contacts registers attribute,
 lifecycle_stage and event; compliance registers consent and channels engagement, each in its
@@ -195,6 +196,8 @@ def _group_problems(group, path, depth, types, problems):
         return
     if len(filters) > MAX_FILTERS:
         problems.append(f"{path}.filters holds more than {MAX_FILTERS} filters")
+    if not filters and depth > 1:
+        problems.append(f"{path} is an empty group: add a filter to it or remove it")
     for i, child in enumerate(filters):
         child_path = f"filters[{i}]" if path == "definition" else f"{path}.filters[{i}]"
         if isinstance(child, dict) and "kind" not in child and "filters" in child:
@@ -246,7 +249,8 @@ def _group_q(group, now, types) -> Q:
     combined = parts[0]
     for part in parts[1:]:
         combined = combined | part if group.get("match", "all") == "any" else combined & part
-    # Q() | x keeps everything; an "any" group keeps its children's union only.
+    # Q() combined with x is x: an empty nested group would keep nobody more inside "any", so
+    # validation refuses it (only the whole definition may be empty: everyone).
     return combined
 
 
@@ -392,8 +396,10 @@ def _event_problems(config, path):
         problems.append(f"{path}.did must be true or false")
     if config.get("count_operator", "at_least") not in COUNT_OPERATORS:
         problems.append(f"{path}.count_operator must be at_least or at_most")
-    if _whole(config.get("count", 1)) is None:
-        problems.append(f"{path}.count must be a whole number")
+    at_least = config.get("count_operator", "at_least") == "at_least"
+    # "At least 0 times" would read as at least once (an Exists): ask for 1 or more.
+    if _whole(config.get("count", 1), 1 if at_least else 0) is None:
+        problems.append(f"{path}.count must be a whole number" + (", 1 or more" if at_least else ""))
     if config.get("within_days") not in (None, "") and _whole(config["within_days"], 1) is None:
         problems.append(f"{path}.within_days must be a whole number of days, 1 or more")
     for bound in ("from", "to"):

@@ -1,4 +1,5 @@
 import pytest
+from django.contrib.auth.models import Group
 
 from omni.models import ApiKey, ApiScope
 
@@ -48,3 +49,10 @@ def record_consent_change():
     except ImportError:
         pytest.skip("compliance.actions.record_consent_change is not written yet (lead engineer's module).")
     return record_consent_change
+
+
+@pytest.fixture
+def compliance_user(db, role_groups, django_user_model):
+    user = django_user_model.objects.create_user("clara", password="pw-not-used", is_staff=True)
+    user.groups.add(Group.objects.get(name="Compliance"))
+    return user

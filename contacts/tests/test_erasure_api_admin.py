@@ -190,3 +190,49 @@ def test_an_erased_contacts_pages_still_open(admin_client, erin):
     # nothing left to erase: the page no longer offers it
     page = admin_client.get(f"/admin/contacts/contact/{erin.pk}/change/").content.decode()
     assert f"/admin/contacts/contact/{erin.pk}/erase/" not in page
+
+
+# --- after erasure, the contact page -----------------------------------------------------------
+
+def test_an_erased_contacts_page_shows_what_is_left_and_a_post_fills_nothing_in(client, staff_in, db):
+    from contacts.actions import erase_contact
+
+    ella = Contact.objects.create(external_id="ella", email="ella@example.com", first_name="Ella")
+    erase_contact(ella, why="Ticket DPO-52")
+    client.force_login(staff_in("mara", "Marketers"))
+
+    page = client.get(f"/admin/contacts/contact/{ella.pk}/change/")
+    posted = client.post(f"/admin/contacts/contact/{ella.pk}/change/",
+                         {"external_id": "ella", "email": "ella@example.com", "first_name": "Ella", "locale": "en"},
+                         follow=True)
+
+    assert page.status_code == 200 and 'name="_save"' not in page.content.decode()
+    assert [str(m) for m in posted.context["messages"]] == [
+        "This contact's personal data was erased on request, so it cannot be changed: nothing was saved."]
+    ella.refresh_from_db()
+    assert (ella.email, ella.first_name) == ("", "") and ella.erased_at is not None
+
+
+def test_an_edit_read_before_the_erasure_and_saved_after_it_fills_nothing_in(rf, client, staff_in, erin):
+    from django.contrib import admin
+
+    from campaigns.tests.test_admin_versions import change_form_data
+    from contacts.actions import ContactErased, erase_contact
+
+    mara = staff_in("mara", "Marketers")
+    client.force_login(mara)
+    data = {**change_form_data(client.get(f"/admin/contacts/contact/{erin.pk}/change/")), "first_name": "Erin B."}
+    contact_admin = admin.site._registry[Contact]
+    request = rf.post(f"/admin/contacts/contact/{erin.pk}/change/")
+    request.user = mara
+    edited = Contact.objects.get(pk=erin.pk)
+    form = contact_admin.get_form(request, edited, change=True)(data, instance=edited)
+    assert form.is_valid(), form.errors
+    # meanwhile compliance erases her
+    erase_contact(Contact.objects.get(pk=erin.pk), why="Ticket DPO-53")
+
+    with pytest.raises(ContactErased):
+        contact_admin.save_model(request, form.save(commit=False), form, change=True)
+
+    erin.refresh_from_db()
+    assert (erin.email, erin.phone, erin.first_name) == ("", "", "") and erin.erased_at is not None

@@ -4,7 +4,7 @@ compliance with their rule (an older change never replaces a newer one), everyth
 without a query per row; a large file on a real Celery worker."""
 import csv
 import io
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone as dt_timezone
 
 import pytest
 from django.contrib.auth.models import Group
@@ -30,13 +30,6 @@ def csv_of(*rows: str, header: str = HEADER) -> str:
 def good_row(n: int) -> str:
     return (f"crm-{n},p{n}@example.com,+1415555{n:04d},P{n},granted,consent,revoked,"
             f"Signed up at the fair (form v2),2026-11-01T10:00:00+00:00")
-
-
-@pytest.fixture
-def compliance_user(db, role_groups, django_user_model):
-    user = django_user_model.objects.create_user("clara", password="pw-not-used", is_staff=True)
-    user.groups.add(Group.objects.get(name="Compliance"))
-    return user
 
 
 def imported(text: str, user, mode: str = ContactImport.VALID_ONLY) -> ContactImport:
@@ -199,7 +192,7 @@ def test_an_older_consent_change_does_not_override_a_newer_one(compliance_user):
 def test_a_newer_consent_change_replaces_an_older_one(compliance_user):
     contact = Contact.objects.create(external_id="crm-1", email="p1@example.com")
     record_consent_change(contact, "email", "marketing", "revoked", "api",
-                          occurred_at=timezone.now() - timedelta(days=400))
+                          occurred_at=datetime(2025, 10, 1, tzinfo=dt_timezone.utc))  # before the file's 2026-11-01
     text = csv_of("crm-1,granted,form 2026-11,2026-11-01", header="external_id,consent_email_marketing,"
                                                                    "consent_evidence,consent_at")
 
