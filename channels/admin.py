@@ -49,7 +49,7 @@ from .inbound_settings import INBOUND_CHANNELS
 from .plans import FALLBACK_CONDITIONS, MAX_FALLBACK_SECONDS, channel_plan_problems
 from .delivery import settle_delivery
 from .provider_reports import record_inbound_message
-from .support_access import conversations_for
+from .support_access import assignable_agents, conversations_for
 from .routing import provider_name
 from .models import (
     ArbitrationRule,
@@ -265,10 +265,15 @@ class InboundMessageAdmin(QuarantineAdminMixin, ReadOnlyAdminMixin, ModelAdmin):
                 to_address=settings.TWILIO_FROM_NUMBER if channel in PHONE_CHANNELS else "",
                 body=form.cleaned_data["body"], raw={"simulated": True, "by": request.user.get_username()})
             inbound.refresh_from_db()
-            if inbound.conversation_id:
+            if inbound.conversation_id and conversations_for(request.user).filter(pk=inbound.conversation_id).exists():
                 self.message_user(request, "The customer's message is in the conversation.", messages.SUCCESS)
                 return HttpResponseRedirect(reverse("admin:channels_conversation_change",
                                                     args=[inbound.conversation_id]))
+            if inbound.conversation_id:
+                self.message_user(request, "The message was received. Its conversation is in none of your queues "
+                                           "(a new one goes to the default queue when the tick runs).",
+                                  messages.INFO)
+                return HttpResponseRedirect(reverse("admin:channels_inboundmessage_change", args=[inbound.pk]))
             self.message_user(request, "The message was received; it opened no conversation "
                                        f"({_why_no_conversation(inbound)}).", messages.WARNING)
             return HttpResponseRedirect(reverse("admin:channels_inboundmessage_change", args=[inbound.pk]))
@@ -392,10 +397,10 @@ class ConversationAdmin(ModelAdmin):
         self.message_user(request, f"Unassigned {unassigned} conversation(s).")
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        # A plain list of staff rather than an autocomplete: the autocomplete would need every
-        # agent to hold the permission to view users.
+        # A plain list of those who may work conversations rather than an autocomplete: the
+        # autocomplete would need every agent to hold the permission to view users.
         if db_field.name == "assignee":
-            kwargs["queryset"] = get_user_model().objects.filter(is_staff=True, is_active=True).order_by("username")
+            kwargs["queryset"] = assignable_agents()
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
@@ -504,7 +509,8 @@ def reachability_now(contact, now=None) -> dict:
     sessions = whatsapp.session_ends([contact.pk], now)
     facts = {(contact.pk, channel): {"provider": provider_name(channel)} for channel in Channel.values}
     facts[(contact.pk, Channel.WHATSAPP)]["whatsapp_session"] = contact.pk in sessions
-    return {purpose: gate.reachability([contact], purpose, now, facts)[contact.pk] for purpose in Purpose.values}
+    reach = gate.reachability_by_purpose({purpose: ([contact], None) for purpose in Purpose.values}, now, facts)
+    return {purpose: reach[purpose][contact.pk] for purpose in Purpose.values}
 
 
 def _reach_cell(verdict) -> str:

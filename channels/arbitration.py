@@ -7,7 +7,7 @@ for those contacts: two dispatches for one contact take turns, and the second se
 first queued. One ArbitrationRule per purpose says, for the messages of that purpose:
 
 - the intent window: a message whose intent key the contact was already given within it (a
-  message queued, sent, delivered or engaged, created within the window, whatever its source)
+  message queued, sent, delivered or engaged, said within the window, whatever its source)
   is dropped, "arbitration:duplicate_intent"; with one per channel, only when that message went
   on the same channel. Within a batch, the highest ranked of the messages sharing a key wins.
 - the collision window: two messages collide when they go to the same contact within the
@@ -16,7 +16,12 @@ first queued. One ArbitrationRule per purpose says, for the messages of that pur
   Message.priority; at equal rank the one already queued wins, then the older. The lower one is
   deferred until the window after the winner has passed, or dropped, by the rule's action;
   "arbitration:collision". A message of the batch goes "now"; one already queued went at its
-  created_at (the index arbitration reads is on created_at).
+  said_at.
+
+Both windows count from Message.said_at, when a message was last queued (channels/state.py
+stamps it with the move), never from its created_at: a message made two days ago and deferred by
+quiet hours, or moved to its plan's next channel, is said when it is queued. The index
+arbitration reads, message_contact_intent, is on (contact, intent key, said_at).
 
 A message already queued is never recalled: it can win, never lose (a message the batch routes
 again from the queued status included). Messages with an exemption (an opt-out confirmation,
@@ -159,22 +164,22 @@ def _said(contested: list[Message], batch: list[Message], rules: dict[str, Rule]
     collision_window = max((rules[m.purpose].collision_window for m in contested), default=timedelta(0))
     within = Q()
     if keys and intent_window:
-        within |= Q(intent_key__in=sorted(keys), created_at__gt=now - intent_window)
+        within |= Q(intent_key__in=sorted(keys), said_at__gt=now - intent_window)
     if collision_window:
-        within |= Q(created_at__gt=now - collision_window)
+        within |= Q(said_at__gt=now - collision_window)
     if not within:
         return []
     in_batch = {m.pk for m in batch}
     rows = (filter_in(Message.objects.filter(within, status__in=SAID_STATUSES), "contact_id",
                       sorted({m.contact_id for m in contested}))
             .order_by().values_list("pk", "contact_id", "purpose", "priority", "intent_key", "channel_plan",
-                                    "plan_step", "created_at", "source"))
+                                    "plan_step", "said_at", "source"))
     found = []
-    for pk, contact_id, purpose, priority, intent_key, plan, step, created_at, source in rows:
+    for pk, contact_id, purpose, priority, intent_key, plan, step, said_at, source in rows:
         if pk in in_batch:
             continue
         channel = plan[step]["channel"] if step < len(plan) else ""
-        found.append((contact_id, _Entry(pk, purpose, priority, intent_key, channel, created_at, source, said=True)))
+        found.append((contact_id, _Entry(pk, purpose, priority, intent_key, channel, said_at, source, said=True)))
     return found
 
 

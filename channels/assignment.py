@@ -8,15 +8,16 @@ manual hands out nothing. Only agents who are in the queue, active staff and mar
 can take waits unassigned, and the tick hands it out (assign_waiting) once someone is available
 or has room again.
 
-A queue's row is locked while its conversations are handed out, so two ticks at once never both
-fill an agent's last free place or take the same turn; the conversations are claimed with SKIP
+A queue's row is locked while its conversations are handed out, so two ticks at once never take
+the same turn, and so are its available agents' status rows (in id order), so two queues an agent
+works in never both fill that agent's last free place; the conversations are claimed with SKIP
 LOCKED, so one an agent is taking by hand at that moment is left to them. The writes go through
 channels.conversations.assign, which audits each conversation.
 """
 from collections import defaultdict
 
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, Exists, F, OuterRef, Q
 from django.utils import timezone
 
@@ -98,9 +99,13 @@ def _assign_in_queue(queue_id: int, conversation_ids: list[int] | None, now) -> 
                         .values_list("pk", flat=True), ASSIGN_BATCH)
         if not waiting:
             return 0
+        # The agents' rows too, in id order: an agent in two queues is counted by one at a time.
+        of = {"of": ("self",)} if connection.features.has_select_for_update_of else {}
+        agent_ids = list(AgentStatus.objects.select_for_update(**of).filter(
+            available=True, agent__support_queues=queue_id, agent__is_active=True, agent__is_staff=True)
+            .order_by("agent_id").values_list("agent_id", flat=True))
         open_counts = dict(
-            get_user_model().objects
-            .filter(support_queues=queue_id, is_active=True, is_staff=True, support_status__available=True)
+            get_user_model().objects.filter(pk__in=agent_ids)
             .annotate(open=Count("conversations", filter=~Q(conversations__status=ConversationStatus.CLOSED)))
             .order_by("pk").values_list("pk", "open")
         )

@@ -109,8 +109,9 @@ class Schedule:
 
         From a closed moment the count starts at the next opening. An amount that runs out exactly
         at a closing is due at that closing, not at the next opening. A zero amount is due at
-        `start`. Raises ValueError for a negative amount, or when the schedule has no opening
-        within MAX_CLOSED_DAYS days in a row on the way.
+        `start`. Raises ValueError for a negative amount, when the schedule has no opening
+        within MAX_CLOSED_DAYS days in a row on the way, or when the due time would be past the
+        last date Python knows.
         """
         start = _as_utc(start, "start")
         if not isinstance(amount, timedelta):
@@ -120,10 +121,13 @@ class Schedule:
         if not amount:
             return start
         remaining = amount
-        for opens, closes in self._open_intervals(start):
-            if closes - opens >= remaining:
-                return opens + remaining
-            remaining -= closes - opens
+        try:
+            for opens, closes in self._open_intervals(start):
+                if closes - opens >= remaining:
+                    return opens + remaining
+                remaining -= closes - opens
+        except OverflowError:
+            raise ValueError(f"{amount} of open time from {start.isoformat()} ends past the calendar") from None
         raise AssertionError("unreachable: _open_intervals never ends without until")
 
     def business_time_between(self, start: datetime, end: datetime) -> timedelta:

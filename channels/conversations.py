@@ -21,7 +21,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import QuerySet
+from django.db.models import Case, F, Q, QuerySet, Value, When
 from django.db.models.functions import Lower
 from django.utils import timezone
 
@@ -43,6 +43,7 @@ from .models import (
     ConversationStatus,
     ConversationTag,
     InboundMessage,
+    Message,
     ResolvedBy,
 )
 
@@ -67,6 +68,8 @@ CLOSE_BATCH = 500
 MAX_NOTE_LENGTH = 10_000
 MAX_TAG_LENGTH = ConversationTag._meta.get_field("name").max_length
 # A satisfaction answer is the digit alone, perhaps with a full stop or an exclamation mark.
+# The satisfaction question's intent key (support_automation asks it).
+SATISFACTION_INTENT = "satisfaction"
 SATISFACTION_ANSWER = re.compile(r"\s*([1-5])\s*[.!]?\s*")
 
 
@@ -106,7 +109,7 @@ def continue_or_open(contact_id: int, channel: str, at, found: Conversation | No
     constraint decides). Audit it with audit_inbound() once the message is stored.
     """
     if found is not None:
-        change = _continue(found, at)
+        change = _continue(found, at, schedule)
         if change:
             return found, change
     conversation = _open(contact_id, channel, at, *schedule)
@@ -114,7 +117,7 @@ def continue_or_open(contact_id: int, channel: str, at, found: Conversation | No
         return conversation, "opened"
     # Another message from this contact opened it first (and has committed): continue that one.
     conversation = unclosed(contact_id, channel)
-    change = _continue(conversation, at) if conversation is not None else ""
+    change = _continue(conversation, at, schedule) if conversation is not None else ""
     if not change:
         raise RuntimeError(f"No conversation to continue or open for contact {contact_id} on {channel}.")
     return conversation, change
@@ -156,13 +159,17 @@ def satisfaction_score(body: str) -> int | None:
 
 def awaiting_satisfaction(contact_id: int, channel: str, at) -> Conversation | None:
     """The contact's last closed conversation on `channel` if its satisfaction question was asked
-    within OMNI_SATISFACTION_REPLY_HOURS before `at` and is not answered yet."""
+    within OMNI_SATISFACTION_REPLY_HOURS before `at` and is not answered yet. Asked means said:
+    a question that could not be rendered or that the gate refused was never put to the customer."""
     conversation = (Conversation.objects.filter(contact_id=contact_id, channel=channel, status=CLOSED)
                     .order_by("-closed_at", "-pk").first())
     if conversation is None or conversation.satisfaction is not None or conversation.satisfaction_asked_at is None:
         return None
     window = timedelta(hours=settings.OMNI_SATISFACTION_REPLY_HOURS)
     if not conversation.satisfaction_asked_at <= at <= conversation.satisfaction_asked_at + window:
+        return None
+    if not Message.objects.filter(conversation=conversation, intent_key=SATISFACTION_INTENT,
+                                  said_at__isnull=False).exists():
         return None
     return conversation
 
@@ -190,16 +197,27 @@ def replied_event(inbound: InboundMessage, conversation: Conversation) -> dict:
                            "inbound_message_id": inbound.pk}}
 
 
-def _continue(conversation: Conversation, at) -> str:
+def _continue(conversation: Conversation, at, schedule: tuple) -> str:
     """Move a conversation that is not closed on with a message at `at`: "reopened" or
-    "continued", or "" if it closed meanwhile."""
+    "continued", or "" if it closed meanwhile. One an agent started waits on the customer with no
+    due times: the customer's first message gives it those a message opening it would have."""
     times = {"last_inbound_at": at, "last_activity_at": at}
-    if conversation.status == WAITING and _move_one(conversation, OPEN, waiting_since=None, **times):
+    if conversation.status == WAITING and _move_one(conversation, OPEN, waiting_since=None, **times,
+                                                    **_due_unless_answered(conversation.channel, at, schedule)):
         return "reopened"
     if not Conversation.objects.filter(pk=conversation.pk).exclude(status=CLOSED).update(**times):
         return ""
     conversation.last_inbound_at = conversation.last_activity_at = at
     return "continued"
+
+
+def _due_unless_answered(channel: str, at, schedule: tuple) -> dict:
+    """The due times of a message at `at`, as update() expressions that leave a conversation's
+    own alone: set only while it has none and no first response (one an agent started)."""
+    due = _due_times(channel, at, *schedule)
+    unanswered = Q(first_response_at__isnull=True, first_response_due_at__isnull=True,
+                   resolution_due_at__isnull=True)
+    return {name: Case(When(unanswered, then=Value(value)), default=F(name)) for name, value in due.items()}
 
 
 def _open(contact_id: int, channel: str, at, schedule, service_level) -> Conversation | None:
@@ -210,15 +228,27 @@ def _open(contact_id: int, channel: str, at, schedule, service_level) -> Convers
 
 def new_conversation(contact_id: int, channel: str, at, schedule, service_level) -> Conversation:
     """The open conversation a message at `at` opens, not saved, its first-response and
-    resolution due times from the channel's service level in its business hours."""
-    due = {}
-    if service_level is not None and schedule is not None:
-        due = {"first_response_due_at": schedule.add_business_time(
-                   at, timedelta(minutes=service_level.first_response_minutes)),
-               "resolution_due_at": schedule.add_business_time(
-                   at, timedelta(minutes=service_level.resolution_minutes))}
+    resolution due times from the channel's service level in its business hours (none when
+    they cannot be computed: the message is stored all the same)."""
     return Conversation(contact_id=contact_id, channel=channel, status=OPEN, opened_at=at,
-                        last_inbound_at=at, last_activity_at=at, **due)
+                        last_inbound_at=at, last_activity_at=at, **_due_times(channel, at, schedule, service_level))
+
+
+def _due_times(channel: str, at, schedule, service_level) -> dict:
+    """First-response and resolution due times of a customer's message at `at`, from the
+    channel's service level in its business hours (none when they cannot be computed: the
+    message is stored all the same)."""
+    if service_level is None or schedule is None:
+        return {}
+    try:
+        return {"first_response_due_at": schedule.add_business_time(
+                    at, timedelta(minutes=service_level.first_response_minutes)),
+                "resolution_due_at": schedule.add_business_time(
+                    at, timedelta(minutes=service_level.resolution_minutes))}
+    except ValueError as problem:
+        # A service level no schedule can meet must not lose the customer's message.
+        log.warning("No due times for a conversation on %s: %s", channel, problem)
+        return {}
 
 
 def _move_one(conversation: Conversation, to: str, **fields) -> bool:
@@ -320,11 +350,18 @@ def close_waiting(now=None) -> int:
 
 
 def record_response(conversation: Conversation, at) -> bool:
-    """The first agent reply: keep when, and how long it took in real and in business seconds.
-    Later replies change nothing (False)."""
+    """The first agent reply: keep when, and how long the customer waited for it in real and in
+    business seconds, counted from their first message in the conversation (an agent who wrote
+    first opened it, and the customer's days before answering are not the agent's response
+    time). Later replies change nothing (False)."""
+    if conversation.first_response_at is not None:
+        return False
+    asked_at = (InboundMessage.objects.filter(conversation_id=conversation.pk).order_by("received_at")
+                .values_list("received_at", flat=True).first()) or conversation.opened_at
+    asked_at = min(max(asked_at, conversation.opened_at), at)
     schedule, _ = schedule_of(conversation.channel)
-    seconds = _seconds(at - conversation.opened_at)
-    business = _business_seconds(schedule, conversation.opened_at, at)
+    seconds = _seconds(at - asked_at)
+    business = _business_seconds(schedule, asked_at, at)
     if not Conversation.objects.filter(pk=conversation.pk, first_response_at__isnull=True).update(
             first_response_at=at, first_response_seconds=seconds, first_response_business_seconds=business,
             last_activity_at=at):

@@ -35,7 +35,8 @@ from compliance import decisions, gate
 from compliance.actions import record_opt_out, suppress
 from compliance.models import ConsentSource, SuppressionReason
 from omni import audit
-from templates.rendering import RenderError, contact_variables, render_variant
+from omni.choices import Channel
+from templates.rendering import RenderError, contact_variables, email_parts, render_variant
 
 from . import state
 from .base import CannotTell, DeliveryError, DeliveryOutcomeUnknown, Provider, SendResult
@@ -232,6 +233,8 @@ def render(delivery: Delivery) -> None:
         rendered = render_variant(variant, {**message.variables, **contact_variables(contact)})
     else:
         rendered = variant
+    if delivery.channel == Channel.EMAIL:
+        rendered = email_parts(rendered)
     fields = {
         "subject": rendered.get("subject", ""),
         "text_body": rendered.get("text_body", ""),

@@ -3,6 +3,7 @@ from datetime import datetime, time
 from datetime import timezone as dt_timezone
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator
 from django.db import models
 from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Coalesce
@@ -98,6 +99,11 @@ class Message(models.Model):
     exemption = models.CharField(max_length=30, choices=Exemption.choices, blank=True, default="", db_default="")
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # When the message last went into the queue (a fallback's next channel, or a delivery
+    # cancelled at send time and routed again, counts anew): written by channels/state.py with
+    # the status. Arbitration's windows count from it, not from created_at: a message made days
+    # ago and deferred by quiet hours is said when it is queued.
+    said_at = models.DateTimeField(null=True, blank=True, editable=False)
     # Set when the tick could not process the row (omni/lib/quarantine.py): not claimed again
     # until someone retries it in the admin.
     quarantined_at = models.DateTimeField(null=True, blank=True)
@@ -107,7 +113,8 @@ class Message(models.Model):
         ordering = ["-created_at"]
         indexes = [
             models.Index(fields=["defer_until"], condition=Q(status="deferred"), name="message_deferred_due"),
-            models.Index(fields=["contact", "intent_key", "created_at"], name="message_contact_intent"),
+            # Arbitration reads the messages said to a contact within its windows (channels/arbitration.py).
+            models.Index(fields=["contact", "intent_key", "said_at"], name="message_contact_intent"),
             # The contact's timeline pages through their messages by time (omni/web/timeline.py).
             models.Index(fields=["contact", "created_at", "id"], name="message_contact_time"),
             models.Index(fields=["status"], name="message_status"),
@@ -420,6 +427,11 @@ class Holiday(models.Model):
         return f"{self.date} {self.name}".strip()
 
 
+# A due time is found by walking the business hours day by day, in the inbound webhook: a larger
+# target is no promise to a customer and would cost each message a long walk.
+MAX_SERVICE_LEVEL_MINUTES = 90 * 24 * 60
+
+
 class ServiceLevel(models.Model):
     """How fast each channel's conversations are answered and resolved, counted in business hours."""
 
@@ -428,8 +440,12 @@ class ServiceLevel(models.Model):
         BusinessHours, null=True, blank=True, on_delete=models.PROTECT, related_name="service_levels",
         help_text="Empty: the clock runs around the clock.",
     )
-    first_response_minutes = models.PositiveIntegerField(default=60)
-    resolution_minutes = models.PositiveIntegerField(default=24 * 60)
+    first_response_minutes = models.PositiveIntegerField(
+        default=60, validators=[MaxValueValidator(MAX_SERVICE_LEVEL_MINUTES)],
+        help_text="Minutes of business time. At most 129,600 (90 days around the clock).")
+    resolution_minutes = models.PositiveIntegerField(
+        default=24 * 60, validators=[MaxValueValidator(MAX_SERVICE_LEVEL_MINUTES)],
+        help_text="Minutes of business time. At most 129,600 (90 days around the clock).")
     after_hours_reply = models.TextField(
         blank=True, help_text="Sent once per conversation and day to a customer who writes outside business "
                               "hours. Empty: none.",
@@ -696,7 +712,9 @@ class BlockedSender(models.Model):
 class InboundMessage(models.Model):
     """Something a contact sent us: an SMS, a WhatsApp message, an email reply."""
 
-    contact = models.ForeignKey(Contact, null=True, blank=True, on_delete=models.SET_NULL, related_name="inbound_messages")
+    # Indexed by inbound_contact_time, which leads with it.
+    contact = models.ForeignKey(Contact, null=True, blank=True, on_delete=models.SET_NULL,
+                                related_name="inbound_messages", db_index=False)
     conversation = models.ForeignKey(
         Conversation, null=True, blank=True, on_delete=models.SET_NULL, related_name="inbound_messages"
     )
@@ -721,7 +739,9 @@ class InboundMessage(models.Model):
     handled_at = models.DateTimeField(null=True, blank=True)
     quarantined_at = models.DateTimeField(null=True, blank=True)
     quarantine_reason = models.TextField(blank=True, default="", db_default="")
-    automated_reply = models.ForeignKey("Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # Indexed only where set (inbound_automated_reply): most messages get no automated reply.
+    automated_reply = models.ForeignKey("Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                                        db_index=False)
     # The tick marked in_reply_to replied (provider_reports.apply_replies_batch), out of the webhook.
     reply_applied_at = models.DateTimeField(null=True, blank=True)
 
@@ -740,6 +760,8 @@ class InboundMessage(models.Model):
                          condition=Q(in_reply_to__isnull=False, reply_applied_at__isnull=True,
                                      quarantined_at__isnull=True),
                          name="inbound_reply_unapplied"),
+            models.Index(fields=["automated_reply"], condition=Q(automated_reply__isnull=False),
+                         name="inbound_automated_reply"),
         ]
 
     def __str__(self):

@@ -45,6 +45,9 @@ from .models import (
 )
 
 ENGAGEMENT_EVENTS = frozenset({EventType.OPENED, EventType.CLICKED, EventType.READ, EventType.REPLIED})
+# Events that prove the provider sent the message, whether or not its "sent" report ever came
+# (Twilio's callbacks may arrive out of order or not at all; SES publishes Send only if asked).
+SENT_EVENTS = frozenset({EventType.SENT, EventType.DELIVERED, EventType.COMPLAINED}) | ENGAGEMENT_EVENTS
 # A delivery that ends in one of these did not reach the contact: the message falls back.
 FALLBACK_STATUSES = frozenset({DeliveryStatus.BOUNCED, DeliveryStatus.FAILED, DeliveryStatus.UNDELIVERED})
 
@@ -212,7 +215,8 @@ def _apply_to_delivery(delivery: Delivery, event: DeliveryEvent) -> bool:
     if not delivery.provider_message_id and event.provider_message_id:
         # Settles a delivery whose send was never recorded (left "uncertain").
         changes["provider_message_id"] = event.provider_message_id
-    if kind == EventType.SENT and not delivery.sent_at:
+    if kind in SENT_EVENTS and not delivery.sent_at:
+        # A delivery settled by its report was sent: replies are linked to sent deliveries only.
         changes["sent_at"] = at
     if kind == EventType.DELIVERED and not delivery.delivered_at:
         changes["delivered_at"] = at
@@ -226,8 +230,10 @@ def _apply_to_delivery(delivery: Delivery, event: DeliveryEvent) -> bool:
             # transaction (channels.routing.fall_back decides whether it moves on).
             with_status.update(failed_at=delivery.failed_at or at, error_message=event.detail,
                                error_permanent=event.permanent, fallback_due_at=timezone.now())
-        elif fallback_condition_met(delivery, new_status):
-            with_status["fallback_due_at"] = None  # it got through: no fallback
+        elif new_status == DeliveryStatus.COMPLAINED or fallback_condition_met(delivery, new_status):
+            # It got through: no fallback. A complaint proves it reached the contact, who refused
+            # it: the same content must not follow on another channel when the timer ends.
+            with_status["fallback_due_at"] = None
         if state.move_delivery(delivery, new_status, **with_status):
             return True
     for name, value in changes.items():
@@ -356,7 +362,10 @@ def _record_inbound_message(provider, provider_message_id, channel, from_address
     if sender.stored_before:
         raise _StoredBefore  # a retry of a message stored earlier: nothing to do again
     contact_id, blocked, in_reply_to_id = sender.contact_id, sender.blocked, sender.in_reply_to_id
-    score = conversations.satisfaction_score(body) if contact_id and not blocked else None
+    # A digit answers the satisfaction question only while no conversation is going on: in one,
+    # it answers whatever the agent asked there.
+    score = conversations.satisfaction_score(body) \
+        if contact_id and not blocked and sender.conversation is None else None
     with transaction.atomic(), audit.written_together():
         rated = conversations.awaiting_satisfaction(contact_id, channel, at) if score else None
         opens = not blocked and rated is None and (not reading.keyword or reading.needs_agent)

@@ -39,6 +39,7 @@ from .models import (
     MessageStatus,
     SavedReply,
 )
+from .support_access import conversations_for
 
 REPLY_WINDOW = timedelta(hours=24)
 # Twilio refuses a longer body (error 21617); one limit on every channel keeps the form plain.
@@ -46,6 +47,8 @@ MAX_REPLY_LENGTH = 1600
 EMAIL_REPLY_SUBJECT = "Re: your message"
 # An agent can write first on these; push carries nothing a person answers.
 CONVERSATION_CHANNELS = frozenset({Channel.SMS, Channel.WHATSAPP, Channel.RCS, Channel.EMAIL})
+# Statuses of a reply that answers the customer: sent now, or deferred by quiet hours.
+ANSWERED = frozenset({MessageStatus.QUEUED, MessageStatus.DEFERRED})
 # Statuses a reply ends in without having gone out.
 NOT_SENT = frozenset({MessageStatus.SUPPRESSED, MessageStatus.DEFERRED, MessageStatus.EXPIRED,
                       MessageStatus.FAILED, MessageStatus.CANCELLED})
@@ -122,11 +125,13 @@ def reply_with_template(conversation: Conversation, *, agent, template: Template
 
 def resend(message: Message, *, agent, form_token: str, now=None) -> Message:
     """Send a failed reply again, as a new message linked to it (resent_from); the failed one
-    stays failed."""
+    stays failed. The form token names the page, so the idempotency key holds the failed reply's
+    id too: two failed replies sent again from one page are two messages."""
     now = now or timezone.now()
     if message.source != MessageSource.AGENT or message.conversation_id is None:
         raise ReplyError("Only an agent's reply in a conversation can be sent again from here.")
     conversation = message.conversation
+    form_token = f"{form_token}:{message.pk}"
     already = _already_made(form_token, conversation)
     if already is not None:
         return already
@@ -135,8 +140,17 @@ def resend(message: Message, *, agent, form_token: str, now=None) -> Message:
     _check_not_closed(conversation)
     if message.content is not None:
         _check_free_text_allowed(conversation, now)
-    return _send(conversation, agent=agent, form_token=form_token, now=now, content=message.content,
-                 template_version=message.template_version, resent_from=message)
+    with transaction.atomic():
+        # Once only: the failed reply stays failed and keeps its "Send again", so a page drawn
+        # again (a new token) or a second agent would send the customer the text twice. Its
+        # row locked (messages first: channels/state.py's order), two at once take turns.
+        state.lock_message(message.pk)
+        earlier = message.resends.order_by("pk").values_list("pk", flat=True).first()
+        if earlier is not None:
+            raise ReplyError(f"This reply was already sent again (message {earlier}): if that one failed too, "
+                             "send it again instead.")
+        return _send(conversation, agent=agent, form_token=form_token, now=now, content=message.content,
+                     template_version=message.template_version, resent_from=message)
 
 
 def start_conversation(contact, channel: str, *, agent, body: str, form_token: str,
@@ -200,17 +214,27 @@ def approved_templates(channel: str) -> list[TemplateVersion]:
 
 def refusal_in_words(message: Message) -> str:
     """Why a reply was not sent, in words, from its latest refusing decision ("" for one that
-    went out or is still on its way)."""
+    went out or is still on its way). A query or two: a page of many reads them for all at once
+    and asks refusal_from."""
+    if message.status not in NOT_SENT:
+        return ""
+    deliveries = list(Delivery.objects.filter(message=message).exclude(error_code="")) \
+        if message.status == MessageStatus.FAILED else []
+    decision = (Decision.objects.filter(message_id=message.pk).exclude(outcome=DecisionOutcome.ALLOW)
+                .order_by("-decided_at", "-pk").first())
+    return refusal_from(message, decision, deliveries)
+
+
+def refusal_from(message: Message, decision: Decision | None, deliveries) -> str:
+    """refusal_in_words from what the caller has read: the message's latest refusing decision
+    (None if it has none) and its deliveries."""
     if message.status not in NOT_SENT:
         return ""
     if message.status == MessageStatus.FAILED:
-        failed = (Delivery.objects.filter(message=message).exclude(error_code="").order_by("-pk")
-                  .values_list("error_code", "error_message").first())
-        if failed:
-            code, text = failed
-            return f"The provider could not deliver it ({code}{': ' + text if text else ''})."
-    decision = (Decision.objects.filter(message_id=message.pk).exclude(outcome=DecisionOutcome.ALLOW)
-                .order_by("-decided_at").first())
+        failed = max((delivery for delivery in deliveries if delivery.error_code), key=lambda d: d.pk, default=None)
+        if failed is not None:
+            text = failed.error_message
+            return f"The provider could not deliver it ({failed.error_code}{': ' + text if text else ''})."
     if decision is not None:
         return decisions.in_words(decision)
     if message.status == MessageStatus.CANCELLED:
@@ -227,7 +251,9 @@ def _send(conversation: Conversation, *, agent, form_token: str, now, content=No
         message, created = routing.create_message(
             contact=conversation.contact, channel_plan=[{"channel": conversation.channel}], source=MessageSource.AGENT,
             content=content, template_version=template_version,
-            purpose=Purpose.INFORMATIONAL if template_version is None else "",
+            # Informational whatever a template says: a transactional one would pass a contact that
+            # staff paused, which no agent's reply may.
+            purpose=Purpose.INFORMATIONAL,
             conversation=conversation, agent=agent, idempotency_key=_idempotency_key(form_token), exemption=exemption,
             resent_from=resent_from,
         )
@@ -236,8 +262,9 @@ def _send(conversation: Conversation, *, agent, form_token: str, now, content=No
             return _same_conversation(message, conversation)
         routing.dispatch(message, now=now)
         Conversation.objects.filter(pk=conversation.pk, last_activity_at__lt=now).update(last_activity_at=now)
-        if message.status == MessageStatus.QUEUED and conversation.last_inbound_at is not None:
-            # The gate accepted it: the first one answers the customer (the service level's clock).
+        if message.status in ANSWERED and conversation.last_inbound_at is not None:
+            # The gate let it go, now or after quiet hours: the first one answers the customer (the
+            # service level's clock measures the agent, not the contact's night).
             conversations.record_response(conversation, now)
         audit.record("conversation.resent" if resent_from else "conversation.replied", actor=agent,
                      contact_id=conversation.contact_id, obj=message, channel=conversation.channel,
@@ -254,18 +281,28 @@ def _open_conversation(contact, channel: str, agent, now) -> Conversation:
     current = Conversation.objects.filter(contact=contact, channel=channel).exclude(
         status=ConversationStatus.CLOSED).first()
     if current is not None:
-        return current
+        return _theirs_to_continue(current, agent)
     try:
         with transaction.atomic():
             conversation = Conversation.objects.create(contact=contact, channel=channel, assignee=agent, opened_at=now,
                                                        last_activity_at=now)
     except IntegrityError:
         # Someone else (the customer writing in, another agent) opened it meanwhile.
-        return Conversation.objects.exclude(status=ConversationStatus.CLOSED).get(contact=contact, channel=channel)
+        return _theirs_to_continue(
+            Conversation.objects.exclude(status=ConversationStatus.CLOSED).get(contact=contact, channel=channel), agent)
     audit.record("conversation.started", actor=agent, contact=contact, obj=conversation, channel=channel,
                  occurred_at=now, data={"assignee": agent.pk if agent else None})
     # The agent wrote first: it waits on the customer, and closes itself if they never answer.
     conversations.set_waiting(conversation, actor=agent, now=now)
+    return conversation
+
+
+def _theirs_to_continue(conversation: Conversation, agent) -> Conversation:
+    """The contact's conversation that is not closed, if the agent may see it (support_access:
+    an agent limited to their queues may not write into anyone else's)."""
+    if agent is not None and not conversations_for(agent).filter(pk=conversation.pk).exists():
+        raise ReplyError(f"This contact already has a conversation on {Channel(conversation.channel).label} in a "
+                         "queue you do not work in: ask its agent or a supervisor to reply there.")
     return conversation
 
 

@@ -212,9 +212,6 @@ def dispatch_many(messages: list[Message], *, now=None) -> dict[int, Delivery]:
     state.lock_contacts({m.contact_id for m in pending})
     devices = _push_devices(pending)
     candidates = {m.pk: _candidates(m, devices) for m in pending}
-    # Under the contact locks, so what it reads as already queued includes every other batch's.
-    displaced = arbitration.arbitrate(pending, {m.pk: _first_choice(m, candidates[m.pk]) for m in pending}, now)
-    pending = [m for m in pending if m.pk not in displaced]
     sessions = _whatsapp_sessions(pending, candidates, now)
     holds = conversation_holds(pending, now)
     requests = []
@@ -234,6 +231,11 @@ def dispatch_many(messages: list[Message], *, now=None) -> dict[int, Delivery]:
                                                  c.provider, message.expires_at, message.exemption, message.pk, facts,
                                                  held_by))
     batch = gate.Batch(requests, now)
+    # Under the contact locks, so what it reads as already queued includes every other batch's;
+    # after the gate's facts, so "one per channel" judges the channel routing will really use.
+    displaced = arbitration.arbitrate(
+        pending, {m.pk: _first_choice(m, candidates[m.pk], batch) for m in pending}, now)
+    pending = [m for m in pending if m.pk not in displaced]
 
     moves, entries, rulings, queued, undeliverable = [], [], [], [], []
     for displacement in displaced.values():
@@ -294,9 +296,12 @@ def _routed(message: Message, status: str, step: int, reason: str, *, defer_unti
                              fields={"status_reason": reason, "defer_until": defer_until, "plan_step": step})
 
 
-def _first_choice(message: Message, candidates: list[_Candidate]) -> arbitration.Choice:
-    """Where routing would try the message first: arbitration's "one per channel" reads it."""
-    first = next((c for c in candidates if c.variant is not None), None)
+def _first_choice(message: Message, candidates: list[_Candidate], batch: gate.Batch) -> arbitration.Choice:
+    """Where routing would send the message: arbitration's "one per channel" reads it. A channel
+    the gate rules out for this channel only is skipped, as _route skips it: an alert for SMS,
+    then email, to a contact without a phone (or whose number bounced) goes by email."""
+    written = [c for c in candidates if c.variant is not None]
+    first = next((c for c in written if not _ineligible(batch.decide(c.index))), written[0] if written else None)
     if first is None:
         entry = message.channel_plan[min(message.plan_step, len(message.channel_plan) - 1)]
         return arbitration.Choice(message.plan_step, entry["channel"], "", provider_name(entry["channel"]))
@@ -353,6 +358,11 @@ def _candidates(message: Message, devices: dict[int, tuple]) -> list[_Candidate]
     return candidates
 
 
+def _ineligible(verdict: gate.Verdict) -> bool:
+    """Whether the gate ruled the channel out for this channel only: routing tries the next."""
+    return verdict.outcome == gate.SUPPRESS and verdict.reason in CHANNEL_INELIGIBLE_REASONS
+
+
 def _route(candidates: list[_Candidate], batch: gate.Batch) -> tuple[_Candidate | None, list[dict], list[_Candidate]]:
     """The first channel the gate has to rule on for real, the channels skipped before it, and
     the candidates whose verdicts routing relied on (the skipped ones the gate ruled out, then the chosen one).
@@ -364,7 +374,7 @@ def _route(candidates: list[_Candidate], batch: gate.Batch) -> tuple[_Candidate 
             continue
         candidate.verdict = batch.decide(candidate.index)
         ruled.append(candidate)
-        if candidate.verdict.outcome == gate.SUPPRESS and candidate.verdict.reason in CHANNEL_INELIGIBLE_REASONS:
+        if _ineligible(candidate.verdict):
             skipped.append({"channel": candidate.channel, "reason": candidate.verdict.reason})
         else:
             return candidate, skipped, ruled

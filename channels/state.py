@@ -62,6 +62,9 @@ MESSAGE_TRANSITIONS = {
 }
 # Nothing moves a message out of these: no routing, no fallback, no send.
 FINAL_MESSAGE_STATUSES = frozenset(status for status, targets in MESSAGE_TRANSITIONS.items() if not targets)
+# The column a move into a status stamps with the time of the move, whatever the status it came
+# from: arbitration counts its windows from when a message was last queued (Message.said_at).
+STAMPED_ON_ARRIVAL = {M.QUEUED: "said_at"}
 
 # Provider reports move a delivery forward along this order and never back: a late "sent" never
 # overwrites "delivered"; a bounce after "delivered" is news; engagement outranks a failure
@@ -105,7 +108,8 @@ class MessageMove:
     """One message to move to status `to`, if it is still at plan step `at_plan_step`.
 
     `message` is a Message (updated in memory when it moves) or its id. `fields` are the other
-    columns written with the status: status_reason, defer_until, plan_step.
+    columns written with the status: status_reason, defer_until, plan_step. A move into queued
+    also writes said_at (STAMPED_ON_ARRIVAL).
     """
 
     message: Message | int
@@ -159,9 +163,18 @@ def move_messages(moves: list[MessageMove], now=None) -> set[int]:
         if move.message_id in moved and isinstance(move.message, Message):
             message = move.message
             message.status, message.updated_at = move.to, now
+            if move.to in STAMPED_ON_ARRIVAL:
+                setattr(message, STAMPED_ON_ARRIVAL[move.to], now)
             for name, value in move.fields.items():
                 setattr(message, name, value)
     return moved
+
+
+def cancel_messages(messages, reason: str, now=None) -> set[int]:
+    """Cancel `messages`, (id, plan step) pairs as values_list gives them, with `reason` as
+    their status reason; returns the ids moved (one another writer moved first stays as it is)."""
+    return move_messages([MessageMove(pk, M.CANCELLED, plan_step, {"status_reason": reason})
+                          for pk, plan_step in messages], now)
 
 
 # Rows per statement on databases without arrays: each row takes one parameter per column, and
@@ -171,14 +184,16 @@ VALUES_CHUNK = 2000
 
 def _update_from_rows(connection, to: str, at_plan_step: int, names: tuple, group: list[MessageMove], now) -> list[int]:
     """UPDATE the group's messages still at `at_plan_step` in a status allowed to move to `to`:
-    status `to`, updated_at `now` and each row's own `names` values. Returns the ids moved."""
+    status `to`, updated_at (and `to`'s STAMPED_ON_ARRIVAL column) `now` and each row's own
+    `names` values. Returns the ids moved."""
     sources = sorted(message_sources(to))
     if not sources or not group:
         return []
     opts = Message._meta
     quote = connection.ops.quote_name
     fields = [opts.get_field(name) for name in names]
-    assignments = ", ".join([f"{quote('status')} = %s", f"{quote('updated_at')} = %s"]
+    stamped = [opts.get_field(name) for name in ["updated_at", STAMPED_ON_ARRIVAL.get(to)] if name]
+    assignments = ", ".join([f"{quote('status')} = %s", *(f"{quote(f.column)} = %s" for f in stamped)]
                             + [f"{quote(f.column)} = v.{quote(f.column)}" + _cast(f, connection) for f in fields])
     # The status check names v (whose key is never null) so that it stays a condition of the
     # join: on t alone, PostgreSQL would size t by it and, with statistics taken while few
@@ -187,7 +202,7 @@ def _update_from_rows(connection, to: str, at_plan_step: int, names: tuple, grou
                  f"AND (t.{quote('status')} IN ({', '.join(['%s'] * len(sources))}) OR v.{quote('pk__')} IS NULL)")
     table = quote(opts.db_table)
     returning = f"RETURNING {quote(opts.pk.column)}"  # v has no such column: it is t's
-    head = [to, _db_value(opts.get_field("updated_at"), now, connection)]
+    head = [to, *(_db_value(f, now, connection) for f in stamped)]
     tail = [at_plan_step, *sources]
     columns = ", ".join(quote(c) for c in ["pk__", *[f.column for f in fields]])
     if connection.vendor == "postgresql":

@@ -7,6 +7,7 @@ conversation admin all read through `conversations_for`. Users who only view con
 (compliance staff) and administrators always see all of them.
 """
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db.models import Q, QuerySet
 
 from omni.lib.admin import is_administrator
@@ -27,3 +28,12 @@ def conversations_for(user, queryset: QuerySet | None = None) -> QuerySet:
         return queryset
     their_queues = SupportQueue.agents.through.objects.filter(user_id=user.pk).values("supportqueue_id")
     return queryset.filter(Q(assignee_id=user.pk) | Q(queue_id__in=their_queues))
+
+
+def assignable_agents() -> QuerySet:
+    """Active staff who may work conversations (channels.change_conversation, directly, through a
+    group, or as superusers): who a conversation may be assigned to, by username."""
+    User = get_user_model()
+    # Named, since django-axes' backend comes first and says nothing about permissions.
+    holders = User.objects.with_perm("channels.change_conversation", backend="django.contrib.auth.backends.ModelBackend")
+    return holders.filter(is_staff=True).order_by(User.USERNAME_FIELD)

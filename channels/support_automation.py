@@ -30,6 +30,7 @@ conversation, shortly after it closed.
 """
 import logging
 import re
+import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import timedelta
@@ -202,9 +203,16 @@ def _rule_matches(rule: EscalationRule, text: str, conversation: Conversation, r
     return False
 
 
+# Phones type typographic quotes (iOS "smart punctuation") where staff typed plain ones.
+PLAIN_QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u02bc": "'", "\u201c": '"', "\u201d": '"'})
+
+
 def normalized(text: str) -> str:
-    """Text as messages are compared: case folded, runs of white space as one space."""
-    return " ".join((text or "").casefold().split())
+    """Text as messages are compared: in Unicode's compatibility form (an accent typed as its own
+    combining mark is the accented letter, as compliance.keywords reads keywords), case folded,
+    typographic quotes plain, runs of white space as one space."""
+    folded = unicodedata.normalize("NFKC", text or "").casefold().translate(PLAIN_QUOTES)
+    return " ".join(folded.split())
 
 
 def phrases_of(phrases: str) -> list[str]:
@@ -244,7 +252,10 @@ def response_due(conversation: Conversation, schedule, level: ServiceLevel | Non
         return NO_SERVICE_LEVEL_DUE
     due = conversation.first_response_due_at
     if conversation.first_response_at is not None or due is None or due <= now:
-        due = schedule.add_business_time(now, timedelta(minutes=level.first_response_minutes))
+        try:
+            due = schedule.add_business_time(now, timedelta(minutes=level.first_response_minutes))
+        except ValueError:
+            return NO_SERVICE_LEVEL_DUE
     return describe_time(due, schedule.tz)
 
 
@@ -385,7 +396,7 @@ def _ask_satisfaction_batch(questions: dict[str, str], now) -> int:
             messages.append(Message(
                 contact=conversation.contact, channel_plan=[{"channel": conversation.channel}],
                 source=MessageSource.SYSTEM, content=[{"channel": conversation.channel, "text_body": text}],
-                purpose=Purpose.INFORMATIONAL, intent_key="satisfaction", conversation=conversation,
+                purpose=Purpose.INFORMATIONAL, intent_key=conversations.SATISFACTION_INTENT, conversation=conversation,
                 idempotency_key=f"satisfaction:{conversation.pk}", expires_at=expires_at, created_at=now,
             ))
         _, created = create_messages(messages)

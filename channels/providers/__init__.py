@@ -3,7 +3,13 @@
 The helpers here are shared by the two AWS providers (ses.py and sns_sms.py).
 """
 from botocore.config import Config
-from botocore.exceptions import ClientError, NoCredentialsError, ParamValidationError, ReadTimeoutError
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    NoCredentialsError,
+    ParamValidationError,
+    ReadTimeoutError,
+)
 from django.conf import settings
 
 from channels.base import DeliveryError, DeliveryOutcomeUnknown
@@ -42,7 +48,8 @@ def aws_client(service: str):
 
 def aws_send_error(exc: Exception) -> DeliveryError | DeliveryOutcomeUnknown:
     """What boto3 raised, as Omni sees it: throttling, 5xx and connection faults are transient;
-    a read timeout leaves the outcome unknown (AWS may have accepted the message)."""
+    a read timeout or a connection closed without an answer leaves the outcome unknown (AWS may
+    have accepted the message)."""
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         code = error.get("Code", "")
@@ -54,5 +61,8 @@ def aws_send_error(exc: Exception) -> DeliveryError | DeliveryOutcomeUnknown:
         return DeliveryError(str(exc), code=type(exc).__name__, permanent=True)
     if isinstance(exc, ReadTimeoutError):
         return DeliveryOutcomeUnknown(f"No answer from AWS: {exc}")
+    if isinstance(exc, ConnectionClosedError):
+        # The connection dropped after the request went out: AWS may have accepted it too.
+        return DeliveryOutcomeUnknown(f"AWS closed the connection without an answer: {exc}")
     # Connection refused, connect timeouts and other BotoCoreErrors: nothing reached AWS.
     return DeliveryError(str(exc), code=type(exc).__name__, permanent=False)

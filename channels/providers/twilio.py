@@ -13,9 +13,11 @@ from django.urls import reverse
 from django.utils.functional import cached_property
 from requests import ConnectionError as RequestsConnectionError
 from requests import ConnectTimeout, ReadTimeout
+from requests.exceptions import SSLError
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from channels.base import CannotTell, DeliveryError, DeliveryOutcomeUnknown, Provider, SendResult
 from channels.models import EVENT_DELIVERY_STATUS, Delivery, DeliveryStatus, EventType
@@ -114,6 +116,10 @@ class TwilioProvider(Provider):
             # (which names the delivery) will tell.
             raise DeliveryOutcomeUnknown(f"No answer from Twilio: {exc}") from exc
         except (ConnectTimeout, RequestsConnectionError) as exc:
+            if not never_reached_twilio(exc):
+                # The connection dropped after the request went out ("Connection aborted"):
+                # Twilio may have queued the message, so trying again could send it twice.
+                raise DeliveryOutcomeUnknown(f"No answer from Twilio: {exc}") from exc
             raise DeliveryError(f"Twilio unreachable: {exc}", code=type(exc).__name__, permanent=False) from exc
 
     def fetch_status(self, delivery) -> str | None:
@@ -172,6 +178,16 @@ class TwilioProvider(Provider):
             raw={"sid": message.sid, "status": message.status, "num_segments": message.num_segments,
                  "error_code": message.error_code},
         )
+
+
+def never_reached_twilio(exc: RequestsConnectionError) -> bool:
+    """Whether a connection error happened before any request was sent: no connection could be
+    made (refused, unknown host, connect timeout, TLS handshake). requests wraps urllib3's
+    connect failures in a MaxRetryError whose reason says so."""
+    if isinstance(exc, (ConnectTimeout, SSLError)):
+        return True
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(reason, (NewConnectionError, ConnectTimeoutError))
 
 
 def fetch_status_of(provider: "TwilioProvider", delivery) -> str | None:

@@ -1,10 +1,16 @@
+import json
+
 import pytest
 from django.utils import timezone
+from twilio.request_validator import RequestValidator
 
 from channels.models import Delivery, DeliveryStatus, Message, MessageSource, MessageStatus
+from channels.providers.twilio import status_callback_url
 from compliance.actions import record_consent_change
 from contacts.models import Contact
 from templates.models import Template, TemplateVersion
+
+from .ses_events import ses_event
 
 
 @pytest.fixture
@@ -105,3 +111,41 @@ def agents(db):
 
     return [get_user_model().objects.create_user(name, f"{name}@omni.example", is_staff=True)
             for name in ("ann", "bea", "cy")]
+
+
+# --- provider reports: SES through the moto server, Twilio through the local server ------------------
+
+@pytest.fixture
+def providers(sesv2_client, twilio_settings):
+    """Email through SES (the moto server), SMS through Twilio (the local Twilio server)."""
+    return twilio_settings
+
+
+@pytest.fixture
+def ses_report(client, sns_signer):
+    """POST an SES event to the SES webhook in an SNS envelope signed as SNS signs it."""
+
+    def post(name, delivery, **details):
+        envelope = sns_signer.notification(ses_event(name, delivery.provider_message_id, **details))
+        response = client.post("/webhooks/ses/", data=json.dumps(envelope), content_type="text/plain")
+        assert response.status_code == 200
+        return response
+
+    return post
+
+
+@pytest.fixture
+def twilio_report(client, providers):
+    """POST a Twilio status callback for a delivery to the URL Omni gave Twilio with it, signed."""
+
+    def post(delivery, status, sid=None, **extra):
+        url = status_callback_url(delivery)
+        params = {"MessageSid": sid or delivery.provider_message_id, "MessageStatus": status,
+                  "To": delivery.to_address, "From": "+15005550006", **extra}
+        signature = RequestValidator(providers.TWILIO_AUTH_TOKEN).compute_signature(url, params)
+        response = client.post(url.removeprefix(providers.OMNI_PUBLIC_URL), data=params,
+                               headers={"X-Twilio-Signature": signature})
+        assert response.status_code == 204
+        return response
+
+    return post

@@ -162,9 +162,9 @@ def test_after_the_intent_window_the_same_intent_is_sent_again(contact, rules, n
     rules("informational", intent=24 * HOUR)
     earlier = new_message(contact, intent_key="tips:weekly")
     routing.dispatch(earlier, now=now)
-    Message.objects.filter(pk=earlier.pk).update(status=said_status, created_at=now - timedelta(hours=25))
+    Message.objects.filter(pk=earlier.pk).update(status=said_status, said_at=now - timedelta(hours=25))
     within = new_message(contact, intent_key="tips:weekly")
-    Message.objects.filter(pk=within.pk).update(status=said_status, created_at=now - timedelta(hours=23))
+    Message.objects.filter(pk=within.pk).update(status=said_status, said_at=now - timedelta(hours=23))
 
     # one said 23 hours ago still counts; one said 25 hours ago alone would not
     first = new_message(contact, intent_key="tips:weekly")
@@ -176,6 +176,71 @@ def test_after_the_intent_window_the_same_intent_is_sent_again(contact, rules, n
     assert statuses(first, second) == [(MessageStatus.SUPPRESSED, DUPLICATE_INTENT),
                                        (MessageStatus.QUEUED, "consent:unknown")]
     assert arbitration_of(first)["displaced_by"] == within.pk
+
+
+def test_an_intent_said_a_minute_ago_counts_however_long_ago_its_message_was_made(contact, rules, now):
+    rules("informational", intent=24 * HOUR)
+    # given a journey's message made two days ago (deferred since, by quiet hours) and queued a minute ago
+    journey = new_message(contact, source=MessageSource.JOURNEY, intent_key="order:9:shipped")
+    Message.objects.filter(pk=journey.pk).update(created_at=now - timedelta(days=2))
+    routing.dispatch(Message.objects.select_related("contact").get(pk=journey.pk), now=now - timedelta(minutes=1))
+
+    # when a request sends the same intent
+    api = new_message(contact, source=MessageSource.API, intent_key="order:9:shipped")
+    routing.dispatch(api, now=now)
+
+    # then it is the same thing said twice within the day: dropped
+    assert statuses(journey, api) == [(MessageStatus.QUEUED, "consent:unknown"),
+                                      (MessageStatus.SUPPRESSED, DUPLICATE_INTENT)]
+    assert arbitration_of(api)["displaced_by"] == journey.pk
+    assert arbitration_of(api)["winner"]["at"] == (now - timedelta(minutes=1)).isoformat()
+
+
+def test_an_intent_said_before_its_window_does_not_count_however_recently_its_message_was_made(
+        contact, rules, now):
+    rules("informational", intent=24 * HOUR)
+    # made just now, but queued 25 hours before the time the next dispatch runs at
+    earlier = new_message(contact, intent_key="tips:weekly")
+    routing.dispatch(earlier, now=now - timedelta(hours=25))
+
+    again = new_message(contact, intent_key="tips:weekly")
+    routing.dispatch(again, now=now)
+
+    assert statuses(earlier, again) == [(MessageStatus.QUEUED, "consent:unknown")] * 2
+
+
+def test_a_collision_counts_from_when_the_winner_was_said(marketing_consent, rules, now):
+    rules("marketing", collision=HOUR)
+    # a reminder made two days ago, queued ten minutes ago
+    reminder = new_message(marketing_consent, intent_key="appointment:3")
+    Message.objects.filter(pk=reminder.pk).update(created_at=now - timedelta(days=2))
+    routing.dispatch(Message.objects.select_related("contact").get(pk=reminder.pk), now=now - timedelta(minutes=10))
+
+    sale = new_message(marketing_consent, purpose="marketing", intent_key="sale:autumn")
+    routing.dispatch(sale, now=now)
+
+    # the sale waits for the hour after the reminder was said, not after it was made
+    assert statuses(sale) == [(MessageStatus.DEFERRED, COLLISION)]
+    assert sale.defer_until == now + timedelta(minutes=50)
+    assert arbitration_of(sale)["displaced_by"] == reminder.pk
+
+
+def test_a_message_moved_to_its_next_channel_is_said_again_there(contact, rules, now):
+    rules("transactional", intent=24 * HOUR, one_per_channel=True)
+    # an email made and queued two days ago, then handed to SMS a minute ago when it went unread
+    alert = new_message(contact, source=MessageSource.JOURNEY, purpose="transactional", intent_key="card:9:declined",
+                        plan=("email", "sms"))
+    Message.objects.filter(pk=alert.pk).update(created_at=now - timedelta(days=2))
+    email = routing.dispatch(Message.objects.select_related("contact").get(pk=alert.pk), now=now - timedelta(days=2))
+    routing.fall_back(email, "fallback_timeout", now=now - timedelta(minutes=1))
+
+    sms = new_message(contact, purpose="transactional", intent_key="card:9:declined")
+    routing.dispatch(sms, now=now)
+
+    assert statuses(alert, sms) == [(MessageStatus.QUEUED, "consent:unknown"),
+                                    (MessageStatus.SUPPRESSED, DUPLICATE_INTENT)]
+    assert (alert.plan_step, alert.said_at) == (1, now - timedelta(minutes=1))
+    assert arbitration_of(sms)["displaced_by"] == alert.pk
 
 
 @pytest.mark.parametrize("action, status, defer_until", [
@@ -318,6 +383,22 @@ def test_the_shipped_rules_drop_a_repeated_intent_and_leave_collisions_to_staff(
     assert [s for s, _ in statuses(first, second)] == [MessageStatus.QUEUED, MessageStatus.SUPPRESSED]
 
 
+def test_the_migration_dates_the_messages_said_before_it_by_their_latest_delivery(contact, now):
+    fallen_back, queued, pending, failed = (new_message(contact, plan=("email", "sms")) for _ in range(4))
+    Message.objects.filter(pk=fallen_back.pk).update(status=MessageStatus.SENT, plan_step=1)
+    Message.objects.filter(pk=queued.pk).update(status=MessageStatus.QUEUED, created_at=now - timedelta(days=3))
+    Message.objects.filter(pk=failed.pk).update(status=MessageStatus.FAILED)
+    for message, channel, days in ((fallen_back, "email", 3), (fallen_back, "sms", 1), (failed, "sms", 2)):
+        Delivery.objects.create(message=message, contact=contact, channel=channel, provider="sandbox",
+                                to_address=contact.address_for(channel), queued_at=now - timedelta(days=days))
+
+    importlib.import_module("channels.migrations.0026_message_said_at").fill_said_at(django_apps, None)
+
+    said_at = dict(Message.objects.values_list("pk", "said_at"))
+    assert [said_at[m.pk] for m in (fallen_back, queued, pending, failed)] == [
+        now - timedelta(days=1), now - timedelta(days=3), None, now - timedelta(days=2)]
+
+
 def batch_queries(count: int, now) -> list[str]:
     """The queries dispatch_many makes for `count` messages to as many contacts, each of whom was
     already sent the same intent (dropped) and each of whom has a second message colliding."""
@@ -326,7 +407,7 @@ def batch_queries(count: int, now) -> list[str]:
     said, _ = routing.create_messages([
         Message(contact=c, source=MessageSource.JOURNEY, purpose="informational", intent_key="weekly",
                 channel_plan=[{"channel": "sms"}], content=[{"channel": "sms", "text_body": "Tips"}],
-                status=MessageStatus.SENT) for c in contacts])
+                status=MessageStatus.SENT, said_at=now) for c in contacts])
     messages, _ = routing.create_messages([
         Message(contact=c, source=source, purpose="informational", intent_key=key, priority=priority,
                 channel_plan=[{"channel": "sms"}], content=[{"channel": "sms", "text_body": "Tips"}])
@@ -377,7 +458,7 @@ def test_the_intent_check_reads_the_message_contact_intent_index(contact, rules,
     routing.create_messages([
         Message(contact=contact, source=MessageSource.JOURNEY, purpose="informational", intent_key=f"tip:{i}",
                 channel_plan=[{"channel": "sms"}], content=[{"channel": "sms", "text_body": "Tip"}],
-                status=MessageStatus.SENT) for i in range(3000)])
+                status=MessageStatus.SENT, said_at=now) for i in range(3000)])
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE channels_message")
     first, second = new_message(contact, intent_key="weekly"), new_message(contact, intent_key="weekly")

@@ -194,6 +194,32 @@ def test_two_workers_handing_out_at_once_never_go_beyond_the_cap(transactional_d
     assert Conversation.objects.filter(assignee=ann).count() == 3
 
 
+@pytest.mark.postgres
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks need PostgreSQL")
+def test_two_queues_handing_out_at_once_never_take_a_shared_agent_beyond_the_cap(transactional_db, agents):
+    # given Ann works in Billing and Shipping, three open at most in each; ten wait in each
+    ann = agents[0]
+    waiting = []
+    for name in ("Billing", "Shipping"):
+        queue = SupportQueue.objects.create(name=name, max_open_per_agent=3)
+        queue.agents.set([ann])
+        ids = []
+        for i in range(10):
+            customer = Contact.objects.create(external_id=f"{name}{i}", phone=f"+1415557{len(waiting) * 10 + i:04d}")
+            ids.append(Conversation.objects.create(contact=customer, channel="sms", queue=queue).pk)
+        waiting.append(ids)
+    set_available(ann, True, actor=ann)
+
+    # when both queues hand out at the same instant
+    queues = iter(waiting)
+    results, errors = run_concurrently(lambda: assign_new(next(queues)))
+
+    # then she has three, not six: the second queue counted what the first gave her
+    assert not errors
+    assert sum(results) == 3
+    assert Conversation.objects.filter(assignee=ann).count() == 3
+
+
 def test_a_message_flagged_for_an_agent_reaches_one_without_an_automated_reply(write_in, agents, general, tick,
                                                                               keyword_lists, settings):
     # given an automated response to anything about the sale, and Ann available

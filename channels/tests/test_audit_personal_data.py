@@ -7,6 +7,7 @@ import re
 from datetime import timedelta
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.utils import timezone
 from twilio.request_validator import RequestValidator
@@ -80,6 +81,7 @@ def test_no_audited_flow_puts_an_address_a_phone_number_or_a_url_into_chained_da
 
     # an agent assigning a conversation
     agent = get_user_model().objects.create_user(username="agent.smith@example.com", password="x", is_staff=True)
+    agent.groups.add(Group.objects.get(name="Support agents"))
     conversation = Conversation.objects.get(contact=contact, channel="sms")  # the reply opened it
     response = admin_client.post(f"/admin/channels/conversation/{conversation.pk}/change/",
                                  {"status": "open", "assignee": agent.pk,

@@ -195,6 +195,14 @@ def test_a_schedule_closed_too_long_is_an_error_not_an_endless_search():
         == timedelta(0)
 
 
+def test_a_due_time_past_the_calendar_is_an_error_not_an_overflow():
+    near_the_end = datetime(9999, 12, 1, tzinfo=UTC)
+
+    for schedule in (weekdays(), ALWAYS_OPEN):
+        with pytest.raises(ValueError, match="past the calendar"):
+            schedule.add_business_time(near_the_end, timedelta(days=60))
+
+
 def test_a_long_closure_within_the_bound_is_crossed():
     closure = frozenset(FRIDAY + timedelta(days=n) for n in range(MAX_CLOSED_DAYS - 1))
     schedule = Schedule(LONDON, tuple((weekday, time(9), time(17)) for weekday in range(7)), closure)

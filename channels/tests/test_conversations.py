@@ -3,7 +3,7 @@
 through channels.conversations."""
 import ast
 import io
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -16,10 +16,12 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from channels import conversations
+from channels.business_hours import MAX_CLOSED_DAYS
 from channels.models import (
     BusinessHours,
     Conversation,
     ConversationTag,
+    Holiday,
     InboundMessage,
     Message,
     OpeningHours,
@@ -153,6 +155,41 @@ def test_due_times_come_from_the_channels_service_level_in_its_business_hours(co
     assert conversation.first_response_due_at == datetime(2026, 11, 23, 9, 30, tzinfo=NEW_YORK)
     # and the resolution after half an hour on Friday and 7.5 hours on Monday
     assert conversation.resolution_due_at == datetime(2026, 11, 23, 16, 30, tzinfo=NEW_YORK)
+
+
+def test_due_times_skip_a_holiday_monday(contact, office_hours):
+    Holiday.objects.create(business_hours=office_hours.business_hours, date=datetime(2026, 11, 23).date(),
+                           name="Closed")
+
+    conversation = write_directly(ALICE, sid="SMe5", at=FRIDAY_AFTERNOON).conversation
+
+    # half an hour on Friday, then Tuesday (Monday is a holiday)
+    assert conversation.first_response_due_at == datetime(2026, 11, 24, 9, 30, tzinfo=NEW_YORK)
+    assert conversation.resolution_due_at == datetime(2026, 11, 24, 16, 30, tzinfo=NEW_YORK)
+
+
+def test_due_times_keep_office_hours_across_the_clocks_going_back(contact, office_hours):
+    # New York's clocks go back on Sunday 1 November 2026: Friday is on EDT (UTC-4), Monday on EST (UTC-5)
+    friday = datetime(2026, 10, 30, 16, 30, tzinfo=NEW_YORK)
+
+    conversation = write_directly(ALICE, sid="SMe6", at=friday).conversation
+
+    monday = conversation.first_response_due_at
+    assert monday == datetime(2026, 11, 2, 9, 30, tzinfo=NEW_YORK)
+    assert monday.astimezone(UTC).hour == 14  # 09:30 EST, not 09:30 EDT (13:30 UTC)
+    assert monday - friday == timedelta(hours=66)  # 65 hours on the wall clock, and the hour it went back
+
+
+def test_a_service_level_no_schedule_can_meet_still_stores_the_message(contact, office_hours):
+    # given business hours closed for longer than a due time is searched for (a long closure)
+    monday = FRIDAY_AFTERNOON.date() + timedelta(days=3)
+    Holiday.objects.bulk_create([Holiday(business_hours=office_hours.business_hours, date=monday + timedelta(days=n),
+                                         name="Closed") for n in range(MAX_CLOSED_DAYS + 7)])
+
+    inbound = write_directly(ALICE, sid="SMe4", at=FRIDAY_AFTERNOON)
+
+    assert inbound.conversation.status == "open"
+    assert (inbound.conversation.first_response_due_at, inbound.conversation.resolution_due_at) == (None, None)
 
 
 def test_without_a_service_level_nothing_is_due(write_in, contact):
@@ -414,7 +451,17 @@ def surveyed(contact, agent):
     inbound = write_directly(ALICE, sid="SMi0", at=now - timedelta(hours=3))
     conversations.close([inbound.conversation], actor=agent, now=now - timedelta(hours=2))
     Conversation.objects.filter(pk=inbound.conversation_id).update(satisfaction_asked_at=now - timedelta(hours=1))
+    ask(inbound.conversation, said_at=now - timedelta(hours=1))
     return Conversation.objects.get(pk=inbound.conversation_id)
+
+
+def ask(conversation, *, said_at):
+    """The satisfaction question as support_automation makes it, said at `said_at` (None: not said)."""
+    return Message.objects.create(
+        contact_id=conversation.contact_id, conversation=conversation, source="system", purpose="informational",
+        intent_key=conversations.SATISFACTION_INTENT, channel_plan=[{"channel": conversation.channel}],
+        content=[{"channel": conversation.channel, "text_body": "How did we do? 1-5"}],
+        status="queued" if said_at else "suppressed", said_at=said_at)
 
 
 def test_a_1_to_5_answer_to_the_satisfaction_question_is_kept_and_opens_nothing(write_in, surveyed):
@@ -447,6 +494,29 @@ def test_an_answer_after_the_reply_window_opens_a_conversation(write_in, surveye
     surveyed.refresh_from_db()
     assert surveyed.satisfaction is None
     assert late.conversation != surveyed
+
+
+def test_a_digit_in_a_conversation_going_on_answers_there_not_the_survey(write_in, surveyed):
+    # given the customer wrote again, and an agent asked "1 or 2?" in the new conversation
+    again = write_in("One more question about my order", sid="SMi6")
+
+    digit = write_in("2", sid="SMi7")
+
+    surveyed.refresh_from_db()
+    assert surveyed.satisfaction is None
+    assert digit.conversation == again.conversation != surveyed
+    assert replied_events().filter(idempotency_key="inbound:twilio:SMi7").exists()
+
+
+def test_a_digit_after_a_question_the_gate_refused_is_an_ordinary_message(write_in, surveyed):
+    # given the question was never said (the customer had opted out, say)
+    Message.objects.filter(conversation=surveyed).update(status="suppressed", said_at=None)
+
+    digit = write_in("5", sid="SMi8")
+
+    surveyed.refresh_from_db()
+    assert surveyed.satisfaction is None
+    assert digit.conversation != surveyed and digit.conversation.status == "open"
 
 
 def test_a_digit_when_no_question_was_asked_is_an_ordinary_message(write_in, contact):
@@ -813,6 +883,9 @@ def test_the_admin_offers_only_the_status_moves_the_table_allows(support_client,
 
 
 def test_assigning_and_following_up_from_the_admin_are_audited_actions(support_client, contact, agent):
+    from django.contrib.auth.models import Group
+
+    agent.groups.add(Group.objects.get(name="Support agents"))  # only those who may work conversations
     conversation = write_directly(ALICE, sid="SMr3").conversation
 
     response = support_client.post(f"/admin/channels/conversation/{conversation.pk}/change/", change_form(
@@ -869,6 +942,20 @@ def test_support_agents_make_a_customer_write_in_from_the_sandbox_page(support_c
     assert (inbound.provider, inbound.from_address, inbound.contact, inbound.conversation) == (
         "sandbox", ALICE, contact, conversation)
     assert replied_events().count() == 1
+
+
+def test_an_agent_limited_to_their_queues_who_makes_a_customer_write_in_lands_on_the_message(
+        support_client, contact, settings):
+    settings.OMNI_PROVIDERS = {**settings.OMNI_PROVIDERS, "sms": "sandbox"}
+    settings.OMNI_SUPPORT_AGENTS_SEE_ALL = False
+
+    response = support_client.post("/admin/channels/inboundmessage/write-in/",
+                                   {"channel": "sms", "contact": contact.pk, "body": "Is my order on its way?"})
+
+    inbound = InboundMessage.objects.get()
+    assert inbound.conversation is not None  # opened, in no queue of theirs yet
+    assert response.status_code == 302 and response["Location"].endswith(f"/inboundmessage/{inbound.pk}/change/")
+    assert support_client.get(response["Location"]).status_code == 200
 
 
 def test_the_sandbox_page_writes_in_from_a_new_number_and_refuses_a_bad_one(support_client, settings, db):

@@ -95,6 +95,9 @@ def test_after_24_hours_a_reply_is_a_normal_send_that_quiet_hours_defer(contact,
     assert (message.status, message.status_reason, message.exemption) == (MessageStatus.DEFERRED, "quiet_hours", "")
     assert replies.refusal_in_words(message) == (
         "It is quiet hours where the contact is. It will be tried again at 2026-06-02 15:00 UTC.")
+    # and the agent answered: it counts as the first response, when the agent wrote it
+    conversation.refresh_from_db()
+    assert conversation.first_response_at == NIGHT
 
 
 def test_a_reply_to_an_opted_out_contact_is_refused_in_words_and_nothing_reaches_twilio(
@@ -202,6 +205,31 @@ def test_a_failed_reply_is_sent_again_as_a_new_message_linked_to_it(
         replies.resend(again, agent=agent, form_token="t3", now=now)
 
 
+def test_two_failed_replies_sent_again_from_one_page_are_two_messages(
+    contact, agent, twilio_settings, twilio_server, eager_celery, django_capture_on_commit_callbacks
+):
+    # given two replies Twilio refused
+    now = NIGHT + timedelta(hours=12)
+    conversation = customer_wrote(contact, at=now)
+    failed = []
+    for token, body in (("a", "First"), ("b", "Second")):
+        twilio_server.fail_next(400, code=21408, message="Permission to send an SMS has not been enabled")
+        with django_capture_on_commit_callbacks(execute=True):
+            failed.append(replies.reply(conversation, agent=agent, body=body, form_token=token, now=now))
+
+    for message in failed:
+        message.refresh_from_db()
+    assert [m.status for m in failed] == [MessageStatus.FAILED, MessageStatus.FAILED]
+
+    # when the agent sends both again from one page (its forms share the page's token)
+    with django_capture_on_commit_callbacks(execute=True):
+        again = [replies.resend(m, agent=agent, form_token="page", now=now) for m in failed]
+
+    # then each went out again, as its own message
+    assert [m.resent_from for m in again] == failed
+    assert [m["Body"] for m in twilio_server.messages][-2:] == ["First", "Second"]
+
+
 @pytest.fixture
 def shipping_update(db):
     """A published utility template with an approved WhatsApp content template."""
@@ -242,6 +270,20 @@ def test_outside_whatsapps_window_free_text_is_refused_and_an_approved_template_
     assert (sent["To"], sent["ContentSid"]) == ("whatsapp:+14155550100", "HX00000000000000000000000000000042")
     assert "Body" not in sent
     assert not Message.objects.filter(content__isnull=False).exists()
+
+
+def test_a_transactional_template_sent_as_a_reply_is_informational_and_stops_at_a_paused_contact(
+        contact, agent, shipping_update):
+    receipt = TemplateVersion.objects.create(
+        template=Template.objects.create(key="receipt", name="Receipt", purpose="transactional"), number=1,
+        purpose="transactional", variants=shipping_update.variants)
+    conversation = customer_wrote(contact, "whatsapp", at=NIGHT - timedelta(hours=30))
+    Contact.objects.filter(pk=contact.pk).update(messaging_paused=True)
+
+    message = replies.reply_with_template(conversation, agent=agent, template=receipt, form_token="t1", now=NIGHT)
+
+    assert (message.purpose, message.status, message.status_reason) == (
+        "informational", MessageStatus.SUPPRESSED, "contact_paused")
 
 
 def test_a_marketing_template_is_not_a_reply(contact, agent):

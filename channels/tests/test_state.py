@@ -1,28 +1,31 @@
 """One state machine: the transition tables, their conditional UPDATEs, and no other writer.
 
 The scan reads every module's syntax tree, as omni/tests/test_layers.py does for imports, and
-reports any write of `status` on a message or a delivery outside channels/state.py: an
-assignment (`delivery.status = ...`, setattr), an update(), create() or constructor with
-status=, save(update_fields=[..."status"...]), a bulk_update whose fields name status, and raw
-SQL updating the tables. It recognises a message or delivery by name (Message, Delivery, the
+reports any write of `status` on a message or a delivery (or of a message's `said_at`, which
+the move into the queue stamps) outside channels/state.py: an assignment (`delivery.status =
+...`, setattr), an update(), create() or constructor with status=, save(update_fields=[...
+"status"...]), a bulk_update whose fields name status, and raw SQL updating the tables. It recognises a message or delivery by name (Message, Delivery, the
 `messages`/`deliveries` managers, names with a message or delivery part: failed_delivery,
 MESSAGE_FIELDS). A write through a dict of changes applied with setattr() in a loop is beyond it.
 """
 import ast
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 
 from channels import state
-from channels.models import Delivery, DeliveryStatus, MessageStatus
+from channels.models import Delivery, DeliveryStatus, Message, MessageStatus
 from omni.tests.fakes import run_concurrently
 
 ROOT = Path(settings.BASE_DIR)
 APPS = ("omni", "contacts", "compliance", "templates", "channels", "campaigns")
 STATE_MODULE = ROOT / "channels" / "state.py"
 HOLDERS = {"message", "delivery", "messages", "deliveries"}
+# The columns only channels/state.py writes.
+STATE_FIELDS = {"status", "said_at"}
 RAW_UPDATE = re.compile(r"UPDATE\s+\"?channels_(message|delivery)\b", re.IGNORECASE)
 
 
@@ -51,13 +54,13 @@ def about_message_or_delivery(node) -> bool:
 
 
 def names_status(node, constants: dict) -> bool:
-    """Whether a field list (a literal, or a module constant) names "status"."""
+    """Whether a field list (a literal, or a module constant) names "status" (or said_at)."""
     if isinstance(node, ast.Name) and node.id in constants:
         node = constants[node.id]
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.args:  # list(changes) and friends
         node = node.args[0]
     if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
-        return any(isinstance(e, ast.Constant) and e.value == "status" for e in node.elts)
+        return any(isinstance(e, ast.Constant) and e.value in STATE_FIELDS for e in node.elts)
     return False
 
 
@@ -77,7 +80,7 @@ def status_writes(path: Path) -> list[str]:
             targets = [node.target]
         for target in targets:
             for element in (target.elts if isinstance(target, ast.Tuple) else [target]):
-                if isinstance(element, ast.Attribute) and element.attr == "status" \
+                if isinstance(element, ast.Attribute) and element.attr in STATE_FIELDS \
                         and about_message_or_delivery(element.value):
                     found.append(f"{node.lineno}: assigns {ast.unparse(element)}")
         if isinstance(node, ast.Constant) and isinstance(node.value, str) and RAW_UPDATE.search(node.value):
@@ -88,12 +91,12 @@ def status_writes(path: Path) -> list[str]:
         method = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
         keywords = {k.arg: k.value for k in node.keywords}
         if method == "setattr" and len(node.args) >= 2 and isinstance(node.args[1], ast.Constant) \
-                and node.args[1].value == "status" and about_message_or_delivery(node.args[0]):
-            found.append(f"{node.lineno}: setattr status")
-        elif "status" in keywords and method in {"update", "create", "Message", "Delivery", "get_or_create",
-                                                 "update_or_create", "bulk_create"} \
+                and node.args[1].value in STATE_FIELDS and about_message_or_delivery(node.args[0]):
+            found.append(f"{node.lineno}: setattr {node.args[1].value}")
+        elif STATE_FIELDS & set(keywords) and method in {"update", "create", "Message", "Delivery",
+                                                         "get_or_create", "update_or_create", "bulk_create"} \
                 and (method in {"Message", "Delivery"} or about_message_or_delivery(func)):
-            found.append(f"{node.lineno}: {method}(status=...)")
+            found.append(f"{node.lineno}: {method}({', '.join(sorted(STATE_FIELDS & set(keywords)))}=...)")
         elif method == "save" and "update_fields" in keywords and names_status(keywords["update_fields"], constants) \
                 and about_message_or_delivery(func):
             found.append(f"{node.lineno}: save(update_fields=[status])")
@@ -133,6 +136,8 @@ def a(delivery, message, pending, bulk_update):
     setattr(delivery, "status", "sent")
     Delivery.objects.filter(pk=1).update(status="sent")
     Message.objects.filter(pk=1).update(status="failed", updated_at=None)
+    Message.objects.filter(pk=1).update(said_at=None)
+    message.said_at = None
     message.deliveries.update(status="cancelled")
     message.save(update_fields=MESSAGE_FIELDS)
     Message.objects.bulk_update(pending, ["status"])
@@ -149,7 +154,7 @@ def test_the_scan_sees_every_kind_of_status_write(tmp_path):
 
     found = status_writes(probe)
 
-    assert len(found) == 11, found
+    assert len(found) == 13, found
     assert not any("journey" in problem for problem in found)
 
 
@@ -199,6 +204,38 @@ def test_a_message_moves_only_while_it_is_on_the_step_the_mover_saw(make_deliver
     assert (message.status, message.plan_step) == (MessageStatus.PENDING, 1)
 
 
+def test_said_at_is_when_the_message_last_went_into_the_queue(make_delivery, now):
+    plan = [{"channel": "email"}, {"channel": "sms"}]
+    message = make_delivery(message_status=MessageStatus.PENDING, plan=plan).message
+    at = [now + timedelta(minutes=minutes) for minutes in range(5)]
+
+    state.move_message(message, MessageStatus.DEFERRED, at_plan_step=0, now=at[0], defer_until=at[1])
+    said_while_deferred = Message.objects.get(pk=message.pk).said_at
+    state.move_message(message, MessageStatus.QUEUED, at_plan_step=0, now=at[1])
+    # sent and a fallback keep it; the next channel's queue is a new saying, as is a route again from queued
+    state.move_message(message, MessageStatus.SENT, at_plan_step=0, now=at[2])
+    state.move_message(message, MessageStatus.PENDING, at_plan_step=0, now=at[3], plan_step=1)
+    kept = Message.objects.get(pk=message.pk).said_at
+    state.move_message(message, MessageStatus.QUEUED, at_plan_step=1, now=at[4])
+    requeued_at = Message.objects.get(pk=message.pk).said_at
+    state.move_message(message, MessageStatus.QUEUED, at_plan_step=1, now=at[4] + timedelta(minutes=1))
+
+    assert said_while_deferred is None
+    assert kept == at[1]
+    assert requeued_at == at[4]
+    assert message.said_at == Message.objects.get(pk=message.pk).said_at == at[4] + timedelta(minutes=1)
+
+
+def test_a_bulk_move_into_the_queue_stamps_said_at_in_one_update(make_delivery, django_assert_num_queries, now):
+    rows = [make_delivery(message_status=MessageStatus.DEFERRED) for _ in range(3)]
+    moves = [state.MessageMove(d.message, MessageStatus.QUEUED, 0, {"status_reason": "allowed"}) for d in rows]
+
+    with django_assert_num_queries(1):
+        state.move_messages(moves, now)
+
+    assert [m.said_at for m in Message.objects.filter(pk__in=[d.message_id for d in rows])] == [now] * 3
+
+
 def test_a_bulk_move_is_one_update_and_says_which_rows_moved(make_delivery, django_assert_num_queries):
     rows = [make_delivery(message_status=MessageStatus.QUEUED) for _ in range(3)]
     rows.append(make_delivery(message_status=MessageStatus.FAILED))  # final: cannot move
@@ -241,9 +278,9 @@ def test_moving_a_batch_finds_its_messages_by_id_even_when_statistics_say_none_a
 
     # then PostgreSQL plans to find them by their ids, not through the status index, which would
     # read every message in flight: the statement (as written, with %s) explained with the values
-    # it was given (status, updated_at, the ids, the plan step, the statuses it may move from)
+    # it was given (status, updated_at, said_at, the ids, the plan step, the statuses it may move from)
     (statement,) = [q["sql"] for q in captured.captured_queries if q["sql"].startswith("UPDATE")]
-    params = [MessageStatus.QUEUED, now, [m.pk for m in pending[:5]], 0,
+    params = [MessageStatus.QUEUED, now, now, [m.pk for m in pending[:5]], 0,
               *sorted(state.message_sources(MessageStatus.QUEUED))]
     with connection.cursor() as cursor:
         cursor.execute(f"EXPLAIN {statement}", params)

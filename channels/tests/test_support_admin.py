@@ -104,6 +104,18 @@ def test_an_after_hours_reply_needs_business_hours_and_known_variables(admin_cli
     assert added.status_code == 302 and ServiceLevel.objects.get().business_hours == hours
 
 
+def test_a_service_level_longer_than_ninety_days_is_refused(admin_client):
+    url = reverse("admin:channels_servicelevel_add")
+    form = {"channel": "sms", "business_hours": "", "first_response_minutes": "2000000000",
+            "resolution_minutes": "129601", "after_hours_reply": "", "satisfaction_question": ""}
+
+    errors = errors_of(admin_client.post(url, form))
+
+    assert "less than or equal to 129600" in errors["first_response_minutes"]
+    assert "less than or equal to 129600" in errors["resolution_minutes"]
+    assert not ServiceLevel.objects.exists()
+
+
 def test_escalation_rules_say_what_is_missing(admin_client):
     queue = SupportQueue.objects.create(name="Complaints")
     url = reverse("admin:channels_escalationrule_add")
@@ -138,6 +150,20 @@ def test_automated_responses_and_saved_replies_check_their_texts(admin_client):
     assert "'response_due' is undefined" in saved["body"]  # only automated texts know when a person answers
     assert "body" in syntax
     assert attribute.status_code == 302 and SavedReply.objects.get().channel == "sms"
+
+
+def test_a_conversation_is_assigned_only_to_those_who_may_work_conversations(admin_client, agents, admin_user):
+    from django.contrib.auth.models import Group
+
+    ann, bea, cy = agents
+    ann.groups.add(Group.objects.get(name="Support agents"))
+    cy.groups.add(Group.objects.get(name="Marketers"))
+    conversation = Conversation.objects.create(contact=Contact.objects.create(external_id="c1"), channel="sms")
+
+    page = admin_client.get(reverse("admin:channels_conversation_change", args=[conversation.pk]))
+
+    offered = set(page.context["adminform"].form.fields["assignee"].queryset)
+    assert offered == {ann, admin_user}  # not Cy (marketing), nor Bea (staff with no support role)
 
 
 def test_one_default_queue_and_agents_are_staff(admin_client, agents, django_user_model):

@@ -11,7 +11,9 @@ https://www.twilio.com/docs/usage/webhooks/webhooks-security
 import hmac
 
 from django.conf import settings
+from django.core.exceptions import BadRequest, SuspiciousOperation
 from django.http import HttpResponse, HttpResponseBadRequest, HttpResponseForbidden
+from django.http.multipartparser import MultiPartParserError
 from django.utils import timezone
 from twilio.request_validator import SIGNATURE_SETTINGS_HEADER, RequestValidator, get_signature_algorithm
 
@@ -35,6 +37,8 @@ MAX_MEDIA = 10
 
 @webhook_view
 def status_callback(request):
+    if not form_readable(request):
+        return HttpResponseBadRequest("Malformed form body")
     if not signature_valid(request):
         return HttpResponseForbidden("Invalid signature")
     params, problem = webhook_params(request.POST)
@@ -49,6 +53,8 @@ def status_callback(request):
 
 @webhook_view
 def inbound_message(request):
+    if not form_readable(request):
+        return HttpResponseBadRequest("Malformed form body")
     if not signature_valid(request):
         return HttpResponseForbidden("Invalid signature")
     params, problem = webhook_params(request.POST)
@@ -67,6 +73,20 @@ def inbound_message(request):
     )
     # An empty TwiML response: Omni answers later, from a journey or an agent, if at all.
     return HttpResponse(EMPTY_TWIML, content_type="text/xml")
+
+
+def form_readable(request) -> bool:
+    """Whether Django can read the POST parameters at all (Twilio always sends a plain form).
+
+    A multipart body without a boundary, more fields than DATA_UPLOAD_MAX_NUMBER_FIELDS or a
+    form in a charset other than UTF-8 raises when request.POST is first read: a malformed
+    request (400), not a failure of ours.
+    """
+    try:
+        request.POST
+    except (MultiPartParserError, SuspiciousOperation, BadRequest):
+        return False
+    return True
 
 
 def webhook_params(post) -> tuple[dict, str]:
