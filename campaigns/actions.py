@@ -519,9 +519,10 @@ def resume_journey(journey: Journey, actor=None) -> Journey:
 @transaction.atomic
 def pause_journey(journey: Journey, actor=None, *, reason: str = "", action: str = "journey.paused",
                   data: dict | None = None) -> Journey:
-    """Stop running steps; enrollments stay where they are until resumed. A journey in testing
-    goes back to draft instead: it has never been active, so resuming may not make it live;
-    testing it again carries its test contacts on. `reason` is kept in paused_reason (auto-pause
+    """Stop running steps; enrollments stay where they are until resumed, and its deferred messages
+    and fallback timers wait (campaigns/message_timers.py). A journey in testing goes back to
+    draft instead: it has never been active, so resuming may not make it live; testing it again
+    carries its test contacts on. `reason` is kept in paused_reason (auto-pause
     gives it, with action journey.auto_paused); resuming clears it."""
     if journey.status == JourneyStatus.TESTING:
         journey.status = JourneyStatus.DRAFT
@@ -650,6 +651,18 @@ def enroll_contact(journey: Journey, contact, *, actor=None, actor_label="", tri
     return enrollment
 
 
+def same_json(a, b) -> bool:
+    """Whether two JSON values are the same: Python's == but true is not 1 nor false 0 (a retry
+    of {"vip": true} is not one of {"vip": 1}); 3 and 3.0 are one number, as in JSON."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_json(a[key], b[key]) for key in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same_json(x, y) for x, y in zip(a, b))
+    return a == b
+
+
 def enroll_contact_once(journey: Journey, contact, *, idempotency_key: str, properties: dict, actor=None,
                         actor_label="") -> tuple[Enrollment, bool]:
     """enroll_contact() for an API request carrying an idempotency key: (enrollment, created).
@@ -667,7 +680,7 @@ def enroll_contact_once(journey: Journey, contact, *, idempotency_key: str, prop
         existing = Enrollment.objects.filter(journey=journey, trigger_key=trigger_key).select_related("journey_version").first()
         if existing is not None:
             same = (existing.contact_id == contact.pk
-                    and (existing.context or {}).get(TRIGGER_CONTEXT, {}).get("properties") == properties)
+                    and same_json((existing.context or {}).get(TRIGGER_CONTEXT, {}).get("properties"), properties))
             if not same:
                 raise IdempotencyKeyReused(existing)
             return existing, False
@@ -822,14 +835,21 @@ def _set_running(journey: Journey, action: str, actor, *, publish_changes: bool,
             _refuse_unapproved(journey, snapshot)
         if live is None or live.snapshot() != snapshot:
             live = _publish(journey, snapshot, actor)
+    now = timezone.now()
+    data = {"version": live.number}
     if journey.status != status:
         # A date trigger fires for the moments that come from now on: none that passed while the
         # journey was not running (or ran for test contacts only).
-        journey.date_trigger_checked_until = timezone.now()
+        journey.date_trigger_checked_until = now
+    if journey.status == JourneyStatus.PAUSED:
+        # Auto-pause judges only the sends made from now on: the ones it paused for were looked into.
+        journey.watched_since = now
+        data["watched_since"] = now.isoformat()
     journey.status = status
     journey.paused_reason = ""
-    journey.save(update_fields=["status", "date_trigger_checked_until", "paused_reason", "updated_at"])
-    audit.record(action, obj=journey, actor=actor, data={"version": live.number})
+    journey.save(update_fields=["status", "date_trigger_checked_until", "paused_reason", "watched_since",
+                                "updated_at"])
+    audit.record(action, obj=journey, actor=actor, data=data)
     return journey
 
 

@@ -107,6 +107,10 @@ def _run_locked(enrollments: list[Enrollment], now, report: TickReport) -> None:
     failures = run_isolating_failures(
         enrollments, lambda rows: steps.append(run_enrollments(rows, versions, template_versions, now)))
     report.steps += sum(steps)
+    if failures:
+        # Their run rolled back, claim included: a quarantined row is no worker's any more, and
+        # once retried it is due at once, not only when a lease it no longer holds ends.
+        Enrollment.objects.filter(pk__in=[e.pk for e, _ in failures]).update(claimed_at=None)
     report.quarantined += quarantine_failures(Enrollment, failures, now, stage="enrollments")
     report.quarantined += quarantine_looping(enrollments, now)
 

@@ -6,7 +6,10 @@ how many of them bounced, drew a complaint, failed, drew an opt-out, or were eng
 at least the minimum sample went out, a rate over its limit (or engagement under its floor)
 pauses the campaign (campaign_state.move_campaign, audited campaign.auto_paused) or the journey
 (actions.pause_journey, audited journey.auto_paused), with the rate, its value and the limit in
-paused_reason. A person looks, then resumes it, which clears the reason.
+paused_reason. A person looks, then resumes it, which clears the reason and sets watched_since:
+from then on only the sends made after the resume are counted (queued since, for a campaign;
+visited since, for a journey), so the breach it paused for cannot pause it again, and the
+minimum sample must go out anew before any rate is judged.
 
 An opt-out counts for a delivery when the consent revocation names it in its evidence as
 delivery_id (a carrier's opt-out, Twilio 21610, as delivery): the unsubscribe link's token
@@ -22,7 +25,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import CharField, Count, Exists, OuterRef, Q
+from django.db.models import CharField, Count, Exists, F, OuterRef, Q
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
@@ -106,6 +109,9 @@ class Health:
     lines: list[Line] = field(default_factory=list)
     paused_reason: str = ""
     auto_paused_at: object = None
+    # Set when the figures count from a person's resume rather than from the start (or the
+    # journey's window): the page says so.
+    watched_since: object = None
 
     @property
     def paused_itself(self) -> bool:
@@ -161,16 +167,18 @@ def _opted_out():
         named=Cast(OuterRef("pk"), CharField())))
 
 
-def _counts(deliveries, group_by: str, now) -> dict[int, Figures]:
-    """Figures per `group_by` value over `deliveries`: one grouped query."""
+def _counts(deliveries, group_by: str, now, recent=Q()) -> dict[int, Figures]:
+    """Figures per `group_by` value over `deliveries` (the rates but engagement over those `recent`
+    only): one grouped query."""
     engaged_before = now - timedelta(hours=defaults()["engagement_after_hours"])
     out = ~Q(status__in=NOT_SENT)
     old_enough = out & Q(sent_at__lte=engaged_before)
+    out &= recent
     rows = (deliveries.annotate(opted=_opted_out()).values(group_by).annotate(
         sent=Count("pk", filter=out),
-        bounced=Count("pk", filter=Q(status=D.BOUNCED)),
-        complained=Count("pk", filter=Q(status=D.COMPLAINED)),
-        failed=Count("pk", filter=Q(status__in=(D.FAILED, D.UNDELIVERED))),
+        bounced=Count("pk", filter=recent & Q(status=D.BOUNCED)),
+        complained=Count("pk", filter=recent & Q(status=D.COMPLAINED)),
+        failed=Count("pk", filter=recent & Q(status__in=(D.FAILED, D.UNDELIVERED))),
         opted_out=Count("pk", filter=out & Q(opted=True)),
         engaged=Count("pk", filter=old_enough & Q(status__in=ENGAGED_DELIVERY_STATUSES)),
         engagement_sample=Count("pk", filter=old_enough),
@@ -179,19 +187,37 @@ def _counts(deliveries, group_by: str, now) -> dict[int, Figures]:
 
 
 def campaign_figures(campaign_ids, now) -> dict[int, Figures]:
-    return _counts(Delivery.objects.filter(message__campaign_recipient__campaign__in=campaign_ids),
+    """Over each campaign's deliveries queued since a person last resumed it (all of them if never)."""
+    watched_since = F("message__campaign_recipient__campaign__watched_since")
+    # One filter() call: the conditions must share the one join to the recipient.
+    return _counts(Delivery.objects.filter(Q(message__campaign_recipient__campaign__watched_since=None)
+                                           | Q(queued_at__gte=watched_since),
+                                           message__campaign_recipient__campaign__in=campaign_ids),
                    "message__campaign_recipient__campaign", now)
 
 
+def journey_window_start(now):
+    return now - timedelta(hours=defaults()["journey_window_hours"])
+
+
 def journey_figures(journey_ids, now) -> dict[int, Figures]:
-    since = now - timedelta(hours=defaults()["journey_window_hours"])
-    # By the visit's time: visit_journey_step indexes it with the journey.
-    return _counts(Delivery.objects.filter(message__journey_visit__journey__in=journey_ids,
-                                           message__journey_visit__visited_at__gte=since),
-                   "message__journey_visit__journey", now)
+    """Over each journey's sends of the window, or since a person last resumed it if that is later.
+    Engagement is judged over sends old enough to have been engaged with, so over the window moved
+    back by engagement_after_hours: else, with a window no longer than that wait, never."""
+    watched_since = F("message__journey_visit__journey__watched_since")
+    engagement_start = journey_window_start(now) - timedelta(hours=defaults()["engagement_after_hours"])
+    # By the visit's time: visit_journey_step indexes it with the journey. One filter() call: the
+    # conditions must share the one join to the visit.
+    return _counts(Delivery.objects.filter(Q(message__journey_visit__journey__watched_since=None)
+                                           | Q(message__journey_visit__visited_at__gte=watched_since),
+                                           message__journey_visit__journey__in=journey_ids,
+                                           message__journey_visit__visited_at__gte=engagement_start),
+                   "message__journey_visit__journey", now,
+                   recent=Q(message__journey_visit__visited_at__gte=journey_window_start(now)))
 
 
-def _health(figures: Figures, limits: dict, min_sample: int, paused_reason="", auto_paused_at=None) -> Health:
+def _health(figures: Figures, limits: dict, min_sample: int, paused_reason="", auto_paused_at=None,
+            watched_since=None) -> Health:
     lines = []
     for rule in RULES:
         limit = limits.get(rule.key)
@@ -200,7 +226,7 @@ def _health(figures: Figures, limits: dict, min_sample: int, paused_reason="", a
         rate = figures.rate(rule)
         breached = watched and sample >= max(min_sample, 1) and ((rate < limit) if rule.floor else (rate > limit))
         lines.append(Line(rule, getattr(figures, rule.counted), sample, rate, limit if watched else None, breached))
-    return Health(figures, limits, min_sample, lines, paused_reason, auto_paused_at)
+    return Health(figures, limits, min_sample, lines, paused_reason, auto_paused_at, watched_since)
 
 
 def campaign_health(campaign, now=None) -> Health:
@@ -208,17 +234,20 @@ def campaign_health(campaign, now=None) -> Health:
     now = now or timezone.now()
     figures = campaign_figures([campaign.pk], now).get(campaign.pk, Figures()) if campaign.pk else Figures()
     limits, min_sample = thresholds_of(campaign)
-    return _health(figures, limits, min_sample, campaign.paused_reason, campaign.auto_paused_at)
+    return _health(figures, limits, min_sample, campaign.paused_reason, campaign.auto_paused_at,
+                   campaign.watched_since)
 
 
 def journey_health(journey, now=None) -> Health:
-    """The same for a journey, over its sends of the window."""
+    """The same for a journey, over its sends of the window (or since it was resumed, if later)."""
     now = now or timezone.now()
     figures = journey_figures([journey.pk], now).get(journey.pk, Figures())
     limits, min_sample = thresholds_of(None)
     # Only auto-pause gives a journey a reason; it has no auto_paused_at of its own.
     paused_at = journey.updated_at if journey.paused_reason else None
-    return _health(figures, limits, min_sample, journey.paused_reason, paused_at)
+    resumed_in_window = journey.watched_since and journey.watched_since > journey_window_start(now)
+    return _health(figures, limits, min_sample, journey.paused_reason, paused_at,
+                   journey.watched_since if resumed_in_window else None)
 
 
 def auto_pause_campaign(campaign: Campaign, figures: Figures, found: tuple, now) -> bool:

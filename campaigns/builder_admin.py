@@ -13,6 +13,7 @@ from django.urls import path, reverse
 
 from contacts import conditions
 from contacts.data_types import definitions
+from omni.lib.admin import save_edited_fields
 
 from . import drafts
 from .models import Journey, JourneyStep, StepKind
@@ -146,12 +147,19 @@ class JourneyBuilderMixin:
         ] + super().get_urls()
 
     def save_model(self, request, obj, form, change):
-        before = Journey.objects.filter(pk=obj.pk).values(*DRAFT_FIELDS).first() if change else None
-        super().save_model(request, obj, form, change)
+        if not change:
+            return super().save_model(request, obj, form, change)
+        edited = [field.attname for field in Journey._meta.concrete_fields if field.name in form.fields]
+        before = Journey.objects.filter(pk=obj.pk).values(*dict.fromkeys([*DRAFT_FIELDS, *edited])).first()
+        save_edited_fields(obj, form)  # not the status, pause, live version or approval, as read
         # What the draft holds, compared as saved (a form's "changed" fields count a re-typed equal value).
         changed = [name for name in DRAFT_FIELDS if before is not None and before[name] != getattr(obj, name)]
-        if change and changed:
+        if changed:
             drafts.bump_revision(obj, actor=request.user, change="journey", data={"fields": changed})
+        elif before is not None and any(before[name] != getattr(obj, name) for name in edited):
+            # Not what a version holds (a name, an objective), but the form writes every field it
+            # shows: a page read before this save would write it back, so it is refused as stale.
+            drafts.advance_revision(obj)
 
     def _journey(self, request, object_id) -> Journey:
         journey = get_object_or_404(Journey, pk=object_id)

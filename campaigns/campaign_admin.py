@@ -32,7 +32,7 @@ from omni.lib.admin import AwaitingApprovalFilter, ModelAdmin, OwnedByCreatorMix
 from omni.lib.approval import ApprovalRefused
 
 from . import campaign_approval, campaign_progress, campaign_sending, campaign_start
-from .campaign_state import CampaignMoveRefused
+from .campaign_state import CampaignLocked, CampaignMoveRefused, locked_words, save_draft
 from .diagram import duration_words
 from .models import Campaign, CampaignStatus, CampaignVariant, FollowUpWhen
 from .step_forms import ChannelPlanFields, DatalistInput, DurationField, UNITS, style
@@ -218,7 +218,8 @@ class CampaignAdmin(OwnedByCreatorMixin, ModelAdmin):
             "fields": ["holdout_percent", "test_percent", "test_period", "test_metric", "test_fallback"],
             "description": "Add the variants under the form. With two or more, the test share is split between "
                            "them by weight; after the test period the variant that wins on the metric (at 95% "
-                           "confidence) goes to the rest, else what you chose here.",
+                           "confidence, with enough sends that each variant expects at least five successes "
+                           "and five misses) goes to the rest, else what you chose here.",
         }),
         ("Ownership and goal", {
             "fields": ["owner", "objective", "lifecycle_stage", "goal_event", "goal_window"],
@@ -334,6 +335,28 @@ class CampaignAdmin(OwnedByCreatorMixin, ModelAdmin):
 
     # --- saving ----------------------------------------------------------------------------------
 
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            if request.method == "POST" and object_id:
+                # A started campaign's page has nothing to save (its form and variants are read-only).
+                campaign = self.get_object(request, unquote(object_id))
+                if _locked(campaign):
+                    raise CampaignLocked(locked_words(campaign, campaign.status))
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except CampaignLocked as locked:
+            # Raised inside the save's transaction too (save_model), which rolled back: nothing was written.
+            messages.error(request, str(locked))
+            return HttpResponseRedirect(request.path)
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            return super().save_model(request, obj, form, change)
+        # Only what the form edits (and the plan it derives), and only if it is still a draft:
+        # a start may have committed since the form was read, and a full save would write its
+        # status and start back as they were.
+        edited = [field.name for field in Campaign._meta.concrete_fields if field.name in form.fields]
+        save_draft(obj, [*edited, *(["channel_plan"] if "plan" in form.fields else [])])
+
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)
         if change:
@@ -410,6 +433,8 @@ class CampaignAdmin(OwnedByCreatorMixin, ModelAdmin):
     def resume_view(self, request, campaign_id):
         def resume(campaign):
             campaign_sending.resume_campaign(campaign, actor=request.user)
+            if campaign.status == CampaignStatus.SCHEDULED:
+                return f"{campaign.name} resumed: it is scheduled again and sends from its first send time."
             return f"{campaign.name} resumed: sending goes on at the next tick."
         return self._button(request, campaign_id, resume)
 
@@ -422,9 +447,9 @@ class CampaignAdmin(OwnedByCreatorMixin, ModelAdmin):
             })
 
         def cancel(campaign):
-            skipped = campaign_sending.cancel_campaign(campaign, actor=request.user)
-            return (f"{campaign.name} cancelled: {skipped} recipient(s) not sent yet were left out, and their "
-                    f"messages not yet queued were cancelled.")
+            stopped = campaign_sending.cancel_campaign(campaign, actor=request.user)
+            return (f"{campaign.name} cancelled: {stopped} recipient(s) not sent yet or message(s) not yet queued "
+                    f"were stopped.")
         return self._button(request, campaign_id, cancel)
 
     def clone_view(self, request, campaign_id):

@@ -1,6 +1,6 @@
 """A campaign's approval: omni/lib/approval.py's pattern (as campaigns/journey_approval.py for
 journeys), given a campaign's digest (what its start would send: template, audience, purpose,
-plan, schedule, holdout, test settings, variants and the template versions they would pin) and
+plan, schedule, holdout, test settings, goal, variants and the template versions they would pin) and
 its rule (approval_needed: marketing to more than OMNI_CAMPAIGN_APPROVAL_MIN_AUDIENCE contacts).
 
 A marketer requests approval; a marketing approver (campaigns.approve_campaign, not the requester)
@@ -42,6 +42,8 @@ def digest_content(campaign: Campaign) -> dict:
         "holdout_percent": campaign.holdout_percent, "test_percent": campaign.test_percent,
         "test_period": campaign.test_period, "test_metric": campaign.test_metric,
         "test_fallback": campaign.test_fallback,
+        # The goal decides a goal-metric test's winner and whom a "not converted" follow-up reaches.
+        "goal_event": campaign.goal_event, "goal_window": campaign.goal_window,
         "variants": [{"name": name, "template": template, "weight": weight, "version": version_of(template)}
                      for name, template, weight in variants],
     }
@@ -92,9 +94,10 @@ def reset_if_changed(campaign: Campaign, *, actor) -> bool:
     return was_reset
 
 
-def approval_state(campaign: Campaign) -> approval.ApprovalState:
-    """omni.lib.approval.ApprovalState for the page."""
-    count = audience_count(campaign)
+def approval_state(campaign: Campaign, count: int | None = None) -> approval.ApprovalState:
+    """omni.lib.approval.ApprovalState for the page (`count`: the audience when the caller has
+    counted it)."""
+    count = audience_count(campaign) if count is None else count
     if campaign.purpose != Purpose.MARKETING:
         because = "the campaign sends no marketing messages"
     else:

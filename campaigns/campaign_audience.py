@@ -7,7 +7,7 @@ both count and digest the same audience and plan.
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from channels.models import DefaultChannelPlan, DeliveryEvent, EventType
+from channels.models import DefaultChannelPlan, DeliveryEvent, EventType, MessageStatus
 from contacts import segments
 from contacts.models import Contact, ContactEvent
 
@@ -16,6 +16,9 @@ from .models import CampaignRecipient, CampaignStatus, FollowUpWhen, RecipientOu
 # The delivery events that prove the message was opened (a click or a read proves it too) or clicked.
 OPENED_EVENTS = (EventType.OPENED, EventType.READ, EventType.CLICKED)
 CLICKED_EVENTS = (EventType.CLICKED,)
+# A recipient was sent the earlier campaign's message once it went out: not one suppressed,
+# cancelled, expired, dropped by arbitration or still deferred (nobody can have opened that).
+WENT_OUT = (MessageStatus.QUEUED, MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.ENGAGED)
 
 
 def audience(campaign, now=None):
@@ -38,14 +41,14 @@ def audience_count(campaign, now=None) -> int:
 
 
 def follow_up_recipients(campaign, now=None):
-    """The earlier campaign's recipients a follow-up is for: sent a message at least
-    `follow_up_after` ago, who did not open it / click in it / reach the earlier campaign's goal
-    event within its goal window (follow_up_when)."""
+    """The earlier campaign's recipients a follow-up is for: sent a message (one that went out)
+    at least `follow_up_after` ago, who did not open it / click in it / reach the earlier
+    campaign's goal event within its goal window (follow_up_when)."""
     now = now or timezone.now()
     earlier = campaign.follow_up_of
     after = campaign.follow_up_after or timezone.timedelta(0)
-    sent = CampaignRecipient.objects.filter(campaign=earlier, outcome=RecipientOutcome.SENT, message__isnull=False,
-                                            message__created_at__lte=now - after)
+    sent = CampaignRecipient.objects.filter(campaign=earlier, outcome=RecipientOutcome.SENT,
+                                            message__status__in=WENT_OUT, message__created_at__lte=now - after)
     when = campaign.follow_up_when
     if when in (FollowUpWhen.NOT_OPENED, FollowUpWhen.NOT_CLICKED):
         kinds = OPENED_EVENTS if when == FollowUpWhen.NOT_OPENED else CLICKED_EVENTS
@@ -61,13 +64,17 @@ def follow_up_recipients(campaign, now=None):
 
 
 def follow_up_problem(campaign, now=None) -> str:
-    """Why a follow-up cannot start yet ("" when it can): its earlier campaign must have sent, and
+    """Why a follow-up cannot start yet ("" when it can): its earlier campaign must have sent (or
+    been cancelled after it began: then it follows up those it did send to), and
     `follow_up_after` must have passed since it finished."""
     now = now or timezone.now()
     earlier = campaign.follow_up_of
     if not campaign.follow_up_when:
         return "Choose whom it follows up: those who did not open, did not click, or did not reach the goal."
-    if earlier.status != CampaignStatus.SENT:
+    if earlier.status == CampaignStatus.CANCELLED and earlier.started_at is None:
+        return (f"It follows up {earlier.name!r}, which was cancelled before it sent anything: there is nobody "
+                f"to follow up.")
+    if earlier.status not in (CampaignStatus.SENT, CampaignStatus.CANCELLED):
         return (f"It follows up {earlier.name!r}, which has not finished sending (it is "
                 f"{CampaignStatus(earlier.status).label.lower()}): start it once that campaign is sent.")
     finished = earlier.finished_at or earlier.started_at or now

@@ -16,10 +16,9 @@ quarantined recipient is still pending: the campaign keeps sending until someone
 (the recipient admin's "Retry") or cancels the campaign, so a set-aside row is never silently
 counted as done.
 """
-from collections import defaultdict
-
 from django.db import transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Count, Exists, Min, OuterRef, Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from channels import routing, state
@@ -30,7 +29,7 @@ from omni.lib.collector import collector_paused
 from omni.lib.quarantine import quarantine_failures, run_isolating_failures
 from templates.actions import latest_versions
 
-from .campaign_state import CLAIMING_STATUSES, move_campaign
+from .campaign_state import CLAIMING_STATUSES, CampaignMoveRefused, can_move, move_campaign
 from .models import Campaign, CampaignRecipient, CampaignStatus, RecipientOutcome
 from .tick_report import TickReport
 
@@ -84,13 +83,15 @@ def _claim(now, campaign_ids, limit: int) -> list[int]:
 
 class RecipientClaims:
     """The "campaign recipients" stage of one tick: each call claims a batch of due recipients
-    and sends it here or hands it off. A throttled campaign gets at most its throttle-minute
-    (throttle_per_minute recipients) per tick, so after downtime it does not send its whole
-    backlog at once."""
+    and sends it here or hands it off. A throttled campaign claims at most throttle_per_minute
+    recipients in any THROTTLE_WINDOW, those of earlier ticks and calls counted, so after downtime
+    it catches up at its throttle's rate rather than sending its backlog at once."""
+
+    # The throttle's rolling window: what a throttled campaign claimed within it counts.
+    THROTTLE_WINDOW = timezone.timedelta(minutes=1)
 
     def __init__(self, hand_off_to=None):
         self.hand_off_to = hand_off_to
-        self.claimed = defaultdict(int)  # by campaign, in this tick
         self.expired_skipped = False
 
     def __call__(self, now, report: TickReport, handled: set | None = None) -> int:
@@ -118,23 +119,41 @@ class RecipientClaims:
 
     def _claim(self, now, campaigns: dict) -> list[int]:
         free = [pk for pk, (_, throttle) in campaigns.items() if not throttle]
-        ids = []
-        if free:
-            ids += _claim(now, free, RECIPIENT_BATCH)
-        for pk, (_, throttle) in campaigns.items():
-            room = min(throttle - self.claimed[pk], RECIPIENT_BATCH - len(ids)) if throttle else 0
+        ids = _claim(now, free, RECIPIENT_BATCH) if free else []
+        throttles = {pk: throttle for pk, (_, throttle) in campaigns.items() if throttle}
+        for pk, room in self._rooms(now, throttles).items():
+            room = min(room, RECIPIENT_BATCH - len(ids))
             if room > 0:
-                mine = _claim(now, [pk], room)
-                self.claimed[pk] += len(mine)
-                ids += mine
+                ids += _claim(now, [pk], room)
         return ids
+
+    def _rooms(self, now, throttles: dict) -> dict:
+        """How many recipients each throttled campaign may claim now: its throttle less those
+        claimed within the window, whether still claimed or sent since (the send clears
+        `claimed_at` and sets `decided_at`). The campaigns' rows stay locked until the claim commits,
+        so a concurrent tick cannot count before this one's claims are in; a campaign another
+        transaction holds gets nothing this time. Two queries, however many campaigns."""
+        if not throttles:
+            return {}
+        mine = list(Campaign.objects.select_for_update(skip_locked=True).filter(pk__in=throttles)
+                    .order_by("pk").values_list("pk", flat=True))
+        recent = dict(
+            CampaignRecipient.objects.filter(Q(claimed_at__isnull=False) | Q(outcome=RecipientOutcome.SENT),
+                                             campaign_id__in=mine)
+            .alias(claimed_or_sent_at=Coalesce("claimed_at", "decided_at"))
+            .filter(claimed_or_sent_at__gt=now - self.THROTTLE_WINDOW)
+            .values("campaign_id").annotate(claimed=Count("pk")).order_by().values_list("campaign_id", "claimed")
+        ) if mine else {}
+        return {pk: throttles[pk] - recent.get(pk, 0) for pk in mine}
 
 
 def _mark_sending(now, scheduled: list[int], ids: list[int]) -> None:
-    """Scheduled campaigns whose first recipients were just claimed are sending now."""
+    """Scheduled campaigns whose first recipients were just claimed are sending now. One another
+    transaction holds is left for a later claim, or the end, to move: a cancel takes the campaign
+    before its recipients, so waiting for it while holding the claimed rows would deadlock."""
     starting = set(CampaignRecipient.objects.filter(pk__in=ids, campaign_id__in=scheduled)
                    .values_list("campaign_id", flat=True).distinct())
-    for campaign in Campaign.objects.filter(pk__in=starting):
+    for campaign in Campaign.objects.select_for_update(skip_locked=True, no_key=True).filter(pk__in=starting):
         move_campaign(campaign, CampaignStatus.SENDING, action="campaign.sending", now=now, refuse=False)
 
 
@@ -318,39 +337,72 @@ def _expired(recipient, campaign, now) -> bool:
 # --- running it -----------------------------------------------------------------------------------
 
 def pause_campaign(campaign, *, actor, reason: str = "") -> None:
-    """Stop claiming the campaign's recipients (a batch already claimed may still go out)."""
+    """Stop claiming the campaign's recipients (a batch already claimed may still go out); its
+    deferred messages and fallback timers wait too (campaigns/message_timers.py) until it resumes."""
     _fresh_status(campaign)
     move_campaign(campaign, CampaignStatus.PAUSED, action="campaign.paused", actor=actor,
                   fields={"paused_reason": reason[:500]}, data={"reason": reason} if reason else None)
 
 
 def resume_campaign(campaign, *, actor) -> None:
-    """Claim the campaign's recipients again, from where it stopped; an auto-pause is cleared."""
+    """Claim the campaign's recipients again, from where it stopped; an auto-pause is cleared,
+    and from now on auto-pause judges only the sends made after this resume (watched_since).
+    It is scheduled again while its first send time is still ahead (it was paused before it),
+    else sending."""
+    now = timezone.now()
     _fresh_status(campaign)
-    move_campaign(campaign, CampaignStatus.SENDING, action="campaign.resumed", actor=actor,
-                  fields={"paused_reason": "", "auto_paused_at": None})
+    first_send_at = campaign.recipients.aggregate(first=Min("send_at"))["first"]
+    to = CampaignStatus.SCHEDULED if first_send_at and first_send_at > now else CampaignStatus.SENDING
+    move_campaign(campaign, to, action="campaign.resumed", actor=actor, now=now,
+                  fields={"paused_reason": "", "auto_paused_at": None, "watched_since": now},
+                  data={"watched_since": now.isoformat()})
+
+
+def unqueued_messages(campaign):
+    """The campaign's messages not queued yet (pending, or deferred by quiet hours or a cap):
+    what a cancellation can still stop."""
+    return Message.objects.filter(campaign_recipient__campaign=campaign,
+                                  status__in=[MessageStatus.PENDING, MessageStatus.DEFERRED])
+
+
+def cancellable(campaign) -> bool:
+    """Whether cancelling would stop anything: a campaign not ended yet, or a sent one (every
+    recipient decided) some of whose messages still wait to be queued."""
+    if not can_move(campaign, CampaignStatus.CANCELLED):
+        return False
+    return campaign.status != CampaignStatus.SENT or unqueued_messages(campaign).exists()
 
 
 @transaction.atomic
 def cancel_campaign(campaign, *, actor) -> int:
-    """Skip pending recipients (cancelled) and cancel their unqueued messages. Returns how many."""
+    """Skip pending recipients (cancelled) and cancel their unqueued messages. Returns how many.
+    A sent campaign is cancelled only while some of its messages are not queued yet."""
     now = timezone.now()
-    _fresh_status(campaign)
+    # The campaign before its recipients, as the winner's choice (ab_test.choose_winner) takes
+    # them: the other order deadlocks with it.
+    _fresh_status(campaign, lock=True)
+    sent = campaign.status == CampaignStatus.SENT
     # A worker sending a batch holds its rows: this waits for it, then leaves what it sent.
     skipped = CampaignRecipient.objects.filter(campaign=campaign, outcome=RecipientOutcome.PENDING).update(
         outcome=RecipientOutcome.SKIPPED, skip_reason=CANCELLED, decided_at=now, claimed_at=None)
-    unqueued = Message.objects.filter(campaign_recipient__campaign=campaign,
-                                      status__in=[MessageStatus.PENDING, MessageStatus.DEFERRED])
-    moves = [state.MessageMove(pk, MessageStatus.CANCELLED, plan_step, {"status_reason": "campaign_cancelled"})
-             for pk, plan_step in unqueued.values_list("pk", "plan_step")]
-    cancelled = len(state.move_messages(moves, now))
-    # Refused (already sent or cancelled): the whole cancellation rolls back.
+    cancelled = len(state.cancel_messages(unqueued_messages(campaign).values_list("pk", "plan_step"),
+                                          "campaign_cancelled", now))
+    if sent and not cancelled:
+        raise CampaignMoveRefused(f"{campaign} is sent and none of its messages waits to be queued any more: "
+                                  f"there is nothing left to cancel.")
+    # Refused (cancelled meanwhile): the whole cancellation rolls back.
     move_campaign(campaign, CampaignStatus.CANCELLED, action="campaign.cancelled", actor=actor, now=now,
-                  fields={"finished_at": now}, data={"recipients_skipped": skipped, "messages_cancelled": cancelled})
+                  # A sent campaign keeps when it finished deciding its recipients.
+                  fields={} if sent else {"finished_at": now},
+                  data={"recipients_skipped": skipped, "messages_cancelled": cancelled})
     return skipped + cancelled
 
 
-def _fresh_status(campaign) -> None:
+def _fresh_status(campaign, *, lock: bool = False) -> None:
     # The tick may have moved it since this instance was read (scheduled to sending): the audit
     # entry says where it really came from.
-    campaign.refresh_from_db(fields=["status"])
+    if lock:
+        campaign.status = Campaign.objects.select_for_update(no_key=True).values_list(
+            "status", flat=True).get(pk=campaign.pk)
+    else:
+        campaign.refresh_from_db(fields=["status"])

@@ -3,7 +3,8 @@
 Campaign.status changes through move_campaign() and nowhere else: a conditional UPDATE from the
 statuses the table allows, so two workers (a tick finishing the campaign, a person cancelling
 it) can never both move it; the one that lost is told so. Each move is audited in the same
-transaction.
+transaction. An edit is written only while the campaign is a draft (save_draft), by the same
+kind of conditional UPDATE, so it never writes over a campaign a start has just moved on.
 """
 from django.db import transaction
 from django.utils import timezone
@@ -16,11 +17,14 @@ S = CampaignStatus
 
 # to: the statuses it may be reached from
 TRANSITIONS = {
-    S.SCHEDULED: {S.DRAFT},
+    # From paused: a campaign paused before its first send time, resumed while it is still ahead.
+    S.SCHEDULED: {S.DRAFT, S.PAUSED},
     S.SENDING: {S.DRAFT, S.SCHEDULED, S.PAUSED},
     S.PAUSED: {S.SCHEDULED, S.SENDING},
     S.SENT: {S.SENDING},
-    S.CANCELLED: {S.DRAFT, S.SCHEDULED, S.SENDING, S.PAUSED},
+    # From sent only while some of its messages are not queued yet (deferred by quiet hours):
+    # campaign_sending.cancel_campaign refuses a sent campaign with nothing left to stop.
+    S.CANCELLED: {S.DRAFT, S.SCHEDULED, S.SENDING, S.PAUSED, S.SENT},
     S.DRAFT: set(),
 }
 
@@ -31,6 +35,10 @@ FINAL_STATUSES = (S.SENT, S.CANCELLED)
 
 class CampaignMoveRefused(ValueError):
     """The campaign is not in a status the move starts from; the message says so in words."""
+
+
+class CampaignLocked(ValueError):
+    """The campaign left its draft, so an edit was not written; the message says so in words."""
 
 
 def sources(to: str) -> set:
@@ -62,3 +70,22 @@ def move_campaign(campaign: Campaign, to: str, *, action: str, actor=None, now=N
         setattr(campaign, name, value)
     audit.record(action, actor=actor, obj=campaign, data={"from": previous, "to": to, **(data or {})})
     return True
+
+
+def locked_words(campaign: Campaign, status: str) -> str:
+    return (f"{campaign} is {CampaignStatus(status).label.lower()}: only a draft campaign can be edited, so nothing "
+            f"was saved.")
+
+
+def save_draft(campaign: Campaign, fields: list[str], *, now=None) -> None:
+    """Write the edited `fields` of `campaign` (what its form edits), only while it is a draft in
+    the database: one conditional UPDATE, so a start that committed since the form was read is
+    never written over. Raises CampaignLocked, writing nothing, when it left its draft. The row
+    stays locked until the caller's transaction ends (its variants are saved under it)."""
+    now = now or timezone.now()
+    attnames = [Campaign._meta.get_field(name).attname for name in fields]
+    values = {attname: getattr(campaign, attname) for attname in attnames}
+    if not Campaign.objects.filter(pk=campaign.pk, status=CampaignStatus.DRAFT).update(updated_at=now, **values):
+        current = Campaign.objects.filter(pk=campaign.pk).values_list("status", flat=True).first()
+        raise CampaignLocked(locked_words(campaign, current) if current else f"{campaign} is gone.")
+    campaign.updated_at = now

@@ -13,7 +13,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 
 from . import step_counts
-from .models import Journey, JourneyVersion
+from .models import LIVE_ENROLLMENT_STATES, Journey, JourneyVersion
 
 # The lookups a diagram node's link filters the enrollment list by, besides the journey
 # (already one of the list's filters).
@@ -31,9 +31,10 @@ def drawn_version(journey: Journey, number) -> JourneyVersion | None:
 
 
 def enrollments_at_step_url(journey: Journey, version: JourneyVersion, step_key: str) -> str:
-    """The enrollment list showing the contacts of `version` at `step_key`."""
+    """The enrollment list showing the contacts of `version` at `step_key`: the live ones, as the
+    node counts them (an ended enrollment keeps the step it ended at)."""
     query = urlencode({"journey__id__exact": journey.pk, "journey_version__id__exact": version.pk,
-                       "current_step_key": step_key})
+                       "current_step_key": step_key, "state__in": ",".join(LIVE_ENROLLMENT_STATES)})
     return f"{reverse('admin:campaigns_enrollment_changelist')}?{query}"
 
 

@@ -127,7 +127,9 @@ def _begin(journey: Journey, revision) -> tuple[Journey, list[JourneyStep]]:
     if revision is None or int(revision) != locked.draft_revision:
         raise StaleDraft()
     steps = list(JourneyStep.objects.filter(journey=locked).order_by("position", "pk"))
-    _make_links_explicit(steps)
+    if any(step.next_step_id is None and not step.ends for step in steps):
+        # The same flow, written anew: a request or approval of it stands.
+        journey_approval.restated(locked, lambda: _make_links_explicit(steps))
     return locked, steps
 
 
@@ -143,18 +145,23 @@ def _make_links_explicit(steps: list[JourneyStep]) -> None:
 
 
 def _finish(journey: Journey, actor, change: str, step: JourneyStep, data: dict) -> None:
-    Journey.objects.filter(pk=journey.pk).update(draft_revision=F("draft_revision") + 1)
-    journey.refresh_from_db(fields=["draft_revision"])
+    advance_revision(journey)
     audit.record("journey.draft_changed", obj=journey, actor=actor,
                  data={"change": change, "step": step.key, "kind": step.kind, "revision": journey.draft_revision,
                        **data})
     journey_approval.draft_edited(journey, actor=actor)
 
 
-def bump_revision(journey: Journey, *, actor, change: str, data: dict) -> None:
-    """For an edit of the journey's own fields (the journey form): the same revision, audit and approval."""
+def advance_revision(journey: Journey) -> None:
+    """The draft's next revision: a page read before it is refused as out of date. Alone, for an
+    edit of what the draft does not hold (its name, its objective) that a stale page would undo."""
     Journey.objects.filter(pk=journey.pk).update(draft_revision=F("draft_revision") + 1)
     journey.refresh_from_db(fields=["draft_revision"])
+
+
+def bump_revision(journey: Journey, *, actor, change: str, data: dict) -> None:
+    """For an edit of the journey's own fields (the journey form): the same revision, audit and approval."""
+    advance_revision(journey)
     audit.record("journey.draft_changed", obj=journey, actor=actor,
                  data={"change": change, "step": "", "kind": "", "revision": journey.draft_revision, **data})
     journey_approval.draft_edited(journey, actor=actor)

@@ -11,10 +11,13 @@ closes, each with the conversation's id. Each live enrollment of the contact the
 version's on_reply says (see _act_on_conversations).
 """
 from collections import Counter, defaultdict
+from datetime import datetime
 
 from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Q
 
+from channels import state
+from channels.models import Message, MessageStatus
 from contacts.data_types import definitions
 from contacts.models import Contact, ContactEvent
 from omni import audit
@@ -30,6 +33,7 @@ from .models import (
     Enrollment,
     EnrollmentState,
     RUNNING_JOURNEY_STATUSES,
+    TRIGGER_CONTEXT,
     JourneyVersion,
     OnReply,
     TriggerType,
@@ -81,14 +85,15 @@ def _process_events(events, now, report: TickReport) -> None:
         for e in events
     ])
     names = {e.name for e in events}
-    # The live versions these events trigger, any version (enrollments keep older ones) whose
-    # goal they reach, and any version, of a running journey or not, with a step waiting for
-    # one of them: one query.
+    # The live versions these events trigger, and any version, of a running journey or not,
+    # whose goal they reach (enrollments keep older versions; a contact who reaches the goal
+    # while their journey is paused has converted all the same) or with a step waiting for one
+    # of them: one query.
     versions = list(
         JourneyVersion.objects.filter(
-            Q(journey__status__in=RUNNING_JOURNEY_STATUSES)
-            & (Q(trigger_type=TriggerType.EVENT, trigger_event__in=names, journey__live_version=F("pk"))
-               | Q(goal_event__in=names))
+            Q(journey__status__in=RUNNING_JOURNEY_STATUSES, trigger_type=TriggerType.EVENT, trigger_event__in=names,
+              journey__live_version=F("pk"))
+            | Q(goal_event__in=names)
             | Q(Exists(AwaitedEvent.objects.filter(version=OuterRef("pk"), event__in=names)))
         ).select_related("journey")
     )
@@ -98,8 +103,10 @@ def _process_events(events, now, report: TickReport) -> None:
         woken = wake_for_events([e for e in events if e.name in awaited], now)
     running = [version for version in versions if version.journey.status in RUNNING_JOURNEY_STATUSES]
     if running:
-        converted = _convert_goals(events, running, now)
         enrolled = _enroll_from_events(events, running, now)
+    # After enrolling: a goal reached after the trigger, both in this batch, converts the
+    # enrollment the trigger just made.
+    converted = _convert_goals(events, versions, now)
     # After enrolling: a contact who writes in pauses the enrollment their sign-up in the same
     # batch just made. Only a batch holding a reply or a closing reads enrollments for them.
     by_conversations = (_act_on_conversations(events, now) if REPLIED in names or CONVERSATION_CLOSED in names
@@ -155,7 +162,24 @@ def _act_on_conversations(events, now) -> Counter:
                 entries.append(entry)
                 moved[enrollment.pk] = enrollment
     enrollment_state.save(list(moved.values()), entries)
+    cancel_unsent([e.pk for e in moved.values() if e.state == EnrollmentState.EXITED], "journey_exited", now)
     return counts
+
+
+# Messages of an enrollment that has not handed them to a provider yet: still cancellable.
+CANCELLABLE = (MessageStatus.PENDING, MessageStatus.DEFERRED)
+
+
+def cancel_unsent(enrollment_ids: list[int], reason: str, now) -> int:
+    """Cancel the messages the enrollments' steps made that wait to be routed or were deferred
+    (quiet hours, a cap, a conversation): a contact who reached the goal, or whose reply ended
+    the journey, is not sent what the journey still had for them. A queued message is never
+    recalled. Returns how many were cancelled."""
+    if not enrollment_ids:
+        return 0
+    return len(state.cancel_messages(
+        Message.objects.filter(journey_visit__enrollment_id__in=enrollment_ids, status__in=CANCELLABLE)
+        .order_by("pk").values_list("pk", "plan_step"), reason, now))
 
 
 def _conversation_id(event) -> int:
@@ -192,7 +216,9 @@ def _on_close(enrollment, conversation_id: int, now) -> tuple[str, object]:
 
 
 def _convert_goals(events, versions, now) -> int:
-    """End live enrollments whose own version's goal event just happened."""
+    """End live enrollments whose own version's goal event just happened, and not before what
+    enrolled them (a purchase made before the sign-up that enrolled the contact is no conversion
+    of the journey)."""
     by_goal = {}
     for version in versions:
         if version.goal_event:
@@ -205,17 +231,35 @@ def _convert_goals(events, versions, now) -> int:
         contact_id__in={c for c, _, _ in pairs},
         journey_version_id__in={v for _, v, _ in pairs},
     )
-    wanted = {(c, v): e for c, v, e in pairs}
-    converted = [en for en in live if (en.contact_id, en.journey_version_id) in wanted]
+    wanted = defaultdict(list)
+    for contact_id, version_id, event in pairs:
+        wanted[(contact_id, version_id)].append(event)
+    converted, reached = [], {}
+    for enrollment in live:
+        event = next((e for e in wanted.get((enrollment.contact_id, enrollment.journey_version_id), ())
+                      if _reached_after_trigger(e, enrollment)), None)
+        if event is not None:
+            converted.append(enrollment)
+            reached[enrollment.pk] = event
     entries = []
     for enrollment in converted:
-        event = wanted[(enrollment.contact_id, enrollment.journey_version_id)]
+        event = reached[enrollment.pk]
         entries.append(enrollment_state.end(enrollment, EnrollmentState.CONVERTED, f"goal:{event.name}", now,
                                             data={"event": event.pk}))
     Enrollment.objects.bulk_update(converted, ["state", "ended_at", "end_reason", "next_run_at", "claimed_at",
                                                "waiting_for", "woken_at"])
     audit.record_many(entries)
+    cancel_unsent([e.pk for e in converted], "journey_converted", now)
     return len(converted)
+
+
+def _reached_after_trigger(event, enrollment) -> bool:
+    """Whether a goal event came after the event that enrolled the contact (both on the events'
+    own clock; an enrollment no event made counts every goal event processed while it is live)."""
+    if event.pk == enrollment.trigger_event_id:
+        return False
+    occurred_at = (enrollment.context.get(TRIGGER_CONTEXT) or {}).get("occurred_at")
+    return not (enrollment.trigger_event_id and occurred_at) or event.occurred_at >= datetime.fromisoformat(occurred_at)
 
 
 def _enroll_from_events(events, versions, now) -> int:
@@ -234,6 +278,8 @@ def _enroll_from_events(events, versions, now) -> int:
     # process's copy of the definitions, contacts.data_types).
     declared = definitions().properties
     conditions = {v.pk: compile_conditions(v.trigger_conditions, declared.get(v.trigger_event, {})) for v in triggered}
+    dated = {v.trigger_event for v in triggered if v.trigger_date_property}
+    zones = _zones_of({e.contact_id for e in events if e.name in dated})
     candidates, refused = {}, []
     for event in events:
         for version in triggered:
@@ -246,20 +292,23 @@ def _enroll_from_events(events, versions, now) -> int:
                     reason=EVENT_TOO_OLD, data={"event": event.pk, "age_seconds": int(age),
                                                 "max_age_seconds": version.trigger_max_age_seconds}))
                 continue
-            candidates.setdefault((version.journey_id, event.contact_id), (version, event))
-    zones = _zones_of({c for (_, c), (v, _) in candidates.items() if v.trigger_date_property})
+            moment = None
+            if version.trigger_date_property:
+                value = (event.properties or {}).get(version.trigger_date_property)
+                moment = moment_of(value, zones[event.contact_id], version.trigger_date_offset_days,
+                                   version.trigger_date_time)
+                if moment is None:
+                    # Refused before it is a candidate: a later event of the batch with the date still enrolls.
+                    refused.append(audit.build(
+                        "journey.enrollment_refused", contact_id=event.contact_id, obj=version.journey,
+                        reason=DATE_MISSING, data={"event": event.pk, "property": version.trigger_date_property}))
+                    continue
+            candidates.setdefault((version.journey_id, event.contact_id), (version, event, moment))
     wanted = []
-    for (_, contact_id), (version, event) in candidates.items():
+    for (_, contact_id), (version, event, moment) in candidates.items():
         trigger = event_trigger_context(event)
         next_run_at = now
-        if version.trigger_date_property:
-            value = (event.properties or {}).get(version.trigger_date_property)
-            moment = moment_of(value, zones[contact_id], version.trigger_date_offset_days, version.trigger_date_time)
-            if moment is None:
-                refused.append(audit.build(
-                    "journey.enrollment_refused", contact_id=contact_id, obj=version.journey, reason=DATE_MISSING,
-                    data={"event": event.pk, "property": version.trigger_date_property}))
-                continue
+        if moment is not None:
             # Due at the moment, even one already past: the next tick runs it.
             next_run_at, trigger["moment"] = moment, moment.isoformat()
         wanted.append(Wanted(version=version, contact_id=contact_id, next_run_at=next_run_at, trigger=trigger,

@@ -25,6 +25,17 @@ def draft_edited(journey: Journey, *, actor) -> None:
     _copy_approval(locked, journey)
 
 
+def restated(journey: Journey, restate) -> None:
+    """Run `restate()`, which writes the locked journey's draft anew without changing what it does
+    (steps written before the builder, whose empty next meant the next position, made explicit):
+    a request or approval of the draft as it was is one of the draft as it is written now, so that
+    an edit that changes nothing afterwards keeps it."""
+    before = journey_digest(draft_snapshot(journey)) if journey.approval_requested_at else None
+    restate()
+    if before is not None:
+        approval.restated(journey, before=before, after=journey_digest(draft_snapshot(journey)))
+
+
 def request_journey_approval(journey: Journey, *, actor) -> Journey:
     """`actor` asks a marketing approver to approve the journey's draft as it is. Audited; a
     refusal (already requested or approved as it is) too, with its reason."""

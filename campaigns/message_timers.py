@@ -1,5 +1,10 @@
-"""Messages the tick moves on: deferred ones whose time has come, fallback timers, lost sends."""
+"""Messages the tick moves on: deferred ones whose time has come, fallback timers, lost sends.
+
+A message of a paused campaign, journey or enrollment is not moved on: its deferral or fallback timer waits,
+and runs at the first tick after the resume (routing re-checks the gate then, its expiry too).
+"""
 from django.db import connection, transaction
+from django.db.models import Exists, OuterRef, Q
 
 from channels import routing
 from channels.models import FAILED_DELIVERY_STATUSES, Delivery, Message, MessageStatus
@@ -7,9 +12,21 @@ from channels.publishing import republish_lost_deliveries
 from omni.lib.claims import claim, excluding
 from omni.lib.quarantine import quarantine_failures, run_isolating_failures
 
+from .models import CampaignRecipient, CampaignStatus, EnrollmentState, JourneyStatus, JourneyStepVisit
 from .tick_report import TickReport
 
 MESSAGE_BATCH = 500
+
+
+def _on_hold(message_id: str):
+    """Whether the message (`message_id`: the path to its id) is its paused campaign's, journey's
+    or enrollment's (one contact's, paused by staff or by their conversation): part of the claim's
+    own query, so a paused campaign's messages are never claimed at all."""
+    return (Exists(CampaignRecipient.objects.filter(message_id=OuterRef(message_id),
+                                                    campaign__status=CampaignStatus.PAUSED))
+            | Exists(JourneyStepVisit.objects.filter(
+                Q(journey__status=JourneyStatus.PAUSED) | Q(enrollment__state=EnrollmentState.PAUSED),
+                message_id=OuterRef(message_id))))
 
 
 def redispatch_deferred_batch(now, report: TickReport, handled: set | None = None) -> int:
@@ -17,7 +34,7 @@ def redispatch_deferred_batch(now, report: TickReport, handled: set | None = Non
     with transaction.atomic():
         due = claim(
             excluding(Message.objects.filter(status=MessageStatus.DEFERRED, defer_until__lte=now,
-                                              quarantined_at__isnull=True), handled)
+                                              quarantined_at__isnull=True), handled).exclude(_on_hold("pk"))
             .select_related("contact", "template_version").order_by("defer_until", "id"),
             MESSAGE_BATCH,
         )
@@ -34,7 +51,8 @@ def fire_fallback_timers_batch(now, report: TickReport, handled: set | None = No
     """Move on to the next channel where a delivery failed (its webhook marked the fallback due)
     or did not succeed within its window. A timer that fails is quarantined with its delivery."""
     with transaction.atomic():
-        due = excluding(Delivery.objects.filter(fallback_due_at__lte=now, quarantined_at__isnull=True), handled)
+        due = excluding(Delivery.objects.filter(fallback_due_at__lte=now, quarantined_at__isnull=True), handled) \
+            .exclude(_on_hold("message_id"))
         if connection.features.has_select_for_update_skip_locked:
             # Claimed by their messages' rows: the message is locked before its deliveries, as
             # everywhere (channels/state.py), and one held by a webhook waits for the next tick.

@@ -12,7 +12,8 @@ import pgtrigger
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from contacts.models import Contact, LifecycleStage, Segment
@@ -154,6 +155,9 @@ class Journey(Approvable):
     draft_revision = models.PositiveIntegerField(default=0, db_default=0, editable=False)
     # Why it stopped by itself (auto-pause: campaigns/auto_pause.py); a person resumes it.
     paused_reason = models.CharField(max_length=500, blank=True, default="", db_default="", editable=False)
+    # When a person last resumed it: auto-pause judges only the sends made since, so the breach
+    # it paused for is not counted again. Runtime state, never part of a version.
+    watched_since = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["name"]
@@ -540,6 +544,9 @@ class Campaign(Approvable):
     min_engagement_rate = models.FloatField(null=True, blank=True)
     auto_pause_min_sample = models.PositiveIntegerField(null=True, blank=True)
     auto_paused_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # When a person last resumed it: auto-pause judges only the sends made since, so the breach
+    # it paused for is not counted again.
+    watched_since = models.DateTimeField(null=True, blank=True, editable=False)
 
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -658,6 +665,12 @@ class CampaignRecipient(models.Model):
             models.Index(fields=["send_at", "id"], name="recipient_due",
                          condition=Q(outcome="pending", send_at__isnull=False, quarantined_at__isnull=True,
                                      claimed_at__isnull=True)),
+            # The throttle's count of what a campaign claimed in the last minute
+            # (campaign_sending.RecipientClaims): a row still claimed by its claimed_at, a sent one
+            # (the send clears claimed_at) by its decided_at. Without it the count reads every
+            # recipient of the campaign, every tick.
+            models.Index(F("campaign"), Coalesce("claimed_at", "decided_at"), name="recipient_claimed_or_sent",
+                         condition=Q(claimed_at__isnull=False) | Q(outcome="sent")),
         ]
 
     def __str__(self):

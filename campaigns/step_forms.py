@@ -21,7 +21,7 @@ from templates.models import Template
 
 from .drafts import END
 from .models import JourneyStep, StepKind, step_setting_problems
-from .step_settings import CONDITION_CHECKS, ENGAGEMENT_KINDS, MAX_SPLIT_PATHS, WEEKDAYS
+from .step_settings import CONDITION_CHECKS, ENGAGEMENT_KINDS, MAX_SPLIT_PATHS, MAX_WAIT_SECONDS, WEEKDAYS
 
 UNITS = (("minutes", "minutes"), ("hours", "hours"), ("days", "days"))
 UNIT_SECONDS = {"minutes": 60, "hours": 3600, "days": 86400}
@@ -54,11 +54,14 @@ class DurationWidget(forms.MultiWidget):
 
 
 class DurationField(forms.MultiValueField):
-    """A duration typed as a number and a unit, kept as seconds."""
+    """A duration typed as a number and a unit, kept as seconds, at most `max_seconds` (by
+    default the longest wait, ten years: a longer one is a typing slip, and one far longer
+    overflows a timedelta or the database's column)."""
 
     widget = DurationWidget
 
-    def __init__(self, **kwargs):
+    def __init__(self, *, max_seconds: int = MAX_WAIT_SECONDS, **kwargs):
+        self.max_seconds = max_seconds
         super().__init__([forms.IntegerField(min_value=1, required=False),
                           forms.ChoiceField(choices=UNITS, required=False)], require_all_fields=False, **kwargs)
 
@@ -66,6 +69,8 @@ class DurationField(forms.MultiValueField):
         seconds = super().clean(value)
         if seconds is None and self.required:
             raise ValidationError(self.error_messages["required"], code="required")
+        if seconds is not None and seconds > self.max_seconds:
+            raise ValidationError(f"At most {self.max_seconds // 86400} days.", code="max_value")
         return seconds
 
     def has_changed(self, initial, data):

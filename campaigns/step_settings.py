@@ -9,7 +9,8 @@ step_setting_problems) and every message names the setting at fault: `config.<na
     wait_until  {"time": "09:00", "days": ["mon", "tue"]}: the next 09:00 on the contact's clock
                 (days optional)
     wait_date   {"attribute": "appointment_at", "offset_seconds": -86400} or {"property": ...} of
-                the trigger event: until that date plus the offset; at once if it has passed;
+                the trigger event (or of the API request that enrolled the contact): until that
+                date plus the offset; at once if it has passed;
                 the else step when the contact has no such date
     wait_event  {"event": "purchased", "timeout_seconds": 86400} or {"engagement": "opened",
                 "step": "<send step>", "timeout_seconds": 86400}: next when it happens, else

@@ -248,7 +248,7 @@ def _message_of(enrollment, step_key: str) -> int | None:
 
 def _exit_opted_out(enrollments, versions, template_versions, now, entries) -> list:
     """End the enrollments whose contact opted out of every channel their journey's send steps
-    use (for those steps' purposes); returns the others. One reachability read per purpose."""
+    use (for those steps' purposes); returns the others. One reachability read for every purpose."""
     scopes = {pk: _send_scopes(version, template_versions) for pk, version in versions.items()}
     wanted = defaultdict(lambda: (set(), {}))
     for enrollment in enrollments:
@@ -256,8 +256,8 @@ def _exit_opted_out(enrollments, versions, template_versions, now, entries) -> l
             channels, contacts = wanted[purpose]
             channels.add(channel)
             contacts[enrollment.contact_id] = enrollment.contact
-    verdicts = {purpose: gate.reachability(contacts.values(), purpose, now, channels=channels)
-                for purpose, (channels, contacts) in wanted.items()}
+    verdicts = gate.reachability_by_purpose(
+        {purpose: (contacts.values(), channels) for purpose, (channels, contacts) in wanted.items()}, now)
     staying = []
     for enrollment in enrollments:
         used = scopes.get(enrollment.journey_version_id)
@@ -317,7 +317,8 @@ def _send_steps(enrollments, at, versions, template_versions, now) -> dict[int, 
 
 def _date_targets(enrollments, at) -> dict:
     """When each wait_date step waits until (its date plus offset), None for a contact without
-    the date. Trigger properties come from the trigger events, in one query."""
+    the date. Trigger properties come from the trigger events, in one query, or, for an
+    enrollment no event made (an API request's), from what it was enrolled with."""
     if not enrollments:
         return {}
     event_ids = {e.trigger_event_id for e in enrollments if "property" in at[e.pk].config and e.trigger_event_id}
@@ -328,7 +329,9 @@ def _date_targets(enrollments, at) -> dict:
         if "attribute" in config:
             value = (enrollment.contact.attributes or {}).get(config["attribute"])
         else:
-            value = (properties.get(enrollment.trigger_event_id) or {}).get(config["property"])
+            trigger = (properties.get(enrollment.trigger_event_id) if enrollment.trigger_event_id
+                       else (enrollment.context.get(TRIGGER_CONTEXT) or {}).get("properties"))
+            value = (trigger or {}).get(config["property"])
         moment = timing.date_value(value, timing.contact_zone(enrollment.contact))
         targets[enrollment.pk] = (moment + scaled(config.get("offset_seconds", 0))
                                   if moment is not None else None)

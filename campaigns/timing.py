@@ -1,4 +1,5 @@
-"""When time-based steps are due, on the contact's clock: pure functions of their inputs.
+"""When time-based steps are due, on the contact's clock, and how a campaign's throttle spreads
+its send times: pure functions of their inputs.
 
 A wall-clock time is read in the contact's zone (compliance.gate.contact_zones: the profile's
 timezone, else the phone number's, else OMNI_DEFAULT_TIMEZONE; the first when a phone spans
@@ -24,6 +25,31 @@ def contact_zone(contact) -> ZoneInfo:
 def wall_clock(day: date, at: time, zone: ZoneInfo) -> datetime:
     """The instant (UTC) the clocks of `zone` show `at` on `day` (see the module's note on DST)."""
     return datetime.combine(day, at).replace(tzinfo=zone, fold=0).astimezone(UTC)
+
+
+def next_wall_clock(day: date, at: time, zone: ZoneInfo, now: datetime) -> datetime:
+    """The instant the clocks of `zone` show `at` on `day`, or on the first day after it when
+    that moment is at or after `now`."""
+    moment = wall_clock(max(day, now.astimezone(zone).date()), at, zone)  # an earlier day's has passed
+    return moment if moment >= now else next_local_time(now, zone, at)
+
+
+def throttled(due: list[tuple[datetime, int]], per_minute: int | None) -> list[datetime]:
+    """The send times of `due`, (send time, contact id) pairs, spread so that at most
+    `per_minute` fall in any rolling minute, in the order given: in the order of their send time
+    and contact, each goes at its own time, or a minute after the one `per_minute` places before
+    it if that is later (those due at one moment go per_minute at a time, a minute apart)."""
+    if not per_minute:
+        return [at for at, _ in due]
+    spread = [None] * len(due)
+    placed = []  # the send times given so far, in order
+    for index in sorted(range(len(due)), key=due.__getitem__):
+        at = due[index][0]
+        if len(placed) >= per_minute:
+            at = max(at, placed[-per_minute] + timedelta(minutes=1))
+        spread[index] = at
+        placed.append(at)
+    return spread
 
 
 def next_local_time(now: datetime, zone: ZoneInfo, at: time, days: list[str] | None = None) -> datetime:

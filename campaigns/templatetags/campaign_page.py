@@ -4,7 +4,7 @@ from django import template
 from django.urls import reverse
 from unfold.widgets import BUTTON_CLASSES
 
-from campaigns import campaign_approval, campaign_progress, campaign_start
+from campaigns import campaign_approval, campaign_progress, campaign_sending, campaign_start
 from campaigns.campaign_state import can_move
 from campaigns.models import Campaign, CampaignStatus
 
@@ -21,13 +21,15 @@ SECONDARY_BUTTON_CLASSES = ("border border-base-200 bg-white cursor-pointer font
 def campaign_page(context, campaign: Campaign):
     user = context["request"].user
     may_change = user.has_perm("campaigns.change_campaign")
-    state = campaign_approval.approval_state(campaign)
+    # The audience, counted once for both the approval and what stops the start.
+    count = campaign_start.audience_count(campaign)
+    state = campaign_approval.approval_state(campaign, count)
     digest = campaign_approval.campaign_digest(campaign)
     draft = campaign.status == CampaignStatus.DRAFT
     return {
         "campaign": campaign,
         "csrf_token": context.get("csrf_token"),
-        "problems": campaign_start.start_problems(campaign) if draft else [],
+        "problems": campaign_start.start_problems(campaign, count=count) if draft else [],
         "draft": draft,
         "approval": state,
         "approved_version": digest[:12] if state.status == "approved" else "",
@@ -63,7 +65,7 @@ def buttons(campaign: Campaign) -> list[dict]:
     shown.append(("clone", "Clone", False))
     if campaign.started_at is not None:
         shown.append(("follow_up", "Follow up…", False))
-    if can_move(campaign, CampaignStatus.CANCELLED):
+    if campaign_sending.cancellable(campaign):
         shown.append(("cancel", "Cancel…", False))
     return [{"name": name, "label": label, "primary": primary, "url": _url(name, campaign),
              "opens_page": name in ("cancel", "follow_up")} for name, label, primary in shown]

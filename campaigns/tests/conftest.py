@@ -1,6 +1,5 @@
 import pytest
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.utils import timezone
 
 from compliance.actions import record_consent_change
@@ -76,19 +75,6 @@ def make_contact(external_id, email="", phone="", consents=(("email", "marketing
 @pytest.fixture
 def now():
     return timezone.now()
-
-
-@pytest.fixture
-def user_in(django_user_model, role_groups):
-    """A staff user in one role group (None: no group)."""
-
-    def make(username: str, group_name: str | None):
-        user = django_user_model.objects.create_user(username=username, password="not-used", is_staff=True)
-        if group_name:
-            user.groups.add(Group.objects.get(name=group_name))
-        return user
-
-    return make
 
 
 @pytest.fixture

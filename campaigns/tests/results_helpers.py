@@ -51,9 +51,9 @@ def sent_messages(contacts, *, source=MessageSource.CAMPAIGN, template_version, 
         for message, contact in zip(messages, contacts)])
 
 
-def send_test_share(campaign: Campaign, variant: CampaignVariant, contacts, now) -> list[Delivery]:
-    """Recipients of the test share on `variant`, each sent one message."""
-    deliveries = sent_messages(contacts, template_version=variant.template_version, sent_at=now,
+def send_test_share(campaign: Campaign, variant: CampaignVariant, contacts, now, *, channel="email") -> list[Delivery]:
+    """Recipients of the test share on `variant`, each sent one message on `channel`."""
+    deliveries = sent_messages(contacts, template_version=variant.template_version, sent_at=now, channel=channel,
                                key=f"campaign:{campaign.pk}:{variant.pk}")
     CampaignRecipient.objects.bulk_create([
         CampaignRecipient(campaign=campaign, contact_id=d.contact_id, variant=variant, in_test=True,

@@ -1,6 +1,6 @@
 """The A/B test: the z-test, the winner rule and its fallbacks, the rest sent the winner's
 version, the audit, and the page's A/B section."""
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from xml.etree import ElementTree
 
 import pytest
@@ -8,6 +8,7 @@ from django.template import Context, Template as DjangoTemplate
 
 from channels.models import EventType
 from channels.provider_reports import record_delivery_event, record_inbound_message
+from contacts.models import Contact
 from contacts.ingest import store_events
 from omni.models import AuditEntry
 
@@ -173,6 +174,27 @@ def test_a_throttle_spreads_the_rest_a_minute_at_a_time(template, now):
     assert send_times.count(now + timedelta(minutes=2)) == 5
 
 
+def test_a_local_time_campaigns_rest_goes_at_its_wall_clock_on_each_ones_clock_next_time_it_comes(template):
+    # given a campaign sent at 09:00 local time, whose test ends at 12:00 UTC on 10 March 2026
+    now = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+    campaign = campaign_tested(template, now, rest=0, send_in_local_time=True, throttle_per_minute=1,
+                               scheduled_at=datetime(2026, 3, 10, 9, 0, tzinfo=UTC))
+    paris = [Contact.objects.create(external_id=f"paris-{i}", email=f"paris-{i}@example.com",
+                                    timezone="Europe/Paris") for i in range(2)]
+    new_york = Contact.objects.create(external_id="ny", email="ny@example.com", timezone="America/New_York")
+    waiting_rest(campaign, [*paris, new_york])
+
+    choose_winner(campaign, now)
+
+    send_at = dict(CampaignRecipient.objects.filter(campaign=campaign, in_test=False)
+                   .values_list("contact_id", "send_at"))
+    # 09:00 in Paris (UTC+1) passed at 08:00 UTC: tomorrow's, one a minute by the throttle;
+    # 09:00 in New York (UTC-4 since 8 March) is still to come today, at 13:00 UTC
+    assert sorted(send_at[c.pk] for c in paris) == [datetime(2026, 3, 11, 8, 0, tzinfo=UTC),
+                                                    datetime(2026, 3, 11, 8, 1, tzinfo=UTC)]
+    assert send_at[new_york.pk] == datetime(2026, 3, 10, 13, 0, tzinfo=UTC)
+
+
 def test_a_campaign_that_is_not_sending_is_left_alone(template, now):
     from campaigns.campaign_state import move_campaign
     from campaigns.models import CampaignStatus
@@ -198,6 +220,20 @@ def test_opens_count_opens_and_clicks_once_each(template, now):
 
     assert [(r.variant.name, r.sent, r.successes) for r in results] == [("A", 10, 6), ("B", 10, 0)]
     assert results[0].rate == pytest.approx(0.6)
+
+
+def test_opens_are_rated_over_the_sends_on_channels_that_report_them(template, now):
+    campaign = sending_campaign(template, now, test_metric=Metric.OPENS)
+    first, second = campaign.variants.order_by("position")
+    a = send_test_share(campaign, first, make_contacts("a", 10), now)
+    send_test_share(campaign, first, make_contacts("a-sms", 10, channel="sms"), now, channel="sms")
+    send_test_share(campaign, second, make_contacts("b", 10), now)
+    click(a[:4], now, EventType.OPENED)
+
+    results = variant_results(campaign)
+
+    # A's ten SMS could never report an open: A opened 4 of 10, not 4 of 20
+    assert [(r.variant.name, r.sent, r.successes) for r in results] == [("A", 10, 4), ("B", 10, 0)]
 
 
 def test_replies_count_the_inbound_messages_that_answer_a_send(template, now, keyword_lists):

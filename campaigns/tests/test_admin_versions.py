@@ -187,3 +187,31 @@ def test_activating_a_segment_triggered_journey_without_its_segment_shows_why_it
     assert messages[0][1].startswith("Segment was not activated: The trigger 'Entering a segment' needs a segment")
     journey.refresh_from_db()
     assert journey.status == JourneyStatus.DRAFT
+
+
+def test_an_edit_saved_after_the_journey_paused_itself_keeps_the_pause(rf, client, staff, welcome_journey):
+    # given a marketer's edit of the live journey's description, read while it ran
+    from django.contrib import admin
+
+    from campaigns.actions import pause_journey
+    from campaigns.models import Journey, JourneyStatus
+
+    assert welcome_journey.status == JourneyStatus.ACTIVE
+    marketer = staff("Marketers")
+    page = client.get(reverse("admin:campaigns_journey_change", args=[welcome_journey.pk]))
+    journey_admin = admin.site._registry[Journey]
+    request = rf.post(reverse("admin:campaigns_journey_change", args=[welcome_journey.pk]))
+    request.user = marketer
+    edited = Journey.objects.get(pk=welcome_journey.pk)
+    form = journey_admin.get_form(request, edited, change=True)(
+        {**change_form_data(page), "description": "Now with a coupon"}, instance=edited)
+    assert form.is_valid(), form.errors
+    # meanwhile the watch pauses it
+    pause_journey(Journey.objects.get(pk=welcome_journey.pk), reason="Bounce rate 9% over 5%",
+                  action="journey.auto_paused")
+
+    journey_admin.save_model(request, form.save(commit=False), form, change=True)
+
+    welcome_journey.refresh_from_db()
+    assert (welcome_journey.description, welcome_journey.status, welcome_journey.paused_reason) == (
+        "Now with a coupon", JourneyStatus.PAUSED, "Bounce rate 9% over 5%")

@@ -14,6 +14,7 @@ from templates.models import TemplateVersion
 
 from campaigns import auto_pause
 from campaigns.actions import resume_journey
+from campaigns.campaign_sending import resume_campaign
 from campaigns.models import CampaignRecipient, CampaignStatus, Enrollment, JourneyStatus, JourneyStepVisit
 from campaigns.tasks import watch_sends_task
 from campaigns.tick import tick
@@ -167,6 +168,42 @@ def test_a_healthy_campaign_keeps_sending(template, now):
     assert campaign.status == CampaignStatus.SENDING and campaign.paused_reason == ""
 
 
+def test_a_resumed_campaign_is_judged_only_on_the_sends_made_after_the_resume(template, now):
+    # given a campaign that paused itself: 2 of its 20 sends bounced (10% against 5%)
+    campaign, old = campaign_sent_to(template, now, 20, auto_pause_min_sample=20, max_bounce_rate=0.05)
+    report(old[:2], EventType.BOUNCED, now)
+    assert auto_pause.watch_sends(now) == 1
+
+    # when a person resumes it, and more of the old sends' bounces come in afterwards
+    resume_campaign(campaign, actor=None)
+    resumed_at = campaign.watched_since
+    later = resumed_at + timedelta(minutes=1)
+    report(old[2:5], EventType.BOUNCED, later)
+
+    # then the next watch leaves it sending: nothing was sent since the resume
+    assert auto_pause.watch_sends(later) == 0
+    campaign.refresh_from_db()
+    assert (campaign.status, campaign.watched_since) == (CampaignStatus.SENDING, resumed_at)
+    assert AuditEntry.objects.get(action="campaign.resumed").data["watched_since"] == resumed_at.isoformat()
+    # and its page counts from the resume, not from the start
+    html = render_health("campaign_health", campaign)
+    assert "0 sends went out since it was resumed" in html and "The limits apply from 20 sends." in html
+    assert 'data-auto-paused="no"' in html
+
+    # when 19 new sends go out, 2 of them bounced: too few to tell, whatever the old ones did
+    variant = campaign.variants.get()
+    new = send_test_share(campaign, variant, make_contacts("after", 19), later)
+    report(new[:2], EventType.BOUNCED, later)
+    assert auto_pause.watch_sends(later) == 0
+
+    # when the 20th new send goes out, the new sends alone breach the limit again
+    send_test_share(campaign, variant, make_contacts("after-late", 1), later)
+    assert auto_pause.watch_sends(later + timedelta(minutes=1)) == 1
+    campaign.refresh_from_db()
+    assert campaign.status == CampaignStatus.PAUSED
+    assert campaign.paused_reason == "Bounce rate 10.0% passed the limit of 5.0% (2 of 20 sends)."
+
+
 def test_watching_every_running_campaign_and_journey_takes_three_queries(template, now, welcome_journey,
                                                                        django_assert_num_queries):
     for prefix in ("x", "y", "z"):
@@ -226,6 +263,40 @@ def test_a_journey_pauses_itself_over_its_recent_sends_and_resuming_clears_the_r
     resume_journey(welcome_journey)
     welcome_journey.refresh_from_db()
     assert (welcome_journey.status, welcome_journey.paused_reason) == (JourneyStatus.ACTIVE, "")
+
+
+def test_a_resumed_journey_is_judged_only_on_the_sends_made_after_the_resume(welcome_journey, now, settings):
+    settings.OMNI_AUTO_PAUSE = {**settings.OMNI_AUTO_PAUSE, "min_sample": 10, "max_bounce_rate": 0.05,
+                                "journey_window_hours": 24}
+    # given a journey that paused itself: 1 of its 10 recent sends bounced (10% against 5%)
+    old = journey_sends(welcome_journey, make_contacts("old", 10), now)
+    report(old[:1], EventType.BOUNCED, now)
+    assert auto_pause.watch_sends(now) == 1
+
+    # when a person resumes it
+    resume_journey(welcome_journey)
+    resumed_at = welcome_journey.watched_since
+    later = resumed_at + timedelta(minutes=1)
+
+    # then the next watch leaves it active, though the old sends are still in its window
+    assert auto_pause.watch_sends(later) == 0
+    welcome_journey.refresh_from_db()
+    assert (welcome_journey.status, welcome_journey.watched_since) == (JourneyStatus.ACTIVE, resumed_at)
+    assert AuditEntry.objects.get(action="journey.resumed").data["watched_since"] == resumed_at.isoformat()
+    html = render_health("journey_health", welcome_journey)
+    assert "0 sends went out since it was resumed" in html
+
+    # when 9 new sends go out, one bounced: too few to tell (with the old ones they would be 19)
+    new = journey_sends(welcome_journey, make_contacts("new", 9), later)
+    report(new[:1], EventType.BOUNCED, later)
+    assert auto_pause.watch_sends(later) == 0
+
+    # when the 10th new send goes out, the new sends alone breach the limit again
+    journey_sends(welcome_journey, make_contacts("newer", 1), later)
+    assert auto_pause.watch_sends(later) == 1
+    welcome_journey.refresh_from_db()
+    assert welcome_journey.status == JourneyStatus.PAUSED
+    assert welcome_journey.paused_reason == "Bounce rate 10.0% passed the limit of 5.0% (1 of 10 sends)."
 
 
 # --- the page's Health section ---------------------------------------------------------------

@@ -114,7 +114,7 @@ def test_a_page_opened_before_an_edit_cannot_approve_what_the_edit_made(big_camp
     assert refused.value.reason == approval.CHANGED_SINCE_SEEN
 
 
-@pytest.mark.parametrize("edit", ["holdout", "variant", "schedule", "segment"])
+@pytest.mark.parametrize("edit", ["holdout", "variant", "schedule", "segment", "goal_event", "goal_window"])
 def test_an_edit_resets_the_approval_and_the_start_is_refused_until_approved_again(
         big_campaign, marketer, approver, welcome_templates, edit):
     campaign_approval.request_approval(big_campaign, actor=marketer)
@@ -127,6 +127,10 @@ def test_an_edit_resets_the_approval_and_the_start_is_refused_until_approved_aga
         CampaignVariant.objects.create(campaign=big_campaign, name="B", template=welcome_templates[0], weight=10)
     elif edit == "schedule":
         big_campaign.scheduled_at = NOW + timedelta(days=1)
+        big_campaign.save()
+    elif edit in ("goal_event", "goal_window"):
+        # The goal decides the goal metric's winner and whom a "not converted" follow-up reaches.
+        setattr(big_campaign, edit, "signed_up" if edit == "goal_event" else timedelta(days=30))
         big_campaign.save()
     else:
         big_campaign.segment.definition = {"match": "any", "filters": []}  # the same people, another audience

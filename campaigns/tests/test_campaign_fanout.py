@@ -187,16 +187,29 @@ def test_a_claimed_batch_that_expired_before_its_worker_ran_is_skipped(db):
     assert not Message.objects.exists()
 
 
-def test_after_downtime_a_throttled_campaign_sends_one_throttle_minute_per_tick(db):
+def test_after_downtime_a_throttled_campaign_catches_up_at_its_throttle_rate(db):
     now = timezone.now()
     campaign = started_campaign(reachable_contacts(120), throttle_per_minute=50,
                                 send_at=now - timedelta(hours=3))  # the tick was down for hours
 
-    first, second, third = tick(now), tick(now + timedelta(seconds=5)), tick(now + timedelta(seconds=10))
+    sent = [tick(now + timedelta(seconds=seconds)).campaign_messages for seconds in (0, 5, 55, 60, 65, 120)]
 
-    assert (first.campaign_messages, second.campaign_messages, third.campaign_messages) == (50, 50, 20)
+    # at most 50 in any minute: none more until a minute after the first 50
+    assert sent == [50, 0, 0, 50, 0, 20]
     campaign.refresh_from_db()
     assert campaign.status == CampaignStatus.SENT
+
+
+def test_a_throttle_counts_the_batches_handed_off_and_not_sent_yet(db):
+    now = timezone.now()
+    started_campaign(reachable_contacts(120), throttle_per_minute=50, send_at=now - timedelta(hours=3))
+    handed = []
+
+    first = tick(now, hand_off_recipients_to=handed.append)
+    within = tick(now + timedelta(seconds=5), hand_off_recipients_to=handed.append)  # the worker has not run
+    after = tick(now + timedelta(seconds=60), hand_off_recipients_to=handed.append)
+
+    assert (first.handed_off, within.handed_off, after.handed_off) == (50, 0, 50)
 
 
 def test_an_ab_tests_rest_waiting_for_the_winner_keeps_the_campaign_sending(db):

@@ -31,15 +31,20 @@ def sent_campaign(welcome_templates):
     started = timezone.now()
     campaign = make_campaign(welcome_templates[0], Segment.objects.create(name="Everyone", definition={}))
     start_campaign(campaign, actor=None, now=started)
-    for recipient in campaign.recipients.select_related("variant", "contact"):
+    send_to(campaign.recipients.all(), started)
+    move_campaign(campaign, CampaignStatus.SENT, action="campaign.finished", fields={"finished_at": started})
+    return campaign, people, started
+
+
+def send_to(recipients, at):
+    """Make and dispatch each recipient's email as the fan-out would, and mark them sent."""
+    for recipient in recipients.select_related("variant", "contact"):
         message, _ = routing.create_message(contact=recipient.contact, channel_plan=[{"channel": "email"}],
                                             source=MessageSource.CAMPAIGN,
                                             template_version=recipient.variant.template_version, purpose="marketing")
         routing.dispatch(message)
-        recipient.outcome, recipient.message, recipient.decided_at = RecipientOutcome.SENT, message, started
+        recipient.outcome, recipient.message, recipient.decided_at = RecipientOutcome.SENT, message, at
         recipient.save()
-    move_campaign(campaign, CampaignStatus.SENT, action="campaign.finished", fields={"finished_at": started})
-    return campaign, people, started
 
 
 def engage(contact, event_type: str):
@@ -71,6 +76,18 @@ def test_a_follow_up_reaches_those_who_did_not_open(sent_campaign, django_user_m
     assert (entry.object_id, entry.data["follow_up_of"], entry.actor_id) == (str(follow_up.pk), campaign.pk,
                                                                              marketer.pk)
     assert audience_of(follow_up, started + timedelta(days=3)) == {"cat", "dan"}
+
+
+def test_a_follow_up_leaves_out_those_whose_message_never_went_out(sent_campaign):
+    campaign, people, started = sent_campaign
+    for name, status in (("ann", MessageStatus.SUPPRESSED), ("bob", MessageStatus.CANCELLED),
+                         ("cat", MessageStatus.DEFERRED), ("dan", MessageStatus.DELIVERED)):
+        Message.objects.filter(contact=people[name]).update(status=status)
+
+    follow_up = create_follow_up(campaign, actor=None, when=FollowUpWhen.NOT_OPENED, after=timedelta(days=2))
+
+    # Only dan was sent the message, so only he can be one who did not open it.
+    assert audience_of(follow_up, started + timedelta(days=3)) == {"dan"}
 
 
 def test_a_follow_up_reaches_those_who_did_not_click(sent_campaign):
@@ -110,6 +127,24 @@ def test_a_follow_up_waits_until_the_earlier_campaign_has_sent_and_its_delay_has
     start_campaign(follow_up, actor=None, now=now + timedelta(days=2))
     follow_up.refresh_from_db()
     assert follow_up.status == CampaignStatus.SENDING
+
+
+def test_a_campaign_cancelled_halfway_is_followed_up_among_those_it_sent_to(welcome_templates):
+    from campaigns.campaign_sending import cancel_campaign
+
+    people = {name: make_contact(name, email=f"{name}@example.com") for name in ("ann", "bob", "cat", "dan")}
+    started = timezone.now()
+    campaign = make_campaign(welcome_templates[0], Segment.objects.create(name="Everyone", definition={}))
+    start_campaign(campaign, actor=None, now=started)
+    send_to(campaign.recipients.filter(contact__external_id__in=["ann", "bob"]), started)
+    campaign.refresh_from_db()
+    cancel_campaign(campaign, actor=None)  # cat and dan are skipped, never sent
+    engage(people["ann"], "opened")
+    follow_up = create_follow_up(campaign, actor=None, when=FollowUpWhen.NOT_OPENED, after=timedelta(days=2))
+
+    with pytest.raises(CampaignNotReady, match="can start from"):
+        start_campaign(follow_up, actor=None, now=timezone.now() + timedelta(days=1))
+    assert audience_of(follow_up, timezone.now() + timedelta(days=3)) == {"bob"}
 
 
 def test_a_follow_up_needs_a_choice_a_delay_and_for_conversions_a_goal(welcome_templates):

@@ -8,11 +8,14 @@ those land."""
 from datetime import timedelta
 
 import pytest
+from django.contrib import admin
 from django.contrib.auth.models import Group
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from campaigns.models import Campaign, CampaignRecipient, CampaignStatus, RecipientOutcome
-from campaigns.campaign_state import move_campaign
+from campaigns.campaign_state import CampaignLocked, move_campaign
 from contacts.models import LifecycleStage, Segment
 from omni.models import AuditEntry
 
@@ -303,3 +306,67 @@ def test_an_approver_reads_the_draft_in_words(client, approver, draft):
     assert "plan" not in fields and "channel_1" not in fields
     assert "5%" in text and "6 hours" in text and "Email" in text
     assert 'name="_save"' not in text and 'id="campaign-start"' not in text
+
+
+def test_an_edit_saved_after_a_start_committed_leaves_the_started_campaign_alone(rf, marketer, draft, welcome_templates,
+                                                                                segment):
+    campaign_admin = admin.site._registry[Campaign]
+    request = rf.post(reverse("admin:campaigns_campaign_change", args=[draft.pk]))
+    request.user = marketer
+    edited = Campaign.objects.get(pk=draft.pk)
+    form = campaign_admin.get_form(request, edited, change=True)(
+        form_data(welcome_templates[0], segment, marketer, name="Renamed", **{"variants-TOTAL_FORMS": "0"}),
+        instance=edited)
+    assert form.is_valid(), form.errors
+    # the form was read as a draft; meanwhile the campaign starts
+    move_campaign(draft, CampaignStatus.SENDING, action="campaign.started", fields={"started_at": draft.created_at})
+
+    with pytest.raises(CampaignLocked, match="only a draft campaign can be edited"):
+        campaign_admin.save_model(request, form.save(commit=False), form, change=True)
+
+    draft.refresh_from_db()
+    assert (draft.name, draft.status, draft.started_at) == ("Spring sale", CampaignStatus.SENDING, draft.created_at)
+
+
+def test_posting_to_a_started_campaigns_page_changes_nothing_and_says_why(client, marketer, draft, welcome_templates,
+                                                                         segment):
+    started_at = draft.created_at
+    move_campaign(draft, CampaignStatus.SENDING, action="campaign.started", fields={"started_at": started_at})
+    client.force_login(marketer)
+
+    response = client.post(reverse("admin:campaigns_campaign_change", args=[draft.pk]),
+                           form_data(welcome_templates[1], segment, marketer, name="Renamed"), follow=True)
+
+    assert [str(m) for m in response.context["messages"]] == [
+        "Spring sale is sending: only a draft campaign can be edited, so nothing was saved."]
+    draft.refresh_from_db()
+    assert (draft.name, draft.status, draft.started_at, draft.template_id) == (
+        "Spring sale", CampaignStatus.SENDING, started_at, welcome_templates[0].pk)
+    assert not draft.variants.exists()
+
+
+def test_an_edit_of_a_draft_saves_its_fields_and_the_plan_its_rows_make(client, marketer, draft, welcome_templates,
+                                                                          segment):
+    client.force_login(marketer)
+
+    response = client.post(reverse("admin:campaigns_campaign_change", args=[draft.pk]),
+                           form_data(welcome_templates[0], segment, marketer, name="Renamed", holdout_percent="5",
+                                     **{"variants-TOTAL_FORMS": "0"}))
+
+    assert response.status_code == 302
+    draft.refresh_from_db()
+    assert (draft.name, draft.holdout_percent, draft.status) == ("Renamed", 5, CampaignStatus.DRAFT)
+    assert draft.channel_plan == [{"channel": "email", "fallback_after_seconds": 2 * 86400,
+                                   "fallback_unless": "engaged"}, {"channel": "sms"}]
+
+
+def test_the_draft_page_counts_its_audience_once(client, marketer, draft):
+    client.force_login(marketer)
+    url = reverse("admin:campaigns_campaign_change", args=[draft.pk])
+
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(url).status_code == 200
+
+    counts = [q["sql"] for q in queries.captured_queries
+              if "COUNT(" in q["sql"].upper() and '"contacts_contact"' in q["sql"]]
+    assert len(counts) == 1, counts

@@ -282,6 +282,19 @@ def test_a_test_share_without_a_test_period_is_refused(welcome_templates, everyo
                                       "before the rest get the winner."]
 
 
+def test_an_ab_test_on_opens_over_channels_that_report_none_is_refused(welcome_templates, everyone):
+    email, sms = welcome_templates
+    campaign = make_campaign(sms, everyone, test_metric="opens", channel_plan=[{"channel": "sms"}])
+    CampaignVariant.objects.create(campaign=campaign, name="A", template=sms, weight=50, position=1)
+    CampaignVariant.objects.create(campaign=campaign, name="B", template=sms, weight=50, position=2)
+
+    with pytest.raises(CampaignNotReady) as refused:
+        start_campaign(campaign, actor=None, now=NOW)
+
+    assert refused.value.problems == ["Its A/B test counts opens, which none of its channels (sms) reports: count "
+                                      "clicks, replies or the goal event instead."]
+
+
 # --- send times ------------------------------------------------------------------------------------
 
 def test_the_throttle_spreads_send_times_minute_by_minute(welcome_templates, everyone):

@@ -8,7 +8,7 @@ the same way, through contacts.ingest.ingest_event with source "channels".
 import re
 import threading
 import time
-from datetime import timedelta
+from datetime import datetime, time as clock_time, timedelta, timezone as dt_timezone
 
 import pytest
 from django.contrib.auth.models import Group, Permission
@@ -29,7 +29,8 @@ from campaigns.actions import (
 from campaigns.models import Enrollment, EnrollmentState, Journey, JourneyStep, OnReply, StepKind
 from campaigns.tick import tick
 from campaigns.tick_report import TickReport
-from channels.models import Channel, Conversation, Message
+from channels.models import Channel, Conversation, Delivery, Message, MessageStatus
+from compliance.models import QuietHours
 from contacts.ingest import ingest_event
 from contacts.models import Contact, ContactEvent
 from omni import audit
@@ -173,6 +174,26 @@ def test_exit_ends_the_journey_on_the_reply(journey_replying, ann, now):
     enrollment.refresh_from_db()
     assert (enrollment.state, enrollment.end_reason) == (EnrollmentState.EXITED, "replied")
     assert audit.for_object(enrollment).get(action="journey.exited").reason == "replied"
+
+
+def test_exit_on_the_reply_cancels_what_the_journey_still_held_for_the_contact(journey_replying, ann):
+    # given quiet nights: Ann enrolled at 23:00 on her phone's clock, her welcome email waits for morning
+    QuietHours.objects.create(name="Nights", start=clock_time(21), end=clock_time(8))
+    night = datetime(2026, 6, 2, 6, tzinfo=dt_timezone.utc)  # 23:00 in Los Angeles
+    enroll_contact(journey_replying(OnReply.EXIT), ann, now=night)
+    tick(night)
+    held = Message.objects.get(contact=ann)
+    assert held.status == MessageStatus.DEFERRED
+
+    # when she writes in, which ends the journey for her
+    replied(ann, conversation_with(ann), 1)
+    tick(night + timedelta(seconds=10))
+
+    # then the journey's email is not sent to her in the morning
+    held.refresh_from_db()
+    assert (held.status, held.status_reason) == (MessageStatus.CANCELLED, "journey_exited")
+    tick(night + timedelta(hours=12))
+    assert not Delivery.objects.filter(message=held).exists()
 
 
 def test_a_journey_that_continues_ignores_replies(journey_replying, ann, now):

@@ -36,6 +36,7 @@ JOURNEY_FIELDS_NOT_VERSIONED = {
     "approval_reset_at": "when an edit last reset the approval",
     "draft_revision": "counts the draft's edits, so that an edit from a stale page is refused",
     "paused_reason": "why the journey paused itself (auto-pause), shown on its page; not how contacts run",
+    "watched_since": "runtime state of auto-pause: its sends count from the last resume",
 }
 # JourneyStep fields that are not versioned, and why.
 STEP_FIELDS_NOT_VERSIONED = {

@@ -4,7 +4,8 @@ import pytest
 from django.utils import timezone
 
 from campaigns.tick import tick
-from campaigns.actions import enroll_contact, pause_journey, publish_journey, resume_journey
+from campaigns.actions import (enroll_contact, pause_enrollment, pause_journey, publish_journey, resume_enrollment,
+                               resume_journey)
 from campaigns.models import Enrollment, EnrollmentState, JourneyStepVisit
 from channels import routing
 from channels.delivery import send_delivery
@@ -326,6 +327,48 @@ def test_a_paused_channel_defers_and_the_tick_sends_once_it_is_resumed(welcome_t
 
     message.refresh_from_db()
     assert message.status == MessageStatus.QUEUED and message.deliveries.count() == 1
+
+
+def test_a_deferred_message_of_a_paused_journey_waits_and_goes_after_the_resume(welcome_journey):
+    enroll_contact(welcome_journey, make_contact("ann", email="ann@example.com"))
+    now = timezone.now()
+    tick(now)
+    # Deferred by the gate (quiet hours) until an hour from now.
+    Message.objects.update(status=MessageStatus.DEFERRED, defer_until=now + timedelta(hours=1))
+    pause_journey(welcome_journey)
+
+    later = now + timedelta(hours=2)
+    paused = tick(later)
+
+    message = Message.objects.get()
+    # (its first delivery is the one it had before it was deferred)
+    assert (paused.redispatched, message.status, message.deliveries.count()) == (0, MessageStatus.DEFERRED, 1)
+
+    resume_journey(welcome_journey)
+    resumed = tick(later)
+
+    message.refresh_from_db()
+    assert (resumed.redispatched, message.status, message.deliveries.count()) == (1, MessageStatus.QUEUED, 2)
+
+
+def test_a_deferred_message_of_a_paused_enrollment_waits_and_goes_after_the_resume(welcome_journey):
+    enrollment = enroll_contact(welcome_journey, make_contact("ann", email="ann@example.com"))
+    now = timezone.now()
+    tick(now)
+    Message.objects.update(status=MessageStatus.DEFERRED, defer_until=now + timedelta(hours=1))
+    pause_enrollment(enrollment, reason="Ann wrote in")
+
+    later = now + timedelta(hours=2)
+    paused = tick(later)
+
+    message = Message.objects.get()
+    assert (paused.redispatched, message.status) == (0, MessageStatus.DEFERRED)
+
+    resume_enrollment(Enrollment.objects.get(pk=enrollment.pk), reason="answered")
+    resumed = tick(later)
+
+    message.refresh_from_db()
+    assert (resumed.redispatched, message.status) == (1, MessageStatus.QUEUED)
 
 
 def test_manual_enrollment_refuses_a_second_live_one(welcome_journey):

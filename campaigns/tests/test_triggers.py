@@ -40,13 +40,23 @@ def utc(*args) -> datetime:
     return datetime(*args, tzinfo=UTC)
 
 
+# The date tests fire at moments around the DST changes of March 2027. Their journeys count as
+# activated before these, so the tests keep passing once the real date is past them.
+BEFORE_THE_DST_CHANGES = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
+
+
 def build_journey(slug="renewal", **fields) -> Journey:
-    """An active journey that waits an hour, then exits."""
+    """An active journey that waits an hour, then exits; a date trigger's first look takes in
+    moments since BEFORE_THE_DST_CHANGES (at most a day before the look, as always)."""
     journey = make_journey(name=slug.title(), slug=slug, **fields)
     kind, config = StepKind.WAIT, {"seconds": 3600}
     JourneyStep.objects.create(journey=journey, key="first", position=1, kind=kind, config=config)
     JourneyStep.objects.create(journey=journey, key="done", position=2, kind=StepKind.EXIT)
-    return activate_journey(journey)
+    journey = activate_journey(journey)
+    if journey.trigger_type == TriggerType.DATE_ATTRIBUTE:
+        Journey.objects.filter(pk=journey.pk).update(date_trigger_checked_until=BEFORE_THE_DST_CHANGES)
+        journey.refresh_from_db()
+    return journey
 
 
 def event(contact, name, *, occurred_at=None, key=None, **properties) -> ContactEvent:
@@ -253,18 +263,20 @@ def test_a_template_reads_the_trigger_properties_of_an_api_enrollment(now):
 # --- a date in a property of the trigger event ---------------------------------------------------
 
 @pytest.mark.django_db
-def test_an_event_with_a_date_property_enrolls_with_the_first_step_due_at_its_moment_on_the_contacts_clock(now):
-    # given "the day before the appointment at 09:00", and appointments booked in New York and Berlin
+def test_an_event_with_a_date_property_enrolls_with_the_first_step_due_at_its_moment_on_the_contacts_clock(db):
+    # given "the day before the appointment at 09:00", and appointments booked in New York and Berlin,
+    # on 1 March 2027: the DST changes the test is about are then still to come, whatever today is
+    now = BEFORE_THE_DST_CHANGES
     build_journey(trigger_event="appointment.booked", trigger_date_property="appointment_at",
                   trigger_date_offset_days=-1, trigger_date_time=time(9, 0))
     ny = make_contact("ny", timezone="America/New_York")
     berlin = make_contact("berlin", timezone="Europe/Berlin")
     nobody_knows = make_contact("nobody-knows")
     last_minute = make_contact("last-minute", timezone="Europe/Berlin")
-    event(ny, "appointment.booked", appointment_at="2027-03-15T15:00:00-04:00")
-    event(berlin, "appointment.booked", appointment_at="2027-03-29T10:00:00+02:00")
-    missing = event(nobody_knows, "appointment.booked", appointment_at="next tuesday")
-    event(last_minute, "appointment.booked", appointment_at=(now + timedelta(hours=2)).isoformat())
+    event(ny, "appointment.booked", occurred_at=now, appointment_at="2027-03-15T15:00:00-04:00")
+    event(berlin, "appointment.booked", occurred_at=now, appointment_at="2027-03-29T10:00:00+02:00")
+    missing = event(nobody_knows, "appointment.booked", occurred_at=now, appointment_at="next tuesday")
+    event(last_minute, "appointment.booked", occurred_at=now, appointment_at=(now + timedelta(hours=2)).isoformat())
 
     # when the tick processes the bookings
     report = tick(now)
