@@ -26,7 +26,8 @@ from contacts.models import Contact
 from omni import audit
 
 from .api import forget_verified_keys
-from .lib.admin import AdministratorsOnlyMixin, ModelAdmin, ReadOnlyAdminMixin, TabularInline, adopt_saved, link_by_id
+from .lib.admin import (AdministratorsOnlyMixin, ModelAdmin, ReadOnlyAdminMixin, TabularInline, adopt_saved, link_by_id,
+                        save_edited_fields)
 from .models import ApiKey, ApiScope, AuditEntry, AuditPersonalData, WebhookCall, WebhookEndpoint
 from .web import exports
 
@@ -74,9 +75,10 @@ class ApiKeyAdmin(AdministratorsOnlyMixin, ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         if change:
-            super().save_model(request, obj, form, change)
+            save_edited_fields(obj, form)  # a revocation that committed meanwhile stays
             audit.record("apikey.changed", obj=obj, actor=request.user,
                          data={"name": obj.name, "scopes": obj.scopes, "changed": form.changed_data})
+            forget_verified_keys()  # a scope taken off is refused at once here, elsewhere within the cache time
             return
         key, raw_key = ApiKey.generate(form.cleaned_data["name"], form.cleaned_data["scopes"], created_by=request.user)
         adopt_saved(obj, key)
@@ -127,7 +129,10 @@ class WebhookEndpointAdmin(ModelAdmin):
         return False
 
     def save_model(self, request, obj, form, change):
-        super().save_model(request, obj, form, change)
+        if change:
+            save_edited_fields(obj, form)  # a secret rotated meanwhile stays
+        else:
+            super().save_model(request, obj, form, change)
         data = {"name": obj.name, "url": obj.url, "active": obj.active, "timeout_seconds": obj.timeout_seconds}
         if change:
             audit.record("webhook_endpoint.changed", obj=obj, actor=request.user,
@@ -180,14 +185,16 @@ class AuditEntryAdmin(ReadOnlyAdminMixin, ModelAdmin):
 
     def get_search_results(self, request, queryset, search_term):
         """Also find the entries of the contacts whose email, phone or external id is searched for."""
-        queryset, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        found, may_have_duplicates = super().get_search_results(request, queryset, search_term)
         term = search_term.strip()
         if term:
             contacts = Contact.objects.filter(
                 Q(email__iexact=term) | Q(phone=term) | Q(external_id=term)
             ).values_list("pk", flat=True)[:50]
-            queryset |= self.model.objects.filter(contact_id__in=list(contacts))
-        return queryset, may_have_duplicates
+            # From `queryset`, which the list filters have narrowed already: a contact's entries
+            # of other actions or days are not what the page (or its export) was asked for.
+            found |= queryset.filter(contact_id__in=list(contacts))
+        return found, may_have_duplicates
 
     @admin.display(description="contact", ordering="contact_id")
     def contact_link(self, obj):

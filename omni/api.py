@@ -17,7 +17,7 @@ from django.http import JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from .lib.text import first_unstorable
+from .lib.text import first_unstorable, refuse_non_json_number
 from .models import ApiKey
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -219,7 +219,3 @@ def read_json_body(request, limit: int, check_size=None) -> dict:
         raise ApiError(400, "invalid_field", f"{where or 'The body'} contains {reason}.", field=where or None)
     return data
 
-
-def refuse_non_json_number(token: str):
-    # Python's json accepts NaN and Infinity, which are not JSON and which jsonb refuses.
-    raise ValueError(f"{token} is not a JSON number")

@@ -21,7 +21,7 @@ from datetime import datetime
 from datetime import timezone as dt_timezone
 
 from django.db import connection, models, transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from . import audit_checkpoints
@@ -173,17 +173,33 @@ def personal_hmac(key: str, data: dict) -> str:
     return hmac.new(bytes.fromhex(key), canonical.encode(), hashlib.sha256).hexdigest()
 
 
+def erase_personal_data_about(object_type: str, object_ids, *, now=None) -> int:
+    """Empty the personal data of the entries about these objects (`object_ids`: their ids as
+    text, a list or a one-column queryset), as erase_personal_data() does: for rows tied to no
+    contact that are a contact's all the same (a provider's report that matched no delivery)."""
+    return AuditPersonalData.objects.filter(
+        entry__object_type=object_type, entry__object_id__in=object_ids, erased_at__isnull=True,
+    ).update(data={}, key="", erased_at=now or timezone.now())
+
+
 def erase_personal_data(contact_id: int, *, addresses=(), now=None) -> int:
     """Empty the personal data of a contact's audit entries, with their keys, and of the entries
     tied to no contact that name one of its `addresses` (a suppression or a block made before
-    the contact existed). Returns how many rows.
+    the contact existed), with the other entries tied to no contact about the same object (its
+    renewal or lifting). Returns how many rows.
 
     The chained entries keep their keyed hashes, which nothing can check or reverse without the
     key: the chain stays valid and says nothing about the person."""
     addresses = sorted({form for address in addresses if address for form in (address, address.strip().lower())})
     about = Q(contact_id=contact_id)
     if addresses:
-        about |= Q(contact_id__isnull=True, data__address__in=addresses)
+        naming = AuditPersonalData.objects.filter(contact_id__isnull=True, data__address__in=addresses)
+        # The other entries about an object one of those is about (a suppression's renewal or
+        # lifting, a block's lifting) are about the same person, though they do not repeat the
+        # address: a renewal keeps the previous detail, which may name it.
+        same_object = naming.exclude(entry__object_type="").filter(
+            entry__object_type=OuterRef("entry__object_type"), entry__object_id=OuterRef("entry__object_id"))
+        about |= Q(contact_id__isnull=True) & (Q(data__address__in=addresses) | Exists(same_object))
     return AuditPersonalData.objects.filter(about, erased_at__isnull=True).update(
         data={}, key="", erased_at=now or timezone.now())
 

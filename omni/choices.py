@@ -50,6 +50,10 @@ class Exemption(models.TextChoices):
 # Channels addressed by a phone number rather than an email address or a device.
 PHONE_CHANNELS = frozenset({Channel.SMS, Channel.WHATSAPP, Channel.RCS})
 
+# Channels whose providers report that a message was opened or read (SES's open tracking,
+# WhatsApp's and RCS's read receipts); an SMS is never known to be read.
+OPENS_REPORTED_ON = frozenset({Channel.EMAIL, Channel.WHATSAPP, Channel.RCS})
+
 # Higher wins when messages compete (arbitration, frequency caps).
 PURPOSE_PRIORITY = {Purpose.TRANSACTIONAL: 300, Purpose.INFORMATIONAL: 200, Purpose.MARKETING: 100}
 

@@ -9,8 +9,8 @@ WhatsApp as people really are:
   ends the message there (it never moves to another channel);
 - quiet hours for US nights and India nights (deferred, by the clock of the run), a frequency
   cap of two marketing messages a day with one in ten contacts already at it;
-- one in fifty already sent the campaign's intent by a journey (duplicate intents; arbitration,
-  where it is built, decides those).
+- one in fifty already sent the campaign's intent by a journey (duplicate intents: arbitration
+  drops the campaign's message there, and duplicate_messages counts any that got through).
 Then the campaign starts (campaigns.campaign_start.start_campaign, approved by a second user as
 the audience needs): its recipients are the segment's members, all due now.
 The beat's tick, `tick(hand_off_recipients_to=hand_off_recipients)`, claims them in batches of
@@ -106,7 +106,7 @@ def seed(scale: int):
                    f"{mine} AND c.id %% 50 = 7",
                    defaults={"template_version": version, "purpose": "marketing", "intent_key": INTENT,
                              "channel_plan": [{"channel": "email"}], "source": MessageSource.JOURNEY,
-                             "status": MessageStatus.SENT})
+                             "status": MessageStatus.SENT, "said_at": now - timedelta(hours=1)})
     segment = Segment.objects.create(name="Bench customers", definition=DEFINITION)
     owner, _ = get_user_model().objects.get_or_create(username="bench-marketer")
     campaign = Campaign.objects.create(
@@ -182,7 +182,11 @@ def measure(scale: int, *, broker_url: str = "memory://", log=lambda line: None)
     queries = start_queries + tick_queries + end_queries + sum(s["queries"] for s in stats)
     messages = len(published) + sum(s["published"] for s in stats)
     sent = Message.objects.filter(source=MessageSource.CAMPAIGN)
-    duplicates = sent.values("contact_id").order_by().annotate(n=Count("id")).filter(n__gt=1).count()
+    # Twice to one contact: two campaign messages, or the campaign's intent said twice, whatever
+    # sent it (the seeded journey sends carry it: arbitration must drop the campaign's there).
+    duplicates = sent.values("contact_id").order_by().annotate(n=Count("id")).filter(n__gt=1).count() + (
+        Message.objects.filter(intent_key=INTENT, said_at__isnull=False).values("contact_id").order_by()
+        .annotate(n=Count("id")).filter(n__gt=1).count())
     outcomes = dict(CampaignRecipient.objects.values_list("outcome").annotate(n=Count("id")).order_by())
     statuses = dict(sent.values_list("status").annotate(n=Count("id")).order_by())
     deliveries = Delivery.objects.filter(message__source=MessageSource.CAMPAIGN)
@@ -202,7 +206,8 @@ def measure(scale: int, *, broker_url: str = "memory://", log=lambda line: None)
         Figure("campaign_fanout", "celery_messages_per_1000_contacts", 1000 * messages / max(audience, 1), "messages",
                audience, notes=f"{messages} published: {batches} fan-out batches, the rest send tasks"),
         Figure("campaign_fanout", "queries_per_1000_contacts", 1000 * queries / max(audience, 1), "queries", audience),
-        Figure("campaign_fanout", "duplicate_messages", duplicates, "messages", made),
+        Figure("campaign_fanout", "duplicate_messages", duplicates, "contacts", made,
+               notes="contacts sent two of the campaign's messages, or its intent twice by any source"),
         Figure("campaign_fanout", "recipients_undecided", undecided, "recipients", audience,
                notes=f"recipients by outcome {outcomes}"),
     ]

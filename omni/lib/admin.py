@@ -24,6 +24,14 @@ class StackedInline(OmniAdmin, unfold_admin.StackedInline):
     pass
 
 
+def save_edited_fields(obj, form) -> None:
+    """Save the fields of an existing row that `form` edits (and its auto_now times), no others:
+    what actions change under their own locks (a status, a revocation, an erasure) may have
+    committed since the page was read, and a full save would write it back as the page read it."""
+    obj.save(update_fields=[field.name for field in obj._meta.concrete_fields
+                            if field.name in form.fields or getattr(field, "auto_now", False)])
+
+
 class ReadOnlyAdminMixin:
     """Rows written only by Omni itself (audit, history, provider events): viewable, never edited.
 

@@ -155,6 +155,13 @@ def reset(obj: Approvable, *, actor, digest: str, now=None) -> bool:
     return True
 
 
+def restated(obj: Approvable, *, before: str, after: str) -> None:
+    """The object's content was written anew without changing what it does (its digest went from
+    `before` to `after`): a request or approval of `before` becomes one of `after`."""
+    if obj.approval_requested_at and obj.approval_digest == before and before != after:
+        _set(obj, approval_digest=after)
+
+
 def refusal(obj: Approvable, *, digest: str) -> ApprovalRefused | None:
     """May it run as it is (`digest`)? None when approved as it is; else why not, in words."""
     if obj.approved_at and obj.approval_digest == digest:

@@ -107,7 +107,9 @@ def write_xlsx(fileobj, sheets) -> dict[str, int]:
 
 
 def _cell_text(value) -> str | None:
-    return _XML_ILLEGAL.sub("", neutralize_formula(value)) or None
+    # Checked again once the characters XML refuses are gone: "\x01=HYPERLINK(...)" passes the
+    # first check and, stripped, would be written (and run) as a formula.
+    return neutralize_formula(_XML_ILLEGAL.sub("", neutralize_formula(value))) or None
 
 
 def read_xlsx(fileobj) -> dict[str, list[list[str]]]:

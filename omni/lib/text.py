@@ -22,6 +22,12 @@ def unstorable_reason(text: str) -> str:
     return "a NUL character (\\u0000)" if match.group() == "\x00" else "a lone surrogate (\\ud800-\\udfff)"
 
 
+def refuse_non_json_number(token: str):
+    """json.loads' parse_constant: Python's json accepts NaN and Infinity, which are not JSON and
+    which jsonb refuses."""
+    raise ValueError(f"{token} is not a JSON number")
+
+
 def first_unstorable(value, path: str = "", *, max_depth: int = MAX_JSON_DEPTH) -> tuple[str, str] | None:
     """(path, reason) of the first string, key or number in a JSON value that cannot be stored,
     or of the first array or object nested deeper than `max_depth` levels.

@@ -30,6 +30,10 @@ def scheme_problem(url: str) -> str:
         return "The URL has no host."
     if parts.username or parts.password:
         return "Put credentials in the receiver's checks, not in the URL."
+    try:
+        parts.port  # URLField accepts any five digits; urlsplit refuses a port past 65535 only here
+    except ValueError:
+        return "The URL's port is out of range (at most 65535)."
     return ""
 
 

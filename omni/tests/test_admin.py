@@ -276,6 +276,25 @@ def test_revoking_keys_stops_them_working(admin_client):
     assert audit.for_object(key).filter(action="apikey.revoked").count() == 1
 
 
+def test_renaming_a_key_whose_page_was_read_before_it_was_revoked_keeps_it_revoked(rf, admin_user, admin_client):
+    key, raw_key = ApiKey.generate("Old integration", [ApiScope.EVENTS_WRITE])
+    key_admin = admin.site._registry[ApiKey]
+    request = rf.post(admin_url(ApiKey, "change", key.pk))
+    request.user = admin_user
+    edited = ApiKey.objects.get(pk=key.pk)
+    form = key_admin.get_form(request, edited, change=True)(
+        {"name": "Old CRM", "scopes": [ApiScope.EVENTS_WRITE]}, instance=edited)
+    assert form.is_valid(), form.errors
+    # meanwhile another administrator revokes it
+    admin_client.post(admin_url(ApiKey, "changelist"), {"action": "revoke_keys", "_selected_action": [key.pk]})
+
+    key_admin.save_model(request, form.save(commit=False), form, change=True)
+
+    key.refresh_from_db()
+    assert key.name == "Old CRM" and key.revoked_at is not None
+    assert ApiKey.authenticate(raw_key) is None
+
+
 # --- compliance, templates and journeys through the admin -------------------------------------------
 
 def test_adding_a_suppression_goes_through_the_audited_action(demo, admin_client):

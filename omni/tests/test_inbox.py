@@ -634,6 +634,25 @@ def test_an_agent_starts_a_conversation_from_the_contact_s_timeline(client, agen
     assert Message.objects.get(conversation=conversation).agent == agent
 
 
+def test_an_agent_limited_to_their_queues_cannot_write_into_another_queue_s_conversation_by_starting_one(
+        only_their_own, two_queues, agent, client):
+    hidden = two_queues["shipping"]
+    client.force_login(agent)
+    start = reverse("omni-web:start_conversation", args=[hidden.contact_id])
+
+    response = client.post(start, {"channel": "sms", "body": "hello", "form_token": uuid.uuid4()})
+
+    assert response.status_code == 400
+    assert "in a queue you do not work in" in response.content.decode()
+    assert not Message.objects.filter(contact=hidden.contact).exists()
+    # into a conversation of their own queue they may
+    billing = two_queues["billing"]
+    response = client.post(reverse("omni-web:start_conversation", args=[billing.contact_id]),
+                           {"channel": "sms", "body": "hello", "form_token": uuid.uuid4()})
+    assert response.status_code == 302
+    assert Message.objects.get(contact=billing.contact).conversation == billing
+
+
 def test_the_thread_page_takes_the_same_queries_for_a_short_or_long_thread(client, agent, bob_wrote, eager_celery,
                                                                            django_capture_on_commit_callbacks):
     from compliance.actions import suppress

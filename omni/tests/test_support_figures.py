@@ -234,10 +234,10 @@ def test_the_page_shows_each_table_for_the_chosen_period(client, staff, a_week):
 
 
 def test_without_a_period_the_page_shows_the_last_seven_days(client, staff):
-    # given a conversation opened and answered now, and one eight days ago
+    # given a conversation opened three minutes ago and answered now, and one eight days ago
     client.force_login(staff("Support agents"))
     now = timezone.now()
-    conversation(Contact.objects.create(external_id="now"), "sms", now, first_response=now + timedelta(minutes=3))
+    conversation(Contact.objects.create(external_id="now"), "sms", now - timedelta(minutes=3), first_response=now)
     conversation(Contact.objects.create(external_id="old"), "sms", now - timedelta(days=8))
 
     # when
@@ -343,6 +343,24 @@ def test_the_conversations_export_has_one_row_each_with_tags_neutralized_and_is_
     assert entry.actor_id == exporter.pk
     assert entry.data == {"first_day": "2026-03-02", "last_day": "2026-03-08", "rows": "conversations",
                           "conversations": 10}
+
+
+def test_an_agent_limited_to_their_own_sees_and_exports_the_figures_of_those_alone(client, a_week, settings):
+    settings.OMNI_SUPPORT_AGENTS_SEE_ALL = False
+    alice, _ = a_week
+    alice.groups.add(Group.objects.get(name="Support agents"))
+    client.force_login(alice)
+
+    page = client.get(PAGE, WEEK_QUERY)
+    rows = read_csv(client.get(EXPORT, {**WEEK_QUERY, "rows": "conversations"}))
+    client.get(EXPORT, {**WEEK_QUERY, "rows": "figures"})
+
+    # five of the week's ten conversations are assigned to Alice; she is in no queue
+    assert page.context["figures"].total.conversations == 5
+    assert [row.label for row in page.context["figures"].by_agent] == ["Alice Archer"]
+    assert len(rows) == 5 and {row["agent"] for row in rows} == {"alice"}
+    assert [entry.data["conversations"] for entry in AuditEntry.objects.filter(action="support.figures_exported")
+            .order_by("pk")] == [5, 5]
 
 
 # --- who may see them ----------------------------------------------------------------------------

@@ -77,6 +77,28 @@ def test_rotating_a_secret_shows_the_new_one_once_and_audits_it(admin_client):
     assert audit.for_object(endpoint).filter(action="webhook_endpoint.secret_rotated").count() == 1
 
 
+def test_an_edit_read_before_a_rotation_keeps_the_new_secret(rf, admin_user, admin_client):
+    from django.contrib import admin
+
+    endpoint = WebhookEndpoint.objects.create(name="CRM", url="https://crm.example.com/hooks")
+    endpoint_admin = admin.site._registry[WebhookEndpoint]
+    request = rf.post(reverse("admin:omni_webhookendpoint_change", args=[endpoint.pk]))
+    request.user = admin_user
+    edited = WebhookEndpoint.objects.get(pk=endpoint.pk)
+    form = endpoint_admin.get_form(request, edited, change=True)(
+        {"name": "CRM", "url": "https://crm.example.com/hooks", "active": "on", "timeout_seconds": 10},
+        instance=edited)
+    assert form.is_valid(), form.errors
+    # meanwhile another administrator rotates the secret, and copies the new one into the receiver
+    admin_client.post(reverse(ENDPOINTS), {"action": "rotate_secrets", "_selected_action": [endpoint.pk]})
+    rotated = WebhookEndpoint.objects.get(pk=endpoint.pk).secret
+
+    endpoint_admin.save_model(request, form.save(commit=False), form, change=True)
+
+    endpoint.refresh_from_db()
+    assert (endpoint.timeout_seconds, endpoint.secret) == (10, rotated)
+
+
 def test_marketers_see_endpoints_but_neither_change_them_nor_see_the_call_log(staff_client):
     endpoint = WebhookEndpoint.objects.create(name="CRM", url="https://crm.example.com/hooks")
     client = staff_client("Marketers")

@@ -66,7 +66,9 @@ def inbox_url(**filters) -> str:
 
 
 def _stamp(moment: datetime) -> str:
-    return timezone.localtime(moment).isoformat(sep=" ", timespec="seconds")
+    # To the microsecond: a link cut to the second lists rows its figure did not count (or the
+    # other way round) for whatever fell in that second.
+    return timezone.localtime(moment).isoformat(sep=" ", timespec="microseconds")
 
 
 def _age(since: datetime | None, now: datetime) -> str:
@@ -87,7 +89,8 @@ def marketing_panel(now) -> Panel:
                 .order_by("name")[:JOURNEYS_SHOWN])
     for journey in journeys:
         panel.figures.append(Figure(f"{journey.name}: contacts in the journey", journey.live,
-                                    list_url(Enrollment, journey__id__exact=journey.pk, state__exact=EnrollmentState.ACTIVE)))
+                                    list_url(Enrollment, journey__id__exact=journey.pk,
+                                             state__in=",".join(LIVE_ENROLLMENT_STATES))))
     if not journeys:
         panel.figures.append(Figure("Active journeys", 0, list_url(Journey, status__exact=JourneyStatus.ACTIVE)))
     panel.figures.append(Figure("Campaigns awaiting approval",
@@ -153,9 +156,11 @@ def administrators_panel(now) -> Panel:
                                     note=_age(oldest, now)))
     if not lanes:
         panel.figures.append(Figure("Queued deliveries", 0, list_url(Delivery, status__exact="queued")))
+    # Neither claimed (a worker runs them) nor quarantined (counted below): as the list shows them.
     panel.figures.append(Figure("Enrollments due", capped_count(Enrollment.objects.filter(
-        state=EnrollmentState.ACTIVE, claimed_at__isnull=True, next_run_at__lte=now)),
-        list_url(Enrollment, state__exact="active", next_run_at__lte=_stamp(now))))
+        state=EnrollmentState.ACTIVE, claimed_at__isnull=True, quarantined_at__isnull=True, next_run_at__lte=now)),
+        list_url(Enrollment, state__exact="active", claimed_at__isnull="True", quarantined="no",
+                 next_run_at__lte=_stamp(now))))
     panel.figures.append(Figure("Events not yet processed", capped_count(ContactEvent.objects.filter(processed_at__isnull=True)),
                                 list_url(ContactEvent, processed_at__isnull="True")))
     panel.figures.append(Figure("Uncertain deliveries", capped_count(Delivery.objects.filter(status=DeliveryStatus.UNCERTAIN)),

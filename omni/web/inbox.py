@@ -35,6 +35,7 @@ VIEW = "channels.view_conversation"
 WORK = "channels.change_conversation"  # assign, set the status, tag, set a follow-up, close
 REPLY = "channels.reply_conversation"  # reply, send again, start a conversation (P3's role migration)
 NOTE = "channels.add_conversationnote"
+READ_NOTES = "channels.view_conversationnote"  # notes are for agents: compliance staff view threads without them
 BLOCK = "channels.add_blockedsender"
 SAVED_REPLIES = "channels.view_savedreply"
 

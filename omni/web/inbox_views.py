@@ -11,9 +11,7 @@ import uuid
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
-from django.db.models import Q
 from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
@@ -28,12 +26,12 @@ from channels import replies
 from channels.assignment import set_available
 from channels.models import (AgentStatus, BlockReason, Conversation, ConversationStatus, ConversationTag, Message,
                              MessageStatus)
-from channels.support_access import conversations_for
+from channels.support_access import assignable_agents, conversations_for
 from contacts.models import Contact
 from omni.choices import Channel
 
 from . import inbox, thread, timeline
-from .inbox import BLOCK, NOTE, REPLY, SAVED_REPLIES, VIEW, WORK
+from .inbox import BLOCK, NOTE, READ_NOTES, REPLY, SAVED_REPLIES, VIEW, WORK
 from .views import admin_page
 
 
@@ -58,11 +56,7 @@ def require(user, permission: str) -> None:
 
 def agents_to_assign():
     """Active staff who may work conversations, for "assign to" (one query)."""
-    User = get_user_model()
-    holds = Q(user_permissions__codename="change_conversation", user_permissions__content_type__app_label="channels") \
-        | Q(groups__permissions__codename="change_conversation",
-            groups__permissions__content_type__app_label="channels") | Q(is_superuser=True)
-    return list(User.objects.filter(holds, is_active=True, is_staff=True).distinct().order_by(User.USERNAME_FIELD))
+    return list(assignable_agents())
 
 
 # --- forms ---------------------------------------------------------------------------------------
@@ -231,7 +225,7 @@ def render_thread(request, conversation, *, status=200, reply_form=None, templat
                 saved_reply_error = str(missing)
             else:
                 reply_form = ReplyForm(initial={**fresh_token(), "body": text})
-    entries = thread.read(conversation)
+    entries = thread.read(conversation, with_notes=user.has_perm(READ_NOTES))
     summary = timeline.summary(contact, user)
     return support_page(
         request, "omni_web/thread.html", f"{conversation.get_channel_display()} conversation with {contact}",

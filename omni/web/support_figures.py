@@ -7,6 +7,8 @@ A conversation counts in a period for what happened in it then:
 - closed: its closed_at does (resolution times against resolution_minutes, resolved by automation,
   a repeat contact, the satisfaction answer).
 An agent's figures are those of the conversations assigned to them (none: "Unassigned").
+Each reader sees the figures and exports of the conversations they may see: an agent limited to
+their queues and their own (channels.support_access) sees those alone.
 
 A repeat contact is a conversation closed in the period after which the same contact opened
 another on the same channel within REPEAT_WINDOW (looked for up to now, so for the period's last
@@ -28,12 +30,13 @@ from typing import Iterable, Iterator
 from django import forms
 from django.db import connection
 from django.db.models import (Aggregate, Case, CharField, Count, DateTimeField, Exists, ExpressionWrapper, F,
-                              FloatField, IntegerField, OuterRef, Q, Sum, Value, When)
+                              FloatField, IntegerField, OuterRef, Q, QuerySet, Sum, Value, When)
 from django.db.models.functions import Cast, Coalesce
 from django.db.models.lookups import IsNull, LessThanOrEqual
 from django.utils import timezone
 
 from channels.models import Conversation, ResolvedBy, ServiceLevel
+from channels.support_access import conversations_for
 from omni import audit
 from omni.choices import Channel
 from omni.lib.spreadsheet import neutralize_formula
@@ -267,8 +270,12 @@ def _followed_within_window():
     ).exclude(pk=OuterRef("pk")))
 
 
-def _in_period(period: Period):
-    return Conversation.objects.filter(
+def _visible_to(reader) -> QuerySet:
+    return conversations_for(reader) if reader is not None else Conversation.objects.all()
+
+
+def _in_period(period: Period, visible: QuerySet):
+    return visible.filter(
         period.during("opened_at") | period.during("first_response_at") | period.during("closed_at")
     ).order_by()
 
@@ -301,10 +308,10 @@ ADDED_UP = ["conversations", "opened", "closed", "by_automation", "repeat_contac
 TOTAL = ("total", "")
 
 
-def _repeat_contacts(period: Period) -> dict[tuple[str, int | None], int]:
+def _repeat_contacts(period: Period, visible: QuerySet) -> dict[tuple[str, int | None], int]:
     """Conversations closed in the period that were followed by another, per channel and agent: a
     query of its own, so the per-row lookup runs only for those closed in the period."""
-    repeated = (Conversation.objects.filter(period.during("closed_at")).filter(_followed_within_window()).order_by()
+    repeated = (visible.filter(period.during("closed_at")).filter(_followed_within_window()).order_by()
                 .values("channel", "assignee_id").annotate(n=Count("pk")))
     return {(values["channel"], values["assignee_id"]): values["n"] for values in repeated}
 
@@ -317,24 +324,24 @@ def _percentile_columns() -> Iterator[tuple[str, str, str, float]]:
                 yield f"{name}_{kind}_{statistic}", at, column, fraction
 
 
-def _percentiles_in_sql(period: Period) -> dict[tuple[str, str], dict]:
+def _percentiles_in_sql(period: Period, visible: QuerySet) -> dict[tuple[str, str], dict]:
     """PERCENTILE_CONT for the total, each channel and each agent, in one query (three grouped
     SELECTs joined by UNION ALL)."""
     columns = {result: PercentileCont(column, fraction, filter=period.during(at))
                for result, at, column, fraction in _percentile_columns()}
-    conversations = _in_period(period)
+    conversations = _in_period(period, visible)
     agent_key = Coalesce(Cast("assignee_id", CharField()), Value(""))
     parts = [conversations.annotate(table=Value(table), key=key).values("table", "key").annotate(**columns)
              for table, key in (("total", Value("")), ("channel", F("channel")), ("agent", agent_key))]
     return {(values["table"], values["key"]): values for values in parts[0].union(*parts[1:], all=True)}
 
 
-def _percentiles_in_python(period: Period) -> dict[tuple[str, str], dict]:
+def _percentiles_in_python(period: Period, visible: QuerySet) -> dict[tuple[str, str], dict]:
     """The same as _percentiles_in_sql, from one query for the period's time columns alone."""
     samples: dict[tuple[str, str], dict[str, list]] = {}
     wanted = list(_percentile_columns())
     columns = sorted({column for _, _, column, _ in wanted} | {at for _, at, _, _ in wanted})
-    for channel, assignee_id, *times in _in_period(period).values_list(
+    for channel, assignee_id, *times in _in_period(period, visible).values_list(
             "channel", "assignee_id", *columns).iterator(chunk_size=EXPORT_CHUNK_SIZE):
         values = dict(zip(columns, times))
         for row_key in (TOTAL, ("channel", channel), ("agent", str(assignee_id or ""))):
@@ -383,12 +390,14 @@ def _agent_label(values: dict) -> str:
     return full_name or values["assignee__username"]
 
 
-def figures_for(period: Period) -> Figures:
-    """The period's figures per channel, per agent and in total (see the module's docstring)."""
+def figures_for(period: Period, reader=None) -> Figures:
+    """The period's figures per channel, per agent and in total (see the module's docstring), of
+    the conversations `reader` may see (channels.support_access; all without a reader)."""
+    visible = _visible_to(reader)
     service_levels = {level.channel: level for level in ServiceLevel.objects.all()}
-    groups = _in_period(period).values("channel", "assignee_id", "assignee__username", "assignee__first_name",
+    groups = _in_period(period, visible).values("channel", "assignee_id", "assignee__username", "assignee__first_name",
                                        "assignee__last_name").annotate(**_counts(period, service_levels))
-    repeats = _repeat_contacts(period)
+    repeats = _repeat_contacts(period, visible)
     # Each (channel, agent) group adds up into its channel's row, its agent's row and the total.
     tallies: dict[tuple[str, str], dict] = {TOTAL: {"label": "All conversations", **dict.fromkeys(ADDED_UP, 0)}}
     for group in groups:
@@ -398,7 +407,7 @@ def figures_for(period: Period) -> Figures:
             tally = tallies.setdefault(row_key, {"label": label, **dict.fromkeys(ADDED_UP, 0)})
             for name in ADDED_UP:
                 tally[name] += group[name] or 0
-    percentiles = _percentiles_in_sql(period) if connection.vendor == "postgresql" else _percentiles_in_python(period)
+    percentiles = (_percentiles_in_sql if connection.vendor == "postgresql" else _percentiles_in_python)(period, visible)
     rows = {row_key: _row(row_key[1], tally["label"], tally, percentiles.get(row_key, {}))
             for row_key, tally in tallies.items()}
     by_channel = sorted((row for (table, _), row in rows.items() if table == "channel"),
@@ -473,17 +482,17 @@ class _Echo:
         return value
 
 
-def count_conversations(period: Period) -> int:
-    return _in_period(period).count()
+def count_conversations(period: Period, reader=None) -> int:
+    return _in_period(period, _visible_to(reader)).count()
 
 
-def conversations_csv_lines(period: Period) -> Iterator[str]:
+def conversations_csv_lines(period: Period, reader=None) -> Iterator[str]:
     """One CSV row per conversation opened, first answered or closed in the period, oldest first:
     a query for the service levels, one for the rows and one per EXPORT_CHUNK_SIZE rows for their tags."""
     writer = csv.writer(_Echo())
     yield writer.writerow(CONVERSATIONS_HEADER)
     service_levels = {level.channel: level for level in ServiceLevel.objects.all()}
-    rows = (_in_period(period).annotate(repeat=_followed_within_window()).order_by("opened_at", "pk")
+    rows = (_in_period(period, _visible_to(reader)).annotate(repeat=_followed_within_window()).order_by("opened_at", "pk")
             .values_list(*_CONVERSATION_COLUMNS))
     chunk = []
     for row in rows.iterator(chunk_size=EXPORT_CHUNK_SIZE):
@@ -544,10 +553,10 @@ def export(period: Period, *, rows: str, actor) -> Export:
     scope = {"first_day": period.first_day.isoformat(), "last_day": period.last_day.isoformat(), "rows": rows}
     if rows == CONVERSATIONS:
         audit.record("support.figures_exported", actor=actor, reason="support-figures-csv",
-                     data={**scope, "conversations": count_conversations(period)})
-        lines = conversations_csv_lines(period)
+                     data={**scope, "conversations": count_conversations(period, actor)})
+        lines = conversations_csv_lines(period, actor)
     else:
-        figures = figures_for(period)
+        figures = figures_for(period, actor)
         audit.record("support.figures_exported", actor=actor, reason="support-figures-csv",
                      data={**scope, "conversations": figures.total.conversations})
         lines = [figures_csv(figures)]

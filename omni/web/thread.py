@@ -11,8 +11,8 @@ from datetime import datetime
 from django.db.models import Prefetch
 
 from channels import replies
-from channels.models import ConversationNote, Delivery, InboundMessage, Message, MessageSource, MessageStatus
-from compliance import decisions
+from channels.models import (FAILED_DELIVERY_STATUSES, ConversationNote, Delivery, InboundMessage, Message,
+                             MessageSource, MessageStatus)
 from compliance.models import Decision, DecisionOutcome
 
 from .timeline import error_meaning
@@ -34,23 +34,38 @@ class Entry:
     row: object
     text: str = ""
     deliveries: list = field(default_factory=list)
-    refusal: str = ""  # why a reply was not sent, in words
+    refusal: str = ""  # why a message was not sent, in words
+    sent_again: bool = False  # a failed reply an agent already sent again (resend takes it once)
 
     @property
     def key(self):
         return (self.at, RANK[self.kind], self.row.pk)
 
     @property
+    def outbound(self) -> bool:
+        return self.kind != INBOUND and self.kind != NOTE
+
+    @property
     def not_sent(self) -> bool:
-        return self.kind != INBOUND and self.kind != NOTE and self.row.status in NOT_SENT
+        return self.outbound and self.row.status in NOT_SENT
 
     @property
     def failed(self) -> bool:
-        return self.kind == REPLY and self.row.status == MessageStatus.FAILED
+        """Whether the message failed, or its newest delivery did (undelivered, bounced): the
+        status shown is then a failure, whoever sent it."""
+        if not self.outbound:
+            return False
+        return self.row.status == MessageStatus.FAILED or bool(
+            self.deliveries and self.deliveries[-1].status in FAILED_DELIVERY_STATUSES)
+
+    @property
+    def may_send_again(self) -> bool:
+        # channels.replies.resend takes an agent's failed reply only, and once.
+        return self.kind == REPLY and self.row.status == MessageStatus.FAILED and not self.sent_again
 
     @property
     def deferred(self) -> bool:
-        return self.kind != INBOUND and self.kind != NOTE and self.row.status == MessageStatus.DEFERRED
+        return self.outbound and self.row.status == MessageStatus.DEFERRED
 
     @property
     def delivery_status(self) -> str:
@@ -87,8 +102,10 @@ def message_text(message, deliveries) -> str:
     return ""
 
 
-def read(conversation) -> Thread:
-    """The last THREAD_LIMIT entries of `conversation`, oldest first (four queries)."""
+def read(conversation, *, with_notes: bool = True) -> Thread:
+    """The last THREAD_LIMIT entries of `conversation`, oldest first (four queries, five when
+    a message was held or refused); without its notes when `with_notes` is false (a reader who may
+    not read them)."""
     inbound = list(InboundMessage.objects.filter(conversation=conversation)
                    .order_by("-received_at", "-pk")[:THREAD_LIMIT + 1])
     messages = list(Message.objects.filter(conversation=conversation)
@@ -96,7 +113,7 @@ def read(conversation) -> Thread:
                     .prefetch_related(Prefetch("deliveries", Delivery.objects.order_by("plan_step", "queued_at", "pk")))
                     .order_by("-created_at", "-pk")[:THREAD_LIMIT + 1])
     notes = list(ConversationNote.objects.filter(conversation=conversation).select_related("author")
-                 .order_by("-created_at", "-pk")[:THREAD_LIMIT + 1])
+                 .order_by("-created_at", "-pk")[:THREAD_LIMIT + 1]) if with_notes else []
     entries = [Entry(INBOUND, row.received_at, row, row.body) for row in inbound]
     for message in messages:
         deliveries = list(message.deliveries.all())
@@ -105,6 +122,10 @@ def read(conversation) -> Thread:
         entries.append(Entry(kind_of(message), message.created_at, message, message_text(message, deliveries),
                              deliveries))
     entries += [Entry(NOTE, note.created_at, note, note.body) for note in notes]
+    # A resend is newer than its original, so it is read whenever the original is.
+    resent = {message.resent_from_id for message in messages if message.resent_from_id}
+    for entry in entries:
+        entry.sent_again = entry.kind == REPLY and entry.row.pk in resent
     entries.sort(key=lambda entry: entry.key)
     truncated = len(entries) > THREAD_LIMIT
     entries = entries[-THREAD_LIMIT:]
@@ -113,15 +134,12 @@ def read(conversation) -> Thread:
 
 
 def add_refusals(entries: list[Entry]) -> None:
-    """Why each of these messages was held or refused, in words (one query for all of them):
-    its latest decision that did not allow it, read by compliance.decisions.in_words; a message
-    with no such decision (cancelled before the gate saw it) asks channels.replies."""
+    """Why each of these messages was held or refused, in words (one query for all of them)."""
     if not entries:
         return
     latest = {}
     for decision in (Decision.objects.filter(message_id__in=[entry.row.pk for entry in entries])
-                     .exclude(outcome=DecisionOutcome.ALLOW).order_by("decided_at")):
+                     .exclude(outcome=DecisionOutcome.ALLOW).order_by("decided_at", "pk")):
         latest[decision.message_id] = decision
     for entry in entries:
-        decision = latest.get(entry.row.pk)
-        entry.refusal = decisions.in_words(decision) if decision else replies.refusal_in_words(entry.row)
+        entry.refusal = replies.refusal_from(entry.row, latest.get(entry.row.pk), entry.deliveries)

@@ -98,7 +98,7 @@ def support_figures_page(request):
     if not support_figures.may_see_figures(request.user):
         raise PermissionDenied
     form = support_figures.period_form(request.GET)
-    figures = support_figures.figures_for(form.period) if form.is_valid() else None
+    figures = support_figures.figures_for(form.period, request.user) if form.is_valid() else None
     return _figures_page(request, form, figures)
 
 

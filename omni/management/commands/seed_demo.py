@@ -506,11 +506,10 @@ class Command(BaseCommand):
         return event
 
     def ensure_activation(self, contact: Contact) -> bool:
-        """Carol activates her trial, which ends her Welcome at its goal. A goal ends only the
-        enrollments that exist when its event is processed, and the tick takes the events waiting
-        for it together, goals before enrollments: stored with her sign-up, her activation would
-        end nothing. So the events stored above are processed here first (contacts enrolled, Bob's
-        question pausing his Welcome; nothing is sent: steps run in the tick), then it is stored."""
+        """Carol activates her trial, which ends her Welcome at its goal. The events stored above
+        are processed here first (contacts enrolled, Bob's question pausing his Welcome; nothing
+        is sent: steps run in the tick), then her activation is stored: it comes after her
+        sign-up, as a goal must to convert the enrollment the sign-up made."""
         key = f"demo-activated-{contact.external_id}"
         if ContactEvent.objects.filter(source="demo", idempotency_key=key).exists():
             return False
