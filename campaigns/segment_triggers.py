@@ -15,8 +15,9 @@ and those contacts are enrolled in the journeys triggered by entering (or leavin
 campaigns/admission.py's enroll_many, under each journey's re-entry rules (a contact
 already in the journey, or re-entering too soon, is refused and audited).
 
-The first refresh of a segment (refreshed_at empty) only fills its memberships: the contacts
-already inside when a segment first comes into use did not *enter* it, so nobody is enrolled.
+The first refresh of a segment that succeeds (members_filled_at empty) only fills its
+memberships: the contacts already inside when a segment first comes into use did not *enter*
+it, so nobody is enrolled.
 Everyone who enters from then on is. A segment that stops being used keeps its memberships;
 when a journey uses it again, the next refresh enrolls whoever entered meanwhile.
 
@@ -61,7 +62,7 @@ def refresh_segments_batch(now, report: TickReport, handled: set | None = None) 
         handled.add(segment.pk)
         if not _is_due(segment.refreshed_at, segment.refresh_seconds, now):
             return 1  # another tick refreshed it since we looked
-        first = segment.refreshed_at is None
+        first = segment.members_filled_at is None
         Segment.objects.filter(pk=segment.pk).update(refreshed_at=now)
         try:
             members = segments.compile(segment.definition, now)
@@ -72,7 +73,9 @@ def refresh_segments_batch(now, report: TickReport, handled: set | None = None) 
         entered = _insert_members(segment, members, now)
         left = _delete_leavers(segment, members)
         report.segments_refreshed += 1
-        if not first:
+        if first:
+            Segment.objects.filter(pk=segment.pk).update(members_filled_at=now)
+        else:
             report.enrolled += _enroll(versions, segment, entered, TriggerType.SEGMENT_ENTRY, now)
             report.enrolled += _enroll(versions, segment, left, TriggerType.SEGMENT_EXIT, now)
         return 1

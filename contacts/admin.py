@@ -282,8 +282,9 @@ class SegmentAdmin(ModelAdmin):
     form = SegmentForm
     list_display = ["name", "description", "refresh_seconds", "refreshed_at", "updated_at"]
     search_fields = ["name", "description"]
-    readonly_fields = ["refreshed_at", "created_at", "updated_at"]
-    fields = ["name", "description", "definition", "refresh_seconds", "refreshed_at", "created_at", "updated_at"]
+    readonly_fields = ["refreshed_at", "members_filled_at", "created_at", "updated_at"]
+    fields = ["name", "description", "definition", "refresh_seconds", "refreshed_at", "members_filled_at",
+              "created_at", "updated_at"]
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change, **kwargs)

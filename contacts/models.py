@@ -295,6 +295,9 @@ class Segment(models.Model):
     # How often segment triggers compare the members with SegmentMembership.
     refresh_seconds = models.PositiveIntegerField(default=60, db_default=60)
     refreshed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # When a refresh first filled SegmentMembership (a refresh that failed fills nothing): before
+    # that, nobody in the segment has entered it yet.
+    members_filled_at = models.DateTimeField("members first filled", null=True, blank=True, editable=False)
     created_at = models.DateTimeField(default=now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -10,7 +10,7 @@ from campaigns.actions import activate_journey
 from campaigns.models import Enrollment, EnrollmentState, Journey, JourneyStep, ReentryPolicy, StepKind, TriggerType
 from campaigns.tick import tick
 from campaigns.tick_report import TickReport
-from contacts.models import Contact, Segment, SegmentMembership
+from contacts.models import AttributeDefinition, Contact, DataType, Segment, SegmentMembership
 from omni.models import AuditEntry
 from omni.tests.fakes import run_concurrently
 
@@ -62,6 +62,29 @@ def test_the_first_refresh_fills_memberships_and_enrolls_nobody_already_inside(c
     assert _enrolled(journey) == set() and report.enrolled == 0
     customers_segment.refresh_from_db()
     assert customers_segment.refreshed_at == T0
+
+
+def test_a_first_refresh_that_fails_fills_nothing_and_the_next_one_is_still_the_first(role_groups):
+    # given a segment on a number attribute, in use by a journey, with Ann inside from the start
+    AttributeDefinition.objects.create(name="score", data_type=DataType.NUMBER)
+    segment = Segment.objects.create(name="High", refresh_seconds=60, definition={
+        "filters": [{"kind": "attribute", "attribute": "score", "operator": "at_least", "value": 50}]})
+    Contact.objects.create(external_id="ann", attributes={"score": 80})
+    journey = _journey(segment, slug="high-scorers")
+
+    # when the attribute's type changes under the segment before its first refresh, then changes back
+    AttributeDefinition.objects.filter(name="score").update(data_type=DataType.BOOLEAN)
+    _refresh(T0)
+    AttributeDefinition.objects.filter(name="score").update(data_type=DataType.NUMBER)
+    _refresh(T0 + dt.timedelta(minutes=2))
+
+    # then Ann, inside from the start, never entered: the refresh that worked was the first
+    assert _enrolled(journey) == set()
+    assert SegmentMembership.objects.filter(segment=segment).count() == 1
+    # and Bob, who reaches the score later, enters and is enrolled
+    Contact.objects.create(external_id="bob", attributes={"score": 90})
+    _refresh(T0 + dt.timedelta(minutes=4))
+    assert _enrolled(journey) == {"bob"}
 
 
 def test_a_contact_entering_the_segment_is_enrolled_at_the_next_refresh(customers_segment, ann_and_bob):
