@@ -15,8 +15,10 @@ timers (campaigns/message_timers.py), inbound messages support automation answer
 (channels/support_automation.py), then conversations waiting for an agent
 (channels/assignment.py) and lost sends. Each stage has a budget per tick, so a
 backlog in one (a burst of events) never starves the others: every stage runs in every tick,
-and a stage cut short goes on in the next.
+and a stage cut short goes on in the next. A stage that fails (an error no quarantine caught:
+a deadlock, a lost connection) is logged and named in the report, and the stages after it run.
 """
+import logging
 import time
 from functools import partial
 
@@ -29,6 +31,8 @@ from channels.provider_reports import REPLY_BATCH, apply_replies_batch
 from . import (ab_test, advancing, campaign_sending, date_triggers, enrolling, message_timers,
                segment_triggers)
 from .tick_report import TickReport
+
+logger = logging.getLogger(__name__)
 
 
 def tick(now=None, *, hand_off_to=None, hand_off_recipients_to=None) -> TickReport:
@@ -62,11 +66,23 @@ def tick(now=None, *, hand_off_to=None, hand_off_recipients_to=None) -> TickRepo
         ("support automation", support_automation.handle_inbound_batch, support_automation.INBOUND_BATCH),
     ]
     for name, batch, size in stages:
-        if not run_stage(batch, size, now, report):
+        drained = _guarded(name, report, run_stage, batch, size, now, report)
+        if drained is False:
             report.backlogged.append(name)
-    report.assigned += assignment.assign_waiting(now)
-    report.requeued = message_timers.requeue_stale_deliveries(now)
+    report.assigned += _guarded("assignment", report, assignment.assign_waiting, now) or 0
+    report.requeued = _guarded("lost sends", report, message_timers.requeue_stale_deliveries, now) or 0
     return report
+
+
+def _guarded(name: str, report: TickReport, run, *args):
+    """run(*args), or None when it raised: one stage's failure must not stop the automation of
+    every stage after it (fallbacks, deferred sends, support) until someone fixes it."""
+    try:
+        return run(*args)
+    except Exception:
+        logger.exception("The tick's %s stage failed; the stages after it ran", name)
+        report.failed.append(name)
+        return None
 
 
 def run_stage(batch, size: int, now, report: TickReport, budget_seconds: float | None = None) -> bool:

@@ -35,6 +35,8 @@ class TickReport:
     winners_chosen: int = 0
     # Stages that stopped at their budget with work still due: the next tick goes on with them.
     backlogged: list[str] = field(default_factory=list)
+    # Stages that raised (logged with their traceback); the next tick tries them again.
+    failed: list[str] = field(default_factory=list)
 
     def as_dict(self):
         return asdict(self)

@@ -2,13 +2,14 @@
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.urls import reverse
 
 from campaigns import advancing
 from campaigns.actions import activate_journey
 from campaigns.models import Enrollment, EnrollmentState, JourneyStep, JourneyStepVisit, JourneyVersion, StepKind
 from campaigns.tick import tick
-from contacts.models import Contact
+from contacts.models import Contact, ContactEvent
 
 from .conftest import make_journey
 
@@ -56,3 +57,27 @@ def test_an_enrollment_quarantined_by_a_worker_and_retried_in_the_admin_is_claim
     enrollment.refresh_from_db()
     assert (enrollment.state, enrollment.quarantined_at, enrollment.claimed_at) == (EnrollmentState.ACTIVE, None, None)
     assert JourneyStepVisit.objects.filter(enrollment=enrollment).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stage_that_fails_is_logged_and_named_and_the_stages_after_it_still_run(drip, now, caplog):
+    # given a due enrollment, for the enrollments stage that comes after the events stage
+    journey, good, _ = drip
+    Enrollment.objects.create(journey=journey, journey_version=good, contact=Contact.objects.create(external_id="ann"),
+                              current_step_key="pause", next_run_at=now - timedelta(minutes=1))
+    # and the events stage's table gone from under it (as a lost connection or a deadlock would fail it)
+    table = connection.ops.quote_name(ContactEvent._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(f"ALTER TABLE {table} RENAME TO omni_events_away")
+    try:
+        # when the tick runs
+        handed = []
+        report = tick(now, hand_off_to=handed.extend)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"ALTER TABLE omni_events_away RENAME TO {table}")
+
+    # then the failed stage is named and logged with its error, and the enrollments stage ran
+    assert report.failed == ["events"]
+    assert "The tick's events stage failed" in caplog.text
+    assert report.handed_off == 1
