@@ -176,8 +176,10 @@ def record_opt_back_in(contact, channel: str, *, address: str = "", evidence: di
     before (granted stays granted; a purpose never granted returns to unknown, so START never
     creates a marketing opt-in that was not given). Revocations by other means (a complaint,
     an unsubscribe link, staff) stand, and so do other channels a STOPALL revoked: a text on
-    one channel is no evidence of consent on another. The `stop` suppressions of `address` on
-    the channel, which a carrier's 21610 left, are lifted: the carrier unblocks it on START too.
+    one channel is no evidence of consent on another. The `stop` suppression of `address` on
+    the channel, which a carrier's 21610 left, is lifted: the carrier unblocks it on START too.
+    An all-channel `stop` suppression of `address` is narrowed (narrow_suppression): the
+    channel opens, every other channel stays suppressed.
     """
     revoked = (Consent.objects.select_for_update(of=("self",)).select_related("last_change")
                .filter(contact=contact, channel=channel, status=ConsentStatus.REVOKED,
@@ -194,10 +196,15 @@ def record_opt_back_in(contact, channel: str, *, address: str = "", evidence: di
             lawful_basis=before.get("previous_lawful_basis", ""), actor_label=actor_label,
         ))
     if address:
-        stops = Suppression.objects.filter(address_hash=hash_address(address), channel__in=[channel, ""],
-                                           reason=SuppressionReason.STOP)
-        for suppression in stops:
-            lift_suppression(suppression, actor_label=actor_label, why=f"{channel} START keyword")
+        address_hash, why = hash_address(address), f"{channel} START keyword"
+        # The all-channel stop is locked before the channel's own stop is read: a START on another
+        # channel that narrowed it a moment ago has then committed the stop it added for this one.
+        for suppression in Suppression.objects.select_for_update().filter(
+                address_hash=address_hash, channel="", reason=SuppressionReason.STOP):
+            narrow_suppression(suppression, channel, actor_label=actor_label, why=why)
+        for suppression in Suppression.objects.filter(address_hash=address_hash, channel=channel,
+                                                      reason=SuppressionReason.STOP):
+            lift_suppression(suppression, actor_label=actor_label, why=why)
     return changes
 
 
@@ -215,29 +222,39 @@ def suppress(address: str, *, channel: str = "", purpose: str = "", reason: str,
     normalized = (address or "").strip().lower()
     if not normalized:
         raise ValueError("Cannot suppress an empty address.")
-    address_hash = hash_address(normalized)
-    with transaction.atomic():
-        existing = (
-            Suppression.objects.select_for_update()
-            .filter(address_hash=address_hash, channel=channel, purpose=purpose).first()
-        )
-        if existing:
-            return _renew_if_outlasted(existing, reason=reason, contact=contact, detail=detail, actor=actor,
-                                       actor_label=actor_label, expires_at=expires_at)
-        try:
-            with transaction.atomic():
-                suppression = Suppression.objects.create(
-                    address=normalized, channel=channel, purpose=purpose, reason=reason, detail=detail[:500],
-                    contact=contact, created_by=actor if getattr(actor, "is_authenticated", False) else None,
-                    expires_at=expires_at,
-                )
-        except IntegrityError:
-            # Another webhook suppressed the same address a moment ago.
-            return Suppression.objects.get(address_hash=address_hash, channel=channel, purpose=purpose), False
-        audit.record(
-            "suppression.added", contact=contact, obj=suppression, actor=actor, actor_label=actor_label,
-            channel=channel, reason=reason, data={"purpose": purpose}, personal={"address": normalized, "detail": detail[:500]},
-        )
+    return _suppress(normalized, hash_address(normalized), channel=channel, purpose=purpose, reason=reason,
+                     contact=contact, detail=detail, actor=actor, actor_label=actor_label, expires_at=expires_at)
+
+
+@transaction.atomic
+def _suppress(address: str, address_hash: str, *, channel: str, purpose: str, reason: str, contact, detail: str,
+              actor, actor_label: str, expires_at, created_at=None) -> tuple[Suppression, bool]:
+    """suppress() for an address already normalized, or blank with its hash (an erased address
+    stays suppressed by its hash alone)."""
+    existing = (
+        Suppression.objects.select_for_update()
+        .filter(address_hash=address_hash, channel=channel, purpose=purpose).first()
+    )
+    if existing:
+        return _renew_if_outlasted(existing, reason=reason, contact=contact, detail=detail, actor=actor,
+                                   actor_label=actor_label, expires_at=expires_at)
+    try:
+        with transaction.atomic():
+            suppression = Suppression.objects.create(
+                address=address, address_hash=address_hash, channel=channel, purpose=purpose, reason=reason,
+                detail=detail[:500], contact=contact,
+                created_by=actor if getattr(actor, "is_authenticated", False) else None,
+                expires_at=expires_at, created_at=created_at or timezone.now(),
+            )
+    except IntegrityError:
+        # Another webhook suppressed the same address a moment ago.
+        return Suppression.objects.get(address_hash=address_hash, channel=channel, purpose=purpose), False
+    personal = {"address": address, "detail": detail[:500]}
+    audit.record(
+        "suppression.added", contact=contact, obj=suppression, actor=actor, actor_label=actor_label,
+        channel=channel, reason=reason, data={"purpose": purpose},
+        personal={key: value for key, value in personal.items() if value} or None,
+    )
     return suppression, True
 
 
@@ -283,6 +300,28 @@ def lift_suppression(suppression: Suppression, *, actor=None, actor_label: str =
         personal={"why": why} if why else None,
     )
     suppression.delete()
+
+
+@transaction.atomic
+def narrow_suppression(suppression: Suppression, channel: str, *, actor=None, actor_label: str = "",
+                       why: str = "") -> list[Suppression]:
+    """Take `channel` out of an all-channel suppression: each other channel keeps a suppression
+    of its own with the same reason, purpose, contact, detail, start and expiry (a suppression
+    that scope already has stays as suppress() leaves it), and the all-channel one is lifted.
+    Returns the other channels' suppressions."""
+    if suppression.channel:
+        raise ValueError("Only an all-channel suppression can be narrowed.")
+    if channel not in Channel.values:
+        raise ValueError(f"Unknown channel {channel!r}.")
+    kept = [
+        _suppress(suppression.address, suppression.address_hash, channel=other, purpose=suppression.purpose,
+                  reason=suppression.reason, contact=suppression.contact, detail=suppression.detail, actor=actor,
+                  actor_label=actor_label, expires_at=suppression.expires_at,
+                  created_at=suppression.created_at)[0]
+        for other in Channel.values if other != channel
+    ]
+    lift_suppression(suppression, actor=actor, actor_label=actor_label, why=why)
+    return kept
 
 
 def record_submitted_consents(sender, *, contact, consents: list[dict], source: str, actor_label: str, **kwargs):
