@@ -8,7 +8,8 @@ cannot be processed is quarantined and the rest of its batch goes on.
 Replies reach journeys as events channels stores (channels may not import campaigns):
 `inbound.replied` when a contact writes in, `conversation.closed` when their conversation
 closes, each with the conversation's id. Each live enrollment of the contact then does what its
-version's on_reply says (see _act_on_conversations).
+version's on_reply says (see _act_on_conversations); one a conversation paused stays paused while
+any other conversation of the contact is open.
 """
 from collections import Counter, defaultdict
 from datetime import datetime
@@ -17,7 +18,7 @@ from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Q
 
 from channels import state
-from channels.models import Message, MessageStatus
+from channels.models import Conversation, ConversationStatus, Message, MessageStatus
 from contacts.data_types import definitions
 from contacts.models import Contact, ContactEvent
 from omni import audit
@@ -127,12 +128,14 @@ def _act_on_conversations(events, now) -> Counter:
 
     - inbound.replied: pause_resume and pause_exit pause an active enrollment for that
       conversation; exit ends a live one ("replied"); continue does nothing.
-    - conversation.closed: an enrollment paused for that conversation exits
-      ("conversation_closed") under pause_exit, and resumes under pause_resume (see ON_CLOSE for
-      a version moved to meanwhile). Enrollments paused by staff or by another conversation
-      stay paused.
+    - conversation.closed: an enrollment paused for that conversation stays paused, for another
+      one, while the contact has another conversation open (opened before the closing): support
+      is still talking with them. Once none is, it exits ("conversation_closed") under
+      pause_exit, and resumes under pause_resume (see ON_CLOSE for a version moved to
+      meanwhile). Enrollments paused by staff or by another conversation stay paused.
 
-    The enrollments are read and locked in one query and written in one, whatever the batch.
+    The enrollments are read and locked in one query and written in one, whatever the batch;
+    a batch with closings reads its contacts' open conversations in one more.
     Returns how many were paused, resumed and exited.
     """
     relevant = [e for e in events if e.name in (REPLIED, CONVERSATION_CLOSED)
@@ -151,12 +154,19 @@ def _act_on_conversations(events, now) -> Counter:
     by_contact = defaultdict(list)
     for enrollment in live.annotate(on_reply=F("journey_version__on_reply")).order_by("pk"):
         by_contact[enrollment.contact_id].append(enrollment)
+    closings = [e for e in relevant if e.name == CONVERSATION_CLOSED and e.contact_id in by_contact]
+    still_open = _open_conversations({e.contact_id for e in closings},
+                                     closed={conversations[e.pk] for e in closings}) if closings else {}
     moved, entries, counts = {}, [], Counter()
     for event in relevant:
         conversation_id = conversations[event.pk]
+        # One opened after this closing did not hold it up: its own reply pauses the contact again.
+        others = [pk for pk, opened_at in still_open.get(event.contact_id, ()) if opened_at <= event.occurred_at]
         for enrollment in by_contact.get(event.contact_id, ()):
-            act = _on_reply if event.name == REPLIED else _on_close
-            kind, entry = act(enrollment, conversation_id, now)
+            if event.name == REPLIED:
+                kind, entry = _on_reply(enrollment, conversation_id, now)
+            else:
+                kind, entry = _on_close(enrollment, conversation_id, others, now)
             if entry is not None:
                 counts[kind] += 1
                 entries.append(entry)
@@ -205,10 +215,24 @@ def _on_reply(enrollment, conversation_id: int, now) -> tuple[str, object]:
     return "", None
 
 
-def _on_close(enrollment, conversation_id: int, now) -> tuple[str, object]:
-    """What a closing does to one enrollment: only one that conversation paused moves."""
+def _open_conversations(contact_ids, *, closed: set[int]) -> dict[int, list[tuple[int, datetime]]]:
+    """Each contact's conversations not closed, as (id, opened_at) in id order, leaving out those
+    the batch's closings name (closed all the same, whatever their row says by now)."""
+    found = defaultdict(list)
+    for contact_id, pk, opened_at in (
+            Conversation.objects.filter(contact_id__in=contact_ids).exclude(status=ConversationStatus.CLOSED)
+            .exclude(pk__in=closed).order_by("pk").values_list("contact_id", "pk", "opened_at")):
+        found[contact_id].append((pk, opened_at))
+    return found
+
+
+def _on_close(enrollment, conversation_id: int, still_open: list[int], now) -> tuple[str, object]:
+    """What a closing does to one enrollment: only one that conversation paused moves, and while
+    the contact has another conversation open (`still_open`) it stays paused, for that one."""
     if enrollment.state != EnrollmentState.PAUSED or enrollment.paused_for_conversation_id != conversation_id:
         return "", None
+    if still_open:
+        return "handed_over", enrollment_state.hand_over(enrollment, still_open[0])
     if ON_CLOSE.get(enrollment.on_reply) == "exit":
         return "exited", enrollment_state.end(enrollment, EnrollmentState.EXITED, enrollment_state.CONVERSATION_CLOSED,
                                               now, data={"conversation": conversation_id})

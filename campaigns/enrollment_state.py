@@ -67,7 +67,7 @@ def end(enrollment, state: str, reason: str, now, *, actor=None, actor_label="",
 
 def pause(enrollment, *, reason: str, now, conversation_id: int | None = None, actor=None, actor_label=""):
     """Hold an active enrollment at its step. `conversation_id`: the conversation whose opening
-    paused it, the only one whose closing resumes it."""
+    paused it, the only one whose closing resumes it (or hands it over, see hand_over())."""
     _check(enrollment, S.PAUSED)
     enrollment.state = S.PAUSED
     enrollment.paused_at = now
@@ -80,6 +80,20 @@ def pause(enrollment, *, reason: str, now, conversation_id: int | None = None, a
                        actor_label=actor_label, **_why(reason, CONVERSATION_OPEN if conversation_id else ""),
                        data={"journey": enrollment.journey_id, "step": enrollment.current_step_key,
                              "conversation": conversation_id})
+
+
+def hand_over(enrollment, conversation_id: int):
+    """Pass a paused enrollment on to `conversation_id`, another conversation of the contact still
+    open when the one that paused it closed: that one's closing resumes it. It stays paused."""
+    if enrollment.state != S.PAUSED or enrollment.paused_for_conversation_id is None:
+        raise EnrollmentMoveRefused(f"Enrollment {enrollment.pk} is not paused by a conversation; no other "
+                                    f"conversation can hold it.")
+    closed = enrollment.paused_for_conversation_id
+    enrollment.paused_for_conversation_id = conversation_id
+    return audit.build("journey.enrollment_pause_handed_over", contact_id=enrollment.contact_id, obj=enrollment,
+                       reason=CONVERSATION_OPEN, data={"journey": enrollment.journey_id,
+                                                       "step": enrollment.current_step_key, "closed": closed,
+                                                       "conversation": conversation_id})
 
 
 def resume(enrollment, *, now, reason: str = "", by_conversation: bool = False, actor=None, actor_label=""):

@@ -29,6 +29,7 @@ from campaigns.actions import (
 from campaigns.models import Enrollment, EnrollmentState, Journey, JourneyStep, OnReply, StepKind
 from campaigns.tick import tick
 from campaigns.tick_report import TickReport
+from channels import conversations
 from channels.models import Channel, Conversation, Delivery, Message, MessageStatus
 from compliance.models import QuietHours
 from contacts.ingest import ingest_event
@@ -235,6 +236,71 @@ def test_closing_another_conversation_resumes_nothing(journey_replying, ann, now
     assert (enrollment.state, enrollment.paused_for_conversation_id) == (EnrollmentState.PAUSED, sms.pk)
 
 
+def talking_on_two_channels(contact, first_message_id: int) -> tuple[Conversation, Conversation]:
+    """The contact writes in on SMS, then on WhatsApp: two conversations open at once."""
+    sms = conversation_with(contact)
+    whatsapp = Conversation.objects.create(contact=contact, channel=Channel.WHATSAPP)
+    replied(contact, sms, first_message_id)
+    replied(contact, whatsapp, first_message_id + 1)
+    return sms, whatsapp
+
+
+def test_closing_one_of_two_open_conversations_keeps_the_journey_paused_until_the_last_closes(journey_replying,
+                                                                                              ann, now):
+    # given ann paused by her SMS conversation while she also talks with us on WhatsApp
+    enrollment = waiting(journey_replying(OnReply.PAUSE_RESUME), ann, now)
+    sms, whatsapp = talking_on_two_channels(ann, 1)
+    tick(now + timedelta(seconds=10))
+
+    # when the agent closes the SMS conversation after her wait ran out
+    conversations.close([sms], now=now + timedelta(seconds=WAIT * 2))
+    report = tick(now + timedelta(seconds=WAIT * 2))
+
+    # then she stays paused, now for the WhatsApp conversation, audited, and nothing is sent
+    enrollment.refresh_from_db()
+    assert report.resumed == 0 and sent_sms(ann) == 0
+    assert (enrollment.state, enrollment.pause_reason, enrollment.paused_for_conversation_id) == (
+        EnrollmentState.PAUSED, "conversation_open", whatsapp.pk)
+    entry = audit.for_object(enrollment).get(action="journey.enrollment_pause_handed_over")
+    assert (entry.reason, entry.data["closed"], entry.data["conversation"]) == (
+        "conversation_open", sms.pk, whatsapp.pk)
+
+    # when the WhatsApp conversation closes too
+    conversations.close([whatsapp], now=now + timedelta(seconds=WAIT * 3))
+    report = tick(now + timedelta(seconds=WAIT * 3))
+
+    # then she is resumed, and the wait that ran out meanwhile runs at once: the SMS goes out
+    enrollment.refresh_from_db()
+    assert report.resumed == 1 and sent_sms(ann) == 1
+    assert audit.for_object(enrollment).get(action="journey.enrollment_resumed").data["conversation"] == whatsapp.pk
+
+
+def test_pause_exit_ends_the_journey_only_when_the_last_open_conversation_closes(journey_replying, ann, now):
+    # given ann paused, to exit on the closing, while she talks with us on SMS and WhatsApp
+    enrollment = waiting(journey_replying(OnReply.PAUSE_EXIT), ann, now)
+    sms, whatsapp = talking_on_two_channels(ann, 1)
+    tick(now + timedelta(seconds=10))
+
+    # when the SMS conversation closes
+    conversations.close([sms], now=now + timedelta(seconds=20))
+    report = tick(now + timedelta(seconds=20))
+
+    # then she is still in the journey, paused
+    enrollment.refresh_from_db()
+    assert report.exited_on_reply == 0
+    assert (enrollment.state, enrollment.paused_for_conversation_id) == (EnrollmentState.PAUSED, whatsapp.pk)
+
+    # when the WhatsApp conversation closes too
+    conversations.close([whatsapp], now=now + timedelta(seconds=30))
+    report = tick(now + timedelta(seconds=30))
+
+    # then she leaves the journey
+    enrollment.refresh_from_db()
+    assert report.exited_on_reply == 1
+    assert (enrollment.state, enrollment.end_reason) == (EnrollmentState.EXITED, "conversation_closed")
+    assert audit.for_object(enrollment).get(action="journey.exited").data["conversation"] == whatsapp.pk
+
+
 def test_an_enrollment_paused_by_staff_is_not_resumed_by_a_closing(journey_replying, ann, now, admin_user):
     # given staff paused ann's enrollment, then she wrote in (which changes nothing: she is paused)
     enrollment = waiting(journey_replying(OnReply.PAUSE_RESUME), ann, now)
@@ -357,6 +423,42 @@ def test_a_batch_of_replies_costs_a_fixed_number_of_queries(journey_replying, no
     # then forty cost what three did, and all are paused
     assert many == few
     assert Enrollment.objects.filter(state=EnrollmentState.PAUSED).count() == 43
+
+
+# A batch of closings reads, besides, the conversations of its contacts still open.
+CLOSE_BATCH_MAX_QUERIES = REPLY_BATCH_MAX_QUERIES + 1
+
+
+def test_a_batch_of_closings_keeps_paused_whoever_still_talks_in_a_fixed_number_of_queries(
+        journey_replying, now, django_assert_max_num_queries):
+    # given contacts paused while each talks with us on SMS and WhatsApp
+    journey = journey_replying(OnReply.PAUSE_RESUME)
+    contacts = [make_contact(f"c{n}", email=f"c{n}@example.com", consents=()) for n in range(23)]
+    for contact in contacts:
+        enroll_contact(journey, contact)
+    tick(now)
+    for n, contact in enumerate(contacts):
+        talking_on_two_channels(contact, 10 * n)
+    tick(now + timedelta(seconds=10))
+
+    def stage_queries(batch) -> int:
+        conversations.close(Conversation.objects.filter(contact__in=batch, channel=Channel.SMS),
+                            now=now + timedelta(seconds=20))
+        report = TickReport()
+        with django_assert_max_num_queries(CLOSE_BATCH_MAX_QUERIES) as queries:
+            enrolling.process_events_batch(now + timedelta(seconds=20), report)
+        assert (report.events, report.resumed) == (len(batch), 0)
+        return len(queries)
+
+    # when the SMS conversations of three close, then of twenty
+    few = stage_queries(contacts[:3])
+    many = stage_queries(contacts[3:])
+
+    # then twenty cost what three did, and all stay paused for their WhatsApp conversations
+    assert many == few
+    assert set(Enrollment.objects.values_list("state", flat=True)) == {EnrollmentState.PAUSED}
+    assert set(Enrollment.objects.values_list("paused_for_conversation_id", flat=True)) == set(
+        Conversation.objects.filter(channel=Channel.WHATSAPP).values_list("pk", flat=True))
 
 
 def test_events_of_other_names_do_not_read_enrollments(journey_replying, ann, now):
