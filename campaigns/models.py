@@ -390,8 +390,8 @@ class Enrollment(models.Model):
     quarantined_at = models.DateTimeField(null=True, blank=True)
     quarantine_reason = models.TextField(blank=True, default="", db_default="")
     # Set while paused (campaigns.enrollment_state): when, by whom and why, and the conversation
-    # whose opening paused it, so that only that conversation's closing resumes it (an
-    # enrollment paused by staff has none). A plain id: the conversation's row is channels'.
+    # the pause waits on: the one whose opening paused it, or another of the contact's still open
+    # when that one closed; only its closing resumes it (an enrollment paused by staff has none). A plain id: the conversation's row is channels'.
     paused_at = models.DateTimeField(null=True, blank=True)
     paused_by_label = models.CharField(max_length=150, blank=True, default="", db_default="")
     pause_reason = models.CharField(max_length=200, blank=True, default="", db_default="")
