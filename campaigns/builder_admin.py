@@ -13,7 +13,7 @@ from django.urls import path, reverse
 
 from contacts import conditions
 from contacts.data_types import definitions
-from omni.lib.admin import save_edited_fields
+from omni.lib.admin import RefusesStalePage, save_edited_fields
 
 from . import drafts
 from .models import Journey, JourneyStep, StepKind
@@ -86,9 +86,10 @@ def _typed(text, data_type, takes):
     return typed(text, data_type, takes)
 
 
-class JourneyForm(forms.ModelForm):
+class JourneyForm(RefusesStalePage, forms.ModelForm):
     """The journey's own fields, with no JSON, refusing a page older than the draft."""
 
+    revision_field = "draft_revision_seen"
     draft_revision_seen = forms.IntegerField(widget=forms.HiddenInput, required=False)
 
     class Meta:
@@ -98,8 +99,6 @@ class JourneyForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if self.instance.pk:
-            self.fields["draft_revision_seen"].initial = self.instance.draft_revision
         for name in ("trigger_max_age_seconds", "reentry_after_seconds"):
             if name in self.fields:
                 old = self.fields[name]
@@ -113,13 +112,14 @@ class JourneyForm(forms.ModelForm):
             self.fields["reentry_after_seconds"].label = "re-entry after"
         style(self)
 
+    def revision(self, row) -> int:
+        return row.draft_revision
+
+    def stale_words(self, row, seen) -> str:
+        return drafts.STALE
+
     def clean(self):
         cleaned = super().clean()
-        if self.instance.pk:
-            try:
-                drafts.check_revision(self.instance, cleaned.get("draft_revision_seen"))
-            except drafts.StaleDraft as stale:
-                raise forms.ValidationError(stale.messages) from None
         if cleaned.get("trigger_type") == "event" and "trigger_conditions" in cleaned:
             for problem in condition_problems(cleaned["trigger_conditions"] or [], cleaned.get("trigger_event") or ""):
                 self.add_error("trigger_conditions", problem)

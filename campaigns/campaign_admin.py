@@ -3,6 +3,8 @@
 The form has no JSON: the channel plan as rows (campaigns.step_forms.ChannelPlanFields, as a
 journey's send step), durations as a number and a unit, auto-pause thresholds as percentages,
 the A/B test's variants as an inline. Once the campaign leaves its draft the form is read-only.
+A save from a page read before the campaign last changed (an edit, an approval) is refused,
+variants and all, keeping what was typed (omni.lib.admin.RefusesStalePage).
 Above the form (campaigns/templatetags/campaign_page.py): what stops it starting, its approval,
 its progress, its buttons, and the A/B and health sections.
 
@@ -13,10 +15,11 @@ message on the page. Who may press what:
   request approval;
 - approve_campaign with view_campaign (marketing approvers): approve.
 """
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
@@ -28,8 +31,8 @@ from django.utils.text import capfirst
 
 from contacts.data_types import definitions
 from omni.choices import Channel
-from omni.lib.admin import AwaitingApprovalFilter, ModelAdmin, OwnedByCreatorMixin, TabularInline
-from omni.lib.approval import ApprovalRefused
+from omni.lib.admin import AwaitingApprovalFilter, ModelAdmin, OwnedByCreatorMixin, RefusesStalePage, TabularInline
+from omni.lib.approval import ApprovalRefused, when, who
 
 from . import campaign_approval, campaign_progress, campaign_sending, campaign_start
 from .campaign_state import CampaignLocked, CampaignMoveRefused, locked_words, save_draft
@@ -47,6 +50,9 @@ SHARES = [("holdout_percent", "Holdout (%)", "The share of the audience held out
           ("test_percent", "Test share (%)", "With two or more variants: the share of the audience split between "
                                              "them; the rest get the winner after the test period.")]
 FOLLOW_UP_FIELDS = ("follow_up_link", "follow_up_when", "follow_up_after_words")
+# A draft's revision, as its page read it: every change of a draft sets one of these times (an
+# edit or a move updated_at, each approval step its own), so a page that read others is out of date.
+REVISION_FIELDS = ("updated_at", "approval_requested_at", "approved_at", "approval_reset_at")
 
 
 def _locked(campaign) -> bool:
@@ -90,8 +96,51 @@ def channel_plan_words(plan) -> str:
     return ", then ".join(words)
 
 
-class CampaignForm(ChannelPlanFields, forms.ModelForm):
+def campaign_revision(campaign: Campaign) -> str:
+    return "|".join(_instant(getattr(campaign, name)) for name in REVISION_FIELDS)
+
+
+def _instant(moment) -> str:
+    return moment.isoformat() if moment else ""
+
+
+def changed_since_words(campaign: Campaign, seen: str) -> str:
+    """Why a page that read revision `seen` may not save: what changed the campaign since, by
+    whom and when (as far as known)."""
+    before = dict(zip(REVISION_FIELDS, seen.split("|")))
+    changes = []
+    if before.get("updated_at") != _instant(campaign.updated_at):
+        editor = _editor_since(campaign, before.get("updated_at"))
+        changes.append(f"edited{f' by {who(editor)}' if editor else ''} at {when(campaign.updated_at)}")
+    for name, did, by in [("approval_requested_at", "approval requested", campaign.approval_requested_by),
+                          ("approved_at", "approved", campaign.approved_by),
+                          ("approval_reset_at", "approval reset", None)]:
+        moment = getattr(campaign, name)
+        if moment and before.get(name) != _instant(moment):
+            changes.append(f"{did}{f' by {who(by)}' if by else ''} at {when(moment)}")
+    return (f"{campaign} was changed since you opened this page{': ' + '; '.join(changes) if changes else ''}. "
+            f"Nothing was saved, and what you typed is still below: open the page again to see the campaign as "
+            f"it is now, then make your change again.")
+
+
+def _editor_since(campaign: Campaign, seen_at: str | None):
+    """Who saved the campaign's page last, after `seen_at`: the admin's history names them (no
+    audit entry does: an edit of a draft is not audited)."""
+    try:
+        since = datetime.fromisoformat(seen_at)
+    except (TypeError, ValueError):
+        return None
+    entry = (LogEntry.objects.filter(content_type__app_label="campaigns", content_type__model="campaign",
+                                     object_id=str(campaign.pk), action_flag=CHANGE, action_time__gte=since)
+             .select_related("user").order_by("-action_time").first())
+    return entry.user if entry else None
+
+
+class CampaignForm(RefusesStalePage, ChannelPlanFields, forms.ModelForm):
     """The campaign's own fields, the channel plan as rows, durations and percentages typed as such."""
+
+    revision_field = "revision_seen"
+    revision_seen = forms.CharField(widget=forms.HiddenInput, required=False)
 
     class Meta:
         model = Campaign
@@ -138,6 +187,12 @@ class CampaignForm(ChannelPlanFields, forms.ModelForm):
                 cleaned[name] = float(cleaned[name]) / 100
         self.instance.channel_plan = self.check_channel_plan(cleaned.get("template"))
         return cleaned
+
+    def revision(self, row) -> str:
+        return campaign_revision(row)
+
+    def stale_words(self, row, seen) -> str:
+        return changed_since_words(row, seen)
 
 
 class LockedCampaignForm(forms.ModelForm):
@@ -210,7 +265,8 @@ class CampaignAdmin(OwnedByCreatorMixin, ModelAdmin):
     record_fields = ["created_by", "started_at", "finished_at", "paused_reason", "auto_paused_at",
                      "test_ends_at", "winner", "winner_chosen_at", "created_at", "updated_at"]
     fieldsets = [
-        (None, {"fields": ["name", "status", "template", "segment", ("purpose", "urgency"), "intent_key"]}),
+        (None, {"fields": ["name", "status", "template", "segment", ("purpose", "urgency"), "intent_key",
+                           "revision_seen"]}),
         ("Channels", {"fields": ["plan", *ChannelPlanFields.plan_row_names()]}),
         ("Schedule", {"fields": ["scheduled_at", ("send_in_local_time", "local_time_passed"), "throttle_per_minute",
                                  "expires_after"]}),
@@ -251,7 +307,8 @@ class CampaignAdmin(OwnedByCreatorMixin, ModelAdmin):
         if obj is None:
             fieldsets = [fieldset for fieldset in fieldsets if fieldset[0] != "Record"]
         if self._read_only(request, obj):
-            fieldsets = [(title, {**options, "fields": [_shown_instead(entry) for entry in options["fields"]]})
+            fieldsets = [(title, {**options, "fields": [_shown_instead(entry) for entry in options["fields"]
+                                                        if entry != "revision_seen"]})
                          for title, options in fieldsets if title != "Channels"]
             fieldsets.insert(1, ("Channels", {"fields": ["channel_plan_words"]}))
         return fieldsets

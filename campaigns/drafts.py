@@ -167,11 +167,6 @@ def bump_revision(journey: Journey, *, actor, change: str, data: dict) -> None:
     journey_approval.draft_edited(journey, actor=actor)
 
 
-def check_revision(journey: Journey, revision) -> None:
-    """Refuse (StaleDraft) when the page's revision is not the journey's, holding its row until commit."""
-    _begin(journey, revision)
-
-
 def _find(steps: list[JourneyStep], step: JourneyStep) -> JourneyStep:
     for candidate in steps:
         if candidate.pk == step.pk:

@@ -14,6 +14,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from campaigns.campaign_admin import campaign_revision
 from campaigns.models import Campaign, CampaignRecipient, CampaignStatus, RecipientOutcome
 from campaigns.campaign_state import CampaignLocked, move_campaign
 from contacts.models import LifecycleStage, Segment
@@ -271,7 +272,7 @@ def test_the_marketer_asks_another_person_approves_and_an_edit_resets_it(client,
     # an edit that changes what it sends resets the approval, and says so
     client.force_login(marketer)
     data = form_data(welcome_templates[1], segment, marketer, name="Spring sale", channel_1="sms", channel_2="",
-                     **{"variants-TOTAL_FORMS": "0"})
+                     revision_seen=campaign_revision(draft), **{"variants-TOTAL_FORMS": "0"})
     response = client.post(page_url, data, follow=True)
     assert any("approval request or approval was reset" in str(m) for m in response.context["messages"])
     draft.refresh_from_db()
@@ -315,7 +316,8 @@ def test_an_edit_saved_after_a_start_committed_leaves_the_started_campaign_alone
     request.user = marketer
     edited = Campaign.objects.get(pk=draft.pk)
     form = campaign_admin.get_form(request, edited, change=True)(
-        form_data(welcome_templates[0], segment, marketer, name="Renamed", **{"variants-TOTAL_FORMS": "0"}),
+        form_data(welcome_templates[0], segment, marketer, name="Renamed", revision_seen=campaign_revision(edited),
+                  **{"variants-TOTAL_FORMS": "0"}),
         instance=edited)
     assert form.is_valid(), form.errors
     # the form was read as a draft; meanwhile the campaign starts
@@ -351,7 +353,7 @@ def test_an_edit_of_a_draft_saves_its_fields_and_the_plan_its_rows_make(client, 
 
     response = client.post(reverse("admin:campaigns_campaign_change", args=[draft.pk]),
                            form_data(welcome_templates[0], segment, marketer, name="Renamed", holdout_percent="5",
-                                     **{"variants-TOTAL_FORMS": "0"}))
+                                     revision_seen=campaign_revision(draft), **{"variants-TOTAL_FORMS": "0"}))
 
     assert response.status_code == 302
     draft.refresh_from_db()

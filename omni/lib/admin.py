@@ -4,6 +4,7 @@ Every ModelAdmin and inline inherits from `OmniAdmin` through the three classes 
 on django-unfold's (the admin's theme): a page built on Django's own classes would render with
 the stock widgets inside Unfold's frame. omni/tests/test_admin.py fails on one that does not.
 """
+from django import forms
 from django.contrib import admin
 from unfold import admin as unfold_admin
 
@@ -30,6 +31,41 @@ def save_edited_fields(obj, form) -> None:
     committed since the page was read, and a full save would write it back as the page read it."""
     obj.save(update_fields=[field.name for field in obj._meta.concrete_fields
                             if field.name in form.fields or getattr(field, "auto_now", False)])
+
+
+class RefusesStalePage:
+    """A change form that refuses a save from a page read before its row last changed: two people
+    editing one row do not silently write over each other.
+
+    The page carries the row's revision as it read it (`revision(row)`) in a hidden field, named
+    `revision_field` and declared by the form (it must be in the admin's fieldsets to be sent
+    back). clean() reads the row again, locked until the save commits, and when its revision moved
+    on refuses the save with `stale_words(row, seen)`: a form error, so nothing is written and the
+    page comes back with what was typed. A post without the field (not made from the page) is
+    refused the same way: it read no revision."""
+
+    revision_field = ""
+
+    def revision(self, row) -> str:
+        raise NotImplementedError
+
+    def stale_words(self, row, seen: str) -> str:
+        raise NotImplementedError
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields[self.revision_field].initial = self.revision(self.instance)
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.instance.pk:
+            row = type(self.instance)._default_manager.select_for_update(no_key=True).get(pk=self.instance.pk)
+            seen = cleaned.get(self.revision_field)
+            seen = "" if seen is None else str(seen)
+            if seen != str(self.revision(row)):
+                raise forms.ValidationError(self.stale_words(row, seen), code="stale")
+        return cleaned
 
 
 class ReadOnlyAdminMixin:
