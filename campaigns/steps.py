@@ -56,6 +56,8 @@ class BatchFacts:
     conditions: dict = field(default_factory=dict)
     dates: dict = field(default_factory=dict)
     engaged: set = field(default_factory=set)
+    # Enrollments at an event wait whose contact did the event since reaching the step.
+    happened: set = field(default_factory=set)
 
 
 def run_enrollments(enrollments: list[Enrollment], versions: dict[int, JourneyVersion],
@@ -83,6 +85,7 @@ def run_enrollments(enrollments: list[Enrollment], versions: dict[int, JourneyVe
             conditions=_evaluate_conditions(by_kind[StepKind.CONDITION], at, now),
             dates=_date_targets(by_kind[StepKind.WAIT_DATE], at),
             engaged=_engaged_already(by_kind[StepKind.WAIT_EVENT], at),
+            happened=_events_already(by_kind[StepKind.WAIT_EVENT], at),
         )
         entries.extend(_update_contacts(by_kind[StepKind.UPDATE], at, versions, now))
         still_running = []
@@ -216,9 +219,14 @@ def _wait_for_event(enrollment, step, facts: BatchFacts, now) -> Move:
         if enrollment.pk in facts.engaged:
             # The engagement came while the wait was starting, and its wake missed it.
             return Move(f"engagement:{config['engagement']}", step.following)
+        if enrollment.pk in facts.happened:
+            # The event came while the wait was starting, and its wake missed it.
+            return Move(waking.event_key(config["event"]), step.following)
         return Move("timeout", timeout_branch)
     timeout = now + scaled(int(config["timeout_seconds"]))
     if "event" in config:
+        if enrollment.pk in facts.happened:
+            return Move(waking.event_key(config["event"]), step.following)
         return Move(None, waiting_for=waking.event_key(config["event"]), run_at=timeout)
     message_id = _message_of(enrollment, config["step"])
     if message_id is None:
@@ -350,6 +358,45 @@ def _engaged_already(enrollments, at) -> set[int]:
                                 {at[e.pk].config["engagement"] for e in starting})
     return {e.pk for e in starting
             if (_message_of(e, at[e.pk].config["step"]), at[e.pk].config["engagement"]) in proven}
+
+
+def _events_already(enrollments, at) -> set[int]:
+    """The enrollments starting an event wait, or at its timeout, whose contact did the event
+    since reaching the step: in one query for the events and at most one for the triggers.
+    A wake only finds enrollments already waiting, so an event processed first woke none: one in
+    the very batch whose trigger enrolled the contact, or one stored while the wait was starting."""
+    starting = [e for e in enrollments if e.woken_at is None and "event" in at[e.pk].config]
+    if not starting:
+        return set()
+    reached = _reached_step(starting, at)
+    done = defaultdict(list)
+    for contact_id, name, received_at, pk in ContactEvent.objects.filter(
+            contact_id__in={e.contact_id for e in starting}, name__in={at[e.pk].config["event"] for e in starting},
+            received_at__gte=min(moment for moment, _ in reached.values())).values_list(
+            "contact_id", "name", "received_at", "pk"):
+        done[contact_id, name].append((received_at, pk))
+    return {e.pk for e in starting
+            if any(seen > reached[e.pk] for seen in done[e.contact_id, at[e.pk].config["event"]])}
+
+
+def _reached_step(enrollments, at) -> dict[int, tuple]:
+    """When each enrollment reached its event wait, as (moment, event id) to compare with an
+    event's (received_at, id): at its first step, after the event that triggered it (that event
+    and those stored before it do not count); else when the step came due, which a started wait
+    keeps as its timeout less the wait's length."""
+    first = [e for e in enrollments if e.steps_taken == 0 and e.trigger_event_id is not None]
+    triggers = dict(ContactEvent.objects.filter(pk__in={e.trigger_event_id for e in first})
+                    .values_list("pk", "received_at")) if first else {}
+    reached = {}
+    for enrollment in enrollments:
+        if enrollment.trigger_event_id in triggers and enrollment.steps_taken == 0:
+            reached[enrollment.pk] = (triggers[enrollment.trigger_event_id], enrollment.trigger_event_id)
+        elif enrollment.waiting_for:
+            length = scaled(int(at[enrollment.pk].config["timeout_seconds"]))
+            reached[enrollment.pk] = (enrollment.next_run_at - length, 0)
+        else:
+            reached[enrollment.pk] = (enrollment.next_run_at or enrollment.entered_at, 0)
+    return reached
 
 
 def _engagement_events(contact_ids, kinds) -> set[tuple[int, str]]:

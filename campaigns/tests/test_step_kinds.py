@@ -658,3 +658,47 @@ def test_no_kind_of_step_runs_for_a_paused_enrollment(spec, now):
     resume_enrollment(enrollment, now=now + timedelta(seconds=2))
     tick(now + timedelta(seconds=2))
     assert visits_of(enrollment)[0][0] == spec[0]
+
+
+def test_an_event_in_the_batch_whose_trigger_enrolled_the_contact_ends_the_wait_at_once(now):
+    # given a journey that waits for a purchase after the sign-up
+    journey = purchase_journey()
+    ann, bob = Contact.objects.create(external_id="ann"), Contact.objects.create(external_id="bob")
+
+    # when Ann signs up and purchases, and Bob purchases before signing up, all in one batch of events
+    event(ann, "signed_up", "s-ann")
+    event(ann, "purchased", "p-ann")
+    event(bob, "purchased", "p-bob")
+    event(bob, "signed_up", "s-bob")
+    tick(now)
+
+    # then Ann's wait ends on her purchase in the same tick; Bob's purchase came before he entered
+    ann_in, bob_in = Enrollment.objects.get(contact=ann), Enrollment.objects.get(contact=bob)
+    assert visits_of(ann_in) == [("await-purchase", "event:purchased"), ("done", "exit")]
+    assert (bob_in.state, bob_in.waiting_for, visits_of(bob_in)) == (EnrollmentState.ACTIVE, "event:purchased", [])
+
+
+def test_an_event_stored_while_a_later_wait_was_starting_ends_it_and_one_before_the_step_does_not(now):
+    # given a journey that pauses an hour, then waits for a purchase
+    journey = build_journey(("pause", StepKind.WAIT, {"config": {"seconds": 3600}}),
+                            ("await-purchase", StepKind.WAIT_EVENT, {"config": {"event": "purchased",
+                                                                                "timeout_seconds": 3600},
+                                                                     "else": "other"}),
+                            EXIT, OTHER_EXIT, slug="pause-then-wait")
+    ann, bob = Contact.objects.create(external_id="ann"), Contact.objects.create(external_id="bob")
+    ann_in, bob_in = enroll(journey, ann, now), enroll(journey, bob, now)
+    tick(now)
+    # and Bob purchases during the pause, before reaching the wait (the tick handles it: nobody waits)
+    event(bob, "purchased", "p-bob")
+    tick(now + timedelta(seconds=60))
+
+    # when the pause ends, and Ann's purchase is stored and processed just as her wait starts
+    later = timezone.now() + timedelta(seconds=3600)
+    tick(later)
+    purchase = event(ann, "purchased", "p-ann")
+    ContactEvent.objects.filter(pk=purchase.pk).update(processed_at=later, received_at=later)
+    tick(later + timedelta(seconds=3600))
+
+    # then Ann's wait ends on her purchase at its timeout check; Bob's purchase before the step counts not
+    assert visits_of(ann_in)[-2:] == [("await-purchase", "event:purchased"), ("done", "exit")]
+    assert visits_of(bob_in)[-2:] == [("await-purchase", "timeout"), ("other", "exit")]
