@@ -1,8 +1,11 @@
 """Rendering a template variant for one contact, strictly.
 
-Jinja2's SandboxedEnvironment with StrictUndefined: a missing variable, and any error the
-template raises while it renders, is a RenderError (nothing is sent), and templates edited in the admin cannot reach Python internals. HTML bodies are
-autoescaped; text channels are not, so an apostrophe in a name stays an apostrophe in an SMS.
+Jinja2's ImmutableSandboxedEnvironment with StrictUndefined: a missing variable, and any error
+the template raises while it renders, is a RenderError (nothing is sent); templates edited in
+the admin cannot reach Python internals, nor change the values they are given (a text part
+that emptied a list would change what the HTML part, or the next contact sharing it, renders).
+HTML bodies are autoescaped; text channels are not, so an apostrophe in a name stays an
+apostrophe in an SMS.
 """
 import re
 from functools import lru_cache
@@ -10,7 +13,7 @@ from html import escape as html_escape
 from html.parser import HTMLParser
 
 from jinja2 import ChainableUndefined, StrictUndefined, TemplateError, UndefinedError, nodes
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import missing
 
 
@@ -23,9 +26,9 @@ def _refuse_null(value):
     return value
 
 
-_text_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False,
+_text_env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False,
                                  finalize=_refuse_null)
-_html_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=True, finalize=_refuse_null)
+_html_env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=True, finalize=_refuse_null)
 
 TEXT_FIELDS = ("subject", "preheader", "text_body", "title")
 
@@ -127,7 +130,7 @@ def undefined_names(source: str, variables: dict) -> list[str]:
             self._record()
             return 0
 
-    SandboxedEnvironment(undefined=Recording, autoescape=False).from_string(source).render(variables)
+    ImmutableSandboxedEnvironment(undefined=Recording, autoescape=False).from_string(source).render(variables)
     return found
 
 

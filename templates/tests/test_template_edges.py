@@ -172,3 +172,20 @@ def test_a_written_text_part_is_kept_and_a_text_only_email_is_unchanged(db, cont
     assert (email.text_body, email.html_body) == (
         "Hi Alice", '<div style="display:none;max-height:0;overflow:hidden;mso-hide:all">Soon</div><p>Hello Alice</p>')
     assert (sms.text_body, sms.html_body) == ("<b>Hi</b>", "")
+
+
+@pytest.mark.parametrize("source", [
+    "{{ contact.attributes.tags.append('vip') }}",
+    "{% set _ = contact.attributes.update({'plan': 'free'}) %}Hi",
+    "{{ contact.attributes.pop('plan') }}",
+])
+def test_a_template_cannot_change_the_values_it_is_given(source):
+    # given the values a contact's message renders with (the text part renders before the HTML)
+    variables = {"contact": {"first_name": "Ann", "attributes": {"plan": "pro", "tags": ["new"]}}}
+
+    # when a template calls a method that would change them, it is refused
+    with pytest.raises(RenderError, match="unsafe"):
+        render_variant({"channel": "sms", "text_body": source}, variables)
+
+    # and they are as they were
+    assert variables == {"contact": {"first_name": "Ann", "attributes": {"plan": "pro", "tags": ["new"]}}}
