@@ -1,14 +1,16 @@
+from datetime import timedelta
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from compliance.actions import record_consent_change
-from contacts.models import Contact, LifecycleStage
+from contacts.models import Contact, LifecycleStage, Segment
 from templates.actions import publish_template
 from templates.models import Template, TemplateVariant
 
 from campaigns.actions import activate_journey
-from campaigns.models import Journey, JourneyStep, StepKind
+from campaigns.models import Campaign, Journey, JourneyStep, StepKind
 
 
 @pytest.fixture
@@ -85,3 +87,34 @@ def marketer(user_in):
 @pytest.fixture
 def approver(user_in):
     return user_in("abe", "Marketing approvers")
+
+
+def add_send(journey: Journey, template: Template, key="hello", position=1, **fields) -> JourneyStep:
+    return JourneyStep.objects.create(journey=journey, key=key, position=position, kind=StepKind.SEND,
+                                      template=template, channel_plan=[{"channel": "email"}], **fields)
+
+
+@pytest.fixture
+def marketing_draft(welcome_templates, marketer):
+    """A draft journey that sends a marketing email (its template's purpose), owned by the marketer."""
+    journey = make_journey(name="Newsletter", slug="newsletter", trigger_event="signed_up", owner=marketer)
+    add_send(journey, welcome_templates[0])
+    JourneyStep.objects.create(journey=journey, key="pause", position=2, kind=StepKind.WAIT,
+                               config={"seconds": 3600})
+    return journey
+
+
+@pytest.fixture
+def segment(db):
+    """Trial users: the audience of the campaign drafts."""
+    return Segment.objects.create(name="Trial users", definition={
+        "match": "all", "filters": [{"kind": "lifecycle_stage", "stages": ["trial"]}]})
+
+
+@pytest.fixture
+def draft(welcome_templates, segment, marketer):
+    """A draft campaign, ready to start but for its approval."""
+    return Campaign.objects.create(
+        name="Spring sale", template=welcome_templates[0], segment=segment, owner=marketer, objective="Sell",
+        lifecycle_stage=LifecycleStage.objects.get(key="trial"), goal_event="purchased", goal_window=timedelta(days=7),
+        channel_plan=[{"channel": "email"}], created_by=marketer)

@@ -10,8 +10,7 @@ from campaigns.models import Journey
 from omni.models import AuditEntry
 
 from .test_admin_versions import change_form_data
-from .test_campaign_page import draft, form_data, segment  # noqa: F401 (fixtures)
-from .test_journey_approval import marketing_draft  # noqa: F401 (a fixture)
+from .test_campaign_page import form_data
 
 pytestmark = pytest.mark.django_db
 

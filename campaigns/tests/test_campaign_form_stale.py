@@ -10,7 +10,6 @@ from campaigns.models import Campaign, CampaignVariant
 from omni.models import AuditEntry
 
 from .test_admin_versions import change_form_data
-from .test_campaign_page import draft, segment  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.django_db
 

@@ -17,26 +17,12 @@ from django.urls import reverse
 from campaigns.campaign_admin import campaign_revision
 from campaigns.models import Campaign, CampaignRecipient, CampaignStatus, RecipientOutcome
 from campaigns.campaign_state import CampaignLocked, move_campaign
-from contacts.models import LifecycleStage, Segment
+from contacts.models import LifecycleStage
 from omni.models import AuditEntry
 
 from .conftest import make_contact
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def segment(db):
-    return Segment.objects.create(name="Trial users", definition={
-        "match": "all", "filters": [{"kind": "lifecycle_stage", "stages": ["trial"]}]})
-
-
-@pytest.fixture
-def draft(welcome_templates, segment, marketer):
-    return Campaign.objects.create(
-        name="Spring sale", template=welcome_templates[0], segment=segment, owner=marketer, objective="Sell",
-        lifecycle_stage=LifecycleStage.objects.get(key="trial"), goal_event="purchased", goal_window=timedelta(days=7),
-        channel_plan=[{"channel": "email"}], created_by=marketer)
 
 
 def form_data(template, segment, owner, **overrides) -> dict:

@@ -8,31 +8,16 @@ from django.urls import reverse
 from campaigns.actions import activate_journey, publish_journey
 from campaigns.journey_approval import approve_journey, draft_edited, journey_approval_state, request_journey_approval
 from campaigns.journey_change_log import journey_changes
-from campaigns.models import Campaign, Journey, JourneyStatus, JourneyStep, StepKind
+from campaigns.models import Campaign, Journey, JourneyStatus, JourneyStep
 from contacts.models import LifecycleStage
 from omni.lib import approval
 from omni.models import AuditEntry
 from templates.actions import publish_template
 from templates.models import Template, TemplateVariant
 
-from .conftest import make_journey
+from .conftest import add_send, make_journey
 
 pytestmark = pytest.mark.django_db
-
-
-def add_send(journey: Journey, template: Template, key="hello", position=1, **fields) -> JourneyStep:
-    return JourneyStep.objects.create(journey=journey, key=key, position=position, kind=StepKind.SEND,
-                                      template=template, channel_plan=[{"channel": "email"}], **fields)
-
-
-@pytest.fixture
-def marketing_draft(welcome_templates, marketer):
-    """A draft journey that sends a marketing email (its template's purpose), owned by the marketer."""
-    journey = make_journey(name="Newsletter", slug="newsletter", trigger_event="signed_up", owner=marketer)
-    add_send(journey, welcome_templates[0])
-    JourneyStep.objects.create(journey=journey, key="pause", position=2, kind=StepKind.WAIT,
-                               config={"seconds": 3600})
-    return journey
 
 
 def actions_of(journey) -> list[str]:
