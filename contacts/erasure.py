@@ -8,6 +8,7 @@ again (ContactErased, a 409 over the API) instead of quietly making a new one.
 from django.db.models import F, Value
 from django.db.models.functions import Cast, Concat
 
+from .imports import erase_from_imports
 from .models import Contact, ContactEvent, Device
 
 # The profile as it is after erasure: nothing that names, reaches or locates the person.
@@ -17,11 +18,13 @@ BLANK_PROFILE = {"email": "", "phone": "", "first_name": "", "last_name": "", "t
 
 def erase_profile(contact: Contact, now) -> dict | None:
     """Blank the contact's profile, attributes, event properties and devices and set erased_at:
-    one UPDATE per table. Returns how many rows each changed, or None when the contact was
-    already erased (by another request meanwhile): then nothing is changed."""
+    one UPDATE per table, and take their values out of contact imports (erase_from_imports).
+    Returns how many rows each changed, or None when the contact was already erased (by another
+    request meanwhile): then nothing is changed."""
     if not Contact.objects.filter(pk=contact.pk, erased_at__isnull=True).update(**BLANK_PROFILE, erased_at=now,
                                                                                updated_at=now):
         return None
+    imports = erase_from_imports(contact)  # before the values it looks for are blanked below
     for name, value in BLANK_PROFILE.items():
         setattr(contact, name, value)
     contact.erased_at = contact.updated_at = now
@@ -33,4 +36,4 @@ def erase_profile(contact: Contact, now) -> dict | None:
     devices = Device.objects.filter(contact=contact).update(
         token=Concat(Value("erased:"), Cast(F("pk"), output_field=Device._meta.get_field("token"))),
         provider_endpoint="", app_version="", enabled=False, disabled_reason="erased")
-    return {"events": events, "devices": devices}
+    return {"events": events, "devices": devices, **imports}

@@ -6,7 +6,7 @@ columns), and the valid rows are written a chunk at a time (write_rows): new con
 changed ones by one UPDATE per chunk, consents through contacts.hooks.consents_submitted with a
 batch (compliance writes them), and one audit entry per contact created or changed, all without
 a query per row. ContactImport keeps an upload's state; check_import() and run_import() are what
-the admin page and its Celery tasks call.
+the admin page and its Celery tasks call, erase_from_imports() what erasure calls.
 
 Rows are numbered as a spreadsheet shows them: the header is row 1, the first contact row 2.
 
@@ -23,13 +23,15 @@ second row, and so is a row for a contact erased on request.
 import csv
 import io
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from datetime import timezone as dt_timezone
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Q, TextField
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from omni import audit
@@ -113,6 +115,15 @@ class CheckedRow:
 
     def refuse(self, column: str, message: str) -> None:
         self.errors.append(RowError(self.number, column, message))
+
+    def error_entries(self) -> list[dict]:
+        """The row's errors as ContactImport.errors keeps them, each naming whom the row is about
+        (its key, the stored contact it matched) so that erasure finds them whatever they quote."""
+        subject = {"external_id": self.external_id} if self.external_id else \
+            {"email": self.values["email"]} if self.values.get("email") else {}
+        if self.existing is not None:
+            subject["contact"] = self.existing.pk
+        return [{**error.as_dict(), **subject} for error in self.errors]
 
 
 @dataclass
@@ -333,7 +344,7 @@ def _consent_time(row: CheckedRow, text: str, now: datetime) -> datetime:
                                  "(2026-12-03T09:15:00+01:00).")
         return now
     if moment > now:
-        row.refuse("consent_at", f"consent_at {text} is in the future.")
+        row.refuse("consent_at", f"consent_at '{text}' is in the future.")
         return now
     try:
         moment = moment.astimezone(dt_timezone.utc)
@@ -341,7 +352,7 @@ def _consent_time(row: CheckedRow, text: str, now: datetime) -> datetime:
         moment = None  # year 1 with a positive offset: before the first instant UTC can hold
     # The rule of every door (omni.lib.dates): nothing Omni hears about happened before EARLIEST.
     if moment is None or moment < EARLIEST:
-        row.refuse("consent_at", f"consent_at {text} is before {EARLIEST:%Y-%m-%d}.")
+        row.refuse("consent_at", f"consent_at '{text}' is before {EARLIEST:%Y-%m-%d}.")
         return now
     return moment
 
@@ -396,7 +407,7 @@ def _check_against_stored(row: CheckedRow, seen: dict) -> None:
     region = row.values.get("region")
     if region and "country" not in row.values and existing is not None and existing.country \
             and not region.startswith(f"{existing.country}-"):
-        row.refuse("region", f"Region {region} is not in the contact's country {existing.country}.")
+        row.refuse("region", f"Region '{region}' is not in the contact's country {existing.country}.")
 
 
 # --- Writing -------------------------------------------------------------------------------------
@@ -497,7 +508,7 @@ def check_import(contact_import: ContactImport) -> ContactImport:
     for start in range(0, len(sheet.rows), CHUNK):
         rows = check_rows(sheet, start, start + CHUNK, context, seen)
         valid += sum(1 for row in rows if not row.errors)
-        errors += [error.as_dict() for row in rows for error in row.errors]
+        errors += [entry for row in rows for entry in row.error_entries()]
         _set_progress(contact_import, processed_rows=min(start + CHUNK, len(sheet.rows)))
     return _finish(contact_import, ImportStatus.VALIDATED, processed_rows=len(sheet.rows), valid_rows=valid,
                    errors=errors, finished_at=None)
@@ -524,7 +535,7 @@ def run_import(contact_import: ContactImport, mode: str) -> ContactImport:
             with transaction.atomic():
                 for start in range(0, len(sheet.rows), CHUNK):
                     rows = check_rows(sheet, start, start + CHUNK, context, seen, lock=True)
-                    errors += [error.as_dict() for row in rows for error in row.errors]
+                    errors += [entry for row in rows for entry in row.error_entries()]
                     good = [row for row in rows if not row.errors]
                     valid += len(good)
                     if errors:
@@ -541,7 +552,7 @@ def run_import(contact_import: ContactImport, mode: str) -> ContactImport:
                 good = [row for row in rows if not row.errors]
                 imported += write_rows(good, actor=actor, contact_import=contact_import).rows
             valid += len(good)
-            errors += [error.as_dict() for row in rows for error in row.errors]
+            errors += [entry for row in rows for entry in row.error_entries()]
             _set_progress(contact_import, processed_rows=min(start + CHUNK, len(sheet.rows)), imported_rows=imported)
     status = ImportStatus.FAILED if mode == ContactImport.ALL_OR_NOTHING and errors else ImportStatus.DONE
     return _finish(contact_import, status, processed_rows=len(sheet.rows), valid_rows=valid, imported_rows=imported,
@@ -598,3 +609,107 @@ def errors_as_rows(contact_import: ContactImport) -> list[list[str]]:
     """The upload's errors as CSV rows (row, column, message), header first."""
     return [["row", "column", "message"],
             *([str(e["row"]), e["column"], e["message"]] for e in contact_import.errors)]
+
+
+# --- Erasure -------------------------------------------------------------------------------------
+
+ERASED = "[erased]"
+# A value an error message quotes ('...' as the messages write it, "..." when repr or JSON does),
+# not an apostrophe inside a word ("the contact's country").
+QUOTED_VALUE = re.compile(r"""(?<!\w)'[^']*'(?!\w)|(?<!\w)"[^"]*"(?!\w)""")
+# The values messages from other modules give unquoted: a region and the country it is not in
+# (contacts.actions.clean_profile_field), a value of the wrong type (contacts.data_types).
+UNQUOTED_VALUES = (re.compile(r"^Region (\S+) is not in"), re.compile(r"country ([A-Z]{2})\.$"),
+                   re.compile(r", not (.+)\.$"))
+
+
+def erase_from_imports(contact: Contact) -> dict:
+    """Take the contact's values out of every import: the errors of the rows about them (found
+    by the row's key or matched contact, and for entries written before errors named them, by
+    their email or phone in the text) lose every value they quote, and a kept upload not yet
+    imported loses their rows (all but the external id, which erasure keeps, so importing it
+    later refuses the row). Call with the contact's values still set. One query to find the
+    imports that may name them, one UPDATE per import that does."""
+    values = [value for value in (contact.email, contact.phone) if value]
+    keys = [key for key in (contact.external_id, contact.email) if key]
+    naming = Q()
+    for value in values:
+        for form in {json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}:
+            naming |= Q(errors_text__icontains=form)
+    # Both backends write a JSON object's members as "key": value (SQLite as json.dumps does,
+    # PostgreSQL as jsonb does), non-ASCII escaped by the first only.
+    naming |= Q(errors_text__contains=f'"contact": {contact.pk},') | \
+        Q(errors_text__contains=f'"contact": {contact.pk}}}')
+    if contact.external_id:
+        for form in {json.dumps(contact.external_id), json.dumps(contact.external_id, ensure_ascii=False)}:
+            naming |= Q(errors_text__contains=f'"external_id": {form}')
+    in_file = Q()
+    for key in keys:
+        in_file |= Q(data__icontains=key)
+    candidates = (ContactImport.objects.annotate(errors_text=Cast("errors", TextField()))
+                  .filter((~Q(errors=[]) & naming) | (~Q(data="") & in_file)))
+    errors_emptied = files_emptied = 0
+    for contact_import in candidates:
+        changes = {}
+        errors = _errors_without(contact_import.errors, contact, values)
+        if errors != contact_import.errors:
+            changes["errors"] = errors
+            errors_emptied += 1
+        if contact_import.data:
+            data = _data_without(contact_import.data, contact)
+            if data != contact_import.data:
+                changes["data"] = data
+                files_emptied += 1
+        if changes:
+            ContactImport.objects.filter(pk=contact_import.pk).update(**changes)
+    return {"import_errors": errors_emptied, "import_files": files_emptied}
+
+
+def _errors_without(errors: list, contact: Contact, values: list[str]) -> list:
+    lowered = [value.lower() for value in values]
+
+    def about(entry: dict) -> bool:
+        return (entry.get("contact") == contact.pk
+                or bool(contact.external_id) and entry.get("external_id") == contact.external_id
+                or bool(contact.email) and entry.get("email") == contact.email
+                or any(value in entry.get("message", "").lower() for value in lowered))
+
+    # Every error of a row about the person quotes their cells; row 0 is the import's own failure.
+    rows = {entry.get("row") for entry in errors if about(entry)} - {0}
+    return [_entry_without(entry, values) if entry.get("row") in rows or about(entry) else entry
+            for entry in errors]
+
+
+def _entry_without(entry: dict, values: list[str]) -> dict:
+    message = entry.get("message", "")
+    for value in values:
+        message = re.sub(re.escape(value), ERASED, message, flags=re.IGNORECASE)
+    message = QUOTED_VALUE.sub(ERASED, message)
+    for pattern in UNQUOTED_VALUES:
+        match = pattern.search(message)
+        if match:
+            message = message[:match.start(1)] + ERASED + message[match.end(1):]
+    entry = {**entry, "message": message}
+    entry.pop("email", None)
+    return entry
+
+
+def _data_without(text: str, contact: Contact) -> str:
+    """The upload's CSV with the contact's rows emptied but for their external id (numbering kept)."""
+    lines = list(csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline="")))
+    if not lines:
+        return text
+    columns = [name.strip().lower() for name in lines[0]]
+    changed = False
+    for number, cells in enumerate(lines[1:], start=1):
+        values = _cells_by_column(columns, cells)
+        external_id = values.get("external_id", "")
+        if (external_id and external_id == contact.external_id) or \
+                (contact.email and values.get("email", "").lower() == contact.email):
+            lines[number] = [external_id if name == "external_id" else "" for name in columns]
+            changed = True
+    if not changed:
+        return text
+    out = io.StringIO()
+    csv.writer(out).writerows(lines)
+    return out.getvalue()
