@@ -662,7 +662,7 @@ def test_no_kind_of_step_runs_for_a_paused_enrollment(spec, now):
 
 def test_an_event_in_the_batch_whose_trigger_enrolled_the_contact_ends_the_wait_at_once(now):
     # given a journey that waits for a purchase after the sign-up
-    journey = purchase_journey()
+    purchase_journey()
     ann, bob = Contact.objects.create(external_id="ann"), Contact.objects.create(external_id="bob")
 
     # when Ann signs up and purchases, and Bob purchases before signing up, all in one batch of events
