@@ -431,6 +431,11 @@ SNS_CERT_URL_REGEX = env.str(
 SNS_SUBSCRIBE_URL_REGEX = env.str("SNS_SUBSCRIBE_URL_REGEX", default=rf"^{_SNS_HOST}/(\?|\Z)")
 # Accepted SNS topics for SES events; empty accepts any topic whose signature verifies.
 SNS_TOPIC_ARNS = env.list("SNS_TOPIC_ARNS", default=[])
+# An SNS message whose signed Timestamp is older than this is refused, so a captured bounce or
+# complaint cannot be replayed later. SNS stops retrying an HTTP/S delivery within an hour (a
+# hard limit of its delivery policies; by default it gives up after about a minute), so an hour
+# never refuses a genuine retry.
+SNS_MAX_AGE_SECONDS = env.int("SNS_MAX_AGE_SECONDS", default=3600)
 
 TWILIO_ACCOUNT_SID = env.str("TWILIO_ACCOUNT_SID", default="")
 TWILIO_AUTH_TOKEN = env.str("TWILIO_AUTH_TOKEN", default="")

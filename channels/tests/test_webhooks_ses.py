@@ -253,21 +253,6 @@ def test_an_ses_event_time_of_year_one_falls_back_to_the_time_of_receipt(client,
     assert admin_client.get(reverse("admin:channels_deliveryevent_changelist")).status_code == 200
 
 
-def test_an_sns_timestamp_of_year_one_falls_back_to_the_time_of_receipt(client, admin_client, sns_signer, db):
-    # given a plain-text notification, whose only time is the SNS Timestamp
-    envelope = sns_signer.notification("Successfully validated SNS topic for Amazon SES event publishing.",
-                                       timestamp="0001-01-01T00:00:00.000Z")
-    before = timezone.now()
-
-    response = post(client, envelope)
-
-    assert response.status_code == 200
-    event = DeliveryEvent.objects.get()
-    assert before <= event.occurred_at <= timezone.now()
-    assert admin_client.get(reverse("admin:channels_deliveryevent_changelist")).status_code == 200
-    assert admin_client.get(reverse("admin:channels_deliveryevent_change", args=[event.pk])).status_code == 200
-
-
 def test_without_a_topic_list_a_bounce_for_an_unknown_message_suppresses_nothing(client, sns_signer, settings, db):
     # given no accepted topics (development): any topic whose signature verifies gets in
     settings.SNS_TOPIC_ARNS = []

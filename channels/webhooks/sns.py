@@ -3,6 +3,8 @@
 SNS signs every message with a key whose certificate it serves at SigningCertURL. The
 signature is checked here (django-anymail does not) against a certificate fetched only from a
 URL matching settings.SNS_CERT_URL_REGEX, so a forged message cannot point at its own key.
+Its signed Timestamp must also be recent (settings.SNS_MAX_AGE_SECONDS), as AWS's own message
+validators require, so a captured message cannot be replayed once SNS has stopped retrying it.
 https://docs.aws.amazon.com/sns/latest/dg/sns-verify-signature-of-message.html
 """
 import base64
@@ -11,7 +13,7 @@ import hashlib
 import json
 import logging
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from urllib.request import urlopen
 
 from cryptography import x509
@@ -20,6 +22,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from django.conf import settings
 from django.http import HttpResponse, HttpResponseBadRequest, HttpResponseForbidden
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from channels.provider_reports import record_delivery_event
 from channels.providers.ses import ses_event_type
@@ -47,6 +51,8 @@ FETCH_TIMEOUT_SECONDS = 5
 MAX_CERTIFICATE_BYTES = 64 * 1024
 # SNS uses one certificate per region for months; a small cache avoids a fetch per message.
 MAX_CACHED_CERTIFICATES = 20
+# How far ahead of ours SNS's clock may run.
+MAX_CLOCK_SKEW = timedelta(minutes=5)
 _signing_keys: dict[str, rsa.RSAPublicKey] = {}
 
 # Where each SES event type keeps its details.
@@ -86,6 +92,11 @@ def ses_events(request):
         return HttpResponseBadRequest(problem)
     if settings.SNS_TOPIC_ARNS and envelope["TopicArn"] not in settings.SNS_TOPIC_ARNS:
         return HttpResponseForbidden("Topic not accepted")
+    # Before the signature: a replayed message costs no certificate fetch.
+    stale = timestamp_problem(envelope["Timestamp"], timezone.now())
+    if stale:
+        log.warning("Refused SNS message %r: %s", envelope.get("MessageId"), stale)
+        return HttpResponseForbidden("Stale or undated message")
     try:
         verify_signature(envelope)
     except UntrustedMessage as exc:
@@ -121,6 +132,22 @@ def envelope_problem(envelope) -> str:
     for name in fields:
         if name not in OPTIONAL_FIELDS and not isinstance(envelope.get(name), str):
             return f"Missing {name}"
+    return ""
+
+
+def timestamp_problem(timestamp: str, now: datetime) -> str:
+    """Why a message SNS signed at `timestamp` is not taken at `now`, or "" when it is fresh."""
+    try:
+        signed_at = parse_datetime(timestamp.strip())
+        age = now - signed_at if signed_at is not None and not timezone.is_naive(signed_at) else None
+    except (ValueError, OverflowError):  # OverflowError: year 1 with a positive offset
+        age = None
+    if age is None:
+        return f"Timestamp {timestamp[:64]!r} is not an ISO 8601 time with an offset"
+    if age > timedelta(seconds=settings.SNS_MAX_AGE_SECONDS):
+        return f"Timestamp {timestamp!r} is too old (more than SNS_MAX_AGE_SECONDS={settings.SNS_MAX_AGE_SECONDS})"
+    if age < -MAX_CLOCK_SKEW:
+        return f"Timestamp {timestamp!r} is in the future"
     return ""
 
 
