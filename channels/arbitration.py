@@ -23,6 +23,11 @@ stamps it with the move), never from its created_at: a message made two days ago
 quiet hours, or moved to its plan's next channel, is said when it is queued. The index
 arbitration reads, message_contact_intent, is on (contact, intent key, said_at).
 
+A message that moved on to its plan's next channel was said on the channels before it whose
+delivery got out (TOLD_DELIVERY_STATUSES), whatever its status now: an email delivered but
+unread, whose SMS waits for the end of quiet hours, told the contact by email, when that delivery
+was queued. One that bounced told them nothing.
+
 A message already queued is never recalled: it can win, never lose (a message the batch routes
 again from the queued status included). Messages with an exemption (an opt-out confirmation,
 an agent's reply, a test send) are not displaced either. A purpose without a rule is never
@@ -37,16 +42,27 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db.models import Q
+from django.db.models import FilteredRelation, Q
 
 from compliance import gate
 from omni.choices import PURPOSE_PRIORITY
 from omni.lib.bulk import filter_in
 
-from .models import ArbitrationAction, ArbitrationRule, Message, MessageStatus
+from .models import (
+    ENGAGED_DELIVERY_STATUSES,
+    ArbitrationAction,
+    ArbitrationRule,
+    DeliveryStatus,
+    Message,
+    MessageStatus,
+)
 
 # The messages that have been said: these count for the intent and collision windows.
 SAID_STATUSES = (MessageStatus.QUEUED, MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.ENGAGED)
+# A delivery that told the contact its message, on its channel, whatever the message's status
+# now. A complaint proves the message reached them (channels/provider_reports.py).
+TOLD_DELIVERY_STATUSES = tuple(sorted({DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.COMPLAINED,
+                                       *ENGAGED_DELIVERY_STATUSES}))
 
 DUPLICATE_INTENT = "arbitration:duplicate_intent"
 COLLISION = "arbitration:collision"
@@ -170,17 +186,28 @@ def _said(contested: list[Message], batch: list[Message], rules: dict[str, Rule]
     if not within:
         return []
     in_batch = {m.pk for m in batch}
-    rows = (filter_in(Message.objects.filter(within, status__in=SAID_STATUSES), "contact_id",
+    # One row per delivery that told the contact (a message that fell back may have several),
+    # or one without a delivery for a message queued on its current step and not out yet.
+    messages = Message.objects.alias(told=FilteredRelation(
+        "deliveries", condition=Q(deliveries__status__in=TOLD_DELIVERY_STATUSES)))
+    rows = (filter_in(messages.filter(within, Q(status__in=SAID_STATUSES) | Q(told__isnull=False)), "contact_id",
                       sorted({m.contact_id for m in contested}))
             .order_by().values_list("pk", "contact_id", "purpose", "priority", "intent_key", "channel_plan",
-                                    "plan_step", "said_at", "source"))
-    found = []
-    for pk, contact_id, purpose, priority, intent_key, plan, step, said_at, source in rows:
+                                    "plan_step", "said_at", "source", "status", "told__channel", "told__queued_at"))
+    said = {}
+    for pk, contact_id, purpose, priority, intent_key, plan, step, said_at, source, status, told, told_at in rows:
         if pk in in_batch:
             continue
-        channel = plan[step]["channel"] if step < len(plan) else ""
-        found.append((contact_id, _Entry(pk, purpose, priority, intent_key, channel, said_at, source, said=True)))
-    return found
+        channels = [(told, told_at)] if told else []
+        if status in SAID_STATUSES:
+            channels.append((plan[step]["channel"] if step < len(plan) else "", said_at))
+        for channel, at in channels:
+            # The latest time the message was said on each channel (a push to several devices,
+            # or the current step's delivery, met twice).
+            key = (contact_id, pk, channel)
+            if key not in said or said[key].at < at:
+                said[key] = _Entry(pk, purpose, priority, intent_key, channel, at, source, said=True)
+    return [(contact_id, entry) for (contact_id, _, _), entry in said.items()]
 
 
 def _contest(entries: list[_Entry], choices: dict[int, Choice], rules: dict[str, Rule], now) -> dict[int, Displacement]:
