@@ -33,10 +33,11 @@ from django.utils import timezone
 
 from compliance import decisions, gate
 from compliance.actions import record_opt_out, suppress
+from compliance.links import unsubscribe_url
 from compliance.models import ConsentSource, SuppressionReason
 from omni import audit
 from omni.choices import Channel
-from templates.rendering import RenderError, contact_variables, email_parts, render_variant
+from templates.rendering import UNSUBSCRIBE_URL, RenderError, contact_variables, email_parts, render_variant
 
 from . import state
 from .base import CannotTell, DeliveryError, DeliveryOutcomeUnknown, Provider, SendResult
@@ -230,7 +231,10 @@ def render(delivery: Delivery) -> None:
     if variant is None:
         raise RenderError(f"Nothing is written for {delivery.channel} in this message.", field="channel")
     if message.is_templated:
-        rendered = render_variant(variant, {**message.variables, **contact_variables(contact)})
+        variables = {**message.variables, **contact_variables(contact)}
+        if delivery.channel == Channel.EMAIL:
+            variables[UNSUBSCRIBE_URL] = unsubscribe_url(delivery.contact_id, delivery.pk, delivery.message_id)
+        rendered = render_variant(variant, variables)
     else:
         rendered = variant
     if delivery.channel == Channel.EMAIL:

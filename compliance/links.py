@@ -110,11 +110,21 @@ def public_url(path: str) -> str:
     return f"{settings.OMNI_PUBLIC_URL}{path}"
 
 
+def unsubscribe_url(contact_id: int, delivery_id: int, message_id: int) -> str:
+    """The signed https unsubscribe link of one delivery: in its List-Unsubscribe header and, as
+    `unsubscribe_url`, in an email's body; an opt-out made from it counts against that delivery."""
+    return _unsubscribe_url(unsubscribe_token(contact_id, delivery_id, message_id))
+
+
+def _unsubscribe_url(token: str) -> str:
+    return public_url(reverse("compliance:unsubscribe", args=[token]))
+
+
 def list_unsubscribe_headers(contact_id: int, delivery_id: int, message_id: int) -> dict[str, str]:
     """List-Unsubscribe (the signed https link, and a mailto: where OMNI_UNSUBSCRIBE_MAILTO is set)
     and List-Unsubscribe-Post for one-click unsubscribe (RFC 8058)."""
     token = unsubscribe_token(contact_id, delivery_id, message_id)
-    targets = [f"<{public_url(reverse('compliance:unsubscribe', args=[token]))}>"]
+    targets = [f"<{_unsubscribe_url(token)}>"]
     if settings.OMNI_UNSUBSCRIBE_MAILTO:
         # The subject carries the same signed token: whoever reads that mailbox can act on it
         # without trusting the sender's From address.

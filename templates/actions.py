@@ -5,15 +5,17 @@ from django.db.models import Max
 
 from omni import audit
 
-from omni.choices import Purpose
+from omni.choices import Channel, Purpose
 
 from .models import OPT_OUT_DISCLOSURE_CHANNELS, OptOutDisclosure, Template, TemplateVersion
-from .rendering import RenderError, unconditional_text, validate_source
+from .rendering import UNSUBSCRIBE_URL, RenderError, prints_unconditionally, unconditional_text, validate_source
+from .sms_segments import MAX_SMS_SEGMENTS, fixed_segments
 
 
 @transaction.atomic
 def publish_template(template: Template, *, actor=None, actor_label: str = "") -> TemplateVersion:
-    """Snapshot the template's variants as its next version. Refuses a template with bad syntax."""
+    """Snapshot the template's variants as its next version. Refuses a template with bad syntax,
+    an SMS too long to send, and marketing without its opt-out line or unsubscribe link."""
     template = Template.objects.select_for_update().get(pk=template.pk)
     variants = list(template.variants.order_by("channel", "locale"))
     if not variants:
@@ -24,8 +26,11 @@ def publish_template(template: Template, *, actor=None, actor_label: str = "") -
                 validate_source(getattr(variant, field), html=field == "html_body")
             except RenderError as exc:
                 raise ValidationError(f"{variant.channel}/{variant.locale} {field}: {exc}") from exc
+    too_long = overlong_sms(variants)
+    if too_long:
+        raise ValidationError(too_long)
     if template.purpose == Purpose.MARKETING:
-        missing = missing_opt_out_lines(variants)
+        missing = missing_opt_out_lines(variants) + missing_unsubscribe_links(variants)
         if missing:
             raise ValidationError(missing)
     number = (template.versions.aggregate(n=Max("number"))["n"] or 0) + 1
@@ -41,6 +46,20 @@ def publish_template(template: Template, *, actor=None, actor_label: str = "") -
     audit.record("template.published", obj=version, actor=actor, actor_label=actor_label,
                  data={"template": template.key, "version": number})
     return version
+
+
+def overlong_sms(variants) -> list[str]:
+    """A sentence for each SMS variant whose text, without its variables, is already over
+    MAX_SMS_SEGMENTS segments, naming the variant and its count."""
+    problems = []
+    for variant in variants:
+        if variant.channel != Channel.SMS:
+            continue
+        counted, described = fixed_segments(variant.text_body)
+        if counted.segments > MAX_SMS_SEGMENTS:
+            problems.append(f"{variant.channel}/{variant.locale} text_body: {described}; an SMS may be at most "
+                            f"{MAX_SMS_SEGMENTS} segments long: shorten it.")
+    return problems
 
 
 def missing_opt_out_lines(variants) -> list[str]:
@@ -59,6 +78,26 @@ def missing_opt_out_lines(variants) -> list[str]:
         elif _squeezed(line) not in _squeezed(unconditional_text(variant.text_body)):
             problems.append(f"{name} text_body: a marketing {variant.get_channel_display()} variant must include "
                             f"the opt-out line {line!r}.")
+    return problems
+
+
+# What to write where a marketing email lacks its unsubscribe link.
+UNSUBSCRIBE_EXAMPLES = {"html_body": '<a href="{{ unsubscribe_url }}">Unsubscribe</a>',
+                        "text_body": "Unsubscribe: {{ unsubscribe_url }}"}
+
+
+def missing_unsubscribe_links(variants) -> list[str]:
+    """A sentence for each marketing email variant that does not print its unsubscribe link
+    unconditionally in its HTML (in its text where it has no HTML): the List-Unsubscribe header
+    alone is not enough for the law nor for mailbox providers."""
+    problems = []
+    for variant in variants:
+        if variant.channel != Channel.EMAIL:
+            continue
+        field = "html_body" if variant.html_body.strip() else "text_body"
+        if not prints_unconditionally(getattr(variant, field), UNSUBSCRIBE_URL, html=field == "html_body"):
+            problems.append(f"{variant.channel}/{variant.locale} {field}: a marketing email must print its "
+                            f"unsubscribe link outside any condition or loop; add {UNSUBSCRIBE_EXAMPLES[field]}.")
     return problems
 
 

@@ -6,18 +6,32 @@ from django.db.models import Max
 from django.utils.html import format_html
 
 from omni import audit
+from omni.choices import Channel
 from omni.lib.admin import ModelAdmin, ReadOnlyAdminMixin, ReadOnlyInline, StackedInline
 
 from .actions import publish_template
 from .models import OptOutDisclosure, Template, TemplateVariant, TemplateVersion
+from .sms_segments import fixed_segments
 
 
-class TemplateVariantInline(StackedInline):
+class ShowsSmsSegments:
+    """What an SMS variant's text costs, as saved, read-only beside it."""
+
+    @admin.display(description="SMS segments")
+    def sms_segments(self, obj):
+        if obj is None or obj.pk is None or obj.channel != Channel.SMS:
+            return None
+        return fixed_segments(obj.text_body)[1]
+
+
+class TemplateVariantInline(ShowsSmsSegments, StackedInline):
     model = TemplateVariant
     extra = 0
     fields = [
-        ("channel", "locale"), "subject", "preheader", "text_body", "html_body", "title", "provider_template_id",
+        ("channel", "locale"), "subject", "preheader", "text_body", "sms_segments", "html_body", "title",
+        "provider_template_id",
     ]
+    readonly_fields = ["sms_segments"]
 
 
 class TemplateVersionInline(ReadOnlyInline):
@@ -72,7 +86,7 @@ class TemplateVersionAdmin(ReadOnlyAdminMixin, ModelAdmin):
 
 
 @admin.register(TemplateVariant)
-class TemplateVariantAdmin(ModelAdmin):
+class TemplateVariantAdmin(ShowsSmsSegments, ModelAdmin):
     """Variants are edited on their template's page; this list finds them across templates."""
 
     list_display = ["template", "channel", "locale", "subject"]
@@ -80,6 +94,7 @@ class TemplateVariantAdmin(ModelAdmin):
     search_fields = ["template__key", "template__name", "subject", "text_body"]
     list_select_related = ["template"]
     autocomplete_fields = ["template"]
+    readonly_fields = ["sms_segments"]
 
 
 @admin.register(OptOutDisclosure)

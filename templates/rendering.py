@@ -32,6 +32,10 @@ _html_env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=
 
 TEXT_FIELDS = ("subject", "preheader", "text_body", "title")
 
+# The variable every email is rendered with: the contact's signed link to unsubscribe from, and
+# manage, what they receive, naming the message (filled by the sender, channels.delivery).
+UNSUBSCRIBE_URL = "unsubscribe_url"
+
 
 class RenderError(Exception):
     """A template could not be rendered; `field` names the part that failed."""
@@ -156,6 +160,30 @@ def unconditional_text(source: str) -> str:
         else:
             parts.append(_BREAK)
     return "".join(parts)
+
+
+def prints_unconditionally(source: str, name: str, *, html: bool = False) -> bool:
+    """Whether `source` prints the variable `name` whatever its other variables: outside
+    comments (an HTML one too), conditions and loops (as itself, or through filters such as `| e`)."""
+    before = ""
+    for node in (_html_env if html else _text_env).parse(source or "").body:
+        if isinstance(node, nodes.Output):
+            for child in node.nodes:
+                if isinstance(child, nodes.TemplateData):
+                    before += child.data
+                while isinstance(child, nodes.Filter):
+                    child = child.node
+                if isinstance(child, nodes.Name) and child.name == name \
+                        and not (html and before.rfind("<!--") > before.rfind("-->")):
+                    return True
+    return False
+
+
+def fixed_text(source: str) -> tuple[str, bool]:
+    """The text `source` prints whatever its variables (unconditional_text with its variables and
+    blocks left out), and whether a variable or block may print more beside it."""
+    text = unconditional_text(source)
+    return text.replace(_BREAK, ""), _BREAK in text
 
 
 def email_parts(rendered: dict) -> dict:

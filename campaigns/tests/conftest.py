@@ -17,7 +17,9 @@ from campaigns.models import Campaign, Journey, JourneyStep, StepKind
 def welcome_templates(db):
     email = Template.objects.create(key="welcome-email", name="Welcome email", purpose="marketing")
     TemplateVariant.objects.create(template=email, channel="email", subject="Welcome, {{ first_name }}!",
-                                   text_body="Hi {{ first_name }}", html_body="<p>Hi {{ first_name }}</p>")
+                                   text_body="Hi {{ first_name }}",
+                                   html_body='<p>Hi {{ first_name }}</p>'
+                                             '<a href="{{ unsubscribe_url }}">Unsubscribe</a>')
     TemplateVariant.objects.create(template=email, channel="sms", text_body="Hi {{ first_name }}, welcome (sms). Reply STOP to opt out.")
     sms = Template.objects.create(key="welcome-sms", name="Welcome SMS", purpose="marketing")
     TemplateVariant.objects.create(template=sms, channel="sms", text_body="Hi {{ first_name }}, did you see our email? Reply STOP to opt out.")

@@ -16,7 +16,9 @@ from templates.models import Template, TemplateVariant
 def newsletter_template(key="newsletter") -> Template:
     template = Template.objects.create(key=key, name="Newsletter", purpose="marketing")
     TemplateVariant.objects.create(template=template, channel="email", subject="News, {{ first_name }}",
-                                   text_body="Hi {{ first_name }}", html_body="<p>Hi {{ first_name }}</p>")
+                                   text_body="Hi {{ first_name }}",
+                                   html_body='<p>Hi {{ first_name }}</p>'
+                                             '<a href="{{ unsubscribe_url }}">Unsubscribe</a>')
     publish_template(template)
     return template
 

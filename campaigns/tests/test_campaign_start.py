@@ -227,7 +227,8 @@ def test_the_holdout_is_recorded_and_drawn_the_same_on_every_run(welcome_templat
 def test_variants_are_split_by_weight(welcome_templates, everyone):
     email, _ = welcome_templates
     other = Template.objects.create(key="other", name="Other email", purpose="marketing")
-    TemplateVariant.objects.create(template=other, channel="email", subject="Hello", text_body="Hi")
+    TemplateVariant.objects.create(template=other, channel="email", subject="Hello",
+                                   text_body="Hi. Unsubscribe: {{ unsubscribe_url }}")
     publish_template(other)
     bulk_contacts(400)
     campaign = make_campaign(email, everyone)

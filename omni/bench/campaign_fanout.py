@@ -65,7 +65,9 @@ def seed(scale: int):
 
     template = Template.objects.create(key="bench-sale", name="Bench sale", purpose="marketing")
     TemplateVariant.objects.create(template=template, channel="email", subject="Spring sale, {{ first_name }}",
-                                   text_body="Hi {{ first_name }}", html_body="<p>Hi {{ first_name }}</p>")
+                                   text_body="Hi {{ first_name }}",
+                                   html_body='<p>Hi {{ first_name }}</p>'
+                                             '<a href="{{ unsubscribe_url }}">Unsubscribe</a>')
     for channel in ("sms", "whatsapp"):
         TemplateVariant.objects.create(template=template, channel=channel,
                                        text_body="Hi {{ first_name }}, spring sale. Reply STOP to opt out.")

@@ -80,7 +80,9 @@ def seed(scale: int) -> int:
 
     email = Template.objects.create(key="bench-email", name="Bench email", purpose="marketing")
     TemplateVariant.objects.create(template=email, channel="email", subject="Welcome, {{ first_name }}!",
-                                   text_body="Hi {{ first_name }}", html_body="<p>Hi {{ first_name }}</p>")
+                                   text_body="Hi {{ first_name }}",
+                                   html_body='<p>Hi {{ first_name }}</p>'
+                                             '<a href="{{ unsubscribe_url }}">Unsubscribe</a>')
     publish_template(email)
     # What activation asks of every journey: an owner, objective, lifecycle stage and goal.
     owner = get_user_model().objects.create_user("bench-owner")

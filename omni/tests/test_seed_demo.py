@@ -108,7 +108,8 @@ def test_running_seed_demo_twice_changes_nothing():
 def test_a_welcome_journey_seeded_earlier_is_left_as_it_was():
     # given a database seeded before these journeys: its Welcome emails, waits 20 s, then texts
     template = Template.objects.create(key="welcome-email", name="Welcome email", purpose="marketing")
-    TemplateVariant.objects.create(template=template, channel="email", subject="Hi", text_body="Hi")
+    TemplateVariant.objects.create(template=template, channel="email", subject="Hi",
+                                   text_body="Hi. Unsubscribe: {{ unsubscribe_url }}")
     publish_template(template)
     old = make_journey(name="Welcome", slug="welcome", trigger_event="signed_up")
     JourneyStep.objects.create(journey=old, key="welcome-email", position=1, kind=StepKind.SEND, template=template,

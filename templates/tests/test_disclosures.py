@@ -17,7 +17,7 @@ def variant(template, channel, text, locale="en"):
 
 @pytest.mark.parametrize("channel", ["sms", "whatsapp"])
 def test_a_marketing_variant_without_the_opt_out_line_is_refused_naming_it(promo, channel):
-    variant(promo, "email", "Everything is 20% off.")
+    variant(promo, "email", "Everything is 20% off. Unsubscribe: {{ unsubscribe_url }}")
     variant(promo, channel, "Everything is 20% off this week!")
 
     with pytest.raises(ValidationError) as refused:
@@ -36,7 +36,7 @@ def test_the_line_is_found_in_any_case_and_spacing(promo):
 
 
 def test_transactional_and_email_variants_need_no_line(promo):
-    variant(promo, "email", "Everything is 20% off.")
+    variant(promo, "email", "Everything is 20% off. Unsubscribe: {{ unsubscribe_url }}")
     receipt = Template.objects.create(key="receipt", name="Receipt", purpose="transactional")
     variant(receipt, "sms", "Your order shipped.")
 

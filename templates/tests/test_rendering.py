@@ -47,9 +47,9 @@ def test_templates_cannot_reach_python_internals():
 def template(db):
     template = Template.objects.create(key="welcome", name="Welcome", purpose="marketing")
     TemplateVariant.objects.create(template=template, channel="email", locale="en", subject="Hi {{ first_name }}",
-                                   text_body="Welcome")
+                                   text_body="Welcome\nUnsubscribe: {{ unsubscribe_url }}")
     TemplateVariant.objects.create(template=template, channel="email", locale="fr", subject="Salut {{ first_name }}",
-                                   text_body="Bienvenue")
+                                   text_body="Bienvenue\nDésabonnement : {{ unsubscribe_url }}")
     return template
 
 

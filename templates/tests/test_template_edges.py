@@ -45,9 +45,10 @@ def send(version, contact, channel, *, variables=None):
 def test_a_contact_whose_locale_is_written_in_another_case_gets_their_language(promo, contact, locale):
     # given a template in English and French, and a contact imported with the tag in another
     # case (BCP 47 tags are case-insensitive; the API and imports accept them so)
-    TemplateVariant.objects.create(template=promo, channel="email", locale="en", subject="Hello", text_body="Hi")
+    TemplateVariant.objects.create(template=promo, channel="email", locale="en", subject="Hello",
+                                   text_body="Hi. Unsubscribe: {{ unsubscribe_url }}")
     TemplateVariant.objects.create(template=promo, channel="email", locale="fr", subject="Bonjour",
-                                   text_body="Salut")
+                                   text_body="Salut. Désabonnement : {{ unsubscribe_url }}")
     version = publish_template(promo)
     contact.locale = locale
     contact.save()

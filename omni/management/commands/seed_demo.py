@@ -94,12 +94,14 @@ DEMO_TEMPLATES = [
             "text_body": (
                 "Hi {{ first_name }},\n\n"
                 "Thanks for signing up. Your trial is ready: have a look around.\n\n"
-                "The Omni demo team"
+                "The Omni demo team\n\n"
+                "Unsubscribe: {{ unsubscribe_url }}"
             ),
             "html_body": (
                 "<p>Hi {{ first_name }},</p>\n"
                 "<p>Thanks for signing up. Your trial is ready: have a look around.</p>\n"
-                "<p>The Omni demo team</p>"
+                "<p>The Omni demo team</p>\n"
+                '<p><a href="{{ unsubscribe_url }}">Unsubscribe</a></p>'
             ),
         },
     },
