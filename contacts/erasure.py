@@ -8,7 +8,7 @@ again (ContactErased, a 409 over the API) instead of quietly making a new one.
 from django.db.models import F, Value
 from django.db.models.functions import Cast, Concat
 
-from .imports import erase_from_imports
+from .import_erasure import erase_from_imports
 from .models import Contact, ContactEvent, Device
 
 # The profile as it is after erasure: nothing that names, reaches or locates the person.

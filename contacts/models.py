@@ -347,7 +347,7 @@ class ContactImport(models.Model):
     imported_rows = models.PositiveIntegerField(default=0)
     # [{"row": 3, "column": "email", "message": "...", then whom the row is about: "external_id"
     # (or "email" for a row keyed by email) and "contact" when it matched one}], in row order.
-    # Erasure finds the rows about a contact by these (contacts.imports.erase_from_imports).
+    # Erasure finds the rows about a contact by these (contacts.import_erasure).
     errors = models.JSONField(default=list, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")

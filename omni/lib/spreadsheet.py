@@ -26,6 +26,18 @@ def neutralize_formula(value) -> str:
     return "'" + text if _runs_as_formula(text) else text
 
 
+def cells_by_column(columns: list[str], cells: list[str]) -> dict:
+    """A CSV row's cells by their column's name, stripped, a neutralized formula ('=...) read back
+    as it was; "__extra__" is set when the row has filled cells beyond its header's columns."""
+    values = {name: (cells[i].strip() if i < len(cells) else "") for i, name in enumerate(columns)}
+    for name, value in values.items():
+        if value.startswith("'"):
+            values[name] = restore_formula_text(value)
+    if len(cells) > len(columns) and any(cell.strip() for cell in cells[len(columns):]):
+        values["__extra__"] = True
+    return values
+
+
 def restore_formula_text(text: str) -> str:
     """A cell neutralize_formula() wrote, read back as the text it was given, so that an exported
     file imports unchanged."""
