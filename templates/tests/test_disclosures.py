@@ -6,11 +6,6 @@ from templates.actions import publish_template
 from templates.models import OptOutDisclosure, Template, TemplateVariant
 
 
-@pytest.fixture
-def promo(db):
-    return Template.objects.create(key="spring-sale", name="Spring sale", purpose="marketing")
-
-
 def variant(template, channel, text, locale="en"):
     return TemplateVariant.objects.create(template=template, channel=channel, locale=locale, text_body=text)
 

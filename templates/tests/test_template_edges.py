@@ -18,11 +18,6 @@ def contact(db):
                                   first_name="Alice")
 
 
-@pytest.fixture
-def promo(db):
-    return Template.objects.create(key="spring-sale", name="Spring sale", purpose="marketing")
-
-
 def send(version, contact, channel, *, variables=None):
     """Send `version` to `contact` on `channel` through the sandbox, as the worker does; the
     delivery after it."""

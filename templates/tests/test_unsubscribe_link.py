@@ -17,11 +17,6 @@ LINK = '<a href="{{ unsubscribe_url }}">Unsubscribe</a>'
 
 
 @pytest.fixture
-def promo(db):
-    return Template.objects.create(key="spring-sale", name="Spring sale", purpose="marketing")
-
-
-@pytest.fixture
 def contact(db):
     return Contact.objects.create(external_id="alice", email="alice@example.com", first_name="Alice")
 
