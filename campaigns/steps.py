@@ -209,24 +209,22 @@ def _webhook(enrollment, step, now) -> Move:
 
 def _wait_for_event(enrollment, step, facts: BatchFacts, now) -> Move:
     """Start waiting (no visit yet), or end the wait: woken (next step) or timed out (else step,
-    or next without one). An engagement that already happened, or a message never sent, does not
+    or next without one). An event or engagement that already happened, or a message never sent, does not
     wait at all."""
     config = step.config
     timeout_branch = step.else_key or step.following
+    if enrollment.pk in facts.happened:
+        # The event came before the wait began, or while it was starting: its wake missed it.
+        return Move(waking.event_key(config["event"]), step.following)
     if enrollment.waiting_for:
         if enrollment.woken_at is not None:
             return Move(waking.outcome_of(enrollment.waiting_for), step.following)
         if enrollment.pk in facts.engaged:
             # The engagement came while the wait was starting, and its wake missed it.
             return Move(f"engagement:{config['engagement']}", step.following)
-        if enrollment.pk in facts.happened:
-            # The event came while the wait was starting, and its wake missed it.
-            return Move(waking.event_key(config["event"]), step.following)
         return Move("timeout", timeout_branch)
     timeout = now + scaled(int(config["timeout_seconds"]))
     if "event" in config:
-        if enrollment.pk in facts.happened:
-            return Move(waking.event_key(config["event"]), step.following)
         return Move(None, waiting_for=waking.event_key(config["event"]), run_at=timeout)
     message_id = _message_of(enrollment, config["step"])
     if message_id is None:
