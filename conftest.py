@@ -14,8 +14,6 @@ from django.conf import settings as django_settings
 from omni.tests import browser as browser_testing
 from omni.tests.fakes import MotoServer, SnsSigner, TwilioServer
 
-FAST_PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
 # The role groups and their permissions (app label, codename) as the migrations made them.
 _role_groups_as_migrated: dict[str, list[tuple[str, str]]] = {}
 # Where this run keeps test artifacts, and the folders of the browser tests that saved
@@ -88,6 +86,16 @@ def _flush_past_the_audit_truncate_guard():
     TransactionTestCase._fixture_teardown = flush_ignoring_the_guard
     yield
     TransactionTestCase._fixture_teardown = flush
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fast_password_hashing():
+    """Passwords hashed with MD5 in tests: the production hasher spends about a third of a
+    second on each one on purpose, and many tests create users and sign them in."""
+    from django.test import override_settings
+
+    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
+        yield
 
 
 @pytest.fixture(autouse=True)
@@ -237,8 +245,6 @@ def demo_logins(role_groups, settings, tmp_path) -> dict[str, str]:
     from django.core.management import call_command
 
     settings.VAR_DIR = tmp_path  # where seed_demo keeps the logins
-    # The production hasher spends about a third of a second on each password on purpose.
-    settings.PASSWORD_HASHERS = FAST_PASSWORD_HASHERS
     call_command("seed_demo", stdout=io.StringIO())
     return json.loads((tmp_path / "demo-logins.json").read_text())
 

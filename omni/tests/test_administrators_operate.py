@@ -15,11 +15,6 @@ from omni.models import AuditEntry
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def ann(db):
     return Contact.objects.create(external_id="ann", first_name="Ann", email="ann@example.com")

@@ -256,7 +256,6 @@ def test_the_orm_refuses_to_delete_audit_entries_or_change_what_they_say():
 
 def test_the_demo_data_verifies(settings, tmp_path):
     settings.VAR_DIR = tmp_path
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     call_command("seed_demo", stdout=io.StringIO())
     call_command("seal_audit", stdout=io.StringIO())
 

@@ -23,11 +23,6 @@ pytestmark = pytest.mark.django_db
 XLSX_CELL_MAX = 32_767
 
 
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def compliance_client(client, django_user_model, role_groups):
     user = django_user_model.objects.create_user(username="edges-compliance", password="not-used", is_staff=True)

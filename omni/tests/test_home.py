@@ -19,11 +19,6 @@ from templates.models import Template
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def login_as(client, django_user_model, role_groups):
     def log_in(group_name: str | None, **extra):

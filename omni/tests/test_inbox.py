@@ -22,11 +22,6 @@ NOW = timezone.now().replace(microsecond=0)
 _numbers = itertools.count(100)
 
 
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def staff_in(django_user_model, role_groups):
     def make(group_name: str | None, username: str | None = None, **extra):

@@ -53,7 +53,6 @@ def test_the_demo_has_an_approver_login_who_approved_the_marketers_welcome_journ
     from campaigns.models import Journey, JourneyStatus
 
     settings.VAR_DIR = tmp_path
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     out = io.StringIO()
 
     call_command("seed_demo", stdout=out)

@@ -11,11 +11,6 @@ from omni.lib.admin import OmniAdmin
 from omni.web import navigation
 
 
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def staff_in(django_user_model, role_groups):
     def make(group_name: str | None, **extra):

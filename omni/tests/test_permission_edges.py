@@ -10,11 +10,6 @@ from channels.models import Conversation, ConversationStatus, InboundMessage
 from contacts.models import Contact
 
 
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def conversation(db):
     contact = Contact.objects.create(external_id="bob", first_name="Bob", phone="+14155550123")

@@ -20,13 +20,6 @@ latest_roles = importlib.import_module("omni.migrations.0021_operator_roles")
 LATEST = ("omni", "0021_operator_roles")
 
 
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    # The demo data and these tests create several users; the production hasher spends about
-    # a third of a second on each password on purpose.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def permissions_of(group_name: str) -> set[str]:
     group = Group.objects.get(name=group_name)
     return {f"{p.content_type.app_label}.{p.codename}" for p in group.permissions.select_related("content_type")}

@@ -28,7 +28,6 @@ DEMO_JOURNEYS = {"welcome", "payment-failed", "appointment-reminder"}
 @pytest.fixture(autouse=True)
 def demo_settings(settings, tmp_path):
     settings.VAR_DIR = tmp_path  # where seed_demo keeps the logins
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 def seed_demo() -> str:

@@ -45,11 +45,6 @@ def conversation(contact, channel, opened, *, agent=None, first_response=None, f
     return made
 
 
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def agents(django_user_model):
     alice = django_user_model.objects.create_user(username="alice", first_name="Alice", last_name="Archer",

@@ -21,11 +21,6 @@ from omni.choices import Purpose
 from omni.web import thread
 
 
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def agent(django_user_model, role_groups):
     user = django_user_model.objects.create_user(username="agent", password="pw", is_staff=True)

@@ -12,11 +12,6 @@ ENDPOINTS = "admin:omni_webhookendpoint_changelist"
 CALLS = "admin:omni_webhookcall_changelist"
 
 
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def staff_client(client, django_user_model):
     """Logs the test client in as a new staff user of one role group."""
