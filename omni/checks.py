@@ -132,3 +132,25 @@ def check_demo_time_scale(app_configs, **kwargs):
                       f"channel's provider is the sandbox; here {', '.join(real)}. Unset OMNI_DEMO_TIME_SCALE.",
                       id="omni.E031")]
     return []
+
+
+# Settings where 0 or less would switch a safeguard off or stop work without saying so (an SNS
+# message of any age refused, every request body too large, a tick that never waits), by the
+# environment variable that sets each one.
+MUST_BE_ABOVE_ZERO = [
+    "SNS_MAX_AGE_SECONDS", "OMNI_MAX_BODY_BYTES", "OMNI_MAX_BATCH_BODY_BYTES", "OMNI_MAX_ENROLLMENT_BODY_BYTES",
+    "OMNI_IMPORT_MAX_BYTES", "OMNI_IMPORT_MAX_ROWS", "OMNI_TICK_SECONDS", "OMNI_TICK_STAGE_SECONDS",
+    "OMNI_SEAL_SECONDS", "OMNI_RETRY_FIRST_SECONDS", "OMNI_RETRY_MAX_SECONDS", "OMNI_WEBHOOK_ATTEMPTS",
+    "OMNI_UNSUBSCRIBE_LINK_DAYS", "OMNI_DOUBLE_OPT_IN_DAYS", "OMNI_REPLAY_DAYS",
+    "OMNI_CONVERSATION_WAITING_CLOSE_DAYS", "OMNI_SATISFACTION_REPLY_HOURS", "OMNI_AUDIT_CHECKPOINT_RETENTION_DAYS",
+    "SEGMENT_COUNT_TIMEOUT_MS", "AXES_FAILURE_LIMIT", "SESSION_COOKIE_AGE",
+]
+# Those set by a variable of another name.
+SET_BY = {"AXES_FAILURE_LIMIT": "OMNI_LOGIN_FAILURE_LIMIT", "SESSION_COOKIE_AGE": "OMNI_SESSION_IDLE_MINUTES"}
+
+
+@register()
+def check_numbers_above_zero(app_configs, **kwargs):
+    return [Error(f"{variable} must be above 0.", id="omni.E040")
+            for name in MUST_BE_ABOVE_ZERO if not getattr(settings, name) > 0
+            for variable in [SET_BY.get(name, name)]]

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from django.core.checks import run_checks
 
-from omni.checks import check_production_settings, check_provider_settings
+from omni.checks import check_numbers_above_zero, check_production_settings, check_provider_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -150,3 +150,23 @@ def test_an_sqlite_without_update_returning_is_refused_by_name():
     assert sqlite_version_errors((3, 35, 0)) == []
     [error] = sqlite_version_errors((3, 34, 1))
     assert error.id == "omni.E020" and "SQLite 3.35.0 or newer" in error.msg and "3.34.1" in error.msg
+
+
+@pytest.mark.parametrize(("setting", "variable"), [("SNS_MAX_AGE_SECONDS", "SNS_MAX_AGE_SECONDS"),
+                                                   ("SESSION_COOKIE_AGE", "OMNI_SESSION_IDLE_MINUTES")])
+def test_a_number_that_would_switch_a_safeguard_off_is_refused_naming_its_variable(settings, setting, variable):
+    setattr(settings, setting, 0)
+
+    errors = check_numbers_above_zero(None)
+
+    assert [(error.id, error.msg) for error in errors] == [("omni.E040", f"{variable} must be above 0.")]
+
+
+def test_a_process_started_with_sns_max_age_zero_stops_naming_it(tmp_path):
+    env = {"OMNI_VAR_DIR": str(tmp_path), "SNS_MAX_AGE_SECONDS": "0", "PATH": "/usr/bin:/bin"}
+
+    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=60)
+
+    assert result.returncode != 0
+    assert "omni.E040" in result.stderr and "SNS_MAX_AGE_SECONDS must be above 0." in result.stderr
