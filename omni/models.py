@@ -169,8 +169,8 @@ class AuditEntry(models.Model):
                 condition=pgtrigger.AnyChange(exclude=list(SEALER_COLUMNS)),
             ),
             pgtrigger.Protect(name="protect_delete", operation=pgtrigger.Delete),
-            # TRUNCATE skips row triggers. The test suite's flush between transactional tests
-            # passes with pgtrigger.ignore (conftest.py).
+            # TRUNCATE skips row triggers. (The test suite empties the table between
+            # transactional tests with pgtrigger.ignore: conftest.py.)
             pgtrigger.Trigger(
                 name="protect_truncate", operation=pgtrigger.Truncate, level=pgtrigger.Statement,
                 when=pgtrigger.Before, func="RAISE EXCEPTION 'pgtrigger: Cannot truncate % table', TG_TABLE_NAME;",
