@@ -96,6 +96,13 @@ def channel_plan_words(plan) -> str:
     return ", then ".join(words)
 
 
+def changed_fields(campaign: Campaign, fields: list[str]) -> list[str]:
+    """Which of `fields` of the edited `campaign` differ from its stored row."""
+    attnames = [Campaign._meta.get_field(name).attname for name in fields]
+    stored = Campaign.objects.filter(pk=campaign.pk).values(*attnames).first() or {}
+    return [name for name in attnames if name not in stored or stored[name] != getattr(campaign, name)]
+
+
 def campaign_revision(campaign: Campaign) -> str:
     return "|".join(_instant(getattr(campaign, name)) for name in REVISION_FIELDS)
 
@@ -178,13 +185,15 @@ class CampaignForm(RefusesStalePage, ChannelPlanFields, forms.ModelForm):
         style(self)
 
     def clean(self):
-        cleaned = super().clean()
+        # Typed units into the model's before anything may refuse the form: a refused form is
+        # still put into the row and validated as the model's values (a 500 otherwise).
         for name in DURATION_FIELDS:
-            if name in cleaned:
-                cleaned[name] = timedelta(seconds=cleaned[name]) if cleaned[name] else None
+            if name in self.cleaned_data:
+                self.cleaned_data[name] = timedelta(seconds=self.cleaned_data[name]) if self.cleaned_data[name] else None
         for name in PERCENT_FIELDS:
-            if cleaned.get(name) is not None:
-                cleaned[name] = float(cleaned[name]) / 100
+            if self.cleaned_data.get(name) is not None:
+                self.cleaned_data[name] = float(self.cleaned_data[name]) / 100
+        cleaned = super().clean()
         self.instance.channel_plan = self.check_channel_plan(cleaned.get("template"))
         return cleaned
 
@@ -412,9 +421,16 @@ class CampaignAdmin(OwnedByCreatorMixin, ModelAdmin):
         # a start may have committed since the form was read, and a full save would write its
         # status and start back as they were.
         edited = [field.name for field in Campaign._meta.concrete_fields if field.name in form.fields]
-        save_draft(obj, [*edited, *(["channel_plan"] if "plan" in form.fields else [])])
+        edited += ["channel_plan"] if "plan" in form.fields else []
+        # A save that changes nothing writes nothing, so a colleague's open page stays current
+        # (save_related writes if a variant changed).
+        obj.unchanged_by_form = not changed_fields(obj, edited)
+        if not obj.unchanged_by_form:
+            save_draft(obj, edited)
 
     def save_related(self, request, form, formsets, change):
+        if change and form.instance.unchanged_by_form and any(formset.has_changed() for formset in formsets):
+            save_draft(form.instance, [])  # the variants are saved under the draft's lock, as with the form
         super().save_related(request, form, formsets, change)
         if change:
             # The variants are saved by now: an edit that changed what was asked for or approved

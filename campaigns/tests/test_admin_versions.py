@@ -11,6 +11,7 @@ from campaigns.models import JourneyStep
 from omni import audit
 
 from .conftest import make_contact, make_journey
+from omni.tests.admin_pages import change_form_data
 
 pytestmark = pytest.mark.django_db
 
@@ -136,24 +137,6 @@ def test_the_journey_page_lists_every_version_in_words_in_a_fixed_number_of_quer
     assert "opened: if welcome-email engaged, else go to welcome-sms → done" in html
     assert "New enrollments start on version 10. The draft below is the same as this version." in html
     assert len(with_ten_versions) == len(with_one_version)
-
-
-def change_form_data(response) -> dict:
-    """The POST data a browser would send back for an admin change page, as it was shown."""
-    data = {}
-    forms = [response.context["adminform"].form]
-    for inline in response.context["inline_admin_formsets"]:
-        formset = inline.formset
-        forms.extend(formset.forms)
-        data.update({f"{formset.management_form.prefix}-{name}": value
-                     for name, value in formset.management_form.initial.items()})
-    for form in forms:
-        for field in form:
-            value = field.value()
-            if value is None or value is False:
-                continue
-            data[field.html_name] = value
-    return data
 
 
 def test_a_wait_of_1h_in_the_step_form_is_refused_naming_the_setting_not_a_500(client, staff, welcome_journey):

@@ -92,3 +92,22 @@ def test_a_variant_changed_from_a_stale_page_is_not_saved(marketer, colleague, d
     assert response.status_code == 200
     assert "changed since you opened this page" in _errors(response)
     assert list(Campaign.objects.get(pk=draft.pk).variants.values_list("weight", flat=True)) == [70, 30]
+
+
+def test_a_save_that_changes_nothing_leaves_a_colleagues_open_page_current(marketer, colleague, draft,  # noqa: F811
+                                                                            welcome_templates):
+    # given two marketers who opened the draft's page at the same time
+    first, url, first_page = _opened(marketer, draft)
+    second, _, second_page = _opened(colleague, draft)
+    revision = draft.updated_at
+
+    # when the first presses save without changing anything
+    assert first.post(url, first_page).status_code == 302
+
+    # then nothing was written, and the second's change from their page saves
+    draft.refresh_from_db()
+    assert draft.updated_at == revision
+    assert second.post(url, {**second_page, "objective": "Clear the winter stock"}).status_code == 302
+    draft.refresh_from_db()
+    assert draft.objective == "Clear the winter stock"
+

@@ -5,26 +5,9 @@ from django.urls import reverse
 
 from contacts.models import Contact
 from omni.models import AuditEntry
+from omni.tests.admin_pages import change_form_data
 
 pytestmark = pytest.mark.django_db
-
-
-def change_form_data(response) -> dict:
-    """The POST data a browser would send back for an admin change page, as it was shown."""
-    data = {}
-    forms = [response.context["adminform"].form]
-    for inline in response.context["inline_admin_formsets"]:
-        formset = inline.formset
-        forms.extend(formset.forms)
-        data.update({f"{formset.management_form.prefix}-{name}": value
-                     for name, value in formset.management_form.initial.items()})
-    for form in forms:
-        for field in form:
-            value = field.value()
-            if value is None or value is False:
-                continue
-            data[field.html_name] = value
-    return data
 
 
 @pytest.fixture
