@@ -194,7 +194,9 @@ class CampaignForm(RefusesStalePage, ChannelPlanFields, forms.ModelForm):
             if self.cleaned_data.get(name) is not None:
                 self.cleaned_data[name] = float(self.cleaned_data[name]) / 100
         cleaned = super().clean()
-        self.instance.channel_plan = self.check_channel_plan(cleaned.get("template"))
+        variant_templates = [variant.template for variant in self.instance.variants.select_related("template")] \
+            if self.instance.pk else []
+        self.instance.channel_plan = self.check_channel_plan(cleaned.get("template"), *variant_templates)
         return cleaned
 
     def revision(self, row) -> str:

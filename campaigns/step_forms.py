@@ -271,23 +271,28 @@ class _ChannelPlanForm(forms.Form):
         self._plan_rows = [row for row, _ in plan]
         return [entry for _, entry in plan]
 
-    def check_channel_plan(self, template) -> list:
+    def check_channel_plan(self, template, *others) -> list:
         """The plan from the rows, with an error on each row that is wrong: no channel at all, a
-        duration missing, a channel `template`'s latest version has no variant for."""
+        duration missing, a channel no latest version of `template` and `others` (a campaign's
+        variants' templates: each sends on the channels it has) has a variant for."""
         plan = self.channel_plan()
         if self.cleaned_data.get("plan") != DEFAULT_PLAN and not plan:
             self.add_error("channel_1", "Choose at least one channel, or the default plan.")
         for row, entry in zip(self._plan_rows, plan):
             if "fallback_after_seconds" in entry and not entry["fallback_after_seconds"]:
                 self.add_error(f"within_{row}", "Say within how long, or choose \"if it fails\".")
-        version = latest_versions([template.pk]).get(template.pk) if template else None
-        if version is not None:
-            have = version.channels()
-            for row, entry in zip(self._plan_rows, plan):
-                if entry["channel"] not in have:
-                    self.add_error(f"channel_{row}", f"Template {template.key!r} v{version.number} has no "
-                                                     f"{Channel(entry['channel']).label} variant (it has: "
-                                                     f"{', '.join(sorted(have)) or 'none'}).")
+        templates = {each.pk: each for each in (template, *others) if each is not None}
+        versions = latest_versions(list(templates))
+        if not versions:
+            return plan
+        have = set().union(*(version.channels() for version in versions.values()))
+        named = ", ".join(f"{templates[pk].key!r} v{version.number}" for pk, version in versions.items())
+        for row, entry in zip(self._plan_rows, plan):
+            if entry["channel"] not in have:
+                label, channels = Channel(entry["channel"]).label, ", ".join(sorted(have)) or "none"
+                self.add_error(f"channel_{row}", f"Template {named} has no {label} variant (it has: {channels})."
+                               if len(versions) == 1 else
+                               f"None of the templates {named} has a {label} variant (they have: {channels}).")
         return plan
 
 

@@ -19,6 +19,7 @@ from campaigns.models import Campaign, CampaignRecipient, CampaignStatus, Recipi
 from campaigns.campaign_state import CampaignLocked, move_campaign
 from contacts.models import LifecycleStage
 from omni.models import AuditEntry
+from omni.tests.admin_pages import change_form_data
 
 from .conftest import make_contact
 
@@ -184,6 +185,27 @@ def test_the_demo_has_a_draft_campaign_with_two_variants_and_a_holdout(demo_logi
     from campaigns.campaign_start import audience_count, start_problems
 
     assert start_problems(campaign) == [] and audience_count(campaign) >= 5
+
+
+def test_the_demo_campaigns_page_saves_as_shown_its_plan_checked_against_every_variants_template(demo_logins,
+                                                                                                   client):
+    # given the demo campaign: an email variant and an SMS one, a plan of email then SMS
+    campaign = Campaign.objects.get(name="Spring offer (demo)")
+    client.force_login(campaign.owner)
+    url = reverse("admin:campaigns_campaign_change", args=[campaign.pk])
+    page = change_form_data(client.get(url))
+
+    # when the marketer saves it as it is, then with WhatsApp added to the plan
+    saved = client.post(url, page)
+    refused = client.post(reverse("admin:campaigns_campaign_change", args=[campaign.pk]),
+                          {**change_form_data(client.get(url)), "channel_3": "whatsapp"})
+
+    # then the first saves (each variant sends on the plan's channels its template has), and the
+    # second is refused: no variant's template has WhatsApp
+    assert saved.status_code == 302, saved.context["adminform"].form.errors
+    assert refused.status_code == 200
+    assert refused.context["adminform"].form.errors["channel_3"] == [
+        "None of the templates 'welcome-email' v1, 'welcome-sms' v1 has a WhatsApp variant (they have: email, sms)."]
 
 
 def test_the_progress_figures_the_page_polls(client, marketer, approver, draft, user_in):
