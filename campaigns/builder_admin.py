@@ -116,7 +116,9 @@ class JourneyForm(RefusesStalePage, forms.ModelForm):
         return row.draft_revision
 
     def stale_words(self, row, seen) -> str:
-        return drafts.STALE
+        return ("This page is out of date: the journey was changed (by you in another tab, or by someone else) "
+                "since you opened it. Nothing was saved, and what you typed is still below: open the page again "
+                "to see the journey as it is now, then make your change again.")
 
     def clean(self):
         cleaned = super().clean()

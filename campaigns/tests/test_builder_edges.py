@@ -52,9 +52,12 @@ def test_a_journey_form_saved_from_a_page_older_than_another_marketers_save_is_r
     second.update(description="Sent weekly")
     response = client.post(url, second)
 
-    # then the second is told the page is out of date, and the first's edit stands
+    # then the second is told the page is out of date and kept what they typed (the page was not
+    # reloaded), and the first's edit stands
     assert response.status_code == 200
-    assert "out of date" in response.content.decode()
+    words = " ".join(response.context["adminform"].form.non_field_errors())
+    assert "out of date" in words and "Nothing was saved" in words and "reloaded" not in words
+    assert response.context["adminform"].form["description"].value() == "Sent weekly"
     marketing_draft.refresh_from_db()
     assert (marketing_draft.name, marketing_draft.objective) == ("Spring newsletter", "Bring trial users back")
 
