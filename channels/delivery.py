@@ -38,6 +38,7 @@ from compliance.models import ConsentSource, SuppressionReason
 from omni import audit
 from omni.choices import Channel
 from templates.rendering import UNSUBSCRIBE_URL, RenderError, contact_variables, email_parts, render_variant
+from templates.sms_segments import count_segments
 
 from . import state
 from .base import CannotTell, DeliveryError, DeliveryOutcomeUnknown, Provider, SendResult
@@ -283,9 +284,14 @@ def _record_render_failure(delivery: Delivery, error: RenderError) -> None:
 
 def _record_sent(delivery: Delivery, provider: Provider, result: SendResult) -> None:
     now = timezone.now()
+    segments = result.segments
+    if segments is None and delivery.channel == Channel.SMS:
+        # As the GSM-7/UCS-2 split SMS providers bill by counts them, where the provider does
+        # not say (the sandbox, Amazon SNS).
+        segments = count_segments(delivery.text_body).segments
     fields = {
         "provider_message_id": result.provider_message_id,
-        "segments": result.segments,
+        "segments": segments,
         "cost": result.cost,
         "currency": result.currency,
         "error_code": "",
@@ -301,7 +307,7 @@ def _record_sent(delivery: Delivery, provider: Provider, result: SendResult) -> 
             "delivery.sent", contact=delivery.contact, obj=delivery, channel=delivery.channel,
             actor_label=f"provider:{provider.name}",
             data={"provider": provider.name, "provider_message_id": result.provider_message_id,
-                  "attempt": delivery.attempts, "segments": result.segments},
+                  "attempt": delivery.attempts, "segments": segments},
             personal={"response": result.raw},
         )
         delivery.refresh_from_db()
