@@ -143,14 +143,9 @@ def _act_on_conversations(events, now) -> Counter:
     if not relevant:
         return Counter()
     conversations = {e.pk: _conversation_id(e) for e in relevant}
-    live = Enrollment.objects.filter(
+    live = _locked(Enrollment.objects.filter(
         contact_id__in={e.contact_id for e in relevant}, state__in=LIVE_ENROLLMENT_STATES,
-    ).exclude(journey_version__on_reply=OnReply.CONTINUE, state=EnrollmentState.ACTIVE)
-    # NO KEY: a worker inserting visits of other enrollments takes KEY SHARE on theirs; in id
-    # order, so two batches touching the same contacts queue rather than deadlock.
-    if connection.features.has_select_for_update:
-        live = live.select_for_update(no_key=True, **({"of": ("self",)} if connection.features.has_select_for_update_of
-                                                      else {}))
+    ).exclude(journey_version__on_reply=OnReply.CONTINUE, state=EnrollmentState.ACTIVE))
     by_contact = defaultdict(list)
     for enrollment in live.annotate(on_reply=F("journey_version__on_reply")).order_by("pk"):
         by_contact[enrollment.contact_id].append(enrollment)
@@ -250,11 +245,11 @@ def _convert_goals(events, versions, now) -> int:
     pairs = [(e.contact_id, vid, e) for e in events for vid in by_goal.get(e.name, [])]
     if not pairs:
         return 0
-    live = Enrollment.objects.filter(
+    live = _locked(Enrollment.objects.filter(
         state__in=LIVE_ENROLLMENT_STATES,
         contact_id__in={c for c, _, _ in pairs},
         journey_version_id__in={v for _, v, _ in pairs},
-    )
+    )).order_by("pk")
     wanted = defaultdict(list)
     for contact_id, version_id, event in pairs:
         wanted[(contact_id, version_id)].append(event)
@@ -275,6 +270,17 @@ def _convert_goals(events, versions, now) -> int:
     audit.record_many(entries)
     cancel_unsent([e.pk for e in converted], "journey_converted", now)
     return len(converted)
+
+
+def _locked(enrollments):
+    """`enrollments` locked until the batch commits (read in id order): a worker running one of
+    them finishes first, and what it ended is no longer live when read. NO KEY: a worker
+    inserting visits of other enrollments takes KEY SHARE on theirs; in id order, so two
+    batches touching the same contacts queue rather than deadlock."""
+    if not connection.features.has_select_for_update:
+        return enrollments
+    return enrollments.select_for_update(no_key=True, **({"of": ("self",)} if connection.features.has_select_for_update_of
+                                                         else {}))
 
 
 def _reached_after_trigger(event, enrollment) -> bool:

@@ -123,3 +123,40 @@ def test_what_the_journey_still_held_for_a_contact_who_reached_its_goal_is_cance
     tick(night + timedelta(hours=12))
     held.refresh_from_db()
     assert held.status == "cancelled" and not held.deliveries.exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_goal_reached_while_a_worker_ends_the_enrollment_leaves_the_workers_end_standing(welcome_templates):
+    from django.utils import timezone
+
+    from campaigns import enrollment_state
+    from campaigns.tests.conftest import build_welcome_journey
+    from omni.models import AuditEntry
+
+    from .test_ab_test_edges import while_holding
+
+    # given a contact enrolled in a journey whose goal is a purchase
+    build_welcome_journey(*welcome_templates, goal_event="purchased")
+    now = timezone.now()
+    ann = make_contact("ann", email="ann@example.com", phone="+14155550101")
+    event(ann, "signed_up", now - timedelta(seconds=5))
+    tick(now)
+    enrollment = Enrollment.objects.get(contact=ann)
+    event(ann, "purchased", now + timedelta(seconds=1))
+
+    def worker_ends_it():
+        # a worker running her last step holds her enrollment and completes it
+        locked = Enrollment.objects.select_for_update().get(pk=enrollment.pk)
+        entry = enrollment_state.end(locked, EnrollmentState.COMPLETED, "done", now)
+        enrollment_state.save([locked], [entry])
+
+    # when the tick's events stage reads her purchase meanwhile
+    errors = while_holding(lambda: Enrollment.objects.select_for_update().get(pk=enrollment.pk), worker_ends_it,
+                           lambda: tick(now + timedelta(seconds=2)))
+
+    # then the worker's end stands: the tick waited for it and found nothing live to convert
+    assert not errors
+    enrollment.refresh_from_db()
+    assert (enrollment.state, enrollment.end_reason) == (EnrollmentState.COMPLETED, "done")
+    assert not AuditEntry.objects.filter(action="journey.converted").exists()
