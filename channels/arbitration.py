@@ -24,9 +24,9 @@ quiet hours, or moved to its plan's next channel, is said when it is queued. The
 arbitration reads, message_contact_intent, is on (contact, intent key, said_at).
 
 A message that moved on to its plan's next channel was said on the channels before it whose
-delivery got out (TOLD_DELIVERY_STATUSES), whatever its status now: an email delivered but
-unread, whose SMS waits for the end of quiet hours, told the contact by email, when that delivery
-was queued. One that bounced told them nothing.
+delivery got out, or may have (TOLD_DELIVERY_STATUSES), whatever its status now: an email
+delivered but unread, whose SMS waits for the end of quiet hours, told the contact by email, when
+that delivery was queued; so did one whose send is uncertain. One that bounced told them nothing.
 
 A message already queued is never recalled: it can win, never lose (a message the batch routes
 again from the queued status included). Messages with an exemption (an opt-out confirmation,
@@ -60,8 +60,11 @@ from .models import (
 # The messages that have been said: these count for the intent and collision windows.
 SAID_STATUSES = (MessageStatus.QUEUED, MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.ENGAGED)
 # A delivery that told the contact its message, on its channel, whatever the message's status
-# now. A complaint proves the message reached them (channels/provider_reports.py).
-TOLD_DELIVERY_STATUSES = tuple(sorted({DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.COMPLAINED,
+# now. A complaint proves the message reached them (channels/provider_reports.py). One being sent,
+# or whose send is uncertain (the provider's answer was lost), may have: it counts, rather than
+# risk saying it twice.
+TOLD_DELIVERY_STATUSES = tuple(sorted({DeliveryStatus.SENDING, DeliveryStatus.UNCERTAIN, DeliveryStatus.SENT,
+                                       DeliveryStatus.DELIVERED, DeliveryStatus.COMPLAINED,
                                        *ENGAGED_DELIVERY_STATUSES}))
 
 DUPLICATE_INTENT = "arbitration:duplicate_intent"

@@ -111,3 +111,30 @@ def test_a_collision_counts_from_the_email_of_a_message_waiting_for_its_sms(nigh
     assert statuses(sale) == [(MessageStatus.DEFERRED, COLLISION)]
     assert sale.defer_until == times["emailed"] + timedelta(hours=4)
     assert arbitration_of(sale)["displaced_by"] == alert.pk
+
+
+def test_an_email_whose_send_is_uncertain_may_have_told_the_contact(night, rules, tick, times):
+    from channels import state
+    from channels.models import Delivery
+
+    rules("informational", intent=24 * HOUR)
+    # given the alert's email went to the provider, whose answer was lost (uncertain: it may have
+    # gone out), and the tick moved the alert on to SMS, where quiet hours hold it
+    alert, _ = routing.create_message(
+        contact=night, source=MessageSource.JOURNEY, purpose="informational", intent_key="card:9:declined",
+        channel_plan=EMAIL_UNLESS_ENGAGED_THEN_SMS,
+        content=[{"channel": c, "subject": "Card declined", "text_body": "Card declined"} for c in ("email", "sms")])
+    email = routing.dispatch(alert, now=times["emailed"])
+    Delivery.objects.filter(pk=email.pk).update(claimed_at=times["emailed"])
+    assert state.move_delivery(email, DeliveryStatus.SENDING) and state.move_delivery(email, DeliveryStatus.UNCERTAIN)
+    tick(times["fell_back"])
+    alert.refresh_from_db()
+    assert (alert.plan_step, alert.status) == (1, MessageStatus.DEFERRED)
+
+    # when a request sends the same alert
+    again = new_message(night, intent_key="card:9:declined")
+    routing.dispatch(again, now=times["later"])
+
+    # then it is not risked twice: dropped, naming the uncertain email
+    assert statuses(again) == [(MessageStatus.SUPPRESSED, DUPLICATE_INTENT)]
+    assert (arbitration_of(again)["displaced_by"], arbitration_of(again)["winner"]["channel"]) == (alert.pk, "email")
