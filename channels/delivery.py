@@ -249,6 +249,9 @@ def render(delivery: Delivery) -> None:
                     "provider_template_id": rendered.get("provider_template_id", ""),
                     "locale": rendered.get("locale", "")},
     }
+    if rendered.get("content_variables"):
+        # What fills the approved content template's {{1}}, {{2}}... (Twilio's ContentVariables).
+        fields["content"]["content_variables"] = rendered["content_variables"]
     fields["content"] = with_unsubscribe_headers(delivery, fields["content"])
     Delivery.objects.filter(pk=delivery.pk).update(**fields)
     for name, value in fields.items():

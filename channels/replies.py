@@ -311,7 +311,7 @@ def _render_for(variant: dict, contact) -> dict:
     try:
         return render_variant(variant, variables)
     except RenderError as error:
-        names = [name for part in ("subject", "text_body", "title") if variant.get(part)
+        names = [name for part in ("subject", "text_body", "title", "provider_variables") if variant.get(part)
                  for name in undefined_names(variant[part], variables)]
         if names:
             raise MissingVariables(list(dict.fromkeys(names))) from error

@@ -8,14 +8,16 @@ from omni import audit
 from omni.choices import Channel, Purpose
 
 from .models import OPT_OUT_DISCLOSURE_CHANNELS, OptOutDisclosure, Template, TemplateVersion
-from .rendering import UNSUBSCRIBE_URL, RenderError, prints_unconditionally, unconditional_text, validate_source
+from .rendering import (PROVIDER_VARIABLES, UNSUBSCRIBE_URL, RenderError, prints_unconditionally,
+                        provider_variable_lines, unconditional_text, validate_source)
 from .sms_segments import MAX_SMS_SEGMENTS, fixed_segments
 
 
 @transaction.atomic
 def publish_template(template: Template, *, actor=None, actor_label: str = "") -> TemplateVersion:
-    """Snapshot the template's variants as its next version. Refuses a template with bad syntax,
-    an SMS too long to send, and marketing without its opt-out line or unsubscribe link."""
+    """Snapshot the template's variants as its next version. Refuses a template with bad syntax
+    (a provider variable line too), an SMS too long to send, and marketing without its opt-out
+    line or unsubscribe link."""
     template = Template.objects.select_for_update().get(pk=template.pk)
     variants = list(template.variants.order_by("channel", "locale"))
     if not variants:
@@ -26,6 +28,9 @@ def publish_template(template: Template, *, actor=None, actor_label: str = "") -
                 validate_source(getattr(variant, field), html=field == "html_body")
             except RenderError as exc:
                 raise ValidationError(f"{variant.channel}/{variant.locale} {field}: {exc}") from exc
+        bad_line = bad_provider_variable(variant)
+        if bad_line:
+            raise ValidationError(bad_line)
     too_long = overlong_sms(variants)
     if too_long:
         raise ValidationError(too_long)
@@ -46,6 +51,21 @@ def publish_template(template: Template, *, actor=None, actor_label: str = "") -
     audit.record("template.published", obj=version, actor=actor, actor_label=actor_label,
                  data={"template": template.key, "version": number})
     return version
+
+
+def bad_provider_variable(variant) -> str:
+    """What is wrong with the first of a variant's provider variables that cannot be sent (a
+    syntax error, a blank line leaving its {{N}} empty), naming the variant and the line; "" if none."""
+    for number, line in enumerate(provider_variable_lines(variant.provider_variables), start=1):
+        where = f"{variant.channel}/{variant.locale} {PROVIDER_VARIABLES} line {number} ({{{{{number}}}}})"
+        if not line.strip():
+            return f"{where}: is blank; every variable of the approved template needs a value."
+        try:
+            # Line by line: each is rendered on its own, so an {% if %} must close on its line.
+            validate_source(line)
+        except RenderError as exc:
+            return f"{where}: {exc}"
+    return ""
 
 
 def overlong_sms(variants) -> list[str]:

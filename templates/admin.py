@@ -29,7 +29,7 @@ class TemplateVariantInline(ShowsSmsSegments, StackedInline):
     extra = 0
     fields = [
         ("channel", "locale"), "subject", "preheader", "text_body", "sms_segments", "html_body", "title",
-        "provider_template_id",
+        ("provider_template_id", "provider_variables"),
     ]
     readonly_fields = ["sms_segments"]
 

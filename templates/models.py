@@ -37,8 +37,17 @@ class TemplateVariant(models.Model):
     text_body = models.TextField(blank=True, help_text="Email plain text part; the body of SMS, WhatsApp, RCS and push.")
     html_body = models.TextField(blank=True, help_text="Email HTML part (variables are HTML-escaped).")
     title = models.CharField(max_length=200, blank=True, help_text="Push notification title.")
-    # An approved WhatsApp/RCS content template (Twilio Content SID), used outside the 24h window.
-    provider_template_id = models.CharField(max_length=100, blank=True)
+    provider_template_id = models.CharField(
+        max_length=100, blank=True,
+        help_text="WhatsApp and RCS: the Twilio Content SID (HX...) of the approved template, sent instead "
+                  "of the text body (on WhatsApp, only outside the contact's 24-hour session).")
+    # Twilio holds the approved text: all Omni gives it is what fills its numbered variables.
+    provider_variables = models.TextField(
+        blank=True,
+        help_text="The approved template's variables, one per line: line 1 fills {{1}}, line 2 fills {{2}}... "
+                  "Each line is written like the text body, e.g. {{ first_name }} or order {{ order_id }}, "
+                  "and must not come out empty.",
+    )
 
     class Meta:
         constraints = [
@@ -58,6 +67,7 @@ class TemplateVariant(models.Model):
             "html_body": self.html_body,
             "title": self.title,
             "provider_template_id": self.provider_template_id,
+            "provider_variables": self.provider_variables,
         }
 
 

@@ -31,6 +31,10 @@ _text_env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=
 _html_env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=True, finalize=_refuse_null)
 
 TEXT_FIELDS = ("subject", "preheader", "text_body", "title")
+# The variant's lines filling an approved content template's {{1}}, {{2}}... (WhatsApp, RCS), and
+# the key of the rendered values, numbered as the provider wants them.
+PROVIDER_VARIABLES = "provider_variables"
+CONTENT_VARIABLES = "content_variables"
 
 # The variable every email is rendered with: the contact's signed link to unsubscribe from, and
 # manage, what they receive, naming the message (filled by the sender, channels.delivery).
@@ -63,25 +67,60 @@ def contact_variables(contact) -> dict:
 
 
 def render_variant(variant: dict, variables: dict) -> dict:
-    """Render every part of a variant (as stored in TemplateVersion.variants) with variables."""
+    """Render every part of a variant (as stored in TemplateVersion.variants) with variables.
+    A variant with an approved content template and provider variables gets their values as
+    `content_variables`, {"1": ..., "2": ...}."""
     rendered = dict(variant)
     for name in TEXT_FIELDS + ("html_body",):
         source = variant.get(name) or ""
         if not source:
             rendered[name] = ""
             continue
-        try:
-            rendered[name] = _compiled(source, html=name == "html_body").render(variables)
-        except UndefinedError as exc:
-            raise RenderError(f"Missing variable in {name}: {exc.message}", field=name) from exc
-        except TemplateError as exc:
-            raise RenderError(f"Template error in {name}: {exc}", field=name) from exc
-        except Exception as exc:
-            # Templates are written in the admin: what they compute can raise at run time (a
-            # division by zero, a number added to a text, a range the sandbox refuses), and
-            # such a template cannot be sent as written any more than one missing a variable.
-            raise RenderError(f"Error in {name}: {type(exc).__name__}: {exc}", field=name) from exc
+        rendered[name] = _render(source, variables, html=name == "html_body", where=name, field=name)
+    if variant.get("provider_template_id") and provider_variable_lines(variant.get("provider_variables")):
+        rendered[CONTENT_VARIABLES] = _render_content_variables(variant["provider_variables"], variables)
     return rendered
+
+
+def provider_variable_lines(source: str | None) -> list[str]:
+    """The lines of a variant's provider variables, line 1 for {{1}}: blank lines at the end
+    (a textarea's last newline) do not count, a blank line before a written one does (it is an
+    empty {{N}})."""
+    lines = (source or "").splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return lines
+
+
+def _render_content_variables(source: str, variables: dict) -> dict[str, str]:
+    # Twilio's ContentVariables: {"1": ..., "2": ...}, each line rendered as strictly as the body.
+    values = {}
+    for number, line in enumerate(provider_variable_lines(source), start=1):
+        where = f"{PROVIDER_VARIABLES} {{{{{number}}}}}"
+        value = _render(line, variables, html=False, where=where, field=PROVIDER_VARIABLES)
+        # Twilio refuses a content template with an empty variable; spaces around a value are
+        # a slip of the keyboard, not something the contact should read.
+        value = value.strip()
+        if not value:
+            raise RenderError(f"{where} (line {number}) comes out empty for this contact; the approved template "
+                              f"needs a value for it.", field=PROVIDER_VARIABLES)
+        values[str(number)] = value
+    return values
+
+
+def _render(source: str, variables: dict, *, html: bool, where: str, field: str) -> str:
+    """`source` rendered with `variables`; any error a RenderError on `field`, saying `where`."""
+    try:
+        return _compiled(source, html=html).render(variables)
+    except UndefinedError as exc:
+        raise RenderError(f"Missing variable in {where}: {exc.message}", field=field) from exc
+    except TemplateError as exc:
+        raise RenderError(f"Template error in {where}: {exc}", field=field) from exc
+    except Exception as exc:
+        # Templates are written in the admin: what they compute can raise at run time (a
+        # division by zero, a number added to a text, a range the sandbox refuses), and
+        # such a template cannot be sent as written any more than one missing a variable.
+        raise RenderError(f"Error in {where}: {type(exc).__name__}: {exc}", field=field) from exc
 
 
 @lru_cache(maxsize=512)

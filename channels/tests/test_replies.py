@@ -296,6 +296,21 @@ def test_a_marketing_template_is_not_a_reply(contact, agent):
         replies.reply_with_template(conversation, agent=agent, template=news, form_token="t1", now=NIGHT)
 
 
+def test_a_content_template_reply_names_each_variable_of_its_lines_the_contact_lacks(contact, agent):
+    # given an approved WhatsApp template whose {{2}} needs an order id Alice does not have
+    conversation = customer_wrote(contact, "whatsapp", at=NIGHT - timedelta(hours=30))
+    shipped = TemplateVersion.objects.create(
+        template=Template.objects.create(key="shipped", name="Shipped"), number=1, purpose="transactional",
+        variants=[{"channel": "whatsapp", "locale": "en", "text_body": "Shipped", "provider_template_id": "HX1",
+                   "provider_variables": "{{ first_name }}\n{{ order_id }}"}])
+
+    # when an agent sends it, then nothing is made and the missing variable is named
+    with pytest.raises(replies.MissingVariables) as missing:
+        replies.reply_with_template(conversation, agent=agent, template=shipped, form_token="t1", now=NIGHT)
+    assert missing.value.names == ["order_id"]
+    assert not conversation.messages.exists()
+
+
 def test_within_whatsapps_window_free_text_is_offered(contact, agent):
     conversation = customer_wrote(contact, "whatsapp", at=NIGHT - timedelta(hours=2))
 
