@@ -8,7 +8,7 @@ again (ContactErased, a 409 over the API) instead of quietly making a new one.
 from django.db.models import F, Value
 from django.db.models.functions import Cast, Concat
 
-from .import_erasure import erase_from_imports
+from .import_erasure import erase_from_imports, imports_naming
 from .models import Contact, ContactEvent, Device
 
 # The profile as it is after erasure: nothing that names, reaches or locates the person.
@@ -21,10 +21,13 @@ def erase_profile(contact: Contact, now) -> dict | None:
     one UPDATE per table, and take their values out of contact imports (erase_from_imports).
     Returns how many rows each changed, or None when the contact was already erased (by another
     request meanwhile): then nothing is changed."""
+    # The imports naming the contact are locked first, in the order a running import's chunk
+    # takes its locks (its upload, then its contacts): the two take turns and never deadlock.
+    naming = imports_naming(contact)
     if not Contact.objects.filter(pk=contact.pk, erased_at__isnull=True).update(**BLANK_PROFILE, erased_at=now,
                                                                                updated_at=now):
         return None
-    imports = erase_from_imports(contact)  # before the values it looks for are blanked below
+    imports = erase_from_imports(contact, naming)  # before the values it looks for are blanked below
     for name, value in BLANK_PROFILE.items():
         setattr(contact, name, value)
     contact.erased_at = contact.updated_at = now

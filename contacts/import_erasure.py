@@ -2,7 +2,10 @@
 them (contacts/erasure.py calls erase_from_imports while the contact's values are still set).
 
 An import's errors (ContactImport.errors) quote the cells of the rows they refuse, and an upload
-still waiting keeps its file (ContactImport.data); both may name the person.
+kept until it is imported keeps its file (ContactImport.data); both may name the person. A check
+or an import already running read the file before: the numbers of the rows emptied are recorded
+(ContactImport.erased_rows) under the upload's row lock, which each of its chunks takes first, so
+that it refuses those rows rather than making the person again from their email.
 """
 import csv
 import io
@@ -26,13 +29,10 @@ UNQUOTED_VALUES = (re.compile(r"^Region (\S+) is not in"), re.compile(r"country 
                    re.compile(r", not (.+)\.$"))
 
 
-def erase_from_imports(contact: Contact) -> dict:
-    """Take the contact's values out of every import: the errors of the rows about them (found
-    by the row's key or matched contact, and for entries written before errors named them, by
-    their email or phone in the text) lose every value they quote, and a kept upload not yet
-    imported loses their rows (all but the external id, which erasure keeps, so importing it
-    later refuses the row). Call with the contact's values still set. One query to find the
-    imports that may name them, one UPDATE per import that does."""
+def imports_naming(contact: Contact) -> list[ContactImport]:
+    """The imports whose errors or kept file may name the contact, locked until the transaction
+    ends, in one query. Erasure takes these locks before the contact's (a running import's chunk
+    takes its upload's, then its contacts'), and calls this while the contact's values are set."""
     values = [value for value in (contact.email, contact.phone) if value]
     keys = [key for key in (contact.external_id, contact.email) if key]
     naming = Q()
@@ -49,9 +49,20 @@ def erase_from_imports(contact: Contact) -> dict:
     in_file = Q()
     for key in keys:
         in_file |= Q(data__icontains=key)
-    candidates = (ContactImport.objects.annotate(errors_text=Cast("errors", TextField()))
-                  .filter((~Q(errors=[]) & naming) | (~Q(data="") & in_file)))
-    errors_emptied = files_emptied = 0
+    return list(ContactImport.objects.annotate(errors_text=Cast("errors", TextField()))
+                .filter((~Q(errors=[]) & naming) | (~Q(data="") & in_file)).order_by("pk").select_for_update())
+
+
+def erase_from_imports(contact: Contact, candidates: list[ContactImport]) -> dict:
+    """Take the contact's values out of `candidates` (imports_naming(), called before): the
+    errors of the rows about them (found by the row's key or matched contact, and for entries
+    written before errors named them, by their email or phone in the text) lose every value they
+    quote, and a kept file loses their rows (all but the external id, which erasure keeps, so
+    importing it later refuses the row), their numbers added to erased_rows for a check or an
+    import that read the file before. Call with the contact's values still set. One UPDATE per
+    import that names them."""
+    values = [value for value in (contact.email, contact.phone) if value]
+    errors_emptied = files_emptied = rows_emptied = 0
     for contact_import in candidates:
         changes = {}
         errors = _errors_without(contact_import.errors, contact, values)
@@ -59,13 +70,15 @@ def erase_from_imports(contact: Contact) -> dict:
             changes["errors"] = errors
             errors_emptied += 1
         if contact_import.data:
-            data = _data_without(contact_import.data, contact)
-            if data != contact_import.data:
+            data, numbers = _data_without(contact_import.data, contact)
+            if numbers:
                 changes["data"] = data
+                changes["erased_rows"] = sorted({*contact_import.erased_rows, *numbers})
                 files_emptied += 1
+                rows_emptied += len(numbers)
         if changes:
             ContactImport.objects.filter(pk=contact_import.pk).update(**changes)
-    return {"import_errors": errors_emptied, "import_files": files_emptied}
+    return {"import_errors": errors_emptied, "import_files": files_emptied, "import_rows": rows_emptied}
 
 
 def _errors_without(errors: list, contact: Contact, values: list[str]) -> list:
@@ -97,22 +110,24 @@ def _entry_without(entry: dict, values: list[str]) -> dict:
     return entry
 
 
-def _data_without(text: str, contact: Contact) -> str:
-    """The upload's CSV with the contact's rows emptied but for their external id (numbering kept)."""
+def _data_without(text: str, contact: Contact) -> tuple[str, list[int]]:
+    """The upload's CSV with the contact's rows emptied but for their external id (numbering
+    kept), and those rows' numbers as the import counts them (the header is row 1)."""
     lines = list(csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline="")))
     if not lines:
-        return text
+        return text, []
     columns = [name.strip().lower() for name in lines[0]]
-    changed = False
+    email = contact.email.lower()
+    numbers = []
     for number, cells in enumerate(lines[1:], start=1):
         values = cells_by_column(columns, cells)
         external_id = values.get("external_id", "")
         if (external_id and external_id == contact.external_id) or \
-                (contact.email and values.get("email", "").lower() == contact.email):
+                (email and values.get("email", "").strip().lower() == email):
             lines[number] = [external_id if name == "external_id" else "" for name in columns]
-            changed = True
-    if not changed:
-        return text
+            numbers.append(number + 1)
+    if not numbers:
+        return text, []
     out = io.StringIO()
     csv.writer(out).writerows(lines)
-    return out.getvalue()
+    return out.getvalue(), numbers

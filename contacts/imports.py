@@ -18,7 +18,11 @@ grant needs it) and `consent_at` (when they did, ISO 8601 with its offset; blank
 
 A row is matched to a contact by external_id, else (a row without one) by email among contacts
 without an external id; a row with neither is refused. A key twice in one file is refused on its
-second row, and so is a row for a contact erased on request.
+second row, and so is a row for a contact erased on request. A contact erased while its upload is
+kept (waiting, being checked or imported) loses its rows from the file, and their numbers are
+recorded on the upload (contacts.import_erasure): the check and the import read them per chunk,
+the import under the upload's row lock (which erasure takes too), and refuse those rows quoting
+nothing, so that a row naming the person by email cannot make them again from a file read before.
 """
 import csv
 import io
@@ -46,6 +50,9 @@ from .models import DEFAULT_LIFECYCLE_STAGE, Contact, ContactImport, ImportStatu
 
 # Rows checked and written together: one lookup, one COPY per table, one transaction each.
 CHUNK = 5000
+# The refusal of a row whose contact was erased on request after the file was uploaded: it quotes
+# nothing, the row's values being what erasure took away.
+ERASED_ROW_MESSAGE = "The contact of this row was erased on request; the row is not imported."
 # Errors shown on the import's page; the CSV download has them all.
 ERRORS_SHOWN = 100
 MAX_EVIDENCE_LENGTH = 1000
@@ -197,20 +204,35 @@ class CheckContext:
 
 
 def check_rows(sheet: Sheet, start: int, stop: int, context: CheckContext, seen: dict, *,
-               lock: bool = False) -> list[CheckedRow]:
+               lock: bool = False, erased: frozenset = frozenset()) -> list[CheckedRow]:
     """Check rows [start, stop) of the sheet against the stored contacts they update (read in one
     query, locked until the transaction ends with `lock`). `seen` maps each key already met in the
-    file (("external_id", value) or ("email", value)) to its row number; it is filled as rows go."""
+    file (("external_id", value) or ("email", value)) to its row number; it is filled as rows go.
+    The rows numbered in `erased` (the upload's erased_rows) are refused unread."""
     columns = sheet.columns
     index = {name: position for position, name in enumerate(columns)}
     rows = []
     for offset, cells in enumerate(sheet.rows[start:stop]):
         number = sheet.first_row_number + start + offset
+        if number in erased:
+            rows.append(erased_row(sheet, number))
+            continue
         rows.append(_check_cells(number, cells_by_column(columns, cells), index, context))
     _attach_stored_contacts(rows, lock=lock)
     for row in rows:
         _check_against_stored(row, seen)
     return rows
+
+
+def erased_row(sheet: Sheet, number: int) -> CheckedRow:
+    """Row `number` refused as erased on request, under its key column (external_id when the
+    row kept one, erasure keeping it; else email); no cell of it is read but that one."""
+    position = number - sheet.first_row_number
+    cells = cells_by_column(sheet.columns, sheet.rows[position]) if 0 <= position < len(sheet.rows) else {}
+    column = "external_id" if cells.get("external_id") or "email" not in sheet.columns else "email"
+    row = CheckedRow(number)
+    row.refuse(column, ERASED_ROW_MESSAGE)
+    return row
 
 
 def _check_cells(number: int, cells: dict, index: dict, context: CheckContext) -> CheckedRow:
@@ -489,16 +511,18 @@ def runs_inline(contact_import: ContactImport) -> bool:
 
 def check_import(contact_import: ContactImport) -> ContactImport:
     """Check every row of the upload, writing nothing: its errors and counts, status validated."""
-    sheet = read_file(contact_import.data)
+    sheet = _read_upload(contact_import)
     context = CheckContext.load()
     seen, errors, valid = {}, [], 0
     for start in range(0, len(sheet.rows), CHUNK):
-        rows = check_rows(sheet, start, start + CHUNK, context, seen)
+        # Unlocked: this writes no contact, and _finish_checked settles rows erased meanwhile.
+        erased = _erased_rows(contact_import)
+        rows = check_rows(sheet, start, start + CHUNK, context, seen, erased=erased)
         valid += sum(1 for row in rows if not row.errors)
         errors += [entry for row in rows for entry in row.error_entries()]
         _set_progress(contact_import, processed_rows=min(start + CHUNK, len(sheet.rows)))
-    return _finish(contact_import, ImportStatus.VALIDATED, processed_rows=len(sheet.rows), valid_rows=valid,
-                   errors=errors, finished_at=None)
+    return _finish_checked(contact_import, sheet, ImportStatus.VALIDATED, errors, checking=True, valid_rows=valid,
+                           finished_at=None)
 
 
 def run_import(contact_import: ContactImport, mode: str) -> ContactImport:
@@ -514,14 +538,16 @@ def run_import(contact_import: ContactImport, mode: str) -> ContactImport:
         return contact_import
     contact_import.refresh_from_db()
     actor = contact_import.created_by
-    sheet = read_file(contact_import.data)
+    sheet = _read_upload(contact_import)
     context = CheckContext.load()
     seen, errors, valid, imported = {}, [], 0, 0
     if mode == ContactImport.ALL_OR_NOTHING:
         try:
             with transaction.atomic():
                 for start in range(0, len(sheet.rows), CHUNK):
-                    rows = check_rows(sheet, start, start + CHUNK, context, seen, lock=True)
+                    # The first chunk locks the upload until the end: an erasure naming it waits.
+                    erased = _erased_rows(contact_import, lock=True)
+                    rows = check_rows(sheet, start, start + CHUNK, context, seen, lock=True, erased=erased)
                     errors += [entry for row in rows for entry in row.error_entries()]
                     good = [row for row in rows if not row.errors]
                     valid += len(good)
@@ -535,15 +561,18 @@ def run_import(contact_import: ContactImport, mode: str) -> ContactImport:
     else:
         for start in range(0, len(sheet.rows), CHUNK):
             with transaction.atomic():
-                rows = check_rows(sheet, start, start + CHUNK, context, seen, lock=True)
+                # The upload's lock first, then its contacts' (as erasure takes them): the rows
+                # erased before this point are refused, an erasure after it waits for the write.
+                erased = _erased_rows(contact_import, lock=True)
+                rows = check_rows(sheet, start, start + CHUNK, context, seen, lock=True, erased=erased)
                 good = [row for row in rows if not row.errors]
                 imported += write_rows(good, actor=actor, contact_import=contact_import).rows
             valid += len(good)
             errors += [entry for row in rows for entry in row.error_entries()]
             _set_progress(contact_import, processed_rows=min(start + CHUNK, len(sheet.rows)), imported_rows=imported)
     status = ImportStatus.FAILED if mode == ContactImport.ALL_OR_NOTHING and errors else ImportStatus.DONE
-    return _finish(contact_import, status, processed_rows=len(sheet.rows), valid_rows=valid, imported_rows=imported,
-                   errors=errors, finished_at=timezone.now(), data="")
+    return _finish_checked(contact_import, sheet, status, errors, checking=False, valid_rows=valid,
+                           imported_rows=imported, finished_at=timezone.now(), data="")
 
 
 class _NothingImported(Exception):
@@ -582,6 +611,42 @@ def fail_import(contact_import_id: int, message: str) -> None:
 
 def _set_progress(contact_import: ContactImport, **figures) -> None:
     ContactImport.objects.filter(pk=contact_import.pk).update(**figures)
+
+
+def _read_upload(contact_import: ContactImport) -> Sheet:
+    """The upload's file read, as many rows as it had: read_file drops trailing blank rows, and
+    erasure blanks the rows it empties (contacts.import_erasure), which must still be refused."""
+    sheet = read_file(contact_import.data)
+    missing = contact_import.total_rows - len(sheet.rows)
+    sheet.rows += [[""] * len(sheet.columns) for _ in range(missing)]
+    return sheet
+
+
+def _erased_rows(contact_import: ContactImport, *, lock: bool = False) -> frozenset:
+    """The upload's rows erased so far (their numbers); with `lock`, its row locked until the
+    transaction ends, so that no erasure records more meanwhile."""
+    uploads = ContactImport.objects.select_for_update() if lock else ContactImport.objects
+    return frozenset(uploads.values_list("erased_rows", flat=True).get(pk=contact_import.pk))
+
+
+def _finish_checked(contact_import: ContactImport, sheet: Sheet, status: str, errors: list, *, checking: bool,
+                    valid_rows: int, **figures) -> ContactImport:
+    """_finish with the errors found, under the upload's row lock: the errors of a row erased
+    after it was checked (which quote the person's values, taken out of the stored errors by
+    erasure) become the one refusal quoting nothing. `checking`: a row found valid before its
+    erasure is refused too (no longer counted valid); an import keeps a row it wrote before."""
+    with transaction.atomic():
+        last = sheet.first_row_number + len(sheet.rows) - 1
+        erased = {number for number in _erased_rows(contact_import, lock=True) if number <= last}
+        if erased:
+            refused = {entry["row"] for entry in errors}
+            settled = {number for number in erased if number in refused or checking}
+            valid_rows -= len(settled - refused)
+            errors = sorted([entry for entry in errors if entry["row"] not in settled]
+                            + [entry for number in settled for entry in erased_row(sheet, number).error_entries()],
+                            key=lambda entry: entry["row"])
+        return _finish(contact_import, status, processed_rows=len(sheet.rows), valid_rows=valid_rows,
+                       errors=errors, **figures)
 
 
 def _finish(contact_import: ContactImport, status: str, **figures) -> ContactImport:

@@ -349,6 +349,10 @@ class ContactImport(models.Model):
     # (or "email" for a row keyed by email) and "contact" when it matched one}], in row order.
     # Erasure finds the rows about a contact by these (contacts.import_erasure).
     errors = models.JSONField(default=list, blank=True)
+    # The spreadsheet row numbers (never their values) erasure emptied in the kept file: a check
+    # or an import that read the file before refuses them "erased on request" (it re-reads them
+    # per chunk under this row's lock, which erasure holds while it records them).
+    erased_rows = models.JSONField(default=list, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
     created_at = models.DateTimeField(default=now)
