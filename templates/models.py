@@ -43,7 +43,7 @@ class TemplateVariant(models.Model):
                   "of the text body (on WhatsApp, only outside the contact's 24-hour session).")
     # Twilio holds the approved text: all Omni gives it is what fills its numbered variables.
     provider_variables = models.TextField(
-        blank=True,
+        blank=True, default="", db_default="",  # db_default: also for a row inserted without the column
         help_text="The approved template's variables, one per line: line 1 fills {{1}}, line 2 fills {{2}}... "
                   "Each line is written like the text body, e.g. {{ first_name }} or order {{ order_id }}, "
                   "and must not come out empty.",

@@ -13,7 +13,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='templatevariant',
             name='provider_variables',
-            field=models.TextField(blank=True, help_text="The approved template's variables, one per line: line 1 fills {{1}}, line 2 fills {{2}}... Each line is written like the text body, e.g. {{ first_name }} or order {{ order_id }}, and must not come out empty."),
+            field=models.TextField(blank=True, default='', db_default='', help_text="The approved template's variables, one per line: line 1 fills {{1}}, line 2 fills {{2}}... Each line is written like the text body, e.g. {{ first_name }} or order {{ order_id }}, and must not come out empty."),
         ),
         migrations.AlterField(
             model_name='templatevariant',
