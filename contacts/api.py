@@ -13,6 +13,7 @@ from .actions import (
     get_contact,
     upsert_contact,
 )
+from .import_erasure import ImportRunning
 from .ingest import EventSubmission, IdempotencyKeyReused, receive_events, request_fingerprint
 
 # All API keys share one idempotency scope: a retry sent after the key was rotated is still
@@ -65,6 +66,8 @@ def post_erase(request, external_id):
         raise ApiError(404, "contact_not_found", str(exc), field="external_id") from None
     except ContactAlreadyErased as exc:
         raise ApiError(409, "contact_already_erased", str(exc), field="external_id") from None
+    except ImportRunning as exc:
+        raise ApiError(409, "import_running", str(exc), field="external_id") from None
     contact.refresh_from_db()
     return json_response({"id": contact.pk, "external_id": contact.external_id, "erased_at": contact.erased_at,
                           "erased": counts})

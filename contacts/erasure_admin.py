@@ -10,6 +10,7 @@ from unfold.decorators import action as unfold_action
 from unfold.widgets import UnfoldAdminTextareaWidget
 
 from .actions import ERASURE_REASON_MAX_CHARS, ContactAlreadyErased, InvalidField, erase_contact
+from .import_erasure import ImportRunning
 
 ERASE_CONTACT = "contacts.erase_contact"
 # Contacts one confirmation erases: each is a transaction across every app, and the page lists them.
@@ -65,6 +66,8 @@ class ContactErasureMixin:
                     erased += 1
                 except ContactAlreadyErased as exc:
                     self.message_user(request, str(exc), messages.WARNING)
+                except ImportRunning as exc:
+                    self.message_user(request, f"{contact}: {exc}", messages.ERROR)
                 except InvalidField as exc:
                     form.add_error("reason", exc.messages[0])
                     break

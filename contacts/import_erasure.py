@@ -12,6 +12,7 @@ import io
 import json
 import re
 
+from django.db import OperationalError, connection
 from django.db.models import Q, TextField
 from django.db.models.functions import Cast
 
@@ -27,6 +28,20 @@ QUOTED_VALUE = re.compile(r"""(?<!\w)'[^']*'(?!\w)|(?<!\w)"[^"]*"(?!\w)""")
 # (contacts.actions.clean_profile_field), a value of the wrong type (contacts.data_types).
 UNQUOTED_VALUES = (re.compile(r"^Region (\S+) is not in"), re.compile(r"country ([A-Z]{2})\.$"),
                    re.compile(r", not (.+)\.$"))
+
+
+# How long an erasure waits for an import that names the contact: a chunk of a valid-rows import
+# holds its upload for a moment, an all-or-nothing import until it ends.
+IMPORT_LOCK_WAIT = "5s"
+LOCK_NOT_AVAILABLE = "55P03"
+
+
+class ImportRunning(Exception):
+    """An erasure that would wait for an import naming the contact to end."""
+
+    def __init__(self):
+        super().__init__("An import that names this contact is running (Contacts › Contact imports); nothing was "
+                         "erased. Erase the contact again once the import has finished.")
 
 
 def imports_naming(contact: Contact) -> list[ContactImport]:
@@ -49,8 +64,21 @@ def imports_naming(contact: Contact) -> list[ContactImport]:
     in_file = Q()
     for key in keys:
         in_file |= Q(data__icontains=key)
-    return list(ContactImport.objects.annotate(errors_text=Cast("errors", TextField()))
-                .filter((~Q(errors=[]) & naming) | (~Q(data="") & in_file)).order_by("pk").select_for_update())
+    imports = (ContactImport.objects.annotate(errors_text=Cast("errors", TextField()))
+               .filter((~Q(errors=[]) & naming) | (~Q(data="") & in_file)).order_by("pk").select_for_update())
+    if connection.vendor != "postgresql":
+        return list(imports)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SET LOCAL lock_timeout = '{IMPORT_LOCK_WAIT}'")
+        try:
+            locked = list(imports)
+        except OperationalError as exc:
+            # The transaction is aborted: the caller's erasure rolls back, the setting with it.
+            if getattr(exc.__cause__, "sqlstate", None) == LOCK_NOT_AVAILABLE:
+                raise ImportRunning() from exc
+            raise
+        cursor.execute("SET LOCAL lock_timeout TO DEFAULT")
+    return locked
 
 
 def erase_from_imports(contact: Contact, candidates: list[ContactImport]) -> dict:

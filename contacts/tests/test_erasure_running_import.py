@@ -305,3 +305,50 @@ def test_an_erasure_while_a_chunk_is_being_written_waits_for_it_rather_than_dead
     else:
         # the erasure waited for the whole import (one transaction), then blanked what it wrote
         assert done.imported_rows == 2 and done.errors == []
+
+
+@pytest.mark.postgres
+@needs_postgres
+@pytest.mark.django_db(transaction=True)
+def test_an_erasure_behind_a_long_import_is_refused_after_a_few_seconds_saying_why_and_erases_nothing(api_as):
+    from omni.models import ApiScope
+
+    # given an all-or-nothing import naming cleo that holds its upload for longer than an erasure waits
+    cleo = Contact.objects.create(external_id="cleo", email="cleo@example.com", first_name="Cleo")
+    upload = check_import(start_import("long.csv", BY_EMAIL, actor=None))
+    api = api_as(ApiScope.CONTACTS_ERASE)
+    holding, release = threading.Event(), threading.Event()
+
+    def long_import():
+        try:
+            with transaction.atomic():
+                ContactImport.objects.select_for_update().get(pk=upload.pk)
+                holding.set()
+                release.wait(20)
+        finally:
+            holding.set()
+            connections.close_all()
+
+    thread = threading.Thread(target=long_import)
+    thread.start()
+    try:
+        holding.wait(10)
+
+        # when the erasure is asked for over the API
+        started = time.monotonic()
+        response = api.post("/api/v1/contacts/cleo/erase", {"reason": "Ticket DPO-24"})
+        waited = time.monotonic() - started
+    finally:
+        release.set()
+        thread.join(20)
+
+    # then it is refused with the reason after about five seconds, and nothing was erased
+    assert response.status_code == 409, response.content
+    error = response.json()["error"]
+    assert error["code"] == "import_running" and "nothing was erased" in error["message"]
+    assert 4 < waited < 15
+    cleo.refresh_from_db()
+    assert cleo.erased_at is None and cleo.email == "cleo@example.com"
+
+    # and once the import has ended, it goes through
+    assert erase_contact(Contact.objects.get(pk=cleo.pk), None, "Ticket DPO-24")
