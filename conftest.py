@@ -86,10 +86,11 @@ def _flush_fast_and_restore_the_seeds():
 
 
 def _empty_every_table(alias: str) -> None:
-    """Django's flush, but on PostgreSQL a DELETE from only the tables that have rows, in one
-    transaction (Django's foreign keys are checked at commit): TRUNCATE of every table took
-    half a second after each test. The audit log's trigger against deletes is ignored for it
-    (pgtrigger.ignore acts on this connection only)."""
+    """Django's flush, but on PostgreSQL a TRUNCATE of only the tables that have rows (and, by
+    CASCADE, those that refer to them): TRUNCATE of every table took half a second after each
+    test. TRUNCATE, not DELETE: the tables start again empty on disk, so rows come back in the
+    order they were written, as a fresh table gives them. The audit log's trigger against it is
+    ignored for it (pgtrigger.ignore acts on this connection only)."""
     import pgtrigger
     from django.core.management import call_command
     from django.db import connections, transaction
@@ -104,8 +105,9 @@ def _empty_every_table(alias: str) -> None:
         cursor.execute(" UNION ALL ".join(f"SELECT '{table}' WHERE EXISTS (SELECT FROM {table})" for table in tables))
         filled = [table for table, in cursor.fetchall()]
         if filled:
-            with transaction.atomic(using=alias), pgtrigger.ignore("omni.AuditEntry:protect_delete", databases=[alias]):
-                cursor.execute("; ".join(f"DELETE FROM {table}" for table in filled))
+            with transaction.atomic(using=alias), \
+                    pgtrigger.ignore("omni.AuditEntry:protect_truncate", databases=[alias]):
+                cursor.execute(f"TRUNCATE {', '.join(filled)} CASCADE")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -181,7 +181,7 @@ def test_one_default_queue_and_agents_are_staff(admin_client, agents, django_use
     assert "agents" in not_staff
     assert "At least 1" in zero["max_open_per_agent"]
     queue = SupportQueue.objects.get()
-    assert list(queue.agents.all()) == agents
+    assert list(queue.agents.order_by("pk")) == agents
     customer = Contact.objects.create(external_id="c1", phone="+14155550100")
     Conversation.objects.create(contact=customer, channel="sms", queue=queue)
     listed = admin_client.get(reverse("admin:channels_supportqueue_changelist")).context["cl"].result_list
