@@ -4,6 +4,7 @@ by email no longer finds their blanked contact) nor write back the values erasur
 errors. Their rows are refused "erased on request", quoting nothing."""
 import threading
 import time
+from contextlib import contextmanager
 
 import pytest
 from django.db import connection, connections, transaction
@@ -307,16 +308,10 @@ def test_an_erasure_while_a_chunk_is_being_written_waits_for_it_rather_than_dead
         assert done.imported_rows == 2 and done.errors == []
 
 
-@pytest.mark.postgres
-@needs_postgres
-@pytest.mark.django_db(transaction=True)
-def test_an_erasure_behind_a_long_import_is_refused_after_a_few_seconds_saying_why_and_erases_nothing(api_as):
-    from omni.models import ApiScope
-
-    # given an all-or-nothing import naming cleo that holds its upload for longer than an erasure waits
-    cleo = Contact.objects.create(external_id="cleo", email="cleo@example.com", first_name="Cleo")
-    upload = check_import(start_import("long.csv", BY_EMAIL, actor=None))
-    api = api_as(ApiScope.CONTACTS_ERASE)
+@contextmanager
+def upload_held(upload):
+    """A transaction of another connection holding `upload`'s row, as an all-or-nothing import
+    does until it ends, while the block runs."""
     holding, release = threading.Event(), threading.Event()
 
     def long_import():
@@ -333,14 +328,28 @@ def test_an_erasure_behind_a_long_import_is_refused_after_a_few_seconds_saying_w
     thread.start()
     try:
         holding.wait(10)
-
-        # when the erasure is asked for over the API
-        started = time.monotonic()
-        response = api.post("/api/v1/contacts/cleo/erase", {"reason": "Ticket DPO-24"})
-        waited = time.monotonic() - started
+        yield
     finally:
         release.set()
         thread.join(20)
+
+
+@pytest.mark.postgres
+@needs_postgres
+@pytest.mark.django_db(transaction=True)
+def test_an_erasure_behind_a_long_import_is_refused_after_a_few_seconds_saying_why_and_erases_nothing(api_as):
+    from omni.models import ApiScope
+
+    # given an all-or-nothing import naming cleo that holds its upload for longer than an erasure waits
+    cleo = Contact.objects.create(external_id="cleo", email="cleo@example.com", first_name="Cleo")
+    upload = check_import(start_import("long.csv", BY_EMAIL, actor=None))
+    api = api_as(ApiScope.CONTACTS_ERASE)
+
+    # when the erasure is asked for over the API
+    with upload_held(upload):
+        started = time.monotonic()
+        response = api.post("/api/v1/contacts/cleo/erase", {"reason": "Ticket DPO-24"})
+        waited = time.monotonic() - started
 
     # then it is refused with the reason after about five seconds, and nothing was erased
     assert response.status_code == 409, response.content
@@ -352,3 +361,26 @@ def test_an_erasure_behind_a_long_import_is_refused_after_a_few_seconds_saying_w
 
     # and once the import has ended, it goes through
     assert erase_contact(Contact.objects.get(pk=cleo.pk), None, "Ticket DPO-24")
+
+
+@pytest.mark.postgres
+@needs_postgres
+@pytest.mark.django_db(transaction=True)
+def test_the_erasure_page_says_an_import_naming_the_contact_is_running_and_erases_nothing(client, compliance_user):
+    # given an all-or-nothing import naming cleo, running
+    cleo = Contact.objects.create(external_id="cleo", email="cleo@example.com", first_name="Cleo")
+    upload = check_import(start_import("long.csv", BY_EMAIL, actor=None))
+    client.force_login(compliance_user)
+
+    # when a compliance user confirms her erasure on its page
+    with upload_held(upload):
+        page = client.post(f"/admin/contacts/contact/{cleo.pk}/erase/",
+                           {"confirm_erasure": "yes", "reason": "Ticket DPO-25"}, follow=True)
+
+    # then the page says why nothing was erased
+    assert page.status_code == 200
+    words = page.content.decode()
+    assert "An import that names this contact is running" in words and "nothing was erased" in words
+    assert "Erased the personal data" not in words
+    cleo.refresh_from_db()
+    assert cleo.erased_at is None
