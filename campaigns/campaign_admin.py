@@ -96,13 +96,6 @@ def channel_plan_words(plan) -> str:
     return ", then ".join(words)
 
 
-def changed_fields(campaign: Campaign, fields: list[str]) -> list[str]:
-    """Which of `fields` of the edited `campaign` differ from its stored row."""
-    attnames = [Campaign._meta.get_field(name).attname for name in fields]
-    stored = Campaign.objects.filter(pk=campaign.pk).values(*attnames).first() or {}
-    return [name for name in attnames if name not in stored or stored[name] != getattr(campaign, name)]
-
-
 def campaign_revision(campaign: Campaign) -> str:
     return "|".join(_instant(getattr(campaign, name)) for name in REVISION_FIELDS)
 
@@ -426,7 +419,8 @@ class CampaignAdmin(OwnedByCreatorMixin, ModelAdmin):
         edited += ["channel_plan"] if "plan" in form.fields else []
         # A save that changes nothing writes nothing, so a colleague's open page stays current
         # (save_related writes if a variant changed).
-        obj.unchanged_by_form = not changed_fields(obj, edited)
+        obj.unchanged_by_form = all(getattr(form.stored, attname) == getattr(obj, attname)
+                                    for attname in (Campaign._meta.get_field(name).attname for name in edited))
         if not obj.unchanged_by_form:
             save_draft(obj, edited)
 

@@ -147,7 +147,7 @@ def _act_on_conversations(events, now) -> Counter:
         contact_id__in={e.contact_id for e in relevant}, state__in=LIVE_ENROLLMENT_STATES,
     ).exclude(journey_version__on_reply=OnReply.CONTINUE, state=EnrollmentState.ACTIVE))
     by_contact = defaultdict(list)
-    for enrollment in live.annotate(on_reply=F("journey_version__on_reply")).order_by("pk"):
+    for enrollment in live.annotate(on_reply=F("journey_version__on_reply")):
         by_contact[enrollment.contact_id].append(enrollment)
     closings = [e for e in relevant if e.name == CONVERSATION_CLOSED and e.contact_id in by_contact]
     still_open = _open_conversations({e.contact_id for e in closings},
@@ -249,7 +249,7 @@ def _convert_goals(events, versions, now) -> int:
         state__in=LIVE_ENROLLMENT_STATES,
         contact_id__in={c for c, _, _ in pairs},
         journey_version_id__in={v for _, v, _ in pairs},
-    )).order_by("pk")
+    ))
     wanted = defaultdict(list)
     for contact_id, version_id, event in pairs:
         wanted[(contact_id, version_id)].append(event)
@@ -277,6 +277,7 @@ def _locked(enrollments):
     them finishes first, and what it ended is no longer live when read. NO KEY: a worker
     inserting visits of other enrollments takes KEY SHARE on theirs; in id order, so two
     batches touching the same contacts queue rather than deadlock."""
+    enrollments = enrollments.order_by("pk")
     if not connection.features.has_select_for_update:
         return enrollments
     return enrollments.select_for_update(no_key=True, **({"of": ("self",)} if connection.features.has_select_for_update_of

@@ -42,7 +42,7 @@ class RefusesStalePage:
     back). clean() reads the row again, locked until the save commits, and when its revision moved
     on refuses the save with `stale_words(row, seen)`: a form error, so nothing is written and the
     page comes back with what was typed. A post without the field (not made from the page) is
-    refused the same way: it read no revision."""
+    refused the same way: it read no revision. The row as read is kept as `stored`."""
 
     revision_field = ""
 
@@ -61,6 +61,7 @@ class RefusesStalePage:
         cleaned = super().clean()
         if self.instance.pk:
             row = type(self.instance)._default_manager.select_for_update(no_key=True).get(pk=self.instance.pk)
+            self.stored = row  # as saved now, and locked until this save commits
             seen = cleaned.get(self.revision_field)
             seen = "" if seen is None else str(seen)
             if seen != str(self.revision(row)):
