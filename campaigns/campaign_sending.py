@@ -239,8 +239,7 @@ def send_campaign_batch(recipient_ids: list[int], now=None) -> int:
 def _send(recipients, campaigns, versions, plans, now) -> int:
     make = _MessageMaker(campaigns, versions, plans)
     unsaved = [make(r) for r in recipients]
-    messages, created = routing.create_messages(unsaved)
-    routing.dispatch_many(created, now=now)
+    messages, created = routing.create_and_dispatch(unsaved, now=now)
     for recipient, message in zip(recipients, messages):
         recipient.message, recipient.outcome, recipient.decided_at = message, RecipientOutcome.SENT, now
     return len(created)

@@ -312,8 +312,7 @@ def _send_steps(enrollments, at, versions, template_versions, now) -> dict[int, 
             # The same enrollment reaching the same step on the same visit is the same message.
             idempotency_key=f"enrollment:{enrollment.pk}:{enrollment.steps_taken + 1}:{step.key}",
         ))
-    messages, created = routing.create_messages(unsaved)
-    routing.dispatch_many(created, now=now)
+    messages, _ = routing.create_and_dispatch(unsaved, now=now)
     for enrollment, message in zip(enrollments, messages):
         enrollment.context.setdefault("messages", {})[at[enrollment.pk].key] = message.pk
     return {enrollment.pk: message for enrollment, message in zip(enrollments, messages)}

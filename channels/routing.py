@@ -19,7 +19,7 @@ from compliance import decisions, gate, ledger
 from contacts.models import Contact, Device
 from omni import audit
 from omni.choices import Channel, Purpose, Urgency
-from omni.lib.bulk import bulk_insert, filter_in
+from omni.lib.bulk import bulk_insert, can_reserve_ids, filter_in, reserve_ids
 from omni.lib.demo_time import scaled
 
 from . import arbitration, state, whatsapp
@@ -100,6 +100,34 @@ def create_messages(messages: list[Message]) -> tuple[list[Message], list[Messag
     Returns every message in the order given (the stored one where the key was taken) and the
     list of those created now. The gate's decision on each, when dispatched, is its audit trail.
     """
+    every, new = _prepared(messages)
+    bulk_insert(new, set_ids=True)
+    return every, new
+
+
+def create_and_dispatch(messages: list[Message], *, now=None) -> tuple[list[Message], list[Message]]:
+    """create_messages(), then dispatch_many() of the messages created now; returns what
+    create_messages() returns. In the caller's transaction when there is one.
+
+    Where the database gives keys before rows are written (PostgreSQL), the new messages are
+    routed before they are stored, and written once, in the status routing gave them: a batch
+    is not inserted pending and then updated row by row through every index of the table.
+    """
+    if not can_reserve_ids(Message):
+        every, new = create_messages(messages)
+        dispatch_many(new, now=now)
+        return every, new
+    with transaction.atomic(savepoint=False):
+        every, new = _prepared(messages)
+        reserve_ids(new)
+        _dispatch(new, now or timezone.now(), stored=False)
+    return every, new
+
+
+def _prepared(messages: list[Message]) -> tuple[list[Message], list[Message]]:
+    """create_messages() up to the insert: the messages checked, those whose key is taken
+    replaced by the stored one, and the new ones marked as tests and their plans put in the
+    contact's order."""
     for message in messages:
         if not message.channel_plan:
             raise ValueError("A message needs a channel plan with at least one channel.")
@@ -125,7 +153,6 @@ def create_messages(messages: list[Message]) -> tuple[list[Message], list[Messag
         message.is_test = (message.contact.is_test if Message.contact.is_cached(message)
                            else profiles[message.contact_id][1])
     put_preferred_channel_first(new, {pk: preferred for pk, (preferred, _) in profiles.items()})
-    bulk_insert(new, set_ids=True)
     return [existing.get(m.idempotency_key, m) if m.idempotency_key else m for m in messages], new
 
 
@@ -207,7 +234,12 @@ def dispatch_many(messages: list[Message], *, now=None) -> dict[int, Delivery]:
     so two batches for one contact cannot both pass its caps. Send tasks are enqueued after it
     commits.
     """
-    now = now or timezone.now()
+    return _dispatch(messages, now or timezone.now(), stored=True)
+
+
+def _dispatch(messages: list[Message], now, *, stored: bool) -> dict[int, Delivery]:
+    """dispatch_many() of stored messages, or, not `stored`, of new messages whose keys are
+    reserved: those are written here, each once routed (create_and_dispatch)."""
     pending = [m for m in messages if m.status not in state.FINAL_MESSAGE_STATUSES]
     state.lock_contacts({m.contact_id for m in pending})
     devices = _push_devices(pending)
@@ -266,7 +298,7 @@ def dispatch_many(messages: list[Message], *, now=None) -> dict[int, Delivery]:
     if undeliverable:
         # A message that already had a delivery has failed; one that never had any was suppressed.
         tried = set(filter_in(Delivery.objects.all(), "message_id", [m.pk for m, _ in undeliverable])
-                    .values_list("message_id", flat=True).distinct())
+                    .values_list("message_id", flat=True).distinct()) if stored else set()
         for message, skipped in undeliverable:
             status = MessageStatus.FAILED if message.pk in tried else MessageStatus.SUPPRESSED
             moves.append(_routed(message, status, message.plan_step, "no_eligible_channel"))
@@ -276,7 +308,11 @@ def dispatch_many(messages: list[Message], *, now=None) -> dict[int, Delivery]:
 
     # A message something else moved meanwhile (an engagement, a cancellation) is left as it is,
     # and the verdicts routing reached for it are not kept: they took no effect.
-    moved = state.move_messages(moves, now)
+    if stored:
+        moved = state.move_messages(moves, now)
+    else:
+        moved = state.move_unsaved_messages(moves, now)
+        bulk_insert(messages, set_ids=True)
     queued = [(message, built) for message, built in queued if message.pk in moved]
     bulk_insert([d for _, built in queued for d in built], set_ids=True)
     # One ledger row per message and plan step, however many push devices it went to.

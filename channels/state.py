@@ -161,13 +161,31 @@ def move_messages(moves: list[MessageMove], now=None) -> set[int]:
         moved.update(_update_from_rows(connection, to, at_plan_step, names, group, now))
     for move in moves:
         if move.message_id in moved and isinstance(move.message, Message):
-            message = move.message
-            message.status, message.updated_at = move.to, now
-            if move.to in STAMPED_ON_ARRIVAL:
-                setattr(message, STAMPED_ON_ARRIVAL[move.to], now)
-            for name, value in move.fields.items():
-                setattr(message, name, value)
+            _apply(move, now)
     return moved
+
+
+def move_unsaved_messages(moves: list[MessageMove], now=None) -> set[int]:
+    """move_messages() for messages not stored yet (routed before they are written, so that a
+    new message is written once, already where routing sent it): the same table and the same
+    columns, applied in memory. Returns the ids moved."""
+    now = now or timezone.now()
+    moved = set()
+    for move in moves:
+        message = move.message
+        if move.to in MESSAGE_TRANSITIONS[message.status] and message.plan_step == move.at_plan_step:
+            _apply(move, now)
+            moved.add(message.pk)
+    return moved
+
+
+def _apply(move: MessageMove, now) -> None:
+    message = move.message
+    message.status, message.updated_at = move.to, now
+    if move.to in STAMPED_ON_ARRIVAL:
+        setattr(message, STAMPED_ON_ARRIVAL[move.to], now)
+    for name, value in move.fields.items():
+        setattr(message, name, value)
 
 
 def cancel_messages(messages, reason: str, now=None) -> set[int]:

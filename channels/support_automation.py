@@ -14,7 +14,7 @@ conversation:
 3. otherwise, outside the channel's business hours, its after-hours reply, once per conversation
    and local day.
 At most one automated reply per inbound message: a message of Omni's own (source SYSTEM, in the
-conversation, idempotency key "auto:<inbound id>") routed with the batch by dispatch_many; the
+conversation, idempotency key "auto:<inbound id>") routed with the batch by create_and_dispatch; the
 inbound message points at it and the conversation counts it. A conversation no rule routes
 waits in the default queue; automatic assignment (channels.assignment) then hands out what
 the batch left unassigned.
@@ -63,7 +63,7 @@ from .models import (
     ServiceLevel,
     SupportQueue,
 )
-from .routing import create_messages, dispatch_many
+from .routing import create_and_dispatch
 
 log = logging.getLogger(__name__)
 
@@ -318,8 +318,7 @@ def _send(replies: list[AutomatedReply], conversations_by_id, now) -> None:
         )
         for reply in replies
     ]
-    stored, created = create_messages(messages)
-    dispatch_many(created, now=now)
+    stored, _ = create_and_dispatch(messages, now=now)
     for reply, message in zip(replies, stored):
         reply.inbound.automated_reply = message
 
@@ -399,6 +398,5 @@ def _ask_satisfaction_batch(questions: dict[str, str], now) -> int:
                 purpose=Purpose.INFORMATIONAL, intent_key=conversations.SATISFACTION_INTENT, conversation=conversation,
                 idempotency_key=f"satisfaction:{conversation.pk}", expires_at=expires_at, created_at=now,
             ))
-        _, created = create_messages(messages)
-        dispatch_many(created, now=now)
+        create_and_dispatch(messages, now=now)
     return len(ids)

@@ -192,6 +192,21 @@ def test_a_move_the_table_forbids_changes_nothing(make_delivery):
     assert (delivery.status, delivery.message.status) == (DeliveryStatus.DELIVERED, MessageStatus.DELIVERED)
 
 
+def test_an_unsaved_message_moves_in_memory_by_the_same_table(now):
+    allowed, forbidden, elsewhere = Message(pk=1), Message(pk=2), Message(pk=3, plan_step=1)
+
+    moved = state.move_unsaved_messages([
+        state.MessageMove(allowed, MessageStatus.QUEUED, 0, {"status_reason": "consent:granted"}),
+        state.MessageMove(forbidden, MessageStatus.SENT, 0),
+        state.MessageMove(elsewhere, MessageStatus.QUEUED, 0),
+    ], now)
+
+    assert moved == {1}
+    assert (allowed.status, allowed.said_at, allowed.updated_at, allowed.status_reason) == (
+        MessageStatus.QUEUED, now, now, "consent:granted")
+    assert (forbidden.status, elsewhere.status) == (MessageStatus.PENDING, MessageStatus.PENDING)
+
+
 def test_a_message_moves_only_while_it_is_on_the_step_the_mover_saw(make_delivery):
     delivery = make_delivery(plan=[{"channel": "email"}, {"channel": "sms"}], message_status=MessageStatus.SENT)
     message = delivery.message

@@ -98,7 +98,8 @@ def bulk_insert(objs: list, *, chunk: int = 5000, set_ids: bool = False) -> None
     SQL to build, no RETURNING).
 
     With `set_ids` the objects get their primary keys, as from bulk_create: on PostgreSQL they
-    are reserved from the table's sequence in one query and written by the COPY.
+    are reserved from the table's sequence in one query and written by the COPY (keys already
+    reserved with reserve_ids() are kept).
     """
     if not objs:
         return
@@ -113,8 +114,8 @@ def bulk_insert(objs: list, *, chunk: int = 5000, set_ids: bool = False) -> None
     fields = [f for f in opts.concrete_fields if not (f.primary_key and generated)]
     quote = connection.ops.quote_name
     if set_ids and generated:
-        for obj, pk in zip(objs, _reserve_ids(model, len(objs), connection)):
-            obj.pk = pk
+        reserve_ids([obj for obj in objs if obj.pk is None])
+        for obj in objs:
             obj._state.adding, obj._state.db = False, connection.alias
         fields = [opts.pk, *fields]
     # The plain columns first, read in one attrgetter call per object (a Python call per value
@@ -211,6 +212,22 @@ def _copy_default(field, template, connection):
 
 # A new key from a table's sequence (PostgreSQL), given the quoted table name and the key's column.
 NEXT_KEY_SQL = "nextval(pg_get_serial_sequence(%s, %s))"
+
+
+def can_reserve_ids(model) -> bool:
+    """Whether reserve_ids() can give the model's unsaved objects their keys before they are
+    written: PostgreSQL, from the table's sequence."""
+    return connections[router.db_for_write(model)].vendor == "postgresql"
+
+
+def reserve_ids(objs: list) -> None:
+    """Give unsaved objects of one model the keys they will be written with, from the table's
+    sequence, in one query (PostgreSQL, can_reserve_ids()); bulk_insert(set_ids=True) keeps them."""
+    if not objs:
+        return
+    model = type(objs[0])
+    for obj, pk in zip(objs, _reserve_ids(model, len(objs), connections[router.db_for_write(model)])):
+        obj.pk = pk
 
 
 def _reserve_ids(model, count: int, connection) -> list[int]:
