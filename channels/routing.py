@@ -19,7 +19,7 @@ from compliance import decisions, gate, ledger
 from contacts.models import Contact, Device
 from omni import audit
 from omni.choices import Channel, Purpose, Urgency
-from omni.lib.bulk import bulk_insert, can_reserve_ids, filter_in, reserve_ids
+from omni.lib.bulk import InstanceMaker, bulk_insert, can_reserve_ids, filter_in, reserve_ids
 from omni.lib.demo_time import scaled
 
 from . import arbitration, state, whatsapp
@@ -270,6 +270,7 @@ def _dispatch(messages: list[Message], now, *, stored: bool) -> dict[int, Delive
     pending = [m for m in pending if m.pk not in displaced]
 
     moves, entries, rulings, queued, undeliverable = [], [], [], [], []
+    make_delivery = _delivery_maker(now)
     for displacement in displaced.values():
         message, choice = displacement.message, displacement.choice
         moves.append(_routed(message, displacement.status, message.plan_step, displacement.verdict.reason,
@@ -292,7 +293,7 @@ def _dispatch(messages: list[Message], now, *, stored: bool) -> dict[int, Delive
                                  defer_until=chosen.verdict.until))
         else:
             moves.append(_routed(message, MessageStatus.QUEUED, chosen.step, chosen.verdict.reason))
-            queued.append((message, _build_deliveries(message, chosen, now)))
+            queued.append((message, _build_deliveries(message, chosen, now, make_delivery)))
             batch.count_send(chosen.index)
 
     if undeliverable:
@@ -417,7 +418,13 @@ def _route(candidates: list[_Candidate], batch: gate.Batch) -> tuple[_Candidate 
     return None, skipped, ruled
 
 
-def _build_deliveries(message: Message, chosen: _Candidate, now) -> list[Delivery]:
+def _delivery_maker(now) -> InstanceMaker:
+    # Published once the transaction commits (enqueue_sends), else republished a minute after
+    # this (channels/publishing.py).
+    return InstanceMaker(Delivery, queued_at=now, published_at=now)
+
+
+def _build_deliveries(message: Message, chosen: _Candidate, now, make: InstanceMaker) -> list[Delivery]:
     """Unsaved deliveries of the chosen channel, one per device for push. Their content is
     rendered by the channel worker when it sends (channels.delivery), not here: routing stays
     cheap for the tick, and the content is made from the contact as they are at send time."""
@@ -427,23 +434,17 @@ def _build_deliveries(message: Message, chosen: _Candidate, now) -> list[Deliver
     if has_next and message.allows_fallback and plan_entry.get("fallback_after_seconds"):
         fallback_due_at = now + scaled(int(plan_entry["fallback_after_seconds"]))
     targets = [(d, d.provider_endpoint or d.token) for d in chosen.devices] or [(None, chosen.address)]
-    return [
-        Delivery(
-            message=message,
-            contact=message.contact,
-            plan_step=chosen.step,
-            device=device,
-            channel=chosen.channel,
-            provider=chosen.provider,
-            to_address=address,
-            queued_at=now,
-            # Published once this transaction commits (enqueue_sends), else republished a
-            # minute after this (channels/publishing.py).
-            published_at=now,
-            fallback_due_at=fallback_due_at,
-        )
-        for device, address in targets
-    ]
+    deliveries = []
+    for device, address in targets:
+        delivery = make(message_id=message.pk, contact_id=message.contact_id, plan_step=chosen.step,
+                        device_id=device.pk if device else None, channel=chosen.channel, provider=chosen.provider,
+                        to_address=address, fallback_due_at=fallback_due_at)
+        Delivery.message.field.set_cached_value(delivery, message)
+        Delivery.contact.field.set_cached_value(delivery, message.contact)
+        if device is not None:
+            Delivery.device.field.set_cached_value(delivery, device)
+        deliveries.append(delivery)
+    return deliveries
 
 
 def enqueue_send(delivery: Delivery, purpose: str) -> None:

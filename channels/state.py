@@ -34,7 +34,7 @@ from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
 from contacts.models import Contact
-from omni.lib.bulk import PLAIN_TYPES, array_type, filter_in
+from omni.lib.bulk import PLAIN_TYPES, array_type, array_value, filter_in
 from omni.lib.sql import prepared_cursor
 
 from .models import Delivery, DeliveryStatus, Message, MessageStatus
@@ -230,7 +230,7 @@ def _update_from_rows(connection, to: str, at_plan_step: int, names: tuple, grou
                            + [f"%s::{array_type(f, connection)}[]" for f in fields])
         sql = (f"UPDATE {table} AS t SET {assignments} FROM unnest({arrays}) AS v({columns}) "
                f"WHERE {condition} {returning}")
-        arrays = [[m.message_id for m in group],
+        arrays = [array_value([m.message_id for m in group], opts.pk, connection),
                   *([_db_value(f, m.fields[f.name], connection) for m in group] for f in fields)]
         with prepared_cursor(connection) as cursor:
             cursor.execute(sql, [*head, *arrays, *tail])

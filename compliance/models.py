@@ -408,6 +408,11 @@ class SendingPause(models.Model):
         return f"Pause {self.channel or 'all'}/{self.provider or 'all'}: {self.reason}"
 
 
+# json.dumps(value, sort_keys=True, separators=(",", ":"), default=str), made once: json.dumps
+# makes a new encoder for every call given options, a tenth of the time of encoding a decision.
+_CANONICAL_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
+
+
 class DecisionOutcome(models.TextChoices):
     ALLOW = "allow", "Allowed"
     DEFER = "defer", "Deferred"
@@ -462,7 +467,7 @@ class Decision(models.Model):
     @staticmethod
     def canonical_json(value) -> str:
         """A JSON value as the digest encodes it (sorted keys, no spaces); also valid column text."""
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+        return _CANONICAL_ENCODER.encode(value)
 
     @classmethod
     def digest_of(cls, values: dict) -> str:

@@ -200,3 +200,32 @@ def test_insert_from_json_fails_on_a_row_taken_unless_it_skips_it():
     insert_json(row_of(Contact(external_id="taken", first_name="Other"), skip_taken=True))
 
     assert Contact.objects.get(external_id="taken").first_name == ""
+
+
+AWKWARD_TEXTS = ['plain', 'two words', 'a,b', '{braces}', 'say "hi"', 'back\\slash', '\\"', 'NULL', '', ' padded ',
+                 'tab\tand\nnewline', 'Zoë 👍']
+
+
+def test_filter_in_finds_every_value_however_awkward_its_text():
+    from omni.lib.bulk import filter_in
+
+    contacts = Contact.objects.bulk_create(Contact(external_id=text or "empty", first_name=text)
+                                           for text in AWKWARD_TEXTS)
+    Contact.objects.create(external_id="other", first_name="plain too")
+
+    found = filter_in(Contact.objects.all(), "first_name", AWKWARD_TEXTS)
+    by_id = filter_in(Contact.objects.all(), "id", [c.pk for c in contacts[:3]])
+
+    assert sorted(found.values_list("first_name", flat=True)) == sorted(AWKWARD_TEXTS)
+    assert sorted(by_id.values_list("pk", flat=True)) == [c.pk for c in contacts[:3]]
+    assert not filter_in(Contact.objects.all(), "id", []).exists()
+
+
+def test_bulk_update_writes_awkward_text_as_given():
+    contacts = Contact.objects.bulk_create(Contact(external_id=f"c{i}") for i in range(len(AWKWARD_TEXTS)))
+    for contact, text in zip(contacts, AWKWARD_TEXTS):
+        contact.first_name = text
+
+    bulk_update(contacts, ["first_name"])
+
+    assert [Contact.objects.get(pk=c.pk).first_name for c in contacts] == AWKWARD_TEXTS
