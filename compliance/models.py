@@ -1,8 +1,10 @@
 """Consent, suppression, sending rules, and the gate's decisions."""
+import functools
 import hashlib
 import json
 import re
 import uuid
+from datetime import datetime
 from datetime import timezone as dt_timezone
 
 from django.conf import settings
@@ -413,6 +415,12 @@ class SendingPause(models.Model):
 _CANONICAL_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
 
 
+@functools.lru_cache(maxsize=256)
+def _utc_isoformat(moment: datetime) -> str:
+    # A batch's decisions share their time: converted once.
+    return moment.astimezone(dt_timezone.utc).isoformat()
+
+
 class DecisionOutcome(models.TextChoices):
     ALLOW = "allow", "Allowed"
     DEFER = "defer", "Deferred"
@@ -481,9 +489,11 @@ class Decision(models.Model):
         head = []
         for name in cls.DIGEST_FIELDS[:-len(cls.JSON_DIGEST_FIELDS)]:
             value = values[name]
-            if hasattr(value, "astimezone"):
-                value = value.astimezone(dt_timezone.utc).isoformat()
-            head.append(str(value) if isinstance(value, uuid.UUID) else value)
+            if isinstance(value, datetime):
+                value = _utc_isoformat(value)
+            elif isinstance(value, uuid.UUID):
+                value = str(value)
+            head.append(value)
         content = f"{cls.canonical_json(head)[:-1]},{suppressions},{inputs}]"
         return hashlib.sha256(content.encode()).hexdigest()
 
