@@ -481,31 +481,40 @@ def load_facts_many(requests: list[SendRequest], now: datetime | None = None,
     """Read what decide() needs for many sends at once, in a fixed number of queries whatever
     their number: the version of the rules and pauses (and they themselves when they changed),
     then consents, suppressions and, when a cap is in force, the send ledger in one. Takes no lock."""
-    now = now or timezone.now()
-    if not requests:
-        return []
-    rules = rules or current_rules()
-    contact_ids = {r.contact.pk for r in requests}
-    hashes = {r.address: hash_address(r.address) for r in requests if r.address}
-    consents, suppressions, ledger = _per_contact_rows(requests, contact_ids, set(hashes.values()), now, rules)
-    pauses = rules.pauses
+    loaded = _LoadedFacts(requests, now or timezone.now(), rules)
+    return [loaded.facts(index) for index in range(len(requests))]
 
-    places = {}
-    facts = []
-    for r in requests:
+
+class _LoadedFacts:
+    """What load_facts_many() reads for a batch of requests, each request's SendFacts made when
+    asked for: routing asks only about the channels it reaches, often one of a plan's three."""
+
+    def __init__(self, requests: list[SendRequest], now: datetime, rules: Rules | None = None):
+        self.requests, self.places = requests, {}
+        if not requests:
+            return
+        self.rules = rules = rules or current_rules()
+        self.hashes = {r.address: hash_address(r.address) for r in requests if r.address}
+        self.consents, self.suppressions, self.ledger = _per_contact_rows(
+            requests, {r.contact.pk for r in requests}, set(self.hashes.values()), now, rules)
+
+    def facts(self, index: int) -> SendFacts:
+        r, rules = self.requests[index], self.rules
         contact = r.contact
-        status, change_id = consents.get((contact.pk, r.channel, r.purpose), (ConsentStatus.UNKNOWN, None))
+        status, change_id = self.consents.get((contact.pk, r.channel, r.purpose), (ConsentStatus.UNKNOWN, None))
+        suppressions = self.suppressions.get(self.hashes.get(r.address), ())
         reasons = tuple(
-            reason for channel, purpose, reason in suppressions.get(hashes.get(r.address), ())
+            reason for channel, purpose, reason in suppressions
             if channel in ("", r.channel) and purpose in ("", r.purpose)
-        )
+        ) if suppressions else ()
         if rules.quiet_hours:
-            place = places.get(contact.pk)
+            place = self.places.get(contact.pk)
             if place is None:
-                place = places[contact.pk] = _place(contact)
+                place = self.places[contact.pk] = _place(contact)
         else:
             place = ((), "", contact.country, contact.region)
-        facts.append(SendFacts(
+        sends = self.ledger.get(contact.pk)
+        return SendFacts(
             channel=r.channel,
             purpose=r.purpose,
             address=r.address,
@@ -513,7 +522,7 @@ def load_facts_many(requests: list[SendRequest], now: datetime | None = None,
             consent_change_id=change_id,
             suppression_reasons=reasons,
             contact_paused=contact.messaging_paused,
-            channel_paused=any(c in ("", r.channel) and p in ("", r.provider) for c, p in pauses),
+            channel_paused=any(c in ("", r.channel) and p in ("", r.provider) for c, p in rules.pauses),
             expires_at=r.expires_at,
             exemption=r.exemption,
             contact_id=contact.pk,
@@ -522,13 +531,12 @@ def load_facts_many(requests: list[SendRequest], now: datetime | None = None,
             country=place[2],
             region=place[3],
             lifecycle_stage=contact.lifecycle_stage,
-            sends=tuple((channel, purpose, at) for channel, purpose, at, message_id in ledger.get(contact.pk, ())
-                        if message_id != r.message_id),
+            sends=tuple((channel, purpose, at) for channel, purpose, at, message_id in sends
+                        if message_id != r.message_id) if sends else (),
             channel_facts=r.channel_facts,
             conversations=r.conversations,
             rules=rules,
-        ))
-    return facts
+        )
 
 
 def _per_contact_rows(requests, contact_ids, hashes, now, rules) -> tuple[dict, dict, dict]:
@@ -584,14 +592,21 @@ class Batch:
 
     def __init__(self, requests: list[SendRequest], now: datetime):
         self.now = now
-        self.facts = load_facts_many(requests, now)
+        self._loaded = _LoadedFacts(requests, now)
+        self._facts: dict[int, SendFacts] = {}
         self._queued: dict[int, list] = {}
         # Verdicts given while the contact had no send queued in this batch: asked again (routing
         # asks what arbitration asked), the same facts give the same verdict.
         self._decided: dict[int, Verdict] = {}
 
+    def facts(self, index: int) -> SendFacts:
+        facts = self._facts.get(index)
+        if facts is None:
+            facts = self._facts[index] = self._loaded.facts(index)
+        return facts
+
     def decide(self, index: int) -> Verdict:
-        facts = self.facts[index]
+        facts = self.facts(index)
         queued = self._queued.get(facts.contact_id)
         if queued:
             return decide(replace(facts, sends=facts.sends + tuple(queued)), self.now)
@@ -601,7 +616,7 @@ class Batch:
         return verdict
 
     def count_send(self, index: int) -> None:
-        facts = self.facts[index]
+        facts = self.facts(index)
         self._queued.setdefault(facts.contact_id, []).append((facts.channel, facts.purpose, self.now))
 
 
