@@ -199,10 +199,10 @@ def _said(contested: list[Message], batch: list[Message], rules: dict[str, Rule]
                                     "plan_step", "said_at", "source", "status", "told__channel", "told__queued_at"))
     said = {}
     for pk, contact_id, purpose, priority, intent_key, plan, step, said_at, source, status, told, told_at in rows:
-        if pk in in_batch:
-            continue
         channels = [(told, told_at)] if told else []
-        if status in SAID_STATUSES:
+        # A message of the batch is being routed again (it fell back, or waited): what its
+        # deliveries told the contact before counts, its status does not.
+        if status in SAID_STATUSES and pk not in in_batch:
             channels.append((plan[step]["channel"] if step < len(plan) else "", said_at))
         for channel, at in channels:
             # The latest time the message was said on each channel (a push to several devices,
@@ -231,7 +231,8 @@ def _contest(entries: list[_Entry], choices: dict[int, Choice], rules: dict[str,
                                                     gate.SUPPRESS, None)
             continue
         colliding = [w for w in winners if rule.collision_window and w.at + rule.collision_window > now
-                     and not (w.intent_key and w.intent_key == entry.intent_key)]
+                     and not (w.intent_key and w.intent_key == entry.intent_key)
+                     and w.message_id != entry.message_id]
         if not colliding:
             winners.append(entry)
             continue
@@ -250,6 +251,8 @@ def _same_intent(entry: _Entry, rule: Rule, said: list[_Entry], entries: list[_E
     for other in [*said, *entries]:
         if other is entry:
             break
+        if other.message_id == entry.message_id:
+            continue  # what the message itself said before
         if (other.intent_key == entry.intent_key and other.alive and other.at > now - rule.intent_window
                 and (not rule.one_per_channel or other.channel == entry.channel)):
             return other

@@ -36,11 +36,11 @@ def times(now):
             "later": now + timedelta(hours=2, minutes=45)}
 
 
-def fell_back_after_the_email(contact, tick, times, *, report=EventType.DELIVERED):
+def fell_back_after_the_email(contact, tick, times, *, report=EventType.DELIVERED, intent_key="card:9:declined"):
     """An alert emailed, reported `report`, and handed to SMS by the tick when its timer has
     ended, where quiet hours defer it."""
     alert, _ = routing.create_message(
-        contact=contact, source=MessageSource.JOURNEY, purpose="informational", intent_key="card:9:declined",
+        contact=contact, source=MessageSource.JOURNEY, purpose="informational", intent_key=intent_key,
         channel_plan=EMAIL_UNLESS_ENGAGED_THEN_SMS,
         content=[{"channel": c, "subject": "Card declined", "text_body": "Card declined"} for c in ("email", "sms")])
     email = send_delivery(routing.dispatch(alert, now=times["emailed"]).pk)
@@ -138,3 +138,34 @@ def test_an_email_whose_send_is_uncertain_may_have_told_the_contact(night, rules
     # then it is not risked twice: dropped, naming the uncertain email
     assert statuses(again) == [(MessageStatus.SUPPRESSED, DUPLICATE_INTENT)]
     assert (arbitration_of(again)["displaced_by"], arbitration_of(again)["winner"]["channel"]) == (alert.pk, "email")
+
+
+def test_an_intent_emailed_is_not_said_again_by_a_message_routed_in_the_same_batch_as_the_one_that_emailed_it(
+        night, rules, tick, times):
+    rules("informational", intent=24 * HOUR)
+    # given the alert's email was delivered, unread, and its SMS waits for the quiet hours' end
+    alert = fell_back_after_the_email(night, tick, times)
+    # and a request sends the same alert, more important, before the quiet hours end
+    again = new_message(night, intent_key="card:9:declined", priority=5)
+    after_the_night = times["emailed"] + timedelta(hours=6, minutes=5)
+
+    # when both are routed in one batch once the quiet hours are over
+    routing.dispatch_many([alert, again], now=after_the_night)
+
+    # then the request is dropped, naming the alert's email, and the alert goes on to its SMS
+    assert statuses(again, alert) == [(MessageStatus.SUPPRESSED, DUPLICATE_INTENT),
+                                      (MessageStatus.QUEUED, "consent:unknown")]
+    winner = arbitration_of(again)
+    assert (winner["displaced_by"], winner["winner"]["channel"], winner["winner"]["already_said"]) == (
+        alert.pk, "email", True)
+    assert not again.deliveries.exists()
+
+
+@pytest.mark.parametrize("intent_key", ["card:9:declined", ""])
+def test_a_message_that_emailed_is_not_held_back_by_its_own_email(night, rules, tick, times, intent_key):
+    rules("informational", intent=24 * HOUR, collision=8 * HOUR)
+    alert = fell_back_after_the_email(night, tick, times, intent_key=intent_key)
+
+    routing.dispatch_many([alert], now=times["emailed"] + timedelta(hours=6, minutes=5))
+
+    assert statuses(alert) == [(MessageStatus.QUEUED, "consent:unknown")]
