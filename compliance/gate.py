@@ -486,11 +486,12 @@ def load_facts_many(requests: list[SendRequest], now: datetime | None = None,
 
 
 class _LoadedFacts:
-    """What load_facts_many() reads for a batch of requests, each request's SendFacts made when
-    asked for: routing asks only about the channels it reaches, often one of a plan's three."""
+    """What load_facts_many() reads for a batch of requests, each request's SendFacts made the
+    first time it is asked for: routing asks only about the channels it reaches, often one of a
+    plan's three."""
 
     def __init__(self, requests: list[SendRequest], now: datetime, rules: Rules | None = None):
-        self.requests, self.places = requests, {}
+        self.requests, self.places, self.made = requests, {}, {}
         if not requests:
             return
         self.rules = rules = rules or current_rules()
@@ -499,6 +500,12 @@ class _LoadedFacts:
             requests, {r.contact.pk for r in requests}, set(self.hashes.values()), now, rules)
 
     def facts(self, index: int) -> SendFacts:
+        facts = self.made.get(index)
+        if facts is None:
+            facts = self.made[index] = self._make(index)
+        return facts
+
+    def _make(self, index: int) -> SendFacts:
         r, rules = self.requests[index], self.rules
         contact = r.contact
         status, change_id = self.consents.get((contact.pk, r.channel, r.purpose), (ConsentStatus.UNKNOWN, None))
@@ -586,24 +593,17 @@ def decide_many(requests: list[SendRequest], now: datetime | None = None) -> lis
 
 
 class Batch:
-    """The gate over the sends of one dispatch: facts loaded at once, then decided one by one
+    """The gate over the sends of one dispatch: facts read at once (_LoadedFacts), then decided one by one
     in the caller's order, each send the caller queues (`count_send`) counted against the caps
     of the sends decided after it, as the ledger will count it once written."""
 
     def __init__(self, requests: list[SendRequest], now: datetime):
         self.now = now
-        self._loaded = _LoadedFacts(requests, now)
-        self._facts: dict[int, SendFacts] = {}
+        self.facts = _LoadedFacts(requests, now).facts
         self._queued: dict[int, list] = {}
         # Verdicts given while the contact had no send queued in this batch: asked again (routing
         # asks what arbitration asked), the same facts give the same verdict.
         self._decided: dict[int, Verdict] = {}
-
-    def facts(self, index: int) -> SendFacts:
-        facts = self._facts.get(index)
-        if facts is None:
-            facts = self._facts[index] = self._loaded.facts(index)
-        return facts
 
     def decide(self, index: int) -> Verdict:
         facts = self.facts(index)
