@@ -72,6 +72,9 @@ LOCAL_TIME_PASSED = "local_time_passed"
 # limit of 32,766 parameters (PostgreSQL's is 65,535).
 REACHABILITY_CHUNK = 5000
 SUPPRESSION_CHUNK = 10000
+# The draws of a contact when the campaign has no holdout and one variant: none held out, none
+# waiting for a winner, the one variant picked.
+NOTHING_DRAWN = (1.0, 0.0, 0.0)
 # Fields a clone does not copy: identity, status and runtime state, the approval, its record.
 NOT_CLONED = {"id", "name", "status", "started_at", "finished_at", "paused_reason", "created_at", "updated_at",
               "created_by", "test_ends_at", "winner", "winner_chosen_at", "auto_paused_at",
@@ -228,6 +231,7 @@ def _start(campaign, audience, people: list[_Person], actor, now) -> StartSummar
     weights = [(v.pk, v.weight) for v in variants]
     total_weight = sum(w for _, w in weights)
     holdout_share, test_share = campaign.holdout_percent / 100, campaign.test_percent / 100
+    drawn = holdout_share > 0 or ab_test
 
     rows = []  # lists in _ROW's order; send_at (index 6) is spread by the throttle afterwards
     skips, holdout, waiting = Counter(), 0, 0
@@ -237,7 +241,8 @@ def _start(campaign, audience, people: list[_Person], actor, now) -> StartSummar
             rows.append([campaign.pk, person.pk, None, False, RecipientOutcome.SKIPPED, reason, None, now, now])
             skips[reason] += 1
             continue
-        holdout_draw, test_draw, variant_draw = draws(campaign.pk, person.pk)
+        # Without a holdout or an A/B test there is nothing to draw (a SHA-256 a contact spared).
+        holdout_draw, test_draw, variant_draw = draws(campaign.pk, person.pk) if drawn else NOTHING_DRAWN
         if holdout_draw < holdout_share:
             rows.append([campaign.pk, person.pk, None, False, RecipientOutcome.HOLDOUT, "", None, now, now])
             holdout += 1
@@ -303,8 +308,8 @@ def _left_out(campaign, audience, people: list[_Person], channels: list[str], no
 
     Whether someone opted out is the gate's call (compliance.gate.reachability and opted_out).
     Only a revoked consent or a suppression of their address can make it so, so the gate is
-    asked only about contacts with one of those, found in two queries over the audience; the
-    rest, nearly everyone, cost no gate check."""
+    asked only about contacts with one of those on every channel they have an address on, found
+    in two queries over the audience; the rest, nearly everyone, cost no gate check."""
     reasons = {}
     addressed = {}
     pushable = _with_devices(audience) if Channel.PUSH in channels else set()
@@ -344,27 +349,35 @@ def _with_devices(audience) -> set[int]:
 
 
 def _may_have_opted_out(campaign, audience, addressed: dict, channels: list[str], now) -> list[int]:
-    """The contacts with an address on a plan channel who revoked consent to one of the plan's
-    channels for the campaign's purpose, or one of whose addresses is suppressed (for any reason:
-    the gate says which are opt-outs): one query for the consents, one for the suppressions."""
+    """The contacts who may have opted out of every plan channel they have an address on: each
+    such channel has a revoked consent for the campaign's purpose, or its address a suppression
+    (for any reason: the gate says which are opt-outs). Someone with one such channel clear of
+    both cannot have opted out of them all. One query for the consents, one for the suppressions."""
     if not addressed:
         return []
     revoked = set(Consent.objects.filter(contact__in=audience.values("pk"), purpose=campaign.purpose,
                                          channel__in=channels, status=ConsentStatus.REVOKED)
-                  .values_list("contact_id", flat=True))
-    by_hash, hashed = {}, {}
-    for contact_id, addresses in addressed.items():
-        for channel, address in addresses.items():
-            if address and channel != Channel.PUSH:
-                # SMS and WhatsApp share the phone number: hashed once.
-                address_hash = hashed.get(address)
-                if address_hash is None:
-                    address_hash = hashed[address] = hash_address(address)
-                by_hash.setdefault(address_hash, set()).add(contact_id)
-    suppressed = set()
-    for address_hash in _suppressed(list(by_hash), now):
-        suppressed |= by_hash[address_hash]
-    return sorted((revoked & set(addressed)) | suppressed)
+                  .values_list("contact_id", "channel"))
+    suppressed = _suppressed_addresses({address for addresses in addressed.values()
+                                        for channel, address in addresses.items()
+                                        if address and channel != Channel.PUSH}, now)
+    candidates = {contact_id for contact_id, _ in revoked}
+    if suppressed:
+        candidates |= {contact_id for contact_id, addresses in addressed.items()
+                       if not suppressed.isdisjoint(addresses.values())}
+
+    def stopped(contact_id, channel, address) -> bool:
+        return (contact_id, channel) in revoked or (channel != Channel.PUSH and address in suppressed)
+
+    return sorted(contact_id for contact_id in candidates if contact_id in addressed and all(
+        stopped(contact_id, channel, address) for channel, address in addressed[contact_id].items() if address))
+
+
+def _suppressed_addresses(addresses: set[str], now) -> set[str]:
+    """Which of these addresses have a suppression in force (looked up by hash)."""
+    hashes = {address: hash_address(address) for address in addresses}
+    found = _suppressed(list(set(hashes.values())), now)
+    return {address for address, address_hash in hashes.items() if address_hash in found} if found else set()
 
 
 def _suppressed(hashes: list[str], now) -> set[str]:

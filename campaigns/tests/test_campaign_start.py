@@ -198,6 +198,36 @@ def test_a_contact_opted_out_of_one_plan_channel_but_not_the_other_stays_in(welc
     assert [(r.outcome, r.skip_reason) for r in recipients(campaign)] == [(RecipientOutcome.PENDING, "")]
 
 
+def test_a_contact_opted_out_of_each_plan_channel_in_a_different_way_is_left_out(welcome_templates, everyone):
+    # given: email consent revoked and the phone stopped; beside them, a revoked email and a
+    # bounced phone (the gate decides: a bounce is no opt-out)
+    stopped_too = make_contact("stopped-too", email="st@example.com", phone="+14155550104")
+    bounced_phone = make_contact("bounced-phone", email="bp@example.com", phone="+14155550105")
+    for contact in (stopped_too, bounced_phone):
+        record_consent_change(contact, "email", "marketing", "revoked", "form", evidence={"form": "prefs"},
+                              announce=False)
+    suppress("+14155550104", reason="stop", contact=stopped_too)
+    suppress("+14155550105", reason="hard_bounce", contact=bounced_phone)
+    campaign = make_campaign(welcome_templates[0], everyone, channel_plan=[{"channel": "email"}, {"channel": "sms"}])
+
+    start_campaign(campaign, actor=None, now=NOW)
+
+    assert {r.contact_id: (r.outcome, r.skip_reason) for r in recipients(campaign)} == {
+        stopped_too.pk: (RecipientOutcome.SKIPPED, "opted_out"),
+        bounced_phone.pk: (RecipientOutcome.PENDING, ""),
+    }
+
+
+def test_a_suppression_of_an_address_written_differently_still_counts(welcome_templates, everyone):
+    unsubscribed = make_contact("unsubscribed", email="Unsub@Example.com")
+    suppress("unsub@example.com", channel="email", reason="unsubscribe", contact=unsubscribed)
+    campaign = make_campaign(welcome_templates[0], everyone)
+
+    start_campaign(campaign, actor=None, now=NOW)
+
+    assert [(r.outcome, r.skip_reason) for r in recipients(campaign)] == [(RecipientOutcome.SKIPPED, "opted_out")]
+
+
 # --- holdout and variants ------------------------------------------------------------------------
 
 def test_the_holdout_is_recorded_and_drawn_the_same_on_every_run(welcome_templates, everyone):
