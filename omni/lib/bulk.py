@@ -101,8 +101,14 @@ def array_value(values: list, field, connection):
 
 
 def array_type(field, connection) -> str:
-    """The element type of the array a column's new values travel in (JSON travels as text)."""
-    return "text" if isinstance(field, JSONField) else field.db_type(connection)
+    """The element type of the array a column's values travel in: the column's type without its
+    length (casting to varchar(100)[] would cut a longer value to fit, silently, where the
+    column itself refuses it and a lookup must not match on its first 100 characters); JSON
+    travels as text."""
+    if isinstance(field, JSONField):
+        return "text"
+    db_type = field.db_type(connection)
+    return "varchar" if db_type.startswith("varchar(") else db_type
 
 
 def _array_value_getter(field, connection):
@@ -344,7 +350,7 @@ def filter_in(queryset, column: str, values):
     field = queryset.model._meta.get_field(column)
     table = connection.ops.quote_name(queryset.model._meta.db_table)
     return queryset.extra(
-        where=[f"{table}.{connection.ops.quote_name(field.column)} IN (SELECT unnest(%s::{field.db_type(connection)}[]))"],
+        where=[f"{table}.{connection.ops.quote_name(field.column)} IN (SELECT unnest(%s::{array_type(field, connection)}[]))"],
         params=[array_value(values, field, connection)])
 
 

@@ -229,3 +229,27 @@ def test_bulk_update_writes_awkward_text_as_given():
     bulk_update(contacts, ["first_name"])
 
     assert [Contact.objects.get(pk=c.pk).first_name for c in contacts] == AWKWARD_TEXTS
+
+
+def test_filter_in_does_not_cut_a_value_longer_than_its_column_to_match():
+    from omni.lib.bulk import filter_in
+
+    limit = Contact._meta.get_field("first_name").max_length
+    Contact.objects.create(external_id="short", first_name="x" * limit)
+
+    longer = filter_in(Contact.objects.all(), "first_name", ["x" * (limit + 5)])
+
+    assert not longer.exists()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite keeps text of any length in any column")
+def test_bulk_update_refuses_a_value_longer_than_its_column_rather_than_cutting_it():
+    from django.db import DataError, transaction
+
+    contact = Contact.objects.create(external_id="long")
+    limit = Contact._meta.get_field("first_name").max_length
+    contact.first_name = "y" * (limit + 5)
+
+    with pytest.raises(DataError), transaction.atomic():
+        bulk_update([contact], ["first_name"])
+    assert Contact.objects.get(pk=contact.pk).first_name == ""
