@@ -1,16 +1,23 @@
 """Erasing contacts from the admin: an action on the contact list and a button on the contact's
 page, both asking for the reason on a confirmation page, both calling
-contacts.actions.erase_contact. Only roles holding contacts.erase_contact see them."""
+contacts.erasure_requests.request_erasure (which erases at once, or queues the erasure behind a
+running import). Only roles holding contacts.erase_contact see them. The queued erasures have a
+read-only list of their own (ErasureRequestAdmin)."""
 from django import forms
 from django.contrib import admin, messages
+from django.db.models import F
 from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.timezone import localtime
 from unfold.decorators import action as unfold_action
 from unfold.widgets import UnfoldAdminTextareaWidget
 
-from .actions import ERASURE_REASON_MAX_CHARS, ContactAlreadyErased, InvalidField, erase_contact
-from .import_erasure import ImportRunning
+from omni.lib.admin import ModelAdmin, ReadOnlyAdminMixin
+
+from .actions import ERASURE_REASON_MAX_CHARS, ContactAlreadyErased, InvalidField
+from .erasure_requests import ALREADY_QUEUED, QUEUED, pending_request_for, request_erasure
 
 ERASE_CONTACT = "contacts.erase_contact"
 # Contacts one confirmation erases: each is a transaction across every app, and the page lists them.
@@ -62,15 +69,17 @@ class ContactErasureMixin:
             erased = 0
             for contact in contacts:
                 try:
-                    erase_contact(contact, request.user, form.cleaned_data["reason"])
-                    erased += 1
+                    answer = request_erasure(contact, request.user, form.cleaned_data["reason"])
                 except ContactAlreadyErased as exc:
                     self.message_user(request, str(exc), messages.WARNING)
-                except ImportRunning as exc:
-                    self.message_user(request, f"{contact}: {exc}", messages.ERROR)
+                    continue
                 except InvalidField as exc:
                     form.add_error("reason", exc.messages[0])
                     break
+                if answer.outcome in (QUEUED, ALREADY_QUEUED):
+                    self.message_user(request, queued_words(contact, answer), messages.WARNING)
+                else:
+                    erased += 1
             else:
                 if erased:
                     self.message_user(request, f"Erased the personal data of {erased} contact(s). Their messages "
@@ -89,3 +98,49 @@ class ContactErasureMixin:
             "cancel_url": done_url,
         }
         return TemplateResponse(request, "admin/contacts/contact/erase_confirmation.html", context)
+
+
+def queued_words(contact, answer):
+    """What the officer reads when request_erasure queued the erasure (or found it queued)."""
+    pending = answer.request
+    link = reverse("admin:contacts_erasurerequest_change", args=[pending.pk])
+    if answer.outcome == QUEUED:
+        return format_html(
+            "{}: not erased yet. An import that names this contact is running, so the erasure is queued: it runs by "
+            "itself as soon as the import finishes. Follow it under Compliance › <a href=\"{}\">Erasure requests</a>.",
+            contact, link)
+    return format_html(
+        "{}: not erased yet. An erasure of this contact is already queued (asked by {} on {}): it runs by itself as "
+        "soon as the import naming the contact finishes. Follow it under Compliance › "
+        "<a href=\"{}\">Erasure requests</a>.", contact, pending.actor_label or "a system", asked_on(pending), link)
+
+
+def pending_erasure_words(contact_id: int):
+    """What the contact's page says while an erasure of them waits for an import, or None."""
+    pending = pending_request_for(contact_id)
+    if pending is None:
+        return None
+    return format_html(
+        "An erasure of this contact is queued (asked by {} on {}): an import that names them is running, and the "
+        "erasure runs by itself as soon as it finishes. Follow it under Compliance › "
+        "<a href=\"{}\">Erasure requests</a>.", pending.actor_label or "a system", asked_on(pending),
+        reverse("admin:contacts_erasurerequest_change", args=[pending.pk]))
+
+
+def asked_on(pending) -> str:
+    return f"{localtime(pending.requested_at):%Y-%m-%d %H:%M}"
+
+
+class ErasureRequestAdmin(ReadOnlyAdminMixin, ModelAdmin):
+    """The erasures queued behind a running import, pending ones first. Only Omni writes them
+    (contacts.erasure_requests); the reason is emptied once the erasure ran."""
+
+    list_display = ["contact", "status", "outcome", "actor_label", "requested_at", "attempts", "last_tried_at",
+                    "done_at"]
+    list_filter = ["status", "outcome"]
+    list_select_related = ["contact"]
+    search_fields = ["contact__external_id", "actor_label"]
+    # Pending first (no done_at), then the most recently done.
+    ordering = [F("done_at").desc(nulls_first=True), "-requested_at"]
+    fields = ["contact", "status", "outcome", "actor_label", "requested_by", "requested_at", "why", "attempts",
+              "last_tried_at", "done_at"]
