@@ -5,7 +5,7 @@ running import). Only roles holding contacts.erase_contact see them. The queued 
 read-only list of their own (ErasureRequestAdmin)."""
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import F
+from django.db.models import Case, Value, When
 from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -17,7 +17,8 @@ from unfold.widgets import UnfoldAdminTextareaWidget
 from omni.lib.admin import ModelAdmin, ReadOnlyAdminMixin
 
 from .actions import ERASURE_REASON_MAX_CHARS, ContactAlreadyErased, InvalidField
-from .erasure_requests import ALREADY_QUEUED, QUEUED, pending_request_for, request_erasure
+from .erasure_requests import ALREADY_QUEUED, ERASED, pending_request_for, request_erasure
+from .models import ErasureRequestStatus
 
 ERASE_CONTACT = "contacts.erase_contact"
 # Contacts one confirmation erases: each is a transaction across every app, and the page lists them.
@@ -76,10 +77,13 @@ class ContactErasureMixin:
                 except InvalidField as exc:
                     form.add_error("reason", exc.messages[0])
                     break
-                if answer.outcome in (QUEUED, ALREADY_QUEUED):
-                    self.message_user(request, queued_words(contact, answer), messages.WARNING)
-                else:
+                if answer.outcome == ERASED:
                     erased += 1
+                elif selected:
+                    # From the contact's own page, that page says it when it opens again (ContactAdmin).
+                    self.message_user(request, queued_words(answer.request, contact=contact,
+                                                            already=answer.outcome == ALREADY_QUEUED),
+                                      messages.WARNING)
             else:
                 if erased:
                     self.message_user(request, f"Erased the personal data of {erased} contact(s). Their messages "
@@ -100,31 +104,23 @@ class ContactErasureMixin:
         return TemplateResponse(request, "admin/contacts/contact/erase_confirmation.html", context)
 
 
-def queued_words(contact, answer):
-    """What the officer reads when request_erasure queued the erasure (or found it queued)."""
-    pending = answer.request
-    link = reverse("admin:contacts_erasurerequest_change", args=[pending.pk])
-    if answer.outcome == QUEUED:
-        return format_html(
-            "{}: not erased yet. An import that names this contact is running, so the erasure is queued: it runs by "
-            "itself as soon as the import finishes. Follow it under Compliance › <a href=\"{}\">Erasure requests</a>.",
-            contact, link)
+def queued_words(pending, *, contact=None, already: bool = False):
+    """The warning that an erasure waits for an import: after the officer confirmed it (from the
+    contact list, `contact` names whom it is about; `already`: it had been asked for before), and
+    on the contact's page while it waits."""
     return format_html(
-        "{}: not erased yet. An erasure of this contact is already queued (asked by {} on {}): it runs by itself as "
-        "soon as the import naming the contact finishes. Follow it under Compliance › "
-        "<a href=\"{}\">Erasure requests</a>.", contact, pending.actor_label or "a system", asked_on(pending), link)
+        "{}Not erased yet: an import that names this contact is running, so {} (asked by {} on {}). It runs by itself "
+        "as soon as the import finishes. Follow it under Compliance › <a href=\"{}\">Erasure requests</a>.",
+        f"{contact}: " if contact is not None else "",
+        "an erasure of this contact was already queued" if already else "the erasure is queued",
+        pending.actor_label or "a system", asked_on(pending),
+        reverse("admin:contacts_erasurerequest_change", args=[pending.pk]))
 
 
 def pending_erasure_words(contact_id: int):
     """What the contact's page says while an erasure of them waits for an import, or None."""
     pending = pending_request_for(contact_id)
-    if pending is None:
-        return None
-    return format_html(
-        "An erasure of this contact is queued (asked by {} on {}): an import that names them is running, and the "
-        "erasure runs by itself as soon as it finishes. Follow it under Compliance › "
-        "<a href=\"{}\">Erasure requests</a>.", pending.actor_label or "a system", asked_on(pending),
-        reverse("admin:contacts_erasurerequest_change", args=[pending.pk]))
+    return queued_words(pending) if pending is not None else None
 
 
 def asked_on(pending) -> str:
@@ -140,7 +136,8 @@ class ErasureRequestAdmin(ReadOnlyAdminMixin, ModelAdmin):
     list_filter = ["status", "outcome"]
     list_select_related = ["contact"]
     search_fields = ["contact__external_id", "actor_label"]
-    # Pending first (no done_at), then the most recently done.
-    ordering = [F("done_at").desc(nulls_first=True), "-requested_at"]
+    # Pending first, then the most recently asked.
+    ordering = [Case(When(status=ErasureRequestStatus.PENDING, then=Value(0)), default=Value(1)).asc(),
+                "-requested_at"]
     fields = ["contact", "status", "outcome", "actor_label", "requested_by", "requested_at", "why", "attempts",
               "last_tried_at", "done_at"]
