@@ -19,13 +19,14 @@ from omni.lib.quarantine import QuarantineAdminMixin, QuarantinedFilter
 from . import import_admin, segments
 from .actions import ContactErased
 from .data_types import contact_problems
-from .erasure_admin import ContactErasureMixin
+from .erasure_admin import ContactErasureMixin, ErasureRequestAdmin, pending_erasure_words
 from .models import (
     AttributeDefinition,
     Contact,
     ContactEvent,
     ContactImport,
     Device,
+    ErasureRequest,
     EventPropertyDefinition,
     LifecycleStage,
     Segment,
@@ -121,6 +122,11 @@ class ContactAdmin(ContactErasureMixin, ModelAdmin, ImportExportModelAdmin):
         return super().has_change_permission(request, obj)
 
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        if request.method == "GET" and str(object_id or "").isdigit():
+            # An erasure waiting for an import is said plainly at the top of the contact's page.
+            pending = pending_erasure_words(int(object_id))
+            if pending:
+                self.message_user(request, pending, messages.WARNING)
         try:
             if request.method == "POST" and object_id:
                 contact = self.get_object(request, unquote(object_id))
@@ -327,6 +333,7 @@ class SegmentAdmin(ModelAdmin):
 
 
 admin.site.register(ContactImport, import_admin.ContactImportAdmin)
+admin.site.register(ErasureRequest, ErasureRequestAdmin)
 
 
 @admin.register(Device)

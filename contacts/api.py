@@ -9,11 +9,10 @@ from .actions import (
     ContactErased,
     ContactNotFound,
     InvalidField,
-    erase_contact,
     get_contact,
     upsert_contact,
 )
-from .import_erasure import ImportRunning
+from .erasure_requests import ERASED, request_erasure
 from .ingest import EventSubmission, IdempotencyKeyReused, receive_events, request_fingerprint
 
 # All API keys share one idempotency scope: a retry sent after the key was rotated is still
@@ -54,23 +53,29 @@ ERASE_BODY_FIELDS = frozenset({"reason"})
 
 @api_view(scope=ApiScope.CONTACTS_ERASE, methods=["POST"])
 def post_erase(request, external_id):
-    """{"reason": "..."}: erase the contact's personal data in every app; 409 if erased before."""
+    """{"reason": "..."}: erase the contact's personal data in every app (200); 202 when an import
+    naming the contact is running and the erasure is queued until it finishes; 409 if erased before."""
     unknown = sorted(set(request.json) - ERASE_BODY_FIELDS)
     if unknown:
         raise InvalidField(unknown[0], f"Unknown field(s): {', '.join(unknown)}; send only reason.",
                            code="unknown_field")
     try:
         contact = get_contact(external_id)
-        counts = erase_contact(contact, None, request.json.get("reason"), actor_label=actor_label(request))
+        answer = request_erasure(contact, None, request.json.get("reason"), actor_label=actor_label(request))
     except ContactNotFound as exc:
         raise ApiError(404, "contact_not_found", str(exc), field="external_id") from None
     except ContactAlreadyErased as exc:
         raise ApiError(409, "contact_already_erased", str(exc), field="external_id") from None
-    except ImportRunning as exc:
-        raise ApiError(409, "import_running", str(exc), field="external_id") from None
+    if answer.outcome != ERASED:
+        pending = answer.request
+        return json_response({"id": contact.pk, "external_id": contact.external_id, "erased_at": None,
+                              "erasure": answer.outcome,
+                              "erasure_request": {"id": pending.pk, "requested_at": pending.requested_at},
+                              "message": "An import that names this contact is running: the erasure is queued and "
+                                         "runs by itself as soon as the import finishes."}, status=202)
     contact.refresh_from_db()
     return json_response({"id": contact.pk, "external_id": contact.external_id, "erased_at": contact.erased_at,
-                          "erased": counts})
+                          "erasure": answer.outcome, "erased": answer.counts})
 
 
 @api_view(scope=ApiScope.EVENTS_WRITE, methods=["POST"])

@@ -1,16 +1,24 @@
 """Erasing contacts from the admin: an action on the contact list and a button on the contact's
 page, both asking for the reason on a confirmation page, both calling
-contacts.actions.erase_contact. Only roles holding contacts.erase_contact see them."""
+contacts.erasure_requests.request_erasure (which erases at once, or queues the erasure behind a
+running import). Only roles holding contacts.erase_contact see them. The queued erasures have a
+read-only list of their own (ErasureRequestAdmin)."""
 from django import forms
 from django.contrib import admin, messages
+from django.db.models import Case, Value, When
 from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.timezone import localtime
 from unfold.decorators import action as unfold_action
 from unfold.widgets import UnfoldAdminTextareaWidget
 
-from .actions import ERASURE_REASON_MAX_CHARS, ContactAlreadyErased, InvalidField, erase_contact
-from .import_erasure import ImportRunning
+from omni.lib.admin import ModelAdmin, ReadOnlyAdminMixin
+
+from .actions import ERASURE_REASON_MAX_CHARS, ContactAlreadyErased, InvalidField
+from .erasure_requests import ALREADY_QUEUED, ERASED, pending_request_for, request_erasure
+from .models import ErasureRequestStatus
 
 ERASE_CONTACT = "contacts.erase_contact"
 # Contacts one confirmation erases: each is a transaction across every app, and the page lists them.
@@ -62,15 +70,20 @@ class ContactErasureMixin:
             erased = 0
             for contact in contacts:
                 try:
-                    erase_contact(contact, request.user, form.cleaned_data["reason"])
-                    erased += 1
+                    answer = request_erasure(contact, request.user, form.cleaned_data["reason"])
                 except ContactAlreadyErased as exc:
                     self.message_user(request, str(exc), messages.WARNING)
-                except ImportRunning as exc:
-                    self.message_user(request, f"{contact}: {exc}", messages.ERROR)
+                    continue
                 except InvalidField as exc:
                     form.add_error("reason", exc.messages[0])
                     break
+                if answer.outcome == ERASED:
+                    erased += 1
+                elif selected:
+                    # From the contact's own page, that page says it when it opens again (ContactAdmin).
+                    self.message_user(request, queued_words(answer.request, contact=contact,
+                                                            already=answer.outcome == ALREADY_QUEUED),
+                                      messages.WARNING)
             else:
                 if erased:
                     self.message_user(request, f"Erased the personal data of {erased} contact(s). Their messages "
@@ -89,3 +102,42 @@ class ContactErasureMixin:
             "cancel_url": done_url,
         }
         return TemplateResponse(request, "admin/contacts/contact/erase_confirmation.html", context)
+
+
+def queued_words(pending, *, contact=None, already: bool = False):
+    """The warning that an erasure waits for an import: after the officer confirmed it (from the
+    contact list, `contact` names whom it is about; `already`: it had been asked for before), and
+    on the contact's page while it waits."""
+    return format_html(
+        "{}Not erased yet: an import that names this contact is running, so {} (asked by {} on {}). It runs by itself "
+        "as soon as the import finishes. Follow it under Compliance › <a href=\"{}\">Erasure requests</a>.",
+        f"{contact}: " if contact is not None else "",
+        "an erasure of this contact was already queued" if already else "the erasure is queued",
+        pending.actor_label or "a system", asked_on(pending),
+        reverse("admin:contacts_erasurerequest_change", args=[pending.pk]))
+
+
+def pending_erasure_words(contact_id: int):
+    """What the contact's page says while an erasure of them waits for an import, or None."""
+    pending = pending_request_for(contact_id)
+    return queued_words(pending) if pending is not None else None
+
+
+def asked_on(pending) -> str:
+    return f"{localtime(pending.requested_at):%Y-%m-%d %H:%M}"
+
+
+class ErasureRequestAdmin(ReadOnlyAdminMixin, ModelAdmin):
+    """The erasures queued behind a running import, pending ones first. Only Omni writes them
+    (contacts.erasure_requests); the reason is emptied once the erasure ran."""
+
+    list_display = ["contact", "status", "outcome", "actor_label", "requested_at", "attempts", "last_tried_at",
+                    "done_at"]
+    list_filter = ["status", "outcome"]
+    list_select_related = ["contact"]
+    search_fields = ["contact__external_id", "actor_label"]
+    # Pending first, then the most recently asked.
+    ordering = [Case(When(status=ErasureRequestStatus.PENDING, then=Value(0)), default=Value(1)).asc(),
+                "-requested_at"]
+    fields = ["contact", "status", "outcome", "actor_label", "requested_by", "requested_at", "why", "attempts",
+              "last_tried_at", "done_at"]

@@ -37,11 +37,12 @@ LOCK_NOT_AVAILABLE = "55P03"
 
 
 class ImportRunning(Exception):
-    """An erasure that would wait for an import naming the contact to end."""
+    """An erasure that would wait for an import naming the contact to end (request_erasure, in
+    contacts/erasure_requests.py, queues it until the import has finished)."""
 
     def __init__(self):
         super().__init__("An import that names this contact is running (Contacts › Contact imports); nothing was "
-                         "erased. Erase the contact again once the import has finished.")
+                         "erased.")
 
 
 def imports_naming(contact: Contact) -> list[ContactImport]:

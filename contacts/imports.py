@@ -41,6 +41,7 @@ from omni.choices import Channel, ConsentStatus, LawfulBasis, Purpose
 from omni.lib.bulk import bulk_update, insert_rows
 from omni.lib.dates import EARLIEST
 from omni.lib.spreadsheet import cells_by_column
+from omni.lib.tasks import task_named
 from omni.lib.text import first_unstorable, refuse_non_json_number
 
 from . import hooks
@@ -571,8 +572,13 @@ def run_import(contact_import: ContactImport, mode: str) -> ContactImport:
             errors += [entry for row in rows for entry in row.error_entries()]
             _set_progress(contact_import, processed_rows=min(start + CHUNK, len(sheet.rows)), imported_rows=imported)
     status = ImportStatus.FAILED if mode == ContactImport.ALL_OR_NOTHING and errors else ImportStatus.DONE
-    return _finish_checked(contact_import, sheet, status, errors, checking=False, valid_rows=valid,
-                           imported_rows=imported, finished_at=timezone.now(), data="")
+    finished = _finish_checked(contact_import, sheet, status, errors, checking=False, valid_rows=valid,
+                               imported_rows=imported, finished_at=timezone.now(), data="")
+    # An erasure that found this import holding its upload was queued (contacts.erasure_requests):
+    # it is tried as soon as the import has let go, not at the next beat. By name: the task's module
+    # imports this one.
+    transaction.on_commit(lambda: task_named("contacts.tasks.carry_out_erasure_requests_task").delay(), robust=True)
+    return finished
 
 
 class _NothingImported(Exception):

@@ -363,3 +363,44 @@ class ContactImport(models.Model):
 
     def __str__(self):
         return f"{self.file_name} ({self.get_status_display()})"
+
+
+class ErasureRequestStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    DONE = "done", "Done"
+
+
+class ErasureOutcome(models.TextChoices):
+    ERASED = "erased", "Erased by this request"
+    ERASED_BY_ANOTHER_REQUEST = "erased_by_another_request", "Erased by another request meanwhile"
+
+
+class ErasureRequest(models.Model):
+    """An erasure asked for while an import naming the contact was running: kept, and carried out
+    once the import lets it (contacts.erasure_requests), so that nobody has to ask again."""
+
+    contact = models.ForeignKey(Contact, on_delete=models.PROTECT, related_name="erasure_requests")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="+")
+    # Who asked, as the audit log names them: the user's name, or the API key (apikey:<prefix>).
+    actor_label = models.CharField("asked by", max_length=100, blank=True)
+    requested_at = models.DateTimeField(default=now)
+    # The reason may name the person (a ticket's subject): kept here only until the erasure runs,
+    # then beside its audit entry as personal data, as every erasure's reason is.
+    why = models.TextField(blank=True)
+    status = models.CharField(max_length=10, choices=ErasureRequestStatus.choices,
+                              default=ErasureRequestStatus.PENDING)
+    outcome = models.CharField(max_length=30, choices=ErasureOutcome.choices, blank=True, default="")
+    attempts = models.PositiveIntegerField(default=0)
+    last_tried_at = models.DateTimeField(null=True, blank=True)
+    done_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-requested_at"]
+        constraints = [models.UniqueConstraint(fields=["contact"], condition=Q(status="pending"),
+                                               name="erasure_request_one_pending_per_contact")]
+        indexes = [models.Index(fields=["last_tried_at", "requested_at"], condition=Q(status="pending"),
+                                name="erasure_request_pending")]
+
+    def __str__(self):
+        return f"Erasure of contact {self.contact_id} ({self.get_status_display()})"

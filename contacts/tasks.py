@@ -1,7 +1,9 @@
-"""Celery tasks of the contact import: a large upload is checked and imported here, off the page
-(contacts/imports.py holds the work). Enqueued on the "default" queue."""
+"""Celery tasks of contacts: a large upload is checked and imported here, off the page
+(contacts/imports.py holds the work), and erasures queued behind an import are carried out
+(contacts/erasure_requests.py). Enqueued on the "default" queue."""
 from celery import shared_task
 
+from .erasure_requests import carry_out_erasure_requests
 from .imports import check_import, discard_unused_uploads, fail_import, run_import
 from .models import ContactImport
 
@@ -36,3 +38,10 @@ def run_contact_import_task(contact_import_id: int, mode: str) -> None:
 def discard_unused_uploads_task() -> int:
     """Drop the files of uploads left unimported past OMNI_IMPORT_KEEP_HOURS (beat, hourly)."""
     return discard_unused_uploads()
+
+
+@shared_task(ignore_result=True)
+def carry_out_erasure_requests_task() -> dict:
+    """Erase the contacts whose erasure waited for an import (beat, every minute; and queued at the
+    end of every import)."""
+    return carry_out_erasure_requests()

@@ -533,6 +533,7 @@ CELERY_BEAT_SCHEDULE = {
     "omni-tick": {"task": "campaigns.tasks.tick_task", "schedule": OMNI_TICK_SECONDS, "options": {"queue": "default", "expires": OMNI_TICK_SECONDS * 2}},
     "omni-auto-pause": {"task": "campaigns.tasks.watch_sends_task", "schedule": OMNI_AUTO_PAUSE_SECONDS, "options": {"queue": "default", "expires": OMNI_AUTO_PAUSE_SECONDS * 2}},
     "omni-discard-unused-uploads": {"task": "contacts.tasks.discard_unused_uploads_task", "schedule": 3600.0, "options": {"queue": "default", "expires": 1800}},
+    "omni-carry-out-erasure-requests": {"task": "contacts.tasks.carry_out_erasure_requests_task", "schedule": 60.0, "options": {"queue": "default", "expires": 120}},
     "omni-seal-audit": {"task": "omni.tasks.seal_audit_task", "schedule": OMNI_SEAL_SECONDS, "options": {"queue": "default", "expires": OMNI_SEAL_SECONDS * 2}},
     "omni-reconcile-deliveries": {"task": "channels.tasks.reconcile_deliveries_task", "schedule": 60.0, "options": {"queue": "default", "expires": 120}},
     "omni-settle-uncertain-deliveries": {"task": "channels.tasks.settle_uncertain_deliveries_task", "schedule": 60.0, "options": {"queue": "default", "expires": 120}},

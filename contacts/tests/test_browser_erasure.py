@@ -4,6 +4,7 @@ import io
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
 
 from channels.models import Message, MessageStatus
 from contacts.models import Contact
@@ -54,3 +55,50 @@ def test_a_marketer_is_not_offered_erasure(demo_logins, page, log_in, screenshot
     screenshot("a marketer's contact page: no erasure")
     page.goto(f"{live_server.url}/admin/contacts/contact/{contact.pk}/erase/")
     assert Contact.objects.get(pk=contact.pk).erased_at is None
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="an import holding its upload in another connection "
+                                                              "needs PostgreSQL; set DATABASE_URL to run it")
+def test_an_erasure_behind_a_running_import_is_queued_and_followed_until_it_is_done(
+        demo_logins, page, log_in, screenshot, live_server, monkeypatch):
+    from contacts import import_erasure
+    from contacts.erasure_requests import carry_out_erasure_requests
+    from contacts.imports import check_import, start_import
+
+    from .test_erasure_requests import BO_THEN_CLEO, all_or_nothing_import_running
+
+    # given an all-or-nothing import naming cleo, running, and a compliance user
+    monkeypatch.setattr(import_erasure, "IMPORT_LOCK_WAIT", "1s")
+    cleo = Contact.objects.create(external_id="cleo", email="cleo@example.com", first_name="Cleo")
+    bo = Contact.objects.create(email="bo@example.com", first_name="Bo")
+    upload = check_import(start_import("long.csv", BO_THEN_CLEO, actor=None))
+    log_in("compliance", demo_logins["compliance"])
+
+    with all_or_nothing_import_running(upload, bo, monkeypatch):
+        # when they erase cleo from her page
+        page.goto(f"{live_server.url}/admin/contacts/contact/{cleo.pk}/erase/")
+        page.locator("#id_reason").fill("Ticket DPO-61")
+        with page.expect_navigation():
+            page.locator("#confirm-erasure").click()
+
+        # then her page warns that the erasure is queued and runs once the import finishes
+        warning = page.locator(".messagelist")
+        expect(warning).to_contain_text("Not erased yet")
+        expect(warning).to_contain_text("It runs by itself as soon as the import finishes")
+        screenshot("erasure queued behind a running import")
+        # and the link leads to the request, pending
+        with page.expect_navigation():
+            warning.get_by_role("link", name="Erasure requests").click()
+        expect(page.locator("#content-main")).to_contain_text("Pending")
+        screenshot("the queued erasure request")
+
+    # when the import has ended and the queued erasure ran
+    carry_out_erasure_requests()
+
+    # then the list shows it done
+    page.goto(f"{live_server.url}/admin/contacts/erasurerequest/")
+    expect(page.locator("#result_list")).to_contain_text("Erased by this request")
+    screenshot("the erasure request done")
+    cleo.refresh_from_db()
+    assert cleo.erased_at is not None

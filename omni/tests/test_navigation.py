@@ -135,7 +135,7 @@ def test_the_administrators_role_holds_every_roles_permissions_and_the_settings(
 
     # and the migration goes back and forth
     migration = importlib.import_module("omni.migrations.0011_role_groups_administrators")
-    state_apps = MigrationExecutor(connection).loader.project_state(("omni", "0021_operator_roles")).apps
+    state_apps = MigrationExecutor(connection).loader.project_state(("omni", "0022_erasure_request_roles")).apps
     schema_editor = SimpleNamespace(connection=connection)
     migration.remove_administrators(state_apps, schema_editor)
     assert not Group.objects.filter(name="Administrators").exists()
@@ -146,6 +146,7 @@ def test_the_administrators_role_holds_every_roles_permissions_and_the_settings(
     importlib.import_module("omni.migrations.0018_test_contact_permission").apply_roles(state_apps, schema_editor)
     importlib.import_module("omni.migrations.0020_compliance_roles").apply_roles(state_apps, schema_editor)
     importlib.import_module("omni.migrations.0021_operator_roles").apply_roles(state_apps, schema_editor)
+    importlib.import_module("omni.migrations.0022_erasure_request_roles").apply_roles(state_apps, schema_editor)
     assert permissions_of("Administrators") == administrators
 
 

@@ -16,8 +16,9 @@ current_roles = importlib.import_module("omni.migrations.0012_support_roles")
 later_roles = importlib.import_module("omni.migrations.0016_webhook_roles")
 compliance_roles = importlib.import_module("omni.migrations.0020_compliance_roles")
 # The last migration that sets the roles: what the tests that go back and forth end on.
-latest_roles = importlib.import_module("omni.migrations.0021_operator_roles")
-LATEST = ("omni", "0021_operator_roles")
+operator_roles = importlib.import_module("omni.migrations.0021_operator_roles")
+latest_roles = importlib.import_module("omni.migrations.0022_erasure_request_roles")
+LATEST = ("omni", "0022_erasure_request_roles")
 
 
 def permissions_of(group_name: str) -> set[str]:
@@ -297,9 +298,33 @@ def test_the_operator_roles_migration_goes_back_to_the_roles_before_it_and_forth
     names = (*ROLE_NAMES, "Administrators", "Marketing approvers")
     after = {name: permissions_of(name) for name in names}
 
-    latest_roles.restore_previous_roles(state_apps, schema_editor)
+    operator_roles.restore_previous_roles(state_apps, schema_editor)
     assert not OPERATED & permissions_of("Administrators")
     assert "channels.view_delivery" in permissions_of("Administrators")
+
+    operator_roles.apply_roles(state_apps, schema_editor)
+    latest_roles.apply_roles(state_apps, schema_editor)
+    assert {name: permissions_of(name) for name in names} == after
+
+
+def test_compliance_staff_and_administrators_see_the_queued_erasures_and_nobody_changes_them():
+    for group_name in ("Compliance", "Administrators"):
+        assert "contacts.view_erasurerequest" in permissions_of(group_name), group_name
+    for group_name in ("Marketers", "Support agents", "Marketing approvers"):
+        assert "contacts.view_erasurerequest" not in permissions_of(group_name), group_name
+    for group_name in (*ROLE_NAMES, "Administrators", "Marketing approvers"):
+        assert not {"contacts.add_erasurerequest", "contacts.change_erasurerequest",
+                    "contacts.delete_erasurerequest"} & permissions_of(group_name), group_name
+
+
+def test_the_erasure_request_roles_migration_goes_back_to_the_roles_before_it_and_forth_again():
+    state_apps = MigrationExecutor(connection).loader.project_state(LATEST).apps
+    schema_editor = SimpleNamespace(connection=connection)
+    names = (*ROLE_NAMES, "Administrators", "Marketing approvers")
+    after = {name: permissions_of(name) for name in names}
+
+    latest_roles.restore_previous_roles(state_apps, schema_editor)
+    assert "contacts.view_erasurerequest" not in permissions_of("Compliance")
 
     latest_roles.apply_roles(state_apps, schema_editor)
     assert {name: permissions_of(name) for name in names} == after

@@ -36,7 +36,7 @@ GROUPS = {
         ("channels", "arbitrationrule"),
         ("compliance", "sendingpause"),
         ("compliance", "keywordlist"), ("message_templates", "optoutdisclosure"), ("compliance", "decision"),
-        ("compliance", "sendledger"), ("omni", "auditentry"),
+        ("compliance", "sendledger"), ("contacts", "erasurerequest"), ("omni", "auditentry"),
     ],
     ACTIVITY: [
         ("channels", "message"), ("channels", "delivery"), ("channels", "deliveryevent"),
