@@ -178,6 +178,23 @@ def test_insert_from_json_writes_rows_in_order_each_other_column_its_default():
 
 
 @pytest.mark.postgres
+def test_insert_from_json_puts_each_value_in_its_own_column_whatever_order_the_table_has():
+    # Contact's table has the columns later migrations added at its end, not in the model's order.
+    from omni.lib.bulk import row_of, table_columns
+
+    assert table_columns(Contact, connection) != [f.column for f in Contact._meta.concrete_fields]
+    texts = {field.attname: f"{field.attname}-value" for field in Contact._meta.concrete_fields
+             if field.get_internal_type() == "CharField" and not field.choices and field.max_length >= 40}
+    contact = Contact(**texts, unknown_sender=True, messaging_paused=False, is_test=True)
+
+    insert_json(row_of(contact))
+
+    stored = Contact.objects.get(external_id=texts["external_id"])
+    assert {name: getattr(stored, name) for name in texts} == texts
+    assert (stored.unknown_sender, stored.messaging_paused, stored.is_test) == (True, False, True)
+
+
+@pytest.mark.postgres
 def test_insert_from_json_takes_computed_columns_from_the_statements_other_relations():
     from omni.lib.bulk import row_of
 
