@@ -9,8 +9,9 @@ Above the form (campaigns/templatetags/campaign_page.py): what stops it starting
 its progress, its buttons, and the A/B and health sections.
 
 The buttons are POST-only views here, each permission-checked and calling one plain function
-(campaign_start, campaign_approval, campaign_sending), which audits; a refusal comes back as a
-message on the page. Who may press what:
+(campaign_start_requests, campaign_start, campaign_approval, campaign_sending), which audits; a
+refusal comes back as a message on the page. Start only asks for the start, which a worker runs
+(campaign_start_requests): the page shows it starting, then started. Who may press what:
 - change_campaign (marketers): start, pause, resume, cancel, clone, test send, follow-up,
   request approval;
 - approve_campaign with view_campaign (marketing approvers): approve.
