@@ -27,6 +27,7 @@ from campaigns.campaign_start_requests import (
 from campaigns.models import Campaign, CampaignRecipient, CampaignStatus
 from contacts.models import Segment
 from omni.models import AuditEntry
+from omni.tests.fakes import unreachable_broker
 
 from .test_campaign_start import contacts, make_campaign
 
@@ -117,6 +118,16 @@ def test_a_scheduled_campaign_starts_in_the_background_as_scheduled(
     started = fresh(campaign)
     assert started.status == CampaignStatus.SCHEDULED
     assert set(started.recipients.values_list("send_at", flat=True)) == {later}
+
+
+def test_a_broker_that_is_down_leaves_the_start_starting_for_the_sweep(
+        campaign, marketer, caplog, django_capture_on_commit_callbacks):
+    with unreachable_broker(), caplog.at_level(logging.ERROR, logger="campaigns.campaign_start_requests"), \
+            django_capture_on_commit_callbacks(execute=True):
+        request_start(campaign, actor=marketer)
+
+    assert fresh(campaign).status == CampaignStatus.STARTING
+    assert f"Could not hand the start of campaign {campaign.pk} to the workers" in caplog.text
 
 
 def test_a_second_request_while_starting_is_refused_as_already_starting(
