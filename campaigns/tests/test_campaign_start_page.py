@@ -1,12 +1,14 @@
 """The Start button and the campaign's page around a start in the background: the button answers
 at once; the page, while the campaign starts, says since when and asked for by whom, with a bar
 that has no figures yet and polls for the change, in a fixed number of queries; once started it
-shows the start's summary; after a refusal, why; and the list says "Starting"."""
+shows the start's summary; after a refusal, why; the list says "Starting"; and a real worker
+takes the start the button asked for."""
 import pytest
 from django.urls import reverse
 
 from campaigns.campaign_start_requests import run_requested_start
 from campaigns.models import Campaign, CampaignRecipient, CampaignStatus
+from campaigns.tasks import start_campaign_task
 
 from .conftest import make_contact
 
@@ -125,3 +127,17 @@ def test_the_list_says_starting(client, marketer, draft, trial_contacts, django_
     assert "Starting" in page and "starting: taking the audience snapshot" in page
     assert [c.pk for c in filtered.context["cl"].result_list] == [draft.pk]
     assert Campaign.objects.get(pk=draft.pk).status == CampaignStatus.STARTING
+
+
+@pytest.mark.celery_worker
+def test_a_real_worker_takes_the_start_the_button_asked_for(client, marketer, draft, trial_contacts, celery_worker,
+                                                             finished_tasks):
+    client.force_login(marketer)
+
+    client.post(reverse("admin:campaigns_campaign_start", args=[draft.pk]))
+    finished_tasks.wait_for(start_campaign_task)
+
+    assert finished_tasks.args_of(start_campaign_task) == [(draft.pk,)]
+    draft.refresh_from_db()
+    assert draft.status == CampaignStatus.SENDING and draft.start_summary["audience"] == 3
+    assert "Progress: sending" in page_of(client, draft)
