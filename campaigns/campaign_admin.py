@@ -9,8 +9,9 @@ Above the form (campaigns/templatetags/campaign_page.py): what stops it starting
 its progress, its buttons, and the A/B and health sections.
 
 The buttons are POST-only views here, each permission-checked and calling one plain function
-(campaign_start, campaign_approval, campaign_sending), which audits; a refusal comes back as a
-message on the page. Who may press what:
+(campaign_start_requests, campaign_start, campaign_approval, campaign_sending), which audits; a
+refusal comes back as a message on the page. Start only asks for the start, which a worker runs
+(campaign_start_requests): the page shows it starting, then started. Who may press what:
 - change_campaign (marketers): start, pause, resume, cancel, clone, test send, follow-up,
   request approval;
 - approve_campaign with view_campaign (marketing approvers): approve.
@@ -34,7 +35,7 @@ from omni.choices import Channel
 from omni.lib.admin import AwaitingApprovalFilter, ModelAdmin, OwnedByCreatorMixin, RefusesStalePage, TabularInline
 from omni.lib.approval import ApprovalRefused, when, who
 
-from . import campaign_approval, campaign_progress, campaign_sending, campaign_start
+from . import campaign_approval, campaign_progress, campaign_sending, campaign_start, campaign_start_requests
 from .campaign_state import CampaignLocked, CampaignMoveRefused, locked_words, save_draft
 from .diagram import duration_words
 from .models import Campaign, CampaignStatus, CampaignVariant, FollowUpWhen
@@ -266,8 +267,9 @@ class CampaignAdmin(OwnedByCreatorMixin, ModelAdmin):
     autocomplete_fields = ["template", "segment"]
     inlines = [CampaignVariantInline]
     # Status, approval and sending move through the buttons above the form; nobody types them in.
-    record_fields = ["created_by", "started_at", "finished_at", "paused_reason", "auto_paused_at",
-                     "test_ends_at", "winner", "winner_chosen_at", "created_at", "updated_at"]
+    record_fields = ["created_by", "start_requested_by", "start_requested_at", "started_at", "finished_at",
+                     "paused_reason", "auto_paused_at", "test_ends_at", "winner", "winner_chosen_at", "created_at",
+                     "updated_at"]
     fieldsets = [
         (None, {"fields": ["name", "status", "template", "segment", ("purpose", "urgency"), "intent_key",
                            "revision_seen"]}),
@@ -353,6 +355,8 @@ class CampaignAdmin(OwnedByCreatorMixin, ModelAdmin):
     def progress(self, campaign):
         total, decided = getattr(campaign, "recipients_total", 0), getattr(campaign, "recipients_decided", 0)
         if not total:
+            if campaign.status == CampaignStatus.STARTING:
+                return "starting: taking the audience snapshot"
             return "not started" if campaign.status == CampaignStatus.DRAFT else "no recipients"
         percent = 100 * decided // total
         return format_html(
@@ -489,8 +493,9 @@ class CampaignAdmin(OwnedByCreatorMixin, ModelAdmin):
 
     def start_view(self, request, campaign_id):
         def start(campaign):
-            summary = campaign_start.start_campaign(campaign, actor=request.user)
-            return f"{campaign.name} started. " + start_summary_words(summary)
+            campaign_start_requests.request_start(campaign, actor=request.user)
+            return (f"{campaign.name} is starting: the audience snapshot is being taken; this page shows when it has "
+                    f"started.")
         return self._button(request, campaign_id, start)
 
     def pause_view(self, request, campaign_id):
@@ -577,16 +582,3 @@ class CampaignAdmin(OwnedByCreatorMixin, ModelAdmin):
             raise PermissionDenied
         return JsonResponse({"status": campaign.status, "status_label": campaign.get_status_display(),
                              **campaign_progress.campaign_progress(campaign).as_json()})
-
-
-def start_summary_words(summary: campaign_start.StartSummary) -> str:
-    words = [f"{summary.audience} in the audience", f"{summary.pending} to send"]
-    if summary.holdout:
-        words.append(f"{summary.holdout} held out")
-    if summary.waiting_for_winner:
-        words.append(f"{summary.waiting_for_winner} wait for the A/B test's winner")
-    skipped = sum(summary.skipped.values()) if summary.skipped else 0
-    if skipped:
-        reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(summary.skipped.items()))
-        words.append(f"{skipped} left out ({reasons})")
-    return "; ".join(words) + "."

@@ -78,8 +78,12 @@ NOTHING_DRAWN = (1.0, 0.0, 0.0)
 # Fields a clone does not copy: identity, status and runtime state, the approval, its record.
 NOT_CLONED = {"id", "name", "status", "started_at", "finished_at", "paused_reason", "created_at", "updated_at",
               "created_by", "test_ends_at", "winner", "winner_chosen_at", "auto_paused_at",
-              "watched_since",
+              "watched_since", "start_requested_at", "start_requested_by", "start_enqueued_at", "start_attempts",
+              "start_refused_problems", "start_summary",
               *approval.APPROVAL_FIELDS}
+# The statuses a start begins from: a campaign whose start request_start queued (the background
+# start), or a draft started directly (the benchmark, a shell).
+START_FROM = (CampaignStatus.STARTING, CampaignStatus.DRAFT)
 
 
 class CampaignNotReady(ValidationError):
@@ -102,16 +106,34 @@ class StartSummary:
         return {"audience": self.audience, "pending": self.pending, "holdout": self.holdout,
                 "waiting_for_winner": self.waiting_for_winner, "skipped": dict(self.skipped)}
 
+    @classmethod
+    def from_data(cls, data: dict) -> "StartSummary":
+        return cls(**{name: data[name] for name in cls.__dataclass_fields__ if name in data})
+
+    def words(self) -> str:
+        """E.g. "120 in the audience; 100 to send; 20 held out." """
+        words = [f"{self.audience} in the audience", f"{self.pending} to send"]
+        if self.holdout:
+            words.append(f"{self.holdout} held out")
+        if self.waiting_for_winner:
+            words.append(f"{self.waiting_for_winner} wait for the A/B test's winner")
+        skipped = sum(self.skipped.values()) if self.skipped else 0
+        if skipped:
+            reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(self.skipped.items()))
+            words.append(f"{skipped} left out ({reasons})")
+        return "; ".join(words) + "."
+
 
 # --- the checks ----------------------------------------------------------------------------------
 
-def start_problems(campaign, *, now=None, count: int | None = None) -> list[str]:
+def start_problems(campaign, *, now=None, count: int | None = None, expected: str = CampaignStatus.DRAFT) -> list[str]:
     """What stops `campaign` from starting now, in words, one per problem (empty: it can start).
-    `count`: its audience, when the caller has it."""
+    `count`: its audience, when the caller has it. `expected`: the status it starts from, DRAFT
+    when a start is asked for, STARTING for the background start of one asked for earlier."""
     now = now or timezone.now()
     problems = []
-    if campaign.status != CampaignStatus.DRAFT:
-        problems.append(f"It is {CampaignStatus(campaign.status).label.lower()}: only a draft campaign can start.")
+    if campaign.status != expected:
+        problems.append(_status_problem(campaign.status, expected))
     if not campaign.owner_id:
         problems.append("Choose its owner: who answers for this campaign.")
     if not campaign.objective.strip():
@@ -133,6 +155,15 @@ def start_problems(campaign, *, now=None, count: int | None = None) -> list[str]
     if refused:
         problems.extend(refused.messages)
     return problems
+
+
+def _status_problem(status: str, expected: str) -> str:
+    if status == CampaignStatus.STARTING:
+        return "It is already starting: its audience snapshot is being taken, and its page shows when it has started."
+    label = CampaignStatus(status).label.lower()
+    if expected == CampaignStatus.STARTING:
+        return f"It is {label}, no longer starting: its start was done or withdrawn meanwhile."
+    return f"It is {label}: only a draft campaign can start."
 
 
 def _content_problems(campaign) -> list[str]:
@@ -178,19 +209,22 @@ def audience_count(campaign) -> int:
 
 def start_campaign(campaign, *, actor, now=None) -> StartSummary:
     """Start: pin versions, snapshot recipients, draw holdout and variants, set send times;
-    audited campaign.started. Raises CampaignNotReady (a refusal for want of approval is audited
-    campaign.approval_refused)."""
+    audited campaign.started, the summary kept on the campaign (start_summary). It starts from
+    the status the caller read, STARTING (the background start, campaign_start_requests) or
+    DRAFT (a direct call), and only if the campaign is still in it. Raises CampaignNotReady (a
+    refusal for want of approval is audited campaign.approval_refused)."""
     now = now or timezone.now()
+    expected = campaign.status if campaign.status in START_FROM else CampaignStatus.DRAFT
     refused = None
     try:
         # Tuples and lists for each of the audience: the collector would walk the heap for them.
         with collector_paused(), transaction.atomic():
             locked = _locked(campaign)
             audience = campaign_audience.audience(locked, now) \
-                if locked.status == CampaignStatus.DRAFT and (locked.segment_id or locked.follow_up_of_id) else None
+                if locked.status == expected and (locked.segment_id or locked.follow_up_of_id) else None
             people = [_Person(*row) for row in audience.order_by("pk").values_list(*_Person._fields)] \
                 if audience is not None else []
-            problems = start_problems(locked, now=now, count=len(people))
+            problems = start_problems(locked, now=now, count=len(people), expected=expected)
             if problems:
                 refused = start_refusal(locked, len(people))
                 raise CampaignNotReady(problems)
@@ -199,7 +233,7 @@ def start_campaign(campaign, *, actor, now=None) -> StartSummary:
         if refused is not None:
             approval.audit_refusal(campaign, refused, actor=actor, step="start")
         raise
-    for name in ("status", "started_at", "test_ends_at", "updated_at"):
+    for name in ("status", "started_at", "test_ends_at", "start_summary", "updated_at"):
         setattr(campaign, name, getattr(locked, name))
     return summary
 
@@ -274,7 +308,7 @@ def _start(campaign, audience, people: list[_Person], actor, now) -> StartSummar
     earliest = min((row[6] for row in due), default=now)
     to = CampaignStatus.SENDING if earliest <= now else CampaignStatus.SCHEDULED
     move_campaign(campaign, to, action="campaign.started", actor=actor, now=now,
-                  fields={"started_at": now, "test_ends_at": test_ends_at},
+                  fields={"started_at": now, "test_ends_at": test_ends_at, "start_summary": summary.as_data()},
                   data={**summary.as_data(), "first_send_at": earliest.isoformat(),
                         "test_ends_at": test_ends_at.isoformat() if test_ends_at else None,
                         "pinned_versions": {v.name: v.template_version_id for v in variants}})

@@ -17,15 +17,20 @@ S = CampaignStatus
 
 # to: the statuses it may be reached from
 TRANSITIONS = {
-    # From paused: a campaign paused before its first send time, resumed while it is still ahead.
-    S.SCHEDULED: {S.DRAFT, S.PAUSED},
-    S.SENDING: {S.DRAFT, S.SCHEDULED, S.PAUSED},
+    # A start asked for: its audience snapshot is taken in the background (campaign_start_requests).
+    S.STARTING: {S.DRAFT},
+    # From starting: the background start done. From draft: start_campaign called directly (the
+    # benchmark, a shell). From paused: a campaign paused before its first send time, resumed
+    # while it is still ahead.
+    S.SCHEDULED: {S.DRAFT, S.STARTING, S.PAUSED},
+    S.SENDING: {S.DRAFT, S.STARTING, S.SCHEDULED, S.PAUSED},
     S.PAUSED: {S.SCHEDULED, S.SENDING},
     S.SENT: {S.SENDING},
     # From sent only while some of its messages are not queued yet (deferred by quiet hours):
     # campaign_sending.cancel_campaign refuses a sent campaign with nothing left to stop.
     S.CANCELLED: {S.DRAFT, S.SCHEDULED, S.SENDING, S.PAUSED, S.SENT},
-    S.DRAFT: set(),
+    # A background start refused, failed, or given up on: nothing was sent.
+    S.DRAFT: {S.STARTING},
 }
 
 # Claiming and sending go on in these; pausing stops it.

@@ -447,6 +447,9 @@ class Enrollment(models.Model):
 
 class CampaignStatus(models.TextChoices):
     DRAFT = "draft", "Draft"
+    # Its start was asked for and its audience snapshot is being taken in the background
+    # (campaigns/campaign_start_requests.py); it becomes scheduled or sending, or a draft again.
+    STARTING = "starting", "Starting"
     SCHEDULED = "scheduled", "Scheduled"
     SENDING = "sending", "Sending"
     PAUSED = "paused", "Paused"
@@ -556,6 +559,18 @@ class Campaign(Approvable):
     paused_reason = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
+
+    # The start runs in the background (campaigns/campaign_start_requests.py): who asked for the
+    # last one and when, when it was last handed to the workers and how many times, why it was
+    # refused or failed (in words, shown on its page until the next request), and what it did.
+    start_requested_at = models.DateTimeField(null=True, blank=True, editable=False)
+    start_requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                           on_delete=models.SET_NULL, related_name="+", editable=False)
+    start_enqueued_at = models.DateTimeField(null=True, blank=True, editable=False)
+    start_attempts = models.PositiveSmallIntegerField(default=0, db_default=0, editable=False)
+    start_refused_problems = models.JSONField(default=list, blank=True, editable=False)
+    # StartSummary.as_data() of the start: audience, pending, holdout, waiting_for_winner, skipped.
+    start_summary = models.JSONField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-created_at"]

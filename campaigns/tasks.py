@@ -11,6 +11,7 @@ from omni.lib.webhooks import backoff
 from . import auto_pause, webhook_calls
 from .advancing import ENROLLMENT_LEASE, run_claimed_enrollments
 from .campaign_sending import RECIPIENT_LEASE, send_campaign_batch
+from .campaign_start_requests import retry_stalled_starts, run_requested_start
 from .tick import tick
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,22 @@ def watch_sends_task() -> int:
     """Pause the sending campaigns and active journeys whose sends breach a limit (beat runs this
     every OMNI_AUTO_PAUSE_SECONDS)."""
     return auto_pause.watch_sends(timezone.now())
+
+
+# acks_late: a worker lost mid-start leaves the message to be redelivered (the snapshot's
+# transaction rolled back); a copy that finds the campaign no longer starting does nothing.
+@shared_task(acks_late=True, ignore_result=True)
+def start_campaign_task(campaign_id: int) -> str:
+    """Take the audience snapshot of a campaign whose start was asked for (request_start).
+    Enqueued on the "default" queue."""
+    return run_requested_start(campaign_id)
+
+
+@shared_task(ignore_result=True)
+def retry_stalled_starts_task() -> dict:
+    """Hand off again the campaign starts a lost worker left starting, or give up on them (beat,
+    every minute)."""
+    return retry_stalled_starts()
 
 
 # acks_late: a worker lost mid-batch leaves the message to be redelivered; the batch's lease

@@ -333,6 +333,15 @@ OMNI_JOURNEY_APPROVAL_REQUIRED = env.bool("OMNI_JOURNEY_APPROVAL_REQUIRED", defa
 # second pair of eyes. 0: every marketing campaign with an audience needs approval.
 OMNI_CAMPAIGN_APPROVAL_MIN_AUDIENCE = env.int("OMNI_CAMPAIGN_APPROVAL_MIN_AUDIENCE", default=1000)
 
+# A campaign's start runs in the background (campaigns/campaign_start_requests.py). One still
+# starting this long after it was handed to a worker (the worker was lost, or the broker refused
+# the task) is handed off again, up to OMNI_CAMPAIGN_START_ATTEMPTS times in all; then it goes
+# back to draft, saying so. 10 minutes: a snapshot of 100,000 contacts takes seconds, so a start
+# still running after that is not running any more (one that is holds its row and is skipped).
+OMNI_CAMPAIGN_START_RETRY_AFTER = timedelta(
+    seconds=env.float("OMNI_CAMPAIGN_START_RETRY_AFTER_SECONDS", default=600.0))
+OMNI_CAMPAIGN_START_ATTEMPTS = env.int("OMNI_CAMPAIGN_START_ATTEMPTS", default=3)
+
 # Auto-pause (campaigns/auto_pause.py): a sending campaign or an active journey pauses itself
 # when, once min_sample of its sends went out, a rate passes its limit (fractions: 0.05 = 5%) or
 # engagement falls under its floor (0: not watched). A campaign may set its own limits; a
@@ -533,6 +542,7 @@ CELERY_BEAT_SCHEDULE = {
     "omni-tick": {"task": "campaigns.tasks.tick_task", "schedule": OMNI_TICK_SECONDS, "options": {"queue": "default", "expires": OMNI_TICK_SECONDS * 2}},
     "omni-auto-pause": {"task": "campaigns.tasks.watch_sends_task", "schedule": OMNI_AUTO_PAUSE_SECONDS, "options": {"queue": "default", "expires": OMNI_AUTO_PAUSE_SECONDS * 2}},
     "omni-discard-unused-uploads": {"task": "contacts.tasks.discard_unused_uploads_task", "schedule": 3600.0, "options": {"queue": "default", "expires": 1800}},
+    "omni-retry-stalled-campaign-starts": {"task": "campaigns.tasks.retry_stalled_starts_task", "schedule": 60.0, "options": {"queue": "default", "expires": 120}},
     "omni-carry-out-erasure-requests": {"task": "contacts.tasks.carry_out_erasure_requests_task", "schedule": 60.0, "options": {"queue": "default", "expires": 120}},
     "omni-seal-audit": {"task": "omni.tasks.seal_audit_task", "schedule": OMNI_SEAL_SECONDS, "options": {"queue": "default", "expires": OMNI_SEAL_SECONDS * 2}},
     "omni-reconcile-deliveries": {"task": "channels.tasks.reconcile_deliveries_task", "schedule": 60.0, "options": {"queue": "default", "expires": 120}},

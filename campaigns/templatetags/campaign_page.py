@@ -1,8 +1,12 @@
-"""The campaign page's sections above the form: what stops it starting, its approval, its
-progress and the buttons this user may press. {% load campaign_page %}{% campaign_page original %}"""
+"""The campaign page's sections above the form: what stops it starting (and why its last start
+did not happen), its approval, its progress (while it starts: since when, asked by whom; once
+started: what the start did) and the buttons this user may press.
+{% load campaign_page %}{% campaign_page original %}"""
 from django import template
 from django.urls import reverse
 from unfold.widgets import BUTTON_CLASSES
+
+from omni.lib.approval import when, who
 
 from campaigns import campaign_approval, campaign_progress, campaign_sending, campaign_start
 from campaigns.campaign_state import can_move
@@ -26,11 +30,16 @@ def campaign_page(context, campaign: Campaign):
     state = campaign_approval.approval_state(campaign, count)
     digest = campaign_approval.campaign_digest(campaign)
     draft = campaign.status == CampaignStatus.DRAFT
+    starting = campaign.status == CampaignStatus.STARTING
     return {
         "campaign": campaign,
         "csrf_token": context.get("csrf_token"),
         "problems": campaign_start.start_problems(campaign, count=count) if draft else [],
         "draft": draft,
+        "starting": starting,
+        "start_requested": _start_requested_words(campaign),
+        "start_refused_problems": campaign.start_refused_problems if draft else [],
+        "start_summary": _start_summary_words(campaign),
         "approval": state,
         "approved_version": digest[:12] if state.status == "approved" else "",
         "digest": digest,
@@ -69,6 +78,22 @@ def buttons(campaign: Campaign) -> list[dict]:
         shown.append(("cancel", "Cancel…", False))
     return [{"name": name, "label": label, "primary": primary, "url": _url(name, campaign),
              "opens_page": name in ("cancel", "follow_up")} for name, label, primary in shown]
+
+
+def _start_requested_words(campaign: Campaign) -> str:
+    """E.g. "asked for by mara at 5 Dec 2026, 14:02"."""
+    if not campaign.start_requested_at:
+        return ""
+    return f"asked for by {who(campaign.start_requested_by)} at {when(campaign.start_requested_at)}"
+
+
+def _start_summary_words(campaign: Campaign) -> str:
+    """What its start did, once started: "Started at ...: 120 in the audience; 100 to send; ..."."""
+    if not (campaign.started_at and campaign.start_summary):
+        return ""
+    by = f" (asked for by {who(campaign.start_requested_by)})" if campaign.start_requested_at else ""
+    return (f"Started at {when(campaign.started_at)}{by}: "
+            + campaign_start.StartSummary.from_data(campaign.start_summary).words())
 
 
 def _url(name: str, campaign: Campaign) -> str:

@@ -1,16 +1,24 @@
 """A campaign in a real browser, from the demo data: the marketer builds a segment with the form
 and a campaign with an A/B test of two variants and a holdout, never typing JSON, and asks for
-approval; the approver logs in and approves it; the marketer starts it and watches the progress
-bar move as the tick sends, without reloading the page. Screenshots at each step."""
+approval; the approver logs in and approves it; the marketer starts it (in the background) and
+watches the progress bar move as the tick sends, without reloading the page. A start whose
+worker has not run yet shows on the open page as under way, then as started once it has.
+Screenshots at each step."""
+import re
+
 import pytest
 from django.utils import timezone
 
+from campaigns.campaign_start_requests import STARTED, run_requested_start
 from campaigns.models import Campaign, CampaignRecipient, CampaignStatus, RecipientOutcome
 from campaigns.tick import tick
 from contacts.models import Segment
 from omni.tests.browser import expect, open_from_index
 
 pytestmark = pytest.mark.browser
+
+# The start runs as a Celery task and the page checks every few seconds; a loaded machine is slower.
+START_TIMEOUT_MS = 30_000
 
 
 def open_campaign(page, name: str) -> None:
@@ -116,12 +124,15 @@ def test_a_marketer_builds_a_tested_campaign_an_approver_approves_it_and_the_mar
     campaign.refresh_from_db()
     assert campaign.approved_by.username == "approver"
 
-    # when the marketer starts it
+    # when the marketer starts it (the live server runs the start's task: eager_celery)
     switch_user(page, log_in, "marketer", demo_logins["marketer"])
     open_campaign(page, "Spring launch")
     with page.expect_navigation():
         page.locator("#campaign-start").click()
-    expect(page.locator(".messagelist")).to_contain_text("Spring launch started")
+    expect(page.locator(".messagelist")).to_contain_text("Spring launch is starting")
+    expect(page.locator("#campaign-progress")).to_have_attribute("data-status", re.compile("^(sending|scheduled)$"),
+                                                                 timeout=START_TIMEOUT_MS)
+    expect(page.locator("#campaign-start-summary")).to_contain_text("in the audience")
     campaign.refresh_from_db()
     assert campaign.status in (CampaignStatus.SCHEDULED, CampaignStatus.SENDING)
     audience = CampaignRecipient.objects.filter(campaign=campaign).count()
@@ -140,6 +151,43 @@ def test_a_marketer_builds_a_tested_campaign_an_approver_approves_it_and_the_mar
     expect(bar.locator("[data-progress-updated]")).to_contain_text("Updated")
     expect(bar.get_by_role("progressbar")).to_have_attribute("aria-valuenow", str(sent))
     screenshot("the progress bar moved")
+
+
+def test_the_open_page_follows_a_start_in_the_background_until_it_has_started(demo_logins, page, log_in,
+                                                                              screenshot):
+    # given the demo's draft campaign, and no worker taking the start yet (no eager_celery)
+    log_in("marketer", demo_logins["marketer"])
+    open_campaign(page, "Spring offer (demo)")
+
+    # when the marketer presses Start
+    with page.expect_navigation():
+        page.locator("#campaign-start").click()
+
+    # then the page answers at once: starting, asked for by whom, a bar with no figures yet
+    expect(page.locator(".messagelist")).to_contain_text(
+        "Spring offer (demo) is starting: the audience snapshot is being taken; this page shows when it has started.")
+    expect(page.locator("#campaign-progress")).to_have_attribute("data-status", "starting")
+    starting = page.locator("#campaign-starting")
+    expect(starting).to_contain_text("Starting, asked for by marketer at")
+    expect(starting.get_by_role("progressbar")).to_have_attribute("aria-valuetext", "Taking the audience snapshot")
+    expect(starting.get_by_role("progressbar")).not_to_have_attribute("aria-valuenow", re.compile(".*"))
+    expect(page.locator("#campaign-start")).to_have_count(0)
+    expect(starting.locator("[data-progress-updated]")).to_contain_text("Checked", timeout=START_TIMEOUT_MS)
+    screenshot("starting: the audience snapshot under way")
+
+    # when a worker takes the start
+    campaign = Campaign.objects.get(name="Spring offer (demo)")
+    assert campaign.status == CampaignStatus.STARTING
+    assert run_requested_start(campaign.pk) == STARTED
+
+    # then the open page shows, by itself, the campaign started and what its start did
+    expect(page.locator("#campaign-progress")).to_have_attribute("data-status", re.compile("^(sending|scheduled)$"),
+                                                                 timeout=START_TIMEOUT_MS)
+    audience = CampaignRecipient.objects.filter(campaign=campaign).count()
+    expect(page.locator("#campaign-start-summary")).to_contain_text(f"{audience} in the audience")
+    expect(page.locator("#campaign-progress-bar [data-progress-total]")).to_have_text(str(audience))
+    expect(page.locator("#campaign-starting")).to_have_count(0)
+    screenshot("started: the page shows what the start did")
 
 
 def segment_size(segment) -> int:

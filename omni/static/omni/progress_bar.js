@@ -1,6 +1,9 @@
 // Progress bars (omni/templates/omni/progress_bar.html) with a data-progress-url redraw themselves
 // while the page is open: every data-refresh-seconds the URL answers Progress.as_json()
 // ({total, done, percent, remaining, words, segments: [{key, count, width}]}).
+// A box with data-reload-unless-status waits for something with no figures yet (a campaign
+// starting, its bar indeterminate): once the URL's "status" is another, the page reloads to show
+// what the new status brings.
 (function () {
   "use strict";
 
@@ -28,7 +31,16 @@
   function refresh(box) {
     return fetch(box.dataset.progressUrl, {credentials: "same-origin", headers: {Accept: "application/json"}})
       .then(function (response) { return response.ok ? response.json() : null; })
-      .then(function (figures) { if (figures) draw(box, figures); })
+      .then(function (figures) {
+        if (!figures) return;
+        var waitingWhile = box.dataset.reloadUnlessStatus;
+        if (waitingWhile) {
+          if (figures.status && figures.status !== waitingWhile) window.location.reload();
+          else setText(box.querySelector("[data-progress-updated]"), "Checked " + new Date().toLocaleTimeString() + ".");
+          return;
+        }
+        draw(box, figures);
+      })
       .catch(function () { /* the next round tries again */ });
   }
 
