@@ -31,14 +31,18 @@ def campaign_page(context, campaign: Campaign):
     digest = campaign_approval.campaign_digest(campaign)
     draft = campaign.status == CampaignStatus.DRAFT
     starting = campaign.status == CampaignStatus.STARTING
+    problems = campaign_start.start_problems(campaign, count=count) if draft else []
+    refused = campaign.start_refused_problems if draft else []
     return {
         "campaign": campaign,
         "csrf_token": context.get("csrf_token"),
-        "problems": campaign_start.start_problems(campaign, count=count) if draft else [],
+        "problems": problems,
         "draft": draft,
         "starting": starting,
         "start_requested": _start_requested_words(campaign),
-        "start_refused_problems": campaign.start_refused_problems if draft else [],
+        "start_refused": bool(refused),
+        # What still stops it is listed once, under what stops it now.
+        "start_refused_problems": [problem for problem in refused if problem not in problems],
         "start_summary": _start_summary_words(campaign),
         "approval": state,
         "approved_version": digest[:12] if state.status == "approved" else "",

@@ -113,7 +113,10 @@ def test_after_a_refused_start_the_page_says_why_until_the_next_request(
     refused_section = page.split('id="campaign-start-refused"')[1].split("</section>")[0]
     assert "Its start, asked for by mara at " in refused_section and "did not happen: it is a draft again" in \
         refused_section
-    assert "approv" in refused_section
+    # The approval it still needs is listed once, under what stops it now.
+    assert "Why: what still stops it, listed below." in refused_section
+    problems_section = page.split('id="campaign-problems"')[1].split("</section>")[0]
+    assert "approv" in problems_section and "approv" not in refused_section
     assert 'id="campaign-start"' in page
 
 
