@@ -27,8 +27,10 @@ TRANSITIONS = {
     S.PAUSED: {S.SCHEDULED, S.SENDING},
     S.SENT: {S.SENDING},
     # From sent only while some of its messages are not queued yet (deferred by quiet hours):
-    # campaign_sending.cancel_campaign refuses a sent campaign with nothing left to stop.
-    S.CANCELLED: {S.DRAFT, S.SCHEDULED, S.SENDING, S.PAUSED, S.SENT},
+    # campaign_sending.cancel_campaign refuses a sent campaign with nothing left to stop. From
+    # starting: before its snapshot (the start then finds it no longer starting and does nothing),
+    # or, since the cancellation locks the campaign first, once a snapshot under way has committed.
+    S.CANCELLED: {S.DRAFT, S.STARTING, S.SCHEDULED, S.SENDING, S.PAUSED, S.SENT},
     # A background start refused, failed, or given up on: nothing was sent.
     S.DRAFT: {S.STARTING},
 }

@@ -256,6 +256,21 @@ def test_a_copy_of_the_task_never_starts_a_campaign_its_start_left(
     assert run_requested_start(campaign.pk) == NOT_STARTING
 
 
+def test_a_start_cancelled_before_its_snapshot_is_not_taken(campaign, marketer, django_capture_on_commit_callbacks):
+    from campaigns.campaign_sending import cancel_campaign, cancellable
+
+    with django_capture_on_commit_callbacks():
+        request_start(campaign, actor=marketer)
+    assert cancellable(fresh(campaign))
+
+    cancel_campaign(fresh(campaign), actor=marketer)
+
+    assert run_requested_start(campaign.pk) == NOT_STARTING  # the worker, afterwards
+    assert fresh(campaign).status == CampaignStatus.CANCELLED and not CampaignRecipient.objects.exists()
+    assert entry(campaign, "campaign.cancelled").data["from"] == "starting"
+    assert "campaign.started" not in actions(campaign)
+
+
 def test_the_task_is_acked_late_and_keeps_no_result():
     assert tasks.start_campaign_task.acks_late is True and tasks.start_campaign_task.ignore_result is True
 
