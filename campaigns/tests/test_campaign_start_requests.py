@@ -271,6 +271,72 @@ def test_a_start_cancelled_before_its_snapshot_is_not_taken(campaign, marketer, 
     assert "campaign.started" not in actions(campaign)
 
 
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_cancellation_during_the_snapshot_waits_for_it_and_cancels_what_it_wrote(
+        campaign, marketer, welcome_templates):
+    import threading
+    import time
+
+    from django.db import connections, transaction
+
+    from campaigns.campaign_sending import cancel_campaign
+    from campaigns.models import RecipientOutcome
+    from templates.models import Template
+
+    request_start(campaign, actor=marketer)  # committed: the hand-off went to the test broker
+    holding, release, errors = threading.Event(), threading.Event(), []
+
+    def in_thread(work):
+        def run():
+            try:
+                work()
+            except Exception as exc:  # surfaced through `errors`
+                errors.append(exc)
+            finally:
+                connections.close_all()
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread
+
+    def hold_the_template():
+        # The snapshot pins its variant to the template: holding the template stops it there,
+        # after it has locked the campaign and read its audience.
+        with transaction.atomic():
+            Template.objects.select_for_update().get(pk=welcome_templates[0].pk)
+            holding.set()
+            release.wait(30)
+
+    def sessions_waiting() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                           "AND datname = current_database() AND pid <> pg_backend_pid()")
+            return cursor.fetchone()[0]
+
+    def wait_until(count):
+        deadline = time.monotonic() + 10
+        while sessions_waiting() < count:
+            assert time.monotonic() < deadline, f"fewer than {count} sessions waited on a lock"
+            time.sleep(0.05)
+
+    holder = in_thread(hold_the_template)
+    assert holding.wait(10)
+    starter = in_thread(lambda: run_requested_start(campaign.pk))
+    wait_until(1)
+    canceller = in_thread(lambda: cancel_campaign(fresh(campaign), actor=marketer))
+    wait_until(2)
+    release.set()
+    for thread in (holder, starter, canceller):
+        thread.join(30)
+
+    assert not errors
+    assert fresh(campaign).status == CampaignStatus.CANCELLED
+    assert entry(campaign, "campaign.cancelled").data["from"] == "sending"
+    assert set(CampaignRecipient.objects.values_list("outcome", "skip_reason")) == {
+        (RecipientOutcome.SKIPPED, "cancelled")}
+    assert CampaignRecipient.objects.count() == 3
+
+
 def test_the_task_is_acked_late_and_keeps_no_result():
     assert tasks.start_campaign_task.acks_late is True and tasks.start_campaign_task.ignore_result is True
 
