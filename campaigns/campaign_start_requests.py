@@ -23,11 +23,10 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
-from kombu.exceptions import KombuError, OperationalError
 
 from omni import audit
 from omni.lib import approval
-from omni.lib.tasks import PUBLISH_RETRY_POLICY, task_named
+from omni.lib.tasks import publish, task_named
 
 from .campaign_approval import start_refusal
 from .campaign_audience import audience_count
@@ -80,14 +79,9 @@ def request_start(campaign: Campaign, *, actor, now=None) -> None:
 def hand_off_start(campaign_id: int) -> bool:
     """Publish the start to the workers. Never raises for a broker error: the campaign stays
     STARTING and retry_stalled_starts hands it off again."""
-    try:
-        task_named(START_TASK).apply_async((campaign_id,), queue=START_QUEUE, retry=True,
-                                           retry_policy=PUBLISH_RETRY_POLICY)
-    except (KombuError, OperationalError, OSError) as exc:
-        log.error("Could not hand the start of campaign %s to the workers (%s); it is handed off again after %s",
-                  campaign_id, exc, settings.OMNI_CAMPAIGN_START_RETRY_AFTER)
-        return False
-    return True
+    return publish(task_named(START_TASK), (campaign_id,), queue=START_QUEUE,
+                   if_lost=f"Could not hand the start of campaign {campaign_id} to the workers; it is handed off "
+                           f"again after {settings.OMNI_CAMPAIGN_START_RETRY_AFTER}")
 
 
 def run_requested_start(campaign_id: int, *, now=None) -> str:

@@ -1,11 +1,8 @@
-import logging
-
 from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
-from kombu.exceptions import KombuError, OperationalError
 
-from omni.lib.tasks import PUBLISH_RETRY_POLICY
+from omni.lib.tasks import publish
 from omni.lib.webhooks import backoff
 
 from . import auto_pause, webhook_calls
@@ -14,7 +11,6 @@ from .campaign_sending import RECIPIENT_LEASE, send_campaign_batch
 from .campaign_start_requests import retry_stalled_starts, run_requested_start
 from .tick import tick
 
-log = logging.getLogger(__name__)
 
 # The Celery queue of run_enrollments_task, apart from sends so a send backlog never holds up steps.
 JOURNEY_QUEUE = "journeys"
@@ -64,14 +60,9 @@ def run_enrollments_task(enrollment_ids: list[int]) -> int:
 def hand_off_enrollments(enrollment_ids: list[int]) -> bool:
     """Publish a claimed batch to the workers. Never raises for a broker error: the claim has
     committed, and the batch is claimed again when its lease ends."""
-    try:
-        run_enrollments_task.apply_async((enrollment_ids,), queue=JOURNEY_QUEUE, retry=True,
-                                         retry_policy=PUBLISH_RETRY_POLICY)
-    except (KombuError, OperationalError, OSError) as exc:
-        log.error("Could not hand %d claimed enrollments to the workers (%s); they are claimed again after %s",
-                  len(enrollment_ids), exc, ENROLLMENT_LEASE)
-        return False
-    return True
+    return publish(run_enrollments_task, (enrollment_ids,), queue=JOURNEY_QUEUE,
+                   if_lost=f"Could not hand {len(enrollment_ids)} claimed enrollments to the workers; they are "
+                           f"claimed again after {ENROLLMENT_LEASE}")
 
 
 # acks_late: a worker lost mid-batch leaves the message to be redelivered; the batch's lease
@@ -85,14 +76,9 @@ def send_campaign_batch_task(recipient_ids: list[int]) -> int:
 def hand_off_recipients(recipient_ids: list[int]) -> bool:
     """Publish a claimed batch of campaign recipients to the workers. Never raises for a broker
     error: the claim has committed, and the batch is claimed again when its lease ends."""
-    try:
-        send_campaign_batch_task.apply_async((recipient_ids,), queue=CAMPAIGN_QUEUE, retry=True,
-                                             retry_policy=PUBLISH_RETRY_POLICY)
-    except (KombuError, OperationalError, OSError) as exc:
-        log.error("Could not hand %d claimed campaign recipients to the workers (%s); they are claimed again "
-                  "after %s", len(recipient_ids), exc, RECIPIENT_LEASE)
-        return False
-    return True
+    return publish(send_campaign_batch_task, (recipient_ids,), queue=CAMPAIGN_QUEUE,
+                   if_lost=f"Could not hand {len(recipient_ids)} claimed campaign recipients to the workers; they "
+                           f"are claimed again after {RECIPIENT_LEASE}")
 
 
 # acks_late: a worker lost mid-call calls again, with the same Idempotency-Key.

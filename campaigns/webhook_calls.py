@@ -8,21 +8,18 @@ with backoff, and then keeps the answer (up to 16 KiB) in Enrollment.context["we
 key>] and wakes the enrollment, unless it has stopped waiting for it (timed out, moved on,
 ended). A paused enrollment keeps the answer and runs its step once resumed.
 """
-import logging
 
 from django.db import transaction
 from django.utils import timezone
-from kombu.exceptions import KombuError, OperationalError
 
 from omni.choices import OUTBOUND_QUEUE
 from omni.lib import webhooks
-from omni.lib.tasks import PUBLISH_RETRY_POLICY, task_named
+from omni.lib.tasks import publish, task_named
 from omni.models import WebhookEndpoint
 
 from .models import Enrollment
 
 
-log = logging.getLogger(__name__)
 # The task lives in campaigns/tasks.py, which imports the tick, which imports the steps that call
 # enqueue(): looked up by name (omni.lib.tasks).
 CALL_TASK = "campaigns.tasks.call_webhook_task"
@@ -34,11 +31,8 @@ def enqueue(calls: list[tuple]) -> None:
     is not lost: its step times out and takes its else branch."""
     task = task_named(CALL_TASK)
     for call in calls:
-        try:
-            task.apply_async(call, queue=OUTBOUND_QUEUE, retry=True, retry_policy=PUBLISH_RETRY_POLICY)
-        except (KombuError, OperationalError, OSError) as exc:
-            log.error("Could not enqueue the webhook call of enrollment %s (%s); its step will time out",
-                      call[0], exc)
+        publish(task, call, queue=OUTBOUND_QUEUE,
+                if_lost=f"Could not enqueue the webhook call of enrollment {call[0]}; its step will time out")
 
 
 def idempotency_key(waiting_for: str) -> str:

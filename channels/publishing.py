@@ -17,10 +17,9 @@ from datetime import timedelta
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
-from kombu.exceptions import KombuError, OperationalError
 
 from omni.choices import send_queue
-from omni.lib.tasks import PUBLISH_RETRY_POLICY, task_named
+from omni.lib.tasks import publish, task_named
 
 from .models import Delivery, DeliveryStatus
 from .state import _update_returning_ids
@@ -95,13 +94,10 @@ def _publish(lanes: dict[int, str]) -> list[int]:
         size = send_batch_size(queue)
         for start in range(0, len(ids), size):
             batch = ids[start:start + size]
-            try:
-                send_deliveries_task.apply_async((batch, queue), queue=queue, retry=True,
-                                                 retry_policy=PUBLISH_RETRY_POLICY)
-            except (KombuError, OperationalError, OSError) as exc:
+            if not publish(send_deliveries_task, (batch, queue), queue=queue,
+                           if_lost=f"Could not publish send tasks for {len(lanes) - len(published)} deliveries; "
+                                   f"they are republished after {REPUBLISH_AFTER}"):
                 # The broker is down: later batches would fail the same way, each after its retries.
-                log.error("Could not publish send tasks for %d deliveries (%s); they are republished after %s",
-                          len(lanes) - len(published), exc, REPUBLISH_AFTER)
                 return published
             published.extend(batch)
     return published

@@ -122,7 +122,7 @@ def test_a_scheduled_campaign_starts_in_the_background_as_scheduled(
 
 def test_a_broker_that_is_down_leaves_the_start_starting_for_the_sweep(
         campaign, marketer, caplog, django_capture_on_commit_callbacks):
-    with unreachable_broker(), caplog.at_level(logging.ERROR, logger="campaigns.campaign_start_requests"), \
+    with unreachable_broker(), caplog.at_level(logging.ERROR, logger="omni.lib.tasks"), \
             django_capture_on_commit_callbacks(execute=True):
         request_start(campaign, actor=marketer)
 
